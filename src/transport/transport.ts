@@ -1,0 +1,71 @@
+/**
+ * The one interface every transport implements (UDP, DTLS, in-memory, later
+ * TCP). The message layer above it only sees datagrams and peers, so DTLS
+ * slots in under the same message layer without changing it.
+ *
+ * Hot path rules: `send` is synchronous fire-and-forget (errors surface via
+ * `onError`), and received datagrams are delivered as Buffers that the
+ * receiver may keep (transports must not reuse them).
+ */
+
+export type AddressFamily = 'IPv4' | 'IPv6';
+
+/** A remote endpoint as seen by a transport. */
+export interface Peer {
+  readonly address: string;
+  readonly port: number;
+  readonly family: AddressFamily;
+  /**
+   * For secured transports (DTLS PSK): the authenticated identity of the peer.
+   * Undefined for plain UDP.
+   */
+  readonly identity?: string;
+  /**
+   * A stable string key for this peer endpoint (`address` + `%` + `port`
+   * for IP transports). Request/response matching uses it (§5.3.2).
+   */
+  readonly key: string;
+}
+
+export interface TransportHandlers {
+  /** A datagram (one CoAP message) arrived from `peer`. */
+  message(data: Buffer, peer: Peer): void;
+  /**
+   * Something failed for one peer (ICMP unreachable, DTLS handshake failure,
+   * session closed by an alert...). Pending exchanges with that peer should fail.
+   */
+  peerError?(peer: Peer, error: Error): void;
+  /** A fatal transport error (socket closed unexpectedly). */
+  error?(error: Error): void;
+}
+
+export interface Transport {
+  /** URI scheme this transport serves: 'coap' (UDP), 'coaps' (DTLS), ... */
+  readonly scheme: string;
+  /**
+   * Reliable transports (TCP, WebSockets) skip the message layer's
+   * retransmission and deduplication. UDP and DTLS are not reliable.
+   */
+  readonly reliable: boolean;
+  /** Largest CoAP message this transport carries in one datagram, in bytes. */
+  readonly maxMessageSize: number;
+  /** Starts delivering events to `handlers`. Called once by the endpoint. */
+  attach(handlers: TransportHandlers): void;
+  /** Sends one datagram to `peer`. Never throws for network errors; see `peerError`. */
+  send(data: Uint8Array, peer: Peer): void;
+  /** The local address the transport is bound to. */
+  localAddress(): { address: string; port: number; family: AddressFamily };
+  /** Closes the transport (for DTLS: sends close_notify to every session first). */
+  close(): Promise<void>;
+}
+
+export function peerKey(address: string, port: number): string {
+  return `${address}%${port}`;
+}
+
+export function makePeer(address: string, port: number, identity?: string): Peer {
+  const family: AddressFamily = address.includes(':') ? 'IPv6' : 'IPv4';
+  return identity === undefined
+    ? { address, port, family, key: peerKey(address, port) }
+    : { address, port, family, identity, key: peerKey(address, port) };
+}
