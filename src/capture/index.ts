@@ -1,0 +1,5 @@
+export * from './bytes.js';
+export * from './dns.js';
+export * from './file.js';
+export * from './network.js';
+export * from './reader.js';
