@@ -1,0 +1,699 @@
+/**
+ * Passive DTLS 1.2 decoder: record layer, handshake messages, alerts, CCS and
+ * decryption of protected records when the PSK (or an NSS key log) is known.
+ * Crypto comes from src/dtls (PRF, key schedule, record protection, transcript).
+ */
+import { toHex } from '../capture/bytes.js';
+import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from '../dtls/crypto/keys.js';
+import { CIPHER_SUITES, type CipherSuiteInfo } from '../dtls/crypto/suites.js';
+import { HandshakeTranscript } from '../dtls/handshake/hash.js';
+import { createRecordProtection, type RecordProtection } from '../dtls/record/protection.js';
+import {
+  ALERT_NAMES,
+  CONTENT_TYPE_NAMES,
+  cipherSuiteName,
+  EXTENSION_NAMES,
+  GROUP_NAMES,
+  HANDSHAKE_TYPE_NAMES,
+  versionName,
+} from './dtls-names.js';
+
+export const DTLS_RECORD_HEADER_LENGTH = 13;
+const MAX_REASSEMBLY = 1 << 20;
+
+export interface NamedValue {
+  id: number;
+  name: string;
+}
+
+export interface DtlsExtension {
+  type: number;
+  name: string;
+  length: number;
+  /** Decoded content for the extensions we know (server name, groups...). */
+  detail?: string;
+}
+
+export interface DtlsHandshake {
+  msgType: number;
+  name: string;
+  length: number;
+  messageSeq: number;
+  fragmentOffset: number;
+  fragmentLength: number;
+  /** This record carried only part of the message. */
+  fragmented: boolean;
+  /** The message was completed by this fragment (fragments reassembled). */
+  reassembled?: boolean;
+  /** Same message_seq already seen: a retransmitted flight. */
+  retransmission?: boolean;
+  version?: number;
+  versionName?: string;
+  random?: string;
+  sessionId?: string;
+  cookie?: string;
+  cipherSuites?: NamedValue[];
+  cipherSuite?: NamedValue;
+  compressionMethods?: number[];
+  extensions?: DtlsExtension[];
+  pskIdentityHint?: string;
+  pskIdentity?: string;
+  curve?: NamedValue;
+  publicKey?: string;
+  verifyData?: string;
+  /** Finished verify_data matched the transcript (only when keys are known). */
+  verified?: boolean;
+  error?: string;
+}
+
+export interface DtlsAlert {
+  level: number;
+  levelName: string;
+  description: number;
+  descriptionName: string;
+}
+
+export interface DtlsRecord {
+  contentType: number;
+  contentTypeName: string;
+  version: number;
+  versionName: string;
+  epoch: number;
+  seq: number;
+  /** Length of the record fragment (after the 13-byte header). */
+  length: number;
+  encrypted: boolean;
+  decrypted?: boolean;
+  /** Bytes added by protection (explicit nonce + tag/MAC + padding). */
+  protectionOverhead?: number;
+  plaintextLength?: number;
+  handshake?: DtlsHandshake[];
+  alert?: DtlsAlert;
+  changeCipherSpec?: boolean;
+  /** Why an encrypted record could not be read. */
+  note?: string;
+}
+
+export type DecryptionStatus =
+  | 'decrypted'
+  | 'no-key'
+  | 'unsupported-suite'
+  | 'missing-handshake'
+  | 'wrong-key'
+  | 'nothing-encrypted';
+
+export interface DtlsSessionSummary {
+  id: number;
+  client: string;
+  server: string;
+  version?: string;
+  cookie?: string;
+  offeredSuites?: NamedValue[];
+  cipherSuite?: NamedValue;
+  extendedMasterSecret: boolean;
+  encryptThenMac: boolean;
+  pskIdentity?: string;
+  pskIdentityHint?: string;
+  clientRandom?: string;
+  serverRandom?: string;
+  /** Where the key came from, when decryption worked. */
+  keySource?: 'psk' | 'keylog';
+  decryption: { status: DecryptionStatus; detail: string };
+  handshakeComplete: boolean;
+}
+
+interface Reassembly {
+  msgType: number;
+  length: number;
+  buf: Uint8Array;
+  have: Uint8Array;
+  count: number;
+}
+
+export interface DtlsDatagramResult {
+  session: DtlsSession;
+  /** Direction of this datagram. */
+  fromClient: boolean;
+  records: DtlsRecord[];
+  /** Decrypted application data, in record order. */
+  applicationData: { record: DtlsRecord; plaintext: Uint8Array }[];
+  error?: string;
+}
+
+export class DtlsSession {
+  readonly summary: DtlsSessionSummary;
+  clientRandom?: Uint8Array;
+  serverRandom?: Uint8Array;
+  suiteId?: number;
+  suite?: CipherSuiteInfo;
+  clientOfferedEms = false;
+  serverAcceptedEms = false;
+  transcript = new HandshakeTranscript();
+  seen = new Map<string, number>();
+  reassembly = new Map<string, Reassembly>();
+  master?: Uint8Array;
+  readClient?: RecordProtection;
+  readServer?: RecordProtection;
+  sawServerHello = false;
+  encryptedRecords = 0;
+  decryptedRecords = 0;
+  failedRecords = 0;
+
+  constructor(
+    id: number,
+    readonly clientKey: string,
+    readonly serverKey: string,
+  ) {
+    this.summary = {
+      id,
+      client: clientKey,
+      server: serverKey,
+      extendedMasterSecret: false,
+      encryptThenMac: false,
+      decryption: { status: 'nothing-encrypted', detail: 'no protected records seen' },
+      handshakeComplete: false,
+    };
+  }
+}
+
+export interface DtlsTrackerOptions {
+  psk?: Uint8Array;
+  /** client_random (hex, lowercase) -> master secret, from an NSS key log. */
+  keylog?: Map<string, Uint8Array>;
+}
+
+/** Parses an NSS key log file (`CLIENT_RANDOM <client_random> <master_secret>`). */
+export function parseKeylog(text: string): Map<string, Uint8Array> {
+  const map = new Map<string, Uint8Array>();
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^CLIENT_RANDOM\s+([0-9a-fA-F]{64})\s+([0-9a-fA-F]{96})\s*$/.exec(line.trim());
+    if (m?.[1] && m[2]) map.set(m[1].toLowerCase(), Buffer.from(m[2], 'hex'));
+  }
+  return map;
+}
+
+class Reader {
+  o = 0;
+  constructor(readonly b: Uint8Array) {}
+  need(n: number, what: string): void {
+    if (this.o + n > this.b.length) throw new Error(`truncated ${what}`);
+  }
+  u8(what: string): number {
+    this.need(1, what);
+    return this.b[this.o++] as number;
+  }
+  u16(what: string): number {
+    this.need(2, what);
+    const v = ((this.b[this.o] as number) << 8) | (this.b[this.o + 1] as number);
+    this.o += 2;
+    return v;
+  }
+  bytes(n: number, what: string): Uint8Array {
+    this.need(n, what);
+    const v = this.b.subarray(this.o, this.o + n);
+    this.o += n;
+    return v;
+  }
+  vec8(what: string): Uint8Array {
+    return this.bytes(this.u8(what), what);
+  }
+  vec16(what: string): Uint8Array {
+    return this.bytes(this.u16(what), what);
+  }
+  get left(): number {
+    return this.b.length - this.o;
+  }
+}
+
+function latin(b: Uint8Array): string {
+  return Buffer.from(b).toString('utf8');
+}
+
+function parseExtensions(r: Reader): DtlsExtension[] {
+  const out: DtlsExtension[] = [];
+  if (r.left === 0) return out;
+  const all = new Reader(r.vec16('extensions'));
+  while (all.left > 0) {
+    const type = all.u16('extension type');
+    const data = all.vec16('extension data');
+    const ext: DtlsExtension = {
+      type,
+      name: EXTENSION_NAMES[type] ?? `unknown(${type})`,
+      length: data.length,
+    };
+    try {
+      const d = new Reader(data);
+      if (type === 0 && data.length >= 5) {
+        const list = new Reader(d.vec16('server_name list'));
+        const names: string[] = [];
+        while (list.left > 0) {
+          list.u8('name type');
+          names.push(latin(list.vec16('host name')));
+        }
+        ext.detail = names.join(', ');
+      } else if (type === 10) {
+        const list = new Reader(d.vec16('groups'));
+        const names: string[] = [];
+        while (list.left >= 2) {
+          const g = list.u16('group');
+          names.push(GROUP_NAMES[g] ?? `0x${g.toString(16).padStart(4, '0')}`);
+        }
+        ext.detail = names.join(', ');
+      } else if (type === 1 && data.length === 1) {
+        ext.detail = `2^${8 + (data[0] as number)}`;
+      } else if (type === 28 && data.length === 2) {
+        ext.detail = String(d.u16('limit'));
+      } else if (type === 65281) {
+        ext.detail = data.length <= 1 ? 'empty (initial handshake)' : toHex(data);
+      } else if ((type === 54 || type === 53) && data.length >= 1) {
+        ext.detail = `cid ${toHex(d.vec8('cid')) || '(empty)'}`;
+      }
+    } catch {
+      ext.detail = 'malformed';
+    }
+    out.push(ext);
+  }
+  return out;
+}
+
+function named(id: number): NamedValue {
+  return { id, name: cipherSuiteName(id) };
+}
+
+/** Decodes the body of a complete handshake message into `hs`. */
+function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherSuiteInfo | undefined): void {
+  const r = new Reader(body);
+  try {
+    switch (hs.msgType) {
+      case 1: {
+        hs.version = r.u16('version');
+        hs.versionName = versionName(hs.version);
+        hs.random = toHex(r.bytes(32, 'random'));
+        hs.sessionId = toHex(r.vec8('session id'));
+        hs.cookie = toHex(r.vec8('cookie'));
+        const suites = new Reader(r.vec16('cipher suites'));
+        hs.cipherSuites = [];
+        while (suites.left >= 2) hs.cipherSuites.push(named(suites.u16('cipher suite')));
+        hs.compressionMethods = [...r.vec8('compression methods')];
+        hs.extensions = parseExtensions(r);
+        break;
+      }
+      case 3:
+        hs.version = r.u16('version');
+        hs.versionName = versionName(hs.version);
+        hs.cookie = toHex(r.vec8('cookie'));
+        break;
+      case 2: {
+        hs.version = r.u16('version');
+        hs.versionName = versionName(hs.version);
+        hs.random = toHex(r.bytes(32, 'random'));
+        hs.sessionId = toHex(r.vec8('session id'));
+        hs.cipherSuite = named(r.u16('cipher suite'));
+        hs.compressionMethods = [r.u8('compression method')];
+        hs.extensions = parseExtensions(r);
+        break;
+      }
+      case 12: {
+        // PSK: psk_identity_hint; ECDHE_PSK: hint + ServerECDHParams.
+        hs.pskIdentityHint = latin(r.vec16('psk identity hint'));
+        if (r.left > 0 && (suite === undefined || suite.keyExchange === 'ecdhe_psk')) {
+          const curveType = r.u8('curve type');
+          if (curveType === 3) {
+            const g = r.u16('named curve');
+            hs.curve = { id: g, name: GROUP_NAMES[g] ?? `0x${g.toString(16)}` };
+          }
+          hs.publicKey = toHex(r.vec8('public key'));
+        }
+        break;
+      }
+      case 16: {
+        hs.pskIdentity = latin(r.vec16('psk identity'));
+        if (r.left > 0) hs.publicKey = toHex(r.vec8('public key'));
+        break;
+      }
+      case 20:
+        hs.verifyData = toHex(body);
+        break;
+      default:
+        break;
+    }
+  } catch (e) {
+    hs.error = e instanceof Error ? e.message : String(e);
+  }
+}
+
+export class DtlsTracker {
+  readonly sessions: DtlsSession[] = [];
+  private byFlow = new Map<string, DtlsSession>();
+
+  constructor(private readonly options: DtlsTrackerOptions = {}) {}
+
+  private flowKey(a: string, b: string): string {
+    return a < b ? `${a}|${b}` : `${b}|${a}`;
+  }
+
+  /** Decodes one UDP datagram sent from `src` to `dst` ("ip:port" strings). */
+  processDatagram(
+    src: string,
+    dst: string,
+    payload: Uint8Array,
+    serverPorts: ReadonlySet<number>,
+  ): DtlsDatagramResult {
+    const key = this.flowKey(src, dst);
+    let session = this.byFlow.get(key);
+    // A fresh ClientHello (message_seq 0, epoch 0) on a flow that already had a
+    // ServerHello starts a new session.
+    if (session === undefined || (session.sawServerHello && startsNewHandshake(payload))) {
+      const srcPort = Number(src.slice(src.lastIndexOf(':') + 1));
+      const fromClient = startsNewHandshake(payload) || !serverPorts.has(srcPort);
+      session = new DtlsSession(this.sessions.length + 1, fromClient ? src : dst, fromClient ? dst : src);
+      this.sessions.push(session);
+      this.byFlow.set(key, session);
+    }
+    const fromClient = src === session.clientKey;
+    const result: DtlsDatagramResult = { session, fromClient, records: [], applicationData: [] };
+    let o = 0;
+    while (o < payload.length) {
+      if (payload.length - o < DTLS_RECORD_HEADER_LENGTH) {
+        result.error = `truncated DTLS record header (${payload.length - o} bytes left)`;
+        break;
+      }
+      const b = payload;
+      const contentType = b[o] as number;
+      const version = ((b[o + 1] as number) << 8) | (b[o + 2] as number);
+      const epoch = ((b[o + 3] as number) << 8) | (b[o + 4] as number);
+      let seq = 0;
+      for (let i = 5; i < 11; i++) seq = seq * 256 + (b[o + i] as number);
+      const length = ((b[o + 11] as number) << 8) | (b[o + 12] as number);
+      if (o + DTLS_RECORD_HEADER_LENGTH + length > payload.length) {
+        result.error = `truncated DTLS record: length ${length}, ${payload.length - o - DTLS_RECORD_HEADER_LENGTH} bytes left`;
+        break;
+      }
+      const fragment = payload.subarray(
+        o + DTLS_RECORD_HEADER_LENGTH,
+        o + DTLS_RECORD_HEADER_LENGTH + length,
+      );
+      o += DTLS_RECORD_HEADER_LENGTH + length;
+      const rec: DtlsRecord = {
+        contentType,
+        contentTypeName: CONTENT_TYPE_NAMES[contentType] ?? `unknown(${contentType})`,
+        version,
+        versionName: versionName(version),
+        epoch,
+        seq,
+        length,
+        encrypted: epoch > 0,
+      };
+      result.records.push(rec);
+      let plain: Uint8Array | undefined = fragment;
+      if (epoch > 0) plain = this.decrypt(session, fromClient, rec, fragment);
+      if (plain === undefined) continue;
+      switch (contentType) {
+        case 20:
+          rec.changeCipherSpec = true;
+          break;
+        case 21:
+          if (plain.length >= 2) {
+            rec.alert = {
+              level: plain[0] as number,
+              levelName: plain[0] === 1 ? 'warning' : plain[0] === 2 ? 'fatal' : `level ${plain[0]}`,
+              description: plain[1] as number,
+              descriptionName: ALERT_NAMES[plain[1] as number] ?? `alert ${plain[1]}`,
+            };
+          } else rec.note = 'malformed alert';
+          break;
+        case 22:
+          rec.handshake = this.handshake(session, fromClient, plain);
+          break;
+        case 23:
+          result.applicationData.push({ record: rec, plaintext: plain });
+          break;
+        default:
+          break;
+      }
+    }
+    return result;
+  }
+
+  private decrypt(
+    session: DtlsSession,
+    fromClient: boolean,
+    rec: DtlsRecord,
+    fragment: Uint8Array,
+  ): Uint8Array | undefined {
+    session.encryptedRecords++;
+    const s = session.summary;
+    if (epochUnsupported(rec.epoch)) {
+      rec.note = `epoch ${rec.epoch} (renegotiation) is not decrypted`;
+      return undefined;
+    }
+    const prot = fromClient ? session.readClient : session.readServer;
+    if (prot === undefined || session.suite === undefined) {
+      rec.note = `not decrypted: ${s.decryption.status === 'nothing-encrypted' ? this.missingReason(session) : s.decryption.detail}`;
+      if (s.decryption.status === 'nothing-encrypted')
+        s.decryption = { status: statusFor(session, this.options), detail: this.missingReason(session) };
+      return undefined;
+    }
+    try {
+      const plain = prot.decrypt(rec.contentType, rec.epoch, rec.seq, fragment);
+      rec.decrypted = true;
+      rec.plaintextLength = plain.length;
+      rec.protectionOverhead = fragment.length - plain.length;
+      session.decryptedRecords++;
+      if (s.decryption.status !== 'wrong-key') {
+        s.decryption = {
+          status: 'decrypted',
+          detail: `decrypted with ${session.suite.name} (key from ${s.keySource === 'keylog' ? '--keylog' : 'PSK'}${s.extendedMasterSecret ? ', extended master secret' : ''})`,
+        };
+      }
+      return plain;
+    } catch {
+      session.failedRecords++;
+      rec.note = 'authentication failed: wrong PSK / key, or corrupt record';
+      s.decryption = {
+        status: 'wrong-key',
+        detail:
+          session.decryptedRecords > 0
+            ? `${session.failedRecords} record(s) failed authentication`
+            : 'records fail authentication: the PSK or key log does not match this session',
+      };
+      return undefined;
+    }
+  }
+
+  private missingReason(session: DtlsSession): string {
+    if (session.clientRandom === undefined || session.serverRandom === undefined)
+      return 'missing handshake (ClientHello/ServerHello not in the capture)';
+    if (session.suiteId !== undefined && session.suite === undefined)
+      return `unsupported cipher suite ${cipherSuiteName(session.suiteId)}`;
+    const s = session.suite;
+    if (this.options.psk === undefined && this.options.keylog === undefined)
+      return 'no key: pass --psk / --psk-hex (or --keylog)';
+    if (s?.keyExchange === 'ecdhe_psk') return `${s.name} uses ECDHE: a PSK is not enough, pass --keylog`;
+    return 'no key for this session (ClientKeyExchange missing or client random not in the key log)';
+  }
+
+  private handshake(session: DtlsSession, fromClient: boolean, data: Uint8Array): DtlsHandshake[] {
+    const out: DtlsHandshake[] = [];
+    let o = 0;
+    while (o < data.length) {
+      if (data.length - o < 12) {
+        out.push(errorHs(`truncated handshake header (${data.length - o} bytes)`));
+        break;
+      }
+      const msgType = data[o] as number;
+      const length =
+        ((data[o + 1] as number) << 16) | ((data[o + 2] as number) << 8) | (data[o + 3] as number);
+      const messageSeq = ((data[o + 4] as number) << 8) | (data[o + 5] as number);
+      const fragmentOffset =
+        ((data[o + 6] as number) << 16) | ((data[o + 7] as number) << 8) | (data[o + 8] as number);
+      const fragmentLength =
+        ((data[o + 9] as number) << 16) | ((data[o + 10] as number) << 8) | (data[o + 11] as number);
+      const hs: DtlsHandshake = {
+        msgType,
+        name: HANDSHAKE_TYPE_NAMES[msgType] ?? `unknown(${msgType})`,
+        length,
+        messageSeq,
+        fragmentOffset,
+        fragmentLength,
+        fragmented: fragmentOffset !== 0 || fragmentLength !== length,
+      };
+      out.push(hs);
+      if (o + 12 + fragmentLength > data.length || fragmentOffset + fragmentLength > length) {
+        hs.error = 'fragment exceeds record or message length';
+        break;
+      }
+      const frag = data.subarray(o + 12, o + 12 + fragmentLength);
+      o += 12 + fragmentLength;
+      const dir = fromClient ? 'c' : 's';
+      const seenKey = `${dir}${messageSeq}:${msgType}`;
+      if (session.seen.has(seenKey)) {
+        hs.retransmission = true;
+        if (!hs.fragmented) decodeHandshakeBody(hs, frag, session.suite);
+        continue;
+      }
+      let body: Uint8Array | undefined;
+      if (!hs.fragmented) body = frag;
+      else if (length <= MAX_REASSEMBLY) {
+        let ra = session.reassembly.get(seenKey);
+        if (ra === undefined || ra.length !== length) {
+          ra = { msgType, length, buf: new Uint8Array(length), have: new Uint8Array(length), count: 0 };
+          session.reassembly.set(seenKey, ra);
+        }
+        ra.buf.set(frag, fragmentOffset);
+        for (let i = fragmentOffset; i < fragmentOffset + fragmentLength; i++) {
+          if (ra.have[i] === 0) {
+            ra.have[i] = 1;
+            ra.count++;
+          }
+        }
+        if (ra.count === length) {
+          body = ra.buf;
+          hs.reassembled = true;
+          session.reassembly.delete(seenKey);
+        }
+      } else hs.error = 'message too large to reassemble';
+      if (body === undefined) continue;
+      session.seen.set(seenKey, 1);
+      decodeHandshakeBody(hs, body, session.suite);
+      this.onMessage(session, hs, body, fromClient);
+    }
+    return out;
+  }
+
+  /** Follows the handshake state: randoms, suite, EMS, keys, transcript, Finished checks. */
+  private onMessage(session: DtlsSession, hs: DtlsHandshake, body: Uint8Array, fromClient: boolean): void {
+    const s = session.summary;
+    const addToTranscript = (): void => session.transcript.add(hs.msgType, hs.messageSeq, body);
+    switch (hs.msgType) {
+      case 1:
+        if (hs.random) session.clientRandom = Buffer.from(hs.random, 'hex');
+        s.clientRandom = hs.random;
+        if (hs.cookie) s.cookie = hs.cookie;
+        if (hs.cipherSuites) s.offeredSuites = hs.cipherSuites;
+        session.clientOfferedEms = hs.extensions?.some((e) => e.type === 23) ?? false;
+        addToTranscript();
+        break;
+      case 3:
+        // HelloVerifyRequest and the ClientHello before it are not hashed (RFC 6347 §4.2.1).
+        session.transcript.reset();
+        break;
+      case 2: {
+        session.sawServerHello = true;
+        if (hs.random) session.serverRandom = Buffer.from(hs.random, 'hex');
+        s.serverRandom = hs.random;
+        s.version = hs.versionName;
+        if (hs.cipherSuite) {
+          session.suiteId = hs.cipherSuite.id;
+          session.suite = CIPHER_SUITES.get(hs.cipherSuite.id);
+          s.cipherSuite = hs.cipherSuite;
+        }
+        session.serverAcceptedEms = hs.extensions?.some((e) => e.type === 23) ?? false;
+        s.extendedMasterSecret = session.clientOfferedEms && session.serverAcceptedEms;
+        s.encryptThenMac = hs.extensions?.some((e) => e.type === 22) ?? false;
+        addToTranscript();
+        break;
+      }
+      case 12:
+        if (hs.pskIdentityHint) s.pskIdentityHint = hs.pskIdentityHint;
+        addToTranscript();
+        break;
+      case 16:
+        s.pskIdentity = hs.pskIdentity;
+        addToTranscript();
+        this.deriveKeys(session);
+        break;
+      case 20: {
+        if (session.master !== undefined && session.suite !== undefined && hs.verifyData !== undefined) {
+          const expected = finishedVerifyData(
+            session.suite,
+            session.master,
+            fromClient ? 'client finished' : 'server finished',
+            session.transcript.digest(session.suite.prfHash),
+          );
+          hs.verified = toHex(expected) === hs.verifyData;
+          session.seen.set(fromClient ? 'finished:client' : 'finished:server', 1);
+          if (!fromClient) s.handshakeComplete = true;
+        } else {
+          session.seen.set(fromClient ? 'finished:client' : 'finished:server', 1);
+          if (!fromClient) s.handshakeComplete = true;
+        }
+        addToTranscript();
+        break;
+      }
+      default:
+        addToTranscript();
+    }
+  }
+
+  private deriveKeys(session: DtlsSession): void {
+    const s = session.summary;
+    const suite = session.suite;
+    if (session.clientRandom === undefined || session.serverRandom === undefined) return;
+    if (suite === undefined) {
+      s.decryption = {
+        status: 'unsupported-suite',
+        detail: `unsupported cipher suite ${session.suiteId !== undefined ? cipherSuiteName(session.suiteId) : '(none)'}`,
+      };
+      return;
+    }
+    const fromLog = this.options.keylog?.get(toHex(session.clientRandom));
+    let master: Uint8Array | undefined;
+    if (fromLog !== undefined) {
+      master = fromLog;
+      s.keySource = 'keylog';
+    } else if (this.options.psk !== undefined && suite.keyExchange === 'psk') {
+      const premaster = pskPremasterSecret(this.options.psk);
+      const sessionHash = s.extendedMasterSecret ? session.transcript.digest(suite.prfHash) : undefined;
+      master = masterSecret(suite, premaster, session.clientRandom, session.serverRandom, sessionHash);
+      s.keySource = 'psk';
+    }
+    if (master === undefined) {
+      s.decryption = { status: statusFor(session, this.options), detail: this.missingReason(session) };
+      return;
+    }
+    session.master = master;
+    const keys = keyBlock(suite, master, session.clientRandom, session.serverRandom);
+    session.readClient = createRecordProtection(suite, keys, 'server', 'read');
+    session.readServer = createRecordProtection(suite, keys, 'client', 'read');
+  }
+}
+
+function statusFor(session: DtlsSession, options: DtlsTrackerOptions): DecryptionStatus {
+  if (session.clientRandom === undefined || session.serverRandom === undefined) return 'missing-handshake';
+  if (session.suiteId !== undefined && session.suite === undefined) return 'unsupported-suite';
+  if (options.psk === undefined && options.keylog === undefined) return 'no-key';
+  if (session.suite?.keyExchange === 'ecdhe_psk') return 'no-key';
+  return session.summary.pskIdentity === undefined ? 'missing-handshake' : 'no-key';
+}
+
+function epochUnsupported(epoch: number): boolean {
+  return epoch > 1;
+}
+
+function errorHs(error: string): DtlsHandshake {
+  return {
+    msgType: -1,
+    name: 'malformed',
+    length: 0,
+    messageSeq: 0,
+    fragmentOffset: 0,
+    fragmentLength: 0,
+    fragmented: false,
+    error,
+  };
+}
+
+/** True if the datagram starts with an epoch-0 ClientHello with message_seq 0. */
+function startsNewHandshake(p: Uint8Array): boolean {
+  return (
+    p.length >= 25 && p[0] === 22 && p[3] === 0 && p[4] === 0 && p[13] === 1 && p[17] === 0 && p[18] === 0
+  );
+}
+
+/** Looks like a DTLS record header (content type 20-25, version 0xFEXX). */
+export function looksLikeDtls(p: Uint8Array): boolean {
+  return (
+    p.length >= DTLS_RECORD_HEADER_LENGTH && (p[0] as number) >= 20 && (p[0] as number) <= 25 && p[1] === 0xfe
+  );
+}
