@@ -1,0 +1,116 @@
+/** `coapkit dissect FILE`: CLI entry point (wired into the coapkit CLI by src/cli). */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { CoapError } from '../errors.js';
+import { dissect } from './dissect.js';
+import { renderJson, renderText } from './render.js';
+
+export const DISSECT_USAGE = `Usage: coapkit dissect FILE [options]
+
+Decode a pcap / pcapng capture the way the "life of a CoAP message" goes:
+DNS resolution, the DTLS handshake flight by flight, then CoAP messages
+grouped by exchange (piggybacked / separate responses, block-wise, observe).
+
+Options:
+  --psk SECRET      DTLS pre-shared key as text (ASCII/UTF-8)
+  --psk-hex HEX     DTLS pre-shared key as hex
+  --keylog FILE     NSS key log (CLIENT_RANDOM lines), e.g. for ECDHE_PSK suites
+  --port N          also decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always)
+  --json            machine-readable output (one JSON object)
+  --no-color        never use colors (default: colors only on a terminal)
+  -h, --help        show this help
+
+Exit status: 0 ok, 1 capture truncated/corrupt (partial output printed), 2 usage error.
+`;
+
+export interface DissectIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  isTTY: boolean;
+}
+
+export async function runDissect(argv: string[], io: DissectIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    io.stderr.write(`coapkit dissect: ${e instanceof Error ? e.message : String(e)}\n\n${DISSECT_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout.write(DISSECT_USAGE);
+    return 0;
+  }
+  const usage = (m: string): number => {
+    io.stderr.write(`coapkit dissect: ${m}\n\n${DISSECT_USAGE}`);
+    return 2;
+  };
+  if (positionals.length !== 1)
+    return usage(positionals.length === 0 ? 'missing FILE' : 'exactly one FILE expected');
+  if (values.psk !== undefined && values['psk-hex'] !== undefined)
+    return usage('use --psk or --psk-hex, not both');
+  let psk: Uint8Array | undefined;
+  if (values.psk !== undefined) psk = Buffer.from(values.psk, 'utf8');
+  if (values['psk-hex'] !== undefined) {
+    const h = values['psk-hex'].replace(/^0x/i, '').replace(/[\s:]/g, '');
+    if (!/^([0-9a-fA-F]{2})+$/.test(h)) return usage('--psk-hex must be an even number of hex digits');
+    psk = Buffer.from(h, 'hex');
+  }
+  const ports: number[] = [];
+  for (const p of values.port ?? []) {
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || n < 1 || n > 65535) return usage(`invalid --port ${p}`);
+    ports.push(n);
+  }
+  const file = positionals[0] as string;
+  let bytes: Buffer;
+  let keylog: string | undefined;
+  try {
+    bytes = await readFile(file);
+    if (values.keylog !== undefined) keylog = await readFile(values.keylog, 'utf8');
+  } catch (e) {
+    io.stderr.write(
+      `coapkit dissect: cannot read ${e instanceof Error && 'path' in e ? String(e.path) : file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`,
+    );
+    return 2;
+  }
+  try {
+    const result = dissect(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+      ...(psk !== undefined ? { psk } : {}),
+      ...(keylog !== undefined ? { keylog } : {}),
+      ports,
+    });
+    io.stdout.write(
+      values.json ? renderJson(result) : renderText(result, { color: io.isTTY && !values['no-color'] }),
+    );
+    if (result.error) {
+      io.stderr.write(`coapkit dissect: ${result.error.message}\n`);
+      return 1;
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof CoapError) {
+      io.stderr.write(`coapkit dissect: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      psk: { type: 'string' },
+      'psk-hex': { type: 'string' },
+      keylog: { type: 'string' },
+      port: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+      'no-color': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}

@@ -1,0 +1,357 @@
+/**
+ * dissect(): the offline "life of a CoAP message". Decodes a pcap/pcapng
+ * capture layer by layer (link, IP, UDP, DNS, DTLS, CoAP) and groups the CoAP
+ * messages into exchanges. Pure: takes bytes, returns a plain JSON-able object.
+ */
+import { type DnsMessage, decodeDns, summarizeDns } from '../capture/dns.js';
+import { decodeIp, decodeLinkLayer, decodeUdp, LINK_TYPE_NAMES } from '../capture/network.js';
+import { type CaptureFile, parseCapture, partialCapture } from '../capture/reader.js';
+import { decodeMessage } from '../codec/message.js';
+import { type CaptureFormatError, CoapError } from '../errors.js';
+import {
+  type BlockTransfer,
+  type CoapExchange,
+  type CoapMessageInfo,
+  describeMessage,
+  groupExchanges,
+} from './coap.js';
+import {
+  DTLS_RECORD_HEADER_LENGTH,
+  type DtlsRecord,
+  type DtlsSessionSummary,
+  DtlsTracker,
+  looksLikeDtls,
+  parseKeylog,
+} from './dtls.js';
+
+export interface DissectOptions {
+  /** DTLS pre-shared key (raw bytes). */
+  psk?: Uint8Array;
+  /** Contents of an NSS key log file (CLIENT_RANDOM lines). */
+  keylog?: string;
+  /** Extra UDP ports to decode as CoAP / DTLS (5683 and 5684 always are). */
+  ports?: number[];
+}
+
+/** Bytes each layer adds to a frame. */
+export interface LayerBytes {
+  frame: number;
+  link?: number;
+  ip?: number;
+  udp?: number;
+  /** DTLS record headers (13 bytes each). */
+  dtlsHeaders?: number;
+  /** DTLS protection: explicit nonce + tag (+ padding). */
+  dtlsProtection?: number;
+  /** DTLS handshake / CCS / alert content. */
+  dtlsContent?: number;
+  dns?: number;
+  coapHeader?: number;
+  coapPayload?: number;
+  /** Bytes not decoded further (other protocols, encrypted data without key). */
+  other?: number;
+}
+
+export interface FrameInfo {
+  number: number;
+  /** Seconds since the first frame. */
+  relTime: number;
+  /** ISO 8601 with nanoseconds. */
+  time: string;
+  capturedLength: number;
+  originalLength: number;
+  link?: { type: number; name: string; headerLength: number; src?: string; dst?: string; vlans?: number[] };
+  ip?: {
+    version: 4 | 6;
+    src: string;
+    dst: string;
+    protocol: number;
+    headerLength: number;
+    totalLength: number;
+    ttl: number;
+    optionsLength?: number;
+    extensionHeaders?: number[];
+    fragment?: { id: number; offset: number; moreFragments: boolean };
+  };
+  udp?: { srcPort: number; dstPort: number; length: number };
+  protocol: 'dns' | 'dtls' | 'coap' | 'udp' | 'ip' | 'link';
+  dns?: DnsMessage;
+  dtls?: { session: number; fromClient: boolean; records: DtlsRecord[]; error?: string };
+  /** Indices into result.coap.messages. */
+  coap?: number[];
+  bytes: LayerBytes;
+  summary: string;
+  errors: string[];
+}
+
+export interface DtlsFlight {
+  number: number;
+  fromClient: boolean;
+  frames: number[];
+}
+
+export interface DtlsSessionInfo extends DtlsSessionSummary {
+  flights: DtlsFlight[];
+  applicationDataRecords: number;
+}
+
+export interface DissectResult {
+  capture: {
+    format: 'pcap' | 'pcapng';
+    byteOrder: string;
+    precision?: string;
+    linkTypes: { type: number; name: string }[];
+    frameCount: number;
+    start?: string;
+  };
+  frames: FrameInfo[];
+  /** Frame numbers of DNS messages, in order. */
+  dns: number[];
+  dtls: DtlsSessionInfo[];
+  coap: { messages: CoapMessageInfo[]; exchanges: CoapExchange[]; blockTransfers: BlockTransfer[] };
+  /** Set when the capture is truncated or corrupt: everything before the fault is still in the result. */
+  error?: { code: string; message: string };
+  warnings: string[];
+}
+
+const DNS_PORTS = new Set([53, 5353]);
+
+function isoTime(seconds: number, nanos: number): string {
+  const d = new Date(seconds * 1000);
+  if (Number.isNaN(d.getTime())) return `${seconds}.${String(nanos).padStart(9, '0')}`;
+  return d.toISOString().replace(/\.\d{3}Z$/, `.${String(nanos).padStart(9, '0')}Z`);
+}
+
+const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export function dissect(bytes: Uint8Array, options: DissectOptions = {}): DissectResult {
+  let capture: CaptureFile;
+  let error: DissectResult['error'];
+  try {
+    capture = parseCapture(bytes);
+  } catch (e) {
+    const partial = partialCapture(e);
+    if (partial === undefined) throw e;
+    capture = partial;
+    error = { code: (e as CaptureFormatError).code, message: msg(e) };
+  }
+  const ports = new Set([5683, 5684, ...(options.ports ?? [])]);
+  const tracker = new DtlsTracker({
+    ...(options.psk !== undefined ? { psk: options.psk } : {}),
+    ...(options.keylog !== undefined ? { keylog: parseKeylog(options.keylog) } : {}),
+  });
+  const result: DissectResult = {
+    capture: {
+      format: capture.format,
+      byteOrder: capture.byteOrder,
+      linkTypes: [...new Set(capture.interfaces.map((i) => i.linkType))].map((t) => ({
+        type: t,
+        name: LINK_TYPE_NAMES[t] ?? `link type ${t}`,
+      })),
+      frameCount: capture.frames.length,
+    },
+    frames: [],
+    dns: [],
+    dtls: [],
+    coap: { messages: [], exchanges: [], blockTransfers: [] },
+    warnings: [],
+  };
+  if (capture.precision) result.capture.precision = capture.precision;
+  if (error) result.error = error;
+  const first = capture.frames[0];
+  if (first) result.capture.start = isoTime(first.seconds, first.nanos);
+  const flights = new Map<number, DtlsFlight[]>();
+  const appRecords = new Map<number, number>();
+
+  for (const f of capture.frames) {
+    const relTime = first ? f.seconds - first.seconds + (f.nanos - first.nanos) / 1e9 : 0;
+    const fi: FrameInfo = {
+      number: f.number,
+      relTime: Math.round(relTime * 1e9) / 1e9,
+      time: isoTime(f.seconds, f.nanos),
+      capturedLength: f.data.length,
+      originalLength: f.originalLength,
+      protocol: 'link',
+      bytes: { frame: f.data.length },
+      summary: '',
+      errors: [],
+    };
+    result.frames.push(fi);
+    if (f.data.length < f.originalLength)
+      fi.errors.push(`frame truncated by snap length (${f.data.length} of ${f.originalLength} bytes)`);
+    try {
+      const link = decodeLinkLayer(f.linkType, f.data);
+      fi.link = { type: link.linkType, name: link.name, headerLength: link.headerLength };
+      if (link.src) fi.link.src = link.src;
+      if (link.dst) fi.link.dst = link.dst;
+      if (link.vlans) fi.link.vlans = link.vlans;
+      fi.bytes.link = link.headerLength;
+      if (link.etherType !== 0x0800 && link.etherType !== 0x86dd) {
+        fi.summary = `${link.name}, ethertype 0x${link.etherType.toString(16).padStart(4, '0')} (not IP)`;
+        fi.bytes.other = link.payload.length;
+        continue;
+      }
+      const ip = decodeIp(link.payload);
+      fi.protocol = 'ip';
+      fi.ip = {
+        version: ip.version,
+        src: ip.src,
+        dst: ip.dst,
+        protocol: ip.protocol,
+        headerLength: ip.headerLength,
+        totalLength: ip.totalLength,
+        ttl: ip.ttl,
+      };
+      if (ip.optionsLength) fi.ip.optionsLength = ip.optionsLength;
+      if (ip.extensionHeaders) fi.ip.extensionHeaders = ip.extensionHeaders;
+      fi.bytes.ip = ip.headerLength;
+      if (ip.truncated)
+        fi.errors.push(`IP packet truncated (${link.payload.length} of ${ip.totalLength} bytes captured)`);
+      if (ip.fragment) {
+        fi.ip.fragment = ip.fragment;
+        fi.summary = `IPv${ip.version} fragment id ${ip.fragment.id} offset ${ip.fragment.offset}${ip.fragment.moreFragments ? ' (more)' : ''} ${ip.src} → ${ip.dst} (not reassembled)`;
+        fi.errors.push('IP fragment: reassembly is not supported, contents not decoded');
+        fi.bytes.other = ip.payload.length;
+        continue;
+      }
+      if (ip.protocol !== 17) {
+        fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP)`;
+        fi.bytes.other = ip.payload.length;
+        continue;
+      }
+      const udp = decodeUdp(ip.payload);
+      fi.protocol = 'udp';
+      fi.udp = { srcPort: udp.srcPort, dstPort: udp.dstPort, length: udp.length };
+      fi.bytes.udp = 8;
+      if (udp.truncated) fi.errors.push('UDP datagram truncated');
+      const src = endpoint(ip.src, ip.version, udp.srcPort);
+      const dst = endpoint(ip.dst, ip.version, udp.dstPort);
+      fi.summary = `UDP ${src} → ${dst} ${udp.payload.length} bytes`;
+      const p = udp.payload;
+      if (DNS_PORTS.has(udp.srcPort) || DNS_PORTS.has(udp.dstPort)) {
+        fi.protocol = 'dns';
+        fi.bytes.dns = p.length;
+        const dns = decodeDns(p);
+        fi.dns = dns;
+        fi.summary = `DNS ${summarizeDns(dns)}`;
+        result.dns.push(fi.number);
+        continue;
+      }
+      if (!ports.has(udp.srcPort) && !ports.has(udp.dstPort)) {
+        fi.bytes.other = p.length;
+        continue;
+      }
+      if (looksLikeDtls(p)) {
+        fi.protocol = 'dtls';
+        const r = tracker.processDatagram(src, dst, p, ports);
+        fi.dtls = { session: r.session.summary.id, fromClient: r.fromClient, records: r.records };
+        if (r.error) {
+          fi.dtls.error = r.error;
+          fi.errors.push(r.error);
+        }
+        let headers = 0;
+        let protection = 0;
+        let content = 0;
+        let undecrypted = 0;
+        for (const rec of r.records) {
+          headers += DTLS_RECORD_HEADER_LENGTH;
+          if (rec.encrypted && !rec.decrypted) undecrypted += rec.length;
+          else if (rec.contentType !== 23) {
+            protection += rec.protectionOverhead ?? 0;
+            content += rec.length - (rec.protectionOverhead ?? 0);
+          } else protection += rec.protectionOverhead ?? 0;
+        }
+        fi.bytes.dtlsHeaders = headers;
+        fi.bytes.dtlsProtection = protection;
+        if (content) fi.bytes.dtlsContent = content;
+        if (undecrypted) fi.bytes.other = undecrypted;
+        const nonApp = r.records.filter((x) => x.contentType !== 23);
+        if (nonApp.length > 0) {
+          const list = flights.get(r.session.summary.id) ?? [];
+          flights.set(r.session.summary.id, list);
+          const last = list[list.length - 1];
+          if (last && last.fromClient === r.fromClient) last.frames.push(fi.number);
+          else list.push({ number: list.length + 1, fromClient: r.fromClient, frames: [fi.number] });
+        }
+        const apps = r.records.filter((x) => x.contentType === 23).length;
+        appRecords.set(r.session.summary.id, (appRecords.get(r.session.summary.id) ?? 0) + apps);
+        fi.summary = `DTLS ${r.records.map(recordLabel).join(', ')}`;
+        for (const a of r.applicationData) {
+          fi.protocol = 'coap';
+          addCoap(result, fi, a.plaintext, src, dst, 'dtls', r.session.summary.id);
+        }
+        continue;
+      }
+      addCoap(result, fi, p, src, dst, 'udp');
+    } catch (e) {
+      if (!(e instanceof CoapError)) throw e;
+      fi.errors.push(msg(e));
+      if (!fi.summary) fi.summary = `malformed: ${msg(e)}`;
+    }
+  }
+  const grouped = groupExchanges(result.coap.messages);
+  result.coap.exchanges = grouped.exchanges;
+  result.coap.blockTransfers = grouped.blockTransfers;
+  for (const m of result.coap.messages) {
+    const fi = result.frames[m.frame - 1];
+    if (fi && fi.coap?.[0] === m.index) fi.summary = `CoAP ${m.summary}`;
+  }
+  for (const s of tracker.sessions) {
+    result.dtls.push({
+      ...s.summary,
+      flights: flights.get(s.summary.id) ?? [],
+      applicationDataRecords: appRecords.get(s.summary.id) ?? 0,
+    });
+    if (s.summary.decryption.status !== 'decrypted' && s.summary.decryption.status !== 'nothing-encrypted') {
+      result.warnings.push(
+        `DTLS session ${s.summary.id} (${s.summary.client} → ${s.summary.server}): ${s.summary.decryption.detail}`,
+      );
+    }
+  }
+  return result;
+}
+
+function addCoap(
+  result: DissectResult,
+  fi: FrameInfo,
+  bytes: Uint8Array,
+  src: string,
+  dst: string,
+  transport: 'udp' | 'dtls',
+  dtlsSession?: number,
+): void {
+  try {
+    const m = decodeMessage(bytes);
+    const info = describeMessage(m, bytes.length, {
+      index: result.coap.messages.length,
+      frame: fi.number,
+      relTime: fi.relTime,
+      src,
+      dst,
+      transport,
+      ...(dtlsSession !== undefined ? { dtlsSession } : {}),
+    });
+    result.coap.messages.push(info);
+    fi.protocol = 'coap';
+    (fi.coap ??= []).push(info.index);
+    fi.bytes.coapHeader = (fi.bytes.coapHeader ?? 0) + info.headerLength;
+    fi.bytes.coapPayload = (fi.bytes.coapPayload ?? 0) + info.payload.length;
+  } catch (e) {
+    if (!(e instanceof CoapError)) throw e;
+    fi.errors.push(`not a valid CoAP message: ${msg(e)}`);
+    fi.bytes.other = (fi.bytes.other ?? 0) + bytes.length;
+  }
+}
+
+function endpoint(ip: string, version: 4 | 6, port: number): string {
+  return version === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+function recordLabel(r: DtlsRecord): string {
+  if (r.handshake && r.handshake.length > 0) return r.handshake.map((h) => h.name).join(', ');
+  if (r.alert) return `Alert (${r.alert.levelName} ${r.alert.descriptionName})`;
+  if (r.changeCipherSpec) return 'ChangeCipherSpec';
+  if (r.contentType === 23) return 'Application Data';
+  if (r.encrypted && !r.decrypted) return `Encrypted ${r.contentTypeName}`;
+  return r.contentTypeName;
+}

@@ -1,0 +1,6 @@
+export * from './cli.js';
+export * from './coap.js';
+export * from './dissect.js';
+export * from './dtls.js';
+export * from './dtls-names.js';
+export * from './render.js';

@@ -1,0 +1,247 @@
+/** Text (narrative) and JSON renderings of a DissectResult. */
+import type { DnsRecord } from '../capture/dns.js';
+import type { CoapMessageInfo } from './coap.js';
+import type { DissectResult, FrameInfo } from './dissect.js';
+import type { DtlsHandshake, DtlsRecord } from './dtls.js';
+
+export interface RenderOptions {
+  color: boolean;
+}
+
+const ANSI = { bold: 1, dim: 2, red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36 } as const;
+type Style = keyof typeof ANSI;
+
+export function renderJson(result: DissectResult): string {
+  return `${JSON.stringify(result, null, 2)}\n`;
+}
+
+export function renderText(result: DissectResult, options: RenderOptions = { color: false }): string {
+  const c = (style: Style, s: string): string => (options.color ? `\x1b[${ANSI[style]}m${s}\x1b[0m` : s);
+  const out: string[] = [];
+  const frame = (n: number): FrameInfo | undefined => result.frames[n - 1];
+  const t = (rel: number): string => rel.toFixed(6);
+  const heading = (s: string): void => {
+    out.push('');
+    out.push(c('bold', s));
+    out.push(c('bold', '='.repeat(s.length)));
+  };
+
+  const cap = result.capture;
+  out.push(
+    c(
+      'bold',
+      `Capture: ${cap.format} (${cap.byteOrder}${cap.precision ? `, ${cap.precision}second timestamps` : ''}), ${cap.frameCount} frame(s), link: ${cap.linkTypes.map((l) => `${l.name} (${l.type})`).join(', ') || 'none'}`,
+    ),
+  );
+  if (cap.start) out.push(`Start: ${cap.start}`);
+  if (result.error)
+    out.push(c('red', `Capture error: ${result.error.message} — showing what was decoded before it`));
+
+  // 1. DNS
+  heading('1. Address resolution (DNS)');
+  if (result.dns.length === 0) out.push('  (no DNS messages)');
+  for (const n of result.dns) {
+    const f = frame(n);
+    if (!f?.dns) continue;
+    const d = f.dns;
+    out.push(
+      `#${f.number} ${t(f.relTime)} ${endpoints(f)} ${c(d.isResponse ? 'green' : 'cyan', d.isResponse ? 'response' : 'query')} id 0x${d.id.toString(16).padStart(4, '0')}${d.isResponse ? ` ${d.rcodeName}` : ''}`,
+    );
+    for (const q of d.questions)
+      out.push(`    question: ${q.name} ${q.typeName}${q.class !== 1 ? ` class ${q.class}` : ''}`);
+    const rr = (label: string, r: DnsRecord): string =>
+      `    ${label}: ${r.name} ${r.typeName}${r.type === 41 ? '' : ` ttl ${r.ttl}`} ${r.display}`;
+    for (const r of d.answers) out.push(rr('answer', r));
+    for (const r of d.authority) out.push(rr('authority', r));
+    for (const r of d.additional) out.push(rr('additional', r));
+    if (d.isResponse && d.answers.length === 0) out.push(c('dim', '    (no answer records)'));
+    out.push(c('dim', `    bytes: ${layerBytes(f)}`));
+  }
+
+  // 2. DTLS
+  heading('2. Secure channel (DTLS)');
+  if (result.dtls.length === 0) out.push('  (no DTLS traffic)');
+  for (const s of result.dtls) {
+    out.push(c('bold', `Session ${s.id}: client ${s.client} ↔ server ${s.server}`));
+    if (s.cipherSuite) out.push(`  cipher suite: ${s.cipherSuite.name} (0x${hex4(s.cipherSuite.id)})`);
+    if (s.version) out.push(`  version: ${s.version}`);
+    out.push(
+      `  extended master secret: ${s.extendedMasterSecret ? 'yes' : 'no'}${s.encryptThenMac ? ', encrypt-then-MAC' : ''}`,
+    );
+    if (s.pskIdentity !== undefined) out.push(`  PSK identity: ${JSON.stringify(s.pskIdentity)}`);
+    if (s.pskIdentityHint !== undefined)
+      out.push(`  PSK identity hint: ${JSON.stringify(s.pskIdentityHint)}`);
+    const st = s.decryption.status;
+    out.push(
+      `  decryption: ${c(st === 'decrypted' ? 'green' : st === 'nothing-encrypted' ? 'dim' : 'red', `${st}: ${s.decryption.detail}`)}`,
+    );
+    for (const fl of s.flights) {
+      out.push(`  Flight ${fl.number} (${fl.fromClient ? 'client → server' : 'server → client'})`);
+      for (const n of fl.frames) {
+        const f = frame(n);
+        if (!f?.dtls) continue;
+        out.push(`    #${f.number} ${t(f.relTime)} ${f.dtls.records.length} record(s) in one datagram`);
+        for (const r of f.dtls.records) out.push(...renderRecord(r, c));
+        if (f.dtls.error) out.push(c('red', `      ${f.dtls.error}`));
+        out.push(c('dim', `      bytes: ${layerBytes(f)}`));
+      }
+    }
+    out.push(`  application data records: ${s.applicationDataRecords}`);
+  }
+
+  // 3. CoAP
+  heading('3. CoAP messages, by exchange');
+  const msgs = result.coap.messages;
+  if (msgs.length === 0) out.push('  (no CoAP messages decoded)');
+  const shownBlocks = new Set<number>();
+  for (const ex of result.coap.exchanges) {
+    if (ex.blockTransfer !== undefined) {
+      if (shownBlocks.has(ex.blockTransfer)) continue;
+      shownBlocks.add(ex.blockTransfer);
+      const bt = result.coap.blockTransfers[ex.blockTransfer - 1];
+      if (bt === undefined) continue;
+      out.push('');
+      out.push(
+        c(
+          'bold',
+          `Block-wise transfer ${bt.id}: ${bt.method} ${bt.uriPath || '/'} (${bt.option}, ${bt.blocks} block(s) of ${bt.blockSize} B, ${bt.bytes} payload bytes, ${bt.complete ? 'complete' : 'incomplete'}) ${bt.client} → ${bt.server}`,
+        ),
+      );
+      for (const id of bt.exchanges) {
+        const e = result.coap.exchanges[id - 1];
+        if (e) renderExchange(e, '  ');
+      }
+      continue;
+    }
+    out.push('');
+    renderExchange(ex, '');
+  }
+
+  function renderExchange(ex: DissectResult['coap']['exchanges'][number], indent: string): void {
+    const title = ex.method
+      ? `Exchange ${ex.id}: ${ex.method} ${ex.uriPath || '/'} [${ex.kind}] ${ex.client} → ${ex.server}${ex.transport === 'dtls' ? ' (DTLS)' : ''}`
+      : `Exchange ${ex.id}: [${ex.kind}] ${ex.client} ↔ ${ex.server}`;
+    out.push(indent + c('bold', title));
+    for (const { index, role } of ex.messages) {
+      const m = msgs[index];
+      if (m) out.push(...renderMessage(m, role, `${indent}  `));
+    }
+  }
+
+  function renderMessage(m: CoapMessageInfo, role: string, indent: string): string[] {
+    const lines: string[] = [];
+    const color: Style =
+      m.type === 3
+        ? 'red'
+        : m.kind === 'request'
+          ? 'cyan'
+          : m.code >= 128
+            ? 'red'
+            : m.code >= 96
+              ? 'yellow'
+              : 'green';
+    const arrow = `${m.src} → ${m.dst}`;
+    lines.push(
+      `${indent}#${m.frame} ${t(m.relTime)} ${c(color, m.summary)}  ${c('dim', `${arrow} — ${role}`)}`,
+    );
+    const d = `${indent}    `;
+    for (const o of m.options) lines.push(`${d}${o.name} (${o.number}, ${o.format}): ${o.display}`);
+    if (m.payload.length > 0) {
+      lines.push(
+        `${d}payload (${m.contentFormat ? m.contentFormat.name : 'no Content-Format'}, ${m.payload.length} B, ${m.payload.kind}): ${m.payload.preview}`,
+      );
+    }
+    const f = frame(m.frame);
+    const hdr = `CoAP header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length > 0 ? ' + marker 1' : ''} = ${m.headerLength} B, payload ${m.payload.length} B`;
+    lines.push(c('dim', `${d}${hdr}${f ? ` | frame: ${layerBytes(f)}` : ''}`));
+    return lines;
+  }
+
+  // Everything else
+  const other = result.frames.filter(
+    (f) => f.protocol !== 'dns' && f.protocol !== 'dtls' && f.protocol !== 'coap',
+  );
+  const errors = result.frames.filter((f) => f.errors.length > 0);
+  if (other.length > 0 || errors.length > 0 || result.warnings.length > 0)
+    heading('4. Other frames and problems');
+  for (const f of other) out.push(`#${f.number} ${t(f.relTime)} ${f.summary}`);
+  for (const f of errors) for (const e of f.errors) out.push(c('yellow', `#${f.number}: ${e}`));
+  for (const w of result.warnings) out.push(c('yellow', `warning: ${w}`));
+  return `${out.join('\n')}\n`;
+}
+
+function hex4(n: number): string {
+  return n.toString(16).padStart(4, '0');
+}
+
+function endpoints(f: FrameInfo): string {
+  if (!f.ip || !f.udp) return '';
+  const e = (ip: string, port: number): string => (f.ip?.version === 6 ? `[${ip}]:${port}` : `${ip}:${port}`);
+  return `${e(f.ip.src, f.udp.srcPort)} → ${e(f.ip.dst, f.udp.dstPort)}`;
+}
+
+/** "link 16 + IPv4 20 + UDP 8 + DTLS 13+24 + CoAP 11 + payload 87 = 179". */
+export function layerBytes(f: FrameInfo): string {
+  const b = f.bytes;
+  const parts: string[] = [];
+  if (b.link !== undefined) parts.push(`link ${b.link}`);
+  if (b.ip !== undefined) parts.push(`IPv${f.ip?.version ?? ''} ${b.ip}`);
+  if (b.udp !== undefined) parts.push(`UDP ${b.udp}`);
+  if (b.dtlsHeaders !== undefined) parts.push(`DTLS headers ${b.dtlsHeaders}`);
+  if (b.dtlsProtection) parts.push(`DTLS nonce+tag ${b.dtlsProtection}`);
+  if (b.dtlsContent) parts.push(`DTLS handshake/CCS/alert ${b.dtlsContent}`);
+  if (b.dns !== undefined) parts.push(`DNS ${b.dns}`);
+  if (b.coapHeader !== undefined) parts.push(`CoAP header ${b.coapHeader}`);
+  if (b.coapPayload) parts.push(`payload ${b.coapPayload}`);
+  if (b.other) parts.push(`undecoded ${b.other}`);
+  return `${parts.join(' + ')} = ${b.frame} B`;
+}
+
+function renderRecord(r: DtlsRecord, c: (s: Style, x: string) => string): string[] {
+  const lines: string[] = [];
+  const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
+  lines.push(head);
+  if (r.note) lines.push(c('yellow', `        ${r.note}`));
+  if (r.alert)
+    lines.push(
+      c('red', `        alert: ${r.alert.levelName} ${r.alert.descriptionName} (${r.alert.description})`),
+    );
+  if (r.changeCipherSpec)
+    lines.push('        change_cipher_spec: following records of this sender use the new keys');
+  for (const h of r.handshake ?? []) lines.push(...renderHandshake(h, c));
+  return lines;
+}
+
+function renderHandshake(h: DtlsHandshake, c: (s: Style, x: string) => string): string[] {
+  const p = '        ';
+  const lines = [
+    `${p}${c('bold', h.name)} (${h.msgType}) length ${h.length} message_seq ${h.messageSeq} fragment ${h.fragmentOffset}+${h.fragmentLength}${h.fragmented ? ' [fragment]' : ''}${h.reassembled ? ' [reassembled]' : ''}${h.retransmission ? ' [retransmission]' : ''}`,
+  ];
+  const q = `${p}  `;
+  if (h.versionName) lines.push(`${q}version: ${h.versionName}`);
+  if (h.random) lines.push(`${q}random: ${h.random}`);
+  if (h.sessionId) lines.push(`${q}session id: ${h.sessionId}`);
+  if (h.cookie !== undefined) lines.push(`${q}cookie: ${h.cookie || '(empty)'}`);
+  if (h.cipherSuites) {
+    lines.push(`${q}offered cipher suites (${h.cipherSuites.length}):`);
+    for (const s of h.cipherSuites) lines.push(`${q}  0x${hex4(s.id)} ${s.name}`);
+  }
+  if (h.cipherSuite) lines.push(`${q}chosen cipher suite: 0x${hex4(h.cipherSuite.id)} ${h.cipherSuite.name}`);
+  if (h.extensions) {
+    lines.push(`${q}extensions (${h.extensions.length}):`);
+    for (const e of h.extensions)
+      lines.push(`${q}  ${e.name} (${e.type}), ${e.length} B${e.detail ? `: ${e.detail}` : ''}`);
+  }
+  if (h.pskIdentityHint !== undefined)
+    lines.push(`${q}PSK identity hint: ${JSON.stringify(h.pskIdentityHint)}`);
+  if (h.pskIdentity !== undefined) lines.push(`${q}PSK identity: ${JSON.stringify(h.pskIdentity)}`);
+  if (h.curve) lines.push(`${q}curve: ${h.curve.name}`);
+  if (h.publicKey) lines.push(`${q}public key: ${h.publicKey}`);
+  if (h.verifyData) {
+    const v =
+      h.verified === undefined ? '' : h.verified ? c('green', ' (verified)') : c('red', ' (MISMATCH)');
+    lines.push(`${q}verify_data: ${h.verifyData}${v}`);
+  }
+  if (h.error) lines.push(c('red', `${q}malformed: ${h.error}`));
+  return lines;
+}
