@@ -1,0 +1,86 @@
+/**
+ * Exit statuses of the coapkit command (documented in `coapkit --help`) and
+ * the mapping from errors and response codes to them.
+ */
+import {
+  AbortError,
+  ClosedError,
+  CoapError,
+  DnsError,
+  DtlsError,
+  InvalidArgumentError,
+  LinkFormatError,
+  NetworkError,
+  OptionError,
+  ResetError,
+  TimeoutError,
+  UriError,
+  UsageError,
+} from '../errors.js';
+
+export const ExitCode = {
+  /** A 2.xx response (or the command succeeded). */
+  OK: 0,
+  /** A 4.xx response. */
+  CLIENT_ERROR: 1,
+  /** A 5.xx response, or any other non-2.xx response code. */
+  SERVER_ERROR: 2,
+  /** Timeout, network or DNS error, DTLS failure, Reset from the peer. */
+  NETWORK: 3,
+  /** Usage error: bad flag, bad URI, unknown content format or option (EX_USAGE). */
+  USAGE: 64,
+  /** An input file does not exist or cannot be read (EX_NOINPUT). */
+  NO_INPUT: 66,
+  /** Internal error, a bug (EX_SOFTWARE). */
+  INTERNAL: 70,
+} as const;
+
+export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
+  [ExitCode.OK, 'success: a 2.xx response'],
+  [ExitCode.CLIENT_ERROR, 'the server answered 4.xx'],
+  [ExitCode.SERVER_ERROR, 'the server answered 5.xx (or another non-2.xx code)'],
+  [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST) or malformed reply'],
+  [ExitCode.USAGE, 'usage error: bad flag, bad URI, unknown content format or option'],
+  [ExitCode.NO_INPUT, 'input file not found or unreadable'],
+  [ExitCode.INTERNAL, 'internal error (a bug: please report it)'],
+];
+
+/** An input file (-f, --psk-file) that cannot be read. */
+export class InputFileError extends CoapError {
+  override readonly code: string = 'COAP_ERR_INPUT_FILE';
+}
+
+/** Exit status for a response code byte. */
+export function exitCodeForResponse(code: number): number {
+  const cls = code >> 5;
+  if (cls === 2) return ExitCode.OK;
+  if (cls === 4) return ExitCode.CLIENT_ERROR;
+  return ExitCode.SERVER_ERROR;
+}
+
+/** Exit status for an error; undefined when it is not an expected (CoapError) error. */
+export function exitCodeForError(err: unknown): number {
+  if (err instanceof InputFileError) return ExitCode.NO_INPUT;
+  if (
+    err instanceof UsageError ||
+    err instanceof UriError ||
+    err instanceof OptionError ||
+    err instanceof InvalidArgumentError
+  ) {
+    return ExitCode.USAGE;
+  }
+  if (
+    err instanceof TimeoutError ||
+    err instanceof NetworkError ||
+    err instanceof DnsError ||
+    err instanceof ResetError ||
+    err instanceof DtlsError ||
+    err instanceof AbortError ||
+    err instanceof ClosedError ||
+    err instanceof LinkFormatError
+  ) {
+    return ExitCode.NETWORK;
+  }
+  if (err instanceof CoapError) return ExitCode.NETWORK;
+  return ExitCode.INTERNAL;
+}

@@ -1,0 +1,135 @@
+/**
+ * Help texts. Every command has `coapkit <command> --help`.
+ */
+import { EXIT_TABLE } from './exit.js';
+
+export const METHODS = ['get', 'post', 'put', 'delete', 'fetch', 'patch', 'ipatch'] as const;
+
+const exitTable = EXIT_TABLE.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join('\n');
+
+export const MAIN_HELP = `coapkit - a CoAP (RFC 7252) toolkit: client, discovery, ping and a server
+
+Usage:
+  coapkit <method> URI [options]     send a request (methods: ${METHODS.join(', ')})
+  coapkit discover URI [filters]     list a server's resources (/.well-known/core)
+  coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
+  coapkit serve [--port N]           run a server with dynamic resources
+  coapkit <command> --help           help for one command
+  coapkit --version
+
+Examples:
+  coapkit get coap://127.0.0.1/time
+  coapkit put coap://127.0.0.1/greeting -p hello -t text
+  coapkit post coap://127.0.0.1/log -f reading.json -t json
+  coapkit discover coap://127.0.0.1 --rt temperature
+  coapkit get coaps://device.local/secret --identity me --psk-file key.txt
+
+Exit status:
+${exitTable}
+
+Errors are printed on stderr as "coapkit: <message>", often followed by a hint.
+`;
+
+export const REQUEST_HELP = `Usage: coapkit <method> URI [options]
+  method: ${METHODS.join(' | ')}
+
+Sends one request and writes the response payload to stdout (raw bytes; a
+newline is added only when stdout is a terminal and the payload is text).
+A non-2.xx response is reported on stderr with its diagnostic payload.
+
+Payload:
+  -p, --payload TEXT          request payload (UTF-8 text)
+  -f, --file FILE             request payload from a file ("-" reads stdin)
+  -t, --content-format CF     Content-Format: name (json, text, cbor, link...), media type
+                              (application/json) or number (50)
+  -A, --accept CF             Accept option (same forms as -t)
+Options:
+  -O, --option NUM[,VALUE]    add an option (repeatable). NUM is a number or a name
+                              (Uri-Query, If-Match, ...); VALUE follows the option's format:
+                              uint: decimal, string: text, opaque: text or 0xHEX;
+                              NUM alone adds an empty option (e.g. -O If-None-Match)
+      --non                   send a Non-confirmable request
+      --timeout SECONDS       give up after this long (default: CoAP retransmission, ~93 s)
+Output:
+  -o, --output FILE           write the payload to FILE instead of stdout
+  -v, --verbose               request and response header, options and timing on stderr
+  -q, --quiet                 print nothing on stderr for non-2.xx responses
+Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
+      --identity ID           PSK identity (or env COAPKIT_PSK_IDENTITY)
+      --psk SECRET            key as UTF-8 text
+      --psk-hex HEX           key as hex
+      --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
+                              env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
+                              shell history
+
+Examples:
+  coapkit get coap://[::1]/sensors/temp -A json -v
+  echo '{"on":true}' | coapkit put coap://10.0.0.7/light -t json -f -
+  coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
+
+Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input.
+`;
+
+export const DISCOVER_HELP = `Usage: coapkit discover URI [options]
+
+GETs /.well-known/core (RFC 6690) from the URI's host (or the URI's own path
+when it has one) and prints one link per line with its attributes.
+
+Filters (sent to the server as Uri-Query per RFC 6690 §4.1 and applied locally;
+a trailing * matches a prefix):
+      --rt VALUE              resource type
+      --if VALUE              interface description
+      --ct N                  content format (number or name)
+      --href VALUE            link target
+Output:
+      --json                  print a JSON array of {href, attribute: value...}
+  -v, --verbose               request/response details on stderr
+Other: --timeout SECONDS, --non, and the coaps:// key flags of 'coapkit get --help'.
+
+Example:
+  coapkit discover coap://127.0.0.1 --rt 'temp*'
+`;
+
+export const PING_HELP = `Usage: coapkit ping URI [options]
+
+Sends a CoAP ping (an empty Confirmable message); a live CoAP endpoint answers
+with a Reset. Prints the round-trip time of each ping.
+
+  -c, --count N               number of pings (default 1)
+  -i, --interval SECONDS      wait between pings (default 1)
+      --timeout SECONDS       per-ping timeout (default 5)
+  -q, --quiet                 only the summary
+Coaps:// key flags as for 'coapkit get --help'.
+
+Exit status: 0 when at least one ping got its Reset, 3 otherwise.
+`;
+
+export const SERVE_HELP = `Usage: coapkit serve [options]
+
+Runs a CoAP server with dynamic resources (like libcoap's coap-server -d):
+  PUT /path      creates (2.01) or replaces (2.04) a resource, keeping its Content-Format;
+                 honours If-Match / If-None-Match (4.12 when they fail)
+  GET /path      2.05 with Content-Format, ETag, Max-Age; 2.03 when the ETag matches;
+                 4.06 when Accept does not match
+  POST /path     appends an entry /path/N to a collection (2.01 + Location-Path)
+  DELETE /path   removes it (2.02)
+  GET /.well-known/core   lists resources with ct, sz, title (filters: ?rt=, ?ct=, ?href=...)
+Built in: /  (about), /time (current time), /echo (POST/PUT echo the payload).
+
+Listening:
+      --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0)
+      --port N                UDP port for coap:// (default 5683; 0 = any free port)
+      --secure-port N         UDP port for coaps:// (default 5684; needs a key below)
+Keys (enable coaps://, DTLS 1.2 PSK):
+      --identity ID --psk SECRET   one identity and key (text; or --psk-hex HEX)
+      --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
+                              "#" starts a comment
+Limits:
+      --max-resources N       most dynamic resources (default 1000; then 5.03)
+      --max-size BYTES        largest representation (default 65536; then 4.13 + Size1)
+      --max-age SECONDS       Max-Age of GET responses (default 60)
+Other:
+  -q, --quiet                 no startup banner
+
+Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+`;

@@ -1,0 +1,492 @@
+/**
+ * A store of dynamic resources, like libcoap's `coap-server -d`: clients
+ * create resources with PUT, read them with GET, append entries to a
+ * collection with POST and remove them with DELETE. `/.well-known/core`
+ * lists what exists. Used by `coapkit serve`, reusable on any CoapServer:
+ *
+ *   const store = new DynamicStore({ maxResources: 100 });
+ *   store.mount(server);
+ *   store.onChange('/a', (ev) => ...);   // hook for Observe (RFC 7641)
+ *
+ * The request logic lives in `handle()`, which only needs a request-like
+ * object, so it is testable without sockets.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
+import type { CoapOption } from '../codec/message.js';
+import { encodeUint, getOptions, getUintOption, hasOption } from '../codec/options.js';
+import { ResponseCode } from '../constants/codes.js';
+import { ContentFormat } from '../constants/content-formats.js';
+import { OptionNumber } from '../constants/options.js';
+
+/** One stored resource. */
+export interface StoredResource {
+  /** Absolute path, e.g. "/sensors/temp". */
+  readonly path: string;
+  readonly payload: Buffer;
+  /** Content-Format given when it was stored; undefined when the request had none. */
+  readonly contentFormat: number | undefined;
+  /** Entity tag: first 8 bytes of SHA-256 over the Content-Format and the payload. */
+  readonly etag: Buffer;
+  readonly created: Date;
+  readonly modified: Date;
+}
+
+export type ChangeKind = 'created' | 'updated' | 'deleted';
+
+/** Emitted (event `change`, and to `onChange` listeners) whenever a resource changes. */
+export interface ChangeEvent {
+  kind: ChangeKind;
+  path: string;
+  /** The new state; undefined when deleted. */
+  resource: StoredResource | undefined;
+}
+
+/** The subset of a server request the store needs. */
+export interface StoreRequest {
+  /** 'GET', 'PUT', 'POST', 'DELETE', ... */
+  method: string;
+  /** "/a/b" */
+  path: string;
+  options: readonly CoapOption[];
+  payload: Buffer;
+  query?: readonly string[];
+}
+
+/** A response in the shape CoapServer handlers return. */
+export interface StoreResponse {
+  code: number;
+  payload?: Buffer | string;
+  contentFormat?: number;
+  options?: Array<{ number: number; value: Buffer }>;
+  maxAge?: number;
+  etag?: Buffer;
+  locationPath?: string[];
+}
+
+export interface DynamicStoreOptions {
+  /** Most dynamic resources at once; further creations get 5.03. Default 1000. */
+  maxResources?: number;
+  /** Largest representation in bytes; larger ones get 4.13 with Size1. Default 65536. */
+  maxSize?: number;
+  /** Max-Age (seconds) sent with GET responses. Default 60. */
+  maxAge?: number;
+  /** Register the built-in resources `/`, `/time` and `/echo`. Default true. */
+  builtins?: boolean;
+  /** Advertise `obs` on dynamic resources in /.well-known/core (set by the Observe layer). Default false. */
+  observable?: boolean;
+  /** Text served on `/`. */
+  banner?: string;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+/** Structural view of the CoapServer routing API, so the store does not depend on its internals. */
+export interface RouteTarget {
+  route(
+    method: string,
+    pattern: string,
+    handler: (req: never) => unknown,
+    attrs?: Record<string, unknown>,
+  ): unknown;
+}
+
+interface Builtin {
+  title: string;
+  ct: number;
+  methods: readonly string[];
+  handle(req: StoreRequest): StoreResponse;
+  obs?: boolean;
+}
+
+const WELL_KNOWN = '/.well-known/core';
+
+/** Normalizes "a/b/" or "/a/b" to "/a/b" (keeps "/" for the root). */
+export function normalizePath(path: string): string {
+  let p = path.startsWith('/') ? path : `/${path}`;
+  if (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+  return p;
+}
+
+function segments(path: string): string[] {
+  return path === '/' ? [] : path.slice(1).split('/');
+}
+
+/** Entity tag over Content-Format and payload (RFC 7252 §5.10.6). */
+export function computeEtag(payload: Uint8Array, contentFormat: number | undefined): Buffer {
+  const h = createHash('sha256');
+  h.update(contentFormat === undefined ? Buffer.alloc(0) : encodeUint(contentFormat + 1));
+  h.update(Buffer.from([0]));
+  h.update(payload);
+  return h.digest().subarray(0, 8);
+}
+
+function text(code: number, message: string): StoreResponse {
+  return { code, payload: message, contentFormat: ContentFormat.TextPlain };
+}
+
+export class DynamicStore extends EventEmitter {
+  readonly maxResources: number;
+  readonly maxSize: number;
+  readonly maxAge: number;
+  /** When true, dynamic resources carry `obs` in /.well-known/core. */
+  observable: boolean;
+  private readonly resources = new Map<string, StoredResource>();
+  private readonly counters = new Map<string, number>();
+  private readonly builtins = new Map<string, Builtin>();
+  private readonly now: () => Date;
+
+  constructor(options: DynamicStoreOptions = {}) {
+    super();
+    this.maxResources = options.maxResources ?? 1000;
+    this.maxSize = options.maxSize ?? 64 * 1024;
+    this.maxAge = options.maxAge ?? 60;
+    this.observable = options.observable ?? false;
+    this.now = options.now ?? (() => new Date());
+    if (options.builtins ?? true) this.addBuiltins(options.banner);
+  }
+
+  // ---- library API ---------------------------------------------------------
+
+  /** Number of dynamic resources. */
+  get size(): number {
+    return this.resources.size;
+  }
+
+  get(path: string): StoredResource | undefined {
+    return this.resources.get(normalizePath(path));
+  }
+
+  has(path: string): boolean {
+    return this.resources.has(normalizePath(path));
+  }
+
+  /** All dynamic resources, sorted by path. */
+  list(): StoredResource[] {
+    return [...this.resources.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
+
+  /** True when `path` is served by a built-in resource (`/`, `/time`, `/echo`, `/.well-known/core`). */
+  isBuiltin(path: string): boolean {
+    const p = normalizePath(path);
+    return p === WELL_KNOWN || this.builtins.has(p);
+  }
+
+  /**
+   * Creates or replaces a resource without any limit or precondition check.
+   * Returns whether it was created.
+   */
+  set(path: string, payload: Uint8Array | string, contentFormat?: number): { created: boolean } {
+    const p = normalizePath(path);
+    const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
+    const old = this.resources.get(p);
+    const now = this.now();
+    const res: StoredResource = {
+      path: p,
+      payload: data,
+      contentFormat,
+      etag: computeEtag(data, contentFormat),
+      created: old?.created ?? now,
+      modified: now,
+    };
+    this.resources.set(p, res);
+    this.emitChange({ kind: old ? 'updated' : 'created', path: p, resource: res });
+    return { created: !old };
+  }
+
+  /** Removes a resource and everything below it. Returns the removed paths. */
+  delete(path: string): string[] {
+    const p = normalizePath(path);
+    const prefix = p === '/' ? '/' : `${p}/`;
+    const removed: string[] = [];
+    for (const key of [...this.resources.keys()]) {
+      if (key === p || key.startsWith(prefix)) {
+        this.resources.delete(key);
+        removed.push(key);
+      }
+    }
+    for (const key of removed) this.emitChange({ kind: 'deleted', path: key, resource: undefined });
+    return removed;
+  }
+
+  /** Removes every dynamic resource. */
+  clear(): void {
+    for (const key of [...this.resources.keys()]) this.delete(key);
+    this.counters.clear();
+  }
+
+  /**
+   * Calls `cb` when the resource at `path` is created, replaced or deleted.
+   * Returns a function that unsubscribes. (The Observe layer hooks in here.)
+   */
+  onChange(path: string, cb: (ev: ChangeEvent) => void): () => void {
+    const p = normalizePath(path);
+    const listener = (ev: ChangeEvent): void => {
+      if (ev.path === p) cb(ev);
+    };
+    this.on('change', listener);
+    return () => {
+      this.off('change', listener);
+    };
+  }
+
+  private emitChange(ev: ChangeEvent): void {
+    this.emit('change', ev);
+  }
+
+  /** The links /.well-known/core lists (built-ins then dynamic resources). */
+  links(): Link[] {
+    const out: Link[] = [];
+    for (const [path, b] of this.builtins) {
+      const attributes: Link['attributes'] = [
+        ['ct', String(b.ct)],
+        ['title', b.title],
+      ];
+      if (b.obs) attributes.push(['obs', true]);
+      out.push({ target: path, attributes });
+    }
+    for (const r of this.list()) {
+      const attributes: Link['attributes'] = [];
+      if (r.contentFormat !== undefined) attributes.push(['ct', String(r.contentFormat)]);
+      attributes.push(['sz', String(r.payload.length)]);
+      attributes.push(['title', 'Dynamic resource']);
+      if (this.observable) attributes.push(['obs', true]);
+      out.push({ target: r.path, attributes });
+    }
+    return out;
+  }
+
+  // ---- request handling ----------------------------------------------------
+
+  /** Handles one request; never throws for bad input (answers with a 4.xx instead). */
+  handle(req: StoreRequest): StoreResponse {
+    const path = normalizePath(req.path);
+    if (path === WELL_KNOWN) return this.wellKnown(req);
+    const builtin = this.builtins.get(path);
+    if (builtin) {
+      if (!builtin.methods.includes(req.method)) {
+        return text(
+          ResponseCode.MethodNotAllowed,
+          `${path} is built in and only supports ${builtin.methods.join(', ')}`,
+        );
+      }
+      return builtin.handle(req);
+    }
+    switch (req.method) {
+      case 'GET':
+        return this.read(path, req.options);
+      case 'PUT':
+        return this.put(path, req);
+      case 'POST':
+        return this.post(path, req);
+      case 'DELETE':
+        return this.remove(path, req.options);
+      default:
+        return text(ResponseCode.MethodNotAllowed, `${req.method} is not supported on dynamic resources`);
+    }
+  }
+
+  /**
+   * The GET response for `path` given the request options (Accept, ETag).
+   * Public so the Observe layer can build notifications with it.
+   */
+  read(path: string, options: readonly CoapOption[] = []): StoreResponse {
+    const p = normalizePath(path);
+    const res = this.resources.get(p);
+    if (!res) {
+      const children = this.children(p);
+      if (children.length === 0) return text(ResponseCode.NotFound, `no resource at ${p}`);
+      // A collection without a representation of its own: list its entries.
+      if (!this.acceptable(options, ContentFormat.LinkFormat)) {
+        return text(ResponseCode.NotAcceptable, `${p} is available as application/link-format (40) only`);
+      }
+      const body = serializeLinkFormat(children.map((c) => ({ target: c.path, attributes: [] })));
+      return { code: ResponseCode.Content, payload: body, contentFormat: ContentFormat.LinkFormat };
+    }
+    if (!this.acceptable(options, res.contentFormat)) {
+      return text(
+        ResponseCode.NotAcceptable,
+        `${p} is available as Content-Format ${res.contentFormat ?? '(none)'} only`,
+      );
+    }
+    const common: StoreResponse = { code: ResponseCode.Content, etag: res.etag, maxAge: this.maxAge };
+    if (res.contentFormat !== undefined) common.contentFormat = res.contentFormat;
+    // §5.10.6.2: a matching ETag in the request validates the client's cached copy.
+    for (const tag of getOptions(options, OptionNumber.ETag)) {
+      if (tag.equals(res.etag)) return { ...common, code: ResponseCode.Valid };
+    }
+    return { ...common, payload: res.payload };
+  }
+
+  private acceptable(options: readonly CoapOption[], contentFormat: number | undefined): boolean {
+    const accept = getUintOption(options, OptionNumber.Accept);
+    if (accept === undefined || contentFormat === undefined) return true;
+    return accept === contentFormat;
+  }
+
+  private children(path: string): StoredResource[] {
+    const prefix = path === '/' ? '/' : `${path}/`;
+    return this.list().filter((r) => r.path.startsWith(prefix));
+  }
+
+  /** §5.10.8: If-Match / If-None-Match. Returns a 4.12 response when a precondition fails. */
+  private preconditions(path: string, options: readonly CoapOption[]): StoreResponse | undefined {
+    const res = this.resources.get(path);
+    if (hasOption(options, OptionNumber.IfNoneMatch) && res) {
+      return text(ResponseCode.PreconditionFailed, `${path} already exists (If-None-Match)`);
+    }
+    const ifMatch = getOptions(options, OptionNumber.IfMatch);
+    if (ifMatch.length > 0) {
+      if (!res) return text(ResponseCode.PreconditionFailed, `${path} does not exist (If-Match)`);
+      const ok = ifMatch.some((v) => v.length === 0 || v.equals(res.etag));
+      if (!ok) return text(ResponseCode.PreconditionFailed, `ETag of ${path} does not match (If-Match)`);
+    }
+    return undefined;
+  }
+
+  private tooLarge(payload: Buffer): StoreResponse | undefined {
+    if (payload.length <= this.maxSize) return undefined;
+    return {
+      ...text(
+        ResponseCode.RequestEntityTooLarge,
+        `payload of ${payload.length} bytes exceeds the limit of ${this.maxSize} bytes`,
+      ),
+      // RFC 7959 §4: Size1 in a 4.13 tells the client the largest acceptable size.
+      options: [{ number: OptionNumber.Size1, value: encodeUint(this.maxSize) }],
+    };
+  }
+
+  private full(): StoreResponse {
+    return text(
+      ResponseCode.ServiceUnavailable,
+      `resource limit reached (${this.maxResources} resources); delete some first`,
+    );
+  }
+
+  private put(path: string, req: StoreRequest): StoreResponse {
+    if (path === '/') return text(ResponseCode.MethodNotAllowed, 'PUT needs a path below /');
+    const failed = this.preconditions(path, req.options);
+    if (failed) return failed;
+    const big = this.tooLarge(req.payload);
+    if (big) return big;
+    const exists = this.resources.has(path);
+    if (!exists && this.resources.size >= this.maxResources) return this.full();
+    const { created } = this.set(path, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    const res = this.resources.get(path)!;
+    return { code: created ? ResponseCode.Created : ResponseCode.Changed, etag: res.etag };
+  }
+
+  private post(path: string, req: StoreRequest): StoreResponse {
+    const big = this.tooLarge(req.payload);
+    if (big) return big;
+    if (this.resources.size >= this.maxResources) return this.full();
+    let n = this.counters.get(path) ?? 0;
+    let entry: string;
+    do {
+      n++;
+      entry = path === '/' ? `/${n}` : `${path}/${n}`;
+    } while (this.resources.has(entry) || this.isBuiltin(entry));
+    this.counters.set(path, n);
+    this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    const res = this.resources.get(entry)!;
+    return { code: ResponseCode.Created, locationPath: segments(entry), etag: res.etag };
+  }
+
+  private remove(path: string, options: readonly CoapOption[]): StoreResponse {
+    const failed = this.preconditions(path, options);
+    if (failed) return failed;
+    if (path === '/') return text(ResponseCode.MethodNotAllowed, 'the root cannot be deleted');
+    this.delete(path);
+    this.counters.delete(path);
+    // §5.8.4: 2.02 also when the resource did not exist.
+    return { code: ResponseCode.Deleted };
+  }
+
+  private wellKnown(req: StoreRequest): StoreResponse {
+    if (req.method !== 'GET') return text(ResponseCode.MethodNotAllowed, `${WELL_KNOWN} only supports GET`);
+    const accept = getUintOption(req.options, OptionNumber.Accept);
+    if (accept !== undefined && accept !== ContentFormat.LinkFormat) {
+      return text(
+        ResponseCode.NotAcceptable,
+        `${WELL_KNOWN} is available as application/link-format (40) only`,
+      );
+    }
+    let links = this.links();
+    const queries =
+      req.query ?? getOptions(req.options, OptionNumber.UriQuery).map((q) => q.toString('utf8'));
+    // RFC 6690 §4.1 filtering; several filters must all match.
+    for (const q of queries) links = filterLinks(links, q);
+    return {
+      code: ResponseCode.Content,
+      payload: serializeLinkFormat(links),
+      contentFormat: ContentFormat.LinkFormat,
+    };
+  }
+
+  private addBuiltins(banner?: string): void {
+    const about =
+      banner ??
+      [
+        'coapkit serve: a CoAP server with dynamic resources.',
+        'PUT /any/path creates or replaces a resource, GET reads it, DELETE removes it,',
+        'POST /collection appends an entry (see Location-Path). GET /.well-known/core lists them.',
+        'Built in: /time (current time), /echo (POST/PUT: echoes the payload).',
+      ].join('\n');
+    this.builtins.set('/', {
+      title: 'About this server',
+      ct: ContentFormat.TextPlain,
+      methods: ['GET'],
+      handle: () => ({ code: ResponseCode.Content, payload: about, contentFormat: ContentFormat.TextPlain }),
+    });
+    this.builtins.set('/time', {
+      title: 'Current time',
+      ct: ContentFormat.TextPlain,
+      methods: ['GET'],
+      handle: () => ({
+        code: ResponseCode.Content,
+        payload: this.now().toISOString(),
+        contentFormat: ContentFormat.TextPlain,
+        maxAge: 1,
+      }),
+    });
+    this.builtins.set('/echo', {
+      title: 'Echo (POST or PUT a payload)',
+      ct: ContentFormat.TextPlain,
+      methods: ['GET', 'POST', 'PUT'],
+      handle: (req) => {
+        if (req.method === 'GET') {
+          return text(ResponseCode.Content, 'POST or PUT a payload here and it comes back.');
+        }
+        const big = this.tooLarge(req.payload);
+        if (big) return big;
+        const cf = getUintOption(req.options, OptionNumber.ContentFormat);
+        const res: StoreResponse = { code: ResponseCode.Content, payload: req.payload };
+        if (cf !== undefined) res.contentFormat = cf;
+        return res;
+      },
+    });
+  }
+
+  // ---- server integration ----------------------------------------------------
+
+  /**
+   * Registers the store on a CoapServer: built-ins, /.well-known/core and a
+   * catch-all route for dynamic resources.
+   */
+  mount(server: RouteTarget): this {
+    const handler = (req: never): StoreResponse => this.handle(req as StoreRequest);
+    for (const method of ['GET', 'PUT', 'POST', 'DELETE']) {
+      server.route(method, '/', handler);
+      server.route(method, '/*', handler);
+    }
+    return this;
+  }
+}
+
+/** Helper for tests and tools: the Location-Path of a response as "/a/b". */
+export function locationOf(options: readonly CoapOption[]): string {
+  return `/${getOptions(options, OptionNumber.LocationPath)
+    .map((v) => v.toString('utf8'))
+    .join('/')}`;
+}
