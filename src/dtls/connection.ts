@@ -1,0 +1,553 @@
+/**
+ * Shared DTLS 1.2 connection engine for client and server (RFC 6347):
+ * record epochs and sequence numbers, anti-replay, handshake message
+ * fragmentation / reassembly, flights with retransmission (timer doubling,
+ * §4.2.4), alerts, and application data. The role-specific handshake logic
+ * lives in client.ts / server.ts (`handleMessage`).
+ *
+ * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
+ */
+import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
+import type { KeyBlock } from './crypto/keys.js';
+import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
+import { handshakeErrorChannel, recordEvent, recordReceivedChannel, recordSentChannel } from './diag.js';
+import {
+  fragmentMessage,
+  HANDSHAKE_HEADER_LENGTH,
+  type HandshakeFragment,
+  type HandshakeMessage,
+  HandshakeReassembler,
+  parseHandshakeFragments,
+} from './handshake/fragment.js';
+import { HandshakeTranscript } from './handshake/hash.js';
+import { HandshakeType } from './handshake/messages.js';
+import type { KeyLogger } from './keylog.js';
+import { createRecordProtection, type RecordProtection } from './record/protection.js';
+import { ContentType, type DtlsRecord, encodeRecord, RECORD_HEADER_LENGTH } from './record/record.js';
+import { ReplayWindow } from './record/replay.js';
+
+export const AlertDescription = {
+  closeNotify: 0,
+  unexpectedMessage: 10,
+  badRecordMac: 20,
+  handshakeFailure: 40,
+  illegalParameter: 47,
+  decodeError: 50,
+  decryptError: 51,
+  protocolVersion: 70,
+  internalError: 80,
+  noRenegotiation: 100,
+  unsupportedExtension: 110,
+  unknownPskIdentity: 115,
+} as const;
+
+export interface ConnectionOptions {
+  /** Path MTU in bytes, including IP and UDP headers. */
+  mtu: number;
+  /** IP + UDP header bytes (28 for IPv4, 48 for IPv6). */
+  ipOverhead: number;
+  retransmitInitialMs: number;
+  retransmitMaxMs: number;
+  handshakeTimeoutMs: number;
+  keyLog?: KeyLogger | undefined;
+  /** Peer label for diagnostics events ("address%port"). */
+  peerLabel: string;
+}
+
+export interface ConnectionSink {
+  sendDatagram(datagram: Buffer): void;
+  established(): void;
+  data(data: Buffer): void;
+  /** Called exactly once when the connection ends; no error for a clean close. */
+  closed(error?: DtlsError): void;
+}
+
+type FlightItem =
+  | { kind: 'hs'; epoch: 0 | 1; msgType: number; messageSeq: number; body: Buffer }
+  | { kind: 'ccs' };
+
+const MAX_FUTURE_RECORDS = 16;
+const MAX_PLAINTEXT = 16384;
+
+export function alertError(alert: number, message: string): DtlsError {
+  const e = new DtlsError(message);
+  e.alert = alert;
+  return e;
+}
+
+function toDtlsError(e: unknown): DtlsError {
+  if (e instanceof DtlsError) return e;
+  return alertError(AlertDescription.internalError, `internal error: ${(e as Error)?.message ?? String(e)}`);
+}
+
+export abstract class DtlsConnection {
+  state: 'handshaking' | 'established' | 'closed' = 'handshaking';
+  abstract readonly role: 'client' | 'server';
+
+  suite?: CipherSuiteInfo;
+  extendedMasterSecret = false;
+  clientRandom?: Buffer;
+  serverRandom?: Buffer;
+  /** Authenticated PSK identity once the handshake is done. */
+  identity?: string;
+  readonly startedAt = Date.now();
+  lastActivity = Date.now();
+
+  protected readonly transcript = new HandshakeTranscript();
+  protected reassembler = new HandshakeReassembler(0);
+  protected nextSendSeq = 0;
+
+  private readEpoch = 0;
+  private readProt?: RecordProtection;
+  private pendingRead?: RecordProtection;
+  private earlyCcs = false;
+  private replay = new ReplayWindow();
+  private writeEpoch = 0;
+  private writeSeq: [number, number] = [0, 0];
+  private writeProt?: RecordProtection;
+  private pendingWrite?: RecordProtection;
+  private future: DtlsRecord[] = [];
+
+  private flight: FlightItem[] = [];
+  private timer?: NodeJS.Timeout;
+  private timeoutMs: number;
+  private readonly deadline: number;
+  private lastTriggeredRetransmit = 0;
+  private queue: HandshakeMessage[] = [];
+  private blocked = false;
+  private refusedRenegotiation = false;
+
+  constructor(
+    protected readonly opts: ConnectionOptions,
+    protected readonly sink: ConnectionSink,
+  ) {
+    this.timeoutMs = opts.retransmitInitialMs;
+    this.deadline = Date.now() + opts.handshakeTimeoutMs;
+  }
+
+  /** Role-specific handshake processing. May return a promise (async PSK lookup). */
+  protected abstract handleMessage(msg: HandshakeMessage): void | Promise<void>;
+
+  // ---------------------------------------------------------------- sending
+
+  protected setInitialWriteSeq(seq: number): void {
+    this.writeSeq[0] = seq;
+  }
+
+  private makeRecord(type: number, epoch: 0 | 1, plaintext: Buffer): Buffer {
+    const seq = this.writeSeq[epoch];
+    if (seq >= 0xffffffffffff)
+      throw alertError(AlertDescription.internalError, 'DTLS sequence number exhausted');
+    this.writeSeq[epoch] = seq + 1;
+    let fragment: Buffer = plaintext;
+    if (epoch === 1) {
+      const prot = this.writeProt;
+      if (prot === undefined) throw alertError(AlertDescription.internalError, 'no write keys for epoch 1');
+      fragment = prot.encrypt(type, 1, seq, plaintext);
+    }
+    if (recordSentChannel.hasSubscribers) {
+      recordSentChannel.publish(
+        recordEvent(
+          this.opts.peerLabel,
+          this.role,
+          type,
+          epoch,
+          seq,
+          plaintext,
+          this.suite?.keyExchange === 'ecdhe_psk',
+        ),
+      );
+    }
+    return encodeRecord(type, epoch, seq, fragment);
+  }
+
+  private get datagramBudget(): number {
+    return Math.max(64, this.opts.mtu - this.opts.ipOverhead);
+  }
+
+  /** Largest application data payload that fits in one datagram. */
+  maxPlaintext(): number {
+    const overhead = this.suite ? recordOverhead(this.suite) : 48;
+    return Math.min(MAX_PLAINTEXT, this.datagramBudget - RECORD_HEADER_LENGTH - overhead);
+  }
+
+  private transmitFlight(): void {
+    const budget = this.datagramBudget;
+    let parts: Buffer[] = [];
+    let size = 0;
+    const flush = () => {
+      if (parts.length > 0) this.sink.sendDatagram(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      parts = [];
+      size = 0;
+    };
+    const push = (rec: Buffer) => {
+      if (size > 0 && size + rec.length > budget) flush();
+      parts.push(rec);
+      size += rec.length;
+    };
+    for (const item of this.flight) {
+      if (item.kind === 'ccs') {
+        push(this.makeRecord(ContentType.changeCipherSpec, 0, Buffer.from([1])));
+        continue;
+      }
+      const overhead = item.epoch === 1 && this.suite ? recordOverhead(this.suite) : 0;
+      const maxBody = budget - RECORD_HEADER_LENGTH - HANDSHAKE_HEADER_LENGTH - overhead;
+      for (const frag of fragmentMessage(item.msgType, item.messageSeq, item.body, maxBody)) {
+        push(this.makeRecord(ContentType.handshake, item.epoch, frag));
+      }
+    }
+    flush();
+  }
+
+  /** Builds a handshake message of our next message_seq, adds it to the transcript, returns the flight item. */
+  protected message(msgType: number, body: Buffer, epoch: 0 | 1 = 0): FlightItem {
+    const messageSeq = this.nextSendSeq++;
+    this.transcript.add(msgType, messageSeq, body);
+    return { kind: 'hs', epoch, msgType, messageSeq, body };
+  }
+
+  protected ccs(): FlightItem {
+    return { kind: 'ccs' };
+  }
+
+  /** Sends a new flight; `retransmit` false for the final flight of the side that finishes last. */
+  protected sendFlight(items: FlightItem[], retransmit = true): void {
+    this.flight = items;
+    this.timeoutMs = this.opts.retransmitInitialMs;
+    this.transmitFlight();
+    this.clearTimer();
+    if (retransmit) this.armTimer();
+  }
+
+  private armTimer(): void {
+    const wait = Math.max(1, Math.min(this.timeoutMs, this.deadline - Date.now()));
+    this.timer = setTimeout(() => this.onTimer(), wait);
+    this.timer.unref?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    if (this.state !== 'handshaking') return;
+    if (Date.now() >= this.deadline) {
+      const e = new DtlsHandshakeTimeoutError(`DTLS handshake with ${this.opts.peerLabel} timed out`);
+      this.fail(e, false);
+      return;
+    }
+    this.timeoutMs = Math.min(this.timeoutMs * 2, this.opts.retransmitMaxMs);
+    try {
+      this.transmitFlight();
+    } catch (e) {
+      this.fail(toDtlsError(e));
+      return;
+    }
+    this.armTimer();
+  }
+
+  /** Retransmits the current flight because the peer retransmitted its previous one (rate limited). */
+  private retransmitOnPeerRetransmission(): void {
+    if (this.flight.length === 0 || this.state === 'closed') return;
+    const now = Date.now();
+    if (now - this.lastTriggeredRetransmit < Math.max(10, this.opts.retransmitInitialMs / 4)) return;
+    this.lastTriggeredRetransmit = now;
+    try {
+      this.transmitFlight();
+    } catch (e) {
+      this.fail(toDtlsError(e));
+    }
+  }
+
+  /** Installs the pending epoch-1 keys (after the key exchange). */
+  protected installKeys(suite: CipherSuiteInfo, keys: KeyBlock): void {
+    this.pendingWrite = createRecordProtection(suite, keys, this.role, 'write');
+    this.pendingRead = createRecordProtection(suite, keys, this.role, 'read');
+    if (this.earlyCcs) this.activateRead();
+  }
+
+  /** Switches the write side to epoch 1 (call right after queuing the ChangeCipherSpec). */
+  protected activateWrite(): void {
+    if (this.pendingWrite === undefined)
+      throw alertError(AlertDescription.internalError, 'no pending write keys');
+    this.writeProt = this.pendingWrite;
+    this.writeEpoch = 1;
+  }
+
+  protected get peerCcsReceived(): boolean {
+    return this.readEpoch === 1;
+  }
+
+  private activateRead(): void {
+    if (this.pendingRead === undefined || this.readEpoch === 1) return;
+    this.readProt = this.pendingRead;
+    this.readEpoch = 1;
+    this.replay = new ReplayWindow();
+    this.earlyCcs = false;
+    const future = this.future;
+    this.future = [];
+    for (const r of future) this.handleRecord(r);
+  }
+
+  /** Forgets the kept last flight. */
+  protected dropFlight(): void {
+    this.flight = [];
+  }
+
+  /** Marks the handshake complete. `keepFlight` keeps the last flight to answer peer retransmissions. */
+  protected complete(keepFlight: boolean): void {
+    this.clearTimer();
+    if (!keepFlight) this.flight = [];
+    this.state = 'established';
+    this.future = [];
+    this.queue = [];
+    this.sink.established();
+  }
+
+  sendApplicationData(data: Uint8Array): void {
+    if (this.state !== 'established') throw new DtlsError('DTLS session not established');
+    const pt = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    this.sink.sendDatagram(this.makeRecord(ContentType.applicationData, 1, pt));
+  }
+
+  private sendAlert(level: 1 | 2, description: number): void {
+    try {
+      const epoch = this.writeEpoch as 0 | 1;
+      this.sink.sendDatagram(this.makeRecord(ContentType.alert, epoch, Buffer.from([level, description])));
+    } catch {
+      // best effort
+    }
+  }
+
+  /** Sends close_notify (if established) and ends the connection without error. */
+  close(): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'established') this.sendAlert(1, AlertDescription.closeNotify);
+    this.finish(undefined);
+  }
+
+  /** Ends the connection silently (eviction, replacement by a new handshake). */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.finish(undefined);
+  }
+
+  /** Fails the connection: sends a fatal alert if the error carries one, then reports it. */
+  fail(error: DtlsError, sendAlert = true): void {
+    if (this.state === 'closed') return;
+    if (sendAlert && error.alert !== undefined && !(error instanceof DtlsAlertError))
+      this.sendAlert(2, error.alert);
+    if (this.state === 'handshaking' && handshakeErrorChannel.hasSubscribers) {
+      handshakeErrorChannel.publish({ peer: this.opts.peerLabel, role: this.role, error });
+    }
+    this.finish(error);
+  }
+
+  private finish(error: DtlsError | undefined): void {
+    this.state = 'closed';
+    this.clearTimer();
+    this.flight = [];
+    this.future = [];
+    this.queue = [];
+    this.sink.closed(error);
+  }
+
+  /** Key log + master secret bookkeeping shared by both roles. */
+  protected logKeys(master: Buffer): void {
+    if (this.opts.keyLog && this.clientRandom) this.opts.keyLog(this.clientRandom, master);
+  }
+
+  // -------------------------------------------------------------- receiving
+
+  /** Entry point for one record received from this peer. */
+  handleRecord(rec: DtlsRecord): void {
+    if (this.state === 'closed') return;
+    if (rec.epoch === this.readEpoch) {
+      this.processRecord(rec);
+    } else if (rec.epoch === this.readEpoch + 1 && this.state === 'handshaking') {
+      if (this.future.length < MAX_FUTURE_RECORDS) this.future.push(rec);
+    } else if (rec.epoch < this.readEpoch && rec.type === ContentType.handshake) {
+      // Epoch-0 handshake record after we switched: the peer retransmitted its previous flight.
+      let frags: HandshakeFragment[];
+      try {
+        frags = parseHandshakeFragments(rec.fragment);
+      } catch {
+        return;
+      }
+      if (frags.some((f) => this.reassembler.isOld(f))) this.retransmitOnPeerRetransmission();
+    }
+    // Anything else (old-epoch alerts / CCS, far-future epochs) is dropped.
+  }
+
+  private processRecord(rec: DtlsRecord): void {
+    let plaintext: Buffer;
+    if (rec.epoch > 0) {
+      const prot = this.readProt;
+      if (prot === undefined || !this.replay.check(rec.seq)) return;
+      try {
+        plaintext = prot.decrypt(rec.type, rec.epoch, rec.seq, rec.fragment);
+      } catch (e) {
+        // §4.1.2.7: invalid records are silently discarded. While we wait for the
+        // peer's Finished, a record that fails authentication means a wrong key.
+        if (this.state === 'handshaking' && rec.type === ContentType.handshake) {
+          this.fail(
+            alertError(
+              AlertDescription.badRecordMac,
+              `DTLS record authentication failed (wrong PSK?): ${(e as Error).message}`,
+            ),
+          );
+        }
+        return;
+      }
+      this.replay.update(rec.seq);
+    } else {
+      plaintext = rec.fragment;
+    }
+    if (plaintext.length > MAX_PLAINTEXT) return;
+    this.lastActivity = Date.now();
+    if (recordReceivedChannel.hasSubscribers) {
+      recordReceivedChannel.publish(
+        recordEvent(
+          this.opts.peerLabel,
+          this.role,
+          rec.type,
+          rec.epoch,
+          rec.seq,
+          plaintext,
+          this.suite?.keyExchange === 'ecdhe_psk',
+        ),
+      );
+    }
+    switch (rec.type) {
+      case ContentType.handshake:
+        this.handleHandshakeRecord(plaintext, rec.epoch);
+        break;
+      case ContentType.changeCipherSpec:
+        if (plaintext.length !== 1 || plaintext[0] !== 1 || rec.epoch !== 0 || this.state !== 'handshaking')
+          return;
+        if (this.pendingRead !== undefined) this.activateRead();
+        else this.earlyCcs = true;
+        break;
+      case ContentType.alert:
+        this.handleAlert(plaintext, rec.epoch);
+        break;
+      case ContentType.applicationData:
+        if (this.state === 'established' && rec.epoch === 1) {
+          this.onApplicationData();
+          this.sink.data(plaintext);
+        }
+        break;
+    }
+  }
+
+  /** Hook: the server drops its kept last flight once the client proves it got it. */
+  protected onApplicationData(): void {}
+
+  private handleAlert(pt: Buffer, epoch: number): void {
+    if (pt.length !== 2) return;
+    // After the handshake, only authenticated (epoch 1) alerts are honoured.
+    if (this.state === 'established' && epoch === 0) return;
+    const level = pt[0]!;
+    const desc = pt[1]!;
+    if (desc === AlertDescription.closeNotify) {
+      if (this.state === 'established') this.finish(undefined);
+      else
+        this.finish(
+          Object.assign(new DtlsAlertError('peer closed the DTLS handshake (close_notify)'), { alert: 0 }),
+        );
+      return;
+    }
+    if (level === 2) {
+      const e = new DtlsAlertError(`DTLS fatal alert from peer: ${alertName(desc)} (${desc})`);
+      e.alert = desc;
+      this.fail(e, false);
+    }
+    // warnings (no_renegotiation, ...) are ignored
+  }
+
+  private handleHandshakeRecord(pt: Buffer, epoch: number): void {
+    let frags: HandshakeFragment[];
+    try {
+      frags = parseHandshakeFragments(pt);
+    } catch {
+      return;
+    }
+    for (const f of frags) {
+      if (this.reassembler.isOld(f)) {
+        this.retransmitOnPeerRetransmission();
+        continue;
+      }
+      if (this.state === 'established') {
+        // A new handshake inside the session: renegotiation is not supported.
+        if (epoch === 1 && !this.refusedRenegotiation) {
+          this.refusedRenegotiation = true;
+          this.sendAlert(1, AlertDescription.noRenegotiation);
+        }
+        continue;
+      }
+      // Finished must be protected (epoch 1); nothing else may be.
+      if ((f.msgType === HandshakeType.finished) !== (epoch === 1)) continue;
+      try {
+        for (const m of this.reassembler.add(f)) this.queue.push(m);
+      } catch (e) {
+        this.fail(toDtlsError(e));
+        return;
+      }
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.blocked && this.queue.length > 0 && this.state === 'handshaking') {
+      const m = this.queue.shift()!;
+      try {
+        const r = this.handleMessage(m);
+        if (r !== undefined) {
+          this.blocked = true;
+          r.then(
+            () => {
+              this.blocked = false;
+              this.pump();
+            },
+            (e: unknown) => {
+              this.blocked = false;
+              this.fail(toDtlsError(e));
+            },
+          );
+          return;
+        }
+      } catch (e) {
+        this.fail(toDtlsError(e));
+        return;
+      }
+    }
+  }
+
+  protected unexpected(msg: HandshakeMessage): DtlsError {
+    return alertError(AlertDescription.unexpectedMessage, `unexpected handshake message ${msg.msgType}`);
+  }
+}
+
+const ALERT_NAMES: Record<number, string> = {
+  0: 'close_notify',
+  10: 'unexpected_message',
+  20: 'bad_record_mac',
+  22: 'record_overflow',
+  40: 'handshake_failure',
+  47: 'illegal_parameter',
+  50: 'decode_error',
+  51: 'decrypt_error',
+  70: 'protocol_version',
+  71: 'insufficient_security',
+  80: 'internal_error',
+  90: 'user_canceled',
+  100: 'no_renegotiation',
+  110: 'unsupported_extension',
+  115: 'unknown_psk_identity',
+};
+
+export function alertName(desc: number): string {
+  return ALERT_NAMES[desc] ?? 'unknown';
+}

@@ -1,0 +1,80 @@
+/**
+ * DTLS 1.2 record header codec (RFC 6347 §4.1):
+ *   type(1) version(2) epoch(2) sequence_number(6) length(2) fragment(length)
+ * Several records may share one datagram; a record never spans datagrams.
+ */
+import { DtlsError } from '../../errors.js';
+
+export const ContentType = {
+  changeCipherSpec: 20,
+  alert: 21,
+  handshake: 22,
+  applicationData: 23,
+} as const;
+
+export const RECORD_HEADER_LENGTH = 13;
+/** Largest record fragment we accept (2^14 plaintext + 2048 expansion, RFC 5246 §6.2.3). */
+export const MAX_FRAGMENT_LENGTH = 16384 + 2048;
+
+export interface DtlsRecord {
+  type: number;
+  version: number;
+  epoch: number;
+  /** 48-bit sequence number (safe as a JS number). */
+  seq: number;
+  fragment: Buffer;
+}
+
+/**
+ * Splits a datagram into records. A malformed trailing part (truncated header,
+ * length beyond the datagram, unknown content type or version) is dropped,
+ * together with everything after it, as RFC 6347 §4.1.2.7 allows.
+ */
+export function parseDatagram(data: Buffer): DtlsRecord[] {
+  const out: DtlsRecord[] = [];
+  let o = 0;
+  while (data.length - o >= RECORD_HEADER_LENGTH) {
+    const type = data[o]!;
+    const version = data.readUInt16BE(o + 1);
+    const epoch = data.readUInt16BE(o + 3);
+    const seq = data.readUIntBE(o + 5, 6);
+    const length = data.readUInt16BE(o + 11);
+    const end = o + RECORD_HEADER_LENGTH + length;
+    if (end > data.length) break;
+    if (type < 20 || type > 23) break;
+    // DTLS 1.2 (0xFEFD) or DTLS 1.0 (0xFEFF, e.g. OpenSSL's HelloVerifyRequest).
+    if (version !== 0xfefd && version !== 0xfeff) break;
+    if (length > MAX_FRAGMENT_LENGTH) break;
+    out.push({ type, version, epoch, seq, fragment: data.subarray(o + RECORD_HEADER_LENGTH, end) });
+    o = end;
+  }
+  return out;
+}
+
+/** Strict single-record parser: throws DtlsError on anything malformed. */
+export function parseRecord(data: Uint8Array): { record: DtlsRecord; rest: Buffer } {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (b.length < RECORD_HEADER_LENGTH) throw new DtlsError('truncated DTLS record header');
+  const recs = parseDatagram(b.subarray(0, RECORD_HEADER_LENGTH + b.readUInt16BE(11)));
+  const record = recs[0];
+  if (record === undefined) throw new DtlsError('malformed DTLS record');
+  return { record, rest: b.subarray(RECORD_HEADER_LENGTH + record.fragment.length) };
+}
+
+export function encodeRecord(
+  type: number,
+  epoch: number,
+  seq: number,
+  fragment: Uint8Array,
+  version = 0xfefd,
+): Buffer {
+  if (fragment.length > MAX_FRAGMENT_LENGTH) throw new DtlsError('DTLS record too long');
+  const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + fragment.length);
+  out[0] = type;
+  out.writeUInt16BE(version, 1);
+  out.writeUInt16BE(epoch, 3);
+  out.writeUIntBE(seq, 5, 6);
+  out.writeUInt16BE(fragment.length, 11);
+  out.set(fragment, RECORD_HEADER_LENGTH);
+  return out;
+}

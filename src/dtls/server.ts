@@ -1,0 +1,523 @@
+/**
+ * DTLS 1.2 PSK server: the per-peer handshake (`DtlsServerConnection`) and the
+ * endpoint logic (`DtlsServer`) that demultiplexes datagrams by peer, answers
+ * ClientHellos statelessly with a HelloVerifyRequest carrying an HMAC cookie
+ * (RFC 6347 §4.2.1: no per-peer state before a valid cookie; the cookie secret
+ * rotates), enforces session / half-open handshake limits, evicts idle
+ * sessions, and lets a client that lost its session restart from epoch 0.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { DtlsError } from '../errors.js';
+import {
+  AlertDescription,
+  alertError,
+  type ConnectionOptions,
+  type ConnectionSink,
+  DtlsConnection,
+} from './connection.js';
+import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
+import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { CIPHER_SUITES, type CipherSuiteInfo, DEFAULT_CIPHER_SUITES } from './crypto/suites.js';
+import {
+  handshakeDoneChannel,
+  handshakeStartChannel,
+  recordEvent,
+  recordReceivedChannel,
+  recordSentChannel,
+} from './diag.js';
+import { encodeFragment, type HandshakeMessage, parseHandshakeFragments } from './handshake/fragment.js';
+import {
+  type ClientHello,
+  decodeClientHello,
+  decodeClientKeyExchange,
+  decodeEcPointFormats,
+  decodeFinished,
+  decodeSupportedGroups,
+  EMPTY_RENEGOTIATION_INFO_SCSV,
+  type Extension,
+  ExtensionType,
+  encodeHelloVerifyRequest,
+  encodeServerHello,
+  encodeServerKeyExchange,
+  findExtension,
+  HandshakeType,
+} from './handshake/messages.js';
+import type { KeyLogger } from './keylog.js';
+import { ContentType, type DtlsRecord, encodeRecord, parseDatagram } from './record/record.js';
+
+export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+
+export interface ServerConnectionOptions extends ConnectionOptions {
+  pskLookup: PskLookup;
+  identityHint?: Buffer | undefined;
+  cipherSuites: readonly number[];
+}
+
+type ServerState = 'wait_cke' | 'wait_finished' | 'done';
+
+export class DtlsServerConnection extends DtlsConnection {
+  readonly role = 'server' as const;
+  private hsState: ServerState = 'wait_cke';
+  private ephemeral?: EphemeralKey;
+  private master?: Buffer;
+  private keptLastFlight = false;
+
+  constructor(
+    private readonly sopts: ServerConnectionOptions,
+    sink: ConnectionSink,
+  ) {
+    super(sopts, sink);
+  }
+
+  /**
+   * Starts the handshake from a cookie-verified ClientHello. The server mirrors
+   * the ClientHello's message_seq and continues the client's record sequence
+   * number in epoch 0 (as OpenSSL does after a stateless cookie exchange).
+   */
+  start(ch: ClientHello, chBody: Buffer, messageSeq: number, recordSeq: number): void {
+    if (handshakeStartChannel.hasSubscribers) {
+      handshakeStartChannel.publish({ peer: this.opts.peerLabel, role: this.role });
+    }
+    this.setInitialWriteSeq(recordSeq + 1);
+    this.nextSendSeq = messageSeq;
+    this.reassembler.reset(messageSeq + 1);
+    this.clientRandom = Buffer.from(ch.random);
+    this.transcript.add(HandshakeType.clientHello, messageSeq, chBody);
+
+    // DTLS versions count down (0xFEFF = 1.0, 0xFEFD = 1.2); a higher number means only DTLS 1.0.
+    if (ch.version > 0xfefd)
+      throw alertError(AlertDescription.protocolVersion, 'client does not support DTLS 1.2');
+    if (!ch.compressionMethods.includes(0))
+      throw alertError(AlertDescription.handshakeFailure, 'no null compression');
+
+    const clientGroups = (() => {
+      const e = findExtension(ch.extensions, ExtensionType.supportedGroups);
+      if (e === undefined) return [GROUP_DEFAULT];
+      return decodeSupportedGroups(e.data);
+    })();
+    const group = SUPPORTED_GROUPS.find((g) => clientGroups.includes(g));
+    const pointFormats = findExtension(ch.extensions, ExtensionType.ecPointFormats);
+    const uncompressedOk = pointFormats === undefined || decodeEcPointFormats(pointFormats.data).includes(0);
+
+    let suite: CipherSuiteInfo | undefined;
+    for (const id of this.sopts.cipherSuites) {
+      if (!ch.cipherSuites.includes(id)) continue;
+      const s = CIPHER_SUITES.get(id);
+      if (s === undefined) continue;
+      if (s.keyExchange === 'ecdhe_psk' && (group === undefined || !uncompressedOk)) continue;
+      suite = s;
+      break;
+    }
+    if (suite === undefined) throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
+    this.suite = suite;
+
+    const reneg = findExtension(ch.extensions, ExtensionType.renegotiationInfo);
+    if (reneg !== undefined && !(reneg.data.length === 1 && reneg.data[0] === 0)) {
+      throw alertError(AlertDescription.handshakeFailure, 'bad renegotiation_info');
+    }
+    const secureReneg = reneg !== undefined || ch.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV);
+    const emsExt = findExtension(ch.extensions, ExtensionType.extendedMasterSecret);
+    this.extendedMasterSecret = emsExt !== undefined;
+
+    const exts: Extension[] = [];
+    if (secureReneg) exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
+    if (this.extendedMasterSecret)
+      exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
+    if (suite.keyExchange === 'ecdhe_psk' && pointFormats !== undefined) {
+      exts.push({ type: ExtensionType.ecPointFormats, data: Buffer.from([1, 0]) });
+    }
+    this.serverRandom = randomBytes(32);
+    const flight = [
+      this.message(
+        HandshakeType.serverHello,
+        encodeServerHello({
+          version: 0xfefd,
+          random: this.serverRandom,
+          sessionId: Buffer.alloc(0),
+          cipherSuite: suite.id,
+          compressionMethod: 0,
+          extensions: exts,
+        }),
+      ),
+    ];
+    const hint = this.sopts.identityHint ?? Buffer.alloc(0);
+    if (suite.keyExchange === 'ecdhe_psk') {
+      this.ephemeral = generateEphemeral(group!);
+      flight.push(
+        this.message(
+          HandshakeType.serverKeyExchange,
+          encodeServerKeyExchange({
+            identityHint: hint,
+            ecdhe: { group: group!, publicKey: this.ephemeral.publicKey },
+          }),
+        ),
+      );
+    } else if (hint.length > 0) {
+      flight.push(
+        this.message(HandshakeType.serverKeyExchange, encodeServerKeyExchange({ identityHint: hint })),
+      );
+    }
+    flight.push(this.message(HandshakeType.serverHelloDone, Buffer.alloc(0)));
+    this.sendFlight(flight);
+  }
+
+  protected handleMessage(m: HandshakeMessage): void | Promise<void> {
+    if (this.hsState === 'wait_cke' && m.msgType === HandshakeType.clientKeyExchange)
+      return this.onClientKeyExchange(m);
+    if (this.hsState === 'wait_finished' && m.msgType === HandshakeType.finished) return this.onFinished(m);
+    throw this.unexpected(m);
+  }
+
+  private onClientKeyExchange(m: HandshakeMessage): void | Promise<void> {
+    const suite = this.suite!;
+    const cke = decodeClientKeyExchange(m.body, suite.keyExchange === 'ecdhe_psk');
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    // Session hash for RFC 7627 covers the transcript up to and including ClientKeyExchange.
+    const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
+    const identity = cke.identity.toString('utf8');
+    const otherSecret = this.ephemeral ? this.ephemeral.computeSecret(cke.ecdhePublic!) : undefined;
+    const finishKeys = (psk: Uint8Array | undefined): void => {
+      if (psk === undefined || psk.length === 0) {
+        throw alertError(AlertDescription.unknownPskIdentity, `unknown PSK identity "${identity}"`);
+      }
+      this.identity = identity;
+      const master = masterSecret(
+        suite,
+        pskPremasterSecret(psk, otherSecret),
+        this.clientRandom!,
+        this.serverRandom!,
+        sessionHash,
+      );
+      this.master = master;
+      this.logKeys(master);
+      this.hsState = 'wait_finished';
+      this.installKeys(suite, keyBlock(suite, master, this.clientRandom!, this.serverRandom!));
+    };
+    let psk: ReturnType<PskLookup>;
+    try {
+      psk = this.sopts.pskLookup(identity);
+    } catch (cause) {
+      throw alertError(AlertDescription.internalError, `PSK lookup failed: ${(cause as Error).message}`);
+    }
+    if (psk instanceof Promise) return psk.then(finishKeys);
+    finishKeys(psk);
+  }
+
+  private onFinished(m: HandshakeMessage): void {
+    const suite = this.suite!;
+    const master = this.master!;
+    if (!this.peerCcsReceived) throw this.unexpected(m);
+    const got = decodeFinished(m.body);
+    const expected = finishedVerifyData(
+      suite,
+      master,
+      'client finished',
+      this.transcript.digest(suite.prfHash),
+    );
+    if (!timingSafeEqual(got, expected))
+      throw alertError(AlertDescription.decryptError, 'client Finished verify_data mismatch');
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    const ccs = this.ccs();
+    this.activateWrite();
+    const verify = finishedVerifyData(
+      suite,
+      master,
+      'server finished',
+      this.transcript.digest(suite.prfHash),
+    );
+    const fin = this.message(HandshakeType.finished, verify, 1);
+    this.hsState = 'done';
+    this.sendFlight([ccs, fin], false);
+    this.keptLastFlight = true;
+    this.complete(true);
+    if (handshakeDoneChannel.hasSubscribers) {
+      handshakeDoneChannel.publish({
+        peer: this.opts.peerLabel,
+        role: this.role,
+        suite: suite.name,
+        suiteId: suite.id,
+        extendedMasterSecret: this.extendedMasterSecret,
+        identity: this.identity,
+        durationMs: Date.now() - this.startedAt,
+      });
+    }
+  }
+
+  protected override onApplicationData(): void {
+    if (this.keptLastFlight) {
+      // The client got our Finished (it sends application data only after it).
+      this.keptLastFlight = false;
+      this.dropFlight();
+    }
+  }
+
+  /** True if this ClientHello random is the one this connection was started with. */
+  isSameClientHello(random: Buffer): boolean {
+    return this.clientRandom !== undefined && this.clientRandom.equals(random);
+  }
+}
+
+const GROUP_DEFAULT = 23; // RFC 4492 §4: absent supported_groups means "any"; pick secp256r1.
+
+// ------------------------------------------------------------------ endpoint
+
+export interface DtlsServerOptions {
+  pskLookup: PskLookup;
+  identityHint?: Buffer | undefined;
+  cipherSuites?: readonly number[] | undefined;
+  maxSessions?: number | undefined;
+  maxHandshakes?: number | undefined;
+  idleTimeoutMs?: number | undefined;
+  mtu?: number | undefined;
+  handshakeTimeoutMs?: number | undefined;
+  retransmitInitialMs?: number | undefined;
+  cookieRotateMs?: number | undefined;
+  keyLog?: KeyLogger | undefined;
+}
+
+export interface DtlsServerEvents {
+  send(datagram: Buffer, address: string, port: number): void;
+  established(conn: DtlsServerConnection, address: string, port: number): void;
+  data(data: Buffer, conn: DtlsServerConnection, address: string, port: number): void;
+  /** A session or handshake ended; `error` undefined for a clean close / eviction. */
+  closed(conn: DtlsServerConnection, address: string, port: number, error?: DtlsError): void;
+}
+
+interface Entry {
+  conn: DtlsServerConnection;
+  address: string;
+  port: number;
+}
+
+export class DtlsServer {
+  private readonly conns = new Map<string, Entry>();
+  private secrets: [Buffer, Buffer] = [randomBytes(32), randomBytes(32)];
+  private secretRotatedAt = Date.now();
+  private readonly cookieRotateMs: number;
+  private readonly maxSessions: number;
+  private readonly maxHandshakes: number;
+  private readonly idleTimeoutMs: number;
+  private readonly cipherSuites: readonly number[];
+  private sweepTimer?: NodeJS.Timeout;
+  private closed = false;
+  /** Counters for tests and diagnostics. */
+  readonly stats = { helloVerifySent: 0, badCookies: 0, rejectedFull: 0, evictedIdle: 0, replaced: 0 };
+
+  constructor(
+    private readonly options: DtlsServerOptions,
+    private readonly events: DtlsServerEvents,
+  ) {
+    this.cookieRotateMs = options.cookieRotateMs ?? 5 * 60_000;
+    this.maxSessions = options.maxSessions ?? 10_000;
+    this.maxHandshakes = options.maxHandshakes ?? 1000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 10 * 60_000;
+    this.cipherSuites = (options.cipherSuites ?? DEFAULT_CIPHER_SUITES).filter((s) => CIPHER_SUITES.has(s));
+    if (this.cipherSuites.length === 0) throw new DtlsError('no supported cipher suite configured');
+    const sweepEvery = Math.max(50, Math.min(this.idleTimeoutMs / 2, 30_000));
+    this.sweepTimer = setInterval(() => this.sweep(), sweepEvery);
+    this.sweepTimer.unref?.();
+  }
+
+  get sessionCount(): number {
+    return this.conns.size;
+  }
+
+  get handshakeCount(): number {
+    let n = 0;
+    for (const e of this.conns.values()) if (e.conn.state === 'handshaking') n++;
+    return n;
+  }
+
+  connection(key: string): DtlsServerConnection | undefined {
+    return this.conns.get(key)?.conn;
+  }
+
+  private rotateSecrets(): void {
+    if (Date.now() - this.secretRotatedAt < this.cookieRotateMs) return;
+    this.secrets = [randomBytes(32), this.secrets[0]];
+    this.secretRotatedAt = Date.now();
+  }
+
+  /** Forces a cookie secret rotation (tests). */
+  rotateCookieSecret(): void {
+    this.secretRotatedAt = 0;
+    this.rotateSecrets();
+  }
+
+  /**
+   * Cookie = HMAC-SHA256(secret, peer address | port | ClientHello without its cookie).
+   * Binding everything in the ClientHello (including the random) means a cookie
+   * can only be replayed together with the exact same ClientHello from the same address.
+   */
+  private cookieFor(
+    secret: Buffer,
+    address: string,
+    port: number,
+    chBody: Buffer,
+    sessionIdLen: number,
+    cookieLen: number,
+  ): Buffer {
+    const prefixLen = 2 + 32 + 1 + sessionIdLen;
+    return createHmac('sha256', secret)
+      .update(`${address}%${port}|`)
+      .update(chBody.subarray(0, prefixLen))
+      .update(chBody.subarray(prefixLen + 1 + cookieLen))
+      .digest();
+  }
+
+  private cookieValid(address: string, port: number, ch: ClientHello, chBody: Buffer): boolean {
+    if (ch.cookie.length !== 32) return false;
+    let ok = false;
+    for (const secret of this.secrets) {
+      const expected = this.cookieFor(secret, address, port, chBody, ch.sessionId.length, ch.cookie.length);
+      if (timingSafeEqual(expected, ch.cookie)) ok = true;
+    }
+    return ok;
+  }
+
+  handleDatagram(data: Buffer, address: string, port: number): void {
+    if (this.closed) return;
+    const key = `${address}%${port}`;
+    for (const rec of parseDatagram(data)) {
+      if (
+        rec.type === ContentType.handshake &&
+        rec.epoch === 0 &&
+        rec.fragment.length > 12 &&
+        rec.fragment[0] === HandshakeType.clientHello
+      ) {
+        this.handleClientHelloRecord(rec, key, address, port);
+        continue;
+      }
+      this.conns.get(key)?.conn.handleRecord(rec);
+    }
+  }
+
+  private handleClientHelloRecord(rec: DtlsRecord, key: string, address: string, port: number): void {
+    let frag: ReturnType<typeof parseHandshakeFragments>[number] | undefined;
+    try {
+      frag = parseHandshakeFragments(rec.fragment)[0];
+    } catch {
+      return;
+    }
+    // We require the ClientHello to fit in one record (no stateless reassembly).
+    if (frag === undefined || frag.fragmentOffset !== 0 || frag.fragmentLength !== frag.length) return;
+    let ch: ClientHello;
+    try {
+      ch = decodeClientHello(frag.body);
+    } catch {
+      return;
+    }
+    const existing = this.conns.get(key);
+    if (existing?.conn.isSameClientHello(ch.random)) {
+      // A retransmission of the ClientHello that started this connection.
+      existing.conn.handleRecord(rec);
+      return;
+    }
+    if (recordReceivedChannel.hasSubscribers) {
+      recordReceivedChannel.publish(recordEvent(key, 'server', rec.type, rec.epoch, rec.seq, rec.fragment));
+    }
+    this.rotateSecrets();
+    if (!this.cookieValid(address, port, ch, frag.body)) {
+      if (ch.cookie.length > 0) this.stats.badCookies++;
+      this.sendHelloVerifyRequest(rec, frag.messageSeq, ch, frag.body, address, port);
+      return;
+    }
+    // Valid cookie: the client proved it owns this address. A client that lost
+    // its session restarts here; replace the old association (§4.2.8).
+    if (existing !== undefined) {
+      this.stats.replaced++;
+      this.conns.delete(key);
+      existing.conn.destroy();
+    }
+    if (this.conns.size >= this.maxSessions || this.handshakeCount >= this.maxHandshakes) {
+      this.stats.rejectedFull++;
+      return;
+    }
+    const entry: Entry = { address, port, conn: undefined as unknown as DtlsServerConnection };
+    const conn = new DtlsServerConnection(
+      {
+        mtu: this.options.mtu ?? (address.includes(':') ? 1280 : 576),
+        ipOverhead: address.includes(':') ? 48 : 28,
+        retransmitInitialMs: this.options.retransmitInitialMs ?? 1000,
+        retransmitMaxMs: 60_000,
+        handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
+        keyLog: this.options.keyLog,
+        peerLabel: key,
+        pskLookup: this.options.pskLookup,
+        identityHint: this.options.identityHint,
+        cipherSuites: this.cipherSuites,
+      },
+      {
+        sendDatagram: (d) => this.events.send(d, address, port),
+        established: () => this.events.established(conn, address, port),
+        data: (d) => this.events.data(d, conn, address, port),
+        closed: (error) => {
+          if (this.conns.get(key) === entry) this.conns.delete(key);
+          this.events.closed(conn, address, port, error);
+        },
+      },
+    );
+    entry.conn = conn;
+    this.conns.set(key, entry);
+    try {
+      conn.start(ch, frag.body, frag.messageSeq, rec.seq);
+    } catch (e) {
+      conn.fail(e instanceof DtlsError ? e : alertError(AlertDescription.internalError, String(e)));
+    }
+  }
+
+  private sendHelloVerifyRequest(
+    rec: DtlsRecord,
+    messageSeq: number,
+    ch: ClientHello,
+    chBody: Buffer,
+    address: string,
+    port: number,
+  ): void {
+    const cookie = this.cookieFor(
+      this.secrets[0],
+      address,
+      port,
+      chBody,
+      ch.sessionId.length,
+      ch.cookie.length,
+    );
+    const body = encodeHelloVerifyRequest({ version: 0xfefd, cookie });
+    const hs = encodeFragment(HandshakeType.helloVerifyRequest, messageSeq, body, 0, body.length);
+    // §4.2.1: reuse the ClientHello's record sequence number; no state is kept.
+    this.stats.helloVerifySent++;
+    if (recordSentChannel.hasSubscribers) {
+      recordSentChannel.publish(
+        recordEvent(`${address}%${port}`, 'server', ContentType.handshake, 0, rec.seq, hs),
+      );
+    }
+    this.events.send(encodeRecord(ContentType.handshake, 0, rec.seq, hs), address, port);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, e] of this.conns) {
+      if (e.conn.state === 'established' && now - e.conn.lastActivity > this.idleTimeoutMs) {
+        this.stats.evictedIdle++;
+        this.conns.delete(key);
+        e.conn.close();
+      }
+    }
+  }
+
+  /** Sends application data to an established session; false if there is none. */
+  send(key: string, data: Uint8Array): boolean {
+    const e = this.conns.get(key);
+    if (e === undefined || e.conn.state !== 'established') return false;
+    e.conn.sendApplicationData(data);
+    return true;
+  }
+
+  /** Sends close_notify to every session and stops. */
+  close(): void {
+    this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const e of [...this.conns.values()]) e.conn.close();
+    this.conns.clear();
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * DTLS 1.2 PSK transports ('coaps', RFC 7252 §9) implementing `Transport`.
+ *
+ * - `DtlsClientTransport`: one UDP socket (per address family), one DTLS
+ *   session per server peer. `send()` starts a handshake when needed and queues
+ *   (bounded) until the session is up; a failed handshake reports
+ *   `peerError(peer, DtlsError)` and drops the queue.
+ * - `DtlsServerTransport`: stateless cookie exchange, bounded sessions and
+ *   half-open handshakes, idle eviction; delivers decrypted datagrams with
+ *   `peer.identity` set to the authenticated PSK identity.
+ *
+ * PSK keys given as strings are used as their UTF-8 bytes (like libcoap's `-k`).
+ * `SSLKEYLOGFILE` (or `keyLogFile`) enables NSS key logging for Wireshark.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { DtlsClientConnection } from '../dtls/client.js';
+import { DEFAULT_CIPHER_SUITES } from '../dtls/crypto/suites.js';
+import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
+import { parseDatagram } from '../dtls/record/record.js';
+import { DtlsServer, type PskLookup } from '../dtls/server.js';
+import { ClosedError, DnsError, DtlsError, InvalidArgumentError, NetworkError } from '../errors.js';
+import {
+  type AddressFamily,
+  makePeer,
+  type Peer,
+  type Transport,
+  type TransportHandlers,
+} from './transport.js';
+
+export interface PskCredentials {
+  identity: string | Uint8Array;
+  /** The pre-shared key; a string is used as its UTF-8 bytes. */
+  key: Uint8Array | string;
+}
+
+const toBytes = (v: string | Uint8Array): Buffer =>
+  typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v);
+
+function normalizeAddress(a: string): string {
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
+
+function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket({ type, ipv6Only: false });
+    const onError = (err: Error) => {
+      s.close();
+      reject(new NetworkError(`cannot bind DTLS socket: ${err.message}`, { cause: err }));
+    };
+    s.once('error', onError);
+    s.bind({ port, ...(address !== undefined ? { address } : {}), exclusive: true }, () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+  });
+}
+
+const QUEUE_LIMIT = 32;
+
+export interface DtlsClientOptions {
+  psk: PskCredentials;
+  cipherSuites?: number[];
+  bind?: { address?: string; port?: number };
+  family?: 4 | 6;
+  handshakeTimeoutMs?: number;
+  retransmitInitialMs?: number;
+  mtu?: number;
+  serverName?: string;
+  keyLogFile?: KeyLogSink;
+  idleTimeoutMs?: number;
+}
+
+interface ClientSession {
+  peer: Peer;
+  conn?: DtlsClientConnection;
+  queue: Uint8Array[];
+  waiters: { resolve: () => void; reject: (e: Error) => void }[];
+  resolving: boolean;
+}
+
+export interface DtlsSessionInfo {
+  suite: string;
+  suiteId: number;
+  extendedMasterSecret: boolean;
+  established: boolean;
+}
+
+export class DtlsClientTransport implements Transport {
+  readonly scheme = 'coaps';
+  readonly reliable = false;
+  readonly maxMessageSize: number;
+  private handlers?: TransportHandlers;
+  private readonly sessions = new Map<string, ClientSession>();
+  private readonly sockets = new Map<4 | 6, Socket>();
+  private closed = false;
+  private readonly keyLog;
+  private idleTimer?: NodeJS.Timeout;
+
+  private constructor(
+    private readonly options: DtlsClientOptions,
+    socket: Socket,
+    family: 4 | 6,
+  ) {
+    this.sockets.set(family, socket);
+    this.wire(socket);
+    this.keyLog = createKeyLogger(options.keyLogFile);
+    const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
+    this.maxMessageSize = mtu - (family === 6 ? 48 : 28) - 13 - 32;
+    const idle = options.idleTimeoutMs;
+    if (idle !== undefined && idle > 0) {
+      this.idleTimer = setInterval(() => this.sweepIdle(idle), Math.max(50, Math.min(idle / 2, 30_000)));
+      this.idleTimer.unref();
+    }
+  }
+
+  static async create(options: DtlsClientOptions): Promise<DtlsClientTransport> {
+    if (options.psk === undefined) throw new InvalidArgumentError('DTLS client needs psk credentials');
+    const bindAddr = options.bind?.address;
+    const family: 4 | 6 = options.family ?? (bindAddr !== undefined && isIP(bindAddr) === 6 ? 6 : 4);
+    const socket = await bindSocket(family === 6 ? 'udp6' : 'udp4', bindAddr, options.bind?.port ?? 0);
+    return new DtlsClientTransport(options, socket, family);
+  }
+
+  private wire(socket: Socket): void {
+    socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => this.onDatagram(msg, rinfo));
+    socket.on('error', (err) => {
+      if (!this.closed)
+        this.handlers?.error?.(new NetworkError(`DTLS socket error: ${err.message}`, { cause: err }));
+    });
+  }
+
+  attach(handlers: TransportHandlers): void {
+    this.handlers = handlers;
+  }
+
+  localAddress(): { address: string; port: number; family: AddressFamily } {
+    const s = this.sockets.get(4) ?? this.sockets.get(6)!;
+    const a = s.address();
+    return { address: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
+  }
+
+  private async socketFor(family: 4 | 6): Promise<Socket> {
+    const s = this.sockets.get(family);
+    if (s !== undefined) return s;
+    const created = await bindSocket(family === 6 ? 'udp6' : 'udp4', undefined, 0);
+    if (this.closed) {
+      created.close();
+      throw new ClosedError('transport closed');
+    }
+    const again = this.sockets.get(family);
+    if (again !== undefined) {
+      created.close();
+      return again;
+    }
+    this.sockets.set(family, created);
+    this.wire(created);
+    return created;
+  }
+
+  private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
+    const key = `${normalizeAddress(rinfo.address)}%${rinfo.port}`;
+    const s = this.sessions.get(key);
+    if (s?.conn === undefined) return;
+    for (const rec of parseDatagram(msg)) s.conn.handleRecord(rec);
+  }
+
+  send(data: Uint8Array, peer: Peer): void {
+    if (this.closed) {
+      this.handlers?.peerError?.(peer, new ClosedError('DTLS transport closed'));
+      return;
+    }
+    const s = this.session(peer);
+    if (s.conn?.state === 'established') {
+      s.conn.sendApplicationData(data);
+      return;
+    }
+    if (s.queue.length >= QUEUE_LIMIT) s.queue.shift();
+    s.queue.push(Buffer.from(data));
+  }
+
+  /** Resolves once a DTLS session with `peer` is established (starting a handshake if needed). */
+  connect(peer: Peer): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('DTLS transport closed'));
+    const s = this.session(peer);
+    if (s.conn?.state === 'established') return Promise.resolve();
+    return new Promise((resolve, reject) => s.waiters.push({ resolve, reject }));
+  }
+
+  /** Negotiated parameters of the session with `peer`, if any. */
+  sessionInfo(peer: Peer): DtlsSessionInfo | undefined {
+    const c = this.sessions.get(peer.key)?.conn;
+    if (c?.suite === undefined) return undefined;
+    return {
+      suite: c.suite.name,
+      suiteId: c.suite.id,
+      extendedMasterSecret: c.extendedMasterSecret,
+      established: c.state === 'established',
+    };
+  }
+
+  private session(peer: Peer): ClientSession {
+    let s = this.sessions.get(peer.key);
+    if (s === undefined || s.conn?.state === 'closed') {
+      s = { peer, queue: [], waiters: [], resolving: true };
+      this.sessions.set(peer.key, s);
+      void this.startHandshake(s);
+    }
+    return s;
+  }
+
+  private async startHandshake(s: ClientSession): Promise<void> {
+    const { peer } = s;
+    let address = peer.address;
+    let family: 4 | 6;
+    try {
+      if (isIP(address) === 0) {
+        const r = await lookup(address).catch((e: Error) => {
+          throw new DnsError(`cannot resolve ${address}: ${e.message}`, { cause: e });
+        });
+        address = r.address;
+      }
+      family = isIP(address) === 6 ? 6 : 4;
+    } catch (e) {
+      this.failSession(s, e as Error);
+      return;
+    }
+    let socket: Socket;
+    try {
+      socket = await this.socketFor(family);
+    } catch (e) {
+      this.failSession(s, e as Error);
+      return;
+    }
+    if (this.sessions.get(peer.key) !== s || this.closed) return;
+    const port = peer.port;
+    const mtu = this.options.mtu ?? (family === 6 ? 1280 : 576);
+    const recvKey = `${address}%${port}`;
+    let conn: DtlsClientConnection;
+    try {
+      conn = new DtlsClientConnection(
+        {
+          mtu,
+          ipOverhead: family === 6 ? 48 : 28,
+          retransmitInitialMs: this.options.retransmitInitialMs ?? 1000,
+          retransmitMaxMs: 60_000,
+          handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
+          keyLog: this.keyLog,
+          peerLabel: recvKey,
+          identity: toBytes(this.options.psk.identity),
+          psk: toBytes(this.options.psk.key),
+          cipherSuites: this.options.cipherSuites ?? DEFAULT_CIPHER_SUITES,
+          serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
+        },
+        {
+          sendDatagram: (d) => {
+            socket.send(d, port, address, (err) => {
+              if (err && !this.closed)
+                this.handlers?.peerError?.(peer, new NetworkError(err.message, { cause: err }));
+            });
+          },
+          established: () => {
+            const queued = s.queue;
+            s.queue = [];
+            for (const d of queued) conn.sendApplicationData(d);
+            for (const w of s.waiters.splice(0)) w.resolve();
+          },
+          data: (d) => this.handlers?.message(d, peer),
+          closed: (error) => {
+            if (this.sessions.get(peer.key) === s) this.sessions.delete(peer.key);
+            if (recvKey !== peer.key && this.sessions.get(recvKey) === s) this.sessions.delete(recvKey);
+            const err = error ?? new DtlsError(`DTLS session with ${peer.key} closed`);
+            s.queue = [];
+            for (const w of s.waiters.splice(0)) w.reject(err);
+            if (!this.closed) this.handlers?.peerError?.(peer, err);
+          },
+        },
+      );
+    } catch (e) {
+      this.failSession(s, e as Error);
+      return;
+    }
+    s.conn = conn;
+    s.resolving = false;
+    // Received datagrams are keyed by the numeric address.
+    if (recvKey !== peer.key) this.sessions.set(recvKey, s);
+    conn.start();
+  }
+
+  private failSession(s: ClientSession, err: Error): void {
+    if (this.sessions.get(s.peer.key) === s) this.sessions.delete(s.peer.key);
+    s.queue = [];
+    for (const w of s.waiters.splice(0)) w.reject(err);
+    if (!this.closed) this.handlers?.peerError?.(s.peer, err);
+  }
+
+  private sweepIdle(idleMs: number): void {
+    const now = Date.now();
+    for (const s of new Set(this.sessions.values())) {
+      if (s.conn?.state === 'established' && now - s.conn.lastActivity > idleMs) s.conn.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    for (const s of new Set(this.sessions.values())) {
+      s.conn?.close();
+      for (const w of s.waiters.splice(0)) w.reject(new ClosedError('DTLS transport closed'));
+    }
+    this.sessions.clear();
+    await Promise.all([...this.sockets.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.sockets.clear();
+  }
+}
+
+export interface DtlsServerTransportOptions {
+  host?: string;
+  port?: number;
+  psk:
+    | PskCredentials
+    | ((identity: string) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>);
+  identityHint?: string;
+  cipherSuites?: number[];
+  maxSessions?: number;
+  maxHandshakes?: number;
+  idleTimeoutMs?: number;
+  mtu?: number;
+  keyLogFile?: KeyLogSink;
+  handshakeTimeoutMs?: number;
+  retransmitInitialMs?: number;
+}
+
+export class DtlsServerTransport implements Transport {
+  readonly scheme = 'coaps';
+  readonly reliable = false;
+  readonly maxMessageSize: number;
+  private handlers?: TransportHandlers;
+  private closed = false;
+  /** The DTLS endpoint (sessions, stats); exposed for tests and diagnostics. */
+  readonly server: DtlsServer;
+  private readonly peers = new Map<string, Peer>();
+
+  private constructor(
+    private readonly socket: Socket,
+    options: DtlsServerTransportOptions,
+  ) {
+    const psk = options.psk;
+    const pskLookup: PskLookup =
+      typeof psk === 'function'
+        ? (identity) => {
+            const r = psk(identity);
+            const conv = (v: Uint8Array | string | undefined) => (v === undefined ? undefined : toBytes(v));
+            return r instanceof Promise ? r.then(conv) : conv(r);
+          }
+        : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
+    const family = socket.address().family === 'IPv6' ? 6 : 4;
+    const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
+    this.maxMessageSize = mtu - (family === 6 ? 48 : 28) - 13 - 32;
+    this.server = new DtlsServer(
+      {
+        pskLookup,
+        identityHint:
+          options.identityHint !== undefined ? Buffer.from(options.identityHint, 'utf8') : undefined,
+        cipherSuites: options.cipherSuites,
+        maxSessions: options.maxSessions,
+        maxHandshakes: options.maxHandshakes,
+        idleTimeoutMs: options.idleTimeoutMs,
+        mtu: options.mtu,
+        handshakeTimeoutMs: options.handshakeTimeoutMs,
+        retransmitInitialMs: options.retransmitInitialMs,
+        keyLog: createKeyLogger(options.keyLogFile),
+      },
+      {
+        send: (d, address, port) => {
+          if (!this.closed || this.closing) socket.send(d, port, address);
+        },
+        established: (conn, address, port) => {
+          this.peers.set(`${address}%${port}`, makePeer(address, port, conn.identity));
+        },
+        data: (d, conn, address, port) => {
+          const key = `${address}%${port}`;
+          let peer = this.peers.get(key);
+          if (peer === undefined || peer.identity !== conn.identity) {
+            peer = makePeer(address, port, conn.identity);
+            this.peers.set(key, peer);
+          }
+          this.handlers?.message(d, peer);
+        },
+        closed: (conn, address, port, error) => {
+          const key = `${address}%${port}`;
+          const peer = this.peers.get(key) ?? makePeer(address, port, conn.identity);
+          if (this.server.connection(key) === undefined) this.peers.delete(key);
+          if (error !== undefined && !this.closed) this.handlers?.peerError?.(peer, error);
+        },
+      },
+    );
+    socket.on('message', (msg: Buffer, rinfo: RemoteInfo) =>
+      this.server.handleDatagram(msg, normalizeAddress(rinfo.address), rinfo.port),
+    );
+    socket.on('error', (err) => {
+      if (!this.closed)
+        this.handlers?.error?.(new NetworkError(`DTLS socket error: ${err.message}`, { cause: err }));
+    });
+  }
+
+  private closing = false;
+
+  static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
+    const host = options.host ?? '::';
+    const type = isIP(host) === 4 ? 'udp4' : 'udp6';
+    const socket = await bindSocket(type, host, options.port ?? 5684);
+    return new DtlsServerTransport(socket, options);
+  }
+
+  attach(handlers: TransportHandlers): void {
+    this.handlers = handlers;
+  }
+
+  localAddress(): { address: string; port: number; family: AddressFamily } {
+    const a = this.socket.address();
+    return { address: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
+  }
+
+  send(data: Uint8Array, peer: Peer): void {
+    if (this.closed) return;
+    if (!this.server.send(peer.key, data)) {
+      this.handlers?.peerError?.(peer, new DtlsError(`no DTLS session with ${peer.key}`));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closing = true;
+    this.closed = true;
+    this.server.close();
+    this.closing = false;
+    await new Promise<void>((r) => this.socket.close(() => r()));
+  }
+}
