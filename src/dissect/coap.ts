@@ -143,7 +143,6 @@ const MAX_PREVIEW = 160;
 function isPrintableUtf8(b: Uint8Array): string | undefined {
   const s = Buffer.from(b).toString('utf8');
   if (s.includes('\uFFFD')) return undefined;
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: checking for control characters
   if (/[\u0000-\u0008\u000e-\u001f\u007f]/.test(s)) return undefined;
   return s;
 }

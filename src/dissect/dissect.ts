@@ -333,7 +333,7 @@ function addCoap(
     });
     result.coap.messages.push(info);
     fi.protocol = 'coap';
-    (fi.coap ??= []).push(info.index);
+    fi.coap = [...(fi.coap ?? []), info.index];
     fi.bytes.coapHeader = (fi.bytes.coapHeader ?? 0) + info.headerLength;
     fi.bytes.coapPayload = (fi.bytes.coapPayload ?? 0) + info.payload.length;
   } catch (e) {
