@@ -35,7 +35,8 @@ export interface CoapUri {
 }
 
 export function defaultPort(scheme: string): number | undefined {
-  return (DEFAULT_PORTS as Record<string, number>)[scheme];
+  // Own properties only: "constructor" or "toString" are not schemes.
+  return Object.hasOwn(DEFAULT_PORTS, scheme) ? (DEFAULT_PORTS as Record<string, number>)[scheme] : undefined;
 }
 
 function pctDecode(s: string, what: string): string {
@@ -91,7 +92,7 @@ export function parseUri(input: string): CoapUri {
       hint: 'write it as coap://host/path',
     });
   const scheme = m[1]!.toLowerCase();
-  if (!(scheme in DEFAULT_PORTS)) {
+  if (defaultPort(scheme) === undefined) {
     throw new UriError(`unsupported URI scheme "${scheme}" (expected coap or coaps)`);
   }
   let rest = m[2]!;
