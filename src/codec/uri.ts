@@ -201,6 +201,8 @@ function pctEncode(s: string, allowed: RegExp): string {
 }
 
 const SEG_CHAR = /^[A-Za-z0-9\-._~!$'()*+,;=:@&]$/;
+/** RFC 3986 reg-name characters: unreserved and sub-delims. */
+const REGNAME_CHAR = /^[A-Za-z0-9\-._~!$&'()*+,;=]$/;
 const QUERY_CHAR = /^[A-Za-z0-9\-._~!$'()*+,;=:@/?]$/;
 
 /** Percent-encodes a path segment. */
@@ -229,7 +231,7 @@ export function optionsToUri(
   }
   let h: string;
   if (host !== undefined) {
-    h = isIP(host) === 6 ? `[${host}]` : pctEncode(host, /^[A-Za-z0-9\-._~!$&'()*+,;=]$/);
+    h = isIP(host) === 6 ? `[${host}]` : pctEncode(host, REGNAME_CHAR);
   } else {
     const a = destination.address;
     const zi = a.indexOf('%');
@@ -254,7 +256,8 @@ export function pathFromOptions(options: readonly CoapOption[]): string {
 
 /** Formats a URI string back from a parsed CoapUri. */
 export function formatUri(u: CoapUri): string {
-  const h = u.hostType === 6 ? `[${u.host.replace('%', '%25')}]` : u.host;
+  // A registered name was percent-decoded by parseUri: encode it again (RFC 3986 §3.2.2).
+  const h = u.hostType === 6 ? `[${u.host.replace('%', '%25')}]` : pctEncode(u.host, REGNAME_CHAR);
   let s = `${u.scheme}://${h}`;
   if (u.port !== DEFAULT_PORTS[u.scheme]) s += `:${u.port}`;
   s += `/${u.path.map(encodePathSegment).join('/')}`;
