@@ -205,8 +205,13 @@ const SEG_CHAR = /^[A-Za-z0-9\-._~!$'()*+,;=:@&]$/;
 const REGNAME_CHAR = /^[A-Za-z0-9\-._~!$&'()*+,;=]$/;
 const QUERY_CHAR = /^[A-Za-z0-9\-._~!$'()*+,;=:@/?]$/;
 
-/** Percent-encodes a path segment. */
-export const encodePathSegment = (seg: string): string => pctEncode(seg, SEG_CHAR);
+/**
+ * Percent-encodes a path segment. A segment that is exactly "." or ".." is
+ * written %2E / %2E%2E, otherwise RFC 3986 §5.2.4 remove_dot_segments would
+ * drop it when the URI is parsed again (§6.4 step 2).
+ */
+export const encodePathSegment = (seg: string): string =>
+  seg === '.' ? '%2E' : seg === '..' ? '%2E%2E' : pctEncode(seg, SEG_CHAR);
 /** Percent-encodes one query argument ('&' is escaped since it separates arguments). */
 export const encodeQueryArg = (q: string): string => pctEncode(q, QUERY_CHAR);
 
