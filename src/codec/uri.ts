@@ -215,6 +215,14 @@ export const encodePathSegment = (seg: string): string =>
 /** Percent-encodes one query argument ('&' is escaped since it separates arguments). */
 export const encodeQueryArg = (q: string): string => pctEncode(q, QUERY_CHAR);
 
+/** "[addr]" or "[addr%25zone]" when `a` is an IPv6 address (with an optional "%zone"), else undefined. */
+function ipv6Literal(a: string): string | undefined {
+  const zi = a.indexOf('%');
+  const addr = zi === -1 ? a : a.slice(0, zi);
+  if (isIP(addr) !== 6) return undefined;
+  return zi === -1 ? `[${addr}]` : `[${addr}%25${a.slice(zi + 1)}]`;
+}
+
 /**
  * §6.5: composes a URI from a request's options and the address it was
  * sent to (or received on).
@@ -236,14 +244,13 @@ export function optionsToUri(
   }
   let h: string;
   if (host !== undefined) {
-    h = isIP(host) === 6 ? `[${host}]` : pctEncode(host, REGNAME_CHAR);
+    // §6.5 step 2: the Uri-Host may be a reg-name, an IPv4address or an
+    // IP-literal ("[2001:db8::1]", as §6.4 step 5 copies it); bare IPv6 is tolerated.
+    const inner = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+    h = ipv6Literal(inner) ?? pctEncode(host, REGNAME_CHAR);
   } else {
     const a = destination.address;
-    const zi = a.indexOf('%');
-    h =
-      isIP(zi === -1 ? a : a.slice(0, zi)) === 6
-        ? `[${zi === -1 ? a : `${a.slice(0, zi)}%25${a.slice(zi + 1)}`}]`
-        : a;
+    h = ipv6Literal(a) ?? a;
   }
   let uri = `${scheme}://${h}`;
   if (port !== DEFAULT_PORTS[scheme]) uri += `:${port}`;
