@@ -163,7 +163,9 @@ export function checkOptions(options: readonly CoapOption[], recognized: Readonl
   let prev = -1;
   for (const o of options) {
     const def = optionDefinition(o.number);
-    let ok = recognized.has(o.number) && def !== undefined;
+    // §5.4.1: "recognized" is what the receiver implements, registered here or
+    // not; length and repetition rules apply where a definition is known.
+    let ok = recognized.has(o.number);
     if (ok && def) {
       if (o.value.length < def.minLength || o.value.length > def.maxLength) ok = false;
       else if (!def.repeatable && o.number === prev) ok = false;
