@@ -1,0 +1,100 @@
+/**
+ * coapkit discover URI — GET /.well-known/core (RFC 6690) and print the links.
+ */
+import { performance } from 'node:perf_hooks';
+import { CoapClient } from '../../client/client.js';
+import { filterLinks, type Link, parseLinkFormat } from '../../codec/link-format.js';
+import { encodeQueryArg, formatUri } from '../../codec/uri.js';
+import { describeCode } from '../../constants/codes.js';
+import { ContentFormat, contentFormatName } from '../../constants/content-formats.js';
+import { LinkFormatError } from '../../errors.js';
+import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
+import { checkUri, contentFormatArg, pskFor, timeoutMs } from '../common.js';
+import { ExitCode, exitCodeForResponse } from '../exit.js';
+import { formatLink, formatMessage, linkToJson, summarizePayload } from '../format.js';
+import { DISCOVER_HELP } from '../help.js';
+import { type Io, writeAll } from '../io.js';
+import { PSK_FLAGS } from '../psk.js';
+
+export const DISCOVER_FLAGS: FlagSpecs = {
+  rt: { type: 'string' },
+  if: { type: 'string' },
+  ct: { type: 'string' },
+  href: { type: 'string' },
+  json: { type: 'boolean' },
+  non: { type: 'boolean' },
+  timeout: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  quiet: { type: 'boolean', short: 'q' },
+  ...PSK_FLAGS,
+};
+
+export async function runDiscover(args: string[], io: Io): Promise<number> {
+  const p = parseFlags('discover', args, DISCOVER_FLAGS);
+  if (bool(p, 'help')) {
+    await writeAll(io.stdout, DISCOVER_HELP);
+    return ExitCode.OK;
+  }
+  const [uriArg] = positionals('discover', p, ['URI']);
+  const uri = checkUri(uriArg!);
+  const psk = pskFor(uri, p, io);
+  const timeout = timeoutMs(p);
+  const filters: string[] = [];
+  for (const name of ['href', 'rt', 'if'] as const) {
+    const v = str(p, name);
+    if (v !== undefined) filters.push(`${name}=${v}`);
+  }
+  const ct = str(p, 'ct');
+  if (ct !== undefined) filters.push(`ct=${/\*$/.test(ct) ? ct : contentFormatArg(ct, '--ct')}`);
+
+  // The well-known URI on the same host unless the URI names a path of its own.
+  const target = { ...uri, path: uri.path.length === 0 ? ['.well-known', 'core'] : uri.path };
+  let href = formatUri({ ...target, query: [] });
+  const query = [...uri.query, ...filters];
+  if (query.length > 0) href += `?${query.map(encodeQueryArg).join('&')}`;
+
+  const client = new CoapClient(psk === undefined ? {} : { psk });
+  const started = performance.now();
+  try {
+    const res = await client.request(href, {
+      method: 'GET',
+      accept: ContentFormat.LinkFormat,
+      confirmable: !bool(p, 'non'),
+      ...(timeout !== undefined ? { timeout } : {}),
+    });
+    if (bool(p, 'verbose')) {
+      const ms = (performance.now() - started).toFixed(1);
+      await writeAll(io.stderr, `> GET ${href}\n${formatMessage('<', res, `  in ${ms} ms`).join('\n')}\n`);
+    }
+    const status = exitCodeForResponse(res.code);
+    if (status !== ExitCode.OK) {
+      if (!bool(p, 'quiet')) {
+        const diag = summarizePayload(res.payload, res.contentFormat);
+        await writeAll(io.stderr, `coapkit: ${describeCode(res.code)}${diag ? `: ${diag}` : ''}\n`);
+      }
+      return status;
+    }
+    if (res.contentFormat !== undefined && res.contentFormat !== ContentFormat.LinkFormat) {
+      const name = contentFormatName(res.contentFormat) ?? String(res.contentFormat);
+      throw new LinkFormatError(`the server answered with ${name}, not application/link-format`);
+    }
+    let links: Link[];
+    try {
+      links = parseLinkFormat(res.payload.toString('utf8'));
+    } catch (err) {
+      throw new LinkFormatError(`the server sent invalid link format: ${(err as Error).message}`);
+    }
+    // Servers may ignore the query filters (RFC 6690 §4.1 makes them optional): apply them here too.
+    for (const f of filters) links = filterLinks(links, f);
+    if (bool(p, 'json')) {
+      await writeAll(io.stdout, `${JSON.stringify(links.map(linkToJson), null, 2)}\n`);
+    } else if (links.length > 0) {
+      await writeAll(io.stdout, `${links.map(formatLink).join('\n')}\n`);
+    } else if (!bool(p, 'quiet')) {
+      await writeAll(io.stderr, 'coapkit: no matching links\n');
+    }
+    return ExitCode.OK;
+  } finally {
+    await client.close();
+  }
+}

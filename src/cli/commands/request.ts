@@ -1,0 +1,151 @@
+/**
+ * coapkit get|post|put|delete|fetch|patch|ipatch URI
+ */
+import { writeFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { CoapClient } from '../../client/client.js';
+import { encodeUint } from '../../codec/options.js';
+import { uriToOptions } from '../../codec/uri.js';
+import { describeCode, MessageType, Method } from '../../constants/codes.js';
+import { OptionNumber } from '../../constants/options.js';
+import { UsageError } from '../../errors.js';
+import { bool, type FlagSpecs, parseFlags, positionals, str, strs } from '../args.js';
+import { checkUri, contentFormatArg, optionArg, pskFor, timeoutMs } from '../common.js';
+import { ExitCode, exitCodeForResponse } from '../exit.js';
+import { formatMessage, stdoutBytes, summarizePayload } from '../format.js';
+import { REQUEST_HELP } from '../help.js';
+import { type Io, readStream, writeAll } from '../io.js';
+import { PSK_FLAGS, readInputFile } from '../psk.js';
+
+export const REQUEST_FLAGS: FlagSpecs = {
+  payload: { type: 'string', short: 'p' },
+  file: { type: 'string', short: 'f' },
+  'content-format': { type: 'string', short: 't' },
+  accept: { type: 'string', short: 'A' },
+  option: { type: 'string', short: 'O', multiple: true },
+  non: { type: 'boolean' },
+  timeout: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  verbose: { type: 'boolean', short: 'v' },
+  quiet: { type: 'boolean', short: 'q' },
+  ...PSK_FLAGS,
+};
+
+const METHOD_CODES: Record<string, number> = {
+  get: Method.GET,
+  post: Method.POST,
+  put: Method.PUT,
+  delete: Method.DELETE,
+  fetch: Method.FETCH,
+  patch: Method.PATCH,
+  ipatch: Method.iPATCH,
+};
+const METHOD_NAMES: Record<string, 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH'> = {
+  get: 'GET',
+  post: 'POST',
+  put: 'PUT',
+  delete: 'DELETE',
+  fetch: 'FETCH',
+  patch: 'PATCH',
+  ipatch: 'iPATCH',
+};
+
+export async function runRequest(method: string, args: string[], io: Io): Promise<number> {
+  const p = parseFlags(method, args, REQUEST_FLAGS);
+  if (bool(p, 'help')) {
+    await writeAll(io.stdout, REQUEST_HELP);
+    return ExitCode.OK;
+  }
+  const [uriArg] = positionals(method, p, ['URI']);
+  const uri = checkUri(uriArg!);
+  const verbose = bool(p, 'verbose');
+  const quiet = bool(p, 'quiet');
+  if (verbose && quiet) throw new UsageError('use only one of -v and -q');
+
+  const cfArg = str(p, 'content-format');
+  const contentFormat = cfArg === undefined ? undefined : contentFormatArg(cfArg, '-t/--content-format');
+  const acceptArg = str(p, 'accept');
+  const accept = acceptArg === undefined ? undefined : contentFormatArg(acceptArg, '-A/--accept');
+  const extra = strs(p, 'option').map(optionArg);
+  const timeout = timeoutMs(p);
+  const confirmable = !bool(p, 'non');
+  const psk = pskFor(uri, p, io);
+
+  const text = str(p, 'payload');
+  const file = str(p, 'file');
+  if (text !== undefined && file !== undefined)
+    throw new UsageError('use only one of -p/--payload and -f/--file');
+  let payload: Buffer | undefined;
+  if (text !== undefined) payload = Buffer.from(text, 'utf8');
+  else if (file === '-') payload = await readStream(io.stdin);
+  else if (file !== undefined) payload = readInputFile(file, 'payload file');
+
+  const output = str(p, 'output');
+  const code = METHOD_CODES[method]!;
+
+  if (verbose) {
+    const options = uriToOptions(uri);
+    if (contentFormat !== undefined)
+      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(contentFormat) });
+    if (accept !== undefined) options.push({ number: OptionNumber.Accept, value: encodeUint(accept) });
+    options.push(...extra);
+    options.sort((a, b) => a.number - b.number);
+    const lines = formatMessage(
+      '>',
+      {
+        type: confirmable ? MessageType.CON : MessageType.NON,
+        code,
+        options,
+        payload: payload ?? Buffer.alloc(0),
+      },
+      `  ${uriArg}`,
+    );
+    await writeAll(io.stderr, `${lines.join('\n')}\n`);
+  }
+
+  const client = new CoapClient(psk === undefined ? {} : { psk });
+  const started = performance.now();
+  try {
+    const res = await client.request(uriArg!, {
+      method: METHOD_NAMES[method]!,
+      confirmable,
+      ...(payload !== undefined ? { payload } : {}),
+      ...(contentFormat !== undefined ? { contentFormat } : {}),
+      ...(accept !== undefined ? { accept } : {}),
+      ...(extra.length > 0 ? { options: extra } : {}),
+      ...(timeout !== undefined ? { timeout } : {}),
+    });
+    const elapsed = performance.now() - started;
+    if (verbose) {
+      const how = res.piggybacked ? 'piggybacked' : 'separate';
+      const lines = formatMessage(
+        '<',
+        res,
+        `  from ${res.peer.address}:${res.peer.port} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})`,
+      );
+      await writeAll(io.stderr, `${lines.join('\n')}\n`);
+    }
+    const status = exitCodeForResponse(res.code);
+    if (status === ExitCode.OK) {
+      if (output !== undefined) await writeOutput(output, res.payload);
+      else if (res.payload.length > 0)
+        await writeAll(io.stdout, stdoutBytes(res.payload, res.contentFormat, io.stdout.isTTY === true));
+    } else {
+      if (!quiet) {
+        const diag = summarizePayload(res.payload, res.contentFormat);
+        await writeAll(io.stderr, `coapkit: ${describeCode(res.code)}${diag ? `: ${diag}` : ''}\n`);
+      }
+    }
+    return status;
+  } finally {
+    await client.close();
+  }
+}
+
+async function writeOutput(file: string, data: Buffer): Promise<void> {
+  try {
+    await writeFile(file, data);
+  } catch (err) {
+    throw new UsageError(`cannot write output file "${file}": ${(err as Error).message}`);
+  }
+}
