@@ -105,7 +105,9 @@ export function decodeBlock(v: Uint8Array): BlockOption {
 }
 
 export function encodeBlock(num: number, more: boolean, szx: number): Buffer {
-  if (szx < 0 || szx > 6 || num < 0 || num > 0xfffff) throw new OptionError('block option out of range');
+  if (!Number.isInteger(num) || !Number.isInteger(szx) || szx < 0 || szx > 6 || num < 0 || num > 0xfffff) {
+    throw new OptionError(`block option out of range: NUM ${num}, SZX ${szx}`);
+  }
   return encodeUint(num * 16 + (more ? 8 : 0) + szx);
 }
 
