@@ -82,20 +82,23 @@ export interface DynamicStoreOptions {
   now?: () => Date;
 }
 
-/** Structural view of the CoapServer routing API, so the store does not depend on its internals. */
-export interface RouteTarget {
+/** What mount() needs from a server (CoapServer satisfies it). */
+export interface MountTarget {
   route(
-    method: string,
+    method: StoreMethod,
     pattern: string,
-    handler: (req: never) => unknown,
-    attrs?: Record<string, unknown>,
+    handler: (req: StoreRequest) => StoreResponse,
+    attrs?: { ct?: number; title?: string; obs?: boolean },
   ): unknown;
+  addLinkProvider(provider: () => Link[]): void;
 }
+
+type StoreMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
 interface Builtin {
   title: string;
   ct: number;
-  methods: readonly string[];
+  methods: readonly StoreMethod[];
   handle(req: StoreRequest): StoreResponse;
   obs?: boolean;
 }
@@ -235,8 +238,13 @@ export class DynamicStore extends EventEmitter {
     this.emit('change', ev);
   }
 
-  /** The links /.well-known/core lists (built-ins then dynamic resources). */
+  /** The links /.well-known/core lists: built-ins, then dynamic resources. */
   links(): Link[] {
+    return [...this.builtinLinks(), ...this.dynamicLinks()];
+  }
+
+  /** Links of the built-in resources. */
+  builtinLinks(): Link[] {
     const out: Link[] = [];
     for (const [path, b] of this.builtins) {
       const attributes: Link['attributes'] = [
@@ -246,6 +254,12 @@ export class DynamicStore extends EventEmitter {
       if (b.obs) attributes.push(['obs', true]);
       out.push({ target: path, attributes });
     }
+    return out;
+  }
+
+  /** Links of the dynamic resources (ct, sz, title, and obs when observable). */
+  dynamicLinks(): Link[] {
+    const out: Link[] = [];
     for (const r of this.list()) {
       const attributes: Link['attributes'] = [];
       if (r.contentFormat !== undefined) attributes.push(['ct', String(r.contentFormat)]);
@@ -265,7 +279,7 @@ export class DynamicStore extends EventEmitter {
     if (path === WELL_KNOWN) return this.wellKnown(req);
     const builtin = this.builtins.get(path);
     if (builtin) {
-      if (!builtin.methods.includes(req.method)) {
+      if (!(builtin.methods as readonly string[]).includes(req.method)) {
         return text(
           ResponseCode.MethodNotAllowed,
           `${path} is built in and only supports ${builtin.methods.join(', ')}`,
@@ -321,8 +335,8 @@ export class DynamicStore extends EventEmitter {
 
   private acceptable(options: readonly CoapOption[], contentFormat: number | undefined): boolean {
     const accept = getUintOption(options, OptionNumber.Accept);
-    if (accept === undefined || contentFormat === undefined) return true;
-    return accept === contentFormat;
+    // Like CoapServer: a representation without Content-Format counts as text/plain (0).
+    return accept === undefined || accept === (contentFormat ?? ContentFormat.TextPlain);
   }
 
   private children(path: string): StoredResource[] {
@@ -471,15 +485,24 @@ export class DynamicStore extends EventEmitter {
   // ---- server integration ----------------------------------------------------
 
   /**
-   * Registers the store on a CoapServer: built-ins, /.well-known/core and a
-   * catch-all route for dynamic resources.
+   * Registers the store on a CoapServer: the built-ins as routes (listed by
+   * the server's /.well-known/core), a link provider for the dynamic
+   * resources, and a catch-all route for everything else.
    */
-  mount(server: RouteTarget): this {
-    const handler = (req: never): StoreResponse => this.handle(req as StoreRequest);
-    for (const method of ['GET', 'PUT', 'POST', 'DELETE']) {
-      server.route(method, '/', handler);
-      server.route(method, '/*', handler);
+  mount(server: MountTarget): this {
+    const handler = (req: StoreRequest): StoreResponse => this.handle(req);
+    for (const [path, b] of this.builtins) {
+      for (const method of b.methods) {
+        server.route(
+          method,
+          path,
+          handler,
+          b.obs ? { ct: b.ct, title: b.title, obs: true } : { ct: b.ct, title: b.title },
+        );
+      }
     }
+    server.addLinkProvider(() => this.dynamicLinks());
+    for (const method of ['GET', 'PUT', 'POST', 'DELETE'] as const) server.route(method, '/*', handler);
     return this;
   }
 }

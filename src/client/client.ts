@@ -1,0 +1,271 @@
+/**
+ * The CoAP client: `await client.request('coap://host/path', { ... })`.
+ * Resolves names, picks the transport by scheme (UDP for coap://, DTLS for
+ * coaps://), and returns a CoapResponse or throws a typed error.
+ */
+
+import type { CoapOption } from '../codec/message.js';
+import { encodeUint, type OptionInput, optionValue } from '../codec/options.js';
+import { type CoapUri, parseUri, uriToOptions } from '../codec/uri.js';
+import { Method, type MethodName } from '../constants/codes.js';
+import { parseContentFormat } from '../constants/content-formats.js';
+import { OptionNumber } from '../constants/options.js';
+import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
+import { ClosedError, InvalidArgumentError, UriError } from '../errors.js';
+import type { InboundResponse } from '../exchange/exchange-layer.js';
+import { type Lookup, resolveHost } from '../transport/resolve.js';
+import type { Peer, Transport } from '../transport/transport.js';
+import { makePeer } from '../transport/transport.js';
+import { UdpTransport } from '../transport/udp.js';
+import { CoapResponse } from './response.js';
+
+export interface PskCredentials {
+  identity: string | Uint8Array;
+  key: string | Uint8Array;
+}
+
+export interface ClientOptions extends EndpointOptions {
+  /** Pre-shared key for coaps:// requests. */
+  psk?: PskCredentials;
+  /** DTLS options passed to the DTLS client transport (cipher suites, MTU, ...). */
+  dtls?: Record<string, unknown>;
+  /** Local address/port for the client sockets. */
+  bind?: { address?: string; port?: number };
+  /** Custom name lookup (tests, custom resolvers). */
+  lookup?: Lookup;
+  /** Prefer this address family when a name has both A and AAAA records. */
+  preferFamily?: 4 | 6;
+  /** Let the process exit while the client is idle (default true). */
+  unref?: boolean;
+}
+
+export type RequestMethod = MethodName | number;
+
+export interface RequestOptions {
+  method?: RequestMethod;
+  payload?: string | Uint8Array;
+  contentFormat?: number | string;
+  accept?: number | string;
+  /** CON (default) or NON. */
+  confirmable?: boolean;
+  /** Extra options, e.g. `[{ number: OptionNumber.ETag, value: etag }]`. */
+  options?: ReadonlyArray<{ number: number; value: OptionInput }>;
+  /** Overall time limit in ms (default MAX_TRANSMIT_WAIT, 93 s). */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** Use this token instead of a random one. */
+  token?: Uint8Array;
+  /** Send to a multicast group and accept the first response from any member. */
+  multicast?: boolean;
+}
+
+/** A request target after URI parsing and name resolution. */
+export interface ResolvedTarget {
+  uri: CoapUri;
+  peer: Peer;
+  endpoint: Endpoint;
+  /** The options the URI contributes (§6.4). */
+  uriOptions: CoapOption[];
+}
+
+export class CoapClient {
+  private readonly endpoints = new Map<string, Promise<Endpoint>>();
+  private closed = false;
+
+  constructor(private readonly options: ClientOptions = {}) {}
+
+  /** Resolves a URI to a peer and the endpoint that talks to it. */
+  async resolve(uri: string | CoapUri): Promise<ResolvedTarget> {
+    if (this.closed) throw new ClosedError('client is closed');
+    const u = typeof uri === 'string' ? parseUri(uri) : uri;
+    if (u.scheme !== 'coap' && u.scheme !== 'coaps') {
+      throw new UriError(`scheme ${u.scheme}:// is not supported by this client (use coap:// or coaps://)`);
+    }
+    const resolved = await resolveHost(u.host, {
+      ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
+      ...(this.options.preferFamily ? { prefer: this.options.preferFamily } : {}),
+    });
+    const endpoint = await this.endpointFor(u.scheme, resolved.family);
+    const peer = makePeer(resolved.address, u.port);
+    return { uri: u, peer, endpoint, uriOptions: uriToOptions(u, u.port) };
+  }
+
+  private endpointFor(scheme: 'coap' | 'coaps', family: 4 | 6): Promise<Endpoint> {
+    const key = `${scheme}/${family}`;
+    let ep = this.endpoints.get(key);
+    if (ep === undefined) {
+      ep = this.createEndpoint(scheme, family);
+      this.endpoints.set(key, ep);
+      ep.catch(() => this.endpoints.delete(key));
+    }
+    return ep;
+  }
+
+  private async createEndpoint(scheme: 'coap' | 'coaps', family: 4 | 6): Promise<Endpoint> {
+    let transport: Transport;
+    const unref = this.options.unref ?? true;
+    if (scheme === 'coap') {
+      const udp = await UdpTransport.create({
+        type: family === 6 ? 'udp6' : 'udp4',
+        host: this.options.bind?.address ?? (family === 6 ? '::' : '0.0.0.0'),
+        port: this.options.bind?.port ?? 0,
+      });
+      if (unref) udp.unref();
+      transport = udp;
+    } else {
+      if (!this.options.psk) {
+        throw new InvalidArgumentError('coaps:// needs a pre-shared key: pass { psk: { identity, key } }', {
+          hint: 'with the CLI: --identity ID --psk SECRET (or COAPKIT_PSK_IDENTITY / COAPKIT_PSK)',
+        });
+      }
+      transport = await createDtlsClientTransport({
+        psk: this.options.psk,
+        family,
+        ...(this.options.bind ? { bind: this.options.bind } : {}),
+        ...(this.options.dtls ?? {}),
+        unref,
+      });
+    }
+    return new Endpoint(transport, this.options);
+  }
+
+  /** Sends a request and resolves with the response (any code). */
+  async request(uri: string | CoapUri, opts: RequestOptions = {}): Promise<CoapResponse> {
+    const target = await this.resolve(uri);
+    const { code, options, payload } = buildRequest(target.uriOptions, opts);
+    return new Promise<CoapResponse>((resolve, reject) => {
+      target.endpoint.request(
+        target.peer,
+        {
+          code,
+          options,
+          ...(payload ? { payload } : {}),
+          ...(opts.token ? { token: opts.token } : {}),
+          confirmable: opts.confirmable ?? true,
+        },
+        {
+          onResponse: (r: InboundResponse) => {
+            resolve(new CoapResponse(r.message, r.peer, r.piggybacked, r.rttMs));
+            return true;
+          },
+          onError: reject,
+          ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.multicast ? { multicast: true } : {}),
+        },
+      );
+    });
+  }
+
+  get(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {
+    return this.request(uri, { ...opts, method: 'GET' });
+  }
+
+  post(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {
+    return this.request(uri, { ...opts, method: 'POST' });
+  }
+
+  put(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {
+    return this.request(uri, { ...opts, method: 'PUT' });
+  }
+
+  delete(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {
+    return this.request(uri, { ...opts, method: 'DELETE' });
+  }
+
+  /** CoAP ping (§4.3): an empty CON answered by RST. Resolves with the RTT in ms. */
+  async ping(uri: string | CoapUri): Promise<number> {
+    const target = await this.resolve(uri);
+    return target.endpoint.ping(target.peer);
+  }
+
+  /** The endpoints this client has opened (for advanced use: observe, block-wise). */
+  async endpoint(scheme: 'coap' | 'coaps', family: 4 | 6): Promise<Endpoint> {
+    return this.endpointFor(scheme, family);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const eps = [...this.endpoints.values()];
+    this.endpoints.clear();
+    await Promise.all(
+      eps.map((p) =>
+        p.then(
+          (e) => e.close(),
+          () => undefined,
+        ),
+      ),
+    );
+  }
+}
+
+/** Turns request options into a code, an option list and a payload. */
+export function buildRequest(
+  uriOptions: readonly CoapOption[],
+  opts: RequestOptions,
+): { code: number; options: CoapOption[]; payload: Buffer | undefined } {
+  const code = methodCode(opts.method ?? 'GET');
+  const options: CoapOption[] = [...uriOptions];
+  if (opts.contentFormat !== undefined) {
+    const cf = parseContentFormat(opts.contentFormat);
+    if (cf === undefined) throw new InvalidArgumentError(`unknown content format "${opts.contentFormat}"`);
+    options.push({ number: OptionNumber.ContentFormat, value: encodeUint(cf) });
+  }
+  if (opts.accept !== undefined) {
+    const a = parseContentFormat(opts.accept);
+    if (a === undefined) throw new InvalidArgumentError(`unknown content format "${opts.accept}"`);
+    options.push({ number: OptionNumber.Accept, value: encodeUint(a) });
+  }
+  for (const o of opts.options ?? [])
+    options.push({ number: o.number, value: optionValue(o.number, o.value) });
+  const payload =
+    opts.payload === undefined
+      ? undefined
+      : typeof opts.payload === 'string'
+        ? Buffer.from(opts.payload, 'utf8')
+        : Buffer.from(opts.payload.buffer, opts.payload.byteOffset, opts.payload.byteLength);
+  return { code, options, payload: payload && payload.length > 0 ? payload : undefined };
+}
+
+export function methodCode(m: RequestMethod): number {
+  if (typeof m === 'number') {
+    if (!Number.isInteger(m) || m < 1 || m > 31) throw new InvalidArgumentError(`invalid method code ${m}`);
+    return m;
+  }
+  const entry = Object.entries(Method).find(([k]) => k.toLowerCase() === String(m).toLowerCase());
+  if (!entry) throw new InvalidArgumentError(`unknown method "${m}"`);
+  return entry[1];
+}
+
+type DtlsFactory = (options: Record<string, unknown>) => Promise<Transport>;
+let dtlsFactory: DtlsFactory | undefined;
+
+/** Loads the DTLS client transport lazily (plain-UDP users never load DTLS code). */
+async function createDtlsClientTransport(options: Record<string, unknown>): Promise<Transport> {
+  if (!dtlsFactory) {
+    const modPath = '../transport/dtls.js';
+    const mod = (await import(modPath)) as { DtlsClientTransport?: { create: DtlsFactory } };
+    if (!mod.DtlsClientTransport)
+      throw new InvalidArgumentError('DTLS support is not available in this build');
+    dtlsFactory = (o) => mod.DtlsClientTransport!.create(o);
+  }
+  return dtlsFactory(options);
+}
+
+let defaultClient: CoapClient | undefined;
+
+/** The shared client used by the top-level `request()` and `ping()` helpers. */
+export function getDefaultClient(): CoapClient {
+  if (!defaultClient) defaultClient = new CoapClient();
+  return defaultClient;
+}
+
+/** `await request('coap://host/path')` with a shared client. */
+export function request(uri: string, opts?: RequestOptions): Promise<CoapResponse> {
+  return getDefaultClient().request(uri, opts);
+}
+
+export function ping(uri: string): Promise<number> {
+  return getDefaultClient().ping(uri);
+}

@@ -1,0 +1,82 @@
+/**
+ * An Endpoint wires one transport to the message layer and the exchange
+ * layer, in one visible place (like aiocoap's protocol.py). Clients and
+ * servers are both built on endpoints.
+ */
+import {
+  type DerivedParameters,
+  deriveParameters,
+  resolveParameters,
+  type TransmissionParameters,
+} from '../constants/transmission.js';
+import {
+  type ClientExchange,
+  ExchangeLayer,
+  type OutgoingRequest,
+  type RequestCallbacks,
+  type ServerHandler,
+} from '../exchange/exchange-layer.js';
+import type { DedupOptions } from '../message-layer/dedup.js';
+import { MessageLayer } from '../message-layer/message-layer.js';
+import type { Peer, Transport } from '../transport/transport.js';
+
+export interface EndpointOptions {
+  /** Overrides of the RFC 7252 §4.8 transmission parameters. */
+  transmission?: Partial<TransmissionParameters>;
+  /** Token length for new requests, 0-8 bytes (default 8). */
+  tokenLength?: number;
+  /** Delay before a slow handler's request gets an empty ACK (default 1000 ms). */
+  separateResponseDelayMs?: number;
+  /** Bounds of the deduplication memory. */
+  dedup?: DedupOptions;
+}
+
+export class Endpoint {
+  readonly params: TransmissionParameters;
+  readonly derived: DerivedParameters;
+  readonly messageLayer: MessageLayer;
+  readonly exchangeLayer: ExchangeLayer;
+
+  constructor(
+    readonly transport: Transport,
+    options: EndpointOptions = {},
+  ) {
+    this.params = resolveParameters(options.transmission);
+    this.derived = deriveParameters(this.params);
+    const tokenLength = options.tokenLength ?? 8;
+    if (!Number.isInteger(tokenLength) || tokenLength < 0 || tokenLength > 8) {
+      throw new RangeError(`tokenLength must be 0-8, got ${tokenLength}`);
+    }
+    this.messageLayer = new MessageLayer(transport, {
+      params: this.params,
+      derived: this.derived,
+      ...(options.dedup ? { dedup: options.dedup } : {}),
+    });
+    this.exchangeLayer = new ExchangeLayer(this.messageLayer, {
+      tokenLength,
+      separateResponseDelayMs: options.separateResponseDelayMs ?? 1000,
+    });
+  }
+
+  set handler(h: ServerHandler | undefined) {
+    this.exchangeLayer.handler = h;
+  }
+
+  get handler(): ServerHandler | undefined {
+    return this.exchangeLayer.handler;
+  }
+
+  request(peer: Peer, req: OutgoingRequest, callbacks: RequestCallbacks): ClientExchange {
+    return this.exchangeLayer.request(peer, req, callbacks);
+  }
+
+  ping(peer: Peer): Promise<number> {
+    return this.exchangeLayer.ping(peer);
+  }
+
+  async close(): Promise<void> {
+    this.exchangeLayer.close();
+    this.messageLayer.close();
+    await this.transport.close();
+  }
+}

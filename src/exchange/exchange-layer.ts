@@ -1,0 +1,434 @@
+/**
+ * The exchange layer (RFC 7252 §5): tokens, request/response matching on
+ * (peer endpoint, token) per §5.3.2, piggybacked and separate responses,
+ * NSTART (§4.7) per peer with queuing, PROBING_RATE for NON traffic, and
+ * the server side of an exchange (piggyback when the handler is quick,
+ * empty ACK then a separate CON response when it is slow).
+ */
+
+import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
+import { MessageType } from '../constants/codes.js';
+import { channels } from '../diagnostics.js';
+import { AbortError, ClosedError, ResetError, TimeoutError } from '../errors.js';
+import type { MessageLayer, OutgoingCon, PeerState } from '../message-layer/message-layer.js';
+import { describePeer } from '../message-layer/message-layer.js';
+import type { Peer } from '../transport/transport.js';
+import { randomToken } from './tokens.js';
+
+/** What a request handler answers: a response, or null for no response. */
+export interface OutgoingResponse {
+  code: number;
+  options?: CoapOption[];
+  payload?: Uint8Array;
+}
+
+export type ServerHandler = (
+  msg: CoapMessage,
+  peer: Peer,
+) => OutgoingResponse | null | Promise<OutgoingResponse | null>;
+
+export interface InboundResponse {
+  message: CoapMessage;
+  peer: Peer;
+  /** True when the response came piggybacked in the ACK of the request. */
+  piggybacked: boolean;
+  rttMs: number;
+}
+
+export interface OutgoingRequest {
+  code: number;
+  options?: CoapOption[];
+  payload?: Uint8Array;
+  /** Use this token instead of a fresh random one (e.g. for observe re-registration). */
+  token?: Uint8Array;
+  confirmable?: boolean;
+}
+
+export interface RequestCallbacks {
+  /** Return true when the exchange is complete; false to keep listening (observe). */
+  onResponse(res: InboundResponse): boolean;
+  onError(error: Error): void;
+  /** Overall time limit in ms; undefined = the §4.8.2 defaults. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Multicast: accept responses from any peer for this token (§8.2). */
+  multicast?: boolean;
+}
+
+export interface ClientExchange {
+  readonly token: Buffer;
+  /** Cancels the exchange locally (no message sent). */
+  cancel(): void;
+  /** Message ID of the (last) request message sent. */
+  readonly messageId: number;
+}
+
+interface Pending {
+  key: string;
+  token: Buffer;
+  ps: PeerState;
+  callbacks: RequestCallbacks;
+  con: OutgoingCon | undefined;
+  startedAt: number;
+  holdsSlot: boolean;
+  timer: NodeJS.Timeout | undefined;
+  slotTimer: NodeJS.Timeout | undefined;
+  done: boolean;
+  messageId: number;
+  abortListener: (() => void) | undefined;
+}
+
+export interface ExchangeLayerOptions {
+  tokenLength: number;
+  /** Delay before an empty ACK is sent for a slow handler (default 1000 ms). */
+  separateResponseDelayMs: number;
+}
+
+export class ExchangeLayer {
+  private readonly pending = new Map<string, Pending>();
+  handler: ServerHandler | undefined;
+  private closed = false;
+
+  constructor(
+    readonly ml: MessageLayer,
+    private readonly options: ExchangeLayerOptions,
+  ) {
+    ml.upper = {
+      request: (msg, ps, key) => this.onRequest(msg, ps, key),
+      response: (msg, ps, ackOf) => this.onResponse(msg, ps, ackOf),
+      peerError: (ps, error) => this.onPeerError(ps, error),
+    };
+  }
+
+  // ---- client side -------------------------------------------------------
+
+  request(peer: Peer, req: OutgoingRequest, callbacks: RequestCallbacks): ClientExchange {
+    if (this.closed) throw new ClosedError('endpoint is closed');
+    const ps = this.ml.peerState(peer);
+    const token = req.token ? Buffer.from(req.token) : randomToken(this.options.tokenLength);
+    const key = callbacks.multicast
+      ? `*|${token.toString('latin1')}`
+      : `${peer.key}|${token.toString('latin1')}`;
+    const existing = this.pending.get(key);
+    if (existing) this.finish(existing);
+    const p: Pending = {
+      key,
+      token,
+      ps,
+      callbacks,
+      con: undefined,
+      startedAt: 0,
+      holdsSlot: false,
+      timer: undefined,
+      slotTimer: undefined,
+      done: false,
+      messageId: -1,
+      abortListener: undefined,
+    };
+    this.pending.set(key, p);
+    const confirmable = req.confirmable ?? true;
+    const params = this.ml.params;
+    const timeoutMs =
+      callbacks.timeoutMs ??
+      (confirmable ? this.ml.derived.maxTransmitWait : this.ml.derived.maxTransmitWait);
+    p.timer = setTimeout(() => {
+      this.fail(
+        p,
+        new TimeoutError(`no response from ${describePeer(peer)} within ${Math.round(timeoutMs)} ms`, {
+          hint: 'is a CoAP server running at that address and port?',
+        }),
+      );
+    }, timeoutMs);
+    if (callbacks.signal) {
+      const signal = callbacks.signal;
+      if (signal.aborted) {
+        queueMicrotask(() => this.fail(p, new AbortError('request aborted', { cause: signal.reason })));
+      } else {
+        p.abortListener = () => this.fail(p, new AbortError('request aborted', { cause: signal.reason }));
+        signal.addEventListener('abort', p.abortListener, { once: true });
+      }
+    }
+    const start = () => {
+      if (p.done) return;
+      p.holdsSlot = true;
+      ps.outstanding++;
+      const messageId = this.ml.nextMessageId();
+      p.messageId = messageId;
+      const bytes = encodeMessage({
+        type: confirmable ? MessageType.CON : MessageType.NON,
+        code: req.code,
+        messageId,
+        token,
+        ...(req.options ? { options: req.options } : {}),
+        ...(req.payload ? { payload: req.payload } : {}),
+      });
+      p.startedAt = performance.now();
+      if (confirmable) {
+        p.con = this.ml.sendCon(ps, messageId, bytes, {
+          onAck: () => this.releaseSlot(p),
+          onReset: () => this.fail(p, new ResetError(`${describePeer(peer)} rejected the request with RST`)),
+          onTimeout: (err) => this.fail(p, err),
+        });
+      } else {
+        this.sendNon(ps, bytes);
+        // A NON request stops counting against NSTART after ACK_TIMEOUT (no ACK will come).
+        p.slotTimer = setTimeout(() => this.releaseSlot(p), params.ackTimeout);
+      }
+    };
+    if (ps.outstanding < params.nstart) start();
+    else ps.queue.push(start);
+    return {
+      token,
+      cancel: () => this.finish(p),
+      get messageId() {
+        return p.messageId;
+      },
+    };
+  }
+
+  /** Sends a NON honouring PROBING_RATE toward a peer that has not answered (§4.7). */
+  private sendNon(ps: PeerState, bytes: Uint8Array): void {
+    const now = performance.now();
+    if (ps.unansweredBytes === 0) ps.unansweredSince = now;
+    ps.unansweredBytes += bytes.length;
+    this.ml.send(ps, bytes);
+  }
+
+  /** True when sending `size` more NON bytes to `peer` would exceed PROBING_RATE. */
+  probingLimited(peer: Peer, size: number): boolean {
+    const ps = this.ml.peerState(peer);
+    if (ps.unansweredBytes === 0 || ps.lastHeard >= ps.unansweredSince) return false;
+    const elapsed = (performance.now() - ps.unansweredSince) / 1000;
+    return ps.unansweredBytes + size > Math.max(this.ml.params.probingRate * elapsed, 1152);
+  }
+
+  private releaseSlot(p: Pending): void {
+    if (!p.holdsSlot) return;
+    p.holdsSlot = false;
+    if (p.slotTimer) clearTimeout(p.slotTimer);
+    p.slotTimer = undefined;
+    const ps = p.ps;
+    ps.outstanding--;
+    while (ps.outstanding < this.ml.params.nstart && ps.queue.length > 0) ps.queue.shift()!();
+  }
+
+  private finish(p: Pending): void {
+    if (p.done) return;
+    p.done = true;
+    if (p.timer) clearTimeout(p.timer);
+    if (p.con) this.ml.cancelCon(p.con);
+    if (p.abortListener) p.callbacks.signal?.removeEventListener('abort', p.abortListener);
+    if (this.pending.get(p.key) === p) this.pending.delete(p.key);
+    if (p.holdsSlot) this.releaseSlot(p);
+    else {
+      // Still queued: drop it from the queue lazily (start() checks p.done).
+    }
+  }
+
+  private fail(p: Pending, error: Error): void {
+    if (p.done) return;
+    this.finish(p);
+    p.callbacks.onError(error);
+  }
+
+  private onResponse(msg: CoapMessage, ps: PeerState, ackOf: OutgoingCon | undefined): boolean {
+    const t = msg.token.toString('latin1');
+    let p = this.pending.get(`${ps.peer.key}|${t}`);
+    if (p === undefined) {
+      p = this.pending.get(`*|${t}`);
+      if (p === undefined) return false;
+    }
+    // A piggybacked response must come in the ACK of this exchange's own CON (§5.3.2).
+    if (ackOf !== undefined && p.con !== undefined && p.con !== ackOf) return false;
+    const piggybacked = ackOf !== undefined;
+    const rttMs = performance.now() - p.startedAt;
+    if (channels.matched.hasSubscribers) {
+      channels.matched.publish({
+        peer: ps.peer,
+        token: msg.token,
+        messageId: msg.messageId,
+        requestMessageId: p.messageId,
+        code: msg.code,
+        piggybacked,
+        separate: !piggybacked,
+        rttMs,
+      });
+    }
+    this.releaseSlot(p);
+    if (p.con && !piggybacked && !p.con.done) {
+      // A separate response implies the request arrived (§5.2.2).
+      this.ml.cancelCon(p.con);
+    }
+    let complete: boolean;
+    try {
+      complete = p.callbacks.onResponse({ message: msg, peer: ps.peer, piggybacked, rttMs });
+    } catch (err) {
+      this.finish(p);
+      throw err;
+    }
+    if (complete) this.finish(p);
+    else if (p.timer) {
+      // Long-lived exchange (observe): the overall timeout no longer applies.
+      clearTimeout(p.timer);
+      p.timer = undefined;
+    }
+    return true;
+  }
+
+  private onPeerError(ps: PeerState, error: Error): void {
+    for (const p of [...this.pending.values()]) if (p.ps === ps) this.fail(p, error);
+  }
+
+  /** Sends a CoAP ping (empty CON) and resolves with the RTT when the RST arrives. */
+  ping(peer: Peer): Promise<number> {
+    const ps = this.ml.peerState(peer);
+    const start = performance.now();
+    return new Promise((resolve, reject) => {
+      const mid = this.ml.nextMessageId();
+      const bytes = Buffer.from([0x40, 0, mid >> 8, mid & 0xff]);
+      this.ml.sendCon(ps, mid, bytes, {
+        onAck: () => resolve(performance.now() - start),
+        onReset: () => resolve(performance.now() - start),
+        onTimeout: reject,
+      });
+    });
+  }
+
+  // ---- server side -------------------------------------------------------
+
+  private onRequest(msg: CoapMessage, ps: PeerState, key: number): void {
+    const handler = this.handler;
+    const confirmable = msg.type === MessageType.CON;
+    if (handler === undefined) {
+      // No server on this endpoint: §4.2 reject CON requests; ignore NON.
+      if (confirmable)
+        this.ml.reply(key, ps, Buffer.from([0x70, 0, msg.messageId >> 8, msg.messageId & 0xff]), true);
+      else this.ml.reply(key, ps, null, false);
+      return;
+    }
+    let result: OutgoingResponse | null | Promise<OutgoingResponse | null>;
+    try {
+      result = handler(msg, ps.peer);
+    } catch (err) {
+      result = internalError(err);
+    }
+    if (!(result instanceof Promise)) {
+      this.respond(msg, ps, key, result, false);
+      return;
+    }
+    this.ml.markInflight(key);
+    let acked = false;
+    let timer: NodeJS.Timeout | undefined;
+    if (confirmable) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        acked = true;
+        this.ml.sendEmptyAck(key, ps, msg.messageId);
+      }, this.options.separateResponseDelayMs);
+    }
+    result.then(
+      (r) => {
+        if (timer) clearTimeout(timer);
+        this.respond(msg, ps, key, r, acked);
+      },
+      (err) => {
+        if (timer) clearTimeout(timer);
+        this.respond(msg, ps, key, internalError(err), acked);
+      },
+    );
+  }
+
+  private respond(
+    req: CoapMessage,
+    ps: PeerState,
+    key: number,
+    res: OutgoingResponse | null,
+    alreadyAcked: boolean,
+  ): void {
+    if (this.closed) return;
+    const confirmable = req.type === MessageType.CON;
+    if (res === null) {
+      // No response wanted: acknowledge a CON (empty ACK), stay silent for NON.
+      if (confirmable && !alreadyAcked) {
+        this.ml.reply(key, ps, Buffer.from([0x60, 0, req.messageId >> 8, req.messageId & 0xff]), true);
+      } else if (!confirmable) this.ml.reply(key, ps, null, false);
+      return;
+    }
+    if (confirmable && !alreadyAcked) {
+      const bytes = encodeMessage({
+        type: MessageType.ACK,
+        code: res.code,
+        messageId: req.messageId,
+        token: req.token,
+        ...(res.options ? { options: res.options } : {}),
+        ...(res.payload ? { payload: res.payload } : {}),
+      });
+      this.ml.reply(key, ps, bytes, true);
+      return;
+    }
+    const messageId = this.ml.nextMessageId();
+    const bytes = encodeMessage({
+      type: confirmable ? MessageType.CON : MessageType.NON,
+      code: res.code,
+      messageId,
+      token: req.token,
+      ...(res.options ? { options: res.options } : {}),
+      ...(res.payload ? { payload: res.payload } : {}),
+    });
+    if (confirmable) {
+      // Separate response (§5.2.2), retransmitted until acknowledged.
+      this.ml.sendCon(ps, messageId, bytes, { onAck() {}, onReset() {}, onTimeout() {} });
+    } else {
+      this.ml.reply(key, ps, null, false);
+      this.ml.send(ps, bytes);
+    }
+  }
+
+  /**
+   * Sends a response-like message outside a request exchange (observe
+   * notifications). CON messages are retransmitted; callbacks report the outcome.
+   */
+  sendUnsolicited(
+    peer: Peer,
+    msg: {
+      confirmable: boolean;
+      code: number;
+      token: Uint8Array;
+      options?: CoapOption[];
+      payload?: Uint8Array;
+    },
+    callbacks?: { onAck?(): void; onReset?(): void; onTimeout?(err: TimeoutError): void },
+  ): number {
+    const ps = this.ml.peerState(peer);
+    const messageId = this.ml.nextMessageId();
+    const bytes = encodeMessage({
+      type: msg.confirmable ? MessageType.CON : MessageType.NON,
+      code: msg.code,
+      messageId,
+      token: msg.token,
+      ...(msg.options ? { options: msg.options } : {}),
+      ...(msg.payload ? { payload: msg.payload } : {}),
+    });
+    if (msg.confirmable) {
+      this.ml.sendCon(ps, messageId, bytes, {
+        onAck: () => callbacks?.onAck?.(),
+        onReset: () => callbacks?.onReset?.(),
+        onTimeout: (e) => callbacks?.onTimeout?.(e),
+      });
+    } else this.ml.send(ps, bytes);
+    return messageId;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of [...this.pending.values()]) this.fail(p, new ClosedError('endpoint closed'));
+  }
+}
+
+function internalError(err: unknown): OutgoingResponse {
+  // Handlers that throw never crash the server (5.00); the server layer maps
+  // ResponseCodeError before it gets here.
+  void err;
+  return { code: 0xa0 };
+}

@@ -1,0 +1,56 @@
+/**
+ * coapkit — public API. Re-exports only.
+ */
+
+export {
+  buildRequest,
+  type ClientOptions,
+  CoapClient,
+  getDefaultClient,
+  methodCode,
+  type PskCredentials,
+  ping,
+  type RequestMethod,
+  type RequestOptions,
+  type ResolvedTarget,
+  request,
+} from './client/client.js';
+export { CoapResponse } from './client/response.js';
+export * from './codec/link-format.js';
+export * from './codec/message.js';
+export * from './codec/options.js';
+export * from './codec/uri.js';
+export * from './constants/codes.js';
+export * from './constants/content-formats.js';
+export * from './constants/options.js';
+export * from './constants/transmission.js';
+export { channels } from './diagnostics.js';
+export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
+export * from './errors.js';
+export {
+  type ClientExchange,
+  ExchangeLayer,
+  type InboundResponse,
+  type OutgoingRequest,
+  type OutgoingResponse,
+  type RequestCallbacks,
+  type ServerHandler,
+} from './exchange/exchange-layer.js';
+export { randomToken } from './exchange/tokens.js';
+export { type DedupOptions, DedupStore } from './message-layer/dedup.js';
+export { MessageLayer, type PeerState } from './message-layer/message-layer.js';
+export { type ResourceAttributes, type Route, Router } from './server/router.js';
+export {
+  CoapServer,
+  type HandlerResult,
+  type Middleware,
+  type RequestHandler,
+  type ServerOptions,
+  ServerRequest,
+  type ServerResponse,
+} from './server/server.js';
+export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
+export { type ResolvedAddress, resolveHost } from './transport/resolve.js';
+export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
+export { makePeer, peerKey } from './transport/transport.js';
+export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';

@@ -1,0 +1,397 @@
+/**
+ * The message layer (RFC 7252 §4): Message IDs, CON retransmission with
+ * binary exponential backoff, ACK/RST handling, deduplication, CoAP ping,
+ * and rejection of what cannot be processed. It deals only in message
+ * types and Message IDs; tokens are the exchange layer's business.
+ */
+import { randomInt } from 'node:crypto';
+import { type CoapMessage, decodeMessage, encodeEmpty, peekHeader } from '../codec/message.js';
+import { MessageType } from '../constants/codes.js';
+import type { DerivedParameters, TransmissionParameters } from '../constants/transmission.js';
+import { channels } from '../diagnostics.js';
+import { MessageFormatError, TimeoutError } from '../errors.js';
+import type { Peer, Transport } from '../transport/transport.js';
+import { type DedupOptions, DedupStore } from './dedup.js';
+
+/** Per-peer state, interned by peer key. */
+export interface PeerState {
+  readonly id: number;
+  peer: Peer;
+  /** Last time anything was received from this peer (ms, performance.now()). */
+  lastHeard: number;
+  /** Last time anything was sent to or received from this peer. */
+  lastActive: number;
+  /** Outstanding interactions (NSTART accounting, §4.7). */
+  outstanding: number;
+  /** Interactions waiting for an NSTART slot. */
+  queue: Array<() => void>;
+  /** Bytes sent as NON since the peer was last heard from (PROBING_RATE, §4.7). */
+  unansweredBytes: number;
+  /** When the first of those unanswered bytes was sent. */
+  unansweredSince: number;
+  /** Outgoing CONs to this peer still awaiting ACK/RST. */
+  pendingCons: number;
+}
+
+export interface OutgoingConCallbacks {
+  /** ACK received; `ack` is the decoded ACK (code 0 for an empty ACK). */
+  onAck(ack: CoapMessage): void;
+  onReset(): void;
+  onTimeout(error: TimeoutError): void;
+}
+
+export interface OutgoingCon {
+  readonly key: number;
+  readonly messageId: number;
+  readonly ps: PeerState;
+  readonly bytes: Uint8Array;
+  transmissions: number;
+  timeoutMs: number;
+  timer: NodeJS.Timeout | undefined;
+  callbacks: OutgoingConCallbacks;
+  done: boolean;
+}
+
+export interface MessageLayerUpper {
+  /** A new (not duplicate) request; reply with `reply()`/`sendEmptyAck()` using `key`. */
+  request(msg: CoapMessage, ps: PeerState, key: number): void;
+  /**
+   * A response: separate (CON/NON) or piggybacked on the ACK of `ackOf`.
+   * Returns true when it matched an exchange.
+   */
+  response(msg: CoapMessage, ps: PeerState, ackOf: OutgoingCon | undefined): boolean;
+  /** A transport-level failure concerning one peer. */
+  peerError?(ps: PeerState, error: Error): void;
+}
+
+export interface MessageLayerOptions {
+  params: TransmissionParameters;
+  derived: DerivedParameters;
+  dedup?: DedupOptions;
+}
+
+const KEY_SPACE = 65536;
+
+export class MessageLayer {
+  private readonly peers = new Map<string, PeerState>();
+  private readonly outgoing = new Map<number, OutgoingCon>();
+  /** Requests whose handler is still running: key -> empty ACK already sent? */
+  private readonly inflight = new Map<number, boolean>();
+  readonly dedup: DedupStore;
+  private nextPeerId = 1;
+  private mid: number;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  upper: MessageLayerUpper | undefined;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly options: MessageLayerOptions,
+  ) {
+    this.dedup = new DedupStore(options.dedup);
+    // §4.4: the initial Message ID is randomized.
+    this.mid = randomInt(KEY_SPACE);
+    transport.attach({
+      message: (data, peer) => this.incoming(data, peer),
+      peerError: (peer, error) => {
+        const ps = this.peers.get(peer.key);
+        if (ps) this.upper?.peerError?.(ps, error);
+      },
+    });
+    this.sweepTimer = setInterval(() => this.sweep(), 10_000);
+    this.sweepTimer.unref();
+  }
+
+  get params(): TransmissionParameters {
+    return this.options.params;
+  }
+
+  get derived(): DerivedParameters {
+    return this.options.derived;
+  }
+
+  nextMessageId(): number {
+    this.mid = (this.mid + 1) & 0xffff;
+    return this.mid;
+  }
+
+  peerState(peer: Peer): PeerState {
+    let ps = this.peers.get(peer.key);
+    if (ps === undefined) {
+      const now = performance.now();
+      ps = {
+        id: this.nextPeerId++,
+        peer,
+        lastHeard: 0,
+        lastActive: now,
+        outstanding: 0,
+        queue: [],
+        unansweredBytes: 0,
+        unansweredSince: 0,
+        pendingCons: 0,
+      };
+      this.peers.set(peer.key, ps);
+    } else if (ps.peer !== peer) ps.peer = peer;
+    return ps;
+  }
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  /** Sends a datagram as-is. */
+  send(ps: PeerState, bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (channels.messageSent.hasSubscribers) {
+      channels.messageSent.publish({ peer: ps.peer, data: bytes, transmission: 0 });
+    }
+    this.transport.send(bytes, ps.peer);
+  }
+
+  /** Sends a CON and retransmits it until ACK/RST or MAX_RETRANSMIT (§4.2). */
+  sendCon(ps: PeerState, messageId: number, bytes: Uint8Array, callbacks: OutgoingConCallbacks): OutgoingCon {
+    const p = this.options.params;
+    const initial = p.ackTimeout * (1 + Math.random() * (p.ackRandomFactor - 1));
+    const con: OutgoingCon = {
+      key: ps.id * KEY_SPACE + messageId,
+      messageId,
+      ps,
+      bytes,
+      transmissions: 1,
+      timeoutMs: initial,
+      timer: undefined,
+      callbacks,
+      done: false,
+    };
+    const previous = this.outgoing.get(con.key);
+    if (previous) this.finishCon(previous);
+    this.outgoing.set(con.key, con);
+    ps.pendingCons++;
+    ps.lastActive = performance.now();
+    this.send(ps, bytes);
+    con.timer = setTimeout(() => this.retransmit(con), initial);
+    return con;
+  }
+
+  /** Stops retransmitting a CON (the exchange was cancelled). */
+  cancelCon(con: OutgoingCon): void {
+    if (!con.done) this.finishCon(con);
+  }
+
+  private finishCon(con: OutgoingCon): void {
+    con.done = true;
+    if (con.timer) clearTimeout(con.timer);
+    con.timer = undefined;
+    if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
+    con.ps.pendingCons--;
+  }
+
+  private retransmit(con: OutgoingCon): void {
+    if (con.done || this.closed) return;
+    if (con.transmissions > this.options.params.maxRetransmit) {
+      this.finishCon(con);
+      if (channels.timeout.hasSubscribers) {
+        channels.timeout.publish({
+          peer: con.ps.peer,
+          messageId: con.messageId,
+          transmissions: con.transmissions,
+        });
+      }
+      con.callbacks.onTimeout(
+        new TimeoutError(
+          `no acknowledgement from ${describePeer(con.ps.peer)} after ${con.transmissions} transmissions`,
+          { hint: 'is a CoAP server running at that address and port?' },
+        ),
+      );
+      return;
+    }
+    con.transmissions++;
+    con.timeoutMs *= 2;
+    if (channels.messageRetransmitted.hasSubscribers) {
+      channels.messageRetransmitted.publish({
+        peer: con.ps.peer,
+        data: con.bytes,
+        messageId: con.messageId,
+        transmission: con.transmissions - 1,
+        nextTimeoutMs: con.timeoutMs,
+      });
+    }
+    this.transport.send(con.bytes, con.ps.peer);
+    con.timer = setTimeout(() => this.retransmit(con), con.timeoutMs);
+  }
+
+  /** Sends the reply to a request and remembers it for duplicates (§4.5). */
+  reply(key: number, ps: PeerState, bytes: Uint8Array | null, confirmable: boolean): void {
+    const now = performance.now();
+    const lifetime = confirmable ? this.options.derived.exchangeLifetime : this.options.derived.nonLifetime;
+    this.inflight.delete(key);
+    this.dedup.remember(key, confirmable ? bytes : null, now + lifetime, now);
+    if (bytes !== null) this.send(ps, bytes);
+  }
+
+  /** Marks a request as being processed (handler still running). */
+  markInflight(key: number): void {
+    this.inflight.set(key, false);
+  }
+
+  /** Sends an empty ACK for a request being processed slowly (separate response, §5.2.2). */
+  sendEmptyAck(key: number, ps: PeerState, messageId: number): void {
+    const ack = encodeEmpty(MessageType.ACK, messageId);
+    const now = performance.now();
+    this.inflight.delete(key);
+    this.dedup.remember(key, ack, now + this.options.derived.exchangeLifetime, now);
+    this.send(ps, ack);
+  }
+
+  private reject(ps: PeerState, messageId: number, data: Buffer, reason: string): void {
+    if (channels.rejected.hasSubscribers)
+      channels.rejected.publish({ peer: ps.peer, data, reason, reset: true });
+    this.send(ps, encodeEmpty(MessageType.RST, messageId));
+  }
+
+  private ignore(peer: Peer, data: Buffer, reason: string): void {
+    if (channels.rejected.hasSubscribers) channels.rejected.publish({ peer, data, reason, reset: false });
+  }
+
+  /** Entry point for every received datagram. */
+  incoming(data: Buffer, peer: Peer): void {
+    if (this.closed) return;
+    if (channels.messageReceived.hasSubscribers) channels.messageReceived.publish({ peer, data });
+    const h = peekHeader(data);
+    // §3: unknown versions are silently ignored; so is anything shorter than a header.
+    if (h === undefined) return this.ignore(peer, data, 'not a CoAP version 1 message');
+    const ps = this.peerState(peer);
+    const now = performance.now();
+    ps.lastHeard = now;
+    ps.lastActive = now;
+    ps.unansweredBytes = 0;
+    const { type, code, messageId } = h;
+
+    if (type === MessageType.ACK || type === MessageType.RST) {
+      const con = this.outgoing.get(ps.id * KEY_SPACE + messageId);
+      let msg: CoapMessage | undefined;
+      if (code !== 0 || data.length !== 4) {
+        if (type === MessageType.RST) return this.ignore(peer, data, 'RST that is not empty');
+        try {
+          msg = decodeMessage(data);
+        } catch (err) {
+          return this.ignore(peer, data, (err as Error).message);
+        }
+      }
+      if (con === undefined || con.done) {
+        // A late or unknown ACK/RST; a piggybacked response may still match by token.
+        if (msg && msg.code !== 0) this.upper?.response(msg, ps, undefined);
+        return;
+      }
+      this.finishCon(con);
+      if (type === MessageType.RST) return con.callbacks.onReset();
+      const ack = msg ?? { type, code: 0, messageId, token: EMPTY, options: [], payload: EMPTY };
+      if (ack.code !== 0) this.upper?.response(ack, ps, con);
+      con.callbacks.onAck(ack);
+      return;
+    }
+
+    // CON or NON.
+    if (code === 0) {
+      // §4.3: an empty CON is a ping, answered by RST; an empty NON is ignored.
+      if (data.length !== 4) {
+        if (type === MessageType.CON) return this.reject(ps, messageId, data, 'empty message with content');
+        return this.ignore(peer, data, 'empty message with content');
+      }
+      if (type === MessageType.CON) {
+        if (channels.rejected.hasSubscribers) {
+          channels.rejected.publish({ peer, data, reason: 'CoAP ping', reset: true });
+        }
+        this.send(ps, encodeEmpty(MessageType.RST, messageId));
+      }
+      return;
+    }
+    const key = ps.id * KEY_SPACE + messageId;
+    const seen = this.dedup.lookup(key, now);
+    if (seen !== undefined) {
+      if (channels.duplicate.hasSubscribers) {
+        channels.duplicate.publish({
+          peer,
+          data,
+          messageId,
+          replayed: seen !== null && type === MessageType.CON,
+        });
+      }
+      if (seen !== null && type === MessageType.CON) this.transport.send(seen, peer);
+      return;
+    }
+    if (this.inflight.has(key)) {
+      if (channels.duplicate.hasSubscribers)
+        channels.duplicate.publish({ peer, data, messageId, replayed: false });
+      return;
+    }
+    let msg: CoapMessage;
+    try {
+      msg = decodeMessage(data);
+    } catch (err) {
+      const reason = err instanceof MessageFormatError ? err.message : String(err);
+      // §4.2/§4.3: a CON that cannot be processed is rejected with RST; a NON is ignored.
+      if (type === MessageType.CON) return this.reject(ps, messageId, data, reason);
+      return this.ignore(peer, data, reason);
+    }
+    const cls = code >> 5;
+    if (cls === 0) {
+      this.upper?.request(msg, ps, key);
+      return;
+    }
+    if (cls >= 2 && cls <= 5) {
+      const matched = this.upper?.response(msg, ps, undefined) ?? false;
+      if (type === MessageType.CON) {
+        if (matched) {
+          const ack = encodeEmpty(MessageType.ACK, messageId);
+          this.dedup.remember(key, ack, now + this.options.derived.exchangeLifetime, now);
+          this.send(ps, ack);
+        } else {
+          const rst = encodeEmpty(MessageType.RST, messageId);
+          this.dedup.remember(key, rst, now + this.options.derived.exchangeLifetime, now);
+          this.reject(ps, messageId, data, 'response matches no pending request');
+        }
+      } else {
+        this.dedup.remember(key, null, now + this.options.derived.nonLifetime, now);
+        if (!matched) this.reject(ps, messageId, data, 'response matches no pending request');
+      }
+      return;
+    }
+    // Reserved classes 1, 6, 7.
+    if (type === MessageType.CON) return this.reject(ps, messageId, data, `reserved code class ${cls}`);
+    return this.ignore(peer, data, `reserved code class ${cls}`);
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    this.dedup.expire(now);
+    const idle = this.options.derived.exchangeLifetime;
+    for (const [k, ps] of this.peers) {
+      if (
+        ps.pendingCons === 0 &&
+        ps.outstanding === 0 &&
+        ps.queue.length === 0 &&
+        now - ps.lastActive > idle
+      ) {
+        this.peers.delete(k);
+      }
+    }
+  }
+
+  /** Fails every pending CON and stops timers. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const con of [...this.outgoing.values()]) this.finishCon(con);
+    this.outgoing.clear();
+    this.inflight.clear();
+    this.dedup.clear();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export function describePeer(peer: Peer): string {
+  return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+}

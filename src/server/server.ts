@@ -1,0 +1,546 @@
+/**
+ * The CoAP server: routes, the right error codes (§5.9), /.well-known/core
+ * (RFC 6690), and handlers that never crash the server. It runs on any
+ * number of transports at once (coap:// and coaps:// side by side).
+ */
+
+import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
+import type { CoapMessage, CoapOption } from '../codec/message.js';
+import {
+  checkOptions,
+  encodeUint,
+  getOption,
+  getOptions,
+  getUintOption,
+  type OptionInput,
+  optionValue,
+} from '../codec/options.js';
+import { describeCode, Method, type MethodName, parseCode, ResponseCode } from '../constants/codes.js';
+import { ContentFormat } from '../constants/content-formats.js';
+import { OptionNumber, optionName } from '../constants/options.js';
+import { channels } from '../diagnostics.js';
+import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
+import { InvalidArgumentError, ResponseCodeError } from '../errors.js';
+import type { OutgoingResponse } from '../exchange/exchange-layer.js';
+import type { Peer, Transport } from '../transport/transport.js';
+import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
+import { type ResourceAttributes, type Route, Router } from './router.js';
+
+export interface ServerResponse {
+  /** Response code as a number (0x45) or "2.05"; defaults by method. */
+  code?: number | string;
+  payload?: string | Uint8Array;
+  contentFormat?: number;
+  options?: ReadonlyArray<{ number: number; value: OptionInput }>;
+  /** Max-Age in seconds (§5.10.5). */
+  maxAge?: number;
+  etag?: Uint8Array;
+  locationPath?: string[];
+  locationQuery?: string[];
+}
+
+// biome-ignore lint/suspicious/noConfusingVoidType: handlers may return nothing
+export type HandlerResult = ServerResponse | string | Uint8Array | undefined | null | void;
+export type RequestHandler = (req: ServerRequest) => HandlerResult | Promise<HandlerResult>;
+
+/** The request as a handler sees it. */
+export class ServerRequest {
+  /** Parameters from `:name` segments (and `*`) of the route pattern. */
+  params: Record<string, string> = {};
+  /** The route that matched, if any. */
+  route: Route<RequestHandler> | undefined;
+
+  constructor(
+    readonly message: CoapMessage,
+    readonly peer: Peer,
+    readonly path: string,
+    readonly pathSegments: string[],
+  ) {}
+
+  get code(): number {
+    return this.message.code;
+  }
+
+  /** "GET", "POST", ... */
+  get method(): string {
+    return describeCode(this.message.code);
+  }
+
+  get options(): CoapOption[] {
+    return this.message.options;
+  }
+
+  get payload(): Buffer {
+    return this.message.payload;
+  }
+
+  get token(): Buffer {
+    return this.message.token;
+  }
+
+  get messageId(): number {
+    return this.message.messageId;
+  }
+
+  get confirmable(): boolean {
+    return this.message.type === 0;
+  }
+
+  /** Authenticated PSK identity for coaps:// requests. */
+  get identity(): string | undefined {
+    return this.peer.identity;
+  }
+
+  get query(): string[] {
+    return getOptions(this.message.options, OptionNumber.UriQuery).map((b) => b.toString('utf8'));
+  }
+
+  get contentFormat(): number | undefined {
+    return getUintOption(this.message.options, OptionNumber.ContentFormat);
+  }
+
+  get accept(): number | undefined {
+    return getUintOption(this.message.options, OptionNumber.Accept);
+  }
+
+  option(n: number): Buffer | undefined {
+    return getOption(this.message.options, n);
+  }
+
+  optionAll(n: number): Buffer[] {
+    return getOptions(this.message.options, n);
+  }
+
+  text(): string {
+    return this.message.payload.toString('utf8');
+  }
+
+  /**
+   * Evaluates If-Match / If-None-Match (§5.10.8) against the resource's
+   * current ETag (undefined = the resource does not exist) and throws
+   * ResponseCodeError 4.12 when a precondition fails.
+   */
+  checkPreconditions(currentEtag: Uint8Array | undefined): void {
+    const ifMatch = getOptions(this.message.options, OptionNumber.IfMatch);
+    if (ifMatch.length > 0) {
+      const ok =
+        currentEtag !== undefined &&
+        ifMatch.some((v) => v.length === 0 || Buffer.compare(v, currentEtag) === 0);
+      if (!ok) throw new ResponseCodeError(ResponseCode.PreconditionFailed, 'If-Match precondition failed');
+    }
+    if (
+      getOption(this.message.options, OptionNumber.IfNoneMatch) !== undefined &&
+      currentEtag !== undefined
+    ) {
+      throw new ResponseCodeError(ResponseCode.PreconditionFailed, 'If-None-Match: resource exists');
+    }
+  }
+}
+
+export interface ServerOptions extends EndpointOptions {
+  /** Largest request payload accepted, in bytes (default 1024 * 64). Larger gets 4.13. */
+  maxPayloadSize?: number;
+  /** Add a diagnostic payload to error responses (default true). */
+  diagnosticPayloads?: boolean;
+  /** Called when a handler throws something other than ResponseCodeError. */
+  onError?: (error: unknown, req: ServerRequest) => void;
+}
+
+/** Options this server understands; unknown critical ones get 4.02 (§5.4.1). */
+const RECOGNIZED = new Set<number>([
+  OptionNumber.IfMatch,
+  OptionNumber.UriHost,
+  OptionNumber.ETag,
+  OptionNumber.IfNoneMatch,
+  OptionNumber.Observe,
+  OptionNumber.UriPort,
+  OptionNumber.LocationPath,
+  OptionNumber.UriPath,
+  OptionNumber.ContentFormat,
+  OptionNumber.MaxAge,
+  OptionNumber.UriQuery,
+  OptionNumber.Accept,
+  OptionNumber.LocationQuery,
+  OptionNumber.Block2,
+  OptionNumber.Block1,
+  OptionNumber.Size2,
+  OptionNumber.ProxyUri,
+  OptionNumber.ProxyScheme,
+  OptionNumber.Size1,
+  OptionNumber.NoResponse,
+]);
+
+const DEFAULT_CODES: Record<number, number> = {
+  [Method.GET]: ResponseCode.Content,
+  [Method.FETCH]: ResponseCode.Content,
+  [Method.POST]: ResponseCode.Changed,
+  [Method.PUT]: ResponseCode.Changed,
+  [Method.DELETE]: ResponseCode.Deleted,
+  [Method.PATCH]: ResponseCode.Changed,
+  [Method.iPATCH]: ResponseCode.Changed,
+};
+
+/**
+ * A hook that can take over a request before routing (observe, block-wise,
+ * proxying). Returning undefined passes the request on.
+ */
+export type Middleware = (
+  req: ServerRequest,
+  next: () => Promise<OutgoingResponse | null> | OutgoingResponse | null,
+) => OutgoingResponse | null | Promise<OutgoingResponse | null> | undefined;
+
+export class CoapServer {
+  readonly router = new Router<RequestHandler>();
+  readonly endpoints: Endpoint[] = [];
+  private readonly linkProviders: Array<() => Link[]> = [];
+  private readonly middlewares: Middleware[] = [];
+  /** Handler for requests carrying Proxy-Uri / Proxy-Scheme; 5.05 when unset. */
+  proxyHandler: RequestHandler | undefined;
+  readonly recognizedOptions = new Set(RECOGNIZED);
+  private readonly maxPayloadSize: number;
+  private readonly diagnostics: boolean;
+
+  constructor(private readonly options: ServerOptions = {}) {
+    this.maxPayloadSize = options.maxPayloadSize ?? 64 * 1024;
+    this.diagnostics = options.diagnosticPayloads ?? true;
+    this.router.add(Method.GET, '/.well-known/core', (req) => this.wellKnownCore(req), {
+      ct: ContentFormat.LinkFormat,
+      hidden: true,
+    });
+  }
+
+  route(
+    method: MethodName | number,
+    pattern: string,
+    handler: RequestHandler,
+    attrs?: ResourceAttributes,
+  ): this {
+    const code = typeof method === 'number' ? method : Method[method];
+    if (code === undefined) throw new InvalidArgumentError(`unknown method ${String(method)}`);
+    this.router.add(code, pattern, handler, attrs);
+    return this;
+  }
+
+  get(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('GET', p, h, a);
+  }
+  post(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('POST', p, h, a);
+  }
+  put(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('PUT', p, h, a);
+  }
+  delete(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('DELETE', p, h, a);
+  }
+  fetch(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('FETCH', p, h, a);
+  }
+  patch(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('PATCH', p, h, a);
+  }
+  ipatch(p: string, h: RequestHandler, a?: ResourceAttributes): this {
+    return this.route('iPATCH', p, h, a);
+  }
+
+  /** Removes a route (all methods, or one). */
+  unroute(pattern: string, method?: MethodName | number): void {
+    this.router.remove(pattern, typeof method === 'string' ? Method[method] : method);
+  }
+
+  /** Adds links to /.well-known/core computed at request time (dynamic resources). */
+  addLinkProvider(provider: () => Link[]): void {
+    this.linkProviders.push(provider);
+  }
+
+  /** Runs `mw` for every request before routing (observe, block-wise, ...). */
+  use(mw: Middleware): void {
+    this.middlewares.push(mw);
+  }
+
+  /**
+   * Starts serving on a UDP socket (`{ port, host }`, default port 5683 on
+   * '::' / '0.0.0.0') or on a given transport (e.g. DTLS). Can be called
+   * several times to serve on several transports.
+   */
+  async listen(target: Transport | (UdpTransportOptions & { port?: number }) = {}): Promise<Endpoint> {
+    const transport =
+      'attach' in target
+        ? (target as Transport)
+        : await UdpTransport.create({
+            port: 5683,
+            ...target,
+            recvBufferSize: target.recvBufferSize ?? 4 * 1024 * 1024,
+          });
+    const ep = new Endpoint(transport, this.options);
+    ep.handler = (msg, peer) => this.handle(msg, peer);
+    this.endpoints.push(ep);
+    return ep;
+  }
+
+  addresses(): Array<{ scheme: string; address: string; port: number; family: string }> {
+    return this.endpoints.map((e) => ({ scheme: e.transport.scheme, ...e.transport.localAddress() }));
+  }
+
+  async close(): Promise<void> {
+    const eps = this.endpoints.splice(0);
+    await Promise.all(eps.map((e) => e.close()));
+  }
+
+  /** Links for /.well-known/core: routes with attributes plus dynamic providers. */
+  links(): Link[] {
+    const out: Link[] = [];
+    for (const r of this.router.routes()) {
+      if (r.attrs.hidden || r.hasParams) continue;
+      out.push(routeLink(r.pattern, r.attrs));
+    }
+    for (const p of this.linkProviders) out.push(...p());
+    return out;
+  }
+
+  private wellKnownCore(req: ServerRequest): ServerResponse {
+    const q = req.query;
+    if (q.length > 1)
+      throw new ResponseCodeError(ResponseCode.BadRequest, 'only one query filter is supported');
+    const links = filterLinks(this.links(), q[0]);
+    if (q.length > 0 && links.length === 0)
+      throw new ResponseCodeError(ResponseCode.NotFound, 'no matching link');
+    return {
+      code: ResponseCode.Content,
+      contentFormat: ContentFormat.LinkFormat,
+      payload: serializeLinkFormat(links),
+    };
+  }
+
+  /** The server's request pipeline (called by every endpoint). */
+  handle(msg: CoapMessage, peer: Peer): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    // Path from Uri-Path options.
+    const segments: string[] = [];
+    let path = '';
+    for (const o of msg.options) {
+      if (o.number === OptionNumber.UriPath) {
+        const s = o.value.toString('utf8');
+        segments.push(s);
+        path += `/${s}`;
+      }
+    }
+    if (path === '') path = '/';
+    const req = new ServerRequest(msg, peer, path, segments);
+    const started = channels.response.hasSubscribers ? performance.now() : 0;
+    if (channels.request.hasSubscribers) {
+      channels.request.publish({
+        peer,
+        token: msg.token,
+        method: req.method,
+        path,
+        messageId: msg.messageId,
+      });
+    }
+    const result = this.suppress(msg, this.runMiddlewares(req, 0));
+    if (channels.response.hasSubscribers) {
+      const publish = (r: OutgoingResponse | null) => {
+        channels.response.publish({
+          peer,
+          token: msg.token,
+          code: r?.code,
+          durationMs: performance.now() - started,
+        });
+        return r;
+      };
+      return result instanceof Promise ? result.then(publish) : publish(result);
+    }
+    return result;
+  }
+
+  private runMiddlewares(
+    req: ServerRequest,
+    i: number,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    const mw = this.middlewares[i];
+    if (mw === undefined) return this.dispatch(req);
+    const next = () => this.runMiddlewares(req, i + 1);
+    const r = mw(req, next);
+    return r === undefined ? next() : r;
+  }
+
+  /** RFC 7967 No-Response: drop responses of the classes the client is not interested in. */
+  private suppress(
+    msg: CoapMessage,
+    r: OutgoingResponse | null | Promise<OutgoingResponse | null>,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    const nr = getUintOption(msg.options, OptionNumber.NoResponse);
+    if (nr === undefined || nr === 0) return r;
+    const filter = (res: OutgoingResponse | null) => {
+      if (res === null) return null;
+      const cls = res.code >> 5;
+      const bit = cls === 2 ? 2 : cls === 4 ? 8 : cls === 5 ? 16 : 0;
+      return (nr & bit) !== 0 ? null : res;
+    };
+    return r instanceof Promise ? r.then(filter) : filter(r);
+  }
+
+  private error(code: number, text: string, extra?: CoapOption[]): OutgoingResponse {
+    const res: OutgoingResponse = { code };
+    if (this.diagnostics && text) res.payload = Buffer.from(text, 'utf8');
+    if (extra) res.options = extra;
+    return res;
+  }
+
+  private dispatch(req: ServerRequest): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    const msg = req.message;
+    const check = checkOptions(msg.options, this.recognizedOptions);
+    if (check.badCritical !== undefined) {
+      return this.error(
+        ResponseCode.BadOption,
+        `unrecognized or malformed critical option ${optionName(check.badCritical)} (${check.badCritical})`,
+      );
+    }
+    if (
+      getOption(msg.options, OptionNumber.ProxyUri) !== undefined ||
+      getOption(msg.options, OptionNumber.ProxyScheme) !== undefined
+    ) {
+      if (!this.proxyHandler)
+        return this.error(ResponseCode.ProxyingNotSupported, 'this server is not a proxy');
+      return this.invoke(this.proxyHandler, req);
+    }
+    if (msg.payload.length > this.maxPayloadSize) {
+      return this.error(
+        ResponseCode.RequestEntityTooLarge,
+        `request payload exceeds ${this.maxPayloadSize} bytes`,
+        [{ number: OptionNumber.Size1, value: encodeUint(this.maxPayloadSize) }],
+      );
+    }
+    const m = this.router.match(req.path, req.pathSegments);
+    if (!m) return this.error(ResponseCode.NotFound, '');
+    const handler = m.route.handlers.get(msg.code);
+    if (!handler) return this.error(ResponseCode.MethodNotAllowed, '');
+    req.params = m.params;
+    req.route = m.route;
+    const accepts = m.route.attrs.accepts;
+    if (accepts && msg.payload.length > 0) {
+      const cf = req.contentFormat;
+      if (cf === undefined || !accepts.includes(cf)) {
+        return this.error(
+          ResponseCode.UnsupportedContentFormat,
+          `accepted content formats: ${accepts.join(', ')}`,
+        );
+      }
+    }
+    return this.invoke(handler, req);
+  }
+
+  private invoke(
+    handler: RequestHandler,
+    req: ServerRequest,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    let r: HandlerResult | Promise<HandlerResult>;
+    try {
+      r = handler(req);
+    } catch (err) {
+      return this.fromError(err, req);
+    }
+    if (r instanceof Promise) {
+      return r.then(
+        (v) => this.finish(req, v),
+        (err) => this.fromError(err, req),
+      );
+    }
+    return this.finish(req, r);
+  }
+
+  private fromError(err: unknown, req: ServerRequest): OutgoingResponse {
+    if (err instanceof ResponseCodeError) return this.error(err.responseCode, err.message);
+    try {
+      this.options.onError?.(err, req);
+    } catch {
+      // A failing error hook must not take the server down either.
+    }
+    return this.error(ResponseCode.InternalServerError, 'Internal Server Error');
+  }
+
+  private finish(req: ServerRequest, r: HandlerResult): OutgoingResponse | null {
+    try {
+      return this.toOutgoing(req, r);
+    } catch (err) {
+      return this.fromError(err, req);
+    }
+  }
+
+  /** Converts what a handler returned into a wire response. */
+  toOutgoing(req: ServerRequest, r: HandlerResult): OutgoingResponse | null {
+    const msg = req.message;
+    if (r === null) return null;
+    const res: ServerResponse =
+      r === undefined ? {} : typeof r === 'string' || r instanceof Uint8Array ? { payload: r } : r;
+    let code: number;
+    if (res.code === undefined) {
+      code = DEFAULT_CODES[msg.code] ?? ResponseCode.Content;
+      if (res.locationPath && msg.code === Method.POST) code = ResponseCode.Created;
+    } else {
+      const c = parseCode(res.code);
+      if (c === undefined || c >> 5 < 2)
+        throw new InvalidArgumentError(`invalid response code ${String(res.code)}`);
+      code = c;
+    }
+    const options: CoapOption[] = [];
+    if (res.contentFormat !== undefined) {
+      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(res.contentFormat) });
+    }
+    if (res.maxAge !== undefined)
+      options.push({ number: OptionNumber.MaxAge, value: encodeUint(res.maxAge) });
+    if (res.etag) options.push({ number: OptionNumber.ETag, value: Buffer.from(res.etag) });
+    for (const seg of res.locationPath ?? []) {
+      options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
+    }
+    for (const q of res.locationQuery ?? []) {
+      options.push({ number: OptionNumber.LocationQuery, value: Buffer.from(q, 'utf8') });
+    }
+    for (const o of res.options ?? [])
+      options.push({ number: o.number, value: optionValue(o.number, o.value) });
+    let payload =
+      res.payload === undefined
+        ? undefined
+        : typeof res.payload === 'string'
+          ? Buffer.from(res.payload, 'utf8')
+          : res.payload;
+    // §5.10.4: Accept names the only acceptable Content-Format.
+    const accept = getUintOption(msg.options, OptionNumber.Accept);
+    if (accept !== undefined && code >> 5 === 2 && payload && payload.length > 0) {
+      const cf = res.contentFormat ?? ContentFormat.TextPlain;
+      if (cf !== accept) {
+        return this.error(
+          ResponseCode.NotAcceptable,
+          `resource cannot be represented as content format ${accept}`,
+        );
+      }
+    }
+    // §5.10.6.2: a GET whose ETag matches the current representation gets 2.03 Valid.
+    if (code === ResponseCode.Content && res.etag && (msg.code === Method.GET || msg.code === Method.FETCH)) {
+      const etag = res.etag;
+      if (getOptions(msg.options, OptionNumber.ETag).some((e) => Buffer.compare(e, etag) === 0)) {
+        code = ResponseCode.Valid;
+        payload = undefined;
+        const keep = options.filter(
+          (o) => o.number === OptionNumber.ETag || o.number === OptionNumber.MaxAge,
+        );
+        options.length = 0;
+        options.push(...keep);
+      }
+    }
+    const out: OutgoingResponse = { code };
+    if (options.length > 0) out.options = options;
+    if (payload && payload.length > 0) out.payload = payload;
+    return out;
+  }
+}
+
+function routeLink(pattern: string, a: ResourceAttributes): Link {
+  const attributes: Link['attributes'] = [];
+  if (a.rt) attributes.push(['rt', a.rt]);
+  if (a.if) attributes.push(['if', a.if]);
+  if (a.ct !== undefined) attributes.push(['ct', Array.isArray(a.ct) ? a.ct.join(' ') : String(a.ct)]);
+  if (a.sz !== undefined) attributes.push(['sz', String(a.sz)]);
+  if (a.title) attributes.push(['title', a.title]);
+  if (a.obs) attributes.push(['obs', true]);
+  return { target: pattern, attributes };
+}

@@ -1,0 +1,173 @@
+/**
+ * Plain UDP transport (coap://). One socket, IPv4 or IPv6 (an IPv6 socket
+ * bound to '::' is dual-stack unless `ipv6Only`).
+ */
+import dgram from 'node:dgram';
+import { NetworkError } from '../errors.js';
+import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
+import { peerKey } from './transport.js';
+
+export interface UdpTransportOptions {
+  /** Address to bind (default '::' falling back to '0.0.0.0', or '0.0.0.0' for type udp4). */
+  host?: string;
+  /** Port to bind (default 0 = ephemeral). */
+  port?: number;
+  /** 'udp4' or 'udp6'; derived from host when omitted. */
+  type?: 'udp4' | 'udp6';
+  ipv6Only?: boolean;
+  reuseAddr?: boolean;
+  /** Socket buffer sizes in bytes (server under load benefits from larger ones). */
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+  /** Multicast groups to join (e.g. '224.0.1.187', 'ff02::fd'). */
+  multicastGroups?: string[];
+  /** Interface address for multicast membership. */
+  multicastInterface?: string;
+  /** Largest message (default 1152 bytes, RFC 7252 §4.6). */
+  maxMessageSize?: number;
+  /** Do not keep the process alive just for this socket. */
+  unref?: boolean;
+}
+
+export class UdpTransport implements Transport {
+  readonly scheme = 'coap';
+  readonly reliable = false;
+  readonly maxMessageSize: number;
+  private handlers: TransportHandlers | undefined;
+  private closed = false;
+  /** Peer objects are interned per key so the layers above can use identity. */
+  private readonly peers = new Map<string, Peer>();
+
+  private constructor(
+    private readonly socket: dgram.Socket,
+    maxMessageSize: number,
+  ) {
+    this.maxMessageSize = maxMessageSize;
+    socket.on('message', (data, rinfo) => {
+      const h = this.handlers;
+      if (h === undefined) return;
+      const key = peerKey(rinfo.address, rinfo.port);
+      let peer = this.peers.get(key);
+      if (peer === undefined) {
+        peer = { address: rinfo.address, port: rinfo.port, family: rinfo.family as AddressFamily, key };
+        if (this.peers.size >= 65536) this.peers.clear();
+        this.peers.set(key, peer);
+      }
+      h.message(data, peer);
+    });
+    socket.on('error', (err) => {
+      this.handlers?.error?.(new NetworkError(`UDP socket error: ${err.message}`, { cause: err }));
+    });
+  }
+
+  static async create(options: UdpTransportOptions = {}): Promise<UdpTransport> {
+    const tryBind = (type: 'udp4' | 'udp6', host: string) =>
+      new Promise<dgram.Socket>((resolve, reject) => {
+        const socket = dgram.createSocket({
+          type,
+          reuseAddr: options.reuseAddr ?? false,
+          ipv6Only: options.ipv6Only ?? false,
+          ...(options.recvBufferSize ? { recvBufferSize: options.recvBufferSize } : {}),
+          ...(options.sendBufferSize ? { sendBufferSize: options.sendBufferSize } : {}),
+        });
+        const onError = (err: Error) => {
+          socket.close();
+          reject(err);
+        };
+        socket.once('error', onError);
+        socket.bind(options.port ?? 0, host, () => {
+          socket.off('error', onError);
+          resolve(socket);
+        });
+      });
+    const explicitType = options.type;
+    let host = options.host;
+    let socket: dgram.Socket;
+    try {
+      if (host === undefined) {
+        if (explicitType === 'udp4') socket = await tryBind('udp4', '0.0.0.0');
+        else {
+          try {
+            socket = await tryBind('udp6', '::');
+            host = '::';
+          } catch (err) {
+            if (explicitType === 'udp6') throw err;
+            socket = await tryBind('udp4', '0.0.0.0');
+          }
+        }
+      } else {
+        const bare = host.replace(/^\[|\]$/g, '');
+        const type = explicitType ?? (bare.includes(':') ? 'udp6' : 'udp4');
+        socket = await tryBind(type, bare);
+      }
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const hint =
+        e.code === 'EADDRINUSE'
+          ? 'another process is using that port; choose another with --port'
+          : e.code === 'EACCES'
+            ? 'binding to ports below 1024 needs privileges'
+            : e.code === 'EADDRNOTAVAIL'
+              ? 'that address is not configured on this machine'
+              : undefined;
+      throw new NetworkError(`cannot bind UDP ${host ?? ''}:${options.port ?? 0}: ${e.message}`, {
+        cause: err,
+        ...(hint ? { hint } : {}),
+      });
+    }
+    if (options.multicastGroups) {
+      for (const g of options.multicastGroups) {
+        try {
+          socket.addMembership(g, options.multicastInterface);
+        } catch (err) {
+          socket.close();
+          throw new NetworkError(`cannot join multicast group ${g}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+    }
+    if (options.unref) socket.unref();
+    return new UdpTransport(socket, options.maxMessageSize ?? 1152);
+  }
+
+  attach(handlers: TransportHandlers): void {
+    this.handlers = handlers;
+  }
+
+  send(data: Uint8Array, peer: Peer): void {
+    if (this.closed) return;
+    this.socket.send(data, peer.port, peer.address, (err) => {
+      if (err) {
+        this.handlers?.peerError?.(
+          peer,
+          new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
+        );
+      }
+    });
+  }
+
+  localAddress(): { address: string; port: number; family: AddressFamily } {
+    const a = this.socket.address();
+    return { address: a.address, port: a.port, family: a.family as AddressFamily };
+  }
+
+  /** The underlying socket (for multicast settings and tests). */
+  get rawSocket(): dgram.Socket {
+    return this.socket;
+  }
+
+  ref(): void {
+    this.socket.ref();
+  }
+
+  unref(): void {
+    this.socket.unref();
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return new Promise((resolve) => this.socket.close(() => resolve()));
+  }
+}
