@@ -1,0 +1,194 @@
+// The servers under test. Each is started as a fresh child process for each measurement phase.
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { freeUdpPort, sleep, stop, track, which } from './proc.mjs';
+
+/**
+ * @typedef {object} PeerDef
+ * @property {string} id
+ * @property {string} label
+ * @property {'node' | 'libcoap'} kind
+ * @property {string} path  CoAP resource the load generator requests
+ * @property {string} [script]
+ */
+
+/** @param {string} benchDir */
+export function peerDefs(benchDir) {
+  return [
+    {
+      id: 'bare',
+      label: 'bare Node UDP',
+      kind: 'node',
+      path: '/hello',
+      script: join(benchDir, 'peers/bare-udp.mjs'),
+    },
+    {
+      id: 'coapkit',
+      label: 'coapkit',
+      kind: 'node',
+      path: '/hello',
+      script: join(benchDir, 'peers/coapkit.mjs'),
+    },
+    { id: 'libcoap', label: 'libcoap coap-server-notls', kind: 'libcoap', path: '/time' },
+    {
+      id: 'node-coap',
+      label: 'node-coap',
+      kind: 'node',
+      path: '/hello',
+      script: join(benchDir, 'peers/node-coap.mjs'),
+    },
+  ];
+}
+
+/**
+ * Whether a peer can run here; returns null when available, else the reason it is skipped.
+ * @param {PeerDef} peer @param {{ root: string, full: boolean, log: (s: string) => void }} ctx
+ */
+export async function unavailable(peer, ctx) {
+  if (peer.id === 'coapkit') {
+    const dist = join(ctx.root, 'dist/index.js');
+    if (!existsSync(dist)) return 'not built yet (no dist/index.js: run npm run build)';
+    try {
+      const mod = await import(dist);
+      if (typeof mod.CoapServer !== 'function') return 'not built yet (dist/index.js has no CoapServer)';
+    } catch (e) {
+      return `not built yet (dist/index.js failed to load: ${e instanceof Error ? e.message : e})`;
+    }
+    return null;
+  }
+  if (peer.id === 'node-coap') {
+    try {
+      createRequire(join(ctx.root, 'package.json')).resolve('coap');
+      return null;
+    } catch {
+      return 'npm package coap not installed (npm install)';
+    }
+  }
+  if (peer.id === 'libcoap') {
+    if (which('coap-server-notls')) return null;
+    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+    if (!isRoot || !ctx.full || !which('apt-get')) {
+      return 'coap-server-notls not installed (apt-get install libcoap3-bin)';
+    }
+    ctx.log('installing libcoap3-bin (apt-get)...');
+    const { spawnSync } = await import('node:child_process');
+    let r = spawnSync('apt-get', ['install', '-y', 'libcoap3-bin'], { stdio: 'ignore', timeout: 180_000 });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: 'ignore', timeout: 180_000 });
+      r = spawnSync('apt-get', ['install', '-y', 'libcoap3-bin'], { stdio: 'ignore', timeout: 180_000 });
+    }
+    return which('coap-server-notls') ? null : 'coap-server-notls not installed and apt-get install failed';
+  }
+  return null;
+}
+
+/** Sends CON GET requests until one is answered; rejects after timeoutMs. */
+export function probe(port, path, timeoutMs = 8000) {
+  const segs = path.split('/').filter(Boolean);
+  const parts = [Buffer.from([0x41, 0x01, 0x12, 0x34, 0x77])];
+  let last = 0;
+  for (const s of segs) {
+    const v = Buffer.from(s);
+    parts.push(Buffer.from([((11 - last) << 4) | v.length]), v);
+    last = 11;
+  }
+  const req = Buffer.concat(parts);
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const done = (err) => {
+      clearInterval(iv);
+      clearTimeout(to);
+      sock.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    sock.on('message', () => done());
+    sock.on('error', () => {});
+    const iv = setInterval(() => sock.send(req, port, '127.0.0.1'), 100);
+    const to = setTimeout(
+      () => done(new Error(`no answer on port ${port} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    sock.send(req, port, '127.0.0.1');
+  });
+}
+
+/**
+ * Starts a peer as a child process and waits until it answers.
+ * @param {PeerDef} peer @param {{ pinCpu: string | null, maxOldSpaceMb: number }} opts
+ */
+export async function startPeer(peer, opts) {
+  const port = await freeUdpPort();
+  let cmd;
+  let args;
+  if (peer.kind === 'node') {
+    cmd = process.execPath;
+    args = [
+      '--expose-gc',
+      `--max-old-space-size=${opts.maxOldSpaceMb}`,
+      peer.script ?? '',
+      '--port',
+      String(port),
+    ];
+  } else {
+    cmd = 'coap-server-notls';
+    args = ['-A', '127.0.0.1', '-p', String(port), '-v', '0'];
+  }
+  if (opts.pinCpu !== null) {
+    args = ['-c', opts.pinCpu, cmd, ...args];
+    cmd = 'taskset';
+  }
+  const child = track(cmd, args, {
+    stdio: peer.kind === 'node' ? ['ignore', 'ignore', 'pipe', 'ipc'] : ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise((_, reject) =>
+    child.once('exit', (code, sig) =>
+      reject(new Error(`${peer.id} exited early (${code ?? sig}): ${stderr.trim().slice(-1500)}`)),
+    ),
+  );
+  exited.catch(() => {});
+  if (peer.kind === 'node') {
+    const ready = new Promise((resolve) => {
+      child.on('message', (m) => {
+        if (m && typeof m === 'object' && m.ready) resolve(m);
+      });
+    });
+    await Promise.race([
+      ready,
+      exited,
+      sleep(20_000).then(() => Promise.reject(new Error(`${peer.id}: not ready`))),
+    ]);
+  }
+  await Promise.race([probe(port, peer.path), exited]);
+
+  /** Memory as the process sees it (Node peers, after forced GC) or RSS only (libcoap). */
+  const memory = async (gc = true) => {
+    if (peer.kind !== 'node' || !child.connected) return null;
+    const reply = new Promise((resolve) => {
+      const on = (m) => {
+        if (m && typeof m === 'object' && m.mem) {
+          child.off('message', on);
+          resolve(m);
+        }
+      };
+      child.on('message', on);
+    });
+    child.send({ cmd: 'mem', gc });
+    return Promise.race([reply, sleep(60_000).then(() => null), exited.catch(() => null)]);
+  };
+  return {
+    pid: /** @type {number} */ (child.pid),
+    port,
+    child,
+    memory,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    stderr: () => stderr,
+    stop: () => stop(child),
+  };
+}

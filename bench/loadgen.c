@@ -1,0 +1,408 @@
+// loadgen: CoAP-over-UDP load generator for `npm run bench` (coapkit).
+//
+// Compiled by bench/run.mjs with `gcc -O2 -o bench/.build/loadgen bench/loadgen.c`.
+//
+// Two modes:
+//   closed  N client endpoints (one UDP socket = one source port each), each keeping
+//           WINDOW GET requests outstanding; a new request is sent as soon as one is answered.
+//   paced   N client endpoints, each sending RATE requests per second (open loop, phases
+//           spread evenly), e.g. 10,000 endpoints x 1 req/s.
+//
+// Every request gets a fresh random-start Message ID (per socket, incrementing) and a fresh
+// 4-byte token (16 random bits + the 16-bit slot index). Responses are matched by token;
+// piggybacked ACKs, separate CON responses (which are ACKed) and NON responses all count.
+// A request unanswered after --timeout-ms is counted in `timeouts`; in closed mode its slot is
+// re-issued as a fresh request (new MID and token), so lost datagrams never stall the run.
+//
+// The result is one JSON line on stdout. With --progress, one JSON line per second on stderr.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HIST_US 1000000u /* 1 us buckets up to 1 s, then overflow */
+#define TOKEN_LEN 4
+
+typedef struct {
+  uint64_t sent_at;
+  uint32_t token;
+  uint16_t mid;
+  uint8_t busy;
+} slot_t;
+
+typedef struct {
+  int fd;
+  uint16_t next_mid;
+  slot_t *slots;
+} client_t;
+
+static uint64_t now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint32_t rnd32(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state >> 16);
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Options */
+static const char *opt_host = "127.0.0.1";
+static int opt_port = 5683;
+static const char *opt_path = "/hello";
+static const char *opt_mode = "closed";
+static int opt_clients = 64;
+static int opt_window = 1;
+static int opt_con = 1;
+static double opt_duration = 5.0;
+static double opt_warmup = 0.0;
+static double opt_rate = 1.0;
+static int opt_timeout_ms = 2000;
+static int opt_progress = 0;
+
+/* Request template: header (4) + token (4) + Uri-Path options. */
+static uint8_t tmpl[512];
+static size_t tmpl_len;
+
+static void build_template(void) {
+  size_t n = 8; /* header + token, filled per request */
+  unsigned last = 0;
+  const char *p = opt_path;
+  while (*p == '/') p++;
+  while (*p) {
+    const char *e = strchr(p, '/');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    unsigned delta = 11 - last;
+    last = 11;
+    if (len < 13) {
+      tmpl[n++] = (uint8_t)((delta << 4) | len);
+    } else {
+      tmpl[n++] = (uint8_t)((delta << 4) | 13);
+      tmpl[n++] = (uint8_t)(len - 13);
+    }
+    if (n + len >= sizeof tmpl) {
+      fprintf(stderr, "path too long\n");
+      exit(2);
+    }
+    memcpy(tmpl + n, p, len);
+    n += len;
+    p += len;
+    while (*p == '/') p++;
+  }
+  tmpl_len = n;
+}
+
+/* Statistics (reset when the warm-up ends). */
+static uint32_t *hist;
+static uint64_t hist_over, lat_sum, lat_max, lat_n;
+static uint64_t st_sent, st_completed, st_timeouts, st_stale, st_bad, st_non2xx, st_rst, st_refused,
+    st_send_err, st_sep_acks;
+
+static void reset_stats(void) {
+  memset(hist, 0, HIST_US * sizeof *hist);
+  hist_over = lat_sum = lat_max = lat_n = 0;
+  st_sent = st_completed = st_timeouts = st_stale = st_bad = st_non2xx = st_rst = st_refused =
+      st_send_err = st_sep_acks = 0;
+}
+
+static void record_latency(uint64_t us) {
+  if (us < HIST_US)
+    hist[us]++;
+  else
+    hist_over++;
+  lat_sum += us;
+  lat_n++;
+  if (us > lat_max) lat_max = us;
+}
+
+static uint64_t percentile(double q) {
+  if (lat_n == 0) return 0;
+  uint64_t target = (uint64_t)(q * (double)lat_n);
+  if (target >= lat_n) target = lat_n - 1;
+  uint64_t acc = 0;
+  for (uint32_t i = 0; i < HIST_US; i++) {
+    acc += hist[i];
+    if (acc > target) return i;
+  }
+  return lat_max;
+}
+
+static void send_request(client_t *c, uint32_t slot_index) {
+  slot_t *s = &c->slots[slot_index];
+  uint8_t buf[512];
+  uint16_t mid = c->next_mid++;
+  uint32_t token = (rnd32() & 0xffff0000u) | slot_index;
+  memcpy(buf, tmpl, tmpl_len);
+  buf[0] = (uint8_t)(0x40 | (opt_con ? 0x00 : 0x10) | TOKEN_LEN); /* ver 1, CON/NON, TKL 4 */
+  buf[1] = 0x01;                                                 /* GET */
+  buf[2] = (uint8_t)(mid >> 8);
+  buf[3] = (uint8_t)mid;
+  buf[4] = (uint8_t)(token >> 24);
+  buf[5] = (uint8_t)(token >> 16);
+  buf[6] = (uint8_t)(token >> 8);
+  buf[7] = (uint8_t)token;
+  s->mid = mid;
+  s->token = token;
+  s->busy = 1;
+  s->sent_at = now_us();
+  if (send(c->fd, buf, tmpl_len, 0) < 0) {
+    if (errno == ECONNREFUSED) st_refused++;
+    else st_send_err++;
+  } else {
+    st_sent++;
+  }
+}
+
+static void send_empty_ack(client_t *c, uint16_t mid) {
+  uint8_t ack[4] = {0x60, 0x00, (uint8_t)(mid >> 8), (uint8_t)mid};
+  (void)send(c->fd, ack, sizeof ack, 0);
+}
+
+static void usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s --port P [--host 127.0.0.1] [--path /hello] [--mode closed|paced]\n"
+          "          [--clients N] [--window W] [--type con|non] [--duration S] [--warmup S]\n"
+          "          [--rate R] [--timeout-ms T] [--progress]\n",
+          argv0);
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--progress")) {
+      opt_progress = 1;
+      continue;
+    }
+    if (!v) usage(argv[0]);
+    if (!strcmp(a, "--host")) opt_host = v;
+    else if (!strcmp(a, "--port")) opt_port = atoi(v);
+    else if (!strcmp(a, "--path")) opt_path = v;
+    else if (!strcmp(a, "--mode")) opt_mode = v;
+    else if (!strcmp(a, "--clients")) opt_clients = atoi(v);
+    else if (!strcmp(a, "--window")) opt_window = atoi(v);
+    else if (!strcmp(a, "--type")) opt_con = strcmp(v, "non") != 0;
+    else if (!strcmp(a, "--duration")) opt_duration = atof(v);
+    else if (!strcmp(a, "--warmup")) opt_warmup = atof(v);
+    else if (!strcmp(a, "--rate")) opt_rate = atof(v);
+    else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atoi(v);
+    else usage(argv[0]);
+    i++;
+  }
+  int paced = !strcmp(opt_mode, "paced");
+  if (paced) opt_window = 1;
+  if (opt_clients < 1 || opt_window < 1 || opt_window > 65535 || opt_duration <= 0 || opt_rate <= 0)
+    usage(argv[0]);
+
+  /* Many endpoints need many descriptors: raise the soft limit to the hard one. */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  rng_state ^= (uint64_t)now_us() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  struct sockaddr *sa;
+  socklen_t sl;
+  int fam;
+  memset(&a6, 0, sizeof a6);
+  memset(&a4, 0, sizeof a4);
+  if (inet_pton(AF_INET, opt_host, &a4.sin_addr) == 1) {
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons((uint16_t)opt_port);
+    sa = (struct sockaddr *)&a4;
+    sl = sizeof a4;
+    fam = AF_INET;
+  } else if (inet_pton(AF_INET6, opt_host, &a6.sin6_addr) == 1) {
+    a6.sin6_family = AF_INET6;
+    a6.sin6_port = htons((uint16_t)opt_port);
+    sa = (struct sockaddr *)&a6;
+    sl = sizeof a6;
+    fam = AF_INET6;
+  } else {
+    fprintf(stderr, "bad host %s (numeric address expected)\n", opt_host);
+    return 2;
+  }
+  build_template();
+
+  hist = calloc(HIST_US, sizeof *hist);
+  client_t *cs = calloc((size_t)opt_clients, sizeof *cs);
+  if (!hist || !cs) {
+    fprintf(stderr, "out of memory\n");
+    return 1;
+  }
+  int ep = epoll_create1(0);
+  for (int i = 0; i < opt_clients; i++) {
+    int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, sa, sl) < 0) {
+      fprintf(stderr, "socket/connect for client %d failed: %s\n", i, strerror(errno));
+      return 1;
+    }
+    cs[i].fd = fd;
+    cs[i].next_mid = (uint16_t)rnd32();
+    cs[i].slots = calloc((size_t)opt_window, sizeof(slot_t));
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+
+  uint64_t t0 = now_us();
+  uint64_t measure_start = t0 + (uint64_t)(opt_warmup * 1e6);
+  uint64_t end = measure_start + (uint64_t)(opt_duration * 1e6);
+  uint64_t timeout_us = (uint64_t)opt_timeout_ms * 1000u;
+  int measuring = opt_warmup <= 0;
+  double cpu0 = cpu_seconds();
+  if (measuring) measure_start = t0;
+
+  /* Paced schedule: the g-th request goes to client g % N at t0 + g * interval. */
+  double interval_us = 1e6 / ((double)opt_clients * opt_rate);
+  uint64_t g = 0;
+
+  if (!paced) {
+    for (int i = 0; i < opt_clients; i++)
+      for (int w = 0; w < opt_window; w++) send_request(&cs[i], (uint32_t)w);
+  }
+
+  struct epoll_event evs[512];
+  uint8_t buf[2048];
+  uint64_t next_scan = t0 + 50000, next_progress = t0 + 1000000, last_completed = 0;
+  for (;;) {
+    uint64_t now = now_us();
+    if (now >= end) break;
+    if (!measuring && now >= measure_start) {
+      reset_stats();
+      cpu0 = cpu_seconds();
+      measuring = 1;
+    }
+    if (paced) {
+      for (;;) {
+        uint64_t due = t0 + (uint64_t)((double)g * interval_us);
+        if (due > now) break;
+        client_t *c = &cs[g % (uint64_t)opt_clients];
+        if (c->slots[0].busy) st_timeouts++; /* previous one never answered */
+        send_request(c, 0);
+        g++;
+      }
+    }
+    if (now >= next_scan) {
+      for (int i = 0; i < opt_clients; i++) {
+        for (int w = 0; w < opt_window; w++) {
+          slot_t *s = &cs[i].slots[w];
+          if (s->busy && now > s->sent_at && now - s->sent_at > timeout_us) {
+            st_timeouts++;
+            s->busy = 0;
+            if (!paced) send_request(&cs[i], (uint32_t)w);
+          }
+        }
+      }
+      next_scan = now + 50000;
+    }
+    if (opt_progress && now >= next_progress) {
+      fprintf(stderr, "{\"t\":%.3f,\"completed\":%llu,\"interval_completed\":%llu}\n", (now - t0) / 1e6,
+              (unsigned long long)st_completed, (unsigned long long)(st_completed - last_completed));
+      last_completed = st_completed;
+      next_progress += 1000000;
+    }
+    int wait_ms = 20;
+    if (paced) {
+      uint64_t due = t0 + (uint64_t)((double)g * interval_us);
+      wait_ms = due > now ? (int)((due - now + 999u) / 1000u) : 0;
+      if (wait_ms > 20) wait_ms = 20;
+    }
+    int k = epoll_wait(ep, evs, 512, wait_ms);
+    for (int e = 0; e < k; e++) {
+      client_t *c = &cs[evs[e].data.u32];
+      for (int burst = 0; burst < 64; burst++) {
+        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        if (r < 0) {
+          if (errno == ECONNREFUSED) st_refused++;
+          break;
+        }
+        if (r < 4 || (buf[0] >> 6) != 1) {
+          st_bad++;
+          continue;
+        }
+        unsigned type = (buf[0] >> 4) & 3u, tkl = buf[0] & 0x0fu, code = buf[1];
+        uint16_t mid = (uint16_t)((buf[2] << 8) | buf[3]);
+        if (code == 0) {
+          if (type == 3) { /* RST: match by MID, re-issue */
+            st_rst++;
+            for (int w = 0; w < opt_window; w++) {
+              slot_t *s = &c->slots[w];
+              if (s->busy && s->mid == mid) {
+                s->busy = 0;
+                if (!paced) send_request(c, (uint32_t)w);
+                break;
+              }
+            }
+          } else if (type == 2) {
+            st_sep_acks++; /* empty ACK: a separate response follows */
+          } else {
+            st_bad++;
+          }
+          continue;
+        }
+        if (type == 0) send_empty_ack(c, mid); /* separate CON response */
+        if (tkl != TOKEN_LEN || r < 4 + TOKEN_LEN) {
+          st_bad++;
+          continue;
+        }
+        uint32_t token = ((uint32_t)buf[4] << 24) | ((uint32_t)buf[5] << 16) | ((uint32_t)buf[6] << 8) | buf[7];
+        uint32_t si = token & 0xffffu;
+        if (si >= (uint32_t)opt_window || !c->slots[si].busy || c->slots[si].token != token) {
+          st_stale++; /* late answer to a timed-out request, or a duplicate */
+          continue;
+        }
+        slot_t *s = &c->slots[si];
+        uint64_t t = now_us();
+        s->busy = 0;
+        if (t < end) {
+          record_latency(t - s->sent_at);
+          st_completed++;
+          if ((code >> 5) != 2) st_non2xx++;
+          if (!paced) send_request(c, si);
+        }
+      }
+    }
+  }
+  uint64_t t_end = now_us();
+  double cpu = cpu_seconds() - cpu0;
+  double secs = (double)(t_end - measure_start) / 1e6;
+  printf("{\"mode\":\"%s\",\"type\":\"%s\",\"clients\":%d,\"window\":%d,\"rate\":%g,\"seconds\":%.3f,"
+         "\"sent\":%llu,\"completed\":%llu,\"rps\":%.1f,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,"
+         "\"max_us\":%llu,\"mean_us\":%.1f,\"timeouts\":%llu,\"stale\":%llu,\"bad\":%llu,\"non2xx\":%llu,"
+         "\"rst\":%llu,\"refused\":%llu,\"send_errors\":%llu,\"separate_acks\":%llu,\"cpu_pct\":%.1f}\n",
+         paced ? "paced" : "closed", opt_con ? "con" : "non", opt_clients, opt_window, paced ? opt_rate : 0.0,
+         secs, (unsigned long long)st_sent, (unsigned long long)st_completed, st_completed / secs,
+         (unsigned long long)percentile(0.50), (unsigned long long)percentile(0.90),
+         (unsigned long long)percentile(0.99), (unsigned long long)lat_max,
+         lat_n ? (double)lat_sum / (double)lat_n : 0.0, (unsigned long long)st_timeouts,
+         (unsigned long long)st_stale, (unsigned long long)st_bad, (unsigned long long)st_non2xx,
+         (unsigned long long)st_rst, (unsigned long long)st_refused, (unsigned long long)st_send_err,
+         (unsigned long long)st_sep_acks, 100.0 * cpu / secs);
+  fflush(stdout);
+  for (int i = 0; i < opt_clients; i++) close(cs[i].fd);
+  return 0;
+}

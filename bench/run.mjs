@@ -1,0 +1,673 @@
+#!/usr/bin/env node
+// `npm run bench`: measures coapkit against its peers in one run and prints one table.
+// See bench/README.md for what each figure means and how it is measured.
+//
+//   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
+//                      [--no-pin] [--no-publish] [--skip-codec] [--skip-dtls]
+//
+// Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ONLY, BENCH_OUT, BENCH_NO_PIN=1.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { codecBench } from './lib/codec.mjs';
+import { dtlsBench } from './lib/dtls.mjs';
+import { peerDefs, startPeer, unavailable } from './lib/peers.mjs';
+import { cpuSeconds, installCleanup, killAll, rssBytes, run, sleep, which } from './lib/proc.mjs';
+import { fmtBytes, fmtNum, fmtUs, renderSvg, renderTable } from './lib/report.mjs';
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(BENCH, '..');
+/** RFC 7252 §4.8.2 with default parameters. */
+const EXCHANGE_LIFETIME_S = 247;
+const TARGETS = {
+  vsBare: 0.85,
+  vsNodeCoap: 3.5,
+  vsLibcoap: 0.75,
+  rssMb: 150,
+  retainedBytes: 120,
+  codecSpeedup: 3,
+  dtlsHandshakes: 2000,
+  dtlsVsPlain: 0.6,
+  idleSessionBytes: 2048,
+};
+
+const { values: argv } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: process.env.BENCH_QUICK === '1' },
+    duration: { type: 'string', default: process.env.BENCH_DURATION },
+    sustain: { type: 'string', default: process.env.BENCH_SUSTAIN },
+    only: { type: 'string', default: process.env.BENCH_ONLY },
+    out: { type: 'string', default: process.env.BENCH_OUT },
+    'no-pin': { type: 'boolean', default: process.env.BENCH_NO_PIN === '1' },
+    'no-publish': { type: 'boolean', default: false },
+    'skip-codec': { type: 'boolean', default: false },
+    'skip-dtls': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (argv.help) {
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 8)
+      .join('\n'),
+  );
+  process.stdout.write('\n');
+  process.exit(0);
+}
+
+const quick = argv.quick;
+const cfg = {
+  quick,
+  warmup: quick ? 0.3 : 1,
+  duration: Number(argv.duration ?? (quick ? 1 : 6)),
+  sustain: Number(argv.sustain ?? (quick ? 2 : 60)),
+  pacedClients: 10_000,
+  pacedRate: 1,
+  maxOldSpaceMb: 8192,
+};
+const onlyIds = argv.only ? argv.only.split(',').map((s) => s.trim()) : null;
+const outDir = resolve(argv.out ?? join(BENCH, 'out'));
+const log = (s) => process.stderr.write(`[bench] ${s}\n`);
+const started = Date.now();
+
+installCleanup();
+
+// ---------------------------------------------------------------------------------------------
+// Load generator
+
+const loadgenBin = join(BENCH, '.build/loadgen');
+function buildLoadgen() {
+  const src = join(BENCH, 'loadgen.c');
+  mkdirSync(dirname(loadgenBin), { recursive: true });
+  const cc = process.env.CC ?? 'gcc';
+  if (!which(cc))
+    throw new Error(`${cc} not found: the load generator is compiled at bench time (apt-get install gcc)`);
+  if (!existsSync(loadgenBin) || statSync(loadgenBin).mtimeMs < statSync(src).mtimeMs) {
+    execFileSync(cc, ['-O2', '-Wall', '-o', loadgenBin, src], { stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  const version = execFileSync(cc, ['--version'], { encoding: 'utf8' }).split('\n')[0];
+  return { compiled: true, binary: relative(ROOT, loadgenBin), compiler: version, flags: '-O2' };
+}
+
+// Pinning: server on CPU 1, load generator on CPU 0 (see bench/README.md for the measurement
+// that chose this). Off with --no-pin or on a single-CPU machine.
+const pinning = !argv['no-pin'] && os.availableParallelism() >= 2 && which('taskset') !== null;
+const serverCpu = pinning ? '1' : null;
+
+/**
+ * Runs the load generator against a started peer; returns its JSON result plus server CPU use.
+ * @param {{ pid: number, port: number }} h
+ * @param {{ path: string }} def
+ * @param {{ mode?: string, clients: number, window?: number, type?: string, duration: number, warmup?: number, rate?: number }} sc
+ * @param {(t: number) => void} [onSecond]
+ */
+async function runLoad(h, def, sc, onSecond) {
+  const args = [
+    '--port',
+    String(h.port),
+    '--path',
+    def.path,
+    '--mode',
+    sc.mode ?? 'closed',
+    '--clients',
+    String(sc.clients),
+    '--window',
+    String(sc.window ?? 1),
+    '--type',
+    sc.type ?? 'con',
+    '--duration',
+    String(sc.duration),
+    '--warmup',
+    String(sc.warmup ?? 0),
+    '--rate',
+    String(sc.rate ?? 1),
+    '--progress',
+  ];
+  const cmd = pinning ? 'taskset' : loadgenBin;
+  const fullArgs = pinning ? ['-c', '0', loadgenBin, ...args] : args;
+  const cpu0 = cpuSeconds(h.pid);
+  const t0 = Date.now();
+  let timer = null;
+  if (onSecond) timer = setInterval(() => onSecond((Date.now() - t0) / 1000), 1000);
+  try {
+    const { stdout, stderr } = await run(cmd, fullArgs, {
+      timeoutMs: ((sc.warmup ?? 0) + sc.duration + 30) * 1000,
+    });
+    const wall = (Date.now() - t0) / 1000;
+    const cpu = cpuSeconds(h.pid) - cpu0;
+    const lines = stdout.trim().split('\n');
+    const result = JSON.parse(lines[lines.length - 1] ?? '{}');
+    const progress = stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l));
+    return { ...result, server_cpu_pct: Math.round((1000 * cpu) / wall) / 10, progress };
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+const throughputScenarios = [
+  { key: 'c64_con', clients: 64, type: 'con', label: '64 endpoints, CON' },
+  { key: 'c1000_con', clients: 1000, type: 'con', label: '1,000 endpoints, CON' },
+  { key: 'c64_non', clients: 64, type: 'non', label: '64 endpoints, NON' },
+];
+
+/**
+ * Fresh server, baseline memory after GC, load, memory after GC.
+ * @param {any} def @param {any} sc
+ */
+async function memoryPhase(def, sc) {
+  const h = await startPeer(def, { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb });
+  try {
+    await sleep(200);
+    const before = await h.memory(true);
+    const rssBefore = rssBytes(h.pid);
+    const series = [];
+    const load = await runLoad(h, def, sc, (t) => series.push({ t: Math.round(t), rss: rssBytes(h.pid) }));
+    const rssEnd = rssBytes(h.pid);
+    const after = await h.memory(true);
+    const rssAfterGc = rssBytes(h.pid);
+    // Exchanges still inside the deduplication window (all of them unless the run outlasts it).
+    let exchanges;
+    if (before && after) exchanges = after.requests - before.requests;
+    else exchanges = load.completed + load.timeouts;
+    if (sc.duration > EXCHANGE_LIFETIME_S) {
+      const recent = load.progress.filter((p) => p.t > sc.duration - EXCHANGE_LIFETIME_S);
+      exchanges = recent.reduce((s, p) => s + p.interval_completed, 0);
+    }
+    const heapDelta = before && after ? after.mem.heapUsed - before.mem.heapUsed : null;
+    const extDelta = before && after ? after.mem.external - before.mem.external : null;
+    const third = series.filter((p) => p.t >= (sc.duration * 2) / 3);
+    const growth =
+      third.length >= 2
+        ? (third[third.length - 1].rss - third[0].rss) / (third[third.length - 1].t - third[0].t)
+        : null;
+    let flat = null;
+    if (sc.duration >= EXCHANGE_LIFETIME_S + 40) {
+      const atWindow = series.find((p) => p.t >= EXCHANGE_LIFETIME_S + 10);
+      if (atWindow) flat = rssEnd <= atWindow.rss * 1.1;
+    }
+    return {
+      load: { ...load, progress: undefined },
+      alive: h.alive(),
+      rss_before: rssBefore,
+      rss_end: rssEnd,
+      rss_after_gc: rssAfterGc,
+      heap_before: before?.mem.heapUsed ?? null,
+      heap_after: after?.mem.heapUsed ?? null,
+      external_after: after?.mem.external ?? null,
+      exchanges,
+      retained_heap_per_exchange: heapDelta !== null && exchanges > 0 ? heapDelta / exchanges : null,
+      retained_per_exchange:
+        heapDelta !== null && extDelta !== null && exchanges > 0 ? (heapDelta + extDelta) / exchanges : null,
+      rss_per_exchange: exchanges > 0 ? (rssEnd - rssBefore) / exchanges : null,
+      rss_growth_last_third_bytes_per_s: growth,
+      flat_after_exchange_lifetime: flat,
+      rss_series: series,
+    };
+  } finally {
+    await h.stop();
+  }
+}
+
+/** @param {any} def */
+async function measurePeer(def) {
+  const res = { id: def.id, label: def.label, path: def.path, runs: {}, errors: [] };
+  const popts = { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb };
+  try {
+    const h = await startPeer(def, popts);
+    try {
+      for (const sc of throughputScenarios) {
+        log(`${def.id}: ${sc.label}, ${cfg.duration} s`);
+        res.runs[sc.key] = await runLoad(h, def, { ...sc, duration: cfg.duration, warmup: cfg.warmup });
+        res.runs[sc.key].progress = undefined;
+      }
+      if (def.id === 'bare') {
+        // Headroom check: 4x the offered load. If the generator were the limit, this would scale.
+        log(`${def.id}: 64 endpoints, window 4 (generator headroom check)`);
+        const r = await runLoad(h, def, {
+          clients: 64,
+          window: 4,
+          type: 'con',
+          duration: cfg.duration,
+          warmup: cfg.warmup,
+        });
+        res.runs.c64_con_w4 = { ...r, progress: undefined };
+      }
+    } finally {
+      await h.stop();
+    }
+  } catch (e) {
+    res.errors.push(`throughput: ${e instanceof Error ? e.message : e}`);
+  }
+  try {
+    log(`${def.id}: sustained maximum load, 64 endpoints CON, ${cfg.sustain} s (fresh process)`);
+    res.sustained = await memoryPhase(def, { clients: 64, type: 'con', duration: cfg.sustain });
+  } catch (e) {
+    res.errors.push(`sustained: ${e instanceof Error ? e.message : e}`);
+  }
+  try {
+    log(
+      `${def.id}: paced, ${cfg.pacedClients} endpoints x ${cfg.pacedRate} req/s, ${cfg.sustain} s (fresh process)`,
+    );
+    res.paced = await memoryPhase(def, {
+      mode: 'paced',
+      clients: cfg.pacedClients,
+      rate: cfg.pacedRate,
+      type: 'con',
+      duration: cfg.sustain,
+    });
+  } catch (e) {
+    res.errors.push(`paced: ${e instanceof Error ? e.message : e}`);
+  }
+  for (const err of res.errors) log(`${def.id}: ERROR ${err}`);
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table
+
+/** @param {any} results */
+function buildRows(results) {
+  const rows = [];
+  const P = results.peers;
+  const ck = P.coapkit?.status === 'ok' ? P.coapkit : null;
+  const checks = [];
+  const add = (peer, metric, value, ratio = '', target = '', pass = null) => {
+    rows.push([peer, metric, value, ratio, target, pass === null ? '' : pass ? 'PASS' : 'FAIL']);
+    if (pass !== null) checks.push({ peer, metric, value, ratio, target, pass });
+  };
+  const order = ['coapkit', 'bare', 'libcoap', 'node-coap'];
+  const rpsTarget = { bare: TARGETS.vsBare, 'node-coap': TARGETS.vsNodeCoap, libcoap: TARGETS.vsLibcoap };
+
+  rows.push([
+    'loadgen',
+    'compiled',
+    results.meta.loadgen.compiled ? results.meta.loadgen.compiler : 'no',
+    '',
+    '',
+    '',
+  ]);
+  const bare = P.bare?.status === 'ok' ? P.bare.runs : null;
+  if (bare?.c64_con) {
+    const w1 = bare.c64_con;
+    const w4 = bare.c64_con_w4;
+    const scale = w4 ? w4.rps / w1.rps : null;
+    const notBottleneck = w1.cpu_pct < 95 && (w1.server_cpu_pct >= 90 || (scale !== null && scale < 1.15));
+    add(
+      'loadgen',
+      'drives bare responder to its limit',
+      `server CPU ${fmtNum(w1.server_cpu_pct)}%, loadgen CPU ${fmtNum(w1.cpu_pct)}%` +
+        (scale !== null ? `, window 4 gives ${fmtNum(scale)}x req/s` : ''),
+      '',
+      'loadgen < 95% CPU',
+      notBottleneck,
+    );
+  }
+
+  for (const sc of throughputScenarios) {
+    for (const id of order) {
+      const p = P[id];
+      if (!p) continue;
+      if (p.status !== 'ok') {
+        if (sc === throughputScenarios[0])
+          rows.push([p.label, 'all figures', `skipped: ${p.note}`, '', '', '']);
+        continue;
+      }
+      const r = p.runs[sc.key];
+      if (!r) {
+        add(p.label, `req/s, ${sc.label}`, 'failed');
+        continue;
+      }
+      const ckr = ck?.runs[sc.key];
+      const loss = r.timeouts > 0 ? ` (${r.timeouts} timeouts)` : '';
+      let ratio = '';
+      let target = '';
+      let pass = null;
+      if (id !== 'coapkit' && ckr) {
+        const q = ckr.rps / r.rps;
+        ratio = `${q.toFixed(2)}x`;
+        if (sc.type === 'con' && rpsTarget[id]) {
+          target = `coapkit >= ${rpsTarget[id]}x`;
+          pass = q >= rpsTarget[id];
+        }
+      }
+      add(p.label, `req/s, ${sc.label}`, `${fmtNum(r.rps)}${loss}`, ratio, target, pass);
+      rows.push([p.label, `p50 / p99, ${sc.label}`, `${fmtUs(r.p50_us)} / ${fmtUs(r.p99_us)}`, '', '', '']);
+    }
+  }
+
+  const memRows = (key, what) => {
+    for (const id of order) {
+      const p = P[id];
+      if (p?.status !== 'ok') continue;
+      const m = p[key];
+      if (!m) {
+        rows.push([p.label, `${what}`, `failed: ${(p.errors ?? []).join('; ')}`.slice(0, 120), '', '', '']);
+        continue;
+      }
+      const cm = ck?.[key];
+      const isCk = id === 'coapkit';
+      const ratio = (a, b) => (!isCk && a !== null && b !== null && b !== 0 ? `${(a / b).toFixed(2)}x` : '');
+      const died = m.alive ? '' : ' (server died)';
+      add(
+        p.label,
+        `${what}: req/s`,
+        `${fmtNum(m.load.rps)}${m.load.timeouts ? ` (${m.load.timeouts} timeouts)` : ''}${died}`,
+        ratio(cm?.load.rps ?? null, m.load.rps),
+      );
+      rows.push([
+        p.label,
+        `${what}: p50 / p99`,
+        `${fmtUs(m.load.p50_us)} / ${fmtUs(m.load.p99_us)}`,
+        '',
+        '',
+        '',
+      ]);
+      add(
+        p.label,
+        `${what}: RSS at end`,
+        fmtBytes(m.rss_end),
+        ratio(cm?.rss_end ?? null, m.rss_end),
+        isCk && key === 'sustained' ? `<= ${TARGETS.rssMb} MB` : '',
+        isCk && key === 'sustained' ? m.rss_end <= TARGETS.rssMb * 1024 * 1024 : null,
+      );
+      if (m.heap_after !== null) {
+        rows.push([
+          p.label,
+          `${what}: heapUsed after GC`,
+          fmtBytes(m.heap_after),
+          ratio(cm?.heap_after ?? null, m.heap_after),
+          '',
+          '',
+        ]);
+        add(
+          p.label,
+          `${what}: retained B / exchange`,
+          `${fmtNum(m.retained_per_exchange)} (${fmtNum(m.exchanges)} exch.)`,
+          ratio(cm?.retained_per_exchange ?? null, m.retained_per_exchange),
+          isCk ? `<= ${TARGETS.retainedBytes} B` : '',
+          isCk ? m.retained_per_exchange <= TARGETS.retainedBytes : null,
+        );
+      } else {
+        rows.push([
+          p.label,
+          `${what}: RSS growth B / exchange`,
+          `${fmtNum(m.rss_per_exchange)} (${fmtNum(m.exchanges)} exch.)`,
+          '',
+          '',
+          '',
+        ]);
+      }
+      if (isCk && key === 'sustained') {
+        add(
+          p.label,
+          `${what}: RSS flat after EXCHANGE_LIFETIME`,
+          m.flat_after_exchange_lifetime === null
+            ? `n/a (needs --sustain >= ${EXCHANGE_LIFETIME_S + 40}); growth in last third ${fmtBytes(m.rss_growth_last_third_bytes_per_s)}/s`
+            : m.flat_after_exchange_lifetime
+              ? 'flat'
+              : 'growing',
+          '',
+          m.flat_after_exchange_lifetime === null ? '' : 'flat (<= +10%)',
+          m.flat_after_exchange_lifetime,
+        );
+      }
+    }
+  };
+  memRows('sustained', `${cfg.sustain} s max load, 64 CON`);
+  memRows('paced', `${cfg.sustain} s, ${cfg.pacedClients / 1000}k endpoints x 1/s`);
+
+  const codec = results.codec;
+  if (codec?.cases) {
+    for (const c of codec.cases) {
+      for (const [op, mine, theirs] of [
+        ['encode', 'coapkit encodeMessage', 'coap-packet generate'],
+        ['decode', 'coapkit decodeMessage', 'coap-packet parse'],
+      ]) {
+        const a = c.ops[mine];
+        const b = c.ops[theirs];
+        if (b)
+          rows.push([
+            'coap-packet',
+            `codec ${op} ${c.message} (${c.bytes} B)`,
+            `${fmtNum(b.nsPerOp)} ns`,
+            '',
+            '',
+            '',
+          ]);
+        if (a && b) {
+          const speedup = b.nsPerOp / a.nsPerOp;
+          add(
+            'coapkit',
+            `codec ${op} ${c.message} (${c.bytes} B)`,
+            `${fmtNum(a.nsPerOp)} ns`,
+            `${speedup.toFixed(2)}x faster`,
+            `>= ${TARGETS.codecSpeedup}x faster`,
+            speedup >= TARGETS.codecSpeedup,
+          );
+        }
+      }
+    }
+    if (codec.note) rows.push(['coapkit', 'codec', codec.note, '', '', '']);
+  } else if (codec) {
+    rows.push(['coapkit', 'codec', codec.note ?? codec.status, '', '', '']);
+  }
+
+  const dtls = results.dtls;
+  if (dtls?.status === 'ok') {
+    add(
+      'coapkit',
+      'DTLS full PSK handshakes/s (with HelloVerifyRequest)',
+      fmtNum(dtls.handshakes_per_s),
+      '',
+      `>= ${TARGETS.dtlsHandshakes}`,
+      dtls.handshakes_per_s >= TARGETS.dtlsHandshakes,
+    );
+    const plain = ck?.runs.c64_con?.rps;
+    add(
+      'coapkit',
+      `coaps req/s, ${dtls.clients} sessions`,
+      fmtNum(dtls.requests_per_s),
+      plain ? `${(dtls.requests_per_s / plain).toFixed(2)}x plain` : '',
+      `>= ${TARGETS.dtlsVsPlain}x plain coap`,
+      plain ? dtls.requests_per_s / plain >= TARGETS.dtlsVsPlain : null,
+    );
+    add(
+      'coapkit',
+      `heap per idle DTLS session (${dtls.idle_sessions} sessions)`,
+      fmtBytes(dtls.heap_per_idle_session),
+      '',
+      `<= ${fmtBytes(TARGETS.idleSessionBytes)}`,
+      dtls.heap_per_idle_session <= TARGETS.idleSessionBytes,
+    );
+  } else {
+    rows.push([
+      'coapkit',
+      'DTLS (handshakes/s, coaps req/s, heap/idle session)',
+      dtls?.note ?? 'n/a',
+      '',
+      '',
+      '',
+    ]);
+  }
+  return { rows, checks };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chart
+
+/** @param {any} results */
+function buildChart(results) {
+  const order = ['coapkit', 'bare', 'libcoap', 'node-coap'];
+  const P = results.peers;
+  const ok = order.filter((id) => P[id]?.status === 'ok');
+  const label = (id) => P[id].label;
+  const panels = [
+    {
+      title: 'Requests per second (one request outstanding per endpoint)',
+      unit: (v) => `${fmtNum(v)}/s`,
+      groups: throughputScenarios.map((sc) => ({
+        label: sc.label,
+        bars: ok.map((id) => ({ key: id, label: label(id), value: P[id].runs[sc.key]?.rps ?? null })),
+      })),
+    },
+    {
+      title: `Server memory (RSS) after ${cfg.sustain} s`,
+      unit: (v) => fmtBytes(v),
+      groups: [
+        {
+          label: 'maximum load, 64 endpoints',
+          bars: ok.map((id) => ({ key: id, label: label(id), value: P[id].sustained?.rss_end ?? null })),
+        },
+        {
+          label: `${cfg.pacedClients.toLocaleString('en-US')} endpoints x 1 req/s`,
+          bars: ok.map((id) => ({ key: id, label: label(id), value: P[id].paced?.rss_end ?? null })),
+        },
+      ],
+    },
+  ];
+  const codec = results.codec;
+  if (codec?.cases?.some((c) => c.ops['coapkit encodeMessage'])) {
+    panels.push({
+      title: 'Codec: messages per second (higher is better)',
+      unit: (v) => `${fmtNum(v)}/s`,
+      groups: codec.cases.flatMap((c) =>
+        [
+          ['encode', 'coapkit encodeMessage', 'coap-packet generate'],
+          ['decode', 'coapkit decodeMessage', 'coap-packet parse'],
+        ].map(([op, mine, theirs]) => ({
+          label: `${op} ${c.message} (${c.bytes} B)`,
+          bars: [
+            { key: 'coapkit', label: 'coapkit', value: 1e9 / c.ops[mine].nsPerOp },
+            { key: 'coap-packet', label: 'coap-packet', value: 1e9 / c.ops[theirs].nsPerOp },
+          ],
+        })),
+      ),
+    });
+  }
+  const m = results.meta;
+  return renderSvg({
+    title: 'coapkit benchmark (npm run bench)',
+    subtitle: `${m.date} | ${m.cpu} x${m.cpus} | Node ${m.node} | ${m.command}`,
+    panels,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const cpus = os.cpus();
+  const meta = {
+    date: new Date().toISOString(),
+    command: `node bench/run.mjs${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
+    node: process.versions.node,
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cpus: cpus.length,
+    kernel: os.release(),
+    quick,
+    warmup_s: cfg.warmup,
+    duration_s: cfg.duration,
+    sustain_s: cfg.sustain,
+    pinning: pinning ? { server_cpu: 1, loadgen_cpu: 0 } : null,
+    node_peer_flags: ['--expose-gc', `--max-old-space-size=${cfg.maxOldSpaceMb}`],
+    loadgen: { compiled: false },
+  };
+  log(`building load generator (${relative(ROOT, loadgenBin)})`);
+  meta.loadgen = buildLoadgen();
+  const results = { meta, peers: {}, codec: null, dtls: null, checks: [], table: [] };
+
+  for (const def of peerDefs(BENCH)) {
+    if (onlyIds && !onlyIds.includes(def.id)) continue;
+    const why = await unavailable(def, { root: ROOT, full: !quick, log });
+    if (why) {
+      log(`${def.id}: skipped: ${why}`);
+      results.peers[def.id] = { id: def.id, label: def.label, status: 'skipped', note: why };
+      continue;
+    }
+    const r = await measurePeer(def);
+    results.peers[def.id] = { status: 'ok', ...r };
+  }
+
+  if (!argv['skip-codec'] && (!onlyIds || onlyIds.includes('codec') || onlyIds.includes('coapkit'))) {
+    log('codec micro-benchmark (tinybench)');
+    try {
+      results.codec = await codecBench({ root: ROOT, quick });
+    } catch (e) {
+      results.codec = { status: 'error', note: `codec bench failed: ${e instanceof Error ? e.message : e}` };
+    }
+  }
+  if (!argv['skip-dtls'] && (!onlyIds || onlyIds.includes('dtls') || onlyIds.includes('coapkit'))) {
+    log('DTLS benchmark');
+    try {
+      results.dtls = await dtlsBench({ root: ROOT, quick, pinCpu: serverCpu, duration: cfg.duration, log });
+    } catch (e) {
+      results.dtls = { status: 'error', note: `DTLS bench failed: ${e instanceof Error ? e.message : e}` };
+    }
+  }
+
+  const { rows, checks } = buildRows(results);
+  results.checks = checks;
+  const header = ['peer', 'metric', 'value', 'coapkit/peer', 'target', 'result'];
+  results.table = { header, rows };
+  meta.elapsed_s = Math.round((Date.now() - started) / 1000);
+
+  mkdirSync(outDir, { recursive: true });
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const svg = buildChart(results);
+  writeFileSync(join(outDir, 'results.json'), json);
+  writeFileSync(join(outDir, 'chart.svg'), svg);
+  const table = renderTable(header, rows);
+  process.stdout.write(`\n${table}\n\n`);
+  const passed = checks.filter((c) => c.pass).length;
+  process.stdout.write(
+    `${passed}/${checks.length} targets met. ${meta.elapsed_s} s. Wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and chart.svg\n`,
+  );
+
+  const publish = !quick && !onlyIds && !argv['no-publish'] && !argv.out && !argv.duration && !argv.sustain;
+  if (publish) publishResults(table, meta, json, svg);
+}
+
+/** Copies the figures into bench/results/ and the table into bench/README.md (between markers). */
+function publishResults(table, meta, json, svg) {
+  const dir = join(BENCH, 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'results.json'), json);
+  writeFileSync(join(dir, 'chart.svg'), svg);
+  const readme = join(BENCH, 'README.md');
+  if (!existsSync(readme)) return;
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- bench:results:start -->';
+  const end = '<!-- bench:results:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) return;
+  const block = [
+    start,
+    `Measured ${meta.date.slice(0, 16).replace('T', ' ')} UTC with \`npm run bench\` (\`${meta.command}\`) on ${meta.cpu} (${meta.cpus} CPUs), Linux ${meta.kernel}, Node ${meta.node}, load generator and server pinned to separate CPUs: ${meta.pinning ? 'yes' : 'no'}. Raw figures: [results/results.json](results/results.json).`,
+    '',
+    '![benchmark chart](results/chart.svg)',
+    '',
+    table,
+    end,
+  ].join('\n');
+  writeFileSync(readme, text.slice(0, i) + block + text.slice(j + end.length));
+  log(`published to ${relative(ROOT, dir)}/ and bench/README.md`);
+}
+
+main()
+  .then(() => {
+    killAll();
+    process.exit(0);
+  })
+  .catch((e) => {
+    killAll();
+    process.stderr.write(`bench failed: ${e instanceof Error ? e.stack : e}\n`);
+    process.exit(1);
+  });
