@@ -50,7 +50,9 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   // The well-known URI on the same host unless the URI names a path of its own.
   const target = { ...uri, path: uri.path.length === 0 ? ['.well-known', 'core'] : uri.path };
   let href = formatUri({ ...target, query: [] });
-  const query = [...uri.query, ...filters];
+  // RFC 6690 §4.1 defines a single query filter, and servers may reject more:
+  // send the first one (unless the URI has its own query); all apply locally.
+  const query = uri.query.length > 0 ? uri.query : filters.slice(0, 1);
   if (query.length > 0) href += `?${query.map(encodeQueryArg).join('&')}`;
 
   const client = new CoapClient(psk === undefined ? {} : { psk });

@@ -1,0 +1,225 @@
+/**
+ * coapkit serve — a ready CoAP server with dynamic resources (DynamicStore),
+ * on coap:// and, when keys are configured, coaps:// (DTLS 1.2 PSK).
+ */
+import { isIP } from 'node:net';
+import { type CoapError, NetworkError, UsageError } from '../../errors.js';
+import { DynamicStore } from '../../server/dynamic-store.js';
+import { CoapServer } from '../../server/server.js';
+import { DtlsServerTransport } from '../../transport/dtls.js';
+import { bool, type FlagSpecs, num, parseFlags, positionals, str } from '../args.js';
+import { ExitCode } from '../exit.js';
+import { SERVE_HELP } from '../help.js';
+import { type Io, writeAll } from '../io.js';
+import { PSK_FLAGS, serverKeys } from '../psk.js';
+
+export const SERVE_FLAGS: FlagSpecs = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'secure-port': { type: 'string' },
+  'max-resources': { type: 'string' },
+  'max-size': { type: 'string' },
+  'max-age': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  // --trace (message tracing) plugs in here and in startServe() below.
+  ...PSK_FLAGS,
+};
+
+export interface ServeOptions {
+  /** Bind address; undefined = '::' (dual-stack) falling back to 0.0.0.0. */
+  host?: string;
+  port: number;
+  securePort: number;
+  /** identity -> key; coaps:// is only started when non-empty. */
+  keys: Map<string, Buffer>;
+  maxResources: number;
+  maxSize: number;
+  maxAge: number;
+  /** No banner. */
+  quiet?: boolean;
+}
+
+export interface Listener {
+  scheme: 'coap' | 'coaps';
+  address: string;
+  port: number;
+  /** URL a client on this machine can use. */
+  url: string;
+}
+
+export interface RunningServe {
+  store: DynamicStore;
+  servers: CoapServer[];
+  listeners: Listener[];
+  close(): Promise<void>;
+}
+
+function urlFor(scheme: string, address: string, port: number): string {
+  const host = isIP(address) === 6 ? `[${address}]` : address;
+  return `${scheme}://${host}:${port}`;
+}
+
+/** Where a local client should connect for a wildcard bind. */
+function reachable(address: string): string {
+  if (address === '::' || address === '::ffff:0.0.0.0') return '[::1]';
+  if (address === '0.0.0.0') return '127.0.0.1';
+  return isIP(address) === 6 ? `[${address}]` : address;
+}
+
+function isFamilyUnavailable(err: unknown): boolean {
+  const codes = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT', 'EINVAL']);
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e instanceof Error; i++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== undefined && codes.has(code)) return true;
+    if (/EAFNOSUPPORT|EADDRNOTAVAIL|EPROTONOSUPPORT/.test(e.message)) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
+/** Binds with the default host '::', retrying on 0.0.0.0 when IPv6 is unavailable. */
+async function bindDefault<T>(host: string | undefined, bind: (host: string) => Promise<T>): Promise<T> {
+  if (host !== undefined) return bind(host);
+  try {
+    return await bind('::');
+  } catch (err) {
+    if (!isFamilyUnavailable(err)) throw err;
+    return bind('0.0.0.0');
+  }
+}
+
+function bindError(scheme: string, host: string | undefined, port: number, err: unknown): CoapError {
+  const msg = err instanceof Error ? err.message : String(err);
+  const inUse = /EADDRINUSE/.test(msg) || (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+  return new NetworkError(`cannot listen for ${scheme}:// on ${host ?? '::'} port ${port}: ${msg}`, {
+    cause: err,
+    hint: inUse
+      ? `another program uses that port; pick another with --${scheme === 'coap' ? 'port' : 'secure-port'} N (0 = any)`
+      : 'check --host (an address of this machine) and the port',
+  });
+}
+
+/** Starts the listeners; the caller prints the banner and handles signals. */
+export async function startServe(opts: ServeOptions): Promise<RunningServe> {
+  const store = new DynamicStore({
+    maxResources: opts.maxResources,
+    maxSize: opts.maxSize,
+    maxAge: opts.maxAge,
+  });
+  const servers: CoapServer[] = [];
+  const listeners: Listener[] = [];
+  const closeAll = async () => {
+    await Promise.allSettled(servers.map((s) => s.close()));
+  };
+  try {
+    const plain = new CoapServer({ maxPayloadSize: opts.maxSize });
+    store.mount(plain);
+    servers.push(plain);
+    try {
+      await bindDefault(opts.host, (host) => plain.listen({ host, port: opts.port }));
+    } catch (err) {
+      throw bindError('coap', opts.host, opts.port, err);
+    }
+    for (const a of plain.addresses()) {
+      listeners.push({
+        scheme: 'coap',
+        address: a.address,
+        port: a.port,
+        url: urlFor('coap', a.address, a.port),
+      });
+    }
+    if (opts.keys.size > 0) {
+      const keys = opts.keys;
+      const secure = new CoapServer({ maxPayloadSize: opts.maxSize });
+      store.mount(secure);
+      servers.push(secure);
+      let transport: DtlsServerTransport;
+      try {
+        transport = await bindDefault(opts.host, (host) =>
+          DtlsServerTransport.create({ host, port: opts.securePort, psk: (identity) => keys.get(identity) }),
+        );
+      } catch (err) {
+        throw bindError('coaps', opts.host, opts.securePort, err);
+      }
+      await secure.listen(transport);
+      const a = transport.localAddress();
+      listeners.push({
+        scheme: 'coaps',
+        address: a.address,
+        port: a.port,
+        url: urlFor('coaps', a.address, a.port),
+      });
+    }
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  return { store, servers, listeners, close: closeAll };
+}
+
+export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
+  const p = parseFlags('serve', args, SERVE_FLAGS);
+  if (bool(p, 'help')) return 'help';
+  positionals('serve', p, []);
+  const host = str(p, 'host');
+  if (host !== undefined && isIP(host) === 0 && host !== 'localhost') {
+    throw new UsageError(`--host expects an IP address, got "${host}"`);
+  }
+  const opts: ServeOptions = {
+    port: num(p, 'port', { integer: true, max: 65535 }) ?? 5683,
+    securePort: num(p, 'secure-port', { integer: true, max: 65535 }) ?? 5684,
+    keys: serverKeys(p, env),
+    maxResources: num(p, 'max-resources', { integer: true }) ?? 1000,
+    maxSize: num(p, 'max-size', { integer: true }) ?? 64 * 1024,
+    maxAge: num(p, 'max-age', { integer: true, max: 0xffffffff }) ?? 60,
+  };
+  if (bool(p, 'quiet')) opts.quiet = true;
+  if (host !== undefined) opts.host = host === 'localhost' ? '127.0.0.1' : host;
+  return opts;
+}
+
+export async function runServe(args: string[], io: Io): Promise<number> {
+  const opts = parseServeArgs(args, io.env);
+  if (opts === 'help') {
+    await writeAll(io.stdout, SERVE_HELP);
+    return ExitCode.OK;
+  }
+  const quiet = opts.quiet === true;
+  const running = await startServe(opts);
+  const lines = ['coapkit serve: listening on'];
+  for (const l of running.listeners) {
+    const note =
+      l.scheme === 'coaps'
+        ? `  (DTLS PSK, ${opts.keys.size} identit${opts.keys.size === 1 ? 'y' : 'ies'})`
+        : '';
+    lines.push(`  ${l.url}${note}`);
+  }
+  if (opts.keys.size === 0)
+    lines.push('  (coaps:// not started: no PSK configured; see --identity/--psk, --psk-file)');
+  const first = running.listeners[0]!;
+  lines.push(
+    `Try: coapkit get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
+    `Limits: ${opts.maxResources} resources, ${opts.maxSize} bytes each. Stop with Ctrl-C.`,
+  );
+  if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        // A second signal: stop now.
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      if (!quiet) void writeAll(io.stdout, `coapkit serve: ${signal}, shutting down\n`);
+      running.close().then(
+        () => resolve(ExitCode.OK),
+        () => resolve(ExitCode.OK),
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
