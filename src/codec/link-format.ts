@@ -103,13 +103,24 @@ function quoteIfNeeded(name: string, v: string): string {
   return `"${v.replace(/["\\]/g, '\\$&')}"`;
 }
 
-/** Serializes links to application/link-format. */
+const NAME_RE = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;
+
+/**
+ * Serializes links to application/link-format. Throws LinkFormatError for a
+ * target or attribute name that cannot be written (RFC 6690 §2: the target is
+ * a URI-reference between < and >, names are tokens), so that the output
+ * always parses back to the same links.
+ */
 export function serializeLinkFormat(links: readonly Link[]): string {
   return links
     .map((l) => {
+      if (/[<>\s]/.test(l.target)) throw new LinkFormatError(`invalid link target "${l.target}"`);
       let s = `<${l.target}>`;
-      for (const [name, v] of l.attributes)
+      for (const [name, v] of l.attributes) {
+        if (name.length > 255 || !NAME_RE.test(name))
+          throw new LinkFormatError(`invalid attribute name "${name}"`);
         s += v === true ? `;${name}` : `;${name}=${quoteIfNeeded(name, v)}`;
+      }
       return s;
     })
     .join(',');
