@@ -62,9 +62,9 @@ if (argv.help) {
 const quick = argv.quick;
 const cfg = {
   quick,
-  warmup: quick ? 0.3 : 1,
-  duration: Number(argv.duration ?? (quick ? 1 : 6)),
-  sustain: Number(argv.sustain ?? (quick ? 2 : 60)),
+  warmup: quick ? 0.2 : 1,
+  duration: Number(argv.duration ?? (quick ? 0.8 : 6)),
+  sustain: Number(argv.sustain ?? (quick ? 1.5 : 60)),
   pacedClients: 10_000,
   pacedRate: 1,
   maxOldSpaceMb: 8192,

@@ -95,8 +95,8 @@ export async function codecBench(ctx) {
       if (d.options.length !== m.coapkit.options.length)
         throw new Error(`codec bench: decode differs for ${name}`);
     }
-    const time = ctx.quick ? 150 : 1000;
-    const bench = new Bench({ time, warmup: true, warmupTime: ctx.quick ? 50 : 200 });
+    const time = ctx.quick ? 100 : 1000;
+    const bench = new Bench({ time, warmup: true, warmupTime: ctx.quick ? 30 : 200 });
     let sink = 0;
     bench.add(`coap-packet generate`, () => {
       sink += packet.generate(m.packet).length;
