@@ -49,6 +49,8 @@ export class ServerRequest {
   params: Record<string, string> = {};
   /** The route that matched, if any. */
   route: Route<RequestHandler> | undefined;
+  /** The endpoint the request arrived on (observe notifications go back through it). */
+  endpoint: Endpoint | undefined;
 
   constructor(
     readonly message: CoapMessage,
@@ -186,7 +188,8 @@ const DEFAULT_CODES: Record<number, number> = {
  */
 export type Middleware = (
   req: ServerRequest,
-  next: () => Promise<OutgoingResponse | null> | OutgoingResponse | null,
+  /** Runs the rest of the pipeline; pass a request to continue with a replacement (e.g. a reassembled body). */
+  next: (replacement?: ServerRequest) => Promise<OutgoingResponse | null> | OutgoingResponse | null,
 ) => OutgoingResponse | null | Promise<OutgoingResponse | null> | undefined;
 
 export class CoapServer {
@@ -273,7 +276,7 @@ export class CoapServer {
             recvBufferSize: target.recvBufferSize ?? 4 * 1024 * 1024,
           });
     const ep = new Endpoint(transport, this.options);
-    ep.handler = (msg, peer) => this.handle(msg, peer);
+    ep.handler = (msg, peer) => this.handle(msg, peer, ep);
     this.endpoints.push(ep);
     return ep;
   }
@@ -313,7 +316,11 @@ export class CoapServer {
   }
 
   /** The server's request pipeline (called by every endpoint). */
-  handle(msg: CoapMessage, peer: Peer): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+  handle(
+    msg: CoapMessage,
+    peer: Peer,
+    endpoint?: Endpoint,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     // Path from Uri-Path options.
     const segments: string[] = [];
     let path = '';
@@ -326,6 +333,7 @@ export class CoapServer {
     }
     if (path === '') path = '/';
     const req = new ServerRequest(msg, peer, path, segments);
+    req.endpoint = endpoint;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {
       channels.request.publish({
@@ -358,7 +366,7 @@ export class CoapServer {
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     const mw = this.middlewares[i];
     if (mw === undefined) return this.dispatch(req);
-    const next = () => this.runMiddlewares(req, i + 1);
+    const next = (replacement?: ServerRequest) => this.runMiddlewares(replacement ?? req, i + 1);
     const r = mw(req, next);
     return r === undefined ? next() : r;
   }
