@@ -142,3 +142,13 @@ function parseDottedCode(s: string): number {
 export class UsageError extends CoapError {
   override readonly code: string = 'COAP_ERR_USAGE';
 }
+
+/** A block-wise transfer (RFC 7959) failed: representation changed mid-transfer, bad block, too large. */
+export class BlockTransferError extends CoapError {
+  override readonly code: string = 'COAP_ERR_BLOCK_TRANSFER';
+}
+
+/** An observation (RFC 7641) ended because the server stopped it or rejected the registration. */
+export class ObserveError extends CoapError {
+  override readonly code: string = 'COAP_ERR_OBSERVE';
+}
