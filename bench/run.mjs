@@ -3,9 +3,9 @@
 // See bench/README.md for what each figure means and how it is measured.
 //
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
-//                      [--no-pin] [--no-publish] [--skip-codec] [--skip-dtls]
+//                      [--pin] [--no-publish] [--skip-codec] [--skip-dtls]
 //
-// Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ONLY, BENCH_OUT, BENCH_NO_PIN=1.
+// Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ONLY, BENCH_OUT, BENCH_PIN=1.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -41,7 +41,7 @@ const { values: argv } = parseArgs({
     sustain: { type: 'string', default: process.env.BENCH_SUSTAIN },
     only: { type: 'string', default: process.env.BENCH_ONLY },
     out: { type: 'string', default: process.env.BENCH_OUT },
-    'no-pin': { type: 'boolean', default: process.env.BENCH_NO_PIN === '1' },
+    pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
     'no-publish': { type: 'boolean', default: false },
     'skip-codec': { type: 'boolean', default: false },
     'skip-dtls': { type: 'boolean', default: false },
@@ -93,9 +93,9 @@ function buildLoadgen() {
   return { compiled: true, binary: relative(ROOT, loadgenBin), compiler: version, flags: '-O2' };
 }
 
-// Pinning: server on CPU 1, load generator on CPU 0 (see bench/README.md for the measurement
-// that chose this). Off with --no-pin or on a single-CPU machine.
-const pinning = !argv['no-pin'] && os.availableParallelism() >= 2 && which('taskset') !== null;
+// Pinning (--pin): server on CPU 1, load generator on CPU 0. Off by default: on the 2-CPU box it
+// gained nothing when idle and halved throughput whenever anything else ran (see bench/README.md).
+const pinning = argv.pin && os.availableParallelism() >= 2 && which('taskset') !== null;
 const serverCpu = pinning ? '1' : null;
 
 /**
@@ -571,6 +571,7 @@ async function main() {
     cpu: cpus[0]?.model.trim() ?? 'unknown',
     cpus: cpus.length,
     kernel: os.release(),
+    loadavg_start: os.loadavg()[0],
     quick,
     warmup_s: cfg.warmup,
     duration_s: cfg.duration,
@@ -617,6 +618,7 @@ async function main() {
   const header = ['peer', 'metric', 'value', 'coapkit/peer', 'target', 'result'];
   results.table = { header, rows };
   meta.elapsed_s = Math.round((Date.now() - started) / 1000);
+  meta.loadavg_end = os.loadavg()[0];
 
   mkdirSync(outDir, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
@@ -627,7 +629,7 @@ async function main() {
   process.stdout.write(`\n${table}\n\n`);
   const passed = checks.filter((c) => c.pass).length;
   process.stdout.write(
-    `${passed}/${checks.length} targets met. ${meta.elapsed_s} s. Wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and chart.svg\n`,
+    `${passed}/${checks.length} targets met. ${meta.elapsed_s} s, load average ${fmtNum(meta.loadavg_start)} -> ${fmtNum(meta.loadavg_end)}. Wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and chart.svg\n`,
   );
 
   const publish = !quick && !onlyIds && !argv['no-publish'] && !argv.out && !argv.duration && !argv.sustain;
@@ -650,7 +652,7 @@ function publishResults(table, meta, json, svg) {
   if (i < 0 || j < i) return;
   const block = [
     start,
-    `Measured ${meta.date.slice(0, 16).replace('T', ' ')} UTC with \`npm run bench\` (\`${meta.command}\`) on ${meta.cpu} (${meta.cpus} CPUs), Linux ${meta.kernel}, Node ${meta.node}, load generator and server pinned to separate CPUs: ${meta.pinning ? 'yes' : 'no'}. Raw figures: [results/results.json](results/results.json).`,
+    `Measured ${meta.date.slice(0, 16).replace('T', ' ')} UTC by \`npm run bench\` (\`${meta.command}\`, ${meta.elapsed_s} s) on ${meta.cpu} (${meta.cpus} CPUs), Linux ${meta.kernel}, Node ${meta.node}; CPU pinning: ${meta.pinning ? 'server CPU 1, loadgen CPU 0' : 'off'}; load average ${fmtNum(meta.loadavg_start)} at start, ${fmtNum(meta.loadavg_end)} at end. Raw figures: [results/results.json](results/results.json).`,
     '',
     '![benchmark chart](results/chart.svg)',
     '',

@@ -6,7 +6,7 @@ import { portArg, ready, reportTo } from './report.mjs';
 
 const PAYLOAD = Buffer.from([0xff, 0x77, 0x6f, 0x72, 0x6c, 0x64]); // 0xFF "world"
 let requests = 0;
-const socket = dgram.createSocket('udp4');
+const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
 
 socket.on('message', (msg, rinfo) => {
   if (msg.length < 4) return;

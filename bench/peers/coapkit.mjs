@@ -10,7 +10,5 @@ server.get('/hello', () => {
 });
 
 reportTo(() => requests);
-const address = await server.listen({ port: portArg(), host: '127.0.0.1' });
-const port =
-  address && typeof address === 'object' && 'port' in address ? address.port : server.address?.().port;
-ready(port);
+await server.listen({ port: portArg(), host: '127.0.0.1' });
+ready(server.addresses()[0]?.port ?? portArg());
