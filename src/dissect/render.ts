@@ -60,6 +60,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
 
   // 2. DTLS
   heading('2. Secure channel (DTLS)');
+  const seenSuites = new Map<string, number>();
   if (result.dtls.length === 0) out.push('  (no DTLS traffic)');
   for (const s of result.dtls) {
     out.push(c('bold', `Session ${s.id}: client ${s.client} ↔ server ${s.server}`));
@@ -73,7 +74,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
       out.push(`  PSK identity hint: ${JSON.stringify(s.pskIdentityHint)}`);
     const st = s.decryption.status;
     out.push(
-      `  decryption: ${c(st === 'decrypted' ? 'green' : st === 'nothing-encrypted' ? 'dim' : 'red', `${st}: ${s.decryption.detail}`)}`,
+      `  decryption: ${c(st === 'decrypted' ? 'green' : st === 'nothing-encrypted' ? 'dim' : 'red', `${st} (${s.decryption.detail})`)}`,
     );
     for (const fl of s.flights) {
       out.push(`  Flight ${fl.number} (${fl.fromClient ? 'client → server' : 'server → client'})`);
@@ -81,7 +82,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
         const f = frame(n);
         if (!f?.dtls) continue;
         out.push(`    #${f.number} ${t(f.relTime)} ${f.dtls.records.length} record(s) in one datagram`);
-        for (const r of f.dtls.records) out.push(...renderRecord(r, c));
+        for (const r of f.dtls.records) out.push(...renderRecord(r, c, seenSuites, f.number));
         if (f.dtls.error) out.push(c('red', `      ${f.dtls.error}`));
         out.push(c('dim', `      bytes: ${layerBytes(f)}`));
       }
@@ -93,6 +94,16 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
   heading('3. CoAP messages, by exchange');
   const msgs = result.coap.messages;
   if (msgs.length === 0) out.push('  (no CoAP messages decoded)');
+  for (const s of result.dtls) {
+    if (s.applicationDataRecords > 0 && s.decryption.status !== 'decrypted') {
+      out.push(
+        c(
+          'yellow',
+          `  ${s.applicationDataRecords} application data record(s) of DTLS session ${s.id} not decrypted: ${s.decryption.detail}`,
+        ),
+      );
+    }
+  }
   const shownBlocks = new Set<number>();
   for (const ex of result.coap.exchanges) {
     if (ex.blockTransfer !== undefined) {
@@ -197,7 +208,12 @@ export function layerBytes(f: FrameInfo): string {
   return `${parts.join(' + ')} = ${b.frame} B`;
 }
 
-function renderRecord(r: DtlsRecord, c: (s: Style, x: string) => string): string[] {
+function renderRecord(
+  r: DtlsRecord,
+  c: (s: Style, x: string) => string,
+  seenSuites: Map<string, number>,
+  frameNumber: number,
+): string[] {
   const lines: string[] = [];
   const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
   lines.push(head);
@@ -208,11 +224,16 @@ function renderRecord(r: DtlsRecord, c: (s: Style, x: string) => string): string
     );
   if (r.changeCipherSpec)
     lines.push('        change_cipher_spec: following records of this sender use the new keys');
-  for (const h of r.handshake ?? []) lines.push(...renderHandshake(h, c));
+  for (const h of r.handshake ?? []) lines.push(...renderHandshake(h, c, seenSuites, frameNumber));
   return lines;
 }
 
-function renderHandshake(h: DtlsHandshake, c: (s: Style, x: string) => string): string[] {
+function renderHandshake(
+  h: DtlsHandshake,
+  c: (s: Style, x: string) => string,
+  seenSuites: Map<string, number>,
+  frameNumber: number,
+): string[] {
   const p = '        ';
   const lines = [
     `${p}${c('bold', h.name)} (${h.msgType}) length ${h.length} message_seq ${h.messageSeq} fragment ${h.fragmentOffset}+${h.fragmentLength}${h.fragmented ? ' [fragment]' : ''}${h.reassembled ? ' [reassembled]' : ''}${h.retransmission ? ' [retransmission]' : ''}`,
@@ -223,8 +244,15 @@ function renderHandshake(h: DtlsHandshake, c: (s: Style, x: string) => string): 
   if (h.sessionId) lines.push(`${q}session id: ${h.sessionId}`);
   if (h.cookie !== undefined) lines.push(`${q}cookie: ${h.cookie || '(empty)'}`);
   if (h.cipherSuites) {
-    lines.push(`${q}offered cipher suites (${h.cipherSuites.length}):`);
-    for (const s of h.cipherSuites) lines.push(`${q}  0x${hex4(s.id)} ${s.name}`);
+    const key = h.cipherSuites.map((s) => s.id).join(',');
+    const before = seenSuites.get(key);
+    if (before !== undefined && before !== frameNumber) {
+      lines.push(`${q}offered cipher suites (${h.cipherSuites.length}): same as in #${before}`);
+    } else {
+      seenSuites.set(key, frameNumber);
+      lines.push(`${q}offered cipher suites (${h.cipherSuites.length}):`);
+      for (const s of h.cipherSuites) lines.push(`${q}  0x${hex4(s.id)} ${s.name}`);
+    }
   }
   if (h.cipherSuite) lines.push(`${q}chosen cipher suite: 0x${hex4(h.cipherSuite.id)} ${h.cipherSuite.name}`);
   if (h.extensions) {
