@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dissect } from '../../src/dissect/dissect.js';
 import { renderJson, renderText } from '../../src/dissect/render.js';
+import { epb, ether, idb, ipv4, ipv6, pcap, shb, sll, sll2, udp } from '../vectors/captures/build.js';
 import { SCENARIO, scenarioCapture } from '../vectors/captures/scenario.js';
 
 describe('dissect on a crafted plain CoAP capture', () => {
@@ -113,5 +114,71 @@ describe('dissect on a crafted plain CoAP capture', () => {
     const json = JSON.parse(renderJson(result));
     assert.equal(json.coap.messages.length, SCENARIO.length);
     assert.equal(json.frames[0].protocol, 'coap');
+  });
+});
+
+describe('dissect across link types and IP versions', () => {
+  // CON GET /a, MID 1, token 01
+  const coap = Buffer.from([0x41, 0x01, 0x00, 0x01, 0x01, 0xb1, 0x61]);
+  const v4 = ipv4('10.1.1.1', '10.1.1.2', udp(5000, 5683, coap));
+  const a6 = Buffer.from('20010db8000000000000000000000001', 'hex');
+  const b6 = Buffer.from('20010db8000000000000000000000002', 'hex');
+  const v6 = ipv6(a6, b6, udp(5000, 5683, coap), [{ type: 0, body: Buffer.from([0, 1, 4, 0, 0, 0, 0]) }]);
+
+  const cases: [string, number, Buffer, boolean][] = [
+    ['Ethernet + 802.1Q', 1, ether(v4, 0x0800, [42]), false],
+    ['Ethernet IPv6', 1, ether(v6, 0x86dd), true],
+    ['SLL', 113, sll(v4), false],
+    ['SLL2', 276, sll2(v6, 0x86dd), true],
+    ['raw 101', 101, v4, false],
+    ['raw 12', 12, v6, true],
+    ['raw 14', 14, v4, false],
+    ['null LE', 0, Buffer.concat([Buffer.from([2, 0, 0, 0]), v4]), false],
+    ['loop', 108, Buffer.concat([Buffer.from([0, 0, 0, 30]), v6]), true],
+  ];
+  for (const [name, linkType, frame, six] of cases) {
+    it(`${name} (link type ${linkType})`, () => {
+      for (const file of [
+        pcap([{ data: frame }], { linkType, le: false, nano: true }),
+        Buffer.concat([shb(true), idb(linkType, true, 9), epb(0, 1_000_000_000n, frame, true)]),
+      ]) {
+        const r = dissect(file);
+        assert.equal(r.error, undefined);
+        assert.equal(r.coap.messages.length, 1, name);
+        assert.equal(r.coap.messages[0]?.summary, 'CON MID=1 TKN=01 GET /a');
+        assert.equal(r.frames[0]?.ip?.version, six ? 6 : 4);
+        assert.equal(r.coap.messages[0]?.src, six ? '[2001:db8::1]:5000' : '10.1.1.1:5000');
+        if (six) assert.deepEqual(r.frames[0]?.ip?.extensionHeaders, [0]);
+      }
+    });
+  }
+
+  it('reports IPv4 fragments, non-UDP packets, non-IP frames and bad CoAP without failing', () => {
+    const frag = ipv4('10.1.1.1', '10.1.1.2', udp(5000, 5683, coap), { id: 9, more: true });
+    const tcp = ipv4('10.1.1.1', '10.1.1.2', Buffer.alloc(20), { protocol: 6 });
+    const arp = ether(Buffer.alloc(28), 0x0806);
+    const bad = ipv4('10.1.1.1', '10.1.1.2', udp(5000, 5683, Buffer.from([0x4f, 1, 0, 0])));
+    const r = dissect(
+      pcap(
+        [
+          { data: ether(frag) },
+          { data: ether(tcp) },
+          { data: arp },
+          { data: ether(bad) },
+          { data: Buffer.alloc(3) },
+        ],
+        { linkType: 1 },
+      ),
+    );
+    assert.equal(r.error, undefined);
+    assert.deepEqual(r.frames[0]?.ip?.fragment, { id: 9, offset: 0, moreFragments: true });
+    assert.match(r.frames[0]?.errors[0] ?? '', /fragment/);
+    assert.match(r.frames[1]?.summary ?? '', /protocol 6 \(not UDP\)/);
+    assert.match(r.frames[2]?.summary ?? '', /ethertype 0x0806/);
+    assert.match(r.frames[3]?.errors[0] ?? '', /not a valid CoAP message: token length 15/);
+    assert.match(r.frames[4]?.errors[0] ?? '', /truncated Ethernet header/);
+    assert.equal(r.coap.messages.length, 0);
+    const text = renderText(r, { color: false });
+    assert.match(text, /4\. Other frames and problems/);
   });
 });
