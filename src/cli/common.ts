@@ -7,7 +7,7 @@ import { optionValue } from '../codec/options.js';
 import type { CoapUri } from '../codec/uri.js';
 import { parseUri } from '../codec/uri.js';
 import { CONTENT_FORMATS, parseContentFormat } from '../constants/content-formats.js';
-import { optionByName } from '../constants/options.js';
+import { optionByName, optionDefinition } from '../constants/options.js';
 import { CoapError, UsageError } from '../errors.js';
 import { type Parsed, str } from './args.js';
 import type { Io } from './io.js';
@@ -66,6 +66,10 @@ export function optionArg(arg: string): { number: number; value: Buffer } {
   try {
     if (raw === undefined || raw === '') {
       return { number, value: optionValue(number, null) };
+    }
+    // Unregistered options have no format: 0xHEX is bytes, anything else UTF-8 text.
+    if (optionDefinition(number) === undefined && /^0x([0-9a-f]{2})*$/i.test(raw)) {
+      return { number, value: Buffer.from(raw.slice(2), 'hex') };
     }
     return { number, value: optionValue(number, raw) };
   } catch (err) {

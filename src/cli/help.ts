@@ -46,7 +46,8 @@ Payload:
 Options:
   -O, --option NUM[,VALUE]    add an option (repeatable). NUM is a number or a name
                               (Uri-Query, If-Match, ...); VALUE follows the option's format:
-                              uint: decimal, string: text, opaque: text or 0xHEX;
+                              uint: decimal, string: text, opaque: text or 0xHEX
+                              (unregistered options: 0xHEX or text);
                               NUM alone adds an empty option (e.g. -O If-None-Match)
       --non                   send a Non-confirmable request
       --timeout SECONDS       give up after this long (default: CoAP retransmission, ~93 s)

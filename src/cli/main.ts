@@ -1,107 +1,17 @@
 #!/usr/bin/env node
-/**
- * The coapkit command: dispatch to the subcommands and map every outcome to
- * an exit status (see `coapkit --help`). Expected failures (CoapError) are
- * printed as "coapkit: <message>" plus a hint; never as a stack trace.
- */
-import { readFileSync } from 'node:fs';
-import { CoapError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
-import { ExitCode, exitCodeForError } from './exit.js';
-import { MAIN_HELP, METHODS } from './help.js';
-import { type Io, processIo, writeAll } from './io.js';
+/** The `coapkit` executable. The commands live in cli.ts (importable without side effects). */
+import { main } from './cli.js';
+import { ExitCode } from './exit.js';
+import { processIo } from './io.js';
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
+// Output piped into a consumer that goes away (coapkit get ... | head) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+});
 
-/** Runs one command line; resolves with the exit status. Long-running commands (serve) resolve at shutdown. */
-export async function main(argv: readonly string[], io: Io): Promise<number> {
-  const [command, ...rest] = argv;
-  try {
-    if (command === undefined) {
-      await writeAll(io.stderr, MAIN_HELP);
-      return ExitCode.USAGE;
-    }
-    if (command === '-h' || command === '--help') {
-      await writeAll(io.stdout, MAIN_HELP);
-      return ExitCode.OK;
-    }
-    if (command === 'help') {
-      if (rest.length > 0) return await main([rest[0]!, '--help'], io);
-      await writeAll(io.stdout, MAIN_HELP);
-      return ExitCode.OK;
-    }
-    if (command === '-V' || command === '--version' || command === 'version') {
-      await writeAll(io.stdout, `coapkit ${version()}\n`);
-      return ExitCode.OK;
-    }
-    if ((METHODS as readonly string[]).includes(command.toLowerCase())) {
-      const { runRequest } = await import('./commands/request.js');
-      return await runRequest(command.toLowerCase(), rest, io);
-    }
-    switch (command) {
-      case 'discover': {
-        const { runDiscover } = await import('./commands/discover.js');
-        return await runDiscover(rest, io);
-      }
-      case 'ping': {
-        const { runPing } = await import('./commands/ping.js');
-        return await runPing(rest, io);
-      }
-      case 'serve': {
-        const { runServe } = await import('./commands/serve.js');
-        return await runServe(rest, io);
-      }
-      case 'dissect': {
-        const { runDissect } = await import('../dissect/cli.js');
-        return await runDissect(rest, {
-          stdout: io.stdout,
-          stderr: io.stderr,
-          isTTY: io.stdout.isTTY === true,
-        });
-      }
-      default:
-        throw new UsageError(`unknown command "${command}"`, {
-          hint: `commands: ${METHODS.join(', ')}, discover, ping, serve, dissect (see 'coapkit --help')`,
-        });
-    }
-  } catch (err) {
-    return report(err, io);
-  }
-}
-
-/** Prints an error the way the CLI does and returns its exit status. */
-export async function report(err: unknown, io: Io): Promise<number> {
-  const status = exitCodeForError(err);
-  if (err instanceof CoapError) {
-    let hint = err.hint;
-    if (
-      hint === undefined &&
-      (err instanceof TimeoutError || err instanceof NetworkError || err instanceof ResetError)
-    ) {
-      hint = 'is a server running on that port?';
-    }
-    let text = `coapkit: ${err.message}\n`;
-    if (hint !== undefined) text += `  hint: ${hint}\n`;
-    await writeAll(io.stderr, text);
-  } else {
-    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    await writeAll(io.stderr, `coapkit: internal error (please report it): ${detail}\n`);
-  }
-  return status;
-}
-
-const io = processIo();
-main(process.argv.slice(2), io).then(
+main(process.argv.slice(2), processIo()).then(
   (status) => {
-    // Exit explicitly: a client socket or timer left behind must not keep the process alive.
+    // Exit explicitly: a socket or timer left behind must not keep the process alive.
     process.exit(status);
   },
   (err: unknown) => {
