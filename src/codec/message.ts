@@ -183,6 +183,11 @@ export function encodeMessage(msg: EncodableMessage): Buffer {
 
 /** Encodes an empty ACK or RST (4 bytes) for a message ID. */
 export function encodeEmpty(type: MessageType, messageId: number): Buffer {
+  if (!(type >= 0 && type <= 3 && Number.isInteger(type)))
+    throw new InvalidArgumentError(`invalid type ${type}`);
+  if (!(messageId >= 0 && messageId <= 0xffff && Number.isInteger(messageId))) {
+    throw new InvalidArgumentError(`invalid message ID ${messageId}`);
+  }
   const out = Buffer.allocUnsafe(4);
   out[0] = 0x40 | (type << 4);
   out[1] = 0;
