@@ -411,6 +411,19 @@ describe('option encoding (RFC 7252 §3.1)', () => {
     for (const m of bad) assert.throws(() => encodeMessage(m), InvalidArgumentError, JSON.stringify(m));
   });
 
+  it('encodeEmpty validates its input like encodeMessage (16-bit Message ID, §3)', () => {
+    for (const [type, mid] of [
+      [0, 0x10000],
+      [0, -1],
+      [0, 1.5],
+      [4, 1],
+      [-1, 1],
+    ] as const) {
+      assert.throws(() => encodeEmpty(type as MessageType, mid), InvalidArgumentError, `${type}/${mid}`);
+    }
+    assert.deepEqual(encodeEmpty(MessageType.CON, 0xffff), b('40 00 ff ff'));
+  });
+
   it('empty payload produces no payload marker', () => {
     assert.deepEqual(encodeMessage({ ...GET, payload: Buffer.alloc(0) }), b(hdr));
   });
