@@ -139,7 +139,8 @@ export function parseUri(input: string): CoapUri {
     host = pctDecode(hostPart, 'host').toLowerCase();
     hostType = isIP(host) === 4 ? 4 : 0;
     if (hostType === 0 && /^[\d.]+$/.test(host)) throw new UriError(`invalid IPv4 address "${host}"`);
-    if (host.length > 255) throw new UriError('host name longer than 255 bytes');
+    // Uri-Host is 1-255 bytes of UTF-8 (§5.10), not 255 UTF-16 units.
+    if (Buffer.byteLength(host) > 255) throw new UriError('host name longer than 255 bytes');
   }
   const scheme_ = scheme as CoapScheme;
   let port = DEFAULT_PORTS[scheme_];
