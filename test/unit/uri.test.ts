@@ -176,10 +176,15 @@ describe('parseUri: RFC 7252 §6.1/§6.2 syntax', () => {
     }
   });
 
-  it('path segments and query arguments are limited to 255 bytes (option length)', () => {
+  it('host, path segments and query arguments are limited to 255 bytes (option length)', () => {
     assert.equal(parseUri(`coap://h/${'a'.repeat(255)}`).path[0]?.length, 255);
     assert.throws(() => parseUri(`coap://h/${'a'.repeat(256)}`), UriError);
     assert.throws(() => parseUri(`coap://h/?${'a'.repeat(256)}`), UriError);
+    assert.equal(parseUri(`coap://${'a'.repeat(255)}/`).host.length, 255);
+    assert.throws(() => parseUri(`coap://${'a'.repeat(256)}/`), UriError);
+    // 128 × "ä" is 128 characters but 256 bytes: too long for Uri-Host (1-255 bytes).
+    assert.throws(() => parseUri(`coap://${'%C3%A4'.repeat(128)}/`), UriError);
+    assert.equal(parseUri(`coap://${'%C3%A4'.repeat(127)}/`).host, 'ä'.repeat(127));
   });
 });
 
