@@ -1,0 +1,2 @@
+export * from './describe.js';
+export * from './tracer.js';
