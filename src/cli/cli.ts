@@ -4,7 +4,7 @@
  * printed as "coapkit: <message>" plus a hint; never as a stack trace.
  */
 import { readFileSync } from 'node:fs';
-import { CoapError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
+import { CoapError, DtlsError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
 import { ExitCode, exitCodeForError } from './exit.js';
 import { MAIN_HELP, METHODS } from './help.js';
 import { type Io, writeAll } from './io.js';
@@ -86,6 +86,8 @@ export async function report(err: unknown, io: Io): Promise<number> {
       (err instanceof TimeoutError || err instanceof NetworkError || err instanceof ResetError)
     ) {
       hint = 'is a server running on that port?';
+    } else if (hint === undefined && err instanceof DtlsError) {
+      hint = 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
     }
     let text = `coapkit: ${err.message}\n`;
     if (hint !== undefined) text += `  hint: ${hint}\n`;

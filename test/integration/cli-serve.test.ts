@@ -1,0 +1,277 @@
+/**
+ * `coapkit serve` as a process: banner with the bound ports, dynamic
+ * resources through coapkit and through libcoap's coap-client, limits,
+ * coaps:// with PSK keys, graceful shutdown, startup errors.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseLinkFormat } from '../../src/codec/link-format.js';
+import { runCli, runInProcess, runProgram, type ServeProcess, startServe } from './cli-helpers.js';
+
+const hasProgram = async (name: string) => {
+  try {
+    await runProgram(name, ['-h'], 5000);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('coapkit serve (coap://)', () => {
+  let srv: ServeProcess;
+  let U = '';
+  let libcoap = false;
+
+  before(async () => {
+    srv = await startServe([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--max-resources',
+      '6',
+      '--max-size',
+      '200',
+    ]);
+    U = `coap://127.0.0.1:${srv.port}`;
+    libcoap = await hasProgram('coap-client-notls');
+  });
+  after(async () => {
+    await srv?.stop('SIGKILL');
+  });
+
+  it('prints a banner with the actual port, and says coaps:// is off without keys', () => {
+    assert.ok(srv.port > 0 && srv.port < 65536, srv.banner);
+    assert.match(srv.banner, /^coapkit serve: listening on$/m);
+    assert.match(srv.banner, new RegExp(`^  coap://127\\.0\\.0\\.1:${srv.port}$`, 'm'));
+    assert.match(srv.banner, /coaps:\/\/ not started: no PSK configured/);
+    assert.equal(srv.securePort, undefined);
+  });
+
+  it('built-in resources /, /time, /echo', async () => {
+    const root = await runInProcess(['get', `${U}/`]);
+    assert.equal(root.code, 0);
+    assert.match(root.out, /dynamic resources/);
+    const time = await runInProcess(['get', `${U}/time`]);
+    assert.ok(Math.abs(Date.parse(time.out) - Date.now()) < 60_000, time.out);
+    const echo = await runInProcess(['post', `${U}/echo`, '-p', '{"a":1}', '-t', 'json', '-v']);
+    assert.equal(echo.out, '{"a":1}');
+    assert.match(echo.stderr, /<\s+Content-Format: 50/);
+    const put = await runInProcess(['put', `${U}/time`, '-p', 'x']);
+    assert.equal(put.code, 1);
+    assert.match(put.stderr, /4\.05 Method Not Allowed/);
+  });
+
+  it('PUT 2.01 / 2.04, GET, DELETE 2.02, then 4.04 (coapkit client)', async () => {
+    const c = await runInProcess(['put', `${U}/dev/led`, '-p', 'on', '-t', 'text', '-v']);
+    assert.match(c.stderr, /2\.01 Created/);
+    const r = await runInProcess(['put', `${U}/dev/led`, '-p', 'off', '-t', 'text', '-v']);
+    assert.match(r.stderr, /2\.04 Changed/);
+    const g = await runInProcess(['get', `${U}/dev/led`]);
+    assert.equal(g.out, 'off');
+    const d = await runInProcess(['delete', `${U}/dev/led`, '-v']);
+    assert.match(d.stderr, /2\.02 Deleted/);
+    const gone = await runInProcess(['get', `${U}/dev/led`]);
+    assert.equal(gone.code, 1);
+  });
+
+  it('/.well-known/core lists dynamic resources with ct and sz; discover filters', async () => {
+    await runInProcess(['put', `${U}/cfg`, '-p', '{"x":1}', '-t', 'json']);
+    const d = await runInProcess(['discover', U, '--json']);
+    assert.equal(d.code, 0, d.stderr);
+    const links = JSON.parse(d.out) as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      links.find((l) => l.href === '/cfg'),
+      { href: '/cfg', ct: '50', sz: '7', title: 'Dynamic resource' },
+    );
+    assert.ok(links.some((l) => l.href === '/time'));
+    const f = await runInProcess(['discover', U, '--ct', '50']);
+    assert.equal(f.out, '</cfg>  ct=50 sz=7 title="Dynamic resource"\n');
+  });
+
+  it('limits from the command line: 4.13 over --max-size, 5.03 past --max-resources', async () => {
+    const big = await runInProcess(['put', `${U}/big`, '-p', 'x'.repeat(201), '-v']);
+    assert.equal(big.code, 1);
+    assert.match(big.stderr, /4\.13 Request Entity Too Large/);
+    assert.match(big.stderr, /Size1: 200/);
+    let last = await runInProcess(['post', `${U}/fill`, '-p', 'x']);
+    for (let i = 0; i < 8 && last.code === 0; i++)
+      last = await runInProcess(['post', `${U}/fill`, '-p', 'x']);
+    assert.equal(last.code, 2);
+    assert.match(last.stderr, /5\.03 Service Unavailable: resource limit reached \(6 resources\)/);
+    // Freeing one makes room again.
+    await runInProcess(['delete', `${U}/fill`]);
+    assert.equal((await runInProcess(['put', `${U}/again`, '-p', 'x'])).code, 0);
+  });
+
+  it('interop: libcoap coap-client-notls GET /.well-known/core, PUT -e, GET, DELETE', async (t) => {
+    if (!libcoap) return t.skip('coap-client-notls not installed');
+    const wk = await runProgram('coap-client-notls', ['-m', 'get', `${U}/.well-known/core`]);
+    assert.equal(wk.code, 0, wk.stderr);
+    const targets = parseLinkFormat(wk.stdout.trim()).map((l) => l.target);
+    assert.ok(targets.includes('/time') && targets.includes('/echo'), wk.stdout);
+    const put = await runProgram('coap-client-notls', [
+      '-m',
+      'put',
+      '-e',
+      'data',
+      '-t',
+      'text',
+      `${U}/lib/x`,
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    const get = await runProgram('coap-client-notls', ['-m', 'get', `${U}/lib/x`]);
+    assert.equal(get.stdout.trim(), 'data');
+    const viaUs = await runInProcess(['get', `${U}/lib/x`, '-v']);
+    assert.equal(viaUs.out, 'data');
+    assert.match(viaUs.stderr, /Content-Format: 0 /);
+    const del = await runProgram('coap-client-notls', ['-m', 'delete', `${U}/lib/x`]);
+    assert.equal(del.code, 0, del.stderr);
+    const after404 = await runProgram('coap-client-notls', ['-m', 'get', `${U}/lib/x`]);
+    assert.match(after404.stderr + after404.stdout, /4\.04/);
+  });
+
+  it('stops cleanly on SIGTERM with exit 0', async () => {
+    const s = await startServe(['--host', '127.0.0.1', '--port', '0']);
+    const code = await s.stop('SIGTERM');
+    assert.equal(code, 0);
+    assert.match(s.output(), /SIGTERM, shutting down/);
+  });
+});
+
+describe('coapkit serve (coaps://, PSK)', () => {
+  let srv: ServeProcess;
+  let dir = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'coapkit-serve-'));
+    const keys = join(dir, 'keys.txt');
+    writeFileSync(keys, '# devices\nsensor-1:s3cret\n\nsensor-2:0x00112233445566778899\n');
+    srv = await startServe([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--secure-port',
+      '0',
+      '--psk-file',
+      keys,
+      '--identity',
+      'cli',
+      '--psk',
+      'clikey',
+    ]);
+  });
+  after(async () => {
+    await srv?.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('banner lists both listeners', () => {
+    assert.ok(srv.securePort !== undefined && srv.securePort > 0, srv.banner);
+    assert.match(srv.banner, /coaps:\/\/127\.0\.0\.1:\d+ {2}\(DTLS PSK, 3 identities\)/);
+  });
+
+  it('coapkit get/put over coaps:// with keys from flags, env and hex', async () => {
+    const S = `coaps://127.0.0.1:${srv.securePort}`;
+    const put = await runInProcess([
+      'put',
+      `${S}/secret`,
+      '-p',
+      'shh',
+      '--identity',
+      'sensor-1',
+      '--psk',
+      's3cret',
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    const get = await runInProcess(['get', `${S}/secret`], {
+      env: { COAPKIT_PSK_IDENTITY: 'sensor-2', COAPKIT_PSK: '0x00112233445566778899' },
+    });
+    assert.equal(get.code, 0, get.stderr);
+    assert.equal(get.out, 'shh');
+    const hex = await runInProcess([
+      'get',
+      `${S}/secret`,
+      '--identity',
+      'cli',
+      '--psk-hex',
+      Buffer.from('clikey').toString('hex'),
+    ]);
+    assert.equal(hex.out, 'shh');
+    // Same store on both listeners.
+    const plain = await runInProcess(['get', `coap://127.0.0.1:${srv.port}/secret`]);
+    assert.equal(plain.out, 'shh');
+  });
+
+  it('a wrong key fails with exit 3 and a hint (spawned)', async () => {
+    const r = await runCli([
+      'get',
+      `coaps://127.0.0.1:${srv.securePort}/time`,
+      '--identity',
+      'sensor-1',
+      '--psk',
+      'nope',
+      '--timeout',
+      '5',
+    ]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^coapkit: /);
+    assert.match(r.stderr, /hint: /);
+  });
+
+  it('interop: libcoap coap-client-openssl with PSK', async (t) => {
+    if (!(await hasProgram('coap-client-openssl'))) return t.skip('coap-client-openssl not installed');
+    const S = `coaps://127.0.0.1:${srv.securePort}`;
+    const put = await runProgram('coap-client-openssl', [
+      '-u',
+      'sensor-1',
+      '-k',
+      's3cret',
+      '-m',
+      'put',
+      '-e',
+      'fromlib',
+      `${S}/lib`,
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    const get = await runInProcess(['get', `${S}/lib`, '--identity', 'sensor-1', '--psk', 's3cret']);
+    assert.equal(get.out, 'fromlib');
+  });
+});
+
+describe('coapkit serve startup errors', { concurrency: 3 }, () => {
+  it('unknown flag exits 64', async () => {
+    const r = await runCli(['serve', '--bogus']);
+    assert.equal(r.code, 64);
+    assert.match(r.stderr, /unknown option '--bogus'/);
+  });
+  it('bad psk file line exits 64; missing psk file exits 66', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coapkit-serve-'));
+    try {
+      const bad = join(dir, 'bad.txt');
+      writeFileSync(bad, 'no-colon-here\n');
+      const r = await runInProcess(['serve', '--psk-file', bad, '--port', '0']);
+      assert.equal(r.code, 64);
+      assert.match(r.stderr, /bad\.txt:1: expected "identity:secret"/);
+      const m = await runInProcess(['serve', '--psk-file', join(dir, 'none.txt')]);
+      assert.equal(m.code, 66);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('a port in use exits 3 with a hint', async () => {
+    const first = await startServe(['--host', '127.0.0.1', '--port', '0']);
+    try {
+      const r = await runCli(['serve', '--host', '127.0.0.1', '--port', String(first.port)]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /cannot listen for coap:\/\/ on 127\.0\.0\.1 port \d+/);
+      assert.match(r.stderr, /hint: another program uses that port/);
+    } finally {
+      await first.stop('SIGKILL');
+    }
+  });
+});
