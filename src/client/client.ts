@@ -17,6 +17,8 @@ import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
+import { blockwiseExchange } from '../blockwise/client.js';
+import type { BlockProgress } from '../blockwise/common.js';
 import { CoapResponse } from './response.js';
 
 export interface PskCredentials {
@@ -37,6 +39,8 @@ export interface ClientOptions extends EndpointOptions {
   preferFamily?: 4 | 6;
   /** Let the process exit while the client is idle (default true). */
   unref?: boolean;
+  /** Default block size for block-wise transfers (RFC 7959), 16..1024 (default 1024). */
+  blockSize?: number;
 }
 
 export type RequestMethod = MethodName | number;
@@ -57,6 +61,16 @@ export interface RequestOptions {
   token?: Uint8Array;
   /** Send to a multicast group and accept the first response from any member. */
   multicast?: boolean;
+  /**
+   * Block size for block-wise transfer (RFC 7959), a power of two 16..1024
+   * (default 1024). Large payloads go out with Block1; Block2 responses are
+   * fetched completely. Below 1024 the size is negotiated early.
+   */
+  blockSize?: number;
+  /** Progress of block-wise transfers (after every block). */
+  onProgress?: (p: BlockProgress) => void;
+  /** Largest response body accepted from a block-wise transfer (default 16 MiB). */
+  maxBodySize?: number;
 }
 
 /** A request target after URI parsing and name resolution. */
@@ -133,28 +147,45 @@ export class CoapClient {
   async request(uri: string | CoapUri, opts: RequestOptions = {}): Promise<CoapResponse> {
     const target = await this.resolve(uri);
     const { code, options, payload } = buildRequest(target.uriOptions, opts);
-    return new Promise<CoapResponse>((resolve, reject) => {
-      target.endpoint.request(
-        target.peer,
-        {
-          code,
-          options,
-          ...(payload ? { payload } : {}),
-          ...(opts.token ? { token: opts.token } : {}),
-          confirmable: opts.confirmable ?? true,
-        },
-        {
-          onResponse: (r: InboundResponse) => {
-            resolve(new CoapResponse(r.message, r.peer, r.piggybacked, r.rttMs));
-            return true;
+    const send = (req: { code: number; options: CoapOption[]; payload?: Buffer }) =>
+      new Promise<InboundResponse>((resolve, reject) => {
+        target.endpoint.request(
+          target.peer,
+          {
+            code: req.code,
+            options: req.options,
+            ...(req.payload ? { payload: req.payload } : {}),
+            ...(opts.token ? { token: opts.token } : {}),
+            confirmable: opts.confirmable ?? true,
           },
-          onError: reject,
-          ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.multicast ? { multicast: true } : {}),
-        },
-      );
-    });
+          {
+            onResponse: (r: InboundResponse) => {
+              resolve(r);
+              return true;
+            },
+            onError: reject,
+            ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(opts.multicast ? { multicast: true } : {}),
+          },
+        );
+      });
+    if (opts.multicast) {
+      const r = await send({ code, options, ...(payload ? { payload } : {}) });
+      return new CoapResponse(r.message, r.peer, r.piggybacked, r.rttMs);
+    }
+    const blockSize = opts.blockSize ?? this.options.blockSize;
+    const result = await blockwiseExchange(
+      send,
+      { code, options, payload },
+      {
+        ...(blockSize !== undefined ? { blockSize } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        ...(opts.maxBodySize !== undefined ? { maxBodySize: opts.maxBodySize } : {}),
+      },
+    );
+    const last = result.last;
+    return new CoapResponse(result.message, last.peer, last.piggybacked, last.rttMs);
   }
 
   get(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {
