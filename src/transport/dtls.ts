@@ -59,6 +59,28 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
 
 const QUEUE_LIMIT = 32;
 
+/** Counts in-flight socket sends so close() can let close_notify leave before closing the socket. */
+class PendingSends {
+  private n = 0;
+  private waiters: (() => void)[] = [];
+  add(): void {
+    this.n++;
+  }
+  done(): void {
+    if (--this.n === 0) for (const w of this.waiters.splice(0)) w();
+  }
+  drained(): Promise<void> {
+    if (this.n === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, 1000);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
+
 export interface DtlsClientOptions {
   psk: PskCredentials;
   cipherSuites?: number[];
@@ -96,6 +118,7 @@ export class DtlsClientTransport implements Transport {
   private readonly sockets = new Map<4 | 6, Socket>();
   private closed = false;
   private readonly keyLog;
+  private readonly pending = new PendingSends();
   private idleTimer?: NodeJS.Timeout;
 
   private constructor(
@@ -255,7 +278,9 @@ export class DtlsClientTransport implements Transport {
         },
         {
           sendDatagram: (d) => {
+            this.pending.add();
             socket.send(d, port, address, (err) => {
+              this.pending.done();
               if (err && !this.closed)
                 this.handlers?.peerError?.(peer, new NetworkError(err.message, { cause: err }));
             });
@@ -311,6 +336,7 @@ export class DtlsClientTransport implements Transport {
       for (const w of s.waiters.splice(0)) w.reject(new ClosedError('DTLS transport closed'));
     }
     this.sessions.clear();
+    await this.pending.drained();
     await Promise.all([...this.sockets.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets.clear();
   }
@@ -375,7 +401,9 @@ export class DtlsServerTransport implements Transport {
       },
       {
         send: (d, address, port) => {
-          if (!this.closed || this.closing) socket.send(d, port, address);
+          if (this.closed && !this.closing) return;
+          this.pending.add();
+          socket.send(d, port, address, () => this.pending.done());
         },
         established: (conn, address, port) => {
           this.peers.set(`${address}%${port}`, makePeer(address, port, conn.identity));
@@ -407,6 +435,7 @@ export class DtlsServerTransport implements Transport {
   }
 
   private closing = false;
+  private readonly pending = new PendingSends();
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
     const host = options.host ?? '::';
@@ -437,6 +466,7 @@ export class DtlsServerTransport implements Transport {
     this.closed = true;
     this.server.close();
     this.closing = false;
+    await this.pending.drained();
     await new Promise<void>((r) => this.socket.close(() => r()));
   }
 }

@@ -1,0 +1,114 @@
+/** Test helpers for the DTLS tests: a tiny impairing UDP proxy and small utilities. */
+import { createSocket, type Socket } from 'node:dgram';
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface ProxyOptions {
+  loss?: number;
+  duplicate?: number;
+  /** Probability of delaying a datagram by up to `maxDelayMs` (reordering). */
+  reorder?: number;
+  maxDelayMs?: number;
+  seed?: number;
+}
+
+/**
+ * UDP proxy in front of `target`. All clients share ONE upstream socket, so the
+ * server sees every client behind the proxy as the same address/port (used to
+ * simulate a client that lost its session and reconnects from the same port).
+ */
+export class LossyProxy {
+  options: ProxyOptions;
+  forwarded = 0;
+  dropped = 0;
+  private front!: Socket;
+  private back!: Socket;
+  private lastClient?: { address: string; port: number };
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private random: () => number;
+
+  private constructor(
+    private readonly targetPort: number,
+    options: ProxyOptions,
+  ) {
+    this.options = options;
+    this.random = rng(options.seed ?? 1);
+  }
+
+  static async create(targetPort: number, options: ProxyOptions = {}): Promise<LossyProxy> {
+    const p = new LossyProxy(targetPort, options);
+    p.front = createSocket('udp4');
+    p.back = createSocket('udp4');
+    await Promise.all([
+      new Promise<void>((r) => p.front.bind(0, '127.0.0.1', () => r())),
+      new Promise<void>((r) => p.back.bind(0, '127.0.0.1', () => r())),
+    ]);
+    p.front.on('message', (msg, rinfo) => {
+      p.lastClient = { address: rinfo.address, port: rinfo.port };
+      p.impair(msg, (m) => p.back.send(m, p.targetPort, '127.0.0.1'));
+    });
+    p.back.on('message', (msg) => {
+      const c = p.lastClient;
+      if (c) p.impair(msg, (m) => p.front.send(m, c.port, c.address));
+    });
+    return p;
+  }
+
+  get port(): number {
+    return this.front.address().port;
+  }
+
+  private impair(msg: Buffer, send: (m: Buffer) => void): void {
+    const o = this.options;
+    if (this.random() < (o.loss ?? 0)) {
+      this.dropped++;
+      return;
+    }
+    const copies = this.random() < (o.duplicate ?? 0) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      this.forwarded++;
+      if (this.random() < (o.reorder ?? 0)) {
+        const t = setTimeout(
+          () => {
+            this.timers.delete(t);
+            send(msg);
+          },
+          Math.floor(this.random() * (o.maxDelayMs ?? 20)),
+        );
+        this.timers.add(t);
+      } else {
+        send(msg);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    await Promise.all([
+      new Promise<void>((r) => this.front.close(() => r())),
+      new Promise<void>((r) => this.back.close(() => r())),
+    ]);
+  }
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
+    }),
+  ]);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
