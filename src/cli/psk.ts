@@ -105,7 +105,7 @@ export function parsePskFile(text: string, file = 'key file'): Map<string, Buffe
         hint: 'one key per line, e.g. "sensor-1:s3cret" or "sensor-2:0x0011aabb"',
       });
     }
-    const identity = t.slice(0, colon);
+    const identity = t.slice(0, colon).trimEnd();
     const secret = t.slice(colon + 1);
     const key = /^0x/i.test(secret)
       ? parseHexKey(secret, `${file}:${i + 1} key`)
