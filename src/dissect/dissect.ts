@@ -85,7 +85,10 @@ export interface FrameInfo {
 }
 
 export interface DtlsFlight {
+  /** Handshake flight number (1, 2, ...); 0 for post-handshake alert datagrams. */
   number: number;
+  /** 'handshake': handshake / ChangeCipherSpec records; 'alert': alerts and other non-application records. */
+  kind: 'handshake' | 'alert';
   fromClient: boolean;
   frames: number[];
 }
@@ -269,9 +272,15 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
         if (nonApp.length > 0) {
           const list = flights.get(r.session.summary.id) ?? [];
           flights.set(r.session.summary.id, list);
+          const kind = nonApp.some((x) => x.contentType === 20 || x.contentType === 22)
+            ? 'handshake'
+            : 'alert';
           const last = list[list.length - 1];
-          if (last && last.fromClient === r.fromClient) last.frames.push(fi.number);
-          else list.push({ number: list.length + 1, fromClient: r.fromClient, frames: [fi.number] });
+          if (last && last.fromClient === r.fromClient && last.kind === kind) last.frames.push(fi.number);
+          else {
+            const number = kind === 'handshake' ? list.filter((x) => x.kind === 'handshake').length + 1 : 0;
+            list.push({ number, kind, fromClient: r.fromClient, frames: [fi.number] });
+          }
         }
         const apps = r.records.filter((x) => x.contentType === 23).length;
         appRecords.set(r.session.summary.id, (appRecords.get(r.session.summary.id) ?? 0) + apps);

@@ -61,6 +61,9 @@ export interface DtlsHandshake {
   curve?: NamedValue;
   publicKey?: string;
   verifyData?: string;
+  /** NewSessionTicket lifetime hint (seconds) and ticket size. */
+  ticketLifetimeHint?: number;
+  ticketLength?: number;
   /** Finished verify_data matched the transcript (only when keys are known). */
   verified?: boolean;
   error?: string;
@@ -334,6 +337,18 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherS
       case 20:
         hs.verifyData = toHex(body);
         break;
+      case 4: {
+        // RFC 5077: lifetime hint + opaque ticket.
+        r.need(4, 'ticket lifetime');
+        hs.ticketLifetimeHint =
+          (body[0] as number) * 2 ** 24 +
+          ((body[1] as number) << 16) +
+          ((body[2] as number) << 8) +
+          (body[3] as number);
+        r.o = 4;
+        hs.ticketLength = r.vec16('ticket').length;
+        break;
+      }
       default:
         break;
     }

@@ -77,7 +77,8 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
       `  decryption: ${c(st === 'decrypted' ? 'green' : st === 'nothing-encrypted' ? 'dim' : 'red', `${st} (${s.decryption.detail})`)}`,
     );
     for (const fl of s.flights) {
-      out.push(`  Flight ${fl.number} (${fl.fromClient ? 'client → server' : 'server → client'})`);
+      const dir = fl.fromClient ? 'client → server' : 'server → client';
+      out.push(fl.kind === 'handshake' ? `  Flight ${fl.number} (${dir})` : `  Alert (${dir})`);
       for (const n of fl.frames) {
         const f = frame(n);
         if (!f?.dtls) continue;
@@ -264,6 +265,9 @@ function renderHandshake(
     lines.push(`${q}PSK identity hint: ${JSON.stringify(h.pskIdentityHint)}`);
   if (h.pskIdentity !== undefined) lines.push(`${q}PSK identity: ${JSON.stringify(h.pskIdentity)}`);
   if (h.curve) lines.push(`${q}curve: ${h.curve.name}`);
+  if (h.ticketLength !== undefined) {
+    lines.push(`${q}session ticket: ${h.ticketLength} B, lifetime hint ${h.ticketLifetimeHint ?? 0} s`);
+  }
   if (h.publicKey) lines.push(`${q}public key: ${h.publicKey}`);
   if (h.verifyData) {
     const v =

@@ -1,0 +1,141 @@
+/**
+ * dissect() on captures of OpenSSL DTLS sessions (CCM_8, GCM without EMS,
+ * ECDHE_PSK with a key log), checked against tshark where tshark can decrypt
+ * and against the known plaintext.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { dissect } from '../../src/dissect/dissect.js';
+
+const dir = (f: string): string =>
+  fileURLToPath(new URL(`../vectors/captures/openssl/${f}`, import.meta.url));
+const PSK = Buffer.from('secretPSK');
+const PLAINTEXT = '41021234abb178ff68656c6c6f0a';
+const hasTshark = spawnSync('tshark', ['-v'], { timeout: 10_000 }).status === 0;
+
+function checkCoap(r: ReturnType<typeof dissect>): void {
+  assert.equal(r.coap.messages.length, 1);
+  const m = r.coap.messages[0];
+  assert.ok(m);
+  assert.equal(m.summary, 'CON MID=4660 TKN=ab POST /x');
+  assert.equal(m.transport, 'dtls');
+  assert.equal(m.payload.hex, Buffer.from('hello\n').toString('hex'));
+  assert.equal((m.headerLength + m.payload.length) * 2, PLAINTEXT.length);
+}
+
+function checkHandshake(r: ReturnType<typeof dissect>, suite: number, ems: boolean): void {
+  const s = r.dtls[0];
+  assert.ok(s);
+  assert.equal(s.cipherSuite?.id, suite);
+  assert.equal(s.extendedMasterSecret, ems);
+  assert.equal(s.pskIdentity, 'dev-1');
+  assert.equal(s.decryption.status, 'decrypted');
+  assert.equal(s.handshakeComplete, true);
+  const finished = r.frames
+    .flatMap((f) => f.dtls?.records ?? [])
+    .flatMap((x) => x.handshake ?? [])
+    .filter((h) => h.msgType === 20);
+  assert.deepEqual(
+    finished.map((h) => h.verified),
+    [true, true],
+  );
+  const alerts = r.frames.flatMap((f) => f.dtls?.records ?? []).filter((x) => x.alert);
+  assert.deepEqual(
+    alerts.map((x) => x.alert?.descriptionName),
+    ['close_notify', 'close_notify'],
+  );
+  assert.deepEqual(
+    s.flights.map((f) => f.kind),
+    ['handshake', 'handshake', 'handshake', 'handshake', 'handshake', 'handshake', 'alert', 'alert'],
+  );
+}
+
+async function tsharkFields(file: string, port: number): Promise<string[][]> {
+  const { stdout } = await promisify(execFile)(
+    'tshark',
+    [
+      '-r',
+      file,
+      '-o',
+      `dtls.psk:${PSK.toString('hex')}`,
+      '-d',
+      `udp.port==${port},dtls`,
+      '-T',
+      'fields',
+      '-e',
+      'dtls.handshake.type',
+      '-e',
+      'data.data',
+      '-e',
+      'dtls.record.epoch',
+    ],
+    { timeout: 30_000 },
+  );
+  return stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => l.split('\t'));
+}
+
+for (const [file, port, suite, ems] of [
+  ['psk_ccm8.pcapng', 15701, 0xc0a8, true],
+  ['psk_gcm_no_ems.pcapng', 15702, 0x00a8, false],
+] as const) {
+  describe(`OpenSSL capture ${file}`, () => {
+    const r = dissect(readFileSync(dir(file)), { psk: PSK, ports: [port] });
+
+    it('decrypts with the PSK and follows the handshake', () => {
+      checkHandshake(r, suite, ems);
+      checkCoap(r);
+    });
+
+    it('matches tshark: handshake messages per frame and decrypted application data', {
+      skip: hasTshark ? false : 'tshark is not installed',
+    }, async () => {
+      const rows = await tsharkFields(dir(file), port);
+      assert.equal(rows.length, r.frames.length);
+      rows.forEach(([types, data, epochs], i) => {
+        const f = r.frames[i];
+        assert.ok(f?.dtls);
+        const ours = f.dtls.records.flatMap((x) => (x.handshake ?? []).map((h) => h.msgType));
+        assert.deepEqual(ours, types ? types.split(',').map(Number) : [], `frame ${i + 1} handshake types`);
+        assert.deepEqual(
+          f.dtls.records.map((x) => x.epoch),
+          (epochs ?? '').split(',').map(Number),
+        );
+        if (data) {
+          assert.equal(data, PLAINTEXT);
+          assert.equal(f.coap?.length, 1);
+        }
+      });
+    });
+  });
+}
+
+describe('OpenSSL capture ecdhe_psk_chacha20.pcapng', () => {
+  const bytes = readFileSync(dir('ecdhe_psk_chacha20.pcapng'));
+  it('needs the key log: a PSK alone is reported as not enough', () => {
+    const r = dissect(bytes, { psk: PSK, ports: [15703] });
+    assert.equal(r.dtls[0]?.decryption.status, 'no-key');
+    assert.match(r.dtls[0]?.decryption.detail ?? '', /ECDHE.*--keylog/);
+    assert.equal(r.coap.messages.length, 0);
+    const ske = r.frames[3]?.dtls?.records.flatMap((x) => x.handshake ?? []).find((h) => h.msgType === 12);
+    assert.equal(ske?.pskIdentityHint, 'srv-hint');
+    assert.equal(ske?.curve?.name, 'x25519');
+    assert.equal(ske?.publicKey?.length, 64);
+  });
+
+  it('decrypts with the key log', () => {
+    const r = dissect(bytes, {
+      keylog: readFileSync(dir('ecdhe_psk_chacha20.keylog'), 'utf8'),
+      ports: [15703],
+    });
+    checkHandshake(r, 0xccac, true);
+    assert.equal(r.dtls[0]?.keySource, 'keylog');
+    checkCoap(r);
+  });
+});
