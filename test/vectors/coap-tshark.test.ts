@@ -44,7 +44,7 @@ function pcap(datagrams: readonly Buffer[]): Buffer {
   head.writeUInt16LE(4, 6);
   head.writeUInt32LE(65535, 16);
   head.writeUInt32LE(101, 20);
-  const parts = [head];
+  const parts: Buffer[] = [head];
   datagrams.forEach((d, i) => {
     const pkt = ipv4Udp(d);
     const rec = Buffer.alloc(16);
