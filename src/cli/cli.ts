@@ -24,6 +24,12 @@ function version(): string {
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    // Global --trace[=text|json]: every layer's events on stderr (src/trace).
+    if (argv.some((a) => a === '--trace' || a.startsWith('--trace='))) {
+      const { extractTraceFlag, withTrace } = await import('../trace/cli.js');
+      const t = extractTraceFlag(argv);
+      if (t) return await withTrace(t.format, io.stderr, io.env, () => main(t.argv, io));
+    }
     if (command === undefined) {
       await writeAll(io.stderr, MAIN_HELP);
       return ExitCode.USAGE;
@@ -66,9 +72,17 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
           isTTY: io.stdout.isTTY === true,
         });
       }
+      case 'demo': {
+        const { runDemoCommand } = await import('../demo/cli.js');
+        return await runDemoCommand(rest, {
+          stdout: io.stdout,
+          stderr: io.stderr,
+          isTTY: io.stdout.isTTY === true,
+        });
+      }
       default:
         throw new UsageError(`unknown command "${command}"`, {
-          hint: `commands: ${METHODS.join(', ')}, discover, ping, serve, dissect (see 'coapkit --help')`,
+          hint: `commands: ${METHODS.join(', ')}, discover, ping, serve, dissect, demo (see 'coapkit --help')`,
         });
     }
   } catch (err) {

@@ -68,6 +68,12 @@ export interface TraceOptions {
   names?: Record<string, string>;
   /** Return false to leave an event out (e.g. to show one side of an in-process exchange). */
   filter?: (channel: TraceChannel, event: unknown) => boolean;
+  /**
+   * Called for each event that passes the filter: when it returns true the
+   * event is counted in the summary but not printed (e.g. the middle blocks
+   * of a long block-wise transfer).
+   */
+  mute?: () => boolean;
 }
 
 /** Running totals over everything printed so far (text and JSON). */
@@ -167,7 +173,7 @@ interface LineEntry {
   details?: string[];
 }
 
-type Entry = CoapEntry | RecordEntry | LineEntry;
+type Entry = (CoapEntry | RecordEntry | LineEntry) & { muted?: boolean };
 
 type Style = 'dns' | 'dtls' | 'coap' | 'warn' | 'error' | 'info' | 'server';
 
@@ -523,9 +529,10 @@ export function startTrace(options: TraceOptions): Trace {
     for (let i = 0; i < items.length; i++) {
       const e = items[i]!;
       try {
-        if (e.kind === 'coap') text += renderCoap(e);
-        else if (e.kind === 'line') text += line(e.t, e.tag, e.style, e.dir, e.peer, e.text, e.details);
-        else if (e.ev.type === 23) text += renderRecord(e);
+        let s: string;
+        if (e.kind === 'coap') s = renderCoap(e);
+        else if (e.kind === 'line') s = line(e.t, e.tag, e.style, e.dir, e.peer, e.text, e.details);
+        else if (e.ev.type === 23) s = renderRecord(e);
         else {
           const group: RecordEntry[] = [e];
           while (i + 1 < items.length) {
@@ -542,8 +549,9 @@ export function startTrace(options: TraceOptions): Trace {
             group.push(n);
             i++;
           }
-          text += renderFlight(group);
+          s = renderFlight(group);
         }
+        if (!e.muted) text += s;
       } catch (err) {
         text += `trace: cannot render an event: ${err instanceof Error ? err.message : String(err)}\n`;
       }
@@ -552,6 +560,7 @@ export function startTrace(options: TraceOptions): Trace {
   };
 
   const push = (e: Entry): void => {
+    if (options.mute?.()) e.muted = true;
     queue.push(e);
     if (!scheduled) {
       scheduled = true;
@@ -821,7 +830,7 @@ export function startTrace(options: TraceOptions): Trace {
       for (const h of r.handshake ?? []) if (h.chosenSuite) suites.set(`${r.role}|${r.peer}`, h.chosenSuite);
       o.wireLength = recordBytes(r);
     }
-    write(`${toJsonLine(o)}\n`);
+    if (!options.mute?.()) write(`${toJsonLine(o)}\n`);
   };
 
   // ---------------------------------------------------------- subscribe
