@@ -58,7 +58,11 @@ export function contentFormatName(id: number): string | undefined {
  */
 export function parseContentFormat(v: string | number): number | undefined {
   if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 65535 ? v : undefined;
-  const t = v.trim().toLowerCase();
+  // The registry (RFC 7252 §12.3) writes "text/plain; charset=utf-8": ignore blanks around ';'.
+  const t = v
+    .trim()
+    .toLowerCase()
+    .replace(/\s*;\s*/g, ';');
   if (/^\d+$/.test(t)) {
     const n = Number(t);
     return n <= 65535 ? n : undefined;
