@@ -385,6 +385,8 @@ describe('content formats (§12.3)', () => {
     assert.equal(parseContentFormat('APPLICATION/JSON'), 50);
     assert.equal(parseContentFormat('json'), 50);
     assert.equal(parseContentFormat('text/plain;charset=utf-8'), 0);
+    assert.equal(parseContentFormat('text/plain; charset=utf-8'), 0, 'as written in the §12.3 table');
+    assert.equal(parseContentFormat('application/cose; cose-type="cose-sign1"'), 18);
     assert.equal(parseContentFormat('text'), 0);
     assert.equal(parseContentFormat('application/link-format'), 40);
     assert.equal(parseContentFormat('link-format'), 40);
