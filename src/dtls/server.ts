@@ -253,7 +253,7 @@ export class DtlsServerConnection extends DtlsConnection {
 
   /** True if this ClientHello random is the one this connection was started with. */
   isSameClientHello(random: Buffer): boolean {
-    return this.clientRandom !== undefined && this.clientRandom.equals(random);
+    return this.clientRandom?.equals(random) === true;
   }
 }
 

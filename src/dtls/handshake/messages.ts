@@ -108,7 +108,9 @@ export function decodeClientHello(body: Buffer): ClientHello {
 
 export function encodeClientHello(m: ClientHello): Buffer {
   const suites = Buffer.allocUnsafe(m.cipherSuites.length * 2);
-  m.cipherSuites.forEach((s, i) => suites.writeUInt16BE(s, i * 2));
+  m.cipherSuites.forEach((s, i) => {
+    suites.writeUInt16BE(s, i * 2);
+  });
   return Buffer.concat([
     u16(m.version),
     m.random,
