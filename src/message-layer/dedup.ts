@@ -75,6 +75,11 @@ export class DedupStore {
     if (len >= NO_REPLY) return; // cannot happen for a datagram-sized reply; refuse silently
     this.expire(now);
     const need = align8(HEADER + len);
+    if (2 * need > this.maxBytes) {
+      // reserve() could never make room: drop any older record for the key instead of looping forever.
+      this.index.delete(key);
+      return;
+    }
     this.reserve(need);
     let off = this.head & this.mask;
     if (off + need > this.ring.length) {
