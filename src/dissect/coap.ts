@@ -349,6 +349,8 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
         role = `notification (Observe=${m.observe})`;
       else if (m.type === 2 && req !== undefined && req.messageId === m.messageId)
         role = 'piggybacked response';
+      else if (req?.type === 1 && ex.kind === 'non')
+        role = m.observe !== undefined ? `response (Observe=${m.observe})` : 'response';
       else {
         role = m.observe !== undefined ? `separate response (Observe=${m.observe})` : 'separate response';
         if (ex.kind === 'piggybacked') ex.kind = 'separate';
