@@ -106,16 +106,16 @@ function quoteIfNeeded(name: string, v: string): string {
 const NAME_RE = /^[A-Za-z0-9!#$&+\-.^_`|~]+\*?$/;
 
 /**
- * Serializes links to application/link-format. Throws LinkFormatError for a
- * target or attribute name that cannot be written (RFC 6690 §2: the target is
- * a URI-reference between < and >, names are tokens), so that the output
- * always parses back to the same links.
+ * Serializes links to application/link-format. The output always parses back
+ * to the same links: characters a target cannot hold (RFC 6690 §2: a
+ * URI-reference between < and >, so no '<', '>' or blanks) are
+ * percent-encoded, and an attribute name that is not a token throws
+ * LinkFormatError.
  */
 export function serializeLinkFormat(links: readonly Link[]): string {
   return links
     .map((l) => {
-      if (/[<>\s]/.test(l.target)) throw new LinkFormatError(`invalid link target "${l.target}"`);
-      let s = `<${l.target}>`;
+      let s = `<${l.target.replace(/[<>\s]/g, encodeURIComponent)}>`;
       for (const [name, v] of l.attributes) {
         if (name.length > 255 || !NAME_RE.test(name))
           throw new LinkFormatError(`invalid attribute name "${name}"`);
