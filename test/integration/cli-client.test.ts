@@ -91,7 +91,18 @@ describe('coapkit request commands', () => {
     assert.equal(put.code, 0, put.stderr);
     assert.match(put.stderr, /^> CON PUT/m);
     assert.match(put.stderr, /Content-Format: 50 \(application\/json\)/);
-    assert.match(put.stderr, /^< ACK 2\.01 Created .*in [\d.]+ ms/m);
+    assert.match(put.stderr, /^\* PUT coap:\/\/127\.0\.0\.1:\d+\/things\/a$/m);
+    assert.match(put.stderr, /^> CON PUT MID=\d+ Token=0x[0-9a-f]{16} {2}to 127\.0\.0\.1:\d+$/m);
+    assert.match(put.stderr, /^>\s+payload: 11 bytes$/m);
+    assert.match(put.stderr, /^< ACK 2\.01 Created MID=\d+ Token=0x[0-9a-f]{16} {2}from 127\.0\.0\.1:\d+$/m);
+    assert.match(
+      put.stderr,
+      /^\* 2\.01 Created from 127\.0\.0\.1:\d+ in [\d.]+ ms \(rtt [\d.]+ ms, piggybacked\)$/m,
+    );
+    // The request and the response carry the same Message ID (piggybacked ACK).
+    const mids = [...put.stderr.matchAll(/MID=(\d+)/g)].map((m) => m[1]);
+    assert.equal(mids.length, 2);
+    assert.equal(mids[0], mids[1]);
     const put2 = await runCli(['put', `${U}/things/a`, '-p', '{"on":false}', '-t', 'application/json', '-v']);
     assert.match(put2.stderr, /2\.04 Changed/);
     const get = await runCli(['get', `${U}/things/a`, '-v']);

@@ -4,7 +4,7 @@
  * coaps:// with PSK keys, graceful shutdown, startup errors.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -76,6 +76,36 @@ describe('coapkit serve (coap://)', () => {
     assert.match(d.stderr, /2\.02 Deleted/);
     const gone = await runInProcess(['get', `${U}/dev/led`]);
     assert.equal(gone.code, 1);
+  });
+
+  it('bodies larger than one datagram go block-wise (RFC 7959) both ways, also with libcoap', async () => {
+    const bw = await startServe(['--host', '127.0.0.1', '--port', '0']);
+    const dir = mkdtempSync(join(tmpdir(), 'coapkit-bw-'));
+    try {
+      const B = `coap://127.0.0.1:${bw.port}`;
+      const body = Buffer.alloc(3000);
+      for (let i = 0; i < body.length; i++) body[i] = (i * 7 + 3) & 0xff;
+      const file = join(dir, 'body.bin');
+      writeFileSync(file, body);
+      const put = await runInProcess(['put', `${B}/bw`, '-f', file, '-t', 'octet', '-v']);
+      assert.equal(put.code, 0, put.stderr);
+      assert.match(put.stderr, /Block1: 0\/1\/1024/);
+      assert.match(put.stderr, /2\.31 Continue/);
+      const out = join(dir, 'out.bin');
+      const get = await runInProcess(['get', `${B}/bw`, '-o', out, '-v']);
+      assert.equal(get.code, 0, get.stderr);
+      assert.match(get.stderr, /Block2: 2\/0\/1024/);
+      assert.deepEqual(readFileSync(out), body);
+      if (libcoap) {
+        const lib = join(dir, 'lib.bin');
+        const r = await runProgram('coap-client-notls', ['-m', 'get', '-o', lib, `${B}/bw`]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(readFileSync(lib), body);
+      }
+    } finally {
+      await bw.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('/.well-known/core lists dynamic resources with ct and sz; discover filters', async () => {

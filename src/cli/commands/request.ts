@@ -4,18 +4,16 @@
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { CoapClient } from '../../client/client.js';
-import { encodeUint } from '../../codec/options.js';
-import { uriToOptions } from '../../codec/uri.js';
-import { describeCode, MessageType, Method } from '../../constants/codes.js';
-import { OptionNumber } from '../../constants/options.js';
+import { describeCode } from '../../constants/codes.js';
 import { UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str, strs } from '../args.js';
 import { checkUri, contentFormatArg, optionArg, pskFor, timeoutMs } from '../common.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
-import { formatMessage, stdoutBytes, summarizePayload } from '../format.js';
+import { stdoutBytes, summarizePayload } from '../format.js';
 import { REQUEST_HELP } from '../help.js';
 import { type Io, readStream, writeAll } from '../io.js';
 import { PSK_FLAGS, readInputFile } from '../psk.js';
+import { watchExchange } from '../verbose.js';
 
 export const REQUEST_FLAGS: FlagSpecs = {
   payload: { type: 'string', short: 'p' },
@@ -31,15 +29,6 @@ export const REQUEST_FLAGS: FlagSpecs = {
   ...PSK_FLAGS,
 };
 
-const METHOD_CODES: Record<string, number> = {
-  get: Method.GET,
-  post: Method.POST,
-  put: Method.PUT,
-  delete: Method.DELETE,
-  fetch: Method.FETCH,
-  patch: Method.PATCH,
-  ipatch: Method.iPATCH,
-};
 const METHOD_NAMES: Record<string, 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH'> = {
   get: 'GET',
   post: 'POST',
@@ -81,29 +70,10 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
   else if (file !== undefined) payload = readInputFile(file, 'payload file');
 
   const output = str(p, 'output');
-  const code = METHOD_CODES[method]!;
-
-  if (verbose) {
-    const options = uriToOptions(uri);
-    if (contentFormat !== undefined)
-      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(contentFormat) });
-    if (accept !== undefined) options.push({ number: OptionNumber.Accept, value: encodeUint(accept) });
-    options.push(...extra);
-    options.sort((a, b) => a.number - b.number);
-    const lines = formatMessage(
-      '>',
-      {
-        type: confirmable ? MessageType.CON : MessageType.NON,
-        code,
-        options,
-        payload: payload ?? Buffer.alloc(0),
-      },
-      `  ${uriArg}`,
-    );
-    await writeAll(io.stderr, `${lines.join('\n')}\n`);
-  }
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
+  const watch = verbose ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
+  if (verbose) io.stderr.write(`* ${METHOD_NAMES[method]} ${uriArg}${confirmable ? '' : ' (NON)'}\n`);
   const started = performance.now();
   try {
     const res = await client.request(uriArg!, {
@@ -116,14 +86,13 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
       ...(timeout !== undefined ? { timeout } : {}),
     });
     const elapsed = performance.now() - started;
-    if (verbose) {
-      const how = res.piggybacked ? 'piggybacked' : 'separate';
-      const lines = formatMessage(
-        '<',
-        res,
-        `  from ${res.peer.address}:${res.peer.port} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})`,
+    if (watch) {
+      watch.stop();
+      const how = res.piggybacked ? 'piggybacked' : 'separate response';
+      await writeAll(
+        io.stderr,
+        `* ${describeCode(res.code)} from ${res.peer.address}:${res.peer.port} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})\n`,
       );
-      await writeAll(io.stderr, `${lines.join('\n')}\n`);
     }
     const status = exitCodeForResponse(res.code);
     if (status === ExitCode.OK) {
@@ -138,6 +107,7 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
     }
     return status;
   } finally {
+    watch?.stop();
     await client.close();
   }
 }

@@ -3,6 +3,8 @@
  * on coap:// and, when keys are configured, coaps:// (DTLS 1.2 PSK).
  */
 import { isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { enableBlockwise } from '../../blockwise/server.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
@@ -114,6 +116,8 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   };
   try {
     const plain = new CoapServer({ maxPayloadSize: opts.maxSize });
+    // Block-wise (RFC 7959) first, so the store sees whole bodies up to --max-size.
+    enableBlockwise(plain, { maxBodySize: opts.maxSize });
     store.mount(plain);
     servers.push(plain);
     try {
@@ -132,6 +136,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     if (opts.keys.size > 0) {
       const keys = opts.keys;
       const secure = new CoapServer({ maxPayloadSize: opts.maxSize });
+      enableBlockwise(secure, { maxBodySize: opts.maxSize });
       store.mount(secure);
       servers.push(secure);
       let transport: DtlsServerTransport;
@@ -202,9 +207,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     `Try: coapkit get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
     `Limits: ${opts.maxResources} resources, ${opts.maxSize} bytes each. Stop with Ctrl-C.`,
   );
-  if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
-
-  return new Promise<number>((resolve) => {
+  // Handlers first, banner second: whoever waits for the banner may signal right away.
+  const done = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) {
@@ -213,13 +217,16 @@ export async function runServe(args: string[], io: Io): Promise<number> {
         return;
       }
       stopping = true;
-      if (!quiet) void writeAll(io.stdout, `coapkit serve: ${signal}, shutting down\n`);
-      running.close().then(
-        () => resolve(ExitCode.OK),
-        () => resolve(ExitCode.OK),
-      );
+      // close() sends DTLS close_notify; do not wait for it forever.
+      const closed = Promise.race([running.close(), sleep(3000)]);
+      const finish = () => resolve(ExitCode.OK);
+      (quiet ? Promise.resolve() : writeAll(io.stdout, `coapkit serve: ${signal}, shutting down\n`))
+        .then(() => closed)
+        .then(finish, finish);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
+  return done;
 }
