@@ -4,6 +4,8 @@
  * coaps://), and returns a CoapResponse or throws a typed error.
  */
 
+import { blockwiseExchange } from '../blockwise/client.js';
+import type { BlockProgress } from '../blockwise/common.js';
 import type { CoapOption } from '../codec/message.js';
 import { encodeUint, type OptionInput, optionValue } from '../codec/options.js';
 import { type CoapUri, parseUri, uriToOptions } from '../codec/uri.js';
@@ -13,12 +15,11 @@ import { OptionNumber } from '../constants/options.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { ClosedError, InvalidArgumentError, UriError } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
+import { Observation, type ObserveOptions } from '../observe/client.js';
 import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
-import { blockwiseExchange } from '../blockwise/client.js';
-import type { BlockProgress } from '../blockwise/common.js';
 import { CoapResponse } from './response.js';
 
 export interface PskCredentials {
@@ -186,6 +187,35 @@ export class CoapClient {
     );
     const last = result.last;
     return new CoapResponse(result.message, last.peer, last.piggybacked, last.rttMs);
+  }
+
+  /**
+   * Observes a resource (RFC 7641). The result is an async iterator of
+   * notifications (`for await (const n of client.observe(uri))`, `n.observe`
+   * is the sequence number) with `cancel()` and `Symbol.asyncDispose`;
+   * leaving the loop with `break` deregisters.
+   */
+  observe(
+    uri: string | CoapUri,
+    opts: ObserveOptions & Pick<RequestOptions, 'accept' | 'method' | 'payload' | 'contentFormat'> = {},
+  ): Observation {
+    const target = this.resolve(uri).then((t) => {
+      const { code, options, payload } = buildRequest(t.uriOptions, {
+        method: opts.method ?? 'GET',
+        ...(opts.accept !== undefined ? { accept: opts.accept } : {}),
+        ...(opts.contentFormat !== undefined ? { contentFormat: opts.contentFormat } : {}),
+        ...(opts.payload !== undefined ? { payload: opts.payload } : {}),
+      });
+      return {
+        endpoint: t.endpoint,
+        peer: t.peer,
+        code,
+        options: [...options, ...(opts.options ?? [])],
+        ...(payload ? { payload } : {}),
+      };
+    });
+    const blockSize = opts.blockSize ?? this.options.blockSize;
+    return new Observation(target, { ...opts, ...(blockSize !== undefined ? { blockSize } : {}) });
   }
 
   get(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {

@@ -52,6 +52,11 @@ export class CoapResponse {
     return getUintOption(this.options, OptionNumber.MaxAge) ?? 60;
   }
 
+  /** The Observe option (RFC 7641): the notification's sequence number, if any. */
+  get observe(): number | undefined {
+    return getUintOption(this.options, OptionNumber.Observe);
+  }
+
   get locationPath(): string[] {
     return getOptions(this.options, OptionNumber.LocationPath).map((b) => b.toString('utf8'));
   }

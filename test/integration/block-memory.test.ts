@@ -75,7 +75,7 @@ function exchange(r: Rig, code: number, p: string, payload?: Buffer, opts?: Bloc
   return blockwiseExchange(r.send(i), { code, options: path(p), payload }, opts);
 }
 
-describe('block-wise over the in-memory transport', () => {
+describe('block-wise over the in-memory transport', { timeout: 50_000 }, () => {
   const rigs: Rig[] = [];
   after(async () => {
     await Promise.all(rigs.map((r) => r.close()));

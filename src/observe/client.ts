@@ -1,0 +1,367 @@
+/**
+ * Client side of Observe (RFC 7641):
+ *
+ *   const obs = client.observe('coap://host/temp');
+ *   for await (const n of obs) {              // CoapResponse, n.observe = sequence number
+ *     console.log(n.observe, n.text());
+ *     if (done) break;                        // deregisters (GET with Observe=1)
+ *   }
+ *   // or: await obs.cancel(); or: await using obs = client.observe(...)
+ *
+ * Stale notifications are dropped (§3.4: 24-bit sequence numbers compared
+ * with the 128-second rule); when Max-Age plus a margin passes without a
+ * notification, the client re-registers with the same token (§3.3.1).
+ * Notifications larger than one block are completed with GET Block2
+ * requests without Observe (RFC 7959 §2.6).
+ */
+
+import { blockSizeToSzx, download, type SendFn } from '../blockwise/client.js';
+import { MAX_SZX } from '../blockwise/common.js';
+import { CoapResponse } from '../client/response.js';
+import type { CoapOption } from '../codec/message.js';
+import { decodeUint, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
+import { OptionNumber } from '../constants/options.js';
+import type { Endpoint } from '../endpoint/endpoint.js';
+import { ClosedError, ObserveError } from '../errors.js';
+import type { ClientExchange, InboundResponse } from '../exchange/exchange-layer.js';
+import { randomToken } from '../exchange/tokens.js';
+import type { Peer } from '../transport/transport.js';
+
+export interface ObserveOptions {
+  /** Extra options for the registration (Accept, Uri-Query via the URI, ...). */
+  options?: CoapOption[];
+  /** Register with a CON (default) or NON request. */
+  confirmable?: boolean;
+  /** Time limit for the registration response and for deregistration, ms (default 93 s / 5 s). */
+  timeout?: number;
+  /** Re-register when Max-Age plus this margin (ms) passes without a notification (default 5000). */
+  reregisterMarginMs?: number;
+  /** Notifications kept for a slow consumer; older ones are dropped first (default 64). */
+  maxQueue?: number;
+  /** How `cancel()` and `break` end the observation: 'proactive' (GET Observe=1, default) or 'reactive' (RST the next notification). */
+  cancel?: 'proactive' | 'reactive';
+  /** Block size for the follow-up requests of large notifications (default 1024). */
+  blockSize?: number;
+  /** Use this token instead of a random 8-byte one. */
+  token?: Uint8Array;
+  signal?: AbortSignal;
+}
+
+/** Where an observation is sent; CoapClient builds it from a URI. */
+export interface ObserveTarget {
+  endpoint: Endpoint;
+  peer: Peer;
+  /** Code (GET or FETCH) and options of the request, without Observe. */
+  code: number;
+  options: CoapOption[];
+  payload?: Buffer;
+}
+
+const HALF = 1 << 23;
+
+/** §3.4: is a notification with sequence `v2` received at `t2` newer than (`v1`, `t1`)? */
+export function isFresher(v1: number, t1: number, v2: number, t2: number): boolean {
+  return (v1 < v2 && v2 - v1 < HALF) || (v1 > v2 && v1 - v2 > HALF) || t2 > t1 + 128_000;
+}
+
+type Waiter = { resolve(r: IteratorResult<CoapResponse>): void; reject(e: unknown): void };
+
+/**
+ * One observation: an async iterator of notifications (CoapResponse with
+ * `.observe`), with `cancel()` and `Symbol.asyncDispose`.
+ */
+export class Observation implements AsyncIterableIterator<CoapResponse> {
+  readonly token: Buffer;
+  private readonly queue: CoapResponse[] = [];
+  private readonly waiters: Waiter[] = [];
+  private error: unknown;
+  private ended = false;
+  private cancelling: Promise<void> | undefined;
+  private exchange: ClientExchange | undefined;
+  private target: ObserveTarget | undefined;
+  private lastSeq = -1;
+  private lastTime = 0;
+  private reregisterTimer: NodeJS.Timeout | undefined;
+  private registeredResolve!: (r: CoapResponse) => void;
+  private registeredReject!: (e: unknown) => void;
+  private gotFirst = false;
+  /** Resolves with the registration response (the first notification). */
+  readonly registered: Promise<CoapResponse>;
+  /** Number of notifications received (including stale ones that were dropped). */
+  received = 0;
+  /** Number of notifications dropped as stale (reordered). */
+  stale = 0;
+  /** Number of re-registrations sent because Max-Age ran out. */
+  reregistrations = 0;
+  private readonly opts: ObserveOptions;
+
+  constructor(target: Promise<ObserveTarget>, opts: ObserveOptions = {}) {
+    this.opts = opts;
+    this.token = opts.token ? Buffer.from(opts.token) : randomToken(8);
+    this.registered = new Promise((res, rej) => {
+      this.registeredResolve = res;
+      this.registeredReject = rej;
+    });
+    this.registered.catch(() => undefined);
+    if (opts.signal) {
+      const signal = opts.signal;
+      if (signal.aborted) queueMicrotask(() => void this.cancel());
+      else signal.addEventListener('abort', () => void this.cancel(), { once: true });
+    }
+    target.then(
+      (t) => {
+        this.target = t;
+        if (!this.ended) this.register();
+      },
+      (err) => this.fail(err),
+    );
+  }
+
+  /** Ends the observation (deregisters unless `cancel: 'reactive'`). Never throws. */
+  cancel(): Promise<void> {
+    if (this.cancelling) return this.cancelling;
+    this.cancelling = this.doCancel();
+    return this.cancelling;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.cancel();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<CoapResponse>> {
+    const v = this.queue.shift();
+    if (v !== undefined) return Promise.resolve({ value: v, done: false });
+    if (this.error !== undefined) {
+      const e = this.error;
+      this.error = undefined;
+      this.ended = true;
+      return Promise.reject(e);
+    }
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  async return(): Promise<IteratorResult<CoapResponse>> {
+    await this.cancel();
+    return { value: undefined, done: true };
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  private register(): void {
+    const t = this.target!;
+    const options = [
+      ...t.options.filter((o) => o.number !== OptionNumber.Observe),
+      { number: OptionNumber.Observe, value: encodeUint(0) },
+    ];
+    const szx = blockSizeToSzx(this.opts.blockSize);
+    if (szx < MAX_SZX && !options.some((o) => o.number === OptionNumber.Block2)) {
+      options.push({ number: OptionNumber.Block2, value: encodeBlock(0, false, szx) });
+    }
+    try {
+      this.exchange = t.endpoint.request(
+        t.peer,
+        {
+          code: t.code,
+          options,
+          token: this.token,
+          confirmable: this.opts.confirmable ?? true,
+          ...(t.payload ? { payload: t.payload } : {}),
+        },
+        {
+          onResponse: (r) => this.onResponse(r),
+          onError: (e) => this.fail(e),
+          ...(this.opts.timeout !== undefined ? { timeoutMs: this.opts.timeout } : {}),
+        },
+      );
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private onResponse(r: InboundResponse): boolean {
+    if (this.ended) return true;
+    const msg = r.message;
+    const raw = getOption(msg.options, OptionNumber.Observe);
+    const res = new CoapResponse(msg, r.peer, r.piggybacked, r.rttMs);
+    this.received++;
+    if (msg.code >> 5 !== 2 || raw === undefined) {
+      // An error ends the observation (§3.2); so does a response without Observe
+      // (the server does not support observing this resource).
+      if (!this.gotFirst) {
+        this.gotFirst = true;
+        this.registeredResolve(res);
+      }
+      this.push(res);
+      this.end();
+      return true;
+    }
+    const seq = raw.length > 3 ? 0 : decodeUint(raw);
+    const now = performance.now();
+    if (this.lastSeq >= 0 && !isFresher(this.lastSeq, this.lastTime, seq, now)) {
+      this.stale++;
+      return false;
+    }
+    this.lastSeq = seq;
+    this.lastTime = now;
+    this.armReregistration(getUintOption(msg.options, OptionNumber.MaxAge) ?? 60);
+    const b2raw = getOption(msg.options, OptionNumber.Block2);
+    if (b2raw !== undefined && (b2raw[b2raw.length - 1]! & 0x08) !== 0) {
+      void this.completeBlocks(r, res, seq);
+      return false;
+    }
+    this.deliver(res);
+    return false;
+  }
+
+  private async completeBlocks(first: InboundResponse, head: CoapResponse, seq: number): Promise<void> {
+    const t = this.target!;
+    const send: SendFn = (req) =>
+      new Promise((resolve, reject) => {
+        t.endpoint.request(
+          t.peer,
+          { code: t.code, options: req.options, ...(t.payload ? { payload: t.payload } : {}) },
+          {
+            onResponse: (x) => {
+              resolve(x);
+              return true;
+            },
+            onError: reject,
+          },
+        );
+      });
+    try {
+      const result = await download(
+        send,
+        { code: t.code, options: t.options },
+        first,
+        blockSizeToSzx(this.opts.blockSize),
+        {},
+      );
+      if (this.ended || seq !== this.lastSeq) return;
+      head.payload = result.payload;
+      this.deliver(head);
+    } catch (err) {
+      // A newer notification will follow; a broken transfer of an old one is not fatal.
+      if (seq === this.lastSeq && !this.ended) this.fail(err);
+    }
+  }
+
+  private deliver(res: CoapResponse): void {
+    if (!this.gotFirst) {
+      this.gotFirst = true;
+      this.registeredResolve(res);
+    }
+    this.push(res);
+  }
+
+  private push(res: CoapResponse): void {
+    const w = this.waiters.shift();
+    if (w) {
+      w.resolve({ value: res, done: false });
+      return;
+    }
+    this.queue.push(res);
+    const max = this.opts.maxQueue ?? 64;
+    while (this.queue.length > max) this.queue.shift();
+  }
+
+  private armReregistration(maxAge: number): void {
+    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
+    const ms = maxAge * 1000 + (this.opts.reregisterMarginMs ?? 5000);
+    this.reregisterTimer = setTimeout(() => {
+      this.reregisterTimer = undefined;
+      if (this.ended || this.cancelling) return;
+      this.reregistrations++;
+      this.register();
+    }, ms);
+    this.reregisterTimer.unref();
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
+    this.reregisterTimer = undefined;
+    if (!this.gotFirst) {
+      this.gotFirst = true;
+      this.registeredReject(new ClosedError('observation ended before the first notification'));
+    }
+    for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
+  }
+
+  private fail(err: unknown): void {
+    if (this.ended) return;
+    this.exchange?.cancel();
+    if (!this.gotFirst) {
+      this.gotFirst = true;
+      this.registeredReject(err);
+    }
+    const w = this.waiters.shift();
+    if (w) w.reject(err);
+    else this.error = err;
+    for (const x of this.waiters.splice(0)) x.reject(err);
+    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
+    this.reregisterTimer = undefined;
+    if (this.error === undefined) this.ended = true;
+  }
+
+  private async doCancel(): Promise<void> {
+    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
+    this.reregisterTimer = undefined;
+    const t = this.target;
+    const wasEnded = this.ended;
+    this.end();
+    this.queue.length = 0;
+    if (wasEnded || t === undefined) {
+      this.exchange?.cancel();
+      return;
+    }
+    if ((this.opts.cancel ?? 'proactive') === 'reactive') {
+      this.exchange?.cancel();
+      return;
+    }
+    // Proactive (§3.6): GET with Observe=1 and the same token; the pending exchange is replaced.
+    await new Promise<void>((resolve) => {
+      try {
+        const options = [
+          ...t.options.filter((o) => o.number !== OptionNumber.Observe),
+          { number: OptionNumber.Observe, value: encodeUint(1) },
+        ];
+        this.exchange = t.endpoint.request(
+          t.peer,
+          { code: t.code, options, token: this.token, ...(t.payload ? { payload: t.payload } : {}) },
+          {
+            onResponse: (r) => {
+              // A notification racing the deregistration still carries Observe: keep waiting.
+              if (
+                getOption(r.message.options, OptionNumber.Observe) !== undefined &&
+                r.message.code >> 5 === 2
+              )
+                return false;
+              resolve();
+              return true;
+            },
+            onError: () => resolve(),
+            timeoutMs: this.opts.timeout ?? 5000,
+          },
+        );
+      } catch {
+        resolve();
+      }
+    });
+  }
+}
+
+/** Throws unless the observation was accepted by the server (first response had Observe). */
+export async function expectObserving(obs: Observation): Promise<CoapResponse> {
+  const first = await obs.registered;
+  if (first.option(OptionNumber.Observe) === undefined) {
+    throw new ObserveError(`server answered ${first.codeText} without Observe: the resource is not observed`);
+  }
+  return first;
+}
