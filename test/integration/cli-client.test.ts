@@ -314,6 +314,11 @@ describe('coapkit discover and ping', () => {
     ]);
     const two = await runCli(['discover', U, '--if', 'sensor', '--rt', 'humidity']);
     assert.equal(two.out, '</sensors/hum>  rt=humidity if=sensor ct=0\n');
+    const v = await runCli(['discover', U, '--rt', 'humidity', '-v']);
+    assert.match(v.stderr, /^\* GET coap:\/\/127\.0\.0\.1:\d+\/\.well-known\/core\?rt=humidity$/m);
+    assert.match(v.stderr, /^>\s+Uri-Query: "rt=humidity"$/m);
+    assert.match(v.stderr, /^>\s+Accept: 40 \(application\/link-format\)$/m);
+    assert.match(v.stderr, /^< ACK 2\.05 Content/m);
     const ct = await runCli(['discover', U, '--ct', 'json', '--href', '/disc*']);
     assert.equal(ct.out, '</disc/x>  ct=50 sz=2 title="Dynamic resource"\n');
   });

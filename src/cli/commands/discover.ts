@@ -11,10 +11,11 @@ import { LinkFormatError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
 import { checkUri, contentFormatArg, pskFor, timeoutMs } from '../common.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
-import { formatLink, formatMessage, linkToJson, summarizePayload } from '../format.js';
+import { formatLink, linkToJson, summarizePayload } from '../format.js';
 import { DISCOVER_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
 import { PSK_FLAGS } from '../psk.js';
+import { watchExchange } from '../verbose.js';
 
 export const DISCOVER_FLAGS: FlagSpecs = {
   rt: { type: 'string' },
@@ -56,6 +57,8 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   if (query.length > 0) href += `?${query.map(encodeQueryArg).join('&')}`;
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
+  const watch = bool(p, 'verbose') ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
+  if (watch) io.stderr.write(`* GET ${href}\n`);
   const started = performance.now();
   try {
     const res = await client.request(href, {
@@ -64,9 +67,10 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
       confirmable: !bool(p, 'non'),
       ...(timeout !== undefined ? { timeout } : {}),
     });
-    if (bool(p, 'verbose')) {
+    if (watch) {
+      watch.stop();
       const ms = (performance.now() - started).toFixed(1);
-      await writeAll(io.stderr, `> GET ${href}\n${formatMessage('<', res, `  in ${ms} ms`).join('\n')}\n`);
+      await writeAll(io.stderr, `* ${describeCode(res.code)} in ${ms} ms (rtt ${res.rttMs.toFixed(1)} ms)\n`);
     }
     const status = exitCodeForResponse(res.code);
     if (status !== ExitCode.OK) {
@@ -97,6 +101,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
     }
     return ExitCode.OK;
   } finally {
+    watch?.stop();
     await client.close();
   }
 }
