@@ -3,6 +3,20 @@
  */
 
 export {
+  type BlockwiseClientOptions,
+  type BlockwiseResult,
+  blockwiseExchange,
+  type SendFn,
+} from './blockwise/client.js';
+export { type BlockProgress, szxToSize } from './blockwise/common.js';
+export {
+  createProgressBar,
+  formatProgress,
+  type ProgressBar,
+  type ProgressBarOptions,
+} from './blockwise/progress.js';
+export { BlockwiseServer, type BlockwiseServerOptions, enableBlockwise } from './blockwise/server.js';
+export {
   buildRequest,
   type ClientOptions,
   CoapClient,
@@ -39,6 +53,14 @@ export {
 export { randomToken } from './exchange/tokens.js';
 export { type DedupOptions, DedupStore } from './message-layer/dedup.js';
 export { MessageLayer, type PeerState } from './message-layer/message-layer.js';
+export { isFresher, Observation, type ObserveOptions, type ObserveTarget } from './observe/client.js';
+export {
+  enableObserve,
+  type ObservableResource,
+  type ObserveEvent,
+  ObserveServer,
+  type ObserveServerOptions,
+} from './observe/server.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
 export {
   CoapServer,
