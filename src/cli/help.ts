@@ -79,7 +79,7 @@ GETs /.well-known/core (RFC 6690) from the URI's host (or the URI's own path
 when it has one) and prints one link per line with its attributes.
 
 Filters (sent to the server as Uri-Query per RFC 6690 §4.1 and applied locally;
-a trailing * matches a prefix):
+a trailing * matches a prefix; no match prints nothing and exits 0):
       --rt VALUE              resource type
       --if VALUE              interface description
       --ct N                  content format (number or name)

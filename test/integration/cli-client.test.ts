@@ -319,6 +319,12 @@ describe('coapkit discover and ping', () => {
     assert.match(v.stderr, /^>\s+Uri-Query: "rt=humidity"$/m);
     assert.match(v.stderr, /^>\s+Accept: 40 \(application\/link-format\)$/m);
     assert.match(v.stderr, /^< ACK 2\.05 Content/m);
+    const none = await runCli(['discover', U, '--rt', 'no-such-type']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.equal(none.out, '');
+    assert.equal(none.stderr, 'coapkit: no matching links\n');
+    const noneJson = await runCli(['discover', U, '--href', '/zzz', '--json']);
+    assert.equal(noneJson.out, '[]\n');
     const ct = await runCli(['discover', U, '--ct', 'json', '--href', '/disc*']);
     assert.equal(ct.out, '</disc/x>  ct=50 sz=2 title="Dynamic resource"\n');
   });

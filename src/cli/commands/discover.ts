@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { CoapClient } from '../../client/client.js';
 import { filterLinks, type Link, parseLinkFormat } from '../../codec/link-format.js';
 import { encodeQueryArg, formatUri } from '../../codec/uri.js';
-import { describeCode } from '../../constants/codes.js';
+import { describeCode, ResponseCode } from '../../constants/codes.js';
 import { ContentFormat, contentFormatName } from '../../constants/content-formats.js';
 import { LinkFormatError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
@@ -71,6 +71,12 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
       watch.stop();
       const ms = (performance.now() - started).toFixed(1);
       await writeAll(io.stderr, `* ${describeCode(res.code)} in ${ms} ms (rtt ${res.rttMs.toFixed(1)} ms)\n`);
+    }
+    // With a filter, 4.04 is how many servers say "no link matches" (not an error of the request).
+    if (res.code === ResponseCode.NotFound && filters.length > 0 && uri.path.length === 0) {
+      if (bool(p, 'json')) await writeAll(io.stdout, '[]\n');
+      else if (!bool(p, 'quiet')) await writeAll(io.stderr, 'coapkit: no matching links\n');
+      return ExitCode.OK;
     }
     const status = exitCodeForResponse(res.code);
     if (status !== ExitCode.OK) {
