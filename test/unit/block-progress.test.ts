@@ -53,7 +53,7 @@ describe('progress bar', () => {
     quiet.update({ direction: 'upload', bytes: 1, blocks: 1 });
     quiet.done();
     assert.equal(quiet.enabled, false);
-    assert.deepEqual(out, []);
+    assert.equal(out.length, 0);
     const bar = createProgressBar({
       stream: { isTTY: true, columns: 80, write: (s) => out.push(s) },
       now: () => t,
