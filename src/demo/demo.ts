@@ -12,20 +12,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { BlockProgress } from '../blockwise/common.js';
+import { type BlockwiseServer, enableBlockwise } from '../blockwise/server.js';
 import { CoapClient } from '../client/client.js';
-import type { CoapResponse } from '../client/response.js';
-import { decodeBlock, decodeUint, encodeBlock, encodeUint, getOption } from '../codec/options.js';
-import { Method } from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
-import { OptionNumber } from '../constants/options.js';
-import type { Endpoint } from '../endpoint/endpoint.js';
 import { ResponseCodeError } from '../errors.js';
-import type { InboundResponse } from '../exchange/exchange-layer.js';
+import { enableObserve, type ObserveServer } from '../observe/server.js';
 import { CoapServer } from '../server/server.js';
 import { eventPeerKey, formatSummary, startTrace, type Trace, type TraceChannel } from '../trace/tracer.js';
 import { DtlsClientTransport, DtlsServerTransport } from '../transport/dtls.js';
 import { resolveHost } from '../transport/resolve.js';
-import type { Peer } from '../transport/transport.js';
 
 export interface DemoIo {
   stdout: NodeJS.WritableStream;
@@ -55,25 +51,20 @@ export interface DemoOptions {
 
 const JSON_CF = ContentFormat.Json;
 
-interface Observer {
-  peer: Peer;
-  token: Buffer;
-  endpoint: Endpoint;
-}
-
 /** The "cloud": /logs, /.d/settings (observable), /fw/image.bin (block-wise). */
 class Cloud {
   readonly server = new CoapServer({ separateResponseDelayMs: 500 });
   readonly logs: unknown[] = [];
   settings: Record<string, unknown> = { logLevel: 'info', reportIntervalS: 60 };
-  private observeSeq = 2;
-  private readonly observers = new Map<string, Observer>();
   readonly firmware: Buffer;
-  readonly firmwareEtag: Buffer;
+  readonly blockwise: BlockwiseServer;
+  readonly observe: ObserveServer;
 
   constructor(firmwareSize: number) {
     this.firmware = randomBytes(firmwareSize);
-    this.firmwareEtag = createHash('sha256').update(this.firmware).digest().subarray(0, 4);
+    // RFC 7959 slicing first, then RFC 7641 (notifications as CON, like Golioth's).
+    this.blockwise = enableBlockwise(this.server);
+    this.observe = enableObserve(this.server, { confirmable: true, blockwise: this.blockwise });
     this.server.post(
       '/logs',
       (req) => {
@@ -87,86 +78,32 @@ class Cloud {
       },
       { rt: 'logs', ct: JSON_CF },
     );
-    this.server.get('/.d/settings', (req) => this.getSettings(req), { rt: 'config', ct: JSON_CF, obs: true });
-    this.server.get('/fw/image.bin', (req) => this.getFirmware(req), {
-      rt: 'firmware',
-      ct: ContentFormat.OctetStream,
-      sz: firmwareSize,
-    });
+    this.server.get(
+      '/.d/settings',
+      () => ({ contentFormat: JSON_CF, payload: JSON.stringify(this.settings) }),
+      { rt: 'config', ct: JSON_CF, obs: true },
+    );
+    this.server.get(
+      '/fw/image.bin',
+      () => ({ contentFormat: ContentFormat.OctetStream, payload: this.firmware }),
+      { rt: 'firmware', ct: ContentFormat.OctetStream, sz: firmwareSize },
+    );
   }
 
   get observerCount(): number {
-    return this.observers.size;
+    return this.observe.observerCount('/.d/settings');
   }
 
-  private settingsPayload(): string {
-    return JSON.stringify(this.settings);
-  }
-
-  private getSettings(req: Parameters<Parameters<CoapServer['get']>[1]>[0]) {
-    const obs = req.option(OptionNumber.Observe);
-    const key = `${req.peer.key}|${req.token.toString('hex')}`;
-    if (obs !== undefined && decodeUint(obs) === 0 && req.endpoint !== undefined) {
-      // RFC 7641 §3.1 / §4.1: register, answer with the current sequence number.
-      this.observers.set(key, { peer: req.peer, token: Buffer.from(req.token), endpoint: req.endpoint });
-      return {
-        contentFormat: JSON_CF,
-        options: [{ number: OptionNumber.Observe, value: this.observeSeq }],
-        payload: this.settingsPayload(),
-      };
-    }
-    if (obs !== undefined && decodeUint(obs) === 1) this.observers.delete(key);
-    return { contentFormat: JSON_CF, payload: this.settingsPayload() };
-  }
-
-  /** Changes the settings and notifies every observer with a CON notification. */
+  /** Changes the settings; every observer gets a notification. */
   changeSettings(patch: Record<string, unknown>): void {
     this.settings = { ...this.settings, ...patch };
-    this.observeSeq = (this.observeSeq + 1) & 0xffffff;
-    const payload = Buffer.from(this.settingsPayload(), 'utf8');
-    for (const [key, o] of this.observers) {
-      o.endpoint.exchangeLayer.sendUnsolicited(
-        o.peer,
-        {
-          confirmable: true,
-          code: 0x45,
-          token: o.token,
-          options: [
-            { number: OptionNumber.Observe, value: encodeUint(this.observeSeq) },
-            { number: OptionNumber.ContentFormat, value: encodeUint(JSON_CF) },
-          ],
-          payload,
-        },
-        // §3.6 / §4.2: an RST or a timeout removes the observer.
-        { onReset: () => this.observers.delete(key), onTimeout: () => this.observers.delete(key) },
-      );
-    }
+    this.observe.notify('/.d/settings');
   }
 
-  private getFirmware(req: Parameters<Parameters<CoapServer['get']>[1]>[0]) {
-    const b2 = req.option(OptionNumber.Block2);
-    let num = 0;
-    let szx = 6;
-    if (b2 !== undefined) {
-      const b = decodeBlock(b2);
-      num = b.num;
-      szx = Math.min(b.szx, 6);
-    }
-    const size = 1 << (szx + 4);
-    const offset = num * size;
-    if (offset >= this.firmware.length && this.firmware.length > 0) {
-      throw new ResponseCodeError('4.02', `block ${num} is beyond the end of the image`);
-    }
-    const more = offset + size < this.firmware.length;
-    return {
-      contentFormat: ContentFormat.OctetStream,
-      etag: this.firmwareEtag,
-      options: [
-        { number: OptionNumber.Block2, value: encodeBlock(num, more, szx) },
-        { number: OptionNumber.Size2, value: this.firmware.length },
-      ],
-      payload: this.firmware.subarray(offset, offset + size),
-    };
+  async close(): Promise<void> {
+    this.observe.close();
+    this.blockwise.close();
+    await this.server.close();
   }
 }
 
@@ -286,7 +223,7 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
       ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500 } } : {}),
       preferFamily: where.family,
       blockSize,
-    } as ConstructorParameters<typeof CoapClient>[0]);
+    });
 
     // ---- 2. DNS
     p.heading(2, 'Address resolution (DNS)', [
@@ -349,8 +286,10 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
     // ---- 6. Block-wise download
     const blocks = Math.ceil(firmwareSize / blockSize);
     p.heading(6, `Firmware download, block-wise (${formatSize(firmwareSize)} in ${blockSize} B blocks)`, [
-      `The image is bigger than a datagram, so it comes in ${blocks} Block2 exchanges (RFC 7959): NUM/M/SZX`,
-      options.allBlocks ? `Every block is traced.` : `Only the first two and the last block are traced.`,
+      `The image is bigger than a datagram, so it comes in ${blocks} Block2 exchanges (RFC 7959);`,
+      `Block2 reads NUM/M/size (block number, more-flag, block size). ${
+        options.allBlocks ? 'Every block is traced.' : 'Only the first two and the last block are traced.'
+      }`,
     ]);
     const fw = await downloadFirmware(
       client,
@@ -359,9 +298,10 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
       io.isTTY && format === 'text',
       p,
       (done, total) => {
-        if (options.allBlocks) return;
+        if (options.allBlocks) return false;
         const n = Math.ceil(total / blockSize);
         muted = done >= 2 && done < n - 1;
+        return muted;
       },
     );
     muted = false;
@@ -402,7 +342,7 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
     if (watchdog) clearTimeout(watchdog);
     trace?.stop();
     await client?.close().catch(() => undefined);
-    await cloud.server.close().catch(() => undefined);
+    await cloud.close().catch(() => undefined);
   }
   if (failed !== undefined) {
     const msg = failed instanceof Error ? failed.message : String(failed);
@@ -420,122 +360,64 @@ function formatSize(n: number): string {
   return n >= 1024 && n % 1024 === 0 ? `${n / 1024} KiB` : `${n} B`;
 }
 
-/** Registers, waits for two changes, then deregisters (Observe: 1). */
+/** Registers, waits for two changes, then deregisters (GET with Observe: 1). */
 async function observeSettings(client: CoapClient, uri: string, cloud: Cloud, p: Printer): Promise<void> {
-  const target = await client.resolve(uri);
-  const options = [...target.uriOptions, { number: OptionNumber.Observe, value: encodeUint(0) }];
-  let count = 0;
   const changes: Array<Record<string, unknown>> = [
     { logLevel: 'debug' },
     { reportIntervalS: 10, ledBrightness: 40 },
   ];
-  let token: Buffer | undefined;
-  await new Promise<void>((resolve, reject) => {
-    const exchange = target.endpoint.request(
-      target.peer,
-      { code: Method.GET, options },
-      {
-        timeoutMs: 5000,
-        onError: reject,
-        onResponse: (r: InboundResponse) => {
-          count++;
-          const obs = getOption(r.message.options, OptionNumber.Observe);
-          const seq = obs === undefined ? undefined : decodeUint(obs);
-          const what = count === 1 ? 'registered, current settings' : `notification #${count - 1}`;
-          setImmediate(() => {
-            p.result(`${what} (Observe ${seq ?? 'absent'}): ${r.message.payload.toString('utf8')}`);
-            if (seq === undefined) return resolve();
-            const next = changes.shift();
-            if (next === undefined) return resolve();
-            // The cloud changes the configuration a moment later.
-            setTimeout(() => cloud.changeSettings(next), 50);
-          });
-          return false;
-        },
-      },
-    );
-    token = exchange.token;
-  });
-  // §3.6: deregister with GET + Observe: 1 and the same token.
-  const res: CoapResponse = await client.get(uri, {
-    ...(token ? { token } : {}),
-    options: [{ number: OptionNumber.Observe, value: 1 }],
-    timeout: 5000,
-  });
+  const observation = client.observe(uri, { timeout: 5000 });
+  let count = 0;
+  for await (const n of observation) {
+    count++;
+    await settle();
+    const what = count === 1 ? 'registered, current settings' : `notification #${count - 1}`;
+    p.result(`${what} (Observe ${n.observe ?? 'absent'}): ${n.text()}`);
+    const next = changes.shift();
+    if (n.observe === undefined || next === undefined) break;
+    // The cloud changes the configuration a moment later.
+    setTimeout(() => cloud.changeSettings(next), 50);
+  }
+  // Leaving the loop deregisters (§3.6: GET with Observe: 1 and the same token).
+  await observation.cancel();
   await settle();
-  p.result(
-    `deregistered with Observe: 1 → ${res.codeText}; the cloud now has ${cloud.observerCount} observers`,
-  );
+  p.result(`deregistered; the cloud now has ${cloud.observerCount} observers of /.d/settings`);
 }
 
-/** Downloads with the client's transparent Block2 when available, else block by block. */
+/** Downloads with the client's transparent Block2, drawing progress. */
 async function downloadFirmware(
   client: CoapClient,
   uri: string,
   blockSize: number,
   tty: boolean,
   p: Printer,
-  onBlock: (done: number, total: number) => void,
+  onBlock: (done: number, total: number) => boolean,
 ): Promise<Buffer> {
   let lastPct = -1;
   let barShown = false;
-  const progress = (bytes: number, total: number, blocks: number) => {
-    onBlock(blocks, total);
-    const pct = total > 0 ? Math.floor((bytes / total) * 100) : 0;
+  const progress = (pr: BlockProgress) => {
+    const total = pr.totalBytes ?? pr.bytes;
+    // True while the trace is muted: the bar can be redrawn in place.
+    const quiet = onBlock(pr.blocks, total);
+    const pct = total > 0 ? Math.floor((pr.bytes / total) * 100) : 0;
     if (tty) {
       const width = 40;
       const fill = Math.round((pct / 100) * width);
       p.write(
-        `\r   [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct}%  ${bytes}/${total} B  ${blocks} blocks`,
+        `\r   [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct}%  ${pr.bytes}/${total} B  ${pr.blocks} blocks`,
       );
       barShown = true;
-      if (bytes >= total) {
+      if (pr.bytes >= total || !quiet) {
         p.write('\n');
         barShown = false;
       }
-    } else if (pct >= lastPct + 25 || bytes >= total) {
+    } else if (pct >= lastPct + 25 || pr.bytes >= total) {
       lastPct = pct - (pct % 25);
-      p.write(`   progress: ${pct}% (${bytes}/${total} B, ${blocks} blocks)\n`);
+      p.write(`   progress: ${pct}% (${pr.bytes}/${total} B, ${pr.blocks} blocks)\n`);
     }
   };
-  const szx = Math.log2(blockSize) - 4;
-  const blockOpt = (num: number) => ({ number: OptionNumber.Block2, value: encodeBlock(num, false, szx) });
-  let transparent = false;
-  const first = await client.get(uri, {
-    timeout: 5000,
-    options: [blockOpt(0)],
-    ...({
-      blockSize,
-      onProgress: (pr: { bytes: number; totalBytes?: number; blocks: number }) => {
-        transparent = true;
-        progress(pr.bytes, pr.totalBytes ?? pr.bytes, pr.blocks);
-      },
-    } as object),
-  });
-  if (!first.ok) throw new Error(`firmware download failed: ${first.codeText}`);
-  const b2 = first.option(OptionNumber.Block2);
-  const block = b2 === undefined ? undefined : decodeBlock(b2);
-  if (transparent || block === undefined || !block.more) {
-    if (barShown) p.write('\n');
-    return first.payload;
-  }
-  p.note('(this build has no transparent block-wise client: the demo asks for each block itself)');
-  const size2 = first.option(OptionNumber.Size2);
-  const total = size2 === undefined ? 0 : decodeUint(size2);
-  const parts: Buffer[] = [first.payload];
-  let bytes = first.payload.length;
-  progress(bytes, total, 1);
-  for (let num = 1; ; num++) {
-    const r = await client.get(uri, { timeout: 5000, options: [blockOpt(num)] });
-    if (!r.ok) throw new Error(`block ${num}: ${r.codeText}`);
-    parts.push(r.payload);
-    bytes += r.payload.length;
-    const rb = r.option(OptionNumber.Block2);
-    const more = rb !== undefined && decodeBlock(rb).more;
-    progress(bytes, Math.max(total, bytes), num + 1);
-    if (!more) break;
-    if (num > 1 << 16) throw new Error('too many blocks');
-  }
+  const res = await client.get(uri, { timeout: 5000, blockSize, onProgress: progress });
   if (barShown) p.write('\n');
-  return Buffer.concat(parts);
+  if (!res.ok) throw new Error(`firmware download failed: ${res.codeText}`);
+  return res.payload;
 }

@@ -271,6 +271,14 @@ function recordName(ev: RecordEv): string {
 
 const suiteLabel = (s: string): string => s;
 
+/** The Observe value of a datagram with this Message ID, if it carries one. */
+function observeOf(data: Uint8Array, messageId: number): number | undefined {
+  const s = summarizeCoap(data);
+  if (!s.ok || s.messageId !== messageId) return undefined;
+  const o = s.options.find((x) => x.number === 6);
+  return o === undefined ? undefined : Number(o.value);
+}
+
 function extensionList(ext: number[]): string {
   return ext.map((e) => EXTENSION_NAMES[e] ?? String(e)).join(', ');
 }
@@ -744,9 +752,22 @@ export function startTrace(options: TraceOptions): Trace {
         piggybacked: boolean;
         rttMs: number;
       };
-      const how = ev.piggybacked
+      let how = ev.piggybacked
         ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
         : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
+      // An Observe option in the message just received makes it a registration or notification.
+      const key = peerKeyOf(ev.peer);
+      for (let i = queue.length - 1; i >= 0; i--) {
+        const q = queue[i]!;
+        if (q.kind !== 'coap' || q.dir !== 'in' || peerKeyOf(q.peer) !== key) continue;
+        const obs = observeOf(q.data, ev.messageId);
+        if (obs !== undefined) {
+          how = ev.piggybacked
+            ? `observation registered (Observe ${obs}), ${how}`
+            : `notification (Observe ${obs}), ${how}`;
+        }
+        break;
+      }
       const s = summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
       push({
         kind: 'line',
