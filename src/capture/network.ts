@@ -207,6 +207,8 @@ export function decodeIpv6(data: Uint8Array): IpLayer {
     need(data, o, len, 'IPv6 extension header');
     next = nh;
     o += len;
+    // After a non-first fragment header comes continuation data, not more headers.
+    if (fragment !== undefined && fragment.offset !== 0) break;
     if (ext.length > 32) throw new CaptureFormatError('too many IPv6 extension headers');
   }
   const totalLength = 40 + payloadLength;

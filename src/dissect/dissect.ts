@@ -72,6 +72,8 @@ export interface FrameInfo {
     optionsLength?: number;
     extensionHeaders?: number[];
     fragment?: { id: number; offset: number; moreFragments: boolean };
+    /** Set on the frame that completed an IP datagram: the frames of its fragments. */
+    reassembledFrom?: number[];
   };
   udp?: { srcPort: number; dstPort: number; length: number };
   protocol: 'dns' | 'dtls' | 'coap' | 'udp' | 'ip' | 'link';
@@ -164,6 +166,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
   const first = capture.frames[0];
   if (first) result.capture.start = isoTime(first.seconds, first.nanos);
   const flights = new Map<number, DtlsFlight[]>();
+  const fragments = new Map<string, FragmentState>();
   const appRecords = new Map<number, number>();
 
   for (const f of capture.frames) {
@@ -210,19 +213,25 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
       fi.bytes.ip = ip.headerLength;
       if (ip.truncated)
         fi.errors.push(`IP packet truncated (${link.payload.length} of ${ip.totalLength} bytes captured)`);
+      let ipPayload = ip.payload;
       if (ip.fragment) {
         fi.ip.fragment = ip.fragment;
-        fi.summary = `IPv${ip.version} fragment id ${ip.fragment.id} offset ${ip.fragment.offset}${ip.fragment.moreFragments ? ' (more)' : ''} ${ip.src} → ${ip.dst} (not reassembled)`;
-        fi.errors.push('IP fragment: reassembly is not supported, contents not decoded');
-        fi.bytes.other = ip.payload.length;
-        continue;
+        const key = `${ip.version}|${ip.src}|${ip.dst}|${ip.protocol}|${ip.fragment.id}`;
+        const whole = reassemble(fragments, key, ip.fragment, ip.payload, f.number);
+        if (whole === undefined) {
+          fi.summary = `IPv${ip.version} fragment id ${ip.fragment.id} offset ${ip.fragment.offset}${ip.fragment.moreFragments ? ' (more)' : ''} ${ip.src} → ${ip.dst}`;
+          fi.bytes.other = ip.payload.length;
+          continue;
+        }
+        fi.ip.reassembledFrom = whole.frames;
+        ipPayload = whole.data;
       }
       if (ip.protocol !== 17) {
         fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP)`;
-        fi.bytes.other = ip.payload.length;
+        fi.bytes.other = ipPayload.length;
         continue;
       }
-      const udp = decodeUdp(ip.payload);
+      const udp = decodeUdp(ipPayload);
       fi.protocol = 'udp';
       fi.udp = { srcPort: udp.srcPort, dstPort: udp.dstPort, length: udp.length };
       fi.bytes.udp = 8;
@@ -350,6 +359,46 @@ function addCoap(
     fi.errors.push(`not a valid CoAP message: ${msg(e)}`);
     fi.bytes.other = (fi.bytes.other ?? 0) + bytes.length;
   }
+}
+
+interface FragmentState {
+  parts: { offset: number; data: Uint8Array; frame: number }[];
+  total?: number;
+}
+
+const MAX_FRAGMENTS = 256;
+
+/** Collects IP fragments; returns the whole payload once every byte up to the last fragment is there. */
+function reassemble(
+  states: Map<string, FragmentState>,
+  key: string,
+  frag: { offset: number; moreFragments: boolean },
+  data: Uint8Array,
+  frame: number,
+): { data: Uint8Array; frames: number[] } | undefined {
+  let st = states.get(key);
+  if (st === undefined) {
+    st = { parts: [] };
+    states.set(key, st);
+  }
+  if (st.parts.length >= MAX_FRAGMENTS) return undefined;
+  st.parts.push({ offset: frag.offset, data, frame });
+  if (!frag.moreFragments) st.total = frag.offset + data.length;
+  if (st.total === undefined || st.total > 0xffff) return undefined;
+  const parts = [...st.parts].sort((a, b) => a.offset - b.offset);
+  let covered = 0;
+  for (const p of parts) {
+    if (p.offset > covered) return undefined;
+    covered = Math.max(covered, p.offset + p.data.length);
+  }
+  if (covered < st.total) return undefined;
+  const out = new Uint8Array(st.total);
+  for (const p of parts) {
+    if (p.offset < st.total)
+      out.set(p.data.subarray(0, Math.min(p.data.length, st.total - p.offset)), p.offset);
+  }
+  states.delete(key);
+  return { data: out, frames: st.parts.map((p) => p.frame) };
 }
 
 function endpoint(ip: string, version: 4 | 6, port: number): string {

@@ -206,7 +206,11 @@ export function layerBytes(f: FrameInfo): string {
   if (b.coapHeader !== undefined) parts.push(`CoAP header ${b.coapHeader}`);
   if (b.coapPayload) parts.push(`payload ${b.coapPayload}`);
   if (b.other) parts.push(`undecoded ${b.other}`);
-  return `${parts.join(' + ')} = ${b.frame} B`;
+  const reassembled = f.ip?.reassembledFrom;
+  const note = reassembled
+    ? ` (IP datagram reassembled from frames ${reassembled.map((n) => `#${n}`).join(', ')})`
+    : '';
+  return `${parts.join(' + ')} = ${b.frame} B${note}`;
 }
 
 function renderRecord(

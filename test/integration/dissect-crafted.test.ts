@@ -172,7 +172,7 @@ describe('dissect across link types and IP versions', () => {
     );
     assert.equal(r.error, undefined);
     assert.deepEqual(r.frames[0]?.ip?.fragment, { id: 9, offset: 0, moreFragments: true });
-    assert.match(r.frames[0]?.errors[0] ?? '', /fragment/);
+    assert.match(r.frames[0]?.summary ?? '', /IPv4 fragment id 9 offset 0 \(more\)/);
     assert.match(r.frames[1]?.summary ?? '', /protocol 6 \(not UDP\)/);
     assert.match(r.frames[2]?.summary ?? '', /ethertype 0x0806/);
     assert.match(r.frames[3]?.errors[0] ?? '', /not a valid CoAP message: token length 15/);
@@ -180,5 +180,51 @@ describe('dissect across link types and IP versions', () => {
     assert.equal(r.coap.messages.length, 0);
     const text = renderText(r, { color: false });
     assert.match(text, /4\. Other frames and problems/);
+  });
+
+  it('reassembles IPv4 and IPv6 fragments (out of order, duplicates)', () => {
+    const big = Buffer.concat([
+      Buffer.from([0x51, 0x02, 0x00, 0x07, 0x0f, 0xb1, 0x62, 0xff]),
+      Buffer.alloc(100, 0x41),
+    ]);
+    const datagram = udp(5000, 5683, big); // 116 bytes: 8 UDP + 108 CoAP
+    const f1 = datagram.subarray(0, 64);
+    const f2 = datagram.subarray(64);
+    const ip4 = (data: Buffer, off: number, more: boolean): Buffer =>
+      ether(ipv4('10.1.1.1', '10.1.1.2', data, { id: 77, fragOffset: off, more }));
+    const fragHeader = (off: number, more: boolean): { type: number; body: Buffer } => {
+      const b = Buffer.alloc(7);
+      b.writeUInt16BE(off | (more ? 1 : 0), 1);
+      b.writeUInt32BE(5, 3);
+      return { type: 44, body: b };
+    };
+    const ip6 = (data: Buffer, off: number, more: boolean): Buffer =>
+      ether(ipv6(a6, b6, data, [fragHeader(off, more)]), 0x86dd);
+    const r = dissect(
+      pcap(
+        [
+          { data: ip4(f2, 64, false) },
+          { data: ip4(f1, 0, true) },
+          { data: ip6(f1, 0, true) },
+          { data: ip6(f1, 0, true) },
+          { data: ip6(f2, 64, false) },
+        ],
+        {
+          linkType: 1,
+        },
+      ),
+    );
+    assert.equal(r.coap.messages.length, 2);
+    assert.deepEqual(
+      r.coap.messages.map((m) => [m.frame, m.summary, m.payload.length]),
+      [
+        [2, 'NON MID=7 TKN=0f POST /b', 100],
+        [5, 'NON MID=7 TKN=0f POST /b', 100],
+      ],
+    );
+    assert.deepEqual(r.frames[1]?.ip?.reassembledFrom, [1, 2]);
+    assert.deepEqual(r.frames[4]?.ip?.reassembledFrom, [3, 4, 5]);
+    assert.match(r.frames[0]?.summary ?? '', /fragment id 77 offset 64/);
+    assert.match(renderText(r, { color: false }), /reassembled from frames #1, #2/);
   });
 });
