@@ -163,8 +163,10 @@ describe('differential: coap-packet', () => {
         .map(([b0, c, mid, rest]) => Buffer.from([b0, c, ...mid, ...rest])),
     );
     let compared = 0;
+    let runs = 0;
     fc.assert(
       fc.property(datagram, (bytes) => {
+        runs++;
         let m: CoapMessage;
         try {
           m = decodeMessage(bytes);
@@ -176,7 +178,7 @@ describe('differential: coap-packet', () => {
       }),
       params(6000),
     );
-    assert.ok(compared > 100, `compared ${compared}`);
+    assert.ok(compared >= runs / 4, `compared ${compared}/${runs}`);
   });
 
   it("coap-packet's encodings of valid messages decode to the same fields here", () => {

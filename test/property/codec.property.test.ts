@@ -242,8 +242,10 @@ const sansPort = (u: CoapUri) => ({ ...u, explicitPort: false });
 describe('URI properties', () => {
   it('parseUri throws only UriError; parse → format → parse is a fixed point', () => {
     let accepted = 0;
+    let runs = 0;
     fc.assert(
       fc.property(uriInput, (s) => {
+        runs++;
         let u1: CoapUri;
         try {
           u1 = parseUri(s);
@@ -263,7 +265,9 @@ describe('URI properties', () => {
       }),
       params(5000),
     );
-    assert.ok(accepted > 100, `generator should produce mostly valid URIs (accepted ${accepted})`);
+    // Guard against a generator that only produces rejected input (checked as a ratio,
+    // since the time limit may cut the run short on a loaded machine).
+    assert.ok(accepted >= runs / 10, `generator should produce enough valid URIs (${accepted}/${runs})`);
   });
 });
 
@@ -300,8 +304,10 @@ const link: fc.Arbitrary<Link> = fc
 describe('link-format properties', () => {
   it('serialize → parse round trip (targets percent-encoded where they must be)', () => {
     let verbatim = 0;
+    let runs = 0;
     fc.assert(
       fc.property(fc.array(link, { maxLength: 6 }), (links) => {
+        runs++;
         const text = serializeLinkFormat(links);
         const expected = links.map((l) => ({
           target: l.target.replace(/[<>\s]/g, (c) => encodeURIComponent(c)),
@@ -314,7 +320,7 @@ describe('link-format properties', () => {
       }),
       params(3000),
     );
-    assert.ok(verbatim > 100, `most generated targets need no encoding (${verbatim})`);
+    assert.ok(verbatim >= runs / 4, `most generated targets need no encoding (${verbatim}/${runs})`);
   });
 
   it('parseLinkFormat of arbitrary text returns links or throws LinkFormatError', () => {
