@@ -95,10 +95,10 @@ export async function report(err: unknown, io: Io): Promise<number> {
   const status = exitCodeForError(err);
   if (err instanceof CoapError) {
     let hint = err.hint;
-    if (
-      hint === undefined &&
-      (err instanceof TimeoutError || err instanceof NetworkError || err instanceof ResetError)
-    ) {
+    if (hint === undefined && err instanceof ResetError) {
+      hint =
+        'the peer rejected the message with a Reset: is a CoAP server (of that scheme) running on that port?';
+    } else if (hint === undefined && (err instanceof TimeoutError || err instanceof NetworkError)) {
       hint = 'is a server running on that port?';
     } else if (hint === undefined && err instanceof DtlsError) {
       hint = 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
