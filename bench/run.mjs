@@ -180,6 +180,12 @@ async function memoryPhase(def, sc) {
       const recent = load.progress.filter((p) => p.t > sc.duration - EXCHANGE_LIFETIME_S);
       exchanges = recent.reduce((s, p) => s + p.interval_completed, 0);
     }
+    // A peer that reports its deduplication store (coapkit) is counted exactly: that store may
+    // hold fewer exchanges than were answered (MID reuse by an endpoint, or its size bounds).
+    const dedupBefore = before?.extra?.dedupEntries;
+    const dedupAfter = after?.extra?.dedupEntries;
+    if (typeof dedupBefore === 'number' && typeof dedupAfter === 'number')
+      exchanges = dedupAfter - dedupBefore;
     const heapDelta = before && after ? after.mem.heapUsed - before.mem.heapUsed : null;
     const extDelta = before && after ? after.mem.external - before.mem.external : null;
     const third = series.filter((p) => p.t >= (sc.duration * 2) / 3);
@@ -202,6 +208,8 @@ async function memoryPhase(def, sc) {
       heap_after: after?.mem.heapUsed ?? null,
       external_after: after?.mem.external ?? null,
       exchanges,
+      requests_answered: before && after ? after.requests - before.requests : null,
+      peer_counters: after?.extra ?? null,
       retained_heap_per_exchange: heapDelta !== null && exchanges > 0 ? heapDelta / exchanges : null,
       retained_per_exchange:
         heapDelta !== null && extDelta !== null && exchanges > 0 ? (heapDelta + extDelta) / exchanges : null,

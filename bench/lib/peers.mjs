@@ -12,6 +12,7 @@ import { freeUdpPort, sleep, stop, track, which } from './proc.mjs';
  * @property {'node' | 'libcoap'} kind
  * @property {string} path  CoAP resource the load generator requests
  * @property {string} [script]
+ * @property {boolean} [noProbe]  not plain CoAP (DTLS): readiness comes from the IPC message only
  */
 
 /** @param {string} benchDir */
@@ -165,7 +166,7 @@ export async function startPeer(peer, opts) {
       sleep(20_000).then(() => Promise.reject(new Error(`${peer.id}: not ready`))),
     ]);
   }
-  await Promise.race([probe(port, peer.path), exited]);
+  if (!peer.noProbe) await Promise.race([probe(port, peer.path), exited]);
 
   /** Memory as the process sees it (Node peers, after forced GC) or RSS only (libcoap). */
   const memory = async (gc = true) => {

@@ -9,6 +9,17 @@ server.get('/hello', () => {
   return { code: '2.05', payload: 'world' };
 });
 
-reportTo(() => requests);
+// The exchanges coapkit still remembers for deduplication (RFC 7252 §4.5), across its endpoints.
+const dedup = () => {
+  let entries = 0;
+  let evictedEarly = 0;
+  for (const ep of server.endpoints) {
+    const store = ep.messageLayer?.dedup;
+    entries += store?.size ?? 0;
+    evictedEarly += store?.evictedEarly ?? 0;
+  }
+  return { dedupEntries: entries, dedupEvictedEarly: evictedEarly };
+};
+reportTo(() => requests, dedup);
 await server.listen({ port: portArg(), host: '127.0.0.1' });
 ready(server.addresses()[0]?.port ?? portArg());

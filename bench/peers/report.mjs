@@ -1,17 +1,21 @@
 // Shared by the Node peers: talks to the bench harness over the IPC channel.
 //  - sends { ready: true, port } once the server listens;
 //  - answers { cmd: 'mem', gc: true } with process.memoryUsage() (after forced GCs when the peer
-//    runs with --expose-gc) plus the number of requests the peer has answered;
+//    runs with --expose-gc) plus the number of requests the peer has answered and, for coapkit,
+//    the number of exchanges its deduplication store holds;
 //  - exits when the harness goes away, so a peer can never outlive the bench.
 
-/** @param {() => number} requestCount */
-export function reportTo(requestCount) {
+/**
+ * @param {() => number} requestCount
+ * @param {() => Record<string, number>} [extra] peer-specific counters (e.g. dedup entries)
+ */
+export function reportTo(requestCount, extra) {
   process.on('message', (msg) => {
     if (msg === null || typeof msg !== 'object' || msg.cmd !== 'mem') return;
     if (msg.gc && typeof globalThis.gc === 'function') {
       for (let i = 0; i < 3; i++) globalThis.gc();
     }
-    process.send?.({ mem: process.memoryUsage(), requests: requestCount() });
+    process.send?.({ mem: process.memoryUsage(), requests: requestCount(), extra: extra?.() ?? {} });
   });
   process.on('disconnect', () => process.exit(0));
   process.on('SIGTERM', () => process.exit(0));
