@@ -82,7 +82,7 @@ describe('block-wise over UDP loopback', { timeout: 50_000 }, () => {
     const results = await Promise.all(cs.map((c) => c.put(`${base}/r/shared`, { payload: shared })));
     for (const r of results) assert.ok(r.ok);
     const gets = await Promise.all(cs.map((c, i) => c.get(`${base}/r/c${i}`)));
-    gets.forEach((g, i) => assert.ok(g.payload.equals(payloads[i]!)));
+    for (const [i, g] of gets.entries()) assert.ok(g.payload.equals(payloads[i]!));
     assert.ok((await cs[0]!.get(`${base}/r/shared`)).payload.equals(shared));
   });
 });
