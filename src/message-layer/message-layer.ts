@@ -140,10 +140,10 @@ export class MessageLayer {
   }
 
   /** Sends a datagram as-is. */
-  send(ps: PeerState, bytes: Uint8Array): void {
+  send(ps: PeerState, bytes: Uint8Array, transmission = 0): void {
     if (this.closed) return;
     if (channels.messageSent.hasSubscribers) {
-      channels.messageSent.publish({ peer: ps.peer, data: bytes, transmission: 0 });
+      channels.messageSent.publish({ peer: ps.peer, data: bytes, transmission });
     }
     this.transport.send(bytes, ps.peer);
   }
@@ -216,7 +216,7 @@ export class MessageLayer {
         nextTimeoutMs: con.timeoutMs,
       });
     }
-    this.transport.send(con.bytes, con.ps.peer);
+    this.send(con.ps, con.bytes, con.transmissions - 1);
     con.timer = setTimeout(() => this.retransmit(con), con.timeoutMs);
   }
 
@@ -317,7 +317,7 @@ export class MessageLayer {
           replayed: seen !== null && type === MessageType.CON,
         });
       }
-      if (seen !== null && type === MessageType.CON) this.transport.send(seen, peer);
+      if (seen !== null && type === MessageType.CON) this.send(ps, Buffer.from(seen));
       return;
     }
     if (this.inflight.has(key)) {
