@@ -105,10 +105,21 @@ export class ExchangeLayer {
   request(peer: Peer, req: OutgoingRequest, callbacks: RequestCallbacks): ClientExchange {
     if (this.closed) throw new ClosedError('endpoint is closed');
     const ps = this.ml.peerState(peer);
-    const token = req.token ? Buffer.from(req.token) : randomToken(this.options.tokenLength);
-    const key = callbacks.multicast
-      ? `*|${token.toString('latin1')}`
-      : `${peer.key}|${token.toString('latin1')}`;
+    const prefix = callbacks.multicast ? '*|' : `${peer.key}|`;
+    let token = req.token ? Buffer.from(req.token) : randomToken(this.options.tokenLength);
+    let key = prefix + token.toString('latin1');
+    if (req.token === undefined && this.pending.has(key)) {
+      if (token.length > 0) {
+        // §5.3.1: a fresh token must not collide with one still in use toward this peer.
+        do {
+          token = randomToken(this.options.tokenLength);
+          key = prefix + token.toString('latin1');
+        } while (this.pending.has(key));
+      } else {
+        // §5.3.1: the empty token can name only one exchange per peer: wait for the current one.
+        return this.deferEmptyToken(key, peer, req, callbacks);
+      }
+    }
     const existing = this.pending.get(key);
     if (existing) this.finish(existing);
     const p: Pending = {
@@ -150,18 +161,29 @@ export class ExchangeLayer {
     }
     const start = () => {
       if (p.done) return;
+      const encode = (messageId: number) =>
+        encodeMessage({
+          type: confirmable ? MessageType.CON : MessageType.NON,
+          code: req.code,
+          messageId,
+          token,
+          ...(req.options ? { options: req.options } : {}),
+          ...(req.payload ? { payload: req.payload } : {}),
+        });
+      if (!confirmable && ps.unansweredBytes > 0) {
+        // §4.7 PROBING_RATE: hold NON requests toward a peer that does not answer.
+        const wait = this.probingDelay(ps, encode(0).length);
+        if (wait > 0) {
+          if (p.slotTimer) clearTimeout(p.slotTimer);
+          p.slotTimer = setTimeout(start, wait);
+          return;
+        }
+      }
       p.holdsSlot = true;
       ps.outstanding++;
       const messageId = this.ml.nextMessageId();
       p.messageId = messageId;
-      const bytes = encodeMessage({
-        type: confirmable ? MessageType.CON : MessageType.NON,
-        code: req.code,
-        messageId,
-        token,
-        ...(req.options ? { options: req.options } : {}),
-        ...(req.payload ? { payload: req.payload } : {}),
-      });
+      const bytes = encode(messageId);
       p.startedAt = performance.now();
       if (confirmable) {
         p.con = this.ml.sendCon(ps, messageId, bytes, {
@@ -186,6 +208,59 @@ export class ExchangeLayer {
     };
   }
 
+  private readonly emptyTokenWaiters = new Map<string, Array<() => void>>();
+
+  private deferEmptyToken(
+    key: string,
+    peer: Peer,
+    req: OutgoingRequest,
+    callbacks: RequestCallbacks,
+  ): ClientExchange {
+    let inner: ClientExchange | undefined;
+    let cancelled = false;
+    let list = this.emptyTokenWaiters.get(key);
+    if (list === undefined) {
+      list = [];
+      this.emptyTokenWaiters.set(key, list);
+    }
+    list.push(() => {
+      if (cancelled) return;
+      if (this.closed) callbacks.onError(new ClosedError('endpoint closed'));
+      else inner = this.request(peer, req, callbacks);
+    });
+    return {
+      token: Buffer.alloc(0),
+      cancel: () => {
+        cancelled = true;
+        inner?.cancel();
+      },
+      get messageId() {
+        return inner?.messageId ?? -1;
+      },
+    };
+  }
+
+  /** Starts the next request waiting for the empty token toward a peer, if any. */
+  private nextEmptyToken(key: string): void {
+    const list = this.emptyTokenWaiters.get(key);
+    if (list === undefined) return;
+    while (list.length > 0 && !this.pending.has(key)) list.shift()!();
+    if (list.length === 0 && this.emptyTokenWaiters.get(key) === list) this.emptyTokenWaiters.delete(key);
+  }
+
+  /**
+   * How long to wait before sending `size` more NON bytes toward a peer that
+   * has not answered, so as not to exceed PROBING_RATE on average (§4.7).
+   * The first 1152 bytes (one maximal message) go out at once.
+   */
+  probingDelay(ps: PeerState, size: number): number {
+    if (ps.unansweredBytes === 0) return 0;
+    const total = ps.unansweredBytes + size;
+    if (total <= 1152) return 0;
+    const elapsedMs = performance.now() - ps.unansweredSince;
+    return Math.max(0, (total / this.ml.params.probingRate) * 1000 - elapsedMs);
+  }
+
   /** Sends a NON honouring PROBING_RATE toward a peer that has not answered (§4.7). */
   private sendNon(ps: PeerState, bytes: Uint8Array): void {
     const now = performance.now();
@@ -196,10 +271,7 @@ export class ExchangeLayer {
 
   /** True when sending `size` more NON bytes to `peer` would exceed PROBING_RATE. */
   probingLimited(peer: Peer, size: number): boolean {
-    const ps = this.ml.peerState(peer);
-    if (ps.unansweredBytes === 0 || ps.lastHeard >= ps.unansweredSince) return false;
-    const elapsed = (performance.now() - ps.unansweredSince) / 1000;
-    return ps.unansweredBytes + size > Math.max(this.ml.params.probingRate * elapsed, 1152);
+    return this.probingDelay(this.ml.peerState(peer), size) > 0;
   }
 
   private releaseSlot(p: Pending): void {
@@ -222,7 +294,10 @@ export class ExchangeLayer {
     if (p.holdsSlot) this.releaseSlot(p);
     else {
       // Still queued: drop it from the queue lazily (start() checks p.done).
+      if (p.slotTimer) clearTimeout(p.slotTimer);
+      p.slotTimer = undefined;
     }
+    if (p.token.length === 0) this.nextEmptyToken(p.key);
   }
 
   private fail(p: Pending, error: Error): void {
