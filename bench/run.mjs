@@ -4,6 +4,7 @@
 //
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
 //                      [--pin] [--no-publish] [--skip-codec] [--skip-dtls]
+//   node bench/run.mjs --render results.json [--out DIR]   (table and chart again from saved figures)
 //
 // Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ONLY, BENCH_OUT, BENCH_PIN=1.
 import { execFileSync } from 'node:child_process';
@@ -45,17 +46,22 @@ const { values: argv } = parseArgs({
     'no-publish': { type: 'boolean', default: false },
     'skip-codec': { type: 'boolean', default: false },
     'skip-dtls': { type: 'boolean', default: false },
+    render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (argv.help) {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8')
+    .split('\n')
+    .slice(1);
   process.stdout.write(
-    readFileSync(fileURLToPath(import.meta.url), 'utf8')
-      .split('\n')
-      .slice(1, 8)
-      .join('\n'),
+    `${lines
+      .slice(
+        0,
+        lines.findIndex((l) => !l.startsWith('//')),
+      )
+      .join('\n')}\n`,
   );
-  process.stdout.write('\n');
   process.exit(0);
 }
 
@@ -671,7 +677,20 @@ function publishResults(table, meta, json, svg) {
   log(`published to ${relative(ROOT, dir)}/ and bench/README.md`);
 }
 
-main()
+/** Re-renders the table and the chart of a saved results.json (no measurement). */
+function render(file) {
+  const results = JSON.parse(readFileSync(file, 'utf8'));
+  cfg.sustain = results.meta.sustain_s;
+  const { rows, checks } = buildRows(results);
+  results.checks = checks;
+  results.table = { header: results.table.header, rows };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'chart.svg'), buildChart(results));
+  writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`${renderTable(results.table.header, rows)}\n`);
+}
+
+(argv.render ? Promise.resolve().then(() => render(resolve(argv.render))) : main())
   .then(() => {
     killAll();
     process.exit(0);

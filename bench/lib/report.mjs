@@ -74,7 +74,7 @@ function barPanel(panel, y0, width) {
         );
       }
       const text = v === null || Number.isNaN(v) ? 'n/a' : panel.unit(v);
-      parts.push(`<text x="${labelW + w + 6}" y="${y + 12}" class="value">${esc(text)}</text>`);
+      parts.push(`<text x="${(labelW + w + 6).toFixed(1)}" y="${y + 12}" class="value">${esc(text)}</text>`);
       y += barH + gap;
     }
     y += groupGap;
@@ -95,7 +95,8 @@ export function renderSvg(chart) {
     y += height + 6;
   }
   const height = y + 10;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" role="img" aria-labelledby="chart-title">
+<title id="chart-title">${esc(chart.title)}: ${esc(chart.panels.map((p) => p.title).join('; '))}</title>
 <style>
 .h1 { font-size: 17px; font-weight: bold; fill: #222; }
 .sub { font-size: 11px; fill: #666; }
