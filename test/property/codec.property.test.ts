@@ -15,9 +15,9 @@ import {
   type EncodableMessage,
   encodeMessage,
 } from '../../src/codec/message.js';
-import { decodeBlock, decodeUint, encodeBlock, encodeUint } from '../../src/codec/options.js';
+import { checkOptions, decodeBlock, decodeUint, encodeBlock, encodeUint } from '../../src/codec/options.js';
 import { type CoapUri, formatUri, optionsToUri, parseUri, uriToOptions } from '../../src/codec/uri.js';
-import { ALL_OPTION_DEFINITIONS } from '../../src/constants/options.js';
+import { ALL_OPTION_DEFINITIONS, isCritical, optionDefinition } from '../../src/constants/options.js';
 import { LinkFormatError, MessageFormatError, UriError } from '../../src/errors.js';
 
 const FILE_BUDGET_MS = 24_000;
@@ -154,6 +154,43 @@ describe('message codec properties', () => {
         assert.deepEqual(plain(decodeMessage(again)), plain(m));
       }),
       params(10000),
+    );
+  });
+
+  it('checkOptions (§5.4): critical problems are odd, ignored ones even, good options never reported', () => {
+    fc.assert(
+      fc.property(
+        fc.array(option, { maxLength: 8 }),
+        fc.array(optionNumber, { maxLength: 12 }),
+        (opts, recognizedList) => {
+          const options = stableSorted(opts).map((o) => ({ number: o.number, value: Buffer.from(o.value) }));
+          const recognized = new Set(recognizedList);
+          const r = checkOptions(options, recognized);
+          if (r.badCritical !== undefined) {
+            assert.ok(isCritical(r.badCritical));
+            assert.ok(options.some((o) => o.number === r.badCritical));
+          }
+          for (const n of r.ignored) assert.ok(!isCritical(n), `ignored ${n} must be elective`);
+          // The first occurrence of a recognized option with a valid length is always accepted.
+          const seen = new Set<number>();
+          const reported = new Set([...r.ignored, ...(r.badCritical === undefined ? [] : [r.badCritical])]);
+          for (const o of options) {
+            const first = !seen.has(o.number);
+            seen.add(o.number);
+            const def = optionDefinition(o.number);
+            const lengthOk = !def || (o.value.length >= def.minLength && o.value.length <= def.maxLength);
+            if (first && recognized.has(o.number) && lengthOk && !isCritical(o.number)) {
+              assert.ok(!reported.has(o.number) || (def !== undefined && !def.repeatable), `${o.number}`);
+            }
+            if (!recognized.has(o.number) && !isCritical(o.number)) assert.ok(r.ignored.includes(o.number));
+          }
+          // An unrecognized critical option always makes the check fail.
+          if (options.some((o) => isCritical(o.number) && !recognized.has(o.number))) {
+            assert.notEqual(r.badCritical, undefined);
+          }
+        },
+      ),
+      params(3000),
     );
   });
 
