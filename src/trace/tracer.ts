@@ -407,7 +407,11 @@ export function startTrace(options: TraceOptions): Trace {
         'warn',
         e.dir,
         key,
-        `${head}  retransmission #${e.retransmit.transmission}, next timeout ${ms(e.retransmit.nextTimeoutMs)}`,
+        `${head}  retransmission #${e.retransmit.transmission}${
+          Number.isFinite(e.retransmit.nextTimeoutMs)
+            ? `, next timeout ${ms(e.retransmit.nextTimeoutMs)}`
+            : ''
+        }`,
         details,
       );
     }
@@ -669,7 +673,29 @@ export function startTrace(options: TraceOptions): Trace {
     'coapkit:dtls:record:sent': (m, t) => onRecord(m as RecordEv, 'out', t),
     'coapkit:dtls:record:received': (m, t) => onRecord(m as RecordEv, 'in', t),
     'coapkit:message:sent': (m, t) => {
-      const ev = m as { peer: PeerLike; data: Uint8Array };
+      const ev = m as { peer: PeerLike; data: Uint8Array; transmission?: number };
+      const n = ev.transmission ?? 0;
+      if (n > 0) {
+        // The wire copy of a retransmission already announced on message:retransmitted.
+        const last = queue[queue.length - 1];
+        if (
+          last?.kind === 'coap' &&
+          last.retransmit?.transmission === n &&
+          peerKeyOf(last.peer) === peerKeyOf(ev.peer) &&
+          last.data.length === ev.data.length
+        ) {
+          return;
+        }
+        push({
+          kind: 'coap',
+          t,
+          dir: 'out',
+          peer: ev.peer,
+          data: ev.data,
+          retransmit: { transmission: n, nextTimeoutMs: Number.NaN },
+        });
+        return;
+      }
       push({ kind: 'coap', t, dir: 'out', peer: ev.peer, data: ev.data });
     },
     'coapkit:message:retransmitted': (m, t) => {

@@ -428,3 +428,72 @@ describe('trace: coaps (DTLS 1.2 PSK) on loopback', () => {
     assert.match(text, /piggybacked on the ACK of MID/);
   });
 });
+
+describe('trace: DTLS details', () => {
+  it('shows handshake fragmentation (offset..end of length) and the record layout', async () => {
+    const out = sink();
+    const t = track(startTrace({ format: 'text', out: out.stream, color: false }));
+    const frag = (fragmentOffset: number, fragmentLength: number, seq: number) => ({
+      peer: '192.0.2.9%5684',
+      role: 'client',
+      type: 22,
+      typeName: 'handshake',
+      epoch: 0,
+      seq,
+      length: 12 + fragmentLength,
+      handshake: [
+        { type: 1, typeName: 'client_hello', length: 120, messageSeq: 1, fragmentOffset, fragmentLength },
+      ],
+    });
+    dc.channel('coapkit:dtls:record:sent').publish(frag(0, 60, 4));
+    dc.channel('coapkit:dtls:record:sent').publish(frag(60, 60, 5));
+    await settle();
+    t.stop();
+    const text = out.text();
+    assert.match(
+      text,
+      /DTLS {2}→ 192\.0\.2\.9:5684\s+client flight: ClientHello, ClientHello {2}\(2 records, 170 B/,
+    );
+    assert.match(
+      text,
+      /handshake\(22\) epoch 0 seq 4: 13 hdr \+ 72 = 85 B\n\s+ClientHello: message_seq 1, fragment 0\.\.60 of 120 B/,
+    );
+    assert.match(
+      text,
+      /epoch 0 seq 5: 13 hdr \+ 72 = 85 B\n\s+ClientHello: message_seq 1, fragment 60\.\.120 of 120 B/,
+    );
+    assert.equal(t.summary().dtlsRecords, 2);
+  });
+
+  it('shows a failed handshake (wrong PSK)', async () => {
+    const server = new CoapServer();
+    server.get('/x', () => 'x');
+    const transport = await DtlsServerTransport.create({
+      host: '127.0.0.1',
+      port: 0,
+      psk: { identity: 'dev', key: 'right key' },
+      handshakeTimeoutMs: 3000,
+    });
+    await server.listen(transport);
+    const port = transport.localAddress().port;
+    const client = new CoapClient({
+      psk: { identity: 'dev', key: 'wrong key' },
+      dtls: { handshakeTimeoutMs: 3000 },
+    });
+    cleanups.push(
+      () => client.close(),
+      () => server.close(),
+    );
+    const out = sink();
+    const t = track(startTrace({ format: 'text', out: out.stream, color: false }));
+    await assert.rejects(client.get(`coaps://127.0.0.1:${port}/x`, { timeout: 5000 }));
+    await settle();
+    t.stop();
+    assert.match(out.text(), /DTLS {4}127\.0\.0\.1:\d+\s+handshake failed \(client\): .+/);
+    assert.match(
+      out.text(),
+      /DTLS {2}← 127\.0\.0\.1:\d+\s+server flight: Alert (bad_record_mac|decrypt_error|handshake_failure) {2}\(1 record/,
+    );
+    assert.match(out.text(), /alert\(21\) epoch 0 seq \d+: 13 hdr \+ 2 = 15 B\n\s+level fatal/);
+  });
+});
