@@ -15,14 +15,7 @@ import {
   describeMessage,
   groupExchanges,
 } from './coap.js';
-import {
-  DTLS_RECORD_HEADER_LENGTH,
-  type DtlsRecord,
-  type DtlsSessionSummary,
-  DtlsTracker,
-  looksLikeDtls,
-  parseKeylog,
-} from './dtls.js';
+import { type DtlsRecord, type DtlsSessionSummary, DtlsTracker, looksLikeDtls, parseKeylog } from './dtls.js';
 
 export interface DissectOptions {
   /** DTLS pre-shared key (raw bytes). */
@@ -266,7 +259,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
         let content = 0;
         let undecrypted = 0;
         for (const rec of r.records) {
-          headers += DTLS_RECORD_HEADER_LENGTH;
+          headers += rec.headerLength;
           if (rec.encrypted && !rec.decrypted) undecrypted += rec.length;
           else if (rec.contentType !== 23) {
             protection += rec.protectionOverhead ?? 0;

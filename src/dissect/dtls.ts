@@ -32,6 +32,8 @@ export interface DtlsExtension {
   length: number;
   /** Decoded content for the extensions we know (server name, groups...). */
   detail?: string;
+  /** connection_id extension: the CID (hex) its sender wants to receive. */
+  cid?: string;
 }
 
 export interface DtlsHandshake {
@@ -83,8 +85,12 @@ export interface DtlsRecord {
   versionName: string;
   epoch: number;
   seq: number;
-  /** Length of the record fragment (after the 13-byte header). */
+  /** Length of the record fragment (after the header). */
   length: number;
+  /** 13, or 13 + CID length for tls12_cid records. */
+  headerLength: number;
+  /** Connection ID (hex) of a tls12_cid record. */
+  cid?: string;
   encrypted: boolean;
   decrypted?: boolean;
   /** Bytes added by protection (explicit nonce + tag/MAC + padding). */
@@ -158,6 +164,9 @@ export class DtlsSession {
   readClient?: RecordProtection;
   readServer?: RecordProtection;
   sawServerHello = false;
+  /** CIDs each side asked to receive (connection_id extension), hex. */
+  clientCid?: string;
+  serverCid?: string;
   encryptedRecords = 0;
   decryptedRecords = 0;
   failedRecords = 0;
@@ -269,7 +278,8 @@ function parseExtensions(r: Reader): DtlsExtension[] {
       } else if (type === 65281) {
         ext.detail = data.length <= 1 ? 'empty (initial handshake)' : toHex(data);
       } else if ((type === 54 || type === 53) && data.length >= 1) {
-        ext.detail = `cid ${toHex(d.vec8('cid')) || '(empty)'}`;
+        ext.cid = toHex(d.vec8('cid'));
+        ext.detail = `cid ${ext.cid || '(empty)'}`;
       }
     } catch {
       ext.detail = 'malformed';
@@ -399,16 +409,29 @@ export class DtlsTracker {
       const epoch = ((b[o + 3] as number) << 8) | (b[o + 4] as number);
       let seq = 0;
       for (let i = 5; i < 11; i++) seq = seq * 256 + (b[o + i] as number);
-      const length = ((b[o + 11] as number) << 8) | (b[o + 12] as number);
-      if (o + DTLS_RECORD_HEADER_LENGTH + length > payload.length) {
-        result.error = `truncated DTLS record: length ${length}, ${payload.length - o - DTLS_RECORD_HEADER_LENGTH} bytes left`;
+      // RFC 9146 records (tls12_cid) carry the receiver's connection ID before the length.
+      let cid: string | undefined;
+      let hdr = DTLS_RECORD_HEADER_LENGTH;
+      if (contentType === 25) {
+        const cidHex = fromClient ? session.serverCid : session.clientCid;
+        if (cidHex === undefined) {
+          result.error = 'tls12_cid record but no connection ID was negotiated in this capture';
+          break;
+        }
+        cid = cidHex;
+        hdr += cidHex.length / 2;
+        if (payload.length - o < hdr) {
+          result.error = `truncated DTLS record header (${payload.length - o} bytes left)`;
+          break;
+        }
+      }
+      const length = ((b[o + hdr - 2] as number) << 8) | (b[o + hdr - 1] as number);
+      if (o + hdr + length > payload.length) {
+        result.error = `truncated DTLS record: length ${length}, ${payload.length - o - hdr} bytes left`;
         break;
       }
-      const fragment = payload.subarray(
-        o + DTLS_RECORD_HEADER_LENGTH,
-        o + DTLS_RECORD_HEADER_LENGTH + length,
-      );
-      o += DTLS_RECORD_HEADER_LENGTH + length;
+      const fragment = payload.subarray(o + hdr, o + hdr + length);
+      o += hdr + length;
       const rec: DtlsRecord = {
         contentType,
         contentTypeName: CONTENT_TYPE_NAMES[contentType] ?? `unknown(${contentType})`,
@@ -417,8 +440,16 @@ export class DtlsTracker {
         epoch,
         seq,
         length,
+        headerLength: hdr,
         encrypted: epoch > 0,
       };
+      if (cid !== undefined) {
+        rec.cid = cid;
+        result.records.push(rec);
+        session.encryptedRecords++;
+        rec.note = 'records with a connection ID (RFC 9146) are not decrypted';
+        continue;
+      }
       result.records.push(rec);
       let plain: Uint8Array | undefined = fragment;
       if (epoch > 0) plain = this.decrypt(session, fromClient, rec, fragment);
@@ -587,6 +618,7 @@ export class DtlsTracker {
         if (hs.cookie) s.cookie = hs.cookie;
         if (hs.cipherSuites) s.offeredSuites = hs.cipherSuites;
         session.clientOfferedEms = hs.extensions?.some((e) => e.type === 23) ?? false;
+        session.clientCid = hs.extensions?.find((e) => e.type === 54 || e.type === 53)?.cid;
         addToTranscript();
         break;
       case 3:
@@ -604,6 +636,9 @@ export class DtlsTracker {
           s.cipherSuite = hs.cipherSuite;
         }
         session.serverAcceptedEms = hs.extensions?.some((e) => e.type === 23) ?? false;
+        session.serverCid = hs.extensions?.find((e) => e.type === 54 || e.type === 53)?.cid;
+        // A CID is used only when both sides sent the extension.
+        if (session.serverCid === undefined) session.clientCid = undefined;
         s.extendedMasterSecret = session.clientOfferedEms && session.serverAcceptedEms;
         s.encryptThenMac = hs.extensions?.some((e) => e.type === 22) ?? false;
         addToTranscript();

@@ -220,7 +220,7 @@ function renderRecord(
   frameNumber: number,
 ): string[] {
   const lines: string[] = [];
-  const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
+  const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq}${r.cid !== undefined ? ` cid ${r.cid}` : ''} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
   lines.push(head);
   if (r.note) lines.push(c('yellow', `        ${r.note}`));
   if (r.alert)

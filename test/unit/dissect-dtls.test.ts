@@ -196,4 +196,62 @@ describe('DTLS record and handshake decoding', () => {
     assert.equal(hvr?.name, 'HelloVerifyRequest');
     assert.equal(hvr?.cookie, 'bdd8dff41e857cd949d7a435d1203da55283c664');
   });
+
+  it('parses RFC 9146 connection-ID records after a connection_id negotiation', () => {
+    const hs = (type: number, seq: number, body: Buffer): Buffer => {
+      const h = Buffer.alloc(12);
+      h[0] = type;
+      h.writeUIntBE(body.length, 1, 3);
+      h.writeUInt16BE(seq, 4);
+      h.writeUIntBE(body.length, 9, 3);
+      const r = Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, seq, 0, 0]);
+      r.writeUInt16BE(h.length + body.length, 11);
+      return Buffer.concat([r, h, body]);
+    };
+    const cidExt = (cid: Buffer): Buffer =>
+      Buffer.concat([Buffer.from([0, 54, 0, cid.length + 1, cid.length]), cid]);
+    const exts = (...e: Buffer[]): Buffer => {
+      const all = Buffer.concat(e);
+      return Buffer.concat([Buffer.from([all.length >> 8, all.length & 0xff]), all]);
+    };
+    const random = Buffer.alloc(32, 7);
+    const clientHello = Buffer.concat([
+      Buffer.from([0xfe, 0xfd]),
+      random,
+      Buffer.from([0, 0, 0, 2, 0xc0, 0xa8, 1, 0]),
+      exts(cidExt(Buffer.from([0x01]))),
+    ]);
+    const serverHello = Buffer.concat([
+      Buffer.from([0xfe, 0xfd]),
+      random,
+      Buffer.from([0, 0xc0, 0xa8, 0]),
+      exts(cidExt(Buffer.from([0xaa, 0xbb]))),
+    ]);
+    const t = new DtlsTracker({});
+    const ch = t.processDatagram(CLIENT, SERVER, hs(1, 0, clientHello), PORTS);
+    assert.equal(ch.records[0]?.handshake?.[0]?.extensions?.[0]?.name, 'connection_id');
+    assert.equal(ch.records[0]?.handshake?.[0]?.extensions?.[0]?.detail, 'cid 01');
+    t.processDatagram(SERVER, CLIENT, hs(2, 1, serverHello), PORTS);
+    // client -> server: carries the server's CID aabb; server -> client: the client's CID 01.
+    const up = Buffer.from([25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0xaa, 0xbb, 0, 3, 1, 2, 3]);
+    const down = Buffer.from([25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0x01, 0, 2, 9, 9]);
+    const a = t.processDatagram(CLIENT, SERVER, Buffer.concat([up, up]), PORTS);
+    assert.equal(a.error, undefined);
+    assert.deepEqual(
+      a.records.map((r) => [r.cid, r.length, r.headerLength]),
+      [
+        ['aabb', 3, 15],
+        ['aabb', 3, 15],
+      ],
+    );
+    assert.match(a.records[0]?.note ?? '', /RFC 9146/);
+    const b = t.processDatagram(SERVER, CLIENT, down, PORTS);
+    assert.deepEqual([b.records[0]?.cid, b.records[0]?.length], ['01', 2]);
+    // Without negotiation a tls12_cid record cannot be delimited.
+    const fresh = new DtlsTracker({});
+    assert.match(
+      fresh.processDatagram(CLIENT, SERVER, up, PORTS).error ?? '',
+      /no connection ID was negotiated/,
+    );
+  });
 });
