@@ -279,7 +279,7 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
       this.reregistrations++;
       this.register();
     }, ms);
-    this.reregisterTimer.unref();
+    // Not unref'd: an active observation keeps the process alive (like a pending request).
   }
 
   private end(): void {
