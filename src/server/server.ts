@@ -15,7 +15,14 @@ import {
   type OptionInput,
   optionValue,
 } from '../codec/options.js';
-import { describeCode, Method, type MethodName, parseCode, ResponseCode } from '../constants/codes.js';
+import {
+  describeCode,
+  MessageType,
+  Method,
+  type MethodName,
+  parseCode,
+  ResponseCode,
+} from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
 import { OptionNumber, optionName } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
@@ -398,6 +405,8 @@ export class CoapServer {
     const msg = req.message;
     const check = checkOptions(msg.options, this.recognizedOptions);
     if (check.badCritical !== undefined) {
+      // §5.4.1: in a Non-confirmable request it causes the message to be rejected (§4.3), not a 4.02.
+      if (msg.type === MessageType.NON) return null;
       return this.error(
         ResponseCode.BadOption,
         `unrecognized or malformed critical option ${optionName(check.badCritical)} (${check.badCritical})`,
