@@ -1,7 +1,7 @@
 // Smoke version of `npm run bench` (bench/run.mjs --quick): keeps the harness, the C load
 // generator and the peers from rotting. Seconds, not minutes; the figures are not judged here.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -60,8 +60,12 @@ interface PeerResult {
   errors: string[];
 }
 
+// The load generator is C, compiled at bench time; .ci/run installs gcc.
+const hasGcc = spawnSync('sh', ['-c', 'command -v gcc'], { encoding: 'utf8' }).stdout.trim() !== '';
+
 test('npm run bench --quick runs end to end and writes results.json and chart.svg', {
   timeout: 60_000,
+  skip: hasGcc ? false : 'gcc not installed (apt-get install gcc)',
 }, async () => {
   const { code, stdout, stderr } = await runBench(['--quick', '--out', out], 55_000);
   assert.equal(code, 0, `bench exited with ${code}\n${stderr}`);
