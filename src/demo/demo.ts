@@ -169,21 +169,35 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
     const key = randomBytes(16);
     // Bind where the device's resolver will send it (first answer for `host`).
     const where = await resolveHost(host);
-    const bindAddress = where.address;
-    let port: number;
-    if (secure) {
-      const transport = await DtlsServerTransport.create({
-        host: bindAddress,
-        port: 0,
-        psk: { identity, key },
-        mtu: 1500,
-      });
-      await cloud.server.listen(transport);
-      port = transport.localAddress().port;
-    } else {
-      const ep = await cloud.server.listen({ host: bindAddress, port: 0 });
-      port = ep.transport.localAddress().port;
+    // The first address that can be bound (e.g. ::1 may resolve without IPv6 on loopback).
+    let bindAddress = where.address;
+    let bindFamily = where.family;
+    let port = 0;
+    let lastError: unknown;
+    for (const a of [where, ...where.addresses.filter((x) => x.address !== where.address)]) {
+      try {
+        if (secure) {
+          const transport = await DtlsServerTransport.create({
+            host: a.address,
+            port: 0,
+            psk: { identity, key },
+            mtu: 1500,
+          });
+          await cloud.server.listen(transport);
+          port = transport.localAddress().port;
+        } else {
+          const ep = await cloud.server.listen({ host: a.address, port: 0 });
+          port = ep.transport.localAddress().port;
+        }
+        bindAddress = a.address;
+        bindFamily = a.family;
+        lastError = undefined;
+        break;
+      } catch (err) {
+        lastError = err;
+      }
     }
+    if (lastError !== undefined) throw lastError;
     const cloudKey = `${bindAddress}%${port}`;
     const base = `${scheme}://${host}:${port}`;
     p.heading(1, 'Setting up: the "cloud"', [
@@ -221,7 +235,7 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
 
     client = new CoapClient({
       ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500 } } : {}),
-      preferFamily: where.family,
+      preferFamily: bindFamily,
       blockSize,
     });
 
