@@ -455,6 +455,7 @@ export class DynamicStore extends EventEmitter {
     });
     this.builtins.set('/time', {
       title: 'Current time',
+      obs: this.observable,
       ct: ContentFormat.TextPlain,
       methods: ['GET'],
       handle: () => ({

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseLinkFormat } from '../../src/codec/link-format.js';
 import { runCli, runInProcess, runProgram, type ServeProcess, startServe } from './cli-helpers.js';
 
@@ -108,18 +109,18 @@ describe('coapkit serve (coap://)', () => {
     }
   });
 
-  it('/.well-known/core lists dynamic resources with ct and sz; discover filters', async () => {
+  it('/.well-known/core lists dynamic resources with ct, sz, title, obs; discover filters', async () => {
     await runInProcess(['put', `${U}/cfg`, '-p', '{"x":1}', '-t', 'json']);
     const d = await runInProcess(['discover', U, '--json']);
     assert.equal(d.code, 0, d.stderr);
     const links = JSON.parse(d.out) as Array<Record<string, unknown>>;
     assert.deepEqual(
       links.find((l) => l.href === '/cfg'),
-      { href: '/cfg', ct: '50', sz: '7', title: 'Dynamic resource' },
+      { href: '/cfg', ct: '50', sz: '7', title: 'Dynamic resource', obs: true },
     );
     assert.ok(links.some((l) => l.href === '/time'));
     const f = await runInProcess(['discover', U, '--ct', '50']);
-    assert.equal(f.out, '</cfg>  ct=50 sz=7 title="Dynamic resource"\n');
+    assert.equal(f.out, '</cfg>  ct=50 sz=7 title="Dynamic resource" obs\n');
   });
 
   it('limits from the command line: 4.13 over --max-size, 5.03 past --max-resources', async () => {
@@ -162,6 +163,20 @@ describe('coapkit serve (coap://)', () => {
     assert.equal(del.code, 0, del.stderr);
     const after404 = await runProgram('coap-client-notls', ['-m', 'get', `${U}/lib/x`]);
     assert.match(after404.stderr + after404.stdout, /4\.04/);
+  });
+
+  it('dynamic resources are observable (RFC 7641): libcoap coap-client -s sees every PUT', async (t) => {
+    if (!libcoap) return t.skip('coap-client-notls not installed');
+    await runInProcess(['put', `${U}/watched`, '-p', 'v1']);
+    const observer = runProgram('coap-client-notls', ['-s', '4', '-m', 'get', `${U}/watched`], 15_000);
+    await sleep(1500);
+    await runInProcess(['put', `${U}/watched`, '-p', 'v2']);
+    await sleep(300);
+    await runInProcess(['put', `${U}/watched`, '-p', 'v3']);
+    const r = await observer;
+    assert.match(r.stdout, /v1[\s\S]*v2[\s\S]*v3/, r.stdout + r.stderr);
+    const wk = await runInProcess(['discover', U, '--href', '/watched']);
+    assert.match(wk.out, /^<\/watched> .* obs$/m);
   });
 
   it('stops cleanly on SIGTERM with exit 0', async () => {

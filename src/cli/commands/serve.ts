@@ -4,9 +4,10 @@
  */
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { enableBlockwise } from '../../blockwise/server.js';
+import { BlockwiseServer } from '../../blockwise/server.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
-import { DynamicStore } from '../../server/dynamic-store.js';
+import { ObserveServer } from '../../observe/server.js';
+import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str } from '../args.js';
@@ -51,6 +52,7 @@ export interface Listener {
 
 export interface RunningServe {
   store: DynamicStore;
+  observe: ObserveServer;
   servers: CoapServer[];
   listeners: Listener[];
   close(): Promise<void>;
@@ -104,21 +106,40 @@ function bindError(scheme: string, host: string | undefined, port: number, err: 
 
 /** Starts the listeners; the caller prints the banner and handles signals. */
 export async function startServe(opts: ServeOptions): Promise<RunningServe> {
+  // Every dynamic resource (and /time) is observable (RFC 7641).
   const store = new DynamicStore({
     maxResources: opts.maxResources,
     maxSize: opts.maxSize,
     maxAge: opts.maxAge,
+    observable: true,
   });
+  // One block-wise and one observe layer shared by the coap:// and coaps:// servers.
+  const blockwise = new BlockwiseServer({ maxBodySize: opts.maxSize });
+  const observe = new ObserveServer({
+    blockwise,
+    isObservable: (req) => req.route?.attrs.obs === true || store.has(req.path),
+  });
+  store.on('change', (ev: ChangeEvent) => {
+    if (ev.kind === 'deleted') observe.deleted(ev.path);
+    else observe.notify(ev.path);
+  });
+  // /time needs no timer: its Max-Age is 1 s and the observe layer refreshes
+  // observers before Max-Age runs out, so they get the time every second.
+  const setup = (server: CoapServer) => {
+    // Block-wise first (the store sees whole bodies up to --max-size), then observe.
+    blockwise.install(server);
+    observe.install(server);
+    store.mount(server);
+  };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
   const closeAll = async () => {
+    observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
   };
   try {
     const plain = new CoapServer({ maxPayloadSize: opts.maxSize });
-    // Block-wise (RFC 7959) first, so the store sees whole bodies up to --max-size.
-    enableBlockwise(plain, { maxBodySize: opts.maxSize });
-    store.mount(plain);
+    setup(plain);
     servers.push(plain);
     try {
       await bindDefault(opts.host, (host) => plain.listen({ host, port: opts.port }));
@@ -136,8 +157,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     if (opts.keys.size > 0) {
       const keys = opts.keys;
       const secure = new CoapServer({ maxPayloadSize: opts.maxSize });
-      enableBlockwise(secure, { maxBodySize: opts.maxSize });
-      store.mount(secure);
+      setup(secure);
       servers.push(secure);
       let transport: DtlsServerTransport;
       try {
@@ -160,7 +180,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await closeAll();
     throw err;
   }
-  return { store, servers, listeners, close: closeAll };
+  return { store, observe, servers, listeners, close: closeAll };
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
