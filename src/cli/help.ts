@@ -11,6 +11,7 @@ export const MAIN_HELP = `coapkit - a CoAP (RFC 7252) toolkit: client, discovery
 
 Usage:
   coapkit <method> URI [options]     send a request (methods: ${METHODS.join(', ')})
+  coapkit observe URI [--count N]    observe a resource (RFC 7641), one line per notification
   coapkit discover URI [filters]     list a server's resources (/.well-known/core)
   coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
   coapkit serve [--port N]           run a server with dynamic resources
@@ -53,6 +54,10 @@ Options:
                               NUM alone adds an empty option (e.g. -O If-None-Match)
       --non                   send a Non-confirmable request
       --timeout SECONDS       give up after this long (default: CoAP retransmission, ~93 s)
+      --block-size N          block size for block-wise transfers (RFC 7959): 16..1024, a
+                              power of two (default 1024); large payloads and responses are
+                              always transferred block-wise, with a progress bar on a terminal
+      --observe               (get) observe the resource: see 'coapkit observe --help'
 Output:
   -o, --output FILE           write the payload to FILE instead of stdout
   -v, --verbose               request and response header, options and timing on stderr
@@ -116,8 +121,11 @@ Runs a CoAP server with dynamic resources (like libcoap's coap-server -d):
                  4.06 when Accept does not match
   POST /path     appends an entry /path/N to a collection (2.01 + Location-Path)
   DELETE /path   removes it (2.02)
-  GET /.well-known/core   lists resources with ct, sz, title (filters: ?rt=, ?ct=, ?href=...)
-Built in: /  (about), /time (current time), /echo (POST/PUT echo the payload).
+  GET /.well-known/core   lists resources with ct, sz, title, obs (one filter: ?ct=, ?href=...)
+Every dynamic resource is observable (RFC 7641: GET with Observe=0 gets a notification
+on each change, 4.04 when deleted); bodies above one datagram go block-wise (RFC 7959).
+Built in: /  (about), /time (current time, observable: ticks every second),
+          /echo (POST/PUT echo the payload).
 
 Listening:
       --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0)
