@@ -19,7 +19,10 @@ export function checkUri(input: string): CoapUri {
   try {
     uri = parseUri(input);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
+    let reason = err instanceof Error ? err.message : String(err);
+    // The parser's messages often end with the URI itself; it is already quoted in front.
+    const tail = `: "${input.trim()}"`;
+    if (reason.endsWith(tail)) reason = reason.slice(0, -tail.length);
     const hint = err instanceof CoapError ? err.hint : undefined;
     throw new UsageError(`invalid URI "${input}": ${reason}`, {
       hint: hint ?? 'expected coap://host[:port]/path or coaps://...',
