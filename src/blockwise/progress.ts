@@ -89,7 +89,7 @@ export function createProgressBar(options: ProgressBarOptions = {}): ProgressBar
   let last: BlockProgress | undefined;
   let drawn = false;
   const draw = (p: BlockProgress): void => {
-    const width = stream.columns ?? 80;
+    const width = stream.columns || 80;
     stream.write(`\r${formatProgress(p, now() - start, width, options.label ?? '')}\x1b[K`);
     drawn = true;
     lastDraw = now();

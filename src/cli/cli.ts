@@ -52,6 +52,10 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       return await runRequest(command.toLowerCase(), rest, io);
     }
     switch (command) {
+      case 'observe': {
+        const { runObserve } = await import('./commands/observe.js');
+        return await runObserve(rest, io);
+      }
       case 'discover': {
         const { runDiscover } = await import('./commands/discover.js');
         return await runDiscover(rest, io);

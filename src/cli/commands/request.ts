@@ -3,6 +3,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { createProgressBar } from '../../blockwise/progress.js';
 import { CoapClient } from '../../client/client.js';
 import { describeCode } from '../../constants/codes.js';
 import { UsageError } from '../../errors.js';
@@ -14,6 +15,7 @@ import { REQUEST_HELP } from '../help.js';
 import { type Io, readStream, writeAll } from '../io.js';
 import { PSK_FLAGS, readInputFile } from '../psk.js';
 import { watchExchange } from '../verbose.js';
+import { blockSizeArg, runObserve } from './observe.js';
 
 export const REQUEST_FLAGS: FlagSpecs = {
   payload: { type: 'string', short: 'p' },
@@ -26,6 +28,7 @@ export const REQUEST_FLAGS: FlagSpecs = {
   output: { type: 'string', short: 'o' },
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
+  'block-size': { type: 'string' },
   ...PSK_FLAGS,
 };
 
@@ -40,6 +43,10 @@ const METHOD_NAMES: Record<string, 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' |
 };
 
 export async function runRequest(method: string, args: string[], io: Io): Promise<number> {
+  if (args.includes('--observe')) {
+    if (method !== 'get' && method !== 'fetch') throw new UsageError('--observe works with get only');
+    return runObserve(args, io, method);
+  }
   const p = parseFlags(method, args, REQUEST_FLAGS);
   if (bool(p, 'help')) {
     await writeAll(io.stdout, REQUEST_HELP);
@@ -70,6 +77,10 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
   else if (file !== undefined) payload = readInputFile(file, 'payload file');
 
   const output = str(p, 'output');
+  const blockSize = blockSizeArg(str(p, 'block-size'));
+  // Block-wise transfers draw a progress bar on stderr when it is a terminal.
+  const bar = createProgressBar({ stream: io.stderr, label: `${METHOD_NAMES[method]}`, force: false });
+  const showBar = bar.enabled && !quiet && !verbose;
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
   const watch = verbose ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
@@ -84,7 +95,10 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
       ...(accept !== undefined ? { accept } : {}),
       ...(extra.length > 0 ? { options: extra } : {}),
       ...(timeout !== undefined ? { timeout } : {}),
+      ...(blockSize !== undefined ? { blockSize } : {}),
+      ...(showBar ? { onProgress: bar.update } : {}),
     });
+    if (showBar) bar.done();
     const elapsed = performance.now() - started;
     if (watch) {
       watch.stop();
