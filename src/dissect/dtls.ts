@@ -34,6 +34,8 @@ export interface DtlsExtension {
   detail?: string;
   /** connection_id extension: the CID (hex) its sender wants to receive. */
   cid?: string;
+  /** session_ticket extension: the ticket offered by the client (hex). */
+  data?: string;
 }
 
 export interface DtlsHandshake {
@@ -66,6 +68,7 @@ export interface DtlsHandshake {
   /** NewSessionTicket lifetime hint (seconds) and ticket size. */
   ticketLifetimeHint?: number;
   ticketLength?: number;
+  ticket?: string;
   /** Finished verify_data matched the transcript (only when keys are known). */
   verified?: boolean;
   error?: string;
@@ -127,6 +130,10 @@ export interface DtlsSessionSummary {
   serverRandom?: string;
   /** Where the key came from, when decryption worked. */
   keySource?: 'psk' | 'keylog';
+  /** Session id chosen by the server (hex), if any. */
+  sessionId?: string;
+  /** Abbreviated handshake resuming an earlier session (session id or ticket). */
+  resumed?: boolean;
   decryption: { status: DecryptionStatus; detail: string };
   handshakeComplete: boolean;
 }
@@ -164,6 +171,8 @@ export class DtlsSession {
   readClient?: RecordProtection;
   readServer?: RecordProtection;
   sawServerHello = false;
+  offeredSessionId?: string;
+  offeredTicket?: string;
   /** CIDs each side asked to receive (connection_id extension), hex. */
   clientCid?: string;
   serverCid?: string;
@@ -275,6 +284,9 @@ function parseExtensions(r: Reader): DtlsExtension[] {
         ext.detail = `2^${8 + (data[0] as number)}`;
       } else if (type === 28 && data.length === 2) {
         ext.detail = String(d.u16('limit'));
+      } else if (type === 35 && data.length > 0) {
+        ext.data = toHex(data);
+        ext.detail = `ticket of ${data.length} B`;
       } else if (type === 65281) {
         ext.detail = data.length <= 1 ? 'empty (initial handshake)' : toHex(data);
       } else if ((type === 54 || type === 53) && data.length >= 1) {
@@ -356,7 +368,9 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherS
           ((body[2] as number) << 8) +
           (body[3] as number);
         r.o = 4;
-        hs.ticketLength = r.vec16('ticket').length;
+        const ticket = r.vec16('ticket');
+        hs.ticketLength = ticket.length;
+        hs.ticket = toHex(ticket);
         break;
       }
       default:
@@ -367,8 +381,15 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherS
   }
 }
 
+interface ResumableSecret {
+  master: Uint8Array;
+  source: 'psk' | 'keylog';
+}
+
 export class DtlsTracker {
   readonly sessions: DtlsSession[] = [];
+  /** Master secrets by `sid:<session id>` / `ticket:<ticket>`, for abbreviated handshakes. */
+  private resumable = new Map<string, ResumableSecret>();
   private byFlow = new Map<string, DtlsSession>();
 
   constructor(private readonly options: DtlsTrackerOptions = {}) {}
@@ -509,7 +530,7 @@ export class DtlsTracker {
       if (s.decryption.status !== 'wrong-key') {
         s.decryption = {
           status: 'decrypted',
-          detail: `decrypted with ${session.suite.name} (key from ${s.keySource === 'keylog' ? '--keylog' : 'PSK'}${s.extendedMasterSecret ? ', extended master secret' : ''})`,
+          detail: `decrypted with ${session.suite.name} (key from ${s.keySource === 'keylog' ? '--keylog' : 'PSK'}${s.resumed ? ' of the resumed session' : ''}${s.extendedMasterSecret ? ', extended master secret' : ''})`,
         };
       }
       return plain;
@@ -535,6 +556,8 @@ export class DtlsTracker {
     const s = session.suite;
     if (this.options.psk === undefined && this.options.keylog === undefined)
       return 'no key: pass --psk / --psk-hex (or --keylog)';
+    if (session.summary.resumed && session.master === undefined)
+      return 'abbreviated handshake resuming a session whose keys are unknown (its full handshake is not in this capture or was not decrypted); pass --keylog';
     if (s?.keyExchange === 'ecdhe_psk') return `${s.name} uses ECDHE: a PSK is not enough, pass --keylog`;
     return 'no key for this session (ClientKeyExchange missing or client random not in the key log)';
   }
@@ -619,6 +642,8 @@ export class DtlsTracker {
         if (hs.cipherSuites) s.offeredSuites = hs.cipherSuites;
         session.clientOfferedEms = hs.extensions?.some((e) => e.type === 23) ?? false;
         session.clientCid = hs.extensions?.find((e) => e.type === 54 || e.type === 53)?.cid;
+        session.offeredSessionId = hs.sessionId || undefined;
+        session.offeredTicket = hs.extensions?.find((e) => e.type === 35)?.data || undefined;
         addToTranscript();
         break;
       case 3:
@@ -630,6 +655,7 @@ export class DtlsTracker {
         if (hs.random) session.serverRandom = Buffer.from(hs.random, 'hex');
         s.serverRandom = hs.random;
         s.version = hs.versionName;
+        if (hs.sessionId) s.sessionId = hs.sessionId;
         if (hs.cipherSuite) {
           session.suiteId = hs.cipherSuite.id;
           session.suite = CIPHER_SUITES.get(hs.cipherSuite.id);
@@ -642,8 +668,25 @@ export class DtlsTracker {
         s.extendedMasterSecret = session.clientOfferedEms && session.serverAcceptedEms;
         s.encryptThenMac = hs.extensions?.some((e) => e.type === 22) ?? false;
         addToTranscript();
+        // Abbreviated handshake: the server echoes the client's non-empty session id
+        // (RFC 5246 §7.3, RFC 5077 §3.4) and goes straight to ChangeCipherSpec.
+        if (hs.sessionId && hs.sessionId === session.offeredSessionId) {
+          s.resumed = true;
+          const prev =
+            this.resumable.get(`sid:${hs.sessionId}`) ??
+            (session.offeredTicket ? this.resumable.get(`ticket:${session.offeredTicket}`) : undefined);
+          this.deriveKeys(session, prev);
+        }
         break;
       }
+      case 4:
+        if (hs.ticket && session.master)
+          this.resumable.set(`ticket:${hs.ticket}`, {
+            master: session.master,
+            source: session.summary.keySource ?? 'psk',
+          });
+        addToTranscript();
+        break;
       case 12:
         if (hs.pskIdentityHint) s.pskIdentityHint = hs.pskIdentityHint;
         addToTranscript();
@@ -676,7 +719,7 @@ export class DtlsTracker {
     }
   }
 
-  private deriveKeys(session: DtlsSession): void {
+  private deriveKeys(session: DtlsSession, resumedFrom?: ResumableSecret): void {
     const s = session.summary;
     const suite = session.suite;
     if (session.clientRandom === undefined || session.serverRandom === undefined) return;
@@ -692,6 +735,11 @@ export class DtlsTracker {
     if (fromLog !== undefined) {
       master = fromLog;
       s.keySource = 'keylog';
+    } else if (s.resumed) {
+      if (resumedFrom !== undefined) {
+        master = resumedFrom.master;
+        s.keySource = resumedFrom.source;
+      }
     } else if (this.options.psk !== undefined && suite.keyExchange === 'psk') {
       const premaster = pskPremasterSecret(this.options.psk);
       const sessionHash = s.extendedMasterSecret ? session.transcript.digest(suite.prfHash) : undefined;
@@ -703,6 +751,8 @@ export class DtlsTracker {
       return;
     }
     session.master = master;
+    const sid = s.sessionId;
+    if (sid && !s.resumed) this.resumable.set(`sid:${sid}`, { master, source: s.keySource ?? 'psk' });
     const keys = keyBlock(suite, master, session.clientRandom, session.serverRandom);
     session.readClient = createRecordProtection(suite, keys, 'server', 'read');
     session.readServer = createRecordProtection(suite, keys, 'client', 'read');
@@ -713,6 +763,7 @@ function statusFor(session: DtlsSession, options: DtlsTrackerOptions): Decryptio
   if (session.clientRandom === undefined || session.serverRandom === undefined) return 'missing-handshake';
   if (session.suiteId !== undefined && session.suite === undefined) return 'unsupported-suite';
   if (options.psk === undefined && options.keylog === undefined) return 'no-key';
+  if (session.summary.resumed) return 'missing-handshake';
   if (session.suite?.keyExchange === 'ecdhe_psk') return 'no-key';
   return session.summary.pskIdentity === undefined ? 'missing-handshake' : 'no-key';
 }

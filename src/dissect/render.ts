@@ -66,6 +66,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
     out.push(c('bold', `Session ${s.id}: client ${s.client} ↔ server ${s.server}`));
     if (s.cipherSuite) out.push(`  cipher suite: ${s.cipherSuite.name} (0x${hex4(s.cipherSuite.id)})`);
     if (s.version) out.push(`  version: ${s.version}`);
+    if (s.resumed) out.push('  abbreviated handshake: resumes an earlier session (session id / ticket)');
     out.push(
       `  extended master secret: ${s.extendedMasterSecret ? 'yes' : 'no'}${s.encryptThenMac ? ', encrypt-then-MAC' : ''}`,
     );

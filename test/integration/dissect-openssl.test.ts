@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { parseCapture } from '../../src/capture/reader.js';
 import { dissect } from '../../src/dissect/dissect.js';
+import { pcap } from '../vectors/captures/build.js';
 
 const dir = (f: string): string =>
   fileURLToPath(new URL(`../vectors/captures/openssl/${f}`, import.meta.url));
@@ -137,5 +139,93 @@ describe('OpenSSL capture ecdhe_psk_chacha20.pcapng', () => {
     checkHandshake(r, 0xccac, true);
     assert.equal(r.dtls[0]?.keySource, 'keylog');
     checkCoap(r);
+  });
+});
+
+describe('OpenSSL capture psk_ccm8_resumption.pcapng (session resumption)', () => {
+  const file = dir('psk_ccm8_resumption.pcapng');
+  const r = dissect(readFileSync(file), { psk: PSK, ports: [15704] });
+
+  it('decrypts the resumed sessions with the master secret of the first one', () => {
+    assert.equal(r.dtls.length, 6);
+    assert.deepEqual(
+      r.dtls.map((s) => [s.resumed ?? false, s.decryption.status]),
+      [
+        [false, 'decrypted'],
+        [true, 'decrypted'],
+        [true, 'decrypted'],
+        [true, 'decrypted'],
+        [true, 'decrypted'],
+        [true, 'decrypted'],
+      ],
+    );
+    const finished = r.frames
+      .flatMap((f) => f.dtls?.records ?? [])
+      .flatMap((x) => x.handshake ?? [])
+      .filter((h) => h.msgType === 20);
+    assert.equal(finished.length, 12);
+    assert.ok(finished.every((h) => h.verified === true));
+    const nst = r.frames
+      .flatMap((f) => f.dtls?.records ?? [])
+      .flatMap((x) => x.handshake ?? [])
+      .find((h) => h.msgType === 4);
+    assert.equal(nst?.ticketLength, 176);
+    assert.equal(nst?.ticketLifetimeHint, 7200);
+  });
+
+  it('matches tshark: every record decrypted to the same alerts and handshake messages', {
+    skip: hasTshark ? false : 'tshark is not installed',
+  }, async () => {
+    const { stdout } = await promisify(execFile)(
+      'tshark',
+      [
+        '-r',
+        file,
+        '-o',
+        `dtls.psk:${PSK.toString('hex')}`,
+        '-d',
+        'udp.port==15704,dtls',
+        '-T',
+        'fields',
+        '-e',
+        'dtls.handshake.type',
+        '-e',
+        'dtls.alert_message.desc',
+      ],
+      { timeout: 30_000 },
+    );
+    const rows = stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split('\t'));
+    assert.equal(rows.length, r.frames.length);
+    rows.forEach(([types, alerts], i) => {
+      const recs = r.frames[i]?.dtls?.records ?? [];
+      assert.deepEqual(
+        recs.flatMap((x) => (x.handshake ?? []).map((h) => h.msgType)),
+        types ? types.split(',').map(Number) : [],
+        `frame ${i + 1}`,
+      );
+      assert.deepEqual(
+        recs.filter((x) => x.alert).map((x) => x.alert?.description),
+        alerts ? alerts.split(',').map(Number) : [],
+        `frame ${i + 1} alerts`,
+      );
+    });
+  });
+
+  it('without the first full handshake the resumed sessions cannot be decrypted', () => {
+    const frames = parseCapture(readFileSync(file)).frames.filter((f) => f.number > 8);
+    const cut = pcap(
+      frames.map((f) => ({ data: f.data, sec: f.seconds, frac: Math.floor(f.nanos / 1000) })),
+      { linkType: 1 },
+    );
+    const rr = dissect(cut, { psk: PSK, ports: [15704] });
+    const s = rr.dtls.find((x) => x.resumed);
+    assert.equal(s?.decryption.status, 'missing-handshake');
+    assert.match(
+      s?.decryption.detail ?? '',
+      /abbreviated handshake resuming a session whose keys are unknown/,
+    );
   });
 });
