@@ -68,9 +68,10 @@ if (argv.help) {
 const quick = argv.quick;
 const cfg = {
   quick,
-  warmup: quick ? 0.2 : 1,
-  duration: Number(argv.duration ?? (quick ? 0.8 : 6)),
-  sustain: Number(argv.sustain ?? (quick ? 1.5 : 60)),
+  warmup: quick ? 0.2 : 0.5,
+  duration: Number(argv.duration ?? (quick ? 0.6 : 6)),
+  rounds: quick ? 1 : 3,
+  sustain: Number(argv.sustain ?? (quick ? 1 : 60)),
   pacedClients: 10_000,
   pacedRate: 1,
   maxOldSpaceMb: 8192,
@@ -229,36 +230,104 @@ async function memoryPhase(def, sc) {
   }
 }
 
-/** @param {any} def */
-async function measurePeer(def) {
-  const res = { id: def.id, label: def.label, path: def.path, runs: {}, errors: [] };
+/** Median of numbers (NaN-free input). */
+const median = (xs) => {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+
+/**
+ * Combines the rounds of one scenario on one peer: req/s, p50, p99 and CPU figures are the
+ * medians over rounds; counters are summed.
+ */
+function combineRounds(rounds) {
+  const first = rounds[0];
+  const sum = (k) => rounds.reduce((s, r) => s + (r[k] ?? 0), 0);
+  return {
+    ...first,
+    progress: undefined,
+    rounds: rounds.length,
+    rounds_rps: rounds.map((r) => Math.round(r.rps)),
+    seconds: sum('seconds'),
+    sent: sum('sent'),
+    completed: sum('completed'),
+    timeouts: sum('timeouts'),
+    stale: sum('stale'),
+    bad: sum('bad'),
+    non2xx: sum('non2xx'),
+    rps: median(rounds.map((r) => r.rps)),
+    p50_us: median(rounds.map((r) => r.p50_us)),
+    p90_us: median(rounds.map((r) => r.p90_us)),
+    p99_us: median(rounds.map((r) => r.p99_us)),
+    max_us: Math.max(...rounds.map((r) => r.max_us)),
+    cpu_pct: median(rounds.map((r) => r.cpu_pct)),
+    server_cpu_pct: median(rounds.map((r) => r.server_cpu_pct)),
+  };
+}
+
+/**
+ * Throughput: one server process per peer, all started up front; every scenario runs in
+ * `cfg.rounds` rounds that visit the peers in turn, so that anything else slowing the machine
+ * down during the run hits every peer alike and the ratios stay fair.
+ * @param {any[]} defs @param {Record<string, any>} res
+ */
+async function measureThroughput(defs, res) {
   const popts = { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb };
+  /** @type {Map<string, any>} */
+  const handles = new Map();
   try {
-    const h = await startPeer(def, popts);
-    try {
-      for (const sc of throughputScenarios) {
-        log(`${def.id}: ${sc.label}, ${cfg.duration} s`);
-        res.runs[sc.key] = await runLoad(h, def, { ...sc, duration: cfg.duration, warmup: cfg.warmup });
-        res.runs[sc.key].progress = undefined;
+    for (const def of defs) {
+      try {
+        handles.set(def.id, await startPeer(def, popts));
+      } catch (e) {
+        res[def.id].errors.push(`throughput: ${e instanceof Error ? e.message : e}`);
       }
-      if (def.id === 'bare') {
-        // Headroom check: 4x the offered load. If the generator were the limit, this would scale.
-        log(`${def.id}: 64 endpoints, window 4 (generator headroom check)`);
-        const r = await runLoad(h, def, {
-          clients: 64,
-          window: 4,
-          type: 'con',
-          duration: cfg.duration,
-          warmup: cfg.warmup,
-        });
-        res.runs.c64_con_w4 = { ...r, progress: undefined };
-      }
-    } finally {
-      await h.stop();
     }
-  } catch (e) {
-    res.errors.push(`throughput: ${e instanceof Error ? e.message : e}`);
+    const scenarios = [...throughputScenarios];
+    if (handles.has('bare')) {
+      // Headroom check: 4x the offered load. If the generator were the limit, this would scale.
+      scenarios.push({
+        key: 'c64_con_w4',
+        clients: 64,
+        window: 4,
+        type: 'con',
+        label: '64 endpoints, window 4',
+        only: 'bare',
+      });
+    }
+    const perRound = cfg.duration / cfg.rounds;
+    for (const sc of scenarios) {
+      const rounds = new Map();
+      for (let round = 0; round < cfg.rounds; round++) {
+        for (const def of defs) {
+          const h = handles.get(def.id);
+          if (!h || (sc.only && sc.only !== def.id)) continue;
+          if (!h.alive()) {
+            if (!res[def.id].errors.some((e) => e.startsWith('throughput'))) {
+              res[def.id].errors.push(`throughput: server died: ${h.stderr().slice(-300)}`);
+            }
+            continue;
+          }
+          log(`${def.id}: ${sc.label}, round ${round + 1}/${cfg.rounds}, ${perRound} s`);
+          try {
+            const r = await runLoad(h, def, { ...sc, duration: perRound, warmup: cfg.warmup });
+            if (!rounds.has(def.id)) rounds.set(def.id, []);
+            rounds.get(def.id).push(r);
+          } catch (e) {
+            res[def.id].errors.push(`throughput ${sc.key}: ${e instanceof Error ? e.message : e}`);
+          }
+        }
+      }
+      for (const [id, rs] of rounds) res[id].runs[sc.key] = combineRounds(rs);
+    }
+  } finally {
+    await Promise.all([...handles.values()].map((h) => h.stop()));
   }
+}
+
+/** Memory phases: a fresh server process for each. @param {any} def @param {any} res */
+async function measureMemory(def, res) {
   try {
     log(`${def.id}: sustained maximum load, 64 endpoints CON, ${cfg.sustain} s (fresh process)`);
     res.sustained = await memoryPhase(def, { clients: 64, type: 'con', duration: cfg.sustain });
@@ -279,8 +348,6 @@ async function measurePeer(def) {
   } catch (e) {
     res.errors.push(`paced: ${e instanceof Error ? e.message : e}`);
   }
-  for (const err of res.errors) log(`${def.id}: ERROR ${err}`);
-  return res;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -598,6 +665,7 @@ async function main() {
   meta.loadgen = buildLoadgen();
   const results = { meta, peers: {}, codec: null, dtls: null, checks: [], table: [] };
 
+  const defs = [];
   for (const def of peerDefs(BENCH)) {
     if (onlyIds && !onlyIds.includes(def.id)) continue;
     const why = await unavailable(def, { root: ROOT, full: !quick, log });
@@ -606,9 +674,19 @@ async function main() {
       results.peers[def.id] = { id: def.id, label: def.label, status: 'skipped', note: why };
       continue;
     }
-    const r = await measurePeer(def);
-    results.peers[def.id] = { status: 'ok', ...r };
+    results.peers[def.id] = {
+      status: 'ok',
+      id: def.id,
+      label: def.label,
+      path: def.path,
+      runs: {},
+      errors: [],
+    };
+    defs.push(def);
   }
+  await measureThroughput(defs, results.peers);
+  for (const def of defs) await measureMemory(def, results.peers[def.id]);
+  for (const def of defs) for (const err of results.peers[def.id].errors) log(`${def.id}: ERROR ${err}`);
 
   if (!argv['skip-codec'] && (!onlyIds || onlyIds.includes('codec') || onlyIds.includes('coapkit'))) {
     log('codec micro-benchmark (tinybench)');

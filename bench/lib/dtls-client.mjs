@@ -109,7 +109,7 @@ async function requests(seconds, sessions) {
   );
   let running = true;
   for (const c of clients) c.send();
-  await new Promise((r) => setTimeout(r, 1000)); // warm-up
+  await new Promise((r) => setTimeout(r, Math.min(1000, seconds * 500))); // warm-up
   measuring = true;
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));

@@ -39,7 +39,7 @@ export async function dtlsBench(ctx) {
   // 1. Full handshakes per second.
   let h = await startPeer(def, popts);
   try {
-    const secs = ctx.quick ? 1 : ctx.duration;
+    const secs = ctx.quick ? 0.5 : ctx.duration;
     ctx.log(`dtls: full PSK handshakes, ${secs} s`);
     const cpu0 = cpuSeconds(h.pid);
     const t0 = Date.now();
@@ -58,7 +58,7 @@ export async function dtlsBench(ctx) {
   // 2. Established coaps throughput.
   h = await startPeer(def, popts);
   try {
-    const secs = ctx.quick ? 1 : ctx.duration;
+    const secs = ctx.quick ? 0.5 : ctx.duration;
     ctx.log(`dtls: coaps requests, ${result.clients} sessions, ${secs} s`);
     const cpu0 = cpuSeconds(h.pid);
     const t0 = Date.now();
@@ -74,7 +74,7 @@ export async function dtlsBench(ctx) {
 
   // 3. Heap per idle session.
   h = await startPeer(def, popts);
-  const n = ctx.quick ? 300 : 2000;
+  const n = ctx.quick ? 100 : 2000;
   try {
     ctx.log(`dtls: ${n} idle sessions`);
     await sleep(200);
