@@ -237,6 +237,8 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
       ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500 } } : {}),
       preferFamily: bindFamily,
       blockSize,
+      // 4-byte tokens like the article's device (Token: 7d5b825d).
+      tokenLength: 4,
     });
 
     // ---- 2. DNS

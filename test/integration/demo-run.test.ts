@@ -93,7 +93,7 @@ describe('coapkit demo', () => {
       /── 4\. Sending a CoAP message: POST \/logs/,
       /CoAP {2}→ cloud\s+CON POST {2}MID (\d+)/,
       /Content-Format: 50 \(application\/json\)/,
-      /IPv[46] \d+ \+ UDP 8 \+ DTLS 29 \+ CoAP 4 hdr \+ 8 token/,
+      /IPv[46] \d+ \+ UDP 8 \+ DTLS 29 \+ CoAP 4 hdr \+ 4 token/,
       /handling POST \/logs/,
       /CoAP {2}← cloud\s+ACK 2\.03 Valid {2}MID \d+/,
       /» 2\.03 Valid, piggybacked on the ACK/,

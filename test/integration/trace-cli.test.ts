@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { UsageError } from '../../src/errors.js';
 import { CoapServer } from '../../src/server/server.js';
+import { extractTraceFlag } from '../../src/trace/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -118,5 +120,25 @@ describe('coapkit --trace', () => {
     const r = await coapkit(['get', `coap://127.0.0.1:${port}/hello`, '--trace=xml']);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /--trace expects "text" or "json", got "xml"/);
+  });
+});
+
+describe('extractTraceFlag', () => {
+  it('takes --trace / --trace=json out of the arguments, anywhere before --', () => {
+    assert.equal(extractTraceFlag(['get', 'coap://h/']), undefined);
+    assert.deepEqual(extractTraceFlag(['get', '--trace', 'coap://h/']), {
+      format: 'text',
+      argv: ['get', 'coap://h/'],
+    });
+    assert.deepEqual(extractTraceFlag(['--trace=json', 'ping', 'coap://h']), {
+      format: 'json',
+      argv: ['ping', 'coap://h'],
+    });
+    assert.deepEqual(extractTraceFlag(['post', 'coap://h/', '--', '--trace']), undefined);
+    assert.deepEqual(extractTraceFlag(['post', '--trace', 'coap://h/', '--', '--trace']), {
+      format: 'text',
+      argv: ['post', 'coap://h/', '--', '--trace'],
+    });
+    assert.throws(() => extractTraceFlag(['get', '--trace=yaml']), UsageError);
   });
 });
