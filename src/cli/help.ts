@@ -141,6 +141,7 @@ Limits:
       --max-age SECONDS       Max-Age of GET responses (default 60)
 Other:
   -q, --quiet                 no startup banner
+  -v, --verbose               one line per request on stdout (method, path, peer, result, time)
 
 Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
 `;

@@ -179,8 +179,15 @@ describe('coapkit serve (coap://)', () => {
     assert.match(wk.out, /^<\/watched> .* obs$/m);
   });
 
-  it('stops cleanly on SIGTERM with exit 0', async () => {
-    const s = await startServe(['--host', '127.0.0.1', '--port', '0']);
+  it('-v logs one line per request; stops cleanly on SIGTERM with exit 0', async () => {
+    const s = await startServe(['--host', '127.0.0.1', '--port', '0', '-v']);
+    const get = await runInProcess(['get', `coap://127.0.0.1:${s.port}/nothing-here`]);
+    assert.equal(get.code, 1);
+    for (let i = 0; i < 50 && !/nothing-here/.test(s.output()); i++) await sleep(50);
+    assert.match(
+      s.output(),
+      /^\S+Z GET \/nothing-here from 127\.0\.0\.1:\d+ -> 4\.04 Not Found \([\d.]+ ms\)$/m,
+    );
     const code = await s.stop('SIGTERM');
     assert.equal(code, 0);
     assert.match(s.output(), /SIGTERM, shutting down/);

@@ -2,9 +2,11 @@
  * coapkit serve — a ready CoAP server with dynamic resources (DynamicStore),
  * on coap:// and, when keys are configured, coaps:// (DTLS 1.2 PSK).
  */
+import dc from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
+import { describeCode } from '../../constants/codes.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
@@ -24,6 +26,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'max-size': { type: 'string' },
   'max-age': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  verbose: { type: 'boolean', short: 'v' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
 };
@@ -40,6 +43,8 @@ export interface ServeOptions {
   maxAge: number;
   /** No banner. */
   quiet?: boolean;
+  /** One log line per request on stdout. */
+  verbose?: boolean;
 }
 
 export interface Listener {
@@ -200,6 +205,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     maxAge: num(p, 'max-age', { integer: true, max: 0xffffffff }) ?? 60,
   };
   if (bool(p, 'quiet')) opts.quiet = true;
+  if (bool(p, 'verbose')) opts.verbose = true;
   if (host !== undefined) opts.host = host === 'localhost' ? '127.0.0.1' : host;
   return opts;
 }
@@ -248,5 +254,53 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
   if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
-  return done;
+  const stopLog = opts.verbose ? logRequests((line) => io.stdout.write(`${line}\n`)) : undefined;
+  try {
+    return await done;
+  } finally {
+    stopLog?.();
+  }
+}
+
+interface RequestEvent {
+  peer: { address: string; port: number; key: string; identity?: string };
+  token: Buffer;
+  method: string;
+  path: string;
+}
+
+interface ResponseEvent {
+  peer: { key: string };
+  token: Buffer;
+  code?: number;
+  durationMs: number;
+}
+
+/** -v: one line per request ("GET /time from 127.0.0.1:40000 -> 2.05 Content (0.2 ms)"). */
+export function logRequests(write: (line: string) => void): () => void {
+  const pending = new Map<string, RequestEvent>();
+  const onRequest = (m: unknown) => {
+    const ev = m as RequestEvent;
+    pending.set(`${ev.peer.key}|${ev.token.toString('hex')}`, ev);
+    if (pending.size > 10_000) pending.delete(pending.keys().next().value as string);
+  };
+  const onResponse = (m: unknown) => {
+    const ev = m as ResponseEvent;
+    const key = `${ev.peer.key}|${ev.token.toString('hex')}`;
+    const req = pending.get(key);
+    if (!req) return;
+    pending.delete(key);
+    const host = isIP(req.peer.address) === 6 ? `[${req.peer.address}]` : req.peer.address;
+    const who = `${host}:${req.peer.port}${req.peer.identity !== undefined ? ` (${req.peer.identity})` : ''}`;
+    const result = ev.code === undefined ? 'no response' : describeCode(ev.code);
+    write(
+      `${new Date().toISOString()} ${req.method} ${req.path} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
+    );
+  };
+  dc.subscribe('coapkit:server:request', onRequest);
+  dc.subscribe('coapkit:server:response', onResponse);
+  return () => {
+    dc.unsubscribe('coapkit:server:request', onRequest);
+    dc.unsubscribe('coapkit:server:response', onResponse);
+  };
 }
