@@ -71,6 +71,13 @@ export {
   ServerRequest,
   type ServerResponse,
 } from './server/server.js';
+export {
+  formatSummary,
+  startTrace,
+  type Trace,
+  type TraceOptions,
+  type TraceSummary,
+} from './trace/tracer.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export { type ResolvedAddress, resolveHost } from './transport/resolve.js';
 export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
