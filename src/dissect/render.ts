@@ -96,6 +96,12 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
   heading('3. CoAP messages, by exchange');
   const msgs = result.coap.messages;
   if (msgs.length === 0) out.push('  (no CoAP messages decoded)');
+  const firstMsg = msgs[0];
+  const firstFrame = firstMsg ? frame(firstMsg.frame) : undefined;
+  if (firstMsg && firstFrame && firstFrame.coap?.length === 1) {
+    out.push(c('bold', `The first CoAP message (#${firstFrame.number}), layer by layer:`));
+    out.push(...encapsulation(firstFrame, firstMsg, result));
+  }
   for (const s of result.dtls) {
     if (s.applicationDataRecords > 0 && s.decryption.status !== 'decrypted') {
       out.push(
@@ -181,6 +187,51 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
   for (const f of errors) for (const e of f.errors) out.push(c('yellow', `#${f.number}: ${e}`));
   for (const w of result.warnings) out.push(c('yellow', `warning: ${w}`));
   return `${out.join('\n')}\n`;
+}
+
+/** The encapsulation chain of one frame carrying one CoAP message, with the bytes each layer adds. */
+function encapsulation(f: FrameInfo, m: CoapMessageInfo, result: DissectResult): string[] {
+  const rows: [string, string, number][] = [];
+  const b = f.bytes;
+  if (f.link) rows.push([f.link.name, f.link.src ? `from ${f.link.src}` : '', b.link ?? 0]);
+  if (f.ip) {
+    rows.push([
+      `IPv${f.ip.version}`,
+      `${f.ip.src} → ${f.ip.dst}, TTL/hop limit ${f.ip.ttl}${f.ip.optionsLength ? `, ${f.ip.optionsLength} B options` : ''}`,
+      b.ip ?? 0,
+    ]);
+  }
+  if (f.udp)
+    rows.push(['UDP', `port ${f.udp.srcPort} → ${f.udp.dstPort}, length ${f.udp.length}`, b.udp ?? 0]);
+  if (f.dtls) {
+    const rec = f.dtls.records.find((r) => r.contentType === 23);
+    const suite = result.dtls[f.dtls.session - 1]?.cipherSuite?.name ?? 'unknown suite';
+    if (rec) {
+      rows.push([
+        'DTLS record',
+        `${rec.contentTypeName}, epoch ${rec.epoch}, seq ${rec.seq}`,
+        rec.headerLength,
+      ]);
+      rows.push([
+        'DTLS protection',
+        `explicit nonce + authentication tag (${suite})`,
+        rec.protectionOverhead ?? 0,
+      ]);
+    }
+  }
+  rows.push([
+    'CoAP',
+    `${m.typeName} MID=${m.messageId} ${m.codeName}: header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length ? ' + marker 1' : ''}`,
+    m.headerLength,
+  ]);
+  rows.push(['payload', m.contentFormat ? m.contentFormat.name : 'no Content-Format', m.payload.length]);
+  const lines = rows.map(([layer, what, n]) => `  ${layer.padEnd(32)} ${String(n).padStart(5)} B  ${what}`);
+  const total = f.capturedLength;
+  const pct = total > 0 ? Math.round((m.payload.length / total) * 100) : 0;
+  lines.push(
+    `  ${'= on the wire'.padEnd(32)} ${String(total).padStart(5)} B  of which ${m.payload.length} B (${pct}%) are application payload`,
+  );
+  return lines;
 }
 
 function hex4(n: number): string {
