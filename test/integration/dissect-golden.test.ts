@@ -215,7 +215,10 @@ describe('dissect golden test against tshark (golioth_basics_psk.pcapng)', {
     assert.doesNotMatch(text, /\x1b\[/);
     // The encapsulation chain of the first message, as in the article.
     assert.match(text, /The first CoAP message \(#15\), layer by layer:/);
-    assert.match(text, /DTLS protection +24 B {2}explicit nonce \+ authentication tag \(TLS_PSK_WITH_AES_128_GCM_SHA256\)/);
+    assert.match(
+      text,
+      /DTLS protection +24 B {2}explicit nonce \+ authentication tag \(TLS_PSK_WITH_AES_128_GCM_SHA256\)/,
+    );
     assert.match(text, /= on the wire +184 B {2}of which 87 B \(47%\) are application payload/);
     // Layers: 184 = SLL 16 + IPv4 20 + UDP 8 + DTLS 13 + nonce/tag 24 + CoAP 16 + payload 87
     assert.match(
