@@ -23,9 +23,11 @@ import type { CoapOption } from '../codec/message.js';
 import { decodeUint, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
+import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { CoapServer, Middleware, ServerRequest } from '../server/server.js';
+import type { Peer } from '../transport/transport.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
 
@@ -85,6 +87,8 @@ export interface ObservableResource {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
+/** NON notifications remembered for matching a RST (about NON_LIFETIME worth at modest rates). */
+const MAX_NON_TRACKED = 4096;
 
 export class ObserveServer {
   private readonly observers = new Map<string, Observer>();
@@ -94,6 +98,9 @@ export class ObserveServer {
   /** Listener for registrations and removals. */
   onEvent: ((ev: ObserveEvent) => void) | undefined;
   readonly middleware: Middleware = (req, next) => this.handle(req, next);
+  /** NON notifications by `peer|messageId`, to remove an observer that answers one with RST. */
+  private readonly nonSent = new Map<string, Observer>();
+  private rstListener: ((m: unknown) => void) | undefined;
 
   constructor(options: ObserveServerOptions = {}) {
     this.opts = {
@@ -150,6 +157,35 @@ export class ObserveServer {
   /** Forgets every observer (no messages sent). */
   close(): void {
     for (const o of [...this.observers.values()]) this.remove(o, 'closed');
+    this.nonSent.clear();
+    if (this.rstListener) channels.messageReceived.unsubscribe(this.rstListener);
+    this.rstListener = undefined;
+  }
+
+  /**
+   * §4.5: a client rejects an unwanted NON notification with RST. The message
+   * layer drops a RST that matches no CON, so the observe layer watches the
+   * received-message channel for RSTs matching the NON notifications it sent.
+   */
+  private trackNon(o: Observer, messageId: number): void {
+    if (!this.rstListener) {
+      this.rstListener = (m) => {
+        const { peer, data } = m as { peer: Peer; data: Uint8Array };
+        // An empty RST: 4 bytes, version 1, type 3.
+        if (data.length !== 4 || (data[0]! & 0xf0) !== 0x70) return;
+        const key = `${peer.key}|${(data[2]! << 8) | data[3]!}`;
+        const obs = this.nonSent.get(key);
+        if (obs === undefined) return;
+        this.nonSent.delete(key);
+        this.remove(obs, 'reset');
+      };
+      channels.messageReceived.subscribe(this.rstListener);
+    }
+    this.nonSent.set(`${o.req.peer.key}|${messageId}`, o);
+    if (this.nonSent.size > MAX_NON_TRACKED) {
+      const oldest = this.nonSent.keys().next().value;
+      if (oldest !== undefined) this.nonSent.delete(oldest);
+    }
   }
 
   // ---- registration ------------------------------------------------------
@@ -270,7 +306,7 @@ export class ObserveServer {
       o.lastCon = now;
     }
     try {
-      o.endpoint.exchangeLayer.sendUnsolicited(
+      const messageId = o.endpoint.exchangeLayer.sendUnsolicited(
         o.req.peer,
         {
           confirmable,
@@ -293,6 +329,7 @@ export class ObserveServer {
             }
           : undefined,
       );
+      if (!confirmable && ok) this.trackNon(o, messageId);
     } catch {
       // The endpoint is closed: nobody to notify any more.
       this.remove(o, 'closed');
