@@ -295,9 +295,14 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
       }
       addCoap(result, fi, p, src, dst, 'udp');
     } catch (e) {
-      if (!(e instanceof CoapError)) throw e;
-      fi.errors.push(msg(e));
-      if (!fi.summary) fi.summary = `malformed: ${msg(e)}`;
+      if (e instanceof CoapError) {
+        fi.errors.push(msg(e));
+        if (!fi.summary) fi.summary = `malformed: ${msg(e)}`;
+      } else {
+        // A decoder bug must not lose the rest of the capture: report it and go on.
+        fi.errors.push(`internal decoder error: ${msg(e)}`);
+        result.warnings.push(`frame ${fi.number}: internal decoder error: ${msg(e)}`);
+      }
     }
   }
   const grouped = groupExchanges(result.coap.messages);

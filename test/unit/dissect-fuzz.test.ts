@@ -15,6 +15,7 @@ const SCENARIO = scenarioCapture();
 function run(bytes: Uint8Array, psk?: Uint8Array): void {
   const t = performance.now();
   const r = dissect(bytes, psk ? { psk } : {});
+  assert.ok(!r.warnings.some((w) => w.includes('internal decoder error')), r.warnings.join('\n'));
   renderText(r, { color: true });
   JSON.parse(renderJson(r));
   assert.ok(performance.now() - t < 2000, 'bounded time');
