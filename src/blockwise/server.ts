@@ -14,7 +14,7 @@
  */
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
-import { ResponseCode } from '../constants/codes.js';
+import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { CoapServer, Middleware } from '../server/server.js';
@@ -141,6 +141,13 @@ export class BlockwiseServer {
       const key = this.cacheKey(req.peer.key, msg);
       const cached = this.cached(key);
       if (cached) return this.slice(cached, b2.num, szx, wantSize2, key);
+      if (msg.code !== Method.GET && msg.code !== Method.FETCH) {
+        // Never re-run an unsafe handler just to produce a later block of its old response.
+        return text(
+          ResponseCode.BadRequest,
+          `no response of this request is cached to take block ${b2.num} from`,
+        );
+      }
       return then(next(), (res) => {
         if (res === null) return null;
         const full = this.withEtag(res);

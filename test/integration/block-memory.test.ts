@@ -330,6 +330,26 @@ describe('block-wise over the in-memory transport', { timeout: 50_000 }, () => {
     assert.equal(c.message.code, ResponseCode.RequestEntityIncomplete, 'idle reassembly was dropped');
   });
 
+  it('never re-runs an unsafe handler for a later block of an uncached response', async () => {
+    let runs = 0;
+    const r = await rig({}, (s) =>
+      s.post('/act', () => {
+        runs++;
+        return { payload: Buffer.alloc(3000, 7) };
+      }),
+    );
+    rigs.push(r);
+    const res = await exchange(r, Method.POST, '/act', Buffer.from('go'));
+    assert.equal(res.payload.length, 3000, 'later blocks came from the cached response');
+    assert.equal(runs, 1);
+    const late = await r.send()({
+      code: Method.POST,
+      options: [...path('/act'), { number: OptionNumber.Block2, value: encodeBlock(1, false, 6) }],
+    });
+    assert.equal(late.message.code, ResponseCode.BadRequest);
+    assert.equal(runs, 1, 'handler not run again');
+  });
+
   it('small responses pass untouched; Size2=0 in a request gets Size2', async () => {
     const r = await rig({}, (s) => s.get('/s', () => 'hello'));
     rigs.push(r);
