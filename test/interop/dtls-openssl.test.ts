@@ -1,0 +1,145 @@
+/**
+ * Interop: coapkit DTLS client ↔ `openssl s_server` and `openssl s_client` ↔
+ * coapkit DTLS server, for every PSK suite, with application data both ways.
+ */
+import * as assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
+import { makePeer, type Peer } from '../../src/transport/transport.js';
+import { findBinary, freeUdpPort, run, SUITES, withTimeout } from './dtls-peers.js';
+
+const OPENSSL = findBinary('openssl');
+const PSK_HEX = Buffer.from('coapkit-interop-key').toString('hex');
+
+for (const suite of SUITES) {
+  test(`coapkit client → openssl s_server (${suite.openssl})`, async (t) => {
+    if (!OPENSSL) return t.skip('openssl not installed');
+    const port = await freeUdpPort();
+    const srv = run(OPENSSL, [
+      's_server',
+      '-dtls1_2',
+      '-listen',
+      '-psk',
+      PSK_HEX,
+      '-psk_identity',
+      'coapkit',
+      '-psk_hint',
+      'hint',
+      '-cipher',
+      suite.openssl,
+      '-nocert',
+      '-accept',
+      `127.0.0.1:${port}`,
+      '-naccept',
+      '1',
+    ]);
+    const client = await DtlsClientTransport.create({
+      psk: { identity: 'coapkit', key: Buffer.from(PSK_HEX, 'hex') },
+      cipherSuites: [suite.id],
+      retransmitInitialMs: 200,
+      handshakeTimeoutMs: 10_000,
+    });
+    try {
+      await srv.waitFor('ACCEPT', 10_000);
+      const peer = makePeer('127.0.0.1', port);
+      const got: string[] = [];
+      client.attach({ message: (d) => got.push(d.toString()) });
+      await withTimeout(client.connect(peer), 10_000, 'handshake');
+      assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
+      client.send(Buffer.from('ping from coapkit\n'), peer);
+      await srv.waitFor('ping from coapkit', 5000);
+      assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
+      srv.child.stdin.write('pong from openssl\n');
+      await withTimeout(
+        (async () => {
+          while (!got.join('').includes('pong from openssl')) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        5000,
+        'data from s_server',
+      );
+    } finally {
+      await client.close();
+      await srv.kill();
+    }
+  });
+}
+
+for (const suite of SUITES) {
+  test(`openssl s_client → coapkit server (${suite.openssl})`, async (t) => {
+    if (!OPENSSL) return t.skip('openssl not installed');
+    const server = await DtlsServerTransport.create({
+      host: '127.0.0.1',
+      port: 0,
+      psk: (id) => (id === 'ossl-client' ? Buffer.from(PSK_HEX, 'hex') : undefined),
+      identityHint: 'coapkit-hint',
+      cipherSuites: [suite.id],
+      retransmitInitialMs: 200,
+    });
+    const received: { data: string; peer: Peer }[] = [];
+    server.attach({
+      message: (data, peer) => {
+        received.push({ data: data.toString(), peer });
+        server.send(Buffer.from('reply from coapkit\n'), peer);
+      },
+    });
+    const cli = run(OPENSSL, [
+      's_client',
+      '-dtls1_2',
+      '-psk',
+      PSK_HEX,
+      '-psk_identity',
+      'ossl-client',
+      '-cipher',
+      suite.openssl,
+      '-connect',
+      `127.0.0.1:${server.localAddress().port}`,
+      '-ign_eof',
+    ]);
+    try {
+      await cli.waitFor(/Cipher is /, 10_000);
+      assert.match(cli.output(), new RegExp(`Cipher is ${suite.openssl}`));
+      assert.match(cli.output(), /Extended master secret: yes/);
+      cli.child.stdin.write('hello from s_client\n');
+      await cli.waitFor('reply from coapkit', 5000);
+      assert.equal(received[0]?.data, 'hello from s_client\n');
+      assert.equal(received[0]?.peer.identity, 'ossl-client');
+    } finally {
+      await cli.kill();
+      await server.close();
+    }
+  });
+}
+
+test('openssl s_client with a wrong key is rejected; coapkit server reports bad_record_mac', async (t) => {
+  if (!OPENSSL) return t.skip('openssl not installed');
+  const server = await DtlsServerTransport.create({
+    host: '127.0.0.1',
+    port: 0,
+    psk: { identity: 'ossl-client', key: Buffer.from(PSK_HEX, 'hex') },
+    retransmitInitialMs: 200,
+  });
+  const errors: Error[] = [];
+  server.attach({ message: () => {}, peerError: (_p, e) => errors.push(e) });
+  const cli = run(OPENSSL, [
+    's_client',
+    '-dtls1_2',
+    '-psk',
+    '00112233',
+    '-psk_identity',
+    'ossl-client',
+    '-cipher',
+    'PSK-AES128-CCM8',
+    '-connect',
+    `127.0.0.1:${server.localAddress().port}`,
+  ]);
+  try {
+    await cli.waitFor(/alert bad record mac|bad record mac/i, 10_000);
+    assert.ok(
+      errors.some((e) => (e as { alert?: number }).alert === 20),
+      'server saw bad_record_mac',
+    );
+  } finally {
+    await cli.kill();
+    await server.close();
+  }
+});

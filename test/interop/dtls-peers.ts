@@ -1,0 +1,123 @@
+/** Shared helpers for the DTLS interop tests (spawning real peers, always cleaned up). */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export function findBinary(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+export interface Proc {
+  child: ChildProcessWithoutNullStreams;
+  output(): string;
+  waitFor(pattern: RegExp | string, ms: number): Promise<void>;
+  exited: Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+export function run(bin: string, args: string[]): Proc {
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString('latin1');
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  child.stdin.on('error', () => {});
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor(pattern, ms) {
+      const test = () => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
+      if (test()) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`timeout waiting for ${pattern} in output of ${bin}:\n${out.slice(-2000)}`));
+        }, ms);
+        const check = () => {
+          if (test()) {
+            clearTimeout(t);
+            listeners.delete(check);
+            resolve();
+          }
+        };
+        listeners.add(check);
+        void exited.then(() => {
+          if (!test()) {
+            clearTimeout(t);
+            listeners.delete(check);
+            reject(new Error(`${bin} exited before printing ${pattern}:\n${out.slice(-2000)}`));
+          }
+        });
+      });
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 1000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+/** A UDP port that was free a moment ago (and, if `pair`, port+1 too). */
+export async function freeUdpPort(pair = false): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const s = createSocket('udp4');
+    const port = await new Promise<number>((resolve) =>
+      s.bind(0, '127.0.0.1', () => resolve(s.address().port)),
+    );
+    await new Promise<void>((r) => s.close(() => r()));
+    if (!pair) return port;
+    if (port >= 65535) continue;
+    const s2 = createSocket('udp4');
+    const ok = await new Promise<boolean>((resolve) => {
+      s2.once('error', () => resolve(false));
+      s2.bind(port + 1, '127.0.0.1', () => resolve(true));
+    });
+    await new Promise<void>((r) => s2.close(() => r()));
+    if (ok) return port;
+  }
+  throw new Error('no free UDP port');
+}
+
+export const SUITES: { id: number; openssl: string }[] = [
+  { id: 0xc0a8, openssl: 'PSK-AES128-CCM8' },
+  { id: 0xc0a4, openssl: 'PSK-AES128-CCM' },
+  { id: 0x00a8, openssl: 'PSK-AES128-GCM-SHA256' },
+  { id: 0xccac, openssl: 'ECDHE-PSK-CHACHA20-POLY1305' },
+  { id: 0xc037, openssl: 'ECDHE-PSK-AES128-CBC-SHA256' },
+];
+
+/** CON GET /.well-known/core, MID 0x1234, no token. */
+export const WELL_KNOWN_CORE_GET = Buffer.from([
+  0x40, 0x01, 0x12, 0x34, 0xbb, 0x2e, 0x77, 0x65, 0x6c, 0x6c, 0x2d, 0x6b, 0x6e, 0x6f, 0x77, 0x6e, 0x04, 0x63,
+  0x6f, 0x72, 0x65,
+]);
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
+    }),
+  ]);
+}
