@@ -1,0 +1,170 @@
+/**
+ * Running libcoap's command-line tools (Debian libcoap3-bin) as CoAP peers:
+ * coap-client-notls output parsing and a coap-server-notls launcher.
+ * Every process is killed on timeout; nothing outlives the test.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+
+export const CLIENT = 'coap-client-notls';
+export const SERVER = 'coap-server-notls';
+
+export function haveLibcoap(): boolean {
+  try {
+    execFileSync('which', [CLIENT, SERVER], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One message as libcoap prints it: `v:1 t:CON c:GET i:2560 {01} [ Uri-Path:x ] :: 'payload'`. */
+export interface LibcoapMessage {
+  type: 'CON' | 'NON' | 'ACK' | 'RST';
+  code: string;
+  mid: number;
+  /** Token hex ('' for the empty token). */
+  token: string;
+  options: Array<[string, string]>;
+  payload: string | undefined;
+  line: string;
+}
+
+const LINE =
+  /^v:1 t:(CON|NON|ACK|RST) c:(\S+) i:([0-9a-f]+) (?:\{([0-9a-f]*)\} )?\[ ?(.*?) ?\](?: :: '(.*)')?$/;
+
+export function parseMessages(text: string): LibcoapMessage[] {
+  const out: LibcoapMessage[] = [];
+  for (const raw of text.split('\n')) {
+    const i = raw.indexOf('v:1 t:');
+    if (i === -1) continue;
+    const line = raw.slice(i).trimEnd();
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const options: Array<[string, string]> = [];
+    if (m[5]) {
+      for (const part of m[5].split(/, (?=[A-Za-z0-9-]+:)/)) {
+        const c = part.indexOf(':');
+        options.push([part.slice(0, c), part.slice(c + 1)]);
+      }
+    }
+    out.push({
+      type: m[1] as LibcoapMessage['type'],
+      code: m[2]!,
+      mid: Number.parseInt(m[3]!, 16),
+      token: m[4] ?? '',
+      options,
+      payload: m[6],
+      line,
+    });
+  }
+  return out;
+}
+
+export interface ClientRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  messages: LibcoapMessage[];
+}
+
+/** Runs coap-client-notls with `-v 6` (message dumps) unless another -v is given. */
+export function runClient(args: string[], timeoutMs = 10_000): Promise<ClientRun> {
+  const full = args.includes('-v') ? args : ['-v', '6', ...args];
+  return new Promise((resolve, reject) => {
+    const p = spawn(CLIENT, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('latin1');
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('latin1');
+    });
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`${CLIENT} ${full.join(' ')} timed out\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, messages: parseMessages(`${stdout}\n${stderr}`) });
+    });
+  });
+}
+
+/** A free UDP port on 127.0.0.1 (bound and released). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  await new Promise<void>((r) => s.bind(0, host, () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export interface LibcoapServer {
+  port: number;
+  proc: ChildProcess;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts coap-server-notls on 127.0.0.1 and waits until it answers a CoAP ping. */
+export async function startServer(extra: string[] = [], host = '127.0.0.1'): Promise<LibcoapServer> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort(host);
+    // stdbuf: line-buffered logs, so message dumps can be read while the server runs.
+    const proc = spawn('stdbuf', ['-oL', '-eL', SERVER, '-A', host, '-p', String(port), ...extra], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    proc.stdout?.on('data', (d: Buffer) => {
+      log += d.toString('latin1');
+    });
+    proc.stderr?.on('data', (d: Buffer) => {
+      log += d.toString('latin1');
+    });
+    const stop = () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
+        proc.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        proc.kill('SIGTERM');
+      });
+    if (await answersPing(host, port, 3000)) return { port, proc, log: () => log, stop };
+    await stop();
+  }
+  throw new Error(`${SERVER} did not start`);
+}
+
+/** Sends raw CoAP pings until an RST comes back. */
+export async function answersPing(host: string, port: number, ms: number): Promise<boolean> {
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  await new Promise<void>((r) => s.bind(0, r));
+  try {
+    return await new Promise<boolean>((resolve) => {
+      const deadline = setTimeout(() => {
+        clearInterval(iv);
+        resolve(false);
+      }, ms);
+      s.on('message', (m) => {
+        if (m.length === 4 && m[0] === 0x70 && m[2] === 0x12 && m[3] === 0x34) {
+          clearTimeout(deadline);
+          clearInterval(iv);
+          resolve(true);
+        }
+      });
+      const ping = () => s.send(Buffer.from([0x40, 0, 0x12, 0x34]), port, host);
+      const iv = setInterval(ping, 100);
+      ping();
+    });
+  } finally {
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}
