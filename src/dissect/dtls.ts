@@ -306,7 +306,8 @@ function named(id: number): NamedValue {
 }
 
 /** Decodes the body of a complete handshake message into `hs`. */
-function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherSuiteInfo | undefined): void {
+function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: number | undefined): void {
+  const suiteName = suiteId === undefined ? '' : cipherSuiteName(suiteId);
   const r = new Reader(body);
   try {
     switch (hs.msgType) {
@@ -339,21 +340,27 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suite: CipherS
         break;
       }
       case 12: {
-        // PSK: psk_identity_hint; ECDHE_PSK: hint + ServerECDHParams.
+        // PSK: psk_identity_hint; ECDHE_PSK: hint + ServerECDHParams (RFC 5489);
+        // DHE_PSK: hint + ServerDHParams (RFC 4279 §3).
         hs.pskIdentityHint = latin(r.vec16('psk identity hint'));
-        if (r.left > 0 && (suite === undefined || suite.keyExchange === 'ecdhe_psk')) {
+        if (r.left > 0 && suiteName.includes('_ECDHE_PSK_')) {
           const curveType = r.u8('curve type');
           if (curveType === 3) {
             const g = r.u16('named curve');
             hs.curve = { id: g, name: GROUP_NAMES[g] ?? `0x${g.toString(16)}` };
           }
           hs.publicKey = toHex(r.vec8('public key'));
+        } else if (r.left > 0 && suiteName.includes('_DHE_PSK_')) {
+          r.vec16('dh_p');
+          r.vec16('dh_g');
+          hs.publicKey = toHex(r.vec16('dh_Ys'));
         }
         break;
       }
       case 16: {
         hs.pskIdentity = latin(r.vec16('psk identity'));
-        if (r.left > 0) hs.publicKey = toHex(r.vec8('public key'));
+        if (r.left > 0)
+          hs.publicKey = toHex(suiteName.includes('_DHE_PSK_') ? r.vec16('dh_Yc') : r.vec8('public key'));
         break;
       }
       case 20:
@@ -598,7 +605,7 @@ export class DtlsTracker {
       const seenKey = `${dir}${messageSeq}:${msgType}`;
       if (session.seen.has(seenKey)) {
         hs.retransmission = true;
-        if (!hs.fragmented) decodeHandshakeBody(hs, frag, session.suite);
+        if (!hs.fragmented) decodeHandshakeBody(hs, frag, session.suiteId);
         continue;
       }
       let body: Uint8Array | undefined;
@@ -624,7 +631,7 @@ export class DtlsTracker {
       } else hs.error = 'message too large to reassemble';
       if (body === undefined) continue;
       session.seen.set(seenKey, 1);
-      decodeHandshakeBody(hs, body, session.suite);
+      decodeHandshakeBody(hs, body, session.suiteId);
       this.onMessage(session, hs, body, fromClient);
     }
     return out;

@@ -78,7 +78,7 @@ async function tsharkFields(file: string, port: number): Promise<string[][]> {
     { timeout: 30_000 },
   );
   return stdout
-    .trimEnd()
+    .replace(/\n$/, '')
     .split('\n')
     .map((l) => l.split('\t'));
 }
@@ -195,7 +195,7 @@ describe('OpenSSL capture psk_ccm8_resumption.pcapng (session resumption)', () =
       { timeout: 30_000 },
     );
     const rows = stdout
-      .trimEnd()
+      .replace(/\n$/, '')
       .split('\n')
       .map((l) => l.split('\t'));
     assert.equal(rows.length, r.frames.length);
@@ -227,5 +227,89 @@ describe('OpenSSL capture psk_ccm8_resumption.pcapng (session resumption)', () =
       s?.decryption.detail ?? '',
       /abbreviated handshake resuming a session whose keys are unknown/,
     );
+  });
+});
+
+describe('OpenSSL capture dhe_psk_fragmented.pcapng (handshake fragmentation)', () => {
+  const file = dir('dhe_psk_fragmented.pcapng');
+  const r = dissect(readFileSync(file), { psk: PSK, ports: [15705] });
+
+  it('reassembles the fragmented ServerKeyExchange and reports the unsupported suite', () => {
+    const ske = r.frames
+      .flatMap((f) => f.dtls?.records ?? [])
+      .flatMap((x) => x.handshake ?? [])
+      .filter((h) => h.msgType === 12);
+    assert.deepEqual(
+      ske.map((h) => [h.fragmentOffset, h.fragmentLength, h.fragmented, h.reassembled ?? false]),
+      [
+        [0, 125, true, false],
+        [125, 203, true, false],
+        [328, 201, true, true],
+      ],
+    );
+    assert.equal(ske[2]?.pskIdentityHint, 'srv-hint');
+    assert.equal(ske[2]?.publicKey?.length, 512); // 256-byte DH public value
+    const s = r.dtls[0];
+    assert.equal(s?.cipherSuite?.name, 'TLS_DHE_PSK_WITH_AES_128_GCM_SHA256');
+    assert.equal(s?.decryption.status, 'unsupported-suite');
+    assert.ok(r.warnings.some((w) => /unsupported cipher suite/.test(w)));
+  });
+
+  it('matches tshark: record types, handshake types and fragment fields per frame', {
+    skip: hasTshark ? false : 'tshark is not installed',
+  }, async () => {
+    const fields = [
+      'dtls.record.content_type',
+      'dtls.handshake.type',
+      'dtls.handshake.fragment_offset',
+      'dtls.handshake.fragment_length',
+      'dtls.handshake.message_seq',
+    ];
+    const { stdout } = await promisify(execFile)(
+      'tshark',
+      [
+        '-r',
+        file,
+        '-o',
+        `dtls.psk:${PSK.toString('hex')}`,
+        '-d',
+        'udp.port==15705,dtls',
+        '-T',
+        'fields',
+        ...fields.flatMap((f) => ['-e', f]),
+      ],
+      { timeout: 30_000 },
+    );
+    const rows = stdout
+      .replace(/\n$/, '')
+      .split('\n')
+      .map((l) => l.split('\t').map((x) => (x ? x.split(',').map(Number) : [])));
+    assert.equal(rows.length, r.frames.length);
+    rows.forEach(([types, hsTypes, offsets, lengths, seqs], i) => {
+      const recs = r.frames[i]?.dtls?.records ?? [];
+      const hs = recs.flatMap((x) => x.handshake ?? []);
+      assert.deepEqual(
+        recs.map((x) => x.contentType),
+        types,
+        `frame ${i + 1} records`,
+      );
+      assert.deepEqual(
+        hs.map((h) => h.msgType),
+        hsTypes,
+        `frame ${i + 1} handshake types`,
+      );
+      assert.deepEqual(
+        hs.map((h) => h.fragmentOffset),
+        offsets,
+      );
+      assert.deepEqual(
+        hs.map((h) => h.fragmentLength),
+        lengths,
+      );
+      assert.deepEqual(
+        hs.map((h) => h.messageSeq),
+        seqs,
+      );
+    });
   });
 });
