@@ -213,6 +213,41 @@ describe('observe over the in-memory transport', { timeout: 30_000 }, () => {
     assert.deepEqual(types, [1, 1, 0, 1, 1, 0]);
   });
 
+  it('sends a CON notification once conIntervalMs has passed since the last one (the 24 h rule)', async () => {
+    const r = await make({ conEvery: 0, conIntervalMs: 100 });
+    const types: number[] = [];
+    r.net.conditions = {
+      drop: (d, from) => {
+        if (from.address === '10.0.0.1') {
+          const m = decodeMessage(Buffer.from(d));
+          if (getUintOption(m.options, OptionNumber.Observe) !== undefined && m.type !== MessageType.ACK)
+            types.push(m.type);
+        }
+        return false;
+      },
+    };
+    const o = r.obs('/obs');
+    await o.registered;
+    r.observe.notify('/obs');
+    await sleep(20);
+    r.observe.notify('/obs');
+    await sleep(120);
+    r.observe.notify('/obs');
+    await sleep(20);
+    r.observe.notify('/obs');
+    await until(() => types.length === 4);
+    assert.deepEqual(types, [MessageType.NON, MessageType.NON, MessageType.CON, MessageType.NON]);
+  });
+
+  it('does not register on an error response, and a registration for an unknown path gets 4.04', async () => {
+    const r = await make();
+    const o = r.obs('/nope');
+    const first = await o.registered;
+    assert.equal(first.code, ResponseCode.NotFound);
+    assert.equal(first.observe, undefined);
+    assert.equal(r.observe.observerCount(), 0);
+  });
+
   it('an error notification (resource deleted) ends the observation', async () => {
     const r = await make();
     const o = r.obs('/obs');
