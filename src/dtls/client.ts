@@ -54,7 +54,6 @@ export class DtlsClientConnection extends DtlsConnection {
   private cookie = Buffer.alloc(0);
   private helloVerifyCount = 0;
   private serverEphemeral?: { group: number; publicKey: Buffer };
-  private master?: Buffer;
   private expectedServerVerify?: Buffer;
   private readonly offered: number[];
 
@@ -196,7 +195,6 @@ export class DtlsClientConnection extends DtlsConnection {
     const premaster = pskPremasterSecret(this.copts.psk, otherSecret);
     const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
     const master = masterSecret(suite, premaster, this.clientRandom!, this.serverRandom!, sessionHash);
-    this.master = master;
     this.logKeys(master);
     this.installKeys(suite, keyBlock(suite, master, this.clientRandom!, this.serverRandom!));
     const ccs = this.ccs();
@@ -240,13 +238,13 @@ export class DtlsClientConnection extends DtlsConnection {
     }
   }
 
+  protected override releaseHandshakeState(): void {
+    this.serverEphemeral = undefined;
+    this.expectedServerVerify = undefined;
+  }
+
   /** The negotiated suite (after the handshake). */
   get negotiatedSuite(): CipherSuiteInfo | undefined {
     return this.suite;
-  }
-
-  /** Master secret (for tests / key logging). */
-  get masterSecretForTest(): Buffer | undefined {
-    return this.master;
   }
 }

@@ -303,6 +303,11 @@ export abstract class DtlsConnection {
     this.state = 'established';
     this.future = [];
     this.queue = [];
+    // Free handshake-only state: idle sessions should stay small.
+    this.transcript.reset();
+    this.pendingRead = undefined;
+    this.pendingWrite = undefined;
+    this.releaseHandshakeState();
     this.sink.established();
   }
 
@@ -441,6 +446,9 @@ export abstract class DtlsConnection {
         break;
     }
   }
+
+  /** Hook: subclasses drop handshake-only secrets and buffers once established. */
+  protected releaseHandshakeState(): void {}
 
   /** Hook: the server drops its kept last flight once the client proves it got it. */
   protected onApplicationData(): void {}

@@ -243,6 +243,11 @@ export class DtlsServerConnection extends DtlsConnection {
     }
   }
 
+  protected override releaseHandshakeState(): void {
+    this.ephemeral = undefined;
+    this.master = undefined;
+  }
+
   protected override onApplicationData(): void {
     if (this.keptLastFlight) {
       // The client got our Finished (it sends application data only after it).
