@@ -15,11 +15,19 @@ const suite = Number.parseInt(process.argv[2] ?? 'c0a8', 16);
 const psk = { identity: 'bench', key: 'bench-key' };
 
 // 1. handshakes/s over loopback (sequential and 16 in parallel)
-const server = await DtlsServerTransport.create({ host: '127.0.0.1', port: 0, psk, cipherSuites: [suite], maxSessions: 100_000 });
+const server = await DtlsServerTransport.create({
+  host: '127.0.0.1',
+  port: 0,
+  psk,
+  cipherSuites: [suite],
+  maxSessions: 100_000,
+});
 server.attach({ message: () => {} });
 const port = server.localAddress().port;
 for (const parallel of [1, 16]) {
-  const clients = await Promise.all(Array.from({ length: parallel }, () => DtlsClientTransport.create({ psk, cipherSuites: [suite] })));
+  const clients = await Promise.all(
+    Array.from({ length: parallel }, () => DtlsClientTransport.create({ psk, cipherSuites: [suite] })),
+  );
   for (const c of clients) c.attach({ message: () => {} });
   const durationMs = 3000;
   const t0 = performance.now();
@@ -40,7 +48,9 @@ for (const parallel of [1, 16]) {
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  console.log(`suite 0x${suite.toString(16)}: ${parallel} parallel: ${(n / secs).toFixed(0)} full handshakes/s (${n} in ${secs.toFixed(1)} s)`);
+  console.log(
+    `suite 0x${suite.toString(16)}: ${parallel} parallel: ${(n / secs).toFixed(0)} full handshakes/s (${n} in ${secs.toFixed(1)} s)`,
+  );
   for (const c of clients) await c.close();
 }
 await server.close();
@@ -53,7 +63,12 @@ if (!gc) {
 }
 const N = 2000;
 const srv = new DtlsServer(
-  { pskLookup: () => Buffer.from(psk.key), cipherSuites: [suite], maxSessions: N + 10, maxHandshakes: N + 10 },
+  {
+    pskLookup: () => Buffer.from(psk.key),
+    cipherSuites: [suite],
+    maxSessions: N + 10,
+    maxHandshakes: N + 10,
+  },
   {
     send: (d, _a, port) => queue.push(() => clients.get(port)?.deliver(d)),
     established: () => {},
@@ -92,7 +107,11 @@ for (let i = 0; i < N; i++) {
       closed: () => {},
     },
   );
-  clients.set(clientPort, { deliver: (d) => parseDatagram(d).forEach((r) => conn.handleRecord(r)) });
+  clients.set(clientPort, {
+    deliver: (d) => {
+      for (const r of parseDatagram(d)) conn.handleRecord(r);
+    },
+  });
   conn.start();
   await drain();
   if (!done) throw new Error('in-memory handshake did not complete');
@@ -102,5 +121,7 @@ for (let i = 0; i < N; i++) {
 await new Promise((r) => setTimeout(r, 50));
 gc();
 const after = process.memoryUsage().heapUsed;
-console.log(`suite 0x${suite.toString(16)}: ${srv.sessionCount} idle server sessions: ${((after - before) / N).toFixed(0)} heap bytes per session`);
+console.log(
+  `suite 0x${suite.toString(16)}: ${srv.sessionCount} idle server sessions: ${((after - before) / N).toFixed(0)} heap bytes per session`,
+);
 srv.close();
