@@ -32,7 +32,7 @@ export interface ObserveOptions {
   options?: CoapOption[];
   /** Register with a CON (default) or NON request. */
   confirmable?: boolean;
-  /** Time limit for the registration response and for deregistration, ms (default 93 s / 5 s). */
+  /** Time limit for the registration response in ms (default 93 s); deregistration waits at most 5 s. */
   timeout?: number;
   /** Re-register when Max-Age plus this margin (ms) passes without a notification (default 5000). */
   reregisterMarginMs?: number;
@@ -347,7 +347,7 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
               return true;
             },
             onError: () => resolve(),
-            timeoutMs: this.opts.timeout ?? 5000,
+            timeoutMs: Math.min(this.opts.timeout ?? 5000, 5000),
           },
         );
       } catch {
