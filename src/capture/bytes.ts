@@ -58,12 +58,9 @@ export function slice(buf: Uint8Array, o: number, length: number, what = 'data')
 }
 
 export function toHex(buf: Uint8Array, sep = ''): string {
-  let s = '';
-  for (let i = 0; i < buf.length; i++) {
-    if (i > 0 && sep) s += sep;
-    s += (buf[i] as number).toString(16).padStart(2, '0');
-  }
-  return s;
+  const hex = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('hex');
+  if (!sep || hex.length <= 2) return hex;
+  return hex.replace(/(..)(?!$)/g, `$1${sep}`);
 }
 
 export function macToString(buf: Uint8Array): string {

@@ -285,6 +285,7 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
   const byToken = new Map<string, CoapExchange>();
   const byMid = new Map<string, { ex: CoapExchange; msg: CoapMessageInfo }>();
   const lastRequestMid = new Map<string, CoapExchange>();
+  const responsesSeen = new Map<number, Set<string>>();
   const add = (ex: CoapExchange, m: CoapMessageInfo, role: string): void => {
     ex.messages.push({ index: m.index, role });
     m.exchange = ex.id;
@@ -337,16 +338,19 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
       m.requestUriPath = ex.uriPath;
       m.summary = summarize(m);
       const req = messages[ex.messages[0]?.index ?? -1];
-      const isRetrans = ex.messages.some(
-        (x) =>
-          messages[x.index]?.messageId === m.messageId &&
-          messages[x.index]?.src === m.src &&
-          messages[x.index]?.kind === 'response',
-      );
+      // Per-exchange index of the responses seen so far (kept out of the exported shape).
+      let seen = responsesSeen.get(ex.id);
+      if (seen === undefined) {
+        seen = new Set<string>();
+        responsesSeen.set(ex.id, seen);
+      }
+      const midKey = `${m.src}|${m.messageId}`;
+      const isRetrans = seen.has(midKey);
+      const hadResponse = seen.size > 0;
+      seen.add(midKey);
       let role: string;
       if (isRetrans) role = 'retransmission';
-      else if (m.observe !== undefined && ex.messages.some((x) => messages[x.index]?.kind === 'response'))
-        role = `notification (Observe=${m.observe})`;
+      else if (m.observe !== undefined && hadResponse) role = `notification (Observe=${m.observe})`;
       else if (m.type === 2 && req !== undefined && req.messageId === m.messageId)
         role = 'piggybacked response';
       else if (req?.type === 1 && ex.kind === 'non')
