@@ -135,6 +135,8 @@ Keys (enable coaps://, DTLS 1.2 PSK):
       --identity ID --psk SECRET   one identity and key (text; or --psk-hex HEX)
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
                               "#" starts a comment
+      --generate-psk          no key given: make a random one for this run and print it
+                              (what npm start does)
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation (default 65536; then 4.13 + Size1)

@@ -2,6 +2,8 @@
  * coapkit serve — a ready CoAP server with dynamic resources (DynamicStore),
  * on coap:// and, when keys are configured, coaps:// (DTLS 1.2 PSK).
  */
+
+import { randomBytes } from 'node:crypto';
 import dc from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +29,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'max-age': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   verbose: { type: 'boolean', short: 'v' },
+  'generate-psk': { type: 'boolean' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
 };
@@ -45,6 +48,8 @@ export interface ServeOptions {
   quiet?: boolean;
   /** One log line per request on stdout. */
   verbose?: boolean;
+  /** The key was generated for this run (--generate-psk): print it in the banner. */
+  generatedKey?: { identity: string; key: Buffer };
 }
 
 export interface Listener {
@@ -206,6 +211,14 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   };
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
+  if (bool(p, 'generate-psk') && opts.keys.size === 0) {
+    // A fresh random key for this run only, so coaps:// works out of the box
+    // without a well-known default secret.
+    const identity = str(p, 'identity') ?? 'coapkit';
+    const key = randomBytes(16);
+    opts.keys.set(identity, key);
+    opts.generatedKey = { identity, key };
+  }
   if (host !== undefined) opts.host = host === 'localhost' ? '127.0.0.1' : host;
   return opts;
 }
@@ -227,7 +240,17 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(`  ${l.url}${note}`);
   }
   if (opts.keys.size === 0)
-    lines.push('  (coaps:// not started: no PSK configured; see --identity/--psk, --psk-file)');
+    lines.push(
+      '  (coaps:// not started: no PSK configured; see --identity/--psk, --psk-file, --generate-psk)',
+    );
+  const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
+  if (opts.generatedKey && secureListener) {
+    const { identity, key } = opts.generatedKey;
+    lines.push(
+      `PSK generated for this run: identity "${identity}", key (hex) ${key.toString('hex')}`,
+      `Try: coapkit get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
+    );
+  }
   const first = running.listeners[0]!;
   lines.push(
     `Try: coapkit get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
