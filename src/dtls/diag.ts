@@ -17,6 +17,7 @@ import {
   decodeHelloVerifyRequest,
   decodeServerHello,
   decodeServerKeyExchange,
+  decodeServerName,
   HandshakeType,
 } from './handshake/messages.js';
 
@@ -57,6 +58,7 @@ export interface HandshakeInfo {
   identity?: string;
   identityHint?: string;
   group?: number;
+  serverName?: string;
 }
 
 const suiteName = (id: number): string =>
@@ -87,6 +89,8 @@ export function describeHandshake(plaintext: Buffer, ecdhe?: boolean): Handshake
           info.cookie = ch.cookie.toString('hex');
           info.offeredSuites = ch.cipherSuites.map(suiteName);
           info.extensions = ch.extensions.map((e) => e.type);
+          const sni = ch.extensions.find((e) => e.type === 0);
+          if (sni) info.serverName = decodeServerName(sni.data);
           break;
         }
         case HandshakeType.helloVerifyRequest:

@@ -296,6 +296,8 @@ interface Entry {
 
 export class DtlsServer {
   private readonly conns = new Map<string, Entry>();
+  /** Connections still handshaking (bounded by maxHandshakes). */
+  private readonly halfOpen = new Set<DtlsServerConnection>();
   private secrets: [Buffer, Buffer] = [randomBytes(32), randomBytes(32)];
   private secretRotatedAt = Date.now();
   private readonly cookieRotateMs: number;
@@ -328,9 +330,7 @@ export class DtlsServer {
   }
 
   get handshakeCount(): number {
-    let n = 0;
-    for (const e of this.conns.values()) if (e.conn.state === 'handshaking') n++;
-    return n;
+    return this.halfOpen.size;
   }
 
   connection(key: string): DtlsServerConnection | undefined {
@@ -454,9 +454,13 @@ export class DtlsServer {
       },
       {
         sendDatagram: (d) => this.events.send(d, address, port),
-        established: () => this.events.established(conn, address, port),
+        established: () => {
+          this.halfOpen.delete(conn);
+          this.events.established(conn, address, port);
+        },
         data: (d) => this.events.data(d, conn, address, port),
         closed: (error) => {
+          this.halfOpen.delete(conn);
           if (this.conns.get(key) === entry) this.conns.delete(key);
           this.events.closed(conn, address, port, error);
         },
@@ -464,6 +468,7 @@ export class DtlsServer {
     );
     entry.conn = conn;
     this.conns.set(key, entry);
+    this.halfOpen.add(conn);
     try {
       conn.start(ch, frag.body, frag.messageSeq, rec.seq);
     } catch (e) {

@@ -383,6 +383,7 @@ export class DtlsServerTransport implements Transport {
           }
         : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
     const family = socket.address().family === 'IPv6' ? 6 : 4;
+    const v6 = family === 6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
     this.maxMessageSize = mtu - (family === 6 ? 48 : 28) - 13 - 32;
     this.server = new DtlsServer(
@@ -403,7 +404,9 @@ export class DtlsServerTransport implements Transport {
         send: (d, address, port) => {
           if (this.closed && !this.closing) return;
           this.pending.add();
-          socket.send(d, port, address, () => this.pending.done());
+          // A dual-stack (udp6) socket reaches IPv4 peers through their v4-mapped address.
+          const to = v6 && isIP(address) === 4 ? `::ffff:${address}` : address;
+          socket.send(d, port, to, () => this.pending.done());
         },
         established: (conn, address, port) => {
           this.peers.set(`${address}%${port}`, makePeer(address, port, conn.identity));

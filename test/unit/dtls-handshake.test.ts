@@ -394,3 +394,91 @@ test('diagnostics channel events', async () => {
     for (const [name, fn] of subs) unsubscribe(name, fn);
   }
 });
+
+test('server retransmits its last flight when the client retransmits its Finished flight', async () => {
+  const es = await echoServer();
+  let droppedFinal = 0;
+  const proxy = await LossyProxy.create(es.port, {
+    filter: (msg, dir) => {
+      // drop the server's ChangeCipherSpec+Finished flight twice
+      const recs = parseDatagram(msg);
+      if (dir === 's2c' && recs.some((r) => r.type === 20) && droppedFinal < 2) {
+        droppedFinal++;
+        return false;
+      }
+      return true;
+    },
+  });
+  cleanups.push(() => proxy.close());
+  const tc = await testClient();
+  const peer = makePeer('127.0.0.1', proxy.port);
+  await withTimeout(tc.client.connect(peer), 5000, 'connect');
+  assert.equal(droppedFinal, 2);
+  const r = tc.next();
+  tc.client.send(Buffer.from('after-retransmit'), peer);
+  assert.equal(await withTimeout(r, 2000, 'echo'), 'echo:after-retransmit');
+});
+
+test('half-open handshake limit (maxHandshakes)', async () => {
+  const es = await echoServer({ maxHandshakes: 2 });
+  const socks = await Promise.all(
+    [0, 1, 2].map(async () => {
+      const s = createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      cleanups.push(() => new Promise<void>((r) => s.close(() => r())));
+      return s;
+    }),
+  );
+  for (const [i, s] of socks.entries()) {
+    const random = Buffer.alloc(32, 10 + i);
+    const hvr = new Promise<Buffer>((resolve) => s.once('message', resolve));
+    s.send(rawClientHello(Buffer.alloc(0), random), es.port, '127.0.0.1');
+    const [rec] = parseDatagram(await withTimeout(hvr, 2000, 'hvr'));
+    const cookie = decodeHelloVerifyRequest(parseHandshakeFragments(rec!.fragment)[0]!.body).cookie;
+    s.send(rawClientHello(cookie, random), es.port, '127.0.0.1');
+  }
+  await sleep(50);
+  assert.equal(es.server.server.handshakeCount, 2);
+  assert.equal(es.server.server.stats.rejectedFull, 1);
+});
+
+test('IPv6 loopback, host name resolution and server_name extension', async () => {
+  const names: (string | undefined)[] = [];
+  const fn = (msg: unknown) => {
+    for (const h of (msg as { handshake?: { typeName: string; serverName?: string }[] }).handshake ?? []) {
+      if (h.typeName === 'client_hello') names.push(h.serverName);
+    }
+  };
+  subscribe('coapkit:dtls:record:sent', fn);
+  try {
+    const server = await DtlsServerTransport.create({
+      host: '::',
+      port: 0,
+      psk: PSK,
+      retransmitInitialMs: 50,
+    });
+    cleanups.push(() => server.close());
+    const seen: Peer[] = [];
+    server.attach({
+      message: (d, p) => {
+        seen.push(p);
+        server.send(d, p);
+      },
+    });
+    const port = server.localAddress().port;
+    const v6 = await testClient({ family: 6 });
+    const r6 = v6.next();
+    v6.client.send(Buffer.from('v6'), makePeer('::1', port));
+    assert.equal(await withTimeout(r6, 5000, 'v6 echo'), 'v6');
+    assert.equal(seen[0]?.address, '::1');
+    assert.equal(seen[0]?.family, 'IPv6');
+    const byName = await testClient();
+    const rn = byName.next();
+    byName.client.send(Buffer.from('named'), makePeer('localhost', port));
+    assert.equal(await withTimeout(rn, 5000, 'named echo'), 'named');
+    assert.ok(names.includes('localhost'), `server_name sent for a host name (${names.join(',')})`);
+    assert.equal(names[0], undefined, 'no server_name for an IP literal');
+  } finally {
+    unsubscribe('coapkit:dtls:record:sent', fn);
+  }
+});

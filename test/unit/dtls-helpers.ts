@@ -20,6 +20,8 @@ export interface ProxyOptions {
   reorder?: number;
   maxDelayMs?: number;
   seed?: number;
+  /** Return false to drop a datagram ('c2s' = towards the server). */
+  filter?: (msg: Buffer, dir: 'c2s' | 's2c') => boolean;
 }
 
 /**
@@ -55,10 +57,12 @@ export class LossyProxy {
     ]);
     p.front.on('message', (msg, rinfo) => {
       p.lastClient = { address: rinfo.address, port: rinfo.port };
+      if (p.options.filter && !p.options.filter(msg, 'c2s')) return;
       p.impair(msg, (m) => p.back.send(m, p.targetPort, '127.0.0.1'));
     });
     p.back.on('message', (msg) => {
       const c = p.lastClient;
+      if (p.options.filter && !p.options.filter(msg, 's2c')) return;
       if (c) p.impair(msg, (m) => p.front.send(m, c.port, c.address));
     });
     return p;
