@@ -1,9 +1,22 @@
 /** dissect() on a crafted plain-CoAP capture: grouping of exchanges, blocks, observe. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { encodeMessage } from '../../src/codec/message.js';
 import { dissect } from '../../src/dissect/dissect.js';
 import { renderJson, renderText } from '../../src/dissect/render.js';
-import { epb, ether, idb, ipv4, ipv6, pcap, shb, sll, sll2, udp } from '../vectors/captures/build.js';
+import {
+  epb,
+  ether,
+  idb,
+  ipv4,
+  ipv6,
+  pcap,
+  shb,
+  sll,
+  sll2,
+  udp,
+  udpFrame,
+} from '../vectors/captures/build.js';
 import { SCENARIO, scenarioCapture } from '../vectors/captures/scenario.js';
 
 describe('dissect on a crafted plain CoAP capture', () => {
@@ -226,5 +239,66 @@ describe('dissect across link types and IP versions', () => {
     assert.deepEqual(r.frames[4]?.ip?.reassembledFrom, [3, 4, 5]);
     assert.match(r.frames[0]?.summary ?? '', /fragment id 77 offset 64/);
     assert.match(renderText(r, { color: false }), /reassembled from frames #1, #2/);
+  });
+});
+
+describe('dissect groups a Block1 upload', () => {
+  it('PUT in three blocks answered 2.31 Continue, 2.31, 2.04', () => {
+    const block1 = (num: number, more: boolean) => ({
+      number: 27,
+      value: Buffer.from([(num << 4) | (more ? 8 : 0) | 1]),
+    });
+    const path = { number: 11, value: Buffer.from('fw') };
+    const msgs: [boolean, Parameters<typeof encodeMessage>[0]][] = [];
+    const sizes = [32, 32, 10];
+    sizes.forEach((n, i) => {
+      const more = i < sizes.length - 1;
+      const token = Buffer.from([0xd0, i]);
+      msgs.push([
+        true,
+        {
+          type: 0,
+          code: 3,
+          messageId: 200 + i,
+          token,
+          options: [path, block1(i, more)],
+          payload: Buffer.alloc(n, 0x55),
+        },
+      ]);
+      msgs.push([
+        false,
+        { type: 2, code: more ? 95 : 68, messageId: 200 + i, token, options: [block1(i, more)] },
+      ]);
+    });
+    const file = pcap(
+      msgs.map(([fromClient, m]) => ({
+        data: fromClient
+          ? udpFrame('10.0.0.1', 4000, '10.0.0.2', 5683, encodeMessage(m))
+          : udpFrame('10.0.0.2', 5683, '10.0.0.1', 4000, encodeMessage(m)),
+      })),
+      { linkType: 1 },
+    );
+    const r = dissect(file);
+    assert.equal(r.coap.messages.length, 6);
+    assert.equal(r.coap.messages[1]?.codeName, '2.31 Continue');
+    assert.equal(r.coap.blockTransfers.length, 1);
+    const bt = r.coap.blockTransfers[0];
+    assert.deepEqual(
+      [
+        bt?.option,
+        bt?.method,
+        bt?.uriPath,
+        bt?.blocks,
+        bt?.blockSize,
+        bt?.bytes,
+        bt?.complete,
+        bt?.exchanges,
+      ],
+      ['Block1', 'PUT', '/fw', 3, 32, 74, true, [1, 2, 3]],
+    );
+    assert.match(
+      renderText(r, { color: false }),
+      /Block-wise transfer 1: PUT \/fw \(Block1, 3 block\(s\) of 32 B, 74 payload bytes, complete\)/,
+    );
   });
 });
