@@ -1,0 +1,77 @@
+/**
+ * A minimal pcap writer (LINKTYPE_RAW = 101, IPv4 + UDP headers synthesized
+ * with correct lengths and IP header checksum) for handing our datagrams to
+ * tshark without capture privileges.
+ */
+import { writeFileSync } from 'node:fs';
+
+export interface PcapPacket {
+  src: { address: string; port: number };
+  dst: { address: string; port: number };
+  data: Uint8Array;
+  /** Timestamp in ms (performance.now() or Date.now()). */
+  timeMs: number;
+}
+
+function ipv4(address: string): Buffer {
+  const parts = address
+    .replace(/^::ffff:/, '')
+    .split('.')
+    .map(Number);
+  if (parts.length !== 4 || parts.some((p) => !(p >= 0 && p <= 255))) throw new Error(`not IPv4: ${address}`);
+  return Buffer.from(parts);
+}
+
+function checksum(buf: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < buf.length; i += 2) sum += (buf[i]! << 8) | (buf[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** One raw IPv4 packet carrying a UDP datagram. */
+export function ipUdp(p: PcapPacket, id: number): Buffer {
+  const udpLen = 8 + p.data.length;
+  const total = 20 + udpLen;
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(total, 2);
+  ip.writeUInt16BE(id & 0xffff, 4);
+  ip.writeUInt16BE(0x4000, 6); // don't fragment
+  ip[8] = 64;
+  ip[9] = 17;
+  ipv4(p.src.address).copy(ip, 12);
+  ipv4(p.dst.address).copy(ip, 16);
+  ip.writeUInt16BE(checksum(ip), 10);
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(p.src.port, 0);
+  udp.writeUInt16BE(p.dst.port, 2);
+  udp.writeUInt16BE(udpLen, 4);
+  udp.writeUInt16BE(0, 6); // no checksum (allowed for UDP over IPv4)
+  return Buffer.concat([ip, udp, Buffer.from(p.data)]);
+}
+
+export function pcapBytes(packets: readonly PcapPacket[]): Buffer {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(0xa1b2c3d4, 0);
+  header.writeUInt16LE(2, 4);
+  header.writeUInt16LE(4, 6);
+  header.writeUInt32LE(65535, 16);
+  header.writeUInt32LE(101, 20); // LINKTYPE_RAW
+  const out: Buffer[] = [header];
+  packets.forEach((p, i) => {
+    const frame = ipUdp(p, i + 1);
+    const rec = Buffer.alloc(16);
+    const us = Math.round(p.timeMs * 1000);
+    rec.writeUInt32LE(Math.floor(us / 1e6), 0);
+    rec.writeUInt32LE(us % 1e6, 4);
+    rec.writeUInt32LE(frame.length, 8);
+    rec.writeUInt32LE(frame.length, 12);
+    out.push(rec, frame);
+  });
+  return Buffer.concat(out);
+}
+
+export function writePcap(path: string, packets: readonly PcapPacket[]): void {
+  writeFileSync(path, pcapBytes(packets));
+}
