@@ -280,7 +280,9 @@ export class BlockwiseServer {
     next: (r?: ServerRequest) => Result,
   ): Result {
     const msg = req.message;
-    const key = `${this.cacheKey(req.peer.key, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}`;
+    // Request-Tag (RFC 9175) keeps concurrent uploads from one endpoint to one resource apart.
+    const tag = getOption(msg.options, OptionNumber.RequestTag)?.toString('hex') ?? '';
+    const key = `${this.cacheKey(req.peer.key, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}|rt=${tag}`;
     const ourSzx = Math.min(b1.szx, this.maxSzx);
     const ourSize = szxToSize(ourSzx);
     const offset = b1.num * b1.size;
