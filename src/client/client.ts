@@ -100,9 +100,44 @@ export class CoapClient {
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
       ...(this.options.preferFamily ? { prefer: this.options.preferFamily } : {}),
     });
-    const endpoint = await this.endpointFor(u.scheme, resolved.family);
     const peer = makePeer(resolved.address, u.port);
+    // Plain UDP to one unicast server gets a connected socket of its own, so an
+    // ICMP port unreachable fails the request at once instead of after 93 s.
+    const connected =
+      u.scheme === 'coap' &&
+      this.options.bind?.port === undefined &&
+      !isMulticastAddress(resolved.address) &&
+      this.connectedCount < MAX_CONNECTED_SOCKETS;
+    const endpoint = connected
+      ? await this.connectedEndpointFor(peer, resolved.family)
+      : await this.endpointFor(u.scheme, resolved.family);
     return { uri: u, peer, endpoint, uriOptions: uriToOptions(u, u.port) };
+  }
+
+  private connectedCount = 0;
+
+  private connectedEndpointFor(peer: Peer, family: 4 | 6): Promise<Endpoint> {
+    const key = `coap/${peer.key}`;
+    let ep = this.endpoints.get(key);
+    if (ep === undefined) {
+      this.connectedCount++;
+      ep = (async () => {
+        const udp = await UdpTransport.create({
+          type: family === 6 ? 'udp6' : 'udp4',
+          host: this.options.bind?.address ?? (family === 6 ? '::' : '0.0.0.0'),
+          port: 0,
+          connect: { address: peer.address, port: peer.port },
+        });
+        if (this.options.unref ?? true) udp.unref();
+        return new Endpoint(udp, this.options);
+      })();
+      this.endpoints.set(key, ep);
+      ep.catch(() => {
+        this.endpoints.delete(key);
+        this.connectedCount--;
+      });
+    }
+    return ep;
   }
 
   private endpointFor(scheme: 'coap' | 'coaps', family: 4 | 6): Promise<Endpoint> {
@@ -297,6 +332,16 @@ export function methodCode(m: RequestMethod): number {
   const entry = Object.entries(Method).find(([k]) => k.toLowerCase() === String(m).toLowerCase());
   if (!entry) throw new InvalidArgumentError(`unknown method "${m}"`);
   return entry[1];
+}
+
+/** Most servers a client keeps a connected UDP socket for; beyond, requests share one socket. */
+const MAX_CONNECTED_SOCKETS = 256;
+
+/** IPv4 224.0.0.0/4 or IPv6 ff00::/8. */
+export function isMulticastAddress(address: string): boolean {
+  if (address.includes(':')) return /^ff/i.test(address);
+  const first = Number(address.split('.')[0]);
+  return first >= 224 && first <= 239;
 }
 
 type DtlsFactory = (options: Record<string, unknown>) => Promise<Transport>;

@@ -27,6 +27,11 @@ export interface UdpTransportOptions {
   maxMessageSize?: number;
   /** Do not keep the process alive just for this socket. */
   unref?: boolean;
+  /**
+   * Connect the socket to one peer (a client talking to one server): ICMP
+   * errors such as port unreachable then surface as `peerError`.
+   */
+  connect?: { address: string; port: number };
 }
 
 export class UdpTransport implements Transport {
@@ -38,11 +43,21 @@ export class UdpTransport implements Transport {
   /** Peer objects are interned per key so the layers above can use identity. */
   private readonly peers = new Map<string, Peer>();
 
+  /** The peer a connected socket talks to. */
+  private readonly connectedPeer: Peer | undefined;
+
   private constructor(
     private readonly socket: dgram.Socket,
     maxMessageSize: number,
+    connectedTo?: { address: string; port: number },
   ) {
     this.maxMessageSize = maxMessageSize;
+    if (connectedTo) {
+      const family: AddressFamily = connectedTo.address.includes(':') ? 'IPv6' : 'IPv4';
+      const key = peerKey(connectedTo.address, connectedTo.port);
+      this.connectedPeer = { address: connectedTo.address, port: connectedTo.port, family, key };
+      this.peers.set(key, this.connectedPeer);
+    }
     socket.on('message', (data, rinfo) => {
       const h = this.handlers;
       if (h === undefined) return;
@@ -55,7 +70,23 @@ export class UdpTransport implements Transport {
       }
       h.message(data, peer);
     });
-    socket.on('error', (err) => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const peer = this.connectedPeer;
+      if (
+        peer &&
+        (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH')
+      ) {
+        const what =
+          err.code === 'ECONNREFUSED' ? 'connection refused (ICMP port unreachable)' : 'host unreachable';
+        this.handlers?.peerError?.(
+          peer,
+          new NetworkError(`${what} from ${peer.address}:${peer.port}`, {
+            cause: err,
+            hint: 'is a CoAP server running on that port?',
+          }),
+        );
+        return;
+      }
       this.handlers?.error?.(new NetworkError(`UDP socket error: ${err.message}`, { cause: err }));
     });
   }
@@ -127,8 +158,23 @@ export class UdpTransport implements Transport {
         }
       }
     }
+    if (options.connect) {
+      const { address, port } = options.connect;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('error', reject);
+          socket.connect(port, address, () => {
+            socket.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        socket.close();
+        throw new NetworkError(`cannot reach ${address}:${port}: ${(err as Error).message}`, { cause: err });
+      }
+    }
     if (options.unref) socket.unref();
-    return new UdpTransport(socket, options.maxMessageSize ?? 1152);
+    return new UdpTransport(socket, options.maxMessageSize ?? 1152, options.connect);
   }
 
   attach(handlers: TransportHandlers): void {
@@ -137,6 +183,19 @@ export class UdpTransport implements Transport {
 
   send(data: Uint8Array, peer: Peer): void {
     if (this.closed) return;
+    const cb = (err: Error | null) => {
+      if (err) {
+        this.handlers?.peerError?.(
+          peer,
+          new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
+        );
+      }
+    };
+    if (this.connectedPeer !== undefined) {
+      if (peer.key === this.connectedPeer.key) this.socket.send(data, cb);
+      else cb(new Error('this socket is connected to another peer'));
+      return;
+    }
     this.socket.send(data, peer.port, peer.address, (err) => {
       if (err) {
         this.handlers?.peerError?.(
