@@ -20,7 +20,7 @@ Options:
   --no-color        never use colors (default: colors only on a terminal)
   -h, --help        show this help
 
-Exit status: 0 ok, 1 capture truncated/corrupt (partial output printed), 2 usage error.
+Exit status: 0 ok, 1 capture truncated/corrupt (partial output printed), 64 usage error, 66 file unreadable.
 `;
 
 export interface DissectIo {
@@ -29,13 +29,17 @@ export interface DissectIo {
   isTTY: boolean;
 }
 
+/** Exit codes shared with the rest of the CLI (see `coapkit --help`). */
+const EXIT_USAGE = 64;
+const EXIT_NO_INPUT = 66;
+
 export async function runDissect(argv: string[], io: DissectIo): Promise<number> {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);
   } catch (e) {
     io.stderr.write(`coapkit dissect: ${e instanceof Error ? e.message : String(e)}\n\n${DISSECT_USAGE}`);
-    return 2;
+    return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -44,7 +48,7 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
   }
   const usage = (m: string): number => {
     io.stderr.write(`coapkit dissect: ${m}\n\n${DISSECT_USAGE}`);
-    return 2;
+    return EXIT_USAGE;
   };
   if (positionals.length !== 1)
     return usage(positionals.length === 0 ? 'missing FILE' : 'exactly one FILE expected');
@@ -73,7 +77,7 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
     io.stderr.write(
       `coapkit dissect: cannot read ${e instanceof Error && 'path' in e ? String(e.path) : file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`,
     );
-    return 2;
+    return EXIT_NO_INPUT;
   }
   try {
     const result = dissect(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {

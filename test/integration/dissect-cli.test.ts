@@ -37,7 +37,7 @@ describe('coapkit dissect CLI', () => {
     assert.match(r.out, /--psk-hex/);
   });
 
-  it('usage errors exit 2', async () => {
+  it('usage errors exit 64, an unreadable file 66', async () => {
     for (const argv of [
       [],
       [FILE, FILE],
@@ -47,11 +47,11 @@ describe('coapkit dissect CLI', () => {
       [FILE, '--psk', 'a', '--psk-hex', '61'],
     ]) {
       const r = await run(argv);
-      assert.equal(r.code, 2, argv.join(' '));
+      assert.equal(r.code, 64, argv.join(' '));
       assert.match(r.err, /coapkit dissect: /);
     }
     const missing = await run([join(dir, 'nope.pcap')]);
-    assert.equal(missing.code, 2);
+    assert.equal(missing.code, 66);
     assert.match(missing.err, /cannot read .*ENOENT/);
   });
 
