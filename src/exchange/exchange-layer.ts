@@ -76,6 +76,8 @@ interface Pending {
   done: boolean;
   messageId: number;
   abortListener: (() => void) | undefined;
+  /** Stops watching for an RST to a NON request. */
+  unwatch: (() => void) | undefined;
 }
 
 export interface ExchangeLayerOptions {
@@ -135,6 +137,7 @@ export class ExchangeLayer {
       done: false,
       messageId: -1,
       abortListener: undefined,
+      unwatch: undefined,
     };
     this.pending.set(key, p);
     const confirmable = req.confirmable ?? true;
@@ -192,6 +195,10 @@ export class ExchangeLayer {
           onTimeout: (err) => this.fail(p, err),
         });
       } else {
+        // §4.3: the peer may reject a NON request with an RST.
+        p.unwatch = this.ml.watchNon(ps, messageId, () =>
+          this.fail(p, new ResetError(`${describePeer(peer)} rejected the request with RST`)),
+        );
         this.sendNon(ps, bytes);
         // A NON request stops counting against NSTART after ACK_TIMEOUT (no ACK will come).
         p.slotTimer = setTimeout(() => this.releaseSlot(p), params.ackTimeout);
@@ -289,6 +296,7 @@ export class ExchangeLayer {
     p.done = true;
     if (p.timer) clearTimeout(p.timer);
     if (p.con) this.ml.cancelCon(p.con);
+    p.unwatch?.();
     if (p.abortListener) p.callbacks.signal?.removeEventListener('abort', p.abortListener);
     if (this.pending.get(p.key) === p) this.pending.delete(p.key);
     if (p.holdsSlot) this.releaseSlot(p);

@@ -75,6 +75,8 @@ const KEY_SPACE = 65536;
 export class MessageLayer {
   private readonly peers = new Map<string, PeerState>();
   private readonly outgoing = new Map<number, OutgoingCon>();
+  /** Outgoing NON messages whose sender wants to hear of an RST (§4.3): key -> callback. */
+  private readonly nonWatch = new Map<number, () => void>();
   /** Requests whose handler is still running: key -> empty ACK already sent? */
   private readonly inflight = new Map<number, boolean>();
   readonly dedup: DedupStore;
@@ -171,6 +173,18 @@ export class MessageLayer {
     this.send(ps, bytes);
     con.timer = setTimeout(() => this.retransmit(con), initial);
     return con;
+  }
+
+  /**
+   * Calls `onReset` if the peer answers the NON message `messageId` with an
+   * RST (§4.3). Returns a function that stops watching.
+   */
+  watchNon(ps: PeerState, messageId: number, onReset: () => void): () => void {
+    const key = ps.id * KEY_SPACE + messageId;
+    this.nonWatch.set(key, onReset);
+    return () => {
+      if (this.nonWatch.get(key) === onReset) this.nonWatch.delete(key);
+    };
   }
 
   /** Stops retransmitting a CON (the exchange was cancelled). */
@@ -279,7 +293,17 @@ export class MessageLayer {
         }
       }
       if (con === undefined || con.done) {
-        // A late or unknown ACK/RST; a piggybacked response may still match by token.
+        if (type === MessageType.RST) {
+          // §4.3: an RST may reject a Non-confirmable message.
+          const key = ps.id * KEY_SPACE + messageId;
+          const watcher = this.nonWatch.get(key);
+          if (watcher) {
+            this.nonWatch.delete(key);
+            watcher();
+          }
+          return;
+        }
+        // A late or unknown ACK; a piggybacked response may still match by token.
         if (msg && msg.code !== 0) this.upper?.response(msg, ps, undefined);
         return;
       }
@@ -385,6 +409,7 @@ export class MessageLayer {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const con of [...this.outgoing.values()]) this.finishCon(con);
     this.outgoing.clear();
+    this.nonWatch.clear();
     this.inflight.clear();
     this.dedup.clear();
   }
