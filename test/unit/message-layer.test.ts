@@ -427,3 +427,19 @@ test('§4.5: dedup memory lasts EXCHANGE_LIFETIME for CON and NON_LIFETIME for N
   await raw.waitFor(5);
   assert.equal(calls, 4);
 });
+
+test('§4.3: an RST answering a NON request fails it with ResetError', async () => {
+  const raw = s.raw();
+  const ep = s.endpoint();
+  const p = req(ep, raw, { confirmable: false, timeoutMs: 3000 });
+  const r1 = await raw.next();
+  assert.equal(r1.msg!.type, NON);
+  // An RST with another MID does nothing.
+  raw.send(
+    r1.from,
+    Buffer.from([0x70, 0, ((r1.msg!.messageId + 1) >> 8) & 0xff, (r1.msg!.messageId + 1) & 0xff]),
+  );
+  await sleep(30);
+  raw.send(r1.from, Buffer.from([0x70, 0, r1.data[2]!, r1.data[3]!]));
+  await assert.rejects(p, ResetError);
+});
