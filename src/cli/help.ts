@@ -15,6 +15,7 @@ Usage:
   coapkit discover URI [filters]     list a server's resources (/.well-known/core)
   coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
   coapkit serve [--port N]           run a server with dynamic resources
+  coapkit dissect FILE [--psk S]     the life of every message in a pcap/pcapng capture
   coapkit demo                       the life of a CoAP message, traced on this machine
   coapkit <command> --trace[=json]   print every layer (DNS, DTLS, CoAP) on stderr
   coapkit <command> --help           help for one command
