@@ -313,6 +313,7 @@ export abstract class DtlsConnection {
 
   sendApplicationData(data: Uint8Array): void {
     if (this.state !== 'established') throw new DtlsError('DTLS session not established');
+    if (data.byteLength > MAX_PLAINTEXT) throw new DtlsError('DTLS application data larger than 2^14 bytes');
     const pt = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     this.sink.sendDatagram(this.makeRecord(ContentType.applicationData, 1, pt));
   }

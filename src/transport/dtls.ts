@@ -16,9 +16,9 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
-import { DEFAULT_CIPHER_SUITES } from '../dtls/crypto/suites.js';
+import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/crypto/suites.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
-import { parseDatagram } from '../dtls/record/record.js';
+import { parseDatagram, RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import { DtlsServer, type PskLookup } from '../dtls/server.js';
 import { ClosedError, DnsError, DtlsError, InvalidArgumentError, NetworkError } from '../errors.js';
 import {
@@ -58,6 +58,16 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
 }
 
 const QUEUE_LIMIT = 32;
+
+/** Largest application payload that fits one datagram with the worst-case overhead of the configured suites. */
+function maxPayload(mtu: number, family: 4 | 6, suites: readonly number[] | undefined): number {
+  let overhead = 0;
+  for (const id of suites ?? DEFAULT_CIPHER_SUITES) {
+    const s = CIPHER_SUITES.get(id);
+    if (s !== undefined) overhead = Math.max(overhead, recordOverhead(s));
+  }
+  return Math.min(16384, mtu - (family === 6 ? 48 : 28) - RECORD_HEADER_LENGTH - overhead);
+}
 
 /** Counts in-flight socket sends so close() can let close_notify leave before closing the socket. */
 class PendingSends {
@@ -130,7 +140,7 @@ export class DtlsClientTransport implements Transport {
     this.wire(socket);
     this.keyLog = createKeyLogger(options.keyLogFile);
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
-    this.maxMessageSize = mtu - (family === 6 ? 48 : 28) - 13 - 32;
+    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
     const idle = options.idleTimeoutMs;
     if (idle !== undefined && idle > 0) {
       this.idleTimer = setInterval(() => this.sweepIdle(idle), Math.max(50, Math.min(idle / 2, 30_000)));
@@ -196,7 +206,11 @@ export class DtlsClientTransport implements Transport {
     }
     const s = this.session(peer);
     if (s.conn?.state === 'established') {
-      s.conn.sendApplicationData(data);
+      try {
+        s.conn.sendApplicationData(data);
+      } catch (e) {
+        this.handlers?.peerError?.(peer, e as Error);
+      }
       return;
     }
     if (s.queue.length >= QUEUE_LIMIT) s.queue.shift();
@@ -385,7 +399,7 @@ export class DtlsServerTransport implements Transport {
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const v6 = family === 6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
-    this.maxMessageSize = mtu - (family === 6 ? 48 : 28) - 13 - 32;
+    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
     this.server = new DtlsServer(
       {
         pskLookup,
@@ -458,7 +472,14 @@ export class DtlsServerTransport implements Transport {
 
   send(data: Uint8Array, peer: Peer): void {
     if (this.closed) return;
-    if (!this.server.send(peer.key, data)) {
+    let sent: boolean;
+    try {
+      sent = this.server.send(peer.key, data);
+    } catch (e) {
+      this.handlers?.peerError?.(peer, e as Error);
+      return;
+    }
+    if (!sent) {
       this.handlers?.peerError?.(peer, new DtlsError(`no DTLS session with ${peer.key}`));
     }
   }
