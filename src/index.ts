@@ -21,6 +21,7 @@ export {
   type ClientOptions,
   CoapClient,
   getDefaultClient,
+  isMulticastAddress,
   methodCode,
   type PskCredentials,
   ping,
@@ -61,6 +62,8 @@ export {
   ObserveServer,
   type ObserveServerOptions,
 } from './observe/server.js';
+export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
+export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
 export {
   CoapServer,
@@ -78,6 +81,13 @@ export {
   type TraceOptions,
   type TraceSummary,
 } from './trace/tracer.js';
+export {
+  type DtlsClientOptions,
+  DtlsClientTransport,
+  DtlsServerTransport,
+  type DtlsServerTransportOptions,
+  type DtlsSessionInfo,
+} from './transport/dtls.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export { type ResolvedAddress, resolveHost } from './transport/resolve.js';
 export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
