@@ -482,3 +482,43 @@ test('IPv6 loopback, host name resolution and server_name extension', async () =
     unsubscribe('coapkit:dtls:record:sent', fn);
   }
 });
+
+test('after the handshake: forged records are silently dropped, replayed records are not delivered twice', async () => {
+  const es = await echoServer();
+  const appRecords: Buffer[] = [];
+  const proxy = await LossyProxy.create(es.port, {
+    filter: (msg, dir) => {
+      if (dir === 'c2s' && parseDatagram(msg).some((r) => r.type === 23)) appRecords.push(Buffer.from(msg));
+      return true;
+    },
+  });
+  cleanups.push(() => proxy.close());
+  const tc = await testClient();
+  const peer = makePeer('127.0.0.1', proxy.port);
+  const r1 = tc.next();
+  tc.client.send(Buffer.from('original'), peer);
+  assert.equal(await withTimeout(r1, 5000, 'echo'), 'echo:original');
+  assert.equal(appRecords.length, 1);
+  // replay of the captured record: anti-replay window drops it
+  proxy.inject(appRecords[0]!, 'c2s');
+  // forged record: same header, flipped ciphertext byte; also a record with a far-future sequence number
+  const forged = Buffer.from(appRecords[0]!);
+  forged[forged.length - 1]! ^= 0xff;
+  proxy.inject(forged, 'c2s');
+  const future = Buffer.from(forged);
+  future.writeUIntBE(2 ** 40, 5, 6);
+  proxy.inject(future, 'c2s');
+  // epoch-0 fatal alert (unauthenticated) must be ignored after the handshake
+  proxy.inject(encodeRecord(21, 0, 99, Buffer.from([2, 40])), 'c2s');
+  await sleep(50);
+  assert.deepEqual(
+    es.received.map((r) => r.data),
+    ['original'],
+    'replayed / forged records were not delivered',
+  );
+  assert.deepEqual(es.errors, []);
+  assert.equal(es.server.server.sessionCount, 1, 'session survived');
+  const r2 = tc.next();
+  tc.client.send(Buffer.from('still-works'), peer);
+  assert.equal(await withTimeout(r2, 5000, 'echo 2'), 'echo:still-works');
+});

@@ -96,6 +96,12 @@ export class LossyProxy {
     }
   }
 
+  /** Sends a datagram as if it came from the other side ('c2s' = to the server, from the proxy's upstream address). */
+  inject(msg: Buffer, dir: 'c2s' | 's2c'): void {
+    if (dir === 'c2s') this.back.send(msg, this.targetPort, '127.0.0.1');
+    else if (this.lastClient) this.front.send(msg, this.lastClient.port, this.lastClient.address);
+  }
+
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([
