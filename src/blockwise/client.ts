@@ -16,6 +16,7 @@ import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { BlockTransferError, InvalidArgumentError } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
+import { randomToken } from '../exchange/tokens.js';
 import { type BlockProgress, MAX_SZX, szxToSize, withoutOptions } from './common.js';
 
 /** One request/response exchange (a fresh token per call is fine). */
@@ -80,9 +81,16 @@ export async function blockwiseExchange(
     }
     res = await send({ code: req.code, options, ...(payload ? { payload } : {}) });
   } else {
-    res = await upload(send, req.code, req.options, payload, szx, early, opts);
+    // Request-Tag (RFC 9175 §3.4): concurrent uploads to one resource stay apart at the
+    // server; the follow-up Block2 requests carry it too, naming the same operation.
+    const tagged = {
+      ...req,
+      options: [...req.options, { number: OptionNumber.RequestTag, value: randomToken(4) }],
+    };
+    res = await upload(send, req.code, tagged.options, payload, szx, early, opts);
     const b1 = blockOf(res.message.options, OptionNumber.Block1);
     if (b1) szx = Math.min(szx, b1.szx);
+    return download(send, tagged, res, szx, opts);
   }
   return download(send, req, res, szx, opts);
 }

@@ -231,7 +231,8 @@ export class BlockwiseServer {
         o.number === OptionNumber.UriPath ||
         o.number === OptionNumber.UriQuery ||
         o.number === OptionNumber.Accept ||
-        o.number === OptionNumber.UriHost
+        o.number === OptionNumber.UriHost ||
+        o.number === OptionNumber.RequestTag
       ) {
         k += `|${o.number}=${o.value.toString('latin1')}`;
       }
@@ -280,9 +281,8 @@ export class BlockwiseServer {
     next: (r?: ServerRequest) => Result,
   ): Result {
     const msg = req.message;
-    // Request-Tag (RFC 9175) keeps concurrent uploads from one endpoint to one resource apart.
-    const tag = getOption(msg.options, OptionNumber.RequestTag)?.toString('hex') ?? '';
-    const key = `${this.cacheKey(req.peer.key, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}|rt=${tag}`;
+    // The key includes Request-Tag (RFC 9175): concurrent uploads from one endpoint stay apart.
+    const key = `${this.cacheKey(req.peer.key, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}`;
     const ourSzx = Math.min(b1.szx, this.maxSzx);
     const ourSize = szxToSize(ourSzx);
     const offset = b1.num * b1.size;

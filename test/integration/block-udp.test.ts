@@ -74,6 +74,18 @@ describe('block-wise over UDP loopback', { timeout: 50_000 }, () => {
     assert.deepEqual(blocks, { upload: Math.ceil(3000 / 64), download: Math.ceil(3000 / 64) });
   });
 
+  it('one client uploads to the same resource twice at once (Request-Tag keeps them apart)', async () => {
+    const c = client();
+    const a = randomBytes(30_000);
+    const b = randomBytes(30_000);
+    const [ra, rb] = await Promise.all([
+      c.post(`${base}/echo`, { payload: a, blockSize: 256 }),
+      c.post(`${base}/echo`, { payload: b, blockSize: 256 }),
+    ]);
+    assert.ok(ra.payload.equals(a));
+    assert.ok(rb.payload.equals(b));
+  });
+
   it('several clients transfer to the same resource concurrently', async () => {
     const cs = [0, 1, 2, 3, 4].map(() => client());
     const payloads = cs.map(() => randomBytes(50_000));
