@@ -1,0 +1,93 @@
+/** In-memory (socket-free) client ↔ server tests of protocol corner cases. */
+import * as assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { test } from 'node:test';
+import { DtlsClientConnection } from '../../src/dtls/client.js';
+import { parseDatagram } from '../../src/dtls/record/record.js';
+import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
+
+class RenegotiatingClient extends DtlsClientConnection {
+  renegotiate(): void {
+    // A ClientHello inside the established session (epoch 1).
+    this.sendFlight([this.message(1, Buffer.from('renegotiation attempt'), 1)], false);
+  }
+}
+
+function pair() {
+  const queue: (() => void)[] = [];
+  const serverEvents: string[] = [];
+  const data: string[] = [];
+  let client!: RenegotiatingClient;
+  const server = new DtlsServer(
+    { pskLookup: (id) => (id === 'mem' ? Buffer.from('k') : undefined) },
+    {
+      send: (d) => queue.push(() => parseDatagram(d).forEach((r) => void client.handleRecord(r))),
+      established: () => serverEvents.push('established'),
+      data: (d) => data.push(d.toString()),
+      closed: (_c: DtlsServerConnection, _a, _p, e) => serverEvents.push(`closed:${e?.message ?? ''}`),
+    },
+  );
+  const clientEvents: string[] = [];
+  client = new RenegotiatingClient(
+    {
+      mtu: 1280,
+      ipOverhead: 48,
+      retransmitInitialMs: 1000,
+      retransmitMaxMs: 60_000,
+      handshakeTimeoutMs: 30_000,
+      peerLabel: 'mem',
+      identity: Buffer.from('mem'),
+      psk: Buffer.from('k'),
+      cipherSuites: [0xc0a8],
+    },
+    {
+      sendDatagram: (d) => queue.push(() => server.handleDatagram(d, '2001:db8::1', 1234)),
+      established: () => clientEvents.push('established'),
+      data: () => {},
+      closed: (e) => clientEvents.push(`closed:${e?.message ?? ''}`),
+    },
+  );
+  const drain = () => {
+    for (let i = 0; i < 1000 && queue.length > 0; i++) queue.shift()!();
+  };
+  return { server, client, drain, serverEvents, clientEvents, data };
+}
+
+test('renegotiation is refused with a no_renegotiation warning; the session keeps working', () => {
+  const { server, client, drain, serverEvents, clientEvents, data } = pair();
+  const alerts: unknown[] = [];
+  const fn = (m: unknown) => {
+    const ev = m as { role: string; alert?: unknown };
+    if (ev.role === 'server' && ev.alert) alerts.push(ev.alert);
+  };
+  subscribe('coapkit:dtls:record:sent', fn);
+  try {
+    client.start();
+    drain();
+    assert.deepEqual(serverEvents, ['established']);
+    assert.deepEqual(clientEvents, ['established']);
+    client.renegotiate();
+    drain();
+    assert.deepEqual(alerts, [{ level: 1, description: 100 }]);
+    client.sendApplicationData(Buffer.from('after'));
+    drain();
+    assert.deepEqual(data, ['after']);
+    assert.equal(client.state, 'established');
+    assert.equal(server.sessionCount, 1);
+  } finally {
+    unsubscribe('coapkit:dtls:record:sent', fn);
+    client.destroy();
+    server.close();
+  }
+});
+
+test('close_notify from the client ends the server session cleanly', () => {
+  const { server, client, drain, serverEvents } = pair();
+  client.start();
+  drain();
+  client.close();
+  drain();
+  assert.deepEqual(serverEvents, ['established', 'closed:']);
+  assert.equal(server.sessionCount, 0);
+  server.close();
+});
