@@ -291,6 +291,9 @@ export class MessageLayer {
         } catch (err) {
           return this.ignore(peer, data, (err as Error).message);
         }
+        // §4.2: an ACK is Empty or carries a response (class 2-5); anything else is ignored.
+        const cls = code >> 5;
+        if (cls < 2 || cls > 5) return this.ignore(peer, data, `ACK with code class ${cls}`);
       }
       if (con === undefined || con.done) {
         if (type === MessageType.RST) {
