@@ -443,3 +443,15 @@ test('§4.3: an RST answering a NON request fails it with ResetError', async () 
   raw.send(r1.from, Buffer.from([0x70, 0, r1.data[2]!, r1.data[3]!]));
   await assert.rejects(p, ResetError);
 });
+
+test('§4.2: an ACK carrying a request code (not a response) is ignored; retransmission continues', async () => {
+  const raw = s.raw();
+  const ep = s.endpoint();
+  const p = req(ep, raw, { timeoutMs: 3000 });
+  const r1 = await raw.next();
+  raw.send(r1.from, { type: ACK, code: 0x01, messageId: r1.msg!.messageId, token: r1.msg!.token });
+  const r2 = await raw.next();
+  assert.deepEqual(r2.data, r1.data, 'still retransmitting');
+  raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
+  assert.equal((await p).message.code, 0x45);
+});
