@@ -130,16 +130,17 @@ async function upload(
       }
       return res;
     }
-    if (res.message.code !== ResponseCode.Continue || !more) {
-      blocks++;
-      opts.onProgress?.({ direction: 'upload', bytes: total, totalBytes: total, blocks });
+    blocks++;
+    const reduced = res.message.code === ResponseCode.Continue && b1 !== undefined && b1.szx < szx;
+    if (res.message.code !== ResponseCode.Continue || (!more && !reduced)) {
+      // The final response (or the server answered early, e.g. with an error).
+      opts.onProgress?.({ direction: 'upload', bytes: offset + chunk.length, totalBytes: total, blocks });
       return res;
     }
-    blocks++;
-    if (b1 && b1.szx < szx) {
+    if (reduced) {
       // Late negotiation (§2.3): the server kept block b1.num of the smaller size.
-      szx = b1.szx;
-      offset = (b1.num + 1) * szxToSize(szx);
+      szx = b1!.szx;
+      offset = (b1!.num + 1) * szxToSize(szx);
     } else offset += chunk.length;
     opts.onProgress?.({ direction: 'upload', bytes: offset, totalBytes: total, blocks });
   }
