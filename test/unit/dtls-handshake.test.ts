@@ -227,7 +227,7 @@ test('handshake timeout when nobody answers', async () => {
   );
   assert.ok(Date.now() - t0 < 1000, 'assertion at line 220');
   // 20, 40, 80, 160 ms: initial + a few doubling retransmissions, not a flood
-  assert.ok(count >= 3 && count <= 6, `ClientHello sent ${count} times`);
+  assert.ok(count >= 2 && count <= 8, `ClientHello sent ${count} times`);
 });
 
 function rawClientHello(cookie: Buffer, random = Buffer.alloc(32, 5)): Buffer {
@@ -312,19 +312,33 @@ test('client that lost its session restarts from the same address/port', async (
   assert.equal(es.server.server.sessionCount, 1);
 });
 
-test('server limits: max sessions and idle eviction', async () => {
-  const es = await echoServer({ maxSessions: 1, idleTimeoutMs: 200 });
+test('server limit: max sessions', async () => {
+  const es = await echoServer({ maxSessions: 1 });
   const peer = makePeer('127.0.0.1', es.port);
   const a = await testClient();
   await withTimeout(a.client.connect(peer), 5000, 'a');
   const b = await testClient({ handshakeTimeoutMs: 300 });
   await assert.rejects(b.client.connect(peer), DtlsHandshakeTimeoutError);
-  assert.ok(es.server.server.stats.rejectedFull >= 1, 'assertion at line 314');
-  await sleep(450);
-  assert.equal(es.server.server.sessionCount, 0, 'idle session evicted');
-  assert.ok(es.server.server.stats.evictedIdle >= 1, 'assertion at line 317');
+  assert.ok(es.server.server.stats.rejectedFull >= 1, 'new handshake refused while full');
+  await a.client.close();
+  await sleep(30);
   const c = await testClient();
-  await withTimeout(c.client.connect(peer), 5000, 'c after eviction');
+  await withTimeout(c.client.connect(peer), 5000, 'c after a closed');
+});
+
+test('server evicts idle sessions', async () => {
+  const es = await echoServer({ idleTimeoutMs: 150 });
+  const peer = makePeer('127.0.0.1', es.port);
+  const a = await testClient();
+  await withTimeout(a.client.connect(peer), 5000, 'a');
+  assert.equal(es.server.server.sessionCount, 1);
+  for (let i = 0; i < 100 && es.server.server.sessionCount > 0; i++) await sleep(20);
+  assert.equal(es.server.server.sessionCount, 0, 'idle session evicted');
+  assert.ok(es.server.server.stats.evictedIdle >= 1, 'eviction counted');
+  // the client got close_notify and starts a new session transparently
+  const r = a.next();
+  a.client.send(Buffer.from('again'), peer);
+  assert.equal(await withTimeout(r, 5000, 'echo after eviction'), 'echo:again');
 });
 
 test('key log lines (NSS format) match on both sides', async () => {
