@@ -492,7 +492,9 @@ export class DtlsServer {
       ch.sessionId.length,
       ch.cookie.length,
     );
-    const body = encodeHelloVerifyRequest({ version: 0xfefd, cookie });
+    // §4.2.1: server_version SHOULD be DTLS 1.0 (0xFEFF) whatever version will be negotiated
+    // (OpenSSL does the same, also for the record version).
+    const body = encodeHelloVerifyRequest({ version: 0xfeff, cookie });
     const hs = encodeFragment(HandshakeType.helloVerifyRequest, messageSeq, body, 0, body.length);
     // §4.2.1: reuse the ClientHello's record sequence number; no state is kept.
     this.stats.helloVerifySent++;
@@ -501,7 +503,7 @@ export class DtlsServer {
         recordEvent(`${address}%${port}`, 'server', ContentType.handshake, 0, rec.seq, hs),
       );
     }
-    this.events.send(encodeRecord(ContentType.handshake, 0, rec.seq, hs), address, port);
+    this.events.send(encodeRecord(ContentType.handshake, 0, rec.seq, hs, 0xfeff), address, port);
   }
 
   private sweep(): void {
