@@ -545,7 +545,7 @@ function buildRows(results) {
     add(
       'coapkit',
       'DTLS full PSK handshakes/s (with HelloVerifyRequest)',
-      fmtNum(dtls.handshakes_per_s),
+      `${fmtNum(dtls.handshakes_per_s)} (${fmtNum(dtls.hello_verify_sent)} HelloVerifyRequests for ${fmtNum(dtls.handshakes?.handshakes)}; server CPU ${fmtNum(dtls.handshake_server_cpu_pct)}%, client CPU ${fmtNum(dtls.handshakes?.client_cpu_pct)}%)`,
       '',
       `>= ${TARGETS.dtlsHandshakes}`,
       dtls.handshakes_per_s >= TARGETS.dtlsHandshakes,
@@ -554,7 +554,7 @@ function buildRows(results) {
     add(
       'coapkit',
       `coaps req/s, ${dtls.clients} sessions`,
-      fmtNum(dtls.requests_per_s),
+      `${fmtNum(dtls.requests_per_s)} (p50 ${fmtUs(dtls.requests?.p50_us)}, p99 ${fmtUs(dtls.requests?.p99_us)}; server CPU ${fmtNum(dtls.requests_server_cpu_pct)}%, client CPU ${fmtNum(dtls.requests?.client_cpu_pct)}%)`,
       plain ? `${(dtls.requests_per_s / plain).toFixed(2)}x plain` : '',
       `>= ${TARGETS.dtlsVsPlain}x plain coap`,
       plain ? dtls.requests_per_s / plain >= TARGETS.dtlsVsPlain : null,

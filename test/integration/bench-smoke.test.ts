@@ -75,6 +75,7 @@ test('npm run bench --quick runs end to end and writes results.json and chart.sv
     meta: { loadgen: { compiled: boolean }; quick: boolean };
     peers: Record<string, PeerResult | undefined>;
     table: { rows: string[][] };
+    dtls?: { status: string; note?: string; handshakes_per_s?: number; requests_per_s?: number };
   };
   assert.equal(results.meta.quick, true);
   assert.equal(results.meta.loadgen.compiled, true, 'load generator compiled with gcc');
@@ -101,6 +102,13 @@ test('npm run bench --quick runs end to end and writes results.json and chart.sv
     }
     assert.equal(p.status, 'ok');
     assert.ok((p.runs.c64_con?.rps ?? 0) > 0, `${id} answered the load generator: ${p.errors.join('; ')}`);
+  }
+
+  // The DTLS section runs once coapkit's DTLS transport is built; it must not break silently.
+  if (existsSync(join(root, 'dist/transport/dtls.js'))) {
+    assert.equal(results.dtls?.status, 'ok', `DTLS bench: ${results.dtls?.note}`);
+    assert.ok((results.dtls?.handshakes_per_s ?? 0) > 0, 'DTLS handshakes completed');
+    assert.ok((results.dtls?.requests_per_s ?? 0) > 0, 'coaps requests answered');
   }
 
   const svg = readFileSync(join(out, 'chart.svg'), 'utf8');
