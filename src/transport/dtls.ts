@@ -102,6 +102,8 @@ export interface DtlsClientOptions {
   serverName?: string;
   keyLogFile?: KeyLogSink;
   idleTimeoutMs?: number;
+  /** Don't keep the process alive just for this transport's sockets. */
+  unref?: boolean;
 }
 
 interface ClientSession {
@@ -157,6 +159,7 @@ export class DtlsClientTransport implements Transport {
   }
 
   private wire(socket: Socket): void {
+    if (this.options.unref) socket.unref();
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => this.onDatagram(msg, rinfo));
     socket.on('error', (err) => {
       if (!this.closed)
