@@ -3,10 +3,11 @@
 // See bench/README.md for what each figure means and how it is measured.
 //
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
-//                      [--pin] [--no-publish] [--skip-codec] [--skip-dtls]
+//                      [--rounds N] [--pin] [--no-publish] [--skip-codec] [--skip-dtls]
 //   node bench/run.mjs --render results.json [--out DIR]   (table and chart again from saved figures)
 //
-// Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ONLY, BENCH_OUT, BENCH_PIN=1.
+// Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ROUNDS, BENCH_ONLY, BENCH_OUT,
+// BENCH_PIN=1.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -46,6 +47,7 @@ const { values: argv } = parseArgs({
     'no-publish': { type: 'boolean', default: false },
     'skip-codec': { type: 'boolean', default: false },
     'skip-dtls': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: process.env.BENCH_ROUNDS },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -70,7 +72,7 @@ const cfg = {
   quick,
   warmup: quick ? 0.2 : 0.5,
   duration: Number(argv.duration ?? (quick ? 0.6 : 6)),
-  rounds: quick ? 1 : 3,
+  rounds: Math.max(1, Number(argv.rounds ?? (quick ? 1 : 3))),
   sustain: Number(argv.sustain ?? (quick ? 1 : 60)),
   pacedClients: 10_000,
   pacedRate: 1,
@@ -656,6 +658,7 @@ async function main() {
     quick,
     warmup_s: cfg.warmup,
     duration_s: cfg.duration,
+    rounds: cfg.rounds,
     sustain_s: cfg.sustain,
     pinning: pinning ? { server_cpu: 1, loadgen_cpu: 0 } : null,
     node_peer_flags: ['--expose-gc', `--max-old-space-size=${cfg.maxOldSpaceMb}`],
@@ -724,7 +727,8 @@ async function main() {
     `${passed}/${checks.length} targets met. ${meta.elapsed_s} s, load average ${fmtNum(meta.loadavg_start)} -> ${fmtNum(meta.loadavg_end)}. Wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and chart.svg\n`,
   );
 
-  const publish = !quick && !onlyIds && !argv['no-publish'] && !argv.out && !argv.duration && !argv.sustain;
+  const publish =
+    !quick && !onlyIds && !argv['no-publish'] && !argv.out && !argv.duration && !argv.sustain && !argv.rounds;
   if (publish) publishResults(table, meta, json, svg);
 }
 
