@@ -337,15 +337,18 @@ export class DtlsServer {
     return this.conns.get(key)?.conn;
   }
 
+  /** Cookies stay valid for one to two rotation periods (current + previous secret). */
   private rotateSecrets(): void {
-    if (Date.now() - this.secretRotatedAt < this.cookieRotateMs) return;
-    this.secrets = [randomBytes(32), this.secrets[0]];
+    const elapsed = Date.now() - this.secretRotatedAt;
+    if (elapsed < this.cookieRotateMs) return;
+    // After a long quiet time both secrets are stale: replace both.
+    this.secrets = [randomBytes(32), elapsed >= 2 * this.cookieRotateMs ? randomBytes(32) : this.secrets[0]];
     this.secretRotatedAt = Date.now();
   }
 
   /** Forces a cookie secret rotation (tests). */
   rotateCookieSecret(): void {
-    this.secretRotatedAt = 0;
+    this.secretRotatedAt = Date.now() - this.cookieRotateMs;
     this.rotateSecrets();
   }
 
