@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
+import { DtlsError } from '../../src/errors.js';
 
 class RenegotiatingClient extends DtlsClientConnection {
   renegotiate(): void {
@@ -90,4 +91,68 @@ test('close_notify from the client ends the server session cleanly', () => {
   assert.deepEqual(serverEvents, ['established', 'closed:']);
   assert.equal(server.sessionCount, 0);
   server.close();
+});
+
+test('mutated handshake datagrams never throw out of the record layer (both sides)', async () => {
+  const fc = await import('fast-check');
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(40), fc.nat(400), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+      fc.constantFrom(0xc0a8, 0xccac, 0xc037),
+      (mutations, suite) => {
+        const queue: (() => void)[] = [];
+        let index = 0;
+        const mutate = (d: Buffer): Buffer => {
+          const m = Buffer.from(d);
+          for (const [which, pos, val] of mutations)
+            if (which === index && m.length > 0) m[pos % m.length] = val;
+          index++;
+          return m;
+        };
+        const server = new DtlsServer(
+          { pskLookup: () => Buffer.from('k'), cipherSuites: [suite], handshakeTimeoutMs: 1000 },
+          {
+            send: (d) =>
+              queue.push(() => parseDatagram(mutate(d)).forEach((r) => void client.handleRecord(r))),
+            established: () => {},
+            data: () => {},
+            closed: () => {},
+          },
+        );
+        const client: DtlsClientConnection = new DtlsClientConnection(
+          {
+            mtu: 1280,
+            ipOverhead: 48,
+            retransmitInitialMs: 1000,
+            retransmitMaxMs: 60_000,
+            handshakeTimeoutMs: 1000,
+            peerLabel: 'fuzz',
+            identity: Buffer.from('fuzz'),
+            psk: Buffer.from('k'),
+            cipherSuites: [suite],
+          },
+          {
+            sendDatagram: (d) => queue.push(() => server.handleDatagram(mutate(d), '192.0.2.1', 1)),
+            established: () => {},
+            data: () => {},
+            closed: (e) => {
+              if (e !== undefined) assert.ok(e instanceof DtlsError, `closed with ${String(e)}`);
+            },
+          },
+        );
+        try {
+          client.start();
+          for (let i = 0; i < 200 && queue.length > 0; i++) queue.shift()!();
+          assert.ok(['handshaking', 'established', 'closed'].includes(client.state), 'client state is sane');
+        } finally {
+          client.destroy();
+          server.close();
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
