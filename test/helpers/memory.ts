@@ -81,6 +81,16 @@ export class RawPeer {
     return this.received[n]!;
   }
 
+  /** Waits for a received datagram (already received or future) that satisfies `pred`. */
+  async until(pred: (r: Received) => boolean, ms = 2000): Promise<Received> {
+    const deadline = performance.now() + ms;
+    for (let i = 0; ; i++) {
+      if (i >= this.received.length) await this.waitFor(i + 1, Math.max(1, deadline - performance.now()));
+      const r = this.received[i]!;
+      if (pred(r)) return r;
+    }
+  }
+
   clear(): void {
     this.received.length = 0;
   }

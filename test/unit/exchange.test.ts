@@ -135,8 +135,7 @@ test('§4.7: NSTART=1 — a second request to the same peer waits until the firs
   assert.equal(raw.received.length, 1, 'second request held back');
   // An empty ACK ends the first "outstanding interaction" for NSTART purposes.
   raw.send(r1.from, { type: ACK, code: 0, messageId: r1.msg!.messageId });
-  const r2 = await raw.next();
-  assert.notDeepEqual(r2.msg!.token, r1.msg!.token);
+  const r2 = await raw.until((r) => r.msg !== undefined && !r.msg.token.equals(r1.msg!.token));
   raw.send(r2.from, { type: ACK, code: 0x45, messageId: r2.msg!.messageId, token: r2.msg!.token });
   await p2;
   raw.send(r1.from, { type: CON, code: 0x45, messageId: 77, token: r1.msg!.token });
@@ -158,7 +157,7 @@ test('§4.7: a response (separate, before any ACK) also frees the NSTART slot', 
   assert.equal(raw.received.length, 1);
   raw.send(r1.from, { type: NON, code: 0x45, messageId: 1, token: r1.msg!.token });
   await p1;
-  const r2 = await raw.next();
+  const r2 = await raw.until((r) => r.msg !== undefined && !r.msg.token.equals(r1.msg!.token));
   raw.send(r2.from, { type: ACK, code: 0x45, messageId: r2.msg!.messageId, token: r2.msg!.token });
   await p2;
 });
@@ -172,7 +171,7 @@ test('§4.7: NSTART=4 allows four parallel interactions; the fifth waits', async
   assert.equal(raw.received.length, 4);
   const first = raw.received[0]!;
   raw.send(first.from, { type: ACK, code: 0x45, messageId: first.msg!.messageId, token: first.msg!.token });
-  await raw.waitFor(5);
+  await raw.until(() => new Set(raw.received.map((r) => r.msg!.token.toString('hex'))).size === 5);
   for (const r of raw.received.slice(1)) {
     raw.send(r.from, { type: ACK, code: 0x45, messageId: r.msg!.messageId, token: r.msg!.token });
   }
@@ -264,6 +263,7 @@ test('overall timeout and AbortSignal end an exchange with typed errors', async 
   await raw.next();
   ac.abort();
   await assert.rejects(p, AbortError);
+  await sleep(20);
   const n = raw.received.length;
   await sleep(200);
   assert.equal(raw.received.length, n, 'an aborted CON is not retransmitted');

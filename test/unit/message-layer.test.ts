@@ -3,6 +3,7 @@
  * retransmission, ACK/RST, ping, rejection, deduplication, separate responses.
  */
 import assert from 'node:assert/strict';
+import dc from 'node:diagnostics_channel';
 import { afterEach, beforeEach, test } from 'node:test';
 import { encodeMessage } from '../../src/codec/message.js';
 import { MessageType } from '../../src/constants/codes.js';
@@ -72,40 +73,61 @@ test('§4.4: the initial Message ID is random and IDs increment by one', async (
 
 test('§4.2: CON retransmission — initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT*ACK_RANDOM_FACTOR], doubling, MAX_RETRANSMIT times, then TimeoutError', async () => {
   const raw = s.raw();
-  const ep = s.endpoint(); // ackTimeout 50, factor 1.5, maxRetransmit 3
-  const t0 = performance.now();
-  const err = await req(ep, raw).then(
-    () => assert.fail('no response expected'),
-    (e: unknown) => e,
-  );
+  // ACK_TIMEOUT 100 ms (timers only fire late, never early: lower bounds are strict).
+  const ep = s.endpoint({ transmission: { ackTimeout: 100, ackRandomFactor: 1.5, maxRetransmit: 3 } });
+  const sends: number[] = [];
+  const onSent = (m: unknown) => {
+    if ((m as { peer: { key: string } }).peer.key === raw.peer.key) sends.push(performance.now());
+  };
+  dc.subscribe('coapkit:message:sent', onSent);
+  let err: unknown;
+  try {
+    err = await req(ep, raw).then(
+      () => assert.fail('no response expected'),
+      (e: unknown) => e,
+    );
+  } finally {
+    dc.unsubscribe('coapkit:message:sent', onSent);
+  }
   const tEnd = performance.now();
   assert.ok(err instanceof TimeoutError, String(err));
   await sleep(150);
   const got = raw.received;
   assert.equal(got.length, 4, 'one transmission + exactly MAX_RETRANSMIT (3) retransmissions');
+  assert.equal(sends.length, 4);
   for (const r of got)
     assert.deepEqual(r.data, got[0]!.data, 'retransmissions are byte-identical (same MID)');
-  const gaps = got.slice(1).map((r, i) => r.at - got[i]!.at);
-  const first = gaps[0]!;
-  assert.ok(first >= 45 && first <= 75 + 20, `initial timeout ${first.toFixed(1)} ms in [50, 75]`);
-  assert.ok(Math.abs(gaps[1]! - 2 * first) < 25, `second timeout doubles: ${gaps.map((g) => g.toFixed(0))}`);
-  assert.ok(
-    Math.abs(gaps[2]! - 4 * first) < 35,
-    `third timeout doubles again: ${gaps.map((g) => g.toFixed(0))}`,
-  );
-  // The error comes after the last timeout (8 × initial) — total ≈ 15 × initial.
-  const total = tEnd - t0;
-  assert.ok(total >= 14 * 50 && total <= 15 * 75 + 80, `timeout after ${total.toFixed(0)} ms`);
+  const gaps = sends.slice(1).map((t, i) => t - sends[i]!);
+  const last = tEnd - sends[3]!;
+  const shown = `${gaps.map((g) => g.toFixed(0)).join(', ')}, then ${last.toFixed(0)}`;
+  // Nominal timeouts: T, 2T, 4T, 8T with T in [100, 150]. Timers fire late, never early;
+  // a late previous timer can shorten the measured gap a little.
+  const within = (v: number, lo: number, hi: number) => v >= lo - 30 && v <= hi + 150;
+  assert.ok(within(gaps[0]!, 100, 150), `initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT*1.5]: ${shown}`);
+  assert.ok(within(gaps[1]!, 200, 300), `second timeout doubles: ${shown}`);
+  assert.ok(within(gaps[2]!, 400, 600), `third timeout doubles again: ${shown}`);
+  assert.ok(within(last, 800, 1200), `TimeoutError one more doubled timeout later: ${shown}`);
+  assert.ok(gaps[0]! < gaps[1]! && gaps[1]! < gaps[2]! && gaps[2]! < last, `increasing: ${shown}`);
+  // The doubling uses one random draw: ratios stay near 2 when the loop is not loaded.
+  assert.ok(Math.abs(sends[3]! - sends[0]! - 7 * gaps[0]!) < 7 * 50 + 150, `span ≈ 7 × initial: ${shown}`);
 });
+
+/** Lets in-flight datagrams land, then asserts nothing more arrives for `ms`. */
+async function assertQuiet(raw: RawPeer, ms: number, what: string): Promise<void> {
+  await sleep(100);
+  const n = raw.received.length;
+  await sleep(ms);
+  assert.equal(raw.received.length, n, what);
+}
 
 test('§4.2: an empty ACK stops retransmission; the separate CON response is acknowledged', async () => {
   const raw = s.raw();
-  const ep = s.endpoint();
-  const p = req(ep, raw, { timeoutMs: 3000 });
+  const ep = s.endpoint({ transmission: { ackTimeout: 150, ackRandomFactor: 1.5, maxRetransmit: 3 } });
+  const p = req(ep, raw, { timeoutMs: 5000 });
   const r1 = await raw.next();
   raw.send(r1.from, { type: ACK, code: 0, messageId: r1.msg!.messageId });
-  await sleep(400);
-  assert.equal(raw.received.length, 1, 'no retransmission after the ACK');
+  await assertQuiet(raw, 600, 'no retransmission after the ACK');
+  const before = raw.received.length;
   raw.send(r1.from, {
     type: CON,
     code: 0x45,
@@ -116,7 +138,7 @@ test('§4.2: an empty ACK stops retransmission; the separate CON response is ack
   const res = await p;
   assert.equal(res.piggybacked, false);
   assert.equal(res.message.payload.toString(), 'late');
-  const ack = await raw.next();
+  const ack = await raw.waitFor(before + 1).then((all) => all[before]!);
   assert.deepEqual(ack.data, Buffer.from([0x60, 0, 0x12, 0x34]), 'empty ACK for the separate response');
   // A retransmission of the separate response gets the same ACK again (dedup).
   raw.send(r1.from, {
@@ -145,8 +167,7 @@ test('§4.2: a piggybacked response in the ACK completes the exchange', async ()
   const res = await p;
   assert.equal(res.piggybacked, true);
   assert.equal(res.message.payload.toString(), 'hi');
-  await sleep(200);
-  assert.equal(raw.received.length, 1, 'nothing sent after a piggybacked response');
+  await assertQuiet(raw, 300, 'nothing sent after a piggybacked response');
 });
 
 test('§4.2: RST for a CON request → ResetError', async () => {
@@ -297,9 +318,7 @@ test('§5.2.2: slow handler — duplicates are ignored while it runs, then get t
   const again = await raw.next(500);
   assert.deepEqual(again.data, res.data);
   raw.send(selfOf(ep), { type: ACK, code: 0, messageId: res.msg!.messageId });
-  const n = raw.received.length;
-  await sleep(400);
-  assert.equal(raw.received.length, n, 'ACK stopped retransmission');
+  await assertQuiet(raw, 400, 'ACK stopped retransmission');
   assert.equal(calls, 1);
 });
 
@@ -314,11 +333,8 @@ test('§5.2.2: the client retransmits its request when the separate response has
   raw.send(r1.from, { type: CON, code: 0x45, messageId: 9, token: r1.msg!.token });
   const res = await p;
   assert.equal(res.piggybacked, false);
-  const ack = await raw.next();
-  assert.deepEqual(ack.data, Buffer.from([0x60, 0, 0, 9]));
-  const n = raw.received.length;
-  await sleep(400);
-  assert.equal(raw.received.length, n, 'no more retransmissions');
+  await raw.until((r) => Buffer.compare(r.data, Buffer.from([0x60, 0, 0, 9])) === 0);
+  await assertQuiet(raw, 400, 'no more retransmissions');
 });
 
 test('§4.2: an unmatched CON response is rejected with RST, an unmatched NON response too', async () => {
@@ -403,26 +419,29 @@ test('§4.8.2: derived transmission parameters for the defaults', () => {
 });
 
 test('§4.5: dedup memory lasts EXCHANGE_LIFETIME for CON and NON_LIFETIME for NON', async () => {
-  // ackTimeout 10, maxRetransmit 1, maxLatency 20 → span 15, exchange 10+15+40=65, non 35.
+  // ackTimeout 40, maxRetransmit 1, maxLatency 200 → span 60, exchange 60+400+40=500, non 260.
   const raw = s.raw();
   const ep = s.endpoint({
-    transmission: { ackTimeout: 10, ackRandomFactor: 1.5, maxRetransmit: 1, maxLatency: 20 },
+    transmission: { ackTimeout: 40, ackRandomFactor: 1.5, maxRetransmit: 1, maxLatency: 200 },
   });
-  assert.equal(ep.derived.exchangeLifetime, 65);
-  assert.equal(ep.derived.nonLifetime, 35);
+  assert.equal(ep.derived.exchangeLifetime, 500);
+  assert.equal(ep.derived.nonLifetime, 260);
   let calls = 0;
   ep.handler = () => ({ code: 0x45, payload: Buffer.from(String(++calls)) });
   const con = encodeMessage({ type: CON, code: 1, messageId: 1, token: Buffer.from([1]) });
   const non = encodeMessage({ type: NON, code: 1, messageId: 2, token: Buffer.from([2]) });
+  const t0 = performance.now();
   raw.send(selfOf(ep), con);
   raw.send(selfOf(ep), non);
   await raw.waitFor(2);
-  await sleep(45); // NON forgotten, CON remembered
+  await sleep(380 - (performance.now() - t0)); // NON forgotten (260), CON remembered (500)
   raw.send(selfOf(ep), con);
   raw.send(selfOf(ep), non);
   await raw.waitFor(4);
+  assert.ok(performance.now() - t0 < 500, 'test ran too slowly to check the CON lifetime');
   assert.equal(calls, 3, 'NON processed again after NON_LIFETIME; CON replayed');
-  await sleep(40); // now the CON is forgotten too
+  assert.deepEqual(raw.received[2]!.data.subarray(0, 4), raw.received[0]!.data.subarray(0, 4));
+  await sleep(620 - (performance.now() - t0)); // now the CON is forgotten too
   raw.send(selfOf(ep), con);
   await raw.waitFor(5);
   assert.equal(calls, 4);
