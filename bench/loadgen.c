@@ -5,6 +5,7 @@
 // Two modes:
 //   closed  N client endpoints (one UDP socket = one source port each), each keeping
 //           WINDOW GET requests outstanding; a new request is sent as soon as one is answered.
+//           The endpoints start one after another over --ramp-ms (default 100 ms).
 //   paced   N client endpoints, each sending RATE requests per second (open loop, phases
 //           spread evenly), e.g. 10,000 endpoints x 1 req/s.
 //
@@ -79,6 +80,7 @@ static double opt_warmup = 0.0;
 static double opt_rate = 1.0;
 static int opt_timeout_ms = 2000;
 static int opt_progress = 0;
+static int opt_ramp_ms = 100;
 
 /* Request template: header (4) + token (4) + Uri-Path options. */
 static uint8_t tmpl[512];
@@ -182,7 +184,7 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --port P [--host 127.0.0.1] [--path /hello] [--mode closed|paced]\n"
           "          [--clients N] [--window W] [--type con|non] [--duration S] [--warmup S]\n"
-          "          [--rate R] [--timeout-ms T] [--progress]\n",
+          "          [--rate R] [--timeout-ms T] [--ramp-ms M] [--progress]\n",
           argv0);
   exit(2);
 }
@@ -207,6 +209,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--warmup")) opt_warmup = atof(v);
     else if (!strcmp(a, "--rate")) opt_rate = atof(v);
     else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atoi(v);
+    else if (!strcmp(a, "--ramp-ms")) opt_ramp_ms = atoi(v);
     else usage(argv[0]);
     i++;
   }
@@ -280,10 +283,10 @@ int main(int argc, char **argv) {
   double interval_us = 1e6 / ((double)opt_clients * opt_rate);
   uint64_t g = 0;
 
-  if (!paced) {
-    for (int i = 0; i < opt_clients; i++)
-      for (int w = 0; w < opt_window; w++) send_request(&cs[i], (uint32_t)w);
-  }
+  /* Closed mode: endpoints start one after another over --ramp-ms, not in one burst that a
+     server's default-sized socket buffer would drop (and a real fleet never sends). */
+  int started = 0;
+  uint64_t ramp_us = (uint64_t)opt_ramp_ms * 1000u;
 
   struct epoll_event evs[512];
   uint8_t buf[2048];
@@ -295,6 +298,12 @@ int main(int argc, char **argv) {
       reset_stats();
       cpu0 = cpu_seconds();
       measuring = 1;
+    }
+    if (!paced && started < opt_clients) {
+      while (started < opt_clients && (ramp_us == 0 || now >= t0 + ramp_us * (uint64_t)started / (uint64_t)opt_clients)) {
+        for (int w = 0; w < opt_window; w++) send_request(&cs[started], (uint32_t)w);
+        started++;
+      }
     }
     if (paced) {
       for (;;) {
@@ -325,7 +334,7 @@ int main(int argc, char **argv) {
       last_completed = st_completed;
       next_progress += 1000000;
     }
-    int wait_ms = 20;
+    int wait_ms = !paced && started < opt_clients ? 1 : 20;
     if (paced) {
       uint64_t due = t0 + (uint64_t)((double)g * interval_us);
       wait_ms = due > now ? (int)((due - now + 999u) / 1000u) : 0;
