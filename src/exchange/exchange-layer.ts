@@ -438,26 +438,12 @@ export class ExchangeLayer {
       return;
     }
     if (confirmable && !alreadyAcked) {
-      const bytes = encodeMessage({
-        type: MessageType.ACK,
-        code: res.code,
-        messageId: req.messageId,
-        token: req.token,
-        ...(res.options ? { options: res.options } : {}),
-        ...(res.payload ? { payload: res.payload } : {}),
-      });
+      const bytes = encodeResponse(MessageType.ACK, req.messageId, req.token, res);
       this.ml.reply(key, ps, bytes, true);
       return;
     }
     const messageId = this.ml.nextMessageId();
-    const bytes = encodeMessage({
-      type: confirmable ? MessageType.CON : MessageType.NON,
-      code: res.code,
-      messageId,
-      token: req.token,
-      ...(res.options ? { options: res.options } : {}),
-      ...(res.payload ? { payload: res.payload } : {}),
-    });
+    const bytes = encodeResponse(confirmable ? MessageType.CON : MessageType.NON, messageId, req.token, res);
     if (confirmable) {
       // Separate response (§5.2.2), retransmitted until acknowledged.
       this.ml.sendCon(ps, messageId, bytes, { onAck() {}, onReset() {}, onTimeout() {} });
@@ -506,6 +492,26 @@ export class ExchangeLayer {
     if (this.closed) return;
     this.closed = true;
     for (const p of [...this.pending.values()]) this.fail(p, new ClosedError('endpoint closed'));
+  }
+}
+
+/**
+ * Encodes a response; one that cannot be encoded (bad code, option number or
+ * length from a handler) becomes a 5.00 instead of an exception thrown from
+ * the socket's receive path, which would take the whole process down.
+ */
+function encodeResponse(type: MessageType, messageId: number, token: Buffer, res: OutgoingResponse): Buffer {
+  try {
+    return encodeMessage({
+      type,
+      code: res.code,
+      messageId,
+      token,
+      ...(res.options ? { options: res.options } : {}),
+      ...(res.payload ? { payload: res.payload } : {}),
+    });
+  } catch {
+    return encodeMessage({ type, code: 0xa0, messageId, token });
   }
 }
 
