@@ -360,3 +360,37 @@ test('request fields: query, options, payload, token, confirmable, peer', async 
   assert.equal(seen.peer, '10.0.0.2:40000');
   assert.equal(seen.method, 'POST');
 });
+
+test('a handler response that cannot be encoded becomes 5.00 instead of crashing the process (sync and async)', async () => {
+  server.get('/bad', () => ({ options: [{ number: 70000, value: 'x' }] }));
+  server.get('/abad', async () => ({ options: [{ number: 70000, value: 'x' }] }));
+  server.get('/ok', () => 'fine');
+  const crashes: unknown[] = [];
+  const onCrash = (e: unknown) => crashes.push(e);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  try {
+    assert.equal(codeOf(await ask(1, '/bad')), '5.00');
+    assert.equal(codeOf(await ask(1, '/abad')), '5.00');
+    assert.equal(codeOf(await ask(1, '/ok')), '2.05');
+    // NON too.
+    const n = raw.received.length;
+    raw.send(
+      serverPeer,
+      encodeMessage({
+        type: NON,
+        code: 1,
+        messageId: 31337,
+        token: Buffer.from([3]),
+        options: opts(pathOpts('/bad')),
+      }),
+    );
+    await raw.waitFor(n + 1);
+    assert.equal(codeOf(raw.received[n]!.msg!), '5.00');
+    await sleep(20);
+  } finally {
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
+  }
+  assert.deepEqual(crashes, []);
+});
