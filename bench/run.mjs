@@ -3,7 +3,8 @@
 // See bench/README.md for what each figure means and how it is measured.
 //
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
-//                      [--rounds N] [--pin] [--no-publish] [--skip-codec] [--skip-dtls]
+//                      [--rounds N] [--phases throughput,sustained,paced] [--pin] [--no-publish]
+//                      [--skip-codec] [--skip-dtls]
 //   node bench/run.mjs --render results.json [--out DIR]   (table and chart again from saved figures)
 //
 // Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ROUNDS, BENCH_ONLY, BENCH_OUT,
@@ -48,6 +49,7 @@ const { values: argv } = parseArgs({
     'skip-codec': { type: 'boolean', default: false },
     'skip-dtls': { type: 'boolean', default: false },
     rounds: { type: 'string', default: process.env.BENCH_ROUNDS },
+    phases: { type: 'string', default: process.env.BENCH_PHASES },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -78,6 +80,7 @@ const cfg = {
   pacedRate: 1,
   maxOldSpaceMb: 8192,
 };
+const phases = new Set((argv.phases ?? 'throughput,sustained,paced').split(',').map((s) => s.trim()));
 const onlyIds = argv.only ? argv.only.split(',').map((s) => s.trim()) : null;
 const outDir = resolve(argv.out ?? join(BENCH, 'out'));
 const log = (s) => process.stderr.write(`[bench] ${s}\n`);
@@ -330,26 +333,28 @@ async function measureThroughput(defs, res) {
 
 /** Memory phases: a fresh server process for each. @param {any} def @param {any} res */
 async function measureMemory(def, res) {
-  try {
-    log(`${def.id}: sustained maximum load, 64 endpoints CON, ${cfg.sustain} s (fresh process)`);
-    res.sustained = await memoryPhase(def, { clients: 64, type: 'con', duration: cfg.sustain });
-  } catch (e) {
-    res.errors.push(`sustained: ${e instanceof Error ? e.message : e}`);
-  }
-  try {
-    log(
-      `${def.id}: paced, ${cfg.pacedClients} endpoints x ${cfg.pacedRate} req/s, ${cfg.sustain} s (fresh process)`,
-    );
-    res.paced = await memoryPhase(def, {
-      mode: 'paced',
-      clients: cfg.pacedClients,
-      rate: cfg.pacedRate,
-      type: 'con',
-      duration: cfg.sustain,
-    });
-  } catch (e) {
-    res.errors.push(`paced: ${e instanceof Error ? e.message : e}`);
-  }
+  if (phases.has('sustained'))
+    try {
+      log(`${def.id}: sustained maximum load, 64 endpoints CON, ${cfg.sustain} s (fresh process)`);
+      res.sustained = await memoryPhase(def, { clients: 64, type: 'con', duration: cfg.sustain });
+    } catch (e) {
+      res.errors.push(`sustained: ${e instanceof Error ? e.message : e}`);
+    }
+  if (phases.has('paced'))
+    try {
+      log(
+        `${def.id}: paced, ${cfg.pacedClients} endpoints x ${cfg.pacedRate} req/s, ${cfg.sustain} s (fresh process)`,
+      );
+      res.paced = await memoryPhase(def, {
+        mode: 'paced',
+        clients: cfg.pacedClients,
+        rate: cfg.pacedRate,
+        type: 'con',
+        duration: cfg.sustain,
+      });
+    } catch (e) {
+      res.errors.push(`paced: ${e instanceof Error ? e.message : e}`);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,6 +409,7 @@ function buildRows(results) {
       }
       const r = p.runs[sc.key];
       if (!r) {
+        if (Object.keys(p.runs).length === 0 && !p.errors.length) continue; // phase not run
         add(p.label, `req/s, ${sc.label}`, 'failed');
         continue;
       }
@@ -431,6 +437,7 @@ function buildRows(results) {
       if (p?.status !== 'ok') continue;
       const m = p[key];
       if (!m) {
+        if (!(p.errors ?? []).length) continue; // phase not run
         rows.push([p.label, `${what}`, `failed: ${(p.errors ?? []).join('; ')}`.slice(0, 120), '', '', '']);
         continue;
       }
@@ -687,7 +694,7 @@ async function main() {
     };
     defs.push(def);
   }
-  await measureThroughput(defs, results.peers);
+  if (phases.has('throughput')) await measureThroughput(defs, results.peers);
   for (const def of defs) await measureMemory(def, results.peers[def.id]);
   for (const def of defs) for (const err of results.peers[def.id].errors) log(`${def.id}: ERROR ${err}`);
 
@@ -728,7 +735,14 @@ async function main() {
   );
 
   const publish =
-    !quick && !onlyIds && !argv['no-publish'] && !argv.out && !argv.duration && !argv.sustain && !argv.rounds;
+    !quick &&
+    !onlyIds &&
+    !argv['no-publish'] &&
+    !argv.out &&
+    !argv.duration &&
+    !argv.sustain &&
+    !argv.rounds &&
+    !argv.phases;
   if (publish) publishResults(table, meta, json, svg);
 }
 
