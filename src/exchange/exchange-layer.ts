@@ -346,8 +346,15 @@ export class ExchangeLayer {
     try {
       complete = p.callbacks.onResponse({ message: msg, peer: ps.peer, piggybacked, rttMs });
     } catch (err) {
+      // A throwing callback fails its own exchange; it must not escape into the
+      // socket's receive path (that would crash the process).
       this.finish(p);
-      throw err;
+      try {
+        p.callbacks.onError(err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // Nothing sensible left to do.
+      }
+      return true;
     }
     if (complete) this.finish(p);
     else if (p.timer) {
