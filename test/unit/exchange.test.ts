@@ -346,3 +346,23 @@ test('diagnostics channels: resolved, sent, retransmitted, received, matched, du
     for (const u of subs) u();
   }
 });
+
+test('a throwing onResponse callback fails its exchange instead of escaping into the receive path', async () => {
+  const raw = s.raw();
+  const ep = s.endpoint();
+  const failed = new Promise<Error>((resolve) => {
+    ep.request(
+      raw.peer,
+      { code: 1 },
+      {
+        onResponse: () => {
+          throw new Error('callback bug');
+        },
+        onError: resolve,
+      },
+    );
+  });
+  const r1 = await raw.next();
+  raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
+  assert.equal((await failed).message, 'callback bug');
+});
