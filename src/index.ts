@@ -54,6 +54,20 @@ export {
 export { randomToken } from './exchange/tokens.js';
 export { type DedupOptions, DedupStore } from './message-layer/dedup.js';
 export { MessageLayer, type PeerState } from './message-layer/message-layer.js';
+export {
+  ALL_COAP_NODES_IPV4,
+  ALL_COAP_NODES_IPV6_LINK_LOCAL,
+  ALL_COAP_NODES_IPV6_SITE_LOCAL,
+  DEFAULT_LEISURE_MS,
+  DEFAULT_MULTICAST_WINDOW_MS,
+  GroupTransport,
+  type GroupTransportOptions,
+  listenMulticast,
+  type MulticastListener,
+  type MulticastRequestOptions,
+  type MulticastServerOptions,
+  multicastRequest,
+} from './multicast/index.js';
 export { isFresher, Observation, type ObserveOptions, type ObserveTarget } from './observe/client.js';
 export {
   enableObserve,

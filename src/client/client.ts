@@ -15,6 +15,7 @@ import { OptionNumber } from '../constants/options.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { ClosedError, InvalidArgumentError, UriError } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
+import type { MulticastRequestOptions } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
 import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
@@ -251,6 +252,23 @@ export class CoapClient {
     });
     const blockSize = opts.blockSize ?? this.options.blockSize;
     return new Observation(target, { ...opts, ...(blockSize !== undefined ? { blockSize } : {}) });
+  }
+
+  /**
+   * Group communication (RFC 7252 §8.2): sends one NON request to a multicast
+   * URI and resolves with every response received within `windowMs`
+   * (default DEFAULT_LEISURE + 1 s), from any member, in arrival order.
+   */
+  async multicast(uri: string | CoapUri, opts: MulticastRequestOptions = {}): Promise<CoapResponse[]> {
+    if (this.closed) throw new ClosedError('client is closed');
+    const { multicastRequest } = await import('../multicast/client.js');
+    return multicastRequest(uri, {
+      ...(this.options.bind?.address !== undefined ? { bindAddress: this.options.bind.address } : {}),
+      ...(this.options.tokenLength !== undefined
+        ? { endpoint: { tokenLength: this.options.tokenLength } }
+        : {}),
+      ...opts,
+    });
   }
 
   get(uri: string | CoapUri, opts: Omit<RequestOptions, 'method'> = {}): Promise<CoapResponse> {

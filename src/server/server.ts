@@ -29,6 +29,7 @@ import { channels } from '../diagnostics.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, ResponseCodeError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
+import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
 import { type ResourceAttributes, type Route, Router } from './router.js';
@@ -286,6 +287,16 @@ export class CoapServer {
     ep.handler = (msg, peer) => this.handle(msg, peer, ep);
     this.endpoints.push(ep);
     return ep;
+  }
+
+  /**
+   * Joins multicast groups (default 224.0.1.187 port 5683) and serves them
+   * under the RFC 7252 §8 rules (NON only, leisure, no error responses).
+   * Call after `listen()` so responses go out from that unicast endpoint.
+   */
+  async listenMulticast(options: MulticastServerOptions = {}): Promise<MulticastListener[]> {
+    const { listenMulticast } = await import('../multicast/server.js');
+    return listenMulticast(this, options);
   }
 
   addresses(): Array<{ scheme: string; address: string; port: number; family: string }> {
