@@ -7,13 +7,18 @@
  */
 
 import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
+import { checkOptions } from '../codec/options.js';
 import { MessageType } from '../constants/codes.js';
+import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
-import { AbortError, ClosedError, ResetError, TimeoutError } from '../errors.js';
+import { AbortError, ClosedError, MessageFormatError, ResetError, TimeoutError } from '../errors.js';
 import type { MessageLayer, OutgoingCon, PeerState } from '../message-layer/message-layer.js';
 import { describePeer } from '../message-layer/message-layer.js';
 import type { Peer } from '../transport/transport.js';
 import { randomToken } from './tokens.js';
+
+/** Options a client passes up to the application: every registered option (§5.4.1). */
+const RESPONSE_RECOGNIZED: ReadonlySet<number> = new Set(Object.values(OptionNumber));
 
 /** What a request handler answers: a response, or null for no response. */
 export interface OutgoingResponse {
@@ -323,6 +328,18 @@ export class ExchangeLayer {
     }
     // A piggybacked response must come in the ACK of this exchange's own CON (§5.3.2).
     if (ackOf !== undefined && p.con !== undefined && p.con !== ackOf) return false;
+    const check = checkOptions(msg.options, RESPONSE_RECOGNIZED);
+    if (check.badCritical !== undefined) {
+      // §5.4.1: a response with an unrecognized critical option is rejected (the
+      // message layer answers a CON/NON with RST, drops an ACK); the exchange fails.
+      this.fail(
+        p,
+        new MessageFormatError(
+          `${describePeer(ps.peer)} sent a response with unrecognized critical option ${check.badCritical}`,
+        ),
+      );
+      return false;
+    }
     const piggybacked = ackOf !== undefined;
     const rttMs = performance.now() - p.startedAt;
     if (channels.matched.hasSubscribers) {
