@@ -366,3 +366,48 @@ test('a throwing onResponse callback fails its exchange instead of escaping into
   raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
   assert.equal((await failed).message, 'callback bug');
 });
+
+test('§5.4.1: a response with an unrecognized critical option is rejected (RST for CON) and fails the exchange; elective ones pass', async () => {
+  const { MessageFormatError } = await import('../../src/errors.js');
+  const raw = s.raw();
+  const ep = s.endpoint({ transmission: { nstart: 4 } });
+  const bad = [{ number: 9999, value: Buffer.from('x') }];
+  // Piggybacked.
+  const p1 = req(ep, raw);
+  const r1 = await raw.next();
+  raw.send(r1.from, {
+    type: ACK,
+    code: 0x45,
+    messageId: r1.msg!.messageId,
+    token: r1.msg!.token,
+    options: bad,
+  });
+  await assert.rejects(p1, MessageFormatError);
+  // Separate CON response → RST.
+  const p2 = req(ep, raw);
+  const r2 = await raw.until((r) => r.msg !== undefined && !r.msg.token.equals(r1.msg!.token));
+  raw.send(r2.from, { type: ACK, code: 0, messageId: r2.msg!.messageId });
+  raw.send(r2.from, { type: CON, code: 0x45, messageId: 0x4321, token: r2.msg!.token, options: bad });
+  await assert.rejects(p2, MessageFormatError);
+  await raw.until((r) => Buffer.compare(r.data, Buffer.from([0x70, 0, 0x43, 0x21])) === 0);
+  // Unrecognized elective (even) options are fine; so are registered critical ones (Block2).
+  const p3 = req(ep, raw);
+  const r3 = await raw.until(
+    (r) =>
+      r.msg !== undefined &&
+      r.msg.code === 1 &&
+      !r.msg.token.equals(r2.msg!.token) &&
+      !r.msg.token.equals(r1.msg!.token),
+  );
+  raw.send(r3.from, {
+    type: ACK,
+    code: 0x45,
+    messageId: r3.msg!.messageId,
+    token: r3.msg!.token,
+    options: [
+      { number: 23, value: Buffer.from([0x02]) },
+      { number: 9998, value: Buffer.from('x') },
+    ],
+  });
+  assert.equal((await p3).message.code, 0x45);
+});
