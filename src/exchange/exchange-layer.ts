@@ -169,18 +169,18 @@ export class ExchangeLayer {
     }
     const start = () => {
       if (p.done) return;
-      const encode = (messageId: number) =>
-        encodeMessage({
-          type: confirmable ? MessageType.CON : MessageType.NON,
-          code: req.code,
-          messageId,
-          token,
-          ...(req.options ? { options: req.options } : {}),
-          ...(req.payload ? { payload: req.payload } : {}),
-        });
+      // Encoded once; the Message ID is written in when the request goes out.
+      const bytes = encodeMessage({
+        type: confirmable ? MessageType.CON : MessageType.NON,
+        code: req.code,
+        messageId: 0,
+        token,
+        ...(req.options ? { options: req.options } : {}),
+        ...(req.payload ? { payload: req.payload } : {}),
+      });
       if (!confirmable && ps.unansweredBytes > 0) {
         // §4.7 PROBING_RATE: hold NON requests toward a peer that does not answer.
-        const wait = this.probingDelay(ps, encode(0).length);
+        const wait = this.probingDelay(ps, bytes.length);
         if (wait > 0) {
           if (p.slotTimer) clearTimeout(p.slotTimer);
           p.slotTimer = setTimeout(start, wait);
@@ -191,7 +191,7 @@ export class ExchangeLayer {
       ps.outstanding++;
       const messageId = this.ml.nextMessageId();
       p.messageId = messageId;
-      const bytes = encode(messageId);
+      bytes.writeUInt16BE(messageId, 2);
       p.startedAt = performance.now();
       if (confirmable) {
         p.con = this.ml.sendCon(ps, messageId, bytes, {
