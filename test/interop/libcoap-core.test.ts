@@ -264,6 +264,43 @@ describe('A: libcoap client → coapkit server', { skip }, () => {
     }
   });
 
+  test('TD_COAP_CORE_15: lossy context (CON, separate) — the lost separate response is retransmitted by coapkit', async () => {
+    const port = Number(new URL(base.replace('coap:', 'http:')).port);
+    separateCalls = 0;
+    // Drop the first CON 2.05 going down (the separate response); coapkit retransmits it.
+    let droppedOne = false;
+    const proxy = await LossyProxy.create({
+      target: { address: '127.0.0.1', port },
+      drop: (d) => {
+        if (droppedOne || d.dir !== 'down' || d.data.length < 4) return false;
+        if ((d.data[0]! & 0x30) !== 0x00 || d.data[1] !== 0x45) return false;
+        droppedOne = true;
+        return true;
+      },
+    });
+    try {
+      const r = await runClient(
+        ['-v', '7', '-B', '15', `coap://127.0.0.1:${proxy.port}/separate?ms=300`],
+        20_000,
+      );
+      assert.ok(droppedOne, 'a separate response was dropped');
+      const got = r.messages.filter((m) => m.type === 'CON' && m.code === '2.05');
+      assert.equal(got.length, 1, 'libcoap saw the retransmission');
+      assert.equal(got[0]!.payload, 'separate response');
+      assert.equal(r.messages.at(-1)!.type, 'ACK');
+      assert.equal(separateCalls, 1, 'handler ran once');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('beyond the TDs: unrecognized critical option → 4.02, unrecognized elective ignored, 4.04, 4.05', async () => {
+    assert.equal(res(await runClient(['-O', '9999,x', `${base}/test`])).code, '4.02');
+    assert.equal(res(await runClient(['-O', '9998,x', `${base}/test`])).code, '2.05');
+    assert.equal(res(await runClient([`${base}/nothing-here`])).code, '4.04');
+    assert.equal(res(await runClient(['-m', 'post', '-e', 'x', `${base}/seg1/seg2/seg3`])).code, '4.05');
+  });
+
   test('TD_COAP_CORE_17: GET with separate response (NON) → NON 2.05', async () => {
     const r = await runClient(['-N', `${base}/separate`]);
     assert.equal(req(r).type, 'NON');
