@@ -145,7 +145,7 @@ export async function listenMulticast(
       } catch {
         // Not fatal: only matters for multicast we send, and we send unicast.
       }
-      const replyVia = options.replyVia ?? pickReply(server, v6);
+      const replyVia = options.replyVia ?? pickReply(server, v6, v6 ? undefined : iface);
       const transport = new GroupTransport(udp, bindHost, {
         ...options,
         ...(replyVia ? { replyVia } : {}),
@@ -167,13 +167,21 @@ export async function listenMulticast(
   return out;
 }
 
-/** A unicast UDP endpoint of the server of the right family to send responses from. */
-function pickReply(server: CoapServer, v6: boolean): Transport | undefined {
+/**
+ * The unicast UDP endpoint of the server to answer from: the one bound to the
+ * multicast interface address, else the only one of the group's family; with
+ * several (one per local address) the group socket answers, from the address
+ * the kernel picks by route.
+ */
+function pickReply(server: CoapServer, v6: boolean, iface: string | undefined): Transport | undefined {
+  const candidates: UdpTransport[] = [];
   for (const ep of server.endpoints) {
     const t = ep.transport;
     if (!(t instanceof UdpTransport)) continue;
     const a = t.localAddress();
-    if (v6 ? a.family === 'IPv6' : a.family === 'IPv4' || a.address === '::') return t;
+    if (v6 ? a.family === 'IPv6' : a.family === 'IPv4' || a.address === '::') candidates.push(t);
   }
-  return undefined;
+  const exact = candidates.find((t) => t.localAddress().address === iface);
+  if (exact) return exact;
+  return candidates.length === 1 ? candidates[0] : undefined;
 }

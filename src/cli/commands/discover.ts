@@ -8,6 +8,7 @@ import { encodeQueryArg, formatUri } from '../../codec/uri.js';
 import { describeCode, ResponseCode } from '../../constants/codes.js';
 import { ContentFormat, contentFormatName } from '../../constants/content-formats.js';
 import { LinkFormatError } from '../../errors.js';
+import { multicastRequest } from '../../multicast/client.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
 import { checkUri, contentFormatArg, pskFor, timeoutMs } from '../common.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
@@ -16,6 +17,13 @@ import { DISCOVER_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
 import { PSK_FLAGS } from '../psk.js';
 import { watchExchange } from '../verbose.js';
+import {
+  groupRequest,
+  isMulticastUri,
+  MULTICAST_CLIENT_FLAGS,
+  multicastClientOptions,
+  sourceOf,
+} from './multicast.js';
 
 export const DISCOVER_FLAGS: FlagSpecs = {
   rt: { type: 'string' },
@@ -27,6 +35,7 @@ export const DISCOVER_FLAGS: FlagSpecs = {
   timeout: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
+  ...MULTICAST_CLIENT_FLAGS,
   ...PSK_FLAGS,
 };
 
@@ -55,6 +64,38 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   // send the first one (unless the URI has its own query); all apply locally.
   const query = uri.query.length > 0 ? uri.query : filters.slice(0, 1);
   if (query.length > 0) href += `?${query.map(encodeQueryArg).join('&')}`;
+
+  if (isMulticastUri(uri)) {
+    // Group discovery (RFC 7252 §8.2, RFC 6690 §4.1): members with no matching link stay silent.
+    const mopts = { ...multicastClientOptions(p), method: 'GET' as const, accept: ContentFormat.LinkFormat };
+    // With a filter, silence means "no member has a matching link" (not an error).
+    const res = filters.length > 0 ? await multicastRequest(href, mopts) : await groupRequest(href, mopts);
+    const groups: Array<{ source: string; links: Link[] }> = [];
+    for (const r of res) {
+      if (r.code !== ResponseCode.Content) continue;
+      if (r.contentFormat !== undefined && r.contentFormat !== ContentFormat.LinkFormat) continue;
+      let links: Link[];
+      try {
+        links = parseLinkFormat(r.payload.toString('utf8'));
+      } catch {
+        if (!bool(p, 'quiet'))
+          await writeAll(io.stderr, `coapkit: ${sourceOf(r)} sent invalid link format\n`);
+        continue;
+      }
+      for (const f of filters) links = filterLinks(links, f);
+      if (links.length > 0) groups.push({ source: sourceOf(r), links });
+    }
+    if (bool(p, 'json')) {
+      const json = groups.map((g) => ({ source: g.source, links: g.links.map(linkToJson) }));
+      await writeAll(io.stdout, `${JSON.stringify(json, null, 2)}\n`);
+    } else if (groups.length > 0) {
+      const text = groups.map((g) => `${g.source}\n${g.links.map((l) => `  ${formatLink(l)}`).join('\n')}\n`);
+      await writeAll(io.stdout, text.join(''));
+    } else if (!bool(p, 'quiet')) {
+      await writeAll(io.stderr, 'coapkit: no matching links\n');
+    }
+    return ExitCode.OK;
+  }
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
   const watch = bool(p, 'verbose') ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;

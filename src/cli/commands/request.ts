@@ -10,11 +10,18 @@ import { UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str, strs } from '../args.js';
 import { checkUri, contentFormatArg, optionArg, pskFor, timeoutMs } from '../common.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
-import { stdoutBytes, summarizePayload } from '../format.js';
+import { isTextPayload, stdoutBytes, summarizePayload } from '../format.js';
 import { REQUEST_HELP } from '../help.js';
 import { type Io, readStream, writeAll } from '../io.js';
 import { PSK_FLAGS, readInputFile } from '../psk.js';
 import { watchExchange } from '../verbose.js';
+import {
+  groupRequest,
+  isMulticastUri,
+  MULTICAST_CLIENT_FLAGS,
+  multicastClientOptions,
+  sourceOf,
+} from './multicast.js';
 import { blockSizeArg, runObserve } from './observe.js';
 
 export const REQUEST_FLAGS: FlagSpecs = {
@@ -29,6 +36,7 @@ export const REQUEST_FLAGS: FlagSpecs = {
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
   'block-size': { type: 'string' },
+  ...MULTICAST_CLIENT_FLAGS,
   ...PSK_FLAGS,
 };
 
@@ -75,6 +83,32 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
   if (text !== undefined) payload = Buffer.from(text, 'utf8');
   else if (file === '-') payload = await readStream(io.stdin);
   else if (file !== undefined) payload = readInputFile(file, 'payload file');
+
+  if (isMulticastUri(uri)) {
+    // Group request (RFC 7252 §8.2): one NON, every member's response with its source.
+    const res = await groupRequest(uriArg!, {
+      ...multicastClientOptions(p),
+      method: METHOD_NAMES[method]!,
+      ...(payload !== undefined ? { payload } : {}),
+      ...(contentFormat !== undefined ? { contentFormat } : {}),
+      ...(accept !== undefined ? { accept } : {}),
+      ...(extra.length > 0 ? { options: extra } : {}),
+    });
+    let status: number = ExitCode.OK;
+    for (const r of res) {
+      let text = `# ${describeCode(r.code)} from ${sourceOf(r)}\n`;
+      if (r.payload.length > 0) {
+        const body = isTextPayload(r.payload, r.contentFormat)
+          ? r.payload.toString('utf8')
+          : `(${r.payload.length} bytes) ${r.payload.toString('hex')}`;
+        text += body.endsWith('\n') ? body : `${body}\n`;
+      }
+      await writeAll(io.stdout, text);
+      if (exitCodeForResponse(r.code) !== ExitCode.OK && status === ExitCode.OK)
+        status = exitCodeForResponse(r.code);
+    }
+    return res.some((r) => exitCodeForResponse(r.code) === ExitCode.OK) ? ExitCode.OK : status;
+  }
 
   const output = str(p, 'output');
   const blockSize = blockSizeArg(str(p, 'block-size'));

@@ -14,11 +14,12 @@ import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
-import { bool, type FlagSpecs, num, parseFlags, positionals, str } from '../args.js';
+import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
+import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   host: { type: 'string' },
@@ -30,6 +31,11 @@ export const SERVE_FLAGS: FlagSpecs = {
   quiet: { type: 'boolean', short: 'q' },
   verbose: { type: 'boolean', short: 'v' },
   'generate-psk': { type: 'boolean' },
+  multicast: { type: 'boolean' },
+  'multicast-interface': { type: 'string' },
+  'multicast-group': { type: 'string', multiple: true },
+  'multicast-port': { type: 'string' },
+  leisure: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
 };
@@ -50,10 +56,14 @@ export interface ServeOptions {
   verbose?: boolean;
   /** The key was generated for this run (--generate-psk): print it in the banner. */
   generatedKey?: { identity: string; key: Buffer };
+  /** --multicast: join the All CoAP Nodes groups (RFC 7252 §8). */
+  multicast?: ServeMulticast;
 }
 
 export interface Listener {
   scheme: 'coap' | 'coaps';
+  /** A multicast group this server answers on. */
+  group?: boolean;
   address: string;
   port: number;
   /** URL a client on this machine can use. */
@@ -151,17 +161,61 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     const plain = new CoapServer({ maxPayloadSize: opts.maxSize });
     setup(plain);
     servers.push(plain);
-    try {
-      await bindDefault(opts.host, (host) => plain.listen({ host, port: opts.port }));
-    } catch (err) {
-      throw bindError('coap', opts.host, opts.port, err);
+    const mc = opts.multicast;
+    const wildcard = opts.host === undefined || opts.host === '::' || opts.host === '0.0.0.0';
+    if (mc !== undefined && wildcard && opts.port === mc.port) {
+      // Linux delivers a group's datagrams to every socket bound to the wildcard address on
+      // that port too (IP_MULTICAST_ALL), and Node cannot tell the destination address: a
+      // wildcard socket would treat each multicast request as unicast (ACK a CON, answer
+      // errors) next to the group socket. So bind the unicast side to each local address.
+      if (opts.host !== undefined) {
+        throw new UsageError(`--multicast with --host ${opts.host} on the group port ${mc.port}`, {
+          hint: 'a wildcard socket on the group port also receives the multicast requests; omit --host (binds every local address), name one address, or use another --port',
+        });
+      }
+      const failures: string[] = [];
+      for (const host of localAddresses()) {
+        try {
+          await plain.listen({ host, port: opts.port });
+        } catch (err) {
+          failures.push(`${host}: ${(err as Error).message}`);
+        }
+      }
+      if (plain.endpoints.length === 0) {
+        throw bindError('coap', 'every local address', opts.port, new Error(failures.join('; ')));
+      }
+    } else {
+      try {
+        await bindDefault(opts.host, (host) => plain.listen({ host, port: opts.port }));
+      } catch (err) {
+        throw bindError('coap', opts.host, opts.port, err);
+      }
     }
-    for (const a of plain.addresses()) {
+    const unicastEndpoints = plain.endpoints.length;
+    if (mc !== undefined) {
+      try {
+        await plain.listenMulticast({
+          groups: mc.groups,
+          port: mc.port,
+          leisureMs: mc.leisureMs,
+          ...(mc.interface !== undefined ? { interface: mc.interface } : {}),
+          ...(mc.interface6 !== undefined ? { interface6: mc.interface6 } : {}),
+        });
+      } catch (err) {
+        throw new NetworkError(`cannot join the multicast groups: ${(err as Error).message}`, {
+          cause: err,
+          hint: 'check --multicast-interface (and that the interface has multicast enabled)',
+        });
+      }
+    }
+    for (const [i, a] of plain.addresses().entries()) {
+      const group = i >= unicastEndpoints;
       listeners.push({
         scheme: 'coap',
         address: a.address,
         port: a.port,
         url: urlFor('coap', a.address, a.port),
+        ...(group ? { group } : {}),
       });
     }
     if (opts.keys.size > 0) {
@@ -220,6 +274,22 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host === 'localhost' ? '127.0.0.1' : host;
+  const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
+  if (bool(p, 'multicast')) {
+    const leisure = str(p, 'leisure');
+    const leisureS = leisure === undefined ? 5 : Number(leisure);
+    if (leisure !== undefined && (leisure.trim() === '' || !Number.isFinite(leisureS) || leisureS < 0))
+      throw new UsageError(`--leisure expects seconds >= 0, got "${leisure}"`);
+    opts.multicast = serveMulticast(
+      str(p, 'multicast-interface'),
+      strs(p, 'multicast-group'),
+      num(p, 'multicast-port', { integer: true, min: 1, max: 65535 }) ?? 5683,
+      Math.round(leisureS * 1000),
+    );
+  } else {
+    const stray = mcFlags.find((f) => p.values[f] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} needs --multicast`);
+  }
   return opts;
 }
 
@@ -237,7 +307,9 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       l.scheme === 'coaps'
         ? `  (DTLS PSK, ${opts.keys.size} identit${opts.keys.size === 1 ? 'y' : 'ies'})`
         : '';
-    lines.push(`  ${l.url}${note}`);
+    lines.push(
+      `  ${l.url}${note}${l.group ? `  (multicast group, leisure ${(opts.multicast?.leisureMs ?? 0) / 1000} s)` : ''}`,
+    );
   }
   if (opts.keys.size === 0)
     lines.push(
@@ -251,7 +323,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       `Try: coapkit get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
     );
   }
-  const first = running.listeners[0]!;
+  const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
   lines.push(
     `Try: coapkit get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
     `Limits: ${opts.maxResources} resources, ${opts.maxSize} bytes each. Stop with Ctrl-C.`,
