@@ -77,13 +77,12 @@ if (!INNER) {
       const killer = setTimeout(() => child.kill('SIGKILL'), 140_000);
       const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
       clearTimeout(killer);
-      t.diagnostic(
-        out
-          .split('\n')
-          .filter((l) => /^\s*(✔|✖|﹣|ℹ (tests|pass|fail|skipped))/.test(l))
-          .join('\n'),
-      );
+      for (const l of out.split('\n'))
+        if (/^\s*(✔|✖|﹣|ℹ (tests|pass|fail|skipped))/.test(l)) t.diagnostic(l);
       assert.equal(code, 0, `inner multicast tests failed:\n${out}`);
+      // The inner run really ran the suite (not, say, zero tests).
+      assert.match(out, /ℹ fail 0/);
+      assert.ok(Number(/ℹ pass (\d+)/.exec(out)?.[1]) >= 10, `inner run passed too few tests:\n${out}`);
     } finally {
       try {
         sh('ip', ['netns', 'del', ns]);
