@@ -59,6 +59,12 @@ Options:
                               power of two (default 1024); large payloads and responses are
                               always transferred block-wise, with a progress bar on a terminal
       --observe               (get) observe the resource: see 'coapkit observe --help'
+Group requests (URI host is a multicast address, RFC 7252 §8.2): one NON request,
+then every member's response is printed as "# CODE from coap://SOURCE" + payload:
+      --window SECONDS        how long to collect responses (default 6 = leisure 5 s + 1)
+      --multicast-interface I IPv4 address (224.x groups) or interface name (ff0X:: groups)
+      --multicast-ttl N       IP TTL / hop limit (default 1: this link only)
+      (exit 3 when no member answered: members stay silent for errors)
 Output:
   -o, --output FILE           write the payload to FILE instead of stdout
   -v, --verbose               request and response header, options and timing on stderr
@@ -75,6 +81,7 @@ Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
   echo '{"on":true}' | coapkit put coap://10.0.0.7/light -t json -f -
   coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
+  coapkit get coap://224.0.1.187/time --window 2
 
 Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input.
 `;
@@ -95,8 +102,14 @@ Output:
   -v, --verbose               request/response details on stderr
 Other: --timeout SECONDS, --non, and the coaps:// key flags of 'coapkit get --help'.
 
-Example:
+Group discovery: with a multicast URI (coap://224.0.1.187, coap://[ff02::fd%25eth0])
+one NON request goes to the group and each responder's links are listed under its
+source address (--json: [{source, links}]); --window SECONDS (default 6),
+--multicast-interface, --multicast-ttl as in 'coapkit get --help'.
+
+Examples:
   coapkit discover coap://127.0.0.1 --rt 'temp*'
+  coapkit discover coap://224.0.1.187 --rt temperature --window 3
 `;
 
 export const PING_HELP = `Usage: coapkit ping URI [options]
@@ -132,6 +145,18 @@ Listening:
       --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0)
       --port N                UDP port for coap:// (default 5683; 0 = any free port)
       --secure-port N         UDP port for coaps:// (default 5684; needs a key below)
+Group communication (RFC 7252 §8):
+      --multicast             also answer requests sent to the All CoAP Nodes group
+                              224.0.1.187 (plus ff02::fd and ff05::fd with an interface
+                              name below) on port 5683: NON only, after a random delay
+                              within the leisure, never for errors or empty results,
+                              rate- and size-limited. Without --host the unicast side
+                              binds each local address (a wildcard socket on the group
+                              port would receive the multicast requests too)
+      --multicast-interface I IPv4 address or interface name to join the groups on
+      --multicast-group ADDR  join this group instead (repeatable)
+      --multicast-port N      group port (default 5683)
+      --leisure SECONDS       leisure before a multicast response (default 5)
 Keys (enable coaps://, DTLS 1.2 PSK):
       --identity ID --psk SECRET   one identity and key (text; or --psk-hex HEX)
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
