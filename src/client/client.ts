@@ -193,7 +193,8 @@ export class CoapClient {
             options: req.options,
             ...(req.payload ? { payload: req.payload } : {}),
             ...(opts.token ? { token: opts.token } : {}),
-            confirmable: opts.confirmable ?? true,
+            // §8.1: a multicast request MUST be Non-confirmable.
+            confirmable: isMulticastAddress(target.peer.address) ? false : (opts.confirmable ?? true),
           },
           {
             onResponse: (r: InboundResponse) => {
