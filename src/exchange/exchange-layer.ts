@@ -178,7 +178,8 @@ export class ExchangeLayer {
         ...(req.options ? { options: req.options } : {}),
         ...(req.payload ? { payload: req.payload } : {}),
       });
-      if (!confirmable && ps.unansweredBytes > 0) {
+      // (A multicast group never answers as itself: its members do, so it is exempt.)
+      if (!confirmable && !callbacks.multicast && ps.unansweredBytes > 0) {
         // §4.7 PROBING_RATE: hold NON requests toward a peer that does not answer.
         const wait = this.probingDelay(ps, bytes.length);
         if (wait > 0) {
