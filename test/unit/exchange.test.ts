@@ -411,3 +411,17 @@ test('§5.4.1: a response with an unrecognized critical option is rejected (RST 
   });
   assert.equal((await p3).message.code, 0x45);
 });
+
+test('§4.7/§8: multicast NON requests are not held by PROBING_RATE (members answer, not the group)', async () => {
+  const group = s.raw('224.0.1.187', 5683);
+  const ep = s.endpoint({ transmission: { nstart: 100 } });
+  const payload = Buffer.alloc(400, 0x61);
+  for (let i = 0; i < 6; i++) {
+    ep.request(
+      group.peer,
+      { code: 1, confirmable: false, payload },
+      { onResponse: () => true, onError: () => {}, multicast: true, timeoutMs: 500 },
+    );
+  }
+  await group.waitFor(6, 300);
+});
