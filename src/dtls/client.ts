@@ -18,7 +18,7 @@ import {
   DtlsConnection,
 } from './connection.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
-import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
@@ -69,7 +69,7 @@ export class DtlsClientConnection extends DtlsConnection {
 
   start(): void {
     if (handshakeStartChannel.hasSubscribers) {
-      handshakeStartChannel.publish({ peer: this.opts.peerLabel, role: this.role });
+      handshakeStartChannel.publish({ peer: this.peerLabel, role: this.role });
     }
     this.sendFlight([this.message(HandshakeType.clientHello, this.clientHelloBody())]);
   }
@@ -196,7 +196,7 @@ export class DtlsClientConnection extends DtlsConnection {
     const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
     const master = masterSecret(suite, premaster, this.clientRandom!, this.serverRandom!, sessionHash);
     this.logKeys(master);
-    this.installKeys(suite, keyBlock(suite, master, this.clientRandom!, this.serverRandom!));
+    this.installKeys(suite, keyBlockBytes(suite, master, this.clientRandom!, this.serverRandom!));
     const ccs = this.ccs();
     this.activateWrite();
     const verify = finishedVerifyData(
@@ -227,7 +227,7 @@ export class DtlsClientConnection extends DtlsConnection {
     this.complete(false);
     if (handshakeDoneChannel.hasSubscribers) {
       handshakeDoneChannel.publish({
-        peer: this.opts.peerLabel,
+        peer: this.peerLabel,
         role: this.role,
         suite: this.suite?.name,
         suiteId: this.suite?.id,

@@ -8,7 +8,6 @@
  * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
  */
 import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
-import type { KeyBlock } from './crypto/keys.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import { handshakeErrorChannel, recordEvent, recordReceivedChannel, recordSentChannel } from './diag.js';
 import {
@@ -22,7 +21,7 @@ import {
 import { HandshakeTranscript } from './handshake/hash.js';
 import { HandshakeType } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
-import { createRecordProtection, type RecordProtection } from './record/protection.js';
+import { protectionFromKeyBlock, type SessionRecordProtection } from './record/protection.js';
 import { ContentType, type DtlsRecord, encodeRecord, RECORD_HEADER_LENGTH } from './record/record.js';
 import { ReplayWindow } from './record/replay.js';
 
@@ -50,8 +49,8 @@ export interface ConnectionOptions {
   retransmitMaxMs: number;
   handshakeTimeoutMs: number;
   keyLog?: KeyLogger | undefined;
-  /** Peer label for diagnostics events ("address%port"). */
-  peerLabel: string;
+  /** Peer label for diagnostics events ("address%port"); the server passes it separately. */
+  peerLabel?: string;
 }
 
 export interface ConnectionSink {
@@ -62,11 +61,21 @@ export interface ConnectionSink {
   closed(error?: DtlsError): void;
 }
 
-type FlightItem =
+export type FlightItem =
   | { kind: 'hs'; epoch: 0 | 1; msgType: number; messageSeq: number; body: Buffer }
   | { kind: 'ccs' };
 
 const MAX_FUTURE_RECORDS = 16;
+const CCS_BODY = Buffer.from([1]);
+
+/** Stands in for the transcript once the handshake is over (frees the buffered messages). */
+class ReleasedTranscript extends HandshakeTranscript {
+  override add(): void {}
+  override digest(): Buffer {
+    throw alertError(AlertDescription.internalError, 'handshake transcript already released');
+  }
+}
+const RELEASED_TRANSCRIPT = new ReleasedTranscript();
 const MAX_PLAINTEXT = 16384;
 
 export function alertError(alert: number, message: string): DtlsError {
@@ -93,36 +102,60 @@ export abstract class DtlsConnection {
   readonly startedAt = Date.now();
   lastActivity = Date.now();
 
-  protected readonly transcript = new HandshakeTranscript();
+  /** Diagnostics label of the peer ("address%port"). */
+  readonly peerLabel: string;
+
+  // Handshake-only state is released (set to undefined / shared placeholders) once
+  // the handshake completes, so that an idle session keeps only its keys and counters.
+  protected transcript: HandshakeTranscript = new HandshakeTranscript();
   protected reassembler = new HandshakeReassembler(0);
   protected nextSendSeq = 0;
 
   private readEpoch = 0;
-  private readProt?: RecordProtection;
-  private pendingRead?: RecordProtection;
+  private readProt?: SessionRecordProtection;
+  private pendingRead?: SessionRecordProtection;
   private earlyCcs = false;
   private replay = new ReplayWindow();
   private writeEpoch = 0;
-  private writeSeq: [number, number] = [0, 0];
-  private writeProt?: RecordProtection;
-  private pendingWrite?: RecordProtection;
-  private future: DtlsRecord[] = [];
+  private writeSeq0 = 0;
+  private writeSeq1 = 0;
+  private writeProt?: SessionRecordProtection;
+  private pendingWrite?: SessionRecordProtection;
+  /** Key block of epoch 1 (unpooled); wiped when the connection ends. */
+  protected keys?: Buffer;
+  private future?: DtlsRecord[];
 
-  private flight: FlightItem[] = [];
+  private flight?: FlightItem[];
   private timer?: NodeJS.Timeout;
   private timeoutMs: number;
   private readonly deadline: number;
   private lastTriggeredRetransmit = 0;
-  private queue: HandshakeMessage[] = [];
+  private queue?: HandshakeMessage[];
   private blocked = false;
   private refusedRenegotiation = false;
 
   constructor(
     protected readonly opts: ConnectionOptions,
     protected readonly sink: ConnectionSink,
+    peerLabel?: string,
   ) {
+    this.peerLabel = peerLabel ?? opts.peerLabel ?? '';
     this.timeoutMs = opts.retransmitInitialMs;
     this.deadline = Date.now() + opts.handshakeTimeoutMs;
+  }
+
+  // Output hooks (the server overrides them to avoid a per-connection sink object).
+  protected output(datagram: Buffer): void {
+    this.sink.sendDatagram(datagram);
+  }
+  protected notifyEstablished(): void {
+    this.sink.established();
+  }
+  protected notifyData(data: Buffer): void {
+    this.sink.data(data);
+  }
+  protected notifyClosed(error?: DtlsError): void {
+    this.sink.closed(error);
   }
 
   /** Role-specific handshake processing. May return a promise (async PSK lookup). */
@@ -131,34 +164,37 @@ export abstract class DtlsConnection {
   // ---------------------------------------------------------------- sending
 
   protected setInitialWriteSeq(seq: number): void {
-    this.writeSeq[0] = seq;
+    this.writeSeq0 = seq;
   }
 
-  private makeRecord(type: number, epoch: 0 | 1, plaintext: Buffer): Buffer {
-    const seq = this.writeSeq[epoch];
+  private makeRecord(type: number, epoch: 0 | 1, plaintext: Uint8Array): Buffer {
+    const seq = epoch === 0 ? this.writeSeq0 : this.writeSeq1;
     if (seq >= 0xffffffffffff)
       throw alertError(AlertDescription.internalError, 'DTLS sequence number exhausted');
-    this.writeSeq[epoch] = seq + 1;
-    let fragment: Buffer = plaintext;
+    let record: Buffer;
     if (epoch === 1) {
       const prot = this.writeProt;
       if (prot === undefined) throw alertError(AlertDescription.internalError, 'no write keys for epoch 1');
-      fragment = prot.encrypt(type, 1, seq, plaintext);
+      record = prot.encryptRecord(type, 1, seq, plaintext);
+      this.writeSeq1 = seq + 1;
+    } else {
+      record = encodeRecord(type, 0, seq, plaintext);
+      this.writeSeq0 = seq + 1;
     }
     if (recordSentChannel.hasSubscribers) {
       recordSentChannel.publish(
         recordEvent(
-          this.opts.peerLabel,
+          this.peerLabel,
           this.role,
           type,
           epoch,
           seq,
-          plaintext,
+          Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
           this.suite?.keyExchange === 'ecdhe_psk',
         ),
       );
     }
-    return encodeRecord(type, epoch, seq, fragment);
+    return record;
   }
 
   private get datagramBudget(): number {
@@ -171,12 +207,19 @@ export abstract class DtlsConnection {
     return Math.min(MAX_PLAINTEXT, this.datagramBudget - RECORD_HEADER_LENGTH - overhead);
   }
 
+  /** The flight to (re)transmit: the current one, or what a subclass kept after the handshake. */
+  protected retransmittableFlight(): FlightItem[] | undefined {
+    return this.flight;
+  }
+
   private transmitFlight(): void {
+    const items = this.retransmittableFlight();
+    if (items === undefined) return;
     const budget = this.datagramBudget;
     let parts: Buffer[] = [];
     let size = 0;
     const flush = () => {
-      if (parts.length > 0) this.sink.sendDatagram(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      if (parts.length > 0) this.output(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
       parts = [];
       size = 0;
     };
@@ -185,9 +228,9 @@ export abstract class DtlsConnection {
       parts.push(rec);
       size += rec.length;
     };
-    for (const item of this.flight) {
+    for (const item of items) {
       if (item.kind === 'ccs') {
-        push(this.makeRecord(ContentType.changeCipherSpec, 0, Buffer.from([1])));
+        push(this.makeRecord(ContentType.changeCipherSpec, 0, CCS_BODY));
         continue;
       }
       const overhead = item.epoch === 1 && this.suite ? recordOverhead(this.suite) : 0;
@@ -234,7 +277,7 @@ export abstract class DtlsConnection {
     this.timer = undefined;
     if (this.state !== 'handshaking') return;
     if (Date.now() >= this.deadline) {
-      const e = new DtlsHandshakeTimeoutError(`DTLS handshake with ${this.opts.peerLabel} timed out`);
+      const e = new DtlsHandshakeTimeoutError(`DTLS handshake with ${this.peerLabel} timed out`);
       this.fail(e, false);
       return;
     }
@@ -250,7 +293,9 @@ export abstract class DtlsConnection {
 
   /** Retransmits the current flight because the peer retransmitted its previous one (rate limited). */
   private retransmitOnPeerRetransmission(): void {
-    if (this.flight.length === 0 || this.state === 'closed') return;
+    if (this.state === 'closed') return;
+    const items = this.retransmittableFlight();
+    if (items === undefined || items.length === 0) return;
     const now = Date.now();
     if (now - this.lastTriggeredRetransmit < Math.max(10, this.opts.retransmitInitialMs / 4)) return;
     this.lastTriggeredRetransmit = now;
@@ -261,10 +306,11 @@ export abstract class DtlsConnection {
     }
   }
 
-  /** Installs the pending epoch-1 keys (after the key exchange). */
-  protected installKeys(suite: CipherSuiteInfo, keys: KeyBlock): void {
-    this.pendingWrite = createRecordProtection(suite, keys, this.role, 'write');
-    this.pendingRead = createRecordProtection(suite, keys, this.role, 'read');
+  /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
+  protected installKeys(suite: CipherSuiteInfo, keys: Buffer): void {
+    this.keys = keys;
+    this.pendingWrite = protectionFromKeyBlock(suite, keys, this.role, 'write');
+    this.pendingRead = protectionFromKeyBlock(suite, keys, this.role, 'read');
     if (this.earlyCcs) this.activateRead();
   }
 
@@ -287,41 +333,40 @@ export abstract class DtlsConnection {
     this.replay = new ReplayWindow();
     this.earlyCcs = false;
     const future = this.future;
-    this.future = [];
-    for (const r of future) this.handleRecord(r);
+    this.future = undefined;
+    if (future !== undefined) for (const r of future) this.handleRecord(r);
   }
 
   /** Forgets the kept last flight. */
   protected dropFlight(): void {
-    this.flight = [];
+    this.flight = undefined;
   }
 
   /** Marks the handshake complete. `keepFlight` keeps the last flight to answer peer retransmissions. */
   protected complete(keepFlight: boolean): void {
     this.clearTimer();
-    if (!keepFlight) this.flight = [];
+    if (!keepFlight) this.flight = undefined;
     this.state = 'established';
-    this.future = [];
-    this.queue = [];
+    this.future = undefined;
+    this.queue = undefined;
     // Free handshake-only state: idle sessions should stay small.
-    this.transcript.reset();
+    this.transcript = RELEASED_TRANSCRIPT;
     this.pendingRead = undefined;
     this.pendingWrite = undefined;
     this.releaseHandshakeState();
-    this.sink.established();
+    this.notifyEstablished();
   }
 
   sendApplicationData(data: Uint8Array): void {
     if (this.state !== 'established') throw new DtlsError('DTLS session not established');
     if (data.byteLength > MAX_PLAINTEXT) throw new DtlsError('DTLS application data larger than 2^14 bytes');
-    const pt = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.sink.sendDatagram(this.makeRecord(ContentType.applicationData, 1, pt));
+    this.output(this.makeRecord(ContentType.applicationData, 1, data));
   }
 
   private sendAlert(level: 1 | 2, description: number): void {
     try {
       const epoch = this.writeEpoch as 0 | 1;
-      this.sink.sendDatagram(this.makeRecord(ContentType.alert, epoch, Buffer.from([level, description])));
+      this.output(this.makeRecord(ContentType.alert, epoch, Buffer.from([level, description])));
     } catch {
       // best effort
     }
@@ -346,7 +391,7 @@ export abstract class DtlsConnection {
     if (sendAlert && error.alert !== undefined && !(error instanceof DtlsAlertError))
       this.sendAlert(2, error.alert);
     if (this.state === 'handshaking' && handshakeErrorChannel.hasSubscribers) {
-      handshakeErrorChannel.publish({ peer: this.opts.peerLabel, role: this.role, error });
+      handshakeErrorChannel.publish({ peer: this.peerLabel, role: this.role, error });
     }
     this.finish(error);
   }
@@ -354,10 +399,16 @@ export abstract class DtlsConnection {
   private finish(error: DtlsError | undefined): void {
     this.state = 'closed';
     this.clearTimer();
-    this.flight = [];
-    this.future = [];
-    this.queue = [];
-    this.sink.closed(error);
+    this.flight = undefined;
+    this.future = undefined;
+    this.queue = undefined;
+    this.readProt = undefined;
+    this.writeProt = undefined;
+    this.pendingRead = undefined;
+    this.pendingWrite = undefined;
+    this.keys?.fill(0);
+    this.keys = undefined;
+    this.notifyClosed(error);
   }
 
   /** Key log + master secret bookkeeping shared by both roles. */
@@ -373,6 +424,7 @@ export abstract class DtlsConnection {
     if (rec.epoch === this.readEpoch) {
       this.processRecord(rec);
     } else if (rec.epoch === this.readEpoch + 1 && this.state === 'handshaking') {
+      this.future ??= [];
       if (this.future.length < MAX_FUTURE_RECORDS) this.future.push(rec);
     } else if (rec.epoch < this.readEpoch && rec.type === ContentType.handshake) {
       // Epoch-0 handshake record after we switched: the peer retransmitted its previous flight.
@@ -416,7 +468,7 @@ export abstract class DtlsConnection {
     if (recordReceivedChannel.hasSubscribers) {
       recordReceivedChannel.publish(
         recordEvent(
-          this.opts.peerLabel,
+          this.peerLabel,
           this.role,
           rec.type,
           rec.epoch,
@@ -442,7 +494,7 @@ export abstract class DtlsConnection {
       case ContentType.applicationData:
         if (this.state === 'established' && rec.epoch === 1) {
           this.onApplicationData();
-          this.sink.data(plaintext);
+          this.notifyData(plaintext);
         }
         break;
     }
@@ -499,7 +551,11 @@ export abstract class DtlsConnection {
       // Finished must be protected (epoch 1); nothing else may be.
       if ((f.msgType === HandshakeType.finished) !== (epoch === 1)) continue;
       try {
-        for (const m of this.reassembler.add(f)) this.queue.push(m);
+        const msgs = this.reassembler.add(f);
+        if (msgs.length > 0) {
+          this.queue ??= [];
+          for (const m of msgs) this.queue.push(m);
+        }
       } catch (e) {
         this.fail(toDtlsError(e));
         return;
@@ -509,7 +565,12 @@ export abstract class DtlsConnection {
   }
 
   private pump(): void {
-    while (!this.blocked && this.queue.length > 0 && this.state === 'handshaking') {
+    while (
+      !this.blocked &&
+      this.queue !== undefined &&
+      this.queue.length > 0 &&
+      this.state === 'handshaking'
+    ) {
       const m = this.queue.shift()!;
       try {
         const r = this.handleMessage(m);

@@ -14,9 +14,10 @@ import {
   type ConnectionOptions,
   type ConnectionSink,
   DtlsConnection,
+  type FlightItem,
 } from './connection.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
-import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo, DEFAULT_CIPHER_SUITES } from './crypto/suites.js';
 import {
   handshakeDoneChannel,
@@ -25,7 +26,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { encodeFragment, type HandshakeMessage, parseHandshakeFragments } from './handshake/fragment.js';
+import { type HandshakeMessage, parseHandshakeFragments } from './handshake/fragment.js';
 import {
   type ClientHello,
   decodeClientHello,
@@ -36,14 +37,13 @@ import {
   EMPTY_RENEGOTIATION_INFO_SCSV,
   type Extension,
   ExtensionType,
-  encodeHelloVerifyRequest,
   encodeServerHello,
   encodeServerKeyExchange,
   findExtension,
   HandshakeType,
 } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
-import { ContentType, type DtlsRecord, encodeRecord, parseDatagram } from './record/record.js';
+import { ContentType, type DtlsRecord, parseDatagram, RECORD_HEADER_LENGTH } from './record/record.js';
 
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
@@ -55,18 +55,46 @@ export interface ServerConnectionOptions extends ConnectionOptions {
 
 type ServerState = 'wait_cke' | 'wait_finished' | 'done';
 
+/** Server connections report to their DtlsServer directly (no per-connection sink object). */
+const NO_SINK: ConnectionSink = { sendDatagram() {}, established() {}, data() {}, closed() {} };
+
+/** Bytes kept after the key block: the client random (32) and our Finished verify_data (12). */
+const KEPT_EXTRA = 32 + 12;
+
 export class DtlsServerConnection extends DtlsConnection {
   readonly role = 'server' as const;
   private hsState: ServerState = 'wait_cke';
   private ephemeral?: EphemeralKey;
   private master?: Buffer;
-  private keptLastFlight = false;
+  /**
+   * message_seq of our Finished while we still answer a retransmitted client
+   * flight by resending ChangeCipherSpec + Finished (RFC 6347 §4.2.4); -1 once the
+   * client proved it got them (it sent application data). The flight is rebuilt
+   * from the verify_data kept after the key block, so nothing else is retained.
+   */
+  private finishedSeq = -1;
 
   constructor(
+    private readonly endpoint: DtlsServer,
     private readonly sopts: ServerConnectionOptions,
-    sink: ConnectionSink,
+    readonly address: string,
+    readonly port: number,
+    key: string,
   ) {
-    super(sopts, sink);
+    super(sopts, NO_SINK, key);
+  }
+
+  protected override output(datagram: Buffer): void {
+    this.endpoint.connOutput(this, datagram);
+  }
+  protected override notifyEstablished(): void {
+    this.endpoint.connEstablished(this);
+  }
+  protected override notifyData(data: Buffer): void {
+    this.endpoint.connData(this, data);
+  }
+  protected override notifyClosed(error?: DtlsError): void {
+    this.endpoint.connClosed(this, error);
   }
 
   /**
@@ -76,7 +104,7 @@ export class DtlsServerConnection extends DtlsConnection {
    */
   start(ch: ClientHello, chBody: Buffer, messageSeq: number, recordSeq: number): void {
     if (handshakeStartChannel.hasSubscribers) {
-      handshakeStartChannel.publish({ peer: this.opts.peerLabel, role: this.role });
+      handshakeStartChannel.publish({ peer: this.peerLabel, role: this.role });
     }
     this.setInitialWriteSeq(recordSeq + 1);
     this.nextSendSeq = messageSeq;
@@ -191,7 +219,9 @@ export class DtlsServerConnection extends DtlsConnection {
       this.master = master;
       this.logKeys(master);
       this.hsState = 'wait_finished';
-      this.installKeys(suite, keyBlock(suite, master, this.clientRandom!, this.serverRandom!));
+      const keys = keyBlockBytes(suite, master, this.clientRandom!, this.serverRandom!, KEPT_EXTRA);
+      keys.set(this.clientRandom!, keys.length - KEPT_EXTRA);
+      this.installKeys(suite, keys);
     };
     let psk: ReturnType<PskLookup>;
     try {
@@ -228,11 +258,13 @@ export class DtlsServerConnection extends DtlsConnection {
     const fin = this.message(HandshakeType.finished, verify, 1);
     this.hsState = 'done';
     this.sendFlight([ccs, fin], false);
-    this.keptLastFlight = true;
-    this.complete(true);
+    const keys = this.keys!;
+    verify.copy(keys, keys.length - 12);
+    if (fin.kind === 'hs') this.finishedSeq = fin.messageSeq;
+    this.complete(false);
     if (handshakeDoneChannel.hasSubscribers) {
       handshakeDoneChannel.publish({
-        peer: this.opts.peerLabel,
+        peer: this.peerLabel,
         role: this.role,
         suite: suite.name,
         suiteId: suite.id,
@@ -246,19 +278,39 @@ export class DtlsServerConnection extends DtlsConnection {
   protected override releaseHandshakeState(): void {
     this.ephemeral = undefined;
     this.master = undefined;
+    // The client random lives on after the key block (see isSameClientHello).
+    this.clientRandom = undefined;
+    this.serverRandom = undefined;
+  }
+
+  protected override retransmittableFlight(): FlightItem[] | undefined {
+    const keys = this.keys;
+    if (this.finishedSeq < 0 || this.state !== 'established' || keys === undefined)
+      return super.retransmittableFlight();
+    return [
+      { kind: 'ccs' },
+      {
+        kind: 'hs',
+        epoch: 1,
+        msgType: HandshakeType.finished,
+        messageSeq: this.finishedSeq,
+        body: keys.subarray(keys.length - 12),
+      },
+    ];
   }
 
   protected override onApplicationData(): void {
-    if (this.keptLastFlight) {
-      // The client got our Finished (it sends application data only after it).
-      this.keptLastFlight = false;
-      this.dropFlight();
-    }
+    // The client got our Finished (it sends application data only after it).
+    this.finishedSeq = -1;
   }
 
   /** True if this ClientHello random is the one this connection was started with. */
   isSameClientHello(random: Buffer): boolean {
-    return this.clientRandom?.equals(random) === true;
+    if (this.clientRandom !== undefined) return this.clientRandom.equals(random);
+    const keys = this.keys;
+    if (keys === undefined) return false;
+    const o = keys.length - KEPT_EXTRA;
+    return random.length === 32 && keys.compare(random, 0, 32, o, o + 32) === 0;
   }
 }
 
@@ -288,14 +340,10 @@ export interface DtlsServerEvents {
   closed(conn: DtlsServerConnection, address: string, port: number, error?: DtlsError): void;
 }
 
-interface Entry {
-  conn: DtlsServerConnection;
-  address: string;
-  port: number;
-}
-
 export class DtlsServer {
-  private readonly conns = new Map<string, Entry>();
+  private readonly conns = new Map<string, DtlsServerConnection>();
+  /** Connection options shared by all connections of one address family ([IPv4, IPv6]). */
+  private readonly connOptions: [ServerConnectionOptions, ServerConnectionOptions];
   /** Connections still handshaking (bounded by maxHandshakes). */
   private readonly halfOpen = new Set<DtlsServerConnection>();
   private secrets: [Buffer, Buffer] = [randomBytes(32), randomBytes(32)];
@@ -311,7 +359,7 @@ export class DtlsServer {
   readonly stats = { helloVerifySent: 0, badCookies: 0, rejectedFull: 0, evictedIdle: 0, replaced: 0 };
 
   constructor(
-    private readonly options: DtlsServerOptions,
+    options: DtlsServerOptions,
     private readonly events: DtlsServerEvents,
   ) {
     this.cookieRotateMs = options.cookieRotateMs ?? 5 * 60_000;
@@ -320,6 +368,19 @@ export class DtlsServer {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 10 * 60_000;
     this.cipherSuites = (options.cipherSuites ?? DEFAULT_CIPHER_SUITES).filter((s) => CIPHER_SUITES.has(s));
     if (this.cipherSuites.length === 0) throw new DtlsError('no supported cipher suite configured');
+    const common = {
+      retransmitInitialMs: options.retransmitInitialMs ?? 1000,
+      retransmitMaxMs: 60_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+      keyLog: options.keyLog,
+      pskLookup: options.pskLookup,
+      identityHint: options.identityHint,
+      cipherSuites: this.cipherSuites,
+    };
+    this.connOptions = [
+      { ...common, mtu: options.mtu ?? 576, ipOverhead: 28 },
+      { ...common, mtu: options.mtu ?? 1280, ipOverhead: 48 },
+    ];
     const sweepEvery = Math.max(50, Math.min(this.idleTimeoutMs / 2, 30_000));
     this.sweepTimer = setInterval(() => this.sweep(), sweepEvery);
     this.sweepTimer.unref?.();
@@ -334,7 +395,28 @@ export class DtlsServer {
   }
 
   connection(key: string): DtlsServerConnection | undefined {
-    return this.conns.get(key)?.conn;
+    return this.conns.get(key);
+  }
+
+  // Called by the connections (instead of per-connection callbacks).
+  /** @internal */
+  connOutput(conn: DtlsServerConnection, datagram: Buffer): void {
+    this.events.send(datagram, conn.address, conn.port);
+  }
+  /** @internal */
+  connEstablished(conn: DtlsServerConnection): void {
+    this.halfOpen.delete(conn);
+    this.events.established(conn, conn.address, conn.port);
+  }
+  /** @internal */
+  connData(conn: DtlsServerConnection, data: Buffer): void {
+    this.events.data(data, conn, conn.address, conn.port);
+  }
+  /** @internal */
+  connClosed(conn: DtlsServerConnection, error?: DtlsError): void {
+    this.halfOpen.delete(conn);
+    if (this.conns.get(conn.peerLabel) === conn) this.conns.delete(conn.peerLabel);
+    this.events.closed(conn, conn.address, conn.port, error);
   }
 
   /** Cookies stay valid for one to two rotation periods (current + previous secret). */
@@ -375,12 +457,13 @@ export class DtlsServer {
 
   private cookieValid(address: string, port: number, ch: ClientHello, chBody: Buffer): boolean {
     if (ch.cookie.length !== 32) return false;
-    let ok = false;
+    // The previous secret is only tried when the current one does not match
+    // (which secret matched is no secret: both rotate on a public schedule).
     for (const secret of this.secrets) {
       const expected = this.cookieFor(secret, address, port, chBody, ch.sessionId.length, ch.cookie.length);
-      if (timingSafeEqual(expected, ch.cookie)) ok = true;
+      if (timingSafeEqual(expected, ch.cookie)) return true;
     }
-    return ok;
+    return false;
   }
 
   handleDatagram(data: Buffer, address: string, port: number): void {
@@ -396,7 +479,7 @@ export class DtlsServer {
         this.handleClientHelloRecord(rec, key, address, port);
         continue;
       }
-      this.conns.get(key)?.conn.handleRecord(rec);
+      this.conns.get(key)?.handleRecord(rec);
     }
   }
 
@@ -416,9 +499,9 @@ export class DtlsServer {
       return;
     }
     const existing = this.conns.get(key);
-    if (existing?.conn.isSameClientHello(ch.random)) {
+    if (existing?.isSameClientHello(ch.random)) {
       // A retransmission of the ClientHello that started this connection.
-      existing.conn.handleRecord(rec);
+      existing.handleRecord(rec);
       return;
     }
     if (recordReceivedChannel.hasSubscribers) {
@@ -435,42 +518,15 @@ export class DtlsServer {
     if (existing !== undefined) {
       this.stats.replaced++;
       this.conns.delete(key);
-      existing.conn.destroy();
+      existing.destroy();
     }
     if (this.conns.size >= this.maxSessions || this.handshakeCount >= this.maxHandshakes) {
       this.stats.rejectedFull++;
       return;
     }
-    const entry: Entry = { address, port, conn: undefined as unknown as DtlsServerConnection };
-    const conn = new DtlsServerConnection(
-      {
-        mtu: this.options.mtu ?? (address.includes(':') ? 1280 : 576),
-        ipOverhead: address.includes(':') ? 48 : 28,
-        retransmitInitialMs: this.options.retransmitInitialMs ?? 1000,
-        retransmitMaxMs: 60_000,
-        handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
-        keyLog: this.options.keyLog,
-        peerLabel: key,
-        pskLookup: this.options.pskLookup,
-        identityHint: this.options.identityHint,
-        cipherSuites: this.cipherSuites,
-      },
-      {
-        sendDatagram: (d) => this.events.send(d, address, port),
-        established: () => {
-          this.halfOpen.delete(conn);
-          this.events.established(conn, address, port);
-        },
-        data: (d) => this.events.data(d, conn, address, port),
-        closed: (error) => {
-          this.halfOpen.delete(conn);
-          if (this.conns.get(key) === entry) this.conns.delete(key);
-          this.events.closed(conn, address, port, error);
-        },
-      },
-    );
-    entry.conn = conn;
-    this.conns.set(key, entry);
+    const opts = this.connOptions[address.includes(':') ? 1 : 0];
+    const conn = new DtlsServerConnection(this, opts, address, port, key);
+    this.conns.set(key, conn);
     this.halfOpen.add(conn);
     try {
       conn.start(ch, frag.body, frag.messageSeq, rec.seq);
@@ -495,36 +551,52 @@ export class DtlsServer {
       ch.sessionId.length,
       ch.cookie.length,
     );
+    // One buffer: record header | handshake header | server_version | cookie<0..255>.
     // §4.2.1: server_version SHOULD be DTLS 1.0 (0xFEFF) whatever version will be negotiated
     // (OpenSSL does the same, also for the record version).
-    const body = encodeHelloVerifyRequest({ version: 0xfeff, cookie });
-    const hs = encodeFragment(HandshakeType.helloVerifyRequest, messageSeq, body, 0, body.length);
     // §4.2.1: reuse the ClientHello's record sequence number; no state is kept.
+    const bodyLen = 3 + cookie.length;
+    const hsLen = 12 + bodyLen;
+    const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + hsLen);
+    out[0] = ContentType.handshake;
+    out.writeUInt16BE(0xfeff, 1);
+    out.writeUInt16BE(0, 3);
+    out.writeUIntBE(rec.seq, 5, 6);
+    out.writeUInt16BE(hsLen, 11);
+    const h = RECORD_HEADER_LENGTH;
+    out[h] = HandshakeType.helloVerifyRequest;
+    out.writeUIntBE(bodyLen, h + 1, 3);
+    out.writeUInt16BE(messageSeq, h + 4);
+    out.writeUIntBE(0, h + 6, 3);
+    out.writeUIntBE(bodyLen, h + 9, 3);
+    out.writeUInt16BE(0xfeff, h + 12);
+    out[h + 14] = cookie.length;
+    cookie.copy(out, h + 15);
     this.stats.helloVerifySent++;
     if (recordSentChannel.hasSubscribers) {
       recordSentChannel.publish(
-        recordEvent(`${address}%${port}`, 'server', ContentType.handshake, 0, rec.seq, hs),
+        recordEvent(`${address}%${port}`, 'server', ContentType.handshake, 0, rec.seq, out.subarray(h)),
       );
     }
-    this.events.send(encodeRecord(ContentType.handshake, 0, rec.seq, hs, 0xfeff), address, port);
+    this.events.send(out, address, port);
   }
 
   private sweep(): void {
     const now = Date.now();
-    for (const [key, e] of this.conns) {
-      if (e.conn.state === 'established' && now - e.conn.lastActivity > this.idleTimeoutMs) {
+    for (const [key, conn] of this.conns) {
+      if (conn.state === 'established' && now - conn.lastActivity > this.idleTimeoutMs) {
         this.stats.evictedIdle++;
         this.conns.delete(key);
-        e.conn.close();
+        conn.close();
       }
     }
   }
 
   /** Sends application data to an established session; false if there is none. */
   send(key: string, data: Uint8Array): boolean {
-    const e = this.conns.get(key);
-    if (e === undefined || e.conn.state !== 'established') return false;
-    e.conn.sendApplicationData(data);
+    const conn = this.conns.get(key);
+    if (conn === undefined || conn.state !== 'established') return false;
+    conn.sendApplicationData(data);
     return true;
   }
 
@@ -532,7 +604,7 @@ export class DtlsServer {
   close(): void {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    for (const e of [...this.conns.values()]) e.conn.close();
+    for (const conn of [...this.conns.values()]) conn.close();
     this.conns.clear();
   }
 }

@@ -425,9 +425,8 @@ export class DtlsServerTransport implements Transport {
           const to = v6 && isIP(address) === 4 ? `::ffff:${address}` : address;
           socket.send(d, port, to, () => this.pending.done());
         },
-        established: (conn, address, port) => {
-          this.peers.set(`${address}%${port}`, makePeer(address, port, conn.identity));
-        },
+        // The Peer of a session is created on its first datagram (idle sessions stay small).
+        established: () => {},
         data: (d, conn, address, port) => {
           const key = `${address}%${port}`;
           let peer = this.peers.get(key);

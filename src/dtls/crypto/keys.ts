@@ -33,7 +33,10 @@ export function masterSecret(
 ): Buffer {
   if (sessionHash !== undefined)
     return prf(suite.prfHash, premaster, 'extended master secret', sessionHash, 48);
-  return prf(suite.prfHash, premaster, 'master secret', Buffer.concat([clientRandom, serverRandom]), 48);
+  const seed = Buffer.allocUnsafe(64);
+  seed.set(clientRandom, 0);
+  seed.set(serverRandom, 32);
+  return prf(suite.prfHash, premaster, 'master secret', seed, 48);
 }
 
 export interface KeyBlock {
@@ -43,6 +46,28 @@ export interface KeyBlock {
   serverWriteKey: Buffer;
   clientWriteIv: Buffer;
   serverWriteIv: Buffer;
+}
+
+/**
+ * The raw key_block = PRF(master_secret, "key expansion", server_random + client_random)
+ * (client MAC key, server MAC key, client key, server key, client IV, server IV), in an
+ * unpooled Buffer with `extra` spare bytes at the end: a long-lived session key must not
+ * pin a shared 8 KB Buffer pool slab.
+ */
+export function keyBlockBytes(
+  suite: CipherSuiteInfo,
+  master: Uint8Array,
+  clientRandom: Uint8Array,
+  serverRandom: Uint8Array,
+  extra = 0,
+): Buffer {
+  const n = 2 * (suite.macKeyLength + suite.encKeyLength + suite.fixedIvLength);
+  const seed = Buffer.allocUnsafe(64);
+  seed.set(serverRandom, 0);
+  seed.set(clientRandom, 32);
+  const out = Buffer.allocUnsafeSlow(n + extra);
+  prf(suite.prfHash, master, 'key expansion', seed, n, out);
+  return out;
 }
 
 /** key_block = PRF(master_secret, "key expansion", server_random + client_random), split in RFC 5246 §6.3 order. */
@@ -55,13 +80,7 @@ export function keyBlock(
   const m = suite.macKeyLength;
   const k = suite.encKeyLength;
   const iv = suite.fixedIvLength;
-  const kb = prf(
-    suite.prfHash,
-    master,
-    'key expansion',
-    Buffer.concat([serverRandom, clientRandom]),
-    2 * (m + k + iv),
-  );
+  const kb = keyBlockBytes(suite, master, clientRandom, serverRandom);
   let o = 0;
   const take = (n: number): Buffer => {
     const b = Buffer.from(kb.subarray(o, o + n));

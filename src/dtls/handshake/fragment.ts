@@ -101,7 +101,8 @@ interface Partial {
  */
 export class HandshakeReassembler {
   nextSeq: number;
-  private readonly pending = new Map<number, Partial>();
+  /** Created on the first fragment that is not delivered at once (most handshakes never need it). */
+  private pending: Map<number, Partial> | undefined;
 
   constructor(
     nextSeq = 0,
@@ -117,6 +118,17 @@ export class HandshakeReassembler {
   add(frag: HandshakeFragment): HandshakeMessage[] {
     if (frag.messageSeq < this.nextSeq || frag.messageSeq >= this.nextSeq + this.window) return [];
     if (frag.length > MAX_HANDSHAKE_MESSAGE) throw decodeError('handshake message too long');
+    // Fast path: the next expected message in one unfragmented piece, nothing buffered.
+    if (
+      this.pending === undefined &&
+      frag.messageSeq === this.nextSeq &&
+      frag.fragmentOffset === 0 &&
+      frag.fragmentLength === frag.length
+    ) {
+      this.nextSeq++;
+      return [{ msgType: frag.msgType, messageSeq: frag.messageSeq, body: frag.body }];
+    }
+    this.pending ??= new Map();
     let p = this.pending.get(frag.messageSeq);
     if (p === undefined) {
       p = {
@@ -145,12 +157,13 @@ export class HandshakeReassembler {
       out.push({ msgType: next.msgType, messageSeq: this.nextSeq, body: next.body });
       this.nextSeq++;
     }
+    if (this.pending.size === 0) this.pending = undefined;
     return out;
   }
 
   /** Drops buffered partial messages (e.g. on handshake restart). */
   reset(nextSeq: number): void {
-    this.pending.clear();
+    this.pending = undefined;
     this.nextSeq = nextSeq;
   }
 }
