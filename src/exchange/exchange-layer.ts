@@ -389,18 +389,37 @@ export class ExchangeLayer {
 
   /** Sends a CoAP ping (empty CON) and resolves with the RTT when the RST arrives. */
   ping(peer: Peer): Promise<number> {
+    if (this.closed) return Promise.reject(new ClosedError('endpoint is closed'));
     const ps = this.ml.peerState(peer);
     const start = performance.now();
     return new Promise((resolve, reject) => {
       const mid = this.ml.nextMessageId();
       const bytes = Buffer.from([0x40, 0, mid >> 8, mid & 0xff]);
-      this.ml.sendCon(ps, mid, bytes, {
-        onAck: () => resolve(performance.now() - start),
-        onReset: () => resolve(performance.now() - start),
-        onTimeout: reject,
+      const onClose = () => {
+        this.ml.cancelCon(con);
+        reject(new ClosedError('endpoint closed'));
+      };
+      const done = () => this.pings.delete(onClose);
+      this.pings.add(onClose);
+      const con = this.ml.sendCon(ps, mid, bytes, {
+        onAck: () => {
+          done();
+          resolve(performance.now() - start);
+        },
+        onReset: () => {
+          done();
+          resolve(performance.now() - start);
+        },
+        onTimeout: (err) => {
+          done();
+          reject(err);
+        },
       });
     });
   }
+
+  /** Pending pings, failed with ClosedError on close. */
+  private readonly pings = new Set<() => void>();
 
   // ---- server side -------------------------------------------------------
 
@@ -517,6 +536,8 @@ export class ExchangeLayer {
     if (this.closed) return;
     this.closed = true;
     for (const p of [...this.pending.values()]) this.fail(p, new ClosedError('endpoint closed'));
+    for (const onClose of [...this.pings]) onClose();
+    this.pings.clear();
   }
 }
 
