@@ -207,8 +207,11 @@ test('a closed client rejects new requests and fails pending ones', async () => 
   try {
     const p = c.get(`coap://127.0.0.1:${raw.port}/x`, { timeout: 5000 });
     await new Promise((r) => setTimeout(r, 20));
+    const pp = c.ping(`coap://127.0.0.1:${raw.port}`);
+    await new Promise((r) => setTimeout(r, 20));
     await c.close();
     await assert.rejects(p, ClosedError);
+    await assert.rejects(pp, ClosedError, 'a pending ping settles on close');
     await assert.rejects(c.get(`${base}/plain`), ClosedError);
   } finally {
     await raw.close();
