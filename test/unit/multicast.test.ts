@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isMulticastUri, serveMulticast } from '../../src/cli/commands/multicast.js';
 import { parseServeArgs, startServe } from '../../src/cli/commands/serve.js';
-import { encodeEmpty, encodeMessage } from '../../src/codec/message.js';
+import { type CoapMessage, encodeEmpty, encodeMessage } from '../../src/codec/message.js';
 import { parseUri } from '../../src/codec/uri.js';
 import { MessageType, ResponseCode } from '../../src/constants/codes.js';
 import { UsageError } from '../../src/errors.js';
@@ -136,8 +136,8 @@ test('usefulMulticastResponse: no errors, no empty 2.05 (§8.2.1)', () => {
 });
 
 test('multicastHandler waits random * leisure before answering, and drops useless responses at once', async () => {
-  const msg = {
-    type: 1,
+  const msg: CoapMessage = {
+    type: MessageType.NON,
     code: 1,
     messageId: 1,
     token: Buffer.alloc(0),
