@@ -160,3 +160,36 @@ test('delayed, reordered and duplicated traffic with parallel requests (NSTART=4
     { ...T, maxRetransmit: 8, nstart: 4 },
   );
 });
+
+test('IPv6 loopback through the lossy proxy: a lost response is replayed, the handler runs once', async (t) => {
+  const server6 = new CoapServer({ transmission: T });
+  let calls = 0;
+  server6.post('/once', () => {
+    calls++;
+    return `calls=${calls}`;
+  });
+  let ep: Awaited<ReturnType<CoapServer['listen']>>;
+  try {
+    ep = await server6.listen({ host: '::1', port: 0 });
+  } catch {
+    await server6.close();
+    t.skip('no IPv6 loopback');
+    return;
+  }
+  const proxy = await LossyProxy.create({
+    host: '::1',
+    target: { address: '::1', port: ep.transport.localAddress().port },
+    drop: (d) => d.dir === 'down' && d.index < 3,
+  });
+  const client = new CoapClient({ transmission: T });
+  try {
+    const r = await client.post(`coap://[::1]:${proxy.port}/once`, { payload: 'x', timeout: 5000 });
+    assert.equal(r.text(), 'calls=1');
+    assert.equal(calls, 1);
+    assert.ok(proxy.stats.dropped >= 1);
+  } finally {
+    await client.close();
+    await proxy.close();
+    await server6.close();
+  }
+});
