@@ -5,7 +5,8 @@
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
 //                      [--rounds N] [--phases throughput,sustained,paced] [--pin] [--no-publish]
 //                      [--skip-codec] [--skip-dtls]
-//   node bench/run.mjs --render results.json [--out DIR]   (table and chart again from saved figures)
+//   node bench/run.mjs --render results.json [--out DIR] [--republish]
+//       (table and chart again from saved figures; --republish also rewrites bench/results and README)
 //
 // Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ROUNDS, BENCH_ONLY, BENCH_OUT,
 // BENCH_PIN=1.
@@ -51,6 +52,7 @@ const { values: argv } = parseArgs({
     rounds: { type: 'string', default: process.env.BENCH_ROUNDS },
     phases: { type: 'string', default: process.env.BENCH_PHASES },
     render: { type: 'string' },
+    republish: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -786,7 +788,11 @@ function render(file) {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'chart.svg'), buildChart(results));
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  process.stdout.write(`${renderTable(results.table.header, rows)}\n`);
+  const table = renderTable(results.table.header, rows);
+  process.stdout.write(`${table}\n`);
+  if (argv.republish) {
+    publishResults(table, results.meta, `${JSON.stringify(results, null, 2)}\n`, buildChart(results));
+  }
 }
 
 (argv.render ? Promise.resolve().then(() => render(resolve(argv.render))) : main())
