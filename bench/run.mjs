@@ -646,6 +646,22 @@ function buildChart(results) {
       ),
     });
   }
+  const dtls = results.dtls;
+  if (dtls?.status === 'ok') {
+    panels.push({
+      title: `coapkit over DTLS 1.2 PSK (${fmtNum(dtls.handshakes_per_s)} full handshakes/s, ${fmtBytes(dtls.heap_per_idle_session)} per idle session)`,
+      unit: (v) => `${fmtNum(v)}/s`,
+      groups: [
+        {
+          label: `requests per second, ${dtls.clients} endpoints / sessions`,
+          bars: [
+            { key: 'coapkit', label: 'coap (UDP)', value: P.coapkit?.runs?.c64_con?.rps ?? null },
+            { key: 'coaps', label: 'coaps (DTLS)', value: dtls.requests_per_s },
+          ],
+        },
+      ],
+    });
+  }
   const m = results.meta;
   return renderSvg({
     title: 'coapkit benchmark (npm run bench)',

@@ -39,6 +39,7 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 const COLORS = {
   coapkit: '#2b7bb9',
+  coaps: '#1d5a8a',
   bare: '#8c8c8c',
   libcoap: '#e08a1e',
   'node-coap': '#c0392b',
