@@ -56,12 +56,19 @@ if (!INNER) {
     }
     try {
       const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', ns, ...args]);
-      inNs('ip', 'link', 'set', 'lo', 'up');
-      inNs('ip', 'route', 'add', '224.0.0.0/4', 'dev', 'lo');
-      inNs('sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
-      inNs('ip', 'link', 'add', 'ckv0', 'type', 'veth', 'peer', 'name', 'ckv1');
-      inNs('ip', 'link', 'set', 'ckv0', 'up');
-      inNs('ip', 'link', 'set', 'ckv1', 'up');
+      try {
+        inNs('ip', 'link', 'set', 'lo', 'up');
+        inNs('ip', 'route', 'add', '224.0.0.0/4', 'dev', 'lo');
+        inNs('sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
+        inNs('ip', 'link', 'add', 'ckv0', 'type', 'veth', 'peer', 'name', 'ckv1');
+        inNs('ip', 'link', 'set', 'ckv0', 'up');
+        inNs('ip', 'link', 'set', 'ckv1', 'up');
+        // A global address for site-local (ff05::fd) source selection.
+        inNs('ip', '-6', 'addr', 'add', 'fd77::1/64', 'dev', 'ckv0', 'nodad');
+      } catch (err) {
+        t.skip(`cannot set up multicast in the namespace: ${(err as Error).message.split('\n')[0]}`);
+        return;
+      }
       const child = spawn(
         'ip',
         ['netns', 'exec', ns, process.execPath, '--import', 'tsx', '--test', '--test-reporter=spec', FILE],
@@ -82,7 +89,7 @@ if (!INNER) {
       assert.equal(code, 0, `inner multicast tests failed:\n${out}`);
       // The inner run really ran the suite (not, say, zero tests).
       assert.match(out, /ℹ fail 0/);
-      assert.ok(Number(/ℹ pass (\d+)/.exec(out)?.[1]) >= 12, `inner run passed too few tests:\n${out}`);
+      assert.ok(Number(/ℹ pass (\d+)/.exec(out)?.[1]) >= 13, `inner run passed too few tests:\n${out}`);
     } finally {
       try {
         sh('ip', ['netns', 'del', ns]);
@@ -147,7 +154,7 @@ if (!INNER) {
         assert.equal(r.type, MessageType.NON);
         assert.equal(r.peer.port, servers[n - 2]!.addresses()[0]!.port, 'from the unicast endpoint');
         // §8.2: each response waited a random time within the leisure.
-        assert.ok(r.rttMs < LEISURE + 250, `rtt ${r.rttMs} within leisure ${LEISURE} ms`);
+        assert.ok(r.rttMs < LEISURE + 600, `rtt ${r.rttMs} within leisure ${LEISURE} ms`);
       }
       // The same token for all (matched on token only).
       const tokens = new Set(res.map((r) => r.token.toString('hex')));
@@ -427,6 +434,37 @@ if (!INNER) {
       } finally {
         await c.close();
       }
+    });
+
+    test('IPv6: serve --multicast --multicast-interface ckv0, get on ff02::fd%25ckv0 and ff05::fd', async () => {
+      const { banner } = await start([
+        'serve',
+        '--multicast',
+        '--multicast-interface',
+        'ckv0',
+        '--host',
+        '::',
+        '--port',
+        '0',
+        '--leisure',
+        '0.2',
+      ]);
+      assert.match(banner, /coap:\/\/\[ff02::fd%25ckv0\]:5683 {2}\(multicast group/);
+      assert.match(banner, /coap:\/\/\[ff05::fd%25ckv0\]:5683/);
+      const g = await run(process.execPath, [...CLI, 'get', 'coap://[ff02::fd%25ckv0]/', '--window', '1']);
+      assert.equal(g.code, 0, g.err);
+      assert.match(g.out, /^# 2\.05 Content from coap:\/\/\[fe80:[0-9a-f:]+%25ckv0\]:\d+$/m);
+      const s = await run(process.execPath, [
+        ...CLI,
+        'discover',
+        'coap://[ff05::fd]',
+        '--multicast-interface',
+        'ckv0',
+        '--window',
+        '1',
+      ]);
+      assert.equal(s.code, 0, s.err);
+      assert.match(s.out, /^coap:\/\/\[fd77::1\]:\d+\n {2}<\/>/m);
     });
 
     test('libcoap coap-client-notls gets answers from coapkit group members', async (t) => {

@@ -79,7 +79,7 @@ export interface RunningServe {
 }
 
 function urlFor(scheme: string, address: string, port: number): string {
-  const host = isIP(address) === 6 ? `[${address}]` : address;
+  const host = isIP(address) === 6 ? `[${address.replace('%', '%25')}]` : address;
   return `${scheme}://${host}:${port}`;
 }
 
