@@ -335,7 +335,7 @@ export class MessageLayer {
     }
     const key = ps.id * KEY_SPACE + messageId;
     const seen = this.dedup.lookup(key, now);
-    if (seen !== undefined) {
+    if (seen !== undefined && !reusedMessageId(seen, data)) {
       if (channels.duplicate.hasSubscribers) {
         channels.duplicate.publish({
           peer,
@@ -419,6 +419,22 @@ export class MessageLayer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * True when `data` reuses the Message ID of a remembered exchange but is not a
+ * copy of that message: the remembered reply is a piggybacked response whose
+ * token differs from the token of `data`. A peer that sends more than 65536
+ * messages per EXCHANGE_LIFETIME reuses Message IDs (§4.4 forbids it); this
+ * keeps such a peer from getting a stale response replayed for a new request.
+ * (A retransmission is the same message, so its token is the same, §4.2/§4.5.)
+ */
+function reusedMessageId(reply: Buffer | null, data: Buffer): boolean {
+  if (reply === null || reply.length < 4 || reply[1] === 0) return false;
+  const tkl = reply[0]! & 0x0f;
+  if ((data[0]! & 0x0f) !== tkl || data.length < 4 + tkl || reply.length < 4 + tkl) return true;
+  for (let i = 4; i < 4 + tkl; i++) if (reply[i] !== data[i]) return true;
+  return false;
+}
 
 export function describePeer(peer: Peer): string {
   return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
