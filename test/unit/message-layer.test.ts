@@ -474,3 +474,23 @@ test('§4.2: an ACK carrying a request code (not a response) is ignored; retrans
   raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
   assert.equal((await p).message.code, 0x45);
 });
+
+test('§4.4/§4.5: a new request that reuses a remembered MID with another token is processed, not answered with the stale reply', async () => {
+  const raw = s.raw();
+  const ep = s.endpoint();
+  let calls = 0;
+  ep.handler = () => ({ code: 0x45, payload: Buffer.from(`call ${++calls}`) });
+  const first = encodeMessage({ type: CON, code: 1, messageId: 0x0505, token: Buffer.from([1, 1]) });
+  const reused = encodeMessage({ type: CON, code: 1, messageId: 0x0505, token: Buffer.from([2, 2]) });
+  raw.send(selfOf(ep), first);
+  const a = await raw.next();
+  raw.send(selfOf(ep), reused);
+  const b = await raw.next();
+  assert.equal(a.msg!.payload.toString(), 'call 1');
+  assert.equal(b.msg!.payload.toString(), 'call 2');
+  assert.deepEqual(b.msg!.token, Buffer.from([2, 2]));
+  // A real retransmission of the newer message still gets its reply replayed.
+  raw.send(selfOf(ep), reused);
+  assert.deepEqual((await raw.next()).data, b.data);
+  assert.equal(calls, 2);
+});
