@@ -312,10 +312,12 @@ export class DtlsClientTransport implements Transport {
           closed: (error) => {
             if (this.sessions.get(peer.key) === s) this.sessions.delete(peer.key);
             if (recvKey !== peer.key && this.sessions.get(recvKey) === s) this.sessions.delete(recvKey);
-            const err = error ?? new DtlsError(`DTLS session with ${peer.key} closed`);
             s.queue = [];
+            const report = !this.closed && this.handlers?.peerError !== undefined;
+            if (s.waiters.length === 0 && !report) return; // clean close nobody waits for: no Error to build
+            const err = error ?? new DtlsError(`DTLS session with ${peer.key} closed`);
             for (const w of s.waiters.splice(0)) w.reject(err);
-            if (!this.closed) this.handlers?.peerError?.(peer, err);
+            if (report) this.handlers?.peerError?.(peer, err);
           },
         },
       );
