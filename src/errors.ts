@@ -22,6 +22,8 @@ export class CoapError extends Error {
     return this.code;
   }
 
+  // `this` is the class `instanceof` was called on (a subclass too), on purpose.
+  // biome-ignore-start lint/complexity/noThisInStatic: see above
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (typeof value !== 'object' || value === null) return false;
     // Fast path: same copy of the library.
@@ -36,6 +38,7 @@ export class CoapError extends Error {
     }
     return false;
   }
+  // biome-ignore-end lint/complexity/noThisInStatic: see above
 }
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
