@@ -114,6 +114,15 @@ async function loopback(): Promise<void> {
       child.once('message', (r) => resolve(r as T));
       child.send(m);
     });
+  // Never hang (a lost IPC message, a stuck child): give up after a generous time.
+  const watchdog = setTimeout(
+    () => {
+      console.error('dtls-measure: loopback phase timed out');
+      child.kill('SIGKILL');
+      process.exit(1);
+    },
+    (4 * seconds + 60) * 1000,
+  );
   const { port } = await new Promise<{ port: number }>((r) => child.once('message', (m) => r(m as never)));
   for (const parallel of [1, 16]) {
     const cpu0 = (await ask<{ cpu: NodeJS.CpuUsage }>('cpu')).cpu;
@@ -124,7 +133,11 @@ async function loopback(): Promise<void> {
       Array.from({ length: parallel }, async () => {
         while (performance.now() - t0 < seconds * 1000) {
           // a fresh transport (new source port) per handshake
-          const c = await DtlsClientTransport.create({ psk, cipherSuites: [suite] });
+          const c = await DtlsClientTransport.create({
+            psk,
+            cipherSuites: [suite],
+            handshakeTimeoutMs: 10_000,
+          });
           c.attach({ message: () => {} });
           await c.connect(makePeer('127.0.0.1', port));
           n++;
@@ -144,6 +157,7 @@ async function loopback(): Promise<void> {
   }
   child.send('exit');
   await new Promise((r) => child.once('exit', r));
+  clearTimeout(watchdog);
 }
 
 /** In-memory client <-> server wiring; returns a function running one full handshake. */
