@@ -86,7 +86,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       }
       default:
         throw new UsageError(`unknown command "${command}"`, {
-          hint: `commands: ${METHODS.join(', ')}, discover, ping, serve, dissect, demo (see 'coapkit --help')`,
+          hint: `commands: ${METHODS.join(', ')}, observe, discover, ping, serve, dissect, demo (see 'coapkit --help')`,
         });
     }
   } catch (err) {
