@@ -73,6 +73,8 @@ export class DtlsServerConnection extends DtlsConnection {
    * from the verify_data kept after the key block, so nothing else is retained.
    */
   private finishedSeq = -1;
+  /** Free slot for the transport (coapkit's transport keeps the session's Peer object here). */
+  tag: unknown;
 
   constructor(
     private readonly endpoint: DtlsServer,

@@ -386,7 +386,6 @@ export class DtlsServerTransport implements Transport {
   private closed = false;
   /** The DTLS endpoint (sessions, stats); exposed for tests and diagnostics. */
   readonly server: DtlsServer;
-  private readonly peers = new Map<string, Peer>();
 
   private constructor(
     private readonly socket: Socket,
@@ -402,6 +401,7 @@ export class DtlsServerTransport implements Transport {
           }
         : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
     const family = socket.address().family === 'IPv6' ? 6 : 4;
+    const sent = () => this.pending.done();
     const v6 = family === 6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
     this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
@@ -425,24 +425,23 @@ export class DtlsServerTransport implements Transport {
           this.pending.add();
           // A dual-stack (udp6) socket reaches IPv4 peers through their v4-mapped address.
           const to = v6 && isIP(address) === 4 ? `::ffff:${address}` : address;
-          socket.send(d, port, to, () => this.pending.done());
+          socket.send(d, port, to, sent);
         },
-        // The Peer of a session is created on its first datagram (idle sessions stay small).
+        // The Peer of a session is created on its first datagram and kept on the
+        // connection (no map lookups per datagram; idle sessions stay small).
         established: () => {},
         data: (d, conn, address, port) => {
-          const key = `${address}%${port}`;
-          let peer = this.peers.get(key);
-          if (peer === undefined || peer.identity !== conn.identity) {
+          let peer = conn.tag as Peer | undefined;
+          if (peer === undefined) {
             peer = makePeer(address, port, conn.identity);
-            this.peers.set(key, peer);
+            conn.tag = peer;
           }
           this.handlers?.message(d, peer);
         },
         closed: (conn, address, port, error) => {
-          const key = `${address}%${port}`;
-          const peer = this.peers.get(key) ?? makePeer(address, port, conn.identity);
-          if (this.server.connection(key) === undefined) this.peers.delete(key);
-          if (error !== undefined && !this.closed) this.handlers?.peerError?.(peer, error);
+          if (error === undefined || this.closed) return;
+          const peer = (conn.tag as Peer | undefined) ?? makePeer(address, port, conn.identity);
+          this.handlers?.peerError?.(peer, error);
         },
       },
     );
