@@ -3,6 +3,8 @@
  * bound to '::' is dual-stack unless `ipv6Only`).
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
+import { isIP } from 'node:net';
 import { NetworkError } from '../errors.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
 import { peerKey } from './transport.js';
@@ -98,6 +100,7 @@ export class UdpTransport implements Transport {
           type,
           reuseAddr: options.reuseAddr ?? false,
           ipv6Only: options.ipv6Only ?? false,
+          lookup: literalLookup,
           ...(options.recvBufferSize ? { recvBufferSize: options.recvBufferSize } : {}),
           ...(options.sendBufferSize ? { sendBufferSize: options.sendBufferSize } : {}),
         });
@@ -183,15 +186,15 @@ export class UdpTransport implements Transport {
 
   send(data: Uint8Array, peer: Peer): void {
     if (this.closed) return;
-    const cb = (err: Error | null) => {
-      if (err) {
-        this.handlers?.peerError?.(
-          peer,
-          new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
-        );
-      }
-    };
     if (this.connectedPeer !== undefined) {
+      const cb = (err: Error | null) => {
+        if (err) {
+          this.handlers?.peerError?.(
+            peer,
+            new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
+          );
+        }
+      };
       if (peer.key === this.connectedPeer.key) this.socket.send(data, cb);
       else cb(new Error('this socket is connected to another peer'));
       return;
@@ -229,4 +232,21 @@ export class UdpTransport implements Transport {
     this.closed = true;
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
+}
+
+/**
+ * The socket's address lookup: peers are almost always IP literals (from
+ * rinfo), which dgram would otherwise pass through dns.lookup() and a
+ * process.nextTick() on every send. Literals are answered synchronously;
+ * host names still go to dns.lookup().
+ */
+function literalLookup(
+  hostname: string,
+  options: dns.LookupOneOptions | number,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else if (typeof options === 'number') dns.lookup(hostname, options, callback);
+  else dns.lookup(hostname, options, callback);
 }
