@@ -104,6 +104,8 @@ export class ExchangeLayer {
       request: (msg, ps, key) => this.onRequest(msg, ps, key),
       response: (msg, ps, ackOf) => this.onResponse(msg, ps, ackOf),
       peerError: (ps, error) => this.onPeerError(ps, error),
+      // onPeerError only fails pending client exchanges.
+      wantsPeerErrors: () => this.pending.size > 0,
     };
   }
 

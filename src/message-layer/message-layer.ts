@@ -62,6 +62,11 @@ export interface MessageLayerUpper {
   response(msg: CoapMessage, ps: PeerState, ackOf: OutgoingCon | undefined): boolean;
   /** A transport-level failure concerning one peer. */
   peerError?(ps: PeerState, error: Error): void;
+  /**
+   * False when a peerError would have no effect now (e.g. no client exchange
+   * is pending), so sends need not ask the transport for error reports.
+   */
+  wantsPeerErrors?(): boolean;
 }
 
 export interface MessageLayerOptions {
@@ -147,7 +152,8 @@ export class MessageLayer {
     if (channels.messageSent.hasSubscribers) {
       channels.messageSent.publish({ peer: ps.peer, data: bytes, transmission });
     }
-    this.transport.send(bytes, ps.peer);
+    const up = this.upper;
+    this.transport.send(bytes, ps.peer, up?.peerError !== undefined && (up.wantsPeerErrors?.() ?? true));
   }
 
   /** Sends a CON and retransmits it until ACK/RST or MAX_RETRANSMIT (§4.2). */

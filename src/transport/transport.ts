@@ -51,8 +51,13 @@ export interface Transport {
   readonly maxMessageSize: number;
   /** Starts delivering events to `handlers`. Called once by the endpoint. */
   attach(handlers: TransportHandlers): void;
-  /** Sends one datagram to `peer`. Never throws for network errors; see `peerError`. */
-  send(data: Uint8Array, peer: Peer): void;
+  /**
+   * Sends one datagram to `peer`. Never throws for network errors; see `peerError`.
+   * With `reportErrors` false nobody needs to hear of a failure of this send,
+   * so a transport may skip per-send completion work (UDP: no send callback,
+   * which costs a process.nextTick per datagram).
+   */
+  send(data: Uint8Array, peer: Peer, reportErrors?: boolean): void;
   /** The local address the transport is bound to. */
   localAddress(): { address: string; port: number; family: AddressFamily };
   /** Closes the transport (for DTLS: sends close_notify to every session first). */

@@ -184,7 +184,7 @@ export class UdpTransport implements Transport {
     this.handlers = handlers;
   }
 
-  send(data: Uint8Array, peer: Peer): void {
+  send(data: Uint8Array, peer: Peer, reportErrors = true): void {
     if (this.closed) return;
     if (this.connectedPeer !== undefined) {
       const cb = (err: Error | null) => {
@@ -197,6 +197,10 @@ export class UdpTransport implements Transport {
       };
       if (peer.key === this.connectedPeer.key) this.socket.send(data, cb);
       else cb(new Error('this socket is connected to another peer'));
+      return;
+    }
+    if (!reportErrors) {
+      this.socket.send(data, peer.port, peer.address);
       return;
     }
     this.socket.send(data, peer.port, peer.address, (err) => {
