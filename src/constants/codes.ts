@@ -107,6 +107,16 @@ export function describeCode(c: number): string {
 /** Parses "2.05", "4.04", "GET", "Content" or a number into a code byte; undefined if invalid. */
 export function parseCode(v: string | number): number | undefined {
   if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 255 ? v : undefined;
+  if (v.length === 4 && v.charCodeAt(1) === 0x2e) {
+    // Fast path for "c.dd" (every response of a server whose handlers return string codes).
+    const c = v.charCodeAt(0) - 0x30;
+    const d1 = v.charCodeAt(2) - 0x30;
+    const d2 = v.charCodeAt(3) - 0x30;
+    if (c >= 0 && c <= 7 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) {
+      const detail = d1 * 10 + d2;
+      return detail <= 31 ? code(c, detail) : undefined;
+    }
+  }
   const m = /^([0-7])\.(\d\d)$/.exec(v);
   if (m) {
     const detail = Number(m[2]);
