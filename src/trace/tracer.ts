@@ -14,6 +14,7 @@
  * carries it (published separately) print as one entry with one byte
  * breakdown.
  */
+
 import dc from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
 import {
@@ -23,6 +24,7 @@ import {
   GROUP_NAMES,
   HANDSHAKE_TYPE_NAMES,
 } from '../dissect/dtls-names.js';
+import type { HandshakeInfo } from '../dtls/diag.js';
 import {
   type CoapSizes,
   type CoapSummary,
@@ -110,22 +112,6 @@ interface PeerLike {
   family?: string;
   identity?: string;
   key?: string;
-}
-
-interface HandshakeInfo {
-  type: number;
-  typeName: string;
-  length: number;
-  messageSeq: number;
-  fragmentOffset: number;
-  fragmentLength: number;
-  cookie?: string;
-  offeredSuites?: string[];
-  chosenSuite?: string;
-  extensions?: number[];
-  identity?: string;
-  identityHint?: string;
-  group?: number;
 }
 
 interface RecordEv {
