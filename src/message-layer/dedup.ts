@@ -127,16 +127,21 @@ export class DedupStore {
 
   /** Pops expired records from the tail. */
   expire(now: number): void {
-    while (this.tail < this.head) {
-      const off = this.tail & this.mask;
-      const key = this.ring.readDoubleLE(off);
-      if (key < 0) {
-        this.tail -= key;
-        continue;
-      }
+    for (let off = this.oldest(); off !== -1; off = this.oldest()) {
       if (this.ring.readDoubleLE(off + 8) > now) return;
       this.dropOldest();
     }
+  }
+
+  /** Ring offset of the oldest live record (padding skipped), or -1 when empty. */
+  private oldest(): number {
+    while (this.tail < this.head) {
+      const off = this.tail & this.mask;
+      const key = this.ring.readDoubleLE(off);
+      if (key >= 0) return off;
+      this.tail -= key; // padding record: key = -padLength
+    }
+    return -1;
   }
 
   clear(): void {
@@ -149,19 +154,13 @@ export class DedupStore {
   }
 
   private dropOldest(): void {
-    while (this.tail < this.head) {
-      const off = this.tail & this.mask;
-      const key = this.ring.readDoubleLE(off);
-      if (key < 0) {
-        this.tail -= key;
-        continue;
-      }
-      const len = this.ring.readUInt16LE(off + 16);
-      const i = this.find(key);
-      if (i >= 0 && this.slots[i] === (this.tail / 8) >>> 0) this.removeSlot(i);
-      this.tail += align8(HEADER + (len === NO_REPLY ? 0 : len));
-      return;
-    }
+    const off = this.oldest();
+    if (off === -1) return;
+    const key = this.ring.readDoubleLE(off);
+    const len = this.ring.readUInt16LE(off + 16);
+    const i = this.find(key);
+    if (i >= 0 && this.slots[i] === (this.tail / 8) >>> 0) this.removeSlot(i);
+    this.tail += align8(HEADER + (len === NO_REPLY ? 0 : len));
   }
 
   /** Slot of `key`, or -1. */
