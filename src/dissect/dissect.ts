@@ -4,7 +4,7 @@
  * messages into exchanges. Pure: takes bytes, returns a plain JSON-able object.
  */
 import { type DnsMessage, decodeDns, summarizeDns } from '../capture/dns.js';
-import { decodeIp, decodeLinkLayer, decodeUdp, LINK_TYPE_NAMES } from '../capture/network.js';
+import { decodeIp, decodeLinkLayer, decodeUdp, type IpLayer, LINK_TYPE_NAMES } from '../capture/network.js';
 import { type CaptureFile, parseCapture, partialCapture } from '../capture/reader.js';
 import { decodeMessage } from '../codec/message.js';
 import { type CaptureFormatError, CoapError } from '../errors.js';
@@ -54,17 +54,7 @@ export interface FrameInfo {
   capturedLength: number;
   originalLength: number;
   link?: { type: number; name: string; headerLength: number; src?: string; dst?: string; vlans?: number[] };
-  ip?: {
-    version: 4 | 6;
-    src: string;
-    dst: string;
-    protocol: number;
-    headerLength: number;
-    totalLength: number;
-    ttl: number;
-    optionsLength?: number;
-    extensionHeaders?: number[];
-    fragment?: { id: number; offset: number; moreFragments: boolean };
+  ip?: Omit<IpLayer, 'truncated' | 'payload'> & {
     /** Set on the frame that completed an IP datagram: the frames of its fragments. */
     reassembledFrom?: number[];
   };
