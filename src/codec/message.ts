@@ -6,6 +6,7 @@
  */
 import type { MessageType } from '../constants/codes.js';
 import { InvalidArgumentError, MessageFormatError } from '../errors.js';
+import { BufferView } from './view.js';
 
 export interface CoapOption {
   number: number;
@@ -29,8 +30,7 @@ function fail(msg: string): never {
 }
 
 /** Decodes one CoAP message from a datagram. */
-export function decodeMessage(input: Uint8Array): CoapMessage {
-  const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+export function decodeMessage(buf: Uint8Array): CoapMessage {
   const len = buf.length;
   if (len < 4) fail(`message too short: ${len} bytes (header is 4)`);
   const b0 = buf[0]!;
@@ -47,7 +47,9 @@ export function decodeMessage(input: Uint8Array): CoapMessage {
     return { type, code, messageId, token: EMPTY, options: [], payload: EMPTY };
   }
   if (len < 4 + tkl) fail(`truncated token: need ${tkl} bytes, have ${len - 4}`);
-  const token = tkl === 0 ? EMPTY : buf.subarray(4, 4 + tkl);
+  const ab = buf.buffer;
+  const bo = buf.byteOffset;
+  const token = tkl === 0 ? EMPTY : new BufferView(ab, bo + 4, tkl);
   const options: CoapOption[] = [];
   let pos = 4 + tkl;
   let number = 0;
@@ -55,7 +57,7 @@ export function decodeMessage(input: Uint8Array): CoapMessage {
     const byte = buf[pos++]!;
     if (byte === 0xff) {
       if (pos === len) fail('payload marker followed by an empty payload');
-      return { type, code, messageId, token, options, payload: buf.subarray(pos) };
+      return { type, code, messageId, token, options, payload: new BufferView(ab, bo + pos, len - pos) };
     }
     let delta = byte >> 4;
     let olen = byte & 0x0f;
@@ -82,7 +84,7 @@ export function decodeMessage(input: Uint8Array): CoapMessage {
     number += delta;
     if (number > 0xffff) fail(`option number ${number} exceeds 65535`);
     if (pos + olen > len) fail(`option ${number} value truncated: need ${olen} bytes, have ${len - pos}`);
-    options.push({ number, value: buf.subarray(pos, pos + olen) });
+    options.push({ number, value: olen === 0 ? EMPTY : new BufferView(ab, bo + pos, olen) });
     pos += olen;
   }
   return { type, code, messageId, token, options, payload: EMPTY };
