@@ -115,11 +115,23 @@ export async function codecBench(ctx) {
     const batch = (fn) => () => {
       for (let i = 0; i < BATCH; i++) sink += fn();
     };
-    bench.add(`coap-packet generate`, batch(() => packet.generate(m.packet).length));
-    bench.add(`coap-packet parse`, batch(() => packet.parse(wire).options.length));
+    bench.add(
+      `coap-packet generate`,
+      batch(() => packet.generate(m.packet).length),
+    );
+    bench.add(
+      `coap-packet parse`,
+      batch(() => packet.parse(wire).options.length),
+    );
     if (ck) {
-      bench.add(`coapkit encodeMessage`, batch(() => ck.encodeMessage(m.coapkit).length));
-      bench.add(`coapkit decodeMessage`, batch(() => ck.decodeMessage(wire).options.length));
+      bench.add(
+        `coapkit encodeMessage`,
+        batch(() => ck.encodeMessage(m.coapkit).length),
+      );
+      bench.add(
+        `coapkit decodeMessage`,
+        batch(() => ck.decodeMessage(wire).options.length),
+      );
     }
     await bench.run();
     const ops = {};
