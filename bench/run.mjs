@@ -565,7 +565,7 @@ function buildRows(results) {
     add(
       'coapkit',
       'DTLS full PSK handshakes/s (with HelloVerifyRequest)',
-      `${fmtNum(dtls.handshakes_per_s)} (${fmtNum(dtls.hello_verify_sent)} HelloVerifyRequests for ${fmtNum(dtls.handshakes?.handshakes)}; server CPU ${fmtNum(dtls.handshake_server_cpu_pct)}%, client CPU ${fmtNum(dtls.handshakes?.client_cpu_pct)}%)`,
+      `${fmtNum(dtls.handshakes_per_s)} (${fmtNum(dtls.hello_verify_sent)} HelloVerifyRequests for ${fmtNum(dtls.handshakes?.handshakes)}; server CPU ${fmtNum(dtls.handshake_server_cpu_pct)}%, ${dtls.driver_label ?? 'client'} CPU ${fmtNum(dtls.handshakes?.client_cpu_pct)}%)`,
       '',
       `>= ${TARGETS.dtlsHandshakes}`,
       dtls.handshakes_per_s >= TARGETS.dtlsHandshakes,
@@ -574,7 +574,7 @@ function buildRows(results) {
     add(
       'coapkit',
       `coaps req/s, ${dtls.clients} sessions`,
-      `${fmtNum(dtls.requests_per_s)} (p50 ${fmtUs(dtls.requests?.p50_us)}, p99 ${fmtUs(dtls.requests?.p99_us)}; server CPU ${fmtNum(dtls.requests_server_cpu_pct)}%, client CPU ${fmtNum(dtls.requests?.client_cpu_pct)}%)`,
+      `${fmtNum(dtls.requests_per_s)} (p50 ${fmtUs(dtls.requests?.p50_us)}, p99 ${fmtUs(dtls.requests?.p99_us)}; server CPU ${fmtNum(dtls.requests_server_cpu_pct)}%, ${dtls.driver_label ?? 'client'} CPU ${fmtNum(dtls.requests?.client_cpu_pct)}%)`,
       plain ? `${fmtRatio(dtls.requests_per_s / plain)}x plain` : '',
       `>= ${TARGETS.dtlsVsPlain}x plain coap`,
       plain ? dtls.requests_per_s / plain >= TARGETS.dtlsVsPlain : null,

@@ -3,16 +3,72 @@
 // ClientHello with cookie, ServerHello..., Finished, on a fresh client socket), established
 // coaps requests/s (64 sessions, one CON GET outstanding each) and server heap per idle session.
 // Runs only when coapkit's DTLS transport is built (dist/transport/dtls.js); "n/a" otherwise.
-// The server is bench/peers/coapkit-dtls.mjs, the client bench/lib/dtls-client.mjs, each its own
-// process.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// The server is bench/peers/coapkit-dtls.mjs, each phase a fresh process. Handshakes and requests
+// are driven by the C generator bench/dtls-loadgen.c (OpenSSL, compiled here into bench/.build/),
+// so that the driver costs far less CPU than the server, as the plain-CoAP loadgen does; when it
+// cannot be built (no gcc or no OpenSSL headers) or with BENCH_DTLS_DRIVER=node, by the Node
+// client bench/lib/dtls-client.mjs (coapkit's own DtlsClientTransport) instead. The idle-session
+// phase always uses the Node client. Each row names its driver and the driver's own CPU %.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BENCH_IDENTITY, BENCH_KEY } from '../peers/dtls-psk.mjs';
 import { startPeer } from './peers.mjs';
-import { cpuSeconds, run, sleep, track } from './proc.mjs';
+import { cpuSeconds, run, sleep, track, which } from './proc.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLIENT = join(HERE, 'dtls-client.mjs');
+const LOADGEN_SRC = join(HERE, '../dtls-loadgen.c');
+const LOADGEN_BIN = join(HERE, '../.build/dtls-loadgen');
+/** TLS_PSK_WITH_AES_128_CCM_8, CoAP's mandatory PSK suite (RFC 7252 §9.1.3.1); the Node client uses it too. */
+const CIPHER = 'PSK-AES128-CCM8';
+
+/**
+ * Compiles bench/dtls-loadgen.c against OpenSSL unless the binary is newer than the source.
+ * A full (non-quick) run as root installs libssl-dev with apt-get when the headers are missing.
+ * @param {{ root: string, quick: boolean, log: (s: string) => void }} ctx
+ * @returns {{ ok: true, binary: string, compiler: string, flags: string } | { ok: false, reason: string }}
+ */
+export function buildDtlsLoadgen(ctx) {
+  const cc = process.env.CC ?? 'gcc';
+  if (!which(cc)) return { ok: false, reason: `${cc} not found` };
+  const flags = ['-O2', '-Wall'];
+  const libs = ['-lssl', '-lcrypto'];
+  if (!existsSync(LOADGEN_BIN) || statSync(LOADGEN_BIN).mtimeMs < statSync(LOADGEN_SRC).mtimeMs) {
+    mkdirSync(dirname(LOADGEN_BIN), { recursive: true });
+    const compile = () =>
+      spawnSync(cc, [...flags, '-o', LOADGEN_BIN, LOADGEN_SRC, ...libs], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+    let r = compile();
+    const noHeaders = () => r.status !== 0 && /openssl\/\w+\.h/.test(r.stderr ?? '');
+    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+    if (noHeaders() && isRoot && !ctx.quick && which('apt-get')) {
+      ctx.log('installing libssl-dev (apt-get) for the DTLS load generator...');
+      const apt = (args) => spawnSync('apt-get', args, { stdio: 'ignore', timeout: 180_000 });
+      if (apt(['install', '-y', 'libssl-dev']).status !== 0) {
+        apt(['update']);
+        apt(['install', '-y', 'libssl-dev']);
+      }
+      r = compile();
+    }
+    if (r.status !== 0) {
+      const why = noHeaders()
+        ? 'OpenSSL headers missing (apt-get install libssl-dev)'
+        : (r.stderr ?? '').trim();
+      return { ok: false, reason: `dtls-loadgen not built: ${why.slice(0, 300) || `${cc} failed`}` };
+    }
+  }
+  const compiler = spawnSync(cc, ['--version'], { encoding: 'utf8' }).stdout?.split('\n')[0] ?? cc;
+  return {
+    ok: true,
+    binary: relative(ctx.root, LOADGEN_BIN),
+    compiler,
+    flags: [...flags, ...libs].join(' '),
+  };
+}
 
 /**
  * @param {{ root: string, quick: boolean, pinCpu: string | null, duration: number, log: (s: string) => void }} ctx
@@ -29,22 +85,55 @@ export async function dtlsBench(ctx) {
     noProbe: true,
   };
   const popts = { pinCpu: ctx.pinCpu, maxOldSpaceMb: 8192 };
-  const clientCmd = (args) =>
-    ctx.pinCpu !== null
-      ? ['taskset', ['-c', '0', process.execPath, CLIENT, ...args]]
-      : [process.execPath, [CLIENT, ...args]];
+  const pinned = (cmd, args) => (ctx.pinCpu !== null ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
+  const clientCmd = (args) => pinned(process.execPath, [CLIENT, ...args]);
   const lastJson = (s) => JSON.parse(s.trim().split('\n').pop() ?? '{}');
   const result = { status: 'ok', clients: 64 };
+
+  // The driver: the C generator unless it cannot be built or BENCH_DTLS_DRIVER=node.
+  const forced = process.env.BENCH_DTLS_DRIVER;
+  const built = forced === 'node' ? { ok: false, reason: 'BENCH_DTLS_DRIVER=node' } : buildDtlsLoadgen(ctx);
+  if (!built.ok && forced === 'c') throw new Error(built.reason);
+  if (!built.ok) ctx.log(`dtls: ${built.reason}; the Node client drives the load instead`);
+  result.driver = built.ok ? 'dtls-loadgen' : 'node';
+  result.driver_label = built.ok ? 'C dtls-loadgen' : 'Node dtls-client';
+  result.loadgen = built.ok ? built : { compiled: false, reason: built.reason };
+  const secs = ctx.quick ? 0.5 : ctx.duration;
+  const warmup = ctx.quick ? 0.2 : 0.5;
+  const loadgen = (args) =>
+    pinned(LOADGEN_BIN, [
+      '--host',
+      '127.0.0.1',
+      '--psk-identity',
+      BENCH_IDENTITY,
+      '--psk-key',
+      Buffer.from(BENCH_KEY, 'utf8').toString('hex'),
+      '--cipher',
+      CIPHER,
+      ...args,
+    ]);
+  /** Both drivers' JSON, with the driver's own CPU % as client_cpu_pct. */
+  const norm = (r) => ({ ...r, driver: result.driver, client_cpu_pct: r.client_cpu_pct ?? r.cpu_pct });
 
   // 1. Full handshakes per second.
   let h = await startPeer(def, popts);
   try {
-    const secs = ctx.quick ? 0.5 : ctx.duration;
-    ctx.log(`dtls: full PSK handshakes, ${secs} s`);
+    ctx.log(`dtls: full PSK handshakes, ${secs} s (${result.driver_label})`);
     const cpu0 = cpuSeconds(h.pid);
     const t0 = Date.now();
-    const [cmd, args] = clientCmd(['handshakes', String(h.port), String(secs), '32']);
-    const r = lastJson((await run(cmd, args, { timeoutMs: (secs + 30) * 1000 })).stdout);
+    const [cmd, args] = built.ok
+      ? loadgen([
+          '--mode',
+          'handshakes',
+          '--port',
+          String(h.port),
+          '--clients',
+          '32',
+          '--duration',
+          String(secs),
+        ])
+      : clientCmd(['handshakes', String(h.port), String(secs), '32']);
+    const r = norm(lastJson((await run(cmd, args, { timeoutMs: (secs + 30) * 1000 })).stdout));
     const mem = await h.memory(false);
     result.handshakes = r;
     result.handshakes_per_s = r.per_s;
@@ -55,15 +144,33 @@ export async function dtlsBench(ctx) {
     await h.stop();
   }
 
-  // 2. Established coaps throughput.
+  // 2. Established coaps throughput: 64 sessions, handshaken first (not timed), then a closed loop
+  // of CON GET /hello, one outstanding per session. Server CPU is measured over the whole run
+  // (C driver: including the untimed setup and warm-up, so slightly under its busy share).
   h = await startPeer(def, popts);
   try {
-    const secs = ctx.quick ? 0.5 : ctx.duration;
-    ctx.log(`dtls: coaps requests, ${result.clients} sessions, ${secs} s`);
+    ctx.log(`dtls: coaps requests, ${result.clients} sessions, ${secs} s (${result.driver_label})`);
     const cpu0 = cpuSeconds(h.pid);
     const t0 = Date.now();
-    const [cmd, args] = clientCmd(['requests', String(h.port), String(secs), String(result.clients)]);
-    const r = lastJson((await run(cmd, args, { timeoutMs: (secs + 40) * 1000 })).stdout);
+    const [cmd, args] = built.ok
+      ? loadgen([
+          '--mode',
+          'requests',
+          '--port',
+          String(h.port),
+          '--path',
+          def.path,
+          '--clients',
+          String(result.clients),
+          '--window',
+          '1',
+          '--duration',
+          String(secs),
+          '--warmup',
+          String(warmup),
+        ])
+      : clientCmd(['requests', String(h.port), String(secs), String(result.clients)]);
+    const r = norm(lastJson((await run(cmd, args, { timeoutMs: (secs + 40) * 1000 })).stdout));
     result.requests = r;
     result.requests_per_s = r.rps;
     result.requests_server_cpu_pct =
