@@ -100,6 +100,8 @@ export async function dtlsBench(ctx) {
   result.loadgen = built.ok ? built : { compiled: false, reason: built.reason };
   const secs = ctx.quick ? 0.5 : ctx.duration;
   const warmup = ctx.quick ? 0.2 : 0.5;
+  // BENCH_DTLS_IDLE_US=U: the C driver naps U us instead of blocking when idle (see dtls-loadgen.c).
+  const idleUs = Number(process.env.BENCH_DTLS_IDLE_US ?? 0);
   const loadgen = (args) =>
     pinned(LOADGEN_BIN, [
       '--host',
@@ -110,6 +112,7 @@ export async function dtlsBench(ctx) {
       Buffer.from(BENCH_KEY, 'utf8').toString('hex'),
       '--cipher',
       CIPHER,
+      ...(idleUs > 0 ? ['--idle-us', String(idleUs)] : []),
       ...args,
     ]);
   /** Both drivers' JSON, with the driver's own CPU % as client_cpu_pct. */
