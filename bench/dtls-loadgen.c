@@ -225,7 +225,37 @@ static unsigned int timer_cb(SSL *ssl, unsigned int timer_us) {
   return timer_us >= 30000000u ? 60000000u : timer_us * 2;
 }
 
+/* BIO_s_datagram() minus its receive-timeout handling: on a blocking socket it makes reads time
+   out at the next DTLS timer, which costs a getsockopt and two setsockopt(SO_RCVTIMEO) per read.
+   The sockets here are non-blocking and the timers are driven by the event loop, so drop it. */
+static BIO_METHOD *nb_dgram;
+static long (*dgram_ctrl)(BIO *, int, long, void *);
+static long nb_dgram_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  if (cmd == BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT) return 0;
+  return dgram_ctrl(b, cmd, num, ptr);
+}
+static void init_bio_method(void) {
+  const BIO_METHOD *base = BIO_s_datagram();
+  dgram_ctrl = BIO_meth_get_ctrl(base);
+  BIO_METHOD *m = BIO_meth_new(BIO_TYPE_DGRAM, "datagram, non-blocking");
+  if (!m || !dgram_ctrl || !BIO_meth_get_create(base) || !BIO_meth_set_write(m, BIO_meth_get_write(base)) ||
+      !BIO_meth_set_read(m, BIO_meth_get_read(base)) || !BIO_meth_set_puts(m, BIO_meth_get_puts(base)) ||
+      !BIO_meth_set_ctrl(m, nb_dgram_ctrl) || !BIO_meth_set_create(m, BIO_meth_get_create(base)) ||
+      !BIO_meth_set_destroy(m, BIO_meth_get_destroy(base))) {
+    if (m) BIO_meth_free(m);
+    return; /* fall back to BIO_s_datagram() */
+  }
+  nb_dgram = m;
+}
+static BIO *new_dgram_bio(int fd) {
+  if (!nb_dgram) return BIO_new_dgram(fd, BIO_NOCLOSE);
+  BIO *b = BIO_new(nb_dgram);
+  if (b) BIO_set_fd(b, fd, BIO_NOCLOSE);
+  return b;
+}
+
 static void init_ssl(void) {
+  init_bio_method();
   ctx = SSL_CTX_new(DTLS_client_method());
   if (!ctx) {
     fprintf(stderr, "SSL_CTX_new failed\n");
@@ -266,7 +296,7 @@ static int sess_start(sess_t *s, uint32_t index) {
     exit(1);
   }
   SSL *ssl = SSL_new(ctx);
-  BIO *bio = BIO_new_dgram(fd, BIO_NOCLOSE);
+  BIO *bio = new_dgram_bio(fd);
   if (!ssl || !bio) {
     fprintf(stderr, "SSL_new/BIO_new_dgram failed\n");
     exit(1);
