@@ -95,9 +95,9 @@ export interface EncodableMessage {
   type: MessageType;
   code: number;
   messageId: number;
-  token?: Uint8Array;
-  options?: readonly { number: number; value: Uint8Array }[];
-  payload?: Uint8Array;
+  token?: Uint8Array | undefined;
+  options?: readonly { number: number; value: Uint8Array }[] | undefined;
+  payload?: Uint8Array | undefined;
 }
 
 function extLen(n: number): number {

@@ -181,3 +181,35 @@ export function checkOptions(options: readonly CoapOption[], recognized: Readonl
   }
   return badCritical === undefined ? { ignored } : { badCritical, ignored };
 }
+
+/**
+ * The first unrecognized or malformed critical option (§5.4.1), or undefined:
+ * what checkOptions() reports as `badCritical`, without allocating (the
+ * server and the client call it for every message).
+ */
+export function firstBadCritical(
+  options: readonly CoapOption[],
+  recognized: ReadonlySet<number>,
+): number | undefined {
+  let prev = -1;
+  for (let i = 0; i < options.length; i++) {
+    const o = options[i]!;
+    const n = o.number;
+    if (isCritical(n)) {
+      let ok = recognized.has(n);
+      if (ok) {
+        const def = optionDefinition(n);
+        if (
+          def &&
+          (o.value.length < def.minLength ||
+            o.value.length > def.maxLength ||
+            (!def.repeatable && n === prev))
+        )
+          ok = false;
+      }
+      if (!ok) return n;
+    }
+    prev = n;
+  }
+  return undefined;
+}

@@ -4,12 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   checkOptions,
   decodeBlock,
   decodeUint,
   encodeBlock,
   encodeUint,
+  firstBadCritical,
   formatOptionValue,
   getOption,
   getOptions,
@@ -167,6 +169,29 @@ describe('checkOptions (§5.4)', () => {
     assert.deepEqual(checkOptions([o(2048), o(2050)], ALL), { ignored: [2048, 2050] });
     // Same option, but the receiver does not implement Accept (17, critical) or ETag (4, elective).
     assert.deepEqual(checkOptions([o(4, [1]), o(17, [50])], new Set()), { badCritical: 17, ignored: [4] });
+  });
+
+  it('firstBadCritical() reports exactly what checkOptions() reports as badCritical', () => {
+    const some = new Set([1, 3, 4, 11, 12, 17, 60, 65001]);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            number: fc.oneof(fc.constantFrom(1, 3, 4, 5, 11, 12, 14, 17, 35, 60, 2049, 65001), fc.nat(65535)),
+            len: fc.nat(300),
+          }),
+          { maxLength: 8 },
+        ),
+        fc.boolean(),
+        (raw, all) => {
+          const opts = raw
+            .map((r) => ({ number: r.number, value: Buffer.alloc(r.len) }))
+            .sort((a, b) => a.number - b.number);
+          const recognized = all ? ALL : some;
+          assert.equal(firstBadCritical(opts, recognized), checkOptions(opts, recognized).badCritical);
+        },
+      ),
+    );
   });
 
   it('§5.4.1: an option the receiver implements counts as recognized even without a registry entry', () => {
