@@ -4,11 +4,12 @@
  * number of transports at once (coap:// and coaps:// side by side).
  */
 
+import { utf8Interned } from '../codec/intern.js';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import {
-  checkOptions,
   encodeUint,
+  firstBadCritical,
   getOption,
   getOptions,
   getUintOption,
@@ -344,7 +345,7 @@ export class CoapServer {
     let path = '';
     for (const o of msg.options) {
       if (o.number === OptionNumber.UriPath) {
-        const s = o.value.toString('utf8');
+        const s = utf8Interned(o.value);
         segments.push(s);
         path += `/${s}`;
       }
@@ -414,13 +415,13 @@ export class CoapServer {
 
   private dispatch(req: ServerRequest): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     const msg = req.message;
-    const check = checkOptions(msg.options, this.recognizedOptions);
-    if (check.badCritical !== undefined) {
+    const badCritical = firstBadCritical(msg.options, this.recognizedOptions);
+    if (badCritical !== undefined) {
       // §5.4.1: in a Non-confirmable request it causes the message to be rejected (§4.3), not a 4.02.
       if (msg.type === MessageType.NON) return null;
       return this.error(
         ResponseCode.BadOption,
-        `unrecognized or malformed critical option ${optionName(check.badCritical)} (${check.badCritical})`,
+        `unrecognized or malformed critical option ${optionName(badCritical)} (${badCritical})`,
       );
     }
     if (
@@ -494,6 +495,21 @@ export class CoapServer {
     }
   }
 
+  /** The last short text payload a handler returned, and its bytes (handlers often return constants). */
+  private lastText: string | undefined;
+  private lastTextBytes: Buffer = Buffer.alloc(0);
+
+  /** UTF-8 bytes of a text payload; repeated short texts reuse the previous encoding. */
+  private encodeText(text: string): Buffer {
+    if (text === this.lastText) return this.lastTextBytes;
+    const bytes = Buffer.from(text, 'utf8');
+    if (text.length <= 64) {
+      this.lastText = text;
+      this.lastTextBytes = bytes;
+    }
+    return bytes;
+  }
+
   /** Converts what a handler returned into a wire response. */
   toOutgoing(req: ServerRequest, r: HandlerResult): OutgoingResponse | null {
     const msg = req.message;
@@ -517,20 +533,18 @@ export class CoapServer {
     if (res.maxAge !== undefined)
       options.push({ number: OptionNumber.MaxAge, value: encodeUint(res.maxAge) });
     if (res.etag) options.push({ number: OptionNumber.ETag, value: Buffer.from(res.etag) });
-    for (const seg of res.locationPath ?? []) {
-      options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
+    if (res.locationPath) {
+      for (const seg of res.locationPath)
+        options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
     }
-    for (const q of res.locationQuery ?? []) {
-      options.push({ number: OptionNumber.LocationQuery, value: Buffer.from(q, 'utf8') });
+    if (res.locationQuery) {
+      for (const q of res.locationQuery)
+        options.push({ number: OptionNumber.LocationQuery, value: Buffer.from(q, 'utf8') });
     }
-    for (const o of res.options ?? [])
-      options.push({ number: o.number, value: optionValue(o.number, o.value) });
-    let payload =
-      res.payload === undefined
-        ? undefined
-        : typeof res.payload === 'string'
-          ? Buffer.from(res.payload, 'utf8')
-          : res.payload;
+    if (res.options) {
+      for (const o of res.options) options.push({ number: o.number, value: optionValue(o.number, o.value) });
+    }
+    let payload = typeof res.payload === 'string' ? this.encodeText(res.payload) : res.payload;
     // §5.10.4: Accept names the only acceptable Content-Format.
     const accept = getUintOption(msg.options, OptionNumber.Accept);
     if (accept !== undefined && code >> 5 === 2 && payload && payload.length > 0) {
