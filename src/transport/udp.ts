@@ -44,6 +44,8 @@ export class UdpTransport implements Transport {
   private closed = false;
   /** Peer objects are interned per key so the layers above can use identity. */
   private readonly peers = new Map<string, Peer>();
+  /** The peer most recently seen per source port (at most 65536 entries). */
+  private readonly byPort = new Map<number, Peer>();
 
   /** The peer a connected socket talks to. */
   private readonly connectedPeer: Peer | undefined;
@@ -63,12 +65,18 @@ export class UdpTransport implements Transport {
     socket.on('message', (data, rinfo) => {
       const h = this.handlers;
       if (h === undefined) return;
-      const key = peerKey(rinfo.address, rinfo.port);
-      let peer = this.peers.get(key);
-      if (peer === undefined) {
-        peer = { address: rinfo.address, port: rinfo.port, family: rinfo.family as AddressFamily, key };
-        if (this.peers.size >= 65536) this.peers.clear();
-        this.peers.set(key, peer);
+      // Fast path: the peer last seen on this source port, if the address matches
+      // (no key string to build and hash for every datagram).
+      let peer = this.byPort.get(rinfo.port);
+      if (peer === undefined || peer.address !== rinfo.address) {
+        const key = peerKey(rinfo.address, rinfo.port);
+        peer = this.peers.get(key);
+        if (peer === undefined) {
+          peer = { address: rinfo.address, port: rinfo.port, family: rinfo.family as AddressFamily, key };
+          if (this.peers.size >= 65536) this.peers.clear();
+          this.peers.set(key, peer);
+        }
+        this.byPort.set(rinfo.port, peer);
       }
       h.message(data, peer);
     });
