@@ -7,7 +7,8 @@
  * A 2.05 piggybacked reply with a 4-byte token and a 5-byte payload costs
  * 32 B of ring plus at most 24 B of table (56 B per exchange).
  *
- * Record layout at position p (little endian):
+ * Record layout at position p (native byte order, read through typed-array
+ * views of the ring: no bounds-checked Buffer.read* calls on the hot path):
  *   f64 key | f64 expiresAt (ms) | u16 replyLength (0xffff = none) | reply bytes
  * Records are 8-byte aligned and never wrap: when one does not fit before
  * the physical end, a padding record (key = -padLength) fills the rest and
@@ -50,6 +51,9 @@ export class DedupStore {
   private tmask: number;
   private count = 0;
   private ring: Buffer;
+  /** Views of `ring`: f64 at offset/8 (key, expiresAt), u16 at offset/2 (replyLength). */
+  private f64: Float64Array;
+  private u16: Uint16Array;
   private mask: number;
   /** Absolute write position (monotonic). */
   private head = 0;
@@ -67,6 +71,8 @@ export class DedupStore {
     this.tmask = MIN_SLOTS - 1;
     const initial = Math.min(pow2AtLeast(options.initialBytes ?? 64 * 1024), this.maxBytes);
     this.ring = Buffer.alloc(initial);
+    this.f64 = new Float64Array(this.ring.buffer, this.ring.byteOffset, initial / 8);
+    this.u16 = new Uint16Array(this.ring.buffer, this.ring.byteOffset, initial / 2);
     this.mask = initial - 1;
   }
 
@@ -87,8 +93,8 @@ export class DedupStore {
     const i = this.find(key);
     if (i < 0) return undefined;
     const off = (this.slots[i]! * 8) & this.mask;
-    if (this.ring.readDoubleLE(off + 8) <= now) return undefined;
-    const len = this.ring.readUInt16LE(off + 16);
+    if (this.f64[(off >> 3) + 1]! <= now) return undefined;
+    const len = this.u16[(off >> 1) + 8]!;
     if (len === NO_REPLY) return null;
     return this.ring.subarray(off + HEADER, off + HEADER + len);
   }
@@ -110,16 +116,16 @@ export class DedupStore {
     if (off + need > this.ring.length) {
       // Pad to the physical end and start over at 0.
       const pad = this.ring.length - off;
-      this.ring.writeDoubleLE(-pad, off);
+      this.f64[off >> 3] = -pad;
       this.head += pad;
       this.reserve(need);
       off = this.head & this.mask;
     }
-    const r = this.ring;
-    r.writeDoubleLE(key, off);
-    r.writeDoubleLE(expiresAt, off + 8);
-    r.writeUInt16LE(reply === null ? NO_REPLY : len, off + 16);
-    if (reply !== null && len > 0) r.set(reply, off + HEADER);
+    const f = off >> 3;
+    this.f64[f] = key;
+    this.f64[f + 1] = expiresAt;
+    this.u16[(off >> 1) + 8] = reply === null ? NO_REPLY : len;
+    if (reply !== null && len > 0) this.ring.set(reply, off + HEADER);
     this.set(key, this.head);
     this.head += need;
     while (this.count > this.maxEntries) this.dropOldest();
@@ -128,7 +134,7 @@ export class DedupStore {
   /** Pops expired records from the tail. */
   expire(now: number): void {
     for (let off = this.oldest(); off !== -1; off = this.oldest()) {
-      if (this.ring.readDoubleLE(off + 8) > now) return;
+      if (this.f64[(off >> 3) + 1]! > now) return;
       this.dropOldest();
     }
   }
@@ -137,7 +143,7 @@ export class DedupStore {
   private oldest(): number {
     while (this.tail < this.head) {
       const off = this.tail & this.mask;
-      const key = this.ring.readDoubleLE(off);
+      const key = this.f64[off >> 3]!;
       if (key >= 0) return off;
       this.tail -= key; // padding record: key = -padLength
     }
@@ -156,8 +162,8 @@ export class DedupStore {
   private dropOldest(): void {
     const off = this.oldest();
     if (off === -1) return;
-    const key = this.ring.readDoubleLE(off);
-    const len = this.ring.readUInt16LE(off + 16);
+    const key = this.f64[off >> 3]!;
+    const len = this.u16[(off >> 1) + 8]!;
     const i = this.find(key);
     if (i >= 0 && this.slots[i] === (this.tail / 8) >>> 0) this.removeSlot(i);
     this.tail += align8(HEADER + (len === NO_REPLY ? 0 : len));
@@ -263,6 +269,8 @@ export class DedupStore {
       p += chunk;
     }
     this.ring = next;
+    this.f64 = new Float64Array(next.buffer, next.byteOffset, next.length / 8);
+    this.u16 = new Uint16Array(next.buffer, next.byteOffset, next.length / 2);
     this.mask = nextMask;
   }
 }
