@@ -1,11 +1,15 @@
 /**
  * Deduplication memory (RFC 7252 §4.5) kept compact: every remembered
- * exchange is one slot in an open-addressing hash table held in two typed
- * arrays (f64 key, u32 ring position / 8; linear probing, backward-shift
- * deletion, load <= 1/2) plus a record in a ring buffer holding the reply
- * bytes — no per-exchange objects, nothing for the garbage collector to trace.
- * A 2.05 piggybacked reply with a 4-byte token and a 5-byte payload costs
- * 32 B of ring plus at most 24 B of table (56 B per exchange).
+ * exchange is one 8-byte slot in an open-addressing hash table held in one
+ * Uint32Array (u32 tag = the key's low 32 bits, u32 ring position; linear
+ * probing on the tag's hash, backward-shift deletion, load <= 1/2) plus a
+ * record in a ring buffer holding the full key and the reply bytes — no
+ * per-exchange objects, nothing for the garbage collector to trace. A tag
+ * match is confirmed against the key in the record, so keys whose low 32
+ * bits collide stay distinct; tag and position share a cache line, so a probe
+ * costs one memory access. A 2.05 piggybacked reply with a 4-byte token and
+ * a 5-byte payload costs 32 B of ring plus at most 16 B of table (48 B per
+ * exchange).
  *
  * Record layout at position p (native byte order, read through typed-array
  * views of the ring: no bounds-checked Buffer.read* calls on the hot path):
@@ -19,7 +23,7 @@
  * `evictedEarly`), which bounds memory under any load.
  *
  * The default bounds (1,000,000 exchanges, 32 MiB of ring, so at most
- * 24 MiB of table + 32 MiB of ring) are a deliberate trade-off: the RFC's
+ * 16 MiB of table + 32 MiB of ring) are a deliberate trade-off: the RFC's
  * EXCHANGE_LIFETIME of 247 s at 50,000 requests/s would need more than
  * 12 million entries (~700 MB). At the measured maximum rate of one
  * process (~60-65k requests/s on loopback) the bounds keep at least the
@@ -31,7 +35,8 @@
 
 const HEADER = 18;
 const NO_REPLY = 0xffff;
-const EMPTY_KEY = -1;
+/** Set in a slot's position word when the slot is in use (positions are kept mod 2^31). */
+const USED = 0x80000000;
 const MIN_SLOTS = 1024;
 
 export interface DedupOptions {
@@ -44,10 +49,13 @@ export interface DedupOptions {
 }
 
 export class DedupStore {
-  /** Hash table keys (EMPTY_KEY = free slot). */
-  private keys: Float64Array;
-  /** Absolute ring position / 8 (mod 2^32) of the newest record for keys[i]. */
-  private slots: Uint32Array;
+  /**
+   * Hash table, two words per slot: [2i] the key's low 32 bits (its tag),
+   * [2i + 1] USED | (absolute ring position / 8, mod 2^31) of the newest record
+   * for that key, or 0 for a free slot.
+   */
+  private table: Uint32Array;
+  /** Slot count - 1. */
   private tmask: number;
   private count = 0;
   private ring: Buffer;
@@ -66,8 +74,7 @@ export class DedupStore {
   constructor(options: DedupOptions = {}) {
     this.maxBytes = pow2AtLeast(options.maxBytes ?? 32 * 1024 * 1024);
     this.maxEntries = options.maxEntries ?? 1_000_000;
-    this.keys = new Float64Array(MIN_SLOTS).fill(EMPTY_KEY);
-    this.slots = new Uint32Array(MIN_SLOTS);
+    this.table = new Uint32Array(2 * MIN_SLOTS);
     this.tmask = MIN_SLOTS - 1;
     const initial = Math.min(pow2AtLeast(options.initialBytes ?? 64 * 1024), this.maxBytes);
     this.ring = Buffer.alloc(initial);
@@ -85,6 +92,11 @@ export class DedupStore {
     return this.ring.length;
   }
 
+  /** Bytes currently allocated for the hash table. */
+  get tableBytes(): number {
+    return this.table.byteLength;
+  }
+
   /**
    * Looks up a key. Returns undefined when unknown or expired, otherwise the
    * remembered reply (a view; may be null when the exchange had no reply).
@@ -92,7 +104,7 @@ export class DedupStore {
   lookup(key: number, now: number): Buffer | null | undefined {
     const i = this.find(key);
     if (i < 0) return undefined;
-    const off = (this.slots[i]! * 8) & this.mask;
+    const off = this.recordOffset(i);
     if (this.f64[(off >> 3) + 1]! <= now) return undefined;
     const len = this.u16[(off >> 1) + 8]!;
     if (len === NO_REPLY) return null;
@@ -151,8 +163,7 @@ export class DedupStore {
   }
 
   clear(): void {
-    this.keys = new Float64Array(MIN_SLOTS).fill(EMPTY_KEY);
-    this.slots = new Uint32Array(MIN_SLOTS);
+    this.table = new Uint32Array(2 * MIN_SLOTS);
     this.tmask = MIN_SLOTS - 1;
     this.count = 0;
     this.head = 0;
@@ -165,81 +176,84 @@ export class DedupStore {
     const key = this.f64[off >> 3]!;
     const len = this.u16[(off >> 1) + 8]!;
     const i = this.find(key);
-    if (i >= 0 && this.slots[i] === (this.tail / 8) >>> 0) this.removeSlot(i);
+    if (i >= 0 && this.table[2 * i + 1] === posWord(this.tail)) this.removeSlot(i);
     this.tail += align8(HEADER + (len === NO_REPLY ? 0 : len));
+  }
+
+  /** Ring offset of the record slot `i` points at. */
+  private recordOffset(i: number): number {
+    return ((this.table[2 * i + 1]! & ~USED) * 8) & this.mask;
   }
 
   /** Slot of `key`, or -1. */
   private find(key: number): number {
-    const keys = this.keys;
+    const t = this.table;
     const m = this.tmask;
-    let i = hash(key) & m;
+    const tag = key >>> 0;
+    let i = hash(tag) & m;
     for (;;) {
-      const k = keys[i]!;
-      if (k === key) return i;
-      if (k === EMPTY_KEY) return -1;
+      const w = t[2 * i + 1]!;
+      if (w === 0) return -1;
+      // The tag is the key's low 32 bits; the record holds the whole key.
+      if (t[2 * i] === tag && this.f64[this.recordOffset(i) >> 3] === key) return i;
       i = (i + 1) & m;
     }
   }
 
-  /** Points `key` at the record at absolute ring position `pos`. */
+  /** Points `key` at the record at absolute ring position `pos` (the record's key is already written). */
   private set(key: number, pos: number): void {
-    if (2 * (this.count + 1) > this.keys.length) this.growTable();
-    const keys = this.keys;
-    const m = this.tmask;
-    let i = hash(key) & m;
-    for (;;) {
-      const k = keys[i]!;
-      if (k === key) break;
-      if (k === EMPTY_KEY) {
-        keys[i] = key;
-        this.count++;
-        break;
-      }
-      i = (i + 1) & m;
+    if (2 * (this.count + 1) > this.tmask + 1) this.growTable();
+    const i = this.find(key);
+    if (i >= 0) {
+      this.table[2 * i + 1] = posWord(pos);
+      return;
     }
-    this.slots[i] = (pos / 8) >>> 0;
+    const t = this.table;
+    const m = this.tmask;
+    const tag = key >>> 0;
+    let j = hash(tag) & m;
+    while (t[2 * j + 1] !== 0) j = (j + 1) & m;
+    t[2 * j] = tag;
+    t[2 * j + 1] = posWord(pos);
+    this.count++;
   }
 
   /** Frees slot `i`, shifting later members of its probe run back (no tombstones). */
   private removeSlot(i: number): void {
-    const keys = this.keys;
-    const slots = this.slots;
+    const t = this.table;
     const m = this.tmask;
     let j = i;
     for (;;) {
       j = (j + 1) & m;
-      const k = keys[j]!;
-      if (k === EMPTY_KEY) break;
-      const home = hash(k) & m;
-      // Move k into the hole at i unless its home lies cyclically in (i, j].
+      if (t[2 * j + 1] === 0) break;
+      const home = hash(t[2 * j]!) & m;
+      // Move slot j into the hole at i unless its home lies cyclically in (i, j].
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        keys[i] = k;
-        slots[i] = slots[j]!;
+        t[2 * i] = t[2 * j]!;
+        t[2 * i + 1] = t[2 * j + 1]!;
         i = j;
       }
     }
-    keys[i] = EMPTY_KEY;
+    t[2 * i] = 0;
+    t[2 * i + 1] = 0;
     this.count--;
   }
 
   private growTable(): void {
-    const oldKeys = this.keys;
-    const oldSlots = this.slots;
-    const n = oldKeys.length * 2;
-    const keys = new Float64Array(n).fill(EMPTY_KEY);
-    const slots = new Uint32Array(n);
+    const old = this.table;
+    const n = (this.tmask + 1) * 2;
+    const t = new Uint32Array(2 * n);
     const m = n - 1;
-    for (let j = 0; j < oldKeys.length; j++) {
-      const k = oldKeys[j]!;
-      if (k === EMPTY_KEY) continue;
-      let i = hash(k) & m;
-      while (keys[i] !== EMPTY_KEY) i = (i + 1) & m;
-      keys[i] = k;
-      slots[i] = oldSlots[j]!;
+    for (let j = 0; j < old.length; j += 2) {
+      const w = old[j + 1]!;
+      if (w === 0) continue;
+      const tag = old[j]!;
+      let i = hash(tag) & m;
+      while (t[2 * i + 1] !== 0) i = (i + 1) & m;
+      t[2 * i] = tag;
+      t[2 * i + 1] = w;
     }
-    this.keys = keys;
-    this.slots = slots;
+    this.table = t;
     this.tmask = m;
   }
 
@@ -275,11 +289,14 @@ export class DedupStore {
   }
 }
 
-/** Mixes a non-negative integer key (< 2^53) into 32 bits. */
-function hash(key: number): number {
-  const lo = key >>> 0;
-  const hi = (key / 4294967296) >>> 0;
-  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+/** The table word for absolute ring position `pos` (a multiple of 8). */
+function posWord(pos: number): number {
+  return (USED | ((pos / 8) % 0x80000000)) >>> 0;
+}
+
+/** Mixes a 32-bit tag. */
+function hash(tag: number): number {
+  let h = Math.imul(tag, 0x85ebca6b);
   h ^= h >>> 15;
   h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 13);
