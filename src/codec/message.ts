@@ -149,10 +149,7 @@ export function encodeMessage(msg: EncodableMessage): Buffer {
   out[2] = messageId >> 8;
   out[3] = messageId & 0xff;
   let pos = 4;
-  if (token.length > 0) {
-    out.set(token, pos);
-    pos += token.length;
-  }
+  for (let k = 0; k < token.length; k++) out[pos++] = token[k]!;
   prev = 0;
   for (const o of options) {
     const delta = o.number - prev;
@@ -171,16 +168,22 @@ export function encodeMessage(msg: EncodableMessage): Buffer {
       out[pos++] = (vlen - 269) >> 8;
       out[pos++] = (vlen - 269) & 0xff;
     }
-    if (vlen > 0) {
-      out.set(o.value, pos);
-      pos += vlen;
-    }
+    if (vlen > 0) pos = copy(o.value, out, pos);
   }
   if (payload.length > 0) {
     out[pos++] = 0xff;
-    out.set(payload, pos);
+    copy(payload, out, pos);
   }
   return out;
+}
+
+/** Copies `src` into `out` at `pos`, returns the new position. Short copies loop (TypedArray#set costs a call). */
+function copy(src: Uint8Array, out: Buffer, pos: number): number {
+  const n = src.length;
+  if (n <= 32) {
+    for (let k = 0; k < n; k++) out[pos + k] = src[k]!;
+  } else out.set(src, pos);
+  return pos + n;
 }
 
 /** Encodes an empty ACK or RST (4 bytes) for a message ID. */

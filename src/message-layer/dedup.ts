@@ -137,7 +137,13 @@ export class DedupStore {
     this.f64[f] = key;
     this.f64[f + 1] = expiresAt;
     this.u16[(off >> 1) + 8] = reply === null ? NO_REPLY : len;
-    if (reply !== null && len > 0) this.ring.set(reply, off + HEADER);
+    if (reply !== null && len > 0) {
+      const r = this.ring;
+      const o = off + HEADER;
+      // A loop beats TypedArray#set's call overhead for the usual short reply.
+      if (len <= 64) for (let k = 0; k < len; k++) r[o + k] = reply[k]!;
+      else r.set(reply, o);
+    }
     this.set(key, this.head);
     this.head += need;
     while (this.count > this.maxEntries) this.dropOldest();
@@ -190,7 +196,7 @@ export class DedupStore {
     const t = this.table;
     const m = this.tmask;
     const tag = key >>> 0;
-    let i = hash(tag) & m;
+    let i = home(tag) & m;
     for (;;) {
       const w = t[2 * i + 1]!;
       if (w === 0) return -1;
@@ -211,7 +217,7 @@ export class DedupStore {
     const t = this.table;
     const m = this.tmask;
     const tag = key >>> 0;
-    let j = hash(tag) & m;
+    let j = home(tag) & m;
     while (t[2 * j + 1] !== 0) j = (j + 1) & m;
     t[2 * j] = tag;
     t[2 * j + 1] = posWord(pos);
@@ -226,9 +232,9 @@ export class DedupStore {
     for (;;) {
       j = (j + 1) & m;
       if (t[2 * j + 1] === 0) break;
-      const home = hash(t[2 * j]!) & m;
+      const h = home(t[2 * j]!) & m;
       // Move slot j into the hole at i unless its home lies cyclically in (i, j].
-      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+      if (i <= j ? h <= i || h > j : h <= i && h > j) {
         t[2 * i] = t[2 * j]!;
         t[2 * i + 1] = t[2 * j + 1]!;
         i = j;
@@ -248,7 +254,7 @@ export class DedupStore {
       const w = old[j + 1]!;
       if (w === 0) continue;
       const tag = old[j]!;
-      let i = hash(tag) & m;
+      let i = home(tag) & m;
       while (t[2 * i + 1] !== 0) i = (i + 1) & m;
       t[2 * i] = tag;
       t[2 * i + 1] = w;
@@ -291,7 +297,18 @@ export class DedupStore {
 
 /** The table word for absolute ring position `pos` (a multiple of 8). */
 function posWord(pos: number): number {
-  return (USED | ((pos / 8) % 0x80000000)) >>> 0;
+  // ToUint32 (>>> 0) takes pos / 8 modulo 2^32 without a floating-point remainder.
+  return (((pos / 8) >>> 0) | USED) >>> 0;
+}
+
+/**
+ * Home slot of a tag: keys that differ only in their low 3 bits (a peer's
+ * consecutive Message IDs) get neighbouring slots in one 64-byte group, so a
+ * peer's next exchange usually finds its slot in a cache line already touched;
+ * the groups themselves are spread by the hash.
+ */
+function home(tag: number): number {
+  return (hash(tag >>> 3) << 3) | (tag & 7);
 }
 
 /** Mixes a 32-bit tag. */
