@@ -33,6 +33,8 @@
  * and `maxBytes` to widen the window at the cost of memory.
  */
 
+import { randomInt } from 'node:crypto';
+
 const HEADER = 18;
 const NO_REPLY = 0xffff;
 /** Set in a slot's position word when the slot is in use (positions are kept mod 2^31). */
@@ -70,6 +72,8 @@ export class DedupStore {
   private readonly maxBytes: number;
   private readonly maxEntries: number;
   evictedEarly = 0;
+  /** Random per store, so that peers cannot aim Message IDs at one probe run (hash flooding). */
+  private readonly seed = randomInt(0x7fffffff);
 
   constructor(options: DedupOptions = {}) {
     this.maxBytes = pow2AtLeast(options.maxBytes ?? 32 * 1024 * 1024);
@@ -196,7 +200,7 @@ export class DedupStore {
     const t = this.table;
     const m = this.tmask;
     const tag = key >>> 0;
-    let i = home(tag) & m;
+    let i = home(tag, this.seed) & m;
     for (;;) {
       const w = t[2 * i + 1]!;
       if (w === 0) return -1;
@@ -217,7 +221,7 @@ export class DedupStore {
     const t = this.table;
     const m = this.tmask;
     const tag = key >>> 0;
-    let j = home(tag) & m;
+    let j = home(tag, this.seed) & m;
     while (t[2 * j + 1] !== 0) j = (j + 1) & m;
     t[2 * j] = tag;
     t[2 * j + 1] = posWord(pos);
@@ -232,7 +236,7 @@ export class DedupStore {
     for (;;) {
       j = (j + 1) & m;
       if (t[2 * j + 1] === 0) break;
-      const h = home(t[2 * j]!) & m;
+      const h = home(t[2 * j]!, this.seed) & m;
       // Move slot j into the hole at i unless its home lies cyclically in (i, j].
       if (i <= j ? h <= i || h > j : h <= i && h > j) {
         t[2 * i] = t[2 * j]!;
@@ -254,7 +258,7 @@ export class DedupStore {
       const w = old[j + 1]!;
       if (w === 0) continue;
       const tag = old[j]!;
-      let i = home(tag) & m;
+      let i = home(tag, this.seed) & m;
       while (t[2 * i + 1] !== 0) i = (i + 1) & m;
       t[2 * i] = tag;
       t[2 * i + 1] = w;
@@ -307,8 +311,8 @@ function posWord(pos: number): number {
  * peer's next exchange usually finds its slot in a cache line already touched;
  * the groups themselves are spread by the hash.
  */
-function home(tag: number): number {
-  return (hash(tag >>> 3) << 3) | (tag & 7);
+function home(tag: number, seed: number): number {
+  return (hash((tag >>> 3) ^ seed) << 3) | (tag & 7);
 }
 
 /** Mixes a 32-bit tag. */
