@@ -375,7 +375,7 @@ export class MessageLayer {
       if (seen !== null && type === MessageType.CON) this.send(ps, Buffer.from(seen));
       return;
     }
-    if (this.inflight.has(key)) {
+    if (this.inflight.size !== 0 && this.inflight.has(key)) {
       if (channels.duplicate.hasSubscribers)
         channels.duplicate.publish({ peer, data, messageId, replayed: false });
       return;

@@ -246,6 +246,8 @@ export class UdpTransport implements Transport {
   }
 }
 
+const literalFamily = new Map<string, number>();
+
 /**
  * The socket's address lookup: peers are almost always IP literals (from
  * rinfo), which dgram would otherwise pass through dns.lookup() and a
@@ -257,7 +259,16 @@ function literalLookup(
   options: dns.LookupOneOptions | number,
   callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
 ): void {
-  const family = isIP(hostname);
+  // isIP() runs a regular expression; a server sends to the same few peer
+  // address strings again and again, so remember the answer for literals.
+  let family = literalFamily.get(hostname);
+  if (family === undefined) {
+    family = isIP(hostname);
+    if (family !== 0) {
+      if (literalFamily.size >= 4096) literalFamily.clear();
+      literalFamily.set(hostname, family);
+    }
+  }
   if (family !== 0) callback(null, hostname, family);
   else if (typeof options === 'number') dns.lookup(hostname, options, callback);
   else dns.lookup(hostname, options, callback);
