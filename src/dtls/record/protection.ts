@@ -17,8 +17,14 @@
  * has no closures; the nonce and additional data are built in module-level
  * scratch space (node:crypto copies them synchronously), so an idle session
  * pays for two small objects plus the key bytes.
+ *
+ * Per-record cost: besides the node:crypto cipher object (the floor), the hot
+ * path allocates only what node:crypto returns plus the output record; key and
+ * ciphertext views are FastBuffer views (no subarray), sequence numbers are
+ * plain numbers written byte by byte, and the options objects are shared.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { BufferView } from '../../codec/view.js';
 import { DtlsError } from '../../errors.js';
 import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
@@ -46,10 +52,18 @@ export function epochSeqBytes(epoch: number, seq: bigint | number): Buffer {
   return b;
 }
 
-function writeEpochSeq(b: Buffer, o: number, epoch: number, seq: number): void {
+/** epoch(2) + 48-bit seq(6) at `o`, byte by byte (no writeUIntBE range checks). */
+function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
+  const hi = (seq / 0x100000000) >>> 0; // top 16 bits of the 48-bit number
+  const lo = seq >>> 0; // low 32 bits
   b[o] = (epoch >>> 8) & 0xff;
   b[o + 1] = epoch & 0xff;
-  b.writeUIntBE(seq, o + 2, 6);
+  b[o + 2] = (hi >>> 8) & 0xff;
+  b[o + 3] = hi & 0xff;
+  b[o + 4] = lo >>> 24;
+  b[o + 5] = (lo >>> 16) & 0xff;
+  b[o + 6] = (lo >>> 8) & 0xff;
+  b[o + 7] = lo & 0xff;
 }
 
 // Scratch space for nonces and additional data (only used synchronously).
@@ -57,8 +71,15 @@ const SCRATCH = Buffer.allocUnsafeSlow(64);
 const AAD = SCRATCH.subarray(0, 13);
 const NONCE = SCRATCH.subarray(16, 28);
 const MAC_AAD = SCRATCH.subarray(32, 45);
+// Shared option objects (node:crypto reads them synchronously; AAD_OPTS is filled per call).
+const TAG_OPTS: Record<number, { authTagLength: number }> = {
+  8: { authTagLength: 8 },
+  16: { authTagLength: 16 },
+};
+const AAD_OPTS = { plaintextLength: 0 };
 
 function fillAad(ad: Buffer, contentType: number, epoch: number, seq: number, length: number): Buffer {
+  // additional_data = seq_num(8) + type(1) + version(2) + length(2)
   writeEpochSeq(ad, 0, epoch, seq);
   ad[8] = contentType;
   ad[9] = 0xfe;
@@ -68,7 +89,14 @@ function fillAad(ad: Buffer, contentType: number, epoch: number, seq: number, le
   return ad;
 }
 
-function writeHeader(out: Buffer, type: number, epoch: number, seq: number, length: number, version: number) {
+function writeHeader(
+  out: Uint8Array,
+  type: number,
+  epoch: number,
+  seq: number,
+  length: number,
+  version: number,
+): void {
   out[0] = type;
   out[1] = (version >>> 8) & 0xff;
   out[2] = version & 0xff;
@@ -88,6 +116,11 @@ export class SessionRecordProtection implements RecordProtection {
   private readonly keyOff: number;
   private readonly ivOff: number;
   private readonly macOff: number;
+  /** node:crypto algorithm name (CCM_8 is aes-128-ccm with an 8-byte tag). */
+  private readonly alg: 'aes-128-ccm' | 'aes-128-gcm' | 'chacha20-poly1305' | 'aes-128-cbc';
+  /** Bytes of explicit nonce carried in each AEAD record (8 for AES-GCM/CCM, 0 for ChaCha20). */
+  private readonly explicitLen: number;
+  private readonly tagOpts: { authTagLength: number };
 
   constructor(
     private readonly kb: Buffer,
@@ -102,30 +135,37 @@ export class SessionRecordProtection implements RecordProtection {
     this.macOff = c * macLen;
     this.keyOff = 2 * macLen + c * keyLen;
     this.ivOff = 2 * macLen + 2 * keyLen + c * ivLen;
+    this.alg = cipher === 'aes-128-ccm8' ? 'aes-128-ccm' : cipher;
+    this.explicitLen = cipher === 'chacha20-poly1305' ? 0 : 8;
+    this.tagOpts = TAG_OPTS[tagLength] ?? { authTagLength: tagLength };
   }
 
+  /** A view of the key (a FastBuffer: cheaper than subarray; nothing kept per session). */
   private key(): Buffer {
-    return this.kb.subarray(this.keyOff, this.keyOff + this.keyLen);
-  }
-
-  /** Length of the protected fragment for `plaintextLength` bytes (AEAD suites). */
-  private aeadFragmentLength(plaintextLength: number): number {
-    return (this.cipher === 'chacha20-poly1305' ? 0 : 8) + plaintextLength + this.tagLength;
-  }
-
-  /** Builds the AEAD nonce for (epoch, seq) in scratch space. */
-  private nonce(epoch: number, seq: number, explicit?: Uint8Array): Buffer {
     const kb = this.kb;
-    if (this.cipher === 'chacha20-poly1305') {
+    return new BufferView(kb.buffer, kb.byteOffset + this.keyOff, this.keyLen);
+  }
+
+  /**
+   * Builds the AEAD nonce for (epoch, seq) in scratch space; for AES-GCM/CCM
+   * the explicit part is `src[at..at+8]` when `src` is given (a received record).
+   */
+  private nonce(epoch: number, seq: number, src?: Uint8Array, at = 0): Buffer {
+    const kb = this.kb;
+    const iv = this.ivOff;
+    if (this.explicitLen === 0) {
       // RFC 7905 §2: IV XOR (0000 | epoch | seq).
-      kb.copy(NONCE, 0, this.ivOff, this.ivOff + 12);
+      for (let i = 0; i < 12; i++) NONCE[i] = kb[iv + i]!;
       writeEpochSeq(MAC_AAD, 0, epoch, seq);
       for (let i = 0; i < 8; i++) NONCE[4 + i]! ^= MAC_AAD[i]!;
       return NONCE;
     }
-    kb.copy(NONCE, 0, this.ivOff, this.ivOff + 4);
-    if (explicit === undefined) writeEpochSeq(NONCE, 4, epoch, seq);
-    else NONCE.set(explicit, 4);
+    NONCE[0] = kb[iv]!;
+    NONCE[1] = kb[iv + 1]!;
+    NONCE[2] = kb[iv + 2]!;
+    NONCE[3] = kb[iv + 3]!;
+    if (src === undefined) writeEpochSeq(NONCE, 4, epoch, seq);
+    else for (let i = 0; i < 8; i++) NONCE[4 + i] = src[at + i]!;
     return NONCE;
   }
 
@@ -141,24 +181,22 @@ export class SessionRecordProtection implements RecordProtection {
       frag.copy(out, RECORD_HEADER_LENGTH);
       return out;
     }
-    const fragLen = this.aeadFragmentLength(plaintext.length);
+    const ptLen = plaintext.length;
+    const fragLen = this.explicitLen + ptLen + this.tagLength;
     const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + fragLen);
     writeHeader(out, type, epoch, seq, fragLen, version);
     let o = RECORD_HEADER_LENGTH;
-    const alg = this.cipher === 'aes-128-ccm8' ? 'aes-128-ccm' : this.cipher;
-    const c = createCipheriv(alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), {
-      authTagLength: this.tagLength,
-    });
-    if (alg !== 'chacha20-poly1305') {
+    const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
+    if (this.explicitLen !== 0) {
       writeEpochSeq(out, o, epoch, seq); // explicit nonce
       o += 8;
     }
-    const aad = fillAad(AAD, type, epoch, seq, plaintext.length);
-    c.setAAD(aad, { plaintextLength: plaintext.length });
+    AAD_OPTS.plaintextLength = ptLen;
+    c.setAAD(fillAad(AAD, type, epoch, seq, ptLen), AAD_OPTS);
     const ct = c.update(plaintext);
     c.final();
-    ct.copy(out, o);
-    c.getAuthTag().copy(out, o + ct.length);
+    out.set(ct, o);
+    out.set(c.getAuthTag(), o + ct.length);
     return out;
   }
 
@@ -170,23 +208,53 @@ export class SessionRecordProtection implements RecordProtection {
 
   decrypt(contentType: number, epoch: number, seq: bigint | number, fragment: Uint8Array): Buffer {
     const s = typeof seq === 'bigint' ? Number(seq) : seq;
-    if (this.cipher === 'aes-128-cbc') return this.cbcDecrypt(contentType, epoch, s, fragment);
+    const pt = this.open(contentType, epoch, s, fragment, 0, fragment.length);
+    if (pt === undefined) throw badMac();
+    return pt;
+  }
+
+  /**
+   * The record fragment `data[off..off+len]` decrypted and authenticated, or
+   * undefined if it does not authenticate (no error object: invalid records are
+   * silently discarded, RFC 6347 §4.1.2.7). Reads the fragment in place.
+   */
+  open(
+    contentType: number,
+    epoch: number,
+    seq: number,
+    data: Uint8Array,
+    off: number,
+    len: number,
+  ): Buffer | undefined {
+    if (this.cipher === 'aes-128-cbc') {
+      try {
+        return this.cbcDecrypt(
+          contentType,
+          epoch,
+          seq,
+          new BufferView(data.buffer, data.byteOffset + off, len),
+        );
+      } catch {
+        return undefined;
+      }
+    }
     const tagLength = this.tagLength;
-    const explicitLen = this.cipher === 'chacha20-poly1305' ? 0 : 8;
-    if (fragment.length < explicitLen + tagLength) throw badMac();
-    const ctLen = fragment.length - explicitLen - tagLength;
-    const alg = this.cipher === 'aes-128-ccm8' ? 'aes-128-ccm' : this.cipher;
-    const nonce = this.nonce(epoch, s, explicitLen === 8 ? fragment.subarray(0, 8) : undefined);
+    const explicitLen = this.explicitLen;
+    if (len < explicitLen + tagLength) return undefined;
+    const ctLen = len - explicitLen - tagLength;
+    const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
+    const ab = data.buffer;
+    const at = data.byteOffset + off + explicitLen;
     try {
-      const d = createDecipheriv(alg as 'aes-128-ccm', this.key(), nonce, { authTagLength: tagLength });
-      d.setAuthTag(fragment.subarray(explicitLen + ctLen));
-      const aad = fillAad(AAD, contentType, epoch, s, ctLen);
-      d.setAAD(aad, { plaintextLength: ctLen });
-      const pt = d.update(fragment.subarray(explicitLen, explicitLen + ctLen));
+      const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
+      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
+      AAD_OPTS.plaintextLength = ctLen;
+      d.setAAD(fillAad(AAD, contentType, epoch, seq, ctLen), AAD_OPTS);
+      const pt = d.update(new BufferView(ab, at, ctLen));
       d.final();
       return pt;
     } catch {
-      throw badMac();
+      return undefined;
     }
   }
 

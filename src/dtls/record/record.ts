@@ -3,6 +3,7 @@
  *   type(1) version(2) epoch(2) sequence_number(6) length(2) fragment(length)
  * Several records may share one datagram; a record never spans datagrams.
  */
+import { BufferView } from '../../codec/view.js';
 import { DtlsError } from '../../errors.js';
 
 export const ContentType = {
@@ -26,6 +27,46 @@ export interface DtlsRecord {
 }
 
 /**
+ * End offset of the well-formed record whose header starts at `o`, or -1 if
+ * what starts there is not one (truncated header, length beyond the datagram,
+ * unknown content type or version, oversized fragment): the caller stops there.
+ */
+export function recordEnd(data: Uint8Array, o: number): number {
+  if (data.length - o < RECORD_HEADER_LENGTH) return -1;
+  const type = data[o]!;
+  if (type < 20 || type > 23) return -1;
+  // DTLS 1.2 (0xFEFD) or DTLS 1.0 (0xFEFF, e.g. OpenSSL's HelloVerifyRequest).
+  if (data[o + 1] !== 0xfe) return -1;
+  const v = data[o + 2]!;
+  if (v !== 0xfd && v !== 0xff) return -1;
+  const length = (data[o + 11]! << 8) | data[o + 12]!;
+  const end = o + RECORD_HEADER_LENGTH + length;
+  if (end > data.length || length > MAX_FRAGMENT_LENGTH) return -1;
+  return end;
+}
+
+/** The 48-bit sequence number of the record header at `o` (a plain number). */
+export function recordSeq(data: Uint8Array, o: number): number {
+  const lo = ((data[o + 7]! << 24) | (data[o + 8]! << 16) | (data[o + 9]! << 8) | data[o + 10]!) >>> 0;
+  return ((data[o + 5]! << 8) | data[o + 6]!) * 0x100000000 + lo;
+}
+
+/** The record at `o..end` (as validated by `recordEnd`) as an object; the fragment is a view. */
+export function recordAt(data: Buffer, o: number, end: number): DtlsRecord {
+  return {
+    type: data[o]!,
+    version: (data[o + 1]! << 8) | data[o + 2]!,
+    epoch: (data[o + 3]! << 8) | data[o + 4]!,
+    seq: recordSeq(data, o),
+    fragment: new BufferView(
+      data.buffer,
+      data.byteOffset + o + RECORD_HEADER_LENGTH,
+      end - o - RECORD_HEADER_LENGTH,
+    ),
+  };
+}
+
+/**
  * Splits a datagram into records. A malformed trailing part (truncated header,
  * length beyond the datagram, unknown content type or version) is dropped,
  * together with everything after it, as RFC 6347 §4.1.2.7 allows.
@@ -33,19 +74,8 @@ export interface DtlsRecord {
 export function parseDatagram(data: Buffer): DtlsRecord[] {
   const out: DtlsRecord[] = [];
   let o = 0;
-  while (data.length - o >= RECORD_HEADER_LENGTH) {
-    const type = data[o]!;
-    const version = data.readUInt16BE(o + 1);
-    const epoch = data.readUInt16BE(o + 3);
-    const seq = data.readUIntBE(o + 5, 6);
-    const length = data.readUInt16BE(o + 11);
-    const end = o + RECORD_HEADER_LENGTH + length;
-    if (end > data.length) break;
-    if (type < 20 || type > 23) break;
-    // DTLS 1.2 (0xFEFD) or DTLS 1.0 (0xFEFF, e.g. OpenSSL's HelloVerifyRequest).
-    if (version !== 0xfefd && version !== 0xfeff) break;
-    if (length > MAX_FRAGMENT_LENGTH) break;
-    out.push({ type, version, epoch, seq, fragment: data.subarray(o + RECORD_HEADER_LENGTH, end) });
+  for (let end = recordEnd(data, o); end >= 0; end = recordEnd(data, o)) {
+    out.push(recordAt(data, o, end));
     o = end;
   }
   return out;
