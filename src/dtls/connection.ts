@@ -22,7 +22,15 @@ import { HandshakeTranscript } from './handshake/hash.js';
 import { HandshakeType } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
 import { protectionFromKeyBlock, type SessionRecordProtection } from './record/protection.js';
-import { ContentType, type DtlsRecord, encodeRecord, RECORD_HEADER_LENGTH } from './record/record.js';
+import {
+  ContentType,
+  type DtlsRecord,
+  encodeRecord,
+  RECORD_HEADER_LENGTH,
+  recordAt,
+  recordEnd,
+  recordSeq,
+} from './record/record.js';
 import { ReplayWindow } from './record/replay.js';
 
 export const AlertDescription = {
@@ -439,26 +447,82 @@ export abstract class DtlsConnection {
     // Anything else (old-epoch alerts / CCS, far-future epochs) is dropped.
   }
 
+  /**
+   * All records of a datagram from this peer. An application_data record of an
+   * established session takes the fast path (no record object; decrypted in
+   * place); anything else goes through `handleRecord`.
+   */
+  handleDatagram(data: Buffer): void {
+    let o = 0;
+    for (let end = recordEnd(data, o); end >= 0; end = recordEnd(data, o)) {
+      if (
+        data[o] === ContentType.applicationData &&
+        data[o + 3] === 0 &&
+        data[o + 4] === 1 &&
+        this.state === 'established'
+      ) {
+        this.receiveApplicationData(data, o, end);
+      } else {
+        this.handleRecord(recordAt(data, o, end));
+      }
+      o = end;
+    }
+  }
+
+  /**
+   * The application_data record `data[o..end]` (epoch 1, header validated by
+   * recordEnd) of an established session: exactly what `handleRecord` does
+   * with it, without building the record object or a fragment view.
+   */
+  receiveApplicationData(data: Buffer, o: number, end: number): void {
+    // Established means both epochs are 1 (only epochs 0 and 1 exist).
+    const prot = this.readProt;
+    const seq = recordSeq(data, o);
+    if (prot === undefined || !this.replay.check(seq)) return;
+    const off = o + RECORD_HEADER_LENGTH;
+    const plaintext = prot.open(ContentType.applicationData, 1, seq, data, off, end - off);
+    if (plaintext === undefined) return; // §4.1.2.7: invalid records are silently discarded
+    this.replay.update(seq);
+    if (plaintext.length > MAX_PLAINTEXT) return;
+    this.lastActivity = Date.now();
+    if (recordReceivedChannel.hasSubscribers) {
+      recordReceivedChannel.publish(
+        recordEvent(
+          this.peerLabel,
+          this.role,
+          ContentType.applicationData,
+          1,
+          seq,
+          plaintext,
+          this.suite?.keyExchange === 'ecdhe_psk',
+        ),
+      );
+    }
+    this.onApplicationData();
+    this.notifyData(plaintext);
+  }
+
   private processRecord(rec: DtlsRecord): void {
     let plaintext: Buffer;
     if (rec.epoch > 0) {
       const prot = this.readProt;
       if (prot === undefined || !this.replay.check(rec.seq)) return;
-      try {
-        plaintext = prot.decrypt(rec.type, rec.epoch, rec.seq, rec.fragment);
-      } catch (e) {
+      const frag = rec.fragment;
+      const pt = prot.open(rec.type, rec.epoch, rec.seq, frag, 0, frag.length);
+      if (pt === undefined) {
         // §4.1.2.7: invalid records are silently discarded. While we wait for the
         // peer's Finished, a record that fails authentication means a wrong key.
         if (this.state === 'handshaking' && rec.type === ContentType.handshake) {
           this.fail(
             alertError(
               AlertDescription.badRecordMac,
-              `DTLS record authentication failed (wrong PSK?): ${(e as Error).message}`,
+              'DTLS record authentication failed (wrong PSK?): DTLS record authentication failed',
             ),
           );
         }
         return;
       }
+      plaintext = pt;
       this.replay.update(rec.seq);
     } else {
       plaintext = rec.fragment;

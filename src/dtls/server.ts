@@ -43,7 +43,7 @@ import {
   HandshakeType,
 } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
-import { ContentType, type DtlsRecord, parseDatagram, RECORD_HEADER_LENGTH } from './record/record.js';
+import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd } from './record/record.js';
 
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
@@ -344,6 +344,8 @@ export interface DtlsServerEvents {
 
 export class DtlsServer {
   private readonly conns = new Map<string, DtlsServerConnection>();
+  /** The same sessions by port (the address is checked): the per-datagram lookup. */
+  private readonly byPort = new Map<number, DtlsServerConnection>();
   /** Connection options shared by all connections of one address family ([IPv4, IPv6]). */
   private readonly connOptions: [ServerConnectionOptions, ServerConnectionOptions];
   /** Connections still handshaking (bounded by maxHandshakes). */
@@ -417,7 +419,7 @@ export class DtlsServer {
   /** @internal */
   connClosed(conn: DtlsServerConnection, error?: DtlsError): void {
     this.halfOpen.delete(conn);
-    if (this.conns.get(conn.peerLabel) === conn) this.conns.delete(conn.peerLabel);
+    if (this.conns.get(conn.peerLabel) === conn) this.removeConn(conn.peerLabel, conn);
     this.events.closed(conn, conn.address, conn.port, error);
   }
 
@@ -468,20 +470,49 @@ export class DtlsServer {
     return false;
   }
 
+  /** The session with address/port: by port first (no key string), then by key. */
+  private lookup(address: string, port: number): DtlsServerConnection | undefined {
+    const c = this.byPort.get(port);
+    if (c !== undefined && c.address === address) return c;
+    const found = this.conns.get(`${address}%${port}`);
+    if (found !== undefined) this.byPort.set(port, found);
+    return found;
+  }
+
+  private addConn(key: string, conn: DtlsServerConnection): void {
+    this.conns.set(key, conn);
+    this.byPort.set(conn.port, conn);
+  }
+
+  private removeConn(key: string, conn: DtlsServerConnection): void {
+    this.conns.delete(key);
+    if (this.byPort.get(conn.port) === conn) this.byPort.delete(conn.port);
+  }
+
   handleDatagram(data: Buffer, address: string, port: number): void {
     if (this.closed) return;
-    const key = `${address}%${port}`;
-    for (const rec of parseDatagram(data)) {
+    let o = 0;
+    for (let end = recordEnd(data, o); end >= 0; o = end, end = recordEnd(data, o)) {
+      const type = data[o];
+      if (type === ContentType.applicationData && data[o + 3] === 0 && data[o + 4] === 1) {
+        // Established traffic: no record object, no key string.
+        const conn = this.lookup(address, port);
+        if (conn === undefined) continue;
+        if (conn.state === 'established') conn.receiveApplicationData(data, o, end);
+        else conn.handleRecord(recordAt(data, o, end));
+        continue;
+      }
+      const rec = recordAt(data, o, end);
       if (
         rec.type === ContentType.handshake &&
         rec.epoch === 0 &&
         rec.fragment.length > 12 &&
         rec.fragment[0] === HandshakeType.clientHello
       ) {
-        this.handleClientHelloRecord(rec, key, address, port);
+        this.handleClientHelloRecord(rec, `${address}%${port}`, address, port);
         continue;
       }
-      this.conns.get(key)?.handleRecord(rec);
+      this.lookup(address, port)?.handleRecord(rec);
     }
   }
 
@@ -519,7 +550,7 @@ export class DtlsServer {
     // its session restarts here; replace the old association (§4.2.8).
     if (existing !== undefined) {
       this.stats.replaced++;
-      this.conns.delete(key);
+      this.removeConn(key, existing);
       existing.destroy();
     }
     if (this.conns.size >= this.maxSessions || this.handshakeCount >= this.maxHandshakes) {
@@ -528,7 +559,7 @@ export class DtlsServer {
     }
     const opts = this.connOptions[address.includes(':') ? 1 : 0];
     const conn = new DtlsServerConnection(this, opts, address, port, key);
-    this.conns.set(key, conn);
+    this.addConn(key, conn);
     this.halfOpen.add(conn);
     try {
       conn.start(ch, frag.body, frag.messageSeq, rec.seq);
@@ -588,7 +619,7 @@ export class DtlsServer {
     for (const [key, conn] of this.conns) {
       if (conn.state === 'established' && now - conn.lastActivity > this.idleTimeoutMs) {
         this.stats.evictedIdle++;
-        this.conns.delete(key);
+        this.removeConn(key, conn);
         conn.close();
       }
     }
@@ -608,5 +639,6 @@ export class DtlsServer {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const conn of [...this.conns.values()]) conn.close();
     this.conns.clear();
+    this.byPort.clear();
   }
 }

@@ -13,13 +13,14 @@
  * `SSLKEYLOGFILE` (or `keyLogFile`) enables NSS key logging for Wireshark.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
 import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/crypto/suites.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
-import { parseDatagram, RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
-import { DtlsServer, type PskLookup } from '../dtls/server.js';
+import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
+import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
 import { ClosedError, DnsError, DtlsError, InvalidArgumentError, NetworkError } from '../errors.js';
 import {
   type AddressFamily,
@@ -42,9 +43,26 @@ function normalizeAddress(a: string): string {
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
+/**
+ * The sockets' address lookup: DTLS peers are IP literals (from rinfo or
+ * resolved up front), which dgram would otherwise pass through dns.lookup()
+ * and a process.nextTick() on every send. Literals are answered synchronously,
+ * so a send reaches the kernel inside socket.send().
+ */
+function literalLookup(
+  hostname: string,
+  options: dns.LookupOneOptions | number,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else if (typeof options === 'number') dns.lookup(hostname, options, callback);
+  else dns.lookup(hostname, options, callback);
+}
+
 function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createSocket({ type, ipv6Only: false });
+    const s = createSocket({ type, ipv6Only: false, lookup: literalLookup });
     const onError = (err: Error) => {
       s.close();
       reject(new NetworkError(`cannot bind DTLS socket: ${err.message}`, { cause: err }));
@@ -132,6 +150,12 @@ export class DtlsClientTransport implements Transport {
   private readonly keyLog;
   private readonly pending = new PendingSends();
   private idleTimer?: NodeJS.Timeout;
+  /** The session of the last datagram received and its rinfo address/port (skips the key string). */
+  private lastRecv?: ClientSession;
+  private lastRecvAddress = '';
+  private lastRecvPort = -1;
+  /** Set while send() runs with reportErrors false: the datagram goes out without a completion callback. */
+  private quietSend = false;
 
   private constructor(
     private readonly options: DtlsClientOptions,
@@ -196,24 +220,36 @@ export class DtlsClientTransport implements Transport {
   }
 
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
-    const key = `${normalizeAddress(rinfo.address)}%${rinfo.port}`;
-    const s = this.sessions.get(key);
-    if (s?.conn === undefined) return;
-    for (const rec of parseDatagram(msg)) s.conn.handleRecord(rec);
+    let s = this.lastRecv;
+    if (s === undefined || rinfo.port !== this.lastRecvPort || rinfo.address !== this.lastRecvAddress) {
+      s = this.sessions.get(`${normalizeAddress(rinfo.address)}%${rinfo.port}`);
+      if (s === undefined) return;
+      this.lastRecv = s;
+      this.lastRecvAddress = rinfo.address;
+      this.lastRecvPort = rinfo.port;
+    }
+    s.conn?.handleDatagram(msg);
   }
 
-  send(data: Uint8Array, peer: Peer): void {
+  /** Forgets the receive cache (call whenever `sessions` changes). */
+  private sessionsChanged(): void {
+    this.lastRecv = undefined;
+  }
+
+  send(data: Uint8Array, peer: Peer, reportErrors = true): void {
     if (this.closed) {
       this.handlers?.peerError?.(peer, new ClosedError('DTLS transport closed'));
       return;
     }
     const s = this.session(peer);
     if (s.conn?.state === 'established') {
+      this.quietSend = !reportErrors;
       try {
         s.conn.sendApplicationData(data);
       } catch (e) {
         this.handlers?.peerError?.(peer, e as Error);
       }
+      this.quietSend = false;
       return;
     }
     if (s.queue.length >= QUEUE_LIMIT) s.queue.shift();
@@ -245,6 +281,7 @@ export class DtlsClientTransport implements Transport {
     if (s === undefined || s.conn?.state === 'closed') {
       s = { peer, queue: [], waiters: [], resolving: true };
       this.sessions.set(peer.key, s);
+      this.sessionsChanged();
       void this.startHandshake(s);
     }
     return s;
@@ -277,6 +314,12 @@ export class DtlsClientTransport implements Transport {
     const port = peer.port;
     const mtu = this.options.mtu ?? (family === 6 ? 1280 : 576);
     const recvKey = `${address}%${port}`;
+    // One completion callback per session (not a closure per datagram).
+    const onSent = (err: Error | null) => {
+      this.pending.done();
+      if (err && !this.closed)
+        this.handlers?.peerError?.(peer, new NetworkError(err.message, { cause: err }));
+    };
     let conn: DtlsClientConnection;
     try {
       conn = new DtlsClientConnection(
@@ -295,12 +338,12 @@ export class DtlsClientTransport implements Transport {
         },
         {
           sendDatagram: (d) => {
+            if (this.quietSend) {
+              socket.send(d, port, address);
+              return;
+            }
             this.pending.add();
-            socket.send(d, port, address, (err) => {
-              this.pending.done();
-              if (err && !this.closed)
-                this.handlers?.peerError?.(peer, new NetworkError(err.message, { cause: err }));
-            });
+            socket.send(d, port, address, onSent);
           },
           established: () => {
             const queued = s.queue;
@@ -312,6 +355,7 @@ export class DtlsClientTransport implements Transport {
           closed: (error) => {
             if (this.sessions.get(peer.key) === s) this.sessions.delete(peer.key);
             if (recvKey !== peer.key && this.sessions.get(recvKey) === s) this.sessions.delete(recvKey);
+            this.sessionsChanged();
             s.queue = [];
             const report = !this.closed && this.handlers?.peerError !== undefined;
             if (s.waiters.length === 0 && !report) return; // clean close nobody waits for: no Error to build
@@ -329,11 +373,13 @@ export class DtlsClientTransport implements Transport {
     s.resolving = false;
     // Received datagrams are keyed by the numeric address.
     if (recvKey !== peer.key) this.sessions.set(recvKey, s);
+    this.sessionsChanged();
     conn.start();
   }
 
   private failSession(s: ClientSession, err: Error): void {
     if (this.sessions.get(s.peer.key) === s) this.sessions.delete(s.peer.key);
+    this.sessionsChanged();
     s.queue = [];
     for (const w of s.waiters.splice(0)) w.reject(err);
     if (!this.closed) this.handlers?.peerError?.(s.peer, err);
@@ -355,6 +401,7 @@ export class DtlsClientTransport implements Transport {
       for (const w of s.waiters.splice(0)) w.reject(new ClosedError('DTLS transport closed'));
     }
     this.sessions.clear();
+    this.sessionsChanged();
     await this.pending.drained();
     await Promise.all([...this.sockets.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets.clear();
@@ -402,6 +449,8 @@ export class DtlsServerTransport implements Transport {
         : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
+    let lastV4 = '';
+    let lastMapped = '';
     const v6 = family === 6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
     this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
@@ -422,9 +471,21 @@ export class DtlsServerTransport implements Transport {
       {
         send: (d, address, port) => {
           if (this.closed && !this.closing) return;
-          this.pending.add();
           // A dual-stack (udp6) socket reaches IPv4 peers through their v4-mapped address.
-          const to = v6 && isIP(address) === 4 ? `::ffff:${address}` : address;
+          let to = address;
+          if (v6 && isIP(address) === 4) {
+            if (address !== lastV4) {
+              lastV4 = address;
+              lastMapped = `::ffff:${address}`;
+            }
+            to = lastMapped;
+          }
+          // Sends are synchronous (literal lookup): only close() waits for its close_notify alerts.
+          if (!this.closing) {
+            socket.send(d, port, to);
+            return;
+          }
+          this.pending.add();
           socket.send(d, port, to, sent);
         },
         // The Peer of a session is created on its first datagram and kept on the
@@ -436,6 +497,7 @@ export class DtlsServerTransport implements Transport {
             peer = makePeer(address, port, conn.identity);
             conn.tag = peer;
           }
+          this.lastConn = conn;
           this.handlers?.message(d, peer);
         },
         closed: (conn, address, port, error) => {
@@ -456,6 +518,8 @@ export class DtlsServerTransport implements Transport {
 
   private closing = false;
   private readonly pending = new PendingSends();
+  /** The session that delivered the last datagram: a response to it needs no session lookup. */
+  private lastConn?: DtlsServerConnection;
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
     const host = options.host ?? '::';
@@ -475,6 +539,16 @@ export class DtlsServerTransport implements Transport {
 
   send(data: Uint8Array, peer: Peer): void {
     if (this.closed) return;
+    const c = this.lastConn;
+    // Its Peer identifies the session; an established session is the one the server holds for peer.key.
+    if (c !== undefined && c.tag === peer && c.state === 'established') {
+      try {
+        c.sendApplicationData(data);
+      } catch (e) {
+        this.handlers?.peerError?.(peer, e as Error);
+      }
+      return;
+    }
     let sent: boolean;
     try {
       sent = this.server.send(peer.key, data);
@@ -491,6 +565,7 @@ export class DtlsServerTransport implements Transport {
     if (this.closed) return;
     this.closing = true;
     this.closed = true;
+    this.lastConn = undefined;
     this.server.close();
     this.closing = false;
     await this.pending.drained();
