@@ -4,12 +4,12 @@
 //
 //   node bench/run.mjs [--quick] [--duration S] [--sustain S] [--only PEER[,PEER]] [--out DIR]
 //                      [--rounds N] [--phases throughput,sustained,paced] [--pin] [--no-publish]
-//                      [--skip-codec] [--skip-dtls]
+//                      [--skip-codec] [--skip-dtls] [--idle-us U]
 //   node bench/run.mjs --render results.json [--out DIR] [--republish]
 //       (table and chart again from saved figures; --republish also rewrites bench/results and README)
 //
 // Env equivalents: BENCH_QUICK=1, BENCH_DURATION, BENCH_SUSTAIN, BENCH_ROUNDS, BENCH_ONLY, BENCH_OUT,
-// BENCH_PIN=1.
+// BENCH_PIN=1, BENCH_IDLE_US.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -50,6 +50,7 @@ const { values: argv } = parseArgs({
     'skip-codec': { type: 'boolean', default: false },
     'skip-dtls': { type: 'boolean', default: false },
     rounds: { type: 'string', default: process.env.BENCH_ROUNDS },
+    'idle-us': { type: 'string', default: process.env.BENCH_IDLE_US },
     phases: { type: 'string', default: process.env.BENCH_PHASES },
     render: { type: 'string' },
     republish: { type: 'boolean', default: false },
@@ -78,6 +79,10 @@ const cfg = {
   duration: Number(argv.duration ?? (quick ? 0.6 : 6)),
   rounds: Math.max(1, Number(argv.rounds ?? (quick ? 1 : 3))),
   sustain: Number(argv.sustain ?? (quick ? 1 : 60)),
+  // Closed-loop generators (coap and coaps alike) nap this long when nothing is ready instead of
+  // blocking, so the server is not charged a wake-up of the generator for every response (see
+  // bench/README.md, "The load generator"); 0 makes them block.
+  idleUs: Math.max(0, Number(argv['idle-us'] ?? 200)),
   pacedClients: 10_000,
   pacedRate: 1,
   maxOldSpaceMb: 8192,
@@ -139,6 +144,8 @@ async function runLoad(h, def, sc, onSecond) {
     String(sc.warmup ?? 0),
     '--rate',
     String(sc.rate ?? 1),
+    '--idle-us',
+    String(cfg.idleUs),
     '--progress',
   ];
   const cmd = pinning ? 'taskset' : loadgenBin;
@@ -694,6 +701,7 @@ async function main() {
     duration_s: cfg.duration,
     rounds: cfg.rounds,
     sustain_s: cfg.sustain,
+    loadgen_idle_us: cfg.idleUs,
     pinning: pinning ? { server_cpu: 1, loadgen_cpu: 0 } : null,
     node_peer_flags: ['--expose-gc', `--max-old-space-size=${cfg.maxOldSpaceMb}`],
     loadgen: { compiled: false },
@@ -736,7 +744,14 @@ async function main() {
   if (!argv['skip-dtls'] && (!onlyIds || onlyIds.includes('dtls') || onlyIds.includes('coapkit'))) {
     log('DTLS benchmark');
     try {
-      results.dtls = await dtlsBench({ root: ROOT, quick, pinCpu: serverCpu, duration: cfg.duration, log });
+      results.dtls = await dtlsBench({
+        root: ROOT,
+        quick,
+        pinCpu: serverCpu,
+        duration: cfg.duration,
+        idleUs: cfg.idleUs,
+        log,
+      });
     } catch (e) {
       results.dtls = { status: 'error', note: `DTLS bench failed: ${e instanceof Error ? e.message : e}` };
     }

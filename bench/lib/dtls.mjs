@@ -100,11 +100,11 @@ export async function dtlsBench(ctx) {
   result.loadgen = built.ok ? built : { compiled: false, reason: built.reason };
   const secs = ctx.quick ? 0.5 : ctx.duration;
   const warmup = ctx.quick ? 0.2 : 0.5;
-  // The C driver naps 200 us when nothing is ready instead of blocking in epoll_wait, so that the
-  // server does not pay for waking it up after every response (a loopback artefact, ~15-30% of
-  // the server's CPU per coaps request here; the Node client never slept either). See
-  // bench/README.md. BENCH_DTLS_IDLE_US=0 makes it block like loadgen.c.
-  const idleUs = Number(process.env.BENCH_DTLS_IDLE_US ?? 200);
+  // The C driver naps `idleUs` when nothing is ready instead of blocking in epoll_wait, exactly
+  // like bench/loadgen.c for plain coap (the same --idle-us for both, so that coaps/plain compares
+  // like with like): the server then does not pay for waking the generator up after every
+  // response, a loopback artefact. See bench/README.md. 0 makes both block.
+  const idleUs = Number(ctx.idleUs ?? process.env.BENCH_IDLE_US ?? 200);
   if (built.ok) result.loadgen.idle_us = idleUs;
   const loadgen = (args) =>
     pinned(LOADGEN_BIN, [
