@@ -10,6 +10,8 @@
  * fetched block by block, with the ETag checked across blocks (a changed
  * representation restarts the download, twice at most).
  */
+
+import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';

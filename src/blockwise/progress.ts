@@ -8,6 +8,9 @@
  * It shows bytes (and total when known), blocks, rate and ETA, redraws at most
  * every 100 ms, and is silent unless the stream is a terminal.
  */
+
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import type { BlockProgress } from './common.js';
 
 export interface ProgressBarOptions {

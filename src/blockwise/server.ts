@@ -12,6 +12,10 @@
  * cached briefly per (peer, request) so every block comes from one
  * representation.
  */
+
+import { Buffer } from 'node:buffer';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';

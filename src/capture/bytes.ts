@@ -1,4 +1,6 @@
 /** Small bounds-checked helpers shared by the capture parsers. */
+
+import { Buffer } from 'node:buffer';
 import { CaptureFormatError } from '../errors.js';
 
 /** Thrown internally when a read goes past the end of a buffer. */

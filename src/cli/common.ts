@@ -3,6 +3,7 @@
  * -O options, transport settings.
  */
 
+import { Buffer } from 'node:buffer';
 import { optionValue } from '../codec/options.js';
 import type { CoapUri } from '../codec/uri.js';
 import { parseUri } from '../codec/uri.js';

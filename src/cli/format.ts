@@ -1,6 +1,8 @@
 /**
  * How the CLI prints messages, options, payloads and links.
  */
+
+import { Buffer } from 'node:buffer';
 import type { Link } from '../codec/link-format.js';
 import { formatOptionValue } from '../codec/options.js';
 import { describeCode, MESSAGE_TYPE_NAMES } from '../constants/codes.js';

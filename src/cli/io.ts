@@ -1,4 +1,5 @@
 /** The process streams a command works with (injectable for tests). */
+import { Buffer } from 'node:buffer';
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };

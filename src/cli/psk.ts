@@ -1,6 +1,8 @@
 /**
  * Pre-shared keys from flags, files and the environment.
  */
+
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { type Parsed, str } from './args.js';

@@ -4,6 +4,7 @@
  * coaps://), and returns a CoapResponse or throws a typed error.
  */
 
+import { Buffer } from 'node:buffer';
 import { blockwiseExchange } from '../blockwise/client.js';
 import type { BlockProgress } from '../blockwise/common.js';
 import type { CoapOption } from '../codec/message.js';

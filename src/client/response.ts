@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { getOption, getOptions, getUintOption } from '../codec/options.js';
 import { describeCode, type MessageType } from '../constants/codes.js';

@@ -4,6 +4,8 @@
  * Token, option values and payload of a decoded message are views into the
  * input buffer (no copies); copy them if the input buffer is reused.
  */
+
+import { Buffer } from 'node:buffer';
 import type { MessageType } from '../constants/codes.js';
 import { InvalidArgumentError, MessageFormatError } from '../errors.js';
 import { BufferView } from './view.js';

@@ -2,6 +2,8 @@
  * Option values (RFC 7252 §3.2 formats, §5.10 definitions) and helpers to
  * read options from decoded messages. Pure functions.
  */
+
+import { Buffer } from 'node:buffer';
 import { contentFormatName } from '../constants/content-formats.js';
 import { isCritical, optionDefinition } from '../constants/options.js';
 import { OptionError } from '../errors.js';

@@ -2,6 +2,8 @@
  * CoAP URIs (RFC 7252 §6): parsing, decomposition into options (§6.4) and
  * composition from options (§6.5). Pure functions, no name resolution.
  */
+
+import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 import { OptionNumber } from '../constants/options.js';
 import { UriError } from '../errors.js';

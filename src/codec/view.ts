@@ -9,6 +9,7 @@
  * Use: `const ab = buf.buffer, bo = buf.byteOffset;` once (the `buffer`
  * getter is not free), then `new BufferView(ab, bo + start, length)`.
  */
+import { Buffer } from 'node:buffer';
 
 export type BufferViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
 

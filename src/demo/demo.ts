@@ -10,6 +10,8 @@
  * firmware image block-wise with a progress bar. Everything is closed at the
  * end; the whole run takes well under 15 s.
  */
+
+import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { BlockProgress } from '../blockwise/common.js';

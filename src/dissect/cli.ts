@@ -1,4 +1,6 @@
 /** `coapkit dissect FILE`: CLI entry point (wired into the coapkit CLI by src/cli). */
+
+import { Buffer } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { CoapError } from '../errors.js';

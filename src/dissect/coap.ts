@@ -2,6 +2,8 @@
  * CoAP message description and exchange grouping for the dissector.
  * Decoding itself is src/codec/message.ts; this file names and formats.
  */
+
+import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import type { CoapMessage } from '../codec/message.js';
 import {

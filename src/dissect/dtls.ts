@@ -3,6 +3,8 @@
  * decryption of protected records when the PSK (or an NSS key log) is known.
  * Crypto comes from src/dtls (PRF, key schedule, record protection, transcript).
  */
+
+import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from '../dtls/crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from '../dtls/crypto/suites.js';

@@ -6,6 +6,9 @@
  * empty ACK then a separate CON response when it is slow).
  */
 
+import { Buffer } from 'node:buffer';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
 import { firstBadCritical } from '../codec/options.js';
 import { MessageType } from '../constants/codes.js';

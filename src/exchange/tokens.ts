@@ -2,6 +2,8 @@
  * Random tokens (RFC 7252 §5.3.1, §11.4) from node:crypto, drawn from a
  * pooled buffer so the hot path does not call into the CSPRNG per request.
  */
+
+import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
 
 const POOL_SIZE = 4096;

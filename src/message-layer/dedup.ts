@@ -33,6 +33,7 @@
  * and `maxBytes` to widen the window at the cost of memory.
  */
 
+import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
 
 const HEADER = 18;

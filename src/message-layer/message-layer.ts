@@ -4,7 +4,11 @@
  * and rejection of what cannot be processed. It deals only in message
  * types and Message IDs; tokens are the exchange layer's business.
  */
+
+import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { type CoapMessage, decodeMessage, encodeEmpty } from '../codec/message.js';
 import { MessageType } from '../constants/codes.js';
 import type { DerivedParameters, TransmissionParameters } from '../constants/transmission.js';

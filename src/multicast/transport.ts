@@ -18,6 +18,9 @@
  * it) or else from the group socket itself; either way the source address
  * is unicast (Linux picks it from the route for a socket bound to a group).
  */
+
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { MessageType } from '../constants/codes.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';

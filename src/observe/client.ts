@@ -15,6 +15,9 @@
  * requests without Observe (RFC 7959 §2.6).
  */
 
+import { Buffer } from 'node:buffer';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { blockSizeToSzx, download, type SendFn } from '../blockwise/client.js';
 import { MAX_SZX } from '../blockwise/common.js';
 import { CoapResponse } from '../client/response.js';

@@ -18,6 +18,9 @@
  * client gets the latest state when it acknowledges, never a queue (§4.5.2).
  */
 
+import { Buffer } from 'node:buffer';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import type { BlockwiseServer } from '../blockwise/server.js';
 import type { CoapOption } from '../codec/message.js';
 import { decodeUint, encodeUint, getOption, getUintOption } from '../codec/options.js';

@@ -4,6 +4,8 @@
  * are forwarded with a CoapClient; cacheable responses are kept until their
  * Max-Age runs out. Failures map to 5.02 Bad Gateway / 5.04 Gateway Timeout.
  */
+
+import { Buffer } from 'node:buffer';
 import type { CoapClient } from '../client/client.js';
 import type { CoapOption } from '../codec/message.js';
 import { getOption, getUintOption } from '../codec/options.js';

@@ -11,6 +11,8 @@
  * The request logic lives in `handle()`, which only needs a request-like
  * object, so it is testable without sockets.
  */
+
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';

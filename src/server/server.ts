@@ -4,6 +4,9 @@
  * number of transports at once (coap:// and coaps:// side by side).
  */
 
+import { Buffer } from 'node:buffer';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { utf8Interned } from '../codec/intern.js';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';

@@ -3,6 +3,8 @@
  * pieces and accounting for the bytes each layer adds on the wire.
  * Nothing here throws on malformed input.
  */
+
+import { Buffer } from 'node:buffer';
 import { type CoapMessage, decodeMessage } from '../codec/message.js';
 import { formatOptionValue } from '../codec/options.js';
 import { describeCode, MESSAGE_TYPE_NAMES } from '../constants/codes.js';

@@ -15,6 +15,7 @@
  * breakdown.
  */
 
+import { Buffer } from 'node:buffer';
 import dc from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
 import {

@@ -2,6 +2,8 @@
  * In-memory transport for tests: a pair (or a hub) of endpoints that pass
  * datagrams through an optional lossy link with drop/delay/duplicate hooks.
  */
+
+import { Buffer } from 'node:buffer';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
 import { makePeer } from './transport.js';
 

@@ -4,6 +4,8 @@
  */
 import dns from 'node:dns';
 import { isIP } from 'node:net';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import { channels } from '../diagnostics.js';
 import { DnsError } from '../errors.js';
 

@@ -3,6 +3,8 @@
  * registers, writes every notification's payload to stdout (one per line),
  * and deregisters on Ctrl-C, after --count notifications or --duration seconds.
  */
+
+import { Buffer } from 'node:buffer';
 import { CoapClient } from '../../client/client.js';
 import { describeCode } from '../../constants/codes.js';
 import { UsageError } from '../../errors.js';

@@ -1,6 +1,8 @@
 /**
  * coapkit get|post|put|delete|fetch|patch|ipatch URI
  */
+
+import { Buffer } from 'node:buffer';
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { createProgressBar } from '../../blockwise/progress.js';
