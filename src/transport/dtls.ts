@@ -43,6 +43,9 @@ function normalizeAddress(a: string): string {
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
+let lastLiteral: string | undefined;
+let lastFamily = 0;
+
 /**
  * The sockets' address lookup: DTLS peers are IP literals (from rinfo or
  * resolved up front), which dgram would otherwise pass through dns.lookup()
@@ -54,9 +57,17 @@ function literalLookup(
   options: dns.LookupOneOptions | number,
   callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
 ): void {
+  // A session sends to the same address string every time: skip isIP's regular expression.
+  if (hostname === lastLiteral) {
+    callback(null, hostname, lastFamily);
+    return;
+  }
   const family = isIP(hostname);
-  if (family !== 0) callback(null, hostname, family);
-  else if (typeof options === 'number') dns.lookup(hostname, options, callback);
+  if (family !== 0) {
+    lastLiteral = hostname;
+    lastFamily = family;
+    callback(null, hostname, family);
+  } else if (typeof options === 'number') dns.lookup(hostname, options, callback);
   else dns.lookup(hostname, options, callback);
 }
 

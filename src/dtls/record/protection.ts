@@ -121,6 +121,9 @@ export class SessionRecordProtection implements RecordProtection {
   /** Bytes of explicit nonce carried in each AEAD record (8 for AES-GCM/CCM, 0 for ChaCha20). */
   private readonly explicitLen: number;
   private readonly tagOpts: { authTagLength: number };
+  /** The key block's ArrayBuffer and the key's offset in it (the `buffer` getter is not free). */
+  private readonly kbBuffer: ArrayBufferLike;
+  private readonly keyAt: number;
 
   constructor(
     private readonly kb: Buffer,
@@ -138,12 +141,13 @@ export class SessionRecordProtection implements RecordProtection {
     this.alg = cipher === 'aes-128-ccm8' ? 'aes-128-ccm' : cipher;
     this.explicitLen = cipher === 'chacha20-poly1305' ? 0 : 8;
     this.tagOpts = TAG_OPTS[tagLength] ?? { authTagLength: tagLength };
+    this.kbBuffer = kb.buffer;
+    this.keyAt = kb.byteOffset + this.keyOff;
   }
 
-  /** A view of the key (a FastBuffer: cheaper than subarray; nothing kept per session). */
+  /** A view of the key (a FastBuffer: cheaper than subarray; no Buffer kept per session). */
   private key(): Buffer {
-    const kb = this.kb;
-    return new BufferView(kb.buffer, kb.byteOffset + this.keyOff, this.keyLen);
+    return new BufferView(this.kbBuffer, this.keyAt, this.keyLen);
   }
 
   /**
