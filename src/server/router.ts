@@ -27,11 +27,14 @@ export interface Route<H> {
   handlers: Map<number, H>;
   attrs: ResourceAttributes;
   hasParams: boolean;
+  /** The match result for this route as an exact route (one object, no allocation per request). */
+  exactMatch: RouteMatch<H>;
 }
 
 export interface RouteMatch<H> {
   route: Route<H>;
-  params: Record<string, string>;
+  /** Parameters of a pattern route; undefined for an exact route (no parameters). */
+  params: Record<string, string> | undefined;
 }
 
 export class Router<H> {
@@ -45,7 +48,16 @@ export class Router<H> {
     const hasParams = segments.some((s) => s.startsWith(':') || s === '*');
     let route = hasParams ? this.patterns.find((r) => r.pattern === norm) : this.exact.get(norm);
     if (!route) {
-      route = { pattern: norm, segments, handlers: new Map(), attrs: { ...attrs }, hasParams };
+      const created: Route<H> = {
+        pattern: norm,
+        segments,
+        handlers: new Map(),
+        attrs: { ...attrs },
+        hasParams,
+        exactMatch: undefined as unknown as RouteMatch<H>,
+      };
+      created.exactMatch = { route: created, params: undefined };
+      route = created;
       if (hasParams) this.patterns.push(route);
       else this.exact.set(norm, route);
       this.all.push(route);
@@ -70,7 +82,7 @@ export class Router<H> {
   /** Finds the route for a path given as decoded segments. */
   match(path: string, segments: readonly string[]): RouteMatch<H> | undefined {
     const r = this.exact.get(path);
-    if (r) return { route: r, params: {} };
+    if (r) return r.exactMatch;
     for (const route of this.patterns) {
       const params = matchSegments(route.segments, segments);
       if (params) return { route, params };

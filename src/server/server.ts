@@ -57,8 +57,16 @@ export type RequestHandler = (req: ServerRequest) => HandlerResult | Promise<Han
 
 /** The request as a handler sees it. */
 export class ServerRequest {
-  /** Parameters from `:name` segments (and `*`) of the route pattern. */
-  params: Record<string, string> = {};
+  private paramsObject: Record<string, string> | undefined;
+
+  /** Parameters from `:name` segments (and `*`) of the route pattern (created when first read). */
+  get params(): Record<string, string> {
+    if (this.paramsObject === undefined) this.paramsObject = {};
+    return this.paramsObject;
+  }
+  set params(p: Record<string, string>) {
+    this.paramsObject = p;
+  }
   /** The route that matched, if any. */
   route: Route<RequestHandler> | undefined;
   /** The endpoint the request arrived on (observe notifications go back through it). */
@@ -344,16 +352,21 @@ export class CoapServer {
     endpoint?: Endpoint,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     // Path from Uri-Path options.
-    const segments: string[] = [];
+    // Most paths have one segment: keep it in a local and size the array exactly.
+    let first: string | undefined;
+    let more: string[] | undefined;
     let path = '';
     for (const o of msg.options) {
       if (o.number === OptionNumber.UriPath) {
         const s = utf8Interned(o.value);
-        segments.push(s);
+        if (first === undefined) first = s;
+        else if (more === undefined) more = [first, s];
+        else more.push(s);
         path += `/${s}`;
       }
     }
     if (path === '') path = '/';
+    const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
@@ -446,7 +459,7 @@ export class CoapServer {
     if (!m) return this.error(ResponseCode.NotFound, '');
     const handler = m.route.handlers.get(msg.code);
     if (!handler) return this.error(ResponseCode.MethodNotAllowed, '');
-    req.params = m.params;
+    if (m.params !== undefined) req.params = m.params;
     req.route = m.route;
     const accepts = m.route.attrs.accepts;
     if (accepts && msg.payload.length > 0) {
