@@ -586,6 +586,24 @@ function buildRows(results) {
       `>= ${TARGETS.dtlsVsPlain}x plain coap`,
       plain ? dtls.requests_per_s / plain >= TARGETS.dtlsVsPlain : null,
     );
+    // The ceiling node:crypto sets: if DTLS cost nothing but its two cipher objects per request,
+    // coaps would still be plain's server CPU per request plus seal + open.
+    const plainRun = ck?.runs.c64_con;
+    const plainUs = plainRun?.rps ? (10_000 * plainRun.server_cpu_pct) / plainRun.rps : null;
+    const coapsUs = dtls.requests_per_s
+      ? (10_000 * dtls.requests_server_cpu_pct) / dtls.requests_per_s
+      : null;
+    if (dtls.cipher && plainUs) {
+      const crypto = dtls.cipher.seal_us + dtls.cipher.open_us;
+      add(
+        'coapkit',
+        'coaps ceiling with node:crypto (server CPU per request)',
+        `plain ${fmtNum(plainUs)} us + CCM_8 seal ${fmtNum(dtls.cipher.seal_us)} us + open ${fmtNum(dtls.cipher.open_us)} us = ${fmtNum(plainUs + crypto)} us; coaps measured ${coapsUs ? `${fmtNum(coapsUs)} us` : 'n/a'}`,
+        `<= ${fmtRatio(plainUs / (plainUs + crypto))}x plain`,
+        '',
+        null,
+      );
+    }
     add(
       'coapkit',
       `heap per idle DTLS session (${dtls.idle_sessions} sessions)`,
