@@ -7,6 +7,7 @@
  * Offers extended_master_secret, renegotiation_info, server_name (host names)
  * and, with ECDHE_PSK suites, supported_groups + ec_point_formats.
  */
+import { Buffer } from 'node:buffer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DtlsError } from '../errors.js';

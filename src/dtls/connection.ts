@@ -7,6 +7,7 @@
  *
  * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
  */
+import { Buffer } from 'node:buffer';
 import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import { handshakeErrorChannel, recordEvent, recordReceivedChannel, recordSentChannel } from './diag.js';

@@ -8,6 +8,7 @@
  * - coapkit:dtls:record:sent / coapkit:dtls:record:received
  *     { peer, role, type, typeName, epoch, seq, length, handshake?: HandshakeInfo[], alert? }
  */
+import type { Buffer } from 'node:buffer';
 import { channel } from 'node:diagnostics_channel';
 import { CIPHER_SUITES } from './crypto/suites.js';
 import { parseHandshakeFragments } from './handshake/fragment.js';

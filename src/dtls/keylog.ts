@@ -2,6 +2,7 @@
  * NSS key log output (the SSLKEYLOGFILE format Wireshark/tshark read):
  *   CLIENT_RANDOM <client_random hex> <master_secret hex>
  */
+import { Buffer } from 'node:buffer';
 import { appendFileSync } from 'node:fs';
 
 export type KeyLogSink = string | ((line: string) => void);

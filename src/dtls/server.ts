@@ -6,6 +6,7 @@
  * rotates), enforces session / half-open handshake limits, evicts idle
  * sessions, and lets a client that lost its session restart from epoch 0.
  */
+import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DtlsError } from '../errors.js';
 import {

@@ -12,6 +12,7 @@
  * PSK keys given as strings are used as their UTF-8 bytes (like libcoap's `-k`).
  * `SSLKEYLOGFILE` (or `keyLogFile`) enables NSS key logging for Wireshark.
  */
+import { Buffer } from 'node:buffer';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';

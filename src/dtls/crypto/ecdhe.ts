@@ -2,6 +2,7 @@
  * Ephemeral ECDH for ECDHE_PSK (RFC 5489) on secp256r1 (uncompressed points,
  * RFC 4492 §5.4) and X25519 (RFC 8422 §5.11, raw 32-byte keys), via node:crypto.
  */
+import { Buffer } from 'node:buffer';
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
 import { DtlsError } from '../../errors.js';
 

@@ -6,6 +6,7 @@
  * - Finished verify_data (RFC 5246 §7.4.9).
  * Also imported by the passive capture decoder.
  */
+import { Buffer } from 'node:buffer';
 import { prf } from './prf.js';
 import type { CipherSuiteInfo } from './suites.js';
 

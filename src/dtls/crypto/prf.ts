@@ -8,6 +8,7 @@
  * Cost: 2 HMACs per output block (32 bytes for SHA-256); the last A(i) is not
  * computed beyond what the output needs.
  */
+import { Buffer } from 'node:buffer';
 import { createHmac } from 'node:crypto';
 
 export type PrfHash = 'sha256' | 'sha384';

@@ -4,6 +4,7 @@
  * fragmentation to fit the path MTU, and reassembly of fragments that may be
  * duplicated, overlapping, reordered, or belong to future messages.
  */
+import { Buffer } from 'node:buffer';
 import { DtlsError } from '../../errors.js';
 import { decodeError } from './reader.js';
 

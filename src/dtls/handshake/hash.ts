@@ -10,6 +10,7 @@
  * `digest('sha256')` at the points it needs (session_hash after
  * ClientKeyExchange for RFC 7627, before each Finished for verify_data).
  */
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 
 /** The 12-byte DTLS handshake header of an unfragmented message. */

@@ -3,6 +3,7 @@
  * RFC 4279 §2, RFC 5489 §2, RFC 4492 §5.4 for ECDHE parameters) and the
  * hello extensions coapkit uses. Decoders only throw DtlsError.
  */
+import { Buffer } from 'node:buffer';
 import { decodeError, Reader, u16, vec } from './reader.js';
 
 export const HandshakeType = {

@@ -23,6 +23,7 @@
  * ciphertext views are FastBuffer views (no subarray), sequence numbers are
  * plain numbers written byte by byte, and the options objects are shared.
  */
+import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BufferView } from '../../codec/view.js';
 import { DtlsError } from '../../errors.js';

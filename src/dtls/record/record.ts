@@ -3,6 +3,7 @@
  *   type(1) version(2) epoch(2) sequence_number(6) length(2) fragment(length)
  * Several records may share one datagram; a record never spans datagrams.
  */
+import { Buffer } from 'node:buffer';
 import { BufferView } from '../../codec/view.js';
 import { DtlsError } from '../../errors.js';
 
