@@ -294,6 +294,23 @@ function combineRounds(rounds) {
  * down during the run hits every peer alike and the ratios stay fair.
  * @param {any[]} defs @param {Record<string, any>} res
  */
+/**
+ * Waits (at most 10 s) until every other peer process is idle (< 5% of a CPU over 200 ms), so
+ * that work a peer does after its own round (node-coap's collector sweeping a heap of several
+ * GB, for instance) does not land in the next peer's round.
+ * @param {Map<string, any>} handles @param {string} except
+ */
+async function quiesce(handles, except) {
+  const others = [...handles].filter(([id, h]) => id !== except && h.alive()).map(([, h]) => h.pid);
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const before = others.map((pid) => cpuSeconds(pid));
+    await sleep(200);
+    // At most one 10 ms tick in 200 ms; an unreadable /proc entry counts as idle.
+    if (others.every((pid, i) => !(cpuSeconds(pid) - before[i] >= 0.015))) return;
+  }
+}
+
 async function measureThroughput(defs, res) {
   const popts = { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb };
   /** @type {Map<string, any>} */
@@ -332,6 +349,7 @@ async function measureThroughput(defs, res) {
             continue;
           }
           log(`${def.id}: ${sc.label}, round ${round + 1}/${cfg.rounds}, ${perRound} s`);
+          await quiesce(handles, def.id);
           try {
             const r = await runLoad(h, def, { ...sc, duration: perRound, warmup: cfg.warmup });
             if (!rounds.has(def.id)) rounds.set(def.id, []);
