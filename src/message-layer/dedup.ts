@@ -26,8 +26,8 @@
  * 16 MiB of table + 32 MiB of ring) are a deliberate trade-off: the RFC's
  * EXCHANGE_LIFETIME of 247 s at 50,000 requests/s would need more than
  * 12 million entries (~700 MB). At the measured maximum rate of one
- * process (~60-65k requests/s on loopback) the bounds keep at least the
- * last ~15 s of exchanges; at 22k requests/s and below they keep the whole
+ * process (~90k requests/s on loopback) the bounds keep at least the
+ * last ~11 s of exchanges; at 22k requests/s and below they keep the whole
  * MAX_TRANSMIT_SPAN (45 s) within which a peer retransmits a CON, and at
  * 4k requests/s and below the whole EXCHANGE_LIFETIME. Raise `maxEntries`
  * and `maxBytes` to widen the window at the cost of memory.
