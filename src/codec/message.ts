@@ -52,14 +52,18 @@ export function decodeMessage(buf: Uint8Array): CoapMessage {
   const ab = buf.buffer;
   const bo = buf.byteOffset;
   const token = tkl === 0 ? EMPTY : new BufferView(ab, bo + 4, tkl);
-  const options: CoapOption[] = [];
+  // The first option starts an exactly sized array (a push onto [] would
+  // allocate room for 16); one return site for the whole loop.
+  let options: CoapOption[] | undefined;
+  let payload: Buffer = EMPTY;
   let pos = 4 + tkl;
   let number = 0;
   while (pos < len) {
     const byte = buf[pos++]!;
     if (byte === 0xff) {
       if (pos === len) fail('payload marker followed by an empty payload');
-      return { type, code, messageId, token, options, payload: new BufferView(ab, bo + pos, len - pos) };
+      payload = new BufferView(ab, bo + pos, len - pos);
+      break;
     }
     let delta = byte >> 4;
     let olen = byte & 0x0f;
@@ -86,10 +90,12 @@ export function decodeMessage(buf: Uint8Array): CoapMessage {
     number += delta;
     if (number > 0xffff) fail(`option number ${number} exceeds 65535`);
     if (pos + olen > len) fail(`option ${number} value truncated: need ${olen} bytes, have ${len - pos}`);
-    options.push({ number, value: olen === 0 ? EMPTY : new BufferView(ab, bo + pos, olen) });
+    const option: CoapOption = { number, value: olen === 0 ? EMPTY : new BufferView(ab, bo + pos, olen) };
+    if (options === undefined) options = [option];
+    else options.push(option);
     pos += olen;
   }
-  return { type, code, messageId, token, options, payload: EMPTY };
+  return { type, code, messageId, token, options: options ?? [], payload };
 }
 
 /** Input accepted by encodeMessage: like CoapMessage, with defaults for missing parts. */
