@@ -517,7 +517,7 @@ export abstract class DtlsConnection {
           this.fail(
             alertError(
               AlertDescription.badRecordMac,
-              'DTLS record authentication failed (wrong PSK?): DTLS record authentication failed',
+              "DTLS record authentication failed: the peer's Finished did not decrypt (wrong PSK?)",
             ),
           );
         }
