@@ -484,23 +484,33 @@ export abstract class DtlsConnection {
     const plaintext = prot.open(ContentType.applicationData, 1, seq, data, off, end - off);
     if (plaintext === undefined) return; // §4.1.2.7: invalid records are silently discarded
     this.replay.update(seq);
-    if (plaintext.length > MAX_PLAINTEXT) return;
+    if (!this.accept(ContentType.applicationData, 1, seq, plaintext)) return;
+    this.onApplicationData();
+    this.notifyData(plaintext);
+  }
+
+  /**
+   * What every authenticated record goes through before it is dispatched:
+   * the plaintext size limit, the activity clock and the diagnostics event.
+   * False when the record is to be dropped.
+   */
+  private accept(type: number, epoch: number, seq: number, plaintext: Buffer): boolean {
+    if (plaintext.length > MAX_PLAINTEXT) return false;
     this.lastActivity = Date.now();
     if (recordReceivedChannel.hasSubscribers) {
       recordReceivedChannel.publish(
         recordEvent(
           this.peerLabel,
           this.role,
-          ContentType.applicationData,
-          1,
+          type,
+          epoch,
           seq,
           plaintext,
           this.suite?.keyExchange === 'ecdhe_psk',
         ),
       );
     }
-    this.onApplicationData();
-    this.notifyData(plaintext);
+    return true;
   }
 
   private processRecord(rec: DtlsRecord): void {
@@ -528,21 +538,7 @@ export abstract class DtlsConnection {
     } else {
       plaintext = rec.fragment;
     }
-    if (plaintext.length > MAX_PLAINTEXT) return;
-    this.lastActivity = Date.now();
-    if (recordReceivedChannel.hasSubscribers) {
-      recordReceivedChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          rec.type,
-          rec.epoch,
-          rec.seq,
-          plaintext,
-          this.suite?.keyExchange === 'ecdhe_psk',
-        ),
-      );
-    }
+    if (!this.accept(rec.type, rec.epoch, rec.seq, plaintext)) return;
     switch (rec.type) {
       case ContentType.handshake:
         this.handleHandshakeRecord(plaintext, rec.epoch);
