@@ -36,7 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HIST_US 1000000u /* 1 us buckets up to 1 s, then overflow */
+#include "loadgen-common.h"
+
 #define TOKEN_LEN 4
 
 typedef struct {
@@ -51,27 +52,6 @@ typedef struct {
   uint16_t next_mid;
   slot_t *slots;
 } client_t;
-
-static uint64_t now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint32_t rnd32(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (uint32_t)(rng_state >> 16);
-}
-
-static double cpu_seconds(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
 
 /* Options */
 static const char *opt_host = "127.0.0.1";
@@ -89,41 +69,7 @@ static int opt_progress = 0;
 static int opt_ramp_ms = 100;
 static int opt_idle_us = 0;
 
-/* Request template: header (4) + token (4) + Uri-Path options. */
-static uint8_t tmpl[512];
-static size_t tmpl_len;
-
-static void build_template(void) {
-  size_t n = 8; /* header + token, filled per request */
-  unsigned last = 0;
-  const char *p = opt_path;
-  while (*p == '/') p++;
-  while (*p) {
-    const char *e = strchr(p, '/');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    unsigned delta = 11 - last;
-    last = 11;
-    if (len < 13) {
-      tmpl[n++] = (uint8_t)((delta << 4) | len);
-    } else {
-      tmpl[n++] = (uint8_t)((delta << 4) | 13);
-      tmpl[n++] = (uint8_t)(len - 13);
-    }
-    if (n + len >= sizeof tmpl) {
-      fprintf(stderr, "path too long\n");
-      exit(2);
-    }
-    memcpy(tmpl + n, p, len);
-    n += len;
-    p += len;
-    while (*p == '/') p++;
-  }
-  tmpl_len = n;
-}
-
 /* Statistics (reset when the warm-up ends). */
-static uint32_t *hist;
-static uint64_t hist_over, lat_sum, lat_max, lat_n;
 static uint64_t st_sent, st_completed, st_timeouts, st_stale, st_bad, st_non2xx, st_rst, st_refused,
     st_send_err, st_sep_acks;
 
@@ -132,28 +78,6 @@ static void reset_stats(void) {
   hist_over = lat_sum = lat_max = lat_n = 0;
   st_sent = st_completed = st_timeouts = st_stale = st_bad = st_non2xx = st_rst = st_refused =
       st_send_err = st_sep_acks = 0;
-}
-
-static void record_latency(uint64_t us) {
-  if (us < HIST_US)
-    hist[us]++;
-  else
-    hist_over++;
-  lat_sum += us;
-  lat_n++;
-  if (us > lat_max) lat_max = us;
-}
-
-static uint64_t percentile(double q) {
-  if (lat_n == 0) return 0;
-  uint64_t target = (uint64_t)(q * (double)lat_n);
-  if (target >= lat_n) target = lat_n - 1;
-  uint64_t acc = 0;
-  for (uint32_t i = 0; i < HIST_US; i++) {
-    acc += hist[i];
-    if (acc > target) return i;
-  }
-  return lat_max;
 }
 
 static void send_request(client_t *c, uint32_t slot_index) {
@@ -257,7 +181,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bad host %s (numeric address expected)\n", opt_host);
     return 2;
   }
-  build_template();
+  build_template(opt_path);
 
   hist = calloc(HIST_US, sizeof *hist);
   client_t *cs = calloc((size_t)opt_clients, sizeof *cs);

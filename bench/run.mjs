@@ -105,7 +105,8 @@ function buildLoadgen() {
   const cc = process.env.CC ?? 'gcc';
   if (!which(cc))
     throw new Error(`${cc} not found: the load generator is compiled at bench time (apt-get install gcc)`);
-  if (!existsSync(loadgenBin) || statSync(loadgenBin).mtimeMs < statSync(src).mtimeMs) {
+  const newest = Math.max(statSync(src).mtimeMs, statSync(join(BENCH, 'loadgen-common.h')).mtimeMs);
+  if (!existsSync(loadgenBin) || statSync(loadgenBin).mtimeMs < newest) {
     execFileSync(cc, ['-O2', '-Wall', '-o', loadgenBin, src], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   const version = execFileSync(cc, ['--version'], { encoding: 'utf8' }).split('\n')[0];

@@ -21,6 +21,7 @@ import { cpuSeconds, run, sleep, track, which } from './proc.mjs';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLIENT = join(HERE, 'dtls-client.mjs');
 const LOADGEN_SRC = join(HERE, '../dtls-loadgen.c');
+const LOADGEN_COMMON = join(HERE, '../loadgen-common.h');
 const LOADGEN_BIN = join(HERE, '../.build/dtls-loadgen');
 /** TLS_PSK_WITH_AES_128_CCM_8, CoAP's mandatory PSK suite (RFC 7252 §9.1.3.1); the Node client uses it too. */
 const CIPHER = 'PSK-AES128-CCM8';
@@ -36,7 +37,8 @@ export function buildDtlsLoadgen(ctx) {
   if (!which(cc)) return { ok: false, reason: `${cc} not found` };
   const flags = ['-O2', '-Wall'];
   const libs = ['-lssl', '-lcrypto'];
-  if (!existsSync(LOADGEN_BIN) || statSync(LOADGEN_BIN).mtimeMs < statSync(LOADGEN_SRC).mtimeMs) {
+  const newest = Math.max(statSync(LOADGEN_SRC).mtimeMs, statSync(LOADGEN_COMMON).mtimeMs);
+  if (!existsSync(LOADGEN_BIN) || statSync(LOADGEN_BIN).mtimeMs < newest) {
     mkdirSync(dirname(LOADGEN_BIN), { recursive: true });
     const compile = () =>
       spawnSync(cc, [...flags, '-o', LOADGEN_BIN, LOADGEN_SRC, ...libs], {
