@@ -14,7 +14,6 @@
  */
 import { Buffer } from 'node:buffer';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
@@ -23,6 +22,7 @@ import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
 import { ClosedError, DnsError, DtlsError, InvalidArgumentError, NetworkError } from '../errors.js';
+import { literalLookup } from './literal-lookup.js';
 import {
   type AddressFamily,
   makePeer,
@@ -42,34 +42,6 @@ const toBytes = (v: string | Uint8Array): Buffer =>
 
 function normalizeAddress(a: string): string {
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
-}
-
-let lastLiteral: string | undefined;
-let lastFamily = 0;
-
-/**
- * The sockets' address lookup: DTLS peers are IP literals (from rinfo or
- * resolved up front), which dgram would otherwise pass through dns.lookup()
- * and a process.nextTick() on every send. Literals are answered synchronously,
- * so a send reaches the kernel inside socket.send().
- */
-function literalLookup(
-  hostname: string,
-  options: dns.LookupOneOptions | number,
-  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
-): void {
-  // A session sends to the same address string every time: skip isIP's regular expression.
-  if (hostname === lastLiteral) {
-    callback(null, hostname, lastFamily);
-    return;
-  }
-  const family = isIP(hostname);
-  if (family !== 0) {
-    lastLiteral = hostname;
-    lastFamily = family;
-    callback(null, hostname, family);
-  } else if (typeof options === 'number') dns.lookup(hostname, options, callback);
-  else dns.lookup(hostname, options, callback);
 }
 
 function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: number): Promise<Socket> {

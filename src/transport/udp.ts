@@ -3,9 +3,8 @@
  * bound to '::' is dual-stack unless `ipv6Only`).
  */
 import dgram from 'node:dgram';
-import dns from 'node:dns';
-import { isIP } from 'node:net';
 import { NetworkError } from '../errors.js';
+import { literalLookup } from './literal-lookup.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
 import { peerKey } from './transport.js';
 
@@ -244,32 +243,4 @@ export class UdpTransport implements Transport {
     this.closed = true;
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
-}
-
-const literalFamily = new Map<string, number>();
-
-/**
- * The socket's address lookup: peers are almost always IP literals (from
- * rinfo), which dgram would otherwise pass through dns.lookup() and a
- * process.nextTick() on every send. Literals are answered synchronously;
- * host names still go to dns.lookup().
- */
-function literalLookup(
-  hostname: string,
-  options: dns.LookupOneOptions | number,
-  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
-): void {
-  // isIP() runs a regular expression; a server sends to the same few peer
-  // address strings again and again, so remember the answer for literals.
-  let family = literalFamily.get(hostname);
-  if (family === undefined) {
-    family = isIP(hostname);
-    if (family !== 0) {
-      if (literalFamily.size >= 4096) literalFamily.clear();
-      literalFamily.set(hostname, family);
-    }
-  }
-  if (family !== 0) callback(null, hostname, family);
-  else if (typeof options === 'number') dns.lookup(hostname, options, callback);
-  else dns.lookup(hostname, options, callback);
 }
