@@ -51,16 +51,8 @@
 
 #include "loadgen-common.h"
 
-#define TOKEN_LEN 4
 
 enum { S_IDLE = 0, S_HANDSHAKE, S_ESTABLISHED };
-
-typedef struct {
-  uint64_t sent_at;
-  uint32_t token;
-  uint16_t mid;
-  uint8_t busy;
-} slot_t;
 
 typedef struct {
   int fd;
@@ -95,15 +87,12 @@ static uint8_t psk_key[256];
 static size_t psk_len;
 
 /* Statistics (reset when the warm-up ends). */
-static uint64_t st_sent, st_completed, st_timeouts, st_stale, st_bad, st_non2xx, st_rst, st_send_err,
-    st_sep_acks, st_sess_err, st_hs_done, st_hs_failed, st_hs_timeouts;
+static uint64_t st_sess_err, st_hs_done, st_hs_failed, st_hs_timeouts;
 static char first_error[256];
 
 static void reset_stats(void) {
-  memset(hist, 0, HIST_US * sizeof *hist);
-  hist_over = lat_sum = lat_max = lat_n = 0;
-  st_sent = st_completed = st_timeouts = st_stale = st_bad = st_non2xx = st_rst = st_send_err =
-      st_sep_acks = st_sess_err = st_hs_done = st_hs_failed = st_hs_timeouts = 0;
+  reset_common_stats();
+  st_sess_err = st_hs_done = st_hs_failed = st_hs_timeouts = 0;
 }
 
 static void note_error(const char *where, int ssl_err) {
@@ -273,24 +262,9 @@ static int ssl_send(sess_t *s, const uint8_t *buf, size_t len) {
 }
 
 static void send_request(sess_t *s, uint32_t slot_index) {
-  slot_t *sl = &s->slots[slot_index];
   uint8_t buf[512];
-  uint16_t mid = s->next_mid++;
-  uint32_t token = (rnd32() & 0xffff0000u) | slot_index;
-  memcpy(buf, tmpl, tmpl_len);
-  buf[0] = (uint8_t)(0x40 | (opt_con ? 0x00 : 0x10) | TOKEN_LEN); /* ver 1, CON/NON, TKL 4 */
-  buf[1] = 0x01;                                                 /* GET */
-  buf[2] = (uint8_t)(mid >> 8);
-  buf[3] = (uint8_t)mid;
-  buf[4] = (uint8_t)(token >> 24);
-  buf[5] = (uint8_t)(token >> 16);
-  buf[6] = (uint8_t)(token >> 8);
-  buf[7] = (uint8_t)token;
-  sl->mid = mid;
-  sl->token = token;
-  sl->busy = 1;
-  sl->sent_at = now_us();
-  if (ssl_send(s, buf, tmpl_len) < 0) st_send_err++;
+  size_t n = fill_request(buf, &s->slots[slot_index], s->next_mid++, slot_index, opt_con);
+  if (ssl_send(s, buf, n) < 0) st_send_err++;
   else st_sent++;
 }
 
@@ -301,50 +275,10 @@ static void send_empty_ack(sess_t *s, uint16_t mid) {
 
 /* Handles one decrypted CoAP message; end = end of the measured period. */
 static void on_coap(sess_t *s, const uint8_t *buf, int r, uint64_t end) {
-  if (r < 4 || (buf[0] >> 6) != 1) {
-    st_bad++;
-    return;
-  }
-  unsigned type = (buf[0] >> 4) & 3u, tkl = buf[0] & 0x0fu, code = buf[1];
-  uint16_t mid = (uint16_t)((buf[2] << 8) | buf[3]);
-  if (code == 0) {
-    if (type == 3) { /* RST: match by MID, re-issue */
-      st_rst++;
-      for (int w = 0; w < opt_window; w++) {
-        slot_t *sl = &s->slots[w];
-        if (sl->busy && sl->mid == mid) {
-          sl->busy = 0;
-          send_request(s, (uint32_t)w);
-          break;
-        }
-      }
-    } else if (type == 2) {
-      st_sep_acks++; /* empty ACK: a separate response follows */
-    } else {
-      st_bad++;
-    }
-    return;
-  }
-  if (type == 0) send_empty_ack(s, mid); /* separate CON response */
-  if (tkl != TOKEN_LEN || r < 4 + TOKEN_LEN) {
-    st_bad++;
-    return;
-  }
-  uint32_t token = ((uint32_t)buf[4] << 24) | ((uint32_t)buf[5] << 16) | ((uint32_t)buf[6] << 8) | buf[7];
-  uint32_t si = token & 0xffffu;
-  if (si >= (uint32_t)opt_window || !s->slots[si].busy || s->slots[si].token != token) {
-    st_stale++; /* late answer to a timed-out request, or a duplicate */
-    return;
-  }
-  slot_t *sl = &s->slots[si];
-  uint64_t t = now_us();
-  sl->busy = 0;
-  if (t < end) {
-    record_latency(t - sl->sent_at);
-    st_completed++;
-    if ((code >> 5) != 2) st_non2xx++;
-    send_request(s, si);
-  }
+  int ack_mid;
+  int si = on_response(buf, r, s->slots, opt_window, end, &ack_mid);
+  if (ack_mid >= 0) send_empty_ack(s, (uint16_t)ack_mid);
+  if (si >= 0) send_request(s, (uint32_t)si);
 }
 
 /* ---- main ------------------------------------------------------------------------------------- */

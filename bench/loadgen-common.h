@@ -93,4 +93,93 @@ static uint64_t percentile(double q) {
   return lat_max;
 }
 
+/* One outstanding request of a client: a slot of its window. */
+#define TOKEN_LEN 4
+typedef struct {
+  uint64_t sent_at;
+  uint32_t token;
+  uint16_t mid;
+  uint8_t busy;
+} slot_t;
+
+/* Counters both generators report (reset with the histogram when the warm-up ends). */
+static uint64_t st_sent, st_completed, st_timeouts, st_stale, st_bad, st_non2xx, st_rst, st_send_err,
+    st_sep_acks;
+
+static void reset_common_stats(void) {
+  memset(hist, 0, HIST_US * sizeof *hist);
+  hist_over = lat_sum = lat_max = lat_n = 0;
+  st_sent = st_completed = st_timeouts = st_stale = st_bad = st_non2xx = st_rst = st_send_err =
+      st_sep_acks = 0;
+}
+
+/* Writes the next GET into buf (at least tmpl_len bytes): a fresh MID and a token of 16 random
+ * bits + the slot index; marks the slot busy. Returns the message length. */
+static size_t fill_request(uint8_t *buf, slot_t *sl, uint16_t mid, uint32_t slot_index, int con) {
+  uint32_t token = (rnd32() & 0xffff0000u) | slot_index;
+  memcpy(buf, tmpl, tmpl_len);
+  buf[0] = (uint8_t)(0x40 | (con ? 0x00 : 0x10) | TOKEN_LEN); /* ver 1, CON/NON, TKL 4 */
+  buf[1] = 0x01;                                             /* GET */
+  buf[2] = (uint8_t)(mid >> 8);
+  buf[3] = (uint8_t)mid;
+  buf[4] = (uint8_t)(token >> 24);
+  buf[5] = (uint8_t)(token >> 16);
+  buf[6] = (uint8_t)(token >> 8);
+  buf[7] = (uint8_t)token;
+  sl->mid = mid;
+  sl->token = token;
+  sl->busy = 1;
+  sl->sent_at = now_us();
+  return tmpl_len;
+}
+
+/* Handles one CoAP message received by a client with `window` slots; `end` ends the measured
+ * period. Sets *ack_mid to the Message ID to acknowledge (a separate CON response), else -1.
+ * Returns the slot whose request is to be sent again (answered within the run, or reset by an
+ * RST), else -1. */
+static int on_response(const uint8_t *buf, long r, slot_t *slots, int window, uint64_t end, int *ack_mid) {
+  *ack_mid = -1;
+  if (r < 4 || (buf[0] >> 6) != 1) {
+    st_bad++;
+    return -1;
+  }
+  unsigned type = (buf[0] >> 4) & 3u, tkl = buf[0] & 0x0fu, code = buf[1];
+  uint16_t mid = (uint16_t)((buf[2] << 8) | buf[3]);
+  if (code == 0) {
+    if (type == 3) { /* RST: match by MID, re-issue */
+      st_rst++;
+      for (int w = 0; w < window; w++) {
+        if (slots[w].busy && slots[w].mid == mid) {
+          slots[w].busy = 0;
+          return w;
+        }
+      }
+    } else if (type == 2) {
+      st_sep_acks++; /* empty ACK: a separate response follows */
+    } else {
+      st_bad++;
+    }
+    return -1;
+  }
+  if (type == 0) *ack_mid = mid; /* separate CON response */
+  if (tkl != TOKEN_LEN || r < 4 + TOKEN_LEN) {
+    st_bad++;
+    return -1;
+  }
+  uint32_t token = ((uint32_t)buf[4] << 24) | ((uint32_t)buf[5] << 16) | ((uint32_t)buf[6] << 8) | buf[7];
+  uint32_t si = token & 0xffffu;
+  if (si >= (uint32_t)window || !slots[si].busy || slots[si].token != token) {
+    st_stale++; /* late answer to a timed-out request, or a duplicate */
+    return -1;
+  }
+  slot_t *sl = &slots[si];
+  uint64_t t = now_us();
+  sl->busy = 0;
+  if (t >= end) return -1;
+  record_latency(t - sl->sent_at);
+  st_completed++;
+  if ((code >> 5) != 2) st_non2xx++;
+  return (int)si;
+}
+
 #endif

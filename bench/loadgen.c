@@ -38,14 +38,6 @@
 
 #include "loadgen-common.h"
 
-#define TOKEN_LEN 4
-
-typedef struct {
-  uint64_t sent_at;
-  uint32_t token;
-  uint16_t mid;
-  uint8_t busy;
-} slot_t;
 
 typedef struct {
   int fd;
@@ -70,35 +62,17 @@ static int opt_ramp_ms = 100;
 static int opt_idle_us = 0;
 
 /* Statistics (reset when the warm-up ends). */
-static uint64_t st_sent, st_completed, st_timeouts, st_stale, st_bad, st_non2xx, st_rst, st_refused,
-    st_send_err, st_sep_acks;
+static uint64_t st_refused;
 
 static void reset_stats(void) {
-  memset(hist, 0, HIST_US * sizeof *hist);
-  hist_over = lat_sum = lat_max = lat_n = 0;
-  st_sent = st_completed = st_timeouts = st_stale = st_bad = st_non2xx = st_rst = st_refused =
-      st_send_err = st_sep_acks = 0;
+  reset_common_stats();
+  st_refused = 0;
 }
 
 static void send_request(client_t *c, uint32_t slot_index) {
-  slot_t *s = &c->slots[slot_index];
   uint8_t buf[512];
-  uint16_t mid = c->next_mid++;
-  uint32_t token = (rnd32() & 0xffff0000u) | slot_index;
-  memcpy(buf, tmpl, tmpl_len);
-  buf[0] = (uint8_t)(0x40 | (opt_con ? 0x00 : 0x10) | TOKEN_LEN); /* ver 1, CON/NON, TKL 4 */
-  buf[1] = 0x01;                                                 /* GET */
-  buf[2] = (uint8_t)(mid >> 8);
-  buf[3] = (uint8_t)mid;
-  buf[4] = (uint8_t)(token >> 24);
-  buf[5] = (uint8_t)(token >> 16);
-  buf[6] = (uint8_t)(token >> 8);
-  buf[7] = (uint8_t)token;
-  s->mid = mid;
-  s->token = token;
-  s->busy = 1;
-  s->sent_at = now_us();
-  if (send(c->fd, buf, tmpl_len, 0) < 0) {
+  size_t n = fill_request(buf, &c->slots[slot_index], c->next_mid++, slot_index, opt_con);
+  if (send(c->fd, buf, n, 0) < 0) {
     if (errno == ECONNREFUSED) st_refused++;
     else st_send_err++;
   } else {
@@ -293,50 +267,10 @@ int main(int argc, char **argv) {
           if (errno == ECONNREFUSED) st_refused++;
           break;
         }
-        if (r < 4 || (buf[0] >> 6) != 1) {
-          st_bad++;
-          continue;
-        }
-        unsigned type = (buf[0] >> 4) & 3u, tkl = buf[0] & 0x0fu, code = buf[1];
-        uint16_t mid = (uint16_t)((buf[2] << 8) | buf[3]);
-        if (code == 0) {
-          if (type == 3) { /* RST: match by MID, re-issue */
-            st_rst++;
-            for (int w = 0; w < opt_window; w++) {
-              slot_t *s = &c->slots[w];
-              if (s->busy && s->mid == mid) {
-                s->busy = 0;
-                if (!paced) send_request(c, (uint32_t)w);
-                break;
-              }
-            }
-          } else if (type == 2) {
-            st_sep_acks++; /* empty ACK: a separate response follows */
-          } else {
-            st_bad++;
-          }
-          continue;
-        }
-        if (type == 0) send_empty_ack(c, mid); /* separate CON response */
-        if (tkl != TOKEN_LEN || r < 4 + TOKEN_LEN) {
-          st_bad++;
-          continue;
-        }
-        uint32_t token = ((uint32_t)buf[4] << 24) | ((uint32_t)buf[5] << 16) | ((uint32_t)buf[6] << 8) | buf[7];
-        uint32_t si = token & 0xffffu;
-        if (si >= (uint32_t)opt_window || !c->slots[si].busy || c->slots[si].token != token) {
-          st_stale++; /* late answer to a timed-out request, or a duplicate */
-          continue;
-        }
-        slot_t *s = &c->slots[si];
-        uint64_t t = now_us();
-        s->busy = 0;
-        if (t < end) {
-          record_latency(t - s->sent_at);
-          st_completed++;
-          if ((code >> 5) != 2) st_non2xx++;
-          if (!paced) send_request(c, si);
-        }
+        int ack_mid;
+        int si = on_response(buf, r, c->slots, opt_window, end, &ack_mid);
+        if (ack_mid >= 0) send_empty_ack(c, (uint16_t)ack_mid);
+        if (si >= 0 && !paced) send_request(c, (uint32_t)si);
       }
     }
   }
