@@ -3,8 +3,10 @@
  * observers, deregistration, RST and timeout removal, deletion, coalescing
  * for slow clients, reordering, re-registration, large notifications.
  */
+
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import type { CoapOption } from '../../src/codec/message.js';
 import { decodeMessage } from '../../src/codec/message.js';
@@ -23,7 +25,6 @@ import { CoapServer } from '../../src/server/server.js';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.js';
 
 const FAST = { ackTimeout: 50, ackRandomFactor: 1.0, maxRetransmit: 2 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;

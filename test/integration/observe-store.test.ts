@@ -2,13 +2,14 @@
  * Observe on `coapkit serve`'s dynamic store (ETSI CoAP plugtest
  * TD_COAP_OBS_07/08/09 behaviours) and NON-notification RST removal.
  */
+
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type RunningServe, startServe } from '../../src/cli/commands/serve.js';
 import { CoapClient } from '../../src/client/client.js';
 import { ResponseCode } from '../../src/constants/codes.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {

@@ -1,12 +1,13 @@
 /** Observe with CoapClient.observe() and CoapServer over real UDP on loopback. */
+
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import { CoapClient } from '../../src/client/client.js';
 import { enableObserve, type ObserveServer } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {

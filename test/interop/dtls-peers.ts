@@ -112,12 +112,4 @@ export const WELL_KNOWN_CORE_GET = Buffer.from([
   0x6f, 0x72, 0x65,
 ]);
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
-    }),
-  ]);
-}
+export { withTimeout } from '../helpers/timing.js';

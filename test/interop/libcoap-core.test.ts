@@ -5,9 +5,11 @@
  *   A. libcoap client → coapkit server (resources as the TDs need them)
  *   B. coapkit client → libcoap server (/, /time, /async, dynamic resources with -d)
  */
+
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CoapClient } from '../../src/client/client.js';
 import { parseLinkFormat } from '../../src/codec/link-format.js';
 import { type CoapMessage, decodeMessage } from '../../src/codec/message.js';
@@ -25,7 +27,6 @@ import {
 import { LossyProxy } from '../helpers/lossy-proxy.js';
 
 const skip = haveLibcoap() ? false : 'libcoap3-bin (coap-client-notls, coap-server-notls) not installed';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Datagrams the coapkit side sent/received (decoded), for on-the-wire checks. */
 interface Wire {

@@ -3,6 +3,7 @@
  * (Debian libcoap3-bin): coap-client-notls / coap-server-notls on loopback,
  * and coap-client-openssl over DTLS-PSK against coapkit's DTLS server.
  */
+
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import { CoapClient } from '../../src/client/client.js';
 import { ResponseCode } from '../../src/constants/codes.js';
@@ -27,7 +29,6 @@ function has(cmd: string): boolean {
 }
 const HAVE_NOTLS = has('coap-client-notls') && has('coap-server-notls');
 const HAVE_OPENSSL = has('coap-client-openssl');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const children = new Set<ChildProcess>();
 function run(

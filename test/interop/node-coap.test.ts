@@ -2,14 +2,14 @@
  * Interop with node-coap (npm `coap`) in both directions: GET/PUT/POST/DELETE,
  * CON and NON, separate responses, options and payloads.
  */
+
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import coap from 'coap';
 import { CoapClient } from '../../src/client/client.js';
 import { MessageType } from '../../src/constants/codes.js';
 import { CoapServer } from '../../src/server/server.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface NodeCoapResult {
   code: string;

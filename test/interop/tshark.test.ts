@@ -5,6 +5,7 @@
  * (synthetic IPv4/UDP headers, server port mapped to 5683), then `tshark -r`
  * must find no malformed frame and decode the same type/MID/token/code/options.
  */
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import dc from 'node:diagnostics_channel';
@@ -12,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CoapClient } from '../../src/client/client.js';
 import { decodeMessage } from '../../src/codec/message.js';
 import { OptionNumber } from '../../src/constants/options.js';
@@ -27,7 +29,6 @@ function haveTshark(): boolean {
   }
 }
 const skip = haveTshark() ? false : 'tshark not installed';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let dir: string;
 before(() => {

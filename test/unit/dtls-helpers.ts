@@ -1,17 +1,6 @@
 /** Test helpers for the DTLS tests: a tiny impairing UDP proxy and small utilities. */
 import { createSocket, type Socket } from 'node:dgram';
-
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../helpers/lossy-proxy.js';
 
 export interface ProxyOptions {
   loss?: number;
@@ -44,7 +33,7 @@ export class LossyProxy {
     options: ProxyOptions,
   ) {
     this.options = options;
-    this.random = rng(options.seed ?? 1);
+    this.random = seeded(options.seed ?? 1);
   }
 
   static async create(targetPort: number, options: ProxyOptions = {}): Promise<LossyProxy> {
@@ -111,14 +100,4 @@ export class LossyProxy {
   }
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
-    }),
-  ]);
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep, withTimeout } from '../helpers/timing.js';
