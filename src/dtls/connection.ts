@@ -506,7 +506,8 @@ export abstract class DtlsConnection {
       this.futureCost += cost;
       const copy = Buffer.allocUnsafeSlow(len);
       rec.fragment.copy(copy);
-      (this.future ??= []).push({ ...rec, fragment: copy });
+      this.future ??= [];
+      this.future.push({ ...rec, fragment: copy });
     } else if (rec.epoch < this.readEpoch && rec.type === ContentType.handshake) {
       // Epoch-0 handshake record after we switched: the peer retransmitted its previous flight.
       let frags: HandshakeFragment[];

@@ -220,7 +220,7 @@ export class HandshakeReassembler {
     // The parts of [offset, end) not received yet.
     const start = frag.fragmentOffset;
     const end = start + frag.fragmentLength;
-    let gaps: number[] | undefined;
+    const gaps: number[] = [];
     let cost = 0;
     let pos = start;
     if (p !== undefined) {
@@ -229,7 +229,7 @@ export class HandshakeReassembler {
         if (cEnd <= pos) continue;
         if (c.start >= end) break;
         if (c.start > pos) {
-          (gaps ??= []).push(pos, c.start);
+          gaps.push(pos, c.start);
           cost += c.start - pos + CHUNK_OVERHEAD;
         }
         pos = cEnd;
@@ -237,7 +237,7 @@ export class HandshakeReassembler {
       }
     }
     if (pos < end) {
-      (gaps ??= []).push(pos, end);
+      gaps.push(pos, end);
       cost += end - pos + CHUNK_OVERHEAD;
     }
     if (p === undefined) cost += CHUNK_OVERHEAD; // the partial message itself
@@ -256,10 +256,11 @@ export class HandshakeReassembler {
     }
     if (p === undefined) {
       p = { msgType: frag.msgType, length: frag.length, chunks: [], have: 0, cost: 0 };
-      (this.pending ??= new Map()).set(frag.messageSeq, p);
+      this.pending ??= new Map();
+      this.pending.set(frag.messageSeq, p);
     }
     p.cost += cost;
-    if (gaps !== undefined) {
+    if (gaps.length > 0) {
       for (let i = 0; i < gaps.length; i += 2) {
         const s = gaps[i]!;
         const e = gaps[i + 1]!;
