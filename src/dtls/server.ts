@@ -356,7 +356,10 @@ export interface DtlsServerOptions {
   cipherSuites?: readonly number[] | undefined;
   /** Sessions, established or handshaking (default 10,000). */
   maxSessions?: number | undefined;
-  /** Half-open handshakes in all (default 1000); when full, a new verified ClientHello evicts the oldest. */
+  /**
+   * Half-open handshakes in all (default 1000); when full, a new verified ClientHello
+   * evicts the oldest of the address holding the most.
+   */
   maxHandshakes?: number | undefined;
   /** Half-open handshakes per source address (default 16); over it a verified ClientHello is dropped. */
   maxHandshakesPerAddress?: number | undefined;
@@ -392,8 +395,12 @@ export class DtlsServer {
   private readonly connOptions: [ServerConnectionOptions, ServerConnectionOptions];
   /** Connections still handshaking (bounded by maxHandshakes), oldest first. */
   private readonly halfOpen = new Set<DtlsServerConnection>();
-  /** Half-open handshakes per source address (bounded by maxHandshakesPerAddress). */
-  private readonly halfOpenByAddress = new Map<string, number>();
+  /** Half-open handshakes per source address, oldest first (bounded by maxHandshakesPerAddress). */
+  private readonly halfOpenByAddress = new Map<string, Set<DtlsServerConnection>>();
+  /** Addresses by their number of half-open handshakes (index = count), to find the heaviest. */
+  private readonly addressesByCount: (Set<string> | undefined)[] = [];
+  /** No address has more half-open handshakes than this (may be stale high; see heaviestAddress). */
+  private topCount = 0;
   /** Reassembly bytes held by all handshakes. */
   private readonly budget: ReassemblyBudget;
   private readonly maxHandshakesPerAddress: number;
@@ -489,7 +496,7 @@ export class DtlsServer {
 
   /** Half-open handshakes of one source address. */
   handshakeCountOf(address: string): number {
-    return this.halfOpenByAddress.get(address) ?? 0;
+    return this.halfOpenByAddress.get(address)?.size ?? 0;
   }
 
   /** Reassembly bytes held by all handshakes now (charged as received bytes plus per-piece overhead). */
@@ -499,14 +506,46 @@ export class DtlsServer {
 
   private addHalfOpen(conn: DtlsServerConnection): void {
     this.halfOpen.add(conn);
-    this.halfOpenByAddress.set(conn.address, (this.halfOpenByAddress.get(conn.address) ?? 0) + 1);
+    let own = this.halfOpenByAddress.get(conn.address);
+    if (own === undefined) {
+      own = new Set();
+      this.halfOpenByAddress.set(conn.address, own);
+    }
+    const n = own.size;
+    own.add(conn);
+    this.moveAddress(conn.address, n, n + 1);
+    if (n + 1 > this.topCount) this.topCount = n + 1;
+  }
+
+  private moveAddress(address: string, from: number, to: number): void {
+    if (from > 0) this.addressesByCount[from]?.delete(address);
+    if (to > 0) {
+      let b = this.addressesByCount[to];
+      if (b === undefined) {
+        b = new Set();
+        this.addressesByCount[to] = b;
+      }
+      b.add(address);
+    }
+  }
+
+  /** The address with the most half-open handshakes (of those, the one that got there first). */
+  private heaviestAddress(): string | undefined {
+    while (this.topCount > 0) {
+      const b = this.addressesByCount[this.topCount];
+      if (b !== undefined && b.size > 0) return b.values().next().value;
+      this.topCount--;
+    }
+    return undefined;
   }
 
   private removeHalfOpen(conn: DtlsServerConnection): void {
     if (!this.halfOpen.delete(conn)) return;
-    const n = (this.halfOpenByAddress.get(conn.address) ?? 1) - 1;
-    if (n <= 0) this.halfOpenByAddress.delete(conn.address);
-    else this.halfOpenByAddress.set(conn.address, n);
+    const own = this.halfOpenByAddress.get(conn.address);
+    if (own === undefined || !own.delete(conn)) return;
+    const n = own.size;
+    if (n === 0) this.halfOpenByAddress.delete(conn.address);
+    this.moveAddress(conn.address, n + 1, n);
   }
 
   /** Reports a verified ClientHello that a bound refused (no state was created). */
@@ -518,9 +557,17 @@ export class DtlsServer {
     }
   }
 
-  /** Drops the oldest half-open handshake (silently: its client retransmits and may start again). */
+  /**
+   * Drops the oldest half-open handshake of the address that holds the most
+   * (silently: its client retransmits and may start again). A client with one
+   * handshake in progress is only evicted once every address is down to one.
+   */
   private evictOldest(why: string): boolean {
-    const oldest = this.halfOpen.values().next().value as DtlsServerConnection | undefined;
+    const address = this.heaviestAddress();
+    const oldest =
+      address === undefined
+        ? undefined
+        : (this.halfOpenByAddress.get(address)?.values().next().value as DtlsServerConnection | undefined);
     if (oldest === undefined) return false;
     this.stats.evictedHalfOpen++;
     oldest.fail(new DtlsError(`half-open handshake evicted: ${why}`), false, undefined, 'evicted');
@@ -689,7 +736,7 @@ export class DtlsServer {
     }
     // Bounds. A verified ClientHello proves the address; a refused one is dropped
     // (no alert: there is no session, and the client retransmits).
-    if ((this.halfOpenByAddress.get(address) ?? 0) >= this.maxHandshakesPerAddress) {
+    if ((this.halfOpenByAddress.get(address)?.size ?? 0) >= this.maxHandshakesPerAddress) {
       this.stats.rejectedAddress++;
       this.refuse(
         key,
@@ -698,9 +745,11 @@ export class DtlsServer {
       );
       return;
     }
-    // Full table: the oldest half-open handshake gives its slot to this one. Half-open
-    // handshakes are cheap to retry and legitimate clients finish within a round trip
-    // or two, so an attacker who keeps the table full mostly evicts its own.
+    // Full table: the oldest half-open handshake of the address holding the most gives
+    // its slot to this one. Half-open handshakes are cheap to retry, legitimate clients
+    // finish within a round trip or two and hold one each, so an attacker who keeps the
+    // table full evicts its own (it would need maxHandshakes verified addresses to reach
+    // a legitimate client's).
     if (this.handshakeCount >= this.maxHandshakes && !this.evictOldest('maxHandshakes reached')) {
       this.stats.rejectedFull++;
       this.refuse(key, 'table-full', 'DTLS handshake refused: maxHandshakes reached');

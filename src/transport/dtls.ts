@@ -409,8 +409,10 @@ export interface DtlsServerTransportOptions {
   /**
    * Half-open handshakes (cookie verified, not finished) in all. Default 1000.
    * When full, a new verified ClientHello evicts the oldest half-open
-   * handshake (dropped silently; its client retransmits), so a flood of
-   * handshakes that never finish cannot lock legitimate clients out.
+   * handshake of the address that holds the most (dropped silently; its client
+   * retransmits), so a flood of handshakes that never finish cannot lock
+   * legitimate clients out: one with a single handshake in progress is only
+   * evicted once every address is down to one.
    */
   maxHandshakes?: number;
   /**

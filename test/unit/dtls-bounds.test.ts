@@ -183,6 +183,28 @@ test('per-address share: an address over it is refused, another address is serve
   }
 });
 
+test('table full: the heaviest address loses its oldest half-open handshake, not a lone client', async () => {
+  const s = await server({ maxHandshakes: 4 });
+  const port = s.localAddress().port;
+  const lone = await rawPeer('127.0.0.2');
+  await openHalfHandshake(lone, port, Buffer.alloc(32, 1)); // the oldest of all
+  const heavy: RawDtlsPeer[] = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await rawPeer();
+    heavy.push(p);
+    await openHalfHandshake(p, port, Buffer.alloc(32, 2 + i));
+  }
+  assert.equal(s.server.handshakeCount, 4);
+  await openHalfHandshake(await rawPeer(), port, Buffer.alloc(32, 9)); // 127.0.0.1 again: evicts its own oldest
+  await openHalfHandshake(await rawPeer('127.0.0.3'), port, Buffer.alloc(32, 10));
+  assert.equal(s.server.stats.evictedHalfOpen, 2);
+  assert.equal(s.server.handshakeCount, 4);
+  assert.ok(s.server.connection(`127.0.0.2%${lone.port}`), 'the lone client keeps its handshake');
+  assert.equal(s.server.connection(`127.0.0.1%${heavy[0]!.port}`), undefined);
+  assert.equal(s.server.connection(`127.0.0.1%${heavy[1]!.port}`), undefined);
+  assert.equal(s.server.handshakeCountOf('127.0.0.1'), 2);
+});
+
 test('half-open handshakes without progress expire after halfOpenTimeoutMs', async () => {
   const s = await server({ halfOpenTimeoutMs: 300 });
   const cap = captureErrors();
