@@ -94,6 +94,29 @@ export class RawDtlsPeer {
     }
   }
 
+  /**
+   * Sends `data` and waits for a datagram matching `pred`, resending every
+   * `everyMs` like a DTLS peer retransmits (a burst can overflow the server's
+   * socket buffer on a busy machine); rejects after `tries` sends.
+   */
+  async exchange(
+    data: Buffer,
+    port: number,
+    pred: (d: Buffer) => boolean,
+    tries = 20,
+    everyMs = 250,
+  ): Promise<Buffer> {
+    const from = this.received.length;
+    for (let i = 1; ; i++) {
+      this.send(data, port);
+      try {
+        return await this.waitFor(pred, from, everyMs);
+      } catch (e) {
+        if (i >= tries) throw e;
+      }
+    }
+  }
+
   close(): Promise<void> {
     return new Promise((r) => this.socket.close(() => r()));
   }
@@ -131,12 +154,11 @@ export async function openHalfHandshake(
   random: Buffer,
   waitFlight = true,
 ): Promise<void> {
-  const from = peer.received.length;
-  peer.send(clientHelloRecord(Buffer.alloc(0), random, 0), serverPort);
-  const hvr = await peer.waitFor((d) => handshakeTypes(d).includes(3), from);
+  const hello = clientHelloRecord(Buffer.alloc(0), random, 0);
+  const hvr = await peer.exchange(hello, serverPort, (d) => handshakeTypes(d).includes(3));
   const [rec] = parseDatagram(hvr);
   const cookie = decodeHelloVerifyRequest(parseHandshakeFragments(rec!.fragment)[0]!.body).cookie;
-  const from2 = peer.received.length;
-  peer.send(clientHelloRecord(cookie, random, 1), serverPort);
-  if (waitFlight) await peer.waitFor((d) => handshakeTypes(d).includes(2), from2);
+  const verified = clientHelloRecord(cookie, random, 1);
+  if (waitFlight) await peer.exchange(verified, serverPort, (d) => handshakeTypes(d).includes(2));
+  else peer.send(verified, serverPort);
 }
