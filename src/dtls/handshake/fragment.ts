@@ -115,7 +115,14 @@ export interface ReassemblyLimits {
 /** Accounting cost of one stored piece besides its bytes (object, Buffer and its backing store). */
 export const CHUNK_OVERHEAD = 96;
 
-const UNLIMITED: ReassemblyLimits = { maxMessageBytes: MAX_HANDSHAKE_MESSAGE, maxBufferedBytes: Infinity };
+/**
+ * Limits when none are given (client connections, passive decoders): 16 KB
+ * messages, 256 KiB held (16 messages' worth, the default window).
+ */
+export const DEFAULT_REASSEMBLY_LIMITS: ReassemblyLimits = {
+  maxMessageBytes: MAX_HANDSHAKE_MESSAGE,
+  maxBufferedBytes: 16 * MAX_HANDSHAKE_MESSAGE,
+};
 
 interface Chunk {
   start: number;
@@ -162,7 +169,7 @@ export class HandshakeReassembler {
   constructor(
     nextSeq = 0,
     private readonly window = 16,
-    private readonly limits: ReassemblyLimits = UNLIMITED,
+    private readonly limits: ReassemblyLimits = DEFAULT_REASSEMBLY_LIMITS,
   ) {
     this.nextSeq = nextSeq;
   }
