@@ -66,6 +66,7 @@ export class DtlsClientConnection extends DtlsConnection {
     this.offered = copts.cipherSuites.filter((s) => CIPHER_SUITES.has(s));
     if (this.offered.length === 0) throw new DtlsError('no supported cipher suite configured');
     this.clientRandom = randomBytes(32);
+    this.offeredIdentity = copts.identity.toString('utf8');
   }
 
   start(): void {

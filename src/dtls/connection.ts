@@ -10,7 +10,15 @@
 import { Buffer } from 'node:buffer';
 import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
-import { handshakeErrorChannel, recordEvent, recordReceivedChannel, recordSentChannel } from './diag.js';
+import {
+  type HandshakeErrorEvent,
+  type HandshakeRefusal,
+  handshakeErrorChannel,
+  handshakeErrorEvent,
+  recordEvent,
+  recordReceivedChannel,
+  recordSentChannel,
+} from './diag.js';
 import {
   fragmentMessage,
   HANDSHAKE_HEADER_LENGTH,
@@ -18,6 +26,7 @@ import {
   type HandshakeMessage,
   HandshakeReassembler,
   parseHandshakeFragments,
+  type ReassemblyLimits,
 } from './handshake/fragment.js';
 import { HandshakeTranscript } from './handshake/hash.js';
 import { HandshakeType } from './handshake/messages.js';
@@ -57,6 +66,14 @@ export interface ConnectionOptions {
   retransmitInitialMs: number;
   retransmitMaxMs: number;
   handshakeTimeoutMs: number;
+  /**
+   * A handshake that makes no progress (no new flight sent, no complete
+   * handshake message received) for this long fails with a timeout, even
+   * before `handshakeTimeoutMs`. Unset: only `handshakeTimeoutMs` applies.
+   */
+  stallTimeoutMs?: number | undefined;
+  /** Bounds of handshake message reassembly (claimed length, bytes held, shared budget). */
+  reassembly?: ReassemblyLimits | undefined;
   keyLog?: KeyLogger | undefined;
   /** Peer label for diagnostics events ("address%port"); the server passes it separately. */
   peerLabel?: string;
@@ -75,6 +92,8 @@ export type FlightItem =
   | { kind: 'ccs' };
 
 const MAX_FUTURE_RECORDS = 16;
+/** Accounting cost of one buffered future-epoch record besides its bytes. */
+const FUTURE_RECORD_OVERHEAD = 96;
 const CCS_BODY = Buffer.from([1]);
 
 /** Stands in for the transcript once the handshake is over (frees the buffered messages). */
@@ -108,6 +127,8 @@ export abstract class DtlsConnection {
   serverRandom?: Buffer;
   /** Authenticated PSK identity once the handshake is done. */
   identity?: string;
+  /** PSK identity offered in the handshake (known before it is authenticated; for diagnostics). */
+  offeredIdentity?: string;
   readonly startedAt = Date.now();
   lastActivity = Date.now();
 
@@ -117,7 +138,7 @@ export abstract class DtlsConnection {
   // Handshake-only state is released (set to undefined / shared placeholders) once
   // the handshake completes, so that an idle session keeps only its keys and counters.
   protected transcript: HandshakeTranscript = new HandshakeTranscript();
-  protected reassembler = new HandshakeReassembler(0);
+  protected reassembler: HandshakeReassembler;
   protected nextSendSeq = 0;
 
   private readEpoch = 0;
@@ -133,11 +154,15 @@ export abstract class DtlsConnection {
   /** Key block of epoch 1 (unpooled); wiped when the connection ends. */
   protected keys?: Buffer;
   private future?: DtlsRecord[];
+  /** Bytes charged to the reassembly budget for `future`. */
+  private futureCost = 0;
 
   private flight?: FlightItem[];
   private timer?: NodeJS.Timeout;
   private timeoutMs: number;
-  private readonly deadline: number;
+  /** When the handshake fails: the overall deadline, or earlier without progress (stallTimeoutMs). */
+  private deadline: number;
+  private readonly hardDeadline: number;
   private lastTriggeredRetransmit = 0;
   private queue?: HandshakeMessage[];
   private blocked = false;
@@ -150,7 +175,10 @@ export abstract class DtlsConnection {
   ) {
     this.peerLabel = peerLabel ?? opts.peerLabel ?? '';
     this.timeoutMs = opts.retransmitInitialMs;
-    this.deadline = Date.now() + opts.handshakeTimeoutMs;
+    this.hardDeadline = Date.now() + opts.handshakeTimeoutMs;
+    this.deadline = this.hardDeadline;
+    this.progress();
+    this.reassembler = new HandshakeReassembler(0, 16, opts.reassembly);
   }
 
   // Output hooks (the server overrides them to avoid a per-connection sink object).
@@ -262,8 +290,15 @@ export abstract class DtlsConnection {
     return { kind: 'ccs' };
   }
 
+  /** The handshake moved on: the stall deadline (stallTimeoutMs) starts again. */
+  private progress(): void {
+    const stall = this.opts.stallTimeoutMs;
+    if (stall !== undefined) this.deadline = Math.min(this.hardDeadline, Date.now() + stall);
+  }
+
   /** Sends a new flight; `retransmit` false for the final flight of the side that finishes last. */
   protected sendFlight(items: FlightItem[], retransmit = true): void {
+    this.progress();
     this.flight = items;
     this.timeoutMs = this.opts.retransmitInitialMs;
     this.transmitFlight();
@@ -286,8 +321,13 @@ export abstract class DtlsConnection {
     this.timer = undefined;
     if (this.state !== 'handshaking') return;
     if (Date.now() >= this.deadline) {
-      const e = new DtlsHandshakeTimeoutError(`DTLS handshake with ${this.peerLabel} timed out`);
-      this.fail(e, false);
+      const stalled = this.deadline < this.hardDeadline;
+      const e = new DtlsHandshakeTimeoutError(
+        stalled
+          ? `DTLS handshake with ${this.peerLabel} made no progress for ${this.opts.stallTimeoutMs} ms`
+          : `DTLS handshake with ${this.peerLabel} timed out`,
+      );
+      this.fail(e, false, undefined, this.role === 'server' ? 'stalled' : undefined);
       return;
     }
     this.timeoutMs = Math.min(this.timeoutMs * 2, this.opts.retransmitMaxMs);
@@ -343,6 +383,7 @@ export abstract class DtlsConnection {
     this.earlyCcs = false;
     const future = this.future;
     this.future = undefined;
+    this.dropFuture();
     if (future !== undefined) for (const r of future) this.handleRecord(r);
   }
 
@@ -357,6 +398,8 @@ export abstract class DtlsConnection {
     if (!keepFlight) this.flight = undefined;
     this.state = 'established';
     this.future = undefined;
+    this.dropFuture();
+    this.reassembler.release();
     this.queue = undefined;
     // Free handshake-only state: idle sessions should stay small.
     this.transcript = RELEASED_TRANSCRIPT;
@@ -394,15 +437,36 @@ export abstract class DtlsConnection {
     this.finish(undefined);
   }
 
-  /** Fails the connection: sends a fatal alert if the error carries one, then reports it. */
-  fail(error: DtlsError, sendAlert = true): void {
+  /**
+   * Fails the connection: sends a fatal alert if the error carries one, then reports it.
+   * `receivedLevel`: the error is an alert received from the peer, with this level.
+   */
+  fail(error: DtlsError, sendAlert = true, receivedLevel?: number, reason?: HandshakeRefusal): void {
     if (this.state === 'closed') return;
-    if (sendAlert && error.alert !== undefined && !(error instanceof DtlsAlertError))
-      this.sendAlert(2, error.alert);
+    const sent = sendAlert && error.alert !== undefined && !(error instanceof DtlsAlertError);
+    if (sent) this.sendAlert(2, error.alert!);
     if (this.state === 'handshaking' && handshakeErrorChannel.hasSubscribers) {
-      handshakeErrorChannel.publish({ peer: this.peerLabel, role: this.role, error });
+      const identity = this.identity ?? this.offeredIdentity;
+      let alert: HandshakeErrorEvent['alert'];
+      if (error.alert !== undefined && (sent || error instanceof DtlsAlertError)) {
+        alert = {
+          level: sent ? 2 : (receivedLevel ?? 2),
+          description: error.alert,
+          name: alertName(error.alert),
+          direction: sent ? 'sent' : 'received',
+        };
+      }
+      handshakeErrorChannel.publish(
+        handshakeErrorEvent(this.peerLabel, this.role, error, identity, alert, reason),
+      );
     }
     this.finish(error);
+  }
+
+  private dropFuture(): void {
+    if (this.futureCost === 0) return;
+    this.reassembler.unhold(this.futureCost);
+    this.futureCost = 0;
   }
 
   private finish(error: DtlsError | undefined): void {
@@ -410,6 +474,8 @@ export abstract class DtlsConnection {
     this.clearTimer();
     this.flight = undefined;
     this.future = undefined;
+    this.dropFuture();
+    this.reassembler.release();
     this.queue = undefined;
     this.readProt = undefined;
     this.writeProt = undefined;
@@ -433,8 +499,15 @@ export abstract class DtlsConnection {
     if (rec.epoch === this.readEpoch) {
       this.processRecord(rec);
     } else if (rec.epoch === this.readEpoch + 1 && this.state === 'handshaking') {
+      // Kept as a copy (a view would pin the whole datagram), charged to the reassembly budget.
+      const len = rec.fragment.length;
+      const cost = len + FUTURE_RECORD_OVERHEAD;
+      if ((this.future?.length ?? 0) >= MAX_FUTURE_RECORDS || !this.reassembler.hold(cost)) return;
+      this.futureCost += cost;
+      const copy = Buffer.allocUnsafeSlow(len);
+      rec.fragment.copy(copy);
       this.future ??= [];
-      if (this.future.length < MAX_FUTURE_RECORDS) this.future.push(rec);
+      this.future.push({ ...rec, fragment: copy });
     } else if (rec.epoch < this.readEpoch && rec.type === ContentType.handshake) {
       // Epoch-0 handshake record after we switched: the peer retransmitted its previous flight.
       let frags: HandshakeFragment[];
@@ -576,15 +649,17 @@ export abstract class DtlsConnection {
     if (desc === AlertDescription.closeNotify) {
       if (this.state === 'established') this.finish(undefined);
       else
-        this.finish(
+        this.fail(
           Object.assign(new DtlsAlertError('peer closed the DTLS handshake (close_notify)'), { alert: 0 }),
+          false,
+          level,
         );
       return;
     }
     if (level === 2) {
       const e = new DtlsAlertError(`DTLS fatal alert from peer: ${alertName(desc)} (${desc})`);
       e.alert = desc;
-      this.fail(e, false);
+      this.fail(e, false, level);
     }
     // warnings (no_renegotiation, ...) are ignored
   }
@@ -614,6 +689,7 @@ export abstract class DtlsConnection {
       try {
         const msgs = this.reassembler.add(f);
         if (msgs.length > 0) {
+          this.progress();
           this.queue ??= [];
           for (const m of msgs) this.queue.push(m);
         }

@@ -4,7 +4,8 @@
  *
  * - coapkit:dtls:handshake:start  { peer, role }
  * - coapkit:dtls:handshake:done   { peer, role, suite, suiteId, extendedMasterSecret, identity, durationMs }
- * - coapkit:dtls:handshake:error  { peer, role, error }
+ * - coapkit:dtls:handshake:error  { peer, role, error, identity?, alert?, reason? } (HandshakeErrorEvent):
+ *     every handshake that fails or is refused/dropped by a bound (see `reason`)
  * - coapkit:dtls:record:sent / coapkit:dtls:record:received
  *     { peer, role, type, typeName, epoch, seq, length, handshake?: HandshakeInfo[], alert? }
  */
@@ -21,6 +22,43 @@ import {
   decodeServerName,
   HandshakeType,
 } from './handshake/messages.js';
+
+/** Why the server refused or dropped a handshake (bounds of DtlsServerOptions). */
+export type HandshakeRefusal =
+  | 'address-share' // maxHandshakesPerAddress reached for the peer's address
+  | 'table-full' // maxHandshakes reached and nothing could be evicted
+  | 'sessions-full' // maxSessions reached
+  | 'evicted' // the oldest half-open handshake gave its slot to a new verified ClientHello
+  | 'stalled'; // no progress within halfOpenTimeoutMs / handshakeTimeoutMs
+
+/** Message of `coapkit:dtls:handshake:error`. */
+export interface HandshakeErrorEvent {
+  /** "address%port" of the peer. */
+  peer: string;
+  role: 'client' | 'server';
+  error: Error;
+  /** PSK identity the client offered (unauthenticated) or, when known, the authenticated one. */
+  identity?: string;
+  /** The alert sent to or received from the peer, if one was. */
+  alert?: { level: number; description: number; name: string; direction: 'sent' | 'received' };
+  /** Set when a server bound refused or dropped the handshake. */
+  reason?: HandshakeRefusal;
+}
+
+export function handshakeErrorEvent(
+  peer: string,
+  role: 'client' | 'server',
+  error: Error,
+  identity?: string,
+  alert?: HandshakeErrorEvent['alert'],
+  reason?: HandshakeRefusal,
+): HandshakeErrorEvent {
+  const ev: HandshakeErrorEvent = { peer, role, error };
+  if (identity !== undefined) ev.identity = identity;
+  if (alert !== undefined) ev.alert = alert;
+  if (reason !== undefined) ev.reason = reason;
+  return ev;
+}
 
 export const handshakeStartChannel = channel('coapkit:dtls:handshake:start');
 export const handshakeDoneChannel = channel('coapkit:dtls:handshake:done');

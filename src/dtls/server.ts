@@ -5,10 +5,17 @@
  * (RFC 6347 §4.2.1: no per-peer state before a valid cookie; the cookie secret
  * rotates), enforces session / half-open handshake limits, evicts idle
  * sessions, and lets a client that lost its session restart from epoch 0.
+ *
+ * Half-open handshakes (cookie verified, not finished) are bounded globally
+ * (maxHandshakes) and per source address (maxHandshakesPerAddress), expire
+ * when they make no progress (halfOpenTimeoutMs), and hold reassembly memory
+ * by the bytes received, within a per-handshake and a global byte budget.
+ * When the table is full, a new verified ClientHello evicts the oldest
+ * half-open handshake. At most one ClientHello per datagram is looked at.
  */
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { DtlsError } from '../errors.js';
+import { DtlsError, InvalidArgumentError } from '../errors.js';
 import {
   AlertDescription,
   alertError,
@@ -21,13 +28,16 @@ import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo, DEFAULT_CIPHER_SUITES } from './crypto/suites.js';
 import {
+  type HandshakeRefusal,
   handshakeDoneChannel,
+  handshakeErrorChannel,
+  handshakeErrorEvent,
   handshakeStartChannel,
   recordEvent,
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { type HandshakeMessage, parseHandshakeFragments } from './handshake/fragment.js';
+import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
   type ClientHello,
   decodeClientHello,
@@ -206,6 +216,7 @@ export class DtlsServerConnection extends DtlsConnection {
     // Session hash for RFC 7627 covers the transcript up to and including ClientKeyExchange.
     const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
     const identity = cke.identity.toString('utf8');
+    this.offeredIdentity = identity;
     const otherSecret = this.ephemeral ? this.ephemeral.computeSecret(cke.ecdhePublic!) : undefined;
     const finishKeys = (psk: Uint8Array | undefined): void => {
       if (psk === undefined || psk.length === 0) {
@@ -317,16 +328,49 @@ export class DtlsServerConnection extends DtlsConnection {
   }
 }
 
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!(v > 0)) throw new InvalidArgumentError(`${name} must be a positive number (got ${v})`);
+  return v;
+}
+
 const GROUP_DEFAULT = 23; // RFC 4492 §4: absent supported_groups means "any"; pick secp256r1.
 
 // ------------------------------------------------------------------ endpoint
+
+/** Defaults of the server's handshake bounds (see DtlsServerOptions). */
+export const DTLS_SERVER_DEFAULTS = {
+  maxSessions: 10_000,
+  maxHandshakes: 1000,
+  maxHandshakesPerAddress: 16,
+  halfOpenTimeoutMs: 10_000,
+  handshakeTimeoutMs: 30_000,
+  maxHandshakeMessageBytes: 4096,
+  maxHandshakeBufferBytes: 8192,
+  maxTotalHandshakeBufferBytes: 1 << 20,
+} as const;
 
 export interface DtlsServerOptions {
   pskLookup: PskLookup;
   identityHint?: Buffer | undefined;
   cipherSuites?: readonly number[] | undefined;
+  /** Sessions, established or handshaking (default 10,000). */
   maxSessions?: number | undefined;
+  /**
+   * Half-open handshakes in all (default 1000); when full, a new verified ClientHello
+   * evicts the oldest of the address holding the most.
+   */
   maxHandshakes?: number | undefined;
+  /** Half-open handshakes per source address (default 16); over it a verified ClientHello is dropped. */
+  maxHandshakesPerAddress?: number | undefined;
+  /** A handshake without progress for this long is dropped (default 10 s). */
+  halfOpenTimeoutMs?: number | undefined;
+  /** Largest handshake message accepted, its claimed length (default 4096; PSK needs well under 1 KB). */
+  maxHandshakeMessageBytes?: number | undefined;
+  /** Reassembly bytes one handshake may hold (default 8192); over it the handshake fails (illegal_parameter). */
+  maxHandshakeBufferBytes?: number | undefined;
+  /** Reassembly bytes all handshakes together may hold (default 1 MiB); over it fragments are dropped. */
+  maxTotalHandshakeBufferBytes?: number | undefined;
   idleTimeoutMs?: number | undefined;
   mtu?: number | undefined;
   handshakeTimeoutMs?: number | undefined;
@@ -349,8 +393,18 @@ export class DtlsServer {
   private readonly byPort = new Map<number, DtlsServerConnection>();
   /** Connection options shared by all connections of one address family ([IPv4, IPv6]). */
   private readonly connOptions: [ServerConnectionOptions, ServerConnectionOptions];
-  /** Connections still handshaking (bounded by maxHandshakes). */
+  /** Connections still handshaking (bounded by maxHandshakes), oldest first. */
   private readonly halfOpen = new Set<DtlsServerConnection>();
+  /** Half-open handshakes per source address, oldest first (bounded by maxHandshakesPerAddress). */
+  private readonly halfOpenByAddress = new Map<string, Set<DtlsServerConnection>>();
+  /** Addresses by their number of half-open handshakes (index = count), to find the heaviest. */
+  private readonly addressesByCount: (Set<string> | undefined)[] = [];
+  /** No address has more half-open handshakes than this (may be stale high; see heaviestAddress). */
+  private topCount = 0;
+  /** Reassembly bytes held by all handshakes. */
+  private readonly budget: ReassemblyBudget;
+  private readonly maxHandshakesPerAddress: number;
+  private readonly maxHandshakeMessageBytes: number;
   private secrets: [Buffer, Buffer] = [randomBytes(32), randomBytes(32)];
   private secretRotatedAt = Date.now();
   private readonly cookieRotateMs: number;
@@ -361,22 +415,63 @@ export class DtlsServer {
   private sweepTimer?: NodeJS.Timeout;
   private closed = false;
   /** Counters for tests and diagnostics. */
-  readonly stats = { helloVerifySent: 0, badCookies: 0, rejectedFull: 0, evictedIdle: 0, replaced: 0 };
+  readonly stats = {
+    helloVerifySent: 0,
+    badCookies: 0,
+    /** Verified ClientHellos refused: maxSessions (or maxHandshakes with nothing to evict). */
+    rejectedFull: 0,
+    /** Verified ClientHellos refused: the address had maxHandshakesPerAddress half-open. */
+    rejectedAddress: 0,
+    /** Half-open handshakes evicted for a new verified ClientHello (table full). */
+    evictedHalfOpen: 0,
+    /** ClientHello records ignored because an earlier one in the same datagram was answered. */
+    extraHellos: 0,
+    evictedIdle: 0,
+    replaced: 0,
+  };
 
   constructor(
     options: DtlsServerOptions,
     private readonly events: DtlsServerEvents,
   ) {
     this.cookieRotateMs = options.cookieRotateMs ?? 5 * 60_000;
-    this.maxSessions = options.maxSessions ?? 10_000;
-    this.maxHandshakes = options.maxHandshakes ?? 1000;
+    const D = DTLS_SERVER_DEFAULTS;
+    this.maxSessions = positive(options.maxSessions, D.maxSessions, 'maxSessions');
+    this.maxHandshakes = positive(options.maxHandshakes, D.maxHandshakes, 'maxHandshakes');
+    this.maxHandshakesPerAddress = positive(
+      options.maxHandshakesPerAddress,
+      D.maxHandshakesPerAddress,
+      'maxHandshakesPerAddress',
+    );
+    this.maxHandshakeMessageBytes = positive(
+      options.maxHandshakeMessageBytes,
+      D.maxHandshakeMessageBytes,
+      'maxHandshakeMessageBytes',
+    );
+    this.budget = new ReassemblyBudget(
+      positive(
+        options.maxTotalHandshakeBufferBytes,
+        D.maxTotalHandshakeBufferBytes,
+        'maxTotalHandshakeBufferBytes',
+      ),
+    );
     this.idleTimeoutMs = options.idleTimeoutMs ?? 10 * 60_000;
     this.cipherSuites = (options.cipherSuites ?? DEFAULT_CIPHER_SUITES).filter((s) => CIPHER_SUITES.has(s));
     if (this.cipherSuites.length === 0) throw new DtlsError('no supported cipher suite configured');
     const common = {
       retransmitInitialMs: options.retransmitInitialMs ?? 1000,
       retransmitMaxMs: 60_000,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? D.handshakeTimeoutMs,
+      stallTimeoutMs: positive(options.halfOpenTimeoutMs, D.halfOpenTimeoutMs, 'halfOpenTimeoutMs'),
+      reassembly: {
+        maxMessageBytes: this.maxHandshakeMessageBytes,
+        maxBufferedBytes: positive(
+          options.maxHandshakeBufferBytes,
+          D.maxHandshakeBufferBytes,
+          'maxHandshakeBufferBytes',
+        ),
+        shared: this.budget,
+      },
       keyLog: options.keyLog,
       pskLookup: options.pskLookup,
       identityHint: options.identityHint,
@@ -399,6 +494,86 @@ export class DtlsServer {
     return this.halfOpen.size;
   }
 
+  /** Half-open handshakes of one source address. */
+  handshakeCountOf(address: string): number {
+    return this.halfOpenByAddress.get(address)?.size ?? 0;
+  }
+
+  /** Reassembly bytes held by all handshakes now (charged as received bytes plus per-piece overhead). */
+  get handshakeBufferBytes(): number {
+    return this.budget.used;
+  }
+
+  private addHalfOpen(conn: DtlsServerConnection): void {
+    this.halfOpen.add(conn);
+    let own = this.halfOpenByAddress.get(conn.address);
+    if (own === undefined) {
+      own = new Set();
+      this.halfOpenByAddress.set(conn.address, own);
+    }
+    const n = own.size;
+    own.add(conn);
+    this.moveAddress(conn.address, n, n + 1);
+    if (n + 1 > this.topCount) this.topCount = n + 1;
+  }
+
+  private moveAddress(address: string, from: number, to: number): void {
+    if (from > 0) this.addressesByCount[from]?.delete(address);
+    if (to > 0) {
+      let b = this.addressesByCount[to];
+      if (b === undefined) {
+        b = new Set();
+        this.addressesByCount[to] = b;
+      }
+      b.add(address);
+    }
+  }
+
+  /** The address with the most half-open handshakes (of those, the one that got there first). */
+  private heaviestAddress(): string | undefined {
+    while (this.topCount > 0) {
+      const b = this.addressesByCount[this.topCount];
+      if (b !== undefined && b.size > 0) return b.values().next().value;
+      this.topCount--;
+    }
+    return undefined;
+  }
+
+  private removeHalfOpen(conn: DtlsServerConnection): void {
+    if (!this.halfOpen.delete(conn)) return;
+    const own = this.halfOpenByAddress.get(conn.address);
+    if (own === undefined || !own.delete(conn)) return;
+    const n = own.size;
+    if (n === 0) this.halfOpenByAddress.delete(conn.address);
+    this.moveAddress(conn.address, n + 1, n);
+  }
+
+  /** Reports a verified ClientHello that a bound refused (no state was created). */
+  private refuse(key: string, reason: HandshakeRefusal, message: string): void {
+    if (handshakeErrorChannel.hasSubscribers) {
+      handshakeErrorChannel.publish(
+        handshakeErrorEvent(key, 'server', new DtlsError(message), undefined, undefined, reason),
+      );
+    }
+  }
+
+  /**
+   * Drops the oldest half-open handshake of the address that holds the most
+   * (silently: its client retransmits and may start again). A client with one
+   * handshake in progress is only evicted once every address is down to one.
+   */
+  private evictOldest(why: string): boolean {
+    const address = this.heaviestAddress();
+    const oldest =
+      address === undefined
+        ? undefined
+        : (this.halfOpenByAddress.get(address)?.values().next().value as DtlsServerConnection | undefined);
+    if (oldest === undefined) return false;
+    this.stats.evictedHalfOpen++;
+    oldest.fail(new DtlsError(`half-open handshake evicted: ${why}`), false, undefined, 'evicted');
+    return true;
+  }
+
   connection(key: string): DtlsServerConnection | undefined {
     return this.conns.get(key);
   }
@@ -410,7 +585,7 @@ export class DtlsServer {
   }
   /** @internal */
   connEstablished(conn: DtlsServerConnection): void {
-    this.halfOpen.delete(conn);
+    this.removeHalfOpen(conn);
     this.events.established(conn, conn.address, conn.port);
   }
   /** @internal */
@@ -419,7 +594,7 @@ export class DtlsServer {
   }
   /** @internal */
   connClosed(conn: DtlsServerConnection, error?: DtlsError): void {
-    this.halfOpen.delete(conn);
+    this.removeHalfOpen(conn);
     if (this.conns.get(conn.peerLabel) === conn) this.removeConn(conn.peerLabel, conn);
     this.events.closed(conn, conn.address, conn.port, error);
   }
@@ -493,6 +668,8 @@ export class DtlsServer {
   handleDatagram(data: Buffer, address: string, port: number): void {
     if (this.closed) return;
     let o = 0;
+    // At most one ClientHello per datagram gets an answer or creates state.
+    let hello = false;
     for (let end = recordEnd(data, o); end >= 0; o = end, end = recordEnd(data, o)) {
       const type = data[o];
       if (type === ContentType.applicationData && data[o + 3] === 0 && data[o + 4] === 1) {
@@ -510,7 +687,9 @@ export class DtlsServer {
         rec.fragment.length > 12 &&
         rec.fragment[0] === HandshakeType.clientHello
       ) {
-        this.handleClientHelloRecord(rec, `${address}%${port}`, address, port);
+        if (hello) this.stats.extraHellos++;
+        else this.handleClientHelloRecord(rec, `${address}%${port}`, address, port);
+        hello = true;
         continue;
       }
       this.lookup(address, port)?.handleRecord(rec);
@@ -526,6 +705,7 @@ export class DtlsServer {
     }
     // We require the ClientHello to fit in one record (no stateless reassembly).
     if (frag === undefined || frag.fragmentOffset !== 0 || frag.fragmentLength !== frag.length) return;
+    if (frag.length > this.maxHandshakeMessageBytes) return;
     let ch: ClientHello;
     try {
       ch = decodeClientHello(frag.body);
@@ -554,14 +734,36 @@ export class DtlsServer {
       this.removeConn(key, existing);
       existing.destroy();
     }
-    if (this.conns.size >= this.maxSessions || this.handshakeCount >= this.maxHandshakes) {
+    // Bounds. A verified ClientHello proves the address; a refused one is dropped
+    // (no alert: there is no session, and the client retransmits).
+    if ((this.halfOpenByAddress.get(address)?.size ?? 0) >= this.maxHandshakesPerAddress) {
+      this.stats.rejectedAddress++;
+      this.refuse(
+        key,
+        'address-share',
+        `DTLS handshake refused: ${address} has ${this.maxHandshakesPerAddress} half-open handshakes (maxHandshakesPerAddress)`,
+      );
+      return;
+    }
+    // Full table: the oldest half-open handshake of the address holding the most gives
+    // its slot to this one. Half-open handshakes are cheap to retry, legitimate clients
+    // finish within a round trip or two and hold one each, so an attacker who keeps the
+    // table full evicts its own (it would need maxHandshakes verified addresses to reach
+    // a legitimate client's).
+    if (this.handshakeCount >= this.maxHandshakes && !this.evictOldest('maxHandshakes reached')) {
       this.stats.rejectedFull++;
+      this.refuse(key, 'table-full', 'DTLS handshake refused: maxHandshakes reached');
+      return;
+    }
+    if (this.conns.size >= this.maxSessions && !this.evictOldest('maxSessions reached')) {
+      this.stats.rejectedFull++;
+      this.refuse(key, 'sessions-full', `DTLS handshake refused: ${this.maxSessions} sessions (maxSessions)`);
       return;
     }
     const opts = this.connOptions[address.includes(':') ? 1 : 0];
     const conn = new DtlsServerConnection(this, opts, address, port, key);
     this.addConn(key, conn);
-    this.halfOpen.add(conn);
+    this.addHalfOpen(conn);
     try {
       conn.start(ch, frag.body, frag.messageSeq, rec.seq);
     } catch (e) {

@@ -400,11 +400,57 @@ export interface DtlsServerTransportOptions {
     | ((identity: string) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>);
   identityHint?: string;
   cipherSuites?: number[];
+  /**
+   * Sessions held at once, established or handshaking. Default 10,000. When
+   * full, a new handshake takes the slot of the oldest half-open one, or is
+   * dropped if there is none.
+   */
   maxSessions?: number;
+  /**
+   * Half-open handshakes (cookie verified, not finished) in all. Default 1000.
+   * When full, a new verified ClientHello evicts the oldest half-open
+   * handshake of the address that holds the most (dropped silently; its client
+   * retransmits), so a flood of handshakes that never finish cannot lock
+   * legitimate clients out: one with a single handshake in progress is only
+   * evicted once every address is down to one.
+   */
   maxHandshakes?: number;
+  /**
+   * Half-open handshakes per source address. Default 16. A verified
+   * ClientHello from an address that has this many is dropped (reported on
+   * `coapkit:dtls:handshake:error` with reason 'address-share'); other
+   * addresses keep being served.
+   */
+  maxHandshakesPerAddress?: number;
+  /**
+   * A handshake that makes no progress (no complete handshake message from the
+   * client, no new flight from us) for this long is dropped. Default 10,000 ms;
+   * `handshakeTimeoutMs` still bounds the whole handshake.
+   */
+  halfOpenTimeoutMs?: number;
+  /**
+   * Largest handshake message accepted (its claimed length). Default 4096
+   * bytes: PSK handshake messages are well under 1 KB. A longer one fails the
+   * handshake with an illegal_parameter alert; a longer ClientHello is ignored.
+   * Raise it only for certificate-based handshakes.
+   */
+  maxHandshakeMessageBytes?: number;
+  /**
+   * Bytes one handshake may hold for reassembly (fragments received out of
+   * order or in pieces, counted as received plus 96 bytes per piece) and early
+   * records. Default 8192. Over it the handshake fails with illegal_parameter.
+   */
+  maxHandshakeBufferBytes?: number;
+  /**
+   * Reassembly bytes all handshakes together may hold. Default 1 MiB. Over it
+   * new fragments are dropped (a live peer retransmits them).
+   */
+  maxTotalHandshakeBufferBytes?: number;
+  /** Established sessions idle this long are closed (close_notify). Default 10 minutes. */
   idleTimeoutMs?: number;
   mtu?: number;
   keyLogFile?: KeyLogSink;
+  /** Upper bound of a whole handshake. Default 30,000 ms. */
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
 }
@@ -446,6 +492,11 @@ export class DtlsServerTransport implements Transport {
         cipherSuites: options.cipherSuites,
         maxSessions: options.maxSessions,
         maxHandshakes: options.maxHandshakes,
+        maxHandshakesPerAddress: options.maxHandshakesPerAddress,
+        halfOpenTimeoutMs: options.halfOpenTimeoutMs,
+        maxHandshakeMessageBytes: options.maxHandshakeMessageBytes,
+        maxHandshakeBufferBytes: options.maxHandshakeBufferBytes,
+        maxTotalHandshakeBufferBytes: options.maxTotalHandshakeBufferBytes,
         idleTimeoutMs: options.idleTimeoutMs,
         mtu: options.mtu,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
@@ -509,7 +560,12 @@ export class DtlsServerTransport implements Transport {
     const host = options.host ?? '::';
     const type = isIP(host) === 4 ? 'udp4' : 'udp6';
     const socket = await bindSocket(type, host, options.port ?? 5684);
-    return new DtlsServerTransport(socket, options);
+    try {
+      return new DtlsServerTransport(socket, options);
+    } catch (e) {
+      socket.close(); // bad options: do not leak the bound socket
+      throw e;
+    }
   }
 
   attach(handlers: TransportHandlers): void {

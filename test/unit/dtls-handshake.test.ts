@@ -437,7 +437,7 @@ test('server retransmits its last flight when the client retransmits its Finishe
   assert.equal(await withTimeout(r, 2000, 'echo'), 'echo:after-retransmit');
 });
 
-test('half-open handshake limit (maxHandshakes)', async () => {
+test('half-open handshake limit (maxHandshakes): a new verified ClientHello evicts the oldest', async () => {
   const es = await echoServer({ maxHandshakes: 2 });
   const socks = await Promise.all(
     [0, 1, 2].map(async () => {
@@ -457,7 +457,10 @@ test('half-open handshake limit (maxHandshakes)', async () => {
   }
   await sleep(50);
   assert.equal(es.server.server.handshakeCount, 2);
-  assert.equal(es.server.server.stats.rejectedFull, 1);
+  assert.equal(es.server.server.stats.rejectedFull, 0);
+  assert.equal(es.server.server.stats.evictedHalfOpen, 1);
+  const port0 = socks[0]!.address().port;
+  assert.equal(es.server.server.connection(`127.0.0.1%${port0}`), undefined, 'the oldest was evicted');
 });
 
 test('IPv6 loopback, host name resolution and server_name extension', async () => {

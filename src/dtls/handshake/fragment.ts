@@ -88,28 +88,116 @@ export function fragmentMessage(
   return out;
 }
 
+/**
+ * A byte budget shared by the reassemblers of one endpoint (all its
+ * handshakes): `used` is what their partial messages hold right now.
+ */
+export class ReassemblyBudget {
+  used = 0;
+  constructor(
+    /** Bytes all partial messages together may hold. */
+    readonly limit: number,
+  ) {}
+}
+
+export interface ReassemblyLimits {
+  /** Largest handshake message (its claimed `length`) accepted; a longer one is a fatal error. */
+  maxMessageBytes: number;
+  /**
+   * Bytes this reassembler may hold in partial messages (received bytes plus
+   * CHUNK_OVERHEAD per stored piece); a fragment that would exceed it is a fatal error.
+   */
+  maxBufferedBytes: number;
+  /** Budget shared with other reassemblers; a fragment that does not fit is dropped (the peer retransmits). */
+  shared?: ReassemblyBudget | undefined;
+}
+
+/** Accounting cost of one stored piece besides its bytes (object, Buffer and its backing store). */
+export const CHUNK_OVERHEAD = 96;
+
+/**
+ * Limits when none are given (client connections, passive decoders): 16 KB
+ * messages, 256 KiB held (16 messages' worth, the default window).
+ */
+export const DEFAULT_REASSEMBLY_LIMITS: ReassemblyLimits = {
+  maxMessageBytes: MAX_HANDSHAKE_MESSAGE,
+  maxBufferedBytes: 16 * MAX_HANDSHAKE_MESSAGE,
+};
+
+interface Chunk {
+  start: number;
+  data: Buffer;
+}
+
 interface Partial {
   msgType: number;
-  body: Buffer;
-  have: Uint8Array;
-  missing: number;
+  length: number;
+  /** Received pieces, sorted by start, not overlapping (copies: they pin no datagram). */
+  chunks: Chunk[];
+  /** Bytes of the message received so far. */
+  have: number;
+  /** What this partial message is charged (bytes + CHUNK_OVERHEAD per piece). */
+  cost: number;
+}
+
+function illegalParameter(message: string): DtlsError {
+  const e = new DtlsError(message);
+  e.alert = 47;
+  return e;
 }
 
 /**
  * Reassembles handshake messages in message_seq order. `add()` returns the
  * messages that became deliverable (in order). Fragments of already delivered
  * messages are ignored (the caller detects retransmissions via `isOld`).
+ *
+ * Memory follows the bytes actually received, never the length a fragment
+ * claims: a partial message keeps copies of the received pieces only and is
+ * assembled into one buffer when complete. `limits` bound the claimed length
+ * of a message, the bytes held by this reassembler and (shared) by all of an
+ * endpoint's reassemblers; `release()` gives everything back.
  */
 export class HandshakeReassembler {
   nextSeq: number;
   /** Created on the first fragment that is not delivered at once (most handshakes never need it). */
   private pending: Map<number, Partial> | undefined;
+  /** Bytes charged for the partial messages held now. */
+  private held = 0;
+  /** Bytes charged through hold() (the owner's other buffers, e.g. early records). */
+  private extra = 0;
 
   constructor(
     nextSeq = 0,
     private readonly window = 16,
+    private readonly limits: ReassemblyLimits = DEFAULT_REASSEMBLY_LIMITS,
   ) {
     this.nextSeq = nextSeq;
+  }
+
+  /** Bytes (plus per-piece overhead) held in partial messages now. */
+  get bufferedBytes(): number {
+    return this.held + this.extra;
+  }
+
+  /**
+   * Charges `bytes` the owner buffers for this handshake to the same budgets;
+   * false (nothing charged) when they do not fit. Give them back with unhold().
+   */
+  hold(bytes: number): boolean {
+    if (this.held + this.extra + bytes > this.limits.maxBufferedBytes) return false;
+    const shared = this.limits.shared;
+    if (shared !== undefined) {
+      if (shared.used + bytes > shared.limit) return false;
+      shared.used += bytes;
+    }
+    this.extra += bytes;
+    return true;
+  }
+
+  unhold(bytes: number): void {
+    this.extra -= bytes;
+    const shared = this.limits.shared;
+    if (shared !== undefined) shared.used -= bytes;
   }
 
   isOld(frag: HandshakeFragment): boolean {
@@ -118,7 +206,10 @@ export class HandshakeReassembler {
 
   add(frag: HandshakeFragment): HandshakeMessage[] {
     if (frag.messageSeq < this.nextSeq || frag.messageSeq >= this.nextSeq + this.window) return [];
-    if (frag.length > MAX_HANDSHAKE_MESSAGE) throw decodeError('handshake message too long');
+    if (frag.length > this.limits.maxMessageBytes)
+      throw illegalParameter(
+        `handshake message too long (${frag.length} bytes, limit ${this.limits.maxMessageBytes})`,
+      );
     // Fast path: the next expected message in one unfragmented piece, nothing buffered.
     if (
       this.pending === undefined &&
@@ -129,42 +220,96 @@ export class HandshakeReassembler {
       this.nextSeq++;
       return [{ msgType: frag.msgType, messageSeq: frag.messageSeq, body: frag.body }];
     }
-    this.pending ??= new Map();
-    let p = this.pending.get(frag.messageSeq);
-    if (p === undefined) {
-      p = {
-        msgType: frag.msgType,
-        body: Buffer.alloc(frag.length),
-        have: new Uint8Array(frag.length),
-        missing: frag.length,
-      };
-      this.pending.set(frag.messageSeq, p);
-    } else if (p.msgType !== frag.msgType || p.body.length !== frag.length) {
+    let p = this.pending?.get(frag.messageSeq);
+    if (p !== undefined && (p.msgType !== frag.msgType || p.length !== frag.length)) {
       throw decodeError('inconsistent handshake fragments');
     }
-    const end = frag.fragmentOffset + frag.fragmentLength;
-    for (let i = frag.fragmentOffset; i < end; i++) {
-      if (p.have[i] === 0) {
-        p.have[i] = 1;
-        p.missing--;
-        p.body[i] = frag.body[i - frag.fragmentOffset]!;
+    // The parts of [offset, end) not received yet.
+    const start = frag.fragmentOffset;
+    const end = start + frag.fragmentLength;
+    const gaps: number[] = [];
+    let cost = 0;
+    let pos = start;
+    if (p !== undefined) {
+      for (const c of p.chunks) {
+        const cEnd = c.start + c.data.length;
+        if (cEnd <= pos) continue;
+        if (c.start >= end) break;
+        if (c.start > pos) {
+          gaps.push(pos, c.start);
+          cost += c.start - pos + CHUNK_OVERHEAD;
+        }
+        pos = cEnd;
+        if (pos >= end) break;
       }
     }
+    if (pos < end) {
+      gaps.push(pos, end);
+      cost += end - pos + CHUNK_OVERHEAD;
+    }
+    if (p === undefined) cost += CHUNK_OVERHEAD; // the partial message itself
+    if (cost > 0) {
+      if (this.held + this.extra + cost > this.limits.maxBufferedBytes)
+        throw illegalParameter(
+          `handshake fragments exceed the reassembly budget (${this.limits.maxBufferedBytes} bytes)`,
+        );
+      const shared = this.limits.shared;
+      if (shared !== undefined) {
+        // Over the endpoint's budget: drop the fragment; a live peer retransmits it.
+        if (shared.used + cost > shared.limit) return [];
+        shared.used += cost;
+      }
+      this.held += cost;
+    }
+    if (p === undefined) {
+      p = { msgType: frag.msgType, length: frag.length, chunks: [], have: 0, cost: 0 };
+      this.pending ??= new Map();
+      this.pending.set(frag.messageSeq, p);
+    }
+    p.cost += cost;
+    if (gaps.length > 0) {
+      for (let i = 0; i < gaps.length; i += 2) {
+        const s = gaps[i]!;
+        const e = gaps[i + 1]!;
+        // Unpooled copy: a pooled one could keep a whole 8 KB pool slab alive.
+        const data = Buffer.allocUnsafeSlow(e - s);
+        frag.body.copy(data, 0, s - start, e - start);
+        p.chunks.push({ start: s, data });
+        p.have += e - s;
+      }
+      p.chunks.sort((a, b) => a.start - b.start);
+    }
     const out: HandshakeMessage[] = [];
+    const pending = this.pending!;
     for (;;) {
-      const next = this.pending.get(this.nextSeq);
-      if (next === undefined || next.missing > 0) break;
-      this.pending.delete(this.nextSeq);
-      out.push({ msgType: next.msgType, messageSeq: this.nextSeq, body: next.body });
+      const next = pending.get(this.nextSeq);
+      if (next === undefined || next.have < next.length) break;
+      pending.delete(this.nextSeq);
+      this.give(next.cost);
+      const body = Buffer.allocUnsafe(next.length);
+      for (const c of next.chunks) c.data.copy(body, c.start);
+      out.push({ msgType: next.msgType, messageSeq: this.nextSeq, body });
       this.nextSeq++;
     }
-    if (this.pending.size === 0) this.pending = undefined;
+    if (pending.size === 0) this.pending = undefined;
     return out;
+  }
+
+  private give(cost: number): void {
+    this.held -= cost;
+    const shared = this.limits.shared;
+    if (shared !== undefined) shared.used -= cost;
   }
 
   /** Drops buffered partial messages (e.g. on handshake restart). */
   reset(nextSeq: number): void {
-    this.pending = undefined;
+    this.release();
     this.nextSeq = nextSeq;
+  }
+
+  /** Drops buffered partial messages and gives their bytes back to the budgets (not what hold() took). */
+  release(): void {
+    if (this.held !== 0) this.give(this.held);
+    this.pending = undefined;
   }
 }
