@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CoapError, DtlsError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
-import { ExitCode, exitCodeForError } from './exit.js';
+import { ExitCode, exitCodeForError, OutputError } from './exit.js';
 import { MAIN_HELP, METHODS } from './help.js';
 import { type Io, writeAll } from './io.js';
 
@@ -97,6 +97,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
 /** Prints an error the way the CLI does and returns its exit status. */
 export async function report(err: unknown, io: Io): Promise<number> {
   const status = exitCodeForError(err);
+  if (err instanceof OutputError) {
+    // One line, no hint; nothing at all for a closed pipe (`coapkit ... | head`).
+    if (err.reported || err.errno === 'EPIPE') return status;
+    err.reported = true;
+    await writeAll(io.stderr, `coapkit: ${err.message}\n`).catch(() => {});
+    return status;
+  }
   if (err instanceof CoapError) {
     let hint = err.hint;
     if (hint === undefined && err instanceof ResetError) {
@@ -109,10 +116,10 @@ export async function report(err: unknown, io: Io): Promise<number> {
     }
     let text = `coapkit: ${err.message}\n`;
     if (hint !== undefined) text += `  hint: ${hint}\n`;
-    await writeAll(io.stderr, text);
+    await writeAll(io.stderr, text).catch(() => {});
   } else {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    await writeAll(io.stderr, `coapkit: internal error (please report it): ${detail}\n`);
+    await writeAll(io.stderr, `coapkit: internal error (please report it): ${detail}\n`).catch(() => {});
   }
   return status;
 }

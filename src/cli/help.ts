@@ -83,7 +83,8 @@ Examples:
   coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
   coapkit get coap://224.0.1.187/time --window 2
 
-Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input.
+Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input,
+74 output error (stdout or -o FILE not writable).
 `;
 
 export const DISCOVER_HELP = `Usage: coapkit discover URI [options]
