@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CoapError, DtlsError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
+import { escapeText } from './escape.js';
 import { ExitCode, exitCodeForError, OutputError } from './exit.js';
 import { MAIN_HELP, METHODS } from './help.js';
 import { type Io, writeAll } from './io.js';
@@ -114,8 +115,9 @@ export async function report(err: unknown, io: Io): Promise<number> {
     } else if (hint === undefined && err instanceof DtlsError) {
       hint = 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
     }
-    let text = `coapkit: ${err.message}\n`;
-    if (hint !== undefined) text += `  hint: ${hint}\n`;
+    // Messages can quote what a peer sent (a diagnostic, an identity): escaped, one line each.
+    let text = `coapkit: ${escapeText(err.message)}\n`;
+    if (hint !== undefined) text += `  hint: ${escapeText(hint)}\n`;
     await writeAll(io.stderr, text).catch(() => {});
   } else {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);

@@ -45,7 +45,7 @@ function coapkit(args: string[], stdout: 'pipe' | 'close-early' | number, timeou
       out.push(c);
       if (stdout === 'close-early') child.stdout?.destroy();
     });
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr?.on('data', (c: Buffer) => {
       err += c.toString();
     });
     const timer = setTimeout(() => {
@@ -83,7 +83,7 @@ function bigCapture(times: number): Buffer {
     }
   }
   const nasty = {
-    type: 0,
+    type: 0 as const,
     code: 3,
     messageId: 9,
     token: Buffer.from('ee'),
