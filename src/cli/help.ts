@@ -171,6 +171,11 @@ Limits:
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)
+                              and per failed DTLS handshake (peer, identity, alert; at most
+                              10/s, 3/s per address, then "suppressed K similar lines");
+                              text from peers is escaped (\\n, \\xHH, \\uHHHH, \\\\)
 
 Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+Exit status: 0 after a signal, 3 when a port cannot be bound, 64 usage,
+74 when stdout cannot be written (the -v log or the banner).
 `;
