@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { CoapError, DtlsError, NetworkError, ResetError, TimeoutError, UsageError } from '../errors.js';
-import { ExitCode, exitCodeForError } from './exit.js';
+import { escapeText } from './escape.js';
+import { ExitCode, exitCodeForError, OutputError } from './exit.js';
 import { MAIN_HELP, METHODS } from './help.js';
 import { type Io, writeAll } from './io.js';
 
@@ -97,6 +98,13 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
 /** Prints an error the way the CLI does and returns its exit status. */
 export async function report(err: unknown, io: Io): Promise<number> {
   const status = exitCodeForError(err);
+  if (err instanceof OutputError) {
+    // One line, no hint; nothing at all for a closed pipe (`coapkit ... | head`).
+    if (err.reported || err.errno === 'EPIPE') return status;
+    err.reported = true;
+    await writeAll(io.stderr, `coapkit: ${err.message}\n`).catch(() => {});
+    return status;
+  }
   if (err instanceof CoapError) {
     let hint = err.hint;
     if (hint === undefined && err instanceof ResetError) {
@@ -107,12 +115,13 @@ export async function report(err: unknown, io: Io): Promise<number> {
     } else if (hint === undefined && err instanceof DtlsError) {
       hint = 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
     }
-    let text = `coapkit: ${err.message}\n`;
-    if (hint !== undefined) text += `  hint: ${hint}\n`;
-    await writeAll(io.stderr, text);
+    // Messages can quote what a peer sent (a diagnostic, an identity): escaped, one line each.
+    let text = `coapkit: ${escapeText(err.message)}\n`;
+    if (hint !== undefined) text += `  hint: ${escapeText(hint)}\n`;
+    await writeAll(io.stderr, text).catch(() => {});
   } else {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    await writeAll(io.stderr, `coapkit: internal error (please report it): ${detail}\n`);
+    await writeAll(io.stderr, `coapkit: internal error (please report it): ${detail}\n`).catch(() => {});
   }
   return status;
 }

@@ -31,6 +31,8 @@ export const ExitCode = {
   USAGE: 64,
   /** An input file does not exist or cannot be read (EX_NOINPUT). */
   NO_INPUT: 66,
+  /** Output error: stdout or -o FILE cannot be written (ENOSPC, EPIPE, EBADF, EIO...) (EX_IOERR). */
+  IO_ERROR: 74,
   /** Internal error, a bug (EX_SOFTWARE). */
   INTERNAL: 70,
 } as const;
@@ -42,12 +44,30 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST) or malformed reply'],
   [ExitCode.USAGE, 'usage error: bad flag, bad URI, unknown content format or option'],
   [ExitCode.NO_INPUT, 'input file not found or unreadable'],
+  [ExitCode.IO_ERROR, 'output error: stdout or -o FILE not writable (disk full, closed pipe: quietly)'],
   [ExitCode.INTERNAL, 'internal error (a bug: please report it)'],
 ];
 
 /** An input file (-f, --psk-file) that cannot be read. */
 export class InputFileError extends CoapError {
   override readonly code: string = 'COAP_ERR_INPUT_FILE';
+}
+
+/**
+ * stdout, stderr or an output file (-o) cannot be written: exit 74. `errno`
+ * is the system code (EPIPE, ENOSPC, EBADF, EIO...); a closed pipe (EPIPE,
+ * `coapkit ... | head`) is not reported on stderr.
+ */
+export class OutputError extends CoapError {
+  override readonly code: string = 'COAP_ERR_OUTPUT';
+  readonly errno?: string;
+  /** Set once the message has been printed, so it is printed once. */
+  reported = false;
+
+  constructor(message: string, options?: { cause?: unknown; hint?: string; errno?: string }) {
+    super(message, options);
+    if (options?.errno !== undefined) this.errno = options.errno;
+  }
 }
 
 /** Exit status for a response code byte. */
@@ -61,6 +81,7 @@ export function exitCodeForResponse(code: number): number {
 /** Exit status for an error; undefined when it is not an expected (CoapError) error. */
 export function exitCodeForError(err: unknown): number {
   if (err instanceof InputFileError) return ExitCode.NO_INPUT;
+  if (err instanceof OutputError) return ExitCode.IO_ERROR;
   if (
     err instanceof UsageError ||
     err instanceof UriError ||

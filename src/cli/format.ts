@@ -8,10 +8,14 @@ import { formatOptionValue } from '../codec/options.js';
 import { describeCode, MESSAGE_TYPE_NAMES } from '../constants/codes.js';
 import { contentFormatName, isTextual } from '../constants/content-formats.js';
 import { optionName } from '../constants/options.js';
+import { escapeText, jsonSafe } from './escape.js';
 
-/** "Uri-Path: \"a\"" lines, one per option, in the given order. */
+/**
+ * "Uri-Path: \"a\"" lines, one per option, in the given order. String values
+ * are JSON strings with every control character escaped (see escape.ts).
+ */
 export function formatOptions(options: readonly { number: number; value: Uint8Array }[]): string[] {
-  return options.map((o) => `${optionName(o.number)}: ${formatOptionValue(o.number, o.value)}`);
+  return options.map((o) => `${optionName(o.number)}: ${jsonSafe(formatOptionValue(o.number, o.value))}`);
 }
 
 export function typeName(type: number): string {
@@ -53,12 +57,18 @@ export function stdoutBytes(payload: Buffer, contentFormat: number | undefined, 
   return Buffer.concat([payload, Buffer.from('\n')]);
 }
 
-/** One-line summary of a payload for stderr: text (shortened) or byte count. */
+/**
+ * One-line summary of a payload for stderr: text (shortened, control
+ * characters escaped) or byte count.
+ */
 export function summarizePayload(payload: Buffer, contentFormat: number | undefined, max = 200): string {
   if (payload.length === 0) return '';
   if (isTextPayload(payload, contentFormat)) {
-    const t = payload.toString('utf8').replace(/\s+/g, ' ').trim();
-    return t.length > max ? `${t.slice(0, max)}…` : t;
+    const t = payload
+      .toString('utf8')
+      .replace(/[ \t\r\n]+/g, ' ')
+      .trim();
+    return escapeText(t.length > max ? `${t.slice(0, max)}…` : t);
   }
   return `(${payload.length} bytes of ${contentFormat === undefined ? 'data' : describeContentFormat(contentFormat)})`;
 }
@@ -86,13 +96,17 @@ export function formatMessage(prefix: string, m: MessageView, extra = ''): strin
   return lines;
 }
 
-/** A link as one line: "</path>  ct=0 sz=12 title=\"x\" obs". */
+/** A link as one line: "</path>  ct=0 sz=12 title=\"x\" obs" (control characters escaped). */
 export function formatLink(link: Link): string {
   const attrs = link.attributes.map(([n, v]) => {
-    if (v === true) return n;
-    return /^[A-Za-z0-9._-]+$/.test(v) && n !== 'title' ? `${n}=${v}` : `${n}=${JSON.stringify(v)}`;
+    const name = escapeText(n);
+    if (v === true) return name;
+    return /^[A-Za-z0-9._-]+$/.test(v) && n !== 'title'
+      ? `${name}=${v}`
+      : `${name}=${jsonSafe(JSON.stringify(v))}`;
   });
-  return attrs.length === 0 ? `<${link.target}>` : `<${link.target}>  ${attrs.join(' ')}`;
+  const target = escapeText(link.target);
+  return attrs.length === 0 ? `<${target}>` : `<${target}>  ${attrs.join(' ')}`;
 }
 
 /** JSON form of a link: { href, <attr>: value | true | [values when repeated] }. */

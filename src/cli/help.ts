@@ -83,7 +83,8 @@ Examples:
   coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
   coapkit get coap://224.0.1.187/time --window 2
 
-Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input.
+Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input,
+74 output error (stdout or -o FILE not writable).
 `;
 
 export const DISCOVER_HELP = `Usage: coapkit discover URI [options]
@@ -170,6 +171,11 @@ Limits:
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)
+                              and per failed DTLS handshake (peer, identity, alert; at most
+                              10/s, 3/s per address, then "suppressed K similar lines");
+                              text from peers is escaped (\\n, \\xHH, \\uHHHH, \\\\)
 
 Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+Exit status: 0 after a signal, 3 when a port cannot be bound, 64 usage,
+74 when stdout cannot be written (the -v log or the banner).
 `;

@@ -2,6 +2,7 @@
  * `coapkit demo [options]`: argument parsing for runDemo().
  */
 import { parseArgs } from 'node:util';
+import { writeAll } from '../cli/io.js';
 import { UsageError } from '../errors.js';
 import { type DemoIo, type DemoOptions, runDemo } from './demo.js';
 
@@ -48,7 +49,7 @@ export async function runDemoCommand(args: readonly string[], io: DemoIo): Promi
     throw new UsageError(msg, { hint: "see 'coapkit demo --help'" });
   }
   if (values.help === true) {
-    io.stdout.write(DEMO_HELP);
+    await writeAll(io.stdout, DEMO_HELP);
     return 0;
   }
   const options: DemoOptions = {};

@@ -3,6 +3,9 @@
 import { Buffer } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { escapeStrings, escapeText, jsonSafe } from '../cli/escape.js';
+import { OutputError } from '../cli/exit.js';
+import { writeAll } from '../cli/io.js';
 import { CoapError } from '../errors.js';
 import { dissect } from './dissect.js';
 import { renderJson, renderText } from './render.js';
@@ -40,33 +43,36 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
   try {
     parsed = parse(argv);
   } catch (e) {
-    io.stderr.write(`coapkit dissect: ${e instanceof Error ? e.message : String(e)}\n\n${DISSECT_USAGE}`);
+    await writeAll(
+      io.stderr,
+      `coapkit dissect: ${e instanceof Error ? e.message : String(e)}\n\n${DISSECT_USAGE}`,
+    );
     return EXIT_USAGE;
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    io.stdout.write(DISSECT_USAGE);
+    await writeAll(io.stdout, DISSECT_USAGE);
     return 0;
   }
-  const usage = (m: string): number => {
-    io.stderr.write(`coapkit dissect: ${m}\n\n${DISSECT_USAGE}`);
+  const usage = async (m: string): Promise<number> => {
+    await writeAll(io.stderr, `coapkit dissect: ${m}\n\n${DISSECT_USAGE}`);
     return EXIT_USAGE;
   };
   if (positionals.length !== 1)
-    return usage(positionals.length === 0 ? 'missing FILE' : 'exactly one FILE expected');
+    return await usage(positionals.length === 0 ? 'missing FILE' : 'exactly one FILE expected');
   if (values.psk !== undefined && values['psk-hex'] !== undefined)
-    return usage('use --psk or --psk-hex, not both');
+    return await usage('use --psk or --psk-hex, not both');
   let psk: Uint8Array | undefined;
   if (values.psk !== undefined) psk = Buffer.from(values.psk, 'utf8');
   if (values['psk-hex'] !== undefined) {
     const h = values['psk-hex'].replace(/^0x/i, '').replace(/[\s:]/g, '');
-    if (!/^([0-9a-fA-F]{2})+$/.test(h)) return usage('--psk-hex must be an even number of hex digits');
+    if (!/^([0-9a-fA-F]{2})+$/.test(h)) return await usage('--psk-hex must be an even number of hex digits');
     psk = Buffer.from(h, 'hex');
   }
   const ports: number[] = [];
   for (const p of values.port ?? []) {
     const n = Number(p);
-    if (!/^\d+$/.test(p) || n < 1 || n > 65535) return usage(`invalid --port ${p}`);
+    if (!/^\d+$/.test(p) || n < 1 || n > 65535) return await usage(`invalid --port ${p}`);
     ports.push(n);
   }
   const file = positionals[0] as string;
@@ -76,7 +82,8 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
     bytes = await readFile(file);
     if (values.keylog !== undefined) keylog = await readFile(values.keylog, 'utf8');
   } catch (e) {
-    io.stderr.write(
+    await writeAll(
+      io.stderr,
       `coapkit dissect: cannot read ${e instanceof Error && 'path' in e ? String(e.path) : file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`,
     );
     return EXIT_NO_INPUT;
@@ -87,17 +94,23 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
       ...(keylog !== undefined ? { keylog } : {}),
       ports,
     });
-    io.stdout.write(
-      values.json ? renderJson(result) : renderText(result, { color: io.isTTY && !values['no-color'] }),
+    // Awaited: the whole document reaches a pipe before the process exits (and a
+    // closed pipe or a full disk is an OutputError, exit 74). Text from the capture is
+    // escaped before rendering; JSON gets DEL/C1/bidi controls as \u escapes too.
+    await writeAll(
+      io.stdout,
+      values.json
+        ? jsonSafe(renderJson(result))
+        : renderText(escapeStrings(result), { color: io.isTTY && !values['no-color'] }),
     );
     if (result.error) {
-      io.stderr.write(`coapkit dissect: ${result.error.message}\n`);
+      await writeAll(io.stderr, `coapkit dissect: ${escapeText(result.error.message)}\n`);
       return 1;
     }
     return 0;
   } catch (e) {
-    if (e instanceof CoapError) {
-      io.stderr.write(`coapkit dissect: ${e.message}\n`);
+    if (e instanceof CoapError && !(e instanceof OutputError)) {
+      await writeAll(io.stderr, `coapkit dissect: ${escapeText(e.message)}\n`);
       return 1;
     }
     throw e;

@@ -18,6 +18,7 @@
 import { Buffer } from 'node:buffer';
 import dc from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
+import { escapeKeepingSgr, jsonSafe } from '../cli/escape.js';
 import {
   ALERT_NAMES,
   CIPHER_SUITE_NAMES,
@@ -337,9 +338,11 @@ export function startTrace(options: TraceOptions): Trace {
       if (n.length > peerWidth) peerWidth = Math.min(n.length, 40);
       who = n.padEnd(peerWidth);
     } else who = ''.padEnd(peerWidth);
-    const head = `${paint('dim', time)}  ${paint(style, tag.padEnd(TAG_WIDTH))} ${paint(style, arrow)} ${who}  ${text}`;
+    // Text and details hold what peers sent (paths, identities, payloads): control
+    // characters escaped so they cannot forge a trace line (our own colours are kept).
+    const head = `${paint('dim', time)}  ${paint(style, tag.padEnd(TAG_WIDTH))} ${paint(style, arrow)} ${escapeKeepingSgr(who)}  ${escapeKeepingSgr(text)}`;
     const indent = ' '.repeat(TIME_WIDTH + 2 + TAG_WIDTH + 3 + peerWidth + 2);
-    return `${[head, ...details.map((d) => `${indent}${paint('dim', d)}`)].join('\n')}\n`;
+    return `${[head, ...details.map((d) => `${indent}${paint('dim', escapeKeepingSgr(d))}`)].join('\n')}\n`;
   };
 
   const protectionFor = (role: string, peer: string, epoch: number): number => {
@@ -864,7 +867,7 @@ export function startTrace(options: TraceOptions): Trace {
       for (const h of r.handshake ?? []) if (h.chosenSuite) suites.set(`${r.role}|${r.peer}`, h.chosenSuite);
       o.wireLength = recordBytes(r);
     }
-    if (!options.mute?.()) write(`${toJsonLine(o)}\n`);
+    if (!options.mute?.()) write(`${jsonSafe(toJsonLine(o))}\n`);
   };
 
   // ---------------------------------------------------------- subscribe

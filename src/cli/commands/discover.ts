@@ -11,6 +11,7 @@ import { LinkFormatError } from '../../errors.js';
 import { multicastRequest } from '../../multicast/client.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
 import { checkUri, contentFormatArg, pskFor, timeoutMs } from '../common.js';
+import { escapeText, jsonSafe } from '../escape.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { formatLink, linkToJson, summarizePayload } from '../format.js';
 import { DISCOVER_HELP } from '../help.js';
@@ -87,7 +88,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
     }
     if (bool(p, 'json')) {
       const json = groups.map((g) => ({ source: g.source, links: g.links.map(linkToJson) }));
-      await writeAll(io.stdout, `${JSON.stringify(json, null, 2)}\n`);
+      await writeAll(io.stdout, `${jsonSafe(JSON.stringify(json, null, 2))}\n`);
     } else if (groups.length > 0) {
       const text = groups.map((g) => `${g.source}\n${g.links.map((l) => `  ${formatLink(l)}`).join('\n')}\n`);
       await writeAll(io.stdout, text.join(''));
@@ -99,7 +100,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
   const watch = bool(p, 'verbose') ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
-  if (watch) io.stderr.write(`* GET ${href}\n`);
+  if (watch) io.stderr.write(`* GET ${escapeText(href)}\n`);
   const started = performance.now();
   try {
     const res = await client.request(href, {
@@ -140,7 +141,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
     // Servers may ignore the query filters (RFC 6690 §4.1 makes them optional): apply them here too.
     for (const f of filters) links = filterLinks(links, f);
     if (bool(p, 'json')) {
-      await writeAll(io.stdout, `${JSON.stringify(links.map(linkToJson), null, 2)}\n`);
+      await writeAll(io.stdout, `${jsonSafe(JSON.stringify(links.map(linkToJson), null, 2))}\n`);
     } else if (links.length > 0) {
       await writeAll(io.stdout, `${links.map(formatLink).join('\n')}\n`);
     } else if (!bool(p, 'quiet')) {

@@ -50,7 +50,7 @@ Notifications larger than one block are fetched completely (RFC 7959).
 Security: --identity ID with --psk / --psk-hex / --psk-file for coaps:// URIs.
 
 Exit status: 0 when stopped (count, duration, Ctrl-C) or the server ended it with 2.xx,
-1/2 when it ended with 4.xx/5.xx, 3 timeout/network, 64 usage.
+1/2 when it ended with 4.xx/5.xx, 3 timeout/network, 64 usage, 74 output error.
 `;
 
 /** Validates a --block-size value (16..1024, a power of two). */

@@ -6,6 +6,7 @@ import { CoapClient } from '../../client/client.js';
 import { CoapError, TimeoutError } from '../../errors.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals } from '../args.js';
 import { checkUri, pskFor, timeoutMs } from '../common.js';
+import { escapeText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { PING_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
@@ -46,7 +47,7 @@ export async function runPing(args: string[], io: Io): Promise<number> {
       } catch (err) {
         if (!(err instanceof CoapError)) throw err;
         lastError = err;
-        if (!quiet) await writeAll(io.stdout, `no reply from ${host}: seq=${i} ${err.message}\n`);
+        if (!quiet) await writeAll(io.stdout, `no reply from ${host}: seq=${i} ${escapeText(err.message)}\n`);
       }
     }
   } finally {

@@ -11,10 +11,11 @@ import { describeCode } from '../../constants/codes.js';
 import { UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str, strs } from '../args.js';
 import { checkUri, contentFormatArg, optionArg, pskFor, timeoutMs } from '../common.js';
+import { escapeText } from '../escape.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { isTextPayload, stdoutBytes, summarizePayload } from '../format.js';
 import { REQUEST_HELP } from '../help.js';
-import { type Io, readStream, writeAll } from '../io.js';
+import { type Io, readStream, toOutputError, writeAll } from '../io.js';
 import { PSK_FLAGS, readInputFile } from '../psk.js';
 import { watchExchange } from '../verbose.js';
 import {
@@ -120,7 +121,8 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
 
   const client = new CoapClient(psk === undefined ? {} : { psk });
   const watch = verbose ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
-  if (verbose) io.stderr.write(`* ${METHOD_NAMES[method]} ${uriArg}${confirmable ? '' : ' (NON)'}\n`);
+  if (verbose)
+    io.stderr.write(`* ${METHOD_NAMES[method]} ${escapeText(uriArg!)}${confirmable ? '' : ' (NON)'}\n`);
   const started = performance.now();
   try {
     const res = await client.request(uriArg!, {
@@ -166,6 +168,7 @@ async function writeOutput(file: string, data: Buffer): Promise<void> {
   try {
     await writeFile(file, data);
   } catch (err) {
-    throw new UsageError(`cannot write output file "${file}": ${(err as Error).message}`);
+    // Disk full, no permission, a directory...: an output error (exit 74), one line.
+    throw toOutputError(err, `output file "${escapeText(file)}"`);
   }
 }

@@ -9,15 +9,17 @@ import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
 import { describeCode } from '../../constants/codes.js';
+import { ALERT_NAMES } from '../../dissect/dtls-names.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
+import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
-import { type Io, writeAll } from '../io.js';
+import { type Io, lineSink, writeAll } from '../io.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
@@ -329,7 +331,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     `Limits: ${opts.maxResources} resources, ${opts.maxSize} bytes each. Stop with Ctrl-C.`,
   );
   // Handlers first, banner second: whoever waits for the banner may signal right away.
-  const done = new Promise<number>((resolve) => {
+  let failServe: (err: unknown) => void = () => {};
+  const done = new Promise<number>((resolve, reject) => {
+    failServe = (err) => {
+      void Promise.race([running.close(), sleep(3000)]).then(() => reject(err));
+    };
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) {
@@ -349,7 +355,18 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
   if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
-  const stopLog = opts.verbose ? logRequests((line) => io.stdout.write(`${line}\n`)) : undefined;
+  // -v: request and failed-handshake logs on stdout; a stdout that cannot be written
+  // (closed pipe, full disk) stops the server with exit 74 like any other command.
+  let stopLog: (() => void) | undefined;
+  if (opts.verbose) {
+    const sink = lineSink(io.stdout, { onError: (err) => failServe(err) });
+    const stopRequests = logRequests(sink.line);
+    const stopHandshakes = logHandshakeFailures(sink.line);
+    stopLog = () => {
+      stopRequests();
+      stopHandshakes();
+    };
+  }
   try {
     return await done;
   } finally {
@@ -385,11 +402,11 @@ export function logRequests(write: (line: string) => void): () => void {
     const req = pending.get(key);
     if (!req) return;
     pending.delete(key);
-    const host = isIP(req.peer.address) === 6 ? `[${req.peer.address}]` : req.peer.address;
-    const who = `${host}:${req.peer.port}${req.peer.identity !== undefined ? ` (${req.peer.identity})` : ''}`;
+    // Path and identity come from the peer: escaped, so a "\n" cannot forge a log line.
+    const who = `${peerText(req.peer.address, req.peer.port)}${req.peer.identity !== undefined ? ` (${escapeText(req.peer.identity)})` : ''}`;
     const result = ev.code === undefined ? 'no response' : describeCode(ev.code);
     write(
-      `${new Date().toISOString()} ${req.method} ${req.path} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
+      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
     );
   };
   dc.subscribe('coapkit:server:request', onRequest);
@@ -397,5 +414,146 @@ export function logRequests(write: (line: string) => void): () => void {
   return () => {
     dc.unsubscribe('coapkit:server:request', onRequest);
     dc.unsubscribe('coapkit:server:response', onResponse);
+  };
+}
+
+/** Rate limit of the failed-handshake log (serve -v). */
+export const HANDSHAKE_LOG_LIMITS = {
+  /** Lines per second for all peers together. */
+  perSecond: 10,
+  /** Lines per second for one peer address. */
+  perPeerPerSecond: 3,
+} as const;
+
+interface HandshakeErrorEvent {
+  peer?: unknown;
+  role?: unknown;
+  error?: unknown;
+  identity?: unknown;
+  alert?: unknown;
+}
+
+/** "127.0.0.1:40000" from a DTLS peer label ("address%port" or "address:port"), escaped. */
+function dtlsPeer(label: unknown): { text: string; address: string } {
+  const s =
+    typeof label === 'string' ? label : typeof label === 'object' && label !== null ? '' : String(label);
+  if (s === '' && typeof label === 'object' && label !== null) {
+    const p = label as { address?: unknown; port?: unknown };
+    if (typeof p.address === 'string')
+      return { text: peerText(p.address, Number(p.port)), address: p.address };
+  }
+  const m = /^(.*)%(\d+)$/.exec(s);
+  if (m) return { text: peerText(m[1]!, Number(m[2])), address: m[1]! };
+  const c = /^(.*):(\d+)$/.exec(s);
+  return { text: escapeText(s === '' ? '(unknown peer)' : s), address: c ? c[1]! : s };
+}
+
+/** "alert decrypt_error (51)" from the event's alert (number, {description} or name) or the error's. */
+function alertText(ev: HandshakeErrorEvent): string | undefined {
+  let a: unknown = ev.alert;
+  if (a === undefined && typeof ev.error === 'object' && ev.error !== null)
+    a = (ev.error as { alert?: unknown }).alert;
+  if (typeof a === 'object' && a !== null) a = (a as { description?: unknown }).description;
+  if (typeof a === 'number' && Number.isInteger(a)) return `alert ${ALERT_NAMES[a] ?? 'unknown'} (${a})`;
+  if (typeof a === 'string' && a !== '') return `alert ${escapeText(a)}`;
+  return undefined;
+}
+
+/**
+ * -v: one line per failed DTLS handshake ("... DTLS handshake failed from
+ * 127.0.0.1:40000 (alice): alert decrypt_error (51): <message>"), at most
+ * HANDSHAKE_LOG_LIMITS lines per second (overall and per peer address), then
+ * one "suppressed K similar lines" summary per second. Memory: a map of at most
+ * `perSecond` addresses, cleared every second.
+ */
+export function logHandshakeFailures(
+  write: (line: string) => void,
+  limits: { perSecond: number; perPeerPerSecond: number } = HANDSHAKE_LOG_LIMITS,
+  now: () => number = Date.now,
+): () => void {
+  let windowStart = 0;
+  let logged = 0;
+  let suppressed = 0;
+  const perPeer = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  // Fallback for a library whose handshake:error event has no `identity`: remember the
+  // identity each handshaking peer sent in its ClientKeyExchange (at most 1024 peers,
+  // dropped when the handshake ends). Switched off by the first event that has one.
+  const identities = new Map<string, string>();
+  let watchingRecords = true;
+  const onRecord = (m: unknown): void => {
+    const ev = m as { peer?: string; role?: string; type?: number; handshake?: { identity?: string }[] };
+    if (ev.type !== 22 || ev.role === 'client' || ev.handshake === undefined || ev.peer === undefined) return;
+    for (const h of ev.handshake) {
+      if (typeof h.identity !== 'string') continue;
+      identities.delete(ev.peer);
+      identities.set(ev.peer, h.identity);
+      if (identities.size > 1024) identities.delete(identities.keys().next().value as string);
+    }
+  };
+  const onDone = (m: unknown): void => {
+    identities.delete(String((m as { peer?: unknown }).peer));
+  };
+  const stopWatchingRecords = (): void => {
+    if (!watchingRecords) return;
+    watchingRecords = false;
+    identities.clear();
+    dc.unsubscribe('coapkit:dtls:record:received', onRecord);
+    dc.unsubscribe('coapkit:dtls:handshake:done', onDone);
+  };
+  const summary = (): void => {
+    timer = undefined;
+    if (suppressed === 0) return;
+    write(
+      `${new Date().toISOString()} DTLS handshake failures: suppressed ${suppressed} similar line${suppressed === 1 ? '' : 's'} (more than ${limits.perSecond}/s, or ${limits.perPeerPerSecond}/s from one address)`,
+    );
+    suppressed = 0;
+  };
+  const onError = (m: unknown): void => {
+    const ev = (typeof m === 'object' && m !== null ? m : {}) as HandshakeErrorEvent;
+    if (ev.role === 'client') return;
+    let identity = typeof ev.identity === 'string' ? ev.identity : undefined;
+    if ('identity' in ev) stopWatchingRecords();
+    else if (typeof ev.peer === 'string') {
+      identity ??= identities.get(ev.peer);
+      identities.delete(ev.peer);
+    }
+    const t = now();
+    if (t - windowStart >= 1000) {
+      if (timer !== undefined) clearTimeout(timer);
+      summary();
+      windowStart = t;
+      logged = 0;
+      perPeer.clear();
+    }
+    const peer = dtlsPeer(ev.peer);
+    const n = perPeer.get(peer.address) ?? 0;
+    if (logged >= limits.perSecond || n >= limits.perPeerPerSecond) {
+      suppressed++;
+      // The summary comes at the end of the window even when no later failure arrives.
+      if (timer === undefined) {
+        timer = setTimeout(summary, Math.max(1, windowStart + 1000 - t));
+        timer.unref();
+      }
+      return;
+    }
+    logged++;
+    perPeer.set(peer.address, n + 1);
+    const who = identity !== undefined ? ` (${escapeText(identity)})` : '';
+    const alert = alertText(ev);
+    const reason =
+      ev.error instanceof Error ? ev.error.message : ev.error === undefined ? '' : String(ev.error);
+    write(
+      `${new Date().toISOString()} DTLS handshake failed from ${peer.text}${who}${alert ? `: ${alert}` : ''}${reason ? `: ${escapeText(reason)}` : ''}`,
+    );
+  };
+  dc.subscribe('coapkit:dtls:handshake:error', onError);
+  dc.subscribe('coapkit:dtls:record:received', onRecord);
+  dc.subscribe('coapkit:dtls:handshake:done', onDone);
+  return () => {
+    dc.unsubscribe('coapkit:dtls:handshake:error', onError);
+    stopWatchingRecords();
+    if (timer !== undefined) clearTimeout(timer);
+    summary();
   };
 }
