@@ -133,15 +133,20 @@ describe('serve -v: failed DTLS handshakes', () => {
     const stop = logHandshakeFailures((l) => lines.push(l));
     try {
       const error = new DtlsError('unknown PSK identity "x"');
-      error.alert = 115;
-      publish({ peer: '127.0.0.5%4000', role: 'server', error, identity: 'ev\nil' });
+      publish({
+        peer: '127.0.0.5%4000',
+        role: 'server',
+        error,
+        identity: 'ev\nil',
+        alert: { level: 2, description: 115, name: 'unknown_psk_identity', direction: 'sent' },
+      });
       publish({ peer: '::1%4001', role: 'server', error: new DtlsError('timed out') });
       publish({
         peer: '127.0.0.6%4002',
         role: 'server',
         error,
         identity: 'bob',
-        alert: { level: 2, description: 51 },
+        alert: { level: 2, description: 51, name: 'decrypt_error', direction: 'sent' },
       });
       publish({ peer: '127.0.0.7%4003', role: 'client', error });
     } finally {
@@ -167,19 +172,21 @@ describe('serve -v: failed DTLS handshakes', () => {
     );
     try {
       // One address: 2 lines, 48 suppressed.
-      for (let i = 0; i < 50; i++) publish({ peer: `127.0.0.9%${5000 + i}`, role: 'server', error: 'x' });
+      for (let i = 0; i < 50; i++)
+        publish({ peer: `127.0.0.9%${5000 + i}`, role: 'server', error: new Error('x') });
       assert.equal(lines.length, 2);
       // Other addresses still get through, up to the overall limit.
-      for (let i = 0; i < 10; i++) publish({ peer: `127.0.1.${i}%5000`, role: 'server', error: 'x' });
+      for (let i = 0; i < 10; i++)
+        publish({ peer: `127.0.1.${i}%5000`, role: 'server', error: new Error('x') });
       assert.equal(lines.length, 5);
       // The next second: the summary first, then new lines.
       t += 1000;
-      publish({ peer: '127.0.0.9%6000', role: 'server', error: 'x' });
+      publish({ peer: '127.0.0.9%6000', role: 'server', error: new Error('x') });
       assert.equal(lines.length, 7, lines.join('\n'));
       assert.match(lines[5]!, /suppressed 55 similar lines/);
       assert.match(lines[6]!, /from 127\.0\.0\.9:6000/);
-      publish({ peer: '127.0.0.9%6001', role: 'server', error: 'x' });
-      publish({ peer: '127.0.0.9%6002', role: 'server', error: 'x' });
+      publish({ peer: '127.0.0.9%6001', role: 'server', error: new Error('x') });
+      publish({ peer: '127.0.0.9%6002', role: 'server', error: new Error('x') });
     } finally {
       stop();
     }

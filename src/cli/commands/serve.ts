@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
 import { describeCode } from '../../constants/codes.js';
-import { ALERT_NAMES } from '../../dissect/dtls-names.js';
+import type { HandshakeErrorEvent } from '../../dtls/diag.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
@@ -425,38 +425,11 @@ export const HANDSHAKE_LOG_LIMITS = {
   perPeerPerSecond: 3,
 } as const;
 
-interface HandshakeErrorEvent {
-  peer?: unknown;
-  role?: unknown;
-  error?: unknown;
-  identity?: unknown;
-  alert?: unknown;
-}
-
-/** "127.0.0.1:40000" from a DTLS peer label ("address%port" or "address:port"), escaped. */
-function dtlsPeer(label: unknown): { text: string; address: string } {
-  const s =
-    typeof label === 'string' ? label : typeof label === 'object' && label !== null ? '' : String(label);
-  if (s === '' && typeof label === 'object' && label !== null) {
-    const p = label as { address?: unknown; port?: unknown };
-    if (typeof p.address === 'string')
-      return { text: peerText(p.address, Number(p.port)), address: p.address };
-  }
-  const m = /^(.*)%(\d+)$/.exec(s);
+/** "127.0.0.1:40000" from the DTLS event's peer label ("address%port"), escaped. */
+function dtlsPeer(label: string): { text: string; address: string } {
+  const m = /^(.*)%(\d+)$/.exec(label);
   if (m) return { text: peerText(m[1]!, Number(m[2])), address: m[1]! };
-  const c = /^(.*):(\d+)$/.exec(s);
-  return { text: escapeText(s === '' ? '(unknown peer)' : s), address: c ? c[1]! : s };
-}
-
-/** "alert decrypt_error (51)" from the event's alert (number, {description} or name) or the error's. */
-function alertText(ev: HandshakeErrorEvent): string | undefined {
-  let a: unknown = ev.alert;
-  if (a === undefined && typeof ev.error === 'object' && ev.error !== null)
-    a = (ev.error as { alert?: unknown }).alert;
-  if (typeof a === 'object' && a !== null) a = (a as { description?: unknown }).description;
-  if (typeof a === 'number' && Number.isInteger(a)) return `alert ${ALERT_NAMES[a] ?? 'unknown'} (${a})`;
-  if (typeof a === 'string' && a !== '') return `alert ${escapeText(a)}`;
-  return undefined;
+  return { text: escapeText(label === '' ? '(unknown peer)' : label), address: label };
 }
 
 /**
@@ -476,31 +449,6 @@ export function logHandshakeFailures(
   let suppressed = 0;
   const perPeer = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
-  // Fallback for a library whose handshake:error event has no `identity`: remember the
-  // identity each handshaking peer sent in its ClientKeyExchange (at most 1024 peers,
-  // dropped when the handshake ends). Switched off by the first event that has one.
-  const identities = new Map<string, string>();
-  let watchingRecords = true;
-  const onRecord = (m: unknown): void => {
-    const ev = m as { peer?: string; role?: string; type?: number; handshake?: { identity?: string }[] };
-    if (ev.type !== 22 || ev.role === 'client' || ev.handshake === undefined || ev.peer === undefined) return;
-    for (const h of ev.handshake) {
-      if (typeof h.identity !== 'string') continue;
-      identities.delete(ev.peer);
-      identities.set(ev.peer, h.identity);
-      if (identities.size > 1024) identities.delete(identities.keys().next().value as string);
-    }
-  };
-  const onDone = (m: unknown): void => {
-    identities.delete(String((m as { peer?: unknown }).peer));
-  };
-  const stopWatchingRecords = (): void => {
-    if (!watchingRecords) return;
-    watchingRecords = false;
-    identities.clear();
-    dc.unsubscribe('coapkit:dtls:record:received', onRecord);
-    dc.unsubscribe('coapkit:dtls:handshake:done', onDone);
-  };
   const summary = (): void => {
     timer = undefined;
     if (suppressed === 0) return;
@@ -510,14 +458,8 @@ export function logHandshakeFailures(
     suppressed = 0;
   };
   const onError = (m: unknown): void => {
-    const ev = (typeof m === 'object' && m !== null ? m : {}) as HandshakeErrorEvent;
+    const ev = m as HandshakeErrorEvent;
     if (ev.role === 'client') return;
-    let identity = typeof ev.identity === 'string' ? ev.identity : undefined;
-    if ('identity' in ev) stopWatchingRecords();
-    else if (typeof ev.peer === 'string') {
-      identity ??= identities.get(ev.peer);
-      identities.delete(ev.peer);
-    }
     const t = now();
     if (t - windowStart >= 1000) {
       if (timer !== undefined) clearTimeout(timer);
@@ -539,20 +481,16 @@ export function logHandshakeFailures(
     }
     logged++;
     perPeer.set(peer.address, n + 1);
-    const who = identity !== undefined ? ` (${escapeText(identity)})` : '';
-    const alert = alertText(ev);
-    const reason =
-      ev.error instanceof Error ? ev.error.message : ev.error === undefined ? '' : String(ev.error);
+    const who = ev.identity !== undefined ? ` (${escapeText(ev.identity)})` : '';
+    const alert = ev.alert ? `alert ${ev.alert.name} (${ev.alert.description})` : undefined;
+    const reason = ev.error.message;
     write(
       `${new Date().toISOString()} DTLS handshake failed from ${peer.text}${who}${alert ? `: ${alert}` : ''}${reason ? `: ${escapeText(reason)}` : ''}`,
     );
   };
   dc.subscribe('coapkit:dtls:handshake:error', onError);
-  dc.subscribe('coapkit:dtls:record:received', onRecord);
-  dc.subscribe('coapkit:dtls:handshake:done', onDone);
   return () => {
     dc.unsubscribe('coapkit:dtls:handshake:error', onError);
-    stopWatchingRecords();
     if (timer !== undefined) clearTimeout(timer);
     summary();
   };
