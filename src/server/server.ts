@@ -36,6 +36,7 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
+import { AmplificationGuard, type EchoOptions, isObserveRegistration } from './echo.js';
 import { type ResourceAttributes, type Route, Router } from './router.js';
 
 export interface ServerResponse {
@@ -166,7 +167,30 @@ export interface ServerOptions extends EndpointOptions {
   diagnosticPayloads?: boolean;
   /** Called when a handler throws something other than ResponseCodeError. */
   onError?: (error: unknown, req: ServerRequest) => void;
+  /**
+   * Amplification limit (RFC 7252 §11.3, RFC 9175 §2.4) for plain-UDP (coap://)
+   * peers whose address is not verified: a response larger than this many
+   * times the request datagram is replaced (default 3; `false` turns the rule
+   * off). GET/FETCH and error responses get 4.01 Unauthorized + Echo instead
+   * (a 6-byte value the client repeats to prove its address); an Observe
+   * registration is challenged before it registers; a 2.xx to an unsafe
+   * method (its change is kept) goes out as the first block of a smaller
+   * Block2 size when block-wise is enabled, else an idempotent unconditional
+   * request (PUT, DELETE, iPATCH) is challenged, else (POST, PATCH) the
+   * payload is not sent. Applies to UdpTransport endpoints only: coaps://
+   * (DTLS cookie exchange), multicast and in-memory transports are not limited.
+   */
+  amplificationFactor?: number | false;
+  /** Bounds of the Echo address verification (lifetime, verified-peer table). */
+  echo?: EchoOptions;
 }
+
+/** Cuts a response to an unsafe request down to `budget` bytes without losing it (block-wise). */
+export type ResponseShrinker = (
+  req: ServerRequest,
+  res: OutgoingResponse,
+  budget: number,
+) => OutgoingResponse | undefined;
 
 /** Options this server understands; unknown critical ones get 4.02 (§5.4.1). */
 const RECOGNIZED = new Set<number>([
@@ -222,9 +246,15 @@ export class CoapServer {
   readonly recognizedOptions = new Set(RECOGNIZED);
   private readonly maxPayloadSize: number;
   private readonly diagnostics: boolean;
+  /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
+  readonly amplification: AmplificationGuard | undefined;
+  /** Set by the block-wise layer: first block of a smaller size for a large response to an unsafe request. */
+  shrinkResponse: ResponseShrinker | undefined;
 
   constructor(private readonly options: ServerOptions = {}) {
     this.maxPayloadSize = options.maxPayloadSize ?? 64 * 1024;
+    const factor = options.amplificationFactor ?? 3;
+    this.amplification = factor === false ? undefined : new AmplificationGuard(factor, options.echo);
     this.diagnostics = options.diagnosticPayloads ?? true;
     this.router.add(Method.GET, '/.well-known/core', (req) => this.wellKnownCore(req), {
       ct: ContentFormat.LinkFormat,
@@ -379,7 +409,25 @@ export class CoapServer {
         messageId: msg.messageId,
       });
     }
-    const result = this.suppress(msg, this.runMiddlewares(req, 0));
+    // Amplification rule (RFC 9175 §2.4): only plain UDP; multicast requests come without endpoint.
+    const guard =
+      this.amplification !== undefined && endpoint !== undefined && endpoint.transport instanceof UdpTransport
+        ? this.amplification
+        : undefined;
+    let result = this.suppress(
+      msg,
+      // An Observe registration from an unverified address is challenged before it registers.
+      guard !== undefined && isObserveRegistration(msg) && !guard.trusted(msg, peer)
+        ? guard.challenge(peer)
+        : this.runMiddlewares(req, 0),
+    );
+    if (guard !== undefined) {
+      const shrink = this.shrinkResponse;
+      result =
+        result instanceof Promise
+          ? result.then((r) => guard.limit(msg, peer, r, shrink, req))
+          : guard.limit(msg, peer, result, shrink, req);
+    }
     if (channels.response.hasSubscribers) {
       const publish = (r: OutgoingResponse | null) => {
         channels.response.publish({
