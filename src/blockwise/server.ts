@@ -391,6 +391,7 @@ export class BlockwiseServer {
     };
     const fullReq = new ServerRequest(full, req.peer, req.path, req.pathSegments);
     fullReq.endpoint = req.endpoint;
+    fullReq.amplification = req.amplification;
     const blockNum = offset / ourSize;
     const szx2 = this.requestedSzx(msg);
     return then(next(fullReq), (res) => {

@@ -329,22 +329,6 @@ export function echoOf(options: readonly CoapOption[]): Buffer | undefined {
   return undefined;
 }
 
-/** True for a GET/FETCH with Observe = 0 (a registration, RFC 7641 §3.1). */
-export function isObserveRegistration(msg: CoapMessage): boolean {
-  if (msg.code !== 1 && msg.code !== 5) return false;
-  const options = msg.options;
-  for (let i = 0; i < options.length; i++) {
-    const o = options[i]!;
-    if (o.number === OptionNumber.Observe) {
-      const v = o.value;
-      for (let j = 0; j < v.length; j++) if (v[j] !== 0) return false;
-      return v.length <= 3;
-    }
-    if (o.number > OptionNumber.Observe) return false;
-  }
-  return false;
-}
-
 /** True when a request asks for Block2 block number > 0 and carries no Block1. */
 function laterBlock2(options: readonly CoapOption[]): boolean {
   let later = false;

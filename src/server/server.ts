@@ -36,7 +36,7 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
-import { AmplificationGuard, type EchoOptions, isObserveRegistration } from './echo.js';
+import { AmplificationGuard, type EchoOptions } from './echo.js';
 import { type ResourceAttributes, type Route, Router } from './router.js';
 
 export interface ServerResponse {
@@ -72,6 +72,11 @@ export class ServerRequest {
   route: Route<RequestHandler> | undefined;
   /** The endpoint the request arrived on (observe notifications go back through it). */
   endpoint: Endpoint | undefined;
+  /**
+   * The amplification rule when the request came over plain UDP (RFC 9175
+   * §2.4): the observe layer asks it before registering an observer.
+   */
+  amplification: AmplificationGuard | undefined;
 
   constructor(
     readonly message: CoapMessage,
@@ -399,6 +404,12 @@ export class CoapServer {
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
+    // Amplification rule (RFC 9175 §2.4): only plain UDP; multicast requests come without endpoint.
+    const guard =
+      this.amplification !== undefined && endpoint !== undefined && endpoint.transport instanceof UdpTransport
+        ? this.amplification
+        : undefined;
+    req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {
       channels.request.publish({
@@ -409,18 +420,7 @@ export class CoapServer {
         messageId: msg.messageId,
       });
     }
-    // Amplification rule (RFC 9175 §2.4): only plain UDP; multicast requests come without endpoint.
-    const guard =
-      this.amplification !== undefined && endpoint !== undefined && endpoint.transport instanceof UdpTransport
-        ? this.amplification
-        : undefined;
-    let result = this.suppress(
-      msg,
-      // An Observe registration from an unverified address is challenged before it registers.
-      guard !== undefined && isObserveRegistration(msg) && !guard.trusted(msg, peer)
-        ? guard.challenge(peer)
-        : this.runMiddlewares(req, 0),
-    );
+    let result = this.suppress(msg, this.runMiddlewares(req, 0));
     if (guard !== undefined) {
       const shrink = this.shrinkResponse;
       result =
