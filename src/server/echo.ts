@@ -5,19 +5,25 @@
  * the bytes it received from it: the source address of a UDP datagram can be
  * spoofed, and a small request with a victim's address would otherwise make
  * the server flood the victim. An address is verified when a request from it
- * carries an Echo value (option 252) the server handed out to that same
- * address and port a short while ago: only someone who receives datagrams
- * there can know it.
+ * carries an Echo value (option 252) the server handed out to that same IP
+ * address a short while ago: only someone who receives datagrams there can
+ * know it.
+ *
+ * Verification is per IP address, not per address + port (like QUIC's address
+ * validation tokens): NATs rebind ports, node-coap opens a new socket (port)
+ * for a repeated request, and every `coapkit get` starts from a new port. A
+ * spoofer can only aim at addresses it cannot receive at; an attacker sharing
+ * the victim's IP address (same host or NAT) is out of scope.
  *
  * Echo values are stateless: 1 byte of coarse time (slot number mod 256) and a
- * 5-byte HMAC-SHA-256 (per-server random key) over that time slot, the peer's
- * port and address. Six bytes keep the 4.01 challenge at 12 bytes, within 3x
+ * 5-byte HMAC-SHA-256 (per-server random key) over that time slot and the
+ * peer's IP address. Six bytes keep the 4.01 challenge at 12 bytes, within 3x
  * of the smallest request (a 4-byte GET with no token and no options).
  *
- * Verified peers (address + port) are remembered in a bounded table (global
- * bound, per-address share, least recently used first out, expiry), so later
- * requests from them are not limited. A request carrying a valid Echo value is
- * always served in full, even when the table is full.
+ * Verified addresses are remembered in a bounded table (global bound, a share
+ * per IPv6 /64, least recently used first out, expiry), so later requests from
+ * them are not limited. A request carrying a valid Echo value is always served
+ * in full, even when the table is full.
  */
 
 import { Buffer } from 'node:buffer';
@@ -35,11 +41,14 @@ import type { Peer } from '../transport/transport.js';
 export interface EchoOptions {
   /** How long an Echo value handed out in a 4.01 stays valid, in ms (default 60 000; 1 000..3 600 000). */
   lifetimeMs?: number;
-  /** Verified peers (address + port) remembered at most (default 10 000); the least recently used go first. */
+  /** Verified IP addresses remembered at most (default 10 000); the least recently used go first. */
   maxVerifiedPeers?: number;
-  /** Verified peers remembered per IP address (default 64); beyond, a peer must keep sending Echo. */
-  maxVerifiedPerAddress?: number;
-  /** How long a verified peer stays verified after its last large response, in ms (default 10 min). */
+  /**
+   * Verified addresses remembered per IPv6 /64 prefix (default 64; an IPv4
+   * address is its own prefix); beyond, a client answers a challenge again.
+   */
+  maxVerifiedPerPrefix?: number;
+  /** How long an address stays verified after its last large response, in ms (default 10 min). */
   verifiedTtlMs?: number;
   /** HMAC key for Echo values (default: 32 random bytes per server). Share it between servers behind one address. */
   key?: Uint8Array;
@@ -105,14 +114,14 @@ export class AmplificationGuard {
   readonly factor: number;
   readonly lifetimeMs: number;
   readonly maxVerifiedPeers: number;
-  readonly maxVerifiedPerAddress: number;
+  readonly maxVerifiedPerPrefix: number;
   readonly verifiedTtlMs: number;
   private readonly key: Uint8Array;
   private readonly slotMs: number;
-  /** peer key → expiry (performance.now() ms); Map order = least recently used first. */
+  /** IP address → expiry (performance.now() ms); Map order = least recently used first. */
   private readonly verified = new Map<string, number>();
-  /** IP address → number of its verified ports in `verified`. */
-  private readonly perAddress = new Map<string, number>();
+  /** IPv6 /64 prefix (or IPv4 address) → number of its addresses in `verified`. */
+  private readonly perPrefix = new Map<string, number>();
   readonly stats: AmplificationStats = { challenges: 0, verifications: 0, shrunk: 0, stripped: 0 };
 
   constructor(factor: number, options: EchoOptions = {}) {
@@ -122,11 +131,11 @@ export class AmplificationGuard {
     this.factor = factor;
     this.lifetimeMs = clamp(options.lifetimeMs ?? 60_000, 1000, 3_600_000, 'echo.lifetimeMs');
     this.maxVerifiedPeers = clamp(options.maxVerifiedPeers ?? 10_000, 0, 1e7, 'echo.maxVerifiedPeers');
-    this.maxVerifiedPerAddress = clamp(
-      options.maxVerifiedPerAddress ?? 64,
+    this.maxVerifiedPerPrefix = clamp(
+      options.maxVerifiedPerPrefix ?? 64,
       0,
       1e7,
-      'echo.maxVerifiedPerAddress',
+      'echo.maxVerifiedPerPrefix',
     );
     this.verifiedTtlMs = clamp(options.verifiedTtlMs ?? 600_000, 0, 864e5, 'echo.verifiedTtlMs');
     this.key = options.key ? Uint8Array.from(options.key) : randomBytes(32);
@@ -138,9 +147,8 @@ export class AmplificationGuard {
 
   private mac(slot: number, peer: Peer): Buffer {
     const h = createHmac('sha256', this.key);
-    const head = Buffer.allocUnsafe(6);
+    const head = Buffer.allocUnsafe(4);
     head.writeUInt32BE(slot >>> 0, 0);
-    head.writeUInt16BE(peer.port & 0xffff, 4);
     h.update(head);
     h.update(peer.address, 'latin1');
     return h.digest();
@@ -155,7 +163,7 @@ export class AmplificationGuard {
     return out;
   }
 
-  /** True when `value` was handed out to this peer (address and port) within the lifetime. */
+  /** True when `value` was handed out to this peer's IP address within the lifetime. */
   validEcho(value: Uint8Array, peer: Peer, now = Date.now()): boolean {
     if (value.length !== ECHO_LENGTH) return false;
     const current = Math.floor(now / this.slotMs);
@@ -167,45 +175,48 @@ export class AmplificationGuard {
 
   // ---- verified table ------------------------------------------------------
 
-  /** Number of verified peers remembered. */
+  /** Number of verified addresses remembered. */
   get verifiedPeers(): number {
     return this.verified.size;
   }
 
   isVerified(peer: Peer): boolean {
-    const exp = this.verified.get(peer.key);
+    const address = peer.address;
+    const exp = this.verified.get(address);
     if (exp === undefined) return false;
     const now = performance.now();
     if (exp < now) {
-      this.forget(peer.key, peer.address);
+      this.forget(address);
       return false;
     }
     // Refresh (and move to the most recently used end) once half the TTL has gone.
     if (exp - now < this.verifiedTtlMs / 2) {
-      this.verified.delete(peer.key);
-      this.verified.set(peer.key, now + this.verifiedTtlMs);
+      this.verified.delete(address);
+      this.verified.set(address, now + this.verifiedTtlMs);
     }
     return true;
   }
 
-  /** Remembers a verified peer, within the global bound and the per-address share. */
+  /** Remembers a verified address, within the global bound and the per-prefix share. */
   markVerified(peer: Peer): void {
     const now = performance.now();
+    const address = peer.address;
     this.sweep(now);
-    if (this.verified.delete(peer.key)) {
-      this.verified.set(peer.key, now + this.verifiedTtlMs);
+    if (this.verified.delete(address)) {
+      this.verified.set(address, now + this.verifiedTtlMs);
       return;
     }
     if (this.maxVerifiedPeers === 0) return;
-    const n = this.perAddress.get(peer.address) ?? 0;
-    // Over its share the peer stays unverified; its requests with Echo are still served in full.
-    if (n >= this.maxVerifiedPerAddress) return;
+    const prefix = prefixOf(address);
+    const n = this.perPrefix.get(prefix) ?? 0;
+    // Over its share the address stays unverified; its requests with Echo are still served in full.
+    if (n >= this.maxVerifiedPerPrefix) return;
     if (this.verified.size >= this.maxVerifiedPeers) {
       const oldest = this.verified.keys().next().value;
-      if (oldest !== undefined) this.forget(oldest, addressOf(oldest));
+      if (oldest !== undefined) this.forget(oldest);
     }
-    this.verified.set(peer.key, now + this.verifiedTtlMs);
-    this.perAddress.set(peer.address, n + 1);
+    this.verified.set(address, now + this.verifiedTtlMs);
+    this.perPrefix.set(prefix, n + 1);
   }
 
   /** Drops expired entries from the least recently used end (a few per call). */
@@ -213,21 +224,22 @@ export class AmplificationGuard {
     for (let i = 0; i < 4; i++) {
       const first = this.verified.entries().next().value;
       if (first === undefined || first[1] >= now) return;
-      this.forget(first[0], addressOf(first[0]));
+      this.forget(first[0]);
     }
   }
 
-  private forget(key: string, address: string): void {
-    if (!this.verified.delete(key)) return;
-    const n = (this.perAddress.get(address) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(address);
-    else this.perAddress.set(address, n);
+  private forget(address: string): void {
+    if (!this.verified.delete(address)) return;
+    const prefix = prefixOf(address);
+    const n = (this.perPrefix.get(prefix) ?? 1) - 1;
+    if (n <= 0) this.perPrefix.delete(prefix);
+    else this.perPrefix.set(prefix, n);
   }
 
-  /** Forgets every verified peer. */
+  /** Forgets every verified address. */
   clear(): void {
     this.verified.clear();
-    this.perAddress.clear();
+    this.perPrefix.clear();
   }
 
   // ---- decisions -------------------------------------------------------------
@@ -344,9 +356,19 @@ function laterBlock2(options: readonly CoapOption[]): boolean {
   return later;
 }
 
-function addressOf(peerKey: string): string {
-  const i = peerKey.lastIndexOf('%');
-  return i < 0 ? peerKey : peerKey.slice(0, i);
+/** The /64 prefix of an IPv6 address ("2001:db8:0:1"); an IPv4 (or IPv4-mapped) address is its own prefix. */
+export function prefixOf(address: string): string {
+  if (!address.includes(':') || address.includes('.')) return address;
+  const bare = address.split('%')[0]!.toLowerCase();
+  const [head, tail] = bare.split('::') as [string, string | undefined];
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0');
+  const groups = tail === undefined ? h : [...h, ...zeros, ...t];
+  return groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':');
 }
 
 function clamp(v: number, min: number, max: number, name: string): number {

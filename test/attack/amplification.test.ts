@@ -42,7 +42,8 @@ class Spoofed {
       for (const w of this.waiters.splice(0)) w();
     });
   }
-  async bind(address = '127.0.0.1'): Promise<this> {
+  /** Verification is per IP address: each source gets a loopback address the coapkit client does not use. */
+  async bind(address = '127.0.200.1'): Promise<this> {
     await new Promise<void>((r) => this.socket.bind(0, address, r));
     return this;
   }

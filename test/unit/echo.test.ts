@@ -13,7 +13,13 @@ import { getOption } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { InvalidArgumentError, ResponseCodeError } from '../../src/errors.js';
 import { enableObserve } from '../../src/observe/server.js';
-import { AmplificationGuard, ECHO_LENGTH, messageSize, responseSize } from '../../src/server/echo.js';
+import {
+  AmplificationGuard,
+  ECHO_LENGTH,
+  messageSize,
+  prefixOf,
+  responseSize,
+} from '../../src/server/echo.js';
 import { CoapServer } from '../../src/server/server.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { withTimeout } from '../helpers/timing.js';
@@ -23,13 +29,13 @@ const A = makePeer('127.0.0.1', 40000);
 describe('Echo values', () => {
   const g = new AmplificationGuard(3, { lifetimeMs: 60_000 });
 
-  test('are 6 bytes, valid for the address and port they were made for', () => {
+  test('are 6 bytes, valid for the IP address they were made for (any port)', () => {
     const now = 1_700_000_000_000;
     const v = g.echoValue(A, now);
     assert.equal(v.length, ECHO_LENGTH);
     assert.ok(g.validEcho(v, A, now));
     assert.ok(g.validEcho(v, A, now + 59_000), 'still valid within the lifetime');
-    assert.equal(g.validEcho(v, makePeer('127.0.0.1', 40001), now), false, 'other port');
+    assert.ok(g.validEcho(v, makePeer('127.0.0.1', 40001), now), 'other port: same address');
     assert.equal(g.validEcho(v, makePeer('127.0.0.2', 40000), now), false, 'other address');
     assert.equal(g.validEcho(v, makePeer('::1', 40000), now), false, 'other family');
   });
@@ -70,7 +76,7 @@ describe('Echo values', () => {
 
 describe('verified-peer table', () => {
   test('global bound: least recently used first out', () => {
-    const g = new AmplificationGuard(3, { maxVerifiedPeers: 3, maxVerifiedPerAddress: 10 });
+    const g = new AmplificationGuard(3, { maxVerifiedPeers: 3 });
     const peers = [1, 2, 3, 4].map((i) => makePeer(`10.0.0.${i}`, 5000));
     for (const p of peers.slice(0, 3)) g.markVerified(p);
     assert.equal(g.verifiedPeers, 3);
@@ -80,15 +86,21 @@ describe('verified-peer table', () => {
     assert.ok(g.isVerified(peers[3]!));
   });
 
-  test('per-address share: one IP cannot push the others out', () => {
-    const g = new AmplificationGuard(3, { maxVerifiedPeers: 100, maxVerifiedPerAddress: 4 });
-    const other = makePeer('10.0.0.9', 1);
+  test('per-prefix share: one IPv6 /64 cannot push the others out', () => {
+    const g = new AmplificationGuard(3, { maxVerifiedPeers: 100, maxVerifiedPerPrefix: 4 });
+    const other = makePeer('2001:db8:0:2::1', 1);
+    const v4 = makePeer('10.0.0.1', 1);
     g.markVerified(other);
-    for (let port = 1000; port < 1100; port++) g.markVerified(makePeer('10.0.0.1', port));
-    assert.equal(g.verifiedPeers, 5);
+    g.markVerified(v4);
+    for (let i = 1; i <= 100; i++) g.markVerified(makePeer(`2001:db8:0:1::${i.toString(16)}`, 5683));
+    assert.equal(g.verifiedPeers, 6);
     assert.ok(g.isVerified(other));
-    assert.ok(g.isVerified(makePeer('10.0.0.1', 1000)));
-    assert.equal(g.isVerified(makePeer('10.0.0.1', 1099)), false);
+    assert.ok(g.isVerified(v4));
+    assert.ok(g.isVerified(makePeer('2001:db8:0:1::1', 9)), 'verified per address, any port');
+    assert.equal(g.isVerified(makePeer('2001:db8:0:1::64', 5683)), false);
+    assert.equal(prefixOf('2001:DB8::1'), '2001:db8:0:0');
+    assert.equal(prefixOf('fe80::1:2:3:4%eth0'), 'fe80:0:0:0');
+    assert.equal(prefixOf('::ffff:10.0.0.1'), '::ffff:10.0.0.1');
   });
 
   test('entries expire and are given back', async () => {
@@ -98,9 +110,9 @@ describe('verified-peer table', () => {
     await new Promise((r) => setTimeout(r, 60));
     assert.equal(g.isVerified(A), false);
     assert.equal(g.verifiedPeers, 0);
-    for (let i = 0; i < 10; i++) g.markVerified(makePeer('10.1.0.1', i));
+    for (let i = 0; i < 10; i++) g.markVerified(makePeer(`10.1.0.${i}`, 1));
     await new Promise((r) => setTimeout(r, 60));
-    g.markVerified(makePeer('10.1.0.2', 1)); // sweeps expired entries from the old end
+    g.markVerified(makePeer('10.2.0.2', 1)); // sweeps expired entries from the old end
     assert.ok(g.verifiedPeers <= 10 - 4 + 1);
   });
 
@@ -138,7 +150,7 @@ describe('sizes', () => {
     for (const c of cases) {
       const bytes = encodeMessage({ type: 0, code: 1, messageId: 1, ...c });
       assert.equal(messageSize(decodeMessage(bytes)), bytes.length);
-      assert.ok(responseSize(c.token.length, c) >= bytes.length, 'responseSize is an upper bound');
+      assert.ok(responseSize(c.token.length, { code: 0x45, ...c }) >= bytes.length, 'upper bound');
     }
   });
 
@@ -185,11 +197,15 @@ describe('server and client over UDP', () => {
   });
   after(() => server.close());
 
-  /** Sends raw datagrams from a fresh socket and collects every reply for `ms`. */
+  // Verification is per IP address: every raw source gets a loopback address of its own.
+  let nextAddress = 1;
+  const fresh = () => `127.0.77.${nextAddress++}`;
+
+  /** Sends raw datagrams from a fresh socket (and address) and collects the replies. */
   async function raw(datagrams: Buffer[], until: (got: Buffer[]) => boolean): Promise<Buffer[]> {
     const s = dgram.createSocket('udp4');
     const got: Buffer[] = [];
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => s.bind(0, fresh(), r));
     const done = new Promise<void>((resolve) =>
       s.on('message', (m) => {
         got.push(m);
@@ -223,9 +239,9 @@ describe('server and client over UDP', () => {
     assert.equal(m.payload.length, 0);
     const echo = getOption(m.options, OptionNumber.Echo)!;
     assert.equal(echo.length, 6);
-    // Same socket needed: the value is bound to address and port. A new socket's Echo is refused.
+    // The value is bound to the address it was sent to: another address's value is refused.
     const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => s.bind(0, fresh(), r));
     const replies: Buffer[] = [];
     s.on('message', (x) => replies.push(x));
     const send = (b: Buffer) => s.send(b, port, '127.0.0.1');
@@ -352,7 +368,7 @@ describe('server and client over UDP', () => {
     off.get('/big', () => big);
     const p = (await off.listen({ host: '127.0.0.1', port: 0 })).transport.localAddress().port;
     const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => s.bind(0, fresh(), r));
     const got = new Promise<Buffer>((r) => s.once('message', r));
     s.send(get('big'), p, '127.0.0.1');
     const m = decodeMessage(await withTimeout(got, 5000, 'reply'));
