@@ -21,6 +21,7 @@ import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '
 import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
+import { responseSize } from '../server/echo.js';
 import type { CoapServer, Middleware } from '../server/server.js';
 import { ServerRequest } from '../server/server.js';
 import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from './common.js';
@@ -90,7 +91,40 @@ export class BlockwiseServer {
 
   install(server: CoapServer): this {
     server.use(this.middleware);
+    // Amplification rule: a large response to an unsafe request from an unverified address goes out as a small first block.
+    server.shrinkResponse ??= (req, res, budget) => this.fitFirstBlock(req, res, budget);
     return this;
+  }
+
+  /**
+   * The first block, of the largest block size whose response fits in
+   * `budget` bytes, of a 2.xx response (whole, or already sliced from a
+   * cached representation) to `req`; the representation is cached so the
+   * client can fetch the rest with Block2. Undefined when nothing fits.
+   */
+  fitFirstBlock(req: ServerRequest, res: OutgoingResponse, budget: number): OutgoingResponse | undefined {
+    if (res.code >> 5 !== 2) return undefined;
+    const msg = req.message;
+    const key = this.cacheKey(req.peer.key, msg);
+    const b2 = getOption(res.options ?? [], OptionNumber.Block2);
+    let full: OutgoingResponse | undefined = res;
+    if (b2 !== undefined) {
+      if (decodeBlock(b2).num !== 0) return undefined;
+      full = this.cached(key);
+    } else full = this.withEtag(res);
+    if (full?.payload === undefined || full.payload.length === 0) return undefined;
+    const b1 = getOption(res.options ?? [], OptionNumber.Block1);
+    const tkl = msg.token.length;
+    for (let szx = this.requestedSzx(msg); szx >= 0; szx--) {
+      if (szxToSize(szx) >= full.payload.length) continue;
+      const out = this.slice(full, 0, szx, true);
+      if (b1 !== undefined) out.options!.push({ number: OptionNumber.Block1, value: b1 });
+      if (responseSize(tkl, out) <= budget) {
+        if (b2 === undefined) this.store(key, full);
+        return out;
+      }
+    }
+    return undefined;
   }
 
   /** Number of Block1 reassemblies in progress. */
@@ -357,6 +391,7 @@ export class BlockwiseServer {
     };
     const fullReq = new ServerRequest(full, req.peer, req.path, req.pathSegments);
     fullReq.endpoint = req.endpoint;
+    fullReq.amplification = req.amplification;
     const blockNum = offset / ourSize;
     const szx2 = this.requestedSzx(msg);
     return then(next(fullReq), (res) => {

@@ -29,6 +29,12 @@ export interface EndpointOptions {
   separateResponseDelayMs?: number;
   /** Bounds of the deduplication memory. */
   dedup?: DedupOptions;
+  /**
+   * Client side: repeat a request once, transparently, when the server
+   * answers 4.01 Unauthorized with an Echo option (RFC 9175 §2.3; servers use
+   * it to verify the client's address before large responses). Default true.
+   */
+  answerEcho?: boolean;
 }
 
 export class Endpoint {
@@ -55,6 +61,7 @@ export class Endpoint {
     this.exchangeLayer = new ExchangeLayer(this.messageLayer, {
       tokenLength,
       separateResponseDelayMs: options.separateResponseDelayMs ?? 1000,
+      ...(options.answerEcho === false ? { answerEcho: false } : {}),
     });
   }
 

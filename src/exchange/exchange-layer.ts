@@ -10,7 +10,7 @@ import { Buffer } from 'node:buffer';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
 import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
-import { firstBadCritical } from '../codec/options.js';
+import { firstBadCritical, getOption } from '../codec/options.js';
 import { MessageType } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
@@ -86,12 +86,22 @@ interface Pending {
   abortListener: (() => void) | undefined;
   /** Stops watching for an RST to a NON request. */
   unwatch: (() => void) | undefined;
+  /** (Re)sends the request; with a value, repeated with that Echo option (RFC 9175 §2.3). */
+  start: ((echo?: Buffer) => void) | undefined;
+  /** The request was already repeated once for a 4.01 + Echo challenge. */
+  echoed: boolean;
 }
 
 export interface ExchangeLayerOptions {
   tokenLength: number;
   /** Delay before an empty ACK is sent for a slow handler (default 1000 ms). */
   separateResponseDelayMs: number;
+  /**
+   * Repeat a request once, transparently, when the server answers 4.01
+   * Unauthorized with an Echo option (RFC 9175 §2.3: it verifies the client's
+   * address). Default true.
+   */
+  answerEcho?: boolean;
 }
 
 export class ExchangeLayer {
@@ -148,6 +158,8 @@ export class ExchangeLayer {
       messageId: -1,
       abortListener: undefined,
       unwatch: undefined,
+      start: undefined,
+      echoed: false,
     };
     this.pending.set(key, p);
     const confirmable = req.confirmable ?? true;
@@ -172,15 +184,21 @@ export class ExchangeLayer {
         signal.addEventListener('abort', p.abortListener, { once: true });
       }
     }
-    const start = () => {
+    let options = req.options;
+    const start = (echo?: Buffer) => {
       if (p.done) return;
+      if (echo !== undefined) {
+        // RFC 9175 §2.3: the same request again, with the server's Echo value.
+        options = (options ?? []).filter((o) => o.number !== OptionNumber.Echo);
+        options.push({ number: OptionNumber.Echo, value: Buffer.from(echo) });
+      }
       // Encoded once; the Message ID is written in when the request goes out.
       const bytes = encodeMessage({
         type: confirmable ? MessageType.CON : MessageType.NON,
         code: req.code,
         messageId: 0,
         token,
-        ...(req.options ? { options: req.options } : {}),
+        ...(options ? { options } : {}),
         ...(req.payload ? { payload: req.payload } : {}),
       });
       // (A multicast group never answers as itself: its members do, so it is exempt.)
@@ -215,6 +233,7 @@ export class ExchangeLayer {
         p.slotTimer = setTimeout(() => this.releaseSlot(p), params.ackTimeout);
       }
     };
+    if (!callbacks.multicast && this.options.answerEcho !== false) p.start = start;
     if (ps.outstanding < params.nstart) start();
     else ps.queue.push(start);
     return {
@@ -365,6 +384,7 @@ export class ExchangeLayer {
       // A separate response implies the request arrived (§5.2.2).
       this.ml.cancelCon(p.con);
     }
+    if (msg.code === 0x81 && p.start !== undefined && !p.echoed && this.echoChallenge(p, msg)) return true;
     let complete: boolean;
     try {
       complete = p.callbacks.onResponse({ message: msg, peer: ps.peer, piggybacked, rttMs });
@@ -385,6 +405,25 @@ export class ExchangeLayer {
       clearTimeout(p.timer);
       p.timer = undefined;
     }
+    return true;
+  }
+
+  /**
+   * A 4.01 Unauthorized with an Echo option (RFC 9175 §2.3): repeats the
+   * request once with that value, within the same overall timeout, keeping
+   * the token (an observe registration stays one registration).
+   */
+  private echoChallenge(p: Pending, msg: CoapMessage): boolean {
+    const echo = getOption(msg.options, OptionNumber.Echo);
+    if (echo === undefined || echo.length === 0 || echo.length > 40) return false;
+    p.echoed = true;
+    p.con = undefined;
+    p.unwatch?.();
+    p.unwatch = undefined;
+    const start = p.start!;
+    const value = Buffer.from(echo);
+    if (p.ps.outstanding < this.ml.params.nstart) start(value);
+    else p.ps.queue.push(() => start(value));
     return true;
   }
 

@@ -220,6 +220,9 @@ export class ObserveServer {
         return res;
       }
       if (!existing && this.observers.size >= this.opts.maxObservers) return res;
+      // RFC 9175 §2.4: notifications would flood a spoofed address; plain-UDP peers prove theirs with Echo first.
+      const guard = req.amplification;
+      if (guard !== undefined && !guard.trusted(msg, req.peer)) return guard.challenge(req.peer);
       if (existing) this.remove(existing, undefined);
       const o: Observer = {
         key,

@@ -36,6 +36,7 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
+import { AmplificationGuard, type EchoOptions } from './echo.js';
 import { type ResourceAttributes, type Route, Router } from './router.js';
 
 export interface ServerResponse {
@@ -71,6 +72,11 @@ export class ServerRequest {
   route: Route<RequestHandler> | undefined;
   /** The endpoint the request arrived on (observe notifications go back through it). */
   endpoint: Endpoint | undefined;
+  /**
+   * The amplification rule when the request came over plain UDP (RFC 9175
+   * §2.4): the observe layer asks it before registering an observer.
+   */
+  amplification: AmplificationGuard | undefined;
 
   constructor(
     readonly message: CoapMessage,
@@ -166,7 +172,30 @@ export interface ServerOptions extends EndpointOptions {
   diagnosticPayloads?: boolean;
   /** Called when a handler throws something other than ResponseCodeError. */
   onError?: (error: unknown, req: ServerRequest) => void;
+  /**
+   * Amplification limit (RFC 7252 §11.3, RFC 9175 §2.4) for plain-UDP (coap://)
+   * peers whose address is not verified: a response larger than this many
+   * times the request datagram is replaced (default 3; `false` turns the rule
+   * off). GET/FETCH and error responses get 4.01 Unauthorized + Echo instead
+   * (a 6-byte value the client repeats to prove its address); an Observe
+   * registration is challenged before it registers; a 2.xx to an unsafe
+   * method (its change is kept) goes out as the first block of a smaller
+   * Block2 size when block-wise is enabled, else an idempotent unconditional
+   * request (PUT, DELETE, iPATCH) is challenged, else (POST, PATCH) the
+   * payload is not sent. Applies to UdpTransport endpoints only: coaps://
+   * (DTLS cookie exchange), multicast and in-memory transports are not limited.
+   */
+  amplificationFactor?: number | false;
+  /** Bounds of the Echo address verification (lifetime, verified-peer table). */
+  echo?: EchoOptions;
 }
+
+/** Cuts a response to an unsafe request down to `budget` bytes without losing it (block-wise). */
+export type ResponseShrinker = (
+  req: ServerRequest,
+  res: OutgoingResponse,
+  budget: number,
+) => OutgoingResponse | undefined;
 
 /** Options this server understands; unknown critical ones get 4.02 (§5.4.1). */
 const RECOGNIZED = new Set<number>([
@@ -222,9 +251,15 @@ export class CoapServer {
   readonly recognizedOptions = new Set(RECOGNIZED);
   private readonly maxPayloadSize: number;
   private readonly diagnostics: boolean;
+  /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
+  readonly amplification: AmplificationGuard | undefined;
+  /** Set by the block-wise layer: first block of a smaller size for a large response to an unsafe request. */
+  shrinkResponse: ResponseShrinker | undefined;
 
   constructor(private readonly options: ServerOptions = {}) {
     this.maxPayloadSize = options.maxPayloadSize ?? 64 * 1024;
+    const factor = options.amplificationFactor ?? 3;
+    this.amplification = factor === false ? undefined : new AmplificationGuard(factor, options.echo);
     this.diagnostics = options.diagnosticPayloads ?? true;
     this.router.add(Method.GET, '/.well-known/core', (req) => this.wellKnownCore(req), {
       ct: ContentFormat.LinkFormat,
@@ -369,6 +404,12 @@ export class CoapServer {
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
+    // Amplification rule (RFC 9175 §2.4): only plain UDP; multicast requests come without endpoint.
+    const guard =
+      this.amplification !== undefined && endpoint !== undefined && endpoint.transport instanceof UdpTransport
+        ? this.amplification
+        : undefined;
+    req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {
       channels.request.publish({
@@ -379,7 +420,14 @@ export class CoapServer {
         messageId: msg.messageId,
       });
     }
-    const result = this.suppress(msg, this.runMiddlewares(req, 0));
+    let result = this.suppress(msg, this.runMiddlewares(req, 0));
+    if (guard !== undefined) {
+      const shrink = this.shrinkResponse;
+      result =
+        result instanceof Promise
+          ? result.then((r) => guard.limit(msg, peer, r, shrink, req))
+          : guard.limit(msg, peer, result, shrink, req);
+    }
     if (channels.response.hasSubscribers) {
       const publish = (r: OutgoingResponse | null) => {
         channels.response.publish({
