@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { blockwiseExchange, type SendFn } from '../../src/blockwise/client.js';
+import { exitCodeForError } from '../../src/cli/exit.js';
 import { CoapClient } from '../../src/client/client.js';
 import { type CoapMessage, type CoapOption, decodeMessage, encodeMessage } from '../../src/codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption } from '../../src/codec/options.js';
@@ -31,6 +32,7 @@ import {
   BlockTransferError,
   BodyTooLargeError,
   CoapError,
+  MessageFormatError,
   ProtocolError,
   TimeoutError,
 } from '../../src/errors.js';
@@ -306,6 +308,17 @@ describe('client against a malicious server (issue 10, items 8-10)', () => {
 });
 
 describe('CLI against a malicious server', () => {
+  it('what a server does wrong maps to exit 3, never to usage (64)', () => {
+    for (const e of [
+      new ProtocolError('x'),
+      new BlockTransferError('x'),
+      new BodyTooLargeError('x'),
+      new MessageFormatError('x'),
+    ]) {
+      assert.equal(exitCodeForError(e), 3, e.name);
+    }
+  });
+
   it('get with --timeout: endless Block2 ends with exit 3 and one error line', async () => {
     const srv = await evilServer(endlessBlock2(0));
     try {
