@@ -146,9 +146,32 @@ export class UsageError extends CoapError {
   override readonly code: string = 'COAP_ERR_USAGE';
 }
 
-/** A block-wise transfer (RFC 7959) failed: representation changed mid-transfer, bad block, too large. */
-export class BlockTransferError extends CoapError {
+/**
+ * The peer broke the protocol: an answer the client cannot use, e.g. 2.31 Continue to the
+ * last block of an upload or to a request that was not block-wise, or a Block1 option that
+ * does not acknowledge the block sent. Never the user's fault (the CLI exits 3, not 64).
+ */
+export class ProtocolError extends CoapError {
+  override readonly code: string = 'COAP_ERR_PROTOCOL';
+}
+
+/**
+ * A block-wise transfer (RFC 7959) failed: representation kept changing, a malformed or
+ * inconsistent block (number out of range, larger SZX than asked, wrong offset or length),
+ * more bytes than Size2 announced, or a body over the limit ({@link BodyTooLargeError}).
+ */
+export class BlockTransferError extends ProtocolError {
   override readonly code: string = 'COAP_ERR_BLOCK_TRANSFER';
+}
+
+/**
+ * A response body (Size2, or the bytes received so far) over the client's limit
+ * (`maxBodySize`, default 16 MiB; CLI `--max-body`). The transfer is stopped at once.
+ */
+export class BodyTooLargeError extends BlockTransferError {
+  override readonly code: string = 'COAP_ERR_BODY_TOO_LARGE';
+  /** The limit in bytes that was exceeded (undefined when not given to the constructor). */
+  limit?: number;
 }
 
 /** An observation (RFC 7641) ended because the server stopped it or rejected the registration. */

@@ -9,6 +9,12 @@
  * 2.31 Continue and the Block1 hint of a 4.13), responses with Block2 M=1 are
  * fetched block by block, with the ETag checked across blocks (a changed
  * representation restarts the download, twice at most).
+ *
+ * A server is not trusted: the body is bounded by `maxBodySize` (BodyTooLargeError), every
+ * block must continue at the expected offset with at most the size asked for and a number
+ * that fits the option (BlockTransferError), and an upload needs a final response
+ * (ProtocolError for 2.31 Continue to the last block). The time bound is the SendFn's:
+ * CoapClient gives every round trip what is left of the request's one overall deadline.
  */
 
 import { Buffer } from 'node:buffer';
@@ -16,7 +22,13 @@ import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
-import { BlockTransferError, InvalidArgumentError } from '../errors.js';
+import {
+  AbortError,
+  BlockTransferError,
+  BodyTooLargeError,
+  InvalidArgumentError,
+  ProtocolError,
+} from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
 import { randomToken } from '../exchange/tokens.js';
 import { type BlockProgress, MAX_SZX, szxToSize, withoutOptions } from './common.js';
@@ -33,8 +45,40 @@ export interface BlockwiseClientOptions {
   blockSize?: number;
   /** Called after every block in either direction. */
   onProgress?: (p: BlockProgress) => void;
-  /** Largest response body accepted in bytes (default 16 MiB). */
+  /**
+   * Largest response body accepted, in bytes (default {@link DEFAULT_MAX_BODY_SIZE}, 16 MiB).
+   * A Size2 above it, or more bytes received, stops the transfer with BodyTooLargeError.
+   */
   maxBodySize?: number;
+  /** Stops the transfer before the next block (AbortError); the SendFn cancels the block in flight. */
+  signal?: AbortSignal;
+}
+
+/** Default limit of a response body reassembled from blocks: 16 MiB. */
+export const DEFAULT_MAX_BODY_SIZE = 16 << 20;
+
+/** Largest block number a Block1/Block2 option can carry (20 bits, RFC 7959 §2.2). */
+const MAX_BLOCK_NUM = 0xfffff;
+
+/** Validates `maxBodySize` (a user argument: InvalidArgumentError). */
+export function bodyLimit(max: number | undefined): number {
+  if (max === undefined) return DEFAULT_MAX_BODY_SIZE;
+  if (!Number.isSafeInteger(max) || max < 0) {
+    throw new InvalidArgumentError(`maxBodySize must be a non-negative integer number of bytes, got ${max}`);
+  }
+  return max;
+}
+
+function tooLarge(what: string, limit: number): BodyTooLargeError {
+  const e = new BodyTooLargeError(`${what} exceeds the limit of ${limit} bytes`, {
+    hint: 'raise the limit (maxBodySize, or --max-body BYTES on the command line) if you trust the server',
+  });
+  e.limit = limit;
+  return e;
+}
+
+function codeText(code: number): string {
+  return `${code >> 5}.${String(code & 31).padStart(2, '0')}`;
 }
 
 export interface BlockwiseResult {
@@ -82,6 +126,9 @@ export async function blockwiseExchange(
       options.push({ number: OptionNumber.Block2, value: encodeBlock(0, false, szx) });
     }
     res = await send({ code: req.code, options, ...(payload ? { payload } : {}) });
+    if (res.message.code === ResponseCode.Continue) {
+      throw new ProtocolError('server answered 2.31 Continue to a request that was not block-wise');
+    }
   } else {
     // Request-Tag (RFC 9175 §3.4): concurrent uploads to one resource stay apart at the
     // server; the follow-up Block2 requests carry it too, naming the same operation.
@@ -113,8 +160,12 @@ async function upload(
   // Every round trip moves at least 16 bytes forward or shrinks the block size.
   let budget = Math.ceil(total / 16) + 16;
   while (budget-- > 0) {
+    if (opts.signal?.aborted) throw new AbortError('request aborted', { cause: opts.signal.reason });
     const size = szxToSize(szx);
     const num = offset / size;
+    if (num > MAX_BLOCK_NUM) {
+      throw new BlockTransferError(`the payload needs more than 2^20 blocks of ${size} bytes`);
+    }
     const chunk = payload.subarray(offset, offset + size);
     const more = offset + chunk.length < total;
     const options = [...baseOptions, { number: OptionNumber.Block1, value: encodeBlock(num, more, szx) }];
@@ -133,16 +184,36 @@ async function upload(
       return res;
     }
     blocks++;
-    const reduced = res.message.code === ResponseCode.Continue && b1 !== undefined && b1.szx < szx;
-    if (res.message.code !== ResponseCode.Continue || (!more && !reduced)) {
+    if (res.message.code !== ResponseCode.Continue) {
       // The final response (or the server answered early, e.g. with an error).
       opts.onProgress?.({ direction: 'upload', bytes: offset + chunk.length, totalBytes: total, blocks });
       return res;
     }
+    // 2.31 Continue (§2.3): it acknowledges the block just sent, in its Block1 option.
+    if (b1 !== undefined) {
+      if (b1.szx > szx) {
+        throw new ProtocolError(
+          `server acknowledged block ${num} of ${size} bytes with a Block1 of ${b1.size}-byte blocks`,
+        );
+      }
+      const end = (b1.num + 1) * b1.size;
+      // Same size: the same number. Smaller (late negotiation): a block within the one sent.
+      if (b1.szx === szx ? b1.num !== num : b1.num * b1.size < offset || end > offset + chunk.length) {
+        throw new ProtocolError(
+          `server answered block ${num} (${size} bytes) with 2.31 Continue for block ${b1.num} of ${b1.size} bytes`,
+        );
+      }
+    }
+    const reduced = b1 !== undefined && b1.szx < szx;
+    if (!more && !reduced) {
+      throw new ProtocolError('server answered 2.31 Continue to the last block', {
+        hint: 'the upload is complete but the server never sent a final response',
+      });
+    }
     if (reduced) {
       // Late negotiation (§2.3): the server kept block b1.num of the smaller size.
-      szx = b1!.szx;
-      offset = (b1!.num + 1) * szxToSize(szx);
+      szx = b1.szx;
+      offset = (b1.num + 1) * szxToSize(szx);
     } else offset += chunk.length;
     opts.onProgress?.({ direction: 'upload', bytes: offset, totalBytes: total, blocks });
   }
@@ -160,12 +231,10 @@ export async function download(
   szx: number,
   opts: BlockwiseClientOptions,
 ): Promise<BlockwiseResult> {
-  const maxBody = opts.maxBodySize ?? 16 << 20;
+  const maxBody = bodyLimit(opts.maxBodySize);
   let head = first;
   let b2 = blockOf(head.message.options, OptionNumber.Block2);
-  if (b2 === undefined || (!b2.more && b2.num === 0)) {
-    return { message: strip(head.message, head.message.payload), last: head, payload: head.message.payload };
-  }
+  if (b2 === undefined || (!b2.more && b2.num === 0)) return whole(head, maxBody);
   const baseOptions = withoutOptions(
     req.options,
     OptionNumber.Block1,
@@ -176,12 +245,20 @@ export async function download(
   let restarts = 0;
   for (;;) {
     if (b2.num !== 0) throw new BlockTransferError(`first response carries block ${b2.num}, not block 0`);
+    if (head.message.payload.length !== b2.size) {
+      throw new BlockTransferError(
+        `block 0 has ${head.message.payload.length} bytes, not the ${b2.size} of its Block2 option`,
+      );
+    }
     const etag = getOption(head.message.options, OptionNumber.ETag);
     const totalBytes = getUintOption(head.message.options, OptionNumber.Size2);
     if (totalBytes !== undefined && totalBytes > maxBody) {
-      throw new BlockTransferError(`response body of ${totalBytes} bytes exceeds the limit of ${maxBody}`);
+      throw tooLarge(`response body of ${totalBytes} bytes (Size2)`, maxBody);
     }
-    const chunks: Buffer[] = [head.message.payload];
+    if (b2.size > maxBody) throw tooLarge('response body', maxBody);
+    // One growing buffer, not one Buffer per block: 16-byte blocks cost 16 bytes each.
+    let body = Buffer.allocUnsafe(Math.min(maxBody, Math.max(totalBytes ?? 0, 4 * b2.size)));
+    head.message.payload.copy(body, 0);
     let bytes = head.message.payload.length;
     let blocks = 1;
     let cur = b2;
@@ -197,8 +274,14 @@ export async function download(
     progress();
     let changed = false;
     while (cur.more) {
-      if (bytes % size !== 0) throw new BlockTransferError(`block of ${bytes} bytes is not a whole block`);
+      if (opts.signal?.aborted) throw new AbortError('transfer aborted', { cause: opts.signal.reason });
+      // Every block so far had its full size and sizes only shrink: bytes is a whole number of blocks.
       const num = bytes / size;
+      if (num > MAX_BLOCK_NUM) {
+        throw new BlockTransferError(
+          `block number out of range: ${bytes} bytes in ${size}-byte blocks and the server still announces more`,
+        );
+      }
       const options = [
         ...baseOptions,
         { number: OptionNumber.Block2, value: encodeBlock(num, false, sizeToSzxOf(size)) },
@@ -206,9 +289,7 @@ export async function download(
       const res = await send({ code: req.code, options });
       last = res;
       if (res.message.code >> 5 !== 2) {
-        throw new BlockTransferError(
-          `block ${num} failed with ${res.message.code >> 5}.${String(res.message.code & 31).padStart(2, '0')}`,
-        );
+        throw new BlockTransferError(`block ${num} failed with ${codeText(res.message.code)}`);
       }
       const tag = getOption(res.message.options, OptionNumber.ETag);
       if (etag !== undefined && (tag === undefined || Buffer.compare(tag, etag) !== 0)) {
@@ -217,40 +298,59 @@ export async function download(
       }
       const b = blockOf(res.message.options, OptionNumber.Block2);
       if (b === undefined) throw new BlockTransferError(`block ${num} came back without a Block2 option`);
+      if (b.size > size) {
+        throw new BlockTransferError(`asked for block ${num} of ${size} bytes, got ${b.size}-byte blocks`);
+      }
       if (b.num * b.size !== bytes) {
         throw new BlockTransferError(`asked for offset ${bytes}, got block ${b.num} of size ${b.size}`);
       }
-      if (b.more && res.message.payload.length !== b.size) {
-        throw new BlockTransferError(`block ${b.num} has ${res.message.payload.length} bytes, not ${b.size}`);
+      const len = res.message.payload.length;
+      if (b.more ? len !== b.size : len > b.size) {
+        throw new BlockTransferError(`block ${b.num} has ${len} bytes for a block size of ${b.size}`);
       }
-      chunks.push(res.message.payload);
-      bytes += res.message.payload.length;
+      if (bytes + len > maxBody) throw tooLarge('response body', maxBody);
+      if (totalBytes !== undefined && bytes + len > totalBytes) {
+        throw new BlockTransferError(`the server sent more than the ${totalBytes} bytes its Size2 announced`);
+      }
+      if (bytes + len > body.length) {
+        const grown = Buffer.allocUnsafe(Math.min(maxBody, Math.max(body.length * 2, bytes + len)));
+        body.copy(grown, 0, 0, bytes);
+        body = grown;
+      }
+      res.message.payload.copy(body, bytes);
+      bytes += len;
       blocks++;
-      if (bytes > maxBody)
-        throw new BlockTransferError(`response body exceeds the limit of ${maxBody} bytes`);
-      size = Math.min(size, b.size);
+      size = b.size;
       cur = b;
       progress();
     }
     if (!changed) {
-      const payload = Buffer.concat(chunks);
-      void last;
+      // Give back the spare capacity unless it is small.
+      const payload =
+        body.length - bytes > 4096 ? Buffer.from(body.subarray(0, bytes)) : body.subarray(0, bytes);
       return { message: strip(head.message, payload), last, payload };
     }
     // §2.4: the representation changed in the middle of the transfer; start over.
     if (++restarts > 2) throw new BlockTransferError('the representation kept changing during the transfer');
+    if (opts.signal?.aborted) throw new AbortError('transfer aborted', { cause: opts.signal.reason });
     const options = [...baseOptions, { number: OptionNumber.Block2, value: encodeBlock(0, false, szx) }];
     head = await send({ code: req.code, options });
     const nb = blockOf(head.message.options, OptionNumber.Block2);
     if (nb === undefined || !nb.more) {
-      return {
-        message: strip(head.message, head.message.payload),
-        last: head,
-        payload: head.message.payload,
-      };
+      if (nb !== undefined && nb.num !== 0) {
+        throw new BlockTransferError(`asked for block 0, got block ${nb.num}`);
+      }
+      return whole(head, maxBody);
     }
     b2 = nb;
   }
+}
+
+/** A response that is complete in one message (within the body limit). */
+function whole(res: InboundResponse, maxBody: number): BlockwiseResult {
+  const payload = res.message.payload;
+  if (payload.length > maxBody) throw tooLarge(`response body of ${payload.length} bytes`, maxBody);
+  return { message: strip(res.message, payload), last: res, payload };
 }
 
 function sizeToSzxOf(size: number): number {

@@ -10,8 +10,10 @@ import {
   DtlsError,
   InvalidArgumentError,
   LinkFormatError,
+  MessageFormatError,
   NetworkError,
   OptionError,
+  ProtocolError,
   ResetError,
   TimeoutError,
   UriError,
@@ -25,7 +27,10 @@ export const ExitCode = {
   CLIENT_ERROR: 1,
   /** A 5.xx response, or any other non-2.xx response code. */
   SERVER_ERROR: 2,
-  /** Timeout, network or DNS error, DTLS failure, Reset from the peer. */
+  /**
+   * Timeout, network or DNS error, DTLS failure, Reset from the peer, or a peer that breaks
+   * the protocol (ProtocolError: malformed blocks, a body over the limit, stray 2.31).
+   */
   NETWORK: 3,
   /** Usage error: bad flag, bad URI, unknown content format or option (EX_USAGE). */
   USAGE: 64,
@@ -41,7 +46,7 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.OK, 'success: a 2.xx response'],
   [ExitCode.CLIENT_ERROR, 'the server answered 4.xx'],
   [ExitCode.SERVER_ERROR, 'the server answered 5.xx (or another non-2.xx code)'],
-  [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST) or malformed reply'],
+  [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST), malformed reply or body over --max-body'],
   [ExitCode.USAGE, 'usage error: bad flag, bad URI, unknown content format or option'],
   [ExitCode.NO_INPUT, 'input file not found or unreadable'],
   [ExitCode.IO_ERROR, 'output error: stdout or -o FILE not writable (disk full, closed pipe: quietly)'],
@@ -82,6 +87,8 @@ export function exitCodeForResponse(code: number): number {
 export function exitCodeForError(err: unknown): number {
   if (err instanceof InputFileError) return ExitCode.NO_INPUT;
   if (err instanceof OutputError) return ExitCode.IO_ERROR;
+  // What a peer sent is never the user's fault: checked before the usage classes.
+  if (err instanceof ProtocolError || err instanceof MessageFormatError) return ExitCode.NETWORK;
   if (
     err instanceof UsageError ||
     err instanceof UriError ||

@@ -54,10 +54,13 @@ Options:
                               (unregistered options: 0xHEX or text);
                               NUM alone adds an empty option (e.g. -O If-None-Match)
       --non                   send a Non-confirmable request
-      --timeout SECONDS       give up after this long (default: CoAP retransmission, ~93 s)
+      --timeout SECONDS       give up after this long, every block of a block-wise transfer
+                              included (default: CoAP retransmission, ~93 s per round trip)
       --block-size N          block size for block-wise transfers (RFC 7959): 16..1024, a
                               power of two (default 1024); large payloads and responses are
                               always transferred block-wise, with a progress bar on a terminal
+      --max-body BYTES        largest response body accepted (default 16777216 = 16 MiB);
+                              a larger Size2 or more bytes stop the transfer: error, exit 3
       --observe               (get) observe the resource: see 'coapkit observe --help'
 Group requests (URI host is a multicast address, RFC 7252 §8.2): one NON request,
 then every member's response is printed as "# CODE from coap://SOURCE" + payload:
@@ -83,7 +86,8 @@ Examples:
   coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
   coapkit get coap://224.0.1.187/time --window 2
 
-Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network, 64 usage, 66 no input,
+Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network/protocol error (a body
+over --max-body, a malformed block, 2.31 Continue to the last block), 64 usage, 66 no input,
 74 output error (stdout or -o FILE not writable).
 `;
 

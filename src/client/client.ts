@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import { blockwiseExchange } from '../blockwise/client.js';
 import type { BlockProgress } from '../blockwise/common.js';
 import type { CoapOption } from '../codec/message.js';
@@ -14,7 +15,7 @@ import { Method, type MethodName } from '../constants/codes.js';
 import { parseContentFormat } from '../constants/content-formats.js';
 import { OptionNumber } from '../constants/options.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
-import { ClosedError, InvalidArgumentError, UriError } from '../errors.js';
+import { ClosedError, InvalidArgumentError, TimeoutError, UriError } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
 import type { MulticastRequestOptions } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
@@ -57,7 +58,12 @@ export interface RequestOptions {
   confirmable?: boolean;
   /** Extra options, e.g. `[{ number: OptionNumber.ETag, value: etag }]`. */
   options?: ReadonlyArray<{ number: number; value: OptionInput }>;
-  /** Overall time limit in ms (default MAX_TRANSMIT_WAIT, 93 s). */
+  /**
+   * Overall time limit in ms for the whole exchange, every block of a block-wise transfer
+   * included: one deadline, each round trip gets what is left of it (TimeoutError when it
+   * runs out). Without it each round trip gets the §4.8.2 default (MAX_TRANSMIT_WAIT, 93 s)
+   * and `maxBodySize` bounds how many blocks a server can make the client fetch.
+   */
   timeout?: number;
   signal?: AbortSignal;
   /** Use this token instead of a random one. */
@@ -72,7 +78,11 @@ export interface RequestOptions {
   blockSize?: number;
   /** Progress of block-wise transfers (after every block). */
   onProgress?: (p: BlockProgress) => void;
-  /** Largest response body accepted from a block-wise transfer (default 16 MiB). */
+  /**
+   * Largest response body accepted, in bytes (default 16 MiB, `DEFAULT_MAX_BODY_SIZE`): a
+   * larger Size2, or more bytes received block by block, fails with BodyTooLargeError
+   * (a BlockTransferError) and stops the transfer.
+   */
   maxBodySize?: number;
 }
 
@@ -185,8 +195,19 @@ export class CoapClient {
   async request(uri: string | CoapUri, opts: RequestOptions = {}): Promise<CoapResponse> {
     const target = await this.resolve(uri);
     const { code, options, payload } = buildRequest(target.uriOptions, opts);
+    // One deadline for the whole exchange: every round trip (block) gets what is left of it.
+    const deadline = opts.timeout !== undefined ? performance.now() + opts.timeout : undefined;
+    let roundTrips = 0;
     const send = (req: { code: number; options: CoapOption[]; payload?: Buffer }) =>
       new Promise<InboundResponse>((resolve, reject) => {
+        let timeoutMs = opts.timeout;
+        if (deadline !== undefined && roundTrips++ > 0) {
+          timeoutMs = deadline - performance.now();
+          if (timeoutMs <= 0) {
+            reject(overallTimeout(opts.timeout!, roundTrips - 1));
+            return;
+          }
+        }
         target.endpoint.request(
           target.peer,
           {
@@ -202,8 +223,16 @@ export class CoapClient {
               resolve(r);
               return true;
             },
-            onError: reject,
-            ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
+            onError: (err) =>
+              reject(
+                deadline !== undefined &&
+                  roundTrips > 1 &&
+                  err instanceof TimeoutError &&
+                  deadline - performance.now() < 2
+                  ? overallTimeout(opts.timeout!, roundTrips, err)
+                  : err,
+              ),
+            ...(timeoutMs !== undefined ? { timeoutMs } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
             ...(opts.multicast ? { multicast: true } : {}),
           },
@@ -352,6 +381,17 @@ export function methodCode(m: RequestMethod): number {
   const entry = Object.entries(Method).find(([k]) => k.toLowerCase() === String(m).toLowerCase());
   if (!entry) throw new InvalidArgumentError(`unknown method "${m}"`);
   return entry[1];
+}
+
+/** The request's one deadline ran out in the middle of a block-wise exchange. */
+function overallTimeout(ms: number, roundTrips: number, cause?: Error): TimeoutError {
+  return new TimeoutError(
+    `the exchange did not complete within the ${Math.round(ms)} ms timeout (${roundTrips} round trips)`,
+    {
+      ...(cause ? { cause } : {}),
+      hint: 'the timeout covers every block of a block-wise transfer: raise it for a large body',
+    },
+  );
 }
 
 /** Most servers a client keeps a connected UDP socket for; beyond, requests share one socket. */

@@ -12,7 +12,11 @@
  * with the 128-second rule); when Max-Age plus a margin passes without a
  * notification, the client re-registers with the same token (§3.3.1).
  * Notifications larger than one block are completed with GET Block2
- * requests without Observe (RFC 7959 §2.6).
+ * requests without Observe (RFC 7959 §2.6), one download at a time: a newer
+ * notification cancels the download of the previous one (only the latest state
+ * matters, RFC 7641 §1.3), the blocks must carry the notification's ETag (§2.4),
+ * and each body is bounded by `maxBodySize`. Notifications the consumer has not
+ * read yet are bounded too (`maxQueue`, `maxQueueBytes`): the oldest are dropped.
  */
 
 import { Buffer } from 'node:buffer';
@@ -25,7 +29,7 @@ import type { CoapOption } from '../codec/message.js';
 import { decodeUint, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
-import { ClosedError, ObserveError } from '../errors.js';
+import { ClosedError, ObserveError, TimeoutError } from '../errors.js';
 import type { ClientExchange, InboundResponse } from '../exchange/exchange-layer.js';
 import { randomToken } from '../exchange/tokens.js';
 import type { Peer } from '../transport/transport.js';
@@ -35,12 +39,29 @@ export interface ObserveOptions {
   options?: CoapOption[];
   /** Register with a CON (default) or NON request. */
   confirmable?: boolean;
-  /** Time limit for the registration response in ms (default 93 s); deregistration waits at most 5 s. */
+  /**
+   * Time limit for the registration response in ms (default 93 s), and for completing the
+   * blocks of one notification (one deadline for all of them; without it each block gets
+   * 93 s and a newer notification cancels the download); deregistration waits at most 5 s.
+   */
   timeout?: number;
   /** Re-register when Max-Age plus this margin (ms) passes without a notification (default 5000). */
   reregisterMarginMs?: number;
-  /** Notifications kept for a slow consumer; older ones are dropped first (default 64). */
+  /**
+   * Notifications kept for a consumer that does not read; the oldest are dropped first
+   * (RFC 7641 is about the latest state) (default 64).
+   */
   maxQueue?: number;
+  /**
+   * Payload bytes kept for a consumer that does not read (default 16 MiB); the oldest
+   * notifications are dropped first, the newest is always kept.
+   */
+  maxQueueBytes?: number;
+  /**
+   * Largest body of one notification completed block-wise, in bytes (default 16 MiB):
+   * over it the observation fails with BodyTooLargeError.
+   */
+  maxBodySize?: number;
   /** How `cancel()` and `break` end the observation: 'proactive' (GET Observe=1, default) or 'reactive' (RST the next notification). */
   cancel?: 'proactive' | 'reactive';
   /** Block size for the follow-up requests of large notifications (default 1024). */
@@ -62,6 +83,9 @@ export interface ObserveTarget {
 
 const HALF = 1 << 23;
 
+/** Default of `maxQueueBytes`: 16 MiB of unread notification payloads. */
+const DEFAULT_MAX_QUEUE_BYTES = 16 << 20;
+
 /** §3.4: is a notification with sequence `v2` received at `t2` newer than (`v1`, `t1`)? */
 export function isFresher(v1: number, t1: number, v2: number, t2: number): boolean {
   return (v1 < v2 && v2 - v1 < HALF) || (v1 > v2 && v1 - v2 > HALF) || t2 > t1 + 128_000;
@@ -76,6 +100,10 @@ type Waiter = { resolve(r: IteratorResult<CoapResponse>): void; reject(e: unknow
 export class Observation implements AsyncIterableIterator<CoapResponse> {
   readonly token: Buffer;
   private readonly queue: CoapResponse[] = [];
+  /** Payload bytes held in `queue`. */
+  private queueBytes = 0;
+  /** Cancels the block download of the latest notification (one at a time). */
+  private downloading: AbortController | undefined;
   private readonly waiters: Waiter[] = [];
   private error: unknown;
   private ended = false;
@@ -96,6 +124,8 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
   stale = 0;
   /** Number of re-registrations sent because Max-Age ran out. */
   reregistrations = 0;
+  /** Number of notifications dropped unread because the queue was full (`maxQueue`, `maxQueueBytes`). */
+  dropped = 0;
   private readonly opts: ObserveOptions;
 
   constructor(target: Promise<ObserveTarget>, opts: ObserveOptions = {}) {
@@ -137,7 +167,10 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
 
   next(): Promise<IteratorResult<CoapResponse>> {
     const v = this.queue.shift();
-    if (v !== undefined) return Promise.resolve({ value: v, done: false });
+    if (v !== undefined) {
+      this.queueBytes -= v.payload.length;
+      return Promise.resolve({ value: v, done: false });
+    }
     if (this.error !== undefined) {
       const e = this.error;
       this.error = undefined;
@@ -212,6 +245,8 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     this.lastSeq = seq;
     this.lastTime = now;
     this.armReregistration(getUintOption(msg.options, OptionNumber.MaxAge) ?? 60);
+    // A fresher notification supersedes the one whose blocks are still being fetched.
+    this.stopDownload();
     const b2raw = getOption(msg.options, OptionNumber.Block2);
     if (b2raw !== undefined && (b2raw[b2raw.length - 1]! & 0x08) !== 0) {
       void this.completeBlocks(r, res, seq);
@@ -221,10 +256,26 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     return false;
   }
 
+  private stopDownload(): void {
+    if (this.downloading === undefined) return;
+    this.downloading.abort();
+    this.downloading = undefined;
+  }
+
   private async completeBlocks(first: InboundResponse, head: CoapResponse, seq: number): Promise<void> {
     const t = this.target!;
+    const ac = new AbortController();
+    this.downloading = ac;
+    const signal = ac.signal;
+    const total = this.opts.timeout;
+    const deadline = total !== undefined ? performance.now() + total : undefined;
     const send: SendFn = (req) =>
       new Promise((resolve, reject) => {
+        const left = deadline !== undefined ? deadline - performance.now() : undefined;
+        if (left !== undefined && left <= 0) {
+          reject(new TimeoutError(`the blocks of a notification did not arrive within ${total} ms`));
+          return;
+        }
         t.endpoint.request(
           t.peer,
           { code: t.code, options: req.options, ...(t.payload ? { payload: t.payload } : {}) },
@@ -234,6 +285,8 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
               return true;
             },
             onError: reject,
+            signal,
+            ...(left !== undefined ? { timeoutMs: left } : {}),
           },
         );
       });
@@ -243,14 +296,19 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
         { code: t.code, options: t.options },
         first,
         blockSizeToSzx(this.opts.blockSize),
-        {},
+        {
+          signal,
+          ...(this.opts.maxBodySize !== undefined ? { maxBodySize: this.opts.maxBodySize } : {}),
+        },
       );
-      if (this.ended || seq !== this.lastSeq) return;
+      if (this.ended || signal.aborted || seq !== this.lastSeq) return;
       head.payload = result.payload;
       this.deliver(head);
     } catch (err) {
-      // A newer notification will follow; a broken transfer of an old one is not fatal.
-      if (seq === this.lastSeq && !this.ended) this.fail(err);
+      // A newer notification cancelled this transfer (or superseded it): not an error.
+      if (!signal.aborted && seq === this.lastSeq && !this.ended) this.fail(err);
+    } finally {
+      if (this.downloading === ac) this.downloading = undefined;
     }
   }
 
@@ -269,8 +327,14 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
       return;
     }
     this.queue.push(res);
+    this.queueBytes += res.payload.length;
     const max = this.opts.maxQueue ?? 64;
-    while (this.queue.length > max) this.queue.shift();
+    const maxBytes = this.opts.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    // Drop the oldest: an observer wants the latest state (RFC 7641 §1.3); keep the newest.
+    while (this.queue.length > max || (this.queueBytes > maxBytes && this.queue.length > 1)) {
+      this.queueBytes -= this.queue.shift()!.payload.length;
+      this.dropped++;
+    }
   }
 
   private armReregistration(maxAge: number): void {
@@ -288,6 +352,7 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
   private end(): void {
     if (this.ended) return;
     this.ended = true;
+    this.stopDownload();
     if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
     this.reregisterTimer = undefined;
     if (!this.gotFirst) {
@@ -300,6 +365,7 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
   private fail(err: unknown): void {
     if (this.ended) return;
     this.exchange?.cancel();
+    this.stopDownload();
     if (!this.gotFirst) {
       this.gotFirst = true;
       this.registeredReject(err);
@@ -320,6 +386,7 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     const wasEnded = this.ended;
     this.end();
     this.queue.length = 0;
+    this.queueBytes = 0;
     if (wasEnded || t === undefined) {
       this.exchange?.cancel();
       return;

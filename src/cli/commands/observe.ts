@@ -21,6 +21,7 @@ export const OBSERVE_FLAGS: FlagSpecs = {
   count: { type: 'string', short: 'n' },
   duration: { type: 'string', short: 's' },
   'block-size': { type: 'string' },
+  'max-body': { type: 'string' },
   non: { type: 'boolean' },
   timeout: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
@@ -43,15 +44,29 @@ Notifications larger than one block are fetched completely (RFC 7959).
   -A, --accept CF             Accept option
   -O, --option NUM[,VALUE]    add an option (repeatable), as for 'coapkit get'
       --block-size N          block size for large notifications: 16..1024 (default 1024)
+      --max-body BYTES        largest notification body fetched block-wise (default
+                              16777216 = 16 MiB); over it: error, exit 3
       --non                   register with a Non-confirmable request
-      --timeout SECONDS       time limit for the registration response
+      --timeout SECONDS       time limit for the registration response (and for all the
+                              blocks of one large notification)
   -v, --verbose               one line per notification on stderr (Observe number, code)
   -q, --quiet                 nothing on stderr for non-2.xx responses
 Security: --identity ID with --psk / --psk-hex / --psk-file for coaps:// URIs.
 
 Exit status: 0 when stopped (count, duration, Ctrl-C) or the server ended it with 2.xx,
-1/2 when it ended with 4.xx/5.xx, 3 timeout/network, 64 usage, 74 output error.
+1/2 when it ended with 4.xx/5.xx, 3 timeout/network/protocol error (e.g. a body over
+--max-body), 64 usage, 74 output error.
 `;
+
+/** Validates a --max-body value: a whole number of bytes. */
+export function maxBodyArg(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`--max-body expects a whole number of bytes, got "${v}"`);
+  }
+  return n;
+}
 
 /** Validates a --block-size value (16..1024, a power of two). */
 export function blockSizeArg(v: string | undefined): number | undefined {
@@ -79,6 +94,7 @@ export async function runObserve(args: string[], io: Io, command = 'observe'): P
   const count = num(p, 'count', { integer: true, min: 1 });
   const duration = num(p, 'duration');
   const blockSize = blockSizeArg(str(p, 'block-size'));
+  const maxBodySize = maxBodyArg(str(p, 'max-body'));
   const timeout = timeoutMs(p);
   const psk = pskFor(uri, p, io);
 
@@ -87,6 +103,7 @@ export async function runObserve(args: string[], io: Io, command = 'observe'): P
     ...(accept !== undefined ? { accept } : {}),
     ...(extra.length > 0 ? { options: extra } : {}),
     ...(blockSize !== undefined ? { blockSize } : {}),
+    ...(maxBodySize !== undefined ? { maxBodySize } : {}),
     ...(timeout !== undefined ? { timeout } : {}),
     confirmable: !bool(p, 'non'),
   });

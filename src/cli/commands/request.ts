@@ -25,7 +25,7 @@ import {
   multicastClientOptions,
   sourceOf,
 } from './multicast.js';
-import { blockSizeArg, runObserve } from './observe.js';
+import { blockSizeArg, maxBodyArg, runObserve } from './observe.js';
 
 export const REQUEST_FLAGS: FlagSpecs = {
   payload: { type: 'string', short: 'p' },
@@ -39,6 +39,7 @@ export const REQUEST_FLAGS: FlagSpecs = {
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
   'block-size': { type: 'string' },
+  'max-body': { type: 'string' },
   ...MULTICAST_CLIENT_FLAGS,
   ...PSK_FLAGS,
 };
@@ -115,6 +116,7 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
 
   const output = str(p, 'output');
   const blockSize = blockSizeArg(str(p, 'block-size'));
+  const maxBodySize = maxBodyArg(str(p, 'max-body'));
   // Block-wise transfers draw a progress bar on stderr when it is a terminal.
   const bar = createProgressBar({ stream: io.stderr, label: `${METHOD_NAMES[method]}`, force: false });
   const showBar = bar.enabled && !quiet && !verbose;
@@ -134,6 +136,7 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
       ...(extra.length > 0 ? { options: extra } : {}),
       ...(timeout !== undefined ? { timeout } : {}),
       ...(blockSize !== undefined ? { blockSize } : {}),
+      ...(maxBodySize !== undefined ? { maxBodySize } : {}),
       ...(showBar ? { onProgress: bar.update } : {}),
     });
     if (showBar) bar.done();
