@@ -17,7 +17,7 @@ import {
   type ServerHandler,
 } from '../exchange/exchange-layer.js';
 import type { DedupOptions } from '../message-layer/dedup.js';
-import { MessageLayer } from '../message-layer/message-layer.js';
+import { MessageLayer, type PeerTableOptions } from '../message-layer/message-layer.js';
 import type { Peer, Transport } from '../transport/transport.js';
 
 export interface EndpointOptions {
@@ -29,6 +29,8 @@ export interface EndpointOptions {
   separateResponseDelayMs?: number;
   /** Bounds of the deduplication memory. */
   dedup?: DedupOptions;
+  /** Bounds of the per-peer state table (size, idle expiry). */
+  peers?: PeerTableOptions;
 }
 
 export class Endpoint {
@@ -51,6 +53,7 @@ export class Endpoint {
       params: this.params,
       derived: this.derived,
       ...(options.dedup ? { dedup: options.dedup } : {}),
+      ...(options.peers ? { peers: options.peers } : {}),
     });
     this.exchangeLayer = new ExchangeLayer(this.messageLayer, {
       tokenLength,
