@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
 import { utf8Interned } from '../codec/intern.js';
@@ -318,7 +319,7 @@ export class CoapServer {
   }
 
   /** The cached links and their serialization; undefined until the first discovery request. */
-  private linkCache: { links: Link[]; doc: Buffer; routes: number } | undefined;
+  private linkCache: { links: Link[]; doc: Buffer; etag: Buffer; routes: number } | undefined;
   private linksCacheable = true;
 
   /** Runs `mw` for every request before routing (observe, block-wise, ...). */
@@ -380,12 +381,15 @@ export class CoapServer {
    * The links and their serialized document, built once and kept until a
    * route or a watched link provider changes (every provider must be watched).
    */
-  private discovery(): { links: Link[]; doc: Buffer } {
+  private discovery(): { links: Link[]; doc: Buffer; etag: Buffer } {
     const c = this.linkCache;
     if (c !== undefined && c.routes === this.router.routes().length) return c;
     const links = this.links();
-    const built = { links, doc: Buffer.from(serializeLinkFormat(links), 'utf8'), routes: 0 };
-    built.routes = this.router.routes().length;
+    const doc = Buffer.from(serializeLinkFormat(links), 'utf8');
+    // An ETag of its own: the block-wise layer then need not hash the document for every block 0,
+    // and a client holding the current document gets 2.03 Valid.
+    const etag = createHash('sha256').update(doc).digest().subarray(0, 8);
+    const built = { links, doc, etag, routes: this.router.routes().length };
     if (this.linksCacheable) this.linkCache = built;
     return built;
   }
@@ -396,7 +400,12 @@ export class CoapServer {
       throw new ResponseCodeError(ResponseCode.BadRequest, 'only one query filter is supported');
     const d = this.discovery();
     if (q.length === 0 || q[0] === '') {
-      return { code: ResponseCode.Content, contentFormat: ContentFormat.LinkFormat, payload: d.doc };
+      return {
+        code: ResponseCode.Content,
+        contentFormat: ContentFormat.LinkFormat,
+        payload: d.doc,
+        etag: d.etag,
+      };
     }
     const links = filterLinks(d.links, q[0]);
     if (links.length === 0) throw new ResponseCodeError(ResponseCode.NotFound, 'no matching link');
