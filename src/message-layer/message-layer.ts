@@ -422,7 +422,7 @@ export class MessageLayer {
           return;
         }
         // A late or unknown ACK; a piggybacked response may still match by token.
-        if (msg && msg.code !== 0) this.upper?.response(msg, ps ?? this.heard(peer, now), undefined);
+        if (msg && msg.code !== 0) this.offerResponse(msg, ps, peer, now);
         return;
       }
       const owner = con.ps;
@@ -485,7 +485,7 @@ export class MessageLayer {
       return;
     }
     if (cls >= 2 && cls <= 5) {
-      const matched = this.upper?.response(msg, ps ?? this.heard(peer, now), undefined) ?? false;
+      const matched = this.offerResponse(msg, ps, peer, now);
       if (!matched) {
         // §4.2/§4.3: an unexpected response is rejected with RST (nothing is kept for it).
         return this.reject(peer, messageId, data, 'response matches no pending request');
@@ -503,6 +503,18 @@ export class MessageLayer {
     // Reserved classes 1, 6, 7.
     if (type === MessageType.CON) return this.reject(peer, messageId, data, `reserved code class ${cls}`);
     return this.ignore(peer, data, `reserved code class ${cls}`);
+  }
+
+  /**
+   * Offers a response to the exchange layer; a peer without state gets state
+   * only when the response matched a request (multicast answers, state dropped).
+   */
+  private offerResponse(msg: CoapMessage, ps: PeerState | undefined, peer: Peer, now: number): boolean {
+    if (ps !== undefined) return this.upper?.response(msg, ps, undefined) ?? false;
+    const created = this.heard(peer, now);
+    const matched = this.upper?.response(msg, created, undefined) ?? false;
+    if (!matched && isIdle(created) && this.peers.get(peer.key) === created) this.peers.delete(peer.key);
+    return matched;
   }
 
   /** The state of a peer whose message was just accepted (created if needed), stamped as heard now. */
