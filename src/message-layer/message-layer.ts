@@ -201,7 +201,8 @@ export class MessageLayer {
       if (n++ >= EVICT_SCAN) break;
       if (isIdle(ps)) {
         if (victim === undefined || ps.lastActive < victim.lastActive) victim = ps;
-      } else (busy ??= []).push(ps);
+      } else if (busy === undefined) busy = [ps];
+      else busy.push(ps);
     }
     if (busy !== undefined) {
       for (const ps of busy) {
