@@ -529,7 +529,8 @@ export class MessageLayer {
 
   private sweep(): void {
     const now = performance.now();
-    this.dedup.expire(now);
+    // Expires records and, after a burst, gives the ring and table memory back.
+    this.dedup.shrink(now);
     const idle = this.peerIdleMs;
     for (const [k, ps] of this.peers) {
       if (isIdle(ps) && now - ps.lastActive > idle) this.peers.delete(k);
