@@ -168,52 +168,80 @@ export class MessageLayer {
   }
 
   peerState(peer: Peer): PeerState {
-    let ps = this.peers.get(peer.key);
-    if (ps === undefined) {
-      const now = performance.now();
-      ps = {
-        id: peerId(peer.key, this.idSeedA, this.idSeedB),
-        peer,
-        lastHeard: 0,
-        lastActive: now,
-        outstanding: 0,
-        queue: [],
-        unansweredBytes: 0,
-        unansweredSince: 0,
-        pendingCons: 0,
-      };
-      // A full table keeps the new peer only when an idle one can make room.
-      if (this.peers.size < this.maxPeers || this.evictIdle()) this.peers.set(peer.key, ps);
-    } else if (ps.peer !== peer) ps.peer = peer;
+    const ps = this.peers.get(peer.key);
+    if (ps === undefined) return this.adopt(this.newState(peer));
+    if (ps.peer !== peer) ps.peer = peer;
+    return ps;
+  }
+
+  private newState(peer: Peer, id = peerId(peer.key, this.idSeedA, this.idSeedB)): PeerState {
+    return {
+      id,
+      peer,
+      lastHeard: 0,
+      lastActive: performance.now(),
+      outstanding: 0,
+      queue: [],
+      unansweredBytes: 0,
+      unansweredSince: 0,
+      pendingCons: 0,
+    };
+  }
+
+  /**
+   * Puts a new state into the table (the one already there for its key wins).
+   * A full table keeps it only when an idle peer can make room; otherwise the
+   * state serves this datagram and is not kept.
+   */
+  private adopt(ps: PeerState): PeerState {
+    const key = ps.peer.key;
+    const existing = this.peers.get(key);
+    if (existing !== undefined) return existing;
+    if (this.peers.size < this.maxPeers || this.evictIdle()) {
+      this.peers.set(key, ps);
+      this.order.push(ps);
+    }
     return ps;
   }
 
   /**
-   * Drops the least recently active idle peer among the oldest EVICT_SCAN
-   * entries of the table (insertion order); busy ones seen on the way move
-   * to the back. Returns false when none of them was idle.
+   * The table's states in insertion order, for eviction (a Map iterated from
+   * its front is slow when many entries were deleted there). Entries no
+   * longer in the table are skipped lazily; the sweep rebuilds the array.
+   */
+  private order: PeerState[] = [];
+  private orderHead = 0;
+
+  /**
+   * Drops the oldest idle peer (insertion order); busy ones met on the way
+   * (at most EVICT_SCAN) move to the back. False when none was found idle.
    */
   private evictIdle(): boolean {
-    let victim: PeerState | undefined;
-    let busy: PeerState[] | undefined;
-    let n = 0;
-    for (const ps of this.peers.values()) {
-      if (n++ >= EVICT_SCAN) break;
-      if (isIdle(ps)) {
-        if (victim === undefined || ps.lastActive < victim.lastActive) victim = ps;
-      } else if (busy === undefined) busy = [ps];
-      else busy.push(ps);
-    }
-    if (busy !== undefined) {
-      for (const ps of busy) {
-        this.peers.delete(ps.peer.key);
-        this.peers.set(ps.peer.key, ps);
+    const order = this.order;
+    let busy = 0;
+    while (this.orderHead < order.length && busy < EVICT_SCAN) {
+      const ps = order[this.orderHead]!;
+      order[this.orderHead++] = undefined as unknown as PeerState;
+      if (this.peers.get(ps.peer.key) !== ps) continue; // already gone
+      if (!isIdle(ps)) {
+        order.push(ps);
+        busy++;
+        continue;
       }
+      this.peers.delete(ps.peer.key);
+      this.peersEvicted++;
+      this.compactOrder();
+      return true;
     }
-    if (victim === undefined) return false;
-    this.peers.delete(victim.peer.key);
-    this.peersEvicted++;
-    return true;
+    this.compactOrder();
+    return false;
+  }
+
+  private compactOrder(): void {
+    if (this.orderHead > 1024 && this.orderHead * 2 > this.order.length) {
+      this.order = this.order.slice(this.orderHead);
+      this.orderHead = 0;
+    }
   }
 
   get peerCount(): number {
@@ -451,8 +479,8 @@ export class MessageLayer {
       return;
     }
     // (A peer without state may still have remembered exchanges: its id is derived from its key.)
-    const key =
-      (ps !== undefined ? ps.id : peerId(peer.key, this.idSeedA, this.idSeedB)) * KEY_SPACE + messageId;
+    const id = ps !== undefined ? ps.id : peerId(peer.key, this.idSeedA, this.idSeedB);
+    const key = id * KEY_SPACE + messageId;
     const seen = this.dedup.lookup(key, now);
     if (seen !== undefined && !reusedMessageId(seen, data)) {
       if (channels.duplicate.hasSubscribers) {
@@ -482,7 +510,7 @@ export class MessageLayer {
     }
     const cls = code >> 5;
     if (cls === 0) {
-      this.upper?.request(msg, ps ?? this.heard(peer, now), key);
+      this.upper?.request(msg, ps ?? this.heard(peer, now, id), key);
       return;
     }
     if (cls >= 2 && cls <= 5) {
@@ -491,7 +519,7 @@ export class MessageLayer {
         // §4.2/§4.3: an unexpected response is rejected with RST (nothing is kept for it).
         return this.reject(peer, messageId, data, 'response matches no pending request');
       }
-      const state = ps ?? this.heard(peer, now);
+      const state = ps ?? this.peerState(peer);
       if (type === MessageType.CON) {
         const ack = encodeEmpty(MessageType.ACK, messageId);
         this.dedup.remember(key, ack, now + this.options.derived.exchangeLifetime, now);
@@ -512,15 +540,17 @@ export class MessageLayer {
    */
   private offerResponse(msg: CoapMessage, ps: PeerState | undefined, peer: Peer, now: number): boolean {
     if (ps !== undefined) return this.upper?.response(msg, ps, undefined) ?? false;
-    const created = this.heard(peer, now);
-    const matched = this.upper?.response(msg, created, undefined) ?? false;
-    if (!matched && isIdle(created) && this.peers.get(peer.key) === created) this.peers.delete(peer.key);
+    const fresh = this.newState(peer);
+    fresh.lastHeard = now;
+    fresh.lastActive = now;
+    const matched = this.upper?.response(msg, fresh, undefined) ?? false;
+    if (matched) this.adopt(fresh);
     return matched;
   }
 
   /** The state of a peer whose message was just accepted (created if needed), stamped as heard now. */
-  private heard(peer: Peer, now: number): PeerState {
-    const ps = this.peerState(peer);
+  private heard(peer: Peer, now: number, id: number): PeerState {
+    const ps = this.adopt(this.newState(peer, id));
     ps.lastHeard = now;
     ps.lastActive = now;
     ps.unansweredBytes = 0;
@@ -535,6 +565,8 @@ export class MessageLayer {
     for (const [k, ps] of this.peers) {
       if (isIdle(ps) && now - ps.lastActive > idle) this.peers.delete(k);
     }
+    this.order = [...this.peers.values()];
+    this.orderHead = 0;
   }
 
   /** Fails every pending CON and stops timers. */
