@@ -53,7 +53,7 @@ export {
 } from './exchange/exchange-layer.js';
 export { randomToken } from './exchange/tokens.js';
 export { type DedupOptions, DedupStore } from './message-layer/dedup.js';
-export { MessageLayer, type PeerState } from './message-layer/message-layer.js';
+export { MessageLayer, type PeerState, type PeerTableOptions } from './message-layer/message-layer.js';
 export {
   ALL_COAP_NODES_IPV4,
   ALL_COAP_NODES_IPV6_LINK_LOCAL,

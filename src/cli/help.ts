@@ -171,6 +171,8 @@ Keys (enable coaps://, DTLS 1.2 PSK):
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation (default 65536; then 4.13 + Size1)
+      --max-store-bytes BYTES all paths and payloads together, plus 256 bytes per
+                              resource (default 67108864 = 64 MiB; then 5.03)
       --max-age SECONDS       Max-Age of GET responses (default 60)
 Other:
   -q, --quiet                 no startup banner

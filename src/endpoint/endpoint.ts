@@ -17,7 +17,7 @@ import {
   type ServerHandler,
 } from '../exchange/exchange-layer.js';
 import type { DedupOptions } from '../message-layer/dedup.js';
-import { MessageLayer } from '../message-layer/message-layer.js';
+import { MessageLayer, type PeerTableOptions } from '../message-layer/message-layer.js';
 import type { Peer, Transport } from '../transport/transport.js';
 
 export interface EndpointOptions {
@@ -35,6 +35,8 @@ export interface EndpointOptions {
    * it to verify the client's address before large responses). Default true.
    */
   answerEcho?: boolean;
+  /** Bounds of the per-peer state table (size, idle expiry). */
+  peers?: PeerTableOptions;
 }
 
 export class Endpoint {
@@ -57,6 +59,7 @@ export class Endpoint {
       params: this.params,
       derived: this.derived,
       ...(options.dedup ? { dedup: options.dedup } : {}),
+      ...(options.peers ? { peers: options.peers } : {}),
     });
     this.exchangeLayer = new ExchangeLayer(this.messageLayer, {
       tokenLength,

@@ -72,6 +72,7 @@ export class DedupStore {
   private tail = 0;
   private readonly maxBytes: number;
   private readonly maxEntries: number;
+  private readonly initialBytes: number;
   evictedEarly = 0;
   /** Random per store, so that peers cannot aim Message IDs at one probe run (hash flooding). */
   private readonly seed = randomInt(0x7fffffff);
@@ -82,6 +83,7 @@ export class DedupStore {
     this.table = new Uint32Array(2 * MIN_SLOTS);
     this.tmask = MIN_SLOTS - 1;
     const initial = Math.min(pow2AtLeast(options.initialBytes ?? 64 * 1024), this.maxBytes);
+    this.initialBytes = initial;
     this.ring = Buffer.alloc(initial);
     this.f64 = new Float64Array(this.ring.buffer, this.ring.byteOffset, initial / 8);
     this.u16 = new Uint16Array(this.ring.buffer, this.ring.byteOffset, initial / 2);
@@ -171,6 +173,62 @@ export class DedupStore {
       this.tail -= key; // padding record: key = -padLength
     }
     return -1;
+  }
+
+  /**
+   * Gives memory back after a burst: when the live records fill at most an
+   * eighth of the ring (or the table is at most 1/8 full), they are copied
+   * into a ring of at least 4x their size (not below the initial size) and a
+   * table sized for them; expired records are dropped on the way. O(live
+   * records); meant for a periodic sweep, not the per-datagram path.
+   * Returns true when it reallocated.
+   */
+  shrink(now: number): boolean {
+    this.expire(now);
+    const live = this.head - this.tail;
+    const ringOversized = this.ring.length > this.initialBytes && live * 8 <= this.ring.length;
+    const tableOversized = this.tmask + 1 > MIN_SLOTS && this.count * 16 <= this.tmask + 1;
+    if (!ringOversized && !tableOversized) return false;
+    const keys: number[] = [];
+    const expires: number[] = [];
+    const replies: Array<Buffer | null> = [];
+    let p = this.tail;
+    while (p < this.head) {
+      const off = p & this.mask;
+      const key = this.f64[off >> 3]!;
+      if (key < 0) {
+        p -= key; // padding
+        continue;
+      }
+      const len = this.u16[(off >> 1) + 8]!;
+      const expiresAt = this.f64[(off >> 3) + 1]!;
+      const i = this.find(key);
+      // Only the newest record of a key is live (older ones were replaced).
+      if (expiresAt > now && i >= 0 && this.table[2 * i + 1] === posWord(p)) {
+        keys.push(key);
+        expires.push(expiresAt);
+        replies.push(
+          len === NO_REPLY ? null : Buffer.from(this.ring.subarray(off + HEADER, off + HEADER + len)),
+        );
+      }
+      p += align8(HEADER + (len === NO_REPLY ? 0 : len));
+    }
+    let size = this.initialBytes;
+    while (size < 4 * live && size < this.maxBytes) size *= 2;
+    if (size > this.ring.length) size = this.ring.length;
+    let slots = MIN_SLOTS;
+    while (2 * keys.length > slots) slots *= 2;
+    this.ring = Buffer.alloc(size);
+    this.f64 = new Float64Array(this.ring.buffer, this.ring.byteOffset, size / 8);
+    this.u16 = new Uint16Array(this.ring.buffer, this.ring.byteOffset, size / 2);
+    this.mask = size - 1;
+    this.table = new Uint32Array(2 * slots);
+    this.tmask = slots - 1;
+    this.count = 0;
+    this.head = 0;
+    this.tail = 0;
+    for (let k = 0; k < keys.length; k++) this.remember(keys[k]!, replies[k]!, expires[k]!, now);
+    return true;
   }
 
   clear(): void {

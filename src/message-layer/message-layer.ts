@@ -19,6 +19,12 @@ import { type DedupOptions, DedupStore } from './dedup.js';
 
 /** Per-peer state, interned by peer key. */
 export interface PeerState {
+  /**
+   * A 37-bit number derived from the peer key with a keyed hash (random seed
+   * per message layer): the same peer gets the same id when its state is
+   * dropped and re-created, so the deduplication memory (keyed by id and
+   * Message ID) outlives the state.
+   */
   readonly id: number;
   peer: Peer;
   /** Last time anything was received from this peer (ms, performance.now()). */
@@ -73,11 +79,38 @@ export interface MessageLayerUpper {
   wantsPeerErrors?(): boolean;
 }
 
+/** Bounds of the per-peer state table (one PeerState per source address and port). */
+export interface PeerTableOptions {
+  /**
+   * Most peers with state at once (default 32768, ~10 MB). A datagram from a
+   * new peer when the table is full evicts an idle peer (nothing in flight:
+   * no pending CON, NSTART slot or queued request), the least recently
+   * active of the oldest few; when none of those is idle the new peer is
+   * served with state that is not kept. An evicted peer gets fresh state
+   * (with the same id, so deduplication still works) on its next datagram.
+   */
+  max?: number;
+  /**
+   * A peer with nothing in flight and no traffic for this long is dropped
+   * (default MAX_TRANSMIT_SPAN, 45 s with the RFC parameters). Its
+   * deduplication entries stay valid for EXCHANGE_LIFETIME in the bounded
+   * dedup store: PeerState ids are derived from the peer key, so a re-created
+   * state finds them again.
+   */
+  idleMs?: number;
+}
+
 export interface MessageLayerOptions {
   params: TransmissionParameters;
   derived: DerivedParameters;
   dedup?: DedupOptions;
+  peers?: PeerTableOptions;
 }
+
+/** Default bound of the peer table. */
+export const DEFAULT_MAX_PEERS = 32768;
+/** How many of the oldest peers a full table looks at to find one to evict. */
+const EVICT_SCAN = 8;
 
 const KEY_SPACE = 65536;
 
@@ -89,7 +122,13 @@ export class MessageLayer {
   /** Requests whose handler is still running: key -> empty ACK already sent? */
   private readonly inflight = new Map<number, boolean>();
   readonly dedup: DedupStore;
-  private nextPeerId = 1;
+  /** Seeds of the keyed hash that derives PeerState ids (random, so that ids cannot be aimed at). */
+  private readonly idSeedA = randomInt(0x7fffffff);
+  private readonly idSeedB = randomInt(0x7fffffff);
+  private readonly maxPeers: number;
+  private readonly peerIdleMs: number;
+  /** Peers dropped to make room for new ones (table full). */
+  peersEvicted = 0;
   private mid: number;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -100,6 +139,8 @@ export class MessageLayer {
     private readonly options: MessageLayerOptions,
   ) {
     this.dedup = new DedupStore(options.dedup);
+    this.maxPeers = Math.max(1, options.peers?.max ?? DEFAULT_MAX_PEERS);
+    this.peerIdleMs = options.peers?.idleMs ?? options.derived.maxTransmitSpan;
     // §4.4: the initial Message ID is randomized.
     this.mid = randomInt(KEY_SPACE);
     transport.attach({
@@ -109,7 +150,7 @@ export class MessageLayer {
         if (ps) this.upper?.peerError?.(ps, error);
       },
     });
-    this.sweepTimer = setInterval(() => this.sweep(), 10_000);
+    this.sweepTimer = setInterval(() => this.sweep(), Math.max(50, Math.min(10_000, this.peerIdleMs / 2)));
     this.sweepTimer.unref();
   }
 
@@ -127,23 +168,80 @@ export class MessageLayer {
   }
 
   peerState(peer: Peer): PeerState {
-    let ps = this.peers.get(peer.key);
-    if (ps === undefined) {
-      const now = performance.now();
-      ps = {
-        id: this.nextPeerId++,
-        peer,
-        lastHeard: 0,
-        lastActive: now,
-        outstanding: 0,
-        queue: [],
-        unansweredBytes: 0,
-        unansweredSince: 0,
-        pendingCons: 0,
-      };
-      this.peers.set(peer.key, ps);
-    } else if (ps.peer !== peer) ps.peer = peer;
+    const ps = this.peers.get(peer.key);
+    if (ps === undefined) return this.adopt(this.newState(peer));
+    if (ps.peer !== peer) ps.peer = peer;
     return ps;
+  }
+
+  private newState(peer: Peer, id = peerId(peer.key, this.idSeedA, this.idSeedB)): PeerState {
+    return {
+      id,
+      peer,
+      lastHeard: 0,
+      lastActive: performance.now(),
+      outstanding: 0,
+      queue: [],
+      unansweredBytes: 0,
+      unansweredSince: 0,
+      pendingCons: 0,
+    };
+  }
+
+  /**
+   * Puts a new state into the table (the one already there for its key wins).
+   * A full table keeps it only when an idle peer can make room; otherwise the
+   * state serves this datagram and is not kept.
+   */
+  private adopt(ps: PeerState): PeerState {
+    const key = ps.peer.key;
+    const existing = this.peers.get(key);
+    if (existing !== undefined) return existing;
+    if (this.peers.size < this.maxPeers || this.evictIdle()) {
+      this.peers.set(key, ps);
+      this.order.push(ps);
+    }
+    return ps;
+  }
+
+  /**
+   * The table's states in insertion order, for eviction (a Map iterated from
+   * its front is slow when many entries were deleted there). Entries no
+   * longer in the table are skipped lazily; the sweep rebuilds the array.
+   */
+  private order: PeerState[] = [];
+  private orderHead = 0;
+
+  /**
+   * Drops the oldest idle peer (insertion order); busy ones met on the way
+   * (at most EVICT_SCAN) move to the back. False when none was found idle.
+   */
+  private evictIdle(): boolean {
+    const order = this.order;
+    let busy = 0;
+    while (this.orderHead < order.length && busy < EVICT_SCAN) {
+      const ps = order[this.orderHead]!;
+      order[this.orderHead++] = undefined as unknown as PeerState;
+      if (this.peers.get(ps.peer.key) !== ps) continue; // already gone
+      if (!isIdle(ps)) {
+        order.push(ps);
+        busy++;
+        continue;
+      }
+      this.peers.delete(ps.peer.key);
+      this.peersEvicted++;
+      this.compactOrder();
+      return true;
+    }
+    this.compactOrder();
+    return false;
+  }
+
+  private compactOrder(): void {
+    if (this.orderHead > 1024 && this.orderHead * 2 > this.order.length) {
+      this.order = this.order.slice(this.orderHead);
+      this.orderHead = 0;
+    }
   }
 
   get peerCount(): number {
@@ -267,10 +365,17 @@ export class MessageLayer {
     this.send(ps, ack);
   }
 
-  private reject(ps: PeerState, messageId: number, data: Buffer, reason: string): void {
-    if (channels.rejected.hasSubscribers)
-      channels.rejected.publish({ peer: ps.peer, data, reason, reset: true });
-    this.send(ps, encodeEmpty(MessageType.RST, messageId));
+  private reject(peer: Peer, messageId: number, data: Buffer, reason: string): void {
+    if (channels.rejected.hasSubscribers) channels.rejected.publish({ peer, data, reason, reset: true });
+    this.sendTo(peer, encodeEmpty(MessageType.RST, messageId));
+  }
+
+  /** Sends a datagram to a peer that may have no state (RST, ping answers). */
+  private sendTo(peer: Peer, bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (channels.messageSent.hasSubscribers)
+      channels.messageSent.publish({ peer, data: bytes, transmission: 0 });
+    this.transport.send(bytes, peer, false);
   }
 
   private ignore(peer: Peer, data: Buffer, reason: string): void {
@@ -308,13 +413,19 @@ export class MessageLayer {
     const type = ((data[0]! >> 4) & 3) as MessageType;
     const code = data[1]!;
     const messageId = (data[2]! << 8) | data[3]!;
-    const ps = this.peerState(peer);
-    ps.lastHeard = now;
-    ps.lastActive = now;
-    ps.unansweredBytes = 0;
+    // Existing state only: a peer's state is created once one of its messages is
+    // accepted (decoded and meaningful), never for what is rejected or ignored.
+    const ps = this.peers.get(peer.key);
+    if (ps !== undefined) {
+      if (ps.peer !== peer) ps.peer = peer;
+      ps.lastHeard = now;
+      ps.lastActive = now;
+      ps.unansweredBytes = 0;
+    }
 
     if (type === MessageType.ACK || type === MessageType.RST) {
-      const con = this.outgoing.get(ps.id * KEY_SPACE + messageId);
+      // Without state there is nothing an ACK or RST could match but a token (piggybacked response).
+      const con = ps === undefined ? undefined : this.outgoing.get(ps.id * KEY_SPACE + messageId);
       let msg: CoapMessage | undefined;
       if (code !== 0 || data.length !== 4) {
         if (type === MessageType.RST) return this.ignore(peer, data, 'RST that is not empty');
@@ -329,6 +440,7 @@ export class MessageLayer {
       }
       if (con === undefined || con.done) {
         if (type === MessageType.RST) {
+          if (ps === undefined) return;
           // §4.3: an RST may reject a Non-confirmable message.
           const key = ps.id * KEY_SPACE + messageId;
           const watcher = this.nonWatch.get(key);
@@ -339,13 +451,14 @@ export class MessageLayer {
           return;
         }
         // A late or unknown ACK; a piggybacked response may still match by token.
-        if (msg && msg.code !== 0) this.upper?.response(msg, ps, undefined);
+        if (msg && msg.code !== 0) this.offerResponse(msg, ps, peer, now);
         return;
       }
+      const owner = con.ps;
       this.finishCon(con);
       if (type === MessageType.RST) return con.callbacks.onReset();
       const ack = msg ?? { type, code: 0, messageId, token: EMPTY, options: [], payload: EMPTY };
-      if (ack.code !== 0) this.upper?.response(ack, ps, con);
+      if (ack.code !== 0) this.upper?.response(ack, owner, con);
       con.callbacks.onAck(ack);
       return;
     }
@@ -354,18 +467,20 @@ export class MessageLayer {
     if (code === 0) {
       // §4.3: an empty CON is a ping, answered by RST; an empty NON is ignored.
       if (data.length !== 4) {
-        if (type === MessageType.CON) return this.reject(ps, messageId, data, 'empty message with content');
+        if (type === MessageType.CON) return this.reject(peer, messageId, data, 'empty message with content');
         return this.ignore(peer, data, 'empty message with content');
       }
       if (type === MessageType.CON) {
         if (channels.rejected.hasSubscribers) {
           channels.rejected.publish({ peer, data, reason: 'CoAP ping', reset: true });
         }
-        this.send(ps, encodeEmpty(MessageType.RST, messageId));
+        this.sendTo(peer, encodeEmpty(MessageType.RST, messageId));
       }
       return;
     }
-    const key = ps.id * KEY_SPACE + messageId;
+    // (A peer without state may still have remembered exchanges: its id is derived from its key.)
+    const id = ps !== undefined ? ps.id : peerId(peer.key, this.idSeedA, this.idSeedB);
+    const key = id * KEY_SPACE + messageId;
     const seen = this.dedup.lookup(key, now);
     if (seen !== undefined && !reusedMessageId(seen, data)) {
       if (channels.duplicate.hasSubscribers) {
@@ -376,7 +491,7 @@ export class MessageLayer {
           replayed: seen !== null && type === MessageType.CON,
         });
       }
-      if (seen !== null && type === MessageType.CON) this.send(ps, Buffer.from(seen));
+      if (seen !== null && type === MessageType.CON) this.sendTo(peer, Buffer.from(seen));
       return;
     }
     if (this.inflight.size !== 0 && this.inflight.has(key)) {
@@ -390,51 +505,68 @@ export class MessageLayer {
     } catch (err) {
       const reason = err instanceof MessageFormatError ? err.message : String(err);
       // §4.2/§4.3: a CON that cannot be processed is rejected with RST; a NON is ignored.
-      if (type === MessageType.CON) return this.reject(ps, messageId, data, reason);
+      if (type === MessageType.CON) return this.reject(peer, messageId, data, reason);
       return this.ignore(peer, data, reason);
     }
     const cls = code >> 5;
     if (cls === 0) {
-      this.upper?.request(msg, ps, key);
+      this.upper?.request(msg, ps ?? this.heard(peer, now, id), key);
       return;
     }
     if (cls >= 2 && cls <= 5) {
-      const matched = this.upper?.response(msg, ps, undefined) ?? false;
+      const matched = this.offerResponse(msg, ps, peer, now);
+      if (!matched) {
+        // §4.2/§4.3: an unexpected response is rejected with RST (nothing is kept for it).
+        return this.reject(peer, messageId, data, 'response matches no pending request');
+      }
+      const state = ps ?? this.peerState(peer);
       if (type === MessageType.CON) {
-        if (matched) {
-          const ack = encodeEmpty(MessageType.ACK, messageId);
-          this.dedup.remember(key, ack, now + this.options.derived.exchangeLifetime, now);
-          this.send(ps, ack);
-        } else {
-          const rst = encodeEmpty(MessageType.RST, messageId);
-          this.dedup.remember(key, rst, now + this.options.derived.exchangeLifetime, now);
-          this.reject(ps, messageId, data, 'response matches no pending request');
-        }
+        const ack = encodeEmpty(MessageType.ACK, messageId);
+        this.dedup.remember(key, ack, now + this.options.derived.exchangeLifetime, now);
+        this.send(state, ack);
       } else {
         this.dedup.remember(key, null, now + this.options.derived.nonLifetime, now);
-        if (!matched) this.reject(ps, messageId, data, 'response matches no pending request');
       }
       return;
     }
     // Reserved classes 1, 6, 7.
-    if (type === MessageType.CON) return this.reject(ps, messageId, data, `reserved code class ${cls}`);
+    if (type === MessageType.CON) return this.reject(peer, messageId, data, `reserved code class ${cls}`);
     return this.ignore(peer, data, `reserved code class ${cls}`);
+  }
+
+  /**
+   * Offers a response to the exchange layer; a peer without state gets state
+   * only when the response matched a request (multicast answers, state dropped).
+   */
+  private offerResponse(msg: CoapMessage, ps: PeerState | undefined, peer: Peer, now: number): boolean {
+    if (ps !== undefined) return this.upper?.response(msg, ps, undefined) ?? false;
+    const fresh = this.newState(peer);
+    fresh.lastHeard = now;
+    fresh.lastActive = now;
+    const matched = this.upper?.response(msg, fresh, undefined) ?? false;
+    if (matched) this.adopt(fresh);
+    return matched;
+  }
+
+  /** The state of a peer whose message was just accepted (created if needed), stamped as heard now. */
+  private heard(peer: Peer, now: number, id: number): PeerState {
+    const ps = this.adopt(this.newState(peer, id));
+    ps.lastHeard = now;
+    ps.lastActive = now;
+    ps.unansweredBytes = 0;
+    return ps;
   }
 
   private sweep(): void {
     const now = performance.now();
-    this.dedup.expire(now);
-    const idle = this.options.derived.exchangeLifetime;
+    // Expires records and, after a burst, gives the ring and table memory back.
+    this.dedup.shrink(now);
+    const idle = this.peerIdleMs;
     for (const [k, ps] of this.peers) {
-      if (
-        ps.pendingCons === 0 &&
-        ps.outstanding === 0 &&
-        ps.queue.length === 0 &&
-        now - ps.lastActive > idle
-      ) {
-        this.peers.delete(k);
-      }
+      if (isIdle(ps) && now - ps.lastActive > idle) this.peers.delete(k);
     }
+    this.order = [...this.peers.values()];
+    this.orderHead = 0;
   }
 
   /** Fails every pending CON and stops timers. */
@@ -451,6 +583,35 @@ export class MessageLayer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * 37 bits of two seeded 32-bit FNV-1a-style hashes of the peer key, so that
+ * id * 65536 + Message ID stays an exact integer (< 2^53). Two peers sharing
+ * an id is harmless unless they also use the same Message ID within
+ * EXCHANGE_LIFETIME and the same token (a stale reply with another token is
+ * never replayed, see reusedMessageId).
+ */
+function peerId(key: string, seedA: number, seedB: number): number {
+  let a = 0x811c9dc5 ^ seedA;
+  let b = 0x01000193 ^ seedB;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 13;
+  }
+  a ^= a >>> 16;
+  a = Math.imul(a, 0x85ebca6b);
+  a ^= a >>> 13;
+  b = Math.imul(b ^ (b >>> 15), 0xc2b2ae35);
+  b ^= b >>> 16;
+  return (a & 0x1f) * 0x100000000 + (b >>> 0);
+}
+
+/** Nothing in flight toward or from the peer: its state can be dropped and re-created. */
+function isIdle(ps: PeerState): boolean {
+  return ps.pendingCons === 0 && ps.outstanding === 0 && ps.queue.length === 0;
+}
 
 /**
  * True when `data` reuses the Message ID of a remembered exchange but is not a

@@ -72,6 +72,14 @@ export interface DynamicStoreOptions {
   maxResources?: number;
   /** Largest representation in bytes; larger ones get 4.13 with Size1. Default 65536. */
   maxSize?: number;
+  /**
+   * Bound on the memory the store holds, in bytes: every resource costs its
+   * path (UTF-8 bytes) plus its payload plus a fixed overhead
+   * ({@link RESOURCE_OVERHEAD_BYTES}), every POST collection counter its path
+   * plus {@link COUNTER_OVERHEAD_BYTES}. A creation or replacement that would
+   * exceed it gets 5.03 (like `maxResources`). Default 64 MiB.
+   */
+  maxBytes?: number;
   /** Max-Age (seconds) sent with GET responses. Default 60. */
   maxAge?: number;
   /** Register the built-in resources `/`, `/time` and `/echo`. Default true. */
@@ -92,7 +100,7 @@ export interface MountTarget {
     handler: (req: StoreRequest) => StoreResponse,
     attrs?: { ct?: number; title?: string; obs?: boolean },
   ): unknown;
-  addLinkProvider(provider: () => Link[]): void;
+  addLinkProvider(provider: () => Link[], watch?: (invalidate: () => void) => void): void;
 }
 
 type StoreMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
@@ -106,6 +114,19 @@ interface Builtin {
 }
 
 const WELL_KNOWN = '/.well-known/core';
+
+/** What a stored resource costs besides its path and payload bytes (objects, Map entry, ETag, dates). */
+export const RESOURCE_OVERHEAD_BYTES = 256;
+/** What a POST collection counter costs besides its path bytes. */
+export const COUNTER_OVERHEAD_BYTES = 64;
+
+function resourceCost(path: string, payloadLength: number): number {
+  return Buffer.byteLength(path, 'utf8') + payloadLength + RESOURCE_OVERHEAD_BYTES;
+}
+
+function counterCost(path: string): number {
+  return Buffer.byteLength(path, 'utf8') + COUNTER_OVERHEAD_BYTES;
+}
 
 /** Normalizes "a/b/" or "/a/b" to "/a/b" (keeps "/" for the root). */
 export function normalizePath(path: string): string {
@@ -135,10 +156,21 @@ export class DynamicStore extends EventEmitter {
   readonly maxResources: number;
   readonly maxSize: number;
   readonly maxAge: number;
+  readonly maxBytes: number;
   /** When true, dynamic resources carry `obs` in /.well-known/core. */
   observable: boolean;
   private readonly resources = new Map<string, StoredResource>();
+  /**
+   * Next entry number per POST collection. An entry exists only while the
+   * collection has resources below it: the last DELETE gives it back (so a
+   * POST/DELETE loop over ever new collection paths holds nothing).
+   */
   private readonly counters = new Map<string, number>();
+  /** Bytes accounted for resources and counters (see `maxBytes`). */
+  private usedBytes = 0;
+  /** Dynamic resources sorted by path, and their links; rebuilt after a change. */
+  private sorted: StoredResource[] | undefined;
+  private linkCache: Link[] | undefined;
   private readonly builtins = new Map<string, Builtin>();
   private readonly now: () => Date;
 
@@ -147,6 +179,7 @@ export class DynamicStore extends EventEmitter {
     this.maxResources = options.maxResources ?? 1000;
     this.maxSize = options.maxSize ?? 64 * 1024;
     this.maxAge = options.maxAge ?? 60;
+    this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.observable = options.observable ?? false;
     this.now = options.now ?? (() => new Date());
     if (options.builtins ?? true) this.addBuiltins(options.banner);
@@ -159,6 +192,16 @@ export class DynamicStore extends EventEmitter {
     return this.resources.size;
   }
 
+  /** Bytes the store accounts for (paths, payloads, per-resource and per-counter overhead). */
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  /** Number of POST collection counters held (one per collection with entries). */
+  get counterCount(): number {
+    return this.counters.size;
+  }
+
   get(path: string): StoredResource | undefined {
     return this.resources.get(normalizePath(path));
   }
@@ -169,7 +212,17 @@ export class DynamicStore extends EventEmitter {
 
   /** All dynamic resources, sorted by path. */
   list(): StoredResource[] {
-    return [...this.resources.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return this.sortedList().slice();
+  }
+
+  /** The sorted list, cached until the next change (callers must not modify it). */
+  private sortedList(): StoredResource[] {
+    if (this.sorted === undefined) {
+      this.sorted = [...this.resources.values()].sort((a, b) =>
+        a.path < b.path ? -1 : a.path > b.path ? 1 : 0,
+      );
+    }
+    return this.sorted;
   }
 
   /** True when `path` is served by a built-in resource (`/`, `/time`, `/echo`, `/.well-known/core`). */
@@ -186,6 +239,8 @@ export class DynamicStore extends EventEmitter {
     const p = normalizePath(path);
     const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
     const old = this.resources.get(p);
+    if (old) this.usedBytes -= resourceCost(p, old.payload.length);
+    this.usedBytes += resourceCost(p, data.length);
     const now = this.now();
     const res: StoredResource = {
       path: p,
@@ -205,20 +260,53 @@ export class DynamicStore extends EventEmitter {
     const p = normalizePath(path);
     const prefix = p === '/' ? '/' : `${p}/`;
     const removed: string[] = [];
-    for (const key of [...this.resources.keys()]) {
+    for (const [key, res] of this.resources) {
       if (key === p || key.startsWith(prefix)) {
         this.resources.delete(key);
+        this.usedBytes -= resourceCost(key, res.payload.length);
         removed.push(key);
       }
     }
+    if (removed.length > 0) this.releaseCounters(p, prefix, removed);
     for (const key of removed) this.emitChange({ kind: 'deleted', path: key, resource: undefined });
     return removed;
+  }
+
+  /**
+   * Gives back the POST counters that no longer serve a purpose after `removed`
+   * went away: the counters of the deleted subtree, and the counter of each
+   * parent collection left without resources below it.
+   */
+  private releaseCounters(p: string, prefix: string, removed: readonly string[]): void {
+    if (this.counters.size === 0) return;
+    for (const key of this.counters.keys()) {
+      if (key === p || key.startsWith(prefix)) this.dropCounter(key);
+    }
+    const parents = new Set<string>();
+    for (const key of removed) {
+      const cut = key.lastIndexOf('/');
+      parents.add(cut <= 0 ? '/' : key.slice(0, cut));
+    }
+    for (const parent of parents) {
+      if (this.counters.has(parent) && !this.hasBelow(parent)) this.dropCounter(parent);
+    }
+  }
+
+  private dropCounter(key: string): void {
+    if (this.counters.delete(key)) this.usedBytes -= counterCost(key);
+  }
+
+  /** True when some resource lies below `path`. */
+  private hasBelow(path: string): boolean {
+    const prefix = path === '/' ? '/' : `${path}/`;
+    for (const key of this.resources.keys()) if (key.startsWith(prefix)) return true;
+    return false;
   }
 
   /** Removes every dynamic resource. */
   clear(): void {
     for (const key of [...this.resources.keys()]) this.delete(key);
-    this.counters.clear();
+    for (const key of [...this.counters.keys()]) this.dropCounter(key);
   }
 
   /**
@@ -237,6 +325,8 @@ export class DynamicStore extends EventEmitter {
   }
 
   private emitChange(ev: ChangeEvent): void {
+    this.sorted = undefined;
+    this.linkCache = undefined;
     this.emit('change', ev);
   }
 
@@ -259,10 +349,23 @@ export class DynamicStore extends EventEmitter {
     return out;
   }
 
-  /** Links of the dynamic resources (ct, sz, title, and obs when observable). */
+  /**
+   * Links of the dynamic resources (ct, sz, title, and obs when observable).
+   * Built once per change of the store (a `change` event tells when to ask again).
+   */
   dynamicLinks(): Link[] {
+    if (this.linkCache === undefined || this.linkCacheObservable !== this.observable) {
+      this.linkCache = this.buildDynamicLinks();
+      this.linkCacheObservable = this.observable;
+    }
+    return this.linkCache.slice();
+  }
+
+  private linkCacheObservable = false;
+
+  private buildDynamicLinks(): Link[] {
     const out: Link[] = [];
-    for (const r of this.list()) {
+    for (const r of this.sortedList()) {
       const attributes: Link['attributes'] = [];
       if (r.contentFormat !== undefined) attributes.push(['ct', String(r.contentFormat)]);
       attributes.push(['sz', String(r.payload.length)]);
@@ -343,7 +446,7 @@ export class DynamicStore extends EventEmitter {
 
   private children(path: string): StoredResource[] {
     const prefix = path === '/' ? '/' : `${path}/`;
-    return this.list().filter((r) => r.path.startsWith(prefix));
+    return this.sortedList().filter((r) => r.path.startsWith(prefix));
   }
 
   /** §5.10.8: If-Match / If-None-Match. Returns a 4.12 response when a precondition fails. */
@@ -380,14 +483,35 @@ export class DynamicStore extends EventEmitter {
     );
   }
 
+  /** 5.03 when storing `payloadLength` bytes at `path` (replacing `old`, adding `extra`) exceeds maxBytes. */
+  private overBudget(
+    path: string,
+    payloadLength: number,
+    old: StoredResource | undefined,
+    extra = 0,
+  ): StoreResponse | undefined {
+    const next =
+      this.usedBytes -
+      (old ? resourceCost(path, old.payload.length) : 0) +
+      resourceCost(path, payloadLength) +
+      extra;
+    if (next <= this.maxBytes) return undefined;
+    return text(
+      ResponseCode.ServiceUnavailable,
+      `store limit reached (${this.maxBytes} bytes of paths and payloads); delete some first`,
+    );
+  }
+
   private put(path: string, req: StoreRequest): StoreResponse {
     if (path === '/') return text(ResponseCode.MethodNotAllowed, 'PUT needs a path below /');
     const failed = this.preconditions(path, req.options);
     if (failed) return failed;
     const big = this.tooLarge(req.payload);
     if (big) return big;
-    const exists = this.resources.has(path);
-    if (!exists && this.resources.size >= this.maxResources) return this.full();
+    const old = this.resources.get(path);
+    if (!old && this.resources.size >= this.maxResources) return this.full();
+    const over = this.overBudget(path, req.payload.length, old);
+    if (over) return over;
     const { created } = this.set(path, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
     const res = this.resources.get(path)!;
     return { code: created ? ResponseCode.Created : ResponseCode.Changed, etag: res.etag };
@@ -397,12 +521,21 @@ export class DynamicStore extends EventEmitter {
     const big = this.tooLarge(req.payload);
     if (big) return big;
     if (this.resources.size >= this.maxResources) return this.full();
-    let n = this.counters.get(path) ?? 0;
+    const had = this.counters.get(path);
+    let n = had ?? 0;
     let entry: string;
     do {
       n++;
       entry = path === '/' ? `/${n}` : `${path}/${n}`;
     } while (this.resources.has(entry) || this.isBuiltin(entry));
+    const over = this.overBudget(
+      entry,
+      req.payload.length,
+      undefined,
+      had === undefined ? counterCost(path) : 0,
+    );
+    if (over) return over;
+    if (had === undefined) this.usedBytes += counterCost(path);
     this.counters.set(path, n);
     this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
     const res = this.resources.get(entry)!;
@@ -414,7 +547,8 @@ export class DynamicStore extends EventEmitter {
     if (failed) return failed;
     if (path === '/') return text(ResponseCode.MethodNotAllowed, 'the root cannot be deleted');
     this.delete(path);
-    this.counters.delete(path);
+    // A collection counter without resources below it (none were deleted) goes too.
+    if (this.counters.has(path) && !this.hasBelow(path)) this.dropCounter(path);
     // §5.8.4: 2.02 also when the resource did not exist.
     return { code: ResponseCode.Deleted };
   }
@@ -504,7 +638,11 @@ export class DynamicStore extends EventEmitter {
         );
       }
     }
-    server.addLinkProvider(() => this.dynamicLinks());
+    // The server caches its /.well-known/core document until the store changes.
+    server.addLinkProvider(
+      () => this.dynamicLinks(),
+      (invalidate) => this.on('change', invalidate),
+    );
     for (const method of ['GET', 'PUT', 'POST', 'DELETE'] as const) server.route(method, '/*', handler);
     return this;
   }

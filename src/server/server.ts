@@ -5,6 +5,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
 import { utf8Interned } from '../codec/intern.js';
@@ -188,6 +189,31 @@ export interface ServerOptions extends EndpointOptions {
   amplificationFactor?: number | false;
   /** Bounds of the Echo address verification (lifetime, verified-peer table). */
   echo?: EchoOptions;
+  /**
+   * Longest request path accepted, in bytes of its "/seg1/seg2" form (each
+   * Uri-Path value plus one for its slash). Longer requests get 4.00 Bad
+   * Request before any routing or middleware (block-wise, observe) sees them.
+   * Default 1024.
+   */
+  maxUriPathBytes?: number;
+  /** Most Uri-Path options (path segments) in a request; more get 4.00. Default 32. */
+  maxUriPathSegments?: number;
+  /**
+   * Longest query accepted, in bytes of its "?a=1&b=2" form (each Uri-Query
+   * value plus one for its separator); longer gets 4.00. Default 1024.
+   */
+  maxUriQueryBytes?: number;
+}
+
+/** Defaults of the request URI limits (see ServerOptions). */
+export const DEFAULT_MAX_URI_PATH_BYTES = 1024;
+export const DEFAULT_MAX_URI_PATH_SEGMENTS = 32;
+export const DEFAULT_MAX_URI_QUERY_BYTES = 1024;
+
+interface UriLimits {
+  pathBytes: number;
+  segments: number;
+  queryBytes: number;
 }
 
 /** Cuts a response to an unsafe request down to `budget` bytes without losing it (block-wise). */
@@ -276,6 +302,7 @@ export class CoapServer {
     const code = typeof method === 'number' ? method : Method[method];
     if (code === undefined) throw new InvalidArgumentError(`unknown method ${String(method)}`);
     this.router.add(code, pattern, handler, attrs);
+    this.invalidateLinks();
     return this;
   }
 
@@ -304,12 +331,31 @@ export class CoapServer {
   /** Removes a route (all methods, or one). */
   unroute(pattern: string, method?: MethodName | number): void {
     this.router.remove(pattern, typeof method === 'string' ? Method[method] : method);
+    this.invalidateLinks();
   }
 
-  /** Adds links to /.well-known/core computed at request time (dynamic resources). */
-  addLinkProvider(provider: () => Link[]): void {
+  /**
+   * Adds links to /.well-known/core (dynamic resources). With `watch`, the
+   * provider tells when its links change (`watch` receives a function to
+   * call then) and the server caches the serialized document until a route
+   * or a watched provider changes; a provider added without `watch` is asked
+   * on every discovery request (no caching).
+   */
+  addLinkProvider(provider: () => Link[], watch?: (invalidate: () => void) => void): void {
     this.linkProviders.push(provider);
+    if (watch === undefined) this.linksCacheable = false;
+    else watch(() => this.invalidateLinks());
+    this.invalidateLinks();
   }
+
+  /** Drops the cached /.well-known/core document (call after changing `router` directly). */
+  invalidateLinks(): void {
+    this.linkCache = undefined;
+  }
+
+  /** The cached links and their serialization; undefined until the first discovery request. */
+  private linkCache: { links: Link[]; doc: Buffer; etag: Buffer; routes: number } | undefined;
+  private linksCacheable = true;
 
   /** Runs `mw` for every request before routing (observe, block-wise, ...). */
   use(mw: Middleware): void {
@@ -366,18 +412,65 @@ export class CoapServer {
     return out;
   }
 
+  /**
+   * The links and their serialized document, built once and kept until a
+   * route or a watched link provider changes (every provider must be watched).
+   */
+  private discovery(): { links: Link[]; doc: Buffer; etag: Buffer } {
+    const c = this.linkCache;
+    if (c !== undefined && c.routes === this.router.routes().length) return c;
+    const links = this.links();
+    const doc = Buffer.from(serializeLinkFormat(links), 'utf8');
+    // An ETag of its own: the block-wise layer then need not hash the document for every block 0,
+    // and a client holding the current document gets 2.03 Valid.
+    const etag = createHash('sha256').update(doc).digest().subarray(0, 8);
+    const built = { links, doc, etag, routes: this.router.routes().length };
+    if (this.linksCacheable) this.linkCache = built;
+    return built;
+  }
+
   private wellKnownCore(req: ServerRequest): ServerResponse {
     const q = req.query;
     if (q.length > 1)
       throw new ResponseCodeError(ResponseCode.BadRequest, 'only one query filter is supported');
-    const links = filterLinks(this.links(), q[0]);
-    if (q.length > 0 && links.length === 0)
-      throw new ResponseCodeError(ResponseCode.NotFound, 'no matching link');
+    const d = this.discovery();
+    if (q.length === 0 || q[0] === '') {
+      return {
+        code: ResponseCode.Content,
+        contentFormat: ContentFormat.LinkFormat,
+        payload: d.doc,
+        etag: d.etag,
+      };
+    }
+    const links = filterLinks(d.links, q[0]);
+    if (links.length === 0) throw new ResponseCodeError(ResponseCode.NotFound, 'no matching link');
     return {
       code: ResponseCode.Content,
       contentFormat: ContentFormat.LinkFormat,
       payload: serializeLinkFormat(links),
     };
+  }
+
+  private uriLimits: UriLimits | undefined;
+
+  private resolveUriLimits(): UriLimits {
+    const o = this.options;
+    const pick = (v: number | undefined, d: number, name: string): number => {
+      if (v === undefined) return d;
+      if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`${name} must be an integer >= 0`);
+      return v;
+    };
+    this.uriLimits = {
+      pathBytes: pick(o.maxUriPathBytes, DEFAULT_MAX_URI_PATH_BYTES, 'maxUriPathBytes'),
+      segments: pick(o.maxUriPathSegments, DEFAULT_MAX_URI_PATH_SEGMENTS, 'maxUriPathSegments'),
+      queryBytes: pick(o.maxUriQueryBytes, DEFAULT_MAX_URI_QUERY_BYTES, 'maxUriQueryBytes'),
+    };
+    return this.uriLimits;
+  }
+
+  /** 4.00 for a request whose URI exceeds a limit (RFC 7252 has no 4.14; 4.00 is the generic answer). */
+  private uriTooLong(msg: CoapMessage, what: string): OutgoingResponse | null {
+    return this.suppress(msg, this.error(ResponseCode.BadRequest, what)) as OutgoingResponse | null;
   }
 
   /** The server's request pipeline (called by every endpoint). */
@@ -388,11 +481,25 @@ export class CoapServer {
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     // Path from Uri-Path options.
     // Most paths have one segment: keep it in a local and size the array exactly.
+    // The URI limits are checked in the same pass, before any string is built for an oversized value.
+    const lim = this.uriLimits ?? this.resolveUriLimits();
     let first: string | undefined;
     let more: string[] | undefined;
     let path = '';
+    let pathBytes = 0;
+    let segmentCount = 0;
+    let queryBytes = 0;
     for (const o of msg.options) {
-      if (o.number === OptionNumber.UriPath) {
+      if (o.number === OptionNumber.UriQuery) {
+        queryBytes += o.value.length + 1;
+        if (queryBytes > lim.queryBytes)
+          return this.uriTooLong(msg, `Uri-Query longer than ${lim.queryBytes} bytes`);
+      } else if (o.number === OptionNumber.UriPath) {
+        pathBytes += o.value.length + 1;
+        if (pathBytes > lim.pathBytes)
+          return this.uriTooLong(msg, `Uri-Path longer than ${lim.pathBytes} bytes`);
+        if (++segmentCount > lim.segments)
+          return this.uriTooLong(msg, `more than ${lim.segments} Uri-Path segments`);
         const s = utf8Interned(o.value);
         if (first === undefined) first = s;
         else if (more === undefined) more = [first, s];

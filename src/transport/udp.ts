@@ -33,6 +33,16 @@ export interface UdpTransportOptions {
    * errors such as port unreachable then surface as `peerError`.
    */
   connect?: { address: string; port: number };
+  /**
+   * Peer objects are interned (one object per address and port) in a cache
+   * of two generations of at most this many peers each (default 8192): when
+   * the young one is full, or every `peerCacheMs`, it becomes the old one
+   * and the old one is dropped. A flood of source addresses therefore holds
+   * at most 2 x peerCacheSize peers here, given back within 2 x peerCacheMs.
+   */
+  peerCacheSize?: number;
+  /** Generation length of the peer cache in ms (default 30000). */
+  peerCacheMs?: number;
 }
 
 export class UdpTransport implements Transport {
@@ -41,10 +51,14 @@ export class UdpTransport implements Transport {
   readonly maxMessageSize: number;
   private handlers: TransportHandlers | undefined;
   private closed = false;
-  /** Peer objects are interned per key so the layers above can use identity. */
-  private readonly peers = new Map<string, Peer>();
-  /** The peer most recently seen per source port (at most 65536 entries). */
+  /** Peer objects interned per key (young generation; see `peerCacheSize`). */
+  private peers = new Map<string, Peer>();
+  /** The previous generation: looked up on a miss, promoted on a hit. */
+  private oldPeers = new Map<string, Peer>();
+  /** The peer most recently seen per source port (at most 65536 entries; cleared with each generation). */
   private readonly byPort = new Map<number, Peer>();
+  private readonly peerCacheSize: number;
+  private readonly rotateTimer: NodeJS.Timeout;
 
   /** The peer a connected socket talks to. */
   private readonly connectedPeer: Peer | undefined;
@@ -53,8 +67,12 @@ export class UdpTransport implements Transport {
     private readonly socket: dgram.Socket,
     maxMessageSize: number,
     connectedTo?: { address: string; port: number },
+    cache: { size?: number; ms?: number } = {},
   ) {
     this.maxMessageSize = maxMessageSize;
+    this.peerCacheSize = Math.max(1, cache.size ?? 8192);
+    this.rotateTimer = setInterval(() => this.rotatePeers(), Math.max(10, cache.ms ?? 30_000));
+    this.rotateTimer.unref();
     if (connectedTo) {
       const family: AddressFamily = connectedTo.address.includes(':') ? 'IPv6' : 'IPv4';
       const key = peerKey(connectedTo.address, connectedTo.port);
@@ -67,16 +85,7 @@ export class UdpTransport implements Transport {
       // Fast path: the peer last seen on this source port, if the address matches
       // (no key string to build and hash for every datagram).
       let peer = this.byPort.get(rinfo.port);
-      if (peer === undefined || peer.address !== rinfo.address) {
-        const key = peerKey(rinfo.address, rinfo.port);
-        peer = this.peers.get(key);
-        if (peer === undefined) {
-          peer = { address: rinfo.address, port: rinfo.port, family: rinfo.family as AddressFamily, key };
-          if (this.peers.size >= 65536) this.peers.clear();
-          this.peers.set(key, peer);
-        }
-        this.byPort.set(rinfo.port, peer);
-      }
+      if (peer === undefined || peer.address !== rinfo.address) peer = this.intern(rinfo);
       h.message(data, peer);
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -98,6 +107,35 @@ export class UdpTransport implements Transport {
       }
       this.handlers?.error?.(new NetworkError(`UDP socket error: ${err.message}`, { cause: err }));
     });
+  }
+
+  /** The interned peer for a source address (slow path: byPort missed). */
+  private intern(rinfo: dgram.RemoteInfo): Peer {
+    const key = peerKey(rinfo.address, rinfo.port);
+    let peer = this.peers.get(key);
+    if (peer === undefined) {
+      peer = this.oldPeers.get(key);
+      if (peer === undefined) {
+        peer = { address: rinfo.address, port: rinfo.port, family: rinfo.family as AddressFamily, key };
+      }
+      if (this.peers.size >= this.peerCacheSize) this.rotatePeers();
+      this.peers.set(key, peer);
+    }
+    this.byPort.set(rinfo.port, peer);
+    return peer;
+  }
+
+  /** Starts a new generation of the peer cache; the oldest one is given back. */
+  private rotatePeers(): void {
+    if (this.peers.size === 0 && this.oldPeers.size === 0 && this.byPort.size === 0) return;
+    this.oldPeers = this.peers;
+    this.peers = new Map();
+    this.byPort.clear();
+  }
+
+  /** Peers currently interned (both generations), for tests and monitoring. */
+  get cachedPeers(): number {
+    return this.peers.size + this.oldPeers.size;
   }
 
   static async create(options: UdpTransportOptions = {}): Promise<UdpTransport> {
@@ -184,7 +222,10 @@ export class UdpTransport implements Transport {
       }
     }
     if (options.unref) socket.unref();
-    return new UdpTransport(socket, options.maxMessageSize ?? 1152, options.connect);
+    return new UdpTransport(socket, options.maxMessageSize ?? 1152, options.connect, {
+      ...(options.peerCacheSize !== undefined ? { size: options.peerCacheSize } : {}),
+      ...(options.peerCacheMs !== undefined ? { ms: options.peerCacheMs } : {}),
+    });
   }
 
   attach(handlers: TransportHandlers): void {
@@ -241,6 +282,7 @@ export class UdpTransport implements Transport {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    clearInterval(this.rotateTimer);
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
 }

@@ -17,6 +17,7 @@ test('DedupStore agrees with a Map model (inserts, replacements, expiry, table g
     }),
     fc.record({ kind: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 20 }) }),
     fc.record({ kind: fc.constant('lookup' as const), key: fc.integer({ min: 0, max: 40 }) }),
+    fc.record({ kind: fc.constant('shrink' as const) }),
   );
   fc.assert(
     fc.property(fc.array(op, { maxLength: 3000 }), (ops) => {
@@ -37,7 +38,8 @@ test('DedupStore agrees with a Map model (inserts, replacements, expiry, table g
         } else if (o.kind === 'tick') {
           now += o.dt;
           d.expire(now);
-        } else check(o.key);
+        } else if (o.kind === 'shrink') d.shrink(now);
+        else check(o.key);
       }
       for (const key of model.keys()) check(key);
       let live = 0;

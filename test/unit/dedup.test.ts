@@ -185,3 +185,24 @@ test('DedupStore: memory per remembered exchange (200k exchanges, 20-byte replie
   assert.ok(computed <= 120, `computed ${computed.toFixed(1)} B per exchange exceeds 120`);
   if (gc) assert.ok(measured <= 130, 'measured bytes per exchange');
 });
+
+test('DedupStore: shrink() gives the ring and table back after a burst and keeps live entries', () => {
+  const d = new DedupStore({ initialBytes: 64 * 1024 });
+  const reply = Buffer.alloc(40, 7);
+  for (let i = 0; i < 100_000; i++) d.remember(i, reply, 1000, 0);
+  for (let i = 0; i < 10; i++) d.remember(1e9 + i, Buffer.from([i]), 5000, 0);
+  const bigRing = d.capacity;
+  const bigTable = d.tableBytes;
+  assert.ok(bigRing >= 4 * 1024 * 1024 && bigTable >= 1024 * 1024);
+  assert.equal(d.shrink(500), false, 'nothing to give back while the burst is live');
+  assert.equal(d.shrink(2000), true);
+  assert.equal(d.capacity, 64 * 1024);
+  assert.ok(d.tableBytes <= 8 * 1024, `table ${d.tableBytes} bytes`);
+  assert.equal(d.size, 10);
+  for (let i = 0; i < 10; i++) assert.deepEqual(d.lookup(1e9 + i, 2000), Buffer.from([i]));
+  assert.equal(d.lookup(5, 2000), undefined);
+  // Still a working store afterwards.
+  for (let i = 0; i < 5000; i++) d.remember(i, reply, 9000, 2000);
+  assert.deepEqual(d.lookup(4999, 2001), reply);
+  assert.deepEqual(d.lookup(1e9 + 3, 2001), Buffer.from([3]));
+});

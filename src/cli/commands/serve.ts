@@ -29,6 +29,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'secure-port': { type: 'string' },
   'max-resources': { type: 'string' },
   'max-size': { type: 'string' },
+  'max-store-bytes': { type: 'string' },
   'max-age': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   verbose: { type: 'boolean', short: 'v' },
@@ -51,6 +52,8 @@ export interface ServeOptions {
   keys: Map<string, Buffer>;
   maxResources: number;
   maxSize: number;
+  /** Bytes of paths and payloads the store may hold (DynamicStore maxBytes; default 64 MiB). */
+  maxStoreBytes?: number;
   maxAge: number;
   /** No banner. */
   quiet?: boolean;
@@ -133,6 +136,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     maxResources: opts.maxResources,
     maxSize: opts.maxSize,
     maxAge: opts.maxAge,
+    ...(opts.maxStoreBytes !== undefined ? { maxBytes: opts.maxStoreBytes } : {}),
     observable: true,
   });
   // One block-wise and one observe layer shared by the coap:// and coaps:// servers.
@@ -265,6 +269,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     maxSize: num(p, 'max-size', { integer: true }) ?? 64 * 1024,
     maxAge: num(p, 'max-age', { integer: true, max: 0xffffffff }) ?? 60,
   };
+  const maxStoreBytes = num(p, 'max-store-bytes', { integer: true });
+  if (maxStoreBytes !== undefined) opts.maxStoreBytes = maxStoreBytes;
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   if (bool(p, 'generate-psk') && opts.keys.size === 0) {
