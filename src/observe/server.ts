@@ -470,7 +470,7 @@ export class ObserveServer {
     if (this.observers.get(o.key) === o) this.observers.delete(o.key);
     this.bytes -= o.bytes;
     const share = this.byAddress.get(o.address);
-    if (share !== undefined && share.observers.delete(o)) {
+    if (share?.observers.delete(o)) {
       share.count--;
       share.bytes -= o.bytes;
       if (share.count === 0) this.byAddress.delete(o.address);
