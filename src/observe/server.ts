@@ -35,7 +35,7 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { BlockwiseServer } from '../blockwise/server.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
-import { decodeUint, encodeUint, getOption, getUintOption } from '../codec/options.js';
+import { decodeUint, encodeUint, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
@@ -321,7 +321,13 @@ export class ObserveServer {
     const msg = req.message;
     // Not a GET/FETCH or no Observe: pass on (undefined = the server runs the next middleware).
     if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
-    const raw = getOption(msg.options, OptionNumber.Observe);
+    // Options are sorted: look only until the first number >= Observe (6); most GETs stop at once.
+    let raw: Buffer | undefined;
+    for (const o of msg.options) {
+      if (o.number < OptionNumber.Observe) continue;
+      if (o.number === OptionNumber.Observe) raw = o.value;
+      break;
+    }
     if (raw === undefined) return undefined;
     const value = raw.length > 3 ? -1 : decodeUint(raw);
     const endpoint = req.endpoint;
