@@ -170,7 +170,8 @@ export interface ServerOptions extends EndpointOptions {
   onError?: (error: unknown, req: ServerRequest) => void;
   /**
    * Block-wise transfer (RFC 7959), on by default: handlers see whole bodies and
-   * large responses go out in blocks. Options for the built-in layer, a
+   * large responses go out in blocks. The built-in layer's `maxBodySize` defaults
+   * to `maxPayloadSize`. Options for the built-in layer, a
    * BlockwiseServer to use (e.g. one shared by several servers), or `false`:
    * then a request carrying Block1 or Block2 (critical options) gets 4.02 Bad
    * Option (RFC 7252 §5.4.1) instead of being taken for the whole body.
@@ -255,7 +256,10 @@ export class CoapServer {
     });
     const bw = options.blockwise;
     if (bw instanceof BlockwiseServer) this.setBlockwise(bw);
-    else if (bw !== false) this.setBlockwise(new BlockwiseServer(bw), true);
+    // The built-in layer reassembles no more than the server accepts (`maxPayloadSize`):
+    // a larger upload gets its 4.13 at the first block that passes the limit.
+    else if (bw !== false)
+      this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...bw }), true);
     else {
       this.recognizedOptions.delete(OptionNumber.Block1);
       this.recognizedOptions.delete(OptionNumber.Block2);
@@ -278,7 +282,7 @@ export class CoapServer {
   /** The block-wise layer, turned on if it was off; `options` change its settings. Idempotent. */
   enableBlockwise(options?: BlockwiseServerOptions): BlockwiseServer {
     if (this.bwLayer) return options ? this.bwLayer.configure(options) : this.bwLayer;
-    return this.setBlockwise(new BlockwiseServer(options), true);
+    return this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...options }), true);
   }
 
   /** The observe layer, turned on if it was off; `options` change its settings. Idempotent. */
