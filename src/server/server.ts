@@ -387,7 +387,10 @@ export class CoapServer {
     this.linkProviders.push(provider);
   }
 
-  /** Runs `mw` for every request before routing (observe, block-wise, ...). */
+  /**
+   * Runs `mw` for every request before routing, after the built-in block-wise
+   * and observe layers (so it sees whole bodies).
+   */
   use(mw: Middleware): void {
     this.middlewares.push(mw);
   }
