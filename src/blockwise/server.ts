@@ -1,5 +1,7 @@
 /**
- * Server side of block-wise transfer (RFC 7959), as a CoapServer middleware:
+ * Server side of block-wise transfer (RFC 7959), as a CoapServer middleware.
+ * Every CoapServer has one built in (option `blockwise`, on by default);
+ * `enableBlockwise(server, options)` configures and returns it:
  *
  *   const bw = enableBlockwise(server, { maxBodySize: 1 << 20 });
  *
@@ -11,6 +13,12 @@
  * handler gave none) and Size2 in the first block; the full representation is
  * cached briefly per (peer, request) so every block comes from one
  * representation.
+ *
+ * Limits (all options, see BlockwiseServerOptions): reassemblies in progress
+ * (64 in all, 4 per source address, 16 MiB held, 15 s idle) answer 5.03 with
+ * Max-Age when full; a block whose payload is not its block size gets 4.00;
+ * the Block2 cache (16 MiB counting keys and options, 16 entries per source
+ * address, 30 s) never holds error answers.
  */
 
 import { Buffer } from 'node:buffer';
@@ -29,16 +37,36 @@ import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from 
 export interface BlockwiseServerOptions {
   /** Largest block size this server sends and accepts, 16..1024 (default 1024). */
   maxBlockSize?: number;
-  /** Largest reassembled Block1 body in bytes (default 1 MiB). Larger bodies get 4.13. */
+  /** Largest reassembled Block1 body in bytes (default 1 MiB). Larger bodies get 4.13 with Size1. */
   maxBodySize?: number;
-  /** Most Block1 reassemblies in progress at once (default 64); more get 5.03. */
+  /** Most Block1 reassemblies in progress at once, all peers together (default 64); more get 5.03 + Max-Age. */
   maxTransfers?: number;
-  /** A Block1 reassembly with no new block for this long is dropped (default 30 s). */
+  /**
+   * Most Block1 reassemblies in progress from one source address (default 4); a peer
+   * over its share gets 5.03 + Max-Age while other peers keep uploading.
+   */
+  maxTransfersPerAddress?: number;
+  /**
+   * Bound on the bytes held by Block1 reassemblies, all peers together: received
+   * blocks plus their keys (default 16 MiB, at least `maxBodySize`). A first block
+   * that does not fit, or a later block that would overflow it, gets 5.03 + Max-Age.
+   */
+  maxTransferBytes?: number;
+  /** A Block1 reassembly with no new block for this long is dropped (default 15 s). */
   idleTimeoutMs?: number;
   /** How long a Block2 representation is kept for follow-up block requests (default 30 s). */
   cacheTtlMs?: number;
-  /** Bound on the bytes held by the Block2 cache (default 16 MiB); oldest entries go first. */
+  /**
+   * Bound on the bytes held by the Block2 cache (default 16 MiB): payload, options and
+   * key of each entry, plus a fixed overhead per entry. Oldest entries go first.
+   * Only 2.xx representations are cached, never error answers.
+   */
   maxCacheBytes?: number;
+  /**
+   * Most cached Block2 representations per source address (default 16); a peer's
+   * oldest entry makes room for its newest, other peers' entries are untouched.
+   */
+  maxCacheEntriesPerAddress?: number;
 }
 
 interface Reassembly {
@@ -47,13 +75,23 @@ interface Reassembly {
   lastOffset: number;
   lastLength: number;
   timer: NodeJS.Timeout;
+  /** Source address whose share this reassembly counts against. */
+  address: string;
+  /** Bytes counted against `maxTransferBytes` (chunks + key). */
+  bytes: number;
 }
 
 interface CachedRepresentation {
   res: OutgoingResponse;
   expires: number;
   bytes: number;
+  address: string;
 }
+
+/** What one cache entry or reassembly costs beyond its bytes (Map entry, objects, timer). */
+const ENTRY_OVERHEAD = 256;
+/** Max-Age (s) of a 5.03 for "too many transfers": retry soon. */
+const RETRY_AFTER_S = 2;
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
 
@@ -71,28 +109,68 @@ export class BlockwiseServer {
   readonly maxSzx: number;
   readonly maxBodySize: number;
   readonly maxTransfers: number;
+  readonly maxTransfersPerAddress: number;
+  readonly maxTransferBytes: number;
   readonly idleTimeoutMs: number;
   readonly cacheTtlMs: number;
   readonly maxCacheBytes: number;
+  readonly maxCacheEntriesPerAddress: number;
   private readonly reassemblies = new Map<string, Reassembly>();
+  /** Reassemblies in progress per source address. */
+  private readonly transfersByAddress = new Map<string, number>();
+  private transferBytes = 0;
   private readonly cache = new Map<string, CachedRepresentation>();
+  /** Cache keys per source address, oldest first. */
+  private readonly cacheByAddress = new Map<string, Set<string>>();
   private cacheBytes = 0;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** The largest block size in bytes (responses up to this size pass through untouched). */
+  private maxSize: number;
   /** The middleware to pass to `server.use()` (done by `install`). */
   readonly middleware: Middleware = (req, next) => this.handle(req, next);
 
   constructor(options: BlockwiseServerOptions = {}) {
-    this.maxSzx = sizeToSzxFloor(options.maxBlockSize ?? 1024);
-    this.maxBodySize = options.maxBodySize ?? 1 << 20;
-    this.maxTransfers = options.maxTransfers ?? 64;
-    this.idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
-    this.cacheTtlMs = options.cacheTtlMs ?? 30_000;
-    this.maxCacheBytes = options.maxCacheBytes ?? 16 << 20;
+    this.maxSzx = 6;
+    this.maxBodySize = 1 << 20;
+    this.maxTransfers = 64;
+    this.maxTransfersPerAddress = 4;
+    this.maxTransferBytes = 16 << 20;
+    this.idleTimeoutMs = 15_000;
+    this.cacheTtlMs = 30_000;
+    this.maxCacheBytes = 16 << 20;
+    this.maxCacheEntriesPerAddress = 16;
+    this.maxSize = szxToSize(this.maxSzx);
+    this.configure(options);
   }
 
+  /**
+   * Changes settings (only those given). `enableBlockwise(server, options)` uses
+   * this on the server's built-in instance; transfers in progress keep going.
+   */
+  configure(options: BlockwiseServerOptions): this {
+    const self = this as Mutable<BlockwiseServer>;
+    if (options.maxBlockSize !== undefined) self.maxSzx = sizeToSzxFloor(options.maxBlockSize);
+    if (options.maxBodySize !== undefined) self.maxBodySize = options.maxBodySize;
+    if (options.maxTransfers !== undefined) self.maxTransfers = options.maxTransfers;
+    if (options.maxTransfersPerAddress !== undefined)
+      self.maxTransfersPerAddress = options.maxTransfersPerAddress;
+    if (options.maxTransferBytes !== undefined) self.maxTransferBytes = options.maxTransferBytes;
+    else self.maxTransferBytes = Math.max(self.maxTransferBytes, self.maxBodySize + ENTRY_OVERHEAD);
+    if (options.idleTimeoutMs !== undefined) self.idleTimeoutMs = options.idleTimeoutMs;
+    if (options.cacheTtlMs !== undefined) self.cacheTtlMs = options.cacheTtlMs;
+    if (options.maxCacheBytes !== undefined) self.maxCacheBytes = options.maxCacheBytes;
+    if (options.maxCacheEntriesPerAddress !== undefined)
+      self.maxCacheEntriesPerAddress = options.maxCacheEntriesPerAddress;
+    this.maxSize = szxToSize(this.maxSzx);
+    return this;
+  }
+
+  /**
+   * Makes this the block-wise layer of `server` (replacing its built-in one, at
+   * the same place in the pipeline: before observe and any other middleware).
+   */
   install(server: CoapServer): this {
-    server.use(this.middleware);
-    // Amplification rule: a large response to an unsafe request from an unverified address goes out as a small first block.
-    server.shrinkResponse ??= (req, res, budget) => this.fitFirstBlock(req, res, budget);
+    server.setBlockwise(this);
     return this;
   }
 
@@ -105,7 +183,7 @@ export class BlockwiseServer {
   fitFirstBlock(req: ServerRequest, res: OutgoingResponse, budget: number): OutgoingResponse | undefined {
     if (res.code >> 5 !== 2) return undefined;
     const msg = req.message;
-    const key = this.cacheKey(req.peer.key, msg);
+    const key = this.cacheKey(req, msg);
     const b2 = getOption(res.options ?? [], OptionNumber.Block2);
     let full: OutgoingResponse | undefined = res;
     if (b2 !== undefined) {
@@ -120,7 +198,7 @@ export class BlockwiseServer {
       const out = this.slice(full, 0, szx, true);
       if (b1 !== undefined) out.options!.push({ number: OptionNumber.Block1, value: b1 });
       if (responseSize(tkl, out) <= budget) {
-        if (b2 === undefined) this.store(key, full);
+        if (b2 === undefined) this.store(key, req.peer.address, full);
         return out;
       }
     }
@@ -132,17 +210,32 @@ export class BlockwiseServer {
     return this.reassemblies.size;
   }
 
+  /** Bytes held by Block1 reassemblies (counted against `maxTransferBytes`). */
+  get transferBytesHeld(): number {
+    return this.transferBytes;
+  }
+
   /** Number of cached Block2 representations. */
   get cachedRepresentations(): number {
     return this.cache.size;
+  }
+
+  /** Bytes held by the Block2 cache (counted against `maxCacheBytes`). */
+  get cacheBytesHeld(): number {
+    return this.cacheBytes;
   }
 
   /** Drops every buffer and timer. */
   close(): void {
     for (const r of this.reassemblies.values()) clearTimeout(r.timer);
     this.reassemblies.clear();
+    this.transfersByAddress.clear();
+    this.transferBytes = 0;
     this.cache.clear();
+    this.cacheByAddress.clear();
     this.cacheBytes = 0;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   /**
@@ -154,7 +247,7 @@ export class BlockwiseServer {
     const szx = this.requestedSzx(req.message);
     if ((res.payload?.length ?? 0) <= szxToSize(szx)) return res;
     const full = this.withEtag(res);
-    this.store(this.cacheKey(req.peer.key, req.message), full);
+    this.store(this.cacheKey(req, req.message), req.peer.address, full);
     return this.slice(full, 0, szx, true);
   }
 
@@ -162,21 +255,43 @@ export class BlockwiseServer {
 
   private handle(req: ServerRequest, next: (r?: ServerRequest) => Result): Result {
     const msg = req.message;
+    // One pass over the options (sorted by number): Block2 (23), Block1 (27), Size2 (28).
+    let raw1: Buffer | undefined;
+    let raw2: Buffer | undefined;
+    let wantSize2 = false;
+    for (const o of msg.options) {
+      const n = o.number;
+      if (n < OptionNumber.Block2) continue;
+      if (n === OptionNumber.Block2) raw2 = o.value;
+      else if (n === OptionNumber.Block1) raw1 = o.value;
+      else if (n === OptionNumber.Size2) wantSize2 = true;
+      else if (n > OptionNumber.Size2) break;
+    }
+    if (raw1 === undefined && raw2 === undefined && !wantSize2) {
+      // The common case: no block-wise option. Small answers pass through untouched.
+      const r = next();
+      if (r === null) return r;
+      if (!(r instanceof Promise)) {
+        return (r.payload?.length ?? 0) <= this.maxSize ? r : this.respond(req, r, this.maxSzx, false, false);
+      }
+      return r.then((res) =>
+        res === null || (res.payload?.length ?? 0) <= this.maxSize
+          ? res
+          : this.respond(req, res, this.maxSzx, false, false),
+      );
+    }
     let b1: ReturnType<typeof decodeBlock> | undefined;
     let b2: ReturnType<typeof decodeBlock> | undefined;
     try {
-      const raw1 = getOption(msg.options, OptionNumber.Block1);
-      const raw2 = getOption(msg.options, OptionNumber.Block2);
       if (raw1 !== undefined) b1 = decodeBlock(raw1);
       if (raw2 !== undefined) b2 = decodeBlock(raw2);
     } catch (err) {
       return text(ResponseCode.BadOption, (err as Error).message);
     }
-    const wantSize2 = getOption(msg.options, OptionNumber.Size2) !== undefined;
     if (b1 !== undefined) return this.block1(req, b1, b2 !== undefined, wantSize2, next);
-    const szx = this.requestedSzx(msg);
+    const szx = b2 === undefined ? this.maxSzx : Math.min(b2.szx, this.maxSzx);
     if (b2 !== undefined && b2.num > 0) {
-      const key = this.cacheKey(req.peer.key, msg);
+      const key = this.cacheKey(req, msg);
       const cached = this.cached(key);
       if (cached) return this.slice(cached, b2.num, szx, wantSize2, key);
       if (msg.code !== Method.GET && msg.code !== Method.FETCH) {
@@ -189,17 +304,16 @@ export class BlockwiseServer {
       return then(next(), (res) => {
         if (res === null) return null;
         const full = this.withEtag(res);
-        if ((full.payload?.length ?? 0) > szxToSize(szx)) this.store(key, full);
+        if ((full.payload?.length ?? 0) > szxToSize(szx)) this.store(key, req.peer.address, full);
         return this.slice(full, b2!.num, szx, wantSize2, key);
       });
     }
-    return then(next(), (res) => this.respond(req.peer.key, msg, res, szx, b2 !== undefined, wantSize2));
+    return then(next(), (res) => this.respond(req, res, szx, b2 !== undefined, wantSize2));
   }
 
   /** A fresh response to a request for block 0 (or without Block2). */
   private respond(
-    peerKey: string,
-    msg: CoapMessage,
+    req: ServerRequest,
     res: OutgoingResponse | null,
     szx: number,
     hadBlock2: boolean,
@@ -213,7 +327,7 @@ export class BlockwiseServer {
       return this.slice(res, 0, szx, wantSize2);
     }
     const full = this.withEtag(res);
-    this.store(this.cacheKey(peerKey, msg), full);
+    this.store(this.cacheKey(req, req.message), req.peer.address, full);
     return this.slice(full, 0, szx, true);
   }
 
@@ -262,8 +376,12 @@ export class BlockwiseServer {
 
   // ---- Block2 cache --------------------------------------------------------
 
-  private cacheKey(peerKey: string, msg: CoapMessage): string {
-    let k = `${peerKey}|${msg.code}`;
+  /**
+   * The request's identity: transport (coap:// and coaps:// peers may share an
+   * address and port), peer, method and the options naming the target.
+   */
+  private cacheKey(req: ServerRequest, msg: CoapMessage): string {
+    let k = `${req.endpoint?.transport.scheme ?? ''}|${req.peer.key}|${msg.code}`;
     for (const o of msg.options) {
       if (
         o.number === OptionNumber.UriPath ||
@@ -288,18 +406,40 @@ export class BlockwiseServer {
     return c.res;
   }
 
-  private store(key: string, res: OutgoingResponse): void {
+  private store(key: string, address: string, res: OutgoingResponse): void {
     this.dropCached(key);
-    const bytes = res.payload?.length ?? 0;
-    if (bytes > this.maxCacheBytes) return;
+    // Error answers are never cached (a client may re-run a GET to get a later block).
+    if (res.code >> 5 !== 2) return;
+    let bytes = ENTRY_OVERHEAD + key.length + (res.payload?.length ?? 0);
+    for (const o of res.options ?? []) bytes += 16 + o.value.length;
+    if (bytes > this.maxCacheBytes || this.maxCacheEntriesPerAddress <= 0) return;
     const now = performance.now();
+    let mine = this.cacheByAddress.get(address);
+    if (mine !== undefined) {
+      // The peer's share: its oldest entry makes room.
+      for (const k of mine) {
+        if (mine.size < this.maxCacheEntriesPerAddress) break;
+        this.dropCached(k);
+      }
+    }
     for (const [k, c] of this.cache) {
       if (this.cacheBytes + bytes <= this.maxCacheBytes && c.expires >= now) break;
       this.dropCached(k);
     }
-    const payload = res.payload ? Buffer.from(res.payload) : undefined;
-    this.cache.set(key, { res: payload ? { ...res, payload } : res, expires: now + this.cacheTtlMs, bytes });
+    // Own copies: never keep a slice of a received datagram or of a buffer the handler may reuse.
+    const options = res.options?.map((o) => ({ number: o.number, value: Buffer.from(o.value) }));
+    const copy: OutgoingResponse = { code: res.code };
+    if (options) copy.options = options;
+    if (res.payload) copy.payload = Buffer.from(res.payload);
+    this.cache.set(key, { res: copy, expires: now + this.cacheTtlMs, bytes, address });
     this.cacheBytes += bytes;
+    mine = this.cacheByAddress.get(address);
+    if (mine === undefined) {
+      mine = new Set();
+      this.cacheByAddress.set(address, mine);
+    }
+    mine.add(key);
+    this.armSweep();
   }
 
   private dropCached(key: string): void {
@@ -307,6 +447,26 @@ export class BlockwiseServer {
     if (c === undefined) return;
     this.cache.delete(key);
     this.cacheBytes -= c.bytes;
+    const mine = this.cacheByAddress.get(c.address);
+    if (mine !== undefined) {
+      mine.delete(key);
+      if (mine.size === 0) this.cacheByAddress.delete(c.address);
+    }
+  }
+
+  /** Expired cache entries are given back even when no new request comes to push them out. */
+  private armSweep(): void {
+    if (this.sweepTimer !== undefined) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      const now = performance.now();
+      for (const [k, c] of this.cache) {
+        if (c.expires >= now) break;
+        this.dropCached(k);
+      }
+      if (this.cache.size > 0) this.armSweep();
+    }, this.cacheTtlMs + 100);
+    this.sweepTimer.unref();
   }
 
   // ---- Block1 --------------------------------------------------------------
@@ -319,12 +479,22 @@ export class BlockwiseServer {
     next: (r?: ServerRequest) => Result,
   ): Result {
     const msg = req.message;
+    let data = msg.payload;
+    // RFC 7959 §2.2/§2.3: a block's payload is exactly its block size (SZX) unless it is
+    // the last one (M=0), which may be shorter. Anything else is a malformed request:
+    // 4.00 Bad Request, and no state is created for it.
+    if (data.length > b1.size || (b1.more && data.length !== b1.size)) {
+      return text(
+        ResponseCode.BadRequest,
+        `block ${b1.num} carries ${data.length} bytes; its block size is ${b1.size}` +
+          (b1.more ? ' and a block with M=1 must be exactly that size' : ''),
+      );
+    }
     // The key includes Request-Tag (RFC 9175): concurrent uploads from one endpoint stay apart.
-    const key = `${this.cacheKey(req.peer.key, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}`;
+    const key = `${this.cacheKey(req, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}`;
     const ourSzx = Math.min(b1.szx, this.maxSzx);
     const ourSize = szxToSize(ourSzx);
     const offset = b1.num * b1.size;
-    let data = msg.payload;
     let more = b1.more;
     if (b1.size > ourSize && data.length > ourSize) {
       // Late negotiation (§2.3): keep the first block of our size, ask for the rest in smaller blocks.
@@ -336,6 +506,7 @@ export class BlockwiseServer {
         { number: OptionNumber.Block1, value: encodeBlock(0, false, ourSzx) },
         { number: OptionNumber.Size1, value: encodeUint(this.maxBodySize) },
       ]);
+    const address = req.peer.address;
     let entry = this.reassemblies.get(key);
     if (b1.num === 0) {
       const size1 = getUintOption(msg.options, OptionNumber.Size1);
@@ -344,12 +515,18 @@ export class BlockwiseServer {
         return tooLarge();
       }
       if (entry) this.dropReassembly(key);
-      else if (this.reassemblies.size >= this.maxTransfers && more) {
-        return text(ResponseCode.ServiceUnavailable, 'too many block-wise transfers in progress', [
-          { number: OptionNumber.MaxAge, value: encodeUint(2) },
-        ]);
-      }
       entry = undefined;
+      if (more) {
+        if ((this.transfersByAddress.get(address) ?? 0) >= this.maxTransfersPerAddress) {
+          return busy(`too many block-wise transfers in progress from ${address}`);
+        }
+        if (
+          this.reassemblies.size >= this.maxTransfers ||
+          this.transferBytes + ENTRY_OVERHEAD + key.length + data.length > this.maxTransferBytes
+        ) {
+          return busy('too many block-wise transfers in progress');
+        }
+      }
     } else if (entry === undefined) {
       return text(ResponseCode.RequestEntityIncomplete, `block ${b1.num} without the blocks before it`);
     } else if (offset !== entry.received) {
@@ -371,15 +548,33 @@ export class BlockwiseServer {
     }
     if (more) {
       if (entry === undefined) {
-        const timer = setTimeout(() => this.reassemblies.delete(key), this.idleTimeoutMs);
+        const timer = setTimeout(() => this.dropReassembly(key), this.idleTimeoutMs);
         timer.unref();
-        entry = { chunks: [], received: 0, lastOffset: 0, lastLength: 0, timer };
+        entry = {
+          chunks: [],
+          received: 0,
+          lastOffset: 0,
+          lastLength: 0,
+          timer,
+          address,
+          bytes: ENTRY_OVERHEAD + key.length,
+        };
         this.reassemblies.set(key, entry);
-      } else entry.timer.refresh();
+        this.transfersByAddress.set(address, (this.transfersByAddress.get(address) ?? 0) + 1);
+        this.transferBytes += entry.bytes;
+      } else {
+        if (this.transferBytes + data.length > this.maxTransferBytes) {
+          this.dropReassembly(key);
+          return busy('block-wise transfers hold too much data; try again later');
+        }
+        entry.timer.refresh();
+      }
       entry.chunks.push(Buffer.from(data));
       entry.received = received;
       entry.lastOffset = offset;
       entry.lastLength = data.length;
+      entry.bytes += data.length;
+      this.transferBytes += data.length;
       return continueResponse(offset / ourSize, ourSzx);
     }
     const body = entry ? Buffer.concat([...entry.chunks, data]) : Buffer.from(data);
@@ -398,7 +593,7 @@ export class BlockwiseServer {
       // Copy what the pipeline learned (route, params) back for outer middlewares.
       req.route = fullReq.route;
       req.params = fullReq.params;
-      const out = this.respond(req.peer.key, msg, res, szx2, hadBlock2, wantSize2);
+      const out = this.respond(req, res, szx2, hadBlock2, wantSize2);
       if (out === null) return null;
       const options = withoutOptions(out.options ?? [], OptionNumber.Block1);
       options.push({ number: OptionNumber.Block1, value: encodeBlock(blockNum, false, ourSzx) });
@@ -411,7 +606,20 @@ export class BlockwiseServer {
     if (e === undefined) return;
     clearTimeout(e.timer);
     this.reassemblies.delete(key);
+    this.transferBytes -= e.bytes;
+    const n = (this.transfersByAddress.get(e.address) ?? 1) - 1;
+    if (n <= 0) this.transfersByAddress.delete(e.address);
+    else this.transfersByAddress.set(e.address, n);
   }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** 5.03 Service Unavailable with Max-Age: the peer may retry after that many seconds (§5.9.3.4). */
+function busy(msg: string): OutgoingResponse {
+  return text(ResponseCode.ServiceUnavailable, msg, [
+    { number: OptionNumber.MaxAge, value: encodeUint(RETRY_AFTER_S) },
+  ]);
 }
 
 function continueResponse(num: number, szx: number): OutgoingResponse {
@@ -425,9 +633,13 @@ function size2(n: number): CoapOption {
   return { number: OptionNumber.Size2, value: encodeUint(n) };
 }
 
-/** Adds block-wise transfer to a server (install once, before other middlewares such as Observe). */
+/**
+ * The server's block-wise layer, configured with `options` (a CoapServer has one
+ * built in unless created with `blockwise: false`; this turns it on then).
+ * Idempotent: calling it again returns the same instance and adds no middleware.
+ */
 export function enableBlockwise(server: CoapServer, options?: BlockwiseServerOptions): BlockwiseServer {
-  return new BlockwiseServer(options).install(server);
+  return server.enableBlockwise(options);
 }
 
 export { MAX_SZX };

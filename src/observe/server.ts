@@ -1,12 +1,14 @@
 /**
- * Server side of Observe (RFC 7641), as a CoapServer middleware:
+ * Server side of Observe (RFC 7641), as a CoapServer middleware. Every
+ * CoapServer has one built in (option `observe`, on by default):
  *
- *   const observe = enableObserve(server);            // after enableBlockwise(server), if used
  *   server.get('/temp', () => String(temp), { obs: true });
- *   temp = 22; observe.notify('/temp');                // or observe.resource('/temp').changed()
+ *   temp = 22; server.observe!.notify('/temp');   // or server.observe!.resource('/temp').changed()
+ *
+ * (`enableObserve(server, options)` configures and returns that instance.)
  *
  * A GET with Observe=0 on an observable resource (route attribute `obs`, or
- * the `isObservable` option) registers the client, keyed by (peer endpoint,
+ * the `isObservable` option) registers the client, keyed by (endpoint, peer,
  * token); a 2.xx answer carries the Observe option. `notify(path)` re-runs
  * each observer's own GET through the rest of the pipeline and sends the
  * result with a fresh 24-bit sequence number and the registration's token.
@@ -16,20 +18,30 @@
  * after an error notification (e.g. 4.04 when the resource is deleted).
  * While a CON notification is in flight, newer changes are coalesced: the
  * client gets the latest state when it acknowledges, never a queue (§4.5.2).
+ *
+ * Limits: the table is bounded in count (`maxObservers`) and bytes
+ * (`maxObserverBytes`), and each source address has a share of both
+ * (`maxObserversPerAddress`, `maxObserverBytesPerAddress`). A registration is
+ * stored compactly (its options and, for FETCH, payload, copied; a GET's
+ * payload is dropped) and costs what it holds. A peer not heard from for
+ * `staleAfterMs` gets its next notification as CON (and a probe when nothing
+ * changes); if it does not acknowledge, the registration is removed. When the
+ * table or a share is full, stale registrations are evicted first; otherwise
+ * the registration is not accepted: the answer goes without Observe (§4.1).
  */
 
 import { Buffer } from 'node:buffer';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
 import type { BlockwiseServer } from '../blockwise/server.js';
-import type { CoapOption } from '../codec/message.js';
-import { decodeUint, encodeUint, getOption, getUintOption } from '../codec/options.js';
+import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { decodeUint, encodeUint, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
-import type { CoapServer, Middleware, ServerRequest } from '../server/server.js';
+import { type CoapServer, type Middleware, ServerRequest } from '../server/server.js';
 import type { Peer } from '../transport/transport.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
@@ -48,35 +60,76 @@ export interface ObserveServerOptions {
   refreshBeforeMaxAge?: boolean;
   /** Decides whether a request's resource may be observed (default: the route's `obs` attribute). */
   isObservable?: (req: ServerRequest) => boolean;
-  /** Most observers at once (default 10 000); further registrations are answered without Observe. */
+  /** Most observers at once, all peers together (default 10 000); further registrations are answered without Observe. */
   maxObservers?: number;
-  /** Block-wise layer: large notifications go out as their first block (RFC 7959 §3.4). */
+  /** Most observers from one source address (default 64); further ones are answered without Observe. */
+  maxObserversPerAddress?: number;
+  /**
+   * Bound on the bytes held by registrations, all peers together (default 8 MiB):
+   * each counts its stored request (token, options, FETCH payload, path, key) plus
+   * a fixed overhead. A registration that does not fit is answered without Observe.
+   */
+  maxObserverBytes?: number;
+  /** Bytes of registrations one source address may hold (default 256 KiB). */
+  maxObserverBytesPerAddress?: number;
+  /**
+   * An observer not heard from (registration, ACK of a CON notification) for this
+   * long is stale (default 60 s): its next notification goes as CON (a probe with
+   * the current state if nothing changes), it is removed when that is not
+   * acknowledged, and it is evicted first when the table or its address's share is full.
+   */
+  staleAfterMs?: number;
+  /**
+   * Block-wise layer: large notifications go out as their first block (RFC 7959 §3.4).
+   * Default: the block-wise layer of the server the registration came through.
+   */
   blockwise?: BlockwiseServer;
 }
 
 interface Observer {
   key: string;
   path: string;
+  /** A compact copy of the registering request (no datagram, no GET payload). */
   req: ServerRequest;
-  next: () => Result;
+  /** Where the notification's GET is re-run: after `mw` on `server`... */
+  server: CoapServer | undefined;
+  mw: Middleware | undefined;
+  /** ...or, for a middleware installed by hand with `server.use(observe.middleware)`, this. */
+  next: (() => Result) | undefined;
+  blockwise: BlockwiseServer | undefined;
   endpoint: Endpoint;
   token: Buffer;
+  address: string;
+  /** Counted against the byte budgets. */
+  bytes: number;
   count: number;
   lastCon: number;
+  /** Last time the peer showed it is there (registration, ACK). */
+  lastHeard: number;
   inflight: boolean;
   dirty: boolean;
   removed: boolean;
   refresh: NodeJS.Timeout | undefined;
 }
 
+interface AddressShare {
+  count: number;
+  bytes: number;
+  observers: Set<Observer>;
+}
+
+type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stale';
+
 /** What the observe layer reports to `onEvent` listeners (tests, logs). */
 export type ObserveEvent =
   | { type: 'registered' | 'deregistered'; path: string; peer: string }
+  | { type: 'removed'; path: string; peer: string; reason: RemoveReason }
   | {
-      type: 'removed';
+      /** A registration not accepted (answered without Observe): its address's share or the table is full. */
+      type: 'refused';
       path: string;
       peer: string;
-      reason: 'reset' | 'timeout' | 'error' | 'deleted' | 'closed';
+      reason: 'address' | 'full';
     };
 
 /** A handle on one observable path. */
@@ -92,40 +145,95 @@ export interface ObservableResource {
 const DAY = 24 * 60 * 60 * 1000;
 /** NON notifications remembered for matching a RST (about NON_LIFETIME worth at modest rates). */
 const MAX_NON_TRACKED = 4096;
+/** What one registration costs beyond the bytes it stores (objects, Map/Set entries, timer). */
+const OBSERVER_OVERHEAD = 640;
+/** Per stored option (object + Map of the array). */
+const OPTION_OVERHEAD = 48;
+
+type Settings = Required<Omit<ObserveServerOptions, 'blockwise'>> & { blockwise?: BlockwiseServer };
 
 export class ObserveServer {
+  /** Every observer, least recently heard from first. */
   private readonly observers = new Map<string, Observer>();
   private readonly byPath = new Map<string, Set<Observer>>();
+  private readonly byAddress = new Map<string, AddressShare>();
+  private bytes = 0;
   private seq = 1;
-  private readonly opts: Required<Omit<ObserveServerOptions, 'blockwise'>> & { blockwise?: BlockwiseServer };
+  private readonly opts: Settings;
   /** Listener for registrations and removals. */
   onEvent: ((ev: ObserveEvent) => void) | undefined;
-  readonly middleware: Middleware = (req, next) => this.handle(req, next);
+  /**
+   * A middleware for `server.use()` by hand. Prefer `install(server)`: its
+   * registrations keep only a compact copy of the request, while this one keeps
+   * the pipeline's continuation (and with it the whole registering request).
+   */
+  readonly middleware: Middleware = (req, next) => this.handle(req, next, undefined, undefined);
+  private readonly perServer = new Map<CoapServer, Middleware>();
   /** NON notifications by `peer|messageId`, to remove an observer that answers one with RST. */
   private readonly nonSent = new Map<string, Observer>();
   private rstListener: ((m: unknown) => void) | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly endpointIds = new WeakMap<Endpoint, number>();
+  private nextEndpointId = 1;
 
   constructor(options: ObserveServerOptions = {}) {
     this.opts = {
-      confirmable: options.confirmable ?? false,
-      conEvery: options.conEvery ?? 20,
-      conIntervalMs: options.conIntervalMs ?? DAY,
-      refreshBeforeMaxAge: options.refreshBeforeMaxAge ?? true,
-      isObservable: options.isObservable ?? ((req) => req.route?.attrs.obs === true),
-      maxObservers: options.maxObservers ?? 10_000,
-      ...(options.blockwise ? { blockwise: options.blockwise } : {}),
+      confirmable: false,
+      conEvery: 20,
+      conIntervalMs: DAY,
+      refreshBeforeMaxAge: true,
+      isObservable: (req) => req.route?.attrs.obs === true,
+      maxObservers: 10_000,
+      maxObserversPerAddress: 64,
+      maxObserverBytes: 8 << 20,
+      maxObserverBytesPerAddress: 256 << 10,
+      staleAfterMs: 60_000,
     };
+    this.configure(options);
   }
 
-  /** Installs the middleware on a server (one ObserveServer may serve several servers). */
-  install(server: CoapServer): this {
-    server.use(this.middleware);
+  /** Changes settings (only those given); `enableObserve(server, options)` uses this. */
+  configure(options: ObserveServerOptions): this {
+    for (const [k, v] of Object.entries(options)) {
+      if (v !== undefined) (this.opts as Record<string, unknown>)[k] = v;
+    }
     return this;
+  }
+
+  /**
+   * Makes this the observe layer of `server` (replacing its built-in one, at the
+   * same place: right after block-wise). One ObserveServer may serve several servers.
+   */
+  install(server: CoapServer): this {
+    server.setObserve(this);
+    return this;
+  }
+
+  /** The middleware for one server (used by `CoapServer.setObserve`). */
+  middlewareFor(server: CoapServer): Middleware {
+    let mw = this.perServer.get(server);
+    if (mw === undefined) {
+      const m: Middleware = (req, next) => this.handle(req, next, server, m);
+      mw = m;
+      this.perServer.set(server, mw);
+    }
+    return mw;
+  }
+
+  /** `server` no longer uses this layer: its observers are dropped (no messages sent). */
+  forget(server: CoapServer): void {
+    this.perServer.delete(server);
+    for (const o of [...this.observers.values()]) if (o.server === server) this.remove(o, 'closed');
   }
 
   /** Number of observers, of one path or in total. */
   observerCount(path?: string): number {
     return path === undefined ? this.observers.size : (this.byPath.get(path)?.size ?? 0);
+  }
+
+  /** Bytes held by registrations (counted against `maxObserverBytes`). */
+  get bytesHeld(): number {
+    return this.bytes;
   }
 
   /** Sends a notification with the current state to every observer of `path`. */
@@ -163,6 +271,8 @@ export class ObserveServer {
     this.nonSent.clear();
     if (this.rstListener) channels.messageReceived.unsubscribe(this.rstListener);
     this.rstListener = undefined;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   /**
@@ -193,13 +303,36 @@ export class ObserveServer {
 
   // ---- registration ------------------------------------------------------
 
-  private handle(req: ServerRequest, next: (r?: ServerRequest) => Result): Result {
+  private endpointId(ep: Endpoint): number {
+    let id = this.endpointIds.get(ep);
+    if (id === undefined) {
+      id = this.nextEndpointId++;
+      this.endpointIds.set(ep, id);
+    }
+    return id;
+  }
+
+  private handle(
+    req: ServerRequest,
+    next: (r?: ServerRequest) => Result,
+    server: CoapServer | undefined,
+    mw: Middleware | undefined,
+  ): Result | undefined {
     const msg = req.message;
-    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return next();
-    const raw = getOption(msg.options, OptionNumber.Observe);
-    if (raw === undefined) return next();
+    // Not a GET/FETCH or no Observe: pass on (undefined = the server runs the next middleware).
+    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
+    // Options are sorted: look only until the first number >= Observe (6); most GETs stop at once.
+    let raw: Buffer | undefined;
+    for (const o of msg.options) {
+      if (o.number < OptionNumber.Observe) continue;
+      if (o.number === OptionNumber.Observe) raw = o.value;
+      break;
+    }
+    if (raw === undefined) return undefined;
     const value = raw.length > 3 ? -1 : decodeUint(raw);
-    const key = `${req.peer.key}|${msg.token.toString('latin1')}`;
+    const endpoint = req.endpoint;
+    // The endpoint is part of the key: a coap:// and a coaps:// peer may share address and port.
+    const key = `${endpoint === undefined ? 0 : this.endpointId(endpoint)}|${req.peer.key}|${msg.token.toString('latin1')}`;
     if (value === 1) {
       const o = this.observers.get(key);
       if (o) {
@@ -209,36 +342,58 @@ export class ObserveServer {
       return next();
     }
     if (value !== 0) return next();
-    const rerun = () => next();
-    const r = rerun();
+    const r = next();
     const finish = (res: OutgoingResponse | null): OutgoingResponse | null => {
       if (res === null) return null;
       const existing = this.observers.get(key);
       const ok = res.code >> 5 === 2;
-      if (!ok || !this.opts.isObservable(req) || req.endpoint === undefined) {
+      if (!ok || !this.opts.isObservable(req) || endpoint === undefined) {
         if (existing) this.remove(existing, 'error');
         return res;
       }
-      if (!existing && this.observers.size >= this.opts.maxObservers) return res;
       // RFC 9175 §2.4: notifications would flood a spoofed address; plain-UDP peers prove theirs with Echo first.
       const guard = req.amplification;
       if (guard !== undefined && !guard.trusted(msg, req.peer)) return guard.challenge(req.peer);
       if (existing) this.remove(existing, undefined);
+      const compact = compactRequest(req);
+      const bytes = OBSERVER_OVERHEAD + compact.bytes + key.length;
+      const address = req.peer.address;
+      const refused = this.admit(address, bytes);
+      if (refused !== undefined) {
+        this.onEvent?.({ type: 'refused', path: req.path, peer: req.peer.key, reason: refused });
+        return stripObserve(res);
+      }
+      const now = performance.now();
       const o: Observer = {
         key,
         path: req.path,
-        req,
-        next: rerun,
-        endpoint: req.endpoint,
-        token: Buffer.from(msg.token),
+        req: compact.req,
+        server,
+        mw,
+        next: server === undefined ? () => next() : undefined,
+        blockwise: this.opts.blockwise ?? server?.blockwise,
+        endpoint,
+        token: compact.req.message.token,
+        address,
+        bytes,
         count: 0,
-        lastCon: performance.now(),
+        lastCon: now,
+        lastHeard: now,
         inflight: false,
         dirty: false,
         removed: false,
         refresh: undefined,
       };
       this.observers.set(key, o);
+      this.bytes += bytes;
+      let share = this.byAddress.get(address);
+      if (share === undefined) {
+        share = { count: 0, bytes: 0, observers: new Set() };
+        this.byAddress.set(address, share);
+      }
+      share.count++;
+      share.bytes += bytes;
+      share.observers.add(o);
       let set = this.byPath.get(o.path);
       if (!set) {
         set = new Set();
@@ -247,9 +402,69 @@ export class ObserveServer {
       set.add(o);
       this.onEvent?.({ type: 'registered', path: o.path, peer: req.peer.key });
       this.scheduleRefresh(o, res);
+      this.armSweep();
       return withObserve(res, this.nextSeq());
     };
     return r instanceof Promise ? r.then(finish) : finish(r);
+  }
+
+  /**
+   * Room for a registration of `bytes` from `address`: stale observers (of that
+   * address for its share, the least recently heard of all for the table) make
+   * room; otherwise the reason it is refused.
+   */
+  private admit(address: string, bytes: number): 'address' | 'full' | undefined {
+    const o = this.opts;
+    if (bytes > o.maxObserverBytesPerAddress || bytes > o.maxObserverBytes) return 'address';
+    const now = performance.now();
+    const share = this.byAddress.get(address);
+    while (
+      share !== undefined &&
+      share.count > 0 &&
+      (share.count >= o.maxObserversPerAddress || share.bytes + bytes > o.maxObserverBytesPerAddress)
+    ) {
+      let oldest: Observer | undefined;
+      for (const c of share.observers) if (oldest === undefined || c.lastHeard < oldest.lastHeard) oldest = c;
+      if (oldest === undefined || now - oldest.lastHeard < o.staleAfterMs) return 'address';
+      this.remove(oldest, 'stale');
+    }
+    if (o.maxObserversPerAddress <= 0) return 'address';
+    while (this.observers.size >= o.maxObservers || this.bytes + bytes > o.maxObserverBytes) {
+      const oldest = this.observers.values().next().value;
+      if (oldest === undefined || now - oldest.lastHeard < o.staleAfterMs) return 'full';
+      this.remove(oldest, 'stale');
+    }
+    return undefined;
+  }
+
+  /** The peer showed it is there: not stale, last in the eviction order. */
+  private heard(o: Observer): void {
+    if (o.removed) return;
+    o.lastHeard = performance.now();
+    this.observers.delete(o.key);
+    this.observers.set(o.key, o);
+  }
+
+  /**
+   * Observers not heard from for `staleAfterMs` get a CON notification with the
+   * current state (a liveness probe); no ACK removes them (timeout). Runs while
+   * there are observers.
+   */
+  private armSweep(): void {
+    if (this.sweepTimer !== undefined) return;
+    const period = Math.max(250, Math.floor(this.opts.staleAfterMs / 2));
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      const now = performance.now();
+      const probe: Observer[] = [];
+      for (const o of this.observers.values()) {
+        if (now - o.lastHeard < this.opts.staleAfterMs) break;
+        if (!o.inflight) probe.push(o);
+      }
+      for (const o of probe) this.notifyOne(o);
+      if (this.observers.size > 0) this.armSweep();
+    }, period);
+    this.sweepTimer.unref();
   }
 
   private nextSeq(): number {
@@ -257,14 +472,18 @@ export class ObserveServer {
     return this.seq;
   }
 
-  private remove(
-    o: Observer,
-    reason: 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | undefined,
-  ): void {
+  private remove(o: Observer, reason: RemoveReason | undefined): void {
     if (o.removed) return;
     o.removed = true;
     if (o.refresh) clearTimeout(o.refresh);
     if (this.observers.get(o.key) === o) this.observers.delete(o.key);
+    this.bytes -= o.bytes;
+    const share = this.byAddress.get(o.address);
+    if (share?.observers.delete(o)) {
+      share.count--;
+      share.bytes -= o.bytes;
+      if (share.count === 0) this.byAddress.delete(o.address);
+    }
     const set = this.byPath.get(o.path);
     if (set) {
       set.delete(o);
@@ -284,7 +503,8 @@ export class ObserveServer {
     }
     let r: Result;
     try {
-      r = o.next();
+      r =
+        o.server !== undefined && o.mw !== undefined ? o.server.runAfter(o.mw, o.req) : (o.next?.() ?? null);
     } catch {
       r = { code: ResponseCode.InternalServerError };
     }
@@ -302,10 +522,12 @@ export class ObserveServer {
     const confirmable =
       this.opts.confirmable ||
       (this.opts.conEvery > 0 && o.count % this.opts.conEvery === 0) ||
-      now - o.lastCon >= this.opts.conIntervalMs;
+      now - o.lastCon >= this.opts.conIntervalMs ||
+      // Not heard from for a while: make sure the peer is still there.
+      (live && now - o.lastHeard >= this.opts.staleAfterMs);
     let out: OutgoingResponse = ok ? withObserve(res, this.nextSeq()) : stripObserve(res);
     if (!ok && live) this.remove(o, 'error');
-    if (ok && this.opts.blockwise) out = this.opts.blockwise.notificationBlock(o.req, out);
+    if (ok && o.blockwise) out = o.blockwise.notificationBlock(o.req, out);
     if (ok) this.scheduleRefresh(o, res);
     if (confirmable) {
       o.inflight = true;
@@ -325,6 +547,7 @@ export class ObserveServer {
           ? {
               onAck: () => {
                 o.inflight = false;
+                this.heard(o);
                 if (o.dirty && !o.removed) {
                   o.dirty = false;
                   this.notifyOne(o);
@@ -357,6 +580,40 @@ export class ObserveServer {
   }
 }
 
+/**
+ * What a notification needs of the registering request, in one fresh buffer
+ * (never a slice of the received datagram): token, options, and for FETCH the
+ * payload (its query). A GET's payload means nothing (§5.8.1) and is dropped.
+ */
+function compactRequest(req: ServerRequest): { req: ServerRequest; bytes: number } {
+  const msg = req.message;
+  const payload = msg.code === Method.FETCH ? msg.payload : undefined;
+  let size = msg.token.length + (payload?.length ?? 0);
+  for (const o of msg.options) size += o.value.length;
+  const buf = Buffer.alloc(size);
+  let at = 0;
+  const take = (src: Uint8Array): Buffer => {
+    buf.set(src, at);
+    const out = buf.subarray(at, at + src.length);
+    at += src.length;
+    return out;
+  };
+  const token = take(msg.token);
+  const options: CoapOption[] = msg.options.map((o) => ({ number: o.number, value: take(o.value) }));
+  const message: CoapMessage = {
+    type: msg.type,
+    code: msg.code,
+    messageId: msg.messageId,
+    token,
+    options,
+    payload: payload === undefined ? Buffer.alloc(0) : take(payload),
+  };
+  const out = new ServerRequest(message, req.peer, req.path, req.pathSegments);
+  out.endpoint = req.endpoint;
+  const pathBytes = req.path.length * 2 + req.pathSegments.length * 32;
+  return { req: out, bytes: size + options.length * OPTION_OVERHEAD + pathBytes };
+}
+
 function withObserve(res: OutgoingResponse, seq: number): OutgoingResponse {
   const options: CoapOption[] = (res.options ?? []).filter((o) => o.number !== OptionNumber.Observe);
   options.push({ number: OptionNumber.Observe, value: encodeUint(seq) });
@@ -369,9 +626,11 @@ function stripObserve(res: OutgoingResponse): OutgoingResponse {
 }
 
 /**
- * Adds Observe to a server. Install after `enableBlockwise(server)` and pass
- * its result as `blockwise` so large notifications are sent block-wise.
+ * The server's observe layer, configured with `options` (a CoapServer has one
+ * built in unless created with `observe: false`; this turns it on then).
+ * Idempotent: calling it again returns the same instance and adds no middleware.
+ * It sends large notifications block-wise through the server's block-wise layer.
  */
 export function enableObserve(server: CoapServer, options?: ObserveServerOptions): ObserveServer {
-  return new ObserveServer(options).install(server);
+  return server.enableObserve(options);
 }

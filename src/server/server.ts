@@ -8,6 +8,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
+import { BlockwiseServer, type BlockwiseServerOptions } from '../blockwise/server.js';
 import { utf8Interned } from '../codec/intern.js';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
@@ -35,6 +36,7 @@ import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, ResponseCodeError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
+import { ObserveServer, type ObserveServerOptions } from '../observe/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
 import { AmplificationGuard, type EchoOptions } from './echo.js';
@@ -203,6 +205,22 @@ export interface ServerOptions extends EndpointOptions {
    * value plus one for its separator); longer gets 4.00. Default 1024.
    */
   maxUriQueryBytes?: number;
+  /**
+   * Block-wise transfer (RFC 7959), on by default: handlers see whole bodies and
+   * large responses go out in blocks. The built-in layer's `maxBodySize` defaults
+   * to `maxPayloadSize`. Options for the built-in layer, a
+   * BlockwiseServer to use (e.g. one shared by several servers), or `false`:
+   * then a request carrying Block1 or Block2 (critical options) gets 4.02 Bad
+   * Option (RFC 7252 §5.4.1) instead of being taken for the whole body.
+   */
+  blockwise?: BlockwiseServerOptions | BlockwiseServer | false;
+  /**
+   * Observe (RFC 7641), on by default: a GET with Observe=0 on a route with
+   * `obs: true` registers the client; `server.observe.notify(path)` sends the
+   * new state. Options for the built-in layer, an ObserveServer to use (e.g. one
+   * shared by several servers), or `false`: then Observe (elective) is ignored.
+   */
+  observe?: ObserveServerOptions | ObserveServer | false;
 }
 
 /** Defaults of the request URI limits (see ServerOptions). */
@@ -279,8 +297,14 @@ export class CoapServer {
   private readonly diagnostics: boolean;
   /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
   readonly amplification: AmplificationGuard | undefined;
-  /** Set by the block-wise layer: first block of a smaller size for a large response to an unsafe request. */
-  shrinkResponse: ResponseShrinker | undefined;
+  private bwLayer: BlockwiseServer | undefined;
+  /** Amplification rule: a large response to an unsafe request goes out as a small first block (block-wise layer). */
+  private shrinkResponse: ResponseShrinker | undefined;
+  /** The server created bwLayer (and closes it when replaced). */
+  private bwOwned = false;
+  private obsLayer: ObserveServer | undefined;
+  private obsOwned = false;
+  private obsMiddleware: Middleware | undefined;
 
   constructor(private readonly options: ServerOptions = {}) {
     this.maxPayloadSize = options.maxPayloadSize ?? 64 * 1024;
@@ -291,6 +315,94 @@ export class CoapServer {
       ct: ContentFormat.LinkFormat,
       hidden: true,
     });
+    const bw = options.blockwise;
+    if (bw instanceof BlockwiseServer) this.setBlockwise(bw);
+    // The built-in layer reassembles no more than the server accepts (`maxPayloadSize`):
+    // a larger upload gets its 4.13 at the first block that passes the limit.
+    else if (bw !== false)
+      this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...bw }), true);
+    else {
+      this.recognizedOptions.delete(OptionNumber.Block1);
+      this.recognizedOptions.delete(OptionNumber.Block2);
+    }
+    const obs = options.observe;
+    if (obs instanceof ObserveServer) this.setObserve(obs);
+    else if (obs !== false) this.setObserve(new ObserveServer(obs), true);
+  }
+
+  /** The block-wise layer (undefined when created with `blockwise: false` and not enabled since). */
+  get blockwise(): BlockwiseServer | undefined {
+    return this.bwLayer;
+  }
+
+  /** The observe layer, for `server.observe.notify(path)` (undefined when created with `observe: false`). */
+  get observe(): ObserveServer | undefined {
+    return this.obsLayer;
+  }
+
+  /** The block-wise layer, turned on if it was off; `options` change its settings. Idempotent. */
+  enableBlockwise(options?: BlockwiseServerOptions): BlockwiseServer {
+    if (this.bwLayer) return options ? this.bwLayer.configure(options) : this.bwLayer;
+    return this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...options }), true);
+  }
+
+  /** The observe layer, turned on if it was off; `options` change its settings. Idempotent. */
+  enableObserve(options?: ObserveServerOptions): ObserveServer {
+    if (this.obsLayer) return options ? this.obsLayer.configure(options) : this.obsLayer;
+    return this.setObserve(new ObserveServer(options), true);
+  }
+
+  /**
+   * Makes `layer` this server's block-wise layer, in place of the current one
+   * (same place in the pipeline: first). `BlockwiseServer.install` calls this.
+   */
+  setBlockwise(layer: BlockwiseServer, owned = false): BlockwiseServer {
+    const old = this.bwLayer;
+    if (old === layer) return layer;
+    const i = old ? this.middlewares.indexOf(old.middleware) : -1;
+    if (i >= 0) this.middlewares[i] = layer.middleware;
+    else this.middlewares.unshift(layer.middleware);
+    if (old && this.bwOwned) old.close();
+    this.bwLayer = layer;
+    this.bwOwned = owned;
+    this.shrinkResponse = (req, res, budget) => layer.fitFirstBlock(req, res, budget);
+    this.recognizedOptions.add(OptionNumber.Block1);
+    this.recognizedOptions.add(OptionNumber.Block2);
+    return layer;
+  }
+
+  /**
+   * Makes `layer` this server's observe layer, in place of the current one
+   * (right after block-wise, RFC 7959 §2.6 / RFC 7641 need whole bodies and
+   * whole notifications). `ObserveServer.install` calls this.
+   */
+  setObserve(layer: ObserveServer, owned = false): ObserveServer {
+    const old = this.obsLayer;
+    if (old === layer) return layer;
+    const mw = layer.middlewareFor(this);
+    const i = this.obsMiddleware ? this.middlewares.indexOf(this.obsMiddleware) : -1;
+    if (i >= 0) this.middlewares[i] = mw;
+    else {
+      const after = this.bwLayer ? this.middlewares.indexOf(this.bwLayer.middleware) + 1 : 0;
+      this.middlewares.splice(after, 0, mw);
+    }
+    if (old) {
+      if (this.obsOwned) old.close();
+      else old.forget(this);
+    }
+    this.obsLayer = layer;
+    this.obsOwned = owned;
+    this.obsMiddleware = mw;
+    return layer;
+  }
+
+  /**
+   * Runs the pipeline after middleware `mw` with `req` (the observe layer re-runs
+   * a registration's GET for each notification). Null when `mw` is not installed.
+   */
+  runAfter(mw: Middleware, req: ServerRequest): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    const i = this.middlewares.indexOf(mw);
+    return i < 0 ? null : this.runMiddlewares(req, i + 1);
   }
 
   route(
@@ -357,7 +469,10 @@ export class CoapServer {
   private linkCache: { links: Link[]; doc: Buffer; etag: Buffer; routes: number } | undefined;
   private linksCacheable = true;
 
-  /** Runs `mw` for every request before routing (observe, block-wise, ...). */
+  /**
+   * Runs `mw` for every request before routing, after the built-in block-wise
+   * and observe layers (so it sees whole bodies).
+   */
   use(mw: Middleware): void {
     this.middlewares.push(mw);
   }
@@ -397,6 +512,8 @@ export class CoapServer {
   }
 
   async close(): Promise<void> {
+    if (this.obsOwned) this.obsLayer?.close();
+    if (this.bwOwned) this.bwLayer?.close();
     const eps = this.endpoints.splice(0);
     await Promise.all(eps.map((e) => e.close()));
   }

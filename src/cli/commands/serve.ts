@@ -151,10 +151,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   });
   // /time needs no timer: its Max-Age is 1 s and the observe layer refreshes
   // observers before Max-Age runs out, so they get the time every second.
+  // Both servers are created with these two layers (block-wise first, so the store sees
+  // whole bodies up to --max-size, then observe): `{ blockwise, observe }` below.
   const setup = (server: CoapServer) => {
-    // Block-wise first (the store sees whole bodies up to --max-size), then observe.
-    blockwise.install(server);
-    observe.install(server);
     store.mount(server);
   };
   const servers: CoapServer[] = [];
@@ -164,7 +163,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await Promise.allSettled(servers.map((s) => s.close()));
   };
   try {
-    const plain = new CoapServer({ maxPayloadSize: opts.maxSize });
+    const plain = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
     setup(plain);
     servers.push(plain);
     const mc = opts.multicast;
@@ -226,7 +225,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     }
     if (opts.keys.size > 0) {
       const keys = opts.keys;
-      const secure = new CoapServer({ maxPayloadSize: opts.maxSize });
+      const secure = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
       setup(secure);
       servers.push(secure);
       let transport: DtlsServerTransport;
