@@ -6,6 +6,7 @@ export {
   type BlockwiseClientOptions,
   type BlockwiseResult,
   blockwiseExchange,
+  DEFAULT_MAX_BODY_SIZE,
   type SendFn,
 } from './blockwise/client.js';
 export { type BlockProgress, szxToSize } from './blockwise/common.js';
@@ -40,6 +41,7 @@ export * from './constants/content-formats.js';
 export * from './constants/options.js';
 export * from './constants/transmission.js';
 export { channels } from './diagnostics.js';
+export type { HandshakeErrorEvent } from './dtls/diag.js';
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
 export * from './errors.js';
 export {
@@ -78,9 +80,13 @@ export {
 } from './observe/server.js';
 export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
+export type { AmplificationStats, EchoOptions } from './server/echo.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
 export {
   CoapServer,
+  DEFAULT_MAX_URI_PATH_BYTES,
+  DEFAULT_MAX_URI_PATH_SEGMENTS,
+  DEFAULT_MAX_URI_QUERY_BYTES,
   type HandlerResult,
   type Middleware,
   type RequestHandler,
