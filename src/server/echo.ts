@@ -267,7 +267,8 @@ export class AmplificationGuard {
    * Applies the rule to a response about to be sent to an unverified peer:
    * - fits within factor x request size → unchanged (no table lookup);
    * - peer verified, or the request has a valid Echo → unchanged;
-   * - an error (4.xx/5.xx: the request was not performed), a safe method
+   * - an error (4.xx/5.xx) → without its diagnostic payload when that fits;
+   * - an error that still does not fit (the request was not performed), a safe method
    *   (GET, FETCH) or a later Block2 block → 4.01 + Echo (the client repeats
    *   the request with the value);
    * - a 2.xx to an unsafe method (the handler's change is kept) → `shrink`
@@ -292,6 +293,16 @@ export class AmplificationGuard {
     if (size <= budget) return res;
     if (this.trusted(msg, peer)) return res;
     const code = msg.code;
+    // An error's payload is only a diagnostic (RFC 7252 §5.5.2): the code and options tell the client
+    // what went wrong without an extra round trip.
+    if (res.code >> 5 >= 4 && res.payload !== undefined) {
+      const bare: OutgoingResponse =
+        res.options === undefined ? { code: res.code } : { code: res.code, options: res.options };
+      if (responseSize(tkl, bare) <= budget) {
+        this.stats.stripped++;
+        return bare;
+      }
+    }
     // Errors mean the request was not performed (RFC 7252 §5.9.2, §5.9.3), so any method may be
     // repeated; GET and FETCH are safe; a later block of an unsafe request's response comes from
     // the block-wise cache (its handler does not run again).

@@ -153,14 +153,11 @@ test('tshark decodes a coapkit exchange exactly as we encoded it, with no malfor
     const [num, type, mid, token, code, optDesc, payloadLen, malformed, expert] = row;
     const ours = decodeMessage(packets[i]!.data);
     const ctx = `frame ${num}: ${row.join(' | ')}`;
-    // Wireshark 4.0 does not know Echo (RFC 9175, option 252; a coapkit server's amplification
-    // challenge): it reports every unknown option number below 2048 as malformed. Only that is allowed.
-    const echoOnly = (expert ?? '').split('|').includes('Invalid Option Number 252');
-    if (!echoOnly) assert.equal(malformed ?? '', '', `malformed: ${ctx}`);
+    assert.equal(malformed ?? '', '', `malformed: ${ctx}`);
     for (const msg of (expert ?? '').split('|').filter(Boolean)) {
       assert.match(
         msg,
-        /Unknown Option Number 9999|Invalid Option Number 252/,
+        /Unknown Option Number 9999/,
         `unexpected expert info: ${ctx}`,
       );
     }

@@ -273,7 +273,7 @@ describe('server and client over UDP', () => {
     assert.equal(ok.payload.length, 1024);
   });
 
-  test('small responses and errors that fit are untouched; a larger error is challenged', async () => {
+  test('small responses and errors that fit are untouched; a larger error loses its diagnostic', async () => {
     const [small] = await raw([get('small')], (g) => g.length >= 1);
     assert.equal(decodeMessage(small!).code, 0x45);
     const [nf] = await raw([get('nothing')], (g) => g.length >= 1);
@@ -281,7 +281,9 @@ describe('server and client over UDP', () => {
     const [fail] = await raw([get('fail')], (g) => g.length >= 1);
     assert.equal(decodeMessage(fail!).code, 0xa0, '5.00 + "Internal Server Error" fits 3x a 9-byte GET');
     const [denied] = await raw([get('denied')], (g) => g.length >= 1);
-    assert.equal(decodeMessage(denied!).code, 0x81, 'a 4.03 with a long diagnostic is challenged');
+    const d = decodeMessage(denied!);
+    assert.equal(d.code, 0x83, 'a 4.03 keeps its code');
+    assert.equal(d.payload.length, 0, 'its long diagnostic is not sent to an unverified address');
   });
 
   test('POST with a large answer from a fresh address: the handler runs once, the answer is cut to fit', async () => {
