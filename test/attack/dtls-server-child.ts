@@ -4,9 +4,9 @@
  * test need not wait 10 s). Started with --expose-gc; answers IPC 'mem' with
  * heapUsed after gc(), VmRSS and the DTLS server's counters.
  */
-import { readFileSync } from 'node:fs';
 import { CoapServer } from '../../src/server/server.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
+import { rssKb } from '../helpers/proc.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined || process.send === undefined)
@@ -22,18 +22,13 @@ const transport = await DtlsServerTransport.create({
 });
 await server.listen(transport);
 
-function rssBytes(): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : process.memoryUsage().rss;
-}
-
 process.on('message', (msg: unknown) => {
   if (msg === 'mem') {
     for (let i = 0; i < 3; i++) gc();
     const s = transport.server;
     process.send!({
       heapUsed: process.memoryUsage().heapUsed,
-      rss: rssBytes(),
+      rss: rssKb('self') * 1024,
       handshakes: s.handshakeCount,
       buffered: s.handshakeBufferBytes,
       stats: s.stats,

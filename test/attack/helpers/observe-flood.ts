@@ -46,6 +46,19 @@ const etag = (n: number) => ({ number: OptionNumber.ETag, value: encodeUint(n) }
 const b2 = (num: number) => ({ number: OptionNumber.Block2, value: encodeBlock(num, true, 6) });
 const observeOpt = (n: number) => ({ number: OptionNumber.Observe, value: encodeUint(n) });
 const body = (n: number) => Buffer.alloc(1024, n & 0xff);
+/** A NON notification on the observation's token. */
+const notify = (options: { number: number; value: Buffer }[], payload: Buffer) =>
+  server.send(
+    encodeMessage({
+      type: MessageType.NON,
+      code: ResponseCode.Content,
+      messageId: mid++ & 0xffff,
+      token,
+      options,
+      payload,
+    }),
+    clientPeer,
+  );
 
 server.attach({
   message: (data, from) => {
@@ -76,34 +89,14 @@ server.attach({
     if (blocks >= TOTAL_BLOCKS) {
       // The attack is over: one last, small notification.
       seq++;
-      server.send(
-        encodeMessage({
-          type: MessageType.NON,
-          code: ResponseCode.Content,
-          messageId: mid++ & 0xffff,
-          token,
-          options: [observeOpt(seq), etag(seq)],
-          payload: Buffer.from('latest'),
-        }),
-        clientPeer,
-      );
+      notify([observeOpt(seq), etag(seq)], Buffer.from('latest'));
       done();
       return;
     }
     ack([b2(num)], body(seq));
     if (blocks % PER_NOTIFICATION === 0) {
       seq++;
-      server.send(
-        encodeMessage({
-          type: MessageType.NON,
-          code: ResponseCode.Content,
-          messageId: mid++ & 0xffff,
-          token,
-          options: [observeOpt(seq), b2(0)],
-          payload: body(seq),
-        }),
-        clientPeer,
-      );
+      notify([observeOpt(seq), b2(0)], body(seq));
     }
   },
 });
