@@ -586,8 +586,29 @@ export class CoapServer {
   }
 
   /** 4.00 for a request whose URI exceeds a limit (RFC 7252 has no 4.14; 4.00 is the generic answer). */
-  private uriTooLong(msg: CoapMessage, what: string): OutgoingResponse | null {
-    return this.suppress(msg, this.error(ResponseCode.BadRequest, what)) as OutgoingResponse | null;
+  /**
+   * A request refused before the pipeline (malformed critical option, URI over its limits):
+   * the error, through No-Response and the amplification rule like any other answer.
+   */
+  private refuse(
+    msg: CoapMessage,
+    peer: Peer,
+    endpoint: Endpoint | undefined,
+    code: number,
+    what: string,
+  ): OutgoingResponse | null {
+    const res = this.suppress(msg, this.error(code, what)) as OutgoingResponse | null;
+    const guard = this.guardFor(endpoint);
+    return guard === undefined ? res : guard.limit(msg, peer, res);
+  }
+
+  /** The amplification rule applies to plain UDP only; multicast requests come without endpoint. */
+  private guardFor(endpoint: Endpoint | undefined): AmplificationGuard | undefined {
+    return this.amplification !== undefined &&
+      endpoint !== undefined &&
+      endpoint.transport instanceof UdpTransport
+      ? this.amplification
+      : undefined;
   }
 
   /** The server's request pipeline (called by every endpoint). */
@@ -598,6 +619,20 @@ export class CoapServer {
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     // Path from Uri-Path options.
     // Most paths have one segment: keep it in a local and size the array exactly.
+    // An unrecognized or malformed critical option (e.g. a Uri-Query over 255 bytes) rejects the
+    // request before any limit, middleware or state sees it.
+    const badCritical = firstBadCritical(msg.options, this.recognizedOptions);
+    if (badCritical !== undefined) {
+      // §5.4.1: in a Non-confirmable request it causes the message to be rejected (§4.3), not a 4.02.
+      if (msg.type === MessageType.NON) return null;
+      return this.refuse(
+        msg,
+        peer,
+        endpoint,
+        ResponseCode.BadOption,
+        `unrecognized or malformed critical option ${optionName(badCritical)} (${badCritical})`,
+      );
+    }
     // The URI limits are checked in the same pass, before any string is built for an oversized value.
     const lim = this.uriLimits ?? this.resolveUriLimits();
     let first: string | undefined;
@@ -610,13 +645,31 @@ export class CoapServer {
       if (o.number === OptionNumber.UriQuery) {
         queryBytes += o.value.length + 1;
         if (queryBytes > lim.queryBytes)
-          return this.uriTooLong(msg, `Uri-Query longer than ${lim.queryBytes} bytes`);
+          return this.refuse(
+            msg,
+            peer,
+            endpoint,
+            ResponseCode.BadRequest,
+            `Uri-Query longer than ${lim.queryBytes} bytes`,
+          );
       } else if (o.number === OptionNumber.UriPath) {
         pathBytes += o.value.length + 1;
         if (pathBytes > lim.pathBytes)
-          return this.uriTooLong(msg, `Uri-Path longer than ${lim.pathBytes} bytes`);
+          return this.refuse(
+            msg,
+            peer,
+            endpoint,
+            ResponseCode.BadRequest,
+            `Uri-Path longer than ${lim.pathBytes} bytes`,
+          );
         if (++segmentCount > lim.segments)
-          return this.uriTooLong(msg, `more than ${lim.segments} Uri-Path segments`);
+          return this.refuse(
+            msg,
+            peer,
+            endpoint,
+            ResponseCode.BadRequest,
+            `more than ${lim.segments} Uri-Path segments`,
+          );
         const s = utf8Interned(o.value);
         if (first === undefined) first = s;
         else if (more === undefined) more = [first, s];
@@ -628,11 +681,8 @@ export class CoapServer {
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
-    // Amplification rule (RFC 9175 §2.4): only plain UDP; multicast requests come without endpoint.
-    const guard =
-      this.amplification !== undefined && endpoint !== undefined && endpoint.transport instanceof UdpTransport
-        ? this.amplification
-        : undefined;
+    // Amplification rule (RFC 9175 §2.4).
+    const guard = this.guardFor(endpoint);
     req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {
@@ -703,15 +753,6 @@ export class CoapServer {
 
   private dispatch(req: ServerRequest): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     const msg = req.message;
-    const badCritical = firstBadCritical(msg.options, this.recognizedOptions);
-    if (badCritical !== undefined) {
-      // §5.4.1: in a Non-confirmable request it causes the message to be rejected (§4.3), not a 4.02.
-      if (msg.type === MessageType.NON) return null;
-      return this.error(
-        ResponseCode.BadOption,
-        `unrecognized or malformed critical option ${optionName(badCritical)} (${badCritical})`,
-      );
-    }
     if (
       getOption(msg.options, OptionNumber.ProxyUri) !== undefined ||
       getOption(msg.options, OptionNumber.ProxyScheme) !== undefined

@@ -286,6 +286,27 @@ describe('server and client over UDP', () => {
     assert.equal(d.payload.length, 0, 'its long diagnostic is not sent to an unverified address');
   });
 
+  test('requests refused before the pipeline (bad critical option, URI limits) get at most 3x too', async () => {
+    const unknownCritical = get('small', [{ number: 65001, value: Buffer.alloc(0) }]);
+    const overlongQuery = get('small', [{ number: 15, value: Buffer.alloc(300, 0x61) }]);
+    const segments = encodeMessage({
+      type: 0,
+      code: 1,
+      messageId: mid++,
+      token: Buffer.alloc(0),
+      options: Array.from({ length: 40 }, () => ({ number: 11, value: Buffer.alloc(0) })),
+    });
+    for (const [req, code] of [
+      [unknownCritical, 0x82],
+      [overlongQuery, 0x82], // over the option's 255-byte maximum: malformed (§5.4.3), before the query limit
+      [segments, 0x80],
+    ] as const) {
+      const [r] = await raw([req], (g) => g.length >= 1);
+      assert.equal(decodeMessage(r!).code, code);
+      assert.ok(r!.length <= 3 * req.length, `${r!.length} <= 3 x ${req.length}`);
+    }
+  });
+
   test('POST with a large answer from a fresh address: the handler runs once, the answer is cut to fit', async () => {
     posts = 0;
     const req = encodeMessage({
