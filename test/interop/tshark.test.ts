@@ -155,11 +155,7 @@ test('tshark decodes a coapkit exchange exactly as we encoded it, with no malfor
     const ctx = `frame ${num}: ${row.join(' | ')}`;
     assert.equal(malformed ?? '', '', `malformed: ${ctx}`);
     for (const msg of (expert ?? '').split('|').filter(Boolean)) {
-      assert.match(
-        msg,
-        /Unknown Option Number 9999/,
-        `unexpected expert info: ${ctx}`,
-      );
+      assert.match(msg, /Unknown Option Number 9999/, `unexpected expert info: ${ctx}`);
     }
     assert.equal(Number(type), ours.type, ctx);
     assert.equal(Number(mid), ours.messageId, ctx);
