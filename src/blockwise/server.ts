@@ -32,6 +32,7 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { responseSize } from '../server/echo.js';
 import type { CoapServer, Middleware } from '../server/server.js';
 import { ServerRequest } from '../server/server.js';
+import { Groups, Tally } from '../util/keyed.js';
 import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from './common.js';
 
 export interface BlockwiseServerOptions {
@@ -117,11 +118,11 @@ export class BlockwiseServer {
   readonly maxCacheEntriesPerAddress: number;
   private readonly reassemblies = new Map<string, Reassembly>();
   /** Reassemblies in progress per source address. */
-  private readonly transfersByAddress = new Map<string, number>();
+  private readonly transfersByAddress = new Tally<string>();
   private transferBytes = 0;
   private readonly cache = new Map<string, CachedRepresentation>();
   /** Cache keys per source address, oldest first. */
-  private readonly cacheByAddress = new Map<string, Set<string>>();
+  private readonly cacheByAddress = new Groups<string, string>();
   private cacheBytes = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
   /** The largest block size in bytes (responses up to this size pass through untouched). */
@@ -414,7 +415,7 @@ export class BlockwiseServer {
     for (const o of res.options ?? []) bytes += 16 + o.value.length;
     if (bytes > this.maxCacheBytes || this.maxCacheEntriesPerAddress <= 0) return;
     const now = performance.now();
-    let mine = this.cacheByAddress.get(address);
+    const mine = this.cacheByAddress.get(address);
     if (mine !== undefined) {
       // The peer's share: its oldest entry makes room.
       for (const k of mine) {
@@ -433,12 +434,7 @@ export class BlockwiseServer {
     if (res.payload) copy.payload = Buffer.from(res.payload);
     this.cache.set(key, { res: copy, expires: now + this.cacheTtlMs, bytes, address });
     this.cacheBytes += bytes;
-    mine = this.cacheByAddress.get(address);
-    if (mine === undefined) {
-      mine = new Set();
-      this.cacheByAddress.set(address, mine);
-    }
-    mine.add(key);
+    this.cacheByAddress.add(address, key);
     this.armSweep();
   }
 
@@ -447,11 +443,7 @@ export class BlockwiseServer {
     if (c === undefined) return;
     this.cache.delete(key);
     this.cacheBytes -= c.bytes;
-    const mine = this.cacheByAddress.get(c.address);
-    if (mine !== undefined) {
-      mine.delete(key);
-      if (mine.size === 0) this.cacheByAddress.delete(c.address);
-    }
+    this.cacheByAddress.delete(c.address, key);
   }
 
   /** Expired cache entries are given back even when no new request comes to push them out. */
@@ -517,7 +509,7 @@ export class BlockwiseServer {
       if (entry) this.dropReassembly(key);
       entry = undefined;
       if (more) {
-        if ((this.transfersByAddress.get(address) ?? 0) >= this.maxTransfersPerAddress) {
+        if (this.transfersByAddress.of(address) >= this.maxTransfersPerAddress) {
           return busy(`too many block-wise transfers in progress from ${address}`);
         }
         if (
@@ -560,7 +552,7 @@ export class BlockwiseServer {
           bytes: ENTRY_OVERHEAD + key.length,
         };
         this.reassemblies.set(key, entry);
-        this.transfersByAddress.set(address, (this.transfersByAddress.get(address) ?? 0) + 1);
+        this.transfersByAddress.add(address);
         this.transferBytes += entry.bytes;
       } else {
         if (this.transferBytes + data.length > this.maxTransferBytes) {
@@ -607,9 +599,7 @@ export class BlockwiseServer {
     clearTimeout(e.timer);
     this.reassemblies.delete(key);
     this.transferBytes -= e.bytes;
-    const n = (this.transfersByAddress.get(e.address) ?? 1) - 1;
-    if (n <= 0) this.transfersByAddress.delete(e.address);
-    else this.transfersByAddress.set(e.address, n);
+    this.transfersByAddress.subtract(e.address);
   }
 }
 

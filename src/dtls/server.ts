@@ -16,6 +16,7 @@
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DtlsError, InvalidArgumentError } from '../errors.js';
+import { Groups } from '../util/keyed.js';
 import {
   AlertDescription,
   alertError,
@@ -396,7 +397,7 @@ export class DtlsServer {
   /** Connections still handshaking (bounded by maxHandshakes), oldest first. */
   private readonly halfOpen = new Set<DtlsServerConnection>();
   /** Half-open handshakes per source address, oldest first (bounded by maxHandshakesPerAddress). */
-  private readonly halfOpenByAddress = new Map<string, Set<DtlsServerConnection>>();
+  private readonly halfOpenByAddress = new Groups<string, DtlsServerConnection>();
   /** Addresses by their number of half-open handshakes (index = count), to find the heaviest. */
   private readonly addressesByCount: (Set<string> | undefined)[] = [];
   /** No address has more half-open handshakes than this (may be stale high; see heaviestAddress). */
@@ -496,7 +497,7 @@ export class DtlsServer {
 
   /** Half-open handshakes of one source address. */
   handshakeCountOf(address: string): number {
-    return this.halfOpenByAddress.get(address)?.size ?? 0;
+    return this.halfOpenByAddress.sizeOf(address);
   }
 
   /** Reassembly bytes held by all handshakes now (charged as received bytes plus per-piece overhead). */
@@ -506,15 +507,9 @@ export class DtlsServer {
 
   private addHalfOpen(conn: DtlsServerConnection): void {
     this.halfOpen.add(conn);
-    let own = this.halfOpenByAddress.get(conn.address);
-    if (own === undefined) {
-      own = new Set();
-      this.halfOpenByAddress.set(conn.address, own);
-    }
-    const n = own.size;
-    own.add(conn);
-    this.moveAddress(conn.address, n, n + 1);
-    if (n + 1 > this.topCount) this.topCount = n + 1;
+    const n = this.halfOpenByAddress.add(conn.address, conn);
+    this.moveAddress(conn.address, n - 1, n);
+    if (n > this.topCount) this.topCount = n;
   }
 
   private moveAddress(address: string, from: number, to: number): void {
@@ -541,10 +536,8 @@ export class DtlsServer {
 
   private removeHalfOpen(conn: DtlsServerConnection): void {
     if (!this.halfOpen.delete(conn)) return;
-    const own = this.halfOpenByAddress.get(conn.address);
-    if (own === undefined || !own.delete(conn)) return;
-    const n = own.size;
-    if (n === 0) this.halfOpenByAddress.delete(conn.address);
+    if (!this.halfOpenByAddress.delete(conn.address, conn)) return;
+    const n = this.halfOpenByAddress.sizeOf(conn.address);
     this.moveAddress(conn.address, n + 1, n);
   }
 
@@ -736,7 +729,7 @@ export class DtlsServer {
     }
     // Bounds. A verified ClientHello proves the address; a refused one is dropped
     // (no alert: there is no session, and the client retransmits).
-    if ((this.halfOpenByAddress.get(address)?.size ?? 0) >= this.maxHandshakesPerAddress) {
+    if (this.halfOpenByAddress.sizeOf(address) >= this.maxHandshakesPerAddress) {
       this.stats.rejectedAddress++;
       this.refuse(
         key,

@@ -36,6 +36,7 @@ import { OptionNumber } from '../constants/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { Peer } from '../transport/transport.js';
+import { Tally } from '../util/keyed.js';
 
 /** Bounds of the Echo-based address verification (server option `echo`). */
 export interface EchoOptions {
@@ -121,7 +122,7 @@ export class AmplificationGuard {
   /** IP address → expiry (performance.now() ms); Map order = least recently used first. */
   private readonly verified = new Map<string, number>();
   /** IPv6 /64 prefix (or IPv4 address) → number of its addresses in `verified`. */
-  private readonly perPrefix = new Map<string, number>();
+  private readonly perPrefix = new Tally<string>();
   readonly stats: AmplificationStats = { challenges: 0, verifications: 0, shrunk: 0, stripped: 0 };
 
   constructor(factor: number, options: EchoOptions = {}) {
@@ -208,15 +209,14 @@ export class AmplificationGuard {
     }
     if (this.maxVerifiedPeers === 0) return;
     const prefix = prefixOf(address);
-    const n = this.perPrefix.get(prefix) ?? 0;
     // Over its share the address stays unverified; its requests with Echo are still served in full.
-    if (n >= this.maxVerifiedPerPrefix) return;
+    if (this.perPrefix.of(prefix) >= this.maxVerifiedPerPrefix) return;
     if (this.verified.size >= this.maxVerifiedPeers) {
       const oldest = this.verified.keys().next().value;
       if (oldest !== undefined) this.forget(oldest);
     }
     this.verified.set(address, now + this.verifiedTtlMs);
-    this.perPrefix.set(prefix, n + 1);
+    this.perPrefix.add(prefix);
   }
 
   /** Drops expired entries from the least recently used end (a few per call). */
@@ -230,10 +230,7 @@ export class AmplificationGuard {
 
   private forget(address: string): void {
     if (!this.verified.delete(address)) return;
-    const prefix = prefixOf(address);
-    const n = (this.perPrefix.get(prefix) ?? 1) - 1;
-    if (n <= 0) this.perPrefix.delete(prefix);
-    else this.perPrefix.set(prefix, n);
+    this.perPrefix.subtract(prefixOf(address));
   }
 
   /** Forgets every verified address. */
