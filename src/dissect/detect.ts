@@ -5,6 +5,7 @@
  * so the CoAP one is strict: it must decode as a sensible message.
  */
 import { decodeMessage } from '../codec/message.js';
+import { optionDefinition } from '../constants/options.js';
 
 const DTLS_HEADER = 13;
 
@@ -30,7 +31,7 @@ export function dtlsByContent(p: Uint8Array, truncated = false): boolean {
 /**
  * Looks like a CoAP message (RFC 7252 §3): version 1, token length 0-8, a code of
  * class 0 (Empty or a registered method, 0.01-0.07), 2, 4 or 5, options and payload
- * marker that decode. Combinations that are violations (a request in an ACK or RST,
+ * marker that decode, registered options within their length range. Combinations that are violations (a request in an ACK or RST,
  * a response in a RST, an Empty NON) are not enough to recognise a flow: they are
  * decoded (and flagged) on flows already known to be CoAP.
  */
@@ -47,7 +48,10 @@ export function coapByContent(p: Uint8Array): boolean {
   } else if (cls !== 2 && cls !== 4 && cls !== 5) return false;
   else if (type === 3) return false;
   try {
-    decodeMessage(p);
+    for (const o of decodeMessage(p).options) {
+      const def = optionDefinition(o.number);
+      if (def && (o.value.length < def.minLength || o.value.length > def.maxLength)) return false;
+    }
     return true;
   } catch {
     return false;
@@ -61,5 +65,6 @@ export function coapByContent(p: Uint8Array): boolean {
  * DNS (53, 5353) is decoded before this. `--port` still forces any port.
  */
 export const NOT_COAP_BY_CONTENT: ReadonlySet<number> = new Set([
-  53, 67, 68, 69, 123, 137, 138, 161, 162, 443, 500, 514, 1900, 3478, 4500, 5353, 5355, 51820,
+  53, 67, 68, 69, 123, 137, 138, 161, 162, 443, 500, 514, 1194, 1900, 3478, 4500, 5060, 5061, 5353, 5355,
+  51820,
 ]);

@@ -124,14 +124,16 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
       );
     }
   }
+  // Server ports of the plain CoAP found by content: the receivers of CON/NON requests.
   const contentPorts = new Set<number>();
+  const fallbackPorts = new Set<number>();
   for (const m of msgs) {
     const f = frame(m.frame);
     if (m.transport !== 'udp' || f?.udp === undefined || f.detectedBy === 'port') continue;
-    const server = m.exchange !== undefined ? result.coap.exchanges[m.exchange - 1]?.server : undefined;
-    const port = Number(server?.slice(server.lastIndexOf(':') + 1));
-    contentPorts.add(Number.isInteger(port) && port > 0 ? port : Math.min(f.udp.srcPort, f.udp.dstPort));
+    if (m.kind === 'request' && m.type <= 1) contentPorts.add(f.udp.dstPort);
+    else fallbackPorts.add(Math.min(f.udp.srcPort, f.udp.dstPort));
   }
+  if (contentPorts.size === 0) for (const p of fallbackPorts) contentPorts.add(p);
   if (contentPorts.size > 0)
     out.push(
       c(
