@@ -14,13 +14,15 @@ export const DISSECT_USAGE = `Usage: coapkit dissect FILE [options]
 
 Decode a pcap / pcapng capture the way the "life of a CoAP message" goes:
 DNS resolution, the DTLS handshake flight by flight, then CoAP messages
-grouped by exchange (piggybacked / separate responses, block-wise, observe).
+grouped by exchange (piggybacked / separate responses, block-wise, observe),
+with expert info: protocol violations flagged with their RFC section.
 
 Options:
   --psk SECRET      DTLS pre-shared key as text (ASCII/UTF-8)
   --psk-hex HEX     DTLS pre-shared key as hex
   --keylog FILE     NSS key log (CLIENT_RANDOM lines), e.g. for ECDHE_PSK suites
-  --port N          also decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always)
+  --port N          always decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always
+                    are; other ports are recognised by content, as tshark does)
   --json            machine-readable output (one JSON object)
   --no-color        never use colors (default: colors only on a terminal)
   -h, --help        show this help

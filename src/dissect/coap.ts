@@ -380,7 +380,11 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
       if (m.type === 3)
         role = target.msg.kind === 'empty' ? 'pong (reset to ping)' : `reset of ${target.msg.kind}`;
       else if (target.msg.kind === 'request') {
-        role = 'empty ACK (response will follow separately)';
+        // A separate response already seen means the datagrams were reordered (RFC 7252 §5.2.2).
+        const late = target.ex.messages.some((x) => x.role.startsWith('separate response'));
+        role = late
+          ? 'empty ACK (after the separate response: reordered)'
+          : 'empty ACK (response will follow separately)';
         if (target.ex.kind === 'piggybacked') target.ex.kind = 'separate';
       } else role = `ACK of ${target.msg.role ?? target.msg.kind}`;
       add(target.ex, m, role);

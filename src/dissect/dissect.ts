@@ -15,14 +15,19 @@ import {
   describeMessage,
   groupExchanges,
 } from './coap.js';
+import { coapByContent, dtlsByContent, NOT_COAP_BY_CONTENT } from './detect.js';
 import { type DtlsRecord, type DtlsSessionSummary, DtlsTracker, looksLikeDtls, parseKeylog } from './dtls.js';
+import { coapExpert, type ExpertInfo, emptyWithContent } from './expert.js';
 
 export interface DissectOptions {
   /** DTLS pre-shared key (raw bytes). */
   psk?: Uint8Array;
   /** Contents of an NSS key log file (CLIENT_RANDOM lines). */
   keylog?: string;
-  /** Extra UDP ports to decode as CoAP / DTLS (5683 and 5684 always are). */
+  /**
+   * UDP ports always decoded as CoAP / DTLS, whatever the content (5683 and 5684
+   * always are). Other ports are decoded when their content looks like DTLS or CoAP.
+   */
   ports?: number[];
 }
 
@@ -64,6 +69,14 @@ export interface FrameInfo {
   dtls?: { session: number; fromClient: boolean; records: DtlsRecord[]; error?: string };
   /** Indices into result.coap.messages. */
   coap?: number[];
+  /**
+   * How the frame was recognised as DTLS / CoAP: 'port' (5683, 5684 or a --port),
+   * 'content' (its bytes look like it), 'flow' (an earlier datagram between the same
+   * two endpoints was recognised by content).
+   */
+  detectedBy?: 'port' | 'content' | 'flow';
+  /** Protocol violations and oddities (Wireshark's expert info), each with its RFC section. */
+  expert: ExpertInfo[];
   bytes: LayerBytes;
   summary: string;
   errors: string[];
@@ -151,6 +164,8 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
   const flights = new Map<number, DtlsFlight[]>();
   const fragments = new Map<string, FragmentState>();
   const appRecords = new Map<number, number>();
+  /** Endpoint pairs recognised as plain CoAP by content. */
+  const coapFlows = new Set<string>();
 
   for (const f of capture.frames) {
     const relTime = first ? f.seconds - first.seconds + (f.nanos - first.nanos) / 1e9 : 0;
@@ -164,6 +179,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
       bytes: { frame: f.data.length },
       summary: '',
       errors: [],
+      expert: [],
     };
     result.frames.push(fi);
     if (f.data.length < f.originalLength)
@@ -232,11 +248,38 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
         result.dns.push(fi.number);
         continue;
       }
-      if (!ports.has(udp.srcPort) && !ports.has(udp.dstPort)) {
-        fi.bytes.other = p.length;
-        continue;
+      let isDtls: boolean;
+      if (ports.has(udp.srcPort) || ports.has(udp.dstPort)) {
+        fi.detectedBy = 'port';
+        isDtls = looksLikeDtls(p);
+      } else {
+        // Any other port: by content, as tshark's heuristics do. A flow recognised once
+        // stays recognised, so that its malformed datagrams are reported, not skipped.
+        const flow = src < dst ? `${src}|${dst}` : `${dst}|${src}`;
+        const truncated = udp.truncated || f.data.length < f.originalLength;
+        if (dtlsByContent(p, truncated)) {
+          isDtls = true;
+          fi.detectedBy = 'content';
+        } else if (tracker.hasFlow(src, dst) && looksLikeDtls(p)) {
+          isDtls = true;
+          fi.detectedBy = 'flow';
+        } else if (
+          !NOT_COAP_BY_CONTENT.has(udp.srcPort) &&
+          !NOT_COAP_BY_CONTENT.has(udp.dstPort) &&
+          coapByContent(p)
+        ) {
+          isDtls = false;
+          fi.detectedBy = 'content';
+          coapFlows.add(flow);
+        } else if (coapFlows.has(flow)) {
+          isDtls = false;
+          fi.detectedBy = 'flow';
+        } else {
+          fi.bytes.other = p.length;
+          continue;
+        }
       }
-      if (looksLikeDtls(p)) {
+      if (isDtls) {
         fi.protocol = 'dtls';
         const r = tracker.processDatagram(src, dst, p, ports);
         fi.dtls = { session: r.session.summary.id, fromClient: r.fromClient, records: r.records };
@@ -298,6 +341,10 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
   const grouped = groupExchanges(result.coap.messages);
   result.coap.exchanges = grouped.exchanges;
   result.coap.blockTransfers = grouped.blockTransfers;
+  for (const e of coapExpert(result.coap.messages, grouped.exchanges, grouped.blockTransfers)) {
+    const m = result.coap.messages[e.coapMessage ?? -1];
+    result.frames[(m?.frame ?? 0) - 1]?.expert.push(e);
+  }
   for (const m of result.coap.messages) {
     const fi = result.frames[m.frame - 1];
     if (fi && fi.coap?.[0] === m.index) fi.summary = `CoAP ${m.summary}`;
@@ -345,6 +392,8 @@ function addCoap(
   } catch (e) {
     if (!(e instanceof CoapError)) throw e;
     fi.errors.push(`not a valid CoAP message: ${msg(e)}`);
+    const x = emptyWithContent(bytes);
+    if (x) fi.expert.push(x);
     fi.bytes.other = (fi.bytes.other ?? 0) + bytes.length;
   }
 }

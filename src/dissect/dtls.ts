@@ -407,6 +407,11 @@ export class DtlsTracker {
     return a < b ? `${a}|${b}` : `${b}|${a}`;
   }
 
+  /** True once a datagram between these two endpoints ("ip:port") was decoded as DTLS. */
+  hasFlow(a: string, b: string): boolean {
+    return this.byFlow.has(this.flowKey(a, b));
+  }
+
   /** Decodes one UDP datagram sent from `src` to `dst` ("ip:port" strings). */
   processDatagram(
     src: string,
@@ -420,7 +425,15 @@ export class DtlsTracker {
     // ServerHello starts a new session.
     if (session === undefined || (session.sawServerHello && startsNewHandshake(payload))) {
       const srcPort = Number(src.slice(src.lastIndexOf(':') + 1));
-      const fromClient = startsNewHandshake(payload) || !serverPorts.has(srcPort);
+      const dstPort = Number(dst.slice(dst.lastIndexOf(':') + 1));
+      // Who is the client: the sender of a ClientHello; not the sender of a HelloVerifyRequest
+      // or ServerHello; else the side not on a server port; on two unknown ports, the
+      // higher (ephemeral-looking) port.
+      const fromClient =
+        startsNewHandshake(payload) ||
+        (!startsServerFlight(payload) &&
+          !serverPorts.has(srcPort) &&
+          (serverPorts.has(dstPort) || srcPort >= dstPort));
       session = new DtlsSession(this.sessions.length + 1, fromClient ? src : dst, fromClient ? dst : src);
       this.sessions.push(session);
       this.byFlow.set(key, session);
@@ -799,6 +812,11 @@ function startsNewHandshake(p: Uint8Array): boolean {
   return (
     p.length >= 25 && p[0] === 22 && p[3] === 0 && p[4] === 0 && p[13] === 1 && p[17] === 0 && p[18] === 0
   );
+}
+
+/** True if the datagram starts with an epoch-0 HelloVerifyRequest or ServerHello. */
+function startsServerFlight(p: Uint8Array): boolean {
+  return p.length >= 25 && p[0] === 22 && p[3] === 0 && p[4] === 0 && (p[13] === 2 || p[13] === 3);
 }
 
 /** Looks like a DTLS record header (content type 20-25, version 0xFEXX). */

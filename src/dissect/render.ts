@@ -3,6 +3,7 @@ import type { DnsRecord } from '../capture/dns.js';
 import type { CoapMessageInfo } from './coap.js';
 import type { DissectResult, FrameInfo } from './dissect.js';
 import type { DtlsHandshake, DtlsRecord } from './dtls.js';
+import type { ExpertInfo } from './expert.js';
 
 export interface RenderOptions {
   color: boolean;
@@ -64,6 +65,17 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
   if (result.dtls.length === 0) out.push('  (no DTLS traffic)');
   for (const s of result.dtls) {
     out.push(c('bold', `Session ${s.id}: client ${s.client} ↔ server ${s.server}`));
+    if (
+      result.frames.some(
+        (f) => f.dtls?.session === s.id && f.detectedBy !== undefined && f.detectedBy !== 'port',
+      )
+    )
+      out.push(
+        c(
+          'dim',
+          `  recognised as DTLS by content (not on 5684 or a --port): records cover each datagram exactly`,
+        ),
+      );
     if (s.cipherSuite) out.push(`  cipher suite: ${s.cipherSuite.name} (0x${hex4(s.cipherSuite.id)})`);
     if (s.version) out.push(`  version: ${s.version}`);
     if (s.resumed) out.push('  abbreviated handshake: resumes an earlier session (session id / ticket)');
@@ -112,6 +124,23 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
       );
     }
   }
+  // Server ports of the plain CoAP found by content: the receivers of CON/NON requests.
+  const contentPorts = new Set<number>();
+  const fallbackPorts = new Set<number>();
+  for (const m of msgs) {
+    const f = frame(m.frame);
+    if (m.transport !== 'udp' || f?.udp === undefined || f.detectedBy === 'port') continue;
+    if (m.kind === 'request' && m.type <= 1) contentPorts.add(f.udp.dstPort);
+    else fallbackPorts.add(Math.min(f.udp.srcPort, f.udp.dstPort));
+  }
+  if (contentPorts.size === 0) for (const p of fallbackPorts) contentPorts.add(p);
+  if (contentPorts.size > 0)
+    out.push(
+      c(
+        'dim',
+        `  CoAP recognised by content on UDP port(s) ${[...contentPorts].sort((a, b) => a - b).join(', ')} (5683, 5684 and --port are decoded by port)`,
+      ),
+    );
   const shownBlocks = new Set<number>();
   for (const ex of result.coap.exchanges) {
     if (ex.blockTransfer !== undefined) {
@@ -171,6 +200,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
       );
     }
     const f = frame(m.frame);
+    for (const e of f?.expert ?? []) if (e.coapMessage === m.index) lines.push(expertLine(e, d, c));
     const hdr = `CoAP header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length > 0 ? ' + marker 1' : ''} = ${m.headerLength} B, payload ${m.payload.length} B`;
     lines.push(c('dim', `${d}${hdr}${f ? ` | frame: ${layerBytes(f)}` : ''}`));
     return lines;
@@ -186,6 +216,16 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
   for (const f of other) out.push(`#${f.number} ${t(f.relTime)} ${f.summary}`);
   for (const f of errors) for (const e of f.errors) out.push(c('yellow', `#${f.number}: ${e}`));
   for (const w of result.warnings) out.push(c('yellow', `warning: ${w}`));
+
+  // Expert info, all in one place (as Wireshark's Expert Information dialog).
+  const expert = result.frames.flatMap((f) => f.expert.map((e) => ({ f, e })));
+  if (expert.length > 0) {
+    const count = (sev: string): number => expert.filter((x) => x.e.severity === sev).length;
+    heading(
+      `5. Expert info: ${count('error')} error(s), ${count('warning')} warning(s), ${count('note')} note(s)`,
+    );
+    for (const { f, e } of expert) out.push(expertLine(e, `#${f.number} `, c));
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -232,6 +272,13 @@ function encapsulation(f: FrameInfo, m: CoapMessageInfo, result: DissectResult):
     `  ${'= on the wire'.padEnd(32)} ${String(total).padStart(5)} B  of which ${m.payload.length} B (${pct}%) are application payload`,
   );
   return lines;
+}
+
+const SEVERITY_STYLE: Record<string, Style> = { error: 'red', warning: 'yellow', note: 'cyan' };
+
+/** "[expert warning] observe.not-fresh: ... (RFC 7641 §3.4, §4.4)". */
+function expertLine(e: ExpertInfo, prefix: string, c: (s: Style, x: string) => string): string {
+  return `${prefix}${c(SEVERITY_STYLE[e.severity] ?? 'yellow', `[expert ${e.severity}] ${e.rule}: ${e.message}`)} (${e.rfc})`;
 }
 
 function hex4(n: number): string {

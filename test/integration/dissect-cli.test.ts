@@ -90,22 +90,33 @@ describe('coapkit dissect CLI', () => {
     assert.match(r.err, /truncated/);
   });
 
-  it('--port decodes CoAP on another port; --keylog reads a file', async () => {
-    const moved = scenarioCapture();
-    // Rewrite server port 5683 -> 6000 in every UDP header (Ethernet 14 + IPv4 20).
-    let o = 24;
-    while (o < moved.length) {
-      const len = moved.readUInt32LE(o + 8);
-      const udp = o + 16 + 34;
-      for (const p of [udp, udp + 2]) if (moved.readUInt16BE(p) === 5683) moved.writeUInt16BE(6000, p);
-      o += 16 + len;
-    }
+  it('finds CoAP on another port by content; --port forces a port; --keylog reads a file', async () => {
+    const moveTo = (port: number): Buffer => {
+      const moved = scenarioCapture();
+      // Rewrite server port 5683 -> port in every UDP header (Ethernet 14 + IPv4 20).
+      let o = 24;
+      while (o < moved.length) {
+        const len = moved.readUInt32LE(o + 8);
+        const udp = o + 16 + 34;
+        for (const p of [udp, udp + 2]) if (moved.readUInt16BE(p) === 5683) moved.writeUInt16BE(port, p);
+        o += 16 + len;
+      }
+      return moved;
+    };
     const f = join(dir, 'moved.pcap');
-    writeFileSync(f, moved);
-    assert.match((await run([f])).out, /no CoAP messages decoded/);
-    const r = await run([f, '--port', '6000']);
+    writeFileSync(f, moveTo(6000));
+    const byContent = await run([f]);
+    assert.equal(byContent.code, 0);
+    assert.match(byContent.out, /CON MID=100 TKN=aa01 GET \/large/);
+    assert.match(byContent.out, /CoAP recognised by content on UDP port\(s\) 6000/);
+    // 443 belongs to another protocol (QUIC): only --port makes it CoAP.
+    const q = join(dir, 'quic-port.pcap');
+    writeFileSync(q, moveTo(443));
+    assert.match((await run([q])).out, /no CoAP messages decoded/);
+    const r = await run([q, '--port', '443']);
     assert.equal(r.code, 0);
     assert.match(r.out, /CON MID=100 TKN=aa01 GET \/large/);
+    assert.doesNotMatch(r.out, /recognised by content/);
     const kl = join(dir, 'keys.log');
     writeFileSync(kl, 'CLIENT_RANDOM 00 11\n');
     const k = await run([FILE, '--keylog', kl]);

@@ -25,8 +25,19 @@ describe('libcoap capture (plain CoAP on port 15683)', () => {
     assert.deepEqual(responseFrames, last['coap.blocks']['coap.block'].map(Number));
   });
 
-  it('without --port nothing is decoded as CoAP', () => {
-    assert.equal(dissect(readFileSync(FILE)).coap.messages.length, 0);
+  it('without --port the CoAP flow is recognised by content, with the same decoding', () => {
+    const r = dissect(readFileSync(FILE));
+    assert.equal(r.coap.messages.length, 26);
+    assert.deepEqual(r.coap, result.coap);
+    assert.ok(r.frames.every((f) => f.detectedBy === 'content'));
+    assert.ok(result.frames.every((f) => f.detectedBy === 'port'));
+  });
+
+  it('normal libcoap traffic raises no expert info', () => {
+    assert.deepEqual(
+      result.frames.flatMap((f) => f.expert),
+      [],
+    );
   });
 
   it('groups the block-wise transfer, the observation and the other exchanges', () => {
