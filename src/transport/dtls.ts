@@ -600,7 +600,13 @@ export class DtlsClientTransport implements Transport {
     if (socket === undefined) return;
     s.socket = undefined;
     this.connectedSockets--;
-    setImmediate(() => socket.close());
+    setImmediate(() => {
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+    });
   }
 
   private failSession(s: ClientSession, err: Error): void {
@@ -622,16 +628,15 @@ export class DtlsClientTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
-    const own: Socket[] = [];
     for (const s of new Set(this.sessions.values())) {
-      if (s.socket !== undefined) own.push(s.socket);
       s.conn?.close();
+      this.releaseSocket(s);
       for (const w of s.waiters.splice(0)) w.reject(new ClosedError('DTLS transport closed'));
     }
     this.sessions.clear();
     this.sessionsChanged();
     await this.pending.drained();
-    await Promise.all(own.map((s) => new Promise<void>((r) => s.close(() => r())).catch(() => {})));
+    await new Promise((r) => setImmediate(r));
     await Promise.all([...this.sockets.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets.clear();
   }

@@ -224,7 +224,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       ? [opts.host]
       : await resolveAll(opts.host, opts.lookupHost);
   try {
-    const plain = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
+    // A payload in one datagram is checked by the store, whose 4.13 names --max-size.
+    const maxPayloadSize = Math.max(opts.maxSize, 2048);
+    const plain = new CoapServer({ maxPayloadSize, blockwise, observe });
     setup(plain);
     servers.push(plain);
     const mc = opts.multicast;
@@ -291,7 +293,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     }
     if (opts.keys.size > 0) {
       const keys = opts.keys;
-      const secure = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
+      const secure = new CoapServer({ maxPayloadSize, blockwise, observe });
       setup(secure);
       servers.push(secure);
       let port = opts.securePort;
