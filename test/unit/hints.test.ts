@@ -55,7 +55,14 @@ function screen(text: string): string[] {
 
 function fakeTty() {
   let out = '';
-  const stream = { isTTY: true, columns: 100, write: (s: string | Uint8Array) => ((out += String(s)), true) };
+  const stream = {
+    isTTY: true,
+    columns: 100,
+    write: (s: string | Uint8Array) => {
+      out += String(s);
+      return true;
+    },
+  };
   return { stream, text: () => out };
 }
 
