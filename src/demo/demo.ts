@@ -237,7 +237,8 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
     });
 
     client = new CoapClient({
-      ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500 } } : {}),
+      // One shared socket (no connected socket per session): its port names the device in the trace.
+      ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500, maxConnectedSockets: 0 } } : {}),
       preferFamily: bindFamily,
       blockSize,
       // 4-byte tokens like the article's device (Token: 7d5b825d).
