@@ -7,6 +7,11 @@
  *
  * It shows bytes (and total when known), blocks, rate and ETA, redraws at most
  * every 100 ms, and is silent unless the stream is a terminal.
+ *
+ * The bar owns the bottom line of its stream (claimStatusLine): anything else
+ * written to the same stream while it is shown (a trace line, -v output, an
+ * error) first erases the bar, so the two never share a line; the bar comes
+ * back at the next update, below that output.
  */
 
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
@@ -90,11 +95,11 @@ export function createProgressBar(options: ProgressBarOptions = {}): ProgressBar
   const start = now();
   let lastDraw = -Infinity;
   let last: BlockProgress | undefined;
-  let drawn = false;
+  let line: StatusLine | undefined;
   const draw = (p: BlockProgress): void => {
     const width = stream.columns || 80;
-    stream.write(`\r${formatProgress(p, now() - start, width, options.label ?? '')}\x1b[K`);
-    drawn = true;
+    line ??= claimStatusLine(stream);
+    line.show(formatProgress(p, now() - start, width, options.label ?? ''));
     lastDraw = now();
   };
   return {
@@ -107,7 +112,89 @@ export function createProgressBar(options: ProgressBarOptions = {}): ProgressBar
     done: () => {
       if (!enabled || last === undefined) return;
       draw(last);
-      if (drawn) stream.write('\n');
+      line?.end(true);
+      line = undefined;
+    },
+  };
+}
+
+/** A stream the status line can be drawn on (process.stderr, a TTY WriteStream, a test double). */
+export interface StatusLineStream {
+  write(s: string): unknown;
+}
+
+/** The bottom line of a terminal stream, owned by one live status (a progress bar). */
+export interface StatusLine {
+  /** Shows `text` (one line, no control characters) on the status line, replacing what it showed. */
+  show(text: string): void;
+  /** True while the status is on screen (other output erases it until the next show). */
+  readonly shown: boolean;
+  /**
+   * Gives the line back: with `keep` the last text stays on screen (drawn again if
+   * other output erased it; a newline ends it), otherwise it is erased. Writes to
+   * the stream go straight through again.
+   */
+  end(keep?: boolean): void;
+}
+
+/**
+ * Takes ownership of the bottom line of `stream`: every other write to the
+ * stream while the status is shown first erases it (`\r` + erase to end of
+ * line), so a status and other output never share a line. The status is
+ * drawn again by the next `show()`, on a line of its own (after a newline
+ * when the other output ended mid-line). The stream's `write` is wrapped
+ * until `end()`.
+ */
+export function claimStatusLine(stream: StatusLineStream): StatusLine {
+  const original = stream.write;
+  const ownWrite = Object.hasOwn(stream, 'write');
+  const raw = (s: string): unknown => original.call(stream, s);
+  let shown = false;
+  let lastText: string | undefined;
+  let ended = false;
+  /** The other output's last write did not end its line. */
+  let midLine = false;
+  const wrapper = function (this: unknown, chunk: unknown, ...rest: unknown[]): unknown {
+    if (!ended) {
+      if (shown) {
+        raw('\r\x1b[K');
+        shown = false;
+      }
+      const len = typeof chunk === 'string' ? chunk.length : (chunk as Uint8Array | undefined)?.length;
+      if (len !== undefined && len > 0) {
+        const lastChar =
+          typeof chunk === 'string' ? chunk.charCodeAt(len - 1) : (chunk as Uint8Array)[len - 1];
+        midLine = lastChar !== 10;
+      }
+    }
+    return (original as (...a: unknown[]) => unknown).call(stream, chunk, ...rest);
+  };
+  stream.write = wrapper as StatusLineStream['write'];
+  return {
+    get shown() {
+      return shown;
+    },
+    show(text: string) {
+      if (ended) return;
+      if (midLine) {
+        raw('\n');
+        midLine = false;
+      }
+      raw(`\r${text}\x1b[K`);
+      shown = true;
+      lastText = text;
+    },
+    end(keep = false) {
+      if (ended) return;
+      if (keep && !shown && lastText !== undefined) this.show(lastText);
+      ended = true;
+      if (shown) raw(keep ? '\n' : '\r\x1b[K');
+      shown = false;
+      // Someone wrapped write after us: leave theirs in place (ours is now transparent).
+      if (stream.write === wrapper) {
+        if (ownWrite) stream.write = original;
+        else delete (stream as { write?: unknown }).write;
+      }
     },
   };
 }

@@ -40,6 +40,8 @@ export interface BlockwiseServerOptions {
   maxBlockSize?: number;
   /** Largest reassembled Block1 body in bytes (default 1 MiB). Larger bodies get 4.13 with Size1. */
   maxBodySize?: number;
+  /** How the 4.13 diagnostic names `maxBodySize` (coapkit serve: `--max-size`). Default: not named. */
+  maxBodySizeName?: string;
   /** Most Block1 reassemblies in progress at once, all peers together (default 64); more get 5.03 + Max-Age. */
   maxTransfers?: number;
   /**
@@ -127,6 +129,9 @@ export class BlockwiseServer {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** The largest block size in bytes (responses up to this size pass through untouched). */
   private maxSize: number;
+  /** The 4.13 diagnostic (built when the limit changes, not per request). */
+  private tooLargeText = '';
+  private maxBodySizeName: string | undefined;
   /** The middleware to pass to `server.use()` (done by `install`). */
   readonly middleware: Middleware = (req, next) => this.handle(req, next);
 
@@ -152,6 +157,8 @@ export class BlockwiseServer {
     const self = this as Mutable<BlockwiseServer>;
     if (options.maxBlockSize !== undefined) self.maxSzx = sizeToSzxFloor(options.maxBlockSize);
     if (options.maxBodySize !== undefined) self.maxBodySize = options.maxBodySize;
+    if (options.maxBodySizeName !== undefined) this.maxBodySizeName = options.maxBodySizeName;
+    this.tooLargeText = `request body exceeds ${this.maxBodySize} bytes${this.maxBodySizeName !== undefined ? ` (${this.maxBodySizeName})` : ''}`;
     if (options.maxTransfers !== undefined) self.maxTransfers = options.maxTransfers;
     if (options.maxTransfersPerAddress !== undefined)
       self.maxTransfersPerAddress = options.maxTransfersPerAddress;
@@ -494,7 +501,7 @@ export class BlockwiseServer {
       more = true;
     }
     const tooLarge = (): OutgoingResponse =>
-      text(ResponseCode.RequestEntityTooLarge, `request body exceeds ${this.maxBodySize} bytes`, [
+      text(ResponseCode.RequestEntityTooLarge, this.tooLargeText, [
         { number: OptionNumber.Block1, value: encodeBlock(0, false, ourSzx) },
         { number: OptionNumber.Size1, value: encodeUint(this.maxBodySize) },
       ]);

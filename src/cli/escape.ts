@@ -16,6 +16,8 @@
  *   \uHHHH  C1 controls, U+2028/2029, bidi controls, lone surrogates
  */
 
+import { formatAddress } from '../transport/address.js';
+
 // Everything escapeText rewrites (the backslash too, so the result is unambiguous).
 const NEEDS_ESCAPE =
   /[\\\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
@@ -86,9 +88,9 @@ export function jsonSafe(json: string): string {
   return json.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** "address:port" of a peer for logs, IPv6 in brackets, escaped. */
-export function peerText(address: string, port: number): string {
-  return escapeText(address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+/** "address:port" of a peer for logs and messages, IPv6 in brackets (formatAddress), escaped. */
+export function peerText(address: string, port: number | string): string {
+  return escapeText(formatAddress(address, port));
 }
 
 // An SGR sequence ("\x1b[1m", "\x1b[0m", "\x1b[38;5;2m"): the colours our own renderers add.

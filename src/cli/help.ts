@@ -147,7 +147,8 @@ Built in: /  (about), /time (current time, observable: ticks every second),
           /echo (POST/PUT echo the payload).
 
 Listening:
-      --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0)
+      --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0); a
+                              name (localhost) binds every address it resolves to
       --port N                UDP port for coap:// (default 5683; 0 = any free port)
       --secure-port N         UDP port for coaps:// (default 5684; needs a key below)
 Group communication (RFC 7252 §8):
@@ -170,7 +171,8 @@ Keys (enable coaps://, DTLS 1.2 PSK):
                               (what npm start does)
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
-      --max-size BYTES        largest representation (default 65536; then 4.13 + Size1)
+      --max-size BYTES        largest representation, uploads included (default
+                              4194304 = 4 MiB; then 4.13 + Size1)
       --max-store-bytes BYTES all paths and payloads together, plus 256 bytes per
                               resource (default 67108864 = 64 MiB; then 5.03)
       --max-age SECONDS       Max-Age of GET responses (default 60)

@@ -5,6 +5,7 @@
  */
 import dc from 'node:diagnostics_channel';
 import { decodeMessage } from '../codec/message.js';
+import { peerText } from './escape.js';
 import { formatMessage } from './format.js';
 
 interface WireEvent {
@@ -28,10 +29,12 @@ export function watchExchange(
     if (ev.peer?.port !== port || ev.data === undefined) return false;
     try {
       const m = decodeMessage(ev.data);
-      write(`${formatMessage(prefix, m, `  ${note}${ev.peer.address}:${ev.peer.port}`).join('\n')}\n`);
+      write(
+        `${formatMessage(prefix, m, `  ${note}${peerText(ev.peer.address, ev.peer.port)}`).join('\n')}\n`,
+      );
     } catch {
       write(
-        `${prefix} (${ev.data.length} bytes, not a CoAP message) ${note}${ev.peer.address}:${ev.peer.port}\n`,
+        `${prefix} (${ev.data.length} bytes, not a CoAP message) ${note}${peerText(ev.peer.address, ev.peer.port)}\n`,
       );
     }
     return true;

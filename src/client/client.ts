@@ -19,6 +19,7 @@ import { ClosedError, InvalidArgumentError, TimeoutError, UriError } from '../er
 import type { InboundResponse } from '../exchange/exchange-layer.js';
 import type { MulticastRequestOptions } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
+import { formatAddress } from '../transport/address.js';
 import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
@@ -45,6 +46,16 @@ export interface ClientOptions extends EndpointOptions {
   unref?: boolean;
   /** Default block size for block-wise transfers (RFC 7959), 16..1024 (default 1024). */
   blockSize?: number;
+  /**
+   * Tell a wrong scheme apart quickly (default true). A server silent for 1 s
+   * is probed once in the other protocol: coap:// sends one DTLS ClientHello
+   * (a DTLS server answers with a HelloVerifyRequest: "that port speaks DTLS:
+   * use coaps://"), coaps:// one CoAP ping (a CoAP server answers with a
+   * Reset: "that port speaks plain CoAP: use coap://"). Each probe is one
+   * small datagram that the right kind of server ignores. With false, such
+   * requests just time out.
+   */
+  detectWrongScheme?: boolean;
 }
 
 export type RequestMethod = MethodName | number;
@@ -139,6 +150,7 @@ export class CoapClient {
           host: this.options.bind?.address ?? (family === 6 ? '::' : '0.0.0.0'),
           port: 0,
           connect: { address: peer.address, port: peer.port },
+          ...(this.options.detectWrongScheme !== false ? { dtlsProbeMs: 1000 } : {}),
         });
         if (this.options.unref ?? true) udp.unref();
         return new Endpoint(udp, this.options);
@@ -184,6 +196,7 @@ export class CoapClient {
         psk: this.options.psk,
         family,
         ...(this.options.bind ? { bind: this.options.bind } : {}),
+        ...(this.options.detectWrongScheme === false ? { probePlainCoap: false } : {}),
         ...(this.options.dtls ?? {}),
         unref,
       });
@@ -230,7 +243,7 @@ export class CoapClient {
                   err instanceof TimeoutError &&
                   deadline - performance.now() < 2
                   ? overallTimeout(opts.timeout!, roundTrips, err)
-                  : err,
+                  : explainTimeout(err, target),
               ),
             ...(timeoutMs !== undefined ? { timeoutMs } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
@@ -321,7 +334,9 @@ export class CoapClient {
   /** CoAP ping (§4.3): an empty CON answered by RST. Resolves with the RTT in ms. */
   async ping(uri: string | CoapUri): Promise<number> {
     const target = await this.resolve(uri);
-    return target.endpoint.ping(target.peer);
+    return target.endpoint.ping(target.peer).catch((err: Error) => {
+      throw explainTimeout(err, target);
+    });
   }
 
   /** The endpoints this client has opened (for advanced use: observe, block-wise). */
@@ -392,6 +407,32 @@ function overallTimeout(ms: number, roundTrips: number, cause?: Error): TimeoutE
       hint: 'the timeout covers every block of a block-wise transfer: raise it for a large body',
     },
   );
+}
+
+/**
+ * A request that timed out says why it likely did: for coaps://, what the DTLS
+ * handshake got from the server (nothing, a cookie, the server's hello); for
+ * coap:// to 5684, that this is the coaps:// port.
+ */
+function explainTimeout(err: Error, target: ResolvedTarget): Error {
+  if (!(err instanceof TimeoutError)) return err;
+  const { peer } = target;
+  if (target.uri.scheme === 'coaps') {
+    const t = target.endpoint.transport as {
+      describeStall?: (peer: Peer) => { message: string; hint: string } | undefined;
+    };
+    const d = t.describeStall?.(peer);
+    if (d === undefined) return err;
+    return new TimeoutError(d.message, { cause: err, hint: d.hint });
+  }
+  if (peer.port === 5684) {
+    const where = formatAddress(peer.address, peer.port);
+    return new TimeoutError(err.message, {
+      cause: err,
+      hint: `5684 is the coaps:// (DTLS) port: try coaps://${where}/... with a pre-shared key (--identity ID --psk SECRET)`,
+    });
+  }
+  return err;
 }
 
 /** Most servers a client keeps a connected UDP socket for; beyond, requests share one socket. */

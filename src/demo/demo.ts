@@ -15,6 +15,7 @@ import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { BlockProgress } from '../blockwise/common.js';
+import { claimStatusLine } from '../blockwise/progress.js';
 import { type BlockwiseServer, enableBlockwise } from '../blockwise/server.js';
 import { CoapClient } from '../client/client.js';
 import { ContentFormat } from '../constants/content-formats.js';
@@ -111,7 +112,7 @@ class Cloud {
 
 class Printer {
   constructor(
-    private readonly out: NodeJS.WritableStream,
+    readonly out: NodeJS.WritableStream,
     private readonly color: boolean,
   ) {}
 
@@ -236,7 +237,8 @@ export async function runDemo(io: DemoIo, options: DemoOptions = {}): Promise<nu
     });
 
     client = new CoapClient({
-      ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500 } } : {}),
+      // One shared socket (no connected socket per session): its port names the device in the trace.
+      ...(secure ? { psk: { identity, key }, dtls: { mtu: 1500, maxConnectedSockets: 0 } } : {}),
       preferFamily: bindFamily,
       blockSize,
       // 4-byte tokens like the article's device (Token: 7d5b825d).
@@ -412,30 +414,30 @@ async function downloadFirmware(
   onBlock: (done: number, total: number) => boolean,
 ): Promise<Buffer> {
   let lastPct = -1;
-  let barShown = false;
+  // The bar owns the bottom line of the terminal: each trace line erases it first and
+  // it comes back below at the next block, so the two never share a line.
+  const line = tty ? claimStatusLine(p.out) : undefined;
   const progress = (pr: BlockProgress) => {
     const total = pr.totalBytes ?? pr.bytes;
-    // True while the trace is muted: the bar can be redrawn in place.
-    const quiet = onBlock(pr.blocks, total);
+    onBlock(pr.blocks, total);
     const pct = total > 0 ? Math.floor((pr.bytes / total) * 100) : 0;
-    if (tty) {
+    const blocks = `${pr.blocks} block${pr.blocks === 1 ? '' : 's'}`;
+    if (line !== undefined) {
       const width = 40;
       const fill = Math.round((pct / 100) * width);
-      p.write(
-        `\r   [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct}%  ${pr.bytes}/${total} B  ${pr.blocks} blocks`,
+      line.show(
+        `   [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${pct}%  ${pr.bytes}/${total} B  ${blocks}`,
       );
-      barShown = true;
-      if (pr.bytes >= total || !quiet) {
-        p.write('\n');
-        barShown = false;
-      }
     } else if (pct >= lastPct + 25 || pr.bytes >= total) {
       lastPct = pct - (pct % 25);
-      p.write(`   progress: ${pct}% (${pr.bytes}/${total} B, ${pr.blocks} blocks)\n`);
+      p.write(`   progress: ${pct}% (${pr.bytes}/${total} B, ${blocks})\n`);
     }
   };
-  const res = await client.get(uri, { timeout: 5000, blockSize, onProgress: progress });
-  if (barShown) p.write('\n');
-  if (!res.ok) throw new Error(`firmware download failed: ${res.codeText}`);
-  return res.payload;
+  try {
+    const res = await client.get(uri, { timeout: 5000, blockSize, onProgress: progress });
+    if (!res.ok) throw new Error(`firmware download failed: ${res.codeText}`);
+    return res.payload;
+  } finally {
+    line?.end(true);
+  }
 }

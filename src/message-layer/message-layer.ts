@@ -14,6 +14,7 @@ import { MessageType } from '../constants/codes.js';
 import type { DerivedParameters, TransmissionParameters } from '../constants/transmission.js';
 import { channels } from '../diagnostics.js';
 import { MessageFormatError, TimeoutError } from '../errors.js';
+import { formatAddress } from '../transport/address.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { type DedupOptions, DedupStore } from './dedup.js';
 
@@ -630,5 +631,5 @@ function reusedMessageId(reply: Buffer | null, data: Buffer): boolean {
 }
 
 export function describePeer(peer: Peer): string {
-  return peer.address.includes(':') ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+  return formatAddress(peer.address, peer.port);
 }

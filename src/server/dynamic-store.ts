@@ -73,6 +73,11 @@ export interface DynamicStoreOptions {
   /** Largest representation in bytes; larger ones get 4.13 with Size1. Default 65536. */
   maxSize?: number;
   /**
+   * How the 4.13 diagnostic names the `maxSize` limit, so whoever reads it knows
+   * what to raise (coapkit serve: `--max-size`). Default: not named.
+   */
+  maxSizeName?: string;
+  /**
    * Bound on the memory the store holds, in bytes: every resource costs its
    * path (UTF-8 bytes) plus its payload plus a fixed overhead
    * ({@link RESOURCE_OVERHEAD_BYTES}), every POST collection counter its path
@@ -155,6 +160,7 @@ function text(code: number, message: string): StoreResponse {
 export class DynamicStore extends EventEmitter {
   readonly maxResources: number;
   readonly maxSize: number;
+  private readonly maxSizeName: string | undefined;
   readonly maxAge: number;
   readonly maxBytes: number;
   /** When true, dynamic resources carry `obs` in /.well-known/core. */
@@ -178,6 +184,7 @@ export class DynamicStore extends EventEmitter {
     super();
     this.maxResources = options.maxResources ?? 1000;
     this.maxSize = options.maxSize ?? 64 * 1024;
+    this.maxSizeName = options.maxSizeName;
     this.maxAge = options.maxAge ?? 60;
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.observable = options.observable ?? false;
@@ -469,7 +476,7 @@ export class DynamicStore extends EventEmitter {
     return {
       ...text(
         ResponseCode.RequestEntityTooLarge,
-        `payload of ${payload.length} bytes exceeds the limit of ${this.maxSize} bytes`,
+        `payload of ${payload.length} bytes exceeds the limit of ${this.maxSize} bytes${this.maxSizeName !== undefined ? ` (${this.maxSizeName})` : ''}`,
       ),
       // RFC 7959 §4: Size1 in a 4.13 tells the client the largest acceptable size.
       options: [{ number: OptionNumber.Size1, value: encodeUint(this.maxSize) }],

@@ -27,6 +27,7 @@ import {
   HANDSHAKE_TYPE_NAMES,
 } from '../dissect/dtls-names.js';
 import type { HandshakeInfo } from '../dtls/diag.js';
+import { formatPeerKey } from '../transport/address.js';
 import {
   type CoapSizes,
   type CoapSummary,
@@ -200,11 +201,7 @@ export function eventPeerKey(event: unknown): string | undefined {
 }
 
 function addressPort(key: string): string {
-  const i = key.lastIndexOf('%');
-  if (i < 0) return key;
-  const a = key.slice(0, i);
-  const p = key.slice(i + 1);
-  return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
+  return formatPeerKey(key);
 }
 
 function familyOfKey(key: string): 'IPv4' | 'IPv6' {

@@ -13,6 +13,7 @@
  * `SSLKEYLOGFILE` (or `keyLogFile`) enables NSS key logging for Wireshark.
  */
 import { Buffer } from 'node:buffer';
+import { randomInt } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -21,7 +22,16 @@ import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/cr
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
-import { ClosedError, DnsError, DtlsError, InvalidArgumentError, NetworkError } from '../errors.js';
+import {
+  ClosedError,
+  DnsError,
+  DtlsAlertError,
+  DtlsError,
+  DtlsHandshakeTimeoutError,
+  InvalidArgumentError,
+  NetworkError,
+} from '../errors.js';
+import { formatAddress } from './address.js';
 import { literalLookup } from './literal-lookup.js';
 import {
   type AddressFamily,
@@ -60,6 +70,15 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
 }
 
 const QUEUE_LIMIT = 32;
+
+/**
+ * A server that sends its hello flight (up to ServerHelloDone) this many more
+ * times after our Finished flight answered it did not accept our Finished
+ * (a wrong key; OpenSSL and libcoap servers drop such a handshake without an
+ * alert): the handshake fails then (about 7 s with OpenSSL's 1 s timer doubling),
+ * not at handshakeTimeoutMs. Three repeats: one lost flight is not mistaken for it.
+ */
+const FINISHED_IGNORED_REPEATS = 3;
 
 /** Largest application payload that fits one datagram with the worst-case overhead of the configured suites. */
 function maxPayload(mtu: number, family: 4 | 6, suites: readonly number[] | undefined): number {
@@ -106,6 +125,22 @@ export interface DtlsClientOptions {
   idleTimeoutMs?: number;
   /** Don't keep the process alive just for this transport's sockets. */
   unref?: boolean;
+  /**
+   * Sessions that get a UDP socket of their own, connected to the server (when
+   * `bind.port` is not set; default 64, 0 = always share one socket). An ICMP
+   * port unreachable then fails the handshake at once ("nothing listens on
+   * that port") instead of after `handshakeTimeoutMs`. Further sessions share
+   * one socket per address family.
+   */
+  maxConnectedSockets?: number;
+  /**
+   * When the server has sent nothing `retransmitInitialMs` after the
+   * ClientHello, send it one CoAP ping (4 bytes, RFC 7252 §4.3; a DTLS server
+   * drops it as an invalid record). A plain CoAP server answers it with a
+   * Reset, and the handshake then fails at once with "that port speaks plain
+   * CoAP: use coap://". Default true.
+   */
+  probePlainCoap?: boolean;
 }
 
 interface ClientSession {
@@ -114,6 +149,23 @@ interface ClientSession {
   queue: Uint8Array[];
   waiters: { resolve: () => void; reject: (e: Error) => void }[];
   resolving: boolean;
+  /** Its own connected socket (see maxConnectedSockets). */
+  socket?: Socket;
+  /** What the server sent before the handshake completed (for the error's diagnosis). */
+  seen: HandshakeSeen;
+  /** The failure to report instead of the connection's own error (ICMP, plain CoAP). */
+  failure?: Error;
+  probeTimer?: NodeJS.Timeout;
+  established?: boolean;
+}
+
+/** What a client saw of the server during a handshake. */
+interface HandshakeSeen {
+  /** Datagrams received from the server. */
+  datagrams: number;
+  helloVerify: boolean;
+  serverHello: boolean;
+  serverHelloDone: number;
 }
 
 export interface DtlsSessionInfo {
@@ -140,6 +192,8 @@ export class DtlsClientTransport implements Transport {
   private lastRecvPort = -1;
   /** Set while send() runs with reportErrors false: the datagram goes out without a completion callback. */
   private quietSend = false;
+  /** Sessions holding a connected socket of their own. */
+  private connectedSockets = 0;
 
   private constructor(
     private readonly options: DtlsClientOptions,
@@ -212,7 +266,88 @@ export class DtlsClientTransport implements Transport {
       this.lastRecvAddress = rinfo.address;
       this.lastRecvPort = rinfo.port;
     }
-    s.conn?.handleDatagram(msg);
+    this.receive(s, msg);
+  }
+
+  private receive(s: ClientSession, msg: Buffer): void {
+    const c = s.conn;
+    if (c === undefined) return;
+    if (c.state === 'handshaking' && this.inspect(s, c, msg)) return;
+    c.handleDatagram(msg);
+  }
+
+  /**
+   * Notes what the server sends during the handshake (for the diagnosis of a
+   * failure); true when the datagram was consumed: a plain CoAP message
+   * (first byte 0x40-0x7f, never a DTLS record) fails the handshake at once.
+   */
+  private inspect(s: ClientSession, c: DtlsClientConnection, msg: Buffer): boolean {
+    const seen = s.seen;
+    seen.datagrams++;
+    if (msg.length >= 4 && (msg[0]! & 0xc0) === 0x40) {
+      const where = formatAddress(s.peer.address, s.peer.port);
+      s.failure = new NetworkError(
+        `${where} answered in plain CoAP, not DTLS: that port speaks coap://, not coaps://`,
+        { hint: `use coap://${where}/... (coaps:// needs a DTLS server; its default port is 5684)` },
+      );
+      c.fail(new DtlsError('the server answered in plain CoAP'), false);
+      return true;
+    }
+    // Plaintext (epoch 0) handshake records: which messages came.
+    let off = 0;
+    while (off + 13 <= msg.length) {
+      const len = (msg[off + 11]! << 8) | msg[off + 12]!;
+      if (msg[off] === 22 && msg[off + 3] === 0 && msg[off + 4] === 0 && len >= 12 && off + 13 < msg.length) {
+        const type = msg[off + 13];
+        if (type === 3) seen.helloVerify = true;
+        else if (type === 2) seen.serverHello = true;
+        else if (type === 14) seen.serverHelloDone++;
+      }
+      off += 13 + len;
+    }
+    // Each ServerHelloDone was answered with our Finished flight; a server that keeps
+    // repeating its hello instead of answering did not accept that Finished.
+    if (seen.serverHelloDone > FINISHED_IGNORED_REPEATS) {
+      const d = diagnose(s.peer, seen);
+      s.failure = new DtlsError(d.message, { hint: d.hint });
+      c.fail(new DtlsError(d.message), false);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Why a handshake with `peer` is not complete, from what the server sent:
+   * for an error message after a timeout (the handshake's own or the
+   * request's). Undefined when no handshake with `peer` is in progress.
+   */
+  describeStall(peer: Peer): { message: string; hint: string } | undefined {
+    const s = this.sessions.get(peer.key);
+    if (s === undefined || s.conn?.state === 'established') return undefined;
+    return diagnose(s.peer, s.seen);
+  }
+
+  /** The error a session failure is reported with. */
+  private sessionError(s: ClientSession, error: DtlsError | undefined): Error {
+    if (s.failure !== undefined) return s.failure;
+    const where = formatAddress(s.peer.address, s.peer.port);
+    if (error === undefined) return new DtlsError(`DTLS session with ${where} closed`);
+    if (error instanceof DtlsHandshakeTimeoutError) {
+      const d = diagnose(s.peer, s.seen);
+      const e = new DtlsHandshakeTimeoutError(d.message, { cause: error, hint: d.hint });
+      if (error.alert !== undefined) e.alert = error.alert;
+      return e;
+    }
+    if (error instanceof DtlsAlertError && error.hint === undefined && s.established !== true) {
+      const a = error.alert;
+      if (a === 20 || a === 51 || a === 115 || a === 40) {
+        error.hint =
+          a === 40
+            ? 'the server refused the handshake: check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file) and that it supports a PSK cipher suite we offer'
+            : 'the server did not accept our key: check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
+      }
+    }
+    return error;
   }
 
   /** Forgets the receive cache (call whenever `sessions` changes). */
@@ -263,7 +398,13 @@ export class DtlsClientTransport implements Transport {
   private session(peer: Peer): ClientSession {
     let s = this.sessions.get(peer.key);
     if (s === undefined || s.conn?.state === 'closed') {
-      s = { peer, queue: [], waiters: [], resolving: true };
+      s = {
+        peer,
+        queue: [],
+        waiters: [],
+        resolving: true,
+        seen: { datagrams: 0, helloVerify: false, serverHello: false, serverHelloDone: 0 },
+      };
       this.sessions.set(peer.key, s);
       this.sessionsChanged();
       void this.startHandshake(s);
@@ -287,15 +428,35 @@ export class DtlsClientTransport implements Transport {
       this.failSession(s, e as Error);
       return;
     }
+    const port = peer.port;
     let socket: Socket;
+    const own =
+      this.options.bind?.port === undefined &&
+      this.connectedSockets < (this.options.maxConnectedSockets ?? 64);
     try {
-      socket = await this.socketFor(family);
+      if (own) {
+        this.connectedSockets++;
+        try {
+          socket = await this.connectedSocket(family, address, port);
+        } catch (e) {
+          this.connectedSockets--;
+          throw e;
+        }
+        if (this.sessions.get(peer.key) !== s || this.closed) {
+          this.connectedSockets--;
+          socket.close();
+          return;
+        }
+        s.socket = socket;
+        const ownSocket = socket;
+        socket.on('message', (msg: Buffer) => this.receive(s, msg));
+        socket.on('error', (err: NodeJS.ErrnoException) => this.onSessionSocketError(s, ownSocket, err));
+      } else socket = await this.socketFor(family);
     } catch (e) {
       this.failSession(s, e as Error);
       return;
     }
     if (this.sessions.get(peer.key) !== s || this.closed) return;
-    const port = peer.port;
     const mtu = this.options.mtu ?? (family === 6 ? 1280 : 576);
     const recvKey = `${address}%${port}`;
     // One completion callback per session (not a closure per datagram).
@@ -321,15 +482,26 @@ export class DtlsClientTransport implements Transport {
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
         },
         {
-          sendDatagram: (d) => {
-            if (this.quietSend) {
-              socket.send(d, port, address);
-              return;
-            }
-            this.pending.add();
-            socket.send(d, port, address, onSent);
-          },
+          sendDatagram: own
+            ? (d) => {
+                if (this.quietSend) {
+                  socket.send(d);
+                  return;
+                }
+                this.pending.add();
+                socket.send(d, onSent);
+              }
+            : (d) => {
+                if (this.quietSend) {
+                  socket.send(d, port, address);
+                  return;
+                }
+                this.pending.add();
+                socket.send(d, port, address, onSent);
+              },
           established: () => {
+            if (s.probeTimer !== undefined) clearTimeout(s.probeTimer);
+            s.established = true;
             const queued = s.queue;
             s.queue = [];
             for (const d of queued) conn.sendApplicationData(d);
@@ -341,9 +513,10 @@ export class DtlsClientTransport implements Transport {
             if (recvKey !== peer.key && this.sessions.get(recvKey) === s) this.sessions.delete(recvKey);
             this.sessionsChanged();
             s.queue = [];
+            this.releaseSocket(s);
             const report = !this.closed && this.handlers?.peerError !== undefined;
             if (s.waiters.length === 0 && !report) return; // clean close nobody waits for: no Error to build
-            const err = error ?? new DtlsError(`DTLS session with ${peer.key} closed`);
+            const err = this.sessionError(s, error);
             for (const w of s.waiters.splice(0)) w.reject(err);
             if (report) this.handlers?.peerError?.(peer, err);
           },
@@ -359,6 +532,81 @@ export class DtlsClientTransport implements Transport {
     if (recvKey !== peer.key) this.sessions.set(recvKey, s);
     this.sessionsChanged();
     conn.start();
+    if (this.options.probePlainCoap !== false) {
+      // No answer to the ClientHello by its first retransmission: ask in plain CoAP.
+      const probe = Buffer.from([0x40, 0x00, 0, 0]);
+      s.probeTimer = setTimeout(() => {
+        s.probeTimer = undefined;
+        if (s.seen.datagrams > 0 || conn.state !== 'handshaking' || this.closed) return;
+        probe.writeUInt16BE(randomInt(0x10000), 2);
+        if (own) socket.send(probe, () => {});
+        else socket.send(probe, port, address, () => {});
+      }, this.options.retransmitInitialMs ?? 1000);
+      s.probeTimer.unref();
+    }
+  }
+
+  private connectedSocket(family: 4 | 6, address: string, port: number): Promise<Socket> {
+    const bindAddr = this.options.bind?.address;
+    const sameFamily = bindAddr !== undefined && (isIP(bindAddr) === 6 ? 6 : 4) === family;
+    return bindSocket(family === 6 ? 'udp6' : 'udp4', sameFamily ? bindAddr : undefined, 0).then(
+      (socket) =>
+        new Promise<Socket>((resolve, reject) => {
+          const onError = (err: Error) => {
+            socket.close();
+            reject(
+              new NetworkError(`cannot reach ${formatAddress(address, port)}: ${err.message}`, {
+                cause: err,
+              }),
+            );
+          };
+          socket.once('error', onError);
+          socket.connect(port, address, () => {
+            socket.off('error', onError);
+            if (this.options.unref) socket.unref();
+            resolve(socket);
+          });
+        }),
+    );
+  }
+
+  /** ICMP errors on a session's connected socket fail that session at once. */
+  private onSessionSocketError(s: ClientSession, socket: Socket, err: NodeJS.ErrnoException): void {
+    if (this.closed || s.socket !== socket) return;
+    const where = formatAddress(s.peer.address, s.peer.port);
+    const refused = err.code === 'ECONNREFUSED';
+    const unreachable = refused || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
+    s.failure = new NetworkError(
+      refused
+        ? `connection refused (ICMP port unreachable) from ${where}: nothing listens on that port`
+        : unreachable
+          ? `host unreachable: ${where}`
+          : `DTLS socket error with ${where}: ${err.message}`,
+      {
+        cause: err,
+        hint: refused
+          ? `is a coaps:// (DTLS) server running on that port?${s.peer.port === 5683 ? ' 5683 is the plain CoAP port; coaps:// uses 5684 by default' : ''}`
+          : 'check the address and the route to it',
+      },
+    );
+    const c = s.conn;
+    if (c !== undefined && c.state !== 'closed') c.fail(new DtlsError(err.message), false);
+  }
+
+  /** Closes a session's own socket (once its last datagram, e.g. close_notify, has left). */
+  private releaseSocket(s: ClientSession): void {
+    if (s.probeTimer !== undefined) clearTimeout(s.probeTimer);
+    const socket = s.socket;
+    if (socket === undefined) return;
+    s.socket = undefined;
+    this.connectedSockets--;
+    setImmediate(() => {
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+    });
   }
 
   private failSession(s: ClientSession, err: Error): void {
@@ -382,11 +630,13 @@ export class DtlsClientTransport implements Transport {
     if (this.idleTimer) clearInterval(this.idleTimer);
     for (const s of new Set(this.sessions.values())) {
       s.conn?.close();
+      this.releaseSocket(s);
       for (const w of s.waiters.splice(0)) w.reject(new ClosedError('DTLS transport closed'));
     }
     this.sessions.clear();
     this.sessionsChanged();
     await this.pending.drained();
+    await new Promise((r) => setImmediate(r));
     await Promise.all([...this.sockets.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets.clear();
   }
@@ -597,7 +847,10 @@ export class DtlsServerTransport implements Transport {
       return;
     }
     if (!sent) {
-      this.handlers?.peerError?.(peer, new DtlsError(`no DTLS session with ${peer.key}`));
+      this.handlers?.peerError?.(
+        peer,
+        new DtlsError(`no DTLS session with ${formatAddress(peer.address, peer.port)}`),
+      );
     }
   }
 
@@ -611,4 +864,35 @@ export class DtlsServerTransport implements Transport {
     await this.pending.drained();
     await new Promise<void>((r) => this.socket.close(() => r()));
   }
+}
+
+/** The likely cause of a handshake that did not complete, from what the server sent. */
+function diagnose(peer: Peer, seen: HandshakeSeen): { message: string; hint: string } {
+  const where = formatAddress(peer.address, peer.port);
+  if (seen.serverHello) {
+    const repeats = seen.serverHelloDone - 1;
+    return {
+      message: `DTLS handshake with ${where} stalled after the server's hello: the server never sent its Finished${repeats > 0 ? ` (it repeated its hello ${repeats} time${repeats === 1 ? '' : 's'} instead)` : ''}`,
+      hint: 'the server did not accept our Finished, which happens when the key does not match: check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file). Some servers (libcoap) drop such a handshake without an alert',
+    };
+  }
+  if (seen.helloVerify) {
+    return {
+      message: `DTLS handshake with ${where} stalled after the server's cookie (HelloVerifyRequest): no ServerHello`,
+      hint: 'the server answers but does not go on: it may support none of the offered cipher suites, or be at its handshake limit',
+    };
+  }
+  if (seen.datagrams > 0) {
+    return {
+      message: `DTLS handshake with ${where} failed: the server sent ${seen.datagrams} datagram${seen.datagrams === 1 ? '' : 's'} that are not DTLS handshake messages`,
+      hint: 'is a coaps:// (DTLS) server running on that port?',
+    };
+  }
+  return {
+    message: `no answer from ${where} to the DTLS handshake`,
+    hint:
+      peer.port === 5683
+        ? `5683 is the plain CoAP port: use coap://${where}/... (coaps:// uses 5684 by default)`
+        : 'is a coaps:// (DTLS) server running on that port? (a plain CoAP server ignores DTLS: then use coap://)',
+  };
 }

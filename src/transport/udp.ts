@@ -2,8 +2,11 @@
  * Plain UDP transport (coap://). One socket, IPv4 or IPv6 (an IPv6 socket
  * bound to '::' is dual-stack unless `ipv6Only`).
  */
+import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { NetworkError } from '../errors.js';
+import { formatAddress } from './address.js';
 import { literalLookup } from './literal-lookup.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
 import { peerKey } from './transport.js';
@@ -33,6 +36,16 @@ export interface UdpTransportOptions {
    * errors such as port unreachable then surface as `peerError`.
    */
   connect?: { address: string; port: number };
+  /**
+   * With `connect`: when the peer has sent nothing this many ms after the
+   * first datagram, send it one DTLS ClientHello (which a CoAP server ignores,
+   * RFC 7252 §3: unknown version). A DTLS server answers it with a
+   * HelloVerifyRequest, and the pending requests then fail at once with
+   * "that port speaks DTLS: use coaps://" instead of timing out. Any
+   * datagram that looks like a DTLS record fails them the same way.
+   * Default: off (0); `CoapClient` sets 1000.
+   */
+  dtlsProbeMs?: number;
   /**
    * Peer objects are interned (one object per address and port) in a cache
    * of two generations of at most this many peers each (default 8192): when
@@ -82,6 +95,12 @@ export class UdpTransport implements Transport {
     socket.on('message', (data, rinfo) => {
       const h = this.handlers;
       if (h === undefined) return;
+      this.heard = true;
+      // A CoAP message starts with version 1 (0x40-0x7f): below is not CoAP (cheap gate).
+      if (data[0]! < 0x40 && this.connectedPeer !== undefined && looksLikeDtls(data)) {
+        this.dtlsAnswer(this.connectedPeer);
+        return;
+      }
       // Fast path: the peer last seen on this source port, if the address matches
       // (no key string to build and hash for every datagram).
       let peer = this.byPort.get(rinfo.port);
@@ -94,13 +113,15 @@ export class UdpTransport implements Transport {
         peer &&
         (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH')
       ) {
-        const what =
-          err.code === 'ECONNREFUSED' ? 'connection refused (ICMP port unreachable)' : 'host unreachable';
+        const refused = err.code === 'ECONNREFUSED';
+        const what = refused ? 'connection refused (ICMP port unreachable)' : 'host unreachable';
         this.handlers?.peerError?.(
           peer,
-          new NetworkError(`${what} from ${peer.address}:${peer.port}`, {
+          new NetworkError(`${what} from ${formatAddress(peer.address, peer.port)}`, {
             cause: err,
-            hint: 'is a CoAP server running on that port?',
+            hint: refused
+              ? 'nothing listens on that UDP port: is a CoAP server running there (coap:// default port 5683)?'
+              : 'check the address and the route to it',
           }),
         );
         return;
@@ -189,10 +210,13 @@ export class UdpTransport implements Transport {
             : e.code === 'EADDRNOTAVAIL'
               ? 'that address is not configured on this machine'
               : undefined;
-      throw new NetworkError(`cannot bind UDP ${host ?? ''}:${options.port ?? 0}: ${e.message}`, {
-        cause: err,
-        ...(hint ? { hint } : {}),
-      });
+      throw new NetworkError(
+        `cannot bind UDP ${formatAddress(host ?? '', options.port ?? 0)}: ${e.message}`,
+        {
+          cause: err,
+          ...(hint ? { hint } : {}),
+        },
+      );
     }
     if (options.multicastGroups) {
       for (const g of options.multicastGroups) {
@@ -218,14 +242,47 @@ export class UdpTransport implements Transport {
         });
       } catch (err) {
         socket.close();
-        throw new NetworkError(`cannot reach ${address}:${port}: ${(err as Error).message}`, { cause: err });
+        throw new NetworkError(`cannot reach ${formatAddress(address, port)}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     if (options.unref) socket.unref();
-    return new UdpTransport(socket, options.maxMessageSize ?? 1152, options.connect, {
+    const t = new UdpTransport(socket, options.maxMessageSize ?? 1152, options.connect, {
       ...(options.peerCacheSize !== undefined ? { size: options.peerCacheSize } : {}),
       ...(options.peerCacheMs !== undefined ? { ms: options.peerCacheMs } : {}),
     });
+    if (options.connect && (options.dtlsProbeMs ?? 0) > 0) t.dtlsProbeMs = options.dtlsProbeMs!;
+    return t;
+  }
+
+  /** Anything received from the peer yet (connected sockets: drives the DTLS probe). */
+  private heard = false;
+  /** 0: no probe; else ms after the first send without an answer to send it. */
+  private dtlsProbeMs = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+
+  /** Arms the one DTLS probe of a connected socket (first send with nothing heard yet). */
+  private armProbe(): void {
+    const ms = this.dtlsProbeMs;
+    this.dtlsProbeMs = 0;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.heard || this.closed) return;
+      this.socket.send(dtlsProbe(), () => {});
+    }, ms);
+    this.probeTimer.unref();
+  }
+
+  /** The connected peer answered with a DTLS record: every pending request to it fails now. */
+  private dtlsAnswer(peer: Peer): void {
+    const where = formatAddress(peer.address, peer.port);
+    this.handlers?.peerError?.(
+      peer,
+      new NetworkError(`${where} answered with DTLS: that port speaks coaps://, not plain CoAP`, {
+        hint: `use coaps://${where}/... with a pre-shared key (--identity ID --psk SECRET)`,
+      }),
+    );
   }
 
   attach(handlers: TransportHandlers): void {
@@ -235,11 +292,12 @@ export class UdpTransport implements Transport {
   send(data: Uint8Array, peer: Peer, reportErrors = true): void {
     if (this.closed) return;
     if (this.connectedPeer !== undefined) {
+      if (this.dtlsProbeMs > 0 && !this.heard) this.armProbe();
       const cb = (err: Error | null) => {
         if (err) {
           this.handlers?.peerError?.(
             peer,
-            new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
+            new NetworkError(`send to ${formatAddress(peer.address, peer.port)} failed: ${err.message}`),
           );
         }
       };
@@ -255,7 +313,7 @@ export class UdpTransport implements Transport {
       if (err) {
         this.handlers?.peerError?.(
           peer,
-          new NetworkError(`send to ${peer.address}:${peer.port} failed: ${err.message}`),
+          new NetworkError(`send to ${formatAddress(peer.address, peer.port)} failed: ${err.message}`),
         );
       }
     });
@@ -283,6 +341,57 @@ export class UdpTransport implements Transport {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     clearInterval(this.rotateTimer);
+    if (this.probeTimer !== undefined) clearTimeout(this.probeTimer);
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
+}
+
+/**
+ * A datagram that looks like a DTLS record (RFC 6347 §4.1): content type
+ * 20-25 (change_cipher_spec, alert, handshake, application_data, heartbeat,
+ * tls12_cid), version 0xfefd (DTLS 1.2) or 0xfeff (1.0, used in
+ * HelloVerifyRequest and alerts), and at least a record header (13 bytes).
+ * A CoAP message never matches: its first byte is 0x40-0x7f.
+ */
+export function looksLikeDtls(data: Uint8Array): boolean {
+  return (
+    data.length >= 13 &&
+    data[0]! >= 20 &&
+    data[0]! <= 25 &&
+    data[1] === 0xfe &&
+    (data[2] === 0xfd || data[2] === 0xff)
+  );
+}
+
+/**
+ * A DTLS 1.2 ClientHello record without cookie, offering the PSK suites of
+ * RFC 7252 §9.1.3.1 and common ones: a DTLS server answers it with a
+ * HelloVerifyRequest (stateless, RFC 6347 §4.2.1); a CoAP server ignores it.
+ */
+export function dtlsProbe(): Buffer {
+  const suites = [0xc0a8, 0xc0a4, 0x00a8, 0x00ae, 0xc037, 0xc0ae, 0xc02b];
+  const groups = [0x0017, 0x001d];
+  const ext = Buffer.from([
+    ...[0x00, 0x0a, 0x00, 2 + groups.length * 2, 0x00, groups.length * 2],
+    ...groups.flatMap((g) => [g >> 8, g & 0xff]),
+    ...[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00], // ec_point_formats: uncompressed
+    ...[0x00, 0x17, 0x00, 0x00], // extended_master_secret
+    ...[0xff, 0x01, 0x00, 0x01, 0x00], // renegotiation_info
+  ]);
+  const body = Buffer.concat([
+    Buffer.from([0xfe, 0xfd]),
+    randomBytes(32),
+    Buffer.from([0x00, 0x00]), // session_id, cookie: empty
+    Buffer.from([0x00, suites.length * 2, ...suites.flatMap((c) => [c >> 8, c & 0xff])]),
+    Buffer.from([0x01, 0x00]), // compression: null
+    Buffer.from([ext.length >> 8, ext.length & 0xff]),
+    ext,
+  ]);
+  const n = body.length;
+  const hs = Buffer.concat([
+    Buffer.from([0x01, 0, n >> 8, n & 0xff, 0, 0, 0, 0, 0, 0, n >> 8, n & 0xff]),
+    body,
+  ]);
+  const m = hs.length;
+  return Buffer.concat([Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, m >> 8, m & 0xff]), hs]);
 }

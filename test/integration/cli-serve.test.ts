@@ -320,7 +320,7 @@ describe('coapkit serve startup errors', { concurrency: 3 }, () => {
     try {
       const r = await runCli(['serve', '--host', '127.0.0.1', '--port', String(first.port)]);
       assert.equal(r.code, 3, r.stderr);
-      assert.match(r.stderr, /cannot listen for coap:\/\/ on 127\.0\.0\.1 port \d+/);
+      assert.match(r.stderr, /cannot listen for coap:\/\/ on 127\.0\.0\.1:\d+/);
       assert.match(r.stderr, /hint: another program uses that port/);
     } finally {
       await first.stop('SIGKILL');

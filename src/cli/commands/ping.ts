@@ -6,7 +6,7 @@ import { CoapClient } from '../../client/client.js';
 import { CoapError, TimeoutError } from '../../errors.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals } from '../args.js';
 import { checkUri, pskFor, timeoutMs } from '../common.js';
-import { escapeText } from '../escape.js';
+import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { PING_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
@@ -33,7 +33,7 @@ export async function runPing(args: string[], io: Io): Promise<number> {
   const interval = (num(p, 'interval') ?? 1) * 1000;
   const timeout = timeoutMs(p, 5000)!;
   const quiet = bool(p, 'quiet');
-  const host = uri.hostType === 6 ? `[${uri.host}]:${uri.port}` : `${uri.host}:${uri.port}`;
+  const host = peerText(uri.host, uri.port);
   const client = new CoapClient(psk === undefined ? {} : { psk });
   const rtts: number[] = [];
   let lastError: unknown;

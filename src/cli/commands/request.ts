@@ -11,7 +11,7 @@ import { describeCode } from '../../constants/codes.js';
 import { UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str, strs } from '../args.js';
 import { checkUri, contentFormatArg, optionArg, pskFor, timeoutMs } from '../common.js';
-import { escapeText } from '../escape.js';
+import { escapeText, peerText } from '../escape.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { isTextPayload, stdoutBytes, summarizePayload } from '../format.js';
 import { REQUEST_HELP } from '../help.js';
@@ -146,7 +146,7 @@ export async function runRequest(method: string, args: string[], io: Io): Promis
       const how = res.piggybacked ? 'piggybacked' : 'separate response';
       await writeAll(
         io.stderr,
-        `* ${describeCode(res.code)} from ${res.peer.address}:${res.peer.port} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})\n`,
+        `* ${describeCode(res.code)} from ${peerText(res.peer.address, res.peer.port)} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})\n`,
       );
     }
     const status = exitCodeForResponse(res.code);

@@ -5,7 +5,10 @@
 
 import { randomBytes } from 'node:crypto';
 import dc from 'node:diagnostics_channel';
+import { lookup } from 'node:dns/promises';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
+import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
 import { describeCode } from '../../constants/codes.js';
@@ -14,6 +17,7 @@ import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
+import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
 import { escapeText, peerText } from '../escape.js';
@@ -43,9 +47,19 @@ export const SERVE_FLAGS: FlagSpecs = {
   ...PSK_FLAGS,
 };
 
+/** Default --max-size: a firmware image (100-200 KB and more) fits. */
+export const DEFAULT_SERVE_MAX_SIZE = 4 * 1024 * 1024;
+/** Default --max-store-bytes (the DynamicStore default). */
+export const DEFAULT_SERVE_MAX_STORE_BYTES = 64 * 1024 * 1024;
+
 export interface ServeOptions {
-  /** Bind address; undefined = '::' (dual-stack) falling back to 0.0.0.0. */
+  /**
+   * Bind address; undefined = '::' (dual-stack) falling back to 0.0.0.0. A
+   * name (localhost) binds every address it resolves to.
+   */
   host?: string;
+  /** Name lookup for a --host name (tests); default dns.lookup with all: true. */
+  lookupHost?: (name: string) => Promise<string[]>;
   port: number;
   securePort: number;
   /** identity -> key; coaps:// is only started when non-empty. */
@@ -118,10 +132,50 @@ async function bindDefault<T>(host: string | undefined, bind: (host: string) => 
   }
 }
 
+/** Every address a --host name resolves to (IPv4 and IPv6), without duplicates. */
+async function resolveAll(
+  name: string,
+  lookupHost: ((name: string) => Promise<string[]>) | undefined,
+): Promise<string[]> {
+  let addresses: string[];
+  try {
+    addresses = lookupHost
+      ? await lookupHost(name)
+      : (await lookup(name, { all: true, verbatim: true })).map((a) => a.address);
+  } catch (err) {
+    throw new UsageError(`--host ${name}: cannot resolve it: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'give an address of this machine, e.g. 127.0.0.1 or ::1',
+    });
+  }
+  const unique = [...new Set(addresses)];
+  if (unique.length === 0) throw new UsageError(`--host ${name} resolves to no address`);
+  return unique;
+}
+
+/**
+ * Binds each address; an address whose family is not available here (::1 on a
+ * host without IPv6) is skipped as long as one address binds.
+ */
+async function bindEach(hosts: (string | undefined)[], bind: (host: string | undefined) => Promise<void>) {
+  let bound = 0;
+  let firstErr: unknown;
+  for (const host of hosts) {
+    try {
+      await bind(host);
+      bound++;
+    } catch (err) {
+      if (hosts.length === 1 || !isFamilyUnavailable(err)) throw err;
+      firstErr ??= err;
+    }
+  }
+  if (bound === 0) throw firstErr;
+}
+
 function bindError(scheme: string, host: string | undefined, port: number, err: unknown): CoapError {
   const msg = err instanceof Error ? err.message : String(err);
   const inUse = /EADDRINUSE/.test(msg) || (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
-  return new NetworkError(`cannot listen for ${scheme}:// on ${host ?? '::'} port ${port}: ${msg}`, {
+  return new NetworkError(`cannot listen for ${scheme}:// on ${formatAddress(host ?? '::', port)}: ${msg}`, {
     cause: err,
     hint: inUse
       ? `another program uses that port; pick another with --${scheme === 'coap' ? 'port' : 'secure-port'} N (0 = any)`
@@ -135,12 +189,13 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   const store = new DynamicStore({
     maxResources: opts.maxResources,
     maxSize: opts.maxSize,
+    maxSizeName: '--max-size',
     maxAge: opts.maxAge,
     ...(opts.maxStoreBytes !== undefined ? { maxBytes: opts.maxStoreBytes } : {}),
     observable: true,
   });
   // One block-wise and one observe layer shared by the coap:// and coaps:// servers.
-  const blockwise = new BlockwiseServer({ maxBodySize: opts.maxSize });
+  const blockwise = new BlockwiseServer({ maxBodySize: opts.maxSize, maxBodySizeName: '--max-size' });
   const observe = new ObserveServer({
     blockwise,
     isObservable: (req) => req.route?.attrs.obs === true || store.has(req.path),
@@ -162,8 +217,16 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
   };
+  // A host name binds every address it resolves to (localhost: 127.0.0.1 and ::1,
+  // since clients try ::1 first where both are mapped).
+  const hosts =
+    opts.host === undefined || isIP(opts.host) !== 0
+      ? [opts.host]
+      : await resolveAll(opts.host, opts.lookupHost);
   try {
-    const plain = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
+    // A payload in one datagram is checked by the store, whose 4.13 names --max-size.
+    const maxPayloadSize = Math.max(opts.maxSize, 2048);
+    const plain = new CoapServer({ maxPayloadSize, blockwise, observe });
     setup(plain);
     servers.push(plain);
     const mc = opts.multicast;
@@ -190,11 +253,16 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         throw bindError('coap', 'every local address', opts.port, new Error(failures.join('; ')));
       }
     } else {
-      try {
-        await bindDefault(opts.host, (host) => plain.listen({ host, port: opts.port }));
-      } catch (err) {
-        throw bindError('coap', opts.host, opts.port, err);
-      }
+      // With several addresses (a name), the first one's port (0 = any) is used for the others.
+      let port = opts.port;
+      await bindEach(hosts, async (host) => {
+        try {
+          const ep = await bindDefault(host, (h) => plain.listen({ host: h, port }));
+          port = ep.transport.localAddress().port;
+        } catch (err) {
+          throw bindError('coap', host, port, err);
+        }
+      });
     }
     const unicastEndpoints = plain.endpoints.length;
     if (mc !== undefined) {
@@ -225,24 +293,28 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     }
     if (opts.keys.size > 0) {
       const keys = opts.keys;
-      const secure = new CoapServer({ maxPayloadSize: opts.maxSize, blockwise, observe });
+      const secure = new CoapServer({ maxPayloadSize, blockwise, observe });
       setup(secure);
       servers.push(secure);
-      let transport: DtlsServerTransport;
-      try {
-        transport = await bindDefault(opts.host, (host) =>
-          DtlsServerTransport.create({ host, port: opts.securePort, psk: (identity) => keys.get(identity) }),
-        );
-      } catch (err) {
-        throw bindError('coaps', opts.host, opts.securePort, err);
-      }
-      await secure.listen(transport);
-      const a = transport.localAddress();
-      listeners.push({
-        scheme: 'coaps',
-        address: a.address,
-        port: a.port,
-        url: urlFor('coaps', a.address, a.port),
+      let port = opts.securePort;
+      await bindEach(hosts, async (host) => {
+        let transport: DtlsServerTransport;
+        try {
+          transport = await bindDefault(host, (h) =>
+            DtlsServerTransport.create({ host: h, port, psk: (identity) => keys.get(identity) }),
+          );
+        } catch (err) {
+          throw bindError('coaps', host, port, err);
+        }
+        await secure.listen(transport);
+        const a = transport.localAddress();
+        port = a.port;
+        listeners.push({
+          scheme: 'coaps',
+          address: a.address,
+          port: a.port,
+          url: urlFor('coaps', a.address, a.port),
+        });
       });
     }
   } catch (err) {
@@ -257,19 +329,25 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (bool(p, 'help')) return 'help';
   positionals('serve', p, []);
   const host = str(p, 'host');
-  if (host !== undefined && isIP(host) === 0 && host !== 'localhost') {
-    throw new UsageError(`--host expects an IP address, got "${host}"`);
+  if (host !== undefined && isIP(host) === 0 && !/^[a-z0-9]([a-z0-9.-]{0,252})$/i.test(host)) {
+    throw new UsageError(`--host expects an IP address or a host name, got "${escapeText(host)}"`);
   }
   const opts: ServeOptions = {
     port: num(p, 'port', { integer: true, max: 65535 }) ?? 5683,
     securePort: num(p, 'secure-port', { integer: true, max: 65535 }) ?? 5684,
     keys: serverKeys(p, env),
     maxResources: num(p, 'max-resources', { integer: true }) ?? 1000,
-    maxSize: num(p, 'max-size', { integer: true }) ?? 64 * 1024,
+    maxSize: num(p, 'max-size', { integer: true }) ?? DEFAULT_SERVE_MAX_SIZE,
     maxAge: num(p, 'max-age', { integer: true, max: 0xffffffff }) ?? 60,
   };
   const maxStoreBytes = num(p, 'max-store-bytes', { integer: true });
   if (maxStoreBytes !== undefined) opts.maxStoreBytes = maxStoreBytes;
+  if (opts.maxSize > (maxStoreBytes ?? DEFAULT_SERVE_MAX_STORE_BYTES)) {
+    throw new UsageError(
+      `--max-size ${opts.maxSize} is larger than the whole store (--max-store-bytes ${maxStoreBytes ?? DEFAULT_SERVE_MAX_STORE_BYTES})`,
+      { hint: 'raise --max-store-bytes or lower --max-size' },
+    );
+  }
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   if (bool(p, 'generate-psk') && opts.keys.size === 0) {
@@ -280,7 +358,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.keys.set(identity, key);
     opts.generatedKey = { identity, key };
   }
-  if (host !== undefined) opts.host = host === 'localhost' ? '127.0.0.1' : host;
+  if (host !== undefined) opts.host = host;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -308,6 +386,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   }
   const quiet = opts.quiet === true;
   const running = await startServe(opts);
+  const self = selfCommand(io.env);
   const lines = ['coapkit serve: listening on'];
   for (const l of running.listeners) {
     const note =
@@ -327,13 +406,13 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     const { identity, key } = opts.generatedKey;
     lines.push(
       `PSK generated for this run: identity "${identity}", key (hex) ${key.toString('hex')}`,
-      `Try: coapkit get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
+      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
     );
   }
   const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
   lines.push(
-    `Try: coapkit get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
-    `Limits: ${opts.maxResources} resources, ${opts.maxSize} bytes each. Stop with Ctrl-C.`,
+    `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
+    `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
@@ -377,6 +456,46 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   } finally {
     stopLog?.();
   }
+}
+
+/** "4 MiB", "65536 bytes": a byte count as the banner shows it. */
+export function sizeText(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} byte${n === 1 ? '' : 's'}`;
+}
+
+function executableOnPath(name: string, env: NodeJS.ProcessEnv): boolean {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    try {
+      accessSync(join(dir, name), fsConstants.X_OK);
+      return true;
+    } catch {}
+  }
+  return false;
+}
+
+/**
+ * How the user who started this server runs the CLI from where they stand, for
+ * the banner's "Try:" lines: `npx coapkit` under npm (npm start, npm run, npx:
+ * the package's bin is only on npm's PATH), `coapkit` when that is what was
+ * run and it is on PATH, else `node <path of this script>` (relative to the
+ * working directory when it is below it).
+ */
+export function selfCommand(
+  env: NodeJS.ProcessEnv,
+  script: string | undefined = process.argv[1],
+  cwd: string = process.cwd(),
+  onPath: (name: string) => boolean = (name) => executableOnPath(name, env),
+): string {
+  if (env.npm_lifecycle_event !== undefined || env.npm_command !== undefined) return 'npx coapkit';
+  if (script === undefined) return 'coapkit';
+  const name = basename(script);
+  if ((name === 'coapkit' || name === 'coapkit.cmd') && onPath('coapkit')) return 'coapkit';
+  const rel = relative(cwd, script);
+  const shown = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : script;
+  return `node ${/[\s'"$`\\]/.test(shown) ? JSON.stringify(shown) : shown}`;
 }
 
 interface RequestEvent {
