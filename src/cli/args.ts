@@ -67,24 +67,27 @@ const FOREIGN_FLAGS: Record<string, string> = {
 /** Commands that are not coap-client look-alikes: no libcoap/curl client hints. */
 const SERVER_COMMANDS = new Set(['serve', 'dissect', 'demo']);
 
-/** Levenshtein distance, bounded work: flags are short. */
+/** Edit distance with transpositions ("cuont" is 1 from "count"); flags are short. */
 function distance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /** The known flag closest to an unknown one ("--tiemout" -> "--timeout"), if any is close. */
 export function closestFlag(unknown: string, flags: FlagSpecs): string | undefined {
   const name = unknown.replace(/^-+/, '').split('=')[0]!.toLowerCase();
+  if (name.length > 64) return undefined;
   if (name.length < 2) {
     // A short flag: the same letter in the other case ("-b" for "-B") or nothing.
     for (const [long, spec] of Object.entries(flags)) {
