@@ -51,9 +51,10 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST), malformed reply or body over --max-body'],
   [ExitCode.USAGE, 'usage error: bad flag, bad URI, unknown content format or option'],
   [ExitCode.NO_INPUT, 'input file not found or unreadable'],
-  [ExitCode.CANT_CREATE, 'cannot create the -o FILE (missing folder, no permission); nothing was sent'],
+  [ExitCode.CANT_CREATE, 'cannot create the -o FILE (missing folder, no permission: checked before sending)'],
   [ExitCode.IO_ERROR, 'output error: stdout or -o FILE not writable (disk full, closed pipe: quietly)'],
   [ExitCode.INTERNAL, 'internal error (a bug: please report it)'],
+  [130, 'an observation stopped by Ctrl-C (143: by SIGTERM), after deregistering'],
 ];
 
 /** An input file (-f, --psk-file) that cannot be read. */

@@ -13,8 +13,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { enableBlockwise } from '../../src/blockwise/server.js';
+import { CoapClient } from '../../src/client/client.js';
 import { formatOptionValue } from '../../src/codec/options.js';
 import { optionName } from '../../src/constants/options.js';
+import { NetworkError } from '../../src/errors.js';
 import { enableObserve, type ObserveServer } from '../../src/observe/server.js';
 import { DynamicStore } from '../../src/server/dynamic-store.js';
 import { CoapServer, type ServerRequest } from '../../src/server/server.js';
@@ -328,7 +330,7 @@ describe('curl habits', () => {
     assert.equal(missing.code, 66);
     const two = await runInProcess(['post', `${U}/inspect`, '-d', 'x', '-e', 'y']);
     assert.equal(two.code, 64);
-    assert.match(two.stderr, /use only one of -d and -e/);
+    assert.match(two.stderr, /use only one of -d\/--data and -e\/--text/);
   });
 
   it('-i prints the code and options, an empty line, then the body; for 4.xx too', async () => {
@@ -405,6 +407,22 @@ describe('ping, observe --count, Ctrl-C, -o (item 7)', () => {
     assert.match(r.stderr, /connection refused/);
     // Two tries of 30 s each before; a generous bound that a shared machine still meets.
     assert.ok(ms < 15_000, `took ${ms.toFixed(0)} ms`);
+  });
+
+  it('CoapClient.ping rejects with the NetworkError of the ICMP unreachable', async () => {
+    const port = await freePort();
+    const client = new CoapClient();
+    try {
+      const t0 = performance.now();
+      await assert.rejects(client.ping(`coap://127.0.0.1:${port}`), (e: unknown) => {
+        assert.ok(e instanceof NetworkError, String(e));
+        assert.match(e.message, /connection refused/);
+        return true;
+      });
+      assert.ok(performance.now() - t0 < 15_000);
+    } finally {
+      await client.close();
+    }
   });
 
   it('observe --count -1 / -n -1: a clear error saying what is valid', async () => {

@@ -140,7 +140,10 @@ async function payloadOf(p: Parsed, method: string, io: Io): Promise<Buffer | un
     }
   }
   if (given.length > 1) {
-    const names = given.map((n) => flagName(p, n));
+    const names = given.map((n) => {
+      const short = REQUEST_FLAGS[n]?.short;
+      return short === undefined ? `--${n}` : `-${short}/--${n}`;
+    });
     throw new UsageError(`use only one of ${names.join(' and ')}: each sets the payload`, {
       hint: '-p/-d TEXT, -p/-d @FILE (@- is stdin), -e TEXT (%XX decoded, as libcoap), -f FILE',
     });
@@ -361,7 +364,7 @@ async function warnPayload(method: string, payload: Buffer | undefined, p: Parse
   if (payload === undefined || (method !== 'get' && method !== 'delete') || bool(p, 'quiet')) return;
   await writeAll(
     io.stderr,
-    `coapkit: warning: a ${METHOD_NAMES[method]} with a ${payload.length}-byte payload: servers ignore it or answer 4.00 (to send data use put or post, e.g. -m put)\n`,
+    `coapkit: warning: a ${METHOD_NAMES[method]} with a ${payload.length}-byte payload: RFC 7252 gives it no meaning and servers ignore or refuse it (to send data: put or post)\n`,
   );
 }
 
