@@ -92,8 +92,9 @@ then every member's response is printed as "# CODE from coap://SOURCE" + payload
       --multicast-ttl N       IP TTL / hop limit (default 1: this link only)
       (exit 3 when no member answered: members stay silent for errors)
 Output:
-  -o, --output FILE           write the payload to FILE instead of stdout (its folder is
-                              checked before sending: exit 73 when it cannot be created)
+  -o, --output FILE           write the payload to FILE instead of stdout ("-": stdout, as
+                              libcoap); checked before sending: exit 73 when it cannot be
+                              created (missing folder, no permission)
   -i, --include               print the response code and options, an empty line, then the
                               body on stdout, for any code (curl -i)
       --fail                  on 4.xx/5.xx print only the code on stderr, never the body

@@ -479,6 +479,8 @@ describe('ping, observe --count, Ctrl-C, -o (item 7)', () => {
     assert.equal(r.code, 73);
     assert.match(r.stderr, /^coapkit: cannot create output file ".*out": no such folder/);
     assert.equal((await runInProcess(['get', `${U}/o-test`])).code, 1, 'the PUT was not sent');
+    const dash = await runInProcess(['get', `${U}/inspect`, '-o', '-']);
+    assert.equal(seen(dash.out).method, 'GET', 'libcoap -o - is stdout');
     const d = await runInProcess(['get', `${U}/inspect`, '-o', dir]);
     assert.equal(d.code, 73);
     assert.match(d.stderr, /it is a folder/);

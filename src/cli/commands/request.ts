@@ -302,7 +302,9 @@ export async function runRequest(command: string | undefined, args: string[], io
     return res.some((r) => exitCodeForResponse(r.code) === ExitCode.OK) ? ExitCode.OK : status;
   }
 
-  const output = str(p, 'output');
+  // libcoap's "-o -" is stdout.
+  const outputArg = str(p, 'output');
+  const output = outputArg === '-' ? undefined : outputArg;
   // Before anything is sent: a PUT must not run only for its answer to have nowhere to go.
   if (output !== undefined) checkOutputPath(output);
   const blockSize = blockSizeArg(str(p, 'block-size'));
