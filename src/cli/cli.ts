@@ -52,6 +52,12 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       const { runRequest } = await import('./commands/request.js');
       return await runRequest(command.toLowerCase(), rest, io);
     }
+    // coap-client and curl habits: the method as a flag (`coapkit -m put URI`,
+    // `coapkit -X POST URI`), flags before the method, or a bare URI (GET).
+    if (command.startsWith('-') || /^coaps?:\/\//i.test(command)) {
+      const { runRequest } = await import('./commands/request.js');
+      return await runRequest(undefined, [...argv], io);
+    }
     switch (command) {
       case 'observe': {
         const { runObserve } = await import('./commands/observe.js');

@@ -36,6 +36,8 @@ export const ExitCode = {
   USAGE: 64,
   /** An input file does not exist or cannot be read (EX_NOINPUT). */
   NO_INPUT: 66,
+  /** The -o FILE cannot be created: missing folder, no permission, a directory (EX_CANTCREAT). */
+  CANT_CREATE: 73,
   /** Output error: stdout or -o FILE cannot be written (ENOSPC, EPIPE, EBADF, EIO...) (EX_IOERR). */
   IO_ERROR: 74,
   /** Internal error, a bug (EX_SOFTWARE). */
@@ -49,8 +51,10 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.NETWORK, 'timeout, network/DNS/DTLS error, Reset (RST), malformed reply or body over --max-body'],
   [ExitCode.USAGE, 'usage error: bad flag, bad URI, unknown content format or option'],
   [ExitCode.NO_INPUT, 'input file not found or unreadable'],
+  [ExitCode.CANT_CREATE, 'cannot create the -o FILE (missing folder, no permission: checked before sending)'],
   [ExitCode.IO_ERROR, 'output error: stdout or -o FILE not writable (disk full, closed pipe: quietly)'],
   [ExitCode.INTERNAL, 'internal error (a bug: please report it)'],
+  [130, 'an observation stopped by Ctrl-C (143: by SIGTERM), after deregistering'],
 ];
 
 /** An input file (-f, --psk-file) that cannot be read. */
@@ -75,6 +79,11 @@ export class OutputError extends CoapError {
   }
 }
 
+/** The output file (-o) cannot be created (EX_CANTCREAT, exit 73). */
+export class CantCreateError extends OutputError {
+  override readonly code: string = 'COAP_ERR_CANT_CREATE';
+}
+
 /** Exit status for a response code byte. */
 export function exitCodeForResponse(code: number): number {
   const cls = code >> 5;
@@ -86,6 +95,7 @@ export function exitCodeForResponse(code: number): number {
 /** Exit status for an error; undefined when it is not an expected (CoapError) error. */
 export function exitCodeForError(err: unknown): number {
   if (err instanceof InputFileError) return ExitCode.NO_INPUT;
+  if (err instanceof CantCreateError) return ExitCode.CANT_CREATE;
   if (err instanceof OutputError) return ExitCode.IO_ERROR;
   // What a peer sent is never the user's fault: checked before the usage classes.
   if (err instanceof ProtocolError || err instanceof MessageFormatError) return ExitCode.NETWORK;

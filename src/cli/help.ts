@@ -11,6 +11,8 @@ export const MAIN_HELP = `coapkit - a CoAP (RFC 7252) toolkit: client, discovery
 
 Usage:
   coapkit <method> URI [options]     send a request (methods: ${METHODS.join(', ')})
+  coapkit -m <method> URI [options]  the same, as coap-client writes it (or curl's -X;
+                                     no method: GET, or POST with -d as curl does)
   coapkit observe URI [--count N]    observe a resource (RFC 7641), one line per notification
   coapkit discover URI [filters]     list a server's resources (/.well-known/core)
   coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
@@ -24,6 +26,7 @@ Usage:
 Examples:
   coapkit get coap://127.0.0.1/time
   coapkit put coap://127.0.0.1/greeting -p hello -t text
+  coapkit -m put -e hello coap://127.0.0.1/greeting          (libcoap's coap-client flags)
   coapkit post coap://127.0.0.1/log -f reading.json -t json
   coapkit discover coap://127.0.0.1 --rt temperature
   coapkit get coaps://device.local/secret --identity me --psk-file key.txt
@@ -35,14 +38,26 @@ Errors are printed on stderr as "coapkit: <message>", often followed by a hint.
 `;
 
 export const REQUEST_HELP = `Usage: coapkit <method> URI [options]
+       coapkit -m <method> URI [options]     (coap-client; -X METHOD as curl)
+       coapkit URI [options]                 (GET; POST when -d/--data is given, as curl)
   method: ${METHODS.join(' | ')}
 
 Sends one request and writes the response payload to stdout (raw bytes; a
 newline is added only when stdout is a terminal and the payload is text).
 A non-2.xx response is reported on stderr with its diagnostic payload.
+The flags of libcoap's coap-client work as written there (-m -e -f -b -B -k -u
+-N -O -T -s -t -A -o), except -p (libcoap: local port; here: the payload; a
+port-like "-p 5683" on get/delete is refused: use --local-port) and -v NUM.
 
-Payload:
-  -p, --payload TEXT          request payload (UTF-8 text)
+Method (instead of the method command; must agree with it when both are given):
+  -m, --method METHOD         ${METHODS.join(', ')} (any case)
+  -X, --request METHOD        the same, as curl writes it
+Payload (one of; a GET or DELETE with a payload gets a warning on stderr):
+  -p, --payload TEXT          request payload: UTF-8 text, or @FILE, or @- for stdin (curl);
+                              text that starts with @ goes with -e
+  -d, --data TEXT             the same (curl); without a method it makes the request a POST
+      --data-binary TEXT      the same (curl)
+  -e, --text TEXT             payload text with %XX decoded (libcoap -e: -e caf%C3%A9)
   -f, --file FILE             request payload from a file ("-" reads stdin)
   -t, --content-format CF     Content-Format: name (json, text, cbor, link...), media type
                               (application/json) or number (50)
@@ -53,15 +68,23 @@ Options:
                               uint: decimal, string: text, opaque: text or 0xHEX
                               (unregistered options: 0xHEX or text);
                               NUM alone adds an empty option (e.g. -O If-None-Match)
-      --non                   send a Non-confirmable request
-      --timeout SECONDS       give up after this long, every block of a block-wise transfer
+  -N, --non                   send a Non-confirmable request
+  -B, --timeout SECONDS       give up after this long, every block of a block-wise transfer
                               included (default: CoAP retransmission, ~93 s per round trip)
-      --block-size N          block size for block-wise transfers (RFC 7959): 16..1024, a
-                              power of two (default 1024); large payloads and responses are
-                              always transferred block-wise, with a progress bar on a terminal
+  -T, --token TOKEN           request token: text byte for byte (as libcoap) or 0xHEX;
+                              at most 8 bytes (default: 8 random bytes)
+  -b, --block-size N          block size for block-wise transfers (RFC 7959): 16..1024, a
+                              power of two (default 1024; libcoap's "-b 0,N" is accepted);
+                              large payloads and responses are always transferred
+                              block-wise, with a progress bar on a terminal
       --max-body BYTES        largest response body accepted (default 16777216 = 16 MiB);
                               a larger Size2 or more bytes stop the transfer: error, exit 3
       --observe               (get) observe the resource: see 'coapkit observe --help'
+  -s, --duration SECONDS      (get) observe for this long, as coap-client -s does
+  -n, --count N               (get) observe until N notifications
+      --local-port N          local UDP port (libcoap's -p); without it each server gets
+                              a connected socket, so a closed port fails at once
+      --local-address ADDR    local address to send from (libcoap's -a)
 Group requests (URI host is a multicast address, RFC 7252 §8.2): one NON request,
 then every member's response is printed as "# CODE from coap://SOURCE" + payload:
       --window SECONDS        how long to collect responses (default 6 = leisure 5 s + 1)
@@ -69,12 +92,18 @@ then every member's response is printed as "# CODE from coap://SOURCE" + payload
       --multicast-ttl N       IP TTL / hop limit (default 1: this link only)
       (exit 3 when no member answered: members stay silent for errors)
 Output:
-  -o, --output FILE           write the payload to FILE instead of stdout
+  -o, --output FILE           write the payload to FILE instead of stdout ("-": stdout, as
+                              libcoap); checked before sending: exit 73 when it cannot be
+                              created (missing folder, no permission)
+  -i, --include               print the response code and options, an empty line, then the
+                              body on stdout, for any code (curl -i)
+      --fail                  on 4.xx/5.xx print only the code on stderr, never the body
+                              (curl -f; without -i the body never goes to stdout anyway)
   -v, --verbose               request and response header, options and timing on stderr
-  -q, --quiet                 print nothing on stderr for non-2.xx responses
+  -q, --quiet                 print nothing on stderr for non-2.xx responses, no warnings
 Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
-      --identity ID           PSK identity (or env COAPKIT_PSK_IDENTITY)
-      --psk SECRET            key as UTF-8 text
+  -u, --identity ID           PSK identity (or env COAPKIT_PSK_IDENTITY)
+  -k, --psk SECRET            key as UTF-8 text
       --psk-hex HEX           key as hex
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
@@ -85,10 +114,13 @@ Examples:
   echo '{"on":true}' | coapkit put coap://10.0.0.7/light -t json -f -
   coapkit get coap://host/items -O Uri-Query,limit=5 -o items.json
   coapkit get coap://224.0.1.187/time --window 2
+  coapkit -m put -T cafe -t binary -f to_upload coap://[::1]/ck      (coap-client's own)
+  coapkit -X POST -d @reading.json -t json coap://host/log -i --fail (curl's)
 
 Exit status: 0 for 2.xx, 1 for 4.xx, 2 for 5.xx, 3 timeout/network/protocol error (a body
 over --max-body, a malformed block, 2.31 Continue to the last block), 64 usage, 66 no input,
-74 output error (stdout or -o FILE not writable).
+73 the -o FILE cannot be created (missing folder, no permission), 74 output error (stdout
+or -o FILE cannot be written: disk full...), 130 an observation stopped by Ctrl-C.
 `;
 
 export const DISCOVER_HELP = `Usage: coapkit discover URI [options]
@@ -105,7 +137,8 @@ a trailing * matches a prefix; no match prints nothing and exits 0):
 Output:
       --json                  print a JSON array of {href, attribute: value...}
   -v, --verbose               request/response details on stderr
-Other: --timeout SECONDS, --non, and the coaps:// key flags of 'coapkit get --help'.
+Other: -B/--timeout SECONDS, -N/--non, --local-port N, --local-address ADDR, and the
+coaps:// key flags of 'coapkit get --help' (-u ID -k KEY).
 
 Group discovery: with a multicast URI (coap://224.0.1.187, coap://[ff02::fd%25eth0])
 one NON request goes to the group and each responder's links are listed under its
@@ -124,10 +157,11 @@ with a Reset. Prints the round-trip time of each ping.
 
   -c, --count N               number of pings (default 1)
   -i, --interval SECONDS      wait between pings (default 1)
-      --timeout SECONDS       per-ping timeout (default 5)
+  -B, --timeout SECONDS       per-ping timeout (default 5)
   -q, --quiet                 only the summary
-Coaps:// key flags as for 'coapkit get --help'.
+Coaps:// key flags as for 'coapkit get --help' (-u ID -k KEY).
 
+A closed port (ICMP port unreachable) fails that ping at once, as get does.
 Exit status: 0 when at least one ping got its Reset, 3 otherwise.
 `;
 

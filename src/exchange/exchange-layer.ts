@@ -117,8 +117,8 @@ export class ExchangeLayer {
       request: (msg, ps, key) => this.onRequest(msg, ps, key),
       response: (msg, ps, ackOf) => this.onResponse(msg, ps, ackOf),
       peerError: (ps, error) => this.onPeerError(ps, error),
-      // onPeerError only fails pending client exchanges.
-      wantsPeerErrors: () => this.pending.size > 0,
+      // onPeerError only fails pending client exchanges and pings.
+      wantsPeerErrors: () => this.pending.size > 0 || this.pings.size > 0,
     };
   }
 
@@ -429,6 +429,8 @@ export class ExchangeLayer {
 
   private onPeerError(ps: PeerState, error: Error): void {
     for (const p of [...this.pending.values()]) if (p.ps === ps) this.fail(p, error);
+    // A ping to a closed port fails at once too (ICMP port unreachable on a connected socket).
+    for (const [onClose, ping] of [...this.pings]) if (ping.ps === ps) ping.fail(error, onClose);
   }
 
   /** Sends a CoAP ping (empty CON) and resolves with the RTT when the RST arrives. */
@@ -444,7 +446,14 @@ export class ExchangeLayer {
         reject(new ClosedError('endpoint closed'));
       };
       const done = () => this.pings.delete(onClose);
-      this.pings.add(onClose);
+      this.pings.set(onClose, {
+        ps,
+        fail: (err, key) => {
+          this.pings.delete(key);
+          this.ml.cancelCon(con);
+          reject(err);
+        },
+      });
       const con = this.ml.sendCon(ps, mid, bytes, {
         onAck: () => {
           done();
@@ -462,8 +471,11 @@ export class ExchangeLayer {
     });
   }
 
-  /** Pending pings, failed with ClosedError on close. */
-  private readonly pings = new Set<() => void>();
+  /** Pending pings (failed with ClosedError on close, or with the peer's network error). */
+  private readonly pings = new Map<
+    () => void,
+    { ps: PeerState; fail: (err: Error, key: () => void) => void }
+  >();
 
   // ---- server side -------------------------------------------------------
 
@@ -580,7 +592,7 @@ export class ExchangeLayer {
     if (this.closed) return;
     this.closed = true;
     for (const p of [...this.pending.values()]) this.fail(p, new ClosedError('endpoint closed'));
-    for (const onClose of [...this.pings]) onClose();
+    for (const onClose of [...this.pings.keys()]) onClose();
     this.pings.clear();
   }
 }

@@ -10,13 +10,13 @@ import { ContentFormat, contentFormatName } from '../../constants/content-format
 import { LinkFormatError } from '../../errors.js';
 import { multicastRequest } from '../../multicast/client.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
-import { checkUri, contentFormatArg, pskFor, timeoutMs } from '../common.js';
+import { CLIENT_FLAGS, clientOptions } from '../client-flags.js';
+import { checkUri, contentFormatArg, timeoutMs } from '../common.js';
 import { escapeText, jsonSafe } from '../escape.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { formatLink, linkToJson, summarizePayload } from '../format.js';
 import { DISCOVER_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
-import { PSK_FLAGS } from '../psk.js';
 import { watchExchange } from '../verbose.js';
 import {
   groupRequest,
@@ -32,12 +32,10 @@ export const DISCOVER_FLAGS: FlagSpecs = {
   ct: { type: 'string' },
   href: { type: 'string' },
   json: { type: 'boolean' },
-  non: { type: 'boolean' },
-  timeout: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
   ...MULTICAST_CLIENT_FLAGS,
-  ...PSK_FLAGS,
+  ...CLIENT_FLAGS,
 };
 
 export async function runDiscover(args: string[], io: Io): Promise<number> {
@@ -48,7 +46,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   }
   const [uriArg] = positionals('discover', p, ['URI']);
   const uri = checkUri(uriArg!);
-  const psk = pskFor(uri, p, io);
+  const copts = clientOptions(uri, p, io);
   const timeout = timeoutMs(p);
   const filters: string[] = [];
   for (const name of ['href', 'rt', 'if'] as const) {
@@ -98,7 +96,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
     return ExitCode.OK;
   }
 
-  const client = new CoapClient(psk === undefined ? {} : { psk });
+  const client = new CoapClient(copts);
   const watch = bool(p, 'verbose') ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
   if (watch) io.stderr.write(`* GET ${escapeText(href)}\n`);
   const started = performance.now();

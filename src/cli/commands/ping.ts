@@ -5,19 +5,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoapClient } from '../../client/client.js';
 import { CoapError, TimeoutError } from '../../errors.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals } from '../args.js';
-import { checkUri, pskFor, timeoutMs } from '../common.js';
+import { CLIENT_PSK_FLAGS, clientOptions } from '../client-flags.js';
+import { checkUri, timeoutMs } from '../common.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { PING_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
-import { PSK_FLAGS } from '../psk.js';
 
 export const PING_FLAGS: FlagSpecs = {
   count: { type: 'string', short: 'c' },
   interval: { type: 'string', short: 'i' },
-  timeout: { type: 'string' },
+  timeout: { type: 'string', short: 'B' },
   quiet: { type: 'boolean', short: 'q' },
-  ...PSK_FLAGS,
+  ...CLIENT_PSK_FLAGS,
 };
 
 export async function runPing(args: string[], io: Io): Promise<number> {
@@ -28,13 +28,13 @@ export async function runPing(args: string[], io: Io): Promise<number> {
   }
   const [uriArg] = positionals('ping', p, ['URI']);
   const uri = checkUri(uriArg!);
-  const psk = pskFor(uri, p, io);
+  const copts = clientOptions(uri, p, io);
   const count = num(p, 'count', { integer: true, min: 1 }) ?? 1;
   const interval = (num(p, 'interval') ?? 1) * 1000;
   const timeout = timeoutMs(p, 5000)!;
   const quiet = bool(p, 'quiet');
   const host = peerText(uri.host, uri.port);
-  const client = new CoapClient(psk === undefined ? {} : { psk });
+  const client = new CoapClient(copts);
   const rtts: number[] = [];
   let lastError: unknown;
   try {
