@@ -11,6 +11,9 @@ import { test } from 'node:test';
 import { ROOT } from '../integration/cli-helpers.js';
 
 test('TypeDoc: no new warning on the exported API (scripts/docs-check.mjs)', { timeout: 120_000 }, () => {
-  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/docs-check.mjs')], { cwd: ROOT, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/docs-check.mjs')], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
 });

@@ -302,7 +302,9 @@ describe('README.md code blocks', () => {
       continue;
     }
     test(`README.md:${b.line} runs to completion`, async () => {
-      const file = join(tmp, `block-${b.line}.${b.lang === 'ts' ? 'mts' : 'mjs'}`);
+      // ts: an ES module; js: CommonJS when it calls require(), an ES module otherwise.
+      const ext = b.lang === 'ts' ? 'mts' : /\brequire\(/.test(b.code) ? 'cjs' : 'mjs';
+      const file = join(tmp, `block-${b.line}.${ext}`);
       writeFileSync(file, b.code);
       ok(await runTs(file, { PORT: '0' }), `README.md:${b.line}`);
     });
