@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT } from '../integration/cli-helpers.js';
@@ -62,4 +63,56 @@ test('engines matches the Node versions that can require() an ES module', () => 
   assert.equal(pkg.engines.node, '^20.19.0 || >=22.12.0');
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
   assert.ok(major >= 23 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19), process.version);
+});
+
+test('the npm tarball: no source maps, LICENSE and CHANGELOG in it, require() and import work from it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coapkit-pack-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    const [info] = JSON.parse(out) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    assert.ok(info);
+    const files = info.files.map((f) => f.path);
+    assert.deepEqual(
+      files.filter((f) => f.endsWith('.map')),
+      [],
+    );
+    for (const f of [
+      'LICENSE',
+      'CHANGELOG.md',
+      'README.md',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/cli/main.js',
+    ]) {
+      assert.ok(files.includes(f), `${f} is not in the tarball`);
+    }
+    // An application with the tarball unpacked as node_modules/coapkit.
+    const app = join(dir, 'app');
+    mkdirSync(join(app, 'node_modules'), { recursive: true });
+    execFileSync('tar', ['-xzf', join(dir, info.filename), '-C', join(app, 'node_modules')]);
+    cpSync(join(app, 'node_modules', 'package'), join(app, 'node_modules', 'coapkit'), { recursive: true });
+    assert.ok(readdirSync(join(app, 'node_modules', 'coapkit')).includes('LICENSE'));
+    const cjs = execFileSync(process.execPath, ['-e', "console.log(typeof require('coapkit').CoapClient)"], {
+      cwd: app,
+      env,
+      encoding: 'utf8',
+    });
+    assert.equal(cjs.trim(), 'function');
+    const esm = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "import { CoapServer } from 'coapkit'; console.log(typeof CoapServer)"],
+      { cwd: app, env, encoding: 'utf8' },
+    );
+    assert.equal(esm.trim(), 'function');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
