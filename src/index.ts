@@ -107,6 +107,7 @@ export {
   DtlsServerTransport,
   type DtlsServerTransportOptions,
   type DtlsSessionInfo,
+  type StallDiagnosis,
 } from './transport/dtls.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export { type ResolvedAddress, resolveHost } from './transport/resolve.js';

@@ -10,7 +10,9 @@ import type { BlockTransfer, BlockValue, CoapExchange, CoapMessageInfo } from '.
 /** Wireshark's levels: error (a MUST broken), warning (likely a problem), note (worth knowing). */
 export type ExpertSeverity = 'error' | 'warning' | 'note';
 
+/** One protocol violation (or remark) the dissector found in a frame, like Wireshark's expert info. */
 export interface ExpertInfo {
+  /** How serious it is. */
   severity: ExpertSeverity;
   /** Stable rule id, e.g. "coap.ack-carries-request". */
   rule: string;

@@ -175,6 +175,14 @@ export interface DtlsSessionInfo {
   established: boolean;
 }
 
+/** Why a DTLS handshake did not complete, as `DtlsClientTransport.describeStall` tells it. */
+export interface StallDiagnosis {
+  /** What happened, e.g. "stalled after the server's hello". */
+  message: string;
+  /** The likely cause and what to try. */
+  hint: string;
+}
+
 export class DtlsClientTransport implements Transport {
   readonly scheme = 'coaps';
   readonly reliable = false;
@@ -321,7 +329,7 @@ export class DtlsClientTransport implements Transport {
    * for an error message after a timeout (the handshake's own or the
    * request's). Undefined when no handshake with `peer` is in progress.
    */
-  describeStall(peer: Peer): { message: string; hint: string } | undefined {
+  describeStall(peer: Peer): StallDiagnosis | undefined {
     const s = this.sessions.get(peer.key);
     if (s === undefined || s.conn?.state === 'established') return undefined;
     return diagnose(s.peer, s.seen);
