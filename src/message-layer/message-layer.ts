@@ -329,8 +329,10 @@ export class MessageLayer {
       // A CON still pending under the new ID (65536 Message IDs ago) is abandoned, as sendCon does.
       const previous = this.outgoing.get(key);
       if (previous !== undefined && previous !== con) this.finishCon(previous);
-      if (con.sent) (con.aliases ??= []).push(con.key);
-      else if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
+      if (con.sent) {
+        if (con.aliases === undefined) con.aliases = [con.key];
+        else con.aliases.push(con.key);
+      } else if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
       con.key = key;
       con.messageId = newMessageId;
       this.outgoing.set(key, con);
