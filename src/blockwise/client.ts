@@ -18,6 +18,9 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+// The global `performance` is an accessor: every use would call a getter; the module binding does not.
+import { performance } from 'node:perf_hooks';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
@@ -52,10 +55,91 @@ export interface BlockwiseClientOptions {
   maxBodySize?: number;
   /** Stops the transfer before the next block (AbortError); the SendFn cancels the block in flight. */
   signal?: AbortSignal;
+  /**
+   * Names the server the SendFn talks to (CoapClient: scheme and peer address),
+   * so that uploads to different servers are never taken for concurrent
+   * operations on one resource (RFC 9175 §3.4). Without it only the request's
+   * code and options count, which may tag an upload that needed no tag.
+   */
+  target?: string;
 }
 
 /** Default limit of a response body reassembled from blocks: 16 MiB. */
 export const DEFAULT_MAX_BODY_SIZE = 16 << 20;
+
+/**
+ * RFC 9175 §3.4 bookkeeping of the Block1 uploads a process runs: which are
+ * in progress and which ended without concluding (an error, timeout or abort
+ * part-way), per "matchable" operation (same server, code and options but the
+ * block-wise ones and NoCacheKey ones, §3.1). An upload gets a Request-Tag only
+ * when a matchable one is in progress (§3.5.2: the server would otherwise mix
+ * their blocks), or one failed part-way within EXCHANGE_LIFETIME (the server may
+ * still hold its blocks: the new body must not continue the old one). Otherwise
+ * it goes without, recycling the absent option as §3.4 allows ("clients are
+ * encouraged to generate compact messages").
+ */
+class UploadRegistry {
+  /** In-progress uploads by operation key (each holds an entry while it runs). */
+  private readonly active = new Map<string, number>();
+  /** Operations that failed part-way: key -> when the server may have forgotten them. */
+  private readonly unfinished = new Map<string, number>();
+
+  constructor(
+    /** Most failed operations remembered (the oldest is forgotten first). */
+    private readonly maxUnfinished = 1024,
+    /** How long a failed operation is remembered: EXCHANGE_LIFETIME with the RFC parameters. */
+    private readonly ttlMs = 247_000,
+  ) {}
+
+  /** Starts an upload; true when it must carry a (fresh) Request-Tag. */
+  begin(key: string): boolean {
+    const running = this.active.get(key) ?? 0;
+    this.active.set(key, running + 1);
+    const until = this.unfinished.get(key);
+    if (until !== undefined && until <= performance.now()) this.unfinished.delete(key);
+    return running > 0 || this.unfinished.has(key);
+  }
+
+  /** Ends an upload; `concluded` when the server gave its final answer. */
+  end(key: string, concluded: boolean): void {
+    const running = (this.active.get(key) ?? 1) - 1;
+    if (running > 0) this.active.set(key, running);
+    else this.active.delete(key);
+    if (concluded) return;
+    this.unfinished.delete(key);
+    this.unfinished.set(key, performance.now() + this.ttlMs);
+    if (this.unfinished.size > this.maxUnfinished) {
+      const oldest = this.unfinished.keys().next().value;
+      if (oldest !== undefined) this.unfinished.delete(oldest);
+    }
+  }
+}
+
+const uploads = new UploadRegistry();
+
+/**
+ * A fixed-size key naming a matchable operation (RFC 9175 §3.1): target, code
+ * and every option but Block1, Block2, Request-Tag and the NoCacheKey ones
+ * (Size1 among them).
+ */
+function operationKey(target: string, code: number, options: readonly CoapOption[]): string {
+  const h = createHash('sha256').update(`${target}\0${code}`);
+  const n = Buffer.alloc(4);
+  for (const o of options) {
+    if (
+      o.number === OptionNumber.Block1 ||
+      o.number === OptionNumber.Block2 ||
+      o.number === OptionNumber.RequestTag ||
+      (o.number & 0x1e) === 0x1c
+    ) {
+      continue;
+    }
+    n.writeUInt16BE(o.number, 0);
+    n.writeUInt16BE(o.value.length, 2);
+    h.update(n).update(o.value);
+  }
+  return h.digest('base64');
+}
 
 /** Largest block number a Block1/Block2 option can carry (20 bits, RFC 7959 §2.2). */
 const MAX_BLOCK_NUM = 0xfffff;
@@ -130,16 +214,24 @@ export async function blockwiseExchange(
       throw new ProtocolError('server answered 2.31 Continue to a request that was not block-wise');
     }
   } else {
-    // Request-Tag (RFC 9175 §3.4): concurrent uploads to one resource stay apart at the
-    // server; the follow-up Block2 requests carry it too, naming the same operation.
-    const tagged = {
-      ...req,
-      options: [...req.options, { number: OptionNumber.RequestTag, value: randomToken(4) }],
-    };
-    res = await upload(send, req.code, tagged.options, payload, szx, early, opts);
-    const b1 = blockOf(res.message.options, OptionNumber.Block1);
-    if (b1) szx = Math.min(szx, b1.szx);
-    return download(send, tagged, res, szx, opts);
+    // Request-Tag (RFC 9175 §3.4), only where it is needed (see UploadRegistry);
+    // the follow-up Block2 requests carry it too, naming the same operation.
+    const key = operationKey(opts.target ?? '', req.code, req.options);
+    const tag = uploads.begin(key);
+    let concluded = false;
+    try {
+      const tagged = tag
+        ? { ...req, options: [...req.options, { number: OptionNumber.RequestTag, value: randomToken(4) }] }
+        : req;
+      res = await upload(send, req.code, tagged.options, payload, szx, early, opts);
+      const b1 = blockOf(res.message.options, OptionNumber.Block1);
+      if (b1) szx = Math.min(szx, b1.szx);
+      const result = await download(send, tagged, res, szx, opts);
+      concluded = true;
+      return result;
+    } finally {
+      uploads.end(key, concluded);
+    }
   }
   return download(send, req, res, szx, opts);
 }

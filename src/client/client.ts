@@ -263,6 +263,7 @@ export class CoapClient {
         ...(blockSize !== undefined ? { blockSize } : {}),
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         ...(opts.maxBodySize !== undefined ? { maxBodySize: opts.maxBodySize } : {}),
+        target: `${target.endpoint.transport.scheme}|${target.peer.key}`,
       },
     );
     const last = result.last;

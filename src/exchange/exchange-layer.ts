@@ -566,7 +566,7 @@ export class ExchangeLayer {
       options?: CoapOption[];
       payload?: Uint8Array;
     },
-    callbacks?: { onAck?(): void; onReset?(): void; onTimeout?(err: TimeoutError): void },
+    callbacks?: { onAck?(ack: CoapMessage): void; onReset?(): void; onTimeout?(err: TimeoutError): void },
   ): number {
     const ps = this.ml.peerState(peer);
     const messageId = this.ml.nextMessageId();
@@ -580,7 +580,7 @@ export class ExchangeLayer {
     });
     if (msg.confirmable) {
       this.ml.sendCon(ps, messageId, bytes, {
-        onAck: () => callbacks?.onAck?.(),
+        onAck: (ack) => callbacks?.onAck?.(ack),
         onReset: () => callbacks?.onReset?.(),
         onTimeout: (e) => callbacks?.onTimeout?.(e),
       });

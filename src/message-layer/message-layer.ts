@@ -52,10 +52,20 @@ export interface OutgoingConCallbacks {
 }
 
 export interface OutgoingCon {
-  readonly key: number;
-  readonly messageId: number;
+  /** ps.id * 65536 + messageId (changes with `replaceCon`). */
+  key: number;
+  /** The Message ID the next transmission carries (changes with `replaceCon`). */
+  messageId: number;
   readonly ps: PeerState;
-  readonly bytes: Uint8Array;
+  /** What each (re)transmission sends (changes with `replaceCon`). */
+  bytes: Uint8Array;
+  /** `bytes` went out at least once (replaceCon keeps a sent Message ID matchable). */
+  sent: boolean;
+  /**
+   * Keys of earlier Message IDs this CON was sent under before `replaceCon`
+   * (at most one per transmission): an ACK or RST to one of them still ends it.
+   */
+  aliases: number[] | undefined;
   transmissions: number;
   timeoutMs: number;
   timer: NodeJS.Timeout | undefined;
@@ -268,6 +278,8 @@ export class MessageLayer {
       messageId,
       ps,
       bytes,
+      sent: true,
+      aliases: undefined,
       transmissions: 1,
       timeoutMs: initial,
       timer: undefined,
@@ -296,6 +308,41 @@ export class MessageLayer {
     };
   }
 
+  /**
+   * Replaces what the outstanding CON `messageId` to `peer` carries, keeping its
+   * retransmission counter and timeout: its next retransmissions send `bytes`,
+   * which carry the fresh Message ID `newMessageId` (a peer that saw the old
+   * message would take the new one for a duplicate under the old ID, §4.5).
+   * An ACK or RST to a Message ID already sent for it still ends it (the
+   * callbacks stay; `onAck` gets that ACK, so the caller can tell which one).
+   * RFC 7641 §4.5.2 asks this of a notification that is still being
+   * retransmitted when the resource changes. Returns false (nothing changed)
+   * when no such CON is pending: acknowledged, reset, timed out or cancelled.
+   */
+  replaceCon(peer: Peer, messageId: number, newMessageId: number, bytes: Uint8Array): boolean {
+    if (this.closed) return false;
+    const ps = this.peers.get(peer.key);
+    if (ps === undefined) return false;
+    const con = this.outgoing.get(ps.id * KEY_SPACE + messageId);
+    if (con === undefined || con.done || con.messageId !== messageId) return false;
+    const key = ps.id * KEY_SPACE + newMessageId;
+    if (key !== con.key) {
+      // A CON still pending under the new ID (65536 Message IDs ago) is abandoned, as sendCon does.
+      const previous = this.outgoing.get(key);
+      if (previous !== undefined && previous !== con) this.finishCon(previous);
+      if (con.sent) {
+        if (con.aliases === undefined) con.aliases = [con.key];
+        else con.aliases.push(con.key);
+      } else if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
+      con.key = key;
+      con.messageId = newMessageId;
+      this.outgoing.set(key, con);
+    }
+    con.bytes = bytes;
+    con.sent = false;
+    return true;
+  }
+
   /** Stops retransmitting a CON (the exchange was cancelled). */
   cancelCon(con: OutgoingCon): void {
     if (!con.done) this.finishCon(con);
@@ -306,6 +353,10 @@ export class MessageLayer {
     if (con.timer) clearTimeout(con.timer);
     con.timer = undefined;
     if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
+    if (con.aliases !== undefined) {
+      for (const k of con.aliases) if (this.outgoing.get(k) === con) this.outgoing.delete(k);
+      con.aliases = undefined;
+    }
     con.ps.pendingCons--;
   }
 
@@ -340,6 +391,7 @@ export class MessageLayer {
       });
     }
     this.send(con.ps, con.bytes, con.transmissions - 1);
+    con.sent = true;
     con.timer = setTimeout(() => this.retransmit(con), con.timeoutMs);
   }
 

@@ -16,8 +16,11 @@
  * and at least once per `conIntervalMs`, 24 h by default). Observers go away
  * on RST, on a CON notification that times out, on GET with Observe=1, and
  * after an error notification (e.g. 4.04 when the resource is deleted).
- * While a CON notification is in flight, newer changes are coalesced: the
- * client gets the latest state when it acknowledges, never a queue (§4.5.2).
+ * While a CON notification is in flight, a newer state replaces it (§4.5.2):
+ * its next retransmissions carry the newest state (a new sequence number and
+ * Message ID) and the retransmission counter and timeout go on, so a peer that
+ * stopped answering is given up on after MAX_RETRANSMIT like any CON and never
+ * gets a queue of old states.
  *
  * Limits: the table is bounded in count (`maxObservers`) and bytes
  * (`maxObserverBytes`), and each source address has a share of both
@@ -34,9 +37,9 @@ import { Buffer } from 'node:buffer';
 // The global `performance` is an accessor: every use would call a getter; the module binding does not.
 import { performance } from 'node:perf_hooks';
 import type { BlockwiseServer } from '../blockwise/server.js';
-import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
 import { decodeUint, encodeUint, getUintOption } from '../codec/options.js';
-import { Method, ResponseCode } from '../constants/codes.js';
+import { MessageType, Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
@@ -107,7 +110,12 @@ interface Observer {
   /** Last time the peer showed it is there (registration, ACK). */
   lastHeard: number;
   inflight: boolean;
+  /** Message ID of the CON notification in flight (what `replaceCon` replaces). */
+  conMid: number;
+  /** A newer state waits for the CON in flight (it could not be replaced). */
   dirty: boolean;
+  /** Counts notifyOne runs: an async result older than the newest one is dropped. */
+  gen: number;
   removed: boolean;
   refresh: NodeJS.Timeout | undefined;
 }
@@ -380,7 +388,9 @@ export class ObserveServer {
         lastCon: now,
         lastHeard: now,
         inflight: false,
+        conMid: -1,
         dirty: false,
+        gen: 0,
         removed: false,
         refresh: undefined,
       };
@@ -496,11 +506,9 @@ export class ObserveServer {
 
   private notifyOne(o: Observer): void {
     if (o.removed) return;
-    if (o.inflight) {
-      // §4.5.2: a CON notification is still unacknowledged; send the newest state when it is.
-      o.dirty = true;
-      return;
-    }
+    // While a CON is in flight, send() replaces it with this newer state (§4.5.2).
+    if (o.inflight) o.dirty = true;
+    const gen = ++o.gen;
     let r: Result;
     try {
       r =
@@ -509,7 +517,8 @@ export class ObserveServer {
       r = { code: ResponseCode.InternalServerError };
     }
     const go = (res: OutgoingResponse | null) => {
-      if (res !== null && !o.removed) this.send(o, res, true);
+      // A newer notifyOne started meanwhile (async handler): its state is the one to send.
+      if (res !== null && !o.removed && gen === o.gen) this.send(o, res, true);
     };
     if (r instanceof Promise) r.then(go, () => go({ code: ResponseCode.InternalServerError }));
     else go(r);
@@ -529,6 +538,16 @@ export class ObserveServer {
     if (!ok && live) this.remove(o, 'error');
     if (ok && o.blockwise) out = o.blockwise.notificationBlock(o.req, out);
     if (ok) this.scheduleRefresh(o, res);
+    if (o.inflight) {
+      // §4.5.2: the newest state replaces the notification still being retransmitted.
+      if (this.replaceInflight(o, out)) return;
+      // Not replaceable: it goes when the one in flight is acknowledged (an error
+      // notification, whose observer is already removed, goes at once).
+      if (!o.removed) {
+        o.dirty = true;
+        return;
+      }
+    }
     if (confirmable) {
       o.inflight = true;
       o.lastCon = now;
@@ -545,8 +564,11 @@ export class ObserveServer {
         },
         confirmable
           ? {
-              onAck: () => {
+              onAck: (ack) => {
                 o.inflight = false;
+                // An ACK to a Message ID sent before a replacement (§4.5.2): the
+                // peer has an older state; the newest goes in a new notification.
+                if (ack.messageId !== o.conMid) o.dirty = true;
                 this.heard(o);
                 if (o.dirty && !o.removed) {
                   o.dirty = false;
@@ -558,11 +580,40 @@ export class ObserveServer {
             }
           : undefined,
       );
-      if (!confirmable && ok) this.trackNon(o, messageId);
+      if (confirmable) o.conMid = messageId;
+      else if (ok) this.trackNon(o, messageId);
     } catch {
       // The endpoint is closed: nobody to notify any more.
       this.remove(o, 'closed');
     }
+  }
+
+  /**
+   * Puts `out` into the CON notification in flight to `o` (RFC 7641 §4.5.2):
+   * its next retransmission carries it with a new Message ID, and the message
+   * layer's retransmission counter and timeout continue. False when that CON is
+   * no longer pending or `out` cannot be encoded.
+   */
+  private replaceInflight(o: Observer, out: OutgoingResponse): boolean {
+    const ml = o.endpoint.messageLayer;
+    const messageId = ml.nextMessageId();
+    let bytes: Buffer;
+    try {
+      bytes = encodeMessage({
+        type: MessageType.CON,
+        code: out.code,
+        messageId,
+        token: o.token,
+        ...(out.options ? { options: out.options } : {}),
+        ...(out.payload ? { payload: out.payload } : {}),
+      });
+    } catch {
+      return false;
+    }
+    if (!ml.replaceCon(o.req.peer, o.conMid, messageId, bytes)) return false;
+    o.conMid = messageId;
+    o.dirty = false;
+    return true;
   }
 
   private scheduleRefresh(o: Observer, res: OutgoingResponse): void {

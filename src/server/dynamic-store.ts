@@ -619,7 +619,11 @@ export class DynamicStore extends EventEmitter {
         const big = this.tooLarge(req.payload);
         if (big) return big;
         const cf = getUintOption(req.options, OptionNumber.ContentFormat);
-        const res: StoreResponse = { code: ResponseCode.Content, payload: req.payload };
+        // RFC 7252 §5.9.1.5 keeps 2.05 Content for GET (and FETCH). A POST that
+        // creates nothing answers 2.04 Changed (§5.8.2); a PUT to a resource that
+        // exists (/echo always does) 2.04 Changed too (§5.8.3). A 2.04 may carry
+        // the result of the action as its payload (§5.5.1): the echoed body.
+        const res: StoreResponse = { code: ResponseCode.Changed, payload: req.payload };
         if (cf !== undefined) res.contentFormat = cf;
         return res;
       },

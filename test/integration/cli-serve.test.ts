@@ -61,6 +61,8 @@ describe('coapkit serve (coap://)', () => {
     const echo = await runInProcess(['post', `${U}/echo`, '-p', '{"a":1}', '-t', 'json', '-v']);
     assert.equal(echo.out, '{"a":1}');
     assert.match(echo.stderr, /<\s+Content-Format: 50/);
+    assert.match(echo.stderr, /2\.04 Changed/);
+    assert.doesNotMatch(echo.stderr, /2\.05/);
     const put = await runInProcess(['put', `${U}/time`, '-p', 'x']);
     assert.equal(put.code, 1);
     assert.match(put.stderr, /4\.05 Method Not Allowed/);

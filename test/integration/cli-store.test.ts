@@ -160,9 +160,14 @@ describe('DynamicStore', () => {
     assert.equal(s.handle(req('PUT', '/time', 'x')).code, code('4.05'));
     assert.equal(s.handle(req('DELETE', '/')).code, code('4.05'));
     const echo = s.handle(req('POST', '/echo', '{"a":1}', [cf(50)]));
-    assert.equal(echo.code, code('2.05'));
+    // RFC 7252 §5.8.2/§5.8.3: POST and PUT that create nothing answer 2.04, never 2.05.
+    assert.equal(echo.code, code('2.04'));
     assert.equal(String(echo.payload), '{"a":1}');
     assert.equal(echo.contentFormat, 50);
+    const put = s.handle(req('PUT', '/echo', 'x'));
+    assert.equal(put.code, code('2.04'));
+    assert.equal(String(put.payload), 'x');
+    assert.equal(s.handle(req('GET', '/echo')).code, code('2.05'));
     assert.equal(s.size, 0);
   });
 
