@@ -178,7 +178,7 @@ Runs a CoAP server with dynamic resources (like libcoap's coap-server -d):
 Every dynamic resource is observable (RFC 7641: GET with Observe=0 gets a notification
 on each change, 4.04 when deleted); bodies above one datagram go block-wise (RFC 7959).
 Built in: /  (about), /time (current time, observable: ticks every second),
-          /echo (POST/PUT echo the payload).
+          /echo (POST/PUT: 2.04 Changed with the payload echoed).
 
 Listening:
       --host ADDR             address to bind (default :: dual-stack, else 0.0.0.0); a
