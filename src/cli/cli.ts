@@ -119,7 +119,11 @@ export async function report(err: unknown, io: Io): Promise<number> {
     } else if (hint === undefined && (err instanceof TimeoutError || err instanceof NetworkError)) {
       hint = 'is a server running on that port?';
     } else if (hint === undefined && err instanceof DtlsError) {
-      hint = 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)';
+      // bad_record_mac (20), decrypt_error (51), unknown_psk_identity (115): what a wrong key or identity gives.
+      hint =
+        err.alert === 20 || err.alert === 51 || err.alert === 115
+          ? 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)'
+          : 'the DTLS handshake failed: does the server speak DTLS 1.2 with PSK and a cipher suite in common? (--trace shows the handshake)';
     }
     // Messages can quote what a peer sent (a diagnostic, an identity): escaped, one line each.
     let text = `coapkit: ${escapeText(err.message)}\n`;
