@@ -29,7 +29,7 @@ import {
   parseCode,
   ResponseCode,
 } from '../constants/codes.js';
-import { ContentFormat } from '../constants/content-formats.js';
+import { ContentFormat, parseContentFormat } from '../constants/content-formats.js';
 import { OptionNumber, optionName } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
@@ -46,7 +46,8 @@ export interface ServerResponse {
   /** Response code as a number (0x45) or "2.05"; defaults by method. */
   code?: number | string;
   payload?: string | Uint8Array;
-  contentFormat?: number;
+  /** Content-Format as a number (50) or a name the client side accepts too ("json", "application/json"). */
+  contentFormat?: number | string;
   options?: ReadonlyArray<{ number: number; value: OptionInput }>;
   /** Max-Age in seconds (§5.10.5). */
   maxAge?: number;
@@ -856,8 +857,13 @@ export class CoapServer {
       code = c;
     }
     const options: CoapOption[] = [];
+    let contentFormat: number | undefined;
     if (res.contentFormat !== undefined) {
-      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(res.contentFormat) });
+      contentFormat =
+        typeof res.contentFormat === 'number' ? res.contentFormat : parseContentFormat(res.contentFormat);
+      if (contentFormat === undefined)
+        throw new InvalidArgumentError(`unknown content format ${JSON.stringify(res.contentFormat)}`);
+      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(contentFormat) });
     }
     if (res.maxAge !== undefined)
       options.push({ number: OptionNumber.MaxAge, value: encodeUint(res.maxAge) });
@@ -877,7 +883,7 @@ export class CoapServer {
     // §5.10.4: Accept names the only acceptable Content-Format.
     const accept = getUintOption(msg.options, OptionNumber.Accept);
     if (accept !== undefined && code >> 5 === 2 && payload && payload.length > 0) {
-      const cf = res.contentFormat ?? ContentFormat.TextPlain;
+      const cf = contentFormat ?? ContentFormat.TextPlain;
       if (cf !== accept) {
         return this.error(
           ResponseCode.NotAcceptable,

@@ -394,3 +394,14 @@ test('a handler response that cannot be encoded becomes 5.00 instead of crashing
   }
   assert.deepEqual(crashes, []);
 });
+
+test('a handler may name its Content-Format ("json") as the client does; an unknown name is a 5.00', async () => {
+  server.get('/named', () => ({ payload: '{}', contentFormat: 'json' }));
+  server.get('/bogus', () => ({ payload: '{}', contentFormat: 'no-such-format' }));
+  const ok = await ask(0x01, '/named', [{ number: O.Accept, value: 50 }]);
+  assert.equal(ok.code, 0x45);
+  assert.equal(decodeUint(getOption(ok.options, O.ContentFormat)!), 50);
+  const bad = await ask(0x01, '/bogus');
+  assert.equal(bad.code, 0xa0);
+  assert.match(String(errors[0]), /unknown content format "no-such-format"/);
+});
