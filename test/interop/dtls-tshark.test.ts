@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
-import { LossyProxy } from '../unit/dtls-helpers.js';
+import { LossyProxy } from '../helpers/lossy-proxy.js';
 import { findBinary, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
 
 const TSHARK = findBinary('tshark');
@@ -70,13 +70,7 @@ test('tshark decrypts a coapkit session with the key log coapkit wrote', async (
       );
     },
   });
-  const captured: { msg: Buffer; dir: 'c2s' | 's2c' }[] = [];
-  const proxy = await LossyProxy.create(server.localAddress().port, {
-    filter: (msg, dir) => {
-      captured.push({ msg: Buffer.from(msg), dir });
-      return true;
-    },
-  });
+  const proxy = await LossyProxy.create({ target: server.localAddress().port });
   const client = await DtlsClientTransport.create({
     psk: { identity: 'ts', key: 'tshark-key' },
     keyLogFile: keylog,
@@ -92,7 +86,7 @@ test('tshark decrypts a coapkit session with the key log coapkit wrote', async (
     writeFileSync(
       file,
       pcap(
-        captured.map((c) => (c.dir === 'c2s' ? ipv4Udp(c.msg, 40000, 5684) : ipv4Udp(c.msg, 5684, 40000))),
+        proxy.stats.log.map((d) => (d.dir === 'up' ? ipv4Udp(d.data, 40000, 5684) : ipv4Udp(d.data, 5684, 40000))),
       ),
     );
     const { stdout } = await promisify(execFile)(
