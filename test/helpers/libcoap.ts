@@ -5,6 +5,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { freePort } from './net.js';
+import { runProcess } from './proc.js';
 
 export const CLIENT = 'coap-client-notls';
 export const SERVER = 'coap-server-notls';
@@ -69,41 +71,18 @@ export interface ClientRun {
 }
 
 /** Runs coap-client-notls with `-v 6` (message dumps) unless another -v is given. */
-export function runClient(args: string[], timeoutMs = 10_000): Promise<ClientRun> {
+export async function runClient(args: string[], timeoutMs = 10_000): Promise<ClientRun> {
   const full = args.includes('-v') ? args : ['-v', '6', ...args];
-  return new Promise((resolve, reject) => {
-    const p = spawn(CLIENT, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('latin1');
-    });
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`${CLIENT} ${full.join(' ')} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    p.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, messages: parseMessages(`${stdout}\n${stderr}`) });
-    });
-  });
+  const r = await runProcess(CLIENT, full, { timeoutMs, encoding: 'latin1' });
+  return {
+    code: r.code,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    messages: parseMessages(`${r.stdout}\n${r.stderr}`),
+  };
 }
 
-/** A free UDP port on 127.0.0.1 (bound and released). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  await new Promise<void>((r) => s.bind(0, host, () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort };
 
 export interface LibcoapServer {
   port: number;

@@ -80,7 +80,9 @@ export interface RandomImpairments {
  * deterministically for a given seed: per datagram one draw for loss, one for
  * duplication if kept, and per copy one for jitter (plus one for its delay).
  */
-export function randomImpairments(o: RandomImpairments): Pick<LossyProxyOptions, 'drop' | 'duplicate' | 'delay'> {
+export function randomImpairments(
+  o: RandomImpairments,
+): Pick<LossyProxyOptions, 'drop' | 'duplicate' | 'delay'> {
   const random = seeded(o.seed ?? 1);
   const maxDelayMs = o.maxDelayMs ?? 20;
   return {

@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseLinkFormat } from '../../src/codec/link-format.js';
-import { runCli, runInProcess, runProgram, type ServeProcess, startServe } from './cli-helpers.js';
+import {
+  LOOPBACK_PORTS,
+  runCli,
+  runInProcess,
+  runProgram,
+  type ServeProcess,
+  startServe,
+} from './cli-helpers.js';
 
 const hasProgram = async (name: string) => {
   try {
@@ -204,20 +211,7 @@ describe('coapkit serve (coaps://, PSK)', () => {
     dir = mkdtempSync(join(tmpdir(), 'coapkit-serve-'));
     const keys = join(dir, 'keys.txt');
     writeFileSync(keys, '# devices\nsensor-1:s3cret\n\nsensor-2:0x00112233445566778899\n');
-    srv = await startServe([
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--secure-port',
-      '0',
-      '--psk-file',
-      keys,
-      '--identity',
-      'cli',
-      '--psk',
-      'clikey',
-    ]);
+    srv = await startServe([...LOOPBACK_PORTS, '--psk-file', keys, '--identity', 'cli', '--psk', 'clikey']);
   });
   after(async () => {
     await srv?.stop('SIGKILL');

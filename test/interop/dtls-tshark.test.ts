@@ -86,7 +86,9 @@ test('tshark decrypts a coapkit session with the key log coapkit wrote', async (
     writeFileSync(
       file,
       pcap(
-        proxy.stats.log.map((d) => (d.dir === 'up' ? ipv4Udp(d.data, 40000, 5684) : ipv4Udp(d.data, 5684, 40000))),
+        proxy.stats.log.map((d) =>
+          d.dir === 'up' ? ipv4Udp(d.data, 40000, 5684) : ipv4Udp(d.data, 5684, 40000),
+        ),
       ),
     );
     const { stdout } = await promisify(execFile)(

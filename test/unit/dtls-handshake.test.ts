@@ -509,7 +509,8 @@ test('after the handshake: forged records are silently dropped, replayed records
   const proxy = await LossyProxy.create({
     target: es.port,
     drop: (d) => {
-      if (d.dir === 'up' && parseDatagram(d.data).some((r) => r.type === 23)) appRecords.push(Buffer.from(d.data));
+      if (d.dir === 'up' && parseDatagram(d.data).some((r) => r.type === 23))
+        appRecords.push(Buffer.from(d.data));
       return false;
     },
   });
