@@ -94,7 +94,7 @@ export interface LibcoapServer {
 /** Starts coap-server-notls on 127.0.0.1 and waits until it answers a CoAP ping. */
 export async function startServer(extra: string[] = [], host = '127.0.0.1'): Promise<LibcoapServer> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort(host);
+    const port = await freePort({ host });
     // stdbuf: line-buffered logs, so message dumps can be read while the server runs.
     const proc = spawn('stdbuf', ['-oL', '-eL', SERVER, '-A', host, '-p', String(port), ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
