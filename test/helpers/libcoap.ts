@@ -3,21 +3,16 @@
  * coap-client-notls output parsing and a coap-server-notls launcher.
  * Every process is killed on timeout; nothing outlives the test.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { freePort } from './net.js';
-import { runProcess } from './proc.js';
+import { findProgram, runProcess } from './proc.js';
 
 export const CLIENT = 'coap-client-notls';
 export const SERVER = 'coap-server-notls';
 
 export function haveLibcoap(): boolean {
-  try {
-    execFileSync('which', [CLIENT, SERVER], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return findProgram(CLIENT) !== undefined && findProgram(SERVER) !== undefined;
 }
 
 /** One message as libcoap prints it: `v:1 t:CON c:GET i:2560 {01} [ Uri-Path:x ] :: 'payload'`. */
@@ -81,8 +76,6 @@ export async function runClient(args: string[], timeoutMs = 10_000): Promise<Cli
     messages: parseMessages(`${r.stdout}\n${r.stderr}`),
   };
 }
-
-export { freePort };
 
 export interface LibcoapServer {
   port: number;

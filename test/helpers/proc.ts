@@ -3,7 +3,8 @@
  * child, bounded pools.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { sleep } from './timing.js';
@@ -139,4 +140,18 @@ export function runProcess(
       child.stdin!.end(opts.input);
     }
   });
+}
+
+/** The path of an executable `name` on PATH, or undefined (tests skip when a peer tool is missing). */
+export function findProgram(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseLinkFormat } from '../../src/codec/link-format.js';
+import { findProgram } from '../helpers/proc.js';
 import {
   LOOPBACK_PORTS,
   runCli,
@@ -18,15 +19,6 @@ import {
   type ServeProcess,
   startServe,
 } from './cli-helpers.js';
-
-const hasProgram = async (name: string) => {
-  try {
-    await runProgram(name, ['-h'], 5000);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('coapkit serve (coap://)', () => {
   let srv: ServeProcess;
@@ -45,7 +37,7 @@ describe('coapkit serve (coap://)', () => {
       '200',
     ]);
     U = `coap://127.0.0.1:${srv.port}`;
-    libcoap = await hasProgram('coap-client-notls');
+    libcoap = findProgram('coap-client-notls') !== undefined;
   });
   after(async () => {
     await srv?.stop('SIGKILL');
@@ -272,7 +264,7 @@ describe('coapkit serve (coaps://, PSK)', () => {
   });
 
   it('interop: libcoap coap-client-openssl with PSK', async (t) => {
-    if (!(await hasProgram('coap-client-openssl'))) return t.skip('coap-client-openssl not installed');
+    if (!findProgram('coap-client-openssl')) return t.skip('coap-client-openssl not installed');
     const S = `coaps://127.0.0.1:${srv.securePort}`;
     const put = await runProgram('coap-client-openssl', [
       '-u',

@@ -7,9 +7,10 @@ import { test } from 'node:test';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
 import { freePort } from '../helpers/net.js';
-import { findBinary, run, SUITES, withTimeout } from './dtls-peers.js';
+import { findProgram } from '../helpers/proc.js';
+import { run, SUITES, withTimeout } from './dtls-peers.js';
 
-const OPENSSL = findBinary('openssl');
+const OPENSSL = findProgram('openssl');
 const PSK_HEX = Buffer.from('coapkit-interop-key').toString('hex');
 
 for (const suite of SUITES) {

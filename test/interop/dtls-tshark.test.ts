@@ -14,9 +14,10 @@ import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dt
 import { makePeer } from '../../src/transport/transport.js';
 import { LossyProxy } from '../helpers/lossy-proxy.js';
 import { writePcap } from '../helpers/pcap.js';
-import { findBinary, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
+import { findProgram } from '../helpers/proc.js';
+import { WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
 
-const TSHARK = findBinary('tshark');
+const TSHARK = findProgram('tshark');
 
 test('tshark decrypts a coapkit session with the key log coapkit wrote', async (t) => {
   if (!TSHARK) return t.skip('tshark not installed');

@@ -5,7 +5,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,19 +15,11 @@ import { CoapClient } from '../../src/client/client.js';
 import { ResponseCode } from '../../src/constants/codes.js';
 import { enableObserve } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
-import { startServer } from '../helpers/libcoap.js';
-import { type ProcessRun, runProcess } from '../helpers/proc.js';
+import { haveLibcoap, startServer } from '../helpers/libcoap.js';
+import { findProgram, type ProcessRun, runProcess } from '../helpers/proc.js';
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_NOTLS = has('coap-client-notls') && has('coap-server-notls');
-const HAVE_OPENSSL = has('coap-client-openssl');
+const HAVE_NOTLS = haveLibcoap();
+const HAVE_OPENSSL = findProgram('coap-client-openssl') !== undefined;
 
 function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<ProcessRun> {
   return runProcess(cmd, args, { timeoutMs });
