@@ -16,7 +16,6 @@
  * bounded by the client's own limits, which is what is asserted.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
@@ -41,6 +40,7 @@ import { Observation } from '../../src/observe/client.js';
 import type { MemoryTransport } from '../../src/transport/memory.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
 import { memorySetup } from '../helpers/memory.js';
+import { runProcess } from '../helpers/proc.js';
 import { withTimeout } from '../helpers/timing.js';
 import { runCli, runInProcess } from '../integration/cli-helpers.js';
 
@@ -539,24 +539,13 @@ describe('observe against a malicious server (issue 10, item 9)', () => {
 
   it('a flood of ever-growing block notifications keeps the heap flat (child with --expose-gc)', async () => {
     const script = fileURLToPath(new URL('./helpers/observe-flood.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString();
-    });
-    const code = await withTimeout(
-      new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c))),
-      25_000,
-      'observe flood child',
-    ).catch((e: unknown) => {
-      child.kill('SIGKILL');
-      throw e;
+    const {
+      code,
+      stdout: out,
+      stderr: err,
+    } = await runProcess(process.execPath, ['--expose-gc', '--import', 'tsx', script], {
+      timeoutMs: 25_000,
+      name: 'observe flood child',
     });
     assert.equal(code, 0, err);
     const r = JSON.parse(out.trim().split('\n').pop()!) as {

@@ -18,7 +18,7 @@ import { CoapServer } from '../../src/server/server.js';
 import { gcFunction, pool, rssMiB } from '../helpers/proc.js';
 import { RawCoapClient } from '../helpers/raw-coap.js';
 import { sleep } from '../helpers/timing.js';
-import { type ServeProcess, startServe } from '../integration/cli-helpers.js';
+import { LOOPBACK_PORTS, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
 /**
  * The raw clients below receive at their own address, so they answer the
@@ -79,29 +79,12 @@ function longPath(i: number, bytes: number): string[] {
   return segs;
 }
 
-/** startServe with extra node options (the child inherits NODE_OPTIONS at spawn). */
-async function startServeWith(nodeOptions: string, args: string[]): Promise<ServeProcess> {
-  const saved = process.env.NODE_OPTIONS;
-  process.env.NODE_OPTIONS = `${saved ?? ''} ${nodeOptions}`.trim();
-  try {
-    return await startServe(args);
-  } finally {
-    if (saved === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = saved;
-  }
-}
-
 test('(a) POST/DELETE pairs on long paths: memory of coapkit serve comes back near the baseline', async (t) => {
   // A small young generation keeps RSS from drifting with the allocation rate, and a 128 MB
   // old generation is where the issue's 512 MB case would have died.
-  const serve = await startServeWith('--max-semi-space-size=1 --max-old-space-size=128', [
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--secure-port',
-    '0',
-  ]);
+  const serve = await startServe(LOOPBACK_PORTS, {
+    nodeArgs: ['--max-semi-space-size=1', '--max-old-space-size=128'],
+  });
   const client = await RawCoapClient.open(serve.port);
   let legit: ReturnType<typeof legitimate> | undefined;
   try {
@@ -225,7 +208,7 @@ test('(b) 20,000 source addresses: peer tables bounded, legitimate client served
 });
 
 test('(c) discovery over 1,000 long-path resources: other requests stay fast', async (t) => {
-  const serve: ServeProcess = await startServe(['--host', '127.0.0.1', '--port', '0', '--secure-port', '0']);
+  const serve: ServeProcess = await startServe(LOOPBACK_PORTS);
   const client = await RawCoapClient.open(serve.port);
   let legit: ReturnType<typeof legitimate> | undefined;
   const discoverers: RawCoapClient[] = [];

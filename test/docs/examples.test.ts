@@ -30,7 +30,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ts from 'typescript';
-import { ROOT, type ServeProcess, startServe } from '../integration/cli-helpers.js';
+import { runProcess } from '../helpers/proc.js';
+import { cliEnv, ROOT, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
 const EXAMPLES = join(ROOT, 'examples');
 const CLI = join(ROOT, 'dist/cli/main.js');
@@ -43,38 +44,14 @@ interface Run {
 }
 
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '', ...extra };
+  const env = cliEnv(extra);
   delete env.NODE_TEST_CONTEXT;
   return env;
 }
 
 /** Runs a command to completion; kills it and fails after `timeoutMs` (it must exit by itself). */
 function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`${[cmd, ...args].join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`),
-      );
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return runProcess(cmd, args, { cwd: ROOT, env, timeoutMs });
 }
 
 function runTs(file: string, env: Record<string, string> = {}, timeoutMs?: number): Promise<Run> {

@@ -3,19 +3,16 @@
  * coap-client-notls output parsing and a coap-server-notls launcher.
  * Every process is killed on timeout; nothing outlives the test.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { freePort } from './net.js';
+import { findProgram, runProcess } from './proc.js';
 
 export const CLIENT = 'coap-client-notls';
 export const SERVER = 'coap-server-notls';
 
 export function haveLibcoap(): boolean {
-  try {
-    execFileSync('which', [CLIENT, SERVER], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return findProgram(CLIENT) !== undefined && findProgram(SERVER) !== undefined;
 }
 
 /** One message as libcoap prints it: `v:1 t:CON c:GET i:2560 {01} [ Uri-Path:x ] :: 'payload'`. */
@@ -69,40 +66,15 @@ export interface ClientRun {
 }
 
 /** Runs coap-client-notls with `-v 6` (message dumps) unless another -v is given. */
-export function runClient(args: string[], timeoutMs = 10_000): Promise<ClientRun> {
+export async function runClient(args: string[], timeoutMs = 10_000): Promise<ClientRun> {
   const full = args.includes('-v') ? args : ['-v', '6', ...args];
-  return new Promise((resolve, reject) => {
-    const p = spawn(CLIENT, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('latin1');
-    });
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`${CLIENT} ${full.join(' ')} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    p.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, messages: parseMessages(`${stdout}\n${stderr}`) });
-    });
-  });
-}
-
-/** A free UDP port on 127.0.0.1 (bound and released). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  await new Promise<void>((r) => s.bind(0, host, () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  const r = await runProcess(CLIENT, full, { timeoutMs, encoding: 'latin1' });
+  return {
+    code: r.code,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    messages: parseMessages(`${r.stdout}\n${r.stderr}`),
+  };
 }
 
 export interface LibcoapServer {
@@ -115,7 +87,7 @@ export interface LibcoapServer {
 /** Starts coap-server-notls on 127.0.0.1 and waits until it answers a CoAP ping. */
 export async function startServer(extra: string[] = [], host = '127.0.0.1'): Promise<LibcoapServer> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort(host);
+    const port = await freePort({ host });
     // stdbuf: line-buffered logs, so message dumps can be read while the server runs.
     const proc = spawn('stdbuf', ['-oL', '-eL', SERVER, '-A', host, '-p', String(port), ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,10 @@
-/** Process and concurrency helpers shared by the attack tests (memory of a child, bounded pools). */
-import { readFileSync } from 'node:fs';
+/**
+ * Process and concurrency helpers: running a program with a hard timeout, memory of a
+ * child, bounded pools.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { sleep } from './timing.js';
@@ -56,4 +61,97 @@ export function gcFunction(): () => void {
   if (g) return g;
   v8.setFlagsFromString('--expose-gc');
   return vm.runInNewContext('gc') as () => void;
+}
+
+export interface ProcessRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** stdout decoded with `encoding`. */
+  stdout: string;
+  /** stdout as bytes. */
+  bytes: Buffer;
+  stderr: string;
+  /** Wall time from spawn to exit. */
+  ms: number;
+}
+
+export interface RunProcessOptions {
+  cwd?: string;
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Written to stdin, then closed (default: stdin ignored). */
+  input?: string | Buffer;
+  /** Killed with SIGKILL and rejected after this long (default 20 s): it must exit by itself. */
+  timeoutMs?: number;
+  /** How stdout and stderr are decoded (default utf8). */
+  encoding?: BufferEncoding;
+  /** Names the run in the timeout error (default: the command line). */
+  name?: string;
+}
+
+/**
+ * Runs a program to completion with a hard timeout (nothing outlives the test) and
+ * collects its output. Every test that spawns coapkit, an example or a peer tool
+ * goes through here.
+ */
+export function runProcess(
+  cmd: string,
+  args: readonly string[],
+  opts: RunProcessOptions = {},
+): Promise<ProcessRun> {
+  const started = performance.now();
+  const name = opts.name ?? [cmd, ...args].join(' ');
+  const limit = opts.timeoutMs ?? 20_000;
+  const encoding = opts.encoding ?? 'utf8';
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      const stdout = Buffer.concat(out).toString(encoding);
+      const stderr = Buffer.concat(err).toString(encoding);
+      reject(new Error(`${name} did not finish within ${limit} ms\n${stdout}\n${stderr}`));
+    }, limit);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const bytes = Buffer.concat(out);
+      resolve({
+        code,
+        signal,
+        stdout: bytes.toString(encoding),
+        bytes,
+        stderr: Buffer.concat(err).toString(encoding),
+        ms: performance.now() - started,
+      });
+    });
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(opts.input);
+    }
+  });
+}
+
+/** The path of an executable `name` on PATH, or undefined (tests skip when a peer tool is missing). */
+export function findProgram(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
 }

@@ -20,7 +20,8 @@ import { NetworkError } from '../../src/errors.js';
 import { enableObserve, type ObserveServer } from '../../src/observe/server.js';
 import { DynamicStore } from '../../src/server/dynamic-store.js';
 import { CoapServer, type ServerRequest } from '../../src/server/server.js';
-import { ROOT, runCli, runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
+import { freePort } from '../helpers/net.js';
+import { LOOPBACK_PORTS, ROOT, runCli, runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
 
 const server = new CoapServer({ maxPayloadSize: 1 << 16 });
 let observe: ObserveServer;
@@ -42,14 +43,6 @@ interface Seen {
   peerPort: number;
   options: string[];
   payload: string;
-}
-
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function seen(out: string): Seen {
@@ -261,18 +254,7 @@ describe("libcoap's coap-client commands (its man page and --help), with coapkit
 describe('PSK with -u ID -k KEY against coapkit serve', { timeout: 60_000 }, () => {
   let s: ServeProcess;
   before(async () => {
-    s = await startServe([
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--secure-port',
-      '0',
-      '--identity',
-      'me',
-      '--psk',
-      'secret',
-    ]);
+    s = await startServe([...LOOPBACK_PORTS, '--identity', 'me', '--psk', 'secret']);
   });
   after(async () => {
     await s.stop();

@@ -1,11 +1,13 @@
 /**
  * Helpers for the CLI integration tests: run `coapkit` (from source through
- * tsx) as a child process with a hard timeout.
+ * tsx) in this process or as a child process with a hard timeout, and start
+ * `coapkit serve`. Other programs: runProcess in test/helpers/proc.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/cli.js';
+import { runProcess } from '../helpers/proc.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MAIN = 'src/cli/main.ts';
@@ -61,43 +63,24 @@ export async function runInProcess(
   };
 }
 
-export function runCli(
+/** The environment coapkit children get: this one, without a PSK from the developer's shell. */
+export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '', ...extra };
+}
+
+/** Runs `coapkit ...args` from source (through tsx) as a child process. */
+export async function runCli(
   args: readonly string[],
   opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      cwd: opts.cwd ?? ROOT,
-      env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '', ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    const limit = opts.timeoutMs ?? 20_000;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`coapkit ${args.join(' ')} did not finish within ${limit} ms`));
-    }, limit);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = Buffer.concat(out);
-      resolve({
-        code,
-        signal,
-        stdout,
-        out: stdout.toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-      });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
+  const r = await runProcess(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: cliEnv(opts.env),
+    input: opts.input ?? '',
+    timeoutMs: opts.timeoutMs,
+    name: `coapkit ${args.join(' ')}`,
   });
+  return { code: r.code, signal: r.signal, stdout: r.bytes, out: r.stdout, stderr: r.stderr };
 }
 
 export interface ServeProcess {
@@ -113,14 +96,28 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawns `coapkit serve ...args` and waits for the banner with the bound ports. */
-export function startServe(args: readonly string[], timeoutMs = 15_000): Promise<ServeProcess> {
+/** `coapkit serve` flags for loopback on ports the system picks (coap:// and coaps://). */
+export const LOOPBACK_PORTS = ['--host', '127.0.0.1', '--port', '0', '--secure-port', '0'] as const;
+
+/**
+ * Spawns `coapkit serve ...args` and waits for the banner with the bound ports.
+ * `nodeArgs` go to node itself (e.g. heap limits).
+ */
+export function startServe(
+  args: readonly string[],
+  opts: { timeoutMs?: number; nodeArgs?: readonly string[] } = {},
+): Promise<ServeProcess> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...(opts.nodeArgs ?? []), '--import', 'tsx', MAIN, 'serve', ...args],
+      {
+        cwd: ROOT,
+        env: cliEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     let done = false;
@@ -170,32 +167,11 @@ export function startServe(args: readonly string[], timeoutMs = 15_000): Promise
 }
 
 /** Runs a program (e.g. libcoap's coap-client) with a timeout. */
-export function runProgram(
+export async function runProgram(
   cmd: string,
   args: readonly string[],
   timeoutMs = 10_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const { code, stdout, stderr } = await runProcess(cmd, args, { timeoutMs });
+  return { code, stdout, stderr };
 }

@@ -3,51 +3,23 @@
  * discover, PUT/GET/DELETE on its dynamic resources (-d), ping, Observe-free GET.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { haveLibcoap, type LibcoapServer, startServer } from '../helpers/libcoap.js';
 import { runInProcess } from './cli-helpers.js';
 
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 describe('coapkit against libcoap coap-server-notls', () => {
-  let server: ChildProcess | undefined;
+  let server: LibcoapServer | undefined;
   let U = '';
-  let available = true;
+  const available = haveLibcoap();
 
   before(async () => {
-    const port = await freePort();
-    U = `coap://127.0.0.1:${port}`;
-    try {
-      server = spawn('coap-server-notls', ['-A', '127.0.0.1', '-p', String(port), '-d', '20'], {
-        stdio: 'ignore',
-      });
-      await new Promise<void>((resolve, reject) => {
-        server!.once('error', reject);
-        server!.once('spawn', () => resolve());
-      });
-    } catch {
-      available = false;
-      return;
-    }
-    // Wait until it answers pings.
-    for (let i = 0; i < 40; i++) {
-      const r = await runInProcess(['ping', U, '--timeout', '0.25', '-q']);
-      if (r.code === 0) return;
-      await sleep(100);
-    }
-    throw new Error('coap-server-notls did not come up');
+    if (!available) return;
+    server = await startServer(['-d', '20']);
+    U = `coap://127.0.0.1:${server.port}`;
   });
 
-  after(() => {
-    server?.kill('SIGKILL');
+  after(async () => {
+    await server?.stop();
   });
 
   it('discover parses its /.well-known/core', async (t) => {

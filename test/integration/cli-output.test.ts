@@ -14,7 +14,7 @@ import { encodeMessage } from '../../src/codec/message.js';
 import { CoapServer } from '../../src/server/server.js';
 import { pcap, udpFrame } from '../vectors/captures/build.js';
 import { SCENARIO } from '../vectors/captures/scenario.js';
-import { ROOT, startServe } from './cli-helpers.js';
+import { LOOPBACK_PORTS, ROOT, startServe } from './cli-helpers.js';
 
 const MAIN = 'src/cli/main.ts';
 // What must never reach a log line raw (newline aside, which ends lines).
@@ -216,19 +216,7 @@ describe('serve -v logs (items 13, 15)', () => {
   });
 
   it('a failed DTLS handshake (wrong PSK) is logged on one line with peer and identity', async () => {
-    const srv = await startServe([
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--secure-port',
-      '0',
-      '-v',
-      '--identity',
-      'alice',
-      '--psk',
-      'secret',
-    ]);
+    const srv = await startServe([...LOOPBACK_PORTS, '-v', '--identity', 'alice', '--psk', 'secret']);
     const client = new CoapClient({ psk: { identity: 'alice', key: 'not the secret' } });
     try {
       await assert.rejects(client.request(`coaps://127.0.0.1:${srv.securePort}/time`, { timeout: 10_000 }));

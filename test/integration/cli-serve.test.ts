@@ -10,16 +10,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseLinkFormat } from '../../src/codec/link-format.js';
-import { runCli, runInProcess, runProgram, type ServeProcess, startServe } from './cli-helpers.js';
-
-const hasProgram = async (name: string) => {
-  try {
-    await runProgram(name, ['-h'], 5000);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { findProgram } from '../helpers/proc.js';
+import {
+  LOOPBACK_PORTS,
+  runCli,
+  runInProcess,
+  runProgram,
+  type ServeProcess,
+  startServe,
+} from './cli-helpers.js';
 
 describe('coapkit serve (coap://)', () => {
   let srv: ServeProcess;
@@ -38,7 +37,7 @@ describe('coapkit serve (coap://)', () => {
       '200',
     ]);
     U = `coap://127.0.0.1:${srv.port}`;
-    libcoap = await hasProgram('coap-client-notls');
+    libcoap = findProgram('coap-client-notls') !== undefined;
   });
   after(async () => {
     await srv?.stop('SIGKILL');
@@ -204,20 +203,7 @@ describe('coapkit serve (coaps://, PSK)', () => {
     dir = mkdtempSync(join(tmpdir(), 'coapkit-serve-'));
     const keys = join(dir, 'keys.txt');
     writeFileSync(keys, '# devices\nsensor-1:s3cret\n\nsensor-2:0x00112233445566778899\n');
-    srv = await startServe([
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--secure-port',
-      '0',
-      '--psk-file',
-      keys,
-      '--identity',
-      'cli',
-      '--psk',
-      'clikey',
-    ]);
+    srv = await startServe([...LOOPBACK_PORTS, '--psk-file', keys, '--identity', 'cli', '--psk', 'clikey']);
   });
   after(async () => {
     await srv?.stop('SIGKILL');
@@ -278,7 +264,7 @@ describe('coapkit serve (coaps://, PSK)', () => {
   });
 
   it('interop: libcoap coap-client-openssl with PSK', async (t) => {
-    if (!(await hasProgram('coap-client-openssl'))) return t.skip('coap-client-openssl not installed');
+    if (!findProgram('coap-client-openssl')) return t.skip('coap-client-openssl not installed');
     const S = `coaps://127.0.0.1:${srv.securePort}`;
     const put = await runProgram('coap-client-openssl', [
       '-u',

@@ -4,12 +4,13 @@
  * completion, on free ports, and prints what the guide says it prints.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { runProcess } from '../helpers/proc.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const guide = readFileSync(join(root, 'docs/migrating-from-node-coap.md'), 'utf8');
@@ -48,23 +49,8 @@ const EXPECT: Record<string, RegExp[]> = {
 };
 
 function run(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    // Generous: the block must end by itself (nothing left open), not be killed.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+  // Generous: the block must end by itself (nothing left open), not be killed.
+  return runProcess(process.execPath, ['--import', 'tsx', file], { cwd: root, timeoutMs: 60_000 });
 }
 
 describe('docs/migrating-from-node-coap.md', { timeout: 600_000 }, () => {

@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import { DtlsAlertError } from '../../src/errors.js';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
-import { findBinary, freeUdpPort, run, SUITES, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
+import { freePort } from '../helpers/net.js';
+import { findProgram } from '../helpers/proc.js';
+import { run, SUITES, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
 
 const KEY = 'libcoap-secret';
 const IDENTITY = 'coapkit-id';
@@ -24,9 +26,9 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
   for (const suite of SUITES) {
     const accepted = SERVER_ACCEPTS[bin]!.includes(suite.id);
     test(`coapkit client → ${bin} (${suite.openssl})${accepted ? '' : ' is refused'}`, async (t) => {
-      const path = findBinary(bin);
+      const path = findProgram(bin);
       if (!path) return t.skip(`${bin} not installed`);
-      const port = await freeUdpPort(true);
+      const port = await freePort({ pair: true });
       const srv = run(path, ['-A', '127.0.0.1', '-p', String(port), '-k', KEY, '-h', 'hint', '-v', '7']);
       const client = await DtlsClientTransport.create({
         psk: { identity: IDENTITY, key: KEY },
@@ -69,7 +71,7 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
 for (const bin of ['coap-client-openssl', 'coap-client-gnutls']) {
   for (const suite of SUITES) {
     test(`${bin} → coapkit server (${suite.openssl})`, async (t) => {
-      const path = findBinary(bin);
+      const path = findProgram(bin);
       if (!path) return t.skip(`${bin} not installed`);
       const server = await DtlsServerTransport.create({
         host: '127.0.0.1',

@@ -6,15 +6,17 @@ import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
-import { findBinary, freeUdpPort, run, SUITES, withTimeout } from './dtls-peers.js';
+import { freePort } from '../helpers/net.js';
+import { findProgram } from '../helpers/proc.js';
+import { run, SUITES, withTimeout } from './dtls-peers.js';
 
-const OPENSSL = findBinary('openssl');
+const OPENSSL = findProgram('openssl');
 const PSK_HEX = Buffer.from('coapkit-interop-key').toString('hex');
 
 for (const suite of SUITES) {
   test(`coapkit client → openssl s_server (${suite.openssl})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
-    const port = await freeUdpPort();
+    const port = await freePort();
     const srv = run(OPENSSL, [
       's_server',
       '-dtls1_2',

@@ -1,21 +1,5 @@
 /** Shared helpers for the DTLS interop tests (spawning real peers, always cleaned up). */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
-
-export function findBinary(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
-}
 
 export interface Proc {
   child: ChildProcessWithoutNullStreams;
@@ -75,27 +59,6 @@ export function run(bin: string, args: string[]): Proc {
       }
     },
   };
-}
-
-/** A UDP port that was free a moment ago (and, if `pair`, port+1 too). */
-export async function freeUdpPort(pair = false): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const s = createSocket('udp4');
-    const port = await new Promise<number>((resolve) =>
-      s.bind(0, '127.0.0.1', () => resolve(s.address().port)),
-    );
-    await new Promise<void>((r) => s.close(() => r()));
-    if (!pair) return port;
-    if (port >= 65535) continue;
-    const s2 = createSocket('udp4');
-    const ok = await new Promise<boolean>((resolve) => {
-      s2.once('error', () => resolve(false));
-      s2.bind(port + 1, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((r) => s2.close(() => r()));
-    if (ok) return port;
-  }
-  throw new Error('no free UDP port');
 }
 
 export const SUITES: { id: number; openssl: string }[] = [

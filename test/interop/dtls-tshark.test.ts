@@ -1,57 +1,23 @@
 /**
  * The NSS key log coapkit writes lets tshark decrypt a coapkit DTLS session:
- * datagrams are recorded by a relay, written as a pcap (LINKTYPE_IPV4), and
+ * datagrams are recorded by a relay, written as a pcap (test/helpers/pcap.ts), and
  * tshark must decode the CoAP request and response inside.
  */
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
-import { LossyProxy } from '../unit/dtls-helpers.js';
-import { findBinary, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
+import { LossyProxy } from '../helpers/lossy-proxy.js';
+import { writePcap } from '../helpers/pcap.js';
+import { findProgram } from '../helpers/proc.js';
+import { WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
 
-const TSHARK = findBinary('tshark');
-
-function ipv4Udp(payload: Buffer, srcPort: number, dstPort: number): Buffer {
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + 8 + payload.length, 2);
-  ip[8] = 64;
-  ip[9] = 17;
-  Buffer.from([127, 0, 0, 1]).copy(ip, 12);
-  Buffer.from([127, 0, 0, 1]).copy(ip, 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  ip.writeUInt16BE(~sum & 0xffff, 10);
-  const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(srcPort, 0);
-  udp.writeUInt16BE(dstPort, 2);
-  udp.writeUInt16BE(8 + payload.length, 4);
-  return Buffer.concat([ip, udp, payload]);
-}
-
-function pcap(packets: Buffer[]): Buffer {
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(0xa1b2c3d4, 0);
-  header.writeUInt16LE(2, 4);
-  header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(65535, 16);
-  header.writeUInt32LE(228, 20); // LINKTYPE_IPV4
-  const recs = packets.map((p, i) => {
-    const h = Buffer.alloc(16);
-    h.writeUInt32LE(1_700_000_000 + i, 0);
-    h.writeUInt32LE(p.length, 8);
-    h.writeUInt32LE(p.length, 12);
-    return Buffer.concat([h, p]);
-  });
-  return Buffer.concat([header, ...recs]);
-}
+const TSHARK = findProgram('tshark');
 
 test('tshark decrypts a coapkit session with the key log coapkit wrote', async (t) => {
   if (!TSHARK) return t.skip('tshark not installed');
@@ -70,13 +36,7 @@ test('tshark decrypts a coapkit session with the key log coapkit wrote', async (
       );
     },
   });
-  const captured: { msg: Buffer; dir: 'c2s' | 's2c' }[] = [];
-  const proxy = await LossyProxy.create(server.localAddress().port, {
-    filter: (msg, dir) => {
-      captured.push({ msg: Buffer.from(msg), dir });
-      return true;
-    },
-  });
+  const proxy = await LossyProxy.create({ target: server.localAddress().port });
   const client = await DtlsClientTransport.create({
     psk: { identity: 'ts', key: 'tshark-key' },
     keyLogFile: keylog,
@@ -89,11 +49,16 @@ test('tshark decrypts a coapkit session with the key log coapkit wrote', async (
     assert.equal(resp[1], 0x45);
     assert.match(readFileSync(keylog, 'utf8'), /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}\n$/);
     const file = join(dir, 'session.pcap');
-    writeFileSync(
+    const from = { address: '127.0.0.1', port: 40000 };
+    const to = { address: '127.0.0.1', port: 5684 };
+    writePcap(
       file,
-      pcap(
-        captured.map((c) => (c.dir === 'c2s' ? ipv4Udp(c.msg, 40000, 5684) : ipv4Udp(c.msg, 5684, 40000))),
-      ),
+      proxy.stats.log.map((d, i) => ({
+        src: d.dir === 'up' ? from : to,
+        dst: d.dir === 'up' ? to : from,
+        data: d.data,
+        timeMs: (1_700_000_000 + i) * 1000,
+      })),
     );
     const { stdout } = await promisify(execFile)(
       TSHARK,

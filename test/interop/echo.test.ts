@@ -10,21 +10,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import coap from 'coap';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import { enableObserve } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
-
-function has(bin: string): boolean {
-  try {
-    execFileSync(bin, ['-h'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch (e) {
-    return (e as { status?: number }).status !== undefined;
-  }
-}
+import { findProgram } from '../helpers/proc.js';
 
 function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -51,7 +43,7 @@ describe('other clients against a challenging coapkit server', () => {
   afterEach(() => server.close());
 
   test('libcoap coap-client-notls answers the challenge (GET and observe)', {
-    skip: !has('coap-client-notls') && 'coap-client-notls not installed',
+    skip: !findProgram('coap-client-notls') && 'coap-client-notls not installed',
   }, async () => {
     const before = server.amplification!.stats.challenges;
     const get = await run('coap-client-notls', ['-v', '7', `coap://127.0.0.1:${port}/big`]);

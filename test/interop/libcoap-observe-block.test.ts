@@ -5,88 +5,24 @@
  */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import { CoapClient } from '../../src/client/client.js';
 import { ResponseCode } from '../../src/constants/codes.js';
 import { enableObserve } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
+import { haveLibcoap, startServer } from '../helpers/libcoap.js';
+import { findProgram, type ProcessRun, runProcess } from '../helpers/proc.js';
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_NOTLS = has('coap-client-notls') && has('coap-server-notls');
-const HAVE_OPENSSL = has('coap-client-openssl');
+const HAVE_NOTLS = haveLibcoap();
+const HAVE_OPENSSL = findProgram('coap-client-openssl') !== undefined;
 
-const children = new Set<ChildProcess>();
-function run(
-  cmd: string,
-  args: string[],
-  timeoutMs = 15_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Starts coap-server-notls on a free port and waits until it answers. */
-async function libcoapServer(extra: string[]): Promise<{ port: number; stop(): void }> {
-  const port = await freePort();
-  const child = spawn('coap-server-notls', ['-A', '127.0.0.1', '-p', String(port), ...extra], {
-    stdio: 'ignore',
-  });
-  children.add(child);
-  const probe = new CoapClient({ transmission: { ackTimeout: 100, maxRetransmit: 1 } });
-  try {
-    for (let i = 0; i < 50; i++) {
-      try {
-        await probe.get(`coap://127.0.0.1:${port}/.well-known/core`, { timeout: 500 });
-        break;
-      } catch {
-        await sleep(100);
-      }
-    }
-  } finally {
-    await probe.close();
-  }
-  return {
-    port,
-    stop: () => {
-      child.kill('SIGKILL');
-      children.delete(child);
-    },
-  };
+function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<ProcessRun> {
+  return runProcess(cmd, args, { timeoutMs });
 }
 
 describe('libcoap interop: observe and block-wise', {
@@ -96,7 +32,6 @@ describe('libcoap interop: observe and block-wise', {
   const dir = mkdtempSync(join(tmpdir(), 'coapkit-interop-'));
   const cleanups: Array<() => Promise<void> | void> = [];
   after(async () => {
-    for (const c of children) c.kill('SIGKILL');
     for (const c of cleanups) await c();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -184,7 +119,7 @@ describe('libcoap interop: observe and block-wise', {
   });
 
   it('coapkit observes /time on coap-server-notls', async () => {
-    const srv = await libcoapServer([]);
+    const srv = await startServer([]);
     cleanups.push(srv.stop);
     const client = new CoapClient();
     cleanups.push(() => client.close());
@@ -199,7 +134,7 @@ describe('libcoap interop: observe and block-wise', {
   });
 
   it('coapkit PUTs a 100 KB resource to coap-server-notls -d (Block1) and GETs it back (Block2)', async () => {
-    const srv = await libcoapServer(['-d', '10']);
+    const srv = await startServer(['-d', '10']);
     cleanups.push(srv.stop);
     const client = new CoapClient();
     cleanups.push(() => client.close());
@@ -220,7 +155,6 @@ describe('libcoap interop over DTLS-PSK', {
 }, () => {
   const cleanups: Array<() => Promise<void> | void> = [];
   after(async () => {
-    for (const c of children) c.kill('SIGKILL');
     for (const c of cleanups) await c();
   });
 

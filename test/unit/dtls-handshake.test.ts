@@ -14,7 +14,8 @@ import {
   type DtlsServerTransportOptions,
 } from '../../src/transport/dtls.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
-import { LossyProxy, sleep, withTimeout } from './dtls-helpers.js';
+import { LossyProxy, randomImpairments } from '../helpers/lossy-proxy.js';
+import { sleep, withTimeout } from '../helpers/timing.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -123,12 +124,9 @@ for (const seed of [1, 2, 3, 4]) {
       psk: (id) => (id === longIdentity ? 'k' : undefined),
       retransmitInitialMs: 40,
     });
-    const proxy = await LossyProxy.create(es.port, {
-      loss: 0.25,
-      duplicate: 0.25,
-      reorder: 0.4,
-      maxDelayMs: 30,
-      seed,
+    const proxy = await LossyProxy.create({
+      target: es.port,
+      ...randomImpairments({ loss: 0.25, duplicate: 0.25, jitter: 0.4, maxDelayMs: 30, seed }),
     });
     cleanups.push(() => proxy.close());
     const tc = await testClient({
@@ -292,17 +290,17 @@ test('stateless cookie exchange: HelloVerifyRequest, no state before a valid coo
 
 test('client that lost its session restarts from the same address/port', async () => {
   const es = await echoServer();
-  const proxy = await LossyProxy.create(es.port);
+  const proxy = await LossyProxy.create({ target: es.port, upstream: 'shared' });
   cleanups.push(() => proxy.close());
   const peer = makePeer('127.0.0.1', proxy.port);
   const c1 = await testClient();
   const r1 = c1.next();
   c1.client.send(Buffer.from('one'), peer);
   assert.equal(await withTimeout(r1, 5000, 'first echo'), 'echo:one');
-  proxy.options.loss = 1; // close_notify is lost: the server keeps the old session
+  proxy.options.drop = () => true; // close_notify is lost: the server keeps the old session
   await c1.client.close();
   await sleep(20);
-  proxy.options.loss = 0;
+  proxy.options.drop = undefined;
   assert.equal(es.server.server.sessionCount, 1);
   const c2 = await testClient();
   const r2 = c2.next();
@@ -416,15 +414,16 @@ test('diagnostics channel events', async () => {
 test('server retransmits its last flight when the client retransmits its Finished flight', async () => {
   const es = await echoServer();
   let droppedFinal = 0;
-  const proxy = await LossyProxy.create(es.port, {
-    filter: (msg, dir) => {
+  const proxy = await LossyProxy.create({
+    target: es.port,
+    drop: (d) => {
       // drop the server's ChangeCipherSpec+Finished flight twice
-      const recs = parseDatagram(msg);
-      if (dir === 's2c' && recs.some((r) => r.type === 20) && droppedFinal < 2) {
+      const recs = parseDatagram(d.data);
+      if (d.dir === 'down' && recs.some((r) => r.type === 20) && droppedFinal < 2) {
         droppedFinal++;
-        return false;
+        return true;
       }
-      return true;
+      return false;
     },
   });
   cleanups.push(() => proxy.close());
@@ -507,10 +506,12 @@ test('IPv6 loopback, host name resolution and server_name extension', async () =
 test('after the handshake: forged records are silently dropped, replayed records are not delivered twice', async () => {
   const es = await echoServer();
   const appRecords: Buffer[] = [];
-  const proxy = await LossyProxy.create(es.port, {
-    filter: (msg, dir) => {
-      if (dir === 'c2s' && parseDatagram(msg).some((r) => r.type === 23)) appRecords.push(Buffer.from(msg));
-      return true;
+  const proxy = await LossyProxy.create({
+    target: es.port,
+    drop: (d) => {
+      if (d.dir === 'up' && parseDatagram(d.data).some((r) => r.type === 23))
+        appRecords.push(Buffer.from(d.data));
+      return false;
     },
   });
   cleanups.push(() => proxy.close());
@@ -521,16 +522,16 @@ test('after the handshake: forged records are silently dropped, replayed records
   assert.equal(await withTimeout(r1, 5000, 'echo'), 'echo:original');
   assert.equal(appRecords.length, 1);
   // replay of the captured record: anti-replay window drops it
-  proxy.inject(appRecords[0]!, 'c2s');
+  proxy.inject(appRecords[0]!, 'up');
   // forged record: same header, flipped ciphertext byte; also a record with a far-future sequence number
   const forged = Buffer.from(appRecords[0]!);
   forged[forged.length - 1]! ^= 0xff;
-  proxy.inject(forged, 'c2s');
+  proxy.inject(forged, 'up');
   const future = Buffer.from(forged);
   future.writeUIntBE(2 ** 40, 5, 6);
-  proxy.inject(future, 'c2s');
+  proxy.inject(future, 'up');
   // epoch-0 fatal alert (unauthenticated) must be ignored after the handshake
-  proxy.inject(encodeRecord(21, 0, 99, Buffer.from([2, 40])), 'c2s');
+  proxy.inject(encodeRecord(21, 0, 99, Buffer.from([2, 40])), 'up');
   await sleep(50);
   assert.deepEqual(
     es.received.map((r) => r.data),
