@@ -8,7 +8,6 @@
  * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
  */
 import { Buffer } from 'node:buffer';
-import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -19,6 +18,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
+import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
 import {
   fragmentMessage,
   HANDSHAKE_HEADER_LENGTH,

@@ -5,7 +5,7 @@
  * duplicated, overlapping, reordered, or belong to future messages.
  */
 import { Buffer } from 'node:buffer';
-import { DtlsError } from '../../errors.js';
+import { DtlsError } from '../errors.js';
 import { decodeError } from './reader.js';
 
 export const HANDSHAKE_HEADER_LENGTH = 12;
