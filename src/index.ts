@@ -67,6 +67,7 @@ export {
   GroupTransport,
   type GroupTransportOptions,
   listenMulticast,
+  type MulticastHost,
   type MulticastListener,
   type MulticastServerOptions,
 } from './multicast/index.js';

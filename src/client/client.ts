@@ -440,6 +440,7 @@ const MAX_CONNECTED_SOCKETS = 256;
 
 export { DEFAULT_MULTICAST_WINDOW_MS, isMulticastAddress };
 
+/** Options of `multicastRequest` / `CoapClient.multicast`: a request's options plus the group's. */
 export interface MulticastRequestOptions
   extends Omit<RequestOptions, 'confirmable' | 'multicast' | 'timeout' | 'blockSize' | 'onProgress'> {
   /** How long to collect responses, in ms (default DEFAULT_LEISURE + 1 s = 6000). */

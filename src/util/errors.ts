@@ -11,6 +11,10 @@
 
 const BRAND = Symbol.for('coapkit.error');
 
+/**
+ * The root of every error coapkit throws (CoAP, DTLS, CLI): catch it to catch them all,
+ * tell them apart by `code` or by subclass.
+ */
 export class CoapError extends Error {
   /** Stable machine-readable code, e.g. `COAP_ERR_MESSAGE_FORMAT`. */
   readonly code: string = 'COAP_ERR';
