@@ -1,45 +1,14 @@
 /**
  * Every error coapkit throws is a CoapError with a fixed `code` per subclass
- * (undici style). `instanceof` keeps working across two loaded copies of the
- * library because class identity is checked through a global symbol brand.
+ * (undici style). The root class and InvalidArgumentError live in
+ * util/errors.ts, the DTLS errors in dtls/errors.ts (DTLS imports nothing of
+ * CoAP); this module re-exports them beside the CoAP errors, so
+ * `import { ... } from 'coapkit'` sees one list.
  */
+import { CoapError, InvalidArgumentError } from './util/errors.js';
 
-const BRAND = Symbol.for('coapkit.error');
-
-export class CoapError extends Error {
-  /** Stable machine-readable code, e.g. `COAP_ERR_MESSAGE_FORMAT`. */
-  readonly code: string = 'COAP_ERR';
-  /** An optional hint a CLI can print to help the user fix the problem. */
-  hint?: string;
-
-  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
-    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
-    this.name = new.target.name;
-    if (options?.hint !== undefined) this.hint = options.hint;
-  }
-
-  get [BRAND](): string {
-    return this.code;
-  }
-
-  // `this` is the class `instanceof` was called on (a subclass too), on purpose.
-  // biome-ignore-start lint/complexity/noThisInStatic: see above
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    if (typeof value !== 'object' || value === null) return false;
-    // Fast path: same copy of the library.
-    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
-    // Cross-copy: compare the brand chain by class name.
-    if (!(BRAND in value)) return false;
-    if (this === CoapError) return true;
-    let proto = Object.getPrototypeOf(value);
-    while (proto !== null && proto !== Object.prototype) {
-      if (proto.constructor?.name === this.name) return true;
-      proto = Object.getPrototypeOf(proto);
-    }
-    return false;
-  }
-  // biome-ignore-end lint/complexity/noThisInStatic: see above
-}
+export { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './dtls/errors.js';
+export { CoapError, InvalidArgumentError };
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
 export class MessageFormatError extends CoapError {
@@ -54,11 +23,6 @@ export class OptionError extends CoapError {
 /** A URI that cannot be used as a coap:// or coaps:// URI (RFC 7252 §6). */
 export class UriError extends CoapError {
   override readonly code: string = 'COAP_ERR_INVALID_URI';
-}
-
-/** A bad argument passed to a library function. */
-export class InvalidArgumentError extends CoapError {
-  override readonly code: string = 'COAP_ERR_INVALID_ARGUMENT';
 }
 
 /** Link format (RFC 6690) that cannot be parsed. */
@@ -99,23 +63,6 @@ export class ClosedError extends CoapError {
 /** Malformed or unsupported packet-capture file (pcap / pcapng). */
 export class CaptureFormatError extends CoapError {
   override readonly code: string = 'COAP_ERR_CAPTURE_FORMAT';
-}
-
-/** A DTLS protocol failure (handshake failure, alert, bad record...). */
-export class DtlsError extends CoapError {
-  override readonly code: string = 'COAP_ERR_DTLS';
-  /** TLS AlertDescription number when the failure maps to an alert. */
-  alert?: number;
-}
-
-/** A DTLS alert was received from the peer. */
-export class DtlsAlertError extends DtlsError {
-  override readonly code: string = 'COAP_ERR_DTLS_ALERT';
-}
-
-/** The DTLS handshake did not complete in time. */
-export class DtlsHandshakeTimeoutError extends DtlsError {
-  override readonly code: string = 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT';
 }
 
 /**

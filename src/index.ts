@@ -23,7 +23,9 @@ export {
   CoapClient,
   getDefaultClient,
   isMulticastAddress,
+  type MulticastRequestOptions,
   methodCode,
+  multicastRequest,
   type PskCredentials,
   ping,
   type RequestMethod,
@@ -65,10 +67,9 @@ export {
   GroupTransport,
   type GroupTransportOptions,
   listenMulticast,
+  type MulticastHost,
   type MulticastListener,
-  type MulticastRequestOptions,
   type MulticastServerOptions,
-  multicastRequest,
 } from './multicast/index.js';
 export { isFresher, Observation, type ObserveOptions, type ObserveTarget } from './observe/client.js';
 export {

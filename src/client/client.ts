@@ -17,7 +17,7 @@ import { OptionNumber } from '../constants/options.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { ClosedError, InvalidArgumentError, TimeoutError, UriError } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
-import type { MulticastRequestOptions } from '../multicast/client.js';
+import { DEFAULT_MULTICAST_WINDOW_MS, isMulticastAddress, sendGroupRequest } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
 import { formatAddress } from '../transport/address.js';
 import { type Lookup, resolveHost } from '../transport/resolve.js';
@@ -306,7 +306,6 @@ export class CoapClient {
    */
   async multicast(uri: string | CoapUri, opts: MulticastRequestOptions = {}): Promise<CoapResponse[]> {
     if (this.closed) throw new ClosedError('client is closed');
-    const { multicastRequest } = await import('../multicast/client.js');
     return multicastRequest(uri, {
       ...(this.options.bind?.address !== undefined ? { bindAddress: this.options.bind.address } : {}),
       ...(this.options.tokenLength !== undefined
@@ -439,11 +438,55 @@ function explainTimeout(err: Error, target: ResolvedTarget): Error {
 /** Most servers a client keeps a connected UDP socket for; beyond, requests share one socket. */
 const MAX_CONNECTED_SOCKETS = 256;
 
-/** IPv4 224.0.0.0/4 or IPv6 ff00::/8. */
-export function isMulticastAddress(address: string): boolean {
-  if (address.includes(':')) return /^ff/i.test(address);
-  const first = Number(address.split('.')[0]);
-  return first >= 224 && first <= 239;
+export { DEFAULT_MULTICAST_WINDOW_MS, isMulticastAddress };
+
+/** Options of `multicastRequest` / `CoapClient.multicast`: a request's options plus the group's. */
+export interface MulticastRequestOptions
+  extends Omit<RequestOptions, 'confirmable' | 'multicast' | 'timeout' | 'blockSize' | 'onProgress'> {
+  /** How long to collect responses, in ms (default DEFAULT_LEISURE + 1 s = 6000). */
+  windowMs?: number;
+  /**
+   * Interface to send on: an IPv4 address for IPv4 groups, an interface name
+   * ("eth0") or "::%name" for IPv6 groups (a zone in the URI also works).
+   */
+  multicastInterface?: string;
+  /** IP TTL / IPv6 hop limit of the request (default 1: this link only). */
+  multicastTtl?: number;
+  /** Deliver the request to servers on this host too (default true). */
+  loopback?: boolean;
+  /** Called for each response as it arrives. */
+  onResponse?: (res: CoapResponse) => void;
+  /** Endpoint options (token length...). */
+  endpoint?: EndpointOptions;
+  /** Local address to bind (default the wildcard address of the group's family). */
+  bindAddress?: string;
+}
+
+/**
+ * Group communication (RFC 7252 §8.2): sends one NON request to a multicast URI and
+ * resolves with all responses received within `windowMs`, in arrival order.
+ */
+export async function multicastRequest(
+  uri: string | CoapUri,
+  opts: MulticastRequestOptions = {},
+): Promise<CoapResponse[]> {
+  const u = typeof uri === 'string' ? parseUri(uri) : uri;
+  if (u.scheme !== 'coap')
+    throw new UriError('group communication is only defined for coap:// (RFC 7252 §8)');
+  const resolved = await resolveHost(u.host);
+  const { code, options, payload } = buildRequest(uriToOptions(u, u.port), opts);
+  const responses: CoapResponse[] = [];
+  await sendGroupRequest(
+    { address: resolved.address, family: resolved.family, port: u.port },
+    { code, options, ...(payload ? { payload } : {}), ...(opts.token ? { token: opts.token } : {}) },
+    { ...opts, windowMs: opts.windowMs ?? DEFAULT_MULTICAST_WINDOW_MS },
+    (r) => {
+      const res = new CoapResponse(r.message, r.peer, false, r.rttMs);
+      responses.push(res);
+      opts.onResponse?.(res);
+    },
+  );
+  return responses;
 }
 
 type DtlsFactory = (options: Record<string, unknown>) => Promise<Transport>;

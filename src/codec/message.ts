@@ -8,7 +8,7 @@
 import { Buffer } from 'node:buffer';
 import type { MessageType } from '../constants/codes.js';
 import { InvalidArgumentError, MessageFormatError } from '../errors.js';
-import { BufferView } from './view.js';
+import { BufferView } from '../util/view.js';
 
 export interface CoapOption {
   number: number;

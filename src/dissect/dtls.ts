@@ -1,15 +1,27 @@
 /**
  * Passive DTLS 1.2 decoder: record layer, handshake messages, alerts, CCS and
  * decryption of protected records when the PSK (or an NSS key log) is known.
- * Crypto comes from src/dtls (PRF, key schedule, record protection, transcript).
+ * Crypto, name tables, the byte reader, the handshake header and the record
+ * sequence number come from src/dtls (PRF, key schedule, record protection,
+ * transcript, names.ts, handshake/reader.ts, fragment.ts, record.ts).
+ *
+ * Two parts stay separate from the DTLS layer's parsers on purpose: this
+ * decoder reads captures of any peer, so it must show what it can of what the
+ * endpoint would reject. The record header walk accepts any content type and
+ * version and RFC 9146 tls12_cid records (recordEnd stops at them), and the
+ * handshake bodies are decoded field by field into a partial result with an
+ * `error` (the layer's decodeClientHello etc. throw at the first problem and
+ * know only the messages and suites coapkit speaks: no DHE_PSK,
+ * NewSessionTicket or connection_id).
  */
 
 import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from '../dtls/crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from '../dtls/crypto/suites.js';
+import { HANDSHAKE_HEADER_LENGTH, handshakeFragmentAt } from '../dtls/handshake/fragment.js';
 import { HandshakeTranscript } from '../dtls/handshake/hash.js';
-import { createRecordProtection, type RecordProtection } from '../dtls/record/protection.js';
+import { Reader } from '../dtls/handshake/reader.js';
 import {
   ALERT_NAMES,
   CONTENT_TYPE_NAMES,
@@ -18,9 +30,12 @@ import {
   GROUP_NAMES,
   HANDSHAKE_TYPE_NAMES,
   versionName,
-} from './dtls-names.js';
+} from '../dtls/names.js';
+import { createRecordProtection, type RecordProtection } from '../dtls/record/protection.js';
+import { RECORD_HEADER_LENGTH, recordSeq } from '../dtls/record/record.js';
 
-export const DTLS_RECORD_HEADER_LENGTH = 13;
+/** 13: type, version, epoch, sequence number, length (RFC 6347 §4.1). */
+export const DTLS_RECORD_HEADER_LENGTH = RECORD_HEADER_LENGTH;
 const MAX_REASSEMBLY = 1 << 20;
 
 export interface NamedValue {
@@ -215,37 +230,9 @@ export function parseKeylog(text: string): Map<string, Uint8Array> {
   return map;
 }
 
-class Reader {
-  o = 0;
-  constructor(readonly b: Uint8Array) {}
-  need(n: number, what: string): void {
-    if (this.o + n > this.b.length) throw new Error(`truncated ${what}`);
-  }
-  u8(what: string): number {
-    this.need(1, what);
-    return this.b[this.o++] as number;
-  }
-  u16(what: string): number {
-    this.need(2, what);
-    const v = ((this.b[this.o] as number) << 8) | (this.b[this.o + 1] as number);
-    this.o += 2;
-    return v;
-  }
-  bytes(n: number, what: string): Uint8Array {
-    this.need(n, what);
-    const v = this.b.subarray(this.o, this.o + n);
-    this.o += n;
-    return v;
-  }
-  vec8(what: string): Uint8Array {
-    return this.bytes(this.u8(what), what);
-  }
-  vec16(what: string): Uint8Array {
-    return this.bytes(this.u16(what), what);
-  }
-  get left(): number {
-    return this.b.length - this.o;
-  }
+/** The DTLS layer's bounds-checked reader over any byte array (a view, no copy). */
+function reader(b: Uint8Array): Reader {
+  return new Reader(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 function latin(b: Uint8Array): string {
@@ -254,30 +241,30 @@ function latin(b: Uint8Array): string {
 
 function parseExtensions(r: Reader): DtlsExtension[] {
   const out: DtlsExtension[] = [];
-  if (r.left === 0) return out;
-  const all = new Reader(r.vec16('extensions'));
-  while (all.left > 0) {
+  if (r.remaining === 0) return out;
+  const all = reader(r.vector(2, 'extensions'));
+  while (all.remaining > 0) {
     const type = all.u16('extension type');
-    const data = all.vec16('extension data');
+    const data = all.vector(2, 'extension data');
     const ext: DtlsExtension = {
       type,
       name: EXTENSION_NAMES[type] ?? `unknown(${type})`,
       length: data.length,
     };
     try {
-      const d = new Reader(data);
+      const d = reader(data);
       if (type === 0 && data.length >= 5) {
-        const list = new Reader(d.vec16('server_name list'));
+        const list = reader(d.vector(2, 'server_name list'));
         const names: string[] = [];
-        while (list.left > 0) {
+        while (list.remaining > 0) {
           list.u8('name type');
-          names.push(latin(list.vec16('host name')));
+          names.push(latin(list.vector(2, 'host name')));
         }
         ext.detail = names.join(', ');
       } else if (type === 10) {
-        const list = new Reader(d.vec16('groups'));
+        const list = reader(d.vector(2, 'groups'));
         const names: string[] = [];
-        while (list.left >= 2) {
+        while (list.remaining >= 2) {
           const g = list.u16('group');
           names.push(GROUP_NAMES[g] ?? `0x${g.toString(16).padStart(4, '0')}`);
         }
@@ -292,7 +279,7 @@ function parseExtensions(r: Reader): DtlsExtension[] {
       } else if (type === 65281) {
         ext.detail = data.length <= 1 ? 'empty (initial handshake)' : toHex(data);
       } else if ((type === 54 || type === 53) && data.length >= 1) {
-        ext.cid = toHex(d.vec8('cid'));
+        ext.cid = toHex(d.vector(1, 'cid'));
         ext.detail = `cid ${ext.cid || '(empty)'}`;
       }
     } catch {
@@ -310,32 +297,32 @@ function named(id: number): NamedValue {
 /** Decodes the body of a complete handshake message into `hs`. */
 function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: number | undefined): void {
   const suiteName = suiteId === undefined ? '' : cipherSuiteName(suiteId);
-  const r = new Reader(body);
+  const r = reader(body);
   try {
     switch (hs.msgType) {
       case 1: {
         hs.version = r.u16('version');
         hs.versionName = versionName(hs.version);
         hs.random = toHex(r.bytes(32, 'random'));
-        hs.sessionId = toHex(r.vec8('session id'));
-        hs.cookie = toHex(r.vec8('cookie'));
-        const suites = new Reader(r.vec16('cipher suites'));
+        hs.sessionId = toHex(r.vector(1, 'session id'));
+        hs.cookie = toHex(r.vector(1, 'cookie'));
+        const suites = reader(r.vector(2, 'cipher suites'));
         hs.cipherSuites = [];
-        while (suites.left >= 2) hs.cipherSuites.push(named(suites.u16('cipher suite')));
-        hs.compressionMethods = [...r.vec8('compression methods')];
+        while (suites.remaining >= 2) hs.cipherSuites.push(named(suites.u16('cipher suite')));
+        hs.compressionMethods = [...r.vector(1, 'compression methods')];
         hs.extensions = parseExtensions(r);
         break;
       }
       case 3:
         hs.version = r.u16('version');
         hs.versionName = versionName(hs.version);
-        hs.cookie = toHex(r.vec8('cookie'));
+        hs.cookie = toHex(r.vector(1, 'cookie'));
         break;
       case 2: {
         hs.version = r.u16('version');
         hs.versionName = versionName(hs.version);
         hs.random = toHex(r.bytes(32, 'random'));
-        hs.sessionId = toHex(r.vec8('session id'));
+        hs.sessionId = toHex(r.vector(1, 'session id'));
         hs.cipherSuite = named(r.u16('cipher suite'));
         hs.compressionMethods = [r.u8('compression method')];
         hs.extensions = parseExtensions(r);
@@ -344,25 +331,27 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: numbe
       case 12: {
         // PSK: psk_identity_hint; ECDHE_PSK: hint + ServerECDHParams (RFC 5489);
         // DHE_PSK: hint + ServerDHParams (RFC 4279 §3).
-        hs.pskIdentityHint = latin(r.vec16('psk identity hint'));
-        if (r.left > 0 && suiteName.includes('_ECDHE_PSK_')) {
+        hs.pskIdentityHint = latin(r.vector(2, 'psk identity hint'));
+        if (r.remaining > 0 && suiteName.includes('_ECDHE_PSK_')) {
           const curveType = r.u8('curve type');
           if (curveType === 3) {
             const g = r.u16('named curve');
             hs.curve = { id: g, name: GROUP_NAMES[g] ?? `0x${g.toString(16)}` };
           }
-          hs.publicKey = toHex(r.vec8('public key'));
-        } else if (r.left > 0 && suiteName.includes('_DHE_PSK_')) {
-          r.vec16('dh_p');
-          r.vec16('dh_g');
-          hs.publicKey = toHex(r.vec16('dh_Ys'));
+          hs.publicKey = toHex(r.vector(1, 'public key'));
+        } else if (r.remaining > 0 && suiteName.includes('_DHE_PSK_')) {
+          r.vector(2, 'dh_p');
+          r.vector(2, 'dh_g');
+          hs.publicKey = toHex(r.vector(2, 'dh_Ys'));
         }
         break;
       }
       case 16: {
-        hs.pskIdentity = latin(r.vec16('psk identity'));
-        if (r.left > 0)
-          hs.publicKey = toHex(suiteName.includes('_DHE_PSK_') ? r.vec16('dh_Yc') : r.vec8('public key'));
+        hs.pskIdentity = latin(r.vector(2, 'psk identity'));
+        if (r.remaining > 0)
+          hs.publicKey = toHex(
+            suiteName.includes('_DHE_PSK_') ? r.vector(2, 'dh_Yc') : r.vector(1, 'public key'),
+          );
         break;
       }
       case 20:
@@ -370,14 +359,8 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: numbe
         break;
       case 4: {
         // RFC 5077: lifetime hint + opaque ticket.
-        r.need(4, 'ticket lifetime');
-        hs.ticketLifetimeHint =
-          (body[0] as number) * 2 ** 24 +
-          ((body[1] as number) << 16) +
-          ((body[2] as number) << 8) +
-          (body[3] as number);
-        r.o = 4;
-        const ticket = r.vec16('ticket');
+        hs.ticketLifetimeHint = r.bytes(4, 'ticket lifetime').readUInt32BE(0);
+        const ticket = r.vector(2, 'ticket');
         hs.ticketLength = ticket.length;
         hs.ticket = toHex(ticket);
         break;
@@ -450,8 +433,7 @@ export class DtlsTracker {
       const contentType = b[o] as number;
       const version = ((b[o + 1] as number) << 8) | (b[o + 2] as number);
       const epoch = ((b[o + 3] as number) << 8) | (b[o + 4] as number);
-      let seq = 0;
-      for (let i = 5; i < 11; i++) seq = seq * 256 + (b[o + i] as number);
+      const seq = recordSeq(b, o);
       // RFC 9146 records (tls12_cid) carry the receiver's connection ID before the length.
       let cid: string | undefined;
       let hdr = DTLS_RECORD_HEADER_LENGTH;
@@ -584,22 +566,18 @@ export class DtlsTracker {
     return 'no key for this session (ClientKeyExchange missing or client random not in the key log)';
   }
 
-  private handshake(session: DtlsSession, fromClient: boolean, data: Uint8Array): DtlsHandshake[] {
+  private handshake(session: DtlsSession, fromClient: boolean, plain: Uint8Array): DtlsHandshake[] {
     const out: DtlsHandshake[] = [];
+    const data = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
     let o = 0;
     while (o < data.length) {
-      if (data.length - o < 12) {
+      if (data.length - o < HANDSHAKE_HEADER_LENGTH) {
         out.push(errorHs(`truncated handshake header (${data.length - o} bytes)`));
         break;
       }
-      const msgType = data[o] as number;
-      const length =
-        ((data[o + 1] as number) << 16) | ((data[o + 2] as number) << 8) | (data[o + 3] as number);
-      const messageSeq = ((data[o + 4] as number) << 8) | (data[o + 5] as number);
-      const fragmentOffset =
-        ((data[o + 6] as number) << 16) | ((data[o + 7] as number) << 8) | (data[o + 8] as number);
-      const fragmentLength =
-        ((data[o + 9] as number) << 16) | ((data[o + 10] as number) << 8) | (data[o + 11] as number);
+      // The DTLS layer's header reader; unlike it, a bad fragment is shown (with what was read) not thrown.
+      const f = handshakeFragmentAt(data, o);
+      const { msgType, length, messageSeq, fragmentOffset, fragmentLength } = f;
       const hs: DtlsHandshake = {
         msgType,
         name: HANDSHAKE_TYPE_NAMES[msgType] ?? `unknown(${msgType})`,
@@ -610,12 +588,12 @@ export class DtlsTracker {
         fragmented: fragmentOffset !== 0 || fragmentLength !== length,
       };
       out.push(hs);
-      if (o + 12 + fragmentLength > data.length || fragmentOffset + fragmentLength > length) {
+      if (f.body.length < fragmentLength || fragmentOffset + fragmentLength > length) {
         hs.error = 'fragment exceeds record or message length';
         break;
       }
-      const frag = data.subarray(o + 12, o + 12 + fragmentLength);
-      o += 12 + fragmentLength;
+      const frag = f.body;
+      o += HANDSHAKE_HEADER_LENGTH + fragmentLength;
       const dir = fromClient ? 'c' : 's';
       const seenKey = `${dir}${messageSeq}:${msgType}`;
       if (session.seen.has(seenKey)) {

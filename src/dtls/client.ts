@@ -10,7 +10,6 @@
 import { Buffer } from 'node:buffer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import { DtlsError } from '../errors.js';
 import {
   AlertDescription,
   alertError,
@@ -22,6 +21,7 @@ import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
+import { DtlsError } from './errors.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
 import {
   decodeFinished,

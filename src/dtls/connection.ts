@@ -8,7 +8,6 @@
  * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
  */
 import { Buffer } from 'node:buffer';
-import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../errors.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -19,6 +18,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
+import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
 import {
   fragmentMessage,
   HANDSHAKE_HEADER_LENGTH,
@@ -31,6 +31,7 @@ import {
 import { HandshakeTranscript } from './handshake/hash.js';
 import { HandshakeType } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
+import { alertName } from './names.js';
 import { protectionFromKeyBlock, type SessionRecordProtection } from './record/protection.js';
 import {
   ContentType,
@@ -735,26 +736,4 @@ export abstract class DtlsConnection {
   protected unexpected(msg: HandshakeMessage): DtlsError {
     return alertError(AlertDescription.unexpectedMessage, `unexpected handshake message ${msg.msgType}`);
   }
-}
-
-const ALERT_NAMES: Record<number, string> = {
-  0: 'close_notify',
-  10: 'unexpected_message',
-  20: 'bad_record_mac',
-  22: 'record_overflow',
-  40: 'handshake_failure',
-  47: 'illegal_parameter',
-  50: 'decode_error',
-  51: 'decrypt_error',
-  70: 'protocol_version',
-  71: 'insufficient_security',
-  80: 'internal_error',
-  90: 'user_canceled',
-  100: 'no_renegotiation',
-  110: 'unsupported_extension',
-  115: 'unknown_psk_identity',
-};
-
-export function alertName(desc: number): string {
-  return ALERT_NAMES[desc] ?? 'unknown';
 }

@@ -22,6 +22,7 @@ import {
   decodeServerName,
   HandshakeType,
 } from './handshake/messages.js';
+import { CONTENT_TYPE_NAMES, HANDSHAKE_TYPE_NAMES, rfcIdentifiers } from './names.js';
 
 /** Why the server refused or dropped a handshake (bounds of DtlsServerOptions). */
 export type HandshakeRefusal =
@@ -66,22 +67,9 @@ export const handshakeErrorChannel = channel('coapkit:dtls:handshake:error');
 export const recordSentChannel = channel('coapkit:dtls:record:sent');
 export const recordReceivedChannel = channel('coapkit:dtls:record:received');
 
-const CONTENT_NAMES: Record<number, string> = {
-  20: 'change_cipher_spec',
-  21: 'alert',
-  22: 'handshake',
-  23: 'application_data',
-};
-const HS_NAMES: Record<number, string> = {
-  0: 'hello_request',
-  1: 'client_hello',
-  2: 'server_hello',
-  3: 'hello_verify_request',
-  12: 'server_key_exchange',
-  14: 'server_hello_done',
-  16: 'client_key_exchange',
-  20: 'finished',
-};
+// The diagnostics events name types by their RFC identifiers (`client_hello`), from the one table.
+const CONTENT_NAMES = rfcIdentifiers(CONTENT_TYPE_NAMES);
+const HS_NAMES = rfcIdentifiers(HANDSHAKE_TYPE_NAMES);
 
 export interface HandshakeInfo {
   type: number;

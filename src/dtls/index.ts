@@ -17,17 +17,20 @@ export {
   DEFAULT_CIPHER_SUITES,
   recordOverhead,
 } from './crypto/suites.js';
+export { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
 export {
   encodeFragment,
   fragmentMessage,
   type HandshakeFragment,
   type HandshakeMessage,
   HandshakeReassembler,
+  handshakeFragmentAt,
   parseHandshakeFragments,
 } from './handshake/fragment.js';
 export { HandshakeTranscript, handshakeHeader } from './handshake/hash.js';
 export * from './handshake/messages.js';
 export { createKeyLogger, keyLogLine } from './keylog.js';
+export * from './names.js';
 export {
   createRecordProtection,
   DTLS_1_2_VERSION,

@@ -15,7 +15,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { DtlsError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../util/errors.js';
 import { Groups } from '../util/keyed.js';
 import {
   AlertDescription,
@@ -38,6 +38,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
+import { DtlsError } from './errors.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
   type ClientHello,

@@ -1,10 +1,14 @@
 /**
- * CoAP group communication over UDP multicast (RFC 7252 §8).
+ * CoAP group communication over UDP multicast (RFC 7252 §8): the layer under
+ * the client's `multicastRequest` / `CoapClient.multicast` and the server's
+ * `listenMulticast`. It imports endpoints and transports, never the client or
+ * the server.
  */
 export {
   DEFAULT_MULTICAST_WINDOW_MS,
-  type MulticastRequestOptions,
-  multicastRequest,
+  type GroupSendOptions,
+  isMulticastAddress,
+  sendGroupRequest,
 } from './client.js';
 export {
   ALL_COAP_NODES_IPV4,
@@ -14,6 +18,7 @@ export {
   ipv6Scope,
   isIpv6Group,
   listenMulticast,
+  type MulticastHost,
   type MulticastListener,
   type MulticastServerOptions,
   multicastHandler,

@@ -1,7 +1,8 @@
 /**
  * Server side of CoAP group communication (RFC 7252 §8.1, §8.2).
  *
- * `listenMulticast(server, { groups })` binds one socket per group to the
+ * `listenMulticast(server, { groups })` (or `server.listenMulticast({ groups })`)
+ * binds one socket per group to the
  * group address itself (SO_REUSEADDR, so several servers on one host can
  * share the group and port), joins the group, and serves it through an
  * Endpoint marked as multicast:
@@ -22,12 +23,12 @@
  * --multicast` does) or to another port; `wildcardConflict()` detects it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CoapMessage } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { OutgoingResponse, ServerHandler } from '../exchange/exchange-layer.js';
-import type { CoapServer } from '../server/server.js';
-import type { Transport } from '../transport/transport.js';
+import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
 import { GroupTransport, type GroupTransportOptions } from './transport.js';
 
@@ -51,6 +52,21 @@ export interface MulticastServerOptions extends GroupTransportOptions {
   leisureMs?: number;
   /** Endpoint options for the group endpoints (transmission parameters...). */
   endpoint?: EndpointOptions;
+}
+
+/**
+ * What joining groups needs of a server (a `CoapServer` is one): this layer
+ * sits under the server and never imports it.
+ */
+export interface MulticastHost {
+  /** Answers one request with the server's routes (null: no response). */
+  handle(msg: CoapMessage, peer: Peer): OutgoingResponse | null | Promise<OutgoingResponse | null>;
+  /**
+   * The server's endpoints: the group endpoints are appended (so closing the
+   * server closes them), and its unicast UDP endpoints are where responses
+   * are sent from.
+   */
+  readonly endpoints: Endpoint[];
 }
 
 /** One joined group. */
@@ -108,7 +124,7 @@ export function wildcardConflict(unicastHost: string | undefined, unicastPort: n
 
 /** Joins the groups and serves them with `server`'s routes under the multicast rules. */
 export async function listenMulticast(
-  server: CoapServer,
+  server: MulticastHost,
   options: MulticastServerOptions = {},
 ): Promise<MulticastListener[]> {
   const groups = options.groups ?? [ALL_COAP_NODES_IPV4];
@@ -173,7 +189,7 @@ export async function listenMulticast(
  * several (one per local address) the group socket answers, from the address
  * the kernel picks by route.
  */
-function pickReply(server: CoapServer, v6: boolean, iface: string | undefined): Transport | undefined {
+function pickReply(server: MulticastHost, v6: boolean, iface: string | undefined): Transport | undefined {
   const candidates: UdpTransport[] = [];
   for (const ep of server.endpoints) {
     const t = ep.transport;

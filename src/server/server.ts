@@ -35,7 +35,7 @@ import { channels } from '../diagnostics.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, ResponseCodeError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
-import type { MulticastListener, MulticastServerOptions } from '../multicast/server.js';
+import { listenMulticast, type MulticastListener, type MulticastServerOptions } from '../multicast/server.js';
 import { ObserveServer, type ObserveServerOptions } from '../observe/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
@@ -503,8 +503,7 @@ export class CoapServer {
    * under the RFC 7252 §8 rules (NON only, leisure, no error responses).
    * Call after `listen()` so responses go out from that unicast endpoint.
    */
-  async listenMulticast(options: MulticastServerOptions = {}): Promise<MulticastListener[]> {
-    const { listenMulticast } = await import('../multicast/server.js');
+  listenMulticast(options: MulticastServerOptions = {}): Promise<MulticastListener[]> {
     return listenMulticast(this, options);
   }
 

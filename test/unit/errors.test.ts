@@ -3,16 +3,46 @@
  * instanceof across two loaded copies of the module.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as errors from '../../src/errors.js';
 
 type Errors = typeof errors;
 /** The first copy as a plain object, for access by name. */
 const local: Errors = { ...errors };
 
-// A second, independent instance of the module (different URL → new module record).
-const copySpec = new URL('../../src/errors.ts?copy=2', import.meta.url).href;
-const copy = (await import(copySpec)) as Errors;
+/**
+ * A second, independent instance of the error modules, as when two copies of the library are
+ * loaded: src/errors.ts and every module it imports (util/errors.ts, dtls/errors.ts) are copied
+ * to a temporary directory with the same layout and loaded from there (new URLs → new module
+ * records all the way down, not only for the top file).
+ */
+async function loadCopy(): Promise<Errors> {
+  const srcRoot = fileURLToPath(new URL('../../src/', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'coapkit-errors-'));
+  const todo = ['errors.ts'];
+  const seen = new Set<string>();
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = readFileSync(join(srcRoot, file), 'utf8');
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), text);
+    for (const m of text.matchAll(/from '(\.{1,2}\/[^']+)\.js'/g)) {
+      todo.push(relative(srcRoot, resolve(dirname(join(srcRoot, file)), `${m[1]}.ts`)));
+    }
+  }
+  try {
+    return (await import(pathToFileURL(join(dir, 'errors.ts')).href)) as Errors;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const copy = await loadCopy();
 
 type Ctor = new (...args: never[]) => errors.CoapError;
 type Name = keyof Errors;
@@ -145,6 +175,8 @@ describe('instanceof across two copies of the module', () => {
   it('the second copy really is a different module instance', () => {
     assert.notEqual(copy.CoapError, errors.CoapError);
     assert.notEqual(copy.TimeoutError, errors.TimeoutError);
+    assert.notEqual(copy.DtlsError, errors.DtlsError);
+    assert.notEqual(copy.InvalidArgumentError, errors.InvalidArgumentError);
   });
 
   for (const a of ALL) {

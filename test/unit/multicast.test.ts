@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isMulticastUri, serveMulticast } from '../../src/cli/commands/multicast.js';
 import { parseServeArgs, startServe } from '../../src/cli/commands/serve.js';
+import { multicastRequest } from '../../src/client/client.js';
 import { type CoapMessage, encodeEmpty, encodeMessage } from '../../src/codec/message.js';
 import { parseUri } from '../../src/codec/uri.js';
 import { MessageType, ResponseCode } from '../../src/constants/codes.js';
 import { UsageError } from '../../src/errors.js';
-import { multicastRequest } from '../../src/multicast/client.js';
 import {
   ipv6Scope,
   multicastHandler,

@@ -2,13 +2,12 @@
  * coapkit discover URI — GET /.well-known/core (RFC 6690) and print the links.
  */
 import { performance } from 'node:perf_hooks';
-import { CoapClient } from '../../client/client.js';
+import { CoapClient, multicastRequest } from '../../client/client.js';
 import { filterLinks, type Link, parseLinkFormat } from '../../codec/link-format.js';
 import { encodeQueryArg, formatUri } from '../../codec/uri.js';
 import { describeCode, ResponseCode } from '../../constants/codes.js';
 import { ContentFormat, contentFormatName } from '../../constants/content-formats.js';
 import { LinkFormatError } from '../../errors.js';
-import { multicastRequest } from '../../multicast/client.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
 import { CLIENT_FLAGS, clientOptions } from '../client-flags.js';
 import { checkUri, contentFormatArg, timeoutMs } from '../common.js';

@@ -5,14 +5,14 @@
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { CoapResponse } from '../../client/response.js';
-import type { CoapUri } from '../../codec/uri.js';
-import { TimeoutError, UsageError } from '../../errors.js';
 import {
   DEFAULT_MULTICAST_WINDOW_MS,
   type MulticastRequestOptions,
   multicastRequest,
-} from '../../multicast/client.js';
+} from '../../client/client.js';
+import type { CoapResponse } from '../../client/response.js';
+import type { CoapUri } from '../../codec/uri.js';
+import { TimeoutError, UsageError } from '../../errors.js';
 import { type FlagSpecs, type Parsed, str } from '../args.js';
 
 export const MULTICAST_CLIENT_FLAGS: FlagSpecs = {

@@ -4,7 +4,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
-import { DtlsError } from '../../errors.js';
+import { DtlsError } from '../errors.js';
 
 export const GROUP_SECP256R1 = 23;
 export const GROUP_X25519 = 29;

@@ -5,7 +5,7 @@
  * duplicated, overlapping, reordered, or belong to future messages.
  */
 import { Buffer } from 'node:buffer';
-import { DtlsError } from '../../errors.js';
+import { DtlsError } from '../errors.js';
 import { decodeError } from './reader.js';
 
 export const HANDSHAKE_HEADER_LENGTH = 12;
@@ -27,30 +27,37 @@ export interface HandshakeMessage {
   body: Buffer;
 }
 
+/**
+ * The handshake fragment whose 12-byte header starts at `o` (the caller checks
+ * that the header is there). The body is cut at the end of `data`, so a body
+ * shorter than `fragmentLength` means a truncated fragment; nothing else is
+ * checked. Shared by `parseHandshakeFragments` and the passive decoder.
+ */
+export function handshakeFragmentAt(data: Buffer, o: number): HandshakeFragment {
+  const fragmentLength = data.readUIntBE(o + 9, 3);
+  const start = o + HANDSHAKE_HEADER_LENGTH;
+  return {
+    msgType: data[o]!,
+    length: data.readUIntBE(o + 1, 3),
+    messageSeq: data.readUInt16BE(o + 4),
+    fragmentOffset: data.readUIntBE(o + 6, 3),
+    fragmentLength,
+    body: data.subarray(start, start + fragmentLength),
+  };
+}
+
 /** Parses all handshake fragments in one record's plaintext. */
 export function parseHandshakeFragments(data: Buffer): HandshakeFragment[] {
   const out: HandshakeFragment[] = [];
   let o = 0;
   while (o < data.length) {
     if (data.length - o < HANDSHAKE_HEADER_LENGTH) throw decodeError('truncated handshake header');
-    const msgType = data[o]!;
-    const length = data.readUIntBE(o + 1, 3);
-    const messageSeq = data.readUInt16BE(o + 4);
-    const fragmentOffset = data.readUIntBE(o + 6, 3);
-    const fragmentLength = data.readUIntBE(o + 9, 3);
-    if (fragmentOffset + fragmentLength > length)
+    const f = handshakeFragmentAt(data, o);
+    if (f.fragmentOffset + f.fragmentLength > f.length)
       throw decodeError('handshake fragment beyond message length');
-    const start = o + HANDSHAKE_HEADER_LENGTH;
-    if (start + fragmentLength > data.length) throw decodeError('truncated handshake fragment');
-    out.push({
-      msgType,
-      length,
-      messageSeq,
-      fragmentOffset,
-      fragmentLength,
-      body: data.subarray(start, start + fragmentLength),
-    });
-    o = start + fragmentLength;
+    if (f.body.length < f.fragmentLength) throw decodeError('truncated handshake fragment');
+    out.push(f);
+    o += HANDSHAKE_HEADER_LENGTH + f.fragmentLength;
   }
   return out;
 }

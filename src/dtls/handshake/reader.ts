@@ -1,6 +1,6 @@
 /** Bounds-checked big-endian reader for handshake structures; throws DtlsError (decode_error). */
 import { Buffer } from 'node:buffer';
-import { DtlsError } from '../../errors.js';
+import { DtlsError } from '../errors.js';
 
 export function decodeError(message: string): DtlsError {
   const e = new DtlsError(message);

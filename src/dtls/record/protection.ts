@@ -25,10 +25,10 @@
  */
 import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { BufferView } from '../../codec/view.js';
-import { DtlsError } from '../../errors.js';
+import { BufferView } from '../../util/view.js';
 import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
+import { DtlsError } from '../errors.js';
 import { RECORD_HEADER_LENGTH } from './record.js';
 
 export const DTLS_1_2_VERSION = 0xfefd;

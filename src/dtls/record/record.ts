@@ -4,8 +4,8 @@
  * Several records may share one datagram; a record never spans datagrams.
  */
 import { Buffer } from 'node:buffer';
-import { BufferView } from '../../codec/view.js';
-import { DtlsError } from '../../errors.js';
+import { BufferView } from '../../util/view.js';
+import { DtlsError } from '../errors.js';
 
 export const ContentType = {
   changeCipherSpec: 20,

@@ -6,7 +6,7 @@
  * The window is a 64-bit bitmap kept in two int32 numbers (bit i = "max - i
  * was received"), so an idle session pays a few machine words for it.
  */
-import { DtlsError } from '../../errors.js';
+import { DtlsError } from '../errors.js';
 
 export class ReplayWindow {
   private max = -1;

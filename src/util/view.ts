@@ -8,6 +8,9 @@
  *
  * Use: `const ab = buf.buffer, bo = buf.byteOffset;` once (the `buffer`
  * getter is not free), then `new BufferView(ab, bo + start, length)`.
+ *
+ * In util/ because the CoAP codec and the DTLS record layer both use it; it
+ * imports nothing of the project.
  */
 import { Buffer } from 'node:buffer';
 

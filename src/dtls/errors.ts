@@ -1,0 +1,23 @@
+/**
+ * DTLS errors (RFC 6347 transport failures). They extend the library-wide
+ * root CoapError (src/util/errors.ts), so `instanceof CoapError` and the
+ * `code` values hold for users, while DTLS imports nothing of CoAP.
+ */
+import { CoapError } from '../util/errors.js';
+
+/** A DTLS protocol failure (handshake failure, alert, bad record...). */
+export class DtlsError extends CoapError {
+  override readonly code: string = 'COAP_ERR_DTLS';
+  /** TLS AlertDescription number when the failure maps to an alert. */
+  alert?: number;
+}
+
+/** A DTLS alert was received from the peer. */
+export class DtlsAlertError extends DtlsError {
+  override readonly code: string = 'COAP_ERR_DTLS_ALERT';
+}
+
+/** The DTLS handshake did not complete in time. */
+export class DtlsHandshakeTimeoutError extends DtlsError {
+  override readonly code: string = 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT';
+}
