@@ -457,8 +457,7 @@ export class ExchangeLayer {
     const confirmable = msg.type === MessageType.CON;
     if (handler === undefined) {
       // No server on this endpoint: §4.2 reject CON requests; ignore NON.
-      if (confirmable)
-        this.ml.reply(key, ps, encodeEmpty(MessageType.RST, msg.messageId), true);
+      if (confirmable) this.ml.reply(key, ps, encodeEmpty(MessageType.RST, msg.messageId), true);
       else this.ml.reply(key, ps, null, false);
       return;
     }

@@ -285,9 +285,11 @@ test('overall timeout and AbortSignal end an exchange with typed errors', async 
   const timed = req(ep, raw, { confirmable: false }, { timeoutMs: 60 });
   await clock.advance(59);
   let early = true;
-  timed.catch(() => {}).finally(() => {
-    early = false;
-  });
+  timed
+    .catch(() => {})
+    .finally(() => {
+      early = false;
+    });
   await clock.settle();
   assert.ok(early, 'not timed out before timeoutMs');
   await clock.advance(1);

@@ -118,7 +118,10 @@ test('§4.2: CON retransmission — initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT
   assert.ok(near(gaps[1]!, 2 * t), `second timeout doubles: ${shown}`);
   assert.ok(near(gaps[2]!, 4 * t), `third timeout doubles again: ${shown}`);
   // The exchange's own limit (MAX_TRANSMIT_WAIT = 2250 ms here) may end it at the same moment.
-  assert.ok(near(last, 8 * t) || (last < 8 * t && near(tEnd, 1000 + 2250)), `TimeoutError one more doubled timeout later: ${shown}`);
+  assert.ok(
+    near(last, 8 * t) || (last < 8 * t && near(tEnd, 1000 + 2250)),
+    `TimeoutError one more doubled timeout later: ${shown}`,
+  );
 });
 
 /** The first datagram `raw` receives once the clock has moved `ms` (a retransmission, a late reply). */
@@ -312,7 +315,7 @@ test('§5.2.2: slow handler — duplicates are ignored while it runs, then get t
   let calls = 0;
   ep.handler = async () => {
     calls++;
-    await new Promise((r) => clock.setTimer(r, 400));
+    await new Promise<void>((r) => clock.setTimer(() => r(), 400));
     return { code: 0x45, payload: Buffer.from('slow') };
   };
   const request = encodeMessage({ type: CON, code: 1, messageId: 500, token: Buffer.from([7, 7]) });
