@@ -100,4 +100,4 @@ export class LossyProxy {
   }
 }
 
-export { sleep, withTimeout } from '../helpers/timing.js';
+export { sleep, until, withTimeout } from '../helpers/timing.js';
