@@ -115,3 +115,4 @@ export { type ResolvedAddress, resolveHost } from './transport/resolve.js';
 export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer, peerKey } from './transport/transport.js';
 export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

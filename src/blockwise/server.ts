@@ -22,8 +22,6 @@
  */
 
 import { Buffer } from 'node:buffer';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';
@@ -32,10 +30,17 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { responseSize } from '../server/echo.js';
 import type { CoapServer, Middleware } from '../server/server.js';
 import { ServerRequest } from '../server/server.js';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { Groups, Tally } from '../util/keyed.js';
 import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from './common.js';
 
 export interface BlockwiseServerOptions {
+  /**
+   * The source of time for the idle expiry of reassemblies and the cache TTL
+   * (default the real clock; a `CoapServer` passes its `clock` option).
+   * Fixed at construction.
+   */
+  clock?: Clock;
   /** Largest block size this server sends and accepts, 16..1024 (default 1024). */
   maxBlockSize?: number;
   /** Largest reassembled Block1 body in bytes (default 1 MiB). Larger bodies get 4.13 with Size1. */
@@ -77,7 +82,7 @@ interface Reassembly {
   received: number;
   lastOffset: number;
   lastLength: number;
-  timer: NodeJS.Timeout;
+  timer: TimerHandle;
   /** Source address whose share this reassembly counts against. */
   address: string;
   /** Bytes counted against `maxTransferBytes` (chunks + key). */
@@ -126,7 +131,8 @@ export class BlockwiseServer {
   /** Cache keys per source address, oldest first. */
   private readonly cacheByAddress = new Groups<string, string>();
   private cacheBytes = 0;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: TimerHandle | undefined;
+  private readonly time: Clock;
   /** The largest block size in bytes (responses up to this size pass through untouched). */
   private maxSize: number;
   /** The 4.13 diagnostic (built when the limit changes, not per request). */
@@ -136,6 +142,7 @@ export class BlockwiseServer {
   readonly middleware: Middleware = (req, next) => this.handle(req, next);
 
   constructor(options: BlockwiseServerOptions = {}) {
+    this.time = options.clock ?? realClock;
     this.maxSzx = 6;
     this.maxBodySize = 1 << 20;
     this.maxTransfers = 64;
@@ -235,14 +242,14 @@ export class BlockwiseServer {
 
   /** Drops every buffer and timer. */
   close(): void {
-    for (const r of this.reassemblies.values()) clearTimeout(r.timer);
+    for (const r of this.reassemblies.values()) this.time.clearTimer(r.timer);
     this.reassemblies.clear();
     this.transfersByAddress.clear();
     this.transferBytes = 0;
     this.cache.clear();
     this.cacheByAddress.clear();
     this.cacheBytes = 0;
-    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.time.clearTimer(this.sweepTimer);
     this.sweepTimer = undefined;
   }
 
@@ -407,7 +414,7 @@ export class BlockwiseServer {
   private cached(key: string): OutgoingResponse | undefined {
     const c = this.cache.get(key);
     if (c === undefined) return undefined;
-    if (c.expires < performance.now()) {
+    if (c.expires < this.time.now()) {
       this.dropCached(key);
       return undefined;
     }
@@ -421,7 +428,7 @@ export class BlockwiseServer {
     let bytes = ENTRY_OVERHEAD + key.length + (res.payload?.length ?? 0);
     for (const o of res.options ?? []) bytes += 16 + o.value.length;
     if (bytes > this.maxCacheBytes || this.maxCacheEntriesPerAddress <= 0) return;
-    const now = performance.now();
+    const now = this.time.now();
     const mine = this.cacheByAddress.get(address);
     if (mine !== undefined) {
       // The peer's share: its oldest entry makes room.
@@ -456,16 +463,25 @@ export class BlockwiseServer {
   /** Expired cache entries are given back even when no new request comes to push them out. */
   private armSweep(): void {
     if (this.sweepTimer !== undefined) return;
-    this.sweepTimer = setTimeout(() => {
-      this.sweepTimer = undefined;
-      const now = performance.now();
-      for (const [k, c] of this.cache) {
-        if (c.expires >= now) break;
-        this.dropCached(k);
-      }
-      if (this.cache.size > 0) this.armSweep();
-    }, this.cacheTtlMs + 100);
-    this.sweepTimer.unref();
+    this.sweepTimer = this.time.setTimer(
+      () => {
+        this.sweepTimer = undefined;
+        const now = this.time.now();
+        for (const [k, c] of this.cache) {
+          if (c.expires >= now) break;
+          this.dropCached(k);
+        }
+        if (this.cache.size > 0) this.armSweep();
+      },
+      this.cacheTtlMs + 100,
+      true,
+    );
+  }
+
+  /** A reassembly made progress: its idle expiry starts again. */
+  private rearm(key: string, entry: Reassembly): void {
+    this.time.clearTimer(entry.timer);
+    entry.timer = this.time.setTimer(() => this.dropReassembly(key), this.idleTimeoutMs, true);
   }
 
   // ---- Block1 --------------------------------------------------------------
@@ -531,7 +547,7 @@ export class BlockwiseServer {
     } else if (offset !== entry.received) {
       if (offset === entry.lastOffset && data.length === entry.lastLength && more) {
         // The same block again (a retried request with a new message ID): same answer.
-        entry.timer.refresh();
+        this.rearm(key, entry);
         return continueResponse(offset / ourSize, ourSzx);
       }
       this.dropReassembly(key);
@@ -547,8 +563,7 @@ export class BlockwiseServer {
     }
     if (more) {
       if (entry === undefined) {
-        const timer = setTimeout(() => this.dropReassembly(key), this.idleTimeoutMs);
-        timer.unref();
+        const timer = this.time.setTimer(() => this.dropReassembly(key), this.idleTimeoutMs, true);
         entry = {
           chunks: [],
           received: 0,
@@ -566,7 +581,7 @@ export class BlockwiseServer {
           this.dropReassembly(key);
           return busy('block-wise transfers hold too much data; try again later');
         }
-        entry.timer.refresh();
+        this.rearm(key, entry);
       }
       entry.chunks.push(Buffer.from(data));
       entry.received = received;
@@ -603,7 +618,7 @@ export class BlockwiseServer {
   private dropReassembly(key: string): void {
     const e = this.reassemblies.get(key);
     if (e === undefined) return;
-    clearTimeout(e.timer);
+    this.time.clearTimer(e.timer);
     this.reassemblies.delete(key);
     this.transferBytes -= e.bytes;
     this.transfersByAddress.subtract(e.address);

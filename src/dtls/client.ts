@@ -235,7 +235,7 @@ export class DtlsClientConnection extends DtlsConnection {
         suiteId: this.suite?.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
-        durationMs: Date.now() - this.startedAt,
+        durationMs: this.time.now() - this.startedAt,
       });
     }
   }

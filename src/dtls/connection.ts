@@ -8,6 +8,7 @@
  * Only epochs 0 and 1 exist: renegotiation is refused (RFC 5746 / no_renegotiation).
  */
 import { Buffer } from 'node:buffer';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -78,6 +79,8 @@ export interface ConnectionOptions {
   keyLog?: KeyLogger | undefined;
   /** Peer label for diagnostics events ("address%port"); the server passes it separately. */
   peerLabel?: string;
+  /** The source of time for handshake retransmission, deadlines and activity (default the real clock). */
+  clock?: Clock | undefined;
 }
 
 export interface ConnectionSink {
@@ -130,8 +133,12 @@ export abstract class DtlsConnection {
   identity?: string;
   /** PSK identity offered in the handshake (known before it is authenticated; for diagnostics). */
   offeredIdentity?: string;
-  readonly startedAt = Date.now();
-  lastActivity = Date.now();
+  /** When the connection was created (its clock's ms). */
+  readonly startedAt: number;
+  /** Last authenticated record received (its clock's ms; idle expiry). */
+  lastActivity: number;
+  /** The source of time (ConnectionOptions.clock). */
+  protected readonly time: Clock;
 
   /** Diagnostics label of the peer ("address%port"). */
   readonly peerLabel: string;
@@ -159,7 +166,7 @@ export abstract class DtlsConnection {
   private futureCost = 0;
 
   private flight?: FlightItem[];
-  private timer?: NodeJS.Timeout;
+  private timer?: TimerHandle | undefined;
   private timeoutMs: number;
   /** When the handshake fails: the overall deadline, or earlier without progress (stallTimeoutMs). */
   private deadline: number;
@@ -175,8 +182,11 @@ export abstract class DtlsConnection {
     peerLabel?: string,
   ) {
     this.peerLabel = peerLabel ?? opts.peerLabel ?? '';
+    this.time = opts.clock ?? realClock;
+    this.startedAt = this.time.now();
+    this.lastActivity = this.startedAt;
     this.timeoutMs = opts.retransmitInitialMs;
-    this.hardDeadline = Date.now() + opts.handshakeTimeoutMs;
+    this.hardDeadline = this.startedAt + opts.handshakeTimeoutMs;
     this.deadline = this.hardDeadline;
     this.progress();
     this.reassembler = new HandshakeReassembler(0, 16, opts.reassembly);
@@ -294,7 +304,7 @@ export abstract class DtlsConnection {
   /** The handshake moved on: the stall deadline (stallTimeoutMs) starts again. */
   private progress(): void {
     const stall = this.opts.stallTimeoutMs;
-    if (stall !== undefined) this.deadline = Math.min(this.hardDeadline, Date.now() + stall);
+    if (stall !== undefined) this.deadline = Math.min(this.hardDeadline, this.time.now() + stall);
   }
 
   /** Sends a new flight; `retransmit` false for the final flight of the side that finishes last. */
@@ -308,20 +318,21 @@ export abstract class DtlsConnection {
   }
 
   private armTimer(): void {
-    const wait = Math.max(1, Math.min(this.timeoutMs, this.deadline - Date.now()));
-    this.timer = setTimeout(() => this.onTimer(), wait);
-    this.timer.unref?.();
+    const wait = Math.max(1, Math.min(this.timeoutMs, this.deadline - this.time.now()));
+    this.timer = this.time.setTimer(this.onTimerBound, wait, true);
   }
 
   private clearTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.time.clearTimer(this.timer);
     this.timer = undefined;
   }
+
+  private readonly onTimerBound = (): void => this.onTimer();
 
   private onTimer(): void {
     this.timer = undefined;
     if (this.state !== 'handshaking') return;
-    if (Date.now() >= this.deadline) {
+    if (this.time.now() >= this.deadline) {
       const stalled = this.deadline < this.hardDeadline;
       const e = new DtlsHandshakeTimeoutError(
         stalled
@@ -346,7 +357,7 @@ export abstract class DtlsConnection {
     if (this.state === 'closed') return;
     const items = this.retransmittableFlight();
     if (items === undefined || items.length === 0) return;
-    const now = Date.now();
+    const now = this.time.now();
     if (now - this.lastTriggeredRetransmit < Math.max(10, this.opts.retransmitInitialMs / 4)) return;
     this.lastTriggeredRetransmit = now;
     try {
@@ -570,7 +581,7 @@ export abstract class DtlsConnection {
    */
   private accept(type: number, epoch: number, seq: number, plaintext: Buffer): boolean {
     if (plaintext.length > MAX_PLAINTEXT) return false;
-    this.lastActivity = Date.now();
+    this.lastActivity = this.time.now();
     if (recordReceivedChannel.hasSubscribers) {
       recordReceivedChannel.publish(
         recordEvent(

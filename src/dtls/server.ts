@@ -15,6 +15,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { Groups } from '../util/keyed.js';
 import {
@@ -286,7 +287,7 @@ export class DtlsServerConnection extends DtlsConnection {
         suiteId: suite.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
-        durationMs: Date.now() - this.startedAt,
+        durationMs: this.time.now() - this.startedAt,
       });
     }
   }
@@ -379,6 +380,11 @@ export interface DtlsServerOptions {
   retransmitInitialMs?: number | undefined;
   cookieRotateMs?: number | undefined;
   keyLog?: KeyLogger | undefined;
+  /**
+   * The source of time for handshake retransmission and timeouts, the
+   * half-open stall, idle expiry and cookie rotation (default the real clock).
+   */
+  clock?: Clock | undefined;
 }
 
 export interface DtlsServerEvents {
@@ -408,13 +414,16 @@ export class DtlsServer {
   private readonly maxHandshakesPerAddress: number;
   private readonly maxHandshakeMessageBytes: number;
   private secrets: [Buffer, Buffer] = [randomBytes(32), randomBytes(32)];
-  private secretRotatedAt = Date.now();
+  private secretRotatedAt: number;
+  /** The source of time (DtlsServerOptions.clock). */
+  private readonly time: Clock;
   private readonly cookieRotateMs: number;
   private readonly maxSessions: number;
   private readonly maxHandshakes: number;
   private readonly idleTimeoutMs: number;
   private readonly cipherSuites: readonly number[];
-  private sweepTimer?: NodeJS.Timeout;
+  private sweepTimer?: TimerHandle | undefined;
+  private readonly sweepEvery: number;
   private closed = false;
   /** Counters for tests and diagnostics. */
   readonly stats = {
@@ -436,6 +445,8 @@ export class DtlsServer {
     options: DtlsServerOptions,
     private readonly events: DtlsServerEvents,
   ) {
+    this.time = options.clock ?? realClock;
+    this.secretRotatedAt = this.time.now();
     this.cookieRotateMs = options.cookieRotateMs ?? 5 * 60_000;
     const D = DTLS_SERVER_DEFAULTS;
     this.maxSessions = positive(options.maxSessions, D.maxSessions, 'maxSessions');
@@ -461,6 +472,7 @@ export class DtlsServer {
     this.cipherSuites = (options.cipherSuites ?? DEFAULT_CIPHER_SUITES).filter((s) => CIPHER_SUITES.has(s));
     if (this.cipherSuites.length === 0) throw new DtlsError('no supported cipher suite configured');
     const common = {
+      clock: this.time,
       retransmitInitialMs: options.retransmitInitialMs ?? 1000,
       retransmitMaxMs: 60_000,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? D.handshakeTimeoutMs,
@@ -483,10 +495,15 @@ export class DtlsServer {
       { ...common, mtu: options.mtu ?? 576, ipOverhead: 28 },
       { ...common, mtu: options.mtu ?? 1280, ipOverhead: 48 },
     ];
-    const sweepEvery = Math.max(50, Math.min(this.idleTimeoutMs / 2, 30_000));
-    this.sweepTimer = setInterval(() => this.sweep(), sweepEvery);
-    this.sweepTimer.unref?.();
+    this.sweepEvery = Math.max(50, Math.min(this.idleTimeoutMs / 2, 30_000));
+    this.sweepTimer = this.time.setTimer(this.sweepTick, this.sweepEvery, true);
   }
+
+  private readonly sweepTick = (): void => {
+    if (this.closed) return;
+    this.sweep();
+    this.sweepTimer = this.time.setTimer(this.sweepTick, this.sweepEvery, true);
+  };
 
   get sessionCount(): number {
     return this.conns.size;
@@ -595,16 +612,16 @@ export class DtlsServer {
 
   /** Cookies stay valid for one to two rotation periods (current + previous secret). */
   private rotateSecrets(): void {
-    const elapsed = Date.now() - this.secretRotatedAt;
+    const elapsed = this.time.now() - this.secretRotatedAt;
     if (elapsed < this.cookieRotateMs) return;
     // After a long quiet time both secrets are stale: replace both.
     this.secrets = [randomBytes(32), elapsed >= 2 * this.cookieRotateMs ? randomBytes(32) : this.secrets[0]];
-    this.secretRotatedAt = Date.now();
+    this.secretRotatedAt = this.time.now();
   }
 
   /** Forces a cookie secret rotation (tests). */
   rotateCookieSecret(): void {
-    this.secretRotatedAt = Date.now() - this.cookieRotateMs;
+    this.secretRotatedAt = this.time.now() - this.cookieRotateMs;
     this.rotateSecrets();
   }
 
@@ -812,7 +829,7 @@ export class DtlsServer {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = this.time.now();
     for (const [key, conn] of this.conns) {
       if (conn.state === 'established' && now - conn.lastActivity > this.idleTimeoutMs) {
         this.stats.evictedIdle++;
@@ -833,7 +850,8 @@ export class DtlsServer {
   /** Sends close_notify to every session and stops. */
   close(): void {
     this.closed = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.time.clearTimer(this.sweepTimer);
+    this.sweepTimer = undefined;
     for (const conn of [...this.conns.values()]) conn.close();
     this.conns.clear();
     this.byPort.clear();

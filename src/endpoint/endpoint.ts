@@ -19,6 +19,7 @@ import {
 import type { DedupOptions } from '../message-layer/dedup.js';
 import { MessageLayer, type PeerTableOptions } from '../message-layer/message-layer.js';
 import type { Peer, Transport } from '../transport/transport.js';
+import type { Clock } from '../util/clock.js';
 
 export interface EndpointOptions {
   /** Overrides of the RFC 7252 §4.8 transmission parameters. */
@@ -37,6 +38,15 @@ export interface EndpointOptions {
   answerEcho?: boolean;
   /** Bounds of the per-peer state table (size, idle expiry). */
   peers?: PeerTableOptions;
+  /**
+   * The source of time and timers for retransmission, deduplication and
+   * peer expiry, NSTART/PROBING_RATE, request timeouts and the
+   * separate-response delay (default: the real clock, `performance.now()`
+   * and Node's timers). Tests pass a `VirtualClock` to run these without
+   * real waiting; the server's observe, block-wise and Echo state use the
+   * same clock.
+   */
+  clock?: Clock;
 }
 
 export class Endpoint {
@@ -44,6 +54,8 @@ export class Endpoint {
   readonly derived: DerivedParameters;
   readonly messageLayer: MessageLayer;
   readonly exchangeLayer: ExchangeLayer;
+  /** The endpoint's source of time (`EndpointOptions.clock`). */
+  readonly clock: Clock;
 
   constructor(
     readonly transport: Transport,
@@ -60,7 +72,9 @@ export class Endpoint {
       derived: this.derived,
       ...(options.dedup ? { dedup: options.dedup } : {}),
       ...(options.peers ? { peers: options.peers } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
     });
+    this.clock = this.messageLayer.time;
     this.exchangeLayer = new ExchangeLayer(this.messageLayer, {
       tokenLength,
       separateResponseDelayMs: options.separateResponseDelayMs ?? 1000,

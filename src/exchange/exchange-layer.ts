@@ -7,9 +7,7 @@
  */
 
 import { Buffer } from 'node:buffer';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
-import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
+import { type CoapMessage, type CoapOption, encodeEmpty, encodeMessage } from '../codec/message.js';
 import { firstBadCritical, getOption } from '../codec/options.js';
 import { MessageType } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
@@ -18,6 +16,7 @@ import { AbortError, ClosedError, MessageFormatError, ResetError, TimeoutError }
 import type { MessageLayer, OutgoingCon, PeerState } from '../message-layer/message-layer.js';
 import { describePeer } from '../message-layer/message-layer.js';
 import type { Peer } from '../transport/transport.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import { randomToken } from './tokens.js';
 
 /** Options a client passes up to the application: every registered option (§5.4.1). */
@@ -79,8 +78,8 @@ interface Pending {
   con: OutgoingCon | undefined;
   startedAt: number;
   holdsSlot: boolean;
-  timer: NodeJS.Timeout | undefined;
-  slotTimer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
+  slotTimer: TimerHandle | undefined;
   done: boolean;
   messageId: number;
   abortListener: (() => void) | undefined;
@@ -108,11 +107,14 @@ export class ExchangeLayer {
   private readonly pending = new Map<string, Pending>();
   handler: ServerHandler | undefined;
   private closed = false;
+  /** The message layer's clock (one source of time per endpoint). */
+  private readonly time: Clock;
 
   constructor(
     readonly ml: MessageLayer,
     private readonly options: ExchangeLayerOptions,
   ) {
+    this.time = ml.time;
     ml.upper = {
       request: (msg, ps, key) => this.onRequest(msg, ps, key),
       response: (msg, ps, ackOf) => this.onResponse(msg, ps, ackOf),
@@ -167,7 +169,7 @@ export class ExchangeLayer {
     const timeoutMs =
       callbacks.timeoutMs ??
       (confirmable ? this.ml.derived.maxTransmitWait : this.ml.derived.maxTransmitWait);
-    p.timer = setTimeout(() => {
+    p.timer = this.time.setTimer(() => {
       this.fail(
         p,
         new TimeoutError(`no response from ${describePeer(peer)} within ${Math.round(timeoutMs)} ms`, {
@@ -202,21 +204,21 @@ export class ExchangeLayer {
         ...(req.payload ? { payload: req.payload } : {}),
       });
       // (A multicast group never answers as itself: its members do, so it is exempt.)
-      if (!confirmable && !callbacks.multicast && ps.unansweredBytes > 0) {
+      if (!confirmable && !callbacks.multicast) {
         // §4.7 PROBING_RATE: hold NON requests toward a peer that does not answer.
-        const wait = this.probingDelay(ps, bytes.length);
+        const wait = this.ml.probingDelay(ps, bytes.length);
         if (wait > 0) {
-          if (p.slotTimer) clearTimeout(p.slotTimer);
-          p.slotTimer = setTimeout(start, wait);
+          this.time.clearTimer(p.slotTimer);
+          p.slotTimer = this.time.setTimer(start, wait);
           return;
         }
       }
       p.holdsSlot = true;
-      ps.outstanding++;
+      this.ml.beginInteraction(ps);
       const messageId = this.ml.nextMessageId();
       p.messageId = messageId;
       bytes.writeUInt16BE(messageId, 2);
-      p.startedAt = performance.now();
+      p.startedAt = this.time.now();
       if (confirmable) {
         p.con = this.ml.sendCon(ps, messageId, bytes, {
           onAck: () => this.releaseSlot(p),
@@ -228,14 +230,13 @@ export class ExchangeLayer {
         p.unwatch = this.ml.watchNon(ps, messageId, () =>
           this.fail(p, new ResetError(`${describePeer(peer)} rejected the request with RST`)),
         );
-        this.sendNon(ps, bytes);
+        this.ml.sendNon(ps, bytes);
         // A NON request stops counting against NSTART after ACK_TIMEOUT (no ACK will come).
-        p.slotTimer = setTimeout(() => this.releaseSlot(p), params.ackTimeout);
+        p.slotTimer = this.time.setTimer(() => this.releaseSlot(p), params.ackTimeout);
       }
     };
     if (!callbacks.multicast && this.options.answerEcho !== false) p.start = start;
-    if (ps.outstanding < params.nstart) start();
-    else ps.queue.push(start);
+    this.ml.whenSlotFree(ps, start);
     return {
       token,
       cancel: () => this.finish(p),
@@ -285,46 +286,18 @@ export class ExchangeLayer {
     if (list.length === 0 && this.emptyTokenWaiters.get(key) === list) this.emptyTokenWaiters.delete(key);
   }
 
-  /**
-   * How long to wait before sending `size` more NON bytes toward a peer that
-   * has not answered, so as not to exceed PROBING_RATE on average (§4.7).
-   * The first 1152 bytes (one maximal message) go out at once.
-   */
-  probingDelay(ps: PeerState, size: number): number {
-    if (ps.unansweredBytes === 0) return 0;
-    const total = ps.unansweredBytes + size;
-    if (total <= 1152) return 0;
-    const elapsedMs = performance.now() - ps.unansweredSince;
-    return Math.max(0, (total / this.ml.params.probingRate) * 1000 - elapsedMs);
-  }
-
-  /** Sends a NON honouring PROBING_RATE toward a peer that has not answered (§4.7). */
-  private sendNon(ps: PeerState, bytes: Uint8Array): void {
-    const now = performance.now();
-    if (ps.unansweredBytes === 0) ps.unansweredSince = now;
-    ps.unansweredBytes += bytes.length;
-    this.ml.send(ps, bytes);
-  }
-
-  /** True when sending `size` more NON bytes to `peer` would exceed PROBING_RATE. */
-  probingLimited(peer: Peer, size: number): boolean {
-    return this.probingDelay(this.ml.peerState(peer), size) > 0;
-  }
-
   private releaseSlot(p: Pending): void {
     if (!p.holdsSlot) return;
     p.holdsSlot = false;
-    if (p.slotTimer) clearTimeout(p.slotTimer);
+    this.time.clearTimer(p.slotTimer);
     p.slotTimer = undefined;
-    const ps = p.ps;
-    ps.outstanding--;
-    while (ps.outstanding < this.ml.params.nstart && ps.queue.length > 0) ps.queue.shift()!();
+    this.ml.endInteraction(p.ps);
   }
 
   private finish(p: Pending): void {
     if (p.done) return;
     p.done = true;
-    if (p.timer) clearTimeout(p.timer);
+    this.time.clearTimer(p.timer);
     if (p.con) this.ml.cancelCon(p.con);
     p.unwatch?.();
     if (p.abortListener) p.callbacks.signal?.removeEventListener('abort', p.abortListener);
@@ -332,7 +305,7 @@ export class ExchangeLayer {
     if (p.holdsSlot) this.releaseSlot(p);
     else {
       // Still queued: drop it from the queue lazily (start() checks p.done).
-      if (p.slotTimer) clearTimeout(p.slotTimer);
+      this.time.clearTimer(p.slotTimer);
       p.slotTimer = undefined;
     }
     if (p.token.length === 0) this.nextEmptyToken(p.key);
@@ -366,7 +339,7 @@ export class ExchangeLayer {
       return false;
     }
     const piggybacked = ackOf !== undefined;
-    const rttMs = performance.now() - p.startedAt;
+    const rttMs = this.time.now() - p.startedAt;
     if (channels.matched.hasSubscribers) {
       channels.matched.publish({
         peer: ps.peer,
@@ -402,7 +375,7 @@ export class ExchangeLayer {
     if (complete) this.finish(p);
     else if (p.timer) {
       // Long-lived exchange (observe): the overall timeout no longer applies.
-      clearTimeout(p.timer);
+      this.time.clearTimer(p.timer);
       p.timer = undefined;
     }
     return true;
@@ -422,8 +395,7 @@ export class ExchangeLayer {
     p.unwatch = undefined;
     const start = p.start!;
     const value = Buffer.from(echo);
-    if (p.ps.outstanding < this.ml.params.nstart) start(value);
-    else p.ps.queue.push(() => start(value));
+    this.ml.whenSlotFree(p.ps, () => start(value));
     return true;
   }
 
@@ -437,10 +409,11 @@ export class ExchangeLayer {
   ping(peer: Peer): Promise<number> {
     if (this.closed) return Promise.reject(new ClosedError('endpoint is closed'));
     const ps = this.ml.peerState(peer);
-    const start = performance.now();
+    const time = this.time;
+    const start = time.now();
     return new Promise((resolve, reject) => {
       const mid = this.ml.nextMessageId();
-      const bytes = Buffer.from([0x40, 0, mid >> 8, mid & 0xff]);
+      const bytes = encodeEmpty(MessageType.CON, mid);
       const onClose = () => {
         this.ml.cancelCon(con);
         reject(new ClosedError('endpoint closed'));
@@ -457,11 +430,11 @@ export class ExchangeLayer {
       const con = this.ml.sendCon(ps, mid, bytes, {
         onAck: () => {
           done();
-          resolve(performance.now() - start);
+          resolve(time.now() - start);
         },
         onReset: () => {
           done();
-          resolve(performance.now() - start);
+          resolve(time.now() - start);
         },
         onTimeout: (err) => {
           done();
@@ -484,8 +457,7 @@ export class ExchangeLayer {
     const confirmable = msg.type === MessageType.CON;
     if (handler === undefined) {
       // No server on this endpoint: §4.2 reject CON requests; ignore NON.
-      if (confirmable)
-        this.ml.reply(key, ps, Buffer.from([0x70, 0, msg.messageId >> 8, msg.messageId & 0xff]), true);
+      if (confirmable) this.ml.reply(key, ps, encodeEmpty(MessageType.RST, msg.messageId), true);
       else this.ml.reply(key, ps, null, false);
       return;
     }
@@ -501,9 +473,9 @@ export class ExchangeLayer {
     }
     this.ml.markInflight(key);
     let acked = false;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: TimerHandle | undefined;
     if (confirmable) {
-      timer = setTimeout(() => {
+      timer = this.time.setTimer(() => {
         timer = undefined;
         acked = true;
         this.ml.sendEmptyAck(key, ps, msg.messageId);
@@ -511,11 +483,11 @@ export class ExchangeLayer {
     }
     result.then(
       (r) => {
-        if (timer) clearTimeout(timer);
+        this.time.clearTimer(timer);
         this.respond(msg, ps, key, r, acked);
       },
       (err) => {
-        if (timer) clearTimeout(timer);
+        this.time.clearTimer(timer);
         this.respond(msg, ps, key, internalError(err), acked);
       },
     );
@@ -533,7 +505,7 @@ export class ExchangeLayer {
     if (res === null) {
       // No response wanted: acknowledge a CON (empty ACK), stay silent for NON.
       if (confirmable && !alreadyAcked) {
-        this.ml.reply(key, ps, Buffer.from([0x60, 0, req.messageId >> 8, req.messageId & 0xff]), true);
+        this.ml.reply(key, ps, encodeEmpty(MessageType.ACK, req.messageId), true);
       } else if (!confirmable) this.ml.reply(key, ps, null, false);
       return;
     }

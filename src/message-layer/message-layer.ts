@@ -7,8 +7,6 @@
 
 import { Buffer } from 'node:buffer';
 import { randomInt } from 'node:crypto';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import { type CoapMessage, decodeMessage, encodeEmpty } from '../codec/message.js';
 import { MessageType } from '../constants/codes.js';
 import type { DerivedParameters, TransmissionParameters } from '../constants/transmission.js';
@@ -16,6 +14,7 @@ import { channels } from '../diagnostics.js';
 import { MessageFormatError, TimeoutError } from '../errors.js';
 import { formatAddress } from '../transport/address.js';
 import type { Peer, Transport } from '../transport/transport.js';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { type DedupOptions, DedupStore } from './dedup.js';
 
 /** Per-peer state, interned by peer key. */
@@ -28,15 +27,21 @@ export interface PeerState {
    */
   readonly id: number;
   peer: Peer;
-  /** Last time anything was received from this peer (ms, performance.now()). */
+  /** Last time anything was received from this peer (ms, the layer's clock). */
   lastHeard: number;
   /** Last time anything was sent to or received from this peer. */
   lastActive: number;
-  /** Outstanding interactions (NSTART accounting, §4.7). */
+  /**
+   * Outstanding interactions (NSTART accounting, §4.7). Owned by the message
+   * layer: written only by beginInteraction/endInteraction.
+   */
   outstanding: number;
-  /** Interactions waiting for an NSTART slot. */
+  /** Interactions waiting for an NSTART slot (see `whenSlotFree`). */
   queue: Array<() => void>;
-  /** Bytes sent as NON since the peer was last heard from (PROBING_RATE, §4.7). */
+  /**
+   * Bytes sent as NON since the peer was last heard from (PROBING_RATE,
+   * §4.7). Owned by the message layer: written by `sendNon` and on receipt.
+   */
   unansweredBytes: number;
   /** When the first of those unanswered bytes was sent. */
   unansweredSince: number;
@@ -68,7 +73,7 @@ export interface OutgoingCon {
   aliases: number[] | undefined;
   transmissions: number;
   timeoutMs: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
   callbacks: OutgoingConCallbacks;
   done: boolean;
 }
@@ -116,6 +121,8 @@ export interface MessageLayerOptions {
   derived: DerivedParameters;
   dedup?: DedupOptions;
   peers?: PeerTableOptions;
+  /** The source of time and timers (default the real clock). */
+  clock?: Clock;
 }
 
 /** Default bound of the peer table. */
@@ -141,14 +148,18 @@ export class MessageLayer {
   /** Peers dropped to make room for new ones (table full). */
   peersEvicted = 0;
   private mid: number;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: TimerHandle | undefined;
+  private readonly sweepEvery: number;
   private closed = false;
+  /** The source of time and timers of this layer and of the exchange layer above it. */
+  readonly time: Clock;
   upper: MessageLayerUpper | undefined;
 
   constructor(
     readonly transport: Transport,
     private readonly options: MessageLayerOptions,
   ) {
+    this.time = options.clock ?? realClock;
     this.dedup = new DedupStore(options.dedup);
     this.maxPeers = Math.max(1, options.peers?.max ?? DEFAULT_MAX_PEERS);
     this.peerIdleMs = options.peers?.idleMs ?? options.derived.maxTransmitSpan;
@@ -161,9 +172,15 @@ export class MessageLayer {
         if (ps) this.upper?.peerError?.(ps, error);
       },
     });
-    this.sweepTimer = setInterval(() => this.sweep(), Math.max(50, Math.min(10_000, this.peerIdleMs / 2)));
-    this.sweepTimer.unref();
+    this.sweepEvery = Math.max(50, Math.min(10_000, this.peerIdleMs / 2));
+    this.sweepTimer = this.time.setTimer(this.sweepTick, this.sweepEvery, true);
   }
+
+  private readonly sweepTick = (): void => {
+    if (this.closed) return;
+    this.sweep();
+    this.sweepTimer = this.time.setTimer(this.sweepTick, this.sweepEvery, true);
+  };
 
   get params(): TransmissionParameters {
     return this.options.params;
@@ -190,7 +207,7 @@ export class MessageLayer {
       id,
       peer,
       lastHeard: 0,
-      lastActive: performance.now(),
+      lastActive: this.time.now(),
       outstanding: 0,
       queue: [],
       unansweredBytes: 0,
@@ -269,6 +286,63 @@ export class MessageLayer {
     this.transport.send(bytes, ps.peer, up?.peerError !== undefined && (up.wantsPeerErrors?.() ?? true));
   }
 
+  // ---- interaction accounting (NSTART and PROBING_RATE, §4.7) -------------
+  // The exchange layer says when an interaction begins and ends; the rules
+  // (how many may be outstanding, how fast NON bytes may go to a silent peer)
+  // live here, next to the state they are about, as aiocoap's message manager
+  // owns its backlog.
+
+  /**
+   * Runs `start` now when fewer than NSTART interactions with the peer are
+   * outstanding, otherwise when one ends. `start` should call
+   * `beginInteraction` if it does begin one (it may decline: cancelled, or
+   * held back by PROBING_RATE), so that the next waiting one is tried.
+   */
+  whenSlotFree(ps: PeerState, start: () => void): void {
+    if (ps.outstanding < this.options.params.nstart) start();
+    else ps.queue.push(start);
+  }
+
+  /** An interaction with the peer begins: it holds one of the NSTART slots until `endInteraction`. */
+  beginInteraction(ps: PeerState): void {
+    ps.outstanding++;
+  }
+
+  /** An interaction ends (response, ACK, give-up): frees its slot and starts waiting ones. */
+  endInteraction(ps: PeerState): void {
+    ps.outstanding--;
+    const nstart = this.options.params.nstart;
+    while (ps.outstanding < nstart && ps.queue.length > 0) ps.queue.shift()!();
+  }
+
+  /**
+   * How long to wait before sending `size` more NON bytes toward a peer that
+   * has not answered, so as not to exceed PROBING_RATE on average (§4.7).
+   * The first 1152 bytes (one maximal message) go out at once.
+   */
+  probingDelay(ps: PeerState, size: number): number {
+    if (ps.unansweredBytes === 0) return 0;
+    const total = ps.unansweredBytes + size;
+    if (total <= 1152) return 0;
+    const elapsedMs = this.time.now() - ps.unansweredSince;
+    return Math.max(0, (total / this.options.params.probingRate) * 1000 - elapsedMs);
+  }
+
+  /** True when sending `size` more NON bytes to `peer` now would exceed PROBING_RATE. */
+  probingLimited(peer: Peer, size: number): boolean {
+    return this.probingDelay(this.peerState(peer), size) > 0;
+  }
+
+  /**
+   * Sends a NON message counted against PROBING_RATE until the peer is heard
+   * from (§4.7; the caller checked `probingDelay`).
+   */
+  sendNon(ps: PeerState, bytes: Uint8Array): void {
+    if (ps.unansweredBytes === 0) ps.unansweredSince = this.time.now();
+    ps.unansweredBytes += bytes.length;
+    this.send(ps, bytes);
+  }
+
   /** Sends a CON and retransmits it until ACK/RST or MAX_RETRANSMIT (§4.2). */
   sendCon(ps: PeerState, messageId: number, bytes: Uint8Array, callbacks: OutgoingConCallbacks): OutgoingCon {
     const p = this.options.params;
@@ -290,9 +364,9 @@ export class MessageLayer {
     if (previous) this.finishCon(previous);
     this.outgoing.set(con.key, con);
     ps.pendingCons++;
-    ps.lastActive = performance.now();
+    ps.lastActive = this.time.now();
     this.send(ps, bytes);
-    con.timer = setTimeout(() => this.retransmit(con), initial);
+    con.timer = this.time.setTimer(() => this.retransmit(con), initial);
     return con;
   }
 
@@ -350,7 +424,7 @@ export class MessageLayer {
 
   private finishCon(con: OutgoingCon): void {
     con.done = true;
-    if (con.timer) clearTimeout(con.timer);
+    if (con.timer !== undefined) this.time.clearTimer(con.timer);
     con.timer = undefined;
     if (this.outgoing.get(con.key) === con) this.outgoing.delete(con.key);
     if (con.aliases !== undefined) {
@@ -392,7 +466,7 @@ export class MessageLayer {
     }
     this.send(con.ps, con.bytes, con.transmissions - 1);
     con.sent = true;
-    con.timer = setTimeout(() => this.retransmit(con), con.timeoutMs);
+    con.timer = this.time.setTimer(() => this.retransmit(con), con.timeoutMs);
   }
 
   /** Sends the reply to a request and remembers it for duplicates (§4.5). */
@@ -443,13 +517,13 @@ export class MessageLayer {
   private turnNow = -1;
 
   private clock(): number {
-    return this.turnNow >= 0 ? this.turnNow : performance.now();
+    return this.turnNow >= 0 ? this.turnNow : this.time.now();
   }
 
   /** Entry point for every received datagram. */
   incoming(data: Buffer, peer: Peer): void {
     if (this.closed) return;
-    const now = performance.now();
+    const now = this.time.now();
     this.turnNow = now;
     try {
       this.process(data, peer, now);
@@ -611,7 +685,7 @@ export class MessageLayer {
   }
 
   private sweep(): void {
-    const now = performance.now();
+    const now = this.time.now();
     // Expires records and, after a burst, gives the ring and table memory back.
     this.dedup.shrink(now);
     const idle = this.peerIdleMs;
@@ -626,7 +700,8 @@ export class MessageLayer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.time.clearTimer(this.sweepTimer);
+    this.sweepTimer = undefined;
     for (const con of [...this.outgoing.values()]) this.finishCon(con);
     this.outgoing.clear();
     this.nonWatch.clear();

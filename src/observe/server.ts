@@ -34,8 +34,6 @@
  */
 
 import { Buffer } from 'node:buffer';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import type { BlockwiseServer } from '../blockwise/server.js';
 import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/message.js';
 import { decodeUint, encodeUint, getUintOption } from '../codec/options.js';
@@ -46,10 +44,16 @@ import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { type CoapServer, type Middleware, ServerRequest } from '../server/server.js';
 import type { Peer } from '../transport/transport.js';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
 
 export interface ObserveServerOptions {
+  /**
+   * The source of time for the refresh and stale timers (default the real
+   * clock; a `CoapServer` passes its `clock` option). Fixed at construction.
+   */
+  clock?: Clock;
   /** Send every notification as CON (default false: NON, with the CON rules below). */
   confirmable?: boolean;
   /** Send every Nth notification to an observer as CON (default 20; 0 = only the time rule). */
@@ -117,7 +121,7 @@ interface Observer {
   /** Counts notifyOne runs: an async result older than the newest one is dropped. */
   gen: number;
   removed: boolean;
-  refresh: NodeJS.Timeout | undefined;
+  refresh: TimerHandle | undefined;
 }
 
 interface AddressShare {
@@ -158,7 +162,7 @@ const OBSERVER_OVERHEAD = 640;
 /** Per stored option (object + Map of the array). */
 const OPTION_OVERHEAD = 48;
 
-type Settings = Required<Omit<ObserveServerOptions, 'blockwise'>> & { blockwise?: BlockwiseServer };
+type Settings = Required<Omit<ObserveServerOptions, 'blockwise' | 'clock'>> & { blockwise?: BlockwiseServer };
 
 export class ObserveServer {
   /** Every observer, least recently heard from first. */
@@ -168,6 +172,7 @@ export class ObserveServer {
   private bytes = 0;
   private seq = 1;
   private readonly opts: Settings;
+  private readonly time: Clock;
   /** Listener for registrations and removals. */
   onEvent: ((ev: ObserveEvent) => void) | undefined;
   /**
@@ -180,11 +185,12 @@ export class ObserveServer {
   /** NON notifications by `peer|messageId`, to remove an observer that answers one with RST. */
   private readonly nonSent = new Map<string, Observer>();
   private rstListener: ((m: unknown) => void) | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: TimerHandle | undefined;
   private readonly endpointIds = new WeakMap<Endpoint, number>();
   private nextEndpointId = 1;
 
   constructor(options: ObserveServerOptions = {}) {
+    this.time = options.clock ?? realClock;
     this.opts = {
       confirmable: false,
       conEvery: 20,
@@ -279,7 +285,7 @@ export class ObserveServer {
     this.nonSent.clear();
     if (this.rstListener) channels.messageReceived.unsubscribe(this.rstListener);
     this.rstListener = undefined;
-    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.time.clearTimer(this.sweepTimer);
     this.sweepTimer = undefined;
   }
 
@@ -371,7 +377,7 @@ export class ObserveServer {
         this.onEvent?.({ type: 'refused', path: req.path, peer: req.peer.key, reason: refused });
         return stripObserve(res);
       }
-      const now = performance.now();
+      const now = this.time.now();
       const o: Observer = {
         key,
         path: req.path,
@@ -426,7 +432,7 @@ export class ObserveServer {
   private admit(address: string, bytes: number): 'address' | 'full' | undefined {
     const o = this.opts;
     if (bytes > o.maxObserverBytesPerAddress || bytes > o.maxObserverBytes) return 'address';
-    const now = performance.now();
+    const now = this.time.now();
     const share = this.byAddress.get(address);
     while (
       share !== undefined &&
@@ -450,7 +456,7 @@ export class ObserveServer {
   /** The peer showed it is there: not stale, last in the eviction order. */
   private heard(o: Observer): void {
     if (o.removed) return;
-    o.lastHeard = performance.now();
+    o.lastHeard = this.time.now();
     this.observers.delete(o.key);
     this.observers.set(o.key, o);
   }
@@ -463,18 +469,21 @@ export class ObserveServer {
   private armSweep(): void {
     if (this.sweepTimer !== undefined) return;
     const period = Math.max(250, Math.floor(this.opts.staleAfterMs / 2));
-    this.sweepTimer = setTimeout(() => {
-      this.sweepTimer = undefined;
-      const now = performance.now();
-      const probe: Observer[] = [];
-      for (const o of this.observers.values()) {
-        if (now - o.lastHeard < this.opts.staleAfterMs) break;
-        if (!o.inflight) probe.push(o);
-      }
-      for (const o of probe) this.notifyOne(o);
-      if (this.observers.size > 0) this.armSweep();
-    }, period);
-    this.sweepTimer.unref();
+    this.sweepTimer = this.time.setTimer(
+      () => {
+        this.sweepTimer = undefined;
+        const now = this.time.now();
+        const probe: Observer[] = [];
+        for (const o of this.observers.values()) {
+          if (now - o.lastHeard < this.opts.staleAfterMs) break;
+          if (!o.inflight) probe.push(o);
+        }
+        for (const o of probe) this.notifyOne(o);
+        if (this.observers.size > 0) this.armSweep();
+      },
+      period,
+      true,
+    );
   }
 
   private nextSeq(): number {
@@ -485,7 +494,7 @@ export class ObserveServer {
   private remove(o: Observer, reason: RemoveReason | undefined): void {
     if (o.removed) return;
     o.removed = true;
-    if (o.refresh) clearTimeout(o.refresh);
+    this.time.clearTimer(o.refresh);
     if (this.observers.get(o.key) === o) this.observers.delete(o.key);
     this.bytes -= o.bytes;
     const share = this.byAddress.get(o.address);
@@ -526,7 +535,7 @@ export class ObserveServer {
 
   private send(o: Observer, res: OutgoingResponse, live: boolean): void {
     const ok = res.code >> 5 === 2;
-    const now = performance.now();
+    const now = this.time.now();
     o.count++;
     const confirmable =
       this.opts.confirmable ||
@@ -618,16 +627,19 @@ export class ObserveServer {
 
   private scheduleRefresh(o: Observer, res: OutgoingResponse): void {
     if (!this.opts.refreshBeforeMaxAge) return;
-    if (o.refresh) clearTimeout(o.refresh);
+    this.time.clearTimer(o.refresh);
     const maxAge = getUintOption(res.options ?? [], OptionNumber.MaxAge) ?? 60;
     if (maxAge === 0) return;
     // A little before the representation goes stale (§4.3.1), at least 1 s after now.
     const ms = Math.max(1000, maxAge * 1000 - Math.min(5000, maxAge * 100));
-    o.refresh = setTimeout(() => {
-      o.refresh = undefined;
-      this.notifyOne(o);
-    }, ms);
-    o.refresh.unref();
+    o.refresh = this.time.setTimer(
+      () => {
+        o.refresh = undefined;
+        this.notifyOne(o);
+      },
+      ms,
+      true,
+    );
   }
 }
 

@@ -28,14 +28,13 @@
 
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { Peer } from '../transport/transport.js';
+import { type Clock, realClock } from '../util/clock.js';
 import { Tally } from '../util/keyed.js';
 
 /** Bounds of the Echo-based address verification (server option `echo`). */
@@ -53,6 +52,14 @@ export interface EchoOptions {
   verifiedTtlMs?: number;
   /** HMAC key for Echo values (default: 32 random bytes per server). Share it between servers behind one address. */
   key?: Uint8Array;
+  /**
+   * The source of time for the verified-address TTL and the Echo values'
+   * time slots (default the real clock; a `CoapServer` passes its `clock`
+   * option). With the real clock, Echo values use wall time (Date.now()), so
+   * that servers sharing `key` agree on the slot; with another clock, its
+   * `now()`.
+   */
+  clock?: Clock;
 }
 
 /** Length of the Echo values this server hands out. */
@@ -119,7 +126,10 @@ export class AmplificationGuard {
   readonly verifiedTtlMs: number;
   private readonly key: Uint8Array;
   private readonly slotMs: number;
-  /** IP address → expiry (performance.now() ms); Map order = least recently used first. */
+  private readonly time: Clock;
+  /** The time Echo values carry: wall time with the real clock (see `EchoOptions.clock`). */
+  private readonly echoNow: () => number;
+  /** IP address → expiry (the clock's ms); Map order = least recently used first. */
   private readonly verified = new Map<string, number>();
   /** IPv6 /64 prefix (or IPv4 address) → number of its addresses in `verified`. */
   private readonly perPrefix = new Tally<string>();
@@ -130,6 +140,9 @@ export class AmplificationGuard {
       throw new InvalidArgumentError(`amplificationFactor must be a number >= 1 or false, got ${factor}`);
     }
     this.factor = factor;
+    const time = options.clock ?? realClock;
+    this.time = time;
+    this.echoNow = time === realClock ? Date.now : () => time.now();
     this.lifetimeMs = clamp(options.lifetimeMs ?? 60_000, 1000, 3_600_000, 'echo.lifetimeMs');
     this.maxVerifiedPeers = clamp(options.maxVerifiedPeers ?? 10_000, 0, 1e7, 'echo.maxVerifiedPeers');
     this.maxVerifiedPerPrefix = clamp(
@@ -155,8 +168,8 @@ export class AmplificationGuard {
     return h.digest();
   }
 
-  /** A fresh Echo value for `peer` (6 bytes). `now` is Date.now() (tests may pass another). */
-  echoValue(peer: Peer, now = Date.now()): Buffer {
+  /** A fresh Echo value for `peer` (6 bytes). `now` defaults to the Echo time (see `EchoOptions.clock`). */
+  echoValue(peer: Peer, now = this.echoNow()): Buffer {
     const slot = Math.floor(now / this.slotMs);
     const out = Buffer.allocUnsafe(ECHO_LENGTH);
     out[0] = slot & 0xff;
@@ -165,7 +178,7 @@ export class AmplificationGuard {
   }
 
   /** True when `value` was handed out to this peer's IP address within the lifetime. */
-  validEcho(value: Uint8Array, peer: Peer, now = Date.now()): boolean {
+  validEcho(value: Uint8Array, peer: Peer, now = this.echoNow()): boolean {
     if (value.length !== ECHO_LENGTH) return false;
     const current = Math.floor(now / this.slotMs);
     const age = (current - value[0]!) & 0xff;
@@ -185,7 +198,7 @@ export class AmplificationGuard {
     const address = peer.address;
     const exp = this.verified.get(address);
     if (exp === undefined) return false;
-    const now = performance.now();
+    const now = this.time.now();
     if (exp < now) {
       this.forget(address);
       return false;
@@ -200,7 +213,7 @@ export class AmplificationGuard {
 
   /** Remembers a verified address, within the global bound and the per-prefix share. */
   markVerified(peer: Peer): void {
-    const now = performance.now();
+    const now = this.time.now();
     const address = peer.address;
     this.sweep(now);
     if (this.verified.delete(address)) {

@@ -39,6 +39,7 @@ import { listenMulticast, type MulticastListener, type MulticastServerOptions } 
 import { ObserveServer, type ObserveServerOptions } from '../observe/server.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
+import type { Clock } from '../util/clock.js';
 import { AmplificationGuard, type EchoOptions } from './echo.js';
 import { type ResourceAttributes, type Route, Router } from './router.js';
 
@@ -298,6 +299,8 @@ export class CoapServer {
   private readonly diagnostics: boolean;
   /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
   readonly amplification: AmplificationGuard | undefined;
+  /** `{ clock }` when the options name one, for the layers this server creates. */
+  private readonly clockOption: { clock?: Clock };
   private bwLayer: BlockwiseServer | undefined;
   /** Amplification rule: a large response to an unsafe request goes out as a small first block (block-wise layer). */
   private shrinkResponse: ResponseShrinker | undefined;
@@ -310,7 +313,11 @@ export class CoapServer {
   constructor(private readonly options: ServerOptions = {}) {
     this.maxPayloadSize = options.maxPayloadSize ?? 64 * 1024;
     const factor = options.amplificationFactor ?? 3;
-    this.amplification = factor === false ? undefined : new AmplificationGuard(factor, options.echo);
+    // One clock for the server's timers (EndpointOptions.clock): its layers use it too.
+    const clock = options.clock ? { clock: options.clock } : {};
+    this.clockOption = clock;
+    this.amplification =
+      factor === false ? undefined : new AmplificationGuard(factor, { ...clock, ...options.echo });
     this.diagnostics = options.diagnosticPayloads ?? true;
     this.router.add(Method.GET, '/.well-known/core', (req) => this.wellKnownCore(req), {
       ct: ContentFormat.LinkFormat,
@@ -321,14 +328,14 @@ export class CoapServer {
     // The built-in layer reassembles no more than the server accepts (`maxPayloadSize`):
     // a larger upload gets its 4.13 at the first block that passes the limit.
     else if (bw !== false)
-      this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...bw }), true);
+      this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...clock, ...bw }), true);
     else {
       this.recognizedOptions.delete(OptionNumber.Block1);
       this.recognizedOptions.delete(OptionNumber.Block2);
     }
     const obs = options.observe;
     if (obs instanceof ObserveServer) this.setObserve(obs);
-    else if (obs !== false) this.setObserve(new ObserveServer(obs), true);
+    else if (obs !== false) this.setObserve(new ObserveServer({ ...clock, ...obs }), true);
   }
 
   /** The block-wise layer (undefined when created with `blockwise: false` and not enabled since). */
@@ -344,13 +351,16 @@ export class CoapServer {
   /** The block-wise layer, turned on if it was off; `options` change its settings. Idempotent. */
   enableBlockwise(options?: BlockwiseServerOptions): BlockwiseServer {
     if (this.bwLayer) return options ? this.bwLayer.configure(options) : this.bwLayer;
-    return this.setBlockwise(new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...options }), true);
+    return this.setBlockwise(
+      new BlockwiseServer({ maxBodySize: this.maxPayloadSize, ...this.clockOption, ...options }),
+      true,
+    );
   }
 
   /** The observe layer, turned on if it was off; `options` change its settings. Idempotent. */
   enableObserve(options?: ObserveServerOptions): ObserveServer {
     if (this.obsLayer) return options ? this.obsLayer.configure(options) : this.obsLayer;
-    return this.setObserve(new ObserveServer(options), true);
+    return this.setObserve(new ObserveServer({ ...this.clockOption, ...options }), true);
   }
 
   /**

@@ -31,6 +31,7 @@ import {
   InvalidArgumentError,
   NetworkError,
 } from '../errors.js';
+import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { formatAddress } from './address.js';
 import { literalLookup } from './literal-lookup.js';
 import {
@@ -123,6 +124,12 @@ export interface DtlsClientOptions {
   serverName?: string;
   keyLogFile?: KeyLogSink;
   idleTimeoutMs?: number;
+  /**
+   * The source of time for handshake retransmission and timeouts, the
+   * plain-CoAP probe and idle expiry (default the real clock; tests pass a
+   * VirtualClock).
+   */
+  clock?: Clock;
   /** Don't keep the process alive just for this transport's sockets. */
   unref?: boolean;
   /**
@@ -155,7 +162,7 @@ interface ClientSession {
   seen: HandshakeSeen;
   /** The failure to report instead of the connection's own error (ICMP, plain CoAP). */
   failure?: Error;
-  probeTimer?: NodeJS.Timeout;
+  probeTimer?: TimerHandle | undefined;
   established?: boolean;
 }
 
@@ -165,7 +172,10 @@ interface HandshakeSeen {
   datagrams: number;
   helloVerify: boolean;
   serverHello: boolean;
+  /** ServerHelloDone records seen, each with a higher record sequence number than the last. */
   serverHelloDone: number;
+  /** Record sequence number of the last ServerHelloDone counted (-1: none). */
+  helloDoneSeq: number;
 }
 
 export interface DtlsSessionInfo {
@@ -193,7 +203,8 @@ export class DtlsClientTransport implements Transport {
   private closed = false;
   private readonly keyLog;
   private readonly pending = new PendingSends();
-  private idleTimer?: NodeJS.Timeout;
+  private idleTimer?: TimerHandle | undefined;
+  private readonly time: Clock;
   /** The session of the last datagram received and its rinfo address/port (skips the key string). */
   private lastRecv?: ClientSession;
   private lastRecvAddress = '';
@@ -208,6 +219,7 @@ export class DtlsClientTransport implements Transport {
     socket: Socket,
     family: 4 | 6,
   ) {
+    this.time = options.clock ?? realClock;
     this.sockets.set(family, socket);
     this.wire(socket);
     this.keyLog = createKeyLogger(options.keyLogFile);
@@ -215,8 +227,13 @@ export class DtlsClientTransport implements Transport {
     this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
     const idle = options.idleTimeoutMs;
     if (idle !== undefined && idle > 0) {
-      this.idleTimer = setInterval(() => this.sweepIdle(idle), Math.max(50, Math.min(idle / 2, 30_000)));
-      this.idleTimer.unref();
+      const every = Math.max(50, Math.min(idle / 2, 30_000));
+      const tick = () => {
+        if (this.closed) return;
+        this.sweepIdle(idle);
+        this.idleTimer = this.time.setTimer(tick, every, true);
+      };
+      this.idleTimer = this.time.setTimer(tick, every, true);
     }
   }
 
@@ -309,7 +326,15 @@ export class DtlsClientTransport implements Transport {
         const type = msg[off + 13];
         if (type === 3) seen.helloVerify = true;
         else if (type === 2) seen.serverHello = true;
-        else if (type === 14) seen.serverHelloDone++;
+        else if (type === 14) {
+          // A retransmission carries a new record sequence number; a copy made by the
+          // network (duplication) or a late one (reordering) does not count as a repeat.
+          const seq = msg.readUIntBE(off + 5, 6);
+          if (seq > seen.helloDoneSeq) {
+            seen.helloDoneSeq = seq;
+            seen.serverHelloDone++;
+          }
+        }
       }
       off += 13 + len;
     }
@@ -411,7 +436,7 @@ export class DtlsClientTransport implements Transport {
         queue: [],
         waiters: [],
         resolving: true,
-        seen: { datagrams: 0, helloVerify: false, serverHello: false, serverHelloDone: 0 },
+        seen: { datagrams: 0, helloVerify: false, serverHello: false, serverHelloDone: 0, helloDoneSeq: -1 },
       };
       this.sessions.set(peer.key, s);
       this.sessionsChanged();
@@ -481,6 +506,7 @@ export class DtlsClientTransport implements Transport {
           ipOverhead: family === 6 ? 48 : 28,
           retransmitInitialMs: this.options.retransmitInitialMs ?? 1000,
           retransmitMaxMs: 60_000,
+          clock: this.time,
           handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
           keyLog: this.keyLog,
           peerLabel: recvKey,
@@ -508,7 +534,7 @@ export class DtlsClientTransport implements Transport {
                 socket.send(d, port, address, onSent);
               },
           established: () => {
-            if (s.probeTimer !== undefined) clearTimeout(s.probeTimer);
+            if (s.probeTimer !== undefined) this.time.clearTimer(s.probeTimer);
             s.established = true;
             const queued = s.queue;
             s.queue = [];
@@ -543,14 +569,17 @@ export class DtlsClientTransport implements Transport {
     if (this.options.probePlainCoap !== false) {
       // No answer to the ClientHello by its first retransmission: ask in plain CoAP.
       const probe = Buffer.from([0x40, 0x00, 0, 0]);
-      s.probeTimer = setTimeout(() => {
-        s.probeTimer = undefined;
-        if (s.seen.datagrams > 0 || conn.state !== 'handshaking' || this.closed) return;
-        probe.writeUInt16BE(randomInt(0x10000), 2);
-        if (own) socket.send(probe, () => {});
-        else socket.send(probe, port, address, () => {});
-      }, this.options.retransmitInitialMs ?? 1000);
-      s.probeTimer.unref();
+      s.probeTimer = this.time.setTimer(
+        () => {
+          s.probeTimer = undefined;
+          if (s.seen.datagrams > 0 || conn.state !== 'handshaking' || this.closed) return;
+          probe.writeUInt16BE(randomInt(0x10000), 2);
+          if (own) socket.send(probe, () => {});
+          else socket.send(probe, port, address, () => {});
+        },
+        this.options.retransmitInitialMs ?? 1000,
+        true,
+      );
     }
   }
 
@@ -603,7 +632,7 @@ export class DtlsClientTransport implements Transport {
 
   /** Closes a session's own socket (once its last datagram, e.g. close_notify, has left). */
   private releaseSocket(s: ClientSession): void {
-    if (s.probeTimer !== undefined) clearTimeout(s.probeTimer);
+    if (s.probeTimer !== undefined) this.time.clearTimer(s.probeTimer);
     const socket = s.socket;
     if (socket === undefined) return;
     s.socket = undefined;
@@ -626,7 +655,7 @@ export class DtlsClientTransport implements Transport {
   }
 
   private sweepIdle(idleMs: number): void {
-    const now = Date.now();
+    const now = this.time.now();
     for (const s of new Set(this.sessions.values())) {
       if (s.conn?.state === 'established' && now - s.conn.lastActivity > idleMs) s.conn.close();
     }
@@ -635,7 +664,8 @@ export class DtlsClientTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.time.clearTimer(this.idleTimer);
+    this.idleTimer = undefined;
     for (const s of new Set(this.sessions.values())) {
       s.conn?.close();
       this.releaseSocket(s);
@@ -711,6 +741,12 @@ export interface DtlsServerTransportOptions {
   /** Upper bound of a whole handshake. Default 30,000 ms. */
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
+  /**
+   * The source of time for handshake retransmission and timeouts, the
+   * plain-CoAP probe and idle expiry (default the real clock; tests pass a
+   * VirtualClock).
+   */
+  clock?: Clock;
 }
 
 export class DtlsServerTransport implements Transport {
@@ -758,6 +794,7 @@ export class DtlsServerTransport implements Transport {
         idleTimeoutMs: options.idleTimeoutMs,
         mtu: options.mtu,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
+        clock: options.clock,
         retransmitInitialMs: options.retransmitInitialMs,
         keyLog: createKeyLogger(options.keyLogFile),
       },

@@ -4,13 +4,18 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { type Clock, realClock } from '../util/clock.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
 import { makePeer } from './transport.js';
 
 export interface LinkConditions {
   /** Return true to drop this datagram. */
   drop?: (data: Uint8Array, from: Peer, to: Peer) => boolean;
-  /** Delay in ms before delivery (default: next macrotask). */
+  /**
+   * Delay in ms before delivery, on the network's clock (default 0: the next
+   * turn of the event loop, on any clock, so that a virtual clock need not be
+   * advanced for plain delivery).
+   */
   delay?: (data: Uint8Array, from: Peer, to: Peer) => number;
   /** Return true to deliver this datagram twice. */
   duplicate?: (data: Uint8Array, from: Peer, to: Peer) => boolean;
@@ -20,6 +25,9 @@ export class MemoryNetwork {
   private readonly nodes = new Map<string, MemoryTransport>();
   private nextPort = 40000;
   conditions: LinkConditions = {};
+
+  /** @param clock - the clock that delays of `conditions.delay` run on (default the real one). */
+  constructor(readonly clock: Clock = realClock) {}
 
   createTransport(address = '10.0.0.1', port?: number): MemoryTransport {
     const p = port ?? this.nextPort++;
@@ -38,7 +46,9 @@ export class MemoryNetwork {
     for (let i = 0; i < copies; i++) {
       const buf = Buffer.from(data);
       const d = c.delay?.(data, from, to) ?? 0;
-      setTimeout(() => target.receive(buf, from), d);
+      if (d > 0) this.clock.setTimer(() => target.receive(buf, from), d);
+      else if (this.clock === realClock) setTimeout(() => target.receive(buf, from), 0);
+      else setImmediate(() => target.receive(buf, from));
     }
   }
 

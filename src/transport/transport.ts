@@ -52,10 +52,21 @@ export interface Transport {
   /** Starts delivering events to `handlers`. Called once by the endpoint. */
   attach(handlers: TransportHandlers): void;
   /**
-   * Sends one datagram to `peer`. Never throws for network errors; see `peerError`.
-   * With `reportErrors` false nobody needs to hear of a failure of this send,
-   * so a transport may skip per-send completion work (UDP: no send callback,
-   * which costs a process.nextTick per datagram).
+   * Sends one datagram to `peer`. Never throws for network errors: they are
+   * reported through `peerError`.
+   *
+   * The `reportErrors` contract (default true): with `false` the caller
+   * declares that a failure of *this* datagram would change nothing for it,
+   * so a transport may send without per-datagram completion tracking and stay
+   * silent if this datagram is lost (UDP: no send callback, which costs a
+   * process.nextTick per datagram; DTLS:
+   * the record goes out the same way). It never suppresses failures that are
+   * not about one datagram (a DTLS handshake failing, a session closed by an
+   * alert, a closed transport): those are always reported. A transport that
+   * has no per-datagram cost may ignore the flag. The message layer passes
+   * `false` for stateless answers (RST, replayed replies) and when the
+   * exchange layer has nothing that a peer error would fail (no pending
+   * client exchange or ping), `true` otherwise.
    */
   send(data: Uint8Array, peer: Peer, reportErrors?: boolean): void;
   /** The local address the transport is bound to. */

@@ -12,7 +12,8 @@ import type { InboundResponse } from '../../src/exchange/exchange-layer.js';
 import { CoapServer } from '../../src/server/server.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import type { Peer } from '../../src/transport/transport.js';
-import { memorySetup, RawPeer, selfOf, sleep } from '../helpers/memory.js';
+import { VirtualClock } from '../../src/util/clock.js';
+import { memorySetup, RawPeer, selfOf } from '../helpers/memory.js';
 
 /** Hex and "quoted text" pieces to bytes. */
 function b(...parts: string[]): Buffer {
@@ -31,23 +32,28 @@ describe('server side (coapkit server, raw client)', () => {
   let delayMs = 0;
   let calls = 0;
 
+  let clock: VirtualClock;
+
   beforeEach(async () => {
-    net = new MemoryNetwork();
+    // Separate-response delay, retransmission and the slow handler run on a virtual clock.
+    clock = new VirtualClock();
+    net = new MemoryNetwork(clock);
     delayMs = 0;
     calls = 0;
     server = new CoapServer({
+      clock,
       separateResponseDelayMs: 40,
       transmission: { ackTimeout: 60, ackRandomFactor: 1, maxRetransmit: 2 },
     });
     server.get('/temperature', async () => {
       calls++;
-      if (delayMs > 0) await sleep(delayMs);
+      if (delayMs > 0) await new Promise<void>((r) => clock.setTimer(() => r(), delayMs));
       return '22.3 C';
     });
     const t = net.createTransport('192.0.2.1', 5683);
     serverPeer = t.self;
     await server.listen(t);
-    raw = new RawPeer(net.createTransport('192.0.2.2', 41000));
+    raw = new RawPeer(net.createTransport('192.0.2.2', 41000), clock);
   });
   afterEach(async () => {
     await server.close();
@@ -78,17 +84,21 @@ describe('server side (coapkit server, raw client)', () => {
   test('Figure 20: separate response — empty ACK 60 00 7d 38, then CON 2.05 with Token 0x53, acknowledged', async () => {
     delayMs = 120;
     raw.send(serverPeer, b('41 01 7d 38', '53', 'bb', '"temperature"'));
-    assert.deepEqual((await raw.next()).data, b('60 00 7d 38'));
-    const con = await raw.next();
+    await clock.advance(39);
+    assert.equal(raw.received.length, 0, 'nothing before separateResponseDelayMs');
+    await clock.advance(1);
+    assert.deepEqual((await raw.waitFor(1))[0]!.data, b('60 00 7d 38'));
+    await clock.advance(80); // the handler finishes at 120 ms
+    const con = (await raw.waitFor(2))[1]!;
     const mid = con.data.readUInt16BE(2);
     assert.deepEqual(
       con.data,
       Buffer.concat([b('41 45'), con.data.subarray(2, 4), b('53', 'ff', '"22.3 C"')]),
     );
     raw.send(serverPeer, Buffer.from([0x60, 0x00, mid >> 8, mid & 0xff]));
-    await sleep(100);
+    await clock.settle();
     const n = raw.received.length;
-    await sleep(250);
+    await clock.advance(600);
     assert.equal(raw.received.length, n, 'acknowledged: no more retransmissions');
     for (const r of raw.received.slice(2))
       assert.deepEqual(r.data, con.data, 'only retransmissions of the response');

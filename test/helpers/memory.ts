@@ -13,6 +13,7 @@ import type { TransmissionParameters } from '../../src/constants/transmission.js
 import { Endpoint, type EndpointOptions } from '../../src/endpoint/endpoint.js';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.js';
 import type { Peer } from '../../src/transport/transport.js';
+import { type Clock, realClock } from '../../src/util/clock.js';
 
 export const FAST: Partial<TransmissionParameters> = {
   ackTimeout: 50,
@@ -32,7 +33,10 @@ export class RawPeer {
   readonly received: Received[] = [];
   private waiters: Array<() => void> = [];
 
-  constructor(readonly transport: MemoryTransport) {
+  constructor(
+    readonly transport: MemoryTransport,
+    private readonly clock: Clock = realClock,
+  ) {
     transport.attach({
       message: (data, from) => {
         let msg: CoapMessage | undefined;
@@ -41,7 +45,7 @@ export class RawPeer {
         } catch {
           msg = undefined;
         }
-        this.received.push({ data, from, at: performance.now(), msg });
+        this.received.push({ data, from, at: this.clock.now(), msg });
         for (const w of this.waiters.splice(0)) w();
       },
     });
@@ -56,7 +60,10 @@ export class RawPeer {
     this.transport.send(bytes, to);
   }
 
-  /** Resolves once `count` datagrams in total have been received (rejects after `ms`). */
+  /**
+   * Resolves once `count` datagrams in total have been received (rejects
+   * after `ms` of real time: a safety net, not a timing assertion).
+   */
   async waitFor(count: number, ms = 2000): Promise<Received[]> {
     const deadline = performance.now() + ms;
     while (this.received.length < count) {
@@ -103,20 +110,28 @@ export interface MemorySetup {
   close(): Promise<void>;
 }
 
-/** A network with cleanup of everything created through it. */
-export function memorySetup(): MemorySetup {
-  const net = new MemoryNetwork();
+/**
+ * A network with cleanup of everything created through it. With a `clock`
+ * (a VirtualClock in tests) the network's delays and every endpoint created
+ * through it run on that clock.
+ */
+export function memorySetup(clock?: Clock): MemorySetup {
+  const net = new MemoryNetwork(clock);
   const endpoints: Endpoint[] = [];
   const raws: RawPeer[] = [];
   return {
     net,
     endpoint(options = {}, address = '10.0.0.1', port?: number) {
-      const ep = new Endpoint(net.createTransport(address, port), { transmission: FAST, ...options });
+      const ep = new Endpoint(net.createTransport(address, port), {
+        transmission: FAST,
+        ...(clock ? { clock } : {}),
+        ...options,
+      });
       endpoints.push(ep);
       return ep;
     },
     raw(address = '10.0.0.9', port?: number) {
-      const r = new RawPeer(net.createTransport(address, port));
+      const r = new RawPeer(net.createTransport(address, port), net.clock);
       raws.push(r);
       return r;
     },

@@ -15,7 +15,7 @@ import {
 } from '../../src/transport/dtls.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
 import { LossyProxy, randomImpairments } from '../helpers/lossy-proxy.js';
-import { sleep, withTimeout } from '../helpers/timing.js';
+import { sleep, until, withTimeout } from '../helpers/timing.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -107,8 +107,7 @@ for (const suite of CIPHER_SUITES.values()) {
     tc.client.send(Buffer.from(big), peer);
     assert.equal(await withTimeout(r2, 2000, 'big echo'), `echo:${big}`);
     await tc.client.close();
-    await sleep(30);
-    assert.equal(es.server.server.sessionCount, 0, 'close_notify removed the server session');
+    await until(() => es.server.server.sessionCount === 0, 'close_notify removed the server session');
     assert.deepEqual(es.errors, []);
   });
 }
@@ -163,7 +162,7 @@ test('wrong key fails cleanly on both sides; the server keeps serving others', a
     return true;
   });
   assert.ok(bad.errors[0] instanceof DtlsError, 'assertion at line 165');
-  await sleep(20);
+  await until(() => es.errors.length > 0, 'the server reported the failed handshake');
   assert.ok(
     es.errors.some((e) => e instanceof DtlsError && e.alert === 20),
     'assertion at line 167',
@@ -189,7 +188,7 @@ test('unknown identity → unknown_psk_identity (115) on both sides; async PSK l
     assert.equal(e.alert, 115);
     return true;
   });
-  await sleep(20);
+  await until(() => es.errors.length > 0, 'the server reported the failed handshake');
   assert.ok(
     es.errors.some((e) => e instanceof DtlsError && e.alert === 115),
     'assertion at line 190',
@@ -249,7 +248,7 @@ test('stateless cookie exchange: HelloVerifyRequest, no state before a valid coo
   const replies: Buffer[] = [];
   sock.on('message', (m) => replies.push(m));
   sock.send(rawClientHello(Buffer.alloc(0)), es.port, '127.0.0.1');
-  await sleep(50);
+  await until(() => replies.length >= 1, 'HelloVerifyRequest');
   assert.equal(replies.length, 1);
   const [rec] = parseDatagram(replies[0]!);
   assert.equal(rec?.seq, 7, 'HVR reuses the ClientHello record sequence number');
@@ -262,13 +261,13 @@ test('stateless cookie exchange: HelloVerifyRequest, no state before a valid coo
   sock.send(rawClientHello(Buffer.alloc(32, 0xaa)), es.port, '127.0.0.1');
   // right cookie but different random (cookie is bound to the whole ClientHello)
   sock.send(rawClientHello(cookie, Buffer.alloc(32, 6)), es.port, '127.0.0.1');
-  await sleep(50);
+  await until(() => replies.length >= 3, 'two more HelloVerifyRequests');
   assert.equal(replies.length, 3);
   assert.equal(es.server.server.sessionCount, 0);
   assert.equal(es.server.server.stats.badCookies, 2);
   // valid cookie → the server starts a handshake (ServerHello flight)
   sock.send(rawClientHello(cookie), es.port, '127.0.0.1');
-  await sleep(50);
+  await until(() => replies.length >= 4, 'the ServerHello flight');
   assert.equal(es.server.server.sessionCount, 1);
   const types = parseHandshakeFragments(parseDatagram(replies[3]!)[0]!.fragment).map((f) => f.msgType);
   assert.equal(types[0], 2, 'ServerHello');
@@ -284,7 +283,7 @@ test('stateless cookie exchange: HelloVerifyRequest, no state before a valid coo
   );
   es.server.server.rotateCookieSecret();
   sock.send(rawClientHello(cookie, Buffer.alloc(32, 8)), es.port, '127.0.0.1');
-  await sleep(30);
+  await until(() => es.server.server.stats.helloVerifySent > before, 'stale cookie rejected');
   assert.equal(es.server.server.stats.helloVerifySent, before + 1, 'stale cookie rejected');
 });
 
@@ -319,7 +318,7 @@ test('server limit: max sessions', async () => {
   await assert.rejects(b.client.connect(peer), DtlsHandshakeTimeoutError);
   assert.ok(es.server.server.stats.rejectedFull >= 1, 'new handshake refused while full');
   await a.client.close();
-  await sleep(30);
+  await until(() => es.server.server.sessionCount === 0, 'close_notify removed the session');
   const c = await testClient();
   await withTimeout(c.client.connect(peer), 5000, 'c after a closed');
 });
@@ -330,12 +329,12 @@ test('server evicts idle sessions', async () => {
   const a = await testClient();
   await withTimeout(a.client.connect(peer), 5000, 'a');
   assert.equal(es.server.server.sessionCount, 1);
-  for (let i = 0; i < 100 && es.server.server.sessionCount > 0; i++) await sleep(20);
+  await until(() => es.server.server.sessionCount === 0, 'idle session evicted');
   assert.equal(es.server.server.sessionCount, 0, 'idle session evicted');
   assert.ok(es.server.server.stats.evictedIdle >= 1, 'eviction counted');
   // The close_notify is in flight when the server's count drops: data sent before the client
   // has read it goes to the dead session and is lost (CoAP would retransmit). Wait for it.
-  for (let i = 0; i < 100 && a.client.sessionInfo(peer)?.established === true; i++) await sleep(10);
+  await until(() => a.client.sessionInfo(peer)?.established !== true, 'the client read the close_notify');
   assert.notEqual(a.client.sessionInfo(peer)?.established, true, 'the client read the close_notify');
   // the client got close_notify and starts a new session transparently
   const r = a.next();
@@ -454,7 +453,7 @@ test('half-open handshake limit (maxHandshakes): a new verified ClientHello evic
     const cookie = decodeHelloVerifyRequest(parseHandshakeFragments(rec!.fragment)[0]!.body).cookie;
     s.send(rawClientHello(cookie, random), es.port, '127.0.0.1');
   }
-  await sleep(50);
+  await until(() => es.server.server.stats.evictedHalfOpen >= 1, 'the oldest half-open handshake evicted');
   assert.equal(es.server.server.handshakeCount, 2);
   assert.equal(es.server.server.stats.rejectedFull, 0);
   assert.equal(es.server.server.stats.evictedHalfOpen, 1);

@@ -22,6 +22,7 @@ import {
 } from '../../src/server/echo.js';
 import { CoapServer } from '../../src/server/server.js';
 import { makePeer } from '../../src/transport/transport.js';
+import { VirtualClock } from '../../src/util/clock.js';
 import { withTimeout } from '../helpers/timing.js';
 
 const A = makePeer('127.0.0.1', 40000);
@@ -104,14 +105,16 @@ describe('verified-peer table', () => {
   });
 
   test('entries expire and are given back', async () => {
-    const g = new AmplificationGuard(3, { verifiedTtlMs: 30 });
+    const clock = new VirtualClock();
+    const g = new AmplificationGuard(3, { verifiedTtlMs: 30, clock });
     g.markVerified(A);
-    assert.ok(g.isVerified(A));
-    await new Promise((r) => setTimeout(r, 60));
+    clock.advanceSync(14);
+    assert.ok(g.isVerified(A), 'verified (before half the TTL: not refreshed by this check)');
+    clock.advanceSync(17);
     assert.equal(g.isVerified(A), false);
     assert.equal(g.verifiedPeers, 0);
     for (let i = 0; i < 10; i++) g.markVerified(makePeer(`10.1.0.${i}`, 1));
-    await new Promise((r) => setTimeout(r, 60));
+    clock.advanceSync(60);
     g.markVerified(makePeer('10.2.0.2', 1)); // sweeps expired entries from the old end
     assert.ok(g.verifiedPeers <= 10 - 4 + 1);
   });

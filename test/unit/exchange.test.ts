@@ -1,6 +1,7 @@
 /**
  * Exchange layer (RFC 7252 §5, §4.7): tokens, NSTART, PROBING_RATE,
- * long-lived exchanges, aborts — and the diagnostics channels.
+ * long-lived exchanges, aborts — and the diagnostics channels. Time is a
+ * VirtualClock: timers fire only when a test advances it.
  */
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
@@ -10,13 +11,23 @@ import type { Endpoint } from '../../src/endpoint/endpoint.js';
 import { AbortError, TimeoutError } from '../../src/errors.js';
 import type { InboundResponse, OutgoingRequest } from '../../src/exchange/exchange-layer.js';
 import { randomToken } from '../../src/exchange/tokens.js';
-import { type MemorySetup, memorySetup, type RawPeer, selfOf, sleep } from '../helpers/memory.js';
+import { VirtualClock } from '../../src/util/clock.js';
+import { type MemorySetup, memorySetup, type RawPeer, type Received, selfOf } from '../helpers/memory.js';
 
 const { CON, NON, ACK } = MessageType;
 let s: MemorySetup;
+let clock: VirtualClock;
 beforeEach(() => {
-  s = memorySetup();
+  clock = new VirtualClock();
+  s = memorySetup(clock);
 });
+
+/** The first datagram `raw` receives once the clock has moved `ms` (a retransmission). */
+async function nextAfter(raw: RawPeer, ms: number): Promise<Received> {
+  const n = raw.received.length;
+  await clock.advance(ms);
+  return (await raw.waitFor(n + 1))[n]!;
+}
 afterEach(async () => {
   await s.close();
 });
@@ -131,7 +142,7 @@ test('§4.7: NSTART=1 — a second request to the same peer waits until the firs
   const p1 = req(ep, raw, {}, { timeoutMs: 5000 });
   const p2 = req(ep, raw, {}, { timeoutMs: 5000 });
   const r1 = await raw.next();
-  await sleep(100);
+  await clock.advance(100);
   assert.equal(raw.received.length, 1, 'second request held back');
   // An empty ACK ends the first "outstanding interaction" for NSTART purposes.
   raw.send(r1.from, { type: ACK, code: 0, messageId: r1.msg!.messageId });
@@ -153,7 +164,7 @@ test('§4.7: a response (separate, before any ACK) also frees the NSTART slot', 
   const p1 = req(ep, raw, { confirmable: false }, { timeoutMs: 5000 });
   const p2 = req(ep, raw, {}, { timeoutMs: 5000 });
   const r1 = await raw.next();
-  await sleep(50);
+  await clock.advance(50);
   assert.equal(raw.received.length, 1);
   raw.send(r1.from, { type: NON, code: 0x45, messageId: 1, token: r1.msg!.token });
   await p1;
@@ -167,7 +178,7 @@ test('§4.7: NSTART=4 allows four parallel interactions; the fifth waits', async
   const ep = s.endpoint({ transmission: { nstart: 4, ackTimeout: 300 } });
   const ps = Array.from({ length: 5 }, () => req(ep, raw, {}, { timeoutMs: 5000 }));
   await raw.waitFor(4);
-  await sleep(80);
+  await clock.advance(80);
   assert.equal(raw.received.length, 4);
   const first = raw.received[0]!;
   raw.send(first.from, { type: ACK, code: 0x45, messageId: first.msg!.messageId, token: first.msg!.token });
@@ -183,22 +194,36 @@ test('§4.7: PROBING_RATE — NON requests toward a silent peer are held to PROB
   // 2000 B/s; each request ~ 4 + 8 + 1 + 400 bytes.
   const ep = s.endpoint({ transmission: { nstart: 100, probingRate: 2000, ackTimeout: 20 } });
   const payload = Buffer.alloc(400, 0x61);
-  const t0 = performance.now();
-  for (let i = 0; i < 6; i++)
-    void req(ep, raw, { confirmable: false, payload }, { timeoutMs: 3000 }).catch(() => {});
-  await raw.waitFor(2);
-  await sleep(20);
-  assert.equal(raw.received.length, 2, 'burst: only what fits in 1152 bytes goes at once');
-  await raw.waitFor(6, 3000);
+  const t0 = clock.now();
+  const sent: number[] = [];
+  const onSent = (m: unknown) => {
+    if ((m as { peer: { key: string } }).peer.key === raw.peer.key) sent.push(clock.now());
+  };
+  dc.subscribe('coapkit:message:sent', onSent);
+  try {
+    for (let i = 0; i < 6; i++)
+      void req(ep, raw, { confirmable: false, payload }, { timeoutMs: 3000 }).catch(() => {});
+    await raw.waitFor(2);
+    await clock.advance(20);
+    assert.equal(raw.received.length, 2, 'burst: only what fits in 1152 bytes goes at once');
+    await clock.advance(2000);
+    await raw.waitFor(6);
+  } finally {
+    dc.unsubscribe('coapkit:message:sent', onSent);
+  }
   const sizes = raw.received.map((r) => r.data.length);
   const total = sizes.reduce((a, b) => a + b, 0);
-  const elapsed = raw.received.at(-1)!.at - t0;
+  const elapsed = sent.at(-1)! - t0;
   const expected = (total / 2000) * 1000;
-  assert.ok(elapsed >= expected - 30, `average rate ≤ PROBING_RATE: ${total} B in ${elapsed.toFixed(0)} ms`);
+  // Each held request goes out the moment the average rate allows it: exactly then, on this clock.
+  assert.ok(
+    elapsed >= expected - 1e-6 && elapsed < expected + 1,
+    `average rate = PROBING_RATE: ${total} B in ${elapsed.toFixed(1)} ms (expected ${expected.toFixed(1)})`,
+  );
   // Once the peer answers, the limit no longer applies.
   raw.clear();
   raw.send(selfOf(ep), Buffer.from([0x50, 0, 0, 1])); // anything heard resets the count
-  await sleep(10);
+  await clock.settle();
   for (let i = 0; i < 2; i++)
     void req(ep, raw, { confirmable: false, payload }, { timeoutMs: 3000 }).catch(() => {});
   await raw.waitFor(2, 100);
@@ -233,7 +258,7 @@ test('a long-lived exchange keeps receiving responses while onResponse returns f
     token: r1.msg!.token,
     payload: Buffer.from('1'),
   });
-  await sleep(250); // past the overall timeout: a long-lived exchange is not timed out after the first response
+  await clock.advance(250); // past the overall timeout: a long-lived exchange is not timed out after the first response
   raw.send(r1.from, {
     type: NON,
     code: 0x45,
@@ -257,15 +282,26 @@ test('a long-lived exchange keeps receiving responses while onResponse returns f
 test('overall timeout and AbortSignal end an exchange with typed errors', async () => {
   const raw = s.raw();
   const ep = s.endpoint({ transmission: { nstart: 5 } });
-  await assert.rejects(req(ep, raw, { confirmable: false }, { timeoutMs: 60 }), TimeoutError);
+  const timed = req(ep, raw, { confirmable: false }, { timeoutMs: 60 });
+  await clock.advance(59);
+  let early = true;
+  timed
+    .catch(() => {})
+    .finally(() => {
+      early = false;
+    });
+  await clock.settle();
+  assert.ok(early, 'not timed out before timeoutMs');
+  await clock.advance(1);
+  await assert.rejects(timed, TimeoutError);
   const ac = new AbortController();
   const p = req(ep, raw, {}, { signal: ac.signal });
   await raw.next();
   ac.abort();
   await assert.rejects(p, AbortError);
-  await sleep(20);
+  await clock.settle();
   const n = raw.received.length;
-  await sleep(200);
+  await clock.advance(200);
   assert.equal(raw.received.length, n, 'an aborted CON is not retransmitted');
   await assert.rejects(req(ep, raw, {}, { signal: AbortSignal.abort() }), AbortError);
 });
@@ -300,7 +336,7 @@ test('diagnostics channels: resolved, sent, retransmitted, received, matched, du
     const ep = s.endpoint();
     const p = req(ep, raw);
     const r1 = await raw.next();
-    await raw.next(); // retransmission
+    await nextAfter(raw, 75); // retransmission (ACK_TIMEOUT 50 × ACK_RANDOM_FACTOR 1.5)
     raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
     await p;
     // Duplicate of a CON request at the endpoint.
@@ -310,7 +346,9 @@ test('diagnostics channels: resolved, sent, retransmitted, received, matched, du
     raw.send(selfOf(ep), dup);
     raw.send(selfOf(ep), Buffer.from([0x40, 0x00, 0x44, 0x44])); // ping → rejected (RST)
     await raw.waitFor(raw.received.length + 3);
-    await assert.rejects(req(ep, s.raw('10.0.0.99')), TimeoutError);
+    const silent = assert.rejects(req(ep, s.raw('10.0.0.99')), TimeoutError);
+    await clock.advance(1200); // MAX_TRANSMIT_WAIT = 1125 ms with these parameters
+    await silent;
 
     const resolved = events['coapkit:dns:resolved']![0] as { host: string; address: string };
     assert.equal(resolved.host, 'example.test');

@@ -1,6 +1,8 @@
 /**
  * Message layer (RFC 7252 §4) over the in-memory transport: Message IDs,
  * retransmission, ACK/RST, ping, rejection, deduplication, separate responses.
+ * Time is a VirtualClock: timers fire only when a test advances it, so no
+ * test waits for real time and none depends on the machine's load.
  */
 import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
@@ -11,12 +13,15 @@ import { DEFAULT_TRANSMISSION, deriveParameters } from '../../src/constants/tran
 import type { Endpoint } from '../../src/endpoint/endpoint.js';
 import { ResetError, TimeoutError } from '../../src/errors.js';
 import type { InboundResponse } from '../../src/exchange/exchange-layer.js';
-import { type MemorySetup, memorySetup, type RawPeer, selfOf, sleep } from '../helpers/memory.js';
+import { VirtualClock } from '../../src/util/clock.js';
+import { type MemorySetup, memorySetup, type RawPeer, type Received, selfOf } from '../helpers/memory.js';
 
 const { CON, NON, ACK } = MessageType;
 let s: MemorySetup;
+let clock: VirtualClock;
 beforeEach(() => {
-  s = memorySetup();
+  clock = new VirtualClock();
+  s = memorySetup(clock);
 });
 afterEach(async () => {
   await s.close();
@@ -73,25 +78,31 @@ test('§4.4: the initial Message ID is random and IDs increment by one', async (
 
 test('§4.2: CON retransmission — initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT*ACK_RANDOM_FACTOR], doubling, MAX_RETRANSMIT times, then TimeoutError', async () => {
   const raw = s.raw();
-  // ACK_TIMEOUT 100 ms (timers only fire late, never early: lower bounds are strict).
+  // ACK_TIMEOUT 100 ms, on the virtual clock: the timings below are exact.
   const ep = s.endpoint({ transmission: { ackTimeout: 100, ackRandomFactor: 1.5, maxRetransmit: 3 } });
   const sends: number[] = [];
   const onSent = (m: unknown) => {
-    if ((m as { peer: { key: string } }).peer.key === raw.peer.key) sends.push(performance.now());
+    if ((m as { peer: { key: string } }).peer.key === raw.peer.key) sends.push(clock.now());
   };
   dc.subscribe('coapkit:message:sent', onSent);
   let err: unknown;
+  let tEnd = -1;
   try {
-    err = await req(ep, raw).then(
+    const outcome = req(ep, raw).then(
       () => assert.fail('no response expected'),
-      (e: unknown) => e,
+      (e: unknown) => {
+        tEnd = clock.now();
+        return e;
+      },
     );
+    await clock.advance(3000);
+    err = await outcome;
   } finally {
     dc.unsubscribe('coapkit:message:sent', onSent);
   }
-  const tEnd = performance.now();
   assert.ok(err instanceof TimeoutError, String(err));
-  await sleep(150);
+  await raw.waitFor(4);
+  await clock.settle();
   const got = raw.received;
   assert.equal(got.length, 4, 'one transmission + exactly MAX_RETRANSMIT (3) retransmissions');
   assert.equal(sends.length, 4);
@@ -99,24 +110,32 @@ test('§4.2: CON retransmission — initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT
     assert.deepEqual(r.data, got[0]!.data, 'retransmissions are byte-identical (same MID)');
   const gaps = sends.slice(1).map((t, i) => t - sends[i]!);
   const last = tEnd - sends[3]!;
-  const shown = `${gaps.map((g) => g.toFixed(0)).join(', ')}, then ${last.toFixed(0)}`;
-  // Nominal timeouts: T, 2T, 4T, 8T with T in [100, 150]. Timers fire late, never early;
-  // a late previous timer can shorten the measured gap a little.
-  const within = (v: number, lo: number, hi: number) => v >= lo - 30 && v <= hi + 150;
-  assert.ok(within(gaps[0]!, 100, 150), `initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT*1.5]: ${shown}`);
-  assert.ok(within(gaps[1]!, 200, 300), `second timeout doubles: ${shown}`);
-  assert.ok(within(gaps[2]!, 400, 600), `third timeout doubles again: ${shown}`);
-  assert.ok(within(last, 800, 1200), `TimeoutError one more doubled timeout later: ${shown}`);
-  assert.ok(gaps[0]! < gaps[1]! && gaps[1]! < gaps[2]! && gaps[2]! < last, `increasing: ${shown}`);
-  // The doubling uses one random draw: ratios stay near 2 when the loop is not loaded.
-  assert.ok(Math.abs(sends[3]! - sends[0]! - 7 * gaps[0]!) < 7 * 50 + 150, `span ≈ 7 × initial: ${shown}`);
+  const shown = `${gaps.map((g) => g.toFixed(1)).join(', ')}, then ${last.toFixed(1)}`;
+  // Timeouts T, 2T, 4T, 8T with one random draw T in [100, 150] (§4.2).
+  const near = (a: number, b: number) => Math.abs(a - b) < 1e-6;
+  const t = gaps[0]!;
+  assert.ok(t >= 100 && t <= 150, `initial timeout in [ACK_TIMEOUT, ACK_TIMEOUT*1.5]: ${shown}`);
+  assert.ok(near(gaps[1]!, 2 * t), `second timeout doubles: ${shown}`);
+  assert.ok(near(gaps[2]!, 4 * t), `third timeout doubles again: ${shown}`);
+  // The exchange's own limit (MAX_TRANSMIT_WAIT = 2250 ms here) may end it at the same moment.
+  assert.ok(
+    near(last, 8 * t) || (last < 8 * t && near(tEnd, 1000 + 2250)),
+    `TimeoutError one more doubled timeout later: ${shown}`,
+  );
 });
 
-/** Lets in-flight datagrams land, then asserts nothing more arrives for `ms`. */
-async function assertQuiet(raw: RawPeer, ms: number, what: string): Promise<void> {
-  await sleep(100);
+/** The first datagram `raw` receives once the clock has moved `ms` (a retransmission, a late reply). */
+async function nextAfter(raw: RawPeer, ms: number): Promise<Received> {
   const n = raw.received.length;
-  await sleep(ms);
+  await clock.advance(ms);
+  return (await raw.waitFor(n + 1))[n]!;
+}
+
+/** Lets in-flight datagrams land, then asserts nothing more arrives while the clock moves `ms`. */
+async function assertQuiet(raw: RawPeer, ms: number, what: string): Promise<void> {
+  await clock.settle();
+  const n = raw.received.length;
+  await clock.advance(ms);
   assert.equal(raw.received.length, n, what);
 }
 
@@ -200,7 +219,7 @@ test('§4.3: an empty NON is ignored', async () => {
   const raw = s.raw();
   const ep = s.endpoint();
   raw.send(selfOf(ep), Buffer.from([0x50, 0x00, 0x00, 0x01]));
-  await sleep(50);
+  await clock.advance(50);
   assert.equal(raw.received.length, 0);
 });
 
@@ -211,7 +230,7 @@ test('§4.1: an empty message with a token or payload is a format error → RST 
   const r = await raw.next();
   assert.deepEqual(r.data, Buffer.from([0x70, 0, 0, 7]));
   raw.send(selfOf(ep), Buffer.from([0x50, 0x00, 0x00, 0x08, 0xff, 0x41]));
-  await sleep(50);
+  await clock.advance(50);
   assert.equal(raw.received.length, 1);
 });
 
@@ -234,7 +253,7 @@ test('§4.2/§4.3: a malformed CON is rejected with RST, a malformed NON is sile
   raw.send(selfOf(ep), Buffer.from([0x50, 0x01, 0x00, 0x13, 0xff]));
   // Truncated option value, NON.
   raw.send(selfOf(ep), Buffer.from([0x50, 0x01, 0x00, 0x14, 0xb5, 0x61]));
-  await sleep(60);
+  await clock.advance(60);
   assert.equal(raw.received.length, 2);
   assert.equal(calls, 0);
 });
@@ -246,7 +265,7 @@ test('§3: a message with an unknown version is silently ignored', async () => {
   raw.send(selfOf(ep), Buffer.from([0x80, 0x01, 0x00, 0x01])); // version 2
   raw.send(selfOf(ep), Buffer.from([0x00, 0x01, 0x00, 0x02])); // version 0
   raw.send(selfOf(ep), Buffer.from([0x40, 0x01])); // too short
-  await sleep(60);
+  await clock.advance(60);
   assert.equal(raw.received.length, 0);
 });
 
@@ -281,9 +300,9 @@ test('§4.5: a duplicate NON request is ignored (handler once, one response)', a
   const request = encodeMessage({ type: NON, code: 1, messageId: 77, token: Buffer.from([9]) });
   raw.send(selfOf(ep), request);
   raw.send(selfOf(ep), request);
-  await sleep(30);
+  await clock.advance(30);
   raw.send(selfOf(ep), request);
-  await sleep(60);
+  await clock.advance(60);
   assert.equal(calls, 1);
   assert.equal(raw.received.length, 1);
   assert.equal(raw.received[0]!.msg!.type, NON, 'a NON request gets a NON response');
@@ -296,26 +315,30 @@ test('§5.2.2: slow handler — duplicates are ignored while it runs, then get t
   let calls = 0;
   ep.handler = async () => {
     calls++;
-    await sleep(400);
+    await new Promise<void>((r) => clock.setTimer(() => r(), 400));
     return { code: 0x45, payload: Buffer.from('slow') };
   };
   const request = encodeMessage({ type: CON, code: 1, messageId: 500, token: Buffer.from([7, 7]) });
   raw.send(selfOf(ep), request);
-  await sleep(30);
+  await clock.advance(30);
   raw.send(selfOf(ep), request); // while running, before the empty ACK
-  const ack = await raw.next();
+  await clock.advance(69); // 99 ms: not yet separateResponseDelayMs
+  assert.equal(raw.received.length, 0, 'the early duplicate got nothing; no ACK before 100 ms');
+  const ack = await nextAfter(raw, 1);
   assert.deepEqual(ack.data, Buffer.from([0x60, 0, 0x01, 0xf4]), 'empty ACK after separateResponseDelayMs');
-  assert.equal(raw.received.length, 1, 'the early duplicate got nothing');
+  assert.equal(raw.received.length, 1);
   raw.send(selfOf(ep), request);
   const ack2 = await raw.next();
   assert.deepEqual(ack2.data, ack.data, 'later duplicates get the empty ACK again');
-  const res = await raw.next(1000);
+  await clock.advance(299); // 399 ms: the handler is still running
+  assert.equal(raw.received.length, 2);
+  const res = await nextAfter(raw, 1);
   assert.equal(res.msg!.type, CON, 'separate response is CON');
   assert.deepEqual(res.msg!.token, Buffer.from([7, 7]));
   assert.notEqual(res.msg!.messageId, 500, 'separate response has its own MID');
   assert.equal(res.msg!.payload.toString(), 'slow');
-  // Not acknowledged → retransmitted with the same bytes.
-  const again = await raw.next(500);
+  // Not acknowledged → retransmitted with the same bytes, within ACK_TIMEOUT × ACK_RANDOM_FACTOR (75 ms).
+  const again = await nextAfter(raw, 75);
   assert.deepEqual(again.data, res.data);
   raw.send(selfOf(ep), { type: ACK, code: 0, messageId: res.msg!.messageId });
   await assertQuiet(raw, 400, 'ACK stopped retransmission');
@@ -327,7 +350,7 @@ test('§5.2.2: the client retransmits its request when the separate response has
   const ep = s.endpoint();
   const p = req(ep, raw, { timeoutMs: 3000 });
   const r1 = await raw.next();
-  const r2 = await raw.next(); // retransmission (we "lost" the ACK)
+  const r2 = await nextAfter(raw, 75); // retransmission (we "lost" the ACK)
   assert.deepEqual(r2.data, r1.data);
   // Separate CON response before any ACK: implies the request arrived; retransmission stops.
   raw.send(r1.from, { type: CON, code: 0x45, messageId: 9, token: r1.msg!.token });
@@ -347,7 +370,7 @@ test('§4.2: an unmatched CON response is rejected with RST, an unmatched NON re
   // An unmatched piggybacked ACK (no such MID) is ignored: ACKs are never answered.
   raw.send(selfOf(ep), { type: ACK, code: 0x45, messageId: 5, token: Buffer.from([1]) });
   raw.send(selfOf(ep), Buffer.from([0x70, 0, 0, 6]));
-  await sleep(60);
+  await clock.advance(60);
   assert.equal(raw.received.length, 2);
 });
 
@@ -392,7 +415,7 @@ test('§5.3.2: a piggybacked ACK from the wrong endpoint (same MID and token) is
     token: r1.msg!.token,
     payload: Buffer.from('evil'),
   });
-  const r2 = await raw.next(); // still retransmitting
+  const r2 = await nextAfter(raw, 75); // still retransmitting
   assert.deepEqual(r2.data, r1.data);
   raw.send(r1.from, {
     type: ACK,
@@ -430,20 +453,29 @@ test('§4.5: dedup memory lasts EXCHANGE_LIFETIME for CON and NON_LIFETIME for N
   ep.handler = () => ({ code: 0x45, payload: Buffer.from(String(++calls)) });
   const con = encodeMessage({ type: CON, code: 1, messageId: 1, token: Buffer.from([1]) });
   const non = encodeMessage({ type: NON, code: 1, messageId: 2, token: Buffer.from([2]) });
-  const t0 = performance.now();
   raw.send(selfOf(ep), con);
   raw.send(selfOf(ep), non);
   await raw.waitFor(2);
-  await sleep(380 - (performance.now() - t0)); // NON forgotten (260), CON remembered (500)
+  await clock.advance(259); // both still remembered just before NON_LIFETIME
   raw.send(selfOf(ep), con);
   raw.send(selfOf(ep), non);
-  await raw.waitFor(4);
-  assert.ok(performance.now() - t0 < 500, 'test ran too slowly to check the CON lifetime');
-  assert.equal(calls, 3, 'NON processed again after NON_LIFETIME; CON replayed');
-  assert.deepEqual(raw.received[2]!.data.subarray(0, 4), raw.received[0]!.data.subarray(0, 4));
-  await sleep(620 - (performance.now() - t0)); // now the CON is forgotten too
+  await raw.waitFor(3);
+  await clock.settle();
+  assert.equal(raw.received.length, 3, 'the NON duplicate is ignored within NON_LIFETIME');
+  assert.equal(calls, 2);
+  await clock.advance(121); // 380 ms: NON forgotten (260), CON remembered (500)
   raw.send(selfOf(ep), con);
+  raw.send(selfOf(ep), non);
   await raw.waitFor(5);
+  assert.equal(calls, 3, 'NON processed again after NON_LIFETIME; CON replayed');
+  assert.deepEqual(raw.received[3]!.data.subarray(0, 4), raw.received[0]!.data.subarray(0, 4));
+  await clock.advance(119); // 499 ms: the CON is still remembered
+  raw.send(selfOf(ep), con);
+  await raw.waitFor(6);
+  assert.equal(calls, 3);
+  await clock.advance(2); // 501 ms: now the CON is forgotten too
+  raw.send(selfOf(ep), con);
+  await raw.waitFor(7);
   assert.equal(calls, 4);
 });
 
@@ -458,7 +490,7 @@ test('§4.3: an RST answering a NON request fails it with ResetError', async () 
     r1.from,
     Buffer.from([0x70, 0, ((r1.msg!.messageId + 1) >> 8) & 0xff, (r1.msg!.messageId + 1) & 0xff]),
   );
-  await sleep(30);
+  await clock.advance(30);
   raw.send(r1.from, Buffer.from([0x70, 0, r1.data[2]!, r1.data[3]!]));
   await assert.rejects(p, ResetError);
 });
@@ -469,7 +501,7 @@ test('§4.2: an ACK carrying a request code (not a response) is ignored; retrans
   const p = req(ep, raw, { timeoutMs: 3000 });
   const r1 = await raw.next();
   raw.send(r1.from, { type: ACK, code: 0x01, messageId: r1.msg!.messageId, token: r1.msg!.token });
-  const r2 = await raw.next();
+  const r2 = await nextAfter(raw, 75);
   assert.deepEqual(r2.data, r1.data, 'still retransmitting');
   raw.send(r1.from, { type: ACK, code: 0x45, messageId: r1.msg!.messageId, token: r1.msg!.token });
   assert.equal((await p).message.code, 0x45);

@@ -15,8 +15,8 @@ import { Observation } from '../../src/observe/client.js';
 import type { ObserveEvent, ObserveServerOptions } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
 import type { MemoryTransport } from '../../src/transport/memory.js';
+import { VirtualClock } from '../../src/util/clock.js';
 import { FAST, memorySetup, type RawPeer } from '../helpers/memory.js';
-import { sleep } from '../helpers/timing.js';
 
 const path = (p: string): CoapOption[] =>
   p
@@ -24,17 +24,22 @@ const path = (p: string): CoapOption[] =>
     .filter(Boolean)
     .map((s) => ({ number: OptionNumber.UriPath, value: Buffer.from(s) }));
 
+/** Server, clients and network share one virtual clock: stale/probe timers run without real waiting. */
+let clock = new VirtualClock();
+
+/** Moves the virtual clock in 10 ms steps until `cond()` holds (fails after `ms` of virtual time). */
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
+  const end = clock.now() + ms;
   while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
+    if (clock.now() > end) throw new Error('condition not met in time');
+    await clock.advance(10);
   }
 }
 
 async function rig(opts: ObserveServerOptions = {}, transports = 1) {
-  const mem = memorySetup();
-  const server = new CoapServer({ transmission: FAST, observe: opts });
+  clock = new VirtualClock();
+  const mem = memorySetup(clock);
+  const server = new CoapServer({ transmission: FAST, observe: opts, clock });
   const events: ObserveEvent[] = [];
   server.observe!.onEvent = (e) => events.push(e);
   let value = 'v0';
@@ -146,7 +151,7 @@ describe('observe server limits', () => {
     const fresh = r.mem.raw('10.0.3.9');
     assert.equal(await r.register(fresh, 0), false, 'full of fresh registrations: refused');
     assert.ok(r.events.some((e) => e.type === 'refused' && e.reason === 'full'));
-    await sleep(350);
+    await clock.advance(350);
     assert.equal(await r.register(fresh, 1), true, 'a stale registration made room');
     assert.ok(r.events.some((e) => e.type === 'removed' && e.reason === 'stale'));
     assert.equal(r.obs.observerCount(), 4);
