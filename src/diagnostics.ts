@@ -26,25 +26,38 @@ export type { TypedChannel, TypedListener } from './util/typed-channel.js';
 
 /** `coapkit:dns:resolved`: a host name was resolved (getaddrinfo, A and AAAA). */
 export interface DnsResolvedEvent {
+  /** The name looked up. */
   host: string;
   /** The address used. */
   address: string;
+  /** Its family. */
   family: 4 | 6;
   /** Every address returned, resolver order kept. */
-  addresses: Array<{ address: string; family: 4 | 6 }>;
+  addresses: Array<{
+    /** An IPv4 or IPv6 address. */
+    address: string;
+    /** Its family. */
+    family: 4 | 6;
+  }>;
+  /** How long the lookup took. */
   durationMs: number;
 }
 
 /** `coapkit:dns:failed`: resolving a host name failed. */
 export interface DnsFailedEvent {
+  /** The name looked up. */
   host: string;
+  /** The error the request fails with. */
   error: DnsError;
+  /** How long the lookup took. */
   durationMs: number;
 }
 
 /** `coapkit:message:sent`: every datagram the endpoint sends. */
 export interface MessageSentEvent {
+  /** Where it goes. */
   peer: Peer;
+  /** The datagram (one CoAP message). */
   data: Uint8Array;
   /** 0 for the first transmission, n for the n-th retransmission. */
   transmission: number;
@@ -52,8 +65,11 @@ export interface MessageSentEvent {
 
 /** `coapkit:message:retransmitted`: a CON was not acknowledged in time and is sent again (§4.2). */
 export interface MessageRetransmittedEvent {
+  /** Where it goes. */
   peer: Peer;
+  /** The datagram, as first sent. */
   data: Uint8Array;
+  /** Message ID of the CON. */
   messageId: number;
   /** 1 for the first retransmission. */
   transmission: number;
@@ -63,14 +79,19 @@ export interface MessageRetransmittedEvent {
 
 /** `coapkit:message:received`: every datagram received (before any check). */
 export interface MessageReceivedEvent {
+  /** Where it comes from. */
   peer: Peer;
+  /** The datagram as received. */
   data: Buffer;
 }
 
 /** `coapkit:message:duplicate`: a duplicate suppressed by deduplication (§4.5). */
 export interface MessageDuplicateEvent {
+  /** Where it comes from. */
   peer: Peer;
+  /** The datagram as received. */
   data: Buffer;
+  /** Its Message ID. */
   messageId: number;
   /** True when the stored reply was sent again. */
   replayed: boolean;
@@ -78,8 +99,11 @@ export interface MessageDuplicateEvent {
 
 /** `coapkit:message:rejected`: a datagram rejected with RST, or ignored. */
 export interface MessageRejectedEvent {
+  /** Where it comes from. */
   peer: Peer;
+  /** The datagram as received. */
   data: Buffer;
+  /** Why, e.g. `CoAP ping` or the decoding error. */
   reason: string;
   /** True when a RST was sent (a CoAP ping answered counts too). */
   reset: boolean;
@@ -87,57 +111,83 @@ export interface MessageRejectedEvent {
 
 /** `coapkit:message:timeout`: a CON that was never acknowledged. */
 export interface MessageTimeoutEvent {
+  /** Who did not answer. */
   peer: Peer;
+  /** Message ID of the CON. */
   messageId: number;
+  /** How many times it was sent. */
   transmissions: number;
 }
 
 /** `coapkit:exchange:matched`: a response matched to a request (§5.3.2). */
 export interface ExchangeMatchedEvent {
+  /** Who answered. */
   peer: Peer;
+  /** The token shared by request and response. */
   token: Buffer;
   /** Message ID of the response. */
   messageId: number;
   /** Message ID of the request. */
   requestMessageId: number;
+  /** Response code (e.g. 69 = 2.05). */
   code: number;
   /** True when the response came in the ACK of the request. */
   piggybacked: boolean;
+  /** True for a separate response (not piggybacked). */
   separate: boolean;
+  /** From the request's first transmission to the response. */
   rttMs: number;
 }
 
 /** `coapkit:server:request`: a request arrived at a server and goes to its handlers. */
 export interface ServerRequestEvent {
+  /** Who asked (with `identity` over DTLS). */
   peer: Peer;
+  /** The request's token. */
   token: Buffer;
   /** `GET`, `POST`... */
   method: string;
+  /** The Uri-Path, `/`-joined. */
   path: string;
+  /** The request's Message ID. */
   messageId: number;
 }
 
 /** `coapkit:server:response`: a server answered (or decided not to). */
 export interface ServerResponseEvent {
+  /** Who asked. */
   peer: Peer;
+  /** The request's token. */
   token: Buffer;
   /** The response code; undefined when no response is sent. */
   code: number | undefined;
+  /** Time spent in the handlers. */
   durationMs: number;
 }
 
 /** The payload of each CoAP-layer channel. */
 export interface CoapChannelPayloads {
+  /** {@link DnsResolvedEvent} */
   'coapkit:dns:resolved': DnsResolvedEvent;
+  /** {@link DnsFailedEvent} */
   'coapkit:dns:failed': DnsFailedEvent;
+  /** {@link MessageSentEvent} */
   'coapkit:message:sent': MessageSentEvent;
+  /** {@link MessageRetransmittedEvent} */
   'coapkit:message:retransmitted': MessageRetransmittedEvent;
+  /** {@link MessageReceivedEvent} */
   'coapkit:message:received': MessageReceivedEvent;
+  /** {@link MessageDuplicateEvent} */
   'coapkit:message:duplicate': MessageDuplicateEvent;
+  /** {@link MessageRejectedEvent} */
   'coapkit:message:rejected': MessageRejectedEvent;
+  /** {@link MessageTimeoutEvent} */
   'coapkit:message:timeout': MessageTimeoutEvent;
+  /** {@link ExchangeMatchedEvent} */
   'coapkit:exchange:matched': ExchangeMatchedEvent;
+  /** {@link ServerRequestEvent} */
   'coapkit:server:request': ServerRequestEvent;
+  /** {@link ServerResponseEvent} */
   'coapkit:server:response': ServerResponseEvent;
 }
 

@@ -36,6 +36,7 @@ export type DtlsRole = 'client' | 'server';
 export interface HandshakeStartEvent {
   /** "address%port" of the peer. */
   peer: string;
+  /** This endpoint's side. */
   role: DtlsRole;
 }
 
@@ -43,6 +44,7 @@ export interface HandshakeStartEvent {
 export interface HandshakeDoneEvent {
   /** "address%port" of the peer. */
   peer: string;
+  /** This endpoint's side. */
   role: DtlsRole;
   /** Negotiated cipher suite, e.g. `TLS_PSK_WITH_AES_128_CCM_8`. */
   suite?: string;
@@ -90,12 +92,15 @@ export function handshakeErrorEvent(
 
 /** The payload of each `coapkit:dtls:*` diagnostics channel. */
 export interface DtlsChannelPayloads {
+  /** {@link HandshakeStartEvent} */
   'coapkit:dtls:handshake:start': HandshakeStartEvent;
   /** Every record sent, plaintext described (handshake messages decoded, alerts). */
   'coapkit:dtls:record:sent': RecordEvent;
   /** Every record received and accepted (decrypted, not a replay). */
   'coapkit:dtls:record:received': RecordEvent;
+  /** {@link HandshakeDoneEvent} */
   'coapkit:dtls:handshake:done': HandshakeDoneEvent;
+  /** {@link HandshakeErrorEvent} */
   'coapkit:dtls:handshake:error': HandshakeErrorEvent;
 }
 
@@ -127,15 +132,23 @@ const HS_NAMES: Record<number, string> = {
 
 /** One handshake message (or fragment) in a record, as the trace shows it. */
 export interface HandshakeInfo {
-  /** HandshakeType number and name (`client_hello`...). */
+  /** HandshakeType number. */
   type: number;
+  /** Its name (`client_hello`...). */
   typeName: string;
+  /** Length of the whole message. */
   length: number;
+  /** message_seq. */
   messageSeq: number;
+  /** Where this fragment starts in the message. */
   fragmentOffset: number;
+  /** Its length (= `length` when not fragmented). */
   fragmentLength: number;
+  /** Cookie, hex (ClientHello, HelloVerifyRequest). */
   cookie?: string;
+  /** Cipher suites offered (ClientHello). */
   offeredSuites?: string[];
+  /** Cipher suite chosen (ServerHello). */
   chosenSuite?: string;
   /** Extension numbers, in order (ClientHello, ServerHello). */
   extensions?: number[];
@@ -211,18 +224,27 @@ export function describeHandshake(plaintext: Buffer, ecdhe?: boolean): Handshake
 export interface RecordEvent {
   /** "address%port" of the peer. */
   peer: string;
+  /** This endpoint's side. */
   role: DtlsRole;
-  /** ContentType (20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data) and its name. */
+  /** ContentType: 20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data. */
   type: number;
+  /** Its name. */
   typeName: string;
+  /** Record epoch (0 before ChangeCipherSpec). */
   epoch: number;
+  /** Record sequence number within the epoch. */
   seq: number;
   /** Plaintext length (record header and AEAD nonce/tag not included). */
   length: number;
   /** Handshake records: the messages (or fragments) they carry. */
   handshake?: HandshakeInfo[];
   /** Alert records. */
-  alert?: { level: number; description: number };
+  alert?: {
+    /** 1 warning, 2 fatal. */
+    level: number;
+    /** AlertDescription number. */
+    description: number;
+  };
 }
 
 export function recordEvent(

@@ -19,17 +19,25 @@ export interface TraceSummary {
   coapMessages: number;
   /** Bytes of those messages on the wire, all layers. */
   coapWireBytes: number;
-  /** Of which: IP, UDP, DTLS record overhead, CoAP header+token+options(+marker), payload. */
+  /** Of which: IP headers. */
   ip: number;
+  /** Of which: UDP headers. */
   udp: number;
+  /** Of which: DTLS record header and nonce/tag. */
   dtls: number;
+  /** Of which: CoAP header, token, options and payload marker. */
   coapOverhead: number;
+  /** Of which: CoAP payload. */
   payload: number;
-  /** DTLS handshake/CCS/alert records seen and their bytes (record header included). */
+  /** DTLS handshake/CCS/alert records seen. */
   dtlsRecords: number;
+  /** Their bytes (record header included). */
   dtlsRecordBytes: number;
+  /** Retransmissions seen. */
   retransmissions: number;
+  /** Duplicates suppressed. */
   duplicates: number;
+  /** DNS lookups (resolved or failed). */
   dnsLookups: number;
 }
 
