@@ -42,8 +42,40 @@ export * from './constants/codes.js';
 export * from './constants/content-formats.js';
 export * from './constants/options.js';
 export * from './constants/transmission.js';
-export { channels } from './diagnostics.js';
-export type { HandshakeErrorEvent } from './dtls/diag.js';
+export {
+  CHANNEL_NAMES,
+  type ChannelName,
+  type ChannelPayload,
+  type ChannelPayloads,
+  type ChannelsByName,
+  type CoapChannelPayloads,
+  channels,
+  channelsByName,
+  type DnsFailedEvent,
+  type DnsResolvedEvent,
+  type ExchangeMatchedEvent,
+  type MessageDuplicateEvent,
+  type MessageReceivedEvent,
+  type MessageRejectedEvent,
+  type MessageRetransmittedEvent,
+  type MessageSentEvent,
+  type MessageTimeoutEvent,
+  type ServerRequestEvent,
+  type ServerResponseEvent,
+  subscribeChannel,
+  type TypedChannel,
+  type TypedListener,
+} from './diagnostics.js';
+export type {
+  DtlsChannelPayloads,
+  DtlsRole,
+  HandshakeDoneEvent,
+  HandshakeErrorEvent,
+  HandshakeInfo,
+  HandshakeRefusal,
+  HandshakeStartEvent,
+  RecordEvent,
+} from './dtls/diag.js';
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
 export * from './errors.js';
 export {

@@ -3,16 +3,12 @@
  * peer (header, options, payload size, retransmissions) on stderr, using the
  * library's diagnostics channels.
  */
-import dc from 'node:diagnostics_channel';
 import { decodeMessage } from '../codec/message.js';
+import { channels, type MessageReceivedEvent, type MessageSentEvent } from '../diagnostics.js';
 import { peerText } from './escape.js';
 import { formatMessage } from './format.js';
 
-interface WireEvent {
-  peer?: { address: string; port: number };
-  data?: Buffer;
-  transmission?: number;
-}
+type WireEvent = MessageSentEvent | MessageReceivedEvent;
 
 /**
  * Starts printing the datagrams exchanged with `port` on the peer side
@@ -39,20 +35,19 @@ export function watchExchange(
     }
     return true;
   };
-  const onSent = (msg: unknown) => {
-    const ev = msg as WireEvent;
+  const onSent = (ev: MessageSentEvent) => {
     const n = ev.transmission ?? 0;
     if (print('>', ev, n > 0 ? `(retransmission ${n}) to ` : 'to ')) sent++;
   };
-  const onReceived = (msg: unknown) => {
-    if (print('<', msg as WireEvent, 'from ')) received++;
+  const onReceived = (ev: MessageReceivedEvent) => {
+    if (print('<', ev, 'from ')) received++;
   };
-  dc.subscribe('coapkit:message:sent', onSent);
-  dc.subscribe('coapkit:message:received', onReceived);
+  channels.messageSent.subscribe(onSent);
+  channels.messageReceived.subscribe(onReceived);
   return {
     stop() {
-      dc.unsubscribe('coapkit:message:sent', onSent);
-      dc.unsubscribe('coapkit:message:received', onReceived);
+      channels.messageSent.unsubscribe(onSent);
+      channels.messageReceived.unsubscribe(onReceived);
     },
     sent: () => sent,
     received: () => received,

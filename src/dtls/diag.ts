@@ -2,15 +2,13 @@
  * node:diagnostics_channel events for tracing DTLS (the `--trace` view).
  * Publishers check `hasSubscribers` first so the hot path pays nothing.
  *
- * - coapkit:dtls:handshake:start  { peer, role }
- * - coapkit:dtls:handshake:done   { peer, role, suite, suiteId, extendedMasterSecret, identity, durationMs }
- * - coapkit:dtls:handshake:error  { peer, role, error, identity?, alert?, reason? } (HandshakeErrorEvent):
- *     every handshake that fails or is refused/dropped by a bound (see `reason`)
- * - coapkit:dtls:record:sent / coapkit:dtls:record:received
- *     { peer, role, type, typeName, epoch, seq, length, handshake?: HandshakeInfo[], alert? }
+ * The payload of each `coapkit:dtls:*` channel is declared here
+ * ({@link DtlsChannelPayloads}; DTLS imports nothing of CoAP) and joins the
+ * CoAP channels in `ChannelPayloads` (src/diagnostics.ts), the one list of
+ * every coapkit channel.
  */
 import type { Buffer } from 'node:buffer';
-import { channel } from 'node:diagnostics_channel';
+import { typedChannel } from '../util/typed-channel.js';
 import { CIPHER_SUITES } from './crypto/suites.js';
 import { parseHandshakeFragments } from './handshake/fragment.js';
 import {
@@ -32,11 +30,43 @@ export type HandshakeRefusal =
   | 'evicted' // the oldest half-open handshake gave its slot to a new verified ClientHello
   | 'stalled'; // no progress within halfOpenTimeoutMs / handshakeTimeoutMs
 
-/** Message of `coapkit:dtls:handshake:error`. */
+/** Which side of the handshake this endpoint plays. */
+export type DtlsRole = 'client' | 'server';
+
+/** Message of `coapkit:dtls:handshake:start`: a handshake begins (client: first ClientHello; server: a cookie-verified ClientHello). */
+export interface HandshakeStartEvent {
+  /** "address%port" of the peer. */
+  peer: string;
+  /** This endpoint's side. */
+  role: DtlsRole;
+}
+
+/** Message of `coapkit:dtls:handshake:done`: both Finished messages verified, the session is up. */
+export interface HandshakeDoneEvent {
+  /** "address%port" of the peer. */
+  peer: string;
+  /** This endpoint's side. */
+  role: DtlsRole;
+  /** Negotiated cipher suite, e.g. `TLS_PSK_WITH_AES_128_CCM_8`. */
+  suite?: string;
+  /** Its IANA number. */
+  suiteId?: number;
+  /** Whether the extended master secret (RFC 7627) is in use. */
+  extendedMasterSecret: boolean;
+  /** The authenticated PSK identity. */
+  identity?: string;
+  /** From the first ClientHello to the last Finished. */
+  durationMs: number;
+}
+
+/**
+ * Message of `coapkit:dtls:handshake:error`: every handshake that fails, or
+ * that a server bound refused or dropped (see `reason`).
+ */
 export interface HandshakeErrorEvent {
   /** "address%port" of the peer. */
   peer: string;
-  role: 'client' | 'server';
+  role: DtlsRole;
   error: Error;
   /** PSK identity the client offered (unauthenticated) or, when known, the authenticated one. */
   identity?: string;
@@ -48,7 +78,7 @@ export interface HandshakeErrorEvent {
 
 export function handshakeErrorEvent(
   peer: string,
-  role: 'client' | 'server',
+  role: DtlsRole,
   error: Error,
   identity?: string,
   alert?: HandshakeErrorEvent['alert'],
@@ -61,30 +91,62 @@ export function handshakeErrorEvent(
   return ev;
 }
 
-export const handshakeStartChannel = channel('coapkit:dtls:handshake:start');
-export const handshakeDoneChannel = channel('coapkit:dtls:handshake:done');
-export const handshakeErrorChannel = channel('coapkit:dtls:handshake:error');
-export const recordSentChannel = channel('coapkit:dtls:record:sent');
-export const recordReceivedChannel = channel('coapkit:dtls:record:received');
+/** The payload of each `coapkit:dtls:*` diagnostics channel. */
+export interface DtlsChannelPayloads {
+  /** {@link HandshakeStartEvent} */
+  'coapkit:dtls:handshake:start': HandshakeStartEvent;
+  /** Every record sent, plaintext described (handshake messages decoded, alerts). */
+  'coapkit:dtls:record:sent': RecordEvent;
+  /** Every record received and accepted (decrypted, not a replay). */
+  'coapkit:dtls:record:received': RecordEvent;
+  /** {@link HandshakeDoneEvent} */
+  'coapkit:dtls:handshake:done': HandshakeDoneEvent;
+  /** {@link HandshakeErrorEvent} */
+  'coapkit:dtls:handshake:error': HandshakeErrorEvent;
+}
+
+const dtlsChannel = <K extends keyof DtlsChannelPayloads>(name: K) =>
+  typedChannel<DtlsChannelPayloads[K], K>(name);
+
+export const handshakeStartChannel = dtlsChannel('coapkit:dtls:handshake:start');
+export const handshakeDoneChannel = dtlsChannel('coapkit:dtls:handshake:done');
+export const handshakeErrorChannel = dtlsChannel('coapkit:dtls:handshake:error');
+export const recordSentChannel = dtlsChannel('coapkit:dtls:record:sent');
+export const recordReceivedChannel = dtlsChannel('coapkit:dtls:record:received');
 
 // The diagnostics events name types by their RFC identifiers (`client_hello`), from the one table.
 const CONTENT_NAMES = rfcIdentifiers(CONTENT_TYPE_NAMES);
 const HS_NAMES = rfcIdentifiers(HANDSHAKE_TYPE_NAMES);
 
+/** One handshake message (or fragment) in a record, as the trace shows it. */
 export interface HandshakeInfo {
+  /** HandshakeType number. */
   type: number;
+  /** Its name (`client_hello`...). */
   typeName: string;
+  /** Length of the whole message. */
   length: number;
+  /** message_seq. */
   messageSeq: number;
+  /** Where this fragment starts in the message. */
   fragmentOffset: number;
+  /** Its length (= `length` when not fragmented). */
   fragmentLength: number;
+  /** Cookie, hex (ClientHello, HelloVerifyRequest). */
   cookie?: string;
+  /** Cipher suites offered (ClientHello). */
   offeredSuites?: string[];
+  /** Cipher suite chosen (ServerHello). */
   chosenSuite?: string;
+  /** Extension numbers, in order (ClientHello, ServerHello). */
   extensions?: number[];
+  /** PSK identity (ClientKeyExchange). */
   identity?: string;
+  /** PSK identity hint (ServerKeyExchange). */
   identityHint?: string;
+  /** ECDHE named group (ServerKeyExchange). */
   group?: number;
+  /** server_name extension (ClientHello). */
   serverName?: string;
 }
 
@@ -146,21 +208,36 @@ export function describeHandshake(plaintext: Buffer, ecdhe?: boolean): Handshake
   });
 }
 
+/** Message of `coapkit:dtls:record:sent` and `coapkit:dtls:record:received`. */
 export interface RecordEvent {
+  /** "address%port" of the peer. */
   peer: string;
-  role: 'client' | 'server';
+  /** This endpoint's side. */
+  role: DtlsRole;
+  /** ContentType: 20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data. */
   type: number;
+  /** Its name. */
   typeName: string;
+  /** Record epoch (0 before ChangeCipherSpec). */
   epoch: number;
+  /** Record sequence number within the epoch. */
   seq: number;
+  /** Plaintext length (record header and AEAD nonce/tag not included). */
   length: number;
+  /** Handshake records: the messages (or fragments) they carry. */
   handshake?: HandshakeInfo[];
-  alert?: { level: number; description: number };
+  /** Alert records. */
+  alert?: {
+    /** 1 warning, 2 fatal. */
+    level: number;
+    /** AlertDescription number. */
+    description: number;
+  };
 }
 
 export function recordEvent(
   peer: string,
-  role: 'client' | 'server',
+  role: DtlsRole,
   type: number,
   epoch: number,
   seq: number,

@@ -39,11 +39,10 @@ import { type CoapMessage, type CoapOption, encodeMessage } from '../codec/messa
 import { decodeUint, encodeUint, getUintOption } from '../codec/options.js';
 import { MessageType, Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
-import { channels } from '../diagnostics.js';
+import { channels, type MessageReceivedEvent } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { type CoapServer, type Middleware, ServerRequest } from '../server/server.js';
-import type { Peer } from '../transport/transport.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
@@ -184,7 +183,7 @@ export class ObserveServer {
   private readonly perServer = new Map<CoapServer, Middleware>();
   /** NON notifications by `peer|messageId`, to remove an observer that answers one with RST. */
   private readonly nonSent = new Map<string, Observer>();
-  private rstListener: ((m: unknown) => void) | undefined;
+  private rstListener: ((m: MessageReceivedEvent) => void) | undefined;
   private sweepTimer: TimerHandle | undefined;
   private readonly endpointIds = new WeakMap<Endpoint, number>();
   private nextEndpointId = 1;
@@ -296,8 +295,7 @@ export class ObserveServer {
    */
   private trackNon(o: Observer, messageId: number): void {
     if (!this.rstListener) {
-      this.rstListener = (m) => {
-        const { peer, data } = m as { peer: Peer; data: Uint8Array };
+      this.rstListener = ({ peer, data }) => {
         // An empty RST: 4 bytes, version 1, type 3.
         if (data.length !== 4 || (data[0]! & 0xf0) !== 0x70) return;
         const key = `${peer.key}|${(data[2]! << 8) | data[3]!}`;

@@ -4,7 +4,6 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import dc from 'node:diagnostics_channel';
 import { lookup } from 'node:dns/promises';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
@@ -12,7 +11,7 @@ import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
 import { describeCode } from '../../constants/codes.js';
-import type { HandshakeErrorEvent } from '../../dtls/diag.js';
+import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../diagnostics.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
@@ -498,30 +497,14 @@ export function selfCommand(
   return `node ${/[\s'"$`\\]/.test(shown) ? JSON.stringify(shown) : shown}`;
 }
 
-interface RequestEvent {
-  peer: { address: string; port: number; key: string; identity?: string };
-  token: Buffer;
-  method: string;
-  path: string;
-}
-
-interface ResponseEvent {
-  peer: { key: string };
-  token: Buffer;
-  code?: number;
-  durationMs: number;
-}
-
 /** -v: one line per request ("GET /time from 127.0.0.1:40000 -> 2.05 Content (0.2 ms)"). */
 export function logRequests(write: (line: string) => void): () => void {
-  const pending = new Map<string, RequestEvent>();
-  const onRequest = (m: unknown) => {
-    const ev = m as RequestEvent;
+  const pending = new Map<string, ServerRequestEvent>();
+  const onRequest = (ev: ServerRequestEvent) => {
     pending.set(`${ev.peer.key}|${ev.token.toString('hex')}`, ev);
     if (pending.size > 10_000) pending.delete(pending.keys().next().value as string);
   };
-  const onResponse = (m: unknown) => {
-    const ev = m as ResponseEvent;
+  const onResponse = (ev: ChannelPayloads['coapkit:server:response']) => {
     const key = `${ev.peer.key}|${ev.token.toString('hex')}`;
     const req = pending.get(key);
     if (!req) return;
@@ -533,11 +516,11 @@ export function logRequests(write: (line: string) => void): () => void {
       `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
     );
   };
-  dc.subscribe('coapkit:server:request', onRequest);
-  dc.subscribe('coapkit:server:response', onResponse);
+  channels.request.subscribe(onRequest);
+  channels.response.subscribe(onResponse);
   return () => {
-    dc.unsubscribe('coapkit:server:request', onRequest);
-    dc.unsubscribe('coapkit:server:response', onResponse);
+    channels.request.unsubscribe(onRequest);
+    channels.response.unsubscribe(onResponse);
   };
 }
 
@@ -581,8 +564,7 @@ export function logHandshakeFailures(
     );
     suppressed = 0;
   };
-  const onError = (m: unknown): void => {
-    const ev = m as HandshakeErrorEvent;
+  const onError = (ev: ChannelPayloads['coapkit:dtls:handshake:error']): void => {
     if (ev.role === 'client') return;
     const t = now();
     if (t - windowStart >= 1000) {
@@ -612,9 +594,9 @@ export function logHandshakeFailures(
       `${new Date().toISOString()} DTLS handshake failed from ${peer.text}${who}${alert ? `: ${alert}` : ''}${reason ? `: ${escapeText(reason)}` : ''}`,
     );
   };
-  dc.subscribe('coapkit:dtls:handshake:error', onError);
+  channels.dtlsHandshakeError.subscribe(onError);
   return () => {
-    dc.unsubscribe('coapkit:dtls:handshake:error', onError);
+    channels.dtlsHandshakeError.unsubscribe(onError);
     if (timer !== undefined) clearTimeout(timer);
     summary();
   };

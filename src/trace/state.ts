@@ -1,0 +1,335 @@
+/**
+ * What a trace knows across events, whatever it prints: the negotiated DTLS
+ * suite of each session (so a record's size on the wire is known), the
+ * running totals, and the correlation of the events of one turn of the event
+ * loop (the DTLS record that carries a CoAP message, the wire copy of an
+ * announced retransmission, a notification's Observe value, a message queued
+ * until its DTLS session is up). Renderers (text, JSON, later a console) read
+ * it; none of it formats anything.
+ */
+import type { ChannelName, ChannelPayloads } from '../diagnostics.js';
+import { CIPHER_SUITE_NAMES } from '../dissect/dtls-names.js';
+import type { RecordEvent } from '../dtls/diag.js';
+import type { Peer } from '../transport/transport.js';
+import { DTLS_RECORD_HEADER_BYTES, dtlsProtectionBytes, summarizeCoap } from './describe.js';
+
+/** Running totals over everything printed so far (text and JSON). */
+export interface TraceSummary {
+  /** CoAP messages sent and received (retransmissions included). */
+  coapMessages: number;
+  /** Bytes of those messages on the wire, all layers. */
+  coapWireBytes: number;
+  /** Of which: IP headers. */
+  ip: number;
+  /** Of which: UDP headers. */
+  udp: number;
+  /** Of which: DTLS record header and nonce/tag. */
+  dtls: number;
+  /** Of which: CoAP header, token, options and payload marker. */
+  coapOverhead: number;
+  /** Of which: CoAP payload. */
+  payload: number;
+  /** DTLS handshake/CCS/alert records seen. */
+  dtlsRecords: number;
+  /** Their bytes (record header included). */
+  dtlsRecordBytes: number;
+  /** Retransmissions seen. */
+  retransmissions: number;
+  /** Duplicates suppressed. */
+  duplicates: number;
+  /** DNS lookups (resolved or failed). */
+  dnsLookups: number;
+}
+
+/** A peer as events carry it: a Peer, or a DTLS "address%port" label. */
+export type PeerRef = Peer | string;
+
+/** The `address%port` key of a peer as an event carries it (tolerates malformed payloads). */
+export function peerKeyOf(p: unknown): string | undefined {
+  if (typeof p === 'string') return p;
+  if (p !== null && typeof p === 'object') {
+    const o = p as Partial<Peer>;
+    if (typeof o.key === 'string') return o.key;
+    if (typeof o.address === 'string') return `${o.address}%${o.port}`;
+  }
+  return undefined;
+}
+
+/** Session facts and totals shared by the renderers of one trace. */
+export class TraceState {
+  readonly summary: TraceSummary = {
+    coapMessages: 0,
+    coapWireBytes: 0,
+    ip: 0,
+    udp: 0,
+    dtls: 0,
+    coapOverhead: 0,
+    payload: 0,
+    dtlsRecords: 0,
+    dtlsRecordBytes: 0,
+    retransmissions: 0,
+    duplicates: 0,
+    dnsLookups: 0,
+  };
+  /** Negotiated suite by `${role}|${peerKey}`. */
+  private readonly suites = new Map<string, string>();
+
+  /**
+   * Learns from an event before it is rendered: the suite a DTLS session
+   * negotiated (from the ServerHello a record carries, or handshake:done).
+   */
+  observe<K extends ChannelName>(channel: K, payload: ChannelPayloads[K]): void {
+    if (payload === null || typeof payload !== 'object') return;
+    if (channel === 'coapkit:dtls:record:sent' || channel === 'coapkit:dtls:record:received') {
+      const ev = payload as RecordEvent;
+      for (const h of ev.handshake ?? [])
+        if (h.chosenSuite) this.suites.set(`${ev.role}|${ev.peer}`, h.chosenSuite);
+    } else if (channel === 'coapkit:dtls:handshake:done') {
+      const ev = payload as ChannelPayloads['coapkit:dtls:handshake:done'];
+      const suite = this.handshakeSuite(ev);
+      if (suite) this.suites.set(`${ev.role}|${ev.peer}`, suite);
+    }
+  }
+
+  /** The suite a handshake:done event names. */
+  handshakeSuite(ev: ChannelPayloads['coapkit:dtls:handshake:done']): string | undefined {
+    return ev.suite ?? (ev.suiteId !== undefined ? CIPHER_SUITE_NAMES[ev.suiteId] : undefined);
+  }
+
+  /** The suite negotiated with `peer` (when this endpoint plays `role`). */
+  suiteOf(role: string, peer: string): string | undefined {
+    return this.suites.get(`${role}|${peer}`);
+  }
+
+  /** AEAD nonce + tag bytes a record of this epoch carries (0 in epoch 0). */
+  protectionBytes(role: string, peer: string, epoch: number): number {
+    if (epoch === 0) return 0;
+    return dtlsProtectionBytes(this.suites.get(`${role}|${peer}`));
+  }
+
+  /** A record's size on the wire: header, plaintext, nonce/tag. */
+  recordWireBytes(ev: RecordEvent): number {
+    return DTLS_RECORD_HEADER_BYTES + ev.length + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+  }
+
+  /** Adds one CoAP message's wire bytes, layer by layer, to the totals. */
+  countWire(ip: number, udp: number, dtls: number, overhead: number, payload: number): void {
+    const sum = this.summary;
+    sum.coapMessages++;
+    sum.ip += ip;
+    sum.udp += udp;
+    sum.dtls += dtls;
+    sum.coapOverhead += overhead;
+    sum.payload += payload;
+    sum.coapWireBytes += ip + udp + dtls + overhead + payload;
+  }
+}
+
+// ---------------------------------------------------------------- one turn's events, correlated
+
+export type Dir = 'out' | 'in';
+
+/** A CoAP message sent or received, with what carried it. */
+export interface CoapEntry {
+  kind: 'coap';
+  t: number;
+  dir: Dir;
+  peer: Peer;
+  data: Uint8Array;
+  retransmit?: { transmission: number; nextTimeoutMs: number };
+  /** The DTLS ApplicationData record that carried it. */
+  record?: RecordEvent;
+  /** Sent to a DTLS peer before its session was up: the record comes later. */
+  queued?: boolean;
+}
+
+/** A DTLS record not folded into a CoAP message. */
+export interface RecordEntry {
+  kind: 'record';
+  t: number;
+  dir: Dir;
+  ev: RecordEvent;
+  /** An ApplicationData record that carries a message queued earlier (see CoapEntry.queued). */
+  carries?: CoapEntry;
+}
+
+/** Any other event, in the form the renderer chose (`view`). */
+export interface NoteEntry<V> {
+  kind: 'note';
+  t: number;
+  /** Set for DTLS handshake events: this peer's CoAP messages travel in records. */
+  dtlsPeer?: string;
+  view: V;
+}
+
+export type TurnEntry<V> = (CoapEntry | RecordEntry | NoteEntry<V>) & { muted?: boolean };
+
+/**
+ * Buffers the events of one turn of the event loop (flushed on
+ * setImmediate) and correlates them: a CoAP message and the DTLS record
+ * that carries it (published separately) become one entry. `onTurn`
+ * receives the entries in order.
+ */
+export class TurnBuffer<V> {
+  private readonly queue: TurnEntry<V>[] = [];
+  private scheduled = false;
+  /** Peers (keys) seen in DTLS events: their CoAP messages travel in records. */
+  private readonly dtlsPeers = new Set<string>();
+  /** CoAP messages sent before the DTLS session was up, by `${peerKey}|${length}`. */
+  private readonly queuedMessages = new Map<string, CoapEntry>();
+
+  constructor(
+    private readonly onTurn: (entries: TurnEntry<V>[]) => void,
+    /** When it returns true at the time an event is added, the entry is marked muted. */
+    private readonly mute?: () => boolean,
+  ) {}
+
+  get pending(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** A datagram sent; the wire copy of a retransmission already added by `retransmitted` is dropped. */
+  sent(ev: ChannelPayloads['coapkit:message:sent'], t: number): void {
+    const n = ev.transmission ?? 0;
+    if (n > 0) {
+      // The wire copy of a retransmission already announced on message:retransmitted.
+      const last = this.queue[this.queue.length - 1];
+      if (
+        last?.kind === 'coap' &&
+        last.retransmit?.transmission === n &&
+        peerKeyOf(last.peer) === peerKeyOf(ev.peer) &&
+        last.data.length === ev.data.length
+      ) {
+        return;
+      }
+      this.push({
+        kind: 'coap',
+        t,
+        dir: 'out',
+        peer: ev.peer,
+        data: ev.data,
+        retransmit: { transmission: n, nextTimeoutMs: Number.NaN },
+      });
+      return;
+    }
+    this.push({ kind: 'coap', t, dir: 'out', peer: ev.peer, data: ev.data });
+  }
+
+  retransmitted(ev: ChannelPayloads['coapkit:message:retransmitted'], t: number): void {
+    this.push({
+      kind: 'coap',
+      t,
+      dir: 'out',
+      peer: ev.peer,
+      data: ev.data,
+      retransmit: { transmission: ev.transmission, nextTimeoutMs: ev.nextTimeoutMs },
+    });
+  }
+
+  /** A datagram received, joined with the DTLS record that carried it (published just before). */
+  received(ev: ChannelPayloads['coapkit:message:received'], t: number): void {
+    const key = peerKeyOf(ev.peer);
+    const entry: CoapEntry = { kind: 'coap', t, dir: 'in', peer: ev.peer, data: ev.data };
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (q.kind === 'record' && q.dir === 'in' && q.ev.type === 23 && q.ev.peer === key) {
+        if (q.ev.length === ev.data.length) {
+          entry.record = q.ev;
+          this.queue.splice(i, 1);
+        }
+        break;
+      }
+    }
+    this.push(entry);
+  }
+
+  /** A DTLS record; an outgoing ApplicationData record joins the CoAP message published just before. */
+  record(ev: RecordEvent, dir: Dir, t: number): void {
+    if (ev.type === 23 && dir === 'out') {
+      for (let i = this.queue.length - 1; i >= 0; i--) {
+        const q = this.queue[i]!;
+        if (q.kind === 'coap' && q.dir === 'out' && peerKeyOf(q.peer) === ev.peer) {
+          if (q.record === undefined && q.data.length === ev.length) {
+            q.record = ev;
+            return;
+          }
+          break;
+        }
+      }
+    }
+    this.push({ kind: 'record', t, dir, ev });
+  }
+
+  /** Any other event. */
+  note(t: number, view: V, dtlsPeer?: string): void {
+    const e: NoteEntry<V> = { kind: 'note', t, view };
+    if (dtlsPeer !== undefined) e.dtlsPeer = dtlsPeer;
+    this.push(e);
+  }
+
+  /**
+   * The Observe value of the message with this Message ID just received from
+   * `peer` (a registration or notification being matched), if it has one.
+   */
+  observeValue(peer: unknown, messageId: number): number | undefined {
+    const key = peerKeyOf(peer);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (q.kind !== 'coap' || q.dir !== 'in' || peerKeyOf(q.peer) !== key) continue;
+      return observeOf(q.data, messageId);
+    }
+    return undefined;
+  }
+
+  /** Hands this turn's entries to `onTurn`. */
+  flush(): void {
+    this.scheduled = false;
+    const items = this.queue.splice(0);
+    for (const e of items) {
+      if (e.kind === 'record') this.dtlsPeers.add(e.ev.peer);
+      else if (e.kind === 'note' && e.dtlsPeer !== undefined) this.dtlsPeers.add(e.dtlsPeer);
+    }
+    for (const e of items) {
+      if (e.kind === 'coap' && e.dir === 'out' && e.record === undefined) {
+        const key = peerKeyOf(e.peer);
+        if (key !== undefined && this.dtlsPeers.has(key)) e.queued = true;
+      }
+    }
+    // A queued message leaves later in an ApplicationData record of the same length.
+    for (const e of items) {
+      try {
+        if (e.kind === 'coap' && e.queued) {
+          const s = summarizeCoap(e.data);
+          if (s.ok) this.queuedMessages.set(`${peerKeyOf(e.peer) ?? '?'}|${s.sizes.total}`, e);
+        } else if (e.kind === 'record' && e.dir === 'out' && e.ev.type === 23) {
+          const k = `${e.ev.peer}|${e.ev.length}`;
+          const queued = this.queuedMessages.get(k);
+          if (queued !== undefined) {
+            this.queuedMessages.delete(k);
+            e.carries = queued;
+          }
+        }
+      } catch {
+        // A malformed payload is reported by the renderer.
+      }
+    }
+    this.onTurn(items);
+  }
+
+  private push(e: TurnEntry<V>): void {
+    if (this.mute?.()) e.muted = true;
+    this.queue.push(e);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+}
+
+/** The Observe value of a datagram with this Message ID, if it carries one. */
+function observeOf(data: Uint8Array, messageId: number): number | undefined {
+  const s = summarizeCoap(data);
+  if (!s.ok || s.messageId !== messageId) return undefined;
+  const o = s.options.find((x) => x.number === 6);
+  return o === undefined ? undefined : Number(o.value);
+}
