@@ -4,8 +4,9 @@
  * started), `event` (the channel name without `coapkit:`), the decoded CoAP
  * message (`coap`) for message events and `wireLength` for DTLS records.
  */
-import { jsonSafe } from '../cli/escape.js';
+
 import type { RecordEvent } from '../dtls/diag.js';
+import { jsonSafe } from '../util/escape.js';
 import { hexOf, summarizeCoap } from './describe.js';
 import type { RendererContext, TraceRenderer } from './renderer.js';
 

@@ -8,8 +8,8 @@
  * it; none of it formats anything.
  */
 import type { ChannelName, ChannelPayloads } from '../diagnostics.js';
-import { CIPHER_SUITE_NAMES } from '../dissect/dtls-names.js';
 import type { RecordEvent } from '../dtls/diag.js';
+import { CIPHER_SUITE_NAMES } from '../dtls/names.js';
 import type { Peer } from '../transport/transport.js';
 import { DTLS_RECORD_HEADER_BYTES, dtlsProtectionBytes, summarizeCoap } from './describe.js';
 

@@ -7,11 +7,11 @@
  * it (published separately) print as one entry with one byte breakdown.
  */
 import { Buffer } from 'node:buffer';
-import { escapeKeepingSgr } from '../cli/escape.js';
 import type { ChannelPayloads } from '../diagnostics.js';
-import { ALERT_NAMES, EXTENSION_NAMES, GROUP_NAMES, HANDSHAKE_TYPE_NAMES } from '../dissect/dtls-names.js';
 import type { HandshakeInfo, RecordEvent } from '../dtls/diag.js';
+import { ALERT_NAMES, EXTENSION_NAMES, GROUP_NAMES, HANDSHAKE_TYPE_NAMES } from '../dtls/names.js';
 import { formatPeerKey } from '../transport/address.js';
+import { escapeKeepingSgr } from '../util/escape.js';
 import {
   type CoapSummary,
   contentFormatLabel,
