@@ -31,4 +31,5 @@ export const channels = {
   response: dc.channel('coapkit:server:response'),
 } as const;
 
+/** The key of one channel in {@link channels}, e.g. `messageSent`. */
 export type ChannelName = keyof typeof channels;
