@@ -12,57 +12,57 @@ export { CoapError, InvalidArgumentError };
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
 export class MessageFormatError extends CoapError {
-  override readonly code: string = 'COAP_ERR_MESSAGE_FORMAT';
+  static override readonly code: string = 'COAP_ERR_MESSAGE_FORMAT';
 }
 
 /** An option value that does not fit its definition (format, length). */
 export class OptionError extends CoapError {
-  override readonly code: string = 'COAP_ERR_OPTION';
+  static override readonly code: string = 'COAP_ERR_OPTION';
 }
 
 /** A URI that cannot be used as a coap:// or coaps:// URI (RFC 7252 §6). */
 export class UriError extends CoapError {
-  override readonly code: string = 'COAP_ERR_INVALID_URI';
+  static override readonly code: string = 'COAP_ERR_INVALID_URI';
 }
 
 /** Link format (RFC 6690) that cannot be parsed. */
 export class LinkFormatError extends CoapError {
-  override readonly code: string = 'COAP_ERR_LINK_FORMAT';
+  static override readonly code: string = 'COAP_ERR_LINK_FORMAT';
 }
 
 /** Host name resolution failed. */
 export class DnsError extends CoapError {
-  override readonly code: string = 'COAP_ERR_DNS';
+  static override readonly code: string = 'COAP_ERR_DNS';
 }
 
 /** Socket-level failure (bind, send, ICMP unreachable...). */
 export class NetworkError extends CoapError {
-  override readonly code: string = 'COAP_ERR_NETWORK';
+  static override readonly code: string = 'COAP_ERR_NETWORK';
 }
 
 /** No response (or no ACK) within the allowed time. */
 export class TimeoutError extends CoapError {
-  override readonly code: string = 'COAP_ERR_TIMEOUT';
+  static override readonly code: string = 'COAP_ERR_TIMEOUT';
 }
 
 /** The peer answered with a Reset message. */
 export class ResetError extends CoapError {
-  override readonly code: string = 'COAP_ERR_RESET';
+  static override readonly code: string = 'COAP_ERR_RESET';
 }
 
 /** The operation was aborted through an AbortSignal or by closing the endpoint. */
 export class AbortError extends CoapError {
-  override readonly code: string = 'COAP_ERR_ABORTED';
+  static override readonly code: string = 'COAP_ERR_ABORTED';
 }
 
 /** The endpoint / transport is closed. */
 export class ClosedError extends CoapError {
-  override readonly code: string = 'COAP_ERR_CLOSED';
+  static override readonly code: string = 'COAP_ERR_CLOSED';
 }
 
 /** Malformed or unsupported packet-capture file (pcap / pcapng). */
 export class CaptureFormatError extends CoapError {
-  override readonly code: string = 'COAP_ERR_CAPTURE_FORMAT';
+  static override readonly code: string = 'COAP_ERR_CAPTURE_FORMAT';
 }
 
 /**
@@ -71,7 +71,7 @@ export class CaptureFormatError extends CoapError {
  * message as diagnostic payload. Any other error thrown by a handler becomes 5.00.
  */
 export class ResponseCodeError extends CoapError {
-  override readonly code: string = 'COAP_ERR_RESPONSE_CODE';
+  static override readonly code: string = 'COAP_ERR_RESPONSE_CODE';
   readonly responseCode: number;
   constructor(responseCode: number | string, message?: string, options?: { cause?: unknown }) {
     super(message ?? '', options);
@@ -90,7 +90,7 @@ function parseDottedCode(s: string): number {
 
 /** Command-line usage error (bad flag, missing argument). */
 export class UsageError extends CoapError {
-  override readonly code: string = 'COAP_ERR_USAGE';
+  static override readonly code: string = 'COAP_ERR_USAGE';
 }
 
 /**
@@ -99,7 +99,7 @@ export class UsageError extends CoapError {
  * does not acknowledge the block sent. Never the user's fault (the CLI exits 3, not 64).
  */
 export class ProtocolError extends CoapError {
-  override readonly code: string = 'COAP_ERR_PROTOCOL';
+  static override readonly code: string = 'COAP_ERR_PROTOCOL';
 }
 
 /**
@@ -108,7 +108,7 @@ export class ProtocolError extends CoapError {
  * more bytes than Size2 announced, or a body over the limit ({@link BodyTooLargeError}).
  */
 export class BlockTransferError extends ProtocolError {
-  override readonly code: string = 'COAP_ERR_BLOCK_TRANSFER';
+  static override readonly code: string = 'COAP_ERR_BLOCK_TRANSFER';
 }
 
 /**
@@ -116,12 +116,12 @@ export class BlockTransferError extends ProtocolError {
  * (`maxBodySize`, default 16 MiB; CLI `--max-body`). The transfer is stopped at once.
  */
 export class BodyTooLargeError extends BlockTransferError {
-  override readonly code: string = 'COAP_ERR_BODY_TOO_LARGE';
+  static override readonly code: string = 'COAP_ERR_BODY_TOO_LARGE';
   /** The limit in bytes that was exceeded (undefined when not given to the constructor). */
   limit?: number;
 }
 
 /** An observation (RFC 7641) ended because the server stopped it or rejected the registration. */
 export class ObserveError extends CoapError {
-  override readonly code: string = 'COAP_ERR_OBSERVE';
+  static override readonly code: string = 'COAP_ERR_OBSERVE';
 }

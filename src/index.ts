@@ -1,30 +1,24 @@
 /**
- * coapkit — public API. Re-exports only.
+ * coapkit — the public API, listed by hand: what an application needs to be a CoAP client,
+ * server, observer, proxy or multicast node over UDP or DTLS, the errors it may catch, the
+ * codec helpers and the protocol constants. Everything here follows semver.
+ *
+ * The layers underneath (message layer, exchange layer, deduplication, block-wise and observe
+ * machinery, the CLI's helpers) are in `coapkit/internals`, with no stability promise.
+ *
+ * @packageDocumentation
  */
 
-export {
-  type BlockwiseClientOptions,
-  type BlockwiseResult,
-  blockwiseExchange,
-  DEFAULT_MAX_BODY_SIZE,
-  type SendFn,
-} from './blockwise/client.js';
-export { type BlockProgress, szxToSize } from './blockwise/common.js';
-export {
-  createProgressBar,
-  formatProgress,
-  type ProgressBar,
-  type ProgressBarOptions,
-} from './blockwise/progress.js';
+// ---------------------------------------------------------------- client
+export { type BlockwiseClientOptions, DEFAULT_MAX_BODY_SIZE } from './blockwise/client.js';
+export type { BlockProgress } from './blockwise/common.js';
+export { szxToSize } from './blockwise/common.js';
 export { BlockwiseServer, type BlockwiseServerOptions, enableBlockwise } from './blockwise/server.js';
 export {
-  buildRequest,
   type ClientOptions,
   CoapClient,
   getDefaultClient,
-  isMulticastAddress,
   type MulticastRequestOptions,
-  methodCode,
   multicastRequest,
   type PskCredentials,
   ping,
@@ -34,14 +28,98 @@ export {
   request,
 } from './client/client.js';
 export { CoapResponse } from './client/response.js';
-export * from './codec/link-format.js';
-export * from './codec/message.js';
-export * from './codec/options.js';
-export * from './codec/uri.js';
-export * from './constants/codes.js';
-export * from './constants/content-formats.js';
-export * from './constants/options.js';
-export * from './constants/transmission.js';
+export {
+  filterLinks,
+  type Link,
+  linkAttr,
+  linkAttrValues,
+  parseLinkFormat,
+  serializeLinkFormat,
+} from './codec/link-format.js';
+// ---------------------------------------------------------------- codec
+export {
+  type CoapMessage,
+  type CoapOption,
+  decodeMessage,
+  type EncodableMessage,
+  encodeEmpty,
+  encodeMessage,
+} from './codec/message.js';
+export {
+  type BlockOption,
+  checkOptions,
+  decodeBlock,
+  decodeUint,
+  encodeBlock,
+  encodeUint,
+  firstBadCritical,
+  formatOptionValue,
+  getOption,
+  getOptions,
+  getStringOptions,
+  getUintOption,
+  hasOption,
+  type OptionCheck,
+  type OptionInput,
+  optionValue,
+  sizeToSzx,
+} from './codec/options.js';
+export {
+  type CoapScheme,
+  type CoapUri,
+  defaultPort,
+  encodePathSegment,
+  encodeQueryArg,
+  formatUri,
+  optionsToUri,
+  parseUri,
+  pathFromOptions,
+  uriToOptions,
+} from './codec/uri.js';
+// ---------------------------------------------------------------- constants
+export {
+  code,
+  codeClass,
+  codeName,
+  describeCode,
+  formatCode,
+  isEmptyCode,
+  isRequestCode,
+  isResponseCode,
+  MESSAGE_TYPE_NAMES,
+  MessageType,
+  Method,
+  type MethodName,
+  parseCode,
+  ResponseCode,
+} from './constants/codes.js';
+export {
+  CONTENT_FORMATS,
+  ContentFormat,
+  contentFormatName,
+  isTextual,
+  parseContentFormat,
+} from './constants/content-formats.js';
+export {
+  ALL_OPTION_DEFINITIONS,
+  isCritical,
+  isNoCacheKey,
+  isUnsafe,
+  type OptionDefinition,
+  type OptionFormat,
+  OptionNumber,
+  optionByName,
+  optionDefinition,
+  optionName,
+} from './constants/options.js';
+export {
+  DEFAULT_TRANSMISSION,
+  type DerivedParameters,
+  deriveParameters,
+  resolveParameters,
+  type TransmissionParameters,
+} from './constants/transmission.js';
+// ---------------------------------------------------------------- diagnostics
 export {
   CHANNEL_NAMES,
   type ChannelName,
@@ -76,26 +154,47 @@ export type {
   HandshakeStartEvent,
   RecordEvent,
 } from './dtls/diag.js';
+// ---------------------------------------------------------------- endpoints and transports
+// Endpoint is public: `server.listen()` returns one and `server.endpoints` lists them (an
+// application reads `endpoint.transport.localAddress()` and closes it); its options carry the
+// limits of the layers below (deduplication memory, peer table). Its layers are internal.
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
-export * from './errors.js';
+// ---------------------------------------------------------------- errors
 export {
-  type ClientExchange,
-  ExchangeLayer,
-  type InboundResponse,
-  type OutgoingRequest,
-  type OutgoingResponse,
-  type RequestCallbacks,
-  type ServerHandler,
-} from './exchange/exchange-layer.js';
-export { randomToken } from './exchange/tokens.js';
-export { type DedupOptions, DedupStore } from './message-layer/dedup.js';
-export { MessageLayer, type PeerState, type PeerTableOptions } from './message-layer/message-layer.js';
+  AbortError,
+  BlockTransferError,
+  BodyTooLargeError,
+  CaptureFormatError,
+  ClosedError,
+  CoapError,
+  DnsError,
+  DtlsAlertError,
+  DtlsError,
+  DtlsHandshakeTimeoutError,
+  InvalidArgumentError,
+  LinkFormatError,
+  MessageFormatError,
+  NetworkError,
+  ObserveError,
+  OptionError,
+  ProtocolError,
+  ResetError,
+  ResponseCodeError,
+  TimeoutError,
+  UriError,
+} from './errors.js';
+export type { OutgoingResponse } from './exchange/exchange-layer.js';
+export type { DedupOptions } from './message-layer/dedup.js';
+export type { PeerTableOptions } from './message-layer/message-layer.js';
+// ---------------------------------------------------------------- multicast (RFC 7252 §8)
 export {
   ALL_COAP_NODES_IPV4,
   ALL_COAP_NODES_IPV6_LINK_LOCAL,
   ALL_COAP_NODES_IPV6_SITE_LOCAL,
   DEFAULT_LEISURE_MS,
   DEFAULT_MULTICAST_WINDOW_MS,
+  type GroupRateLimit,
+  type GroupStats,
   GroupTransport,
   type GroupTransportOptions,
   listenMulticast,
@@ -103,7 +202,7 @@ export {
   type MulticastListener,
   type MulticastServerOptions,
 } from './multicast/index.js';
-export { isFresher, Observation, type ObserveOptions, type ObserveTarget } from './observe/client.js';
+export { Observation, type ObserveOptions, type ObserveTarget } from './observe/client.js';
 export {
   enableObserve,
   type ObservableResource,
@@ -115,6 +214,7 @@ export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
+// ---------------------------------------------------------------- server
 export {
   CoapServer,
   DEFAULT_MAX_URI_PATH_BYTES,
@@ -143,8 +243,8 @@ export {
   type StallDiagnosis,
 } from './transport/dtls.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
-export { type ResolvedAddress, resolveHost } from './transport/resolve.js';
 export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
-export { makePeer, peerKey } from './transport/transport.js';
+export { makePeer } from './transport/transport.js';
 export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+// ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)
 export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

@@ -43,6 +43,7 @@ export type SendFn = (req: {
   payload?: Buffer;
 }) => Promise<InboundResponse>;
 
+/** Block-wise transfer options of a request (RFC 7959), part of `RequestOptions`. */
 export interface BlockwiseClientOptions {
   /** Preferred block size, a power of two 16..1024 (default 1024). Below 1024 it is negotiated early. */
   blockSize?: number;

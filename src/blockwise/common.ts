@@ -3,7 +3,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { CoapOption } from '../codec/message.js';
-import { OptionNumber } from '../constants/options.js';
 
 /** Largest SZX over UDP/DTLS (1024-byte blocks); 7 is BERT (TCP only). */
 export const MAX_SZX = 6;
@@ -41,13 +40,3 @@ export function withoutOptions(options: readonly CoapOption[], ...numbers: numbe
 export function contentEtag(payload: Uint8Array): Buffer {
   return createHash('sha256').update(payload).digest().subarray(0, 8);
 }
-
-/** Options that identify the target of a request, i.e. everything but the block-wise bookkeeping. */
-export const TRANSFER_OPTIONS: readonly number[] = [
-  OptionNumber.Block1,
-  OptionNumber.Block2,
-  OptionNumber.Size1,
-  OptionNumber.Size2,
-  OptionNumber.Observe,
-  OptionNumber.ETag,
-];

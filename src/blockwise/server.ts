@@ -194,6 +194,7 @@ export class BlockwiseServer {
    * `budget` bytes, of a 2.xx response (whole, or already sliced from a
    * cached representation) to `req`; the representation is cached so the
    * client can fetch the rest with Block2. Undefined when nothing fits.
+   * @internal the server calls it when a response does not fit the amplification budget.
    */
   fitFirstBlock(req: ServerRequest, res: OutgoingResponse, budget: number): OutgoingResponse | undefined {
     if (res.code >> 5 !== 2) return undefined;
@@ -257,6 +258,7 @@ export class BlockwiseServer {
    * For Observe: turns a notification for the registration `req` into its
    * first block when it is too large, caching the representation so the
    * client's follow-up GETs (Block2, no Observe) are served from the same one.
+   * @internal the observe layer calls it for each notification.
    */
   notificationBlock(req: ServerRequest, res: OutgoingResponse): OutgoingResponse {
     const szx = this.requestedSzx(req.message);

@@ -59,7 +59,7 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string]> = [
 
 /** An input file (-f, --psk-file) that cannot be read. */
 export class InputFileError extends CoapError {
-  override readonly code: string = 'COAP_ERR_INPUT_FILE';
+  static override readonly code: string = 'COAP_ERR_INPUT_FILE';
 }
 
 /**
@@ -68,7 +68,7 @@ export class InputFileError extends CoapError {
  * `coapkit ... | head`) is not reported on stderr.
  */
 export class OutputError extends CoapError {
-  override readonly code: string = 'COAP_ERR_OUTPUT';
+  static override readonly code: string = 'COAP_ERR_OUTPUT';
   readonly errno?: string;
   /** Set once the message has been printed, so it is printed once. */
   reported = false;
@@ -81,7 +81,7 @@ export class OutputError extends CoapError {
 
 /** The output file (-o) cannot be created (EX_CANTCREAT, exit 73). */
 export class CantCreateError extends OutputError {
-  override readonly code: string = 'COAP_ERR_CANT_CREATE';
+  static override readonly code: string = 'COAP_ERR_CANT_CREATE';
 }
 
 /** Exit status for a response code byte. */

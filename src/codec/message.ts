@@ -208,21 +208,3 @@ export function encodeEmpty(type: MessageType, messageId: number): Buffer {
   out[3] = messageId & 0xff;
   return out;
 }
-
-/**
- * Reads only the fixed header of a datagram without validating the rest.
- * Used by the message layer's dedup fast path. Returns undefined if the
- * datagram is too short or not version 1.
- */
-export function peekHeader(
-  buf: Uint8Array,
-): { type: MessageType; tokenLength: number; code: number; messageId: number } | undefined {
-  if (buf.length < 4 || buf[0]! >> 6 !== 1) return undefined;
-  const b0 = buf[0]!;
-  return {
-    type: ((b0 >> 4) & 3) as MessageType,
-    tokenLength: b0 & 15,
-    code: buf[1]!,
-    messageId: (buf[2]! << 8) | buf[3]!,
-  };
-}

@@ -7,17 +7,17 @@ import { CoapError } from '../util/errors.js';
 
 /** A DTLS protocol failure (handshake failure, alert, bad record...). */
 export class DtlsError extends CoapError {
-  override readonly code: string = 'COAP_ERR_DTLS';
+  static override readonly code: string = 'COAP_ERR_DTLS';
   /** TLS AlertDescription number when the failure maps to an alert. */
   alert?: number;
 }
 
 /** A DTLS alert was received from the peer. */
 export class DtlsAlertError extends DtlsError {
-  override readonly code: string = 'COAP_ERR_DTLS_ALERT';
+  static override readonly code: string = 'COAP_ERR_DTLS_ALERT';
 }
 
 /** The DTLS handshake did not complete in time. */
 export class DtlsHandshakeTimeoutError extends DtlsError {
-  override readonly code: string = 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT';
+  static override readonly code: string = 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT';
 }

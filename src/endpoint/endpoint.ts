@@ -52,7 +52,9 @@ export interface EndpointOptions {
 export class Endpoint {
   readonly params: TransmissionParameters;
   readonly derived: DerivedParameters;
+  /** @internal the layers are in `coapkit/internals`, with no stability promise. */
   readonly messageLayer: MessageLayer;
+  /** @internal see `messageLayer`. */
   readonly exchangeLayer: ExchangeLayer;
   /** The endpoint's source of time (`EndpointOptions.clock`). */
   readonly clock: Clock;
@@ -82,14 +84,17 @@ export class Endpoint {
     });
   }
 
+  /** @internal the exchange layer's request handler (a `CoapServer` sets it). */
   set handler(h: ServerHandler | undefined) {
     this.exchangeLayer.handler = h;
   }
 
+  /** @internal see the setter. */
   get handler(): ServerHandler | undefined {
     return this.exchangeLayer.handler;
   }
 
+  /** @internal a raw exchange; applications use `CoapClient`. */
   request(peer: Peer, req: OutgoingRequest, callbacks: RequestCallbacks): ClientExchange {
     return this.exchangeLayer.request(peer, req, callbacks);
   }

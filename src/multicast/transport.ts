@@ -26,6 +26,7 @@ import type { AddressFamily, Peer, Transport, TransportHandlers } from '../trans
 import { makePeer } from '../transport/transport.js';
 import type { UdpTransport } from '../transport/udp.js';
 
+/** Token-bucket rates of the responses sent to multicast requests (RFC 7252 §11.3). */
 export interface GroupRateLimit {
   /** Responses per second toward one destination address (default 10). */
   perPeer: number;
@@ -43,12 +44,19 @@ export interface GroupTransportOptions {
 
 /** Counters of what the filters did (tests and diagnostics). */
 export interface GroupStats {
+  /** NON requests passed up to the server. */
   requests: number;
+  /** CON requests ignored (a multicast request must be NON, §8.1). */
   droppedConfirmable: number;
+  /** Datagrams ignored that are not a CoAP request (too short, wrong version, a response). */
   droppedOther: number;
+  /** Responses sent. */
   responses: number;
+  /** Outgoing messages dropped because they were not NON (no CON or ACK to a group request). */
   droppedNonNon: number;
+  /** Responses dropped because they were larger than `maxResponseSize`. */
   droppedTooLarge: number;
+  /** Responses dropped by the per-destination or total rate limit. */
   droppedRateLimited: number;
 }
 

@@ -29,7 +29,7 @@ import type { CoapOption } from '../codec/message.js';
 import { decodeUint, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
-import { ClosedError, ObserveError, TimeoutError } from '../errors.js';
+import { ClosedError, TimeoutError } from '../errors.js';
 import type { ClientExchange, InboundResponse } from '../exchange/exchange-layer.js';
 import { randomToken } from '../exchange/tokens.js';
 import type { Peer } from '../transport/transport.js';
@@ -425,13 +425,4 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
       }
     });
   }
-}
-
-/** Throws unless the observation was accepted by the server (first response had Observe). */
-export async function expectObserving(obs: Observation): Promise<CoapResponse> {
-  const first = await obs.registered;
-  if (first.option(OptionNumber.Observe) === undefined) {
-    throw new ObserveError(`server answered ${first.codeText} without Observe: the resource is not observed`);
-  }
-  return first;
 }

@@ -658,10 +658,3 @@ export class DynamicStore extends EventEmitter {
     return this;
   }
 }
-
-/** Helper for tests and tools: the Location-Path of a response as "/a/b". */
-export function locationOf(options: readonly CoapOption[]): string {
-  return `/${getOptions(options, OptionNumber.LocationPath)
-    .map((v) => v.toString('utf8'))
-    .join('/')}`;
-}

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { inspect } from 'node:util';
 import * as errors from '../../src/errors.js';
 
 type Errors = typeof errors;
@@ -67,7 +68,9 @@ const KNOWN: Array<[Name, string, Name | undefined]> = [
   ['DtlsHandshakeTimeoutError', 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT', 'DtlsError'],
   ['ResponseCodeError', 'COAP_ERR_RESPONSE_CODE', 'CoapError'],
   ['UsageError', 'COAP_ERR_USAGE', 'CoapError'],
-  ['BlockTransferError', 'COAP_ERR_BLOCK_TRANSFER', 'CoapError'],
+  ['ProtocolError', 'COAP_ERR_PROTOCOL', 'CoapError'],
+  ['BlockTransferError', 'COAP_ERR_BLOCK_TRANSFER', 'ProtocolError'],
+  ['BodyTooLargeError', 'COAP_ERR_BODY_TOO_LARGE', 'BlockTransferError'],
   ['ObserveError', 'COAP_ERR_OBSERVE', 'CoapError'],
 ];
 
@@ -103,6 +106,36 @@ describe('error classes', () => {
       assert.equal(e.code, code, name);
       if (parent) assert.ok(lineage(name).has(parent), `${name} extends ${parent}`);
     }
+  });
+
+  it('the table lists every exported class (a new class gets a row, so its code is fixed)', () => {
+    assert.deepEqual(KNOWN.map((r) => r[0]).sort(), ALL);
+  });
+
+  it('each class declares its code once, as its own static code, which its instances carry', () => {
+    for (const name of ALL) {
+      const C = local[name] as unknown as { code: string };
+      assert.ok(Object.hasOwn(C, 'code'), `${name} has its own static code`);
+      assert.equal(make(local, name).code, C.code, name);
+    }
+  });
+
+  it('the brands are not enumerable: an error prints and serialises as before', () => {
+    const e = new errors.TimeoutError('late');
+    assert.deepEqual(Object.getOwnPropertySymbols(e), []);
+    assert.deepEqual(Object.keys(e).sort(), ['code', 'hint', 'name']);
+    assert.doesNotMatch(inspect(e), /coapkit\.error/);
+  });
+
+  it('a subclass without its own static code: instanceof in its copy, inherits the code', () => {
+    class AppError extends errors.TimeoutError {}
+    const e = new AppError('app');
+    assert.equal(e.code, 'COAP_ERR_TIMEOUT');
+    assert.ok(e instanceof AppError);
+    assert.ok(e instanceof errors.TimeoutError);
+    assert.ok(e instanceof copy.TimeoutError, 'its ancestors are recognised by the other copy');
+    assert.ok(!(new errors.TimeoutError('x') instanceof AppError));
+    assert.ok(!(copy.TimeoutError.prototype instanceof AppError));
   });
 
   it('codes are unique and follow COAP_ERR[_NAME]', () => {

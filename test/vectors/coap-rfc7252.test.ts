@@ -8,13 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  decodeMessage,
-  type EncodableMessage,
-  encodeEmpty,
-  encodeMessage,
-  peekHeader,
-} from '../../src/codec/message.js';
+import { decodeMessage, type EncodableMessage, encodeEmpty, encodeMessage } from '../../src/codec/message.js';
 import { encodeUint } from '../../src/codec/options.js';
 import { MessageType } from '../../src/constants/codes.js';
 import { InvalidArgumentError, MessageFormatError } from '../../src/errors.js';
@@ -442,25 +436,6 @@ describe('option encoding (RFC 7252 §3.1)', () => {
     assert.equal(d.messageId, 0x7d35);
     assert.deepEqual(d.token, Buffer.from([0x20]));
     assert.equal(d.options[0]?.value.toString(), 'temperature');
-  });
-});
-
-describe('peekHeader (fixed header only)', () => {
-  it('reads type, TKL, code and MID without validating the rest', () => {
-    assert.deepEqual(peekHeader(b('41 01 7d 35', '20', 'bb', '"temperature"')), {
-      type: 0,
-      tokenLength: 1,
-      code: 1,
-      messageId: 0x7d35,
-    });
-    assert.deepEqual(peekHeader(b('7f 45 ff fe')), {
-      type: 3,
-      tokenLength: 15,
-      code: 0x45,
-      messageId: 0xfffe,
-    });
-    assert.equal(peekHeader(b('41 01 7d')), undefined, 'shorter than 4 bytes');
-    assert.equal(peekHeader(b('81 01 7d 35')), undefined, 'version 2');
   });
 });
 

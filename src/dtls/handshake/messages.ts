@@ -25,8 +25,6 @@ export const ExtensionType = {
   renegotiationInfo: 0xff01,
 } as const;
 
-export const NamedGroup = { secp256r1: 23, x25519: 29 } as const;
-
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3). */
 export const EMPTY_RENEGOTIATION_INFO_SCSV = 0x00ff;
 
@@ -129,10 +127,6 @@ export function decodeHelloVerifyRequest(body: Buffer): HelloVerifyRequest {
   const cookie = r.vector(1, 'cookie', 0, 255);
   r.end('HelloVerifyRequest');
   return { version, cookie };
-}
-
-export function encodeHelloVerifyRequest(m: HelloVerifyRequest): Buffer {
-  return Buffer.concat([u16(m.version), vec(1, m.cookie)]);
 }
 
 export function decodeServerHello(body: Buffer): ServerHello {
