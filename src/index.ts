@@ -13,7 +13,12 @@
 export { type BlockwiseClientOptions, DEFAULT_MAX_BODY_SIZE } from './blockwise/client.js';
 export type { BlockProgress } from './blockwise/common.js';
 export { szxToSize } from './blockwise/common.js';
-export { BlockwiseServer, type BlockwiseServerOptions, enableBlockwise } from './blockwise/server.js';
+export {
+  type BlockwiseHost,
+  BlockwiseServer,
+  type BlockwiseServerOptions,
+  enableBlockwise,
+} from './blockwise/server.js';
 export {
   type ClientOptions,
   CoapClient,
@@ -207,6 +212,7 @@ export {
   enableObserve,
   type ObservableResource,
   type ObserveEvent,
+  type ObserveHost,
   ObserveServer,
   type ObserveServerOptions,
 } from './observe/server.js';

@@ -28,8 +28,7 @@ import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { responseSize } from '../server/echo.js';
-import type { CoapServer, Middleware } from '../server/server.js';
-import { ServerRequest } from '../server/server.js';
+import { type Middleware, ServerRequest } from '../server/request.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { Groups, Tally } from '../util/keyed.js';
 import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from './common.js';
@@ -98,6 +97,14 @@ interface CachedRepresentation {
 
 /** What one cache entry or reassembly costs beyond its bytes (Map entry, objects, timer). */
 const ENTRY_OVERHEAD = 256;
+/** What the block-wise layer needs of the server it serves (a CoapServer is one). */
+export interface BlockwiseHost {
+  /** Makes `layer` the server's block-wise layer (CoapServer.setBlockwise). */
+  setBlockwise(layer: BlockwiseServer): unknown;
+  /** The server's block-wise layer, configured with `options` (CoapServer.enableBlockwise). */
+  enableBlockwise(options?: BlockwiseServerOptions): BlockwiseServer;
+}
+
 /** Max-Age (s) of a 5.03 for "too many transfers": retry soon. */
 const RETRY_AFTER_S = 2;
 
@@ -184,7 +191,7 @@ export class BlockwiseServer {
    * Makes this the block-wise layer of `server` (replacing its built-in one, at
    * the same place in the pipeline: before observe and any other middleware).
    */
-  install(server: CoapServer): this {
+  install(server: BlockwiseHost): this {
     server.setBlockwise(this);
     return this;
   }
@@ -652,7 +659,7 @@ function size2(n: number): CoapOption {
  * built in unless created with `blockwise: false`; this turns it on then).
  * Idempotent: calling it again returns the same instance and adds no middleware.
  */
-export function enableBlockwise(server: CoapServer, options?: BlockwiseServerOptions): BlockwiseServer {
+export function enableBlockwise(server: BlockwiseHost, options?: BlockwiseServerOptions): BlockwiseServer {
   return server.enableBlockwise(options);
 }
 

@@ -42,7 +42,7 @@ import { OptionNumber } from '../constants/options.js';
 import { channels, type MessageReceivedEvent } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
-import { type CoapServer, type Middleware, ServerRequest } from '../server/server.js';
+import { type Middleware, ServerRequest } from '../server/request.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
@@ -98,7 +98,7 @@ interface Observer {
   /** A compact copy of the registering request (no datagram, no GET payload). */
   req: ServerRequest;
   /** Where the notification's GET is re-run: after `mw` on `server`... */
-  server: CoapServer | undefined;
+  server: ObserveHost | undefined;
   mw: Middleware | undefined;
   /** ...or, for a middleware installed by hand with `server.use(observe.middleware)`, this. */
   next: (() => Result) | undefined;
@@ -158,6 +158,18 @@ const DAY = 24 * 60 * 60 * 1000;
 const MAX_NON_TRACKED = 4096;
 /** What one registration costs beyond the bytes it stores (objects, Map/Set entries, timer). */
 const OBSERVER_OVERHEAD = 640;
+/** What the observe layer needs of the server it serves (a CoapServer is one). */
+export interface ObserveHost {
+  /** Runs the pipeline after middleware `mw` for `req` (a notification re-runs the observer's GET). */
+  runAfter(mw: Middleware, req: ServerRequest): OutgoingResponse | null | Promise<OutgoingResponse | null>;
+  /** Makes `layer` the server's observe layer (CoapServer.setObserve). */
+  setObserve(layer: ObserveServer): unknown;
+  /** The server's observe layer, configured with `options` (CoapServer.enableObserve). */
+  enableObserve(options?: ObserveServerOptions): ObserveServer;
+  /** The server's block-wise layer: large notifications go out as their first block. */
+  readonly blockwise: BlockwiseServer | undefined;
+}
+
 /** Per stored option (object + Map of the array). */
 const OPTION_OVERHEAD = 48;
 
@@ -180,7 +192,7 @@ export class ObserveServer {
    * the pipeline's continuation (and with it the whole registering request).
    */
   readonly middleware: Middleware = (req, next) => this.handle(req, next, undefined, undefined);
-  private readonly perServer = new Map<CoapServer, Middleware>();
+  private readonly perServer = new Map<ObserveHost, Middleware>();
   /** NON notifications by `peer|messageId`, to remove an observer that answers one with RST. */
   private readonly nonSent = new Map<string, Observer>();
   private rstListener: ((m: MessageReceivedEvent) => void) | undefined;
@@ -217,13 +229,13 @@ export class ObserveServer {
    * Makes this the observe layer of `server` (replacing its built-in one, at the
    * same place: right after block-wise). One ObserveServer may serve several servers.
    */
-  install(server: CoapServer): this {
+  install(server: ObserveHost): this {
     server.setObserve(this);
     return this;
   }
 
   /** The middleware for one server (used by `CoapServer.setObserve`). */
-  middlewareFor(server: CoapServer): Middleware {
+  middlewareFor(server: ObserveHost): Middleware {
     let mw = this.perServer.get(server);
     if (mw === undefined) {
       const m: Middleware = (req, next) => this.handle(req, next, server, m);
@@ -234,7 +246,7 @@ export class ObserveServer {
   }
 
   /** `server` no longer uses this layer: its observers are dropped (no messages sent). */
-  forget(server: CoapServer): void {
+  forget(server: ObserveHost): void {
     this.perServer.delete(server);
     for (const o of [...this.observers.values()]) if (o.server === server) this.remove(o, 'closed');
   }
@@ -327,7 +339,7 @@ export class ObserveServer {
   private handle(
     req: ServerRequest,
     next: (r?: ServerRequest) => Result,
-    server: CoapServer | undefined,
+    server: ObserveHost | undefined,
     mw: Middleware | undefined,
   ): Result | undefined {
     const msg = req.message;
@@ -692,6 +704,6 @@ function stripObserve(res: OutgoingResponse): OutgoingResponse {
  * Idempotent: calling it again returns the same instance and adds no middleware.
  * It sends large notifications block-wise through the server's block-wise layer.
  */
-export function enableObserve(server: CoapServer, options?: ObserveServerOptions): ObserveServer {
+export function enableObserve(server: ObserveHost, options?: ObserveServerOptions): ObserveServer {
   return server.enableObserve(options);
 }

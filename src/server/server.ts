@@ -18,17 +18,9 @@ import {
   getOption,
   getOptions,
   getUintOption,
-  type OptionInput,
   optionValue,
 } from '../codec/options.js';
-import {
-  describeCode,
-  MessageType,
-  Method,
-  type MethodName,
-  parseCode,
-  ResponseCode,
-} from '../constants/codes.js';
+import { MessageType, Method, type MethodName, parseCode, ResponseCode } from '../constants/codes.js';
 import { ContentFormat, parseContentFormat } from '../constants/content-formats.js';
 import { OptionNumber, optionName } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
@@ -41,134 +33,22 @@ import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport, type UdpTransportOptions } from '../transport/udp.js';
 import type { Clock } from '../util/clock.js';
 import { AmplificationGuard, type EchoOptions } from './echo.js';
-import { type ResourceAttributes, type Route, Router } from './router.js';
+import {
+  type HandlerResult,
+  type Middleware,
+  type RequestHandler,
+  ServerRequest,
+  type ServerResponse,
+} from './request.js';
+import { type ResourceAttributes, Router } from './router.js';
 
-export interface ServerResponse {
-  /** Response code as a number (0x45) or "2.05"; defaults by method. */
-  code?: number | string;
-  payload?: string | Uint8Array;
-  /** Content-Format as a number (50) or a name the client side accepts too ("json", "application/json"). */
-  contentFormat?: number | string;
-  options?: ReadonlyArray<{ number: number; value: OptionInput }>;
-  /** Max-Age in seconds (§5.10.5). */
-  maxAge?: number;
-  etag?: Uint8Array;
-  locationPath?: string[];
-  locationQuery?: string[];
-}
-
-// biome-ignore lint/suspicious/noConfusingVoidType: handlers may return nothing
-export type HandlerResult = ServerResponse | string | Uint8Array | undefined | null | void;
-export type RequestHandler = (req: ServerRequest) => HandlerResult | Promise<HandlerResult>;
-
-/** The request as a handler sees it. */
-export class ServerRequest {
-  private paramsObject: Record<string, string> | undefined;
-
-  /** Parameters from `:name` segments (and `*`) of the route pattern (created when first read). */
-  get params(): Record<string, string> {
-    if (this.paramsObject === undefined) this.paramsObject = {};
-    return this.paramsObject;
-  }
-  set params(p: Record<string, string>) {
-    this.paramsObject = p;
-  }
-  /** The route that matched, if any. */
-  route: Route<RequestHandler> | undefined;
-  /** The endpoint the request arrived on (observe notifications go back through it). */
-  endpoint: Endpoint | undefined;
-  /**
-   * The amplification rule when the request came over plain UDP (RFC 9175
-   * §2.4): the observe layer asks it before registering an observer.
-   */
-  amplification: AmplificationGuard | undefined;
-
-  constructor(
-    readonly message: CoapMessage,
-    readonly peer: Peer,
-    readonly path: string,
-    readonly pathSegments: string[],
-  ) {}
-
-  get code(): number {
-    return this.message.code;
-  }
-
-  /** "GET", "POST", ... */
-  get method(): string {
-    return describeCode(this.message.code);
-  }
-
-  get options(): CoapOption[] {
-    return this.message.options;
-  }
-
-  get payload(): Buffer {
-    return this.message.payload;
-  }
-
-  get token(): Buffer {
-    return this.message.token;
-  }
-
-  get messageId(): number {
-    return this.message.messageId;
-  }
-
-  get confirmable(): boolean {
-    return this.message.type === 0;
-  }
-
-  /** Authenticated PSK identity for coaps:// requests. */
-  get identity(): string | undefined {
-    return this.peer.identity;
-  }
-
-  get query(): string[] {
-    return getOptions(this.message.options, OptionNumber.UriQuery).map((b) => b.toString('utf8'));
-  }
-
-  get contentFormat(): number | undefined {
-    return getUintOption(this.message.options, OptionNumber.ContentFormat);
-  }
-
-  get accept(): number | undefined {
-    return getUintOption(this.message.options, OptionNumber.Accept);
-  }
-
-  option(n: number): Buffer | undefined {
-    return getOption(this.message.options, n);
-  }
-
-  optionAll(n: number): Buffer[] {
-    return getOptions(this.message.options, n);
-  }
-
-  text(): string {
-    return this.message.payload.toString('utf8');
-  }
-
-  /**
-   * Evaluates If-Match / If-None-Match (§5.10.8) against the resource's
-   * current ETag (undefined = the resource does not exist) and throws
-   * ResponseCodeError 4.12 when a precondition fails.
-   */
-  checkPreconditions(currentEtag: Uint8Array | undefined): void {
-    const ifMatch = getOptions(this.message.options, OptionNumber.IfMatch);
-    if (ifMatch.length > 0) {
-      const ok =
-        currentEtag !== undefined &&
-        ifMatch.some((v) => v.length === 0 || Buffer.compare(v, currentEtag) === 0);
-      if (!ok) throw new ResponseCodeError(ResponseCode.PreconditionFailed, 'If-Match precondition failed');
-    }
-    if (
-      getOption(this.message.options, OptionNumber.IfNoneMatch) !== undefined &&
-      currentEtag !== undefined
-    ) {
-      throw new ResponseCodeError(ResponseCode.PreconditionFailed, 'If-None-Match: resource exists');
-    }
-  }
-}
+export {
+  type HandlerResult,
+  type Middleware,
+  type RequestHandler,
+  ServerRequest,
+  type ServerResponse,
+} from './request.js';
 
 export interface ServerOptions extends EndpointOptions {
   /** Largest request payload accepted, in bytes (default 1024 * 64). Larger gets 4.13. */
@@ -276,16 +156,6 @@ const DEFAULT_CODES: Record<number, number> = {
   [Method.PATCH]: ResponseCode.Changed,
   [Method.iPATCH]: ResponseCode.Changed,
 };
-
-/**
- * A hook that can take over a request before routing (observe, block-wise,
- * proxying). Returning undefined passes the request on.
- */
-export type Middleware = (
-  req: ServerRequest,
-  /** Runs the rest of the pipeline; pass a request to continue with a replacement (e.g. a reassembled body). */
-  next: (replacement?: ServerRequest) => Promise<OutgoingResponse | null> | OutgoingResponse | null,
-) => OutgoingResponse | null | Promise<OutgoingResponse | null> | undefined;
 
 export class CoapServer {
   readonly router = new Router<RequestHandler>();
