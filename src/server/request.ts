@@ -42,8 +42,8 @@ export interface ServerResponse {
   locationQuery?: string[];
 }
 
-// biome-ignore lint/suspicious/noConfusingVoidType: handlers may return nothing
 /** What a handler may return: a response, its payload alone (text or bytes), or nothing (the method's default code). */
+// biome-ignore lint/suspicious/noConfusingVoidType: handlers may return nothing
 export type HandlerResult = ServerResponse | string | Uint8Array | undefined | null | void;
 /** A route's handler: answers a request, synchronously or not (a slow one gets a separate response). */
 export type RequestHandler = (req: ServerRequest) => HandlerResult | Promise<HandlerResult>;
