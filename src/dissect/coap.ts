@@ -181,15 +181,7 @@ function describePayload(payload: Uint8Array, contentFormat: number | undefined)
 export function describeMessage(
   msg: CoapMessage,
   wireLength: number,
-  ctx: {
-    index: number;
-    frame: number;
-    relTime: number;
-    src: string;
-    dst: string;
-    transport: 'udp' | 'dtls';
-    dtlsSession?: number;
-  },
+  ctx: Pick<CoapMessageInfo, 'index' | 'frame' | 'relTime' | 'src' | 'dst' | 'transport' | 'dtlsSession'>,
 ): CoapMessageInfo {
   const options = msg.options.map((o) => describeOption(o.number, o.value));
   const path = options.filter((o) => o.number === 11).map((o) => String(o.value));

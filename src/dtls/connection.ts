@@ -404,19 +404,28 @@ export abstract class DtlsConnection {
     this.flight = undefined;
   }
 
-  /** Marks the handshake complete. `keepFlight` keeps the last flight to answer peer retransmissions. */
-  protected complete(keepFlight: boolean): void {
+  /**
+   * Drops what a handshake in progress holds (the retransmission timer, records of the
+   * next epoch, reassembly buffers, queued sends, keys not yet active): on completion
+   * and on close.
+   */
+  private dropHandshakeProgress(): void {
     this.clearTimer();
-    if (!keepFlight) this.flight = undefined;
-    this.state = 'established';
     this.future = undefined;
     this.dropFuture();
     this.reassembler.release();
     this.queue = undefined;
-    // Free handshake-only state: idle sessions should stay small.
-    this.transcript = RELEASED_TRANSCRIPT;
     this.pendingRead = undefined;
     this.pendingWrite = undefined;
+  }
+
+  /** Marks the handshake complete. `keepFlight` keeps the last flight to answer peer retransmissions. */
+  protected complete(keepFlight: boolean): void {
+    if (!keepFlight) this.flight = undefined;
+    this.state = 'established';
+    this.dropHandshakeProgress();
+    // Free handshake-only state: idle sessions should stay small.
+    this.transcript = RELEASED_TRANSCRIPT;
     this.releaseHandshakeState();
     this.notifyEstablished();
   }
@@ -483,16 +492,10 @@ export abstract class DtlsConnection {
 
   private finish(error: DtlsError | undefined): void {
     this.state = 'closed';
-    this.clearTimer();
     this.flight = undefined;
-    this.future = undefined;
-    this.dropFuture();
-    this.reassembler.release();
-    this.queue = undefined;
+    this.dropHandshakeProgress();
     this.readProt = undefined;
     this.writeProt = undefined;
-    this.pendingRead = undefined;
-    this.pendingWrite = undefined;
     this.keys?.fill(0);
     this.keys = undefined;
     this.notifyClosed(error);
