@@ -482,6 +482,11 @@ export class CoapServer {
     return guard === undefined ? res : guard.limit(msg, peer, res);
   }
 
+  /** A request over the URI limits: 4.00 (RFC 7252 registers no 4.14), before any routing. */
+  private uriTooLong(msg: CoapMessage, peer: Peer, endpoint: Endpoint | undefined, what: string) {
+    return this.refuse(msg, peer, endpoint, ResponseCode.BadRequest, what);
+  }
+
   /** The amplification rule applies to plain UDP only; multicast requests come without endpoint. */
   private guardFor(endpoint: Endpoint | undefined): AmplificationGuard | undefined {
     return this.amplification !== undefined &&
@@ -525,31 +530,13 @@ export class CoapServer {
       if (o.number === OptionNumber.UriQuery) {
         queryBytes += o.value.length + 1;
         if (queryBytes > lim.queryBytes)
-          return this.refuse(
-            msg,
-            peer,
-            endpoint,
-            ResponseCode.BadRequest,
-            `Uri-Query longer than ${lim.queryBytes} bytes`,
-          );
+          return this.uriTooLong(msg, peer, endpoint, `Uri-Query longer than ${lim.queryBytes} bytes`);
       } else if (o.number === OptionNumber.UriPath) {
         pathBytes += o.value.length + 1;
         if (pathBytes > lim.pathBytes)
-          return this.refuse(
-            msg,
-            peer,
-            endpoint,
-            ResponseCode.BadRequest,
-            `Uri-Path longer than ${lim.pathBytes} bytes`,
-          );
+          return this.uriTooLong(msg, peer, endpoint, `Uri-Path longer than ${lim.pathBytes} bytes`);
         if (++segmentCount > lim.segments)
-          return this.refuse(
-            msg,
-            peer,
-            endpoint,
-            ResponseCode.BadRequest,
-            `more than ${lim.segments} Uri-Path segments`,
-          );
+          return this.uriTooLong(msg, peer, endpoint, `more than ${lim.segments} Uri-Path segments`);
         const s = utf8Interned(o.value);
         if (first === undefined) first = s;
         else if (more === undefined) more = [first, s];

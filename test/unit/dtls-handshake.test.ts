@@ -3,8 +3,8 @@ import { createSocket } from 'node:dgram';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, test } from 'node:test';
 import { CIPHER_SUITES } from '../../src/dtls/crypto/suites.js';
-import { encodeFragment, parseHandshakeFragments } from '../../src/dtls/handshake/fragment.js';
-import { decodeHelloVerifyRequest, encodeClientHello } from '../../src/dtls/handshake/messages.js';
+import { parseHandshakeFragments } from '../../src/dtls/handshake/fragment.js';
+import { decodeHelloVerifyRequest } from '../../src/dtls/handshake/messages.js';
 import { encodeRecord, parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from '../../src/errors.js';
 import {
@@ -14,6 +14,7 @@ import {
   type DtlsServerTransportOptions,
 } from '../../src/transport/dtls.js';
 import { makePeer, type Peer } from '../../src/transport/transport.js';
+import { clientHelloRecord } from '../helpers/dtls-raw.js';
 import { LossyProxy, randomImpairments } from '../helpers/lossy-proxy.js';
 import { sleep, until, withTimeout } from '../helpers/timing.js';
 
@@ -227,18 +228,9 @@ test('handshake timeout when nobody answers', async () => {
   assert.ok(count >= 2 && count <= 8, `ClientHello sent ${count} times`);
 });
 
-function rawClientHello(cookie: Buffer, random = Buffer.alloc(32, 5)): Buffer {
-  const body = encodeClientHello({
-    version: 0xfefd,
-    random,
-    sessionId: Buffer.alloc(0),
-    cookie,
-    cipherSuites: [0xc0a8],
-    compressionMethods: Buffer.from([0]),
-    extensions: [],
-  });
-  return encodeRecord(22, 0, 7, encodeFragment(1, 0, body, 0, body.length));
-}
+/** A ClientHello record (record sequence 7) from test/helpers/dtls-raw.ts. */
+const rawClientHello = (cookie: Buffer, random = Buffer.alloc(32, 5)): Buffer =>
+  clientHelloRecord(cookie, random, 7);
 
 test('stateless cookie exchange: HelloVerifyRequest, no state before a valid cookie', async () => {
   const es = await echoServer();
