@@ -22,12 +22,11 @@
  */
 
 import { Buffer } from 'node:buffer';
-import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { type CoapMessage, type CoapOption, encodedLengthBound } from '../codec/message.js';
 import { decodeBlock, encodeBlock, encodeUint, getOption, getUintOption } from '../codec/options.js';
 import { Method, ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
-import { responseSize } from '../server/echo.js';
 import { type Middleware, ServerRequest } from '../server/request.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { Groups, Tally } from '../util/keyed.js';
@@ -220,7 +219,7 @@ export class BlockwiseServer {
       if (szxToSize(szx) >= full.payload.length) continue;
       const out = this.slice(full, 0, szx, true);
       if (b1 !== undefined) out.options!.push({ number: OptionNumber.Block1, value: b1 });
-      if (responseSize(tkl, out) <= budget) {
+      if (encodedLengthBound(tkl, out.options, out.payload) <= budget) {
         if (b2 === undefined) this.store(key, req.peer.address, full);
         return out;
       }

@@ -112,6 +112,43 @@ function extLen(n: number): number {
   return n < 13 ? 0 : n < 269 ? 1 : 2;
 }
 
+/** Exact encoded size of a decoded message (options in wire order), without encoding it. */
+export function encodedLength(msg: CoapMessage): number {
+  let size = 4 + msg.token.length;
+  let prev = 0;
+  const options = msg.options;
+  for (let i = 0; i < options.length; i++) {
+    const o = options[i]!;
+    const d = o.number >= prev ? o.number - prev : 0;
+    prev = o.number;
+    const len = o.value.length;
+    size += 1 + extLen(d) + extLen(len) + len;
+  }
+  const pl = msg.payload.length;
+  return pl > 0 ? size + 1 + pl : size;
+}
+
+/**
+ * Upper bound of the encoded size of a message with a token of `tokenLength` bytes, these
+ * options (possibly unsorted: each delta is counted as its option number) and payload.
+ */
+export function encodedLengthBound(
+  tokenLength: number,
+  options: readonly { number: number; value: Uint8Array }[] | undefined,
+  payload: Uint8Array | undefined,
+): number {
+  let size = 4 + tokenLength;
+  if (options !== undefined) {
+    for (let i = 0; i < options.length; i++) {
+      const o = options[i]!;
+      const len = o.value.length;
+      size += 1 + extLen(o.number) + extLen(len) + len;
+    }
+  }
+  const pl = payload?.length ?? 0;
+  return pl > 0 ? size + 1 + pl : size;
+}
+
 function sortOptions<T extends { number: number }>(opts: readonly T[]): readonly T[] {
   for (let i = 1; i < opts.length; i++) {
     if (opts[i]!.number < opts[i - 1]!.number) {

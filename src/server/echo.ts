@@ -28,7 +28,7 @@
 
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { type CoapMessage, type CoapOption, encodedLength, encodedLengthBound } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -66,40 +66,9 @@ export interface EchoOptions {
 export const ECHO_LENGTH = 6;
 const MAC_LENGTH = ECHO_LENGTH - 1;
 
-const ext = (n: number): number => (n < 13 ? 0 : n < 269 ? 1 : 2);
-
-/** Exact encoded size of a decoded message (options in wire order). */
-export function messageSize(msg: CoapMessage): number {
-  let size = 4 + msg.token.length;
-  let prev = 0;
-  const options = msg.options;
-  for (let i = 0; i < options.length; i++) {
-    const o = options[i]!;
-    const d = o.number >= prev ? o.number - prev : 0;
-    prev = o.number;
-    const len = o.value.length;
-    size += 1 + ext(d) + ext(len) + len;
-  }
-  const pl = msg.payload.length;
-  return pl > 0 ? size + 1 + pl : size;
-}
-
-/**
- * Upper bound of the encoded size of a response with a token of `tokenLength`
- * bytes (its options may be unsorted: each delta is counted as its option number).
- */
+/** Upper bound of the encoded size of a response with a token of `tokenLength` bytes. */
 export function responseSize(tokenLength: number, res: OutgoingResponse): number {
-  let size = 4 + tokenLength;
-  const options = res.options;
-  if (options !== undefined) {
-    for (let i = 0; i < options.length; i++) {
-      const o = options[i]!;
-      const len = o.value.length;
-      size += 1 + ext(o.number) + ext(len) + len;
-    }
-  }
-  const pl = res.payload?.length ?? 0;
-  return pl > 0 ? size + 1 + pl : size;
+  return encodedLengthBound(tokenLength, res.options, res.payload);
 }
 
 /** Decisions of the guard, for tests and logs. */
@@ -299,7 +268,7 @@ export class AmplificationGuard {
     // Cheap pre-check: a response no larger than 3x the smallest request with this token fits.
     const size = responseSize(tkl, res);
     if (size <= this.factor * (4 + tkl)) return res;
-    const budget = Math.floor(this.factor * messageSize(msg));
+    const budget = Math.floor(this.factor * encodedLength(msg));
     if (size <= budget) return res;
     if (this.trusted(msg, peer)) return res;
     const code = msg.code;

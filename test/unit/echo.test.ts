@@ -8,18 +8,12 @@ import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { enableBlockwise } from '../../src/blockwise/server.js';
 import { CoapClient } from '../../src/client/client.js';
-import { type CoapMessage, decodeMessage, encodeMessage } from '../../src/codec/message.js';
+import { type CoapMessage, decodeMessage, encodedLength, encodeMessage } from '../../src/codec/message.js';
 import { getOption } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { InvalidArgumentError, ResponseCodeError } from '../../src/errors.js';
 import { enableObserve } from '../../src/observe/server.js';
-import {
-  AmplificationGuard,
-  ECHO_LENGTH,
-  messageSize,
-  prefixOf,
-  responseSize,
-} from '../../src/server/echo.js';
+import { AmplificationGuard, ECHO_LENGTH, prefixOf, responseSize } from '../../src/server/echo.js';
 import { CoapServer } from '../../src/server/server.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -136,7 +130,7 @@ describe('verified-peer table', () => {
 });
 
 describe('sizes', () => {
-  test('messageSize equals the encoded length', () => {
+  test('encodedLength equals the encoded length', () => {
     const cases = [
       { options: [], payload: Buffer.alloc(0), token: Buffer.alloc(0) },
       {
@@ -152,7 +146,7 @@ describe('sizes', () => {
     ];
     for (const c of cases) {
       const bytes = encodeMessage({ type: 0, code: 1, messageId: 1, ...c });
-      assert.equal(messageSize(decodeMessage(bytes)), bytes.length);
+      assert.equal(encodedLength(decodeMessage(bytes)), bytes.length);
       assert.ok(responseSize(c.token.length, { code: 0x45, ...c }) >= bytes.length, 'upper bound');
     }
   });
