@@ -249,7 +249,7 @@ export {
   type StallDiagnosis,
 } from './transport/dtls.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
-export type { AddressFamily, Peer, Transport, TransportHandlers } from './transport/transport.js';
+export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
 export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
 // ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)

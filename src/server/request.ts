@@ -117,7 +117,7 @@ export class ServerRequest {
     return this.message.type === 0;
   }
 
-  /** Authenticated PSK identity for coaps:// requests. */
+  /** Authenticated identity for coaps:// requests (see {@link PeerAuth}); undefined for plain coap://. */
   get identity(): string | undefined {
     return this.peer.identity;
   }

@@ -10,6 +10,26 @@
 
 export type AddressFamily = 'IPv4' | 'IPv6';
 
+/**
+ * How a peer proved who it is, in one shape for every security mode
+ * (RFC 7252 §9: PreSharedKey, RawPublicKey, Certificate).
+ */
+export interface PeerAuth {
+  /** `psk`: pre-shared key; `x509`: certificate chain; `rpk`: raw public key (RFC 7250). */
+  readonly mode: 'psk' | 'x509' | 'rpk';
+  /**
+   * The name access rules match: the PSK identity, the certificate subject's
+   * CN, or the raw public key's SHA-256 fingerprint (lowercase hex).
+   */
+  readonly identity: string;
+  /** Certificate mode: the full subject distinguished name. */
+  readonly subject?: string;
+  /** Certificate mode: the subjectAltName entries (e.g. `DNS:dev1.example`). */
+  readonly san?: readonly string[];
+  /** Certificate and raw-public-key modes: SHA-256 fingerprint of the peer's key/certificate (hex). */
+  readonly fingerprint?: string;
+}
+
 /** A remote endpoint as seen by a transport. */
 export interface Peer {
   readonly address: string;
@@ -20,6 +40,8 @@ export interface Peer {
    * Undefined for plain UDP.
    */
   readonly identity?: string;
+  /** For secured transports: how the peer authenticated (mode and identity). */
+  readonly auth?: PeerAuth;
   /**
    * A stable string key for this peer endpoint (`address` + `%` + `port`
    * for IP transports). Request/response matching uses it (§5.3.2).
@@ -79,9 +101,9 @@ export function peerKey(address: string, port: number): string {
   return `${address}%${port}`;
 }
 
-export function makePeer(address: string, port: number, identity?: string): Peer {
+export function makePeer(address: string, port: number, identity?: string | PeerAuth): Peer {
   const family: AddressFamily = address.includes(':') ? 'IPv6' : 'IPv4';
-  return identity === undefined
-    ? { address, port, family, key: peerKey(address, port) }
-    : { address, port, family, identity, key: peerKey(address, port) };
+  if (identity === undefined) return { address, port, family, key: peerKey(address, port) };
+  const auth: PeerAuth = typeof identity === 'string' ? { mode: 'psk', identity } : identity;
+  return { address, port, family, identity: auth.identity, auth, key: peerKey(address, port) };
 }

@@ -64,6 +64,17 @@ const peer = {
     port: 'number',
     family: 'string',
     identity: { optional: 'string' },
+    auth: {
+      optional: {
+        object: {
+          mode: 'string',
+          identity: 'string',
+          subject: { optional: 'string' },
+          san: { optional: { array: 'string' } },
+          fingerprint: { optional: 'string' },
+        },
+      },
+    },
     key: 'string',
   },
 } as const;
