@@ -217,6 +217,17 @@ export {
   type ObserveServerOptions,
 } from './observe/server.js';
 export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
+export {
+  AccessControl,
+  type AccessControlOptions,
+  type AclDecision,
+  type AclHost,
+  type AclRule,
+  AclRuleError,
+  aclIdentity,
+  MAX_ACL_RULES,
+  parseAcl,
+} from './server/acl.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
