@@ -259,6 +259,14 @@ export {
   type DtlsSessionInfo,
   type StallDiagnosis,
 } from './transport/dtls.js';
+export {
+  DEFAULT_WRITE_SEQUENCE_MARGIN,
+  DtlsSessionStateError,
+  MIN_STATE_KEY_BYTES,
+  type SessionExportOptions,
+  type SessionImportResult,
+  type SessionStateProblem,
+} from './transport/dtls-sessions.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
