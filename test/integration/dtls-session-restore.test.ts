@@ -16,7 +16,7 @@ import { encodeUint } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { CoapServer } from '../../src/server/server.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
-import { DtlsSessionStateError } from '../../src/transport/dtls-sessions.js';
+import { DtlsSessionStateError, openSessions } from '../../src/transport/dtls-sessions.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { parseMessages } from '../helpers/libcoap.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
@@ -59,6 +59,8 @@ describe('DTLS sessions across a restart (export / import)', { timeout: 60_000 }
       assert.equal(one.transport.server.sessionCount, 0, 'exported sessions leave the transport');
       // Nothing of the session in the clear.
       assert.ok(!sealed.includes(Buffer.from('dev-1')));
+      const keys = openSessions(sealed, STATE_KEY, 10)[0]!.snapshot.keys;
+      assert.ok(keys.length >= 32 && !sealed.includes(keys.subarray(0, 16)), 'no key bytes in the clear');
       assert.equal(sealed.subarray(0, 4).toString(), 'CKDS');
       await one.server.close();
 
