@@ -3,9 +3,9 @@
  * `DtlsServerTransport.exportSessions(key)` seals the established sessions,
  * `importSessions(buf, key)` takes them over in a new transport on the same
  * port, and the client's next request is answered without a new ClientHello
- * (coapkit client; libcoap: test/interop/dtls-session-restore-libcoap.test.ts). Wrong key, damaged,
- * foreign and future-version data are refused with a typed error and import
- * nothing.
+ * (the coapkit client here; libcoap in test/interop/dtls-session-restore-libcoap.test.ts).
+ * Wrong key, damaged, foreign and future-version data are refused with a typed
+ * error and import nothing.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
