@@ -533,7 +533,8 @@ export abstract class DtlsConnection {
   // ------------------------------------------------------ snapshot / restore
 
   /**
-   * The state of this established session (undefined otherwise), with
+   * The state of this established session (undefined otherwise, and while
+   * the peer may still need our last handshake flight), with
    * `writeMargin` added to the write sequence number: records this side sends
    * after the snapshot must never reuse a sequence number (nonce) with these keys.
    */
@@ -541,6 +542,9 @@ export abstract class DtlsConnection {
     const keys = this.keys;
     const suite = this.suite;
     if (this.state !== 'established' || keys === undefined || suite === undefined) return undefined;
+    // The peer has not shown yet that it got our last flight (the server's Finished, kept until
+    // the client's first application data): a restored session could not resend it.
+    if (this.retransmittableFlight() !== undefined) return undefined;
     const max = this.replay.highest;
     let bits = 0n;
     for (let i = 0; i < 64 && max - i >= 0; i++) if (!this.replay.check(max - i)) bits |= 1n << BigInt(i);

@@ -928,7 +928,8 @@ export class DtlsServerTransport implements Transport {
    * sessions leave this transport without close_notify, so that `close()`
    * does not end them for the clients (`keep: true` keeps serving them: then
    * fewer than the margin records may be sent to each before the importer
-   * takes over).
+   * takes over). A session whose client has not yet sent a record after the
+   * handshake (it may still need the server's Finished) is not exported.
    */
   exportSessions(key: Uint8Array | string, options: SessionExportOptions = {}): Buffer {
     const margin = options.writeSequenceMargin ?? DEFAULT_WRITE_SEQUENCE_MARGIN;
@@ -964,7 +965,9 @@ export class DtlsServerTransport implements Transport {
    * than `maxSessions` allows throw DtlsSessionStateError and import none. A
    * peer that has a session here already keeps it, and a PSK session whose
    * identity has no key any more (`psk` lookup) is dropped: both are counted
-   * in `skipped`.
+   * in `skipped`. Import a sealed state once (delete it after importing): a
+   * second process taking over the same sessions would reuse the sequence
+   * numbers, and with them the nonces, of the first.
    */
   async importSessions(buf: Uint8Array, key: Uint8Array | string): Promise<SessionImportResult> {
     if (this.closed) throw new ClosedError('DTLS transport is closed');
