@@ -935,11 +935,12 @@ export class DtlsServerTransport implements Transport {
     const margin = options.writeSequenceMargin ?? DEFAULT_WRITE_SEQUENCE_MARGIN;
     if (!Number.isSafeInteger(margin) || margin < 0)
       throw new InvalidArgumentError('writeSequenceMargin must be an integer >= 0');
-    const conns = this.server.establishedSessions();
+    const exported: DtlsServerConnection[] = [];
     const entries: SessionEntry[] = [];
-    for (const c of conns) {
+    for (const c of this.server.establishedSessions()) {
       const snapshot = c.snapshotSession(margin);
       if (snapshot === undefined) continue;
+      exported.push(c);
       const auth =
         (c.tag as Peer | undefined)?.auth ??
         (c.identity !== undefined ? { mode: 'psk' as const, identity: c.identity } : undefined);
@@ -953,7 +954,7 @@ export class DtlsServerTransport implements Transport {
     }
     if (options.keep !== true) {
       this.lastConn = undefined;
-      for (const c of conns) this.server.detach(c);
+      for (const c of exported) this.server.detach(c);
     }
     return sealed;
   }
