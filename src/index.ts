@@ -217,6 +217,17 @@ export {
   type ObserveServerOptions,
 } from './observe/server.js';
 export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
+export {
+  AccessControl,
+  type AccessControlOptions,
+  type AclDecision,
+  type AclHost,
+  type AclRule,
+  AclRuleError,
+  aclIdentity,
+  MAX_ACL_RULES,
+  parseAcl,
+} from './server/acl.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
@@ -248,6 +259,14 @@ export {
   type DtlsSessionInfo,
   type StallDiagnosis,
 } from './transport/dtls.js';
+export {
+  DEFAULT_WRITE_SEQUENCE_MARGIN,
+  DtlsSessionStateError,
+  MIN_STATE_KEY_BYTES,
+  type SessionExportOptions,
+  type SessionImportResult,
+  type SessionStateProblem,
+} from './transport/dtls-sessions.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';

@@ -202,7 +202,20 @@ Keys (enable coaps://, DTLS 1.2 PSK):
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
-                              (what npm start does)
+                              (what npm start does; the server stays open to every peer)
+Access control (who may do what):
+      --acl FILE              rules, one per line: [allow|deny] IDENTITY METHODS PATH
+                              IDENTITY: a PSK identity (or "quoted"), * = any authenticated
+                              peer, anonymous = plain coap://; METHODS: GET,PUT,... or *
+                              (observe = GET); PATH: /a/b, {identity}, * = one segment,
+                              trailing /** = the path and everything below; # comments.
+                              First match wins; no match: 4.03 (4.01 to an anonymous peer
+                              where an authenticated one would be allowed). Observe
+                              registrations and /.well-known/core follow the rules
+                              Example: * GET,PUT,POST,DELETE /devices/{identity}/**
+      --anonymous-writes      with keys given and no --acl, anonymous peers may only read
+                              (GET, FETCH, observe, discovery) and authenticated peers
+                              read and write: this lets anonymous peers write again
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default

@@ -9,7 +9,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
-import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
+import { CIPHER_SUITES, type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
   type HandshakeRefusal,
@@ -90,6 +90,30 @@ export interface ConnectionSink {
   /** Called exactly once when the connection ends; no error for a clean close. */
   closed(error?: DtlsError): void;
 }
+
+/**
+ * What an established session needs to go on in another process (a graceful
+ * restart): suite, keys, sequence numbers, replay window. Secret: the holder
+ * must keep it encrypted (DtlsServerTransport.exportSessions does).
+ */
+export interface SessionSnapshot {
+  readonly role: 'client' | 'server';
+  readonly suiteId: number;
+  readonly extendedMasterSecret: boolean;
+  /** The authenticated PSK identity, if any. */
+  readonly identity: string | undefined;
+  /** The epoch-1 key block and what the role keeps after it (a copy). */
+  readonly keys: Buffer;
+  /** Next epoch-1 write sequence number, the margin already added. */
+  readonly writeSeq: number;
+  /** Highest epoch-1 sequence number received (-1: none). */
+  readonly replayMax: number;
+  /** Replay bitmap: bit i set when `replayMax - i` was received (i < 64), as 16 hex digits. */
+  readonly replayBits: string;
+}
+
+/** Largest DTLS record sequence number (48 bits). */
+const MAX_RECORD_SEQ = 0xffffffffffff;
 
 export type FlightItem =
   | { kind: 'hs'; epoch: 0 | 1; msgType: number; messageSeq: number; body: Buffer }
@@ -504,6 +528,80 @@ export abstract class DtlsConnection {
   /** Key log + master secret bookkeeping shared by both roles. */
   protected logKeys(master: Buffer): void {
     if (this.opts.keyLog && this.clientRandom) this.opts.keyLog(this.clientRandom, master);
+  }
+
+  // ------------------------------------------------------ snapshot / restore
+
+  /**
+   * The state of this established session (undefined otherwise, and while
+   * the peer may still need our last handshake flight), with
+   * `writeMargin` added to the write sequence number: records this side sends
+   * after the snapshot must never reuse a sequence number (nonce) with these keys.
+   */
+  snapshotSession(writeMargin: number): SessionSnapshot | undefined {
+    const keys = this.keys;
+    const suite = this.suite;
+    if (this.state !== 'established' || keys === undefined || suite === undefined) return undefined;
+    // The peer has not shown yet that it got our last flight (the server's Finished, kept until
+    // the client's first application data): a restored session could not resend it.
+    if (this.retransmittableFlight() !== undefined) return undefined;
+    const max = this.replay.highest;
+    let bits = 0n;
+    for (let i = 0; i < 64 && max - i >= 0; i++) if (!this.replay.check(max - i)) bits |= 1n << BigInt(i);
+    return {
+      role: this.role,
+      suiteId: suite.id,
+      extendedMasterSecret: this.extendedMasterSecret,
+      identity: this.identity,
+      keys: Buffer.from(keys),
+      writeSeq: Math.min(MAX_RECORD_SEQ, this.writeSeq1 + writeMargin),
+      replayMax: max,
+      replayBits: bits.toString(16).padStart(16, '0'),
+    };
+  }
+
+  /**
+   * Makes this fresh connection (nothing sent or received yet) the established
+   * session `s` describes. Throws DtlsError for a snapshot that does not fit
+   * (other role, unknown suite, key block of the wrong size, bad numbers).
+   */
+  restoreSession(s: SessionSnapshot): void {
+    if (this.state !== 'handshaking' || this.nextSendSeq !== 0 || this.keys !== undefined)
+      throw new DtlsError('a session can only be restored into a fresh connection');
+    if (s.role !== this.role) throw new DtlsError(`session snapshot of a ${s.role}, not a ${this.role}`);
+    const suite = CIPHER_SUITES.get(s.suiteId);
+    if (suite === undefined) throw new DtlsError(`session snapshot: unknown cipher suite ${s.suiteId}`);
+    const keyBlock = 2 * (suite.macKeyLength + suite.encKeyLength + suite.fixedIvLength);
+    if (!Buffer.isBuffer(s.keys) || s.keys.length < keyBlock || s.keys.length > keyBlock + 64)
+      throw new DtlsError('session snapshot: key block of the wrong size');
+    const seqOk = (n: number, min: number) => Number.isSafeInteger(n) && n >= min && n <= MAX_RECORD_SEQ;
+    if (!seqOk(s.writeSeq, 0) || !seqOk(s.replayMax, -1) || !/^[0-9a-f]{16}$/.test(s.replayBits))
+      throw new DtlsError('session snapshot: bad sequence numbers');
+    const replay = new ReplayWindow();
+    if (s.replayMax >= 0) {
+      const bits = BigInt(`0x${s.replayBits}`);
+      // Oldest first, the highest last: each update leaves the window where the snapshot had it.
+      for (let i = 63; i >= 1; i--)
+        if (s.replayMax - i >= 0 && (bits >> BigInt(i)) & 1n) replay.update(s.replayMax - i);
+      replay.update(s.replayMax);
+    }
+    const keys = Buffer.allocUnsafeSlow(s.keys.length);
+    s.keys.copy(keys);
+    this.suite = suite;
+    this.extendedMasterSecret = s.extendedMasterSecret === true;
+    this.identity = s.identity;
+    this.keys = keys;
+    this.readProt = protectionFromKeyBlock(suite, keys, this.role, 'read');
+    this.writeProt = protectionFromKeyBlock(suite, keys, this.role, 'write');
+    this.readEpoch = 1;
+    this.writeEpoch = 1;
+    this.writeSeq1 = s.writeSeq;
+    this.replay = replay;
+    this.state = 'established';
+    this.lastActivity = this.time.now();
+    this.dropHandshakeProgress();
+    this.transcript = RELEASED_TRANSCRIPT;
+    this.releaseHandshakeState();
   }
 
   // -------------------------------------------------------------- receiving

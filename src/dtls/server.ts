@@ -25,6 +25,7 @@ import {
   type ConnectionSink,
   DtlsConnection,
   type FlightItem,
+  type SessionSnapshot,
 } from './connection.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
@@ -845,6 +846,55 @@ export class DtlsServer {
     if (conn === undefined || conn.state !== 'established') return false;
     conn.sendApplicationData(data);
     return true;
+  }
+
+  /** The established sessions (a snapshot of the table; for exporting them). */
+  establishedSessions(): DtlsServerConnection[] {
+    const out: DtlsServerConnection[] = [];
+    for (const c of this.conns.values()) if (c.state === 'established') out.push(c);
+    return out;
+  }
+
+  /** Takes a session out of the table without close_notify: it goes on elsewhere (exported). */
+  detach(conn: DtlsServerConnection): void {
+    this.removeConn(conn.peerLabel, conn);
+    conn.destroy();
+  }
+
+  /**
+   * Adds sessions restored from snapshots, all or none: every snapshot is
+   * checked (DtlsError) and the table must hold them all before one is added.
+   * A peer that has a session already keeps it (its snapshot is skipped).
+   */
+  adopt(list: ReadonlyArray<{ address: string; port: number; snapshot: SessionSnapshot }>): {
+    added: DtlsServerConnection[];
+    skipped: number;
+  } {
+    if (this.closed) throw new DtlsError('DTLS server is closed');
+    const fresh = new Map<string, DtlsServerConnection>();
+    let skipped = 0;
+    for (const { address, port, snapshot } of list) {
+      const key = `${address}%${port}`;
+      if (this.conns.has(key) || fresh.has(key)) {
+        skipped++;
+        continue;
+      }
+      const conn = new DtlsServerConnection(
+        this,
+        this.connOptions[address.includes(':') ? 1 : 0],
+        address,
+        port,
+        key,
+      );
+      conn.restoreSession(snapshot);
+      fresh.set(key, conn);
+    }
+    if (this.conns.size + fresh.size > this.maxSessions)
+      throw new DtlsError(
+        `${fresh.size} sessions do not fit: ${this.conns.size} of ${this.maxSessions} (maxSessions) in use`,
+      );
+    for (const [key, conn] of fresh) this.addConn(key, conn);
+    return { added: [...fresh.values()], skipped };
   }
 
   /** Sends close_notify to every session and stops. */

@@ -162,6 +162,13 @@ export class CoapServer {
   readonly endpoints: Endpoint[] = [];
   private readonly linkProviders: Array<() => Link[]> = [];
   private readonly middlewares: Middleware[] = [];
+  /** How many middlewares at the start run before block-wise and observe (`useFirst`: access control). */
+  private firstCount = 0;
+  /**
+   * Decides which links a request to /.well-known/core sees (access control:
+   * a peer does not discover what it may not read). Undefined: every link.
+   */
+  discoveryFilter: ((req: ServerRequest, link: Link) => boolean) | undefined;
   /** Handler for requests carrying Proxy-Uri / Proxy-Scheme; 5.05 when unset. */
   proxyHandler: RequestHandler | undefined;
   readonly recognizedOptions = new Set(RECOGNIZED);
@@ -242,7 +249,7 @@ export class CoapServer {
     if (old === layer) return layer;
     const i = old ? this.middlewares.indexOf(old.middleware) : -1;
     if (i >= 0) this.middlewares[i] = layer.middleware;
-    else this.middlewares.unshift(layer.middleware);
+    else this.middlewares.splice(this.firstCount, 0, layer.middleware);
     if (old && this.bwOwned) old.close();
     this.bwLayer = layer;
     this.bwOwned = owned;
@@ -264,7 +271,7 @@ export class CoapServer {
     const i = this.obsMiddleware ? this.middlewares.indexOf(this.obsMiddleware) : -1;
     if (i >= 0) this.middlewares[i] = mw;
     else {
-      const after = this.bwLayer ? this.middlewares.indexOf(this.bwLayer.middleware) + 1 : 0;
+      const after = this.bwLayer ? this.middlewares.indexOf(this.bwLayer.middleware) + 1 : this.firstCount;
       this.middlewares.splice(after, 0, mw);
     }
     if (old) {
@@ -359,6 +366,15 @@ export class CoapServer {
   }
 
   /**
+   * Runs `mw` before every other middleware, block-wise and observe included
+   * (after those added by earlier `useFirst` calls): access control refuses a
+   * request before a body is reassembled or an observer registered.
+   */
+  useFirst(mw: Middleware): void {
+    this.middlewares.splice(this.firstCount++, 0, mw);
+  }
+
+  /**
    * Starts serving on a UDP socket (`{ port, host }`, default port 5683 on
    * '::' / '0.0.0.0') or on a given transport (e.g. DTLS). Can be called
    * several times to serve on several transports.
@@ -430,7 +446,15 @@ export class CoapServer {
     const q = req.query;
     if (q.length > 1)
       throw new ResponseCodeError(ResponseCode.BadRequest, 'only one query filter is supported');
-    const d = this.discovery();
+    let d = this.discovery();
+    const only = this.discoveryFilter;
+    if (only !== undefined) {
+      const seen = d.links.filter((l) => only(req, l));
+      if (seen.length !== d.links.length) {
+        const doc = Buffer.from(serializeLinkFormat(seen), 'utf8');
+        d = { links: seen, doc, etag: createHash('sha256').update(doc).digest().subarray(0, 8) };
+      }
+    }
     if (q.length === 0 || q[0] === '') {
       return {
         code: ResponseCode.Content,

@@ -21,7 +21,12 @@ import { DtlsClientConnection } from '../dtls/client.js';
 import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/crypto/suites.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
-import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
+import {
+  DTLS_SERVER_DEFAULTS,
+  DtlsServer,
+  type DtlsServerConnection,
+  type PskLookup,
+} from '../dtls/server.js';
 import {
   ClosedError,
   DnsError,
@@ -33,6 +38,15 @@ import {
 } from '../errors.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { formatAddress } from './address.js';
+import {
+  DEFAULT_WRITE_SEQUENCE_MARGIN,
+  DtlsSessionStateError,
+  openSessions,
+  type SessionEntry,
+  type SessionExportOptions,
+  type SessionImportResult,
+  sealSessions,
+} from './dtls-sessions.js';
 import { literalLookup } from './literal-lookup.js';
 import {
   type AddressFamily,
@@ -771,6 +785,8 @@ export class DtlsServerTransport implements Transport {
             return r instanceof Promise ? r.then(conv) : conv(r);
           }
         : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
+    this.pskLookup = pskLookup;
+    this.maxSessions = options.maxSessions ?? DTLS_SERVER_DEFAULTS.maxSessions;
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
     let lastV4 = '';
@@ -896,6 +912,99 @@ export class DtlsServerTransport implements Transport {
         peer,
         new DtlsError(`no DTLS session with ${formatAddress(peer.address, peer.port)}`),
       );
+    }
+  }
+
+  private readonly pskLookup: PskLookup;
+  private readonly maxSessions: number;
+
+  /**
+   * The established sessions, sealed with `key` (AES-256-GCM under a key
+   * derived from it, at least 16 bytes; nothing in the clear), for
+   * `importSessions` in the next process: a graceful restart during which
+   * clients keep their sessions. Each session's write sequence number goes
+   * out with `writeSequenceMargin` (default 65536) added, so the importer
+   * never reuses a nonce of records sent after the export. The exported
+   * sessions leave this transport without close_notify, so that `close()`
+   * does not end them for the clients (`keep: true` keeps serving them: then
+   * fewer than the margin records may be sent to each before the importer
+   * takes over). A session whose client has not yet sent a record after the
+   * handshake (it may still need the server's Finished) is not exported.
+   */
+  exportSessions(key: Uint8Array | string, options: SessionExportOptions = {}): Buffer {
+    const margin = options.writeSequenceMargin ?? DEFAULT_WRITE_SEQUENCE_MARGIN;
+    if (!Number.isSafeInteger(margin) || margin < 0)
+      throw new InvalidArgumentError('writeSequenceMargin must be an integer >= 0');
+    const exported: DtlsServerConnection[] = [];
+    const entries: SessionEntry[] = [];
+    for (const c of this.server.establishedSessions()) {
+      const snapshot = c.snapshotSession(margin);
+      if (snapshot === undefined) continue;
+      exported.push(c);
+      const auth =
+        (c.tag as Peer | undefined)?.auth ??
+        (c.identity !== undefined ? { mode: 'psk' as const, identity: c.identity } : undefined);
+      entries.push({ address: c.address, port: c.port, auth, snapshot });
+    }
+    let sealed: Buffer;
+    try {
+      sealed = sealSessions(entries, key);
+    } finally {
+      for (const e of entries) e.snapshot.keys.fill(0);
+    }
+    if (options.keep !== true) {
+      this.lastConn = undefined;
+      for (const c of exported) this.server.detach(c);
+    }
+    return sealed;
+  }
+
+  /**
+   * Takes over the sessions `exportSessions` sealed: their clients go on
+   * sending records with the same keys and are answered without a handshake.
+   * All or nothing: a wrong key, damaged or foreign data, or more sessions
+   * than `maxSessions` allows throw DtlsSessionStateError and import none. A
+   * peer that has a session here already keeps it, and a PSK session whose
+   * identity has no key any more (`psk` lookup) is dropped: both are counted
+   * in `skipped`. Import a sealed state once (delete it after importing): a
+   * second process taking over the same sessions would reuse the sequence
+   * numbers, and with them the nonces, of the first.
+   */
+  async importSessions(buf: Uint8Array, key: Uint8Array | string): Promise<SessionImportResult> {
+    if (this.closed) throw new ClosedError('DTLS transport is closed');
+    const entries = openSessions(buf, key, this.maxSessions);
+    const keep: SessionEntry[] = [];
+    let revoked = 0;
+    try {
+      for (const e of entries) {
+        const identity =
+          e.auth === undefined ? e.snapshot.identity : e.auth.mode === 'psk' ? e.auth.identity : undefined;
+        // A synchronous lookup (the usual case) costs no microtask per session.
+        const found = identity === undefined ? true : this.pskLookup(identity);
+        if ((found instanceof Promise ? await found : found) === undefined) {
+          revoked++;
+          continue;
+        }
+        keep.push(e);
+      }
+      if (this.closed) throw new ClosedError('DTLS transport is closed');
+      let added: DtlsServerConnection[];
+      let skipped: number;
+      try {
+        ({ added, skipped } = this.server.adopt(keep));
+      } catch (err) {
+        if (!(err instanceof DtlsError)) throw err;
+        const full = /maxSessions/.test(err.message);
+        throw new DtlsSessionStateError(full ? 'full' : 'corrupt', `DTLS session state: ${err.message}`, {
+          cause: err,
+        });
+      }
+      const auth = new Map(keep.map((e) => [`${e.address}%${e.port}`, e.auth]));
+      for (const conn of added)
+        conn.tag = makePeer(conn.address, conn.port, auth.get(conn.peerLabel) ?? conn.identity);
+      return { imported: added.length, skipped: skipped + revoked };
+    } finally {
+      for (const e of entries) e.snapshot.keys.fill(0);
     }
   }
 

@@ -18,6 +18,7 @@ import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
 import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
+import { ACL_FLAGS, type ServeAccess, serveAccess } from '../acl.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
@@ -44,6 +45,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   leisure: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
+  ...ACL_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -76,6 +78,8 @@ export interface ServeOptions {
   generatedKey?: { identity: string; key: Buffer };
   /** --multicast: join the All CoAP Nodes groups (RFC 7252 §8). */
   multicast?: ServeMulticast;
+  /** Who may do what (--acl, --anonymous-writes, the default with keys); undefined: open. */
+  access?: ServeAccess;
 }
 
 export interface Listener {
@@ -209,6 +213,8 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   // whole bodies up to --max-size, then observe): `{ blockwise, observe }` below.
   const setup = (server: CoapServer) => {
     store.mount(server);
+    // Access control first in the pipeline, and /.well-known/core filtered per peer.
+    opts.access?.acl?.install(server);
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
@@ -349,6 +355,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
+  // Keys given (flags or environment), not generated: anonymous peers only read unless --acl / --anonymous-writes.
+  opts.access = serveAccess(p, opts.keys.size > 0);
   if (bool(p, 'generate-psk') && opts.keys.size === 0) {
     // A fresh random key for this run only, so coaps:// works out of the box
     // without a well-known default secret.
@@ -408,6 +416,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
     );
   }
+  if (opts.access) lines.push(opts.access.banner);
   const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
   lines.push(
     `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
