@@ -17,6 +17,7 @@ Usage:
   coapkit discover URI [filters]     list a server's resources (/.well-known/core)
   coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
   coapkit serve [--port N]           run a server with dynamic resources
+  coapkit console [--port 8080]      a CoAP browser in a web page (CoAP over WebSockets)
   coapkit dissect FILE [--psk S]     the life of every message in a pcap/pcapng capture
   coapkit demo                       the life of a CoAP message, traced on this machine
   coapkit <command> --trace[=json]   print every layer (DNS, DTLS, CoAP) on stderr
@@ -220,4 +221,33 @@ Other:
 Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
 Exit status: 0 after a signal, 3 when a port cannot be bound, 64 usage,
 74 when stdout cannot be written (the -v log or the banner).
+`;
+
+export const CONSOLE_HELP = `Usage: coapkit console [--port 8080] [--host ADDR]
+
+Starts a local web page, a CoAP browser: enter a coap:// or coaps:// URI (PSK
+identity and key for coaps://), discover /.well-known/core as a tree, send
+GET/POST/PUT/DELETE/FETCH with a payload and Content-Format, observe a resource
+(notifications arrive live), upload a file or save a body (block-wise, with a
+progress bar), and see each request's life as a ladder diagram (page, proxy,
+server: DNS, DTLS flights, CON/ACK, retransmissions, separate responses, timings)
+drawn from the diagnostics events --trace prints.
+
+The page speaks CoAP over WebSockets (RFC 8323, subprotocol "coap") to
+ws://HOST:PORT/.well-known/coap; this process forwards each request to its
+Proxy-Uri and does the block-wise transfers. Needs the optional package ws.
+
+      --port N                HTTP port (default 8080; 0 = any free port)
+      --host ADDR             address to listen on (default 127.0.0.1). Loopback
+                              needs no token but answers only to a loopback Host
+                              header and a same-origin WebSocket (no DNS rebinding,
+                              no cross-site use); any other address gets a token,
+                              printed at startup in the page URL (?token=...), that
+                              the WebSocket must carry
+      --token TOKEN           use this token (16-128 of A-Z a-z 0-9 _ -) instead of a
+                              random one
+  -q, --quiet                 no startup banner
+
+Prints the page URL at startup; stops on Ctrl-C (SIGINT) or SIGTERM.
+Exit status: 0 after a signal, 3 when the port cannot be bound, 64 usage.
 `;

@@ -1,0 +1,219 @@
+/**
+ * `coapkit console` in a real browser: Debian's chromium driven by
+ * playwright-core loads the page from `coapkit console`, which proxies over
+ * CoAP-over-WebSockets to a `coapkit serve`. Discovery, PUT then GET,
+ * two notifications of an observation, a 200 KB upload whose progress bar
+ * reaches 100% (driven by the proxy's Block1 progress), the ladder diagram,
+ * and a screenshot kept in test-artifacts/console.png.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CoapClient } from '../../src/client/client.js';
+import { until } from '../helpers/timing.js';
+import { cliEnv, LOOPBACK_PORTS, ROOT, type ServeProcess, startServe } from './cli-helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const PAGE = join(ROOT, 'dist/console-page/index.html');
+const skip = !existsSync(CHROMIUM)
+  ? `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`
+  : !existsSync(PAGE)
+    ? 'the console page is not built (npm run build)'
+    : false;
+
+interface ConsoleProcess {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** `coapkit console --port 0` from source; resolves with the page URL from its banner. */
+function startConsoleProcess(args: readonly string[] = []): Promise<ConsoleProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'console', '--port', '0', ...args],
+      {
+        cwd: ROOT,
+        env: cliEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`console did not start: ${out} ${err}`));
+    }, 20_000);
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /open (http:\/\/\S+)/.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      resolve({
+        child,
+        url: m[1]!,
+        stop: async () => {
+          if (child.exitCode !== null) return;
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+          await exited;
+          clearTimeout(kill);
+        },
+      });
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`console exited with ${code}: ${out} ${err}`));
+    });
+  });
+}
+
+describe('coapkit console in chromium', { skip }, () => {
+  let serve: ServeProcess;
+  let con: ConsoleProcess;
+  let userDir: string;
+  // biome-ignore lint/suspicious/noExplicitAny: playwright-core's types are loaded dynamically
+  let browser: any;
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  let page: any;
+  const client = new CoapClient();
+
+  before(async () => {
+    serve = await startServe([...LOOPBACK_PORTS]);
+    con = await startConsoleProcess();
+    userDir = mkdtempSync(join(tmpdir(), 'coapkit-chromium-'));
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1440, height: 960 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+    page.setDefaultTimeout(30_000);
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    await client.close();
+    await con?.stop();
+    await serve?.stop();
+    if (userDir) rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('discovers, PUTs then GETs, observes, uploads 200 KB with progress, draws the ladder', {
+    timeout: 180_000,
+  }, async () => {
+    const base = `coap://127.0.0.1:${serve.port}`;
+    const errors: string[] = [];
+    page.on('pageerror', (e: Error) => errors.push(e.message));
+    await page.goto(con.url);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'connected');
+
+    // Discovery: the tree lists serve's built-in resources.
+    await page.fill('#uri', `${base}/`);
+    await page.click('#discover');
+    await page.waitForSelector('#tree button[data-path="/time"]');
+    await page.waitForSelector('#tree button[data-path="/echo"]');
+
+    // PUT then GET a value.
+    await page.fill('#uri', `${base}/greeting`);
+    await page.selectOption('#method', 'PUT');
+    await page.selectOption('#content-format', '0');
+    await page.fill('#payload', 'hello from chromium');
+    await page.click('#send');
+    await page.waitForFunction(() =>
+      /^2\.01/.test(document.getElementById('response-code')?.textContent ?? ''),
+    );
+    await page.selectOption('#method', 'GET');
+    await page.click('#send');
+    await page.waitForFunction(() =>
+      /^2\.05/.test(document.getElementById('response-code')?.textContent ?? ''),
+    );
+    assert.equal(await page.textContent('#response-body'), 'hello from chromium');
+    const ladderText = await page.textContent('#ladder');
+    assert.match(ladderText, /CON GET MID \d+/);
+    assert.match(ladderText, /ACK 2\.05 Content MID \d+/);
+    assert.match(ladderText, /matched 2\.05 \(piggybacked\)/);
+
+    // Observe: the registration's response, then one notification per PUT.
+    await page.click('#observe');
+    const count = async () => Number(await page.textContent('#notification-count'));
+    await page.waitForFunction(() => document.querySelectorAll('#notifications li').length >= 1);
+    for (const [i, value] of ['first change', 'second change'].entries()) {
+      const r = await client.put(`${base}/greeting`, { payload: value, contentFormat: 0 });
+      assert.equal(r.code, 68 /* 2.04 */);
+      await page.waitForFunction(
+        (n: number) => document.querySelectorAll('#notifications li').length >= n,
+        i + 2,
+      );
+      assert.match(await page.textContent('#notifications li:first-child'), new RegExp(value));
+    }
+    assert.ok((await count()) >= 3, 'registration + two notifications');
+    await page.click('#observe'); // deregister
+
+    // Upload 200 KB: Block1 from the proxy to the server, the bar driven by its progress events.
+    const body = randomBytes(200 * 1024);
+    await page.fill('#uri', `${base}/firmware.bin`);
+    await page.selectOption('#method', 'PUT');
+    await page.selectOption('#content-format', '42');
+    await page.setInputFiles('#file', {
+      name: 'firmware.bin',
+      mimeType: 'application/octet-stream',
+      buffer: body,
+    });
+    await page.waitForFunction(() =>
+      /204800 B/.test(document.getElementById('file-info')?.textContent ?? ''),
+    );
+    await page.click('#send');
+    await page.waitForFunction(() =>
+      /^2\.0[14]/.test(document.getElementById('response-code')?.textContent ?? ''),
+    );
+    const progress = await page.evaluate(() => {
+      const p = document.getElementById('progress') as HTMLProgressElement;
+      return {
+        value: p.value,
+        max: p.max,
+        text: document.getElementById('progress-text')?.textContent ?? '',
+      };
+    });
+    assert.equal(progress.max, body.length);
+    assert.equal(progress.value, body.length);
+    assert.match(progress.text, /upload 204800 \/ 204800 B \(100%\), 200 blocks/);
+    const back = await client.get(`${base}/firmware.bin`);
+    assert.ok(back.payload.equals(body), 'the server holds the uploaded bytes');
+    assert.match(await page.textContent('#ladder'), /CON PUT MID \d+/);
+
+    // Back to a readable state for the screenshot: the greeting, its ladder.
+    await page.click('#clear-file');
+    await page.fill('#uri', `${base}/greeting`);
+    await page.selectOption('#method', 'GET');
+    await page.click('#send');
+    await page.waitForFunction(() =>
+      /^2\.05/.test(document.getElementById('response-code')?.textContent ?? ''),
+    );
+    await until(() => true, 'settle');
+    const dir = join(ROOT, 'test-artifacts');
+    mkdirSync(dir, { recursive: true });
+    await page.screenshot({ path: join(dir, 'console.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  });
+});
