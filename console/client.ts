@@ -29,7 +29,7 @@ export interface SideEvent {
 
 export interface RequestHandlers {
   /** Each response; for an observation, every notification. */
-  onResponse(msg: WsMessage): void;
+  onResponse(msg: WsMessage, wireBytes: number): void;
   onEvent(ev: SideEvent): void;
 }
 
@@ -72,8 +72,9 @@ export class ConsoleConnection {
           return;
         }
         let msg: WsMessage;
+        const bytes = new Uint8Array(e.data as ArrayBuffer);
         try {
-          msg = decodeWsMessage(new Uint8Array(e.data as ArrayBuffer));
+          msg = decodeWsMessage(bytes);
         } catch {
           return;
         }
@@ -89,7 +90,7 @@ export class ConsoleConnection {
           return;
         }
         if (msg.code >> 5 === 7) return;
-        this.handlers.get(hex(msg.token))?.onResponse(msg);
+        this.handlers.get(hex(msg.token))?.onResponse(msg, bytes.length);
       };
     });
   }
@@ -100,13 +101,16 @@ export class ConsoleConnection {
     this.ws?.send(JSON.stringify({ type: 'credentials', identity, ...(keyHex ? { keyHex } : { key }) }));
   }
 
-  /** Sends a request; handlers get its response(s) and events until `forget`. Returns the token (hex). */
-  request(msg: Omit<WsMessage, 'token'>, handlers: RequestHandlers, token?: Uint8Array): string {
+  /** Sends a request; handlers get its response(s) and events until `forget`. The token (hex) and the message's size. */
+  request(
+    msg: Omit<WsMessage, 'token'>,
+    handlers: RequestHandlers,
+    token?: Uint8Array,
+  ): { token: string; bytes: number } {
     const t = token ?? crypto.getRandomValues(new Uint8Array(4));
     const key = hex(t);
     this.handlers.set(key, handlers);
-    this.sendRaw({ ...msg, token: t });
-    return key;
+    return { token: key, bytes: this.sendRaw({ ...msg, token: t }) };
   }
 
   forget(token: string): void {
@@ -117,8 +121,10 @@ export class ConsoleConnection {
     return this.ws?.readyState === WebSocket.OPEN;
   }
 
-  private sendRaw(msg: WsMessage): void {
-    this.ws?.send(encodeWsMessage(msg));
+  private sendRaw(msg: WsMessage): number {
+    const bytes = encodeWsMessage(msg);
+    this.ws?.send(bytes);
+    return bytes.length;
   }
 }
 

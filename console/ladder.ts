@@ -42,8 +42,29 @@ function text(x: number, y: number, s: string, cls: string, anchor = 'middle'): 
   return t;
 }
 
+/** Rows kept at each end of a long exchange (a block-wise transfer of many blocks). */
+const KEEP = 24;
+
+/** A long ladder keeps its beginning and end; the middle becomes one note (as --trace mutes middle blocks). */
+export function foldRows(rows: readonly LadderRow[]): readonly LadderRow[] {
+  if (rows.length <= KEEP * 2 + 8) return rows;
+  const head = rows.slice(0, KEEP);
+  const tail = rows.slice(rows.length - KEEP);
+  const middle = rows.slice(KEEP, rows.length - KEEP);
+  const arrows = middle.filter((r) => r.from !== r.to).length;
+  const fold: LadderRow = {
+    t: middle[0]!.t,
+    from: 1,
+    to: 1,
+    kind: 'fold',
+    label: `… ${middle.length} more steps (${arrows} messages) until ${middle[middle.length - 1]!.t.toFixed(1)} ms …`,
+  };
+  return [...head, fold, ...tail];
+}
+
 /** Draws the rows into `svg` (replacing what was there). */
-export function drawLadder(svg: SVGSVGElement, rows: readonly LadderRow[], serverName: string): void {
+export function drawLadder(svg: SVGSVGElement, all: readonly LadderRow[], serverName: string): void {
+  const rows = foldRows(all);
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const height = TOP + Math.max(rows.length, 1) * ROW + 20;
   svg.setAttribute('viewBox', `0 0 800 ${height}`);

@@ -130,15 +130,18 @@ function showResponse(msg: WsMessage, rec: RequestRecord): void {
   code.className = `code ${msg.code >> 5 === 2 ? 'ok' : 'bad'}`;
   $('response-options').textContent = msg.options.map(formatOption).join('\n');
   $('response-body').textContent = bodyText(msg);
-  const link = $<HTMLAnchorElement>('download-link');
+  const slot = $('download');
+  slot.textContent = '';
   if (downloadUrl) URL.revokeObjectURL(downloadUrl);
   downloadUrl = undefined;
-  link.hidden = msg.payload.length === 0;
   if (msg.payload.length > 0) {
     downloadUrl = URL.createObjectURL(new Blob([msg.payload.slice().buffer as ArrayBuffer]));
+    const link = document.createElement('a');
+    link.id = 'download-link';
     link.href = downloadUrl;
     link.download = rec.title.split('/').pop() || 'body';
     link.textContent = `Save body (${msg.payload.length} B)`;
+    slot.appendChild(link);
   }
 }
 
@@ -236,16 +239,16 @@ function send(o: SendOptions): { token: string; done: Promise<WsMessage> } {
   }
   const payload = o.payload ?? new Uint8Array(0);
   const title = `${METHOD_NAMES[o.method] ?? o.method}${o.observe === 0 ? ' (observe)' : ''} ${o.uri.pathname}${o.uri.search}`;
-  const rec = record(title, o.uri.host, payload.length + 40 + o.uri.href.length);
+  const rec = record(title, o.uri.host, 0);
   let resolve!: (m: WsMessage) => void;
   const done = new Promise<WsMessage>((r) => {
     resolve = r;
   });
   let first = true;
-  const token = conn.request(
+  const { token, bytes } = conn.request(
     { code: o.method, options, payload },
     {
-      onResponse: (msg) => {
+      onResponse: (msg, wireBytes) => {
         const obs = msg.options.find((x) => x.number === Opt.Observe);
         rec.rows.push({
           t: performance.now() - rec.sent,
@@ -253,7 +256,7 @@ function send(o: SendOptions): { token: string; done: Promise<WsMessage> } {
           to: 0,
           label: `${codeText(msg.code)}${obs ? ` Observe ${readUint(obs.value)}` : ''}`,
           kind: msg.code >> 5 === 2 ? 'ws' : 'error',
-          bytes: msg.payload.length + 4,
+          bytes: wireBytes,
         });
         if (shown === rec) show(rec);
         o.onResponse?.(msg, rec);
@@ -267,45 +270,49 @@ function send(o: SendOptions): { token: string; done: Promise<WsMessage> } {
     },
     o.token,
   );
+  rec.rows[0]!.bytes = bytes;
   return { token, done };
 }
 
 // ----------------------------------------------------------------- discovery
 
+function renderNode(k: TreeNode, base: URL): HTMLLIElement {
+  const li = document.createElement('li');
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = k.link ? 'res' : 'dir';
+  b.textContent = k.name;
+  b.dataset.path = k.path || '/';
+  li.append(b);
+  if (k.link) {
+    const a = k.link.attrs;
+    const tags = [a.rt && `rt=${a.rt}`, a.ct !== undefined && `ct=${a.ct}`, 'obs' in a && 'obs', a.title]
+      .filter(Boolean)
+      .join(' · ');
+    if (tags) {
+      const s = document.createElement('span');
+      s.className = 'attrs';
+      s.textContent = tags;
+      b.title = tags;
+      li.append(s);
+    }
+    b.onclick = () => {
+      const u = new URL(base.href);
+      u.pathname = k.path || '/';
+      u.search = '';
+      $<HTMLInputElement>('uri').value = u.href;
+      for (const x of document.querySelectorAll('#tree button.selected')) x.classList.remove('selected');
+      b.classList.add('selected');
+    };
+  }
+  if (k.children.size > 0) li.appendChild(renderTree(k, base));
+  return li;
+}
+
 function renderTree(node: TreeNode, base: URL): HTMLUListElement {
   const ul = document.createElement('ul');
   const kids = [...node.children.values()].sort((a, b) => a.name.localeCompare(b.name));
-  for (const k of kids) {
-    const li = document.createElement('li');
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = k.link ? 'res' : 'dir';
-    b.textContent = k.name;
-    b.dataset.path = k.path;
-    if (k.link) {
-      const a = k.link.attrs;
-      const tags = [a.rt && `rt=${a.rt}`, a.ct !== undefined && `ct=${a.ct}`, 'obs' in a && 'obs', a.title]
-        .filter(Boolean)
-        .join(' · ');
-      if (tags) {
-        const s = document.createElement('span');
-        s.className = 'attrs';
-        s.textContent = tags;
-        b.title = tags;
-        li.append(b, s);
-      } else li.append(b);
-      b.onclick = () => {
-        const u = new URL(base.href);
-        u.pathname = k.path;
-        u.search = '';
-        $<HTMLInputElement>('uri').value = u.href;
-        for (const x of document.querySelectorAll('#tree button.selected')) x.classList.remove('selected');
-        b.classList.add('selected');
-      };
-    } else li.append(b);
-    if (k.children.size > 0) li.appendChild(renderTree(k, base));
-    ul.appendChild(li);
-  }
+  for (const k of kids) ul.appendChild(renderNode(k, base));
   return ul;
 }
 
@@ -325,7 +332,11 @@ async function discover(): Promise<void> {
   }
   const links = parseLinks(new TextDecoder().decode(msg.payload));
   const base = new URL(target.href);
-  tree.appendChild(renderTree(linkTree(links), base));
+  const root = linkTree(links);
+  const ul = renderTree(root, base);
+  // The root resource itself, without its children (listed below it).
+  if (root.link) ul.prepend(renderNode({ ...root, children: new Map() }, base));
+  tree.appendChild(ul);
   $('tree-count').textContent = `${links.length} resources`;
 }
 

@@ -40,6 +40,15 @@ export interface LadderWatcher {
   keys: Set<string>;
   /** performance.now() when the request arrived. */
   start: number;
+  /**
+   * coaps://: a CoAP message leaves inside a DTLS ApplicationData record, after the
+   * handshake when the session is new, so its arrow is drawn when that record is sent.
+   */
+  secure: boolean;
+  /** Outgoing CoAP steps waiting for their record (secure only); kept by the hub. */
+  pending?: Array<Omit<LadderStep, 't'>>;
+  /** Wire size of the last ApplicationData record received (secure only): the next CoAP message's. */
+  inRecordBytes?: number;
   emit(step: LadderStep): void;
 }
 
@@ -114,10 +123,50 @@ export class LadderHub {
     const key = peerKeyOf((ev as { peer?: unknown }).peer);
     if (key === undefined) return;
     let step: Omit<LadderStep, 't'> | undefined;
+    let described = false;
     for (const w of this.watchers) {
       if (!w.keys.has(key)) continue;
-      step ??= this.describe(name, ev);
-      if (step === undefined) return;
+      if (w.secure && name === 'coapkit:dtls:record:sent') {
+        const r = ev as RecordEvent;
+        if (r.type === 23 && r.role === 'client') {
+          // The record that carries the oldest CoAP message waiting for it.
+          const queued = w.pending?.shift();
+          if (queued !== undefined) {
+            w.emit({
+              t: now - w.start,
+              ...queued,
+              bytes:
+                this.state.recordWireBytes(r) +
+                UDP_HEADER_BYTES +
+                ipHeaderBytes(r.peer.includes(':') ? 6 : 4),
+            });
+          }
+          continue;
+        }
+      }
+      if (w.secure && name === 'coapkit:dtls:record:received') {
+        const r = ev as RecordEvent;
+        if (r.type === 23 && r.role === 'client') {
+          w.inRecordBytes =
+            this.state.recordWireBytes(r) + UDP_HEADER_BYTES + ipHeaderBytes(r.peer.includes(':') ? 6 : 4);
+          continue;
+        }
+      }
+      if (!described) {
+        step = this.describe(name, ev);
+        described = true;
+      }
+      if (step === undefined) continue;
+      if (w.secure && step.dir === 'out' && step.kind !== 'dtls' && step.kind !== 'error') {
+        w.pending ??= [];
+        if (w.pending.length < 64) w.pending.push(step);
+        continue;
+      }
+      if (w.secure && name === 'coapkit:message:received' && w.inRecordBytes !== undefined) {
+        w.emit({ t: now - w.start, ...step, bytes: w.inRecordBytes });
+        w.inRecordBytes = undefined;
+        continue;
+      }
       w.emit({ t: now - w.start, ...step });
     }
   }

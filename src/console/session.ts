@@ -323,6 +323,7 @@ export class ConsoleSession {
       port: uri.port,
       keys,
       start,
+      secure: uri.scheme === 'coaps',
       emit: (step: LadderStep) => this.sendJson({ type: 'step', token: tokenHex, ...step }),
     });
     this.sendJson({

@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
-import { until } from '../helpers/timing.js';
 import { cliEnv, LOOPBACK_PORTS, ROOT, type ServeProcess, startServe } from './cli-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -77,6 +76,26 @@ function startConsoleProcess(args: readonly string[] = []): Promise<ConsoleProce
   });
 }
 
+/** Waits until the ladder diagram's text matches every pattern (it is redrawn on the next frame). */
+// biome-ignore lint/suspicious/noExplicitAny: playwright's Page
+async function ladderShows(page: any, ...patterns: RegExp[]): Promise<void> {
+  const sources = patterns.map((p) => p.source);
+  try {
+    await page.waitForFunction(
+      (src: string[]) => {
+        const t = document.getElementById('ladder')?.textContent ?? '';
+        return src.every((s) => new RegExp(s).test(t));
+      },
+      sources,
+      { timeout: 20_000 },
+    );
+  } catch (err) {
+    const text = await page.textContent('#ladder');
+    for (const p of patterns) assert.match(text, p);
+    throw err;
+  }
+}
+
 describe('coapkit console in chromium', { skip }, () => {
   let serve: ServeProcess;
   let con: ConsoleProcess;
@@ -88,7 +107,7 @@ describe('coapkit console in chromium', { skip }, () => {
   const client = new CoapClient();
 
   before(async () => {
-    serve = await startServe([...LOOPBACK_PORTS]);
+    serve = await startServe([...LOOPBACK_PORTS, '--identity', 'console-test', '--psk', 'console-secret']);
     con = await startConsoleProcess();
     userDir = mkdtempSync(join(tmpdir(), 'coapkit-chromium-'));
     const { chromium } = await import('playwright-core');
@@ -149,10 +168,7 @@ describe('coapkit console in chromium', { skip }, () => {
       /^2\.05/.test(document.getElementById('response-code')?.textContent ?? ''),
     );
     assert.equal(await page.textContent('#response-body'), 'hello from chromium');
-    const ladderText = await page.textContent('#ladder');
-    assert.match(ladderText, /CON GET MID \d+/);
-    assert.match(ladderText, /ACK 2\.05 Content MID \d+/);
-    assert.match(ladderText, /matched 2\.05 \(piggybacked\)/);
+    await ladderShows(page, /CON GET MID \d+/, /ACK 2\.05 Content MID \d+/, /matched 2\.05 \(piggybacked\)/);
 
     // Observe: the registration's response, then one notification per PUT.
     await page.click('#observe');
@@ -200,17 +216,35 @@ describe('coapkit console in chromium', { skip }, () => {
     assert.match(progress.text, /upload 204800 \/ 204800 B \(100%\), 200 blocks/);
     const back = await client.get(`${base}/firmware.bin`);
     assert.ok(back.payload.equals(body), 'the server holds the uploaded bytes');
-    assert.match(await page.textContent('#ladder'), /CON PUT MID \d+/);
+    // The middle blocks are folded into one note.
+    await ladderShows(page, /CON PUT MID \d+/, /more steps \(\d+ messages\)/);
 
-    // Back to a readable state for the screenshot: the greeting, its ladder.
+    // coaps:// with the PSK fields: the DTLS flights are on the ladder.
+    assert.ok(serve.securePort, 'serve started coaps://');
     await page.click('#clear-file');
-    await page.fill('#uri', `${base}/greeting`);
+    await page.fill('#uri', `coaps://127.0.0.1:${serve.securePort}/greeting`);
+    await page.fill('#psk-identity', 'console-test');
+    await page.fill('#psk-key', 'console-secret');
     await page.selectOption('#method', 'GET');
     await page.click('#send');
     await page.waitForFunction(() =>
       /^2\.05/.test(document.getElementById('response-code')?.textContent ?? ''),
     );
-    await until(() => true, 'settle');
+    assert.equal(await page.textContent('#response-body'), 'second change');
+    await ladderShows(
+      page,
+      /DTLS handshake starts/,
+      /DTLS client_hello/,
+      /DTLS up: TLS_PSK_WITH_AES_128_CCM_8/,
+      /CON GET MID \d+/,
+    );
+
+    // For the screenshot: the tree discovered again (with the new resources), the coaps ladder.
+    await page.click('#discover');
+    await page.waitForSelector('#tree button[data-path="/firmware.bin"]');
+    await page.click('#tree button[data-path="/greeting"]');
+    await page.selectOption('#history', { index: 1 });
+    await page.waitForFunction(() => /DTLS up/.test(document.getElementById('ladder')?.textContent ?? ''));
     const dir = join(ROOT, 'test-artifacts');
     mkdirSync(dir, { recursive: true });
     await page.screenshot({ path: join(dir, 'console.png'), fullPage: true });
