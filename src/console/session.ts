@@ -237,8 +237,17 @@ export class ConsoleSession {
     const proxyUri = get(Opt.ProxyUri);
     let uri: CoapUri;
     try {
-      if (proxyUri !== undefined) uri = parseUri(new TextDecoder().decode(proxyUri));
-      else {
+      if (proxyUri !== undefined) {
+        const text = new TextDecoder().decode(proxyUri);
+        const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(text)?.[1]?.toLowerCase();
+        if (scheme !== undefined && scheme !== 'coap' && scheme !== 'coaps') {
+          throw new Refused(
+            PROXYING_NOT_SUPPORTED,
+            `the console proxies coap:// and coaps://, not ${scheme}://`,
+          );
+        }
+        uri = parseUri(text);
+      } else {
         const scheme = get(Opt.ProxyScheme);
         if (scheme === undefined)
           throw new Refused(
