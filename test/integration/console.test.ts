@@ -16,6 +16,14 @@ import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { cliEnv, LOOPBACK_PORTS, ROOT, type ServeProcess, startServe } from './cli-helpers.js';
 
+// The callbacks given to page.waitForFunction/evaluate run in the page: the little of its
+// DOM they use, for the type checker (the test tsconfig has no DOM lib).
+declare const document: {
+  // biome-ignore lint/suspicious/noExplicitAny: an element of the page
+  getElementById(id: string): any;
+  querySelectorAll(selector: string): { length: number };
+};
+
 const CHROMIUM = '/usr/bin/chromium';
 const PAGE = join(ROOT, 'dist/console-page/index.html');
 const skip = !existsSync(CHROMIUM)
@@ -204,7 +212,7 @@ describe('coapkit console in chromium', { skip }, () => {
       /^2\.0[14]/.test(document.getElementById('response-code')?.textContent ?? ''),
     );
     const progress = await page.evaluate(() => {
-      const p = document.getElementById('progress') as HTMLProgressElement;
+      const p = document.getElementById('progress') as { value: number; max: number };
       return {
         value: p.value,
         max: p.max,
