@@ -200,8 +200,10 @@ export async function startConsole(options: ConsoleOptions = {}): Promise<Runnin
       sessions.clear();
       hub.close();
       wss.close();
-      await new Promise<void>((r) => server.close(() => r()));
-      server.closeAllConnections?.();
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      // Keep-alive connections of the page would hold close() for seconds.
+      server.closeAllConnections();
+      await closed;
     },
   };
 }

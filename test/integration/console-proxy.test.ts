@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import {
@@ -20,7 +20,7 @@ import {
 } from '../../src/console/frame.js';
 import { type RunningConsole, startConsole } from '../../src/console/server.js';
 import { until } from '../helpers/timing.js';
-import { LOOPBACK_PORTS, type ServeProcess, startServe } from './cli-helpers.js';
+import { LOOPBACK_PORTS, runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
 
 const enc = new TextEncoder();
 
@@ -172,5 +172,38 @@ describe('console proxy over WebSockets', () => {
       req.end();
     });
     assert.equal(status, 403);
+  });
+});
+
+describe('coapkit console command line', () => {
+  it('--help describes the command and its flags', async () => {
+    const r = await runInProcess(['console', '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^Usage: coapkit console \[--port 8080\] \[--host ADDR\]/);
+    for (const flag of ['--port N', '--host ADDR', '--token TOKEN', '-q, --quiet'])
+      assert.ok(r.out.includes(flag), flag);
+    const main = await runInProcess(['--help']);
+    assert.match(main.out, /coapkit console \[--port 8080\]/);
+  });
+
+  it('refuses bad flags with exit 64', async () => {
+    for (const args of [['--port', '70000'], ['--token', 'short'], ['--port', 'x'], ['extra']]) {
+      const r = await runInProcess(['console', ...args]);
+      assert.equal(r.code, 64, args.join(' '));
+    }
+  });
+
+  it('exits 3 when the port is taken', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const r = await runInProcess(['console', '--port', String(port)]);
+      assert.equal(r.code, 3);
+      assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
+      assert.match(r.stderr, /hint: choose another port with --port/);
+    } finally {
+      busy.close();
+    }
   });
 });
