@@ -358,6 +358,9 @@ async function sendRequest(): Promise<void> {
     showError(`the body (${payload.length} B) is over the console's limit of ${conn.maxMessageSize} B`);
     return;
   }
+  const code = $('response-code');
+  code.textContent = 'waiting for the response…';
+  code.className = 'code muted';
   send({
     method,
     uri,

@@ -224,12 +224,25 @@ describe('coapkit console in chromium', { skip }, () => {
     assert.match(progress.text, /upload 204800 \/ 204800 B \(100%\), 200 blocks/);
     const back = await client.get(`${base}/firmware.bin`);
     assert.ok(back.payload.equals(body), 'the server holds the uploaded bytes');
+
     // The middle blocks are folded into one note.
     await ladderShows(page, /CON PUT MID \d+/, /more steps \(\d+ messages\)/);
 
+    // Download it again: Block2 progress, and the body offered as a file.
+    await page.click('#clear-file');
+    await page.selectOption('#method', 'GET');
+    await page.click('#send');
+    await page.waitForFunction(() =>
+      /^2\.05/.test(document.getElementById('response-code')?.textContent ?? ''),
+    );
+    assert.match(
+      await page.textContent('#progress-text'),
+      /^download 204800 \/ 204800 B \(100%\), 200 blocks/,
+    );
+    assert.match(await page.textContent('#download-link'), /Save body \(204800 B\)/);
+
     // coaps:// with the PSK fields: the DTLS flights are on the ladder.
     assert.ok(serve.securePort, 'serve started coaps://');
-    await page.click('#clear-file');
     await page.fill('#uri', `coaps://127.0.0.1:${serve.securePort}/greeting`);
     await page.fill('#psk-identity', 'console-test');
     await page.fill('#psk-key', 'console-secret');
