@@ -54,7 +54,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     // coap-client and curl habits: the method as a flag (`coapkit -m put URI`,
     // `coapkit -X POST URI`), flags before the method, or a bare URI (GET).
-    if (command.startsWith('-') || /^coaps?:\/\//i.test(command)) {
+    if (command.startsWith('-') || /^coaps?(\+(tcp|ws))?:\/\//i.test(command)) {
       const { runRequest } = await import('./commands/request.js');
       return await runRequest(undefined, [...argv], io);
     }

@@ -2,6 +2,7 @@
  * Help texts. Every command has `coapkit <command> --help`.
  */
 import { EXIT_TABLE } from './exit.js';
+import { RELIABLE_SERVE_HELP } from './serve-reliable.js';
 
 export const METHODS = ['get', 'post', 'put', 'delete', 'fetch', 'patch', 'ipatch'] as const;
 
@@ -109,6 +110,10 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
+      --ca FILE               trusted CA certificates (PEM; default: the system's)
+      --cert FILE --key FILE  client certificate and key (PEM)
+      --insecure              do not verify the server certificate
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -198,7 +203,7 @@ Group communication (RFC 7252 §8):
       --multicast-group ADDR  join this group instead (repeatable)
       --multicast-port N      group port (default 5683)
       --leisure SECONDS       leisure before a multicast response (default 5)
-Keys (enable coaps://, DTLS 1.2 PSK):
+${RELIABLE_SERVE_HELP}Keys (enable coaps://, DTLS 1.2 PSK):
       --identity ID --psk SECRET   one identity and key (text; or --psk-hex HEX)
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
                               "#" starts a comment

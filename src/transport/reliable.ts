@@ -85,7 +85,12 @@ interface Conn extends ReliableConnection {
   timer: TimerHandle | undefined;
   closed: boolean;
   caps: PeerCapabilities;
+  /** Message IDs of the pings sent as 7.02 and not yet answered, oldest first (at most MAX_PINGS). */
+  pings: number[] | undefined;
 }
+
+/** Unanswered pings remembered per connection. */
+const MAX_PINGS = 16;
 
 /** Abort's diagnostic when the first message is not a CSM. */
 const CSM_FIRST = 'CSM expected as the first message';
@@ -173,6 +178,11 @@ export abstract class ReliableTransport implements Transport {
     if (conn === undefined) {
       conn = this.connect(peer);
       if (conn === undefined) return;
+    }
+    if (frame[1] === SignalCode.Ping) {
+      conn.pings ??= [];
+      if (conn.pings.length >= MAX_PINGS) conn.pings.shift();
+      conn.pings.push((data[2]! << 8) | data[3]!);
     }
     if (frame.length > conn.caps.maxMessageSize) {
       this.handlers?.peerError?.(
@@ -269,6 +279,7 @@ export abstract class ReliableTransport implements Transport {
       lastActive: this.clock.now(),
       timer: undefined,
       closed: false,
+      pings: undefined,
     };
     this.arm(conn, this.csmTimeoutMs);
     return conn;
@@ -365,12 +376,21 @@ export abstract class ReliableTransport implements Transport {
           conn.wire.write(encodeFrame({ code: SignalCode.Pong, token: msg.token }, this.websocket));
         }
         return;
-      case SignalCode.Pong:
-        // The answer to a ping sent for an empty CON: an RST with its Message ID for the message layer.
+      case SignalCode.Pong: {
+        // The answer to a ping sent for an empty CON: an RST with its Message ID for the message
+        // layer. Matched by token; a Pong without it (libcoap 4.3.1 sends an empty token)
+        // answers the oldest ping.
+        const pings = conn.pings;
+        if (pings === undefined || pings.length === 0) return;
+        let i = 0;
         if (msg.token.length === 2) {
-          this.handlers?.message(Buffer.from([0x70, 0, msg.token[0]!, msg.token[1]!]), conn.peer);
+          const j = pings.indexOf((msg.token[0]! << 8) | msg.token[1]!);
+          if (j !== -1) i = j;
         }
+        const mid = pings.splice(i, 1)[0]!;
+        this.handlers?.message(Buffer.from([0x70, 0, mid >> 8, mid & 0xff]), conn.peer);
         return;
+      }
       case SignalCode.Release:
         conn.wire?.end();
         return this.drop(conn, new ClosedError('the peer released the connection (7.04)'), false);

@@ -30,6 +30,19 @@ export function unmapAddress(a: string): string {
   return a.startsWith('::ffff:') && net.isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
+/** A hint for a socket error: refused connection, untrusted or mismatched certificate. */
+function hintFor(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return "the server certificate does not name the URI's host";
+  if (/CERT|SIGNATURE|ISSUER/.test(code)) {
+    return 'the server certificate is not trusted: give its CA (coapkit: --ca FILE; library: tls.ca), or skip the check (--insecure)';
+  }
+  if (code.startsWith('ERR_SSL') || /alert|handshake/i.test(err.message)) {
+    return 'the TLS handshake failed: does the server speak TLS on that port, with a certificate or PSK you share?';
+  }
+  return 'is a CoAP server listening on that TCP port (RFC 8323)?';
+}
+
 /** Shared by TCP and TLS: stream sockets carrying the RFC 8323 TCP framing. */
 export abstract class StreamTransport extends ReliableTransport {
   protected server: net.Server | undefined;
@@ -60,10 +73,7 @@ export abstract class StreamTransport extends ReliableTransport {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       failure ??= new NetworkError(
         `${conn.initiator ? 'connection to' : 'connection from'} ${conn.peer.address} port ${conn.peer.port}: ${err.message}`,
-        {
-          cause: err,
-          ...(err.code === 'ECONNREFUSED' ? { hint: 'is a CoAP-over-TCP server listening there?' } : {}),
-        },
+        { cause: err, hint: hintFor(err) },
       );
     });
     socket.on('close', () => {
