@@ -76,10 +76,10 @@ function parseTarget(): URL | undefined {
   const raw = $<HTMLInputElement>('uri').value.trim();
   try {
     const u = new URL(raw);
-    if (u.protocol !== 'coap:' && u.protocol !== 'coaps:') throw new Error('scheme');
+    if (!/^coaps?(\+tcp|\+ws)?:$/.test(u.protocol)) throw new Error('scheme');
     return u;
   } catch {
-    showError(`not a coap:// or coaps:// URI: ${raw}`);
+    showError(`not a coap://, coaps:// (or +tcp, +ws) URI: ${raw}`);
     return undefined;
   }
 }

@@ -45,6 +45,8 @@ export interface LadderWatcher {
    * handshake when the session is new, so its arrow is drawn when that record is sent.
    */
   secure: boolean;
+  /** RFC 8323 (TCP, TLS, WebSockets): no Type, no Message ID, no UDP header on the wire. */
+  reliable?: boolean;
   /** Outgoing CoAP steps waiting for their record (secure only); kept by the hub. */
   pending?: Array<Omit<LadderStep, 't'>>;
   /** Wire size of the last ApplicationData record received (secure only): the next CoAP message's. */
@@ -167,7 +169,7 @@ export class LadderHub {
         w.inRecordBytes = undefined;
         continue;
       }
-      w.emit({ t: now - w.start, ...step });
+      w.emit({ t: now - w.start, ...(w.reliable ? reliableStep(step) : step) });
     }
   }
 
@@ -280,6 +282,21 @@ export class LadderHub {
       bytes: s.sizes.total + UDP_HEADER_BYTES + ipHeaderBytes(family),
     };
   }
+}
+
+/**
+ * A step of an RFC 8323 exchange: the events describe the message in its datagram form
+ * (the message layer above the transport), so Type, Message ID and the UDP sizes go.
+ */
+function reliableStep(step: Omit<LadderStep, 't'>): Omit<LadderStep, 't'> {
+  const { bytes: _bytes, ...rest } = step;
+  return {
+    ...rest,
+    label: step.label
+      .replace(/^(CON|NON|ACK|RST) /, '')
+      .replace(/ MID \d+/, '')
+      .replace(/ \((piggybacked|separate response)\)/, ''),
+  };
 }
 
 function codeText(code: number): string {

@@ -73,6 +73,9 @@ const HOP = new Set<number>([
   Opt.Size2,
 ]);
 
+/** Target schemes: UDP and DTLS (PSK), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the system CAs). */
+const SCHEMES = new Set(['coap', 'coaps', 'coap+tcp', 'coaps+tcp', 'coap+ws', 'coaps+ws']);
+
 const GET = 1;
 const FETCH = 5;
 const BAD_REQUEST = 128;
@@ -240,10 +243,10 @@ export class ConsoleSession {
       if (proxyUri !== undefined) {
         const text = new TextDecoder().decode(proxyUri);
         const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(text)?.[1]?.toLowerCase();
-        if (scheme !== undefined && scheme !== 'coap' && scheme !== 'coaps') {
+        if (scheme !== undefined && !SCHEMES.has(scheme)) {
           throw new Refused(
             PROXYING_NOT_SUPPORTED,
-            `the console proxies coap:// and coaps://, not ${scheme}://`,
+            `the console proxies ${[...SCHEMES].join(', ')}, not ${scheme}`,
           );
         }
         uri = parseUri(text);
@@ -268,10 +271,10 @@ export class ConsoleSession {
       if (err instanceof Refused) throw err;
       throw new Refused(BAD_REQUEST, `invalid proxy target: ${(err as Error).message}`);
     }
-    if (uri.scheme !== 'coap' && uri.scheme !== 'coaps') {
+    if (!SCHEMES.has(uri.scheme)) {
       throw new Refused(
         PROXYING_NOT_SUPPORTED,
-        `the console proxies coap:// and coaps://, not ${uri.scheme}://`,
+        `the console proxies ${[...SCHEMES].join(', ')}, not ${uri.scheme}`,
       );
     }
     if (uri.scheme === 'coaps' && this.psk === undefined) {
@@ -333,6 +336,7 @@ export class ConsoleSession {
       keys,
       start,
       secure: uri.scheme === 'coaps',
+      reliable: uri.scheme.includes('+'),
       emit: (step: LadderStep) => this.sendJson({ type: 'step', token: tokenHex, ...step }),
     });
     this.sendJson({

@@ -73,7 +73,7 @@ describe('console proxy over WebSockets', () => {
   let base: string;
 
   before(async () => {
-    serve = await startServe([...LOOPBACK_PORTS]);
+    serve = await startServe([...LOOPBACK_PORTS, '--tcp-port', '0', '--ws-port', '0']);
     base = `coap://127.0.0.1:${serve.port}`;
     con = await startConsole({ host: '127.0.0.1', port: 0, staticDir: '/nonexistent' });
   });
@@ -130,6 +130,27 @@ describe('console proxy over WebSockets', () => {
     assert.equal(last.direction, 'upload');
     assert.equal(last.bytes, body.length);
     assert.equal(last.totalBytes, body.length);
+    p.ws.close();
+  });
+
+  it('forwards to coap+tcp:// and coap+ws:// too (RFC 8323), without Type or Message ID on the ladder', async () => {
+    const p = await open(con);
+    const tcp = /coap\+tcp:\/\/\S+/.exec(serve.banner)?.[0];
+    const ws = /coap\+ws:\/\/\S+/.exec(serve.banner)?.[0];
+    assert.ok(tcp && ws, serve.banner);
+    request(p, 8, 1, `${tcp}/ws-value`);
+    assert.equal(new TextDecoder().decode((await response(p, 8)).payload), 'over websockets');
+    const steps = p.json.filter((j) => j.token === '08' && j.type === 'step');
+    assert.ok(
+      steps.some((s) => s.dir === 'out' && s.label === 'GET'),
+      JSON.stringify(steps),
+    );
+    assert.ok(
+      steps.some((s) => s.dir === 'in' && s.label === '2.05 Content'),
+      JSON.stringify(steps),
+    );
+    request(p, 9, 1, `${ws.replace(/\/\.well-known\/coap$/, '')}/ws-value`);
+    assert.equal(new TextDecoder().decode((await response(p, 9)).payload), 'over websockets');
     p.ws.close();
   });
 
