@@ -19,6 +19,7 @@ import {
   type WsMessage,
 } from '../../src/console/frame.js';
 import { type RunningConsole, startConsole } from '../../src/console/server.js';
+import { LossyProxy } from '../helpers/lossy-proxy.js';
 import { until } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
 
@@ -118,6 +119,31 @@ describe('console proxy over WebSockets', () => {
     assert.ok(steps.some((s) => s.dir === 'in' && /^ACK 2\.05 Content/.test(String(s.label))));
     assert.ok(p.json.some((j) => j.token === '02' && j.type === 'end' && j.code === 69));
     p.ws.close();
+  });
+
+  it('draws a retransmission when the first CON is lost', async () => {
+    let dropped = false;
+    const lossy = await LossyProxy.create({
+      target: serve.port,
+      drop: (d) => {
+        if (d.dir !== 'up' || dropped) return false;
+        dropped = true;
+        return true;
+      },
+    });
+    try {
+      const p = await open(con);
+      request(p, 10, 1, `coap://127.0.0.1:${lossy.port}/ws-value`);
+      assert.equal((await response(p, 10)).code, 69);
+      const steps = p.json.filter((j) => j.token === '0a' && j.type === 'step');
+      const retx = steps.find((s) => s.kind === 'retransmit');
+      assert.ok(retx, JSON.stringify(steps));
+      assert.match(String(retx.label), /^CON GET MID \d+ \(retransmission 1\)$/);
+      assert.match(String(retx.detail), /next timeout \d+ ms/);
+      p.ws.close();
+    } finally {
+      await lossy.close();
+    }
   });
 
   it('reports Block1 progress up to the whole body', async () => {
