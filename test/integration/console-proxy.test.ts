@@ -121,6 +121,18 @@ describe('console proxy over WebSockets', () => {
     p.ws.close();
   });
 
+  it('puts the DNS lookup of a host name on the ladder', async () => {
+    const p = await open(con);
+    request(p, 11, 1, `coap://localhost:${serve.port}/ws-value`);
+    await response(p, 11);
+    const dns = p.json.find((j) => j.token === '0b' && j.type === 'step' && j.kind === 'dns');
+    assert.ok(dns, JSON.stringify(p.json.filter((j) => j.token === '0b')));
+    assert.match(String(dns.label), /^DNS localhost → (127\.0\.0\.1|::1) \(\d+\.\d ms\)$/);
+    // The resolved address is followed: the messages to it are on the same ladder.
+    assert.ok(p.json.some((j) => j.token === '0b' && j.type === 'step' && /^CON GET/.test(String(j.label))));
+    p.ws.close();
+  });
+
   it('draws a retransmission when the first CON is lost', async () => {
     let dropped = false;
     const lossy = await LossyProxy.create({
