@@ -54,7 +54,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     // coap-client and curl habits: the method as a flag (`coapkit -m put URI`,
     // `coapkit -X POST URI`), flags before the method, or a bare URI (GET).
-    if (command.startsWith('-') || /^coaps?:\/\//i.test(command)) {
+    if (command.startsWith('-') || /^coaps?(\+(tcp|ws))?:\/\//i.test(command)) {
       const { runRequest } = await import('./commands/request.js');
       return await runRequest(undefined, [...argv], io);
     }
@@ -75,6 +75,10 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         const { runServe } = await import('./commands/serve.js');
         return await runServe(rest, io);
       }
+      case 'console': {
+        const { runConsole } = await import('./commands/console.js');
+        return await runConsole(rest, io);
+      }
       case 'dissect': {
         const { runDissect } = await import('../dissect/cli.js');
         return await runDissect(rest, {
@@ -93,7 +97,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       }
       default:
         throw new UsageError(`unknown command "${command}"`, {
-          hint: `commands: ${METHODS.join(', ')}, observe, discover, ping, serve, dissect, demo (see 'coapkit --help')`,
+          hint: `commands: ${METHODS.join(', ')}, observe, discover, ping, serve, console, dissect, demo (see 'coapkit --help')`,
         });
     }
   } catch (err) {

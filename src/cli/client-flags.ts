@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js';
 import { type FlagSpecs, type Parsed, str } from './args.js';
 import { pskFor } from './common.js';
 import type { Io } from './io.js';
+import { readInputFile } from './psk.js';
 
 /** Key flags of the client commands: --identity/-u and --psk/-k as in coap-client. */
 export const CLIENT_PSK_FLAGS: FlagSpecs = {
@@ -26,7 +27,33 @@ export const CLIENT_FLAGS: FlagSpecs = {
   'local-port': { type: 'string' },
   'local-address': { type: 'string' },
   ...CLIENT_PSK_FLAGS,
+  // RFC 8323 over TLS (coaps+tcp://, coaps+ws://): certificates.
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
 };
+
+/** --ca/--cert/--key/--insecure as CoapClient `tls` options (coaps+tcp:// and coaps+ws://). */
+function tlsOptions(uri: CoapUri, p: Parsed): ClientOptions['tls'] | undefined {
+  const ca = str(p, 'ca');
+  const cert = str(p, 'cert');
+  const key = str(p, 'key');
+  const insecure = p.values.insecure === true;
+  if (ca === undefined && cert === undefined && key === undefined && !insecure) return undefined;
+  if (uri.scheme !== 'coaps+tcp' && uri.scheme !== 'coaps+ws') {
+    throw new UsageError('--ca, --cert, --key and --insecure apply to coaps+tcp:// and coaps+ws:// URIs', {
+      hint: 'coaps:// (DTLS) uses a pre-shared key: -u ID -k KEY',
+    });
+  }
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together');
+  return {
+    ...(ca !== undefined ? { ca: readInputFile(ca, 'CA file') } : {}),
+    ...(cert !== undefined ? { cert: readInputFile(cert, 'certificate file') } : {}),
+    ...(key !== undefined ? { key: readInputFile(key, 'key file') } : {}),
+    ...(insecure ? { rejectUnauthorized: false } : {}),
+  };
+}
 
 /** --local-port N: 1..65535 (0 is what happens without it). */
 function localPort(p: Parsed): number | undefined {
@@ -45,8 +72,10 @@ export function clientOptions(uri: CoapUri, p: Parsed, io: Io): ClientOptions {
   const port = localPort(p);
   const address = str(p, 'local-address');
   if (address !== undefined && address.trim() === '') throw new UsageError('--local-address is empty');
+  const tls = tlsOptions(uri, p);
   return {
     ...(psk !== undefined ? { psk } : {}),
+    ...(tls !== undefined ? { tls } : {}),
     ...(port !== undefined || address !== undefined
       ? { bind: { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}) } }
       : {}),

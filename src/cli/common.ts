@@ -26,12 +26,9 @@ export function checkUri(input: string): CoapUri {
     if (reason.endsWith(tail)) reason = reason.slice(0, -tail.length);
     const hint = err instanceof CoapError ? err.hint : undefined;
     throw new UsageError(`invalid URI "${input}": ${reason}`, {
-      hint: hint ?? 'expected coap://host[:port]/path or coaps://...',
-    });
-  }
-  if (uri.scheme !== 'coap' && uri.scheme !== 'coaps') {
-    throw new UsageError(`invalid URI "${input}": scheme ${uri.scheme} is not supported by this tool`, {
-      hint: 'use coap:// (UDP) or coaps:// (DTLS)',
+      hint:
+        hint ??
+        'expected coap://host[:port]/path, coaps://, coap+tcp://, coaps+tcp://, coap+ws:// or coaps+ws://',
     });
   }
   return uri;

@@ -2,6 +2,7 @@
  * Help texts. Every command has `coapkit <command> --help`.
  */
 import { EXIT_TABLE } from './exit.js';
+import { RELIABLE_SERVE_HELP } from './serve-reliable.js';
 
 export const METHODS = ['get', 'post', 'put', 'delete', 'fetch', 'patch', 'ipatch'] as const;
 
@@ -17,6 +18,7 @@ Usage:
   coapkit discover URI [filters]     list a server's resources (/.well-known/core)
   coapkit ping URI [--count N]       CoAP ping (empty CON, expects RST)
   coapkit serve [--port N]           run a server with dynamic resources
+  coapkit console [--port 8080]      a CoAP browser in a web page (CoAP over WebSockets)
   coapkit dissect FILE [--psk S]     the life of every message in a pcap/pcapng capture
   coapkit demo                       the life of a CoAP message, traced on this machine
   coapkit <command> --trace[=json]   print every layer (DNS, DTLS, CoAP) on stderr
@@ -108,6 +110,10 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
+      --ca FILE               trusted CA certificates (PEM; default: the system's)
+      --cert FILE --key FILE  client certificate and key (PEM)
+      --insecure              do not verify the server certificate
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -197,7 +203,7 @@ Group communication (RFC 7252 §8):
       --multicast-group ADDR  join this group instead (repeatable)
       --multicast-port N      group port (default 5683)
       --leisure SECONDS       leisure before a multicast response (default 5)
-Keys (enable coaps://, DTLS 1.2 PSK):
+${RELIABLE_SERVE_HELP}Keys (enable coaps://, DTLS 1.2 PSK):
       --identity ID --psk SECRET   one identity and key (text; or --psk-hex HEX)
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
                               "#" starts a comment
@@ -233,4 +239,34 @@ Other:
 Prints the listening URLs at startup; stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
 Exit status: 0 after a signal, 3 when a port cannot be bound, 64 usage,
 74 when stdout cannot be written (the -v log or the banner).
+`;
+
+export const CONSOLE_HELP = `Usage: coapkit console [--port 8080] [--host ADDR]
+
+Starts a local web page, a CoAP browser: enter a coap:// or coaps:// URI (PSK
+identity and key for coaps://; coap+tcp://, coap+ws:// and their TLS forms
+coaps+tcp://, coaps+ws:// work too, TLS checked against the system's CAs), discover /.well-known/core as a tree, send
+GET/POST/PUT/DELETE/FETCH with a payload and Content-Format, observe a resource
+(notifications arrive live), upload a file or save a body (block-wise, with a
+progress bar), and see each request's life as a ladder diagram (page, proxy,
+server: DNS, DTLS flights, CON/ACK, retransmissions, separate responses, timings)
+drawn from the diagnostics events --trace prints.
+
+The page speaks CoAP over WebSockets (RFC 8323, subprotocol "coap") to
+ws://HOST:PORT/.well-known/coap; this process forwards each request to its
+Proxy-Uri and does the block-wise transfers. Needs the optional package ws.
+
+      --port N                HTTP port (default 8080; 0 = any free port)
+      --host ADDR             address to listen on (default 127.0.0.1). Loopback
+                              needs no token but answers only to a loopback Host
+                              header and a same-origin WebSocket (no DNS rebinding,
+                              no cross-site use); any other address gets a token,
+                              printed at startup in the page URL (?token=...), that
+                              the WebSocket must carry
+      --token TOKEN           use this token (16-128 of A-Z a-z 0-9 _ -) instead of a
+                              random one
+  -q, --quiet                 no startup banner
+
+Prints the page URL at startup; stops on Ctrl-C (SIGINT) or SIGTERM.
+Exit status: 0 after a signal, 3 when the port cannot be bound, 64 usage.
 `;

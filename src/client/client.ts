@@ -20,6 +20,8 @@ import type { InboundResponse } from '../exchange/exchange-layer.js';
 import { DEFAULT_MULTICAST_WINDOW_MS, isMulticastAddress, sendGroupRequest } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
 import { formatAddress } from '../transport/address.js';
+import type { ReliableTransportOptions } from '../transport/reliable.js';
+import { createReliableTransport, type ReliableScheme } from '../transport/reliable-factory.js';
 import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
@@ -56,6 +58,20 @@ export interface ClientOptions extends EndpointOptions {
    * requests just time out.
    */
   detectWrongScheme?: boolean;
+  /**
+   * coaps+tcp:// and coaps+ws:// (RFC 8323): TLS options: trusted CAs, a
+   * client certificate and key (PEM), whether to verify the server
+   * certificate (default true). `psk` applies to coaps+tcp:// too (TLS 1.2
+   * PSK cipher suites).
+   */
+  tls?: {
+    ca?: string | Uint8Array | Array<string | Uint8Array>;
+    cert?: string | Uint8Array;
+    key?: string | Uint8Array;
+    rejectUnauthorized?: boolean;
+  };
+  /** Bounds and settings of the RFC 8323 connections (coap+tcp, coaps+tcp, coap+ws, coaps+ws). */
+  reliable?: ReliableTransportOptions;
 }
 
 export type RequestMethod = MethodName | number;
@@ -116,14 +132,15 @@ export class CoapClient {
   async resolve(uri: string | CoapUri): Promise<ResolvedTarget> {
     if (this.closed) throw new ClosedError('client is closed');
     const u = typeof uri === 'string' ? parseUri(uri) : uri;
-    if (u.scheme !== 'coap' && u.scheme !== 'coaps') {
-      throw new UriError(`scheme ${u.scheme}:// is not supported by this client (use coap:// or coaps://)`);
-    }
     const resolved = await resolveHost(u.host, {
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
       ...(this.options.preferFamily ? { prefer: this.options.preferFamily } : {}),
     });
     const peer = makePeer(resolved.address, u.port);
+    if (u.scheme !== 'coap' && u.scheme !== 'coaps') {
+      const endpoint = await this.reliableEndpointFor(u.scheme, u.hostType === 0 ? u.host : undefined);
+      return { uri: u, peer, endpoint, uriOptions: uriToOptions(u, u.port) };
+    }
     // Plain UDP to one unicast server gets a connected socket of its own, so an
     // ICMP port unreachable fails the request at once instead of after 93 s.
     const connected =
@@ -169,6 +186,20 @@ export class CoapClient {
     let ep = this.endpoints.get(key);
     if (ep === undefined) {
       ep = this.createEndpoint(scheme, family);
+      this.endpoints.set(key, ep);
+      ep.catch(() => this.endpoints.delete(key));
+    }
+    return ep;
+  }
+
+  /** One endpoint per RFC 8323 scheme (and server name, which TLS checks and WebSockets send). */
+  private reliableEndpointFor(scheme: ReliableScheme, servername: string | undefined): Promise<Endpoint> {
+    const key = `${scheme}/${servername ?? ''}`;
+    let ep = this.endpoints.get(key);
+    if (ep === undefined) {
+      ep = createReliableTransport(scheme, servername, this.options).then(
+        (t) => new Endpoint(t, this.options),
+      );
       this.endpoints.set(key, ep);
       ep.catch(() => this.endpoints.delete(key));
     }

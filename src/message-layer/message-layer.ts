@@ -151,6 +151,12 @@ export class MessageLayer {
   private sweepTimer: TimerHandle | undefined;
   private readonly sweepEvery: number;
   private closed = false;
+  /**
+   * The transport is reliable (RFC 8323: TCP, TLS, WebSockets): no
+   * retransmission, no deduplication, no ACK or RST; incoming messages
+   * arrive as NON datagrams with Message ID 0 (see codec/reliable.ts).
+   */
+  private readonly reliable: boolean;
   /** The source of time and timers of this layer and of the exchange layer above it. */
   readonly time: Clock;
   upper: MessageLayerUpper | undefined;
@@ -160,6 +166,7 @@ export class MessageLayer {
     private readonly options: MessageLayerOptions,
   ) {
     this.time = options.clock ?? realClock;
+    this.reliable = transport.reliable;
     this.dedup = new DedupStore(options.dedup);
     this.maxPeers = Math.max(1, options.peers?.max ?? DEFAULT_MAX_PEERS);
     this.peerIdleMs = options.peers?.idleMs ?? options.derived.maxTransmitSpan;
@@ -169,7 +176,9 @@ export class MessageLayer {
       message: (data, peer) => this.incoming(data, peer),
       peerError: (peer, error) => {
         const ps = this.peers.get(peer.key);
-        if (ps) this.upper?.peerError?.(ps, error);
+        if (ps === undefined) return;
+        if (this.reliable) this.failCons(ps, error);
+        this.upper?.peerError?.(ps, error);
       },
     });
     this.sweepEvery = Math.max(50, Math.min(10_000, this.peerIdleMs / 2));
@@ -321,7 +330,7 @@ export class MessageLayer {
    * The first 1152 bytes (one maximal message) go out at once.
    */
   probingDelay(ps: PeerState, size: number): number {
-    if (ps.unansweredBytes === 0) return 0;
+    if (ps.unansweredBytes === 0 || this.reliable) return 0;
     const total = ps.unansweredBytes + size;
     if (total <= 1152) return 0;
     const elapsedMs = this.time.now() - ps.unansweredSince;
@@ -345,6 +354,7 @@ export class MessageLayer {
 
   /** Sends a CON and retransmits it until ACK/RST or MAX_RETRANSMIT (§4.2). */
   sendCon(ps: PeerState, messageId: number, bytes: Uint8Array, callbacks: OutgoingConCallbacks): OutgoingCon {
+    if (this.reliable) return this.sendReliable(ps, messageId, bytes, callbacks);
     const p = this.options.params;
     const initial = p.ackTimeout * (1 + Math.random() * (p.ackRandomFactor - 1));
     const con: OutgoingCon = {
@@ -367,6 +377,62 @@ export class MessageLayer {
     ps.lastActive = this.time.now();
     this.send(ps, bytes);
     con.timer = this.time.setTimer(() => this.retransmit(con), initial);
+    return con;
+  }
+
+  /**
+   * A CON over a reliable transport (RFC 8323 §2): sent once, and taken as
+   * acknowledged (an empty ACK) right after, since the connection delivers
+   * it or fails (then `peerError` reports it). A CoAP ping (empty CON) is
+   * the exception: the transport sends it as a 7.02 Ping and hands the
+   * Pong back as an RST for this Message ID, so the ping still measures a
+   * round trip; without a Pong it times out after MAX_TRANSMIT_WAIT.
+   */
+  private sendReliable(
+    ps: PeerState,
+    messageId: number,
+    bytes: Uint8Array,
+    callbacks: OutgoingConCallbacks,
+  ): OutgoingCon {
+    const con: OutgoingCon = {
+      key: ps.id * KEY_SPACE + messageId,
+      messageId,
+      ps,
+      bytes,
+      sent: true,
+      aliases: undefined,
+      transmissions: 1,
+      timeoutMs: this.options.derived.maxTransmitWait,
+      timer: undefined,
+      callbacks,
+      done: false,
+    };
+    const previous = this.outgoing.get(con.key);
+    if (previous) this.finishCon(previous);
+    this.outgoing.set(con.key, con);
+    ps.pendingCons++;
+    ps.lastActive = this.time.now();
+    this.send(ps, bytes);
+    if (bytes.length === 4 && bytes[1] === 0) {
+      con.timer = this.time.setTimer(() => {
+        if (con.done || this.closed) return;
+        this.finishCon(con);
+        callbacks.onTimeout(new TimeoutError(`no Pong from ${describePeer(ps.peer)}`));
+      }, con.timeoutMs);
+    } else {
+      queueMicrotask(() => {
+        if (con.done || this.closed) return;
+        this.finishCon(con);
+        callbacks.onAck({
+          type: MessageType.ACK,
+          code: 0,
+          messageId,
+          token: EMPTY,
+          options: [],
+          payload: EMPTY,
+        });
+      });
+    }
     return con;
   }
 
@@ -415,6 +481,20 @@ export class MessageLayer {
     con.bytes = bytes;
     con.sent = false;
     return true;
+  }
+
+  /**
+   * Reliable transports: the connection to the peer failed or closed, so its
+   * CONs not yet taken as delivered (a ping awaiting its Pong, a CON sent
+   * while the connection was failing) time out now.
+   */
+  private failCons(ps: PeerState, error: Error): void {
+    if (ps.pendingCons === 0) return;
+    for (const con of [...this.outgoing.values()]) {
+      if (con.ps !== ps || con.done) continue;
+      this.finishCon(con);
+      con.callbacks.onTimeout(new TimeoutError(error.message, { cause: error }));
+    }
   }
 
   /** Stops retransmitting a CON (the exchange was cancelled). */
@@ -474,7 +554,7 @@ export class MessageLayer {
     const now = this.clock();
     const lifetime = confirmable ? this.options.derived.exchangeLifetime : this.options.derived.nonLifetime;
     this.inflight.delete(key);
-    this.dedup.remember(key, confirmable ? bytes : null, now + lifetime, now);
+    if (!this.reliable) this.dedup.remember(key, confirmable ? bytes : null, now + lifetime, now);
     if (bytes !== null) this.send(ps, bytes);
   }
 
@@ -534,6 +614,7 @@ export class MessageLayer {
 
   private process(data: Buffer, peer: Peer, now: number): void {
     if (channels.messageReceived.hasSubscribers) channels.messageReceived.publish({ peer, data });
+    if (this.reliable) return this.processReliable(data, peer, now);
     // §3: unknown versions are silently ignored; so is anything shorter than a header.
     if (data.length < 4 || data[0]! >> 6 !== 1)
       return this.ignore(peer, data, 'not a CoAP version 1 message');
@@ -659,6 +740,53 @@ export class MessageLayer {
     // Reserved classes 1, 6, 7.
     if (type === MessageType.CON) return this.reject(peer, messageId, data, `reserved code class ${cls}`);
     return this.ignore(peer, data, `reserved code class ${cls}`);
+  }
+
+  /**
+   * A message from a reliable transport (a frame converted to a NON
+   * datagram; a Pong converted to an RST): no deduplication, no ACK, and
+   * nothing is rejected with RST (RFC 8323 has none); signaling (7.xx)
+   * stays in the transport.
+   */
+  private processReliable(data: Buffer, peer: Peer, now: number): void {
+    if (data.length < 4) return this.ignore(peer, data, 'not a CoAP message');
+    const type = ((data[0]! >> 4) & 3) as MessageType;
+    const code = data[1]!;
+    const ps = this.peers.get(peer.key);
+    if (ps !== undefined) {
+      if (ps.peer !== peer) ps.peer = peer;
+      ps.lastHeard = now;
+      ps.lastActive = now;
+    }
+    if (code === 0) {
+      // RFC 8323 §3.4: an Empty message is ignored; a Pong ends its ping.
+      if (type === MessageType.RST && ps !== undefined) {
+        const con = this.outgoing.get(ps.id * KEY_SPACE + ((data[2]! << 8) | data[3]!));
+        if (con !== undefined && !con.done) {
+          this.finishCon(con);
+          con.callbacks.onReset();
+        }
+      }
+      return;
+    }
+    let msg: CoapMessage;
+    try {
+      msg = decodeMessage(data);
+    } catch (err) {
+      return this.ignore(peer, data, err instanceof MessageFormatError ? err.message : String(err));
+    }
+    const cls = code >> 5;
+    if (cls === 0) {
+      const id = ps !== undefined ? ps.id : peerId(peer.key, this.idSeedA, this.idSeedB);
+      this.upper?.request(msg, ps ?? this.heard(peer, now, id), id * KEY_SPACE);
+      return;
+    }
+    if (cls >= 2 && cls <= 5) {
+      if (!this.offerResponse(msg, ps, peer, now))
+        this.ignore(peer, data, 'response matches no pending request');
+      return;
+    }
+    this.ignore(peer, data, `reserved code class ${cls}`);
   }
 
   /**

@@ -43,7 +43,11 @@ export async function runPing(args: string[], io: Io): Promise<number> {
       try {
         const rtt = await withTimeout(client.ping(uriArg!), timeout);
         rtts.push(rtt);
-        if (!quiet) await writeAll(io.stdout, `RST from ${host}: seq=${i} time=${rtt.toFixed(2)} ms\n`);
+        if (!quiet)
+          await writeAll(
+            io.stdout,
+            `${uri.scheme.includes('+') ? 'Pong' : 'RST'} from ${host}: seq=${i} time=${rtt.toFixed(2)} ms\n`,
+          );
       } catch (err) {
         if (!(err instanceof CoapError)) throw err;
         lastError = err;

@@ -25,6 +25,12 @@ import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
+import {
+  parseReliableServe,
+  RELIABLE_SERVE_FLAGS,
+  type ReliableServeOptions,
+  startReliableServe,
+} from '../serve-reliable.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -46,6 +52,8 @@ export const SERVE_FLAGS: FlagSpecs = {
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
   ...ACL_FLAGS,
+  // RFC 8323 (coap+tcp, coaps+tcp, coap+ws, coaps+ws): serve-reliable.ts.
+  ...RELIABLE_SERVE_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -80,10 +88,12 @@ export interface ServeOptions {
   multicast?: ServeMulticast;
   /** Who may do what (--acl, --anonymous-writes, the default with keys); undefined: open. */
   access?: ServeAccess;
+  /** RFC 8323 listeners (--tcp-port, --tls-port, --ws-port, --wss-port). */
+  reliable?: ReliableServeOptions;
 }
 
 export interface Listener {
-  scheme: 'coap' | 'coaps';
+  scheme: 'coap' | 'coaps' | 'coap+tcp' | 'coaps+tcp' | 'coap+ws' | 'coaps+ws';
   /** A multicast group this server answers on. */
   group?: boolean;
   address: string;
@@ -322,6 +332,15 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         });
       });
     }
+    if (opts.reliable !== undefined) {
+      // RFC 8323: one more server on the same store, block-wise and observe layers.
+      const rel = new CoapServer({ maxPayloadSize, blockwise, observe });
+      setup(rel);
+      servers.push(rel);
+      for (const l of await startReliableServe(opts.reliable, rel, hosts, bindDefault)) {
+        listeners.push({ ...l, url: urlFor(l.scheme, l.address, l.port) });
+      }
+    }
   } catch (err) {
     await closeAll();
     throw err;
@@ -366,6 +385,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
+  const reliable = parseReliableServe(p);
+  if (reliable !== undefined) opts.reliable = reliable;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');

@@ -1,0 +1,191 @@
+/**
+ * CoAP over TCP (RFC 8323, `coap+tcp://`) with node:net, and the stream
+ * plumbing the TLS transport (tls.ts) shares: one socket per peer, the TCP
+ * framing, CSM first. A transport made with `listen` accepts connections
+ * (server); every transport opens connections on demand to the peers it
+ * sends to (client).
+ */
+import type { Buffer } from 'node:buffer';
+import net from 'node:net';
+import { NetworkError } from '../errors.js';
+import {
+  familyOf,
+  type ReliableConnection,
+  ReliableTransport,
+  type ReliableTransportOptions,
+} from './reliable.js';
+import { type AddressFamily, makePeer, type Peer, type PeerAuth } from './transport.js';
+
+export interface TcpTransportOptions extends ReliableTransportOptions {
+  /** Listen for connections on this port (0: ephemeral); omit for a client-only transport. */
+  port?: number;
+  /** Address to listen on (default '::', falling back to '0.0.0.0'). */
+  host?: string;
+  /** Connect timeout for client connections (default 10000 ms). */
+  connectTimeoutMs?: number;
+}
+
+/** Strips the IPv4-mapped prefix so a peer has one key whatever the socket family. */
+export function unmapAddress(a: string): string {
+  return a.startsWith('::ffff:') && net.isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
+
+/** A hint for a socket error: refused connection, untrusted or mismatched certificate. */
+function hintFor(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return "the server certificate does not name the URI's host";
+  if (/CERT|SIGNATURE|ISSUER/.test(code)) {
+    return 'the server certificate is not trusted: give its CA (coapkit: --ca FILE; library: tls.ca), or skip the check (--insecure)';
+  }
+  if (code.startsWith('ERR_SSL') || /alert|handshake/i.test(err.message)) {
+    return 'the TLS handshake failed: does the server speak TLS on that port, with a certificate or PSK you share?';
+  }
+  return 'is a CoAP server listening on that TCP port (RFC 8323)?';
+}
+
+/** Shared by TCP and TLS: stream sockets carrying the RFC 8323 TCP framing. */
+export abstract class StreamTransport extends ReliableTransport {
+  protected server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  protected readonly connectTimeoutMs: number;
+
+  constructor(scheme: string, options: TcpTransportOptions) {
+    super(scheme, false, options);
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  }
+
+  /** Wires a socket (connected or connecting) to a connection. */
+  protected wireSocket(socket: net.Socket, conn: ReliableConnection, connectEvent?: string): void {
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    let failure: Error | undefined;
+    if (connectEvent !== undefined) {
+      socket.setTimeout(this.connectTimeoutMs, () => {
+        failure = new NetworkError(`connecting to ${conn.peer.address} port ${conn.peer.port} timed out`);
+        socket.destroy();
+      });
+      socket.once(connectEvent, () => {
+        socket.setTimeout(0);
+        this.connected(conn);
+      });
+    }
+    socket.on('data', (chunk: Buffer) => this.received(conn, chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      failure ??= new NetworkError(
+        `${conn.initiator ? 'connection to' : 'connection from'} ${conn.peer.address} port ${conn.peer.port}: ${err.message}`,
+        { cause: err, hint: hintFor(err) },
+      );
+    });
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.closedWire(conn, failure);
+    });
+  }
+
+  protected socketWire(socket: net.Socket) {
+    return {
+      write: (frame: Buffer) => {
+        if (!socket.destroyed) socket.write(frame);
+      },
+      end: () => socket.end(),
+      destroy: () => socket.destroy(),
+    };
+  }
+
+  /** Accepts a socket (server side). */
+  protected accept(socket: net.Socket, auth?: PeerAuth): void {
+    const address = unmapAddress(socket.remoteAddress ?? '');
+    const port = socket.remotePort ?? 0;
+    if (address === '') {
+      socket.destroy();
+      return;
+    }
+    const peer = makePeer(address, port, auth);
+    const conn = this.accepted(this.socketWire(socket), peer);
+    if (conn === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.wireSocket(socket, conn);
+  }
+
+  protected async listenOn(server: net.Server, host: string | undefined, port: number): Promise<void> {
+    this.server = server;
+    const tryListen = (h: string) =>
+      new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen({ host: h, port }, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+    try {
+      if (host !== undefined) await tryListen(host);
+      else {
+        try {
+          await tryListen('::');
+        } catch {
+          await tryListen('0.0.0.0');
+        }
+      }
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new NetworkError(`cannot listen on ${host ?? '::'} port ${port}: ${e.message}`, { cause: e });
+    }
+    server.on('error', (err) => this.handlers?.error?.(err));
+  }
+
+  localAddress(): { address: string; port: number; family: AddressFamily } {
+    const a = this.server?.address();
+    if (a !== null && a !== undefined && typeof a === 'object') {
+      return { address: a.address, port: a.port, family: familyOf(a.address) };
+    }
+    return { address: '::', port: 0, family: 'IPv6' };
+  }
+
+  async close(): Promise<void> {
+    this.closeConnections();
+    const server = this.server;
+    this.server = undefined;
+    // Sockets that do not finish closing within a second are destroyed.
+    const closing = [...this.sockets].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.destroyed) return resolve();
+          const t = setTimeout(() => s.destroy(), 1000);
+          t.unref();
+          s.once('close', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        }),
+    );
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all(closing);
+  }
+}
+
+/** `coap+tcp://`: CoAP over TCP (RFC 8323 §3). */
+export class TcpTransport extends StreamTransport {
+  private constructor(options: TcpTransportOptions) {
+    super('coap+tcp', options);
+  }
+
+  /** A transport that listens when `options.port` is given, and connects to peers it sends to. */
+  static async create(options: TcpTransportOptions = {}): Promise<TcpTransport> {
+    const t = new TcpTransport(options);
+    if (options.port !== undefined) {
+      const server = net.createServer({ noDelay: true }, (socket) => t.accept(socket));
+      server.maxConnections = t.maxConnections;
+      await t.listenOn(server, options.host, options.port);
+    }
+    return t;
+  }
+
+  protected open(peer: Peer, conn: ReliableConnection) {
+    const socket = net.connect({ host: peer.address, port: peer.port, noDelay: true });
+    this.wireSocket(socket, conn, 'connect');
+    return this.socketWire(socket);
+  }
+}
