@@ -46,9 +46,10 @@ export interface Wire {
 /** Options common to the RFC 8323 transports. */
 export interface ReliableTransportOptions {
   /**
-   * Largest message this side accepts, announced in its CSM as
-   * Max-Message-Size (default 8192 bytes). A peer announcing more gets an
-   * Abort when it sends a larger frame.
+   * Largest message (whole frame) this side accepts, announced in its CSM
+   * as Max-Message-Size (default 1152, the RFC 8323 default, which is not
+   * announced). A larger frame is answered with Abort (7.05) and the
+   * connection is closed; bodies above it go block-wise (RFC 7959).
    */
   maxMessageSize?: number;
   /** Most connections at once, both directions (default 1024). */
@@ -129,7 +130,7 @@ export abstract class ReliableTransport implements Transport {
     protected readonly websocket: boolean,
     options: ReliableTransportOptions,
   ) {
-    this.receiveLimit = options.maxMessageSize ?? 8192;
+    this.receiveLimit = options.maxMessageSize ?? DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
     if (!(this.receiveLimit >= 64)) throw new RangeError('maxMessageSize must be at least 64');
     this.maxConnections = options.maxConnections ?? 1024;
     this.maxPerAddress = options.maxConnectionsPerAddress ?? 32;
@@ -137,6 +138,15 @@ export abstract class ReliableTransport implements Transport {
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
     this.bert = options.bert ?? false;
     this.clock = options.clock ?? realClock;
+  }
+
+  /**
+   * Our CSM. Max-Message-Size only when it differs from the 1152 every peer
+   * assumes (Wireshark 4.0 takes signaling option 2 for a malformed CoAP option).
+   */
+  private csm(): Buffer {
+    const mms = this.receiveLimit === DEFAULT_RELIABLE_MAX_MESSAGE_SIZE ? undefined : this.receiveLimit;
+    return encodeCsm(mms, this.bert, this.websocket);
   }
 
   attach(handlers: TransportHandlers): void {
@@ -210,7 +220,7 @@ export abstract class ReliableTransport implements Transport {
       return undefined;
     }
     const conn = this.newConn(peer, true);
-    conn.queued = [encodeCsm(this.receiveLimit, this.bert, this.websocket)];
+    conn.queued = [this.csm()];
     this.conns.set(peer.key, conn);
     let wire: Wire | undefined;
     try {
@@ -263,7 +273,7 @@ export abstract class ReliableTransport implements Transport {
     conn.wire = wire;
     this.conns.set(peer.key, conn);
     this.perAddress.set(peer.address, count + 1);
-    wire.write(encodeCsm(this.receiveLimit, this.bert, this.websocket));
+    wire.write(this.csm());
     return conn;
   }
 
