@@ -119,6 +119,13 @@ export abstract class ReliableTransport implements Transport {
   protected readonly bert: boolean;
   protected readonly clock: Clock;
   protected closing = false;
+  /**
+   * Opens connections to peers it has none with (client). A listening
+   * transport only answers on the connections it accepted: a message for a
+   * peer whose connection closed (a late notification) fails with a peer
+   * error instead of connecting back to the peer's ephemeral port.
+   */
+  protected connectsOut = true;
   /** Connections refused by a limit since start (global or per-address). */
   connectionsRefused = 0;
   /** Connections aborted (protocol error, oversized frame, missing CSM). */
@@ -214,6 +221,13 @@ export abstract class ReliableTransport implements Transport {
 
   /** Client side: a new connection to `peer`, CSM queued first. */
   private connect(peer: Peer): Conn | undefined {
+    if (!this.connectsOut) {
+      this.handlers?.peerError?.(
+        peer,
+        new NetworkError(`no connection from ${peer.address} port ${peer.port} (closed)`),
+      );
+      return undefined;
+    }
     if (this.conns.size >= this.maxConnections) {
       this.connectionsRefused++;
       this.handlers?.peerError?.(peer, new NetworkError(`too many connections (${this.maxConnections})`));

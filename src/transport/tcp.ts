@@ -17,7 +17,10 @@ import {
 import { type AddressFamily, makePeer, type Peer, type PeerAuth } from './transport.js';
 
 export interface TcpTransportOptions extends ReliableTransportOptions {
-  /** Listen for connections on this port (0: ephemeral); omit for a client-only transport. */
+  /**
+   * Listen for connections on this port (0: ephemeral); omit for a client transport. A
+   * listening transport answers on the connections it accepted and opens none itself.
+   */
   port?: number;
   /** Address to listen on (default '::', falling back to '0.0.0.0'). */
   host?: string;
@@ -176,6 +179,7 @@ export class TcpTransport extends StreamTransport {
   static async create(options: TcpTransportOptions = {}): Promise<TcpTransport> {
     const t = new TcpTransport(options);
     if (options.port !== undefined) {
+      t.connectsOut = false;
       const server = net.createServer({ noDelay: true }, (socket) => t.accept(socket));
       server.maxConnections = t.maxConnections;
       await t.listenOn(server, options.host, options.port);

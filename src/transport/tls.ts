@@ -61,6 +61,7 @@ export class TlsTransport extends StreamTransport {
   static async create(options: TlsTransportOptions): Promise<TlsTransport> {
     const t = new TlsTransport(options);
     if (options.port !== undefined) {
+      t.connectsOut = false;
       const psk = options.psk;
       if (options.cert === undefined && (psk === undefined || !('keys' in psk))) {
         throw new InvalidArgumentError('a coaps+tcp server needs a certificate and key, or PSK keys');

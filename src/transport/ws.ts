@@ -107,7 +107,10 @@ export class WsTransport extends ReliableTransport {
       options.rejectUnauthorized === false ||
       (options.client !== 'builtin' && typeof globalThis.WebSocket !== 'function');
     if (options.port !== undefined || options.server !== undefined || useWsClient) t.ws = await loadWs();
-    if (options.port !== undefined || options.server !== undefined) await t.listen();
+    if (options.port !== undefined || options.server !== undefined) {
+      t.connectsOut = false;
+      await t.listen();
+    }
     return t;
   }
 
