@@ -316,7 +316,9 @@ export class FrameDecoder {
 
 /** What a peer announced in its CSM (RFC 8323 §5.3). */
 export interface PeerCapabilities {
+  /** Largest message the peer accepts (1152 until its CSM says otherwise). */
   maxMessageSize: number;
+  /** The peer supports BERT (RFC 8323 §6). */
   blockWiseTransfer: boolean;
 }
 

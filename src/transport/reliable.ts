@@ -68,6 +68,7 @@ export interface ReliableTransportOptions {
 
 /** One connection to a peer. */
 export interface ReliableConnection {
+  /** The peer at the other end (its key is the connection's address and port). */
   readonly peer: Peer;
   /** What the peer announced in its CSM (defaults until it arrives). */
   readonly caps: PeerCapabilities;
@@ -108,16 +109,26 @@ export abstract class ReliableTransport implements Transport {
    * §5.3.1: 1152); block-wise sizes its blocks from it.
    */
   readonly maxMessageSize = DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
+  /** @internal */
   protected handlers: TransportHandlers | undefined;
+  /** @internal */
   protected readonly conns = new Map<string, Conn>();
   private readonly perAddress = new Map<string, number>();
+  /** @internal */
   protected readonly receiveLimit: number;
+  /** @internal */
   protected readonly maxConnections: number;
+  /** @internal */
   protected readonly maxPerAddress: number;
+  /** @internal */
   protected readonly idleMs: number;
+  /** @internal */
   protected readonly csmTimeoutMs: number;
+  /** @internal */
   protected readonly bert: boolean;
+  /** @internal */
   protected readonly clock: Clock;
+  /** @internal */
   protected closing = false;
   /**
    * Opens connections to peers it has none with (client). A listening
@@ -132,6 +143,7 @@ export abstract class ReliableTransport implements Transport {
   connectionsAborted = 0;
 
   constructor(
+    /** URI scheme: coap+tcp, coaps+tcp, coap+ws or coaps+ws. */
     readonly scheme: string,
     /** WebSocket framing (one frame per WebSocket message, no length). */
     protected readonly websocket: boolean,
@@ -160,9 +172,10 @@ export abstract class ReliableTransport implements Transport {
     this.handlers = handlers;
   }
 
-  abstract localAddress(): { address: string; port: number; family: AddressFamily };
+  /** The local address the transport listens on ('::' and port 0 for a client transport). */
+  abstract localAddress(): LocalAddress;
 
-  /** Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
+  /** @internal Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
   protected abstract open(peer: Peer, conn: ReliableConnection): Wire | undefined;
 
   /** Number of open connections. */
@@ -260,6 +273,7 @@ export abstract class ReliableTransport implements Transport {
   }
 
   /** Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
+  /** @internal */
   protected connected(c: ReliableConnection): void {
     const conn = c as Conn & { pendingWire?: Wire };
     if (conn.closed || conn.pendingWire === undefined) return;
@@ -270,7 +284,7 @@ export abstract class ReliableTransport implements Transport {
     for (const f of q) conn.wire.write(f);
   }
 
-  /**
+  /** @internal
    * Server side: a new accepted wire from `peer`. Returns the connection,
    * or undefined when a limit refused it (the wire is then destroyed).
    */
@@ -330,7 +344,7 @@ export abstract class ReliableTransport implements Transport {
     this.arm(conn, this.idleMs - idleFor);
   }
 
-  /** Bytes from a stream wire (TCP framing). */
+  /** @internal  Bytes from a stream wire (TCP framing). */
   protected received(c: ReliableConnection, chunk: Buffer): void {
     const conn = c as Conn;
     if (conn.closed) return;
@@ -346,7 +360,7 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
-  /** One message from a WebSocket wire. */
+  /** @internal  One message from a WebSocket wire. */
   protected receivedMessage(c: ReliableConnection, message: Buffer): void {
     const conn = c as Conn;
     if (conn.closed) return;
@@ -429,7 +443,7 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
-  /** Sends 7.05 Abort and closes the connection. */
+  /** @internal  Sends 7.05 Abort and closes the connection. */
   protected abort(conn: ReliableConnection, diagnostic: string, badCsmOption?: number): void {
     const c = conn as Conn;
     if (c.closed) return;
@@ -441,7 +455,7 @@ export abstract class ReliableTransport implements Transport {
     this.drop(c, new ProtocolError(`connection aborted: ${diagnostic}`), false);
   }
 
-  /** The wire closed (or failed); pending exchanges with the peer fail. */
+  /** @internal  The wire closed (or failed); pending exchanges with the peer fail. */
   protected closedWire(conn: ReliableConnection, error?: Error): void {
     const c = conn as Conn;
     if (c.closed) return;
@@ -467,7 +481,7 @@ export abstract class ReliableTransport implements Transport {
     if (!this.closing) this.handlers?.peerError?.(conn.peer, error);
   }
 
-  /** Closes every connection (gracefully) and stops; subclasses close their listeners. */
+  /** @internal  Closes every connection (gracefully) and stops; subclasses close their listeners. */
   protected closeConnections(): void {
     this.closing = true;
     for (const conn of [...this.conns.values()]) {
@@ -477,7 +491,18 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
+  /** Closes every connection (gracefully) and the listener. */
   abstract close(): Promise<void>;
+}
+
+/** Where a transport listens. */
+export interface LocalAddress {
+  /** The bound address. */
+  address: string;
+  /** The bound port. */
+  port: number;
+  /** IPv4 or IPv6. */
+  family: AddressFamily;
 }
 
 /** The address family of an address string. */

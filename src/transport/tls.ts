@@ -9,7 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
-import type { ReliableConnection } from './reliable.js';
+import type { ReliableConnection, Wire } from './reliable.js';
 import { StreamTransport, type TcpTransportOptions } from './tcp.js';
 import type { Peer, PeerAuth } from './transport.js';
 
@@ -27,7 +27,17 @@ export interface TlsTransportOptions extends TcpTransportOptions {
   /** Client: the name to verify the server certificate against (and SNI). */
   servername?: string;
   /** Pre-shared key (TLS 1.2 PSK cipher suites): client identity and key; server: the keys by identity. */
-  psk?: { identity: string; key: Buffer } | { keys: (identity: string) => Buffer | undefined };
+  psk?:
+    | {
+        /** Client: the identity sent. */
+        identity: string;
+        /** Client: the key. */
+        key: Buffer;
+      }
+    | {
+        /** Server: the key of an identity (undefined: unknown identity, handshake fails). */
+        keys: (identity: string) => Buffer | undefined;
+      };
   /** Minimum TLS version (default 'TLSv1.2'). */
   minVersion?: tls.SecureVersion;
 }
@@ -58,6 +68,7 @@ export class TlsTransport extends StreamTransport {
     super('coaps+tcp', opts);
   }
 
+  /** A transport that listens when `options.port` is given, and connects to peers it sends to otherwise. */
   static async create(options: TlsTransportOptions): Promise<TlsTransport> {
     const t = new TlsTransport(options);
     if (options.port !== undefined) {
@@ -99,7 +110,8 @@ export class TlsTransport extends StreamTransport {
     return t;
   }
 
-  protected open(peer: Peer, conn: ReliableConnection) {
+  /** @internal */
+  protected open(peer: Peer, conn: ReliableConnection): Wire {
     const o = this.opts;
     const psk = o.psk !== undefined && 'identity' in o.psk ? o.psk : undefined;
     const socket = tls.connect({
