@@ -89,8 +89,12 @@ export class TlsTransport extends StreamTransport {
           ALPNProtocols: ['coap'],
           ...(psk !== undefined && 'keys' in psk
             ? {
-                ciphers: options.cert !== undefined ? `${PSK_CIPHERS}:${tls.DEFAULT_CIPHERS}` : PSK_CIPHERS,
-                ...(options.cert === undefined ? { maxVersion: 'TLSv1.2' as const } : {}),
+                ciphers:
+                  options.cert !== undefined
+                    ? `${PSK_CIPHERS}:${tls.DEFAULT_CIPHERS.replace(/:!PSK\b/, '')}`
+                    : PSK_CIPHERS,
+                // node:tls offers PSK in TLS 1.2 only: a listener with keys speaks TLS 1.2 (certificates too).
+                maxVersion: 'TLSv1.2' as const,
                 pskCallback: (socket: tls.TLSSocket, identity: string) => {
                   const k = psk.keys(identity);
                   if (k !== undefined) identities.set(socket, identity);

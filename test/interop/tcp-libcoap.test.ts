@@ -82,6 +82,8 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
       '127.0.0.1',
       '--port',
       '0',
+      '--secure-port',
+      '0',
       '--tcp-port',
       '0',
       '--tls-port',
@@ -90,6 +92,10 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
       cert,
       '--tls-key',
       key,
+      '--identity',
+      'dev1',
+      '--psk',
+      'secretkey123',
     ]);
     tcp = portOf(serve.banner, 'coap+tcp');
     tls = portOf(serve.banner, 'coaps+tcp');
@@ -122,6 +128,22 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
       });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /\d{4}-\d\d-\d\dT/);
+    });
+
+    test(`${program}: GET /time over coaps+tcp:// with a pre-shared key (TLS 1.2 PSK)`, async () => {
+      const r = await runProcess(
+        program,
+        ['-u', 'dev1', '-k', 'secretkey123', '-m', 'get', `coaps+tcp://127.0.0.1:${tls}/time`],
+        { timeoutMs: 15_000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /\d{4}-\d\d-\d\dT/);
+      const wrong = await runProcess(
+        program,
+        ['-u', 'dev1', '-k', 'not-the-key', '-m', 'get', `coaps+tcp://127.0.0.1:${tls}/time`],
+        { timeoutMs: 15_000 },
+      );
+      assert.doesNotMatch(wrong.stdout, /\d{4}-\d\d-\d\dT/);
     });
   }
 });
@@ -197,6 +219,24 @@ describe('B. coapkit against libcoap servers (coap+tcp, coaps+tcp)', { skip, tim
         assert.equal(refused.code, 3);
         assert.match(refused.stderr, /self-signed|certificate/);
         assert.match(refused.stderr, /--ca FILE/);
+      } finally {
+        await srv.stop();
+      }
+    });
+
+    test(`coapkit get coaps+tcp:// -u -k against ${program} -k (TLS 1.2 PSK)`, async () => {
+      const srv = await startLibcoapServer(program, ['-k', 'secretkey123']);
+      try {
+        const r = await runInProcess([
+          'get',
+          `coaps+tcp://127.0.0.1:${srv.port + 1}/`,
+          '-u',
+          'dev1',
+          '-k',
+          'secretkey123',
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.out, /libcoap/);
       } finally {
         await srv.stop();
       }
