@@ -60,6 +60,11 @@ export interface ReliableTransportOptions {
   idleTimeoutMs?: number;
   /** A connection whose peer sent no CSM this long after opening is aborted (default 10000 ms). */
   csmTimeoutMs?: number;
+  /**
+   * Most bytes queued for a peer that does not read (default 1 MiB): beyond,
+   * the connection is closed instead of buffering more.
+   */
+  maxWriteBuffer?: number;
   /** Announce BERT support (Block-Wise-Transfer option) in the CSM (default false). */
   bert?: boolean;
   /** The source of time and timers (default the real clock). */
@@ -127,6 +132,8 @@ export abstract class ReliableTransport implements Transport {
   /** @internal */
   protected readonly bert: boolean;
   /** @internal */
+  protected readonly maxWriteBuffer: number;
+  /** @internal */
   protected readonly clock: Clock;
   /** @internal */
   protected closing = false;
@@ -156,6 +163,7 @@ export abstract class ReliableTransport implements Transport {
     this.idleMs = options.idleTimeoutMs ?? 300_000;
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
     this.bert = options.bert ?? false;
+    this.maxWriteBuffer = options.maxWriteBuffer ?? 1 << 20;
     this.clock = options.clock ?? realClock;
   }
 

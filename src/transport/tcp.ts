@@ -93,7 +93,13 @@ export abstract class StreamTransport extends ReliableTransport {
   protected socketWire(socket: net.Socket): Wire {
     return {
       write: (frame: Buffer) => {
-        if (!socket.destroyed) socket.write(frame);
+        if (socket.destroyed) return;
+        // A peer that does not read: its unsent data is bounded, then the connection goes.
+        if (socket.writableLength + frame.length > this.maxWriteBuffer) {
+          socket.destroy(new NetworkError(`peer does not read: ${socket.writableLength} bytes unsent`));
+          return;
+        }
+        socket.write(frame);
       },
       end: () => socket.end(),
       destroy: () => socket.destroy(),

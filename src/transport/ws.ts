@@ -198,7 +198,11 @@ export class WsTransport extends ReliableTransport {
     const peer = makePeer(address, req.socket.remotePort ?? 0);
     const conn = this.accepted(
       {
-        write: (frame) => client.send(frame),
+        write: (frame) => {
+          // A peer that does not read: its unsent data is bounded, then the connection goes.
+          if (client.bufferedAmount + frame.length > this.maxWriteBuffer) client.terminate();
+          else client.send(frame);
+        },
         end: () => client.close(1000),
         destroy: () => client.terminate(),
       },
@@ -271,7 +275,11 @@ export class WsTransport extends ReliableTransport {
     };
     this.sockets.add(sock as unknown as { close(): void });
     return {
-      write: (frame: Buffer) => sock.send(frame),
+      write: (frame: Buffer) => {
+        const buffered = (sock as unknown as { bufferedAmount?: number }).bufferedAmount ?? 0;
+        if (buffered + frame.length > this.maxWriteBuffer) sock.close(1008);
+        else sock.send(frame);
+      },
       end: () => sock.close(1000),
       destroy: () => {
         const t = sock as unknown as { terminate?(): void };

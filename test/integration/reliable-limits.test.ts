@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
-import { encodeCsm } from '../../src/codec/reliable.js';
+import { encodeCsm, encodeFrame } from '../../src/codec/reliable.js';
 import { Endpoint } from '../../src/endpoint/endpoint.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
@@ -83,6 +83,36 @@ describe('connection bounds and timeouts', { timeout: 60_000 }, () => {
       idle.s.write(encodeCsm(undefined, false, false));
       await idle.closed;
       assert.ok(rx.includes(Buffer.from([0x00, 0xe4])), `Release (7.04) sent: ${rx.toString('hex')}`);
+      assert.equal(t.connectionCount, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a peer that sends requests but never reads is cut off at maxWriteBuffer', async () => {
+    const server = new CoapServer();
+    server.get('/kb', () => 'k'.repeat(1000));
+    const t = await TcpTransport.create({ host: '127.0.0.1', port: 0, maxWriteBuffer: 64 * 1024 });
+    await server.listen(t);
+    try {
+      const { s, closed } = await connect(t.localAddress().port);
+      s.pause(); // never reads
+      const req = encodeFrame({
+        code: 1,
+        token: Buffer.from([1]),
+        options: [{ number: 11, value: Buffer.from('kb') }],
+      });
+      s.write(encodeCsm(undefined, false, false));
+      let gone = false;
+      void closed.then(() => {
+        gone = true;
+      });
+      // At most 64 MB of responses asked for (bounded loop); the kernel buffers take a few MB.
+      for (let i = 0; i < 64 && !gone; i++) {
+        s.write(Buffer.concat(Array.from({ length: 1000 }, () => req)));
+        await new Promise((r) => setImmediate(r));
+      }
+      await until(() => gone || t.connectionCount === 0, 'connection closed by the server', 30_000);
       assert.equal(t.connectionCount, 0);
     } finally {
       await server.close();
