@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { encodeCsm, encodeFrame } from '../../src/codec/reliable.js';
 import { Endpoint } from '../../src/endpoint/endpoint.js';
+import { enableObserve } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
 import { TlsTransport } from '../../src/transport/tls.js';
@@ -114,6 +115,26 @@ describe('connection bounds and timeouts', { timeout: 60_000 }, () => {
       }
       await until(() => gone || t.connectionCount === 0, 'connection closed by the server', 30_000);
       assert.equal(t.connectionCount, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('observers of a closed connection are dropped (at the latest by the liveness probe)', async () => {
+    const server = new CoapServer();
+    const observe = enableObserve(server, { staleAfterMs: 300 });
+    server.get('/n', () => 'n', { obs: true });
+    const t = await TcpTransport.create({ host: '127.0.0.1', port: 0 });
+    await server.listen(t);
+    const c = new CoapClient();
+    try {
+      const obs = c.observe(`coap+tcp://127.0.0.1:${t.localAddress().port}/n`);
+      await obs.registered;
+      assert.equal(observe.observerCount('/n'), 1);
+      await c.close();
+      await until(() => t.connectionCount === 0, 'connection closed');
+      observe.notify('/n'); // a NON notification to a closed connection goes nowhere
+      await until(() => observe.observerCount('/n') === 0, 'observer removed', 20_000);
     } finally {
       await server.close();
     }
