@@ -213,6 +213,30 @@ describe('TLS and secure WebSockets', {
     }
   });
 
+  it('coaps+tcp:// with a client certificate: the server sees PeerAuth x509', async () => {
+    const server = new CoapServer();
+    server.get('/who', (req) => `${req.peer.auth?.mode}:${req.peer.auth?.identity}`);
+    const t = await TlsTransport.create({
+      host: '127.0.0.1',
+      port: 0,
+      cert,
+      key,
+      ca: cert,
+      requestCert: true,
+    });
+    await server.listen(t);
+    const port = t.localAddress().port;
+    const withCert = new CoapClient({ tls: { ca: cert, cert, key } });
+    const without = new CoapClient({ tls: { ca: cert } });
+    try {
+      assert.equal((await withCert.get(`coaps+tcp://127.0.0.1:${port}/who`)).text(), 'x509:localhost');
+      await assert.rejects(without.get(`coaps+tcp://127.0.0.1:${port}/who`, { timeout: 10_000 }));
+    } finally {
+      await Promise.all([withCert.close(), without.close()]);
+      await server.close();
+    }
+  });
+
   it('coaps+tcp:// with a pre-shared key (TLS 1.2 PSK): the identity reaches the handler', async () => {
     const server = new CoapServer();
     server.get('/who', (req) => `hello ${req.peer.auth?.mode}:${req.peer.identity}`);
