@@ -69,6 +69,8 @@ export {
   optionValue,
   sizeToSzx,
 } from './codec/options.js';
+// RFC 8323: CoAP over TCP, TLS and WebSockets (coap+tcp, coaps+tcp, coap+ws, coaps+ws).
+export type { PeerCapabilities } from './codec/reliable.js';
 export {
   type CoapScheme,
   type CoapUri,
@@ -216,7 +218,12 @@ export {
   ObserveServer,
   type ObserveServerOptions,
 } from './observe/server.js';
-export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
+export {
+  DEFAULT_PROXY_SCHEMES,
+  ForwardProxy,
+  type ForwardProxyOptions,
+  proxyUriOption,
+} from './proxy/proxy.js';
 export {
   AccessControl,
   type AccessControlOptions,
@@ -268,8 +275,17 @@ export {
   type SessionStateProblem,
 } from './transport/dtls-sessions.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
+export {
+  type LocalAddress,
+  type ReliableConnection,
+  ReliableTransport,
+  type ReliableTransportOptions,
+} from './transport/reliable.js';
+export { TcpTransport, type TcpTransportOptions } from './transport/tcp.js';
+export { TlsTransport, type TlsTransportOptions } from './transport/tls.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
 export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+export { COAP_WS_PATH, COAP_WS_PROTOCOL, WsTransport, type WsTransportOptions } from './transport/ws.js';
 // ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)
 export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

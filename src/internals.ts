@@ -22,6 +22,26 @@ export {
   type ProgressBarOptions,
 } from './blockwise/progress.js';
 export { buildRequest, isMulticastAddress, methodCode } from './client/client.js';
+export {
+  applyCsm,
+  buildFrame,
+  DEFAULT_RELIABLE_MAX_MESSAGE_SIZE,
+  datagramToFrame,
+  decodeFrame,
+  type EncodableReliableMessage,
+  encodeAbort,
+  encodeCsm,
+  encodeFrame,
+  FrameDecoder,
+  type FrameHeader,
+  FrameTooLargeError,
+  frameToDatagram,
+  type PeerCapabilities,
+  type ReliableMessage,
+  readFrameHeader,
+  SignalCode,
+  SignalOption,
+} from './codec/reliable.js';
 export { removeDotSegments } from './codec/uri.js';
 export { UsageError } from './errors.js';
 export {

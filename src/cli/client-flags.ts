@@ -20,6 +20,14 @@ export const CLIENT_PSK_FLAGS: FlagSpecs = {
   'psk-file': { type: 'string' },
 };
 
+/** RFC 8323 over TLS (coaps+tcp://, coaps+ws://): certificates. */
+export const CLIENT_TLS_FLAGS: FlagSpecs = {
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
+};
+
 /** Transport flags of the client commands. */
 export const CLIENT_FLAGS: FlagSpecs = {
   non: { type: 'boolean', short: 'N' },
@@ -27,11 +35,7 @@ export const CLIENT_FLAGS: FlagSpecs = {
   'local-port': { type: 'string' },
   'local-address': { type: 'string' },
   ...CLIENT_PSK_FLAGS,
-  // RFC 8323 over TLS (coaps+tcp://, coaps+ws://): certificates.
-  ca: { type: 'string' },
-  cert: { type: 'string' },
-  key: { type: 'string' },
-  insecure: { type: 'boolean' },
+  ...CLIENT_TLS_FLAGS,
 };
 
 /** --ca/--cert/--key/--insecure as CoapClient `tls` options (coaps+tcp:// and coaps+ws://). */

@@ -159,16 +159,18 @@ Examples:
 export const PING_HELP = `Usage: coapkit ping URI [options]
 
 Sends a CoAP ping (an empty Confirmable message); a live CoAP endpoint answers
-with a Reset. Prints the round-trip time of each ping.
+with a Reset. Over coap+tcp://, coaps+tcp://, coap+ws:// and coaps+ws:// (RFC 8323)
+it is a 7.02 Ping answered by a 7.03 Pong. Prints the round-trip time of each ping.
 
   -c, --count N               number of pings (default 1)
   -i, --interval SECONDS      wait between pings (default 1)
   -B, --timeout SECONDS       per-ping timeout (default 5)
   -q, --quiet                 only the summary
-Coaps:// key flags as for 'coapkit get --help' (-u ID -k KEY).
+Coaps:// key flags as for 'coapkit get --help' (-u ID -k KEY); --ca, --cert, --key and
+--insecure for coaps+tcp:// and coaps+ws://.
 
 A closed port (ICMP port unreachable) fails that ping at once, as get does.
-Exit status: 0 when at least one ping got its Reset, 3 otherwise.
+Exit status: 0 when at least one ping got its Reset (or Pong), 3 otherwise.
 `;
 
 export const SERVE_HELP = `Usage: coapkit serve [options]

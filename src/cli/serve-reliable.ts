@@ -27,9 +27,11 @@ export interface ReliableServeOptions {
   wssPort?: number;
   cert?: Buffer;
   key?: Buffer;
+  /** The serve keys (identity -> key): coaps+tcp:// takes them as TLS 1.2 PSK too. */
+  psk?: Map<string, Buffer>;
 }
 
-export function parseReliableServe(p: Parsed): ReliableServeOptions | undefined {
+export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): ReliableServeOptions | undefined {
   const o: ReliableServeOptions = {};
   const port = (flag: string) => num(p, flag, { integer: true, max: 65535 });
   const tcp = port('tcp-port');
@@ -42,9 +44,12 @@ export function parseReliableServe(p: Parsed): ReliableServeOptions | undefined 
   if (wss !== undefined) o.wssPort = wss;
   const cert = str(p, 'tls-cert');
   const key = str(p, 'tls-key');
-  if ((tls !== undefined || wss !== undefined) && (cert === undefined || key === undefined)) {
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
+  const needCert = wss !== undefined || (tls !== undefined && keys.size === 0);
+  if (needCert && cert === undefined) {
     throw new UsageError(
-      `--${tls !== undefined ? 'tls' : 'wss'}-port needs --tls-cert FILE and --tls-key FILE`,
+      `--${wss !== undefined ? 'wss' : 'tls'}-port needs --tls-cert FILE and --tls-key FILE${wss !== undefined ? '' : ' (or PSK keys)'}`,
       {
         hint: 'a throwaway one: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout key.pem -out cert.pem',
       },
@@ -55,6 +60,7 @@ export function parseReliableServe(p: Parsed): ReliableServeOptions | undefined 
   }
   if (cert !== undefined) o.cert = readInputFile(cert, 'certificate file');
   if (key !== undefined) o.key = readInputFile(key, 'key file');
+  if (tls !== undefined && keys.size > 0) o.psk = keys;
   return Object.keys(o).length > 0 ? o : undefined;
 }
 
@@ -98,7 +104,12 @@ export async function startReliableServe(
   if (o.tlsPort !== undefined) {
     const { TlsTransport } = await import('../transport/tls.js');
     await each('coaps+tcp', o.tlsPort, (host, port) =>
-      TlsTransport.create({ host, port, cert: o.cert!, key: o.key! }),
+      TlsTransport.create({
+        host,
+        port,
+        ...(o.cert !== undefined && o.key !== undefined ? { cert: o.cert, key: o.key } : {}),
+        ...(o.psk !== undefined ? { psk: { keys: (identity: string) => o.psk!.get(identity) } } : {}),
+      }),
     );
   }
   if (o.wsPort !== undefined || o.wssPort !== undefined) {
@@ -117,8 +128,8 @@ export async function startReliableServe(
 /** Help lines for `coapkit serve --help`. */
 export const RELIABLE_SERVE_HELP = `CoAP over TCP, TLS and WebSockets (RFC 8323; each only when its flag is given):
       --tcp-port N            TCP port for coap+tcp:// (5683 is the RFC 8323 port)
-      --tls-port N            TLS port for coaps+tcp:// (5684 is the RFC 8323 port;
-                              needs --tls-cert and --tls-key)
+      --tls-port N            TLS port for coaps+tcp:// (5684 is the RFC 8323 port): with
+                              --tls-cert/--tls-key, and the PSK keys below (TLS 1.2 PSK)
       --ws-port N             HTTP port for coap+ws:// (WebSocket at /.well-known/coap,
                               subprotocol "coap"; needs the "ws" package)
       --wss-port N            HTTPS port for coaps+ws:// (needs --tls-cert, --tls-key)

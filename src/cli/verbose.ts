@@ -18,13 +18,16 @@ type WireEvent = MessageSentEvent | MessageReceivedEvent;
 export function watchExchange(
   port: number,
   write: (text: string) => void,
+  /** RFC 8323 (coap+tcp, coap+ws...): the frames have no Type and no Message ID: none is shown. */
+  reliable = false,
 ): { stop(): void; sent(): number; received(): number } {
   let sent = 0;
   let received = 0;
   const print = (prefix: string, ev: WireEvent, note: string): boolean => {
     if (ev.peer?.port !== port || ev.data === undefined) return false;
     try {
-      const m = decodeMessage(ev.data);
+      const d = decodeMessage(ev.data);
+      const m = reliable ? { ...d, type: undefined, messageId: undefined } : d;
       write(
         `${formatMessage(prefix, m, `  ${note}${peerText(ev.peer.address, ev.peer.port)}`).join('\n')}\n`,
       );

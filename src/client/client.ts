@@ -65,9 +65,13 @@ export interface ClientOptions extends EndpointOptions {
    * PSK cipher suites).
    */
   tls?: {
+    /** Trusted CA certificates (PEM); default Node's bundled roots. */
     ca?: string | Uint8Array | Array<string | Uint8Array>;
+    /** Client certificate chain (PEM). */
     cert?: string | Uint8Array;
+    /** Client private key (PEM). */
     key?: string | Uint8Array;
+    /** Verify the server certificate (default true). */
     rejectUnauthorized?: boolean;
   };
   /** Bounds and settings of the RFC 8323 connections (coap+tcp, coaps+tcp, coap+ws, coaps+ws). */

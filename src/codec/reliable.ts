@@ -316,7 +316,9 @@ export class FrameDecoder {
 
 /** What a peer announced in its CSM (RFC 8323 §5.3). */
 export interface PeerCapabilities {
+  /** Largest message the peer accepts (1152 until its CSM says otherwise). */
   maxMessageSize: number;
+  /** The peer supports BERT (RFC 8323 §6). */
   blockWiseTransfer: boolean;
 }
 
@@ -339,9 +341,19 @@ export function readUint(value: Uint8Array): number {
   return n;
 }
 
-/** A CSM (7.01) announcing `maxMessageSize` and, when `blockWise`, BERT support. */
-export function encodeCsm(maxMessageSize: number, blockWise: boolean, websocket: boolean): Buffer {
-  const options: CoapOption[] = [{ number: SignalOption.MaxMessageSize, value: uintValue(maxMessageSize) }];
+/**
+ * A CSM (7.01) announcing `maxMessageSize` (omitted when undefined: the peer
+ * then assumes 1152) and, when `blockWise`, BERT support.
+ */
+export function encodeCsm(
+  maxMessageSize: number | undefined,
+  blockWise: boolean,
+  websocket: boolean,
+): Buffer {
+  const options: CoapOption[] = [];
+  if (maxMessageSize !== undefined) {
+    options.push({ number: SignalOption.MaxMessageSize, value: uintValue(maxMessageSize) });
+  }
   if (blockWise) options.push({ number: SignalOption.BlockWiseTransfer, value: EMPTY });
   return encodeFrame({ code: SignalCode.CSM, options }, websocket);
 }

@@ -1,5 +1,5 @@
 /**
- * A CoAP-to-CoAP forward proxy (RFC 7252 §5.7) with a response cache
+ * A CoAP-to-CoAP forward proxy (RFC 7252 §5.7; across transports, RFC 8323 §8) with a response cache
  * (§5.6). Requests carrying Proxy-Uri, or Proxy-Scheme with Uri-* options,
  * are forwarded with a CoapClient; cacheable responses are kept until their
  * Max-Age runs out. Failures map to 5.02 Bad Gateway / 5.04 Gateway Timeout.
@@ -18,7 +18,12 @@ import type { CoapServer, ServerRequest, ServerResponse } from '../server/server
 export interface ForwardProxyOptions {
   /** The client used to reach origin servers. */
   client: CoapClient;
-  /** Schemes the proxy forwards to (default coap and coaps). */
+  /**
+   * Schemes the proxy forwards to (default all it can reach: coap, coaps,
+   * coap+tcp, coaps+tcp, coap+ws, coaps+ws). The proxy listens on whatever
+   * transports its server does, so it translates between UDP, DTLS, TCP,
+   * TLS and WebSockets in any direction.
+   */
   schemes?: string[];
   /** Maximum cached responses (default 1000; 0 disables caching). */
   cacheEntries?: number;
@@ -43,6 +48,16 @@ const HOP_OPTIONS = new Set<number>([
   OptionNumber.UriQuery,
 ]);
 
+/** The schemes a ForwardProxy forwards to by default. */
+export const DEFAULT_PROXY_SCHEMES: readonly string[] = [
+  'coap',
+  'coaps',
+  'coap+tcp',
+  'coaps+tcp',
+  'coap+ws',
+  'coaps+ws',
+];
+
 export class ForwardProxy {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly maxEntries: number;
@@ -52,7 +67,7 @@ export class ForwardProxy {
 
   constructor(private readonly options: ForwardProxyOptions) {
     this.maxEntries = options.cacheEntries ?? 1000;
-    this.schemes = new Set(options.schemes ?? ['coap', 'coaps']);
+    this.schemes = new Set(options.schemes ?? DEFAULT_PROXY_SCHEMES);
   }
 
   /** Installs the proxy as the server's Proxy-Uri handler. */

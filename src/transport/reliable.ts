@@ -46,9 +46,10 @@ export interface Wire {
 /** Options common to the RFC 8323 transports. */
 export interface ReliableTransportOptions {
   /**
-   * Largest message this side accepts, announced in its CSM as
-   * Max-Message-Size (default 8192 bytes). A peer announcing more gets an
-   * Abort when it sends a larger frame.
+   * Largest message (whole frame) this side accepts, announced in its CSM
+   * as Max-Message-Size (default 1152, the RFC 8323 default, which is not
+   * announced). A larger frame is answered with Abort (7.05) and the
+   * connection is closed; bodies above it go block-wise (RFC 7959).
    */
   maxMessageSize?: number;
   /** Most connections at once, both directions (default 1024). */
@@ -59,6 +60,11 @@ export interface ReliableTransportOptions {
   idleTimeoutMs?: number;
   /** A connection whose peer sent no CSM this long after opening is aborted (default 10000 ms). */
   csmTimeoutMs?: number;
+  /**
+   * Most bytes queued for a peer that does not read (default 1 MiB): beyond,
+   * the connection is closed instead of buffering more.
+   */
+  maxWriteBuffer?: number;
   /** Announce BERT support (Block-Wise-Transfer option) in the CSM (default false). */
   bert?: boolean;
   /** The source of time and timers (default the real clock). */
@@ -67,6 +73,7 @@ export interface ReliableTransportOptions {
 
 /** One connection to a peer. */
 export interface ReliableConnection {
+  /** The peer at the other end (its key is the connection's address and port). */
   readonly peer: Peer;
   /** What the peer announced in its CSM (defaults until it arrives). */
   readonly caps: PeerCapabilities;
@@ -107,45 +114,76 @@ export abstract class ReliableTransport implements Transport {
    * §5.3.1: 1152); block-wise sizes its blocks from it.
    */
   readonly maxMessageSize = DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
+  /** @internal */
   protected handlers: TransportHandlers | undefined;
+  /** @internal */
   protected readonly conns = new Map<string, Conn>();
   private readonly perAddress = new Map<string, number>();
+  /** @internal */
   protected readonly receiveLimit: number;
+  /** @internal */
   protected readonly maxConnections: number;
+  /** @internal */
   protected readonly maxPerAddress: number;
+  /** @internal */
   protected readonly idleMs: number;
+  /** @internal */
   protected readonly csmTimeoutMs: number;
+  /** @internal */
   protected readonly bert: boolean;
+  /** @internal */
+  protected readonly maxWriteBuffer: number;
+  /** @internal */
   protected readonly clock: Clock;
+  /** @internal */
   protected closing = false;
+  /**
+   * Opens connections to peers it has none with (client). A listening
+   * transport only answers on the connections it accepted: a message for a
+   * peer whose connection closed (a late notification) fails with a peer
+   * error instead of connecting back to the peer's ephemeral port.
+   */
+  protected connectsOut = true;
   /** Connections refused by a limit since start (global or per-address). */
   connectionsRefused = 0;
   /** Connections aborted (protocol error, oversized frame, missing CSM). */
   connectionsAborted = 0;
 
   constructor(
+    /** URI scheme: coap+tcp, coaps+tcp, coap+ws or coaps+ws. */
     readonly scheme: string,
     /** WebSocket framing (one frame per WebSocket message, no length). */
     protected readonly websocket: boolean,
     options: ReliableTransportOptions,
   ) {
-    this.receiveLimit = options.maxMessageSize ?? 8192;
+    this.receiveLimit = options.maxMessageSize ?? DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
     if (!(this.receiveLimit >= 64)) throw new RangeError('maxMessageSize must be at least 64');
     this.maxConnections = options.maxConnections ?? 1024;
     this.maxPerAddress = options.maxConnectionsPerAddress ?? 32;
     this.idleMs = options.idleTimeoutMs ?? 300_000;
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
     this.bert = options.bert ?? false;
+    this.maxWriteBuffer = options.maxWriteBuffer ?? 1 << 20;
     this.clock = options.clock ?? realClock;
+  }
+
+  /**
+   * Our CSM. Max-Message-Size only when it differs from the 1152 every peer
+   * assumes (Wireshark 4.0 takes signaling option 2 for a malformed CoAP option).
+   */
+  private csm(): Buffer {
+    const mms = this.receiveLimit === DEFAULT_RELIABLE_MAX_MESSAGE_SIZE ? undefined : this.receiveLimit;
+    return encodeCsm(mms, this.bert, this.websocket);
   }
 
   attach(handlers: TransportHandlers): void {
     this.handlers = handlers;
   }
 
-  abstract localAddress(): { address: string; port: number; family: AddressFamily };
+  /** The local address the transport listens on ('::' and port 0 for a client transport). */
+  abstract localAddress(): LocalAddress;
 
-  /** Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
+  /** @internal Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
   protected abstract open(peer: Peer, conn: ReliableConnection): Wire | undefined;
 
   /** Number of open connections. */
@@ -204,13 +242,20 @@ export abstract class ReliableTransport implements Transport {
 
   /** Client side: a new connection to `peer`, CSM queued first. */
   private connect(peer: Peer): Conn | undefined {
+    if (!this.connectsOut) {
+      this.handlers?.peerError?.(
+        peer,
+        new NetworkError(`no connection from ${peer.address} port ${peer.port} (closed)`),
+      );
+      return undefined;
+    }
     if (this.conns.size >= this.maxConnections) {
       this.connectionsRefused++;
       this.handlers?.peerError?.(peer, new NetworkError(`too many connections (${this.maxConnections})`));
       return undefined;
     }
     const conn = this.newConn(peer, true);
-    conn.queued = [encodeCsm(this.receiveLimit, this.bert, this.websocket)];
+    conn.queued = [this.csm()];
     this.conns.set(peer.key, conn);
     let wire: Wire | undefined;
     try {
@@ -236,6 +281,7 @@ export abstract class ReliableTransport implements Transport {
   }
 
   /** Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
+  /** @internal */
   protected connected(c: ReliableConnection): void {
     const conn = c as Conn & { pendingWire?: Wire };
     if (conn.closed || conn.pendingWire === undefined) return;
@@ -246,7 +292,7 @@ export abstract class ReliableTransport implements Transport {
     for (const f of q) conn.wire.write(f);
   }
 
-  /**
+  /** @internal
    * Server side: a new accepted wire from `peer`. Returns the connection,
    * or undefined when a limit refused it (the wire is then destroyed).
    */
@@ -263,7 +309,7 @@ export abstract class ReliableTransport implements Transport {
     conn.wire = wire;
     this.conns.set(peer.key, conn);
     this.perAddress.set(peer.address, count + 1);
-    wire.write(encodeCsm(this.receiveLimit, this.bert, this.websocket));
+    wire.write(this.csm());
     return conn;
   }
 
@@ -306,7 +352,7 @@ export abstract class ReliableTransport implements Transport {
     this.arm(conn, this.idleMs - idleFor);
   }
 
-  /** Bytes from a stream wire (TCP framing). */
+  /** @internal  Bytes from a stream wire (TCP framing). */
   protected received(c: ReliableConnection, chunk: Buffer): void {
     const conn = c as Conn;
     if (conn.closed) return;
@@ -322,7 +368,7 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
-  /** One message from a WebSocket wire. */
+  /** @internal  One message from a WebSocket wire. */
   protected receivedMessage(c: ReliableConnection, message: Buffer): void {
     const conn = c as Conn;
     if (conn.closed) return;
@@ -405,7 +451,7 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
-  /** Sends 7.05 Abort and closes the connection. */
+  /** @internal  Sends 7.05 Abort and closes the connection. */
   protected abort(conn: ReliableConnection, diagnostic: string, badCsmOption?: number): void {
     const c = conn as Conn;
     if (c.closed) return;
@@ -417,7 +463,7 @@ export abstract class ReliableTransport implements Transport {
     this.drop(c, new ProtocolError(`connection aborted: ${diagnostic}`), false);
   }
 
-  /** The wire closed (or failed); pending exchanges with the peer fail. */
+  /** @internal  The wire closed (or failed); pending exchanges with the peer fail. */
   protected closedWire(conn: ReliableConnection, error?: Error): void {
     const c = conn as Conn;
     if (c.closed) return;
@@ -443,7 +489,7 @@ export abstract class ReliableTransport implements Transport {
     if (!this.closing) this.handlers?.peerError?.(conn.peer, error);
   }
 
-  /** Closes every connection (gracefully) and stops; subclasses close their listeners. */
+  /** @internal  Closes every connection (gracefully) and stops; subclasses close their listeners. */
   protected closeConnections(): void {
     this.closing = true;
     for (const conn of [...this.conns.values()]) {
@@ -453,7 +499,18 @@ export abstract class ReliableTransport implements Transport {
     }
   }
 
+  /** Closes every connection (gracefully) and the listener. */
   abstract close(): Promise<void>;
+}
+
+/** Where a transport listens. */
+export interface LocalAddress {
+  /** The bound address. */
+  address: string;
+  /** The bound port. */
+  port: number;
+  /** IPv4 or IPv6. */
+  family: AddressFamily;
 }
 
 /** The address family of an address string. */

@@ -10,14 +10,19 @@ import net from 'node:net';
 import { NetworkError } from '../errors.js';
 import {
   familyOf,
+  type LocalAddress,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
+  type Wire,
 } from './reliable.js';
-import { type AddressFamily, makePeer, type Peer, type PeerAuth } from './transport.js';
+import { makePeer, type Peer, type PeerAuth } from './transport.js';
 
 export interface TcpTransportOptions extends ReliableTransportOptions {
-  /** Listen for connections on this port (0: ephemeral); omit for a client-only transport. */
+  /**
+   * Listen for connections on this port (0: ephemeral); omit for a client transport. A
+   * listening transport answers on the connections it accepted and opens none itself.
+   */
   port?: number;
   /** Address to listen on (default '::', falling back to '0.0.0.0'). */
   host?: string;
@@ -45,8 +50,10 @@ function hintFor(err: NodeJS.ErrnoException): string {
 
 /** Shared by TCP and TLS: stream sockets carrying the RFC 8323 TCP framing. */
 export abstract class StreamTransport extends ReliableTransport {
+  /** @internal */
   protected server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** @internal */
   protected readonly connectTimeoutMs: number;
 
   constructor(scheme: string, options: TcpTransportOptions) {
@@ -54,7 +61,7 @@ export abstract class StreamTransport extends ReliableTransport {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   }
 
-  /** Wires a socket (connected or connecting) to a connection. */
+  /** @internal Wires a socket (connected or connecting) to a connection. */
   protected wireSocket(socket: net.Socket, conn: ReliableConnection, connectEvent?: string): void {
     this.sockets.add(socket);
     socket.setNoDelay(true);
@@ -82,17 +89,24 @@ export abstract class StreamTransport extends ReliableTransport {
     });
   }
 
-  protected socketWire(socket: net.Socket) {
+  /** @internal */
+  protected socketWire(socket: net.Socket): Wire {
     return {
       write: (frame: Buffer) => {
-        if (!socket.destroyed) socket.write(frame);
+        if (socket.destroyed) return;
+        // A peer that does not read: its unsent data is bounded, then the connection goes.
+        if (socket.writableLength + frame.length > this.maxWriteBuffer) {
+          socket.destroy(new NetworkError(`peer does not read: ${socket.writableLength} bytes unsent`));
+          return;
+        }
+        socket.write(frame);
       },
       end: () => socket.end(),
       destroy: () => socket.destroy(),
     };
   }
 
-  /** Accepts a socket (server side). */
+  /** @internal Accepts a socket (server side). */
   protected accept(socket: net.Socket, auth?: PeerAuth): void {
     const address = unmapAddress(socket.remoteAddress ?? '');
     const port = socket.remotePort ?? 0;
@@ -109,6 +123,7 @@ export abstract class StreamTransport extends ReliableTransport {
     this.wireSocket(socket, conn);
   }
 
+  /** @internal */
   protected async listenOn(server: net.Server, host: string | undefined, port: number): Promise<void> {
     this.server = server;
     const tryListen = (h: string) =>
@@ -136,7 +151,8 @@ export abstract class StreamTransport extends ReliableTransport {
     server.on('error', (err) => this.handlers?.error?.(err));
   }
 
-  localAddress(): { address: string; port: number; family: AddressFamily } {
+  /** The local address the transport listens on ('::' and port 0 for a client transport). */
+  localAddress(): LocalAddress {
     const a = this.server?.address();
     if (a !== null && a !== undefined && typeof a === 'object') {
       return { address: a.address, port: a.port, family: familyOf(a.address) };
@@ -144,6 +160,7 @@ export abstract class StreamTransport extends ReliableTransport {
     return { address: '::', port: 0, family: 'IPv6' };
   }
 
+  /** Closes every connection (gracefully; destroyed after 1 s) and the listener. */
   async close(): Promise<void> {
     this.closeConnections();
     const server = this.server;
@@ -176,6 +193,7 @@ export class TcpTransport extends StreamTransport {
   static async create(options: TcpTransportOptions = {}): Promise<TcpTransport> {
     const t = new TcpTransport(options);
     if (options.port !== undefined) {
+      t.connectsOut = false;
       const server = net.createServer({ noDelay: true }, (socket) => t.accept(socket));
       server.maxConnections = t.maxConnections;
       await t.listenOn(server, options.host, options.port);
@@ -183,7 +201,8 @@ export class TcpTransport extends StreamTransport {
     return t;
   }
 
-  protected open(peer: Peer, conn: ReliableConnection) {
+  /** @internal */
+  protected open(peer: Peer, conn: ReliableConnection): Wire {
     const socket = net.connect({ host: peer.address, port: peer.port, noDelay: true });
     this.wireSocket(socket, conn, 'connect');
     return this.socketWire(socket);

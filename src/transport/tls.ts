@@ -9,7 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
-import type { ReliableConnection } from './reliable.js';
+import type { ReliableConnection, Wire } from './reliable.js';
 import { StreamTransport, type TcpTransportOptions } from './tcp.js';
 import type { Peer, PeerAuth } from './transport.js';
 
@@ -27,7 +27,17 @@ export interface TlsTransportOptions extends TcpTransportOptions {
   /** Client: the name to verify the server certificate against (and SNI). */
   servername?: string;
   /** Pre-shared key (TLS 1.2 PSK cipher suites): client identity and key; server: the keys by identity. */
-  psk?: { identity: string; key: Buffer } | { keys: (identity: string) => Buffer | undefined };
+  psk?:
+    | {
+        /** Client: the identity sent. */
+        identity: string;
+        /** Client: the key. */
+        key: Buffer;
+      }
+    | {
+        /** Server: the key of an identity (undefined: unknown identity, handshake fails). */
+        keys: (identity: string) => Buffer | undefined;
+      };
   /** Minimum TLS version (default 'TLSv1.2'). */
   minVersion?: tls.SecureVersion;
 }
@@ -58,9 +68,11 @@ export class TlsTransport extends StreamTransport {
     super('coaps+tcp', opts);
   }
 
+  /** A transport that listens when `options.port` is given, and connects to peers it sends to otherwise. */
   static async create(options: TlsTransportOptions): Promise<TlsTransport> {
     const t = new TlsTransport(options);
     if (options.port !== undefined) {
+      t.connectsOut = false;
       const psk = options.psk;
       if (options.cert === undefined && (psk === undefined || !('keys' in psk))) {
         throw new InvalidArgumentError('a coaps+tcp server needs a certificate and key, or PSK keys');
@@ -77,8 +89,12 @@ export class TlsTransport extends StreamTransport {
           ALPNProtocols: ['coap'],
           ...(psk !== undefined && 'keys' in psk
             ? {
-                ciphers: options.cert !== undefined ? `${PSK_CIPHERS}:${tls.DEFAULT_CIPHERS}` : PSK_CIPHERS,
-                ...(options.cert === undefined ? { maxVersion: 'TLSv1.2' as const } : {}),
+                ciphers:
+                  options.cert !== undefined
+                    ? `${PSK_CIPHERS}:${tls.DEFAULT_CIPHERS.replace(/:!PSK\b/, '')}`
+                    : PSK_CIPHERS,
+                // node:tls offers PSK in TLS 1.2 only: a listener with keys speaks TLS 1.2 (certificates too).
+                maxVersion: 'TLSv1.2' as const,
                 pskCallback: (socket: tls.TLSSocket, identity: string) => {
                   const k = psk.keys(identity);
                   if (k !== undefined) identities.set(socket, identity);
@@ -98,7 +114,8 @@ export class TlsTransport extends StreamTransport {
     return t;
   }
 
-  protected open(peer: Peer, conn: ReliableConnection) {
+  /** @internal */
+  protected open(peer: Peer, conn: ReliableConnection): Wire {
     const o = this.opts;
     const psk = o.psk !== undefined && 'identity' in o.psk ? o.psk : undefined;
     const socket = tls.connect({

@@ -14,12 +14,14 @@ import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
 import {
   familyOf,
+  type LocalAddress,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
+  type Wire,
 } from './reliable.js';
 import { unmapAddress } from './tcp.js';
-import { type AddressFamily, makePeer, type Peer } from './transport.js';
+import { makePeer, type Peer } from './transport.js';
 
 /** The WebSocket resource of CoAP (RFC 8323 §8.4). */
 export const COAP_WS_PATH = '/.well-known/coap';
@@ -38,7 +40,12 @@ export interface WsTransportOptions extends ReliableTransportOptions {
    */
   server?: http.Server | https.Server;
   /** Serve TLS (`coaps+ws://`) with this certificate and key when listening on `port`. */
-  tls?: { cert: string | Buffer; key: string | Buffer };
+  tls?: {
+    /** Certificate chain (PEM). */
+    cert: string | Buffer;
+    /** Private key (PEM). */
+    key: string | Buffer;
+  };
   /** Upgrade path (default `/.well-known/coap`). */
   path?: string;
   /** Client: use wss:// (`coaps+ws://`). Set by the scheme. */
@@ -99,6 +106,10 @@ export class WsTransport extends ReliableTransport {
     super(opts.secure || opts.tls !== undefined ? 'coaps+ws' : 'coap+ws', true, opts);
   }
 
+  /**
+   * A transport that listens when `port` or `server` is given, and connects to peers it
+   * sends to otherwise. Loads the `ws` package when listening, or when the client needs it.
+   */
   static async create(options: WsTransportOptions = {}): Promise<WsTransport> {
     const t = new WsTransport(options);
     const useWsClient =
@@ -107,7 +118,10 @@ export class WsTransport extends ReliableTransport {
       options.rejectUnauthorized === false ||
       (options.client !== 'builtin' && typeof globalThis.WebSocket !== 'function');
     if (options.port !== undefined || options.server !== undefined || useWsClient) t.ws = await loadWs();
-    if (options.port !== undefined || options.server !== undefined) await t.listen();
+    if (options.port !== undefined || options.server !== undefined) {
+      t.connectsOut = false;
+      await t.listen();
+    }
     return t;
   }
 
@@ -184,7 +198,11 @@ export class WsTransport extends ReliableTransport {
     const peer = makePeer(address, req.socket.remotePort ?? 0);
     const conn = this.accepted(
       {
-        write: (frame) => client.send(frame),
+        write: (frame) => {
+          // A peer that does not read: its unsent data is bounded, then the connection goes.
+          if (client.bufferedAmount + frame.length > this.maxWriteBuffer) client.terminate();
+          else client.send(frame);
+        },
         end: () => client.close(1000),
         destroy: () => client.terminate(),
       },
@@ -204,7 +222,8 @@ export class WsTransport extends ReliableTransport {
     });
   }
 
-  protected open(peer: Peer, conn: ReliableConnection) {
+  /** @internal */
+  protected open(peer: Peer, conn: ReliableConnection): Wire {
     const o = this.opts;
     const host = o.servername ?? (peer.address.includes(':') ? `[${peer.address}]` : peer.address);
     const url = `${o.secure ? 'wss' : 'ws'}://${host}:${peer.port}${o.path ?? COAP_WS_PATH}`;
@@ -256,7 +275,11 @@ export class WsTransport extends ReliableTransport {
     };
     this.sockets.add(sock as unknown as { close(): void });
     return {
-      write: (frame: Buffer) => sock.send(frame),
+      write: (frame: Buffer) => {
+        const buffered = (sock as unknown as { bufferedAmount?: number }).bufferedAmount ?? 0;
+        if (buffered + frame.length > this.maxWriteBuffer) sock.close(1008);
+        else sock.send(frame);
+      },
       end: () => sock.close(1000),
       destroy: () => {
         const t = sock as unknown as { terminate?(): void };
@@ -266,7 +289,8 @@ export class WsTransport extends ReliableTransport {
     };
   }
 
-  localAddress(): { address: string; port: number; family: AddressFamily } {
+  /** The local address the HTTP server listens on ('::' and port 0 for a client transport). */
+  localAddress(): LocalAddress {
     const a = this.httpServer?.address();
     if (a !== null && a !== undefined && typeof a === 'object') {
       return { address: a.address, port: a.port, family: familyOf(a.address) };
@@ -274,6 +298,7 @@ export class WsTransport extends ReliableTransport {
     return { address: '::', port: 0, family: 'IPv6' };
   }
 
+  /** Closes every connection, and the HTTP server when it is the transport's own. */
   async close(): Promise<void> {
     this.closeConnections();
     const server = this.httpServer;

@@ -10,6 +10,7 @@ import { enableBlockwise } from '../../src/blockwise/server.js';
 import { CoapClient } from '../../src/client/client.js';
 import { decodeFrame, encodeCsm, encodeFrame, SignalCode } from '../../src/codec/reliable.js';
 import { enableObserve, type ObserveServer } from '../../src/observe/server.js';
+import { ForwardProxy, proxyUriOption } from '../../src/proxy/proxy.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
 import { WsTransport } from '../../src/transport/ws.js';
@@ -106,7 +107,7 @@ describe('CoAP over TCP and WebSockets (RFC 8323)', { timeout: 60_000 }, () => {
     frames.push(acc);
     assert.equal(acc[1], SignalCode.CSM);
     const csm = decodeFrame(acc.subarray(0, 2 + (acc[0]! >> 4)));
-    assert.ok(csm.options.some((o) => o.number === 2));
+    assert.equal(csm.options.length, 0); // Max-Message-Size 1152 is the default: not announced
     const rest = acc.subarray(2 + (acc[0]! >> 4));
     const abort = decodeFrame(rest);
     assert.equal(abort.code, SignalCode.Abort);
@@ -152,5 +153,60 @@ describe('CoAP over TCP and WebSockets (RFC 8323)', { timeout: 60_000 }, () => {
     const t0 = Date.now();
     await assert.rejects(client().get(`coap+tcp://127.0.0.1:${port}/x`), /ECONNREFUSED|closed/);
     assert.ok(Date.now() - t0 < 10_000);
+  });
+});
+
+describe('forward proxy across transports (UDP <-> TCP, WebSockets -> UDP)', { timeout: 60_000 }, () => {
+  const origin = new CoapServer();
+  const tcpOrigin = new CoapServer();
+  const proxy = new CoapServer();
+  const proxyClient = new CoapClient();
+  const client = new CoapClient();
+  let udpOriginPort = 0;
+  let tcpOriginPort = 0;
+  let proxyUdp = 0;
+  let proxyTcp = 0;
+  let proxyWs = 0;
+  before(async () => {
+    enableBlockwise(origin);
+    origin.get('/where', () => 'udp origin');
+    origin.get('/big', () => 'b'.repeat(4000));
+    tcpOrigin.get('/where', () => 'tcp origin');
+    udpOriginPort = (await origin.listen({ host: '127.0.0.1', port: 0 })).transport.localAddress().port;
+    tcpOriginPort = (
+      await tcpOrigin.listen(await TcpTransport.create({ host: '127.0.0.1', port: 0 }))
+    ).transport.localAddress().port;
+    enableBlockwise(proxy);
+    new ForwardProxy({ client: proxyClient, timeout: 5000 }).attach(proxy);
+    proxyUdp = (await proxy.listen({ host: '127.0.0.1', port: 0 })).transport.localAddress().port;
+    proxyTcp = (
+      await proxy.listen(await TcpTransport.create({ host: '127.0.0.1', port: 0 }))
+    ).transport.localAddress().port;
+    proxyWs = (
+      await proxy.listen(await WsTransport.create({ host: '127.0.0.1', port: 0 }))
+    ).transport.localAddress().port;
+  });
+  after(async () => {
+    await Promise.all([client.close(), proxyClient.close()]);
+    await Promise.all([origin.close(), tcpOrigin.close(), proxy.close()]);
+  });
+
+  it('TCP client -> proxy -> UDP origin, and UDP client -> proxy -> TCP origin', async () => {
+    const a = await client.get(`coap+tcp://127.0.0.1:${proxyTcp}`, {
+      options: [proxyUriOption(`coap://127.0.0.1:${udpOriginPort}/where`)],
+    });
+    assert.equal(a.text(), 'udp origin');
+    const b = await client.get(`coap://127.0.0.1:${proxyUdp}`, {
+      options: [proxyUriOption(`coap+tcp://127.0.0.1:${tcpOriginPort}/where`)],
+    });
+    assert.equal(b.text(), 'tcp origin');
+  });
+
+  it('WebSocket client -> proxy -> UDP origin, with a block-wise body', async () => {
+    const r = await client.get(`coap+ws://127.0.0.1:${proxyWs}`, {
+      options: [proxyUriOption(`coap://127.0.0.1:${udpOriginPort}/big`)],
+    });
+    assert.equal(r.code, 0x45);
+    assert.equal(r.text(), 'b'.repeat(4000));
   });
 });

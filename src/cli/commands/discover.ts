@@ -96,7 +96,9 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   }
 
   const client = new CoapClient(copts);
-  const watch = bool(p, 'verbose') ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
+  const watch = bool(p, 'verbose')
+    ? watchExchange(uri.port, (t) => io.stderr.write(t), uri.scheme.includes('+'))
+    : undefined;
   if (watch) io.stderr.write(`* GET ${escapeText(href)}\n`);
   const started = performance.now();
   try {

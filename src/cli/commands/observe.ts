@@ -56,6 +56,7 @@ Notifications larger than one block are fetched completely (RFC 7959).
   -v, --verbose               one line per notification on stderr (Observe number, code)
   -q, --quiet                 nothing on stderr for non-2.xx responses
 Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs.
+TLS (coaps+tcp://, coaps+ws://): --ca FILE, --cert FILE --key FILE, --insecure.
 Local side: --local-port N, --local-address ADDR.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM deregisters (GET with Observe: 1, so the server

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoapClient } from '../../client/client.js';
 import { CoapError, TimeoutError } from '../../errors.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals } from '../args.js';
-import { CLIENT_PSK_FLAGS, clientOptions } from '../client-flags.js';
+import { CLIENT_PSK_FLAGS, CLIENT_TLS_FLAGS, clientOptions } from '../client-flags.js';
 import { checkUri, timeoutMs } from '../common.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
@@ -18,6 +18,7 @@ export const PING_FLAGS: FlagSpecs = {
   timeout: { type: 'string', short: 'B' },
   quiet: { type: 'boolean', short: 'q' },
   ...CLIENT_PSK_FLAGS,
+  ...CLIENT_TLS_FLAGS,
 };
 
 export async function runPing(args: string[], io: Io): Promise<number> {

@@ -314,7 +314,9 @@ export async function runRequest(command: string | undefined, args: string[], io
   const showBar = bar.enabled && !quiet && !verbose;
 
   const client = new CoapClient(clientOptions(uri, p, io));
-  const watch = verbose ? watchExchange(uri.port, (t) => io.stderr.write(t)) : undefined;
+  const watch = verbose
+    ? watchExchange(uri.port, (t) => io.stderr.write(t), uri.scheme.includes('+'))
+    : undefined;
   if (verbose)
     io.stderr.write(`* ${METHOD_NAMES[method]} ${escapeText(uriArg!)}${confirmable ? '' : ' (NON)'}\n`);
   const started = performance.now();
@@ -336,7 +338,11 @@ export async function runRequest(command: string | undefined, args: string[], io
     const elapsed = performance.now() - started;
     if (watch) {
       watch.stop();
-      const how = res.piggybacked ? 'piggybacked' : 'separate response';
+      const how = uri.scheme.includes('+')
+        ? uri.scheme
+        : res.piggybacked
+          ? 'piggybacked'
+          : 'separate response';
       await writeAll(
         io.stderr,
         `* ${describeCode(res.code)} from ${peerText(res.peer.address, res.peer.port)} in ${elapsed.toFixed(1)} ms (rtt ${res.rttMs.toFixed(1)} ms, ${how})\n`,

@@ -385,7 +385,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
-  const reliable = parseReliableServe(p);
+  const reliable = parseReliableServe(p, opts.keys);
   if (reliable !== undefined) opts.reliable = reliable;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
