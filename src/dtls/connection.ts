@@ -9,6 +9,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
+import type { DtlsPeerAuth } from './crypto/certs.js';
 import { type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -50,7 +51,11 @@ export const AlertDescription = {
   unexpectedMessage: 10,
   badRecordMac: 20,
   handshakeFailure: 40,
+  badCertificate: 42,
+  unsupportedCertificate: 43,
+  certificateExpired: 45,
   illegalParameter: 47,
+  unknownCa: 48,
   decodeError: 50,
   decryptError: 51,
   protocolVersion: 70,
@@ -106,6 +111,9 @@ class ReleasedTranscript extends HandshakeTranscript {
   override digest(): Buffer {
     throw alertError(AlertDescription.internalError, 'handshake transcript already released');
   }
+  override bytes(): Buffer {
+    throw alertError(AlertDescription.internalError, 'handshake transcript already released');
+  }
 }
 const RELEASED_TRANSCRIPT = new ReleasedTranscript();
 const MAX_PLAINTEXT = 16384;
@@ -129,8 +137,10 @@ export abstract class DtlsConnection {
   extendedMasterSecret = false;
   clientRandom?: Buffer;
   serverRandom?: Buffer;
-  /** Authenticated PSK identity once the handshake is done. */
+  /** Authenticated identity once the handshake is done (PSK identity, certificate CN, RPK fingerprint). */
   identity?: string;
+  /** How the peer authenticated (certificate and raw-public-key modes; PSK sessions leave it unset). */
+  auth?: DtlsPeerAuth;
   /** PSK identity offered in the handshake (known before it is authenticated; for diagnostics). */
   offeredIdentity?: string;
   /** When the connection was created (its clock's ms). */

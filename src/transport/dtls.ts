@@ -18,7 +18,13 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
-import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/crypto/suites.js';
+import { buildCertOptions, type CertOptions, type DtlsCertificateOptions } from '../dtls/crypto/certs.js';
+import {
+  CIPHER_SUITES,
+  DEFAULT_CERT_CIPHER_SUITES,
+  DEFAULT_CIPHER_SUITES,
+  recordOverhead,
+} from '../dtls/crypto/suites.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
@@ -113,8 +119,9 @@ class PendingSends {
   }
 }
 
-export interface DtlsClientOptions {
-  psk: PskCredentials;
+export interface DtlsClientOptions extends DtlsCertificateOptions {
+  /** PSK credentials (PSK suites); a client needs psk, or cert/key/ca/rpk (ECDHE_ECDSA suites), or both. */
+  psk?: PskCredentials;
   cipherSuites?: number[];
   bind?: { address?: string; port?: number };
   family?: 4 | 6;
@@ -218,6 +225,8 @@ export class DtlsClientTransport implements Transport {
     private readonly options: DtlsClientOptions,
     socket: Socket,
     family: 4 | 6,
+    /** Certificate credentials and trust, parsed by create(). */
+    private readonly certs: CertOptions | undefined,
   ) {
     this.time = options.clock ?? realClock;
     this.sockets.set(family, socket);
@@ -238,11 +247,15 @@ export class DtlsClientTransport implements Transport {
   }
 
   static async create(options: DtlsClientOptions): Promise<DtlsClientTransport> {
-    if (options.psk === undefined) throw new InvalidArgumentError('DTLS client needs psk credentials');
+    // Credentials are checked before a socket is bound (typed errors for unusable files).
+    const certs = buildCertOptions(options, 'client');
+    if (options.psk === undefined && certs === undefined)
+      throw new InvalidArgumentError('DTLS client needs psk credentials or a certificate / ca / rpk');
+
     const bindAddr = options.bind?.address;
     const family: 4 | 6 = options.family ?? (bindAddr !== undefined && isIP(bindAddr) === 6 ? 6 : 4);
     const socket = await bindSocket(family === 6 ? 'udp6' : 'udp4', bindAddr, options.bind?.port ?? 0);
-    return new DtlsClientTransport(options, socket, family);
+    return new DtlsClientTransport(options, socket, family, certs);
   }
 
   private wire(socket: Socket): void {
@@ -510,9 +523,13 @@ export class DtlsClientTransport implements Transport {
           handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
           keyLog: this.keyLog,
           peerLabel: recvKey,
-          identity: toBytes(this.options.psk.identity),
-          psk: toBytes(this.options.psk.key),
-          cipherSuites: this.options.cipherSuites ?? DEFAULT_CIPHER_SUITES,
+          identity: this.options.psk !== undefined ? toBytes(this.options.psk.identity) : undefined,
+          psk: this.options.psk !== undefined ? toBytes(this.options.psk.key) : undefined,
+          certs: this.certs,
+          cipherSuites: this.options.cipherSuites ?? [
+            ...(this.certs !== undefined ? DEFAULT_CERT_CIPHER_SUITES : []),
+            ...(this.options.psk !== undefined ? DEFAULT_CIPHER_SUITES : []),
+          ],
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
         },
         {
@@ -680,10 +697,11 @@ export class DtlsClientTransport implements Transport {
   }
 }
 
-export interface DtlsServerTransportOptions {
+export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
   host?: string;
   port?: number;
-  psk:
+  /** PSK keys (PSK suites); a server needs psk, or cert + key / rpk (ECDHE_ECDSA suites), or both. */
+  psk?:
     | PskCredentials
     | ((identity: string) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>);
   identityHint?: string;
@@ -761,16 +779,20 @@ export class DtlsServerTransport implements Transport {
   private constructor(
     private readonly socket: Socket,
     options: DtlsServerTransportOptions,
+    certs: CertOptions | undefined,
   ) {
     const psk = options.psk;
-    const pskLookup: PskLookup =
-      typeof psk === 'function'
-        ? (identity) => {
-            const r = psk(identity);
-            const conv = (v: Uint8Array | string | undefined) => (v === undefined ? undefined : toBytes(v));
-            return r instanceof Promise ? r.then(conv) : conv(r);
-          }
-        : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
+    const pskLookup: PskLookup | undefined =
+      psk === undefined
+        ? undefined
+        : typeof psk === 'function'
+          ? (identity) => {
+              const r = psk(identity);
+              const conv = (v: Uint8Array | string | undefined) => (v === undefined ? undefined : toBytes(v));
+              return r instanceof Promise ? r.then(conv) : conv(r);
+            }
+          : (identity) =>
+              identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined;
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
     let lastV4 = '';
@@ -781,6 +803,7 @@ export class DtlsServerTransport implements Transport {
     this.server = new DtlsServer(
       {
         pskLookup,
+        certs,
         identityHint:
           options.identityHint !== undefined ? Buffer.from(options.identityHint, 'utf8') : undefined,
         cipherSuites: options.cipherSuites,
@@ -824,7 +847,7 @@ export class DtlsServerTransport implements Transport {
         data: (d, conn, address, port) => {
           let peer = conn.tag as Peer | undefined;
           if (peer === undefined) {
-            peer = makePeer(address, port, conn.identity);
+            peer = makePeer(address, port, conn.auth ?? conn.identity);
             conn.tag = peer;
           }
           this.lastConn = conn;
@@ -832,7 +855,7 @@ export class DtlsServerTransport implements Transport {
         },
         closed: (conn, address, port, error) => {
           if (error === undefined || this.closed) return;
-          const peer = (conn.tag as Peer | undefined) ?? makePeer(address, port, conn.identity);
+          const peer = (conn.tag as Peer | undefined) ?? makePeer(address, port, conn.auth ?? conn.identity);
           this.handlers?.peerError?.(peer, error);
         },
       },
@@ -852,11 +875,15 @@ export class DtlsServerTransport implements Transport {
   private lastConn?: DtlsServerConnection;
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
+    // Credentials are checked before a socket is bound (typed errors for unusable files).
+    const certs = buildCertOptions(options, 'server');
+    if (options.psk === undefined && certs === undefined)
+      throw new InvalidArgumentError('DTLS server needs psk keys or cert + key / rpk');
     const host = options.host ?? '::';
     const type = isIP(host) === 4 ? 'udp4' : 'udp6';
     const socket = await bindSocket(type, host, options.port ?? 5684);
     try {
-      return new DtlsServerTransport(socket, options);
+      return new DtlsServerTransport(socket, options, certs);
     } catch (e) {
       socket.close(); // bad options: do not leak the bound socket
       throw e;
