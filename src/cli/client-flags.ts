@@ -9,6 +9,7 @@ import type { CoapUri } from '../codec/uri.js';
 import { UsageError } from '../errors.js';
 import { type FlagSpecs, type Parsed, str } from './args.js';
 import { pskFor } from './common.js';
+import { CLIENT_CERT_FLAGS, clientCertOptions } from './credentials.js';
 import type { Io } from './io.js';
 
 /** Key flags of the client commands: --identity/-u and --psk/-k as in coap-client. */
@@ -17,6 +18,8 @@ export const CLIENT_PSK_FLAGS: FlagSpecs = {
   psk: { type: 'string', short: 'k' },
   'psk-hex': { type: 'string' },
   'psk-file': { type: 'string' },
+  // Certificate mode (issue 12): --cert/--key/--ca/--rpk/--rpk-trust, see credentials.ts.
+  ...CLIENT_CERT_FLAGS,
 };
 
 /** Transport flags of the client commands. */
@@ -27,6 +30,9 @@ export const CLIENT_FLAGS: FlagSpecs = {
   'local-address': { type: 'string' },
   ...CLIENT_PSK_FLAGS,
 };
+
+/** Runs that printed the certificate note already (clientOptions may be called more than once per run). */
+const noted = new WeakSet<Io>();
 
 /** --local-port N: 1..65535 (0 is what happens without it). */
 function localPort(p: Parsed): number | undefined {
@@ -41,12 +47,21 @@ function localPort(p: Parsed): number | undefined {
 
 /** Options for `new CoapClient()`: the key for coaps:// and the local address/port. */
 export function clientOptions(uri: CoapUri, p: Parsed, io: Io): ClientOptions {
-  const psk = pskFor(uri, p, io);
+  const certs =
+    uri.scheme === 'coaps'
+      ? clientCertOptions(p, (line) => {
+          if (noted.has(io)) return;
+          noted.add(io);
+          io.stderr.write(`coapkit: note: ${line}\n`);
+        })
+      : undefined;
+  const psk = pskFor(uri, p, io, certs !== undefined);
   const port = localPort(p);
   const address = str(p, 'local-address');
   if (address !== undefined && address.trim() === '') throw new UsageError('--local-address is empty');
   return {
     ...(psk !== undefined ? { psk } : {}),
+    ...(certs !== undefined ? { dtls: { ...certs } } : {}),
     ...(port !== undefined || address !== undefined
       ? { bind: { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}) } }
       : {}),

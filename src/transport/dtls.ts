@@ -78,6 +78,25 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
 
 const QUEUE_LIMIT = 32;
 
+/** What a certificate-mode alert from the server most likely means. */
+function certificateAlertHint(alert: number | undefined): string | undefined {
+  switch (alert) {
+    case 40:
+      return 'the server refused the handshake: does it want a client certificate (--cert FILE --key FILE) and support ECDHE_ECDSA with P-256?';
+    case 42:
+    case 43:
+      return 'the server refused our certificate: it must be an ECDSA P-256 certificate allowed for client authentication';
+    case 45:
+      return 'the server says our certificate expired (or is not valid yet): check its dates (openssl x509 -noout -dates -in FILE)';
+    case 48:
+      return "the server does not trust our certificate's issuer: use a certificate from a CA the server has in its --ca";
+    case 51:
+      return 'the server could not verify our signature: does --key belong to --cert?';
+    default:
+      return undefined;
+  }
+}
+
 /**
  * A server that sends its hello flight (up to ServerHelloDone) this many more
  * times after our Finished flight answered it did not accept our Finished
@@ -386,7 +405,9 @@ export class DtlsClientTransport implements Transport {
     }
     if (error instanceof DtlsAlertError && error.hint === undefined && s.established !== true) {
       const a = error.alert;
-      if (a === 20 || a === 51 || a === 115 || a === 40) {
+      const certHint = this.certs !== undefined ? certificateAlertHint(a) : undefined;
+      if (certHint !== undefined) error.hint = certHint;
+      else if (a === 20 || a === 51 || a === 115 || a === 40) {
         error.hint =
           a === 40
             ? 'the server refused the handshake: check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file) and that it supports a PSK cipher suite we offer'
