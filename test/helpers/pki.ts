@@ -81,3 +81,11 @@ export function makePki(): Pki {
   }
   return pki;
 }
+
+/** A P-256 key as a SEC1 "EC PRIVATE KEY" PEM file (what libcoap's -M rpk_file takes), and its fingerprint. */
+export function writeRpkKey(dir: string, name: string): { file: string; fingerprint: string } {
+  const k = generateP256();
+  const file = join(dir, `${name}.pem`);
+  writeFileSync(file, k.privateKey.export({ type: 'sec1', format: 'pem' }).toString());
+  return { file, fingerprint: sha256Hex(spkiOf(k.privateKey)) };
+}
