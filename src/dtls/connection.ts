@@ -248,7 +248,7 @@ export abstract class DtlsConnection {
           epoch,
           seq,
           Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
-          this.suite?.keyExchange === 'ecdhe_psk',
+          this.suite?.keyExchange,
         ),
       );
     }
@@ -597,15 +597,7 @@ export abstract class DtlsConnection {
     this.lastActivity = this.time.now();
     if (recordReceivedChannel.hasSubscribers) {
       recordReceivedChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          type,
-          epoch,
-          seq,
-          plaintext,
-          this.suite?.keyExchange === 'ecdhe_psk',
-        ),
+        recordEvent(this.peerLabel, this.role, type, epoch, seq, plaintext, this.suite?.keyExchange),
       );
     }
     return true;

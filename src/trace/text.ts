@@ -215,6 +215,12 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       if (h.identity !== undefined) d.push(`  PSK identity: ${JSON.stringify(h.identity)}`);
       if (h.identityHint) d.push(`  PSK identity hint: ${JSON.stringify(h.identityHint)}`);
       if (h.group !== undefined) d.push(`  ECDHE group: ${GROUP_NAMES[h.group] ?? h.group}`);
+      if (h.certificates !== undefined)
+        d.push(
+          ...(h.certificates.length === 0
+            ? ['  certificate: (none)']
+            : h.certificates.map((c) => `  certificate: ${c}`)),
+        );
     }
     if (ev.alert) d.push(`level ${ev.alert.level === 2 ? 'fatal' : 'warning'}`);
     return d;

@@ -94,6 +94,7 @@ const handshakeInfo = {
     identity: { optional: 'string' },
     identityHint: { optional: 'string' },
     group: { optional: 'number' },
+    certificates: { optional: { array: 'string' } },
     serverName: { optional: 'string' },
   },
 } as const;
