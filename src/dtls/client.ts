@@ -425,6 +425,7 @@ export class DtlsClientConnection extends DtlsConnection {
         suiteId: this.suite?.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
+        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
         durationMs: this.time.now() - this.startedAt,
       });
     }

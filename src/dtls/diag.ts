@@ -57,8 +57,10 @@ export interface HandshakeDoneEvent {
   suiteId?: number;
   /** Whether the extended master secret (RFC 7627) is in use. */
   extendedMasterSecret: boolean;
-  /** The authenticated PSK identity. */
+  /** The authenticated identity: PSK identity, certificate CN or raw public key fingerprint (see `authMode`). */
   identity?: string;
+  /** How the peer authenticated (absent: PSK). */
+  authMode?: 'psk' | 'x509' | 'rpk';
   /** From the first ClientHello to the last Finished. */
   durationMs: number;
 }

@@ -445,6 +445,7 @@ export class DtlsServerConnection extends DtlsConnection {
         suiteId: suite.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
+        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
         durationMs: this.time.now() - this.startedAt,
       });
     }

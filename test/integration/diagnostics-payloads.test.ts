@@ -130,6 +130,7 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     suiteId: { optional: 'number' },
     extendedMasterSecret: 'boolean',
     identity: { optional: 'string' },
+    authMode: { optional: 'string' },
     durationMs: 'number',
   },
   'coapkit:dtls:handshake:error': {
