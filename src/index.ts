@@ -174,6 +174,7 @@ export {
   CoapError,
   DnsError,
   DtlsAlertError,
+  DtlsCredentialError,
   DtlsError,
   DtlsHandshakeTimeoutError,
   InvalidArgumentError,
@@ -241,11 +242,13 @@ export {
   type TraceSummary,
 } from './trace/tracer.js';
 export {
+  type DtlsCertificateOptions,
   type DtlsClientOptions,
   DtlsClientTransport,
   DtlsServerTransport,
   type DtlsServerTransportOptions,
   type DtlsSessionInfo,
+  type PemInput,
   type StallDiagnosis,
 } from './transport/dtls.js';
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';

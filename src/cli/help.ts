@@ -108,6 +108,16 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+Security with certificates (coaps://, DTLS 1.2 ECDHE_ECDSA, P-256; libcoap's -c/-j/-C/-M):
+      --cert FILE             our certificate (PEM; may hold the chain, leaf first)
+      --key FILE              its private key (PEM, ECDSA P-256)
+      --ca FILE               CA certificate(s) the server's certificate must chain to;
+                              without it the server's certificate is not checked (a note
+                              on stderr says so)
+      --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM)
+      --rpk-trust FILE        server keys we accept: SHA-256 fingerprints of their
+                              SubjectPublicKeyInfo (hex, one per line) or PEM keys;
+                              default any key
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -159,7 +169,7 @@ with a Reset. Prints the round-trip time of each ping.
   -i, --interval SECONDS      wait between pings (default 1)
   -B, --timeout SECONDS       per-ping timeout (default 5)
   -q, --quiet                 only the summary
-Coaps:// key flags as for 'coapkit get --help' (-u ID -k KEY).
+Coaps:// key and certificate flags as for 'coapkit get --help' (-u ID -k KEY, --cert ...).
 
 A closed port (ICMP port unreachable) fails that ping at once, as get does.
 Exit status: 0 when at least one ping got its Reset, 3 otherwise.
@@ -203,6 +213,18 @@ Keys (enable coaps://, DTLS 1.2 PSK):
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
                               (what npm start does)
+Certificates (enable coaps:// with DTLS 1.2 ECDHE_ECDSA, P-256; PSK keys may be given too):
+      --cert FILE --key FILE  our certificate (PEM, chain leaf first) and its private key
+      --ca FILE               CA certificate(s): clients must present a certificate that
+                              chains to one of them (mutual authentication); without
+                              --ca client certificates are not asked for
+      --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM);
+                              a client is identified by its key's SHA-256 fingerprint
+      --rpk-trust FILE        client keys accepted in raw public key mode: fingerprints
+                              (hex, one per line) or PEM keys; default any key
+      --generate-cert DIR     write a throwaway CA, a server and a client certificate
+                              (with keys) into DIR, serve with them and print the client
+                              command; an existing complete DIR is reused
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default

@@ -18,7 +18,12 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
-import { buildCertOptions, type CertOptions, type DtlsCertificateOptions } from '../dtls/crypto/certs.js';
+import {
+  buildCertOptions,
+  type CertOptions,
+  type DtlsCertificateOptions,
+  type PemInput,
+} from '../dtls/crypto/certs.js';
 import {
   CIPHER_SUITES,
   DEFAULT_CERT_CIPHER_SUITES,
@@ -75,6 +80,8 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
     });
   });
 }
+
+export type { DtlsCertificateOptions, PemInput };
 
 const QUEUE_LIMIT = 32;
 

@@ -78,6 +78,7 @@ function alert(description: number, message: string): DtlsError {
   return e;
 }
 
+/** A PEM text (string or bytes) or DER bytes of a certificate or key. */
 export type PemInput = string | Uint8Array;
 
 function isP256(key: KeyObject): boolean {
