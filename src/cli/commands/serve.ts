@@ -411,7 +411,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   }
   if (opts.keys.size === 0 && opts.credentials === undefined)
     lines.push(
-      '  (coaps:// not started: no PSK or certificate configured; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
+      '  (coaps:// not started: no PSK configured and no certificate; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
     );
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
