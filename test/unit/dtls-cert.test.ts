@@ -259,3 +259,61 @@ test('unusable credentials are typed errors before anything is bound', async () 
   }
   await assert.rejects(DtlsClientTransport.create({ cert: pki.clientCert, key: pki.clientKey }), /needs ca/);
 });
+
+test('certificate-mode decoders throw only DtlsError on mutated input', async () => {
+  const m = await import('../../src/dtls/handshake/messages.js');
+  const { parseCertificates } = await import('../../src/dtls/crypto/certs.js');
+  const der = Buffer.from(parseCertificates(pki.clientCert)[0]!.raw);
+  const samples = [
+    m.encodeCertificate('x509', [der]),
+    m.encodeCertificate('rpk', [], der.subarray(0, 91)),
+    m.encodeCertificateRequest({
+      certificateTypes: [64],
+      signatureSchemes: [0x0403],
+      authorities: [Buffer.from([0x30, 0])],
+    }),
+    m.encodeEcdsaServerKeyExchange(m.encodeEcdhParams(23, Buffer.alloc(65, 4)), 0x0403, Buffer.alloc(70, 1)),
+    m.encodeCertificateVerify(0x0403, Buffer.alloc(71, 2)),
+  ];
+  const decoders = [
+    (b: Buffer) => m.decodeCertificate(b, 'x509'),
+    (b: Buffer) => m.decodeCertificate(b, 'rpk'),
+    m.decodeCertificateRequest,
+    m.decodeEcdsaServerKeyExchange,
+    m.decodeCertificateVerify,
+    m.decodeEcdhClientKeyExchange,
+    m.decodeSignatureAlgorithms,
+    m.decodeCertificateTypeList,
+  ];
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(samples[rnd(samples.length)]!);
+    const cut = rnd(4) === 0 ? b.subarray(0, rnd(b.length + 1)) : b;
+    for (let k = rnd(4); k >= 0; k--) if (cut.length > 0) cut[rnd(cut.length)] = rnd(256);
+    for (const d of decoders) {
+      try {
+        d(cut);
+      } catch (e) {
+        assert.ok(e instanceof DtlsError, `${d.name}: ${String(e)}`);
+      }
+    }
+  }
+});
+
+test('a client certificate chain over maxHandshakeMessageBytes is refused; others keep being served', async () => {
+  const es = await echoServer({ ...SERVER_CERT, maxHandshakeMessageBytes: 600 });
+  // The chain (leaf + CA) makes a Certificate message of about 1 KB.
+  const { c } = await client({ cert: pki.clientCert + pki.ca, key: pki.clientKey, ca: pki.ca });
+  await assert.rejects(
+    withTimeout(c.connect(makePeer('127.0.0.1', es.port)), 5000, 'refused'),
+    (e: unknown) => {
+      assert.equal((e as DtlsError).alert, 47);
+      return true;
+    },
+  );
+  assert.equal(await roundTrip({ ...CLIENT_CERT }, es.port), 'echo:hi');
+});
