@@ -6,9 +6,9 @@
  * Run: N=200 npx tsx test/vectors/dtls-cert-measure.mts
  */
 import { rmSync } from 'node:fs';
-import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.ts';
-import { makePeer } from '../../src/transport/transport.ts';
-import { makePki } from '../helpers/pki.ts';
+import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
+import { makePeer } from '../../src/transport/transport.js';
+import { makePki } from '../helpers/pki.js';
 
 const pki = makePki();
 process.on('exit', () => rmSync(pki.dir, { recursive: true, force: true }));
