@@ -21,6 +21,7 @@ import {
 import {
   CertificateType,
   type CertOptions,
+  certificateNames,
   type DtlsPeerAuth,
   ecdsaSign,
   ecdsaVerify,
@@ -67,6 +68,11 @@ export interface ClientConnectionOptions extends ConnectionOptions {
   certs?: CertOptions | undefined;
   cipherSuites: readonly number[];
   serverName?: string | undefined;
+  /**
+   * Certificate mode: the host name or IP address the server's certificate must
+   * name (subjectAltName DNS/IP, or CN without SAN). Unset: not checked.
+   */
+  expectedHost?: string | undefined;
 }
 
 type ClientState =
@@ -259,7 +265,15 @@ export class DtlsClientConnection extends DtlsConnection {
       throw alertError(AlertDescription.handshakeFailure, 'the server sent no certificate');
     let auth: DtlsPeerAuth | undefined;
     if (this.serverCertType === 'rpk') auth = verifyRawPublicKey(list[0]!, trust, 'server');
-    else if (trust.verifyPeer) auth = verifyX509Chain(list, trust, 'server');
+    else if (trust.verifyPeer) {
+      auth = verifyX509Chain(list, trust, 'server');
+      const host = this.copts.expectedHost;
+      if (host !== undefined && !certificateNames(list[0]!, host))
+        throw alertError(
+          AlertDescription.badCertificate,
+          `the server's certificate is not for ${host} (it names ${auth.san?.join(', ') ?? auth.subject})`,
+        );
+    }
     try {
       this.serverKey = peerPublicKey(this.serverCertType, list[0]!);
     } catch (cause) {

@@ -154,6 +154,11 @@ export interface DtlsClientOptions extends DtlsCertificateOptions {
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
   mtu?: number;
+  /**
+   * The server's name: sent as server_name (SNI) when it is a host name, and in
+   * certificate mode the name the server's certificate must carry (default the
+   * host or address of the URI; checked unless `verifyPeer` is false).
+   */
   serverName?: string;
   keyLogFile?: KeyLogSink;
   idleTimeoutMs?: number;
@@ -559,6 +564,7 @@ export class DtlsClientTransport implements Transport {
             ...(this.options.psk !== undefined ? DEFAULT_CIPHER_SUITES : []),
           ],
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
+          expectedHost: this.options.serverName ?? peer.address,
         },
         {
           sendDatagram: own

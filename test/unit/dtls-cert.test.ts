@@ -317,3 +317,68 @@ test('a client certificate chain over maxHandshakeMessageBytes is refused; other
   );
   assert.equal(await roundTrip({ ...CLIENT_CERT }, es.port), 'echo:hi');
 });
+
+test('a chain through an intermediate CA; the client checks the name in the server certificate', async () => {
+  const { buildCertificate, certificatePem, generateP256, privateKeyPem } = await import(
+    '../../src/dtls/crypto/x509-gen.js'
+  );
+  const root = generateP256();
+  const mid = generateP256();
+  const leaf = generateP256();
+  const rootPem = certificatePem(buildCertificate({ cn: 'root', key: root.privateKey, ca: true }));
+  const midPem = certificatePem(
+    buildCertificate({
+      cn: 'intermediate',
+      key: mid.privateKey,
+      ca: true,
+      issuer: { cn: 'root', key: root.privateKey },
+    }),
+  );
+  const leafFor = (san: string[]) =>
+    certificatePem(
+      buildCertificate({
+        cn: 'srv',
+        key: leaf.privateKey,
+        san,
+        issuer: { cn: 'intermediate', key: mid.privateKey },
+      }),
+    );
+  // The server sends leaf + intermediate; the client trusts only the root.
+  const es = await echoServer({
+    cert: leafFor(['127.0.0.1']) + midPem,
+    key: privateKeyPem(leaf.privateKey),
+    verifyPeer: false,
+  });
+  assert.equal(await roundTrip({ ca: rootPem }, es.port), 'echo:hi');
+  // Without the intermediate the chain does not reach the root.
+  const es2 = await echoServer({
+    cert: leafFor(['127.0.0.1']),
+    key: privateKeyPem(leaf.privateKey),
+    verifyPeer: false,
+  });
+  const { c } = await client({ ca: rootPem });
+  await assert.rejects(
+    withTimeout(c.connect(makePeer('127.0.0.1', es2.port)), 5000, 'no intermediate'),
+    (e: unknown) => {
+      assert.equal((e as DtlsError).alert, 48);
+      return true;
+    },
+  );
+  // A certificate for another name.
+  const es3 = await echoServer({
+    cert: leafFor(['other.example']) + midPem,
+    key: privateKeyPem(leaf.privateKey),
+    verifyPeer: false,
+  });
+  const { c: c3 } = await client({ ca: rootPem });
+  await assert.rejects(
+    withTimeout(c3.connect(makePeer('127.0.0.1', es3.port)), 5000, 'wrong name'),
+    (e: unknown) => {
+      assert.equal((e as DtlsError).alert, 42);
+      assert.match((e as Error).message, /not for 127\.0\.0\.1 \(it names DNS:other\.example\)/);
+      return true;
+    },
+  );
+  // serverName names the host the certificate must carry.
+  assert.equal(await roundTrip({ ca: rootPem, serverName: 'other.example' }, es3.port), 'echo:hi');
+});

@@ -19,6 +19,7 @@ import {
   verify,
   X509Certificate,
 } from 'node:crypto';
+import { isIP } from 'node:net';
 import { DtlsCredentialError, DtlsError } from '../errors.js';
 import { certificateExtension } from './der.js';
 
@@ -318,6 +319,14 @@ export function verifyRawPublicKey(
   if (trust.rpkTrust !== undefined && !trust.rpkTrust.has(fingerprint))
     throw alert(42, `the ${peerRole}'s raw public key ${fingerprint} is not in the trusted list`);
   return { mode: 'rpk', identity: fingerprint, fingerprint };
+}
+
+/** True when the certificate names `host` (a DNS name or an IP address; RFC 6125 via node:crypto). */
+export function certificateNames(der: Buffer, host: string): boolean {
+  const c = new X509Certificate(der);
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (isIP(h) !== 0) return c.checkIP(h) !== undefined;
+  return c.checkHost(h) !== undefined;
 }
 
 /** The public key of a verified peer credential, for its signatures. */
