@@ -19,7 +19,6 @@ import {
   type FlightItem,
 } from './connection.js';
 import {
-  CertificateType,
   type CertOptions,
   certificateNames,
   type DtlsPeerAuth,
@@ -35,11 +34,11 @@ import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } f
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
+import { certClientHelloExtensions, certTypesFromServerHello } from './handshake/cert-extensions.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
 import {
   decodeCertificate,
   decodeCertificateRequest,
-  decodeCertificateTypeChoice,
   decodeEcdsaServerKeyExchange,
   decodeFinished,
   decodeHelloVerifyRequest,
@@ -48,12 +47,10 @@ import {
   type Extension,
   ExtensionType,
   encodeCertificate,
-  encodeCertificateTypeList,
   encodeCertificateVerify,
   encodeClientHello,
   encodeClientKeyExchange,
   encodeServerName,
-  encodeSignatureAlgorithms,
   encodeSupportedGroups,
   findExtension,
   HandshakeType,
@@ -134,19 +131,7 @@ export class DtlsClientConnection extends DtlsConnection {
       exts.push({ type: ExtensionType.supportedGroups, data: encodeSupportedGroups(SUPPORTED_GROUPS) });
       exts.push({ type: ExtensionType.ecPointFormats, data: Buffer.from([1, 0]) });
     }
-    const certs = this.copts.certs;
-    if (certs !== undefined) {
-      exts.push({
-        type: ExtensionType.signatureAlgorithms,
-        data: encodeSignatureAlgorithms([SIG_ECDSA_SHA256]),
-      });
-      if (certs.rpk !== undefined) {
-        // RFC 7250: we present and accept raw public keys only.
-        const rpk = encodeCertificateTypeList([CertificateType.rawPublicKey]);
-        exts.push({ type: ExtensionType.clientCertificateType, data: rpk });
-        exts.push({ type: ExtensionType.serverCertificateType, data: rpk });
-      }
-    }
+    if (this.copts.certs !== undefined) exts.push(...certClientHelloExtensions(this.copts.certs));
     exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
     exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
     return encodeClientHello({
@@ -229,26 +214,9 @@ export class DtlsClientConnection extends DtlsConnection {
     this.suite = CIPHER_SUITES.get(sh.cipherSuite)!;
     this.serverRandom = Buffer.from(sh.random);
     if (this.suite.keyExchange === 'ecdhe_ecdsa') {
-      const rpk = this.copts.certs?.rpk !== undefined;
-      // RFC 7250 §4.2: no extension in the ServerHello means X.509.
-      const typeOf = (type: number): 'x509' | 'rpk' => {
-        const e = findExtension(sh.extensions, type);
-        if (e === undefined) return 'x509';
-        if (!rpk)
-          throw alertError(
-            AlertDescription.unsupportedExtension,
-            `server sent extension ${type} we did not offer`,
-          );
-        const t = decodeCertificateTypeChoice(e.data);
-        if (t !== CertificateType.rawPublicKey)
-          throw alertError(
-            AlertDescription.unsupportedCertificate,
-            `server chose certificate type ${t}, which we did not offer`,
-          );
-        return 'rpk';
-      };
-      this.serverCertType = typeOf(ExtensionType.serverCertificateType);
-      this.clientCertType = typeOf(ExtensionType.clientCertificateType);
+      const types = certTypesFromServerHello(sh.extensions, this.copts.certs?.rpk !== undefined);
+      this.serverCertType = types.server;
+      this.clientCertType = types.client;
       this.transcript.add(m.msgType, m.messageSeq, m.body);
       this.hsState = 'wait_cert';
       return;

@@ -28,18 +28,16 @@ import {
 } from './connection.js';
 import {
   CERT_TYPE_ECDSA_SIGN,
-  CertificateType,
   type CertOptions,
   type DtlsPeerAuth,
   ecdsaSign,
   ecdsaVerify,
-  type LocalCredential,
   peerPublicKey,
   SIG_ECDSA_SHA256,
   verifyRawPublicKey,
   verifyX509Chain,
 } from './crypto/certs.js';
-import { type EphemeralKey, GROUP_SECP256R1, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
+import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import {
   CIPHER_SUITES,
@@ -58,18 +56,17 @@ import {
   recordSentChannel,
 } from './diag.js';
 import { DtlsError } from './errors.js';
+import { certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
   type ClientHello,
   decodeCertificate,
-  decodeCertificateTypeList,
   decodeCertificateVerify,
   decodeClientHello,
   decodeClientKeyExchange,
   decodeEcdhClientKeyExchange,
   decodeEcPointFormats,
   decodeFinished,
-  decodeSignatureAlgorithms,
   decodeSupportedGroups,
   EMPTY_RENEGOTIATION_INFO_SCSV,
   type Extension,
@@ -207,19 +204,7 @@ export class DtlsServerConnection extends DtlsConnection {
       exts.push({ type: ExtensionType.ecPointFormats, data: Buffer.from([1, 0]) });
     }
     const cert = suite.keyExchange === 'ecdhe_ecdsa' ? certMode : undefined;
-    if (cert !== undefined) {
-      // RFC 7250 §4.2: echo the chosen type for each extension the client sent.
-      if (cert.serverTypeExt)
-        exts.push({
-          type: ExtensionType.serverCertificateType,
-          data: Buffer.from([certTypeCode(cert.own.type)]),
-        });
-      if (cert.clientType !== undefined && cert.clientTypeExt)
-        exts.push({
-          type: ExtensionType.clientCertificateType,
-          data: Buffer.from([certTypeCode(cert.clientType)]),
-        });
-    }
+    if (cert !== undefined) exts.push(...certServerHelloExtensions(cert));
     this.serverRandom = randomBytes(32);
     const flight = [
       this.message(
@@ -499,62 +484,6 @@ function positive(v: number | undefined, dflt: number, name: string): number {
 }
 
 const GROUP_DEFAULT = 23; // RFC 4492 §4: absent supported_groups means "any"; pick secp256r1.
-
-const certTypeCode = (t: 'x509' | 'rpk'): number =>
-  t === 'rpk' ? CertificateType.rawPublicKey : CertificateType.x509;
-
-interface CertMode {
-  own: LocalCredential;
-  serverTypeExt: boolean;
-  /** The type we ask the client's certificate in (undefined: no CertificateRequest). */
-  clientType?: 'x509' | 'rpk' | undefined;
-  clientTypeExt: boolean;
-}
-
-/**
- * Whether (and how) an ECDHE_ECDSA suite can be used with this ClientHello: our
- * credential of a type the client accepts (server_certificate_type, RFC 7250;
- * X.509 without it), ecdsa_secp256r1_sha256 in its signature_algorithms,
- * secp256r1 in its supported_groups, and the type we ask its certificate in.
- */
-function negotiateCertMode(
-  ch: ClientHello,
-  certs: CertOptions | undefined,
-  clientGroups: readonly number[],
-): CertMode | undefined {
-  if (certs === undefined || (certs.x509 === undefined && certs.rpk === undefined)) return undefined;
-  if (!clientGroups.includes(GROUP_SECP256R1)) return undefined;
-  const sigExt = findExtension(ch.extensions, ExtensionType.signatureAlgorithms);
-  // RFC 5246 §7.4.1.4.1: without the extension the client accepts only SHA-1 signatures.
-  if (sigExt === undefined || !decodeSignatureAlgorithms(sigExt.data).includes(SIG_ECDSA_SHA256))
-    return undefined;
-  const st = findExtension(ch.extensions, ExtensionType.serverCertificateType);
-  const serverTypes = st === undefined ? [CertificateType.x509] : decodeCertificateTypeList(st.data);
-  let own: LocalCredential | undefined;
-  for (const t of serverTypes) {
-    own =
-      t === CertificateType.rawPublicKey ? certs.rpk : t === CertificateType.x509 ? certs.x509 : undefined;
-    if (own !== undefined) break;
-  }
-  if (own === undefined) return undefined;
-  const mode: CertMode = { own, serverTypeExt: st !== undefined, clientTypeExt: false };
-  const trust = certs.trust;
-  const ct = findExtension(ch.extensions, ExtensionType.clientCertificateType);
-  const clientTypes = ct === undefined ? [CertificateType.x509] : decodeCertificateTypeList(ct.data);
-  mode.clientTypeExt = ct !== undefined;
-  // Raw public keys from clients are asked for when we use one ourselves or have a trust list.
-  const rpkOk = certs.rpk !== undefined || trust.rpkTrust !== undefined;
-  const x509Ok = trust.ca.length > 0 || !trust.verifyPeer;
-  for (const t of clientTypes) {
-    if (t === CertificateType.rawPublicKey && rpkOk) mode.clientType = 'rpk';
-    else if (t === CertificateType.x509 && x509Ok) mode.clientType = 'x509';
-    if (mode.clientType !== undefined) break;
-  }
-  if (mode.clientType === undefined && trust.verifyPeer)
-    throw alertError(AlertDescription.unsupportedCertificate, 'no client certificate type we can verify');
-  // verifyPeer false: still ask (the peer's identity is useful), but an empty answer is fine.
-  return mode;
-}
 
 // ------------------------------------------------------------------ endpoint
 
