@@ -49,6 +49,7 @@ import {
   type AddressFamily,
   makePeer,
   type Peer,
+  type PeerAuth,
   type Transport,
   type TransportHandlers,
 } from './transport.js';
@@ -221,6 +222,8 @@ export interface DtlsSessionInfo {
   suiteId: number;
   extendedMasterSecret: boolean;
   established: boolean;
+  /** Certificate and raw-public-key modes: who the server proved to be (when it was verified). */
+  server?: PeerAuth;
 }
 
 /** Why a DTLS handshake did not complete, as `DtlsClientTransport.describeStall` tells it. */
@@ -471,6 +474,7 @@ export class DtlsClientTransport implements Transport {
       suiteId: c.suite.id,
       extendedMasterSecret: c.extendedMasterSecret,
       established: c.state === 'established',
+      ...(c.auth !== undefined ? { server: c.auth } : {}),
     };
   }
 

@@ -81,6 +81,8 @@ for (const [id, name] of [
     await withTimeout(c.connect(peer), 5000, 'connect');
     assert.equal(c.sessionInfo(peer)?.suite, name);
     assert.equal(c.sessionInfo(peer)?.extendedMasterSecret, true);
+    assert.equal(c.sessionInfo(peer)?.server?.identity, 'localhost');
+    assert.equal(c.sessionInfo(peer)?.server?.mode, 'x509');
     const big = 'x'.repeat(c.maxMessageSize - 10);
     c.send(Buffer.from(big), peer);
     await until(() => messages.length > 0, 'echo');
