@@ -418,6 +418,20 @@ export class DtlsClientTransport implements Transport {
       if (error.alert !== undefined) e.alert = error.alert;
       return e;
     }
+    if (
+      this.certs !== undefined &&
+      !(error instanceof DtlsAlertError) &&
+      error.hint === undefined &&
+      (error.alert === 42 || error.alert === 43 || error.alert === 45 || error.alert === 48)
+    ) {
+      // We refused the server's certificate or key.
+      error.hint =
+        error.alert === 48
+          ? "pass the CA that issued the server's certificate with --ca (library: the ca option)"
+          : error.alert === 45
+            ? "the server's certificate is out of its validity period (or this machine's clock is wrong)"
+            : "the server's certificate or key is not acceptable: --trace shows what it sent";
+    }
     if (error instanceof DtlsAlertError && error.hint === undefined && s.established !== true) {
       const a = error.alert;
       const certHint = this.certs !== undefined ? certificateAlertHint(a) : undefined;
