@@ -291,3 +291,60 @@ for (const r of REFUSALS) {
     }
   });
 }
+
+for (const r of [
+  {
+    name: 'from another CA',
+    cert: 'otherCaClientCert',
+    key: 'otherCaClientKey',
+    alert: 48,
+    text: /alert unknown ca/i,
+  },
+  {
+    name: 'that expired',
+    cert: 'expiredClientCert',
+    key: 'expiredClientKey',
+    alert: 45,
+    text: /alert certificate expired/i,
+  },
+] as const) {
+  test(`coapkit client refuses an openssl s_server certificate ${r.name} (alert ${r.alert})`, async (t) => {
+    if (!OPENSSL) return t.skip('openssl not installed');
+    const port = await freePort();
+    const srv = run(OPENSSL, [
+      's_server',
+      '-dtls1_2',
+      '-listen',
+      '-cert',
+      pki.file(r.cert),
+      '-key',
+      pki.file(r.key),
+      '-accept',
+      `127.0.0.1:${port}`,
+      '-naccept',
+      '1',
+    ]);
+    const client = await DtlsClientTransport.create({
+      cert: pki.clientCert,
+      key: pki.clientKey,
+      ca: pki.ca,
+      retransmitInitialMs: 200,
+      handshakeTimeoutMs: 10_000,
+    });
+    try {
+      await srv.waitFor('ACCEPT', 10_000);
+      client.attach({ message: () => {}, peerError: () => {} });
+      await assert.rejects(
+        withTimeout(client.connect(makePeer('127.0.0.1', port)), 10_000, 'refusal'),
+        (e: unknown) => {
+          assert.equal((e as DtlsError).alert, r.alert);
+          return true;
+        },
+      );
+      await srv.waitFor(r.text, 5000);
+    } finally {
+      await client.close();
+      await srv.kill();
+    }
+  });
+}
