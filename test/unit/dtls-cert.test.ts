@@ -384,3 +384,44 @@ test('a chain through an intermediate CA; the client checks the name in the serv
   // serverName names the host the certificate must carry.
   assert.equal(await roundTrip({ ca: rootPem, serverName: 'other.example' }, es3.port), 'echo:hi');
 });
+
+test('key usage: a CA certificate or a server-only certificate is refused as a client certificate (43)', async () => {
+  const { buildCertificate, certificatePem, generateP256, privateKeyPem } = await import(
+    '../../src/dtls/crypto/x509-gen.js'
+  );
+  const ca = generateP256();
+  const caPem = certificatePem(buildCertificate({ cn: 'ku CA', key: ca.privateKey, ca: true }));
+  const srvKey = generateP256();
+  const srvPem = certificatePem(
+    buildCertificate({
+      cn: 'srv',
+      key: srvKey.privateKey,
+      san: ['127.0.0.1'],
+      issuer: { cn: 'ku CA', key: ca.privateKey },
+    }),
+  );
+  const es = await echoServer({ cert: srvPem, key: privateKeyPem(srvKey.privateKey), ca: caPem });
+  const serverOnly = generateP256();
+  const serverOnlyPem = certificatePem(
+    buildCertificate({
+      cn: 'not-a-client',
+      key: serverOnly.privateKey,
+      usage: ['server'],
+      issuer: { cn: 'ku CA', key: ca.privateKey },
+    }),
+  );
+  for (const [cert, key, re] of [
+    [caPem, privateKeyPem(ca.privateKey), /keyUsage lacks digitalSignature/],
+    [serverOnlyPem, privateKeyPem(serverOnly.privateKey), /extendedKeyUsage does not allow client/],
+  ] as const) {
+    const { c } = await client({ cert, key, ca: caPem });
+    await assert.rejects(
+      withTimeout(c.connect(makePeer('127.0.0.1', es.port)), 5000, 'refused'),
+      (e: unknown) => {
+        assert.equal((e as DtlsError).alert, 43);
+        return true;
+      },
+    );
+    await until(() => es.errors.some((e) => re.test(e.message)), `server error ${re}`);
+  }
+});
