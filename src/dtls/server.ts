@@ -292,12 +292,11 @@ export class DtlsServerConnection extends DtlsConnection {
         );
       return;
     }
+    // We only ask for a type we can verify: a certificate that is sent must be valid.
     const auth =
       this.clientCertType === 'rpk'
         ? verifyRawPublicKey(list[0]!, certs.trust, 'client')
-        : certs.trust.verifyPeer
-          ? verifyX509Chain(list, certs.trust, 'client')
-          : undefined;
+        : verifyX509Chain(list, certs.trust, 'client');
     this.offeredIdentity = auth?.identity;
     this.pendingAuth = auth;
     try {

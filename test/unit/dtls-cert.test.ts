@@ -425,3 +425,21 @@ test('key usage: a CA certificate or a server-only certificate is refused as a c
     await until(() => es.errors.some((e) => re.test(e.message)), `server error ${re}`);
   }
 });
+
+test('verifyPeer false with ca: the client certificate is optional, but one that is sent must be valid', async () => {
+  const es = await echoServer({ ...SERVER_CERT, verifyPeer: false });
+  assert.equal(await roundTrip({ ca: pki.ca }, es.port, 'anon'), 'echo:anon');
+  assert.equal(await roundTrip({ ...CLIENT_CERT }, es.port, 'known'), 'echo:known');
+  assert.deepEqual(
+    es.received.map((r) => r.peer.identity),
+    [undefined, 'device-1'],
+  );
+  const { c } = await client({ cert: pki.otherCaClientCert, key: pki.otherCaClientKey, ca: pki.ca });
+  await assert.rejects(
+    withTimeout(c.connect(makePeer('127.0.0.1', es.port)), 5000, 'refused'),
+    (e: unknown) => {
+      assert.equal((e as DtlsError).alert, 48);
+      return true;
+    },
+  );
+});

@@ -371,7 +371,10 @@ export interface DtlsCertificateOptions {
   /**
    * Whether the peer must prove who it is (default true). A server then sends
    * a CertificateRequest and refuses a client without a valid certificate or
-   * trusted key; a client refuses a server certificate `ca` does not vouch for.
+   * trusted key; with false a client certificate is optional (still asked for
+   * when `ca` or a raw-public-key trust is set, and verified when one is sent).
+   * A client refuses a server certificate `ca` does not vouch for, or that
+   * does not name the server; with false it checks neither.
    */
   verifyPeer?: boolean | undefined;
   /** Wall-clock milliseconds for certificate validity checks (default Date.now). */

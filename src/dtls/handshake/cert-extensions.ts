@@ -130,7 +130,8 @@ export function negotiateCertMode(
   mode.clientTypeExt = ct !== undefined;
   // Raw public keys from clients are asked for when we use one ourselves or have a trust list.
   const rpkOk = certs.rpk !== undefined || trust.rpkTrust !== undefined;
-  const x509Ok = trust.ca.length > 0 || !trust.verifyPeer;
+  // X.509 client certificates are asked for only when we can verify them (trust anchors).
+  const x509Ok = trust.ca.length > 0;
   for (const t of clientTypes) {
     if (t === CertificateType.rawPublicKey && rpkOk) mode.clientType = 'rpk';
     else if (t === CertificateType.x509 && x509Ok) mode.clientType = 'x509';
@@ -138,6 +139,7 @@ export function negotiateCertMode(
   }
   if (mode.clientType === undefined && trust.verifyPeer)
     throw alert(43, 'no client certificate type we can verify');
-  // verifyPeer false: still ask (the peer's identity is useful), but an empty answer is fine.
+  // verifyPeer false: a client certificate is optional (asked for when we could verify one;
+  // an empty answer is fine, one that is sent must be valid).
   return mode;
 }
