@@ -147,7 +147,7 @@ export function serveCertOptions(p: Parsed): ServeCredentials {
   if (o.cert !== undefined) {
     if (o.ca === undefined && o.rpkTrust === undefined) {
       o.verifyPeer = false;
-      notes.push('X.509, client certificates not checked (no --ca)');
+      notes.push('X.509, client certificates not asked for (no --ca)');
     } else notes.push('X.509, client certificate required');
   }
   if (o.rpk !== undefined) {
