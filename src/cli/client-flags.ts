@@ -9,7 +9,7 @@ import type { CoapUri } from '../codec/uri.js';
 import { UsageError } from '../errors.js';
 import { type FlagSpecs, type Parsed, str } from './args.js';
 import { pskFor } from './common.js';
-import { CLIENT_CERT_FLAGS, clientCertOptions } from './credentials.js';
+import { CERT_SHORT_FLAG, CLIENT_CERT_FLAGS, clientCertOptions } from './credentials.js';
 import type { Io } from './io.js';
 
 /** Key flags of the client commands: --identity/-u and --psk/-k as in coap-client. */
@@ -29,6 +29,7 @@ export const CLIENT_FLAGS: FlagSpecs = {
   'local-port': { type: 'string' },
   'local-address': { type: 'string' },
   ...CLIENT_PSK_FLAGS,
+  ...CERT_SHORT_FLAG,
 };
 
 /** Runs that printed the certificate note already (clientOptions may be called more than once per run). */

@@ -23,15 +23,19 @@ import { readInputFile } from './psk.js';
 /** Client flags: --cert/--key (our certificate), --ca (trust anchors), --rpk (raw public key), --rpk-trust. */
 export const CLIENT_CERT_FLAGS: FlagSpecs = {
   cert: { type: 'string' },
-  key: { type: 'string' },
-  ca: { type: 'string' },
-  rpk: { type: 'string' },
+  key: { type: 'string', short: 'j' },
+  ca: { type: 'string', short: 'C' },
+  rpk: { type: 'string', short: 'M' },
   'rpk-trust': { type: 'string' },
 };
 
-/** serve flags: the same plus --generate-cert DIR. */
+/** libcoap's -c for --cert, in the commands where -c means nothing else (not ping: -c is --count). */
+export const CERT_SHORT_FLAG: FlagSpecs = { cert: { type: 'string', short: 'c' } };
+
+/** serve flags: the same (with coap-server's -c/-j/-C/-M) plus --generate-cert DIR. */
 export const SERVE_CERT_FLAGS: FlagSpecs = {
   ...CLIENT_CERT_FLAGS,
+  ...CERT_SHORT_FLAG,
   'generate-cert': { type: 'string' },
 };
 

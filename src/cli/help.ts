@@ -109,12 +109,12 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
 Security with certificates (coaps://, DTLS 1.2 ECDHE_ECDSA, P-256; libcoap's -c/-j/-C/-M):
-      --cert FILE             our certificate (PEM; may hold the chain, leaf first)
-      --key FILE              its private key (PEM, ECDSA P-256)
-      --ca FILE               CA certificate(s) the server's certificate must chain to;
-                              without it the server's certificate is not checked (a note
-                              on stderr says so)
-      --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM)
+  -c, --cert FILE             our certificate (PEM; may hold the chain, leaf first)
+  -j, --key FILE              its private key (PEM, ECDSA P-256)
+  -C, --ca FILE               CA certificate(s) the server's certificate must chain to (it
+                              must also name the URI's host); without it the server's
+                              certificate is not checked (a note on stderr says so)
+  -M, --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM)
       --rpk-trust FILE        server keys we accept: SHA-256 fingerprints of their
                               SubjectPublicKeyInfo (hex, one per line) or PEM keys;
                               default any key
@@ -169,7 +169,8 @@ with a Reset. Prints the round-trip time of each ping.
   -i, --interval SECONDS      wait between pings (default 1)
   -B, --timeout SECONDS       per-ping timeout (default 5)
   -q, --quiet                 only the summary
-Coaps:// key and certificate flags as for 'coapkit get --help' (-u ID -k KEY, --cert ...).
+Coaps:// key and certificate flags as for 'coapkit get --help' (-u ID -k KEY, --cert FILE
+-j KEY -C CA, -M RPK; -c is --count here).
 
 A closed port (ICMP port unreachable) fails that ping at once, as get does.
 Exit status: 0 when at least one ping got its Reset, 3 otherwise.
@@ -214,11 +215,11 @@ Keys (enable coaps://, DTLS 1.2 PSK):
       --generate-psk          no key given: make a random one for this run and print it
                               (what npm start does)
 Certificates (enable coaps:// with DTLS 1.2 ECDHE_ECDSA, P-256; PSK keys may be given too):
-      --cert FILE --key FILE  our certificate (PEM, chain leaf first) and its private key
-      --ca FILE               CA certificate(s): clients must present a certificate that
+  -c, --cert FILE -j, --key FILE   our certificate (PEM, chain leaf first) and its key
+  -C, --ca FILE               CA certificate(s): clients must present a certificate that
                               chains to one of them (mutual authentication); without
                               --ca client certificates are not asked for
-      --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM);
+  -M, --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM);
                               a client is identified by its key's SHA-256 fingerprint
       --rpk-trust FILE        client keys accepted in raw public key mode: fingerprints
                               (hex, one per line) or PEM keys; default any key
