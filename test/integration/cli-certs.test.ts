@@ -41,16 +41,17 @@ describe('coapkit serve --generate-cert', () => {
     assert.match(srv.output(), /PUT \/cert-test from 127\.0\.0\.1:\d+ \(client\)/);
   });
 
-  it('--trace shows the certificate handshake', async () => {
+  it('--trace shows the certificate handshake (with -c/-j/-C)', async () => {
     const r = await runCli([
       '--trace',
       'get',
       `coaps://127.0.0.1:${srv.securePort}/time`,
-      '--cert',
+      // libcoap's short flags
+      '-c',
       join(certs, 'client.pem'),
-      '--key',
+      '-j',
       join(certs, 'client.key'),
-      '--ca',
+      '-C',
       join(certs, 'ca.pem'),
     ]);
     assert.equal(r.code, 0, r.stderr);
