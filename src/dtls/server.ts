@@ -240,7 +240,8 @@ export class DtlsServerConnection extends DtlsConnection {
             encodeCertificateRequest({
               certificateTypes: [CERT_TYPE_ECDSA_SIGN],
               signatureSchemes: [SIG_ECDSA_SHA256],
-              authorities: [],
+              // RFC 5246 §7.4.4: the CAs we accept, so a client with several certificates can choose.
+              authorities: cert.clientType === 'x509' ? (this.sopts.certs?.trust.caNames ?? []) : [],
             }),
           ),
         );

@@ -136,6 +136,8 @@ for (const suite of CERT_SUITES) {
       await cli.waitFor(/Cipher is /, 10_000);
       assert.match(cli.output(), new RegExp(`Cipher is ${suite.openssl}`));
       assert.match(cli.output(), /Verify return code: 0 \(ok\)/);
+      // CertificateRequest names the CA we accept (certificate_authorities).
+      assert.match(cli.output(), /Acceptable client certificate CA names\s+CN ?= ?coapkit test CA/);
       assert.match(cli.output(), /Extended master secret: yes/);
       cli.child.stdin.write('hello from s_client\n');
       await cli.waitFor('reply from coapkit', 5000);

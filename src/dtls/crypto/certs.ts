@@ -21,7 +21,7 @@ import {
 } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DtlsCredentialError, DtlsError } from '../errors.js';
-import { certificateExtension } from './der.js';
+import { certificateExtension, certificateSubject } from './der.js';
 
 /** ecdsa_secp256r1_sha256 (SignatureScheme 0x0403: hash sha256(4), signature ecdsa(3)). */
 export const SIG_ECDSA_SHA256 = 0x0403;
@@ -54,6 +54,8 @@ export interface LocalCredential {
 export interface PeerTrust {
   /** Trust anchors for X.509 chains. */
   ca: X509Certificate[];
+  /** Their DER subject names (a server's CertificateRequest lists them; computed once). */
+  caNames?: Buffer[] | undefined;
   /** Allowed raw public keys (SHA-256 fingerprints of their SPKI, hex); undefined: any key (identified by its fingerprint). */
   rpkTrust?: ReadonlySet<string> | undefined;
   /** Whether the peer must authenticate (server: send CertificateRequest and require a certificate). */
@@ -417,6 +419,7 @@ export function buildCertOptions(
     rpk,
     trust: {
       ca,
+      caNames: ca.map((c) => certificateSubject(Buffer.from(c.raw))).filter((n) => n !== undefined),
       rpkTrust: o.rpkTrust !== undefined ? parseRpkTrust(o.rpkTrust) : undefined,
       verifyPeer,
       now: o.certificateTime,

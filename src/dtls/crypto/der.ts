@@ -106,6 +106,18 @@ export function children(content: Buffer): DerNode[] | undefined {
   return out;
 }
 
+/** The DER subject Name of a certificate (a CertificateRequest's certificate_authorities entry), or undefined. */
+export function certificateSubject(certDer: Buffer): Buffer | undefined {
+  const cert = readTlv(certDer);
+  const tbs = cert && children(cert.content)?.[0];
+  const fields = tbs && children(tbs.content);
+  if (fields === undefined) return undefined;
+  // [0] version, serial, signature, issuer, validity, subject (RFC 5280 §4.1)
+  const subject = fields[fields[0]?.tag === 0xa0 ? 5 : 4];
+  if (subject === undefined || subject.tag !== 0x30) return undefined;
+  return tlv(0x30, subject.content); // DER: re-encoding gives back the same bytes
+}
+
 /**
  * The value (OCTET STRING content) of the certificate extension `oidDotted`,
  * or undefined when the certificate has none (or cannot be walked).
