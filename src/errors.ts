@@ -7,7 +7,12 @@
  */
 import { CoapError, InvalidArgumentError } from './util/errors.js';
 
-export { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './dtls/errors.js';
+export {
+  DtlsAlertError,
+  DtlsCredentialError,
+  DtlsError,
+  DtlsHandshakeTimeoutError,
+} from './dtls/errors.js';
 export { CoapError, InvalidArgumentError };
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */

@@ -176,6 +176,7 @@ export {
   CoapError,
   DnsError,
   DtlsAlertError,
+  DtlsCredentialError,
   DtlsError,
   DtlsHandshakeTimeoutError,
   InvalidArgumentError,
@@ -259,11 +260,13 @@ export {
   type TraceSummary,
 } from './trace/tracer.js';
 export {
+  type DtlsCertificateOptions,
   type DtlsClientOptions,
   DtlsClientTransport,
   DtlsServerTransport,
   type DtlsServerTransportOptions,
   type DtlsSessionInfo,
+  type PemInput,
   type StallDiagnosis,
 } from './transport/dtls.js';
 export {

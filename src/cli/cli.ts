@@ -127,7 +127,7 @@ export async function report(err: unknown, io: Io): Promise<number> {
       hint =
         err.alert === 20 || err.alert === 51 || err.alert === 115
           ? 'check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file)'
-          : 'the DTLS handshake failed: does the server speak DTLS 1.2 with PSK and a cipher suite in common? (--trace shows the handshake)';
+          : 'the DTLS handshake failed: does the server speak DTLS 1.2 with PSK (or certificates) and a cipher suite in common? (--trace shows the handshake)';
     }
     // Messages can quote what a peer sent (a diagnostic, an identity): escaped, one line each.
     let text = `coapkit: ${escapeText(err.message)}\n`;

@@ -9,6 +9,7 @@ import type { CoapUri } from '../codec/uri.js';
 import { UsageError } from '../errors.js';
 import { type FlagSpecs, type Parsed, str } from './args.js';
 import { pskFor } from './common.js';
+import { CERT_SHORT_FLAG, CLIENT_CERT_FLAGS, clientCertOptions } from './credentials.js';
 import type { Io } from './io.js';
 import { readInputFile } from './psk.js';
 
@@ -18,13 +19,15 @@ export const CLIENT_PSK_FLAGS: FlagSpecs = {
   psk: { type: 'string', short: 'k' },
   'psk-hex': { type: 'string' },
   'psk-file': { type: 'string' },
+  // Certificate mode (issue 12): --cert/--key/--ca/--rpk/--rpk-trust, see credentials.ts.
+  ...CLIENT_CERT_FLAGS,
 };
 
-/** RFC 8323 over TLS (coaps+tcp://, coaps+ws://): certificates. */
+/**
+ * RFC 8323 over TLS (coaps+tcp://, coaps+ws://): --cert/--key/--ca are the
+ * certificate flags above; --insecure skips checking the server's certificate.
+ */
 export const CLIENT_TLS_FLAGS: FlagSpecs = {
-  ca: { type: 'string' },
-  cert: { type: 'string' },
-  key: { type: 'string' },
   insecure: { type: 'boolean' },
 };
 
@@ -36,7 +39,11 @@ export const CLIENT_FLAGS: FlagSpecs = {
   'local-address': { type: 'string' },
   ...CLIENT_PSK_FLAGS,
   ...CLIENT_TLS_FLAGS,
+  ...CERT_SHORT_FLAG,
 };
+
+/** Runs that printed the certificate note already (clientOptions may be called more than once per run). */
+const noted = new WeakSet<Io>();
 
 /** --ca/--cert/--key/--insecure as CoapClient `tls` options (coaps+tcp:// and coaps+ws://). */
 function tlsOptions(uri: CoapUri, p: Parsed): ClientOptions['tls'] | undefined {
@@ -44,12 +51,15 @@ function tlsOptions(uri: CoapUri, p: Parsed): ClientOptions['tls'] | undefined {
   const cert = str(p, 'cert');
   const key = str(p, 'key');
   const insecure = p.values.insecure === true;
-  if (ca === undefined && cert === undefined && key === undefined && !insecure) return undefined;
   if (uri.scheme !== 'coaps+tcp' && uri.scheme !== 'coaps+ws') {
-    throw new UsageError('--ca, --cert, --key and --insecure apply to coaps+tcp:// and coaps+ws:// URIs', {
-      hint: 'coaps:// (DTLS) uses a pre-shared key: -u ID -k KEY',
-    });
+    if (insecure) {
+      throw new UsageError('--insecure applies to coaps+tcp:// and coaps+ws:// URIs', {
+        hint: 'over coaps:// (DTLS) leave out --ca to skip checking the server certificate',
+      });
+    }
+    return undefined;
   }
+  if (ca === undefined && cert === undefined && key === undefined && !insecure) return undefined;
   if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together');
   return {
     ...(ca !== undefined ? { ca: readInputFile(ca, 'CA file') } : {}),
@@ -72,7 +82,15 @@ function localPort(p: Parsed): number | undefined {
 
 /** Options for `new CoapClient()`: the key for coaps:// and the local address/port. */
 export function clientOptions(uri: CoapUri, p: Parsed, io: Io): ClientOptions {
-  const psk = pskFor(uri, p, io);
+  const certs =
+    uri.scheme === 'coaps'
+      ? clientCertOptions(p, (line) => {
+          if (noted.has(io)) return;
+          noted.add(io);
+          io.stderr.write(`coapkit: note: ${line}\n`);
+        })
+      : undefined;
+  const psk = pskFor(uri, p, io, certs !== undefined);
   const port = localPort(p);
   const address = str(p, 'local-address');
   if (address !== undefined && address.trim() === '') throw new UsageError('--local-address is empty');
@@ -80,6 +98,7 @@ export function clientOptions(uri: CoapUri, p: Parsed, io: Io): ClientOptions {
   return {
     ...(psk !== undefined ? { psk } : {}),
     ...(tls !== undefined ? { tls } : {}),
+    ...(certs !== undefined ? { dtls: { ...certs } } : {}),
     ...(port !== undefined || address !== undefined
       ? { bind: { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}) } }
       : {}),

@@ -89,12 +89,12 @@ export function timeoutMs(p: Parsed, fallback?: number): number | undefined {
   return Math.round(n * 1000);
 }
 
-/** The key for a coaps:// URI (usage error when missing); undefined for coap://. */
-export function pskFor(uri: CoapUri, p: Parsed, io: Io): PskKey | undefined {
+/** The key for a coaps:// URI (usage error when missing and no certificate is given); undefined for coap://. */
+export function pskFor(uri: CoapUri, p: Parsed, io: Io, certificates = false): PskKey | undefined {
   const psk = clientPsk(p, io.env);
-  if (uri.scheme === 'coaps' && psk === undefined) {
-    throw new UsageError('coaps:// needs a pre-shared key', {
-      hint: 'add --identity ID with --psk SECRET, --psk-hex HEX or --psk-file FILE (or set COAPKIT_PSK_IDENTITY and COAPKIT_PSK)',
+  if (uri.scheme === 'coaps' && psk === undefined && !certificates) {
+    throw new UsageError('coaps:// needs a pre-shared key or a certificate', {
+      hint: 'add --identity ID with --psk SECRET, --psk-hex HEX or --psk-file FILE (or set COAPKIT_PSK_IDENTITY and COAPKIT_PSK), or --cert FILE --key FILE --ca FILE, or --rpk FILE',
     });
   }
   return psk;

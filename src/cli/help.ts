@@ -110,9 +110,18 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+Security with certificates (coaps://, DTLS 1.2 ECDHE_ECDSA, P-256; libcoap's -c/-j/-C/-M):
+  -c, --cert FILE             our certificate (PEM; may hold the chain, leaf first)
+  -j, --key FILE              its private key (PEM, ECDSA P-256)
+  -C, --ca FILE               CA certificate(s) the server's certificate must chain to (it
+                              must also name the URI's host); without it the server's
+                              certificate is not checked (a note on stderr says so)
+  -M, --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM)
+      --rpk-trust FILE        server keys we accept: SHA-256 fingerprints of their
+                              SubjectPublicKeyInfo (hex, one per line) or PEM keys;
+                              default any key
 TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
-      --ca FILE               trusted CA certificates (PEM; default: the system's)
-      --cert FILE --key FILE  client certificate and key (PEM)
+      --cert/--key/--ca       as above (--ca default: the system's CAs)
       --insecure              do not verify the server certificate
 
 Examples:
@@ -166,8 +175,8 @@ it is a 7.02 Ping answered by a 7.03 Pong. Prints the round-trip time of each pi
   -i, --interval SECONDS      wait between pings (default 1)
   -B, --timeout SECONDS       per-ping timeout (default 5)
   -q, --quiet                 only the summary
-Coaps:// key flags as for 'coapkit get --help' (-u ID -k KEY); --ca, --cert, --key and
---insecure for coaps+tcp:// and coaps+ws://.
+Coaps:// key and certificate flags as for 'coapkit get --help' (-u ID -k KEY, --cert FILE
+-j KEY -C CA, -M RPK; -c is --count here); --insecure for coaps+tcp:// and coaps+ws://.
 
 A closed port (ICMP port unreachable) fails that ping at once, as get does.
 Exit status: 0 when at least one ping got its Reset (or Pong), 3 otherwise.
@@ -211,9 +220,22 @@ ${RELIABLE_SERVE_HELP}Keys (enable coaps://, DTLS 1.2 PSK):
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
                               (what npm start does; the server stays open to every peer)
+Certificates (enable coaps:// with DTLS 1.2 ECDHE_ECDSA, P-256; PSK keys may be given too):
+  -c, --cert FILE -j, --key FILE   our certificate (PEM, chain leaf first) and its key
+  -C, --ca FILE               CA certificate(s): clients must present a certificate that
+                              chains to one of them (mutual authentication); without
+                              --ca client certificates are not asked for
+  -M, --rpk FILE              raw public key mode (RFC 7250): our P-256 private key (PEM);
+                              a client is identified by its key's SHA-256 fingerprint
+      --rpk-trust FILE        client keys accepted in raw public key mode: fingerprints
+                              (hex, one per line) or PEM keys; default any key
+      --generate-cert DIR     write a throwaway CA, a server and a client certificate
+                              (with keys) into DIR, serve with them and print the client
+                              command; an existing complete DIR is reused
 Access control (who may do what):
       --acl FILE              rules, one per line: [allow|deny] IDENTITY METHODS PATH
-                              IDENTITY: a PSK identity (or "quoted"), * = any authenticated
+                              IDENTITY: a PSK identity, certificate CN or raw key's
+                              SHA-256 hex (or "quoted"), * = any authenticated
                               peer, anonymous = plain coap://; METHODS: GET,PUT,... or *
                               (observe = GET); PATH: /a/b, {identity}, * = one segment,
                               trailing /** = the path and everything below; # comments.

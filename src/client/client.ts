@@ -36,7 +36,10 @@ export interface PskCredentials {
 export interface ClientOptions extends EndpointOptions {
   /** Pre-shared key for coaps:// requests. */
   psk?: PskCredentials;
-  /** DTLS options passed to the DTLS client transport (cipher suites, MTU, ...). */
+  /**
+   * DTLS options passed to the DTLS client transport (cipher suites, MTU,
+   * certificate mode: cert, key, ca, rpk, rpkTrust, verifyPeer; see DtlsClientOptions).
+   */
   dtls?: Record<string, unknown>;
   /** Local address/port for the client sockets. */
   bind?: { address?: string; port?: number };
@@ -222,13 +225,16 @@ export class CoapClient {
       if (unref) udp.unref();
       transport = udp;
     } else {
-      if (!this.options.psk) {
+      const d = this.options.dtls;
+      const certificates =
+        d !== undefined && ['cert', 'ca', 'rpk', 'rpkTrust'].some((k) => d[k] !== undefined);
+      if (!this.options.psk && !certificates) {
         throw new InvalidArgumentError('coaps:// needs a pre-shared key: pass { psk: { identity, key } }', {
           hint: 'with the CLI: --identity ID --psk SECRET (or COAPKIT_PSK_IDENTITY / COAPKIT_PSK)',
         });
       }
       transport = await createDtlsClientTransport({
-        psk: this.options.psk,
+        ...(this.options.psk ? { psk: this.options.psk } : {}),
         family,
         ...(this.options.bind ? { bind: this.options.bind } : {}),
         ...(this.options.detectWrongScheme === false ? { probePlainCoap: false } : {}),

@@ -20,7 +20,7 @@ with expert info: protocol violations flagged with their RFC section.
 Options:
   --psk SECRET      DTLS pre-shared key as text (ASCII/UTF-8)
   --psk-hex HEX     DTLS pre-shared key as hex
-  --keylog FILE     NSS key log (CLIENT_RANDOM lines), e.g. for ECDHE_PSK suites
+  --keylog FILE     NSS key log (CLIENT_RANDOM lines), for ECDHE_PSK and certificate suites
   --port N          always decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always
                     are; other ports are recognised by content, as tshark does)
   --json            machine-readable output (one JSON object)

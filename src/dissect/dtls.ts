@@ -19,6 +19,7 @@ import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import { finishedVerifyData, keyBlock, masterSecret, pskPremasterSecret } from '../dtls/crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from '../dtls/crypto/suites.js';
+import { describeCertificates } from '../dtls/diag.js';
 import { HANDSHAKE_HEADER_LENGTH, handshakeFragmentAt } from '../dtls/handshake/fragment.js';
 import { HandshakeTranscript } from '../dtls/handshake/hash.js';
 import { Reader } from '../dtls/handshake/reader.js';
@@ -81,6 +82,10 @@ export interface DtlsHandshake {
   pskIdentity?: string;
   curve?: NamedValue;
   publicKey?: string;
+  /** Certificate: each X.509 subject (leaf first) or `raw public key <fingerprint>`. */
+  certificates?: string[];
+  /** ServerKeyExchange (ECDHE_ECDSA) / CertificateVerify: the signature algorithm (0x0403 ecdsa_secp256r1_sha256). */
+  signatureAlgorithm?: number;
   verifyData?: string;
   /** NewSessionTicket lifetime hint (seconds) and ticket size. */
   ticketLifetimeHint?: number;
@@ -328,7 +333,24 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: numbe
         hs.extensions = parseExtensions(r);
         break;
       }
+      case 11:
+        hs.certificates = describeCertificates(body);
+        break;
+      case 15:
+        hs.signatureAlgorithm = r.u16('signature algorithm');
+        r.vector(2, 'signature');
+        break;
       case 12: {
+        // ECDHE_ECDSA: signed ServerECDHParams (RFC 8422 §5.4).
+        if (suiteName.includes('_ECDHE_ECDSA_')) {
+          if (r.u8('curve type') !== 3) break;
+          const g = r.u16('named curve');
+          hs.curve = { id: g, name: GROUP_NAMES[g] ?? `0x${g.toString(16)}` };
+          hs.publicKey = toHex(r.vector(1, 'public key'));
+          hs.signatureAlgorithm = r.u16('signature algorithm');
+          r.vector(2, 'signature');
+          break;
+        }
         // PSK: psk_identity_hint; ECDHE_PSK: hint + ServerECDHParams (RFC 5489);
         // DHE_PSK: hint + ServerDHParams (RFC 4279 §3).
         hs.pskIdentityHint = latin(r.vector(2, 'psk identity hint'));
@@ -347,6 +369,10 @@ function decodeHandshakeBody(hs: DtlsHandshake, body: Uint8Array, suiteId: numbe
         break;
       }
       case 16: {
+        if (suiteName.includes('_ECDHE_ECDSA_')) {
+          hs.publicKey = toHex(r.vector(1, 'public key'));
+          break;
+        }
         hs.pskIdentity = latin(r.vector(2, 'psk identity'));
         if (r.remaining > 0)
           hs.publicKey = toHex(
@@ -563,6 +589,7 @@ export class DtlsTracker {
     if (session.summary.resumed && session.master === undefined)
       return 'abbreviated handshake resuming a session whose keys are unknown (its full handshake is not in this capture or was not decrypted); pass --keylog';
     if (s?.keyExchange === 'ecdhe_psk') return `${s.name} uses ECDHE: a PSK is not enough, pass --keylog`;
+    if (s?.keyExchange === 'ecdhe_ecdsa') return `${s.name} uses certificates and ECDHE: pass --keylog`;
     return 'no key for this session (ClientKeyExchange missing or client random not in the key log)';
   }
 
@@ -692,7 +719,7 @@ export class DtlsTracker {
         addToTranscript();
         break;
       case 16:
-        s.pskIdentity = hs.pskIdentity;
+        if (hs.pskIdentity !== undefined) s.pskIdentity = hs.pskIdentity;
         addToTranscript();
         this.deriveKeys(session);
         break;
@@ -764,7 +791,7 @@ function statusFor(session: DtlsSession, options: DtlsTrackerOptions): Decryptio
   if (session.suiteId !== undefined && session.suite === undefined) return 'unsupported-suite';
   if (options.psk === undefined && options.keylog === undefined) return 'no-key';
   if (session.summary.resumed) return 'missing-handshake';
-  if (session.suite?.keyExchange === 'ecdhe_psk') return 'no-key';
+  if (session.suite !== undefined && session.suite.keyExchange !== 'psk') return 'no-key';
   return session.summary.pskIdentity === undefined ? 'missing-handshake' : 'no-key';
 }
 

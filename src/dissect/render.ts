@@ -368,6 +368,12 @@ function renderHandshake(
     lines.push(`${q}PSK identity hint: ${JSON.stringify(h.pskIdentityHint)}`);
   if (h.pskIdentity !== undefined) lines.push(`${q}PSK identity: ${JSON.stringify(h.pskIdentity)}`);
   if (h.curve) lines.push(`${q}curve: ${h.curve.name}`);
+  for (const cert of h.certificates ?? []) lines.push(`${q}certificate: ${cert}`);
+  if (h.certificates?.length === 0) lines.push(`${q}certificate: (none)`);
+  if (h.signatureAlgorithm !== undefined)
+    lines.push(
+      `${q}signature algorithm: 0x${hex4(h.signatureAlgorithm)}${h.signatureAlgorithm === 0x0403 ? ' ecdsa_secp256r1_sha256' : ''}`,
+    );
   if (h.ticketLength !== undefined) {
     lines.push(`${q}session ticket: ${h.ticketLength} B, lifetime hint ${h.ticketLifetimeHint ?? 0} s`);
   }

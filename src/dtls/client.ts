@@ -8,7 +8,7 @@
  * and, with ECDHE_PSK suites, supported_groups + ec_point_formats.
  */
 import { Buffer } from 'node:buffer';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   AlertDescription,
@@ -16,20 +16,38 @@ import {
   type ConnectionOptions,
   type ConnectionSink,
   DtlsConnection,
+  type FlightItem,
 } from './connection.js';
+import {
+  type CertOptions,
+  certificateNames,
+  type DtlsPeerAuth,
+  ecdsaSign,
+  ecdsaVerify,
+  peerPublicKey,
+  SIG_ECDSA_SHA256,
+  verifyRawPublicKey,
+  verifyX509Chain,
+} from './crypto/certs.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
+import { certClientHelloExtensions, certTypesFromServerHello } from './handshake/cert-extensions.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
 import {
+  decodeCertificate,
+  decodeCertificateRequest,
+  decodeEcdsaServerKeyExchange,
   decodeFinished,
   decodeHelloVerifyRequest,
   decodeServerHello,
   decodeServerKeyExchange,
   type Extension,
   ExtensionType,
+  encodeCertificate,
+  encodeCertificateVerify,
   encodeClientHello,
   encodeClientKeyExchange,
   encodeServerName,
@@ -37,15 +55,32 @@ import {
   findExtension,
   HandshakeType,
 } from './handshake/messages.js';
+import { vec } from './handshake/reader.js';
 
 export interface ClientConnectionOptions extends ConnectionOptions {
-  identity: Buffer;
-  psk: Buffer;
+  /** PSK identity and key (PSK suites are offered only with both). */
+  identity?: Buffer | undefined;
+  psk?: Buffer | undefined;
+  /** Certificate / raw public key credentials and trust (ECDHE_ECDSA suites are offered only with it). */
+  certs?: CertOptions | undefined;
   cipherSuites: readonly number[];
   serverName?: string | undefined;
+  /**
+   * Certificate mode: the host name or IP address the server's certificate must
+   * name (subjectAltName DNS/IP, or CN without SAN). Unset: not checked.
+   */
+  expectedHost?: string | undefined;
 }
 
-type ClientState = 'wait_server_hello' | 'wait_ske_or_shd' | 'wait_shd' | 'wait_finished' | 'done';
+type ClientState =
+  | 'wait_server_hello'
+  | 'wait_cert'
+  | 'wait_ske'
+  | 'wait_cr_or_shd'
+  | 'wait_ske_or_shd'
+  | 'wait_shd'
+  | 'wait_finished'
+  | 'done';
 
 const MAX_HELLO_VERIFY = 4;
 
@@ -57,16 +92,26 @@ export class DtlsClientConnection extends DtlsConnection {
   private serverEphemeral?: { group: number; publicKey: Buffer };
   private expectedServerVerify?: Buffer;
   private readonly offered: number[];
+  /** Certificate mode: the negotiated certificate types, the server's key, whether it asked for ours. */
+  private serverCertType: 'x509' | 'rpk' = 'x509';
+  private clientCertType: 'x509' | 'rpk' = 'x509';
+  private serverKey?: KeyObject;
+  private certRequested = false;
 
   constructor(
     private readonly copts: ClientConnectionOptions,
     sink: ConnectionSink,
   ) {
     super(copts, sink);
-    this.offered = copts.cipherSuites.filter((s) => CIPHER_SUITES.has(s));
+    const hasPsk = copts.identity !== undefined && copts.psk !== undefined;
+    this.offered = copts.cipherSuites.filter((s) => {
+      const suite = CIPHER_SUITES.get(s);
+      if (suite === undefined) return false;
+      return suite.keyExchange === 'ecdhe_ecdsa' ? copts.certs !== undefined : hasPsk;
+    });
     if (this.offered.length === 0) throw new DtlsError('no supported cipher suite configured');
     this.clientRandom = randomBytes(32);
-    this.offeredIdentity = copts.identity.toString('utf8');
+    if (copts.identity !== undefined) this.offeredIdentity = copts.identity.toString('utf8');
   }
 
   start(): void {
@@ -82,10 +127,11 @@ export class DtlsClientConnection extends DtlsConnection {
     if (sn !== undefined && sn !== '' && isIP(sn) === 0) {
       exts.push({ type: ExtensionType.serverName, data: encodeServerName(sn) });
     }
-    if (this.offered.some((s) => CIPHER_SUITES.get(s)?.keyExchange === 'ecdhe_psk')) {
+    if (this.offered.some((s) => CIPHER_SUITES.get(s)?.keyExchange !== 'psk')) {
       exts.push({ type: ExtensionType.supportedGroups, data: encodeSupportedGroups(SUPPORTED_GROUPS) });
       exts.push({ type: ExtensionType.ecPointFormats, data: Buffer.from([1, 0]) });
     }
+    if (this.copts.certs !== undefined) exts.push(...certClientHelloExtensions(this.copts.certs));
     exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
     exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
     return encodeClientHello({
@@ -104,6 +150,16 @@ export class DtlsClientConnection extends DtlsConnection {
       case 'wait_server_hello':
         if (m.msgType === HandshakeType.helloVerifyRequest) return this.onHelloVerifyRequest(m);
         if (m.msgType === HandshakeType.serverHello) return this.onServerHello(m);
+        throw this.unexpected(m);
+      case 'wait_cert':
+        if (m.msgType === HandshakeType.certificate) return this.onCertificate(m);
+        throw this.unexpected(m);
+      case 'wait_ske':
+        if (m.msgType === HandshakeType.serverKeyExchange) return this.onEcdsaServerKeyExchange(m);
+        throw this.unexpected(m);
+      case 'wait_cr_or_shd':
+        if (m.msgType === HandshakeType.certificateRequest) return this.onCertificateRequest(m);
+        if (m.msgType === HandshakeType.serverHelloDone) return this.onServerHelloDone(m);
         throw this.unexpected(m);
       case 'wait_ske_or_shd':
         if (m.msgType === HandshakeType.serverKeyExchange) return this.onServerKeyExchange(m);
@@ -157,8 +213,77 @@ export class DtlsClientConnection extends DtlsConnection {
     this.extendedMasterSecret = ems !== undefined;
     this.suite = CIPHER_SUITES.get(sh.cipherSuite)!;
     this.serverRandom = Buffer.from(sh.random);
+    if (this.suite.keyExchange === 'ecdhe_ecdsa') {
+      const types = certTypesFromServerHello(sh.extensions, this.copts.certs?.rpk !== undefined);
+      this.serverCertType = types.server;
+      this.clientCertType = types.client;
+      this.transcript.add(m.msgType, m.messageSeq, m.body);
+      this.hsState = 'wait_cert';
+      return;
+    }
     this.transcript.add(m.msgType, m.messageSeq, m.body);
     this.hsState = 'wait_ske_or_shd';
+  }
+
+  /** The server's Certificate: verified against our trust anchors / raw key list now. */
+  private onCertificate(m: HandshakeMessage): void {
+    const trust = this.copts.certs!.trust;
+    const list = decodeCertificate(m.body, this.serverCertType);
+    if (list.length === 0)
+      throw alertError(AlertDescription.handshakeFailure, 'the server sent no certificate');
+    let auth: DtlsPeerAuth | undefined;
+    if (this.serverCertType === 'rpk') auth = verifyRawPublicKey(list[0]!, trust, 'server');
+    else if (trust.verifyPeer) {
+      auth = verifyX509Chain(list, trust, 'server');
+      const host = this.copts.expectedHost;
+      if (host !== undefined && !certificateNames(list[0]!, host))
+        throw alertError(
+          AlertDescription.badCertificate,
+          `the server's certificate is not for ${host} (it names ${auth.san?.join(', ') ?? auth.subject})`,
+        );
+    }
+    try {
+      this.serverKey = peerPublicKey(this.serverCertType, list[0]!);
+    } catch (cause) {
+      throw alertError(
+        AlertDescription.badCertificate,
+        `bad server certificate: ${(cause as Error).message}`,
+      );
+    }
+    if (auth !== undefined) {
+      this.auth = auth;
+      this.identity = auth.identity;
+    }
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    this.hsState = 'wait_ske';
+  }
+
+  /** Signed ServerECDHParams (RFC 8422 §5.4): signature over client_random + server_random + params. */
+  private onEcdsaServerKeyExchange(m: HandshakeMessage): void {
+    const ske = decodeEcdsaServerKeyExchange(m.body);
+    if (!SUPPORTED_GROUPS.includes(ske.group))
+      throw alertError(AlertDescription.illegalParameter, `server chose an unsupported group ${ske.group}`);
+    if (ske.scheme !== SIG_ECDSA_SHA256)
+      throw alertError(
+        AlertDescription.illegalParameter,
+        `server signed with an algorithm we did not offer (0x${ske.scheme.toString(16)})`,
+      );
+    const signed = Buffer.concat([this.clientRandom!, this.serverRandom!, ske.params]);
+    if (!ecdsaVerify(this.serverKey!, signed, ske.signature))
+      throw alertError(
+        AlertDescription.decryptError,
+        "the server's ServerKeyExchange signature does not verify",
+      );
+    this.serverEphemeral = { group: ske.group, publicKey: Buffer.from(ske.publicKey) };
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    this.hsState = 'wait_cr_or_shd';
+  }
+
+  private onCertificateRequest(m: HandshakeMessage): void {
+    decodeCertificateRequest(m.body);
+    this.certRequested = true;
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    this.hsState = 'wait_shd';
   }
 
   private onServerKeyExchange(m: HandshakeMessage): void {
@@ -181,6 +306,10 @@ export class DtlsClientConnection extends DtlsConnection {
     const suite = this.suite!;
     if (m.body.length !== 0) throw alertError(AlertDescription.decodeError, 'bad ServerHelloDone');
     this.transcript.add(m.msgType, m.messageSeq, m.body);
+    if (suite.keyExchange === 'ecdhe_ecdsa') {
+      this.certificateFlight();
+      return;
+    }
     let otherSecret: Buffer | undefined;
     let ecdhePublic: Buffer | undefined;
     if (suite.keyExchange === 'ecdhe_psk') {
@@ -192,10 +321,53 @@ export class DtlsClientConnection extends DtlsConnection {
     }
     const cke = this.message(
       HandshakeType.clientKeyExchange,
-      encodeClientKeyExchange({ identity: this.copts.identity, ...(ecdhePublic ? { ecdhePublic } : {}) }),
+      encodeClientKeyExchange({ identity: this.copts.identity!, ...(ecdhePublic ? { ecdhePublic } : {}) }),
     );
-    const premaster = pskPremasterSecret(this.copts.psk, otherSecret);
-    const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
+    const premaster = pskPremasterSecret(this.copts.psk!, otherSecret);
+    this.finishFlight([cke], premaster);
+  }
+
+  /**
+   * ECDHE_ECDSA: [Certificate], ClientKeyExchange, [CertificateVerify], ChangeCipherSpec, Finished.
+   * An empty Certificate when asked and we have none of the negotiated type.
+   */
+  private certificateFlight(): void {
+    const certs = this.copts.certs!;
+    const server = this.serverEphemeral;
+    if (server === undefined)
+      throw alertError(AlertDescription.unexpectedMessage, 'missing ServerKeyExchange');
+    const items: FlightItem[] = [];
+    const own = this.clientCertType === 'rpk' ? certs.rpk : certs.x509;
+    if (this.certRequested) {
+      items.push(
+        this.message(
+          HandshakeType.certificate,
+          own === undefined
+            ? encodeCertificate(this.clientCertType, [])
+            : encodeCertificate(own.type, own.chain, own.spki),
+        ),
+      );
+    }
+    const eph: EphemeralKey = generateEphemeral(server.group);
+    const premaster = eph.computeSecret(server.publicKey);
+    items.push(this.message(HandshakeType.clientKeyExchange, vec(1, eph.publicKey)));
+    // RFC 7627: the session hash ends with ClientKeyExchange; CertificateVerify signs the same messages.
+    const sessionHash = this.extendedMasterSecret ? this.transcript.digest(this.suite!.prfHash) : undefined;
+    if (this.certRequested && own !== undefined) {
+      const signature = ecdsaSign(own.key, this.transcript.bytes());
+      items.push(
+        this.message(HandshakeType.certificateVerify, encodeCertificateVerify(SIG_ECDSA_SHA256, signature)),
+      );
+    }
+    this.finishFlight(items, premaster, sessionHash);
+    premaster.fill(0);
+  }
+
+  /** Derives the keys and sends `items` + ChangeCipherSpec + Finished. */
+  private finishFlight(items: FlightItem[], premaster: Buffer, hashAfterCke?: Buffer): void {
+    const suite = this.suite!;
+    const sessionHash =
+      hashAfterCke ?? (this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined);
     const master = masterSecret(suite, premaster, this.clientRandom!, this.serverRandom!, sessionHash);
     this.logKeys(master);
     this.installKeys(suite, keyBlockBytes(suite, master, this.clientRandom!, this.serverRandom!));
@@ -215,7 +387,7 @@ export class DtlsClientConnection extends DtlsConnection {
       this.transcript.digest(suite.prfHash),
     );
     this.hsState = 'wait_finished';
-    this.sendFlight([cke, ccs, fin]);
+    this.sendFlight([...items, ccs, fin]);
   }
 
   private onFinished(m: HandshakeMessage): void {
@@ -225,7 +397,7 @@ export class DtlsClientConnection extends DtlsConnection {
       throw alertError(AlertDescription.decryptError, 'server Finished verify_data mismatch');
     }
     this.hsState = 'done';
-    this.identity = this.copts.identity.toString('utf8');
+    if (this.suite?.keyExchange !== 'ecdhe_ecdsa') this.identity = this.copts.identity?.toString('utf8');
     this.complete(false);
     if (handshakeDoneChannel.hasSubscribers) {
       handshakeDoneChannel.publish({
@@ -235,6 +407,7 @@ export class DtlsClientConnection extends DtlsConnection {
         suiteId: this.suite?.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
+        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
         durationMs: this.time.now() - this.startedAt,
       });
     }
@@ -243,6 +416,7 @@ export class DtlsClientConnection extends DtlsConnection {
   protected override releaseHandshakeState(): void {
     this.serverEphemeral = undefined;
     this.expectedServerVerify = undefined;
+    this.serverKey = undefined;
   }
 
   /** The negotiated suite (after the handshake). */

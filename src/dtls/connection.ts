@@ -9,6 +9,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
+import type { DtlsPeerAuth } from './crypto/certs.js';
 import { CIPHER_SUITES, type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -50,7 +51,11 @@ export const AlertDescription = {
   unexpectedMessage: 10,
   badRecordMac: 20,
   handshakeFailure: 40,
+  badCertificate: 42,
+  unsupportedCertificate: 43,
+  certificateExpired: 45,
   illegalParameter: 47,
+  unknownCa: 48,
   decodeError: 50,
   decryptError: 51,
   protocolVersion: 70,
@@ -130,6 +135,9 @@ class ReleasedTranscript extends HandshakeTranscript {
   override digest(): Buffer {
     throw alertError(AlertDescription.internalError, 'handshake transcript already released');
   }
+  override bytes(): Buffer {
+    throw alertError(AlertDescription.internalError, 'handshake transcript already released');
+  }
 }
 const RELEASED_TRANSCRIPT = new ReleasedTranscript();
 const MAX_PLAINTEXT = 16384;
@@ -153,8 +161,10 @@ export abstract class DtlsConnection {
   extendedMasterSecret = false;
   clientRandom?: Buffer;
   serverRandom?: Buffer;
-  /** Authenticated PSK identity once the handshake is done. */
+  /** Authenticated identity once the handshake is done (PSK identity, certificate CN, RPK fingerprint). */
   identity?: string;
+  /** How the peer authenticated (certificate and raw-public-key modes; PSK sessions leave it unset). */
+  auth?: DtlsPeerAuth;
   /** PSK identity offered in the handshake (known before it is authenticated; for diagnostics). */
   offeredIdentity?: string;
   /** When the connection was created (its clock's ms). */
@@ -262,7 +272,7 @@ export abstract class DtlsConnection {
           epoch,
           seq,
           Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
-          this.suite?.keyExchange === 'ecdhe_psk',
+          this.suite?.keyExchange,
         ),
       );
     }
@@ -685,15 +695,7 @@ export abstract class DtlsConnection {
     this.lastActivity = this.time.now();
     if (recordReceivedChannel.hasSubscribers) {
       recordReceivedChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          type,
-          epoch,
-          seq,
-          plaintext,
-          this.suite?.keyExchange === 'ecdhe_psk',
-        ),
+        recordEvent(this.peerLabel, this.role, type, epoch, seq, plaintext, this.suite?.keyExchange),
       );
     }
     return true;

@@ -7,13 +7,17 @@
  * CoAP channels in `ChannelPayloads` (src/diagnostics.ts), the one list of
  * every coapkit channel.
  */
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
+import { X509Certificate } from 'node:crypto';
 import { typedChannel } from '../util/typed-channel.js';
-import { CIPHER_SUITES } from './crypto/suites.js';
+import { sha256Hex } from './crypto/certs.js';
+import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { parseHandshakeFragments } from './handshake/fragment.js';
 import {
+  decodeCertificate,
   decodeClientHello,
   decodeClientKeyExchange,
+  decodeEcdsaServerKeyExchange,
   decodeHelloVerifyRequest,
   decodeServerHello,
   decodeServerKeyExchange,
@@ -53,8 +57,10 @@ export interface HandshakeDoneEvent {
   suiteId?: number;
   /** Whether the extended master secret (RFC 7627) is in use. */
   extendedMasterSecret: boolean;
-  /** The authenticated PSK identity. */
+  /** The authenticated identity: PSK identity, certificate CN or raw public key fingerprint (see `authMode`). */
   identity?: string;
+  /** How the peer authenticated (absent: PSK). */
+  authMode?: 'psk' | 'x509' | 'rpk';
   /** From the first ClientHello to the last Finished. */
   durationMs: number;
 }
@@ -146,15 +152,39 @@ export interface HandshakeInfo {
   identityHint?: string;
   /** ECDHE named group (ServerKeyExchange). */
   group?: number;
+  /**
+   * Certificate: the subject of each X.509 certificate (leaf first), or
+   * `raw public key <sha-256 fingerprint>` (RFC 7250); empty when none was sent.
+   */
+  certificates?: string[];
   /** server_name extension (ClientHello). */
   serverName?: string;
+}
+
+/** Subjects of an X.509 Certificate message, or the fingerprint of a raw public key (RFC 7250). */
+export function describeCertificates(message: Uint8Array): string[] {
+  const body = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  try {
+    return decodeCertificate(body, 'x509').map((der) =>
+      new X509Certificate(der).subject.replace(/\n/g, ', '),
+    );
+  } catch {
+    const rpk = decodeCertificate(body, 'rpk');
+    return rpk.map((spki) => `raw public key ${sha256Hex(spki)}`);
+  }
 }
 
 const suiteName = (id: number): string =>
   CIPHER_SUITES.get(id)?.name ?? `0x${id.toString(16).padStart(4, '0')}`;
 
 /** Best-effort description of the handshake fragments in a record plaintext (never throws). */
-export function describeHandshake(plaintext: Buffer, ecdhe?: boolean): HandshakeInfo[] {
+export function describeHandshake(
+  plaintext: Buffer,
+  keyExchange?: boolean | CipherSuiteInfo['keyExchange'],
+): HandshakeInfo[] {
+  // `true` (older callers) means ECDHE_PSK.
+  const kx = keyExchange === true ? 'ecdhe_psk' : keyExchange === false ? undefined : keyExchange;
+  const ecdhe = kx === 'ecdhe_psk';
   let frags: ReturnType<typeof parseHandshakeFragments>;
   try {
     frags = parseHandshakeFragments(plaintext);
@@ -191,14 +221,22 @@ export function describeHandshake(plaintext: Buffer, ecdhe?: boolean): Handshake
           info.extensions = sh.extensions.map((e) => e.type);
           break;
         }
+        case HandshakeType.certificate:
+          info.certificates = describeCertificates(f.body);
+          break;
         case HandshakeType.serverKeyExchange: {
-          const ske = decodeServerKeyExchange(f.body, ecdhe ?? false);
+          if (kx === 'ecdhe_ecdsa') {
+            info.group = decodeEcdsaServerKeyExchange(f.body).group;
+            break;
+          }
+          const ske = decodeServerKeyExchange(f.body, ecdhe);
           info.identityHint = ske.identityHint.toString('utf8');
           if (ske.ecdhe) info.group = ske.ecdhe.group;
           break;
         }
         case HandshakeType.clientKeyExchange:
-          info.identity = decodeClientKeyExchange(f.body, ecdhe ?? false).identity.toString('utf8');
+          if (kx === 'ecdhe_ecdsa') break;
+          info.identity = decodeClientKeyExchange(f.body, ecdhe).identity.toString('utf8');
           break;
       }
     } catch {
@@ -242,7 +280,7 @@ export function recordEvent(
   epoch: number,
   seq: number,
   plaintext: Buffer,
-  ecdhe?: boolean,
+  keyExchange?: boolean | CipherSuiteInfo['keyExchange'],
 ): RecordEvent {
   const ev: RecordEvent = {
     peer,
@@ -253,7 +291,7 @@ export function recordEvent(
     seq,
     length: plaintext.length,
   };
-  if (type === 22) ev.handshake = describeHandshake(plaintext, ecdhe);
+  if (type === 22) ev.handshake = describeHandshake(plaintext, keyExchange);
   if (type === 21 && plaintext.length >= 2) ev.alert = { level: plaintext[0]!, description: plaintext[1]! };
   return ev;
 }

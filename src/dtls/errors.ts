@@ -21,3 +21,12 @@ export class DtlsAlertError extends DtlsError {
 export class DtlsHandshakeTimeoutError extends DtlsError {
   static override readonly code: string = 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT';
 }
+
+/**
+ * A certificate, private key, CA or raw-public-key trust entry given to a DTLS
+ * transport is unusable: not a certificate, not a key, not P-256, the key does
+ * not match the certificate, an unreadable trust list.
+ */
+export class DtlsCredentialError extends DtlsError {
+  static override readonly code: string = 'COAP_ERR_DTLS_CREDENTIALS';
+}

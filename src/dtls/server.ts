@@ -14,7 +14,7 @@
  * half-open handshake. At most one ClientHello per datagram is looked at.
  */
 import { Buffer } from 'node:buffer';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { Groups } from '../util/keyed.js';
@@ -27,9 +27,25 @@ import {
   type FlightItem,
   type SessionSnapshot,
 } from './connection.js';
+import {
+  CERT_TYPE_ECDSA_SIGN,
+  type CertOptions,
+  type DtlsPeerAuth,
+  ecdsaSign,
+  ecdsaVerify,
+  peerPublicKey,
+  SIG_ECDSA_SHA256,
+  verifyRawPublicKey,
+  verifyX509Chain,
+} from './crypto/certs.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
-import { CIPHER_SUITES, type CipherSuiteInfo, DEFAULT_CIPHER_SUITES } from './crypto/suites.js';
+import {
+  CIPHER_SUITES,
+  type CipherSuiteInfo,
+  DEFAULT_CERT_CIPHER_SUITES,
+  DEFAULT_CIPHER_SUITES,
+} from './crypto/suites.js';
 import {
   type HandshakeRefusal,
   handshakeDoneChannel,
@@ -41,17 +57,25 @@ import {
   recordSentChannel,
 } from './diag.js';
 import { DtlsError } from './errors.js';
+import { certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
   type ClientHello,
+  decodeCertificate,
+  decodeCertificateVerify,
   decodeClientHello,
   decodeClientKeyExchange,
+  decodeEcdhClientKeyExchange,
   decodeEcPointFormats,
   decodeFinished,
   decodeSupportedGroups,
   EMPTY_RENEGOTIATION_INFO_SCSV,
   type Extension,
   ExtensionType,
+  encodeCertificate,
+  encodeCertificateRequest,
+  encodeEcdhParams,
+  encodeEcdsaServerKeyExchange,
   encodeServerHello,
   encodeServerKeyExchange,
   findExtension,
@@ -63,12 +87,15 @@ import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
 export interface ServerConnectionOptions extends ConnectionOptions {
-  pskLookup: PskLookup;
+  /** PSK suites are chosen only with a lookup. */
+  pskLookup?: PskLookup | undefined;
+  /** Certificate / raw public key credentials and trust (ECDHE_ECDSA suites). */
+  certs?: CertOptions | undefined;
   identityHint?: Buffer | undefined;
   cipherSuites: readonly number[];
 }
 
-type ServerState = 'wait_cke' | 'wait_finished' | 'done';
+type ServerState = 'wait_cert' | 'wait_cke' | 'wait_cv' | 'wait_finished' | 'done';
 
 /** Server connections report to their DtlsServer directly (no per-connection sink object). */
 const NO_SINK: ConnectionSink = { sendDatagram() {}, established() {}, data() {}, closed() {} };
@@ -81,6 +108,9 @@ export class DtlsServerConnection extends DtlsConnection {
   private hsState: ServerState = 'wait_cke';
   private ephemeral?: EphemeralKey;
   private master?: Buffer;
+  /** Certificate mode: the type the client's Certificate has, and its verified public key. */
+  private clientCertType: 'x509' | 'rpk' = 'x509';
+  private peerKey?: KeyObject;
   /**
    * message_seq of our Finished while we still answer a retransmitted client
    * flight by resending ChangeCipherSpec + Finished (RFC 6347 §4.2.4); -1 once the
@@ -144,12 +174,15 @@ export class DtlsServerConnection extends DtlsConnection {
     const pointFormats = findExtension(ch.extensions, ExtensionType.ecPointFormats);
     const uncompressedOk = pointFormats === undefined || decodeEcPointFormats(pointFormats.data).includes(0);
 
+    const certMode = negotiateCertMode(ch, this.sopts.certs, clientGroups);
     let suite: CipherSuiteInfo | undefined;
     for (const id of this.sopts.cipherSuites) {
       if (!ch.cipherSuites.includes(id)) continue;
       const s = CIPHER_SUITES.get(id);
       if (s === undefined) continue;
-      if (s.keyExchange === 'ecdhe_psk' && (group === undefined || !uncompressedOk)) continue;
+      if (s.keyExchange !== 'psk' && (group === undefined || !uncompressedOk)) continue;
+      if (s.keyExchange === 'ecdhe_ecdsa' ? certMode === undefined : this.sopts.pskLookup === undefined)
+        continue;
       suite = s;
       break;
     }
@@ -168,9 +201,11 @@ export class DtlsServerConnection extends DtlsConnection {
     if (secureReneg) exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
     if (this.extendedMasterSecret)
       exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
-    if (suite.keyExchange === 'ecdhe_psk' && pointFormats !== undefined) {
+    if (suite.keyExchange !== 'psk' && pointFormats !== undefined) {
       exts.push({ type: ExtensionType.ecPointFormats, data: Buffer.from([1, 0]) });
     }
+    const cert = suite.keyExchange === 'ecdhe_ecdsa' ? certMode : undefined;
+    if (cert !== undefined) exts.push(...certServerHelloExtensions(cert));
     this.serverRandom = randomBytes(32);
     const flight = [
       this.message(
@@ -186,7 +221,34 @@ export class DtlsServerConnection extends DtlsConnection {
       ),
     ];
     const hint = this.sopts.identityHint ?? Buffer.alloc(0);
-    if (suite.keyExchange === 'ecdhe_psk') {
+    if (cert !== undefined) {
+      const own = cert.own;
+      flight.push(this.message(HandshakeType.certificate, encodeCertificate(own.type, own.chain, own.spki)));
+      this.ephemeral = generateEphemeral(group!);
+      const params = encodeEcdhParams(group!, this.ephemeral.publicKey);
+      const signature = ecdsaSign(own.key, Buffer.concat([this.clientRandom, this.serverRandom, params]));
+      flight.push(
+        this.message(
+          HandshakeType.serverKeyExchange,
+          encodeEcdsaServerKeyExchange(params, SIG_ECDSA_SHA256, signature),
+        ),
+      );
+      if (cert.clientType !== undefined) {
+        this.clientCertType = cert.clientType;
+        flight.push(
+          this.message(
+            HandshakeType.certificateRequest,
+            encodeCertificateRequest({
+              certificateTypes: [CERT_TYPE_ECDSA_SIGN],
+              signatureSchemes: [SIG_ECDSA_SHA256],
+              // RFC 5246 §7.4.4: the CAs we accept, so a client with several certificates can choose.
+              authorities: cert.clientType === 'x509' ? (this.sopts.certs?.trust.caNames ?? []) : [],
+            }),
+          ),
+        );
+        this.hsState = 'wait_cert';
+      }
+    } else if (suite.keyExchange === 'ecdhe_psk') {
       this.ephemeral = generateEphemeral(group!);
       flight.push(
         this.message(
@@ -207,10 +269,91 @@ export class DtlsServerConnection extends DtlsConnection {
   }
 
   protected handleMessage(m: HandshakeMessage): void | Promise<void> {
+    if (this.hsState === 'wait_cert' && m.msgType === HandshakeType.certificate) return this.onCertificate(m);
     if (this.hsState === 'wait_cke' && m.msgType === HandshakeType.clientKeyExchange)
-      return this.onClientKeyExchange(m);
+      return this.suite!.keyExchange === 'ecdhe_ecdsa'
+        ? this.onEcdhClientKeyExchange(m)
+        : this.onClientKeyExchange(m);
+    if (this.hsState === 'wait_cv' && m.msgType === HandshakeType.certificateVerify)
+      return this.onCertificateVerify(m);
     if (this.hsState === 'wait_finished' && m.msgType === HandshakeType.finished) return this.onFinished(m);
     throw this.unexpected(m);
+  }
+
+  /** The client's Certificate (we sent a CertificateRequest): verify it now, its signature comes in CertificateVerify. */
+  private onCertificate(m: HandshakeMessage): void {
+    const certs = this.sopts.certs!;
+    const list = decodeCertificate(m.body, this.clientCertType);
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    this.hsState = 'wait_cke';
+    if (list.length === 0) {
+      if (certs.trust.verifyPeer)
+        throw alertError(
+          AlertDescription.handshakeFailure,
+          'the client sent no certificate (one is required)',
+        );
+      return;
+    }
+    // We only ask for a type we can verify: a certificate that is sent must be valid.
+    const auth =
+      this.clientCertType === 'rpk'
+        ? verifyRawPublicKey(list[0]!, certs.trust, 'client')
+        : verifyX509Chain(list, certs.trust, 'client');
+    this.offeredIdentity = auth?.identity;
+    this.pendingAuth = auth;
+    try {
+      this.peerKey = peerPublicKey(this.clientCertType, list[0]!);
+    } catch (cause) {
+      throw alertError(
+        AlertDescription.badCertificate,
+        `bad client certificate: ${(cause as Error).message}`,
+      );
+    }
+  }
+
+  private pendingAuth?: DtlsPeerAuth | undefined;
+
+  /** ECDHE_ECDSA ClientKeyExchange: the client's ephemeral point; premaster = the ECDH shared secret (RFC 8422 §5.10). */
+  private onEcdhClientKeyExchange(m: HandshakeMessage): void {
+    const suite = this.suite!;
+    const point = decodeEcdhClientKeyExchange(m.body);
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    const sessionHash = this.extendedMasterSecret ? this.transcript.digest(suite.prfHash) : undefined;
+    const premaster = this.ephemeral!.computeSecret(point);
+    const master = masterSecret(suite, premaster, this.clientRandom!, this.serverRandom!, sessionHash);
+    premaster.fill(0);
+    this.master = master;
+    this.logKeys(master);
+    this.hsState = this.peerKey !== undefined ? 'wait_cv' : 'wait_finished';
+    if (this.peerKey === undefined) this.authenticated(undefined);
+    const keys = keyBlockBytes(suite, master, this.clientRandom!, this.serverRandom!, KEPT_EXTRA);
+    keys.set(this.clientRandom!, keys.length - KEPT_EXTRA);
+    this.installKeys(suite, keys);
+  }
+
+  /** CertificateVerify: the client signs every handshake message before it (RFC 5246 §7.4.8). */
+  private onCertificateVerify(m: HandshakeMessage): void {
+    const cv = decodeCertificateVerify(m.body);
+    if (cv.scheme !== SIG_ECDSA_SHA256)
+      throw alertError(
+        AlertDescription.illegalParameter,
+        `unsupported CertificateVerify algorithm 0x${cv.scheme.toString(16)}`,
+      );
+    if (!ecdsaVerify(this.peerKey!, this.transcript.bytes(), cv.signature))
+      throw alertError(
+        AlertDescription.decryptError,
+        'client CertificateVerify signature does not verify (key does not match its certificate?)',
+      );
+    this.transcript.add(m.msgType, m.messageSeq, m.body);
+    this.authenticated(this.pendingAuth);
+    this.hsState = 'wait_finished';
+  }
+
+  /** Certificate mode: records who the client proved to be (none: no client authentication). */
+  private authenticated(auth: DtlsPeerAuth | undefined): void {
+    if (auth === undefined) return;
+    this.auth = auth;
+    this.identity = auth.identity;
   }
 
   private onClientKeyExchange(m: HandshakeMessage): void | Promise<void> {
@@ -243,7 +386,7 @@ export class DtlsServerConnection extends DtlsConnection {
     };
     let psk: ReturnType<PskLookup>;
     try {
-      psk = this.sopts.pskLookup(identity);
+      psk = this.sopts.pskLookup!(identity);
     } catch (cause) {
       throw alertError(AlertDescription.internalError, `PSK lookup failed: ${(cause as Error).message}`);
     }
@@ -288,6 +431,7 @@ export class DtlsServerConnection extends DtlsConnection {
         suiteId: suite.id,
         extendedMasterSecret: this.extendedMasterSecret,
         identity: this.identity,
+        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
         durationMs: this.time.now() - this.startedAt,
       });
     }
@@ -295,6 +439,8 @@ export class DtlsServerConnection extends DtlsConnection {
 
   protected override releaseHandshakeState(): void {
     this.ephemeral = undefined;
+    this.peerKey = undefined;
+    this.pendingAuth = undefined;
     this.master = undefined;
     // The client random lives on after the key block (see isSameClientHello).
     this.clientRandom = undefined;
@@ -355,7 +501,10 @@ export const DTLS_SERVER_DEFAULTS = {
 } as const;
 
 export interface DtlsServerOptions {
-  pskLookup: PskLookup;
+  /** PSK keys by identity (PSK suites); at least one of pskLookup and certs. */
+  pskLookup?: PskLookup | undefined;
+  /** Certificate / raw public key credentials and trust (ECDHE_ECDSA suites). */
+  certs?: CertOptions | undefined;
   identityHint?: Buffer | undefined;
   cipherSuites?: readonly number[] | undefined;
   /** Sessions, established or handshaking (default 10,000). */
@@ -470,7 +619,13 @@ export class DtlsServer {
       ),
     );
     this.idleTimeoutMs = options.idleTimeoutMs ?? 10 * 60_000;
-    this.cipherSuites = (options.cipherSuites ?? DEFAULT_CIPHER_SUITES).filter((s) => CIPHER_SUITES.has(s));
+    if (options.pskLookup === undefined && options.certs === undefined)
+      throw new DtlsError('a DTLS server needs PSK keys or a certificate / raw public key');
+    const defaults = [
+      ...(options.certs !== undefined ? DEFAULT_CERT_CIPHER_SUITES : []),
+      ...(options.pskLookup !== undefined ? DEFAULT_CIPHER_SUITES : []),
+    ];
+    this.cipherSuites = (options.cipherSuites ?? defaults).filter((s) => CIPHER_SUITES.has(s));
     if (this.cipherSuites.length === 0) throw new DtlsError('no supported cipher suite configured');
     const common = {
       clock: this.time,
@@ -489,6 +644,7 @@ export class DtlsServer {
       },
       keyLog: options.keyLog,
       pskLookup: options.pskLookup,
+      certs: options.certs,
       identityHint: options.identityHint,
       cipherSuites: this.cipherSuites,
     };

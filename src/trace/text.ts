@@ -68,6 +68,14 @@ function familyOfKey(key: string): 'IPv4' | 'IPv6' {
 }
 
 /** "12.3 ms", "1.50 s". */
+
+/** How the handshake-done line names the peer's identity. */
+const AUTH_LABEL = {
+  psk: 'PSK identity',
+  x509: 'peer certificate',
+  rpk: 'peer raw public key',
+} as const;
+
 export const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 
 function hsName(h: HandshakeInfo): string {
@@ -215,6 +223,12 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       if (h.identity !== undefined) d.push(`  PSK identity: ${JSON.stringify(h.identity)}`);
       if (h.identityHint) d.push(`  PSK identity hint: ${JSON.stringify(h.identityHint)}`);
       if (h.group !== undefined) d.push(`  ECDHE group: ${GROUP_NAMES[h.group] ?? h.group}`);
+      if (h.certificates !== undefined)
+        d.push(
+          ...(h.certificates.length === 0
+            ? ['  certificate: (none)']
+            : h.certificates.map((c) => `  certificate: ${c}`)),
+        );
     }
     if (ev.alert) d.push(`level ${ev.alert.level === 2 ? 'fatal' : 'warning'}`);
     return d;
@@ -373,7 +387,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
           ),
           details: [
             `suite ${suite ?? '?'}; +${DTLS_RECORD_HEADER_BYTES} hdr + ${dtlsProtectionBytes(suite)} nonce/tag per record`,
-            `extended master secret: ${ev.extendedMasterSecret ? 'yes' : 'no'}; PSK identity: ${JSON.stringify(ev.identity ?? '')}`,
+            `extended master secret: ${ev.extendedMasterSecret ? 'yes' : 'no'}; ${AUTH_LABEL[ev.authMode ?? 'psk']}: ${JSON.stringify(ev.identity ?? '')}`,
           ],
         },
         ev.peer,

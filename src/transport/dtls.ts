@@ -18,7 +18,18 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DtlsClientConnection } from '../dtls/client.js';
-import { CIPHER_SUITES, DEFAULT_CIPHER_SUITES, recordOverhead } from '../dtls/crypto/suites.js';
+import {
+  buildCertOptions,
+  type CertOptions,
+  type DtlsCertificateOptions,
+  type PemInput,
+} from '../dtls/crypto/certs.js';
+import {
+  CIPHER_SUITES,
+  DEFAULT_CERT_CIPHER_SUITES,
+  DEFAULT_CIPHER_SUITES,
+  recordOverhead,
+} from '../dtls/crypto/suites.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import {
@@ -52,6 +63,7 @@ import {
   type AddressFamily,
   makePeer,
   type Peer,
+  type PeerAuth,
   type Transport,
   type TransportHandlers,
 } from './transport.js';
@@ -84,7 +96,28 @@ function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: nu
   });
 }
 
+export type { DtlsCertificateOptions, PemInput };
+
 const QUEUE_LIMIT = 32;
+
+/** What a certificate-mode alert from the server most likely means. */
+function certificateAlertHint(alert: number | undefined): string | undefined {
+  switch (alert) {
+    case 40:
+      return 'the server refused the handshake: does it want a client certificate (--cert FILE --key FILE) and support ECDHE_ECDSA with P-256?';
+    case 42:
+    case 43:
+      return 'the server refused our certificate: it must be an ECDSA P-256 certificate allowed for client authentication';
+    case 45:
+      return 'the server says our certificate expired (or is not valid yet): check its dates (openssl x509 -noout -dates -in FILE)';
+    case 48:
+      return "the server does not trust our certificate's issuer: use a certificate from a CA the server has in its --ca";
+    case 51:
+      return 'the server could not verify our signature: does --key belong to --cert?';
+    default:
+      return undefined;
+  }
+}
 
 /**
  * A server that sends its hello flight (up to ServerHelloDone) this many more
@@ -127,14 +160,20 @@ class PendingSends {
   }
 }
 
-export interface DtlsClientOptions {
-  psk: PskCredentials;
+export interface DtlsClientOptions extends DtlsCertificateOptions {
+  /** PSK credentials (PSK suites); a client needs psk, or cert/key/ca/rpk (ECDHE_ECDSA suites), or both. */
+  psk?: PskCredentials;
   cipherSuites?: number[];
   bind?: { address?: string; port?: number };
   family?: 4 | 6;
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
   mtu?: number;
+  /**
+   * The server's name: sent as server_name (SNI) when it is a host name, and in
+   * certificate mode the name the server's certificate must carry (default the
+   * host or address of the URI; checked unless `verifyPeer` is false).
+   */
   serverName?: string;
   keyLogFile?: KeyLogSink;
   idleTimeoutMs?: number;
@@ -197,6 +236,8 @@ export interface DtlsSessionInfo {
   suiteId: number;
   extendedMasterSecret: boolean;
   established: boolean;
+  /** Certificate and raw-public-key modes: who the server proved to be (when it was verified). */
+  server?: PeerAuth;
 }
 
 /** Why a DTLS handshake did not complete, as `DtlsClientTransport.describeStall` tells it. */
@@ -232,6 +273,8 @@ export class DtlsClientTransport implements Transport {
     private readonly options: DtlsClientOptions,
     socket: Socket,
     family: 4 | 6,
+    /** Certificate credentials and trust, parsed by create(). */
+    private readonly certs: CertOptions | undefined,
   ) {
     this.time = options.clock ?? realClock;
     this.sockets.set(family, socket);
@@ -252,11 +295,15 @@ export class DtlsClientTransport implements Transport {
   }
 
   static async create(options: DtlsClientOptions): Promise<DtlsClientTransport> {
-    if (options.psk === undefined) throw new InvalidArgumentError('DTLS client needs psk credentials');
+    // Credentials are checked before a socket is bound (typed errors for unusable files).
+    const certs = buildCertOptions(options, 'client');
+    if (options.psk === undefined && certs === undefined)
+      throw new InvalidArgumentError('DTLS client needs psk credentials or a certificate / ca / rpk');
+
     const bindAddr = options.bind?.address;
     const family: 4 | 6 = options.family ?? (bindAddr !== undefined && isIP(bindAddr) === 6 ? 6 : 4);
     const socket = await bindSocket(family === 6 ? 'udp6' : 'udp4', bindAddr, options.bind?.port ?? 0);
-    return new DtlsClientTransport(options, socket, family);
+    return new DtlsClientTransport(options, socket, family, certs);
   }
 
   private wire(socket: Socket): void {
@@ -385,9 +432,25 @@ export class DtlsClientTransport implements Transport {
       if (error.alert !== undefined) e.alert = error.alert;
       return e;
     }
+    if (
+      this.certs !== undefined &&
+      !(error instanceof DtlsAlertError) &&
+      error.hint === undefined &&
+      (error.alert === 42 || error.alert === 43 || error.alert === 45 || error.alert === 48)
+    ) {
+      // We refused the server's certificate or key.
+      error.hint =
+        error.alert === 48
+          ? "pass the CA that issued the server's certificate with --ca (library: the ca option)"
+          : error.alert === 45
+            ? "the server's certificate is out of its validity period (or this machine's clock is wrong)"
+            : "the server's certificate or key is not acceptable: --trace shows what it sent";
+    }
     if (error instanceof DtlsAlertError && error.hint === undefined && s.established !== true) {
       const a = error.alert;
-      if (a === 20 || a === 51 || a === 115 || a === 40) {
+      const certHint = this.certs !== undefined ? certificateAlertHint(a) : undefined;
+      if (certHint !== undefined) error.hint = certHint;
+      else if (a === 20 || a === 51 || a === 115 || a === 40) {
         error.hint =
           a === 40
             ? 'the server refused the handshake: check the PSK identity and key (--identity, --psk/--psk-hex/--psk-file) and that it supports a PSK cipher suite we offer'
@@ -439,6 +502,7 @@ export class DtlsClientTransport implements Transport {
       suiteId: c.suite.id,
       extendedMasterSecret: c.extendedMasterSecret,
       established: c.state === 'established',
+      ...(c.auth !== undefined ? { server: c.auth } : {}),
     };
   }
 
@@ -524,10 +588,15 @@ export class DtlsClientTransport implements Transport {
           handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
           keyLog: this.keyLog,
           peerLabel: recvKey,
-          identity: toBytes(this.options.psk.identity),
-          psk: toBytes(this.options.psk.key),
-          cipherSuites: this.options.cipherSuites ?? DEFAULT_CIPHER_SUITES,
+          identity: this.options.psk !== undefined ? toBytes(this.options.psk.identity) : undefined,
+          psk: this.options.psk !== undefined ? toBytes(this.options.psk.key) : undefined,
+          certs: this.certs,
+          cipherSuites: this.options.cipherSuites ?? [
+            ...(this.certs !== undefined ? DEFAULT_CERT_CIPHER_SUITES : []),
+            ...(this.options.psk !== undefined ? DEFAULT_CIPHER_SUITES : []),
+          ],
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
+          expectedHost: this.options.serverName ?? peer.address,
         },
         {
           sendDatagram: own
@@ -694,10 +763,11 @@ export class DtlsClientTransport implements Transport {
   }
 }
 
-export interface DtlsServerTransportOptions {
+export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
   host?: string;
   port?: number;
-  psk:
+  /** PSK keys (PSK suites); a server needs psk, or cert + key / rpk (ECDHE_ECDSA suites), or both. */
+  psk?:
     | PskCredentials
     | ((identity: string) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>);
   identityHint?: string;
@@ -775,16 +845,20 @@ export class DtlsServerTransport implements Transport {
   private constructor(
     private readonly socket: Socket,
     options: DtlsServerTransportOptions,
+    certs: CertOptions | undefined,
   ) {
     const psk = options.psk;
-    const pskLookup: PskLookup =
-      typeof psk === 'function'
-        ? (identity) => {
-            const r = psk(identity);
-            const conv = (v: Uint8Array | string | undefined) => (v === undefined ? undefined : toBytes(v));
-            return r instanceof Promise ? r.then(conv) : conv(r);
-          }
-        : (identity) => (identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined);
+    const pskLookup: PskLookup | undefined =
+      psk === undefined
+        ? undefined
+        : typeof psk === 'function'
+          ? (identity) => {
+              const r = psk(identity);
+              const conv = (v: Uint8Array | string | undefined) => (v === undefined ? undefined : toBytes(v));
+              return r instanceof Promise ? r.then(conv) : conv(r);
+            }
+          : (identity) =>
+              identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined;
     this.pskLookup = pskLookup;
     this.maxSessions = options.maxSessions ?? DTLS_SERVER_DEFAULTS.maxSessions;
     const family = socket.address().family === 'IPv6' ? 6 : 4;
@@ -797,6 +871,7 @@ export class DtlsServerTransport implements Transport {
     this.server = new DtlsServer(
       {
         pskLookup,
+        certs,
         identityHint:
           options.identityHint !== undefined ? Buffer.from(options.identityHint, 'utf8') : undefined,
         cipherSuites: options.cipherSuites,
@@ -840,7 +915,7 @@ export class DtlsServerTransport implements Transport {
         data: (d, conn, address, port) => {
           let peer = conn.tag as Peer | undefined;
           if (peer === undefined) {
-            peer = makePeer(address, port, conn.identity);
+            peer = makePeer(address, port, conn.auth ?? conn.identity);
             conn.tag = peer;
           }
           this.lastConn = conn;
@@ -848,7 +923,7 @@ export class DtlsServerTransport implements Transport {
         },
         closed: (conn, address, port, error) => {
           if (error === undefined || this.closed) return;
-          const peer = (conn.tag as Peer | undefined) ?? makePeer(address, port, conn.identity);
+          const peer = (conn.tag as Peer | undefined) ?? makePeer(address, port, conn.auth ?? conn.identity);
           this.handlers?.peerError?.(peer, error);
         },
       },
@@ -868,11 +943,15 @@ export class DtlsServerTransport implements Transport {
   private lastConn?: DtlsServerConnection;
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
+    // Credentials are checked before a socket is bound (typed errors for unusable files).
+    const certs = buildCertOptions(options, 'server');
+    if (options.psk === undefined && certs === undefined)
+      throw new InvalidArgumentError('DTLS server needs psk keys or cert + key / rpk');
     const host = options.host ?? '::';
     const type = isIP(host) === 4 ? 'udp4' : 'udp6';
     const socket = await bindSocket(type, host, options.port ?? 5684);
     try {
-      return new DtlsServerTransport(socket, options);
+      return new DtlsServerTransport(socket, options, certs);
     } catch (e) {
       socket.close(); // bad options: do not leak the bound socket
       throw e;
@@ -915,7 +994,7 @@ export class DtlsServerTransport implements Transport {
     }
   }
 
-  private readonly pskLookup: PskLookup;
+  private readonly pskLookup: PskLookup | undefined;
   private readonly maxSessions: number;
 
   /**
@@ -980,7 +1059,9 @@ export class DtlsServerTransport implements Transport {
         const identity =
           e.auth === undefined ? e.snapshot.identity : e.auth.mode === 'psk' ? e.auth.identity : undefined;
         // A synchronous lookup (the usual case) costs no microtask per session.
-        const found = identity === undefined ? true : this.pskLookup(identity);
+        // A PSK session is kept only while its identity still has a key (none when PSK is off).
+        const found =
+          identity === undefined ? true : this.pskLookup === undefined ? undefined : this.pskLookup(identity);
         if ((found instanceof Promise ? await found : found) === undefined) {
           revoked++;
           continue;

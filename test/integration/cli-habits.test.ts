@@ -354,10 +354,7 @@ describe('unknown flags name the flag and the closest known one', () => {
     ],
     [['get', 'coap://127.0.0.1/', '-a', '::1'], /use --local-address ADDR/],
     [['get', 'coap://127.0.0.1/', '--silent'], /use -q\/--quiet/],
-    [
-      ['get', 'coap://127.0.0.1/', '-c', 'cert.pem'],
-      /certificates: coaps\+tcp:\/\/ and coaps\+ws:\/\/ take --cert FILE/,
-    ],
+    [['get', 'coap://127.0.0.1/', '-J', '1234'], /PKCS#11 is not supported/],
     [['observe', 'coap://127.0.0.1/', '--cuont', '1'], /did you mean -n\/--count\?/],
     [['ping', 'coap://127.0.0.1/', '-v', '9'], /unknown option '-v'/],
     [['get', 'coap://127.0.0.1/', '-v', '9'], /unexpected argument "9"\n {2}hint: -v takes no level here/],

@@ -94,6 +94,7 @@ const handshakeInfo = {
     identity: { optional: 'string' },
     identityHint: { optional: 'string' },
     group: { optional: 'number' },
+    certificates: { optional: { array: 'string' } },
     serverName: { optional: 'string' },
   },
 } as const;
@@ -129,6 +130,7 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     suiteId: { optional: 'number' },
     extendedMasterSecret: 'boolean',
     identity: { optional: 'string' },
+    authMode: { optional: 'string' },
     durationMs: 'number',
   },
   'coapkit:dtls:handshake:error': {

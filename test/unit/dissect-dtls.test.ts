@@ -100,7 +100,7 @@ describe('DTLS key sources and failures', () => {
 
   it('unsupported suite and ECDHE_PSK without a key log', () => {
     for (const [suite, status, detail] of [
-      [0xc02b, 'unsupported-suite', /unsupported cipher suite TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256/],
+      [0xc02c, 'unsupported-suite', /unsupported cipher suite TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384/],
       [0xccac, 'no-key', /ECDHE.*--keylog/],
     ] as const) {
       const t = new DtlsTracker({ psk: PSK });

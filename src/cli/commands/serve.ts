@@ -20,6 +20,7 @@ import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { ACL_FLAGS, type ServeAccess, serveAccess } from '../acl.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
+import { SERVE_CERT_FLAGS, type ServeCredentials, serveCertOptions } from '../credentials.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
@@ -54,6 +55,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   ...ACL_FLAGS,
   // RFC 8323 (coap+tcp, coaps+tcp, coap+ws, coaps+ws): serve-reliable.ts.
   ...RELIABLE_SERVE_FLAGS,
+  ...SERVE_CERT_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -71,8 +73,10 @@ export interface ServeOptions {
   lookupHost?: (name: string) => Promise<string[]>;
   port: number;
   securePort: number;
-  /** identity -> key; coaps:// is only started when non-empty. */
+  /** identity -> key; coaps:// is only started when non-empty (or with `credentials`). */
   keys: Map<string, Buffer>;
+  /** Certificate / raw public key mode (--cert/--key/--ca, --rpk, --generate-cert). */
+  credentials?: ServeCredentials;
   maxResources: number;
   maxSize: number;
   /** Bytes of paths and payloads the store may hold (DynamicStore maxBytes; default 64 MiB). */
@@ -306,8 +310,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         ...(group ? { group } : {}),
       });
     }
-    if (opts.keys.size > 0) {
+    if (opts.keys.size > 0 || opts.credentials?.certs !== undefined) {
       const keys = opts.keys;
+      const psk = keys.size > 0 ? (identity: string) => keys.get(identity) : undefined;
       const secure = new CoapServer({ maxPayloadSize, blockwise, observe });
       setup(secure);
       servers.push(secure);
@@ -316,7 +321,12 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         let transport: DtlsServerTransport;
         try {
           transport = await bindDefault(host, (h) =>
-            DtlsServerTransport.create({ host: h, port, psk: (identity) => keys.get(identity) }),
+            DtlsServerTransport.create({
+              host: h,
+              port,
+              ...(psk !== undefined ? { psk } : {}),
+              ...opts.credentials?.certs,
+            }),
           );
         } catch (err) {
           throw bindError('coaps', host, port, err);
@@ -372,6 +382,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
       { hint: 'raise --max-store-bytes or lower --max-size' },
     );
   }
+  const credentials = serveCertOptions(p);
+  if (credentials.certs !== undefined) opts.credentials = credentials;
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   // Keys given (flags or environment), not generated: anonymous peers only read unless --acl / --anonymous-writes.
@@ -417,17 +429,18 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const self = selfCommand(io.env);
   const lines = ['coapkit serve: listening on'];
   for (const l of running.listeners) {
-    const note =
-      l.scheme === 'coaps'
-        ? `  (DTLS PSK, ${opts.keys.size} identit${opts.keys.size === 1 ? 'y' : 'ies'})`
-        : '';
+    const modes = [
+      ...(opts.keys.size > 0 ? [`PSK, ${opts.keys.size} identit${opts.keys.size === 1 ? 'y' : 'ies'}`] : []),
+      ...(opts.credentials?.note !== undefined ? [opts.credentials.note] : []),
+    ];
+    const note = l.scheme === 'coaps' ? `  (DTLS ${modes.join('; ')})` : '';
     lines.push(
       `  ${l.url}${note}${l.group ? `  (multicast group, leisure ${(opts.multicast?.leisureMs ?? 0) / 1000} s)` : ''}`,
     );
   }
-  if (opts.keys.size === 0)
+  if (opts.keys.size === 0 && opts.credentials === undefined)
     lines.push(
-      '  (coaps:// not started: no PSK configured; see --identity/--psk, --psk-file, --generate-psk)',
+      '  (coaps:// not started: no PSK configured and no certificate; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
     );
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
@@ -435,6 +448,13 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(
       `PSK generated for this run: identity "${identity}", key (hex) ${key.toString('hex')}`,
       `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
+    );
+  }
+  const gen = opts.credentials?.generated;
+  if (gen !== undefined && secureListener) {
+    lines.push(
+      `Certificates ${gen.reused ? 'reused from' : 'generated in'} ${gen.dir} (throwaway CA, server and client)`,
+      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ ${opts.credentials?.clientArgs}`,
     );
   }
   if (opts.access) lines.push(opts.access.banner);

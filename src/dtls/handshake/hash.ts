@@ -44,6 +44,11 @@ export class HandshakeTranscript {
     return h.digest();
   }
 
+  /** All messages added so far, concatenated (what CertificateVerify signs, RFC 5246 §7.4.8). */
+  bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+
   /** Number of messages added. */
   get length(): number {
     return this.parts.length / 2;

@@ -11,8 +11,11 @@ export const HandshakeType = {
   clientHello: 1,
   serverHello: 2,
   helloVerifyRequest: 3,
+  certificate: 11,
   serverKeyExchange: 12,
+  certificateRequest: 13,
   serverHelloDone: 14,
+  certificateVerify: 15,
   clientKeyExchange: 16,
   finished: 20,
 } as const;
@@ -21,6 +24,9 @@ export const ExtensionType = {
   serverName: 0,
   supportedGroups: 10,
   ecPointFormats: 11,
+  signatureAlgorithms: 13,
+  clientCertificateType: 19,
+  serverCertificateType: 20,
   extendedMasterSecret: 23,
   renegotiationInfo: 0xff01,
 } as const;
@@ -238,4 +244,140 @@ export function decodeEcPointFormats(data: Buffer): number[] {
 
 export function findExtension(exts: readonly Extension[], type: number): Extension | undefined {
   return exts.find((e) => e.type === type);
+}
+
+// ---- certificate mode (RFC 5246 §7.4.2/§7.4.4/§7.4.8, RFC 8422 §5.4/§5.7, RFC 7250 §3)
+
+/** Certificate: an X.509 chain (leaf first) or one raw SubjectPublicKeyInfo. */
+export function encodeCertificate(type: 'x509' | 'rpk', chain: readonly Buffer[], spki?: Buffer): Buffer {
+  if (type === 'rpk') return vec(3, spki ?? Buffer.alloc(0));
+  return vec(3, Buffer.concat(chain.map((c) => vec(3, c))));
+}
+
+/** Decodes a Certificate; for 'rpk' the one element is the SubjectPublicKeyInfo (may be empty: no key). */
+export function decodeCertificate(body: Buffer, type: 'x509' | 'rpk'): Buffer[] {
+  const r = new Reader(body);
+  const list = r.vector(3, type === 'rpk' ? 'ASN.1_subjectPublicKeyInfo' : 'certificate_list');
+  r.end('Certificate');
+  if (type === 'rpk') return list.length === 0 ? [] : [list];
+  const lr = new Reader(list);
+  const out: Buffer[] = [];
+  while (lr.remaining > 0) out.push(lr.vector(3, 'ASN.1Cert', 1));
+  return out;
+}
+
+export interface EcdsaServerKeyExchange {
+  group: number;
+  publicKey: Buffer;
+  /** SignatureAndHashAlgorithm (0x0403). */
+  scheme: number;
+  signature: Buffer;
+  /** The signed ServerECDHParams bytes (curve_type, named_curve, public). */
+  params: Buffer;
+}
+
+/** ServerECDHParams (curve_type named_curve, group, point<1..255>). */
+export function encodeEcdhParams(group: number, publicKey: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([3]), u16(group), vec(1, publicKey)]);
+}
+
+export function encodeEcdsaServerKeyExchange(params: Buffer, scheme: number, signature: Buffer): Buffer {
+  return Buffer.concat([params, u16(scheme), vec(2, signature)]);
+}
+
+export function decodeEcdsaServerKeyExchange(body: Buffer): EcdsaServerKeyExchange {
+  const r = new Reader(body);
+  const curveType = r.u8('curve_type');
+  if (curveType !== 3) throw decodeError(`unsupported ECCurveType ${curveType}`);
+  const group = r.u16('named_curve');
+  const publicKey = r.vector(1, 'ECPoint', 1, 255);
+  const params = body.subarray(0, r.offset);
+  const scheme = r.u16('signature_algorithm');
+  const signature = r.vector(2, 'signature', 1);
+  r.end('ServerKeyExchange');
+  return { group, publicKey, scheme, signature, params };
+}
+
+/** ClientKeyExchange of ECDHE_ECDSA: ClientECDiffieHellmanPublic (explicit point). */
+export function decodeEcdhClientKeyExchange(body: Buffer): Buffer {
+  const r = new Reader(body);
+  const point = r.vector(1, 'ECPoint', 1, 255);
+  r.end('ClientKeyExchange');
+  return point;
+}
+
+export interface CertificateRequest {
+  certificateTypes: number[];
+  signatureSchemes: number[];
+  /** DER DistinguishedNames of acceptable CAs. */
+  authorities: Buffer[];
+}
+
+export function encodeCertificateRequest(m: CertificateRequest): Buffer {
+  return Buffer.concat([
+    vec(1, Buffer.from(m.certificateTypes)),
+    vec(2, Buffer.concat(m.signatureSchemes.map(u16))),
+    vec(2, Buffer.concat(m.authorities.map((a) => vec(2, a)))),
+  ]);
+}
+
+export function decodeCertificateRequest(body: Buffer): CertificateRequest {
+  const r = new Reader(body);
+  const certificateTypes = [...r.vector(1, 'certificate_types', 1)];
+  const schemesRaw = r.vector(2, 'supported_signature_algorithms', 2);
+  if (schemesRaw.length % 2 !== 0) throw decodeError('odd supported_signature_algorithms length');
+  const signatureSchemes: number[] = [];
+  for (let i = 0; i < schemesRaw.length; i += 2) signatureSchemes.push(schemesRaw.readUInt16BE(i));
+  const ar = new Reader(r.vector(2, 'certificate_authorities'));
+  const authorities: Buffer[] = [];
+  while (ar.remaining > 0) authorities.push(ar.vector(2, 'DistinguishedName', 1));
+  r.end('CertificateRequest');
+  return { certificateTypes, signatureSchemes, authorities };
+}
+
+export function encodeCertificateVerify(scheme: number, signature: Buffer): Buffer {
+  return Buffer.concat([u16(scheme), vec(2, signature)]);
+}
+
+export function decodeCertificateVerify(body: Buffer): { scheme: number; signature: Buffer } {
+  const r = new Reader(body);
+  const scheme = r.u16('signature_algorithm');
+  const signature = r.vector(2, 'signature', 1);
+  r.end('CertificateVerify');
+  return { scheme, signature };
+}
+
+/** signature_algorithms extension (RFC 5246 §7.4.1.4.1). */
+export function encodeSignatureAlgorithms(schemes: readonly number[]): Buffer {
+  return vec(2, Buffer.concat(schemes.map(u16)));
+}
+
+export function decodeSignatureAlgorithms(data: Buffer): number[] {
+  const r = new Reader(data);
+  const list = r.vector(2, 'supported_signature_algorithms', 2);
+  r.end('signature_algorithms');
+  if (list.length % 2 !== 0) throw decodeError('odd signature_algorithms length');
+  const out: number[] = [];
+  for (let i = 0; i < list.length; i += 2) out.push(list.readUInt16BE(i));
+  return out;
+}
+
+/**
+ * client_certificate_type / server_certificate_type (RFC 7250 §3): the client
+ * sends a list, the server answers with one type.
+ */
+export function encodeCertificateTypeList(types: readonly number[]): Buffer {
+  return vec(1, Buffer.from(types));
+}
+
+export function decodeCertificateTypeList(data: Buffer): number[] {
+  const r = new Reader(data);
+  const list = r.vector(1, 'certificate_types', 1);
+  r.end('certificate type extension');
+  return [...list];
+}
+
+export function decodeCertificateTypeChoice(data: Buffer): number {
+  if (data.length !== 1) throw decodeError('bad certificate type extension in ServerHello');
+  return data[0]!;
 }
