@@ -51,6 +51,16 @@ function tlsOptions(uri: CoapUri, p: Parsed): ClientOptions['tls'] | undefined {
   const cert = str(p, 'cert');
   const key = str(p, 'key');
   const insecure = p.values.insecure === true;
+  if (!uri.scheme.startsWith('coaps')) {
+    const given = (['ca', 'cert', 'key', 'rpk', 'rpk-trust'] as const).filter((f) => str(p, f) !== undefined);
+    if (given.length > 0 || insecure) {
+      throw new UsageError(
+        `${[...given.map((f) => `--${f}`), ...(insecure ? ['--insecure'] : [])].join(', ')}: only for secure URIs (coaps://, coaps+tcp://, coaps+ws://)`,
+        { hint: `${uri.scheme}:// is not encrypted; use the coaps form of the URI` },
+      );
+    }
+    return undefined;
+  }
   if (uri.scheme !== 'coaps+tcp' && uri.scheme !== 'coaps+ws') {
     if (insecure) {
       throw new UsageError('--insecure applies to coaps+tcp:// and coaps+ws:// URIs', {

@@ -96,6 +96,8 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
       'dev1',
       '--psk',
       'secretkey123',
+      // plain coap+tcp:// peers are anonymous: with keys given they may only read unless this
+      '--anonymous-writes',
     ]);
     tcp = portOf(serve.banner, 'coap+tcp');
     tls = portOf(serve.banner, 'coaps+tcp');
