@@ -22,6 +22,7 @@ import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } f
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
+import { acceptCidAnswer, CONNECTION_ID_EXTENSION, offerCid } from './handshake/cid-ext.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
 import {
   decodeFinished,
@@ -43,6 +44,11 @@ export interface ClientConnectionOptions extends ConnectionOptions {
   psk: Buffer;
   cipherSuites: readonly number[];
   serverName?: string | undefined;
+  /**
+   * Offer a DTLS Connection ID (RFC 9146): the CID we want to receive (empty:
+   * we send the server's CID but need none back). Undefined: no offer.
+   */
+  cid?: Buffer | undefined;
 }
 
 type ClientState = 'wait_server_hello' | 'wait_ske_or_shd' | 'wait_shd' | 'wait_finished' | 'done';
@@ -88,6 +94,8 @@ export class DtlsClientConnection extends DtlsConnection {
     }
     exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
     exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
+    const cid = offerCid(this.copts.cid);
+    if (cid !== undefined) exts.push(cid);
     return encodeClientHello({
       version: 0xfefd,
       random: this.clientRandom!,
@@ -155,6 +163,8 @@ export class DtlsClientConnection extends DtlsConnection {
     if (ems !== undefined && ems.data.length !== 0)
       throw alertError(AlertDescription.decodeError, 'bad extended_master_secret');
     this.extendedMasterSecret = ems !== undefined;
+    const cid = acceptCidAnswer(findExtension(sh.extensions, CONNECTION_ID_EXTENSION), this.copts.cid);
+    if (cid !== undefined) this.useCid(cid);
     this.suite = CIPHER_SUITES.get(sh.cipherSuite)!;
     this.serverRandom = Buffer.from(sh.random);
     this.transcript.add(m.msgType, m.messageSeq, m.body);

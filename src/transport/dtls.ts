@@ -148,6 +148,16 @@ export interface DtlsClientOptions {
    * CoAP: use coap://". Default true.
    */
   probePlainCoap?: boolean;
+  /**
+   * Offer a DTLS Connection ID (RFC 9146; default false). With it, a server
+   * that supports CIDs recognises our session after a NAT gives us a new
+   * address or port, without a new handshake. We offer an empty CID of our own
+   * (we receive on our socket, which does not move); the server's CID then
+   * travels in every record we send. Off by default: the CID is sent in the
+   * clear, so it makes our traffic linkable across address changes (RFC 9146
+   * §8), and it is of use only to devices behind NATs that rebind.
+   */
+  cid?: boolean;
 }
 
 interface ClientSession {
@@ -224,7 +234,8 @@ export class DtlsClientTransport implements Transport {
     this.wire(socket);
     this.keyLog = createKeyLogger(options.keyLogFile);
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
-    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
+    // With a CID, each record carries the server's CID and the real content type: room for a 16-byte CID.
+    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites) - (options.cid === true ? 17 : 0);
     const idle = options.idleTimeoutMs;
     if (idle !== undefined && idle > 0) {
       const every = Math.max(50, Math.min(idle / 2, 30_000));
@@ -514,6 +525,7 @@ export class DtlsClientTransport implements Transport {
           psk: toBytes(this.options.psk.key),
           cipherSuites: this.options.cipherSuites ?? DEFAULT_CIPHER_SUITES,
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
+          cid: this.options.cid === true ? Buffer.alloc(0) : undefined,
         },
         {
           sendDatagram: own
@@ -742,6 +754,19 @@ export interface DtlsServerTransportOptions {
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
   /**
+   * DTLS Connection ID (RFC 9146). A client that offers one gets a random
+   * 8-byte CID (default); its session then survives the client's address or
+   * port changing (a NAT rebinding): a record with its CID that authenticates
+   * and is newer than any seen moves the session to the new address, and
+   * until that address is verified we send it at most three times the bytes
+   * it sent us. `{ length, prefix }`: CID length 0..255 (0: we send the
+   * client's CID but want none back) and fixed leading bytes (a node id).
+   * `false`: ignore offers.
+   */
+  cid?: { length?: number; prefix?: Uint8Array } | false;
+  /** A tls12_cid record whose CID is none of ours (a cluster node forwards it to its owner). */
+  foreignCid?: (datagram: Buffer, address: string, port: number) => void;
+  /**
    * The source of time for handshake retransmission and timeouts, the
    * plain-CoAP probe and idle expiry (default the real clock; tests pass a
    * VirtualClock).
@@ -791,6 +816,8 @@ export class DtlsServerTransport implements Transport {
         maxHandshakeMessageBytes: options.maxHandshakeMessageBytes,
         maxHandshakeBufferBytes: options.maxHandshakeBufferBytes,
         maxTotalHandshakeBufferBytes: options.maxTotalHandshakeBufferBytes,
+        cid: options.cid,
+        foreignCid: options.foreignCid,
         idleTimeoutMs: options.idleTimeoutMs,
         mtu: options.mtu,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
