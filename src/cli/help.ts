@@ -85,6 +85,12 @@ Options:
       --local-port N          local UDP port (libcoap's -p); without it each server gets
                               a connected socket, so a closed port fails at once
       --local-address ADDR    local address to send from (libcoap's -a)
+      --repeat N              send the request N times, one after another, over one endpoint
+                              (one DTLS session for coaps://); each response printed as
+                              usual; a request without an answer is reported and the next
+                              one goes on (over coaps:// after a fresh handshake); the exit
+                              status is that of the first failure
+      --interval MS           pause between the requests of --repeat (default 0)
 Group requests (URI host is a multicast address, RFC 7252 §8.2): one NON request,
 then every member's response is printed as "# CODE from coap://SOURCE" + payload:
       --window SECONDS        how long to collect responses (default 6 = leisure 5 s + 1)
@@ -108,6 +114,10 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+      --cid                   offer a DTLS Connection ID (RFC 9146): the session survives a
+                              NAT giving us a new address or port, without a new handshake
+                              (off by default: the CID is sent in the clear and links our
+                              traffic across address changes)
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v

@@ -36,6 +36,14 @@ export interface ClientOptions extends EndpointOptions {
   psk?: PskCredentials;
   /** DTLS options passed to the DTLS client transport (cipher suites, MTU, ...). */
   dtls?: Record<string, unknown>;
+  /**
+   * coaps://: offer a DTLS Connection ID (RFC 9146), so the session survives
+   * this client's address or port changing (a NAT rebinding) without a new
+   * handshake, with a server that supports CIDs. Default false: the CID
+   * travels in the clear and makes the client's traffic linkable across
+   * address changes (RFC 9146 §8).
+   */
+  cid?: boolean;
   /** Local address/port for the client sockets. */
   bind?: { address?: string; port?: number };
   /** Custom name lookup (tests, custom resolvers). */
@@ -197,6 +205,7 @@ export class CoapClient {
         family,
         ...(this.options.bind ? { bind: this.options.bind } : {}),
         ...(this.options.detectWrongScheme === false ? { probePlainCoap: false } : {}),
+        ...(this.options.cid === true ? { cid: true } : {}),
         ...(this.options.dtls ?? {}),
         unref,
       });
