@@ -39,6 +39,8 @@ export interface RecordProtection {
   encrypt(contentType: number, epoch: number, seq: bigint | number, plaintext: Uint8Array): Buffer;
   /** Returns the plaintext; throws DtlsError (alert bad_record_mac) on authentication failure. */
   decrypt(contentType: number, epoch: number, seq: bigint | number, fragment: Uint8Array): Buffer;
+  /** The DTLSInnerPlaintext of a tls12_cid record fragment (RFC 9146); throws like `decrypt`. */
+  decryptCid(epoch: number, seq: number, cid: Uint8Array, fragment: Uint8Array): Buffer;
 }
 
 function badMac(): DtlsError {
@@ -311,6 +313,12 @@ export class SessionRecordProtection implements RecordProtection {
     c.final();
     out.set(c.getAuthTag(), o + innerLen);
     return out;
+  }
+
+  decryptCid(epoch: number, seq: number, cid: Uint8Array, fragment: Uint8Array): Buffer {
+    const pt = this.openCid(epoch, seq, cid, fragment, 0, fragment.length);
+    if (pt === undefined) throw badMac();
+    return pt;
   }
 
   /**
