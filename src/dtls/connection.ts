@@ -245,17 +245,17 @@ export abstract class DtlsConnection {
       this.writeSeq0 = seq + 1;
     }
     if (recordSentChannel.hasSubscribers) {
-      recordSentChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          type,
-          epoch,
-          seq,
-          Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
-          this.suite?.keyExchange === 'ecdhe_psk',
-        ),
+      const ev = recordEvent(
+        this.peerLabel,
+        this.role,
+        type,
+        epoch,
+        seq,
+        Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
+        this.suite?.keyExchange === 'ecdhe_psk',
       );
+      if (epoch === 1 && this.cidSend !== undefined) ev.cid = this.cidSend.toString('hex');
+      recordSentChannel.publish(ev);
     }
     return record;
   }
@@ -646,17 +646,17 @@ export abstract class DtlsConnection {
     if (plaintext.length > MAX_PLAINTEXT) return false;
     this.lastActivity = this.time.now();
     if (recordReceivedChannel.hasSubscribers) {
-      recordReceivedChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          type,
-          epoch,
-          seq,
-          plaintext,
-          this.suite?.keyExchange === 'ecdhe_psk',
-        ),
+      const ev = recordEvent(
+        this.peerLabel,
+        this.role,
+        type,
+        epoch,
+        seq,
+        plaintext,
+        this.suite?.keyExchange === 'ecdhe_psk',
       );
+      if (epoch > 0 && this.cidReceive !== undefined) ev.cid = this.cidReceive.toString('hex');
+      recordReceivedChannel.publish(ev);
     }
     return true;
   }

@@ -34,12 +34,27 @@ test('with --cid the session survives three rebindings: 12 requests, 12 answers,
   });
   try {
     const r = await runCli(
-      ['get', `coaps://127.0.0.1:${relay.port}/state`, '--cid', '--repeat', '12', ...KEY, '-B', '20'],
+      [
+        'get',
+        `coaps://127.0.0.1:${relay.port}/state`,
+        '--cid',
+        '--repeat',
+        '12',
+        '--trace',
+        ...KEY,
+        '-B',
+        '20',
+      ],
       { timeoutMs: 60_000 },
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.out, 'on;'.repeat(12));
     assert.equal(relay.ports.length, 4, 'three rebindings');
+    // --trace shows the CID records: the server's 8-byte CID, the inner type, the extra bytes.
+    assert.match(
+      r.stderr,
+      /tls12_cid\(25\) cid [0-9a-f]{16} carrying handshake\(22\) epoch 1 seq 0: 13 hdr \+ 8 cid \+ 1 type/,
+    );
     assert.equal(relay.clientHellos, 2, 'one handshake (ClientHello without and with cookie)');
     assert.ok(
       relay.upLog.filter(isAppData).every((d) => d[0] === 25),
