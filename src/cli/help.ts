@@ -213,6 +213,13 @@ Keys (enable coaps://, DTLS 1.2 PSK):
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
                               (what npm start does)
+      DTLS Connection IDs (RFC 9146) are answered with a random 8-byte CID: a client that
+      offers one keeps its session when its address or port changes (a NAT rebinding)
+Cluster (several nodes behind a UDP load balancer, docs/cluster.md):
+      --node-id N             this node's id 1..255: the first byte of its DTLS CIDs
+      --cluster-listen IP:PORT where the other nodes reach this one (a private address)
+      --peer ID=IP:PORT       another node (repeatable); a CID record of another node is
+                              forwarded to it and its answers go back the same way
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default

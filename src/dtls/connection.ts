@@ -151,8 +151,8 @@ export abstract class DtlsConnection {
   cidReceive?: Buffer | undefined;
   /** A connection_id extension was agreed (possibly empty in one or both directions). */
   cidNegotiated = false;
-  /** Set while a record that arrived from another address than the session's is processed. */
-  private candidatePath?: { address: string; port: number } | undefined;
+  /** Set while a record that arrived from another address (or route) than the session's is processed. */
+  private candidatePath?: { address: string; port: number; via: unknown } | undefined;
 
   // Handshake-only state is released (set to undefined / shared placeholders) once
   // the handshake completes, so that an idle session keeps only its keys and counters.
@@ -408,8 +408,8 @@ export abstract class DtlsConnection {
    * session's (RFC 9146 §6): if it authenticates and is the newest record seen,
    * `onPathChange` runs before its content is dispatched.
    */
-  handleRecordFrom(rec: DtlsRecord, address: string, port: number): void {
-    this.candidatePath = { address, port };
+  handleRecordFrom(rec: DtlsRecord, address: string, port: number, via?: unknown): void {
+    this.candidatePath = { address, port, via };
     try {
       this.handleRecord(rec);
     } finally {
@@ -417,8 +417,12 @@ export abstract class DtlsConnection {
     }
   }
 
-  /** Hook: an authenticated record newer than any seen came from `address`:`port` (the server moves there). */
-  protected onPathChange(_address: string, _port: number): void {}
+  /**
+   * Hook: an authenticated record newer than any seen came from
+   * `address`:`port` (through the cluster node `via`, when forwarded): the
+   * server moves the session there.
+   */
+  protected onPathChange(_address: string, _port: number, _via: unknown): void {}
 
   /** Hook: a protected record of `length` bytes authenticated from the session's current address. */
   protected onAuthenticated(_length: number): void {}
@@ -700,7 +704,7 @@ export abstract class DtlsConnection {
       const moved = this.candidatePath;
       let onPath = moved === undefined;
       if (moved !== undefined && newest && this.state === 'established') {
-        this.onPathChange(moved.address, moved.port);
+        this.onPathChange(moved.address, moved.port, moved.via);
         onPath = true;
       }
       if (onPath) this.onAuthenticated(frag.length);

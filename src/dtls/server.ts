@@ -103,6 +103,8 @@ export class DtlsServerConnection extends DtlsConnection {
   pathSent = false;
   /** Former keys ("address%port") the session is still reachable by through `DtlsServer.send`. */
   aliases?: string[];
+  /** The cluster node its records come through (forwarded, RFC 9146 CID routing); undefined: directly. */
+  via: unknown;
 
   constructor(
     private readonly endpoint: DtlsServer,
@@ -114,8 +116,8 @@ export class DtlsServerConnection extends DtlsConnection {
     super(sopts, NO_SINK, key);
   }
 
-  protected override onPathChange(address: string, port: number): void {
-    this.endpoint.connMoved(this, address, port);
+  protected override onPathChange(address: string, port: number, via: unknown): void {
+    this.endpoint.connMoved(this, address, port, via);
     this.pathCredit = 0;
     this.pathSent = false;
   }
@@ -438,7 +440,8 @@ export interface DtlsServerOptions {
 }
 
 export interface DtlsServerEvents {
-  send(datagram: Buffer, address: string, port: number): void;
+  /** `via`: the session's records come through this cluster node (see `handleDatagram`); send it back that way. */
+  send(datagram: Buffer, address: string, port: number, via?: unknown): void;
   established(conn: DtlsServerConnection, address: string, port: number): void;
   data(data: Buffer, conn: DtlsServerConnection, address: string, port: number): void;
   /** A session or handshake ended; `error` undefined for a clean close / eviction. */
@@ -684,7 +687,7 @@ export class DtlsServer {
       conn.pathCredit -= datagram.length;
       conn.pathSent = true;
     }
-    this.events.send(datagram, conn.address, conn.port);
+    this.events.send(datagram, conn.address, conn.port, conn.via);
   }
   /** @internal A CID is in use (ours, handed out to a client). */
   cidTaken(cid: Buffer): boolean {
@@ -699,7 +702,12 @@ export class DtlsServer {
    * @internal RFC 9146 §6: an authenticated record newer than any seen came from
    * `address`:`port`; the session answers there from now on.
    */
-  connMoved(conn: DtlsServerConnection, address: string, port: number): void {
+  connMoved(conn: DtlsServerConnection, address: string, port: number, via: unknown): void {
+    conn.via = via;
+    if (conn.address === address && conn.port === port) {
+      this.stats.moved++;
+      return;
+    }
     const oldKey = conn.peerLabel;
     const key = `${address}%${port}`;
     if (this.conns.get(oldKey) === conn) this.removeConn(oldKey, conn);
@@ -811,8 +819,18 @@ export class DtlsServer {
     if (this.byPort.get(conn.port) === conn) this.byPort.delete(conn.port);
   }
 
-  handleDatagram(data: Buffer, address: string, port: number): void {
+  /**
+   * A datagram from `address`:`port`. `via` names the cluster node that
+   * forwarded it (a tls12_cid record of ours that reached another node): only
+   * such records are looked at, and the session answers through that node.
+   */
+  handleDatagram(data: Buffer, address: string, port: number, via?: unknown): void {
     if (this.closed) return;
+    if (via !== undefined) {
+      if (this.cidLength > 0 && cidRecordEnd(data, 0, this.cidLength) > 0)
+        this.handleCidDatagram(data, address, port, via);
+      return;
+    }
     let o = 0;
     // At most one ClientHello per datagram gets an answer or creates state.
     let hello = false;
@@ -850,12 +868,28 @@ export class DtlsServer {
     }
   }
 
+  /** Forwarded tls12_cid records (every one of the datagram). */
+  private handleCidDatagram(data: Buffer, address: string, port: number, via: unknown): void {
+    for (let o = 0, end = cidRecordEnd(data, 0, this.cidLength); end > 0; ) {
+      if (!this.handleCidRecord(data, o, end, address, port, via)) return;
+      o = end;
+      end = cidRecordEnd(data, o, this.cidLength);
+    }
+  }
+
   /** A tls12_cid record: its session is found by the CID, wherever it came from. False: stop reading. */
-  private handleCidRecord(data: Buffer, o: number, end: number, address: string, port: number): boolean {
+  private handleCidRecord(
+    data: Buffer,
+    o: number,
+    end: number,
+    address: string,
+    port: number,
+    via?: unknown,
+  ): boolean {
     const L = this.cidLength;
     const conn = this.byCid.get(data.toString('latin1', o + 11, o + 11 + L));
     if (conn === undefined) {
-      if (this.foreignCid !== undefined && o === 0) {
+      if (this.foreignCid !== undefined && o === 0 && via === undefined) {
         this.foreignCid(data, address, port);
         return false;
       }
@@ -863,8 +897,8 @@ export class DtlsServer {
       return true;
     }
     const rec = cidRecordAt(data, o, end, L);
-    if (conn.port === port && conn.address === address) conn.handleRecord(rec);
-    else conn.handleRecordFrom(rec, address, port);
+    if (conn.port === port && conn.address === address && conn.via === via) conn.handleRecord(rec);
+    else conn.handleRecordFrom(rec, address, port, via);
     return true;
   }
 

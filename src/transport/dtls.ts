@@ -767,6 +767,11 @@ export interface DtlsServerTransportOptions {
   /** A tls12_cid record whose CID is none of ours (a cluster node forwards it to its owner). */
   foreignCid?: (datagram: Buffer, address: string, port: number) => void;
   /**
+   * Sends a datagram of a session whose records reach us through another
+   * cluster node (`via`, as given to `server.handleDatagram`): back through it.
+   */
+  sendVia?: (datagram: Buffer, address: string, port: number, via: unknown) => void;
+  /**
    * The source of time for handshake retransmission and timeouts, the
    * plain-CoAP probe and idle expiry (default the real clock; tests pass a
    * VirtualClock).
@@ -826,8 +831,12 @@ export class DtlsServerTransport implements Transport {
         keyLog: createKeyLogger(options.keyLogFile),
       },
       {
-        send: (d, address, port) => {
+        send: (d, address, port, via) => {
           if (this.closed && !this.closing) return;
+          if (via !== undefined) {
+            options.sendVia?.(d, address, port, via);
+            return;
+          }
           // A dual-stack (udp6) socket reaches IPv4 peers through their v4-mapped address.
           let to = address;
           if (v6 && isIP(address) === 4) {
@@ -892,6 +901,13 @@ export class DtlsServerTransport implements Transport {
 
   attach(handlers: TransportHandlers): void {
     this.handlers = handlers;
+  }
+
+  /** Sends a datagram as it is from this transport's socket (a cluster node relaying another node's answer). */
+  sendRaw(data: Uint8Array, address: string, port: number): void {
+    if (this.closed) return;
+    const v6 = this.socket.address().family === 'IPv6';
+    this.socket.send(data, port, v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
   }
 
   localAddress(): { address: string; port: number; family: AddressFamily } {

@@ -25,8 +25,18 @@ export class RebindRelay {
   readonly upLog: Buffer[] = [];
   /** Datagrams from the target relayed to the client. */
   readonly downLog: Buffer[] = [];
+  /** The source port of each of them. */
+  readonly downFrom: number[] = [];
+  /** Where client datagrams go (a test may switch it: a load balancer moving the client). */
+  target: { address: string; port: number };
 
-  private constructor(private readonly options: RebindRelayOptions) {}
+  /** Asked for each client datagram: rebind before forwarding it (a test may set it later). */
+  rebindBefore: RebindRelayOptions['rebindBefore'];
+
+  private constructor(options: RebindRelayOptions) {
+    this.target = options.target;
+    this.rebindBefore = options.rebindBefore;
+  }
 
   static async create(options: RebindRelayOptions): Promise<RebindRelay> {
     const r = new RebindRelay(options);
@@ -51,9 +61,10 @@ export class RebindRelay {
     const old = this.outside;
     const s = dgram.createSocket('udp4');
     await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
-    s.on('message', (d) => {
+    s.on('message', (d, rinfo) => {
       if (this.outside !== s || this.client === undefined) return;
       this.downLog.push(d);
+      this.downFrom.push(rinfo.port);
       this.inside.send(d, this.client.port, this.client.address);
     });
     this.outside = s;
@@ -66,10 +77,10 @@ export class RebindRelay {
     this.upLog.push(d);
     const n = ++this.count;
     const go = () => {
-      const { address, port } = this.options.target;
+      const { address, port } = this.target;
       this.outside?.send(d, port, address);
     };
-    if (this.options.rebindBefore?.(d, n)) void this.rebind().then(go);
+    if (this.rebindBefore?.(d, n)) void this.rebind().then(go);
     else go();
   }
 

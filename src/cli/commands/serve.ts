@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
+import { ClusterNode, type ClusterOptions } from '../../cluster/forward.js';
 import { describeCode } from '../../constants/codes.js';
 import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../diagnostics.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
@@ -19,6 +20,7 @@ import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
+import { CLUSTER_FLAGS, clusterArgs } from '../cluster-flags.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
@@ -44,6 +46,8 @@ export const SERVE_FLAGS: FlagSpecs = {
   leisure: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
+  // Cluster node (issue 15, docs/cluster.md): --node-id, --cluster-listen, --peer.
+  ...CLUSTER_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -76,6 +80,8 @@ export interface ServeOptions {
   generatedKey?: { identity: string; key: Buffer };
   /** --multicast: join the All CoAP Nodes groups (RFC 7252 §8). */
   multicast?: ServeMulticast;
+  /** --node-id/--cluster-listen/--peer: a node of several behind a load balancer (docs/cluster.md). */
+  cluster?: ClusterOptions;
 }
 
 export interface Listener {
@@ -212,9 +218,12 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
+  // A cluster node forwards other nodes' CID records and relays their answers (docs/cluster.md).
+  const cluster = opts.cluster === undefined ? undefined : await ClusterNode.create(opts.cluster);
   const closeAll = async () => {
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
+    await cluster?.close();
   };
   // A host name binds every address it resolves to (localhost: 127.0.0.1 and ::1,
   // since clients try ::1 first where both are mapped).
@@ -300,12 +309,18 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         let transport: DtlsServerTransport;
         try {
           transport = await bindDefault(host, (h) =>
-            DtlsServerTransport.create({ host: h, port, psk: (identity) => keys.get(identity) }),
+            DtlsServerTransport.create({
+              host: h,
+              port,
+              psk: (identity) => keys.get(identity),
+              ...cluster?.transportOptions(),
+            }),
           );
         } catch (err) {
           throw bindError('coaps', host, port, err);
         }
         await secure.listen(transport);
+        cluster?.attach(transport);
         const a = transport.localAddress();
         port = a.port;
         listeners.push({
@@ -358,6 +373,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
+  const cluster = clusterArgs(p);
+  if (cluster !== undefined) opts.cluster = cluster;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -406,6 +423,13 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(
       `PSK generated for this run: identity "${identity}", key (hex) ${key.toString('hex')}`,
       `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
+    );
+  }
+  if (opts.cluster !== undefined) {
+    const c = opts.cluster;
+    const peers = [...c.peers].map(([n, a]) => `${n}=${a.address}:${a.port}`).join(', ');
+    lines.push(
+      `Cluster node ${c.nodeId}: node-to-node on ${c.listen.host}:${c.listen.port}; peers ${peers || '(none)'}`,
     );
   }
   const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
