@@ -30,6 +30,15 @@ export class RebindRelay {
   /** Where client datagrams go (a test may switch it: a load balancer moving the client). */
   target: { address: string; port: number };
 
+  /** Local address of the outside socket (a test may change it: the NAT's new public address). */
+  outsideAddress = '127.0.0.1';
+  /**
+   * Accepts or refuses the new outside port a rebinding drew (e.g. to land on
+   * another node behind a hashing load balancer); at most 64 draws.
+   */
+  acceptPort?: (address: string, port: number) => boolean;
+  /** Where each rebinding went: [address, port]. */
+  readonly outside_: [string, number][] = [];
   /** Asked for each client datagram: rebind before forwarding it (a test may set it later). */
   rebindBefore: RebindRelayOptions['rebindBefore'];
 
@@ -59,8 +68,15 @@ export class RebindRelay {
   /** A new outside socket (new source port); the old one is closed. */
   async rebind(): Promise<void> {
     const old = this.outside;
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+    let s = dgram.createSocket('udp4');
+    for (let i = 0; ; i++) {
+      await new Promise<void>((res) => s.bind(0, this.outsideAddress, () => res()));
+      if (i >= 63 || this.acceptPort === undefined || this.acceptPort(this.outsideAddress, s.address().port))
+        break;
+      s.close();
+      s = dgram.createSocket('udp4');
+    }
+    this.outside_.push([this.outsideAddress, s.address().port]);
     s.on('message', (d, rinfo) => {
       if (this.outside !== s || this.client === undefined) return;
       this.downLog.push(d);
