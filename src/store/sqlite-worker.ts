@@ -80,7 +80,7 @@ function openDb() {
       db = new Database(file);
     } catch (err) {
       // The native part built for another Node version (NODE_MODULE_VERSION) or missing.
-      if (!/^SQLITE_/.test(String(err && err.code))) throw fail('dependency', 'better-sqlite3 cannot load in Node ' + process.version + ': ' + String(err && err.message).split('\n').join(' '));
+      if (!/^SQLITE_/.test(String(err && err.code))) throw fail('dependency', 'better-sqlite3 cannot load in Node ' + process.version + ': ' + String(err && err.message).split('\\n').join(' '));
       throw err;
     }
     which = 'better-sqlite3';
