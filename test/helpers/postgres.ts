@@ -31,8 +31,8 @@ export interface TestPostgres {
   stopServer(): Promise<void>;
   /** Starts it again on the same port and data. */
   startServer(): Promise<void>;
-  /** Runs SQL with psql; returns stdout (tuples only, unaligned). */
-  psql(sql: string): string;
+  /** Runs SQL with psql in `database` (default coapkit); returns stdout (tuples only, unaligned). */
+  psql(sql: string, database?: string): string;
   /** Stops the server and removes the directory. */
   stop(): Promise<void>;
 }
@@ -153,7 +153,7 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     c.stderr?.destroy();
   };
 
-  const psql = (sql: string): string =>
+  const psql = (sql: string, database = 'coapkit'): string =>
     run(join(PG_BIN, 'psql'), [
       '-h',
       '127.0.0.1',
@@ -162,7 +162,7 @@ export async function startPostgres(): Promise<TestPostgres | string> {
       '-U',
       'coapkit',
       '-d',
-      'coapkit',
+      database,
       '-v',
       'ON_ERROR_STOP=1',
       '-At',
