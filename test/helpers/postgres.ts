@@ -12,7 +12,7 @@
  *   await pg.stop();          // server down, directory gone
  */
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -101,56 +101,41 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     throw err;
   }
   const port = await freeTcpPort();
-  let child: ChildProcess | undefined;
+  const log = join(dir, 'postgres.log');
+  const ctl = (args: string[]): void => {
+    const c = asPg(join(PG_BIN, 'pg_ctl'), ['-D', data, ...args]);
+    run(c.cmd, c.args);
+  };
+  let running = false;
+  // A test that dies must not leave a server behind.
+  const onExit = (): void => {
+    if (!running) return;
+    const c = asPg(join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop']);
+    spawnSync(c.cmd, c.args, { timeout: 10_000 });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', onExit);
 
+  // pg_ctl (not a child process of ours): it waits for the server to be ready or gone.
   const startServer = async (): Promise<void> => {
-    const p = asPg(join(PG_BIN, 'postgres'), [
-      '-D',
-      data,
-      '-p',
-      String(port),
-      '-k',
-      sock,
-      '-h',
-      '127.0.0.1',
-      '-c',
-      'fsync=on',
-      '-c',
-      'max_connections=50',
+    ctl([
+      '-l',
+      log,
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-p ${port} -k ${sock} -h 127.0.0.1 -c max_connections=50`,
+      'start',
     ]);
-    const c = spawn(p.cmd, p.args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    child = c;
-    let log = '';
-    c.stderr?.on('data', (d: Buffer) => {
-      if (log.length < 20_000) log += d.toString();
-    });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`postgres exited with ${c.exitCode}: ${log}`);
-      const ready = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)], {
-        timeout: 5000,
-      });
-      if (ready.status === 0) break;
-      if (Date.now() > deadline) {
-        c.kill('SIGKILL');
-        throw new Error(`postgres did not become ready within 30 s: ${log}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    running = true;
   };
 
   const stopServer = async (): Promise<void> => {
-    const c = child;
-    child = undefined;
-    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    // SIGINT: fast shutdown (open sessions are disconnected, nothing committed is lost).
-    c.kill('SIGINT');
-    const kill = setTimeout(() => c.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(kill);
-    // A leftover backend may still hold the pipe: do not let it keep the test process alive.
-    c.stderr?.destroy();
+    if (!running) return;
+    // Fast shutdown: sessions are disconnected, nothing committed is lost.
+    ctl(['-m', 'fast', '-w', '-t', '60', 'stop']);
+    running = false;
   };
 
   const psql = (sql: string, database = 'coapkit'): string =>
@@ -187,6 +172,7 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     psql,
     stop: async () => {
       await stopServer();
+      process.off('exit', onExit);
       rmSync(dir, { recursive: true, force: true });
     },
   };
