@@ -85,6 +85,9 @@ function openDb() {
     }
     which = 'better-sqlite3';
   }
+  // One server per data directory: the lock is held while it runs, and WAL needs no -shm
+  // file (set before the first read: a full disk has no room for one). Writes nothing.
+  db.exec('PRAGMA locking_mode = EXCLUSIVE');
   // Look before touching anything: a damaged or foreign file stays as it is.
   const id = db.prepare('PRAGMA application_id').get().application_id;
   const ver = db.prepare('PRAGMA user_version').get().user_version;
@@ -99,26 +102,27 @@ function openDb() {
     const check = db.prepare('PRAGMA quick_check').all().map((r) => r.quick_check);
     if (check.length !== 1 || check[0] !== 'ok') throw fail('corrupt', file + ' is damaged (quick_check: ' + check.slice(0, 3).join('; ') + ')');
   }
-  // One server per data directory: the lock is held while it runs (WAL without -shm).
-  db.exec('PRAGMA locking_mode = EXCLUSIVE');
   db.exec('PRAGMA journal_mode = WAL');
   // FULL: each commit is fsynced, so an acknowledged write survives a power loss too.
   db.exec('PRAGMA synchronous = FULL');
+  // A new database gets the schema; an existing one is only locked here, not written (a full disk still opens).
   db.exec('BEGIN IMMEDIATE');
   try {
-    db.exec(\`
-      CREATE TABLE IF NOT EXISTS coapkit_resources (
-        path TEXT PRIMARY KEY, payload BLOB NOT NULL, content_format INTEGER, etag BLOB NOT NULL,
-        max_age INTEGER, created INTEGER NOT NULL, modified INTEGER NOT NULL, ord INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS coapkit_counters (path TEXT PRIMARY KEY, next INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS coapkit_observers (
-        key TEXT PRIMARY KEY, scheme TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
-        token BLOB NOT NULL, path TEXT NOT NULL, accept INTEGER, options BLOB NOT NULL,
-        seq INTEGER NOT NULL, created INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS coapkit_state (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-    \`);
-    db.exec('PRAGMA application_id = ' + appId);
-    db.exec('PRAGMA user_version = ' + version);
+    if (id !== appId) {
+      db.exec(\`
+        CREATE TABLE IF NOT EXISTS coapkit_resources (
+          path TEXT PRIMARY KEY, payload BLOB NOT NULL, content_format INTEGER, etag BLOB NOT NULL,
+          max_age INTEGER, created INTEGER NOT NULL, modified INTEGER NOT NULL, ord INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS coapkit_counters (path TEXT PRIMARY KEY, next INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS coapkit_observers (
+          key TEXT PRIMARY KEY, scheme TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
+          token BLOB NOT NULL, path TEXT NOT NULL, accept INTEGER, options BLOB NOT NULL,
+          seq INTEGER NOT NULL, created INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS coapkit_state (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+      \`);
+      db.exec('PRAGMA application_id = ' + appId);
+      db.exec('PRAGMA user_version = ' + version);
+    }
     db.exec('COMMIT');
   } catch (err) {
     try { db.exec('ROLLBACK'); } catch {}
