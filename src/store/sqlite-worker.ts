@@ -18,7 +18,7 @@ export const SQLITE_WORKER_SOURCE = `
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
-const { file, binding, betterPath, appId, version } = workerData;
+const { file, binding, betterPath, appId, version, synchronous } = workerData;
 let db;
 let which;
 const SQLITE_CODES = { 5: 'busy', 6: 'busy', 10: 'io', 11: 'corrupt', 13: 'full', 26: 'corrupt' };
@@ -103,8 +103,9 @@ function openDb() {
     if (check.length !== 1 || check[0] !== 'ok') throw fail('corrupt', file + ' is damaged (quick_check: ' + check.slice(0, 3).join('; ') + ')');
   }
   db.exec('PRAGMA journal_mode = WAL');
-  // FULL: each commit is fsynced, so an acknowledged write survives a power loss too.
-  db.exec('PRAGMA synchronous = FULL');
+  // FULL (default): each commit is fsynced, so an acknowledged write survives a power loss too;
+  // NORMAL: it survives a crash of the process, not of the machine.
+  db.exec('PRAGMA synchronous = ' + (synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'));
   // A new database gets the schema; an existing one is only locked here, not written (a full disk still opens).
   db.exec('BEGIN IMMEDIATE');
   try {
