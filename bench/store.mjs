@@ -177,7 +177,8 @@ try {
     ['sqlite', ['--data', dataDir]],
   ];
   if (!only || only.includes('postgres')) {
-    const url = flags.pg ?? (pg = await startPg())?.url;
+    if (flags.pg === undefined) pg = await startPg();
+    const url = flags.pg ?? pg?.url;
     if (url) stores.push(['postgres', ['--store', url]]);
     else rows.push({ store: 'postgres', note: 'PostgreSQL 15 not installed' });
   }
