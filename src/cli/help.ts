@@ -227,6 +227,18 @@ Limits:
       --max-store-bytes BYTES all paths and payloads together, plus 256 bytes per
                               resource (default 67108864 = 64 MiB; then 5.03)
       --max-age SECONDS       Max-Age of GET responses (default 60)
+Durable state (resources and coap:// observers survive a restart, a crash included):
+      --data DIR              keep them in DIR/coapkit.db (SQLite, WAL; DIR is created;
+                              node:sqlite on Node 22.13+/24, else the better-sqlite3
+                              package); a write is answered 2.xx once it is on disk,
+                              5.03 when it cannot be stored (disk full); reads are served
+                              from memory. A file that is not a coapkit database is refused
+                              and left as it is; one server per directory
+      --store URL             keep them in PostgreSQL (postgres://user:pw@host:port/db,
+                              the pg package); several servers may share one database:
+                              a change through one notifies the observers of all. While
+                              the database is unreachable writes get 5.03 and the server
+                              reconnects
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)

@@ -26,6 +26,7 @@ import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
+import { type DurableServe, openServeStore } from '../serve-store.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -44,6 +45,9 @@ export const SERVE_FLAGS: FlagSpecs = {
   'multicast-group': { type: 'string', multiple: true },
   'multicast-port': { type: 'string' },
   leisure: { type: 'string' },
+  // Durable store (src/cli/serve-store.ts): SQLite in --data DIR, or PostgreSQL.
+  data: { type: 'string' },
+  store: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
   // Cluster node (issue 15, docs/cluster.md): --node-id, --cluster-listen, --peer.
@@ -82,6 +86,10 @@ export interface ServeOptions {
   multicast?: ServeMulticast;
   /** --node-id/--cluster-listen/--peer: a node of several behind a load balancer (docs/cluster.md). */
   cluster?: ClusterOptions;
+  /** --data DIR: resources and observers kept in DIR/coapkit.db (SQLite). */
+  data?: string;
+  /** --store postgres://...: kept in PostgreSQL. */
+  storeUrl?: string;
 }
 
 export interface Listener {
@@ -99,6 +107,8 @@ export interface RunningServe {
   observe: ObserveServer;
   servers: CoapServer[];
   listeners: Listener[];
+  /** The durable store (--data, --store), when one is configured. */
+  durable?: DurableServe;
   close(): Promise<void>;
 }
 
@@ -209,6 +219,8 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     if (ev.kind === 'deleted') observe.deleted(ev.path);
     else observe.notify(ev.path);
   });
+  // --data / --store: load what the store holds; writes are answered once committed.
+  const durable = await openServeStore(opts, store, observe);
   // /time needs no timer: its Max-Age is 1 s and the observe layer refreshes
   // observers before Max-Age runs out, so they get the time every second.
   // Both servers are created with these two layers (block-wise first, so the store sees
@@ -219,11 +231,18 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
   // A cluster node forwards other nodes' CID records and relays their answers (docs/cluster.md).
-  const cluster = opts.cluster === undefined ? undefined : await ClusterNode.create(opts.cluster);
+  const cluster =
+    opts.cluster === undefined
+      ? undefined
+      : await ClusterNode.create(opts.cluster).catch(async (err: unknown) => {
+          await durable?.close();
+          throw err;
+        });
   const closeAll = async () => {
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
     await cluster?.close();
+    await durable?.close();
   };
   // A host name binds every address it resolves to (localhost: 127.0.0.1 and ::1,
   // since clients try ::1 first where both are mapped).
@@ -273,6 +292,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       });
     }
     const unicastEndpoints = plain.endpoints.length;
+    durable?.restoreObservers(plain);
     if (mc !== undefined) {
       try {
         await plain.listenMulticast({
@@ -335,7 +355,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await closeAll();
     throw err;
   }
-  return { store, observe, servers, listeners, close: closeAll };
+  return { store, observe, servers, listeners, ...(durable ? { durable } : {}), close: closeAll };
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
@@ -362,6 +382,19 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
       { hint: 'raise --max-store-bytes or lower --max-size' },
     );
   }
+  const data = str(p, 'data');
+  const storeUrl = str(p, 'store');
+  if (data !== undefined && storeUrl !== undefined) {
+    throw new UsageError('--data and --store exclude each other', {
+      hint: '--data DIR keeps the state in SQLite, --store postgres://... in PostgreSQL',
+    });
+  }
+  if (data === '') throw new UsageError('--data expects a directory');
+  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/./i.test(storeUrl)) {
+    throw new UsageError('--store expects a postgres://user:password@host:port/database URL');
+  }
+  if (data !== undefined) opts.data = data;
+  if (storeUrl !== undefined) opts.storeUrl = storeUrl;
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   if (bool(p, 'generate-psk') && opts.keys.size === 0) {
@@ -437,6 +470,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
     `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
+  if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
   const done = new Promise<number>((resolve, reject) => {
