@@ -22,6 +22,8 @@ interface Args {
   /** The first outside port must hash to this node (1-based). */
   firstNode?: number;
   cli: string[];
+  /** Tell what happens on stderr as it happens (npm run cluster-demo). */
+  live?: boolean;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
@@ -38,6 +40,8 @@ relay.acceptPort = (address, port) => {
   if (args.moveNodes && current >= 0 && n === current) return false;
   current = n;
   nodes.push(n + 1);
+  if (args.live)
+    process.stderr.write(`[device] NAT: now ${address}:${port} (nginx hashes it to node ${n + 1})\n`);
   return true;
 };
 await relay.rebind(); // the first outside port, chosen like the others
@@ -58,9 +62,12 @@ let out = '';
 let err = '';
 child.stdout.on('data', (c: Buffer) => {
   out += c.toString();
+  if (args.live) process.stderr.write(`[device] answer: ${c.toString()}\n`);
 });
 child.stderr.on('data', (c: Buffer) => {
   err += c.toString();
+  if (args.live)
+    for (const l of c.toString().split('\n')) if (l !== '') process.stderr.write(`[device] ${l}\n`);
 });
 const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
 relay.close();
