@@ -114,6 +114,7 @@ export interface DtlsRecord {
   cid?: string;
   /** The real content type inside a decrypted tls12_cid record (RFC 9146 DTLSInnerPlaintext). */
   innerContentType?: number;
+  /** Its name (`ApplicationData`, `Handshake`, `Alert`...). */
   innerContentTypeName?: string;
   encrypted: boolean;
   decrypted?: boolean;

@@ -763,7 +763,14 @@ export interface DtlsServerTransportOptions {
    * client's CID but want none back) and fixed leading bytes (a node id).
    * `false`: ignore offers.
    */
-  cid?: { length?: number; prefix?: Uint8Array } | false;
+  cid?:
+    | {
+        /** Bytes of the CIDs handed out, 0..255 (default 8). */
+        length?: number;
+        /** Their fixed first bytes (a cluster node id); at least 4 random bytes must remain. */
+        prefix?: Uint8Array;
+      }
+    | false;
   /** A tls12_cid record whose CID is none of ours (a cluster node forwards it to its owner). */
   foreignCid?: (datagram: Buffer, address: string, port: number) => void;
   /**
