@@ -27,6 +27,7 @@ import {
 import { protectionFromKeyBlock } from '../../src/dtls/record/protection.js';
 import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
 import { DtlsError } from '../../src/errors.js';
+import { VirtualClock } from '../../src/util/clock.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -418,4 +419,64 @@ test('tls12_cid records with an unknown CID are counted and dropped; bad CID opt
     () => new DtlsServer({ pskLookup: () => undefined, cid: { length: 6, prefix: hex('010203') } }, sink),
     /random/,
   );
+});
+
+test('without CID: the fresh handshake after a rebinding is a new session; the old one is reclaimed by idle timeout', () => {
+  const clock = new VirtualClock();
+  const queue: (() => void)[] = [];
+  const clients = new Map<number, DtlsClientConnection>();
+  const server = new DtlsServer(
+    { pskLookup: () => Buffer.from('k'), idleTimeoutMs: 10_000, clock },
+    {
+      send: (d, _a, port) => queue.push(() => clients.get(port)?.handleDatagram(d)),
+      established: () => {},
+      data: () => {},
+      closed: () => {},
+    },
+  );
+  const device = (port: number) => {
+    const c = new DtlsClientConnection(
+      {
+        mtu: 1280,
+        ipOverhead: 28,
+        retransmitInitialMs: 1000,
+        retransmitMaxMs: 60_000,
+        handshakeTimeoutMs: 30_000,
+        clock,
+        identity: Buffer.from('dev'),
+        psk: Buffer.from('k'),
+        cipherSuites: [0xc0a8],
+      },
+      {
+        sendDatagram: (d) => queue.push(() => server.handleDatagram(d, '192.0.2.1', port)),
+        established: () => {},
+        data: () => {},
+        closed: () => {},
+      },
+    );
+    clients.set(port, c);
+    c.start();
+    for (let i = 0; i < 1000 && queue.length > 0; i++) queue.shift()!();
+    assert.equal(c.state, 'established');
+    return c;
+  };
+  try {
+    device(40000);
+    clock.advanceSync(4000);
+    // The NAT rebinds: the device's records from 40001 find no session; it handshakes again.
+    const fresh = device(40001);
+    assert.equal(server.sessionCount, 2, 'the old session is still held');
+    for (let t = 0; t < 4; t++) {
+      clock.advanceSync(3000);
+      fresh.sendApplicationData(Buffer.from('tick'));
+      for (let i = 0; i < 100 && queue.length > 0; i++) queue.shift()!();
+    }
+    clock.advanceSync(1000);
+    assert.equal(server.sessionCount, 1, 'the old session was reclaimed by the idle sweep');
+    assert.equal(server.stats.evictedIdle, 1);
+    assert.ok(server.connection('192.0.2.1%40001'));
+  } finally {
+    for (const c of clients.values()) c.destroy();
+    server.close();
+  }
 });
