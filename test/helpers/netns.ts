@@ -23,6 +23,8 @@ export interface Topology {
     lbNode2: string;
     node2: string;
   };
+  /** lb's interface towards dev (for captures). */
+  ifDevLb: string;
   /** Runs `cmd args` in namespace `ns` (synchronously), returns stdout. */
   exec(ns: string, cmd: string, args: string[]): string;
   destroy(): void;
@@ -83,6 +85,7 @@ export function createTopology(): Topology {
   return {
     ns,
     addr,
+    ifDevLb: `${p}db`,
     exec: (n, cmd, args) =>
       execFileSync('ip', ['netns', 'exec', n, cmd, ...args], { timeout: 30_000 }).toString(),
     destroy,

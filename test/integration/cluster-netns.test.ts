@@ -16,14 +16,17 @@
  * docs/cluster.md), so each answer tells which node answered.
  */
 import * as assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { createTopology, netnsSkipReason, type Topology } from '../helpers/netns.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
+import { hasTshark } from '../vectors/captures/tshark.js';
 import { ROOT } from './cli-helpers.js';
 
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
@@ -42,11 +45,11 @@ interface Proc {
   out: () => string;
 }
 
-function spawnIn(ns: string, cmd: string, args: string[]): Proc {
+function spawnIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '' },
+    env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '', ...env },
   });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => {
@@ -121,21 +124,27 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
     firstNode?: number;
     cli: string[];
     onStart?: () => Promise<void>;
+    env?: NodeJS.ProcessEnv;
   }) => {
-    const p = spawnIn(t.ns.dev, process.execPath, [
-      '--import',
-      'tsx',
-      'test/helpers/cluster-device.ts',
-      JSON.stringify({
-        lb: { address: t.addr.lbDev, port: 5684 },
-        addresses: [t.addr.dev, t.addr.dev2],
-        rebindAt: o.rebindAt,
-        upstreams: [`${t.addr.node1}:5684`, `${t.addr.node2}:5684`],
-        moveNodes: o.moveNodes,
-        firstNode: o.firstNode,
-        cli: o.cli,
-      }),
-    ]);
+    const p = spawnIn(
+      t.ns.dev,
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'test/helpers/cluster-device.ts',
+        JSON.stringify({
+          lb: { address: t.addr.lbDev, port: 5684 },
+          addresses: [t.addr.dev, t.addr.dev2],
+          rebindAt: o.rebindAt,
+          upstreams: [`${t.addr.node1}:5684`, `${t.addr.node2}:5684`],
+          moveNodes: o.moveNodes,
+          firstNode: o.firstNode,
+          cli: o.cli,
+        }),
+      ],
+      o.env,
+    );
     procs.push(p);
     await o.onStart?.();
     const code = await new Promise<number | null>((r) => p.child.on('exit', (c) => r(c)));
@@ -192,7 +201,18 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
   });
 
   it('with --cid: 100 requests, three rebindings onto the other node, all answered by the session owner, one handshake', async () => {
+    // A capture on the load balancer's device side, with the client's key log, for tshark.
+    const cap = join(dir, 'dev-side.pcapng');
+    const keys = join(dir, 'keys.log');
+    const shark = hasTshark
+      ? spawnIn(t.ns.lb, 'tshark', ['-i', `${t.ifDevLb}`, '-w', cap, '-f', 'udp port 5684'])
+      : undefined;
+    if (shark !== undefined) {
+      procs.push(shark);
+      await until(() => /Capturing on/.test(shark.out()), 'tshark is capturing', 20_000);
+    }
     const r = await device({
+      env: { SSLKEYLOGFILE: keys },
       rebindAt: [25, 50, 75],
       moveNodes: true,
       cli: ['get', 'coaps://127.0.0.1:RELAY/state', '--cid', '--repeat', '100', ...KEY, '-B', '20'],
@@ -212,6 +232,64 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
     const log = nodes[owner - 1]!.out();
     assert.match(log, /10\.15\.2\.1/);
     assert.match(log, /10\.15\.3\.1/);
+    if (shark !== undefined) {
+      // dumpcap writes in batches: wait (bounded) until the 100 responses are in the file.
+      const written = () =>
+        spawnSync('tshark', ['-r', cap, '-Y', 'udp.srcport == 5684 && dtls.record.epoch == 1'], {
+          timeout: 30_000,
+        })
+          .stdout?.toString()
+          .split('\n')
+          .filter((l) => l.trim() !== '').length ?? 0;
+      const deadline = performance.now() + 20_000;
+      while (written() < 100 && performance.now() < deadline)
+        await new Promise((res) => setTimeout(res, 200));
+      const gone = new Promise((res) => shark.child.once('exit', res));
+      shark.child.kill('SIGINT');
+      await gone;
+      const { stdout } = await promisify(execFile)(
+        'tshark',
+        [
+          '-r',
+          cap,
+          '-o',
+          `tls.keylog_file:${keys}`,
+          '-d',
+          'udp.port==5684,dtls',
+          '-T',
+          'fields',
+          '-e',
+          'dtls.handshake.type',
+          '-e',
+          'dtls.record.connection_id',
+          '-e',
+          'coap.code',
+          '-e',
+          '_ws.malformed',
+        ],
+        { timeout: 60_000, maxBuffer: 16 << 20 },
+      );
+      const rows = stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t'));
+      const hellos = rows.filter((x) => (x[0] ?? '').split(',').includes('1')).length;
+      assert.equal(
+        hellos,
+        2,
+        `the capture shows one handshake (ClientHello without and with cookie); ${rows.length} frames; tshark said: ${shark.out().slice(-600)}`,
+      );
+      assert.ok(
+        rows.every((x) => (x[3] ?? '') === ''),
+        'no frame malformed',
+      );
+      // Every device datagram after the handshake carries the server's CID (tshark shows it).
+      const cidFrames = rows.filter((x) => (x[1] ?? '') !== '').length;
+      assert.ok(cidFrames >= 100, `frames with a connection ID: ${cidFrames}`);
+      // tshark decrypts them with the key log, across the rebindings: every request and response.
+      const coap = rows.filter((x) => (x[2] ?? '') !== '').length;
+      assert.equal(coap, 200, `CoAP messages tshark decrypted: ${coap}`);
+    }
   });
 
   it('without --cid: the request after a rebinding goes unanswered; the next one handshakes again', async () => {
