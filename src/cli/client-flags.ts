@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import type { ClientOptions } from '../client/client.js';
 import type { CoapUri } from '../codec/uri.js';
 import { UsageError } from '../errors.js';
-import { type FlagSpecs, type Parsed, str } from './args.js';
+import { bool, type FlagSpecs, type Parsed, str } from './args.js';
 import { pskFor } from './common.js';
 import { CERT_SHORT_FLAG, CLIENT_CERT_FLAGS, clientCertOptions } from './credentials.js';
 import type { Io } from './io.js';
@@ -37,6 +37,8 @@ export const CLIENT_FLAGS: FlagSpecs = {
   timeout: { type: 'string', short: 'B' },
   'local-port': { type: 'string' },
   'local-address': { type: 'string' },
+  // coaps://: offer a DTLS Connection ID (RFC 9146), to survive a NAT rebinding.
+  cid: { type: 'boolean' },
   ...CLIENT_PSK_FLAGS,
   ...CLIENT_TLS_FLAGS,
   ...CERT_SHORT_FLAG,
@@ -109,6 +111,7 @@ export function clientOptions(uri: CoapUri, p: Parsed, io: Io): ClientOptions {
     ...(psk !== undefined ? { psk } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(certs !== undefined ? { dtls: { ...certs } } : {}),
+    ...(bool(p, 'cid') ? { cid: true } : {}),
     ...(port !== undefined || address !== undefined
       ? { bind: { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}) } }
       : {}),

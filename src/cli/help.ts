@@ -87,6 +87,12 @@ Options:
       --local-port N          local UDP port (libcoap's -p); without it each server gets
                               a connected socket, so a closed port fails at once
       --local-address ADDR    local address to send from (libcoap's -a)
+      --repeat N              send the request N times, one after another, over one endpoint
+                              (one DTLS session for coaps://); each response printed as
+                              usual; a request without an answer is reported and the next
+                              one goes on (over coaps:// after a fresh handshake); the exit
+                              status is that of the first failure
+      --interval MS           pause between the requests of --repeat (default 0)
 Group requests (URI host is a multicast address, RFC 7252 §8.2): one NON request,
 then every member's response is printed as "# CODE from coap://SOURCE" + payload:
       --window SECONDS        how long to collect responses (default 6 = leisure 5 s + 1)
@@ -123,6 +129,10 @@ Security with certificates (coaps://, DTLS 1.2 ECDHE_ECDSA, P-256; libcoap's -c/
 TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
       --cert/--key/--ca       as above (--ca default: the system's CAs)
       --insecure              do not verify the server certificate
+      --cid                   offer a DTLS Connection ID (RFC 9146): the session survives a
+                              NAT giving us a new address or port, without a new handshake
+                              (off by default: the CID is sent in the clear and links our
+                              traffic across address changes)
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -246,6 +256,13 @@ Access control (who may do what):
       --anonymous-writes      with keys given and no --acl, anonymous peers may only read
                               (GET, FETCH, observe, discovery) and authenticated peers
                               read and write: this lets anonymous peers write again
+      DTLS Connection IDs (RFC 9146) are answered with a random 8-byte CID: a client that
+      offers one keeps its session when its address or port changes (a NAT rebinding)
+Cluster (several nodes behind a UDP load balancer, docs/cluster.md):
+      --node-id N             this node's id 1..255: the first byte of its DTLS CIDs
+      --cluster-listen IP:PORT where the other nodes reach this one (a private address)
+      --peer ID=IP:PORT       another node (repeatable); a CID record of another node is
+                              forwarded to it and its answers go back the same way
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default
@@ -253,6 +270,18 @@ Limits:
       --max-store-bytes BYTES all paths and payloads together, plus 256 bytes per
                               resource (default 67108864 = 64 MiB; then 5.03)
       --max-age SECONDS       Max-Age of GET responses (default 60)
+Durable state (resources and coap:// observers survive a restart, a crash included):
+      --data DIR              keep them in DIR/coapkit.db (SQLite, WAL; DIR is created;
+                              node:sqlite on Node 22.13+/24, else the better-sqlite3
+                              package); a write is answered 2.xx once it is on disk,
+                              5.03 when it cannot be stored (disk full); reads are served
+                              from memory. A file that is not a coapkit database is refused
+                              and left as it is; one server per directory
+      --store URL             keep them in PostgreSQL (postgres://user:pw@host:port/db,
+                              the pg package); several servers may share one database:
+                              a change through one notifies the observers of all. While
+                              the database is unreachable writes get 5.03 and the server
+                              reconnects
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)

@@ -41,6 +41,14 @@ export interface ClientOptions extends EndpointOptions {
    * certificate mode: cert, key, ca, rpk, rpkTrust, verifyPeer; see DtlsClientOptions).
    */
   dtls?: Record<string, unknown>;
+  /**
+   * coaps://: offer a DTLS Connection ID (RFC 9146), so the session survives
+   * this client's address or port changing (a NAT rebinding) without a new
+   * handshake, with a server that supports CIDs. Default false: the CID
+   * travels in the clear and makes the client's traffic linkable across
+   * address changes (RFC 9146 §8).
+   */
+  cid?: boolean;
   /** Local address/port for the client sockets. */
   bind?: { address?: string; port?: number };
   /** Custom name lookup (tests, custom resolvers). */
@@ -238,6 +246,7 @@ export class CoapClient {
         family,
         ...(this.options.bind ? { bind: this.options.bind } : {}),
         ...(this.options.detectWrongScheme === false ? { probePlainCoap: false } : {}),
+        ...(this.options.cid === true ? { cid: true } : {}),
         ...(this.options.dtls ?? {}),
         unref,
       });

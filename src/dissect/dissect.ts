@@ -446,7 +446,7 @@ function recordLabel(r: DtlsRecord): string {
   if (r.handshake && r.handshake.length > 0) return r.handshake.map((h) => h.name).join(', ');
   if (r.alert) return `Alert (${r.alert.levelName} ${r.alert.descriptionName})`;
   if (r.changeCipherSpec) return 'ChangeCipherSpec';
-  if (r.contentType === 23) return 'Application Data';
+  if (r.contentType === 23 || r.innerContentType === 23) return 'Application Data';
   if (r.encrypted && !r.decrypted) return `Encrypted ${r.contentTypeName}`;
   return r.contentTypeName;
 }

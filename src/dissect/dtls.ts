@@ -32,6 +32,7 @@ import {
   HANDSHAKE_TYPE_NAMES,
   versionName,
 } from '../dtls/names.js';
+import { decodeInnerPlaintext } from '../dtls/record/cid.js';
 import { createRecordProtection, type RecordProtection } from '../dtls/record/protection.js';
 import { RECORD_HEADER_LENGTH, recordSeq } from '../dtls/record/record.js';
 
@@ -116,6 +117,10 @@ export interface DtlsRecord {
   headerLength: number;
   /** Connection ID (hex) of a tls12_cid record. */
   cid?: string;
+  /** The real content type inside a decrypted tls12_cid record (RFC 9146 DTLSInnerPlaintext). */
+  innerContentType?: number;
+  /** Its name (`ApplicationData`, `Handshake`, `Alert`...). */
+  innerContentTypeName?: string;
   encrypted: boolean;
   decrypted?: boolean;
   /** Bytes added by protection (explicit nonce + tag/MAC + padding). */
@@ -204,7 +209,8 @@ export class DtlsSession {
 
   constructor(
     id: number,
-    readonly clientKey: string,
+    /** The client's address; it changes when a tls12_cid record comes from a new one (RFC 9146 §6). */
+    public clientKey: string,
     readonly serverKey: string,
   ) {
     this.summary = {
@@ -429,7 +435,7 @@ export class DtlsTracker {
     serverPorts: ReadonlySet<number>,
   ): DtlsDatagramResult {
     const key = this.flowKey(src, dst);
-    let session = this.byFlow.get(key);
+    let session = this.byFlow.get(key) ?? this.sessionByCid(key, src, payload);
     // A fresh ClientHello (message_seq 0, epoch 0) on a flow that already had a
     // ServerHello starts a new session.
     if (session === undefined || (session.sawServerHello && startsNewHandshake(payload))) {
@@ -456,7 +462,7 @@ export class DtlsTracker {
         break;
       }
       const b = payload;
-      const contentType = b[o] as number;
+      let contentType = b[o] as number;
       const version = ((b[o + 1] as number) << 8) | (b[o + 2] as number);
       const epoch = ((b[o + 3] as number) << 8) | (b[o + 4] as number);
       const seq = recordSeq(b, o);
@@ -494,16 +500,24 @@ export class DtlsTracker {
         headerLength: hdr,
         encrypted: epoch > 0,
       };
-      if (cid !== undefined) {
-        rec.cid = cid;
-        result.records.push(rec);
-        session.encryptedRecords++;
-        rec.note = 'records with a connection ID (RFC 9146) are not decrypted';
-        continue;
-      }
       result.records.push(rec);
       let plain: Uint8Array | undefined = fragment;
-      if (epoch > 0) plain = this.decrypt(session, fromClient, rec, fragment);
+      if (cid !== undefined) {
+        rec.cid = cid;
+        // RFC 9146: the protected content is content | real_type | zeros.
+        const inner = epoch > 0 ? this.decrypt(session, fromClient, rec, fragment, cid) : undefined;
+        if (inner === undefined) continue;
+        const d = decodeInnerPlaintext(Buffer.from(inner.buffer, inner.byteOffset, inner.byteLength));
+        if (d === undefined) {
+          rec.note = 'tls12_cid record without a content type (its inner plaintext is all zeros)';
+          continue;
+        }
+        contentType = d.type;
+        rec.innerContentType = d.type;
+        rec.innerContentTypeName = CONTENT_TYPE_NAMES[d.type] ?? `unknown(${d.type})`;
+        rec.plaintextLength = d.content.length;
+        plain = d.content;
+      } else if (epoch > 0) plain = this.decrypt(session, fromClient, rec, fragment);
       if (plain === undefined) continue;
       switch (contentType) {
         case 20:
@@ -532,11 +546,33 @@ export class DtlsTracker {
     return result;
   }
 
+  /**
+   * The session a tls12_cid record on a flow not seen before belongs to: the
+   * one whose server asked for the CID it carries (the client moved, RFC 9146
+   * §6). The flow is joined to it and the client's address updated.
+   */
+  private sessionByCid(key: string, src: string, payload: Uint8Array): DtlsSession | undefined {
+    if (payload[0] !== 25 || payload.length < DTLS_RECORD_HEADER_LENGTH) return undefined;
+    for (let i = this.sessions.length - 1; i >= 0; i--) {
+      const s = this.sessions[i]!;
+      const cid = s.serverCid;
+      if (cid === undefined || cid.length === 0) continue;
+      if (payload.length < DTLS_RECORD_HEADER_LENGTH + cid.length / 2) continue;
+      if (toHex(payload.subarray(11, 11 + cid.length / 2)) !== cid) continue;
+      s.clientKey = src;
+      s.summary.client = src;
+      this.byFlow.set(key, s);
+      return s;
+    }
+    return undefined;
+  }
+
   private decrypt(
     session: DtlsSession,
     fromClient: boolean,
     rec: DtlsRecord,
     fragment: Uint8Array,
+    cid?: string,
   ): Uint8Array | undefined {
     session.encryptedRecords++;
     const s = session.summary;
@@ -552,7 +588,10 @@ export class DtlsTracker {
       return undefined;
     }
     try {
-      const plain = prot.decrypt(rec.contentType, rec.epoch, rec.seq, fragment);
+      const plain =
+        cid === undefined
+          ? prot.decrypt(rec.contentType, rec.epoch, rec.seq, fragment)
+          : prot.decryptCid(rec.epoch, rec.seq, Buffer.from(cid, 'hex'), fragment);
       rec.decrypted = true;
       rec.plaintextLength = plain.length;
       rec.protectionOverhead = fragment.length - plain.length;

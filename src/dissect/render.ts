@@ -319,7 +319,7 @@ function renderRecord(
   frameNumber: number,
 ): string[] {
   const lines: string[] = [];
-  const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq}${r.cid !== undefined ? ` cid ${r.cid}` : ''} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
+  const head = `      record ${r.contentTypeName} (${r.contentType}) ${r.versionName} epoch ${r.epoch} seq ${r.seq}${r.cid !== undefined ? ` cid ${r.cid}` : ''}${r.innerContentTypeName !== undefined ? ` (inner ${r.innerContentTypeName})` : ''} length ${r.length}${r.encrypted ? (r.decrypted ? ' [decrypted]' : ' [encrypted]') : ''}`;
   lines.push(head);
   if (r.note) lines.push(c('yellow', `        ${r.note}`));
   if (r.alert)

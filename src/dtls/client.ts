@@ -35,6 +35,7 @@ import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
 import { certClientHelloExtensions, certTypesFromServerHello } from './handshake/cert-extensions.js';
+import { acceptCidAnswer, CONNECTION_ID_EXTENSION, offerCid } from './handshake/cid-ext.js';
 import type { HandshakeMessage } from './handshake/fragment.js';
 import {
   decodeCertificate,
@@ -70,6 +71,11 @@ export interface ClientConnectionOptions extends ConnectionOptions {
    * name (subjectAltName DNS/IP, or CN without SAN). Unset: not checked.
    */
   expectedHost?: string | undefined;
+  /**
+   * Offer a DTLS Connection ID (RFC 9146): the CID we want to receive (empty:
+   * we send the server's CID but need none back). Undefined: no offer.
+   */
+  cid?: Buffer | undefined;
 }
 
 type ClientState =
@@ -134,6 +140,8 @@ export class DtlsClientConnection extends DtlsConnection {
     if (this.copts.certs !== undefined) exts.push(...certClientHelloExtensions(this.copts.certs));
     exts.push({ type: ExtensionType.extendedMasterSecret, data: Buffer.alloc(0) });
     exts.push({ type: ExtensionType.renegotiationInfo, data: Buffer.from([0]) });
+    const cid = offerCid(this.copts.cid);
+    if (cid !== undefined) exts.push(cid);
     return encodeClientHello({
       version: 0xfefd,
       random: this.clientRandom!,
@@ -211,6 +219,8 @@ export class DtlsClientConnection extends DtlsConnection {
     if (ems !== undefined && ems.data.length !== 0)
       throw alertError(AlertDescription.decodeError, 'bad extended_master_secret');
     this.extendedMasterSecret = ems !== undefined;
+    const cid = acceptCidAnswer(findExtension(sh.extensions, CONNECTION_ID_EXTENSION), this.copts.cid);
+    if (cid !== undefined) this.useCid(cid);
     this.suite = CIPHER_SUITES.get(sh.cipherSuite)!;
     this.serverRandom = Buffer.from(sh.random);
     if (this.suite.keyExchange === 'ecdhe_ecdsa') {

@@ -21,6 +21,7 @@ import {
   recordSentChannel,
 } from './diag.js';
 import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
+import type { CidAgreement } from './handshake/cid-ext.js';
 import {
   fragmentMessage,
   HANDSHAKE_HEADER_LENGTH,
@@ -34,6 +35,7 @@ import { HandshakeTranscript } from './handshake/hash.js';
 import { HandshakeType } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
 import { alertName } from './names.js';
+import { cidOverhead, cidRecordAt, cidRecordEnd, decodeInnerPlaintext, TLS12_CID } from './record/cid.js';
 import { protectionFromKeyBlock, type SessionRecordProtection } from './record/protection.js';
 import {
   ContentType,
@@ -174,8 +176,17 @@ export abstract class DtlsConnection {
   /** The source of time (ConnectionOptions.clock). */
   protected readonly time: Clock;
 
-  /** Diagnostics label of the peer ("address%port"). */
-  readonly peerLabel: string;
+  /** Diagnostics label of the peer ("address%port"; the server updates it when the peer moves). */
+  peerLabel: string;
+
+  /** RFC 9146: the peer's CID, put on our epoch-1 records (undefined: none, or empty). */
+  protected cidSend?: Buffer | undefined;
+  /** RFC 9146: our CID, carried by the peer's epoch-1 records (undefined: none, or empty). */
+  cidReceive?: Buffer | undefined;
+  /** A connection_id extension was agreed (possibly empty in one or both directions). */
+  cidNegotiated = false;
+  /** Set while a record that arrived from another address (or route) than the session's is processed. */
+  private candidatePath?: { address: string; port: number; via: unknown } | undefined;
 
   // Handshake-only state is released (set to undefined / shared placeholders) once
   // the handshake completes, so that an idle session keeps only its keys and counters.
@@ -257,24 +268,28 @@ export abstract class DtlsConnection {
     if (epoch === 1) {
       const prot = this.writeProt;
       if (prot === undefined) throw alertError(AlertDescription.internalError, 'no write keys for epoch 1');
-      record = prot.encryptRecord(type, 1, seq, plaintext);
+      const cid = this.cidSend;
+      record =
+        cid === undefined
+          ? prot.encryptRecord(type, 1, seq, plaintext)
+          : prot.sealCid(type, 1, seq, cid, plaintext);
       this.writeSeq1 = seq + 1;
     } else {
       record = encodeRecord(type, 0, seq, plaintext);
       this.writeSeq0 = seq + 1;
     }
     if (recordSentChannel.hasSubscribers) {
-      recordSentChannel.publish(
-        recordEvent(
-          this.peerLabel,
-          this.role,
-          type,
-          epoch,
-          seq,
-          Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
-          this.suite?.keyExchange,
-        ),
+      const ev = recordEvent(
+        this.peerLabel,
+        this.role,
+        type,
+        epoch,
+        seq,
+        Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
+        this.suite?.keyExchange,
       );
+      if (epoch === 1 && this.cidSend !== undefined) ev.cid = this.cidSend.toString('hex');
+      recordSentChannel.publish(ev);
     }
     return record;
   }
@@ -283,9 +298,15 @@ export abstract class DtlsConnection {
     return Math.max(64, this.opts.mtu - this.opts.ipOverhead);
   }
 
+  /** Bytes a protected record adds besides its header: the suite's, plus the CID's (RFC 9146). */
+  private epoch1Overhead(): number {
+    const cid = this.cidSend;
+    return (this.suite ? recordOverhead(this.suite) : 48) + (cid === undefined ? 0 : cidOverhead(cid.length));
+  }
+
   /** Largest application data payload that fits in one datagram. */
   maxPlaintext(): number {
-    const overhead = this.suite ? recordOverhead(this.suite) : 48;
+    const overhead = this.epoch1Overhead();
     return Math.min(MAX_PLAINTEXT, this.datagramBudget - RECORD_HEADER_LENGTH - overhead);
   }
 
@@ -315,7 +336,7 @@ export abstract class DtlsConnection {
         push(this.makeRecord(ContentType.changeCipherSpec, 0, CCS_BODY));
         continue;
       }
-      const overhead = item.epoch === 1 && this.suite ? recordOverhead(this.suite) : 0;
+      const overhead = item.epoch === 1 && this.suite ? this.epoch1Overhead() : 0;
       const maxBody = budget - RECORD_HEADER_LENGTH - HANDSHAKE_HEADER_LENGTH - overhead;
       for (const frag of fragmentMessage(item.msgType, item.messageSeq, item.body, maxBody)) {
         push(this.makeRecord(ContentType.handshake, item.epoch, frag));
@@ -408,6 +429,37 @@ export abstract class DtlsConnection {
     this.pendingRead = protectionFromKeyBlock(suite, keys, this.role, 'read');
     if (this.earlyCcs) this.activateRead();
   }
+
+  /** The connection_id agreement (RFC 9146) takes effect from epoch 1 on, in each direction. */
+  protected useCid(a: CidAgreement): void {
+    this.cidNegotiated = true;
+    this.cidSend = a.send.length > 0 ? a.send : undefined;
+    this.cidReceive = a.receive.length > 0 ? a.receive : undefined;
+  }
+
+  /**
+   * `handleRecord` for a record that came from another address than the
+   * session's (RFC 9146 §6): if it authenticates and is the newest record seen,
+   * `onPathChange` runs before its content is dispatched.
+   */
+  handleRecordFrom(rec: DtlsRecord, address: string, port: number, via?: unknown): void {
+    this.candidatePath = { address, port, via };
+    try {
+      this.handleRecord(rec);
+    } finally {
+      this.candidatePath = undefined;
+    }
+  }
+
+  /**
+   * Hook: an authenticated record newer than any seen came from
+   * `address`:`port` (through the cluster node `via`, when forwarded): the
+   * server moves the session there.
+   */
+  protected onPathChange(_address: string, _port: number, _via: unknown): void {}
+
+  /** Hook: a protected record of `length` bytes authenticated from the session's current address. */
+  protected onAuthenticated(_length: number): void {}
 
   /** Switches the write side to epoch 1 (call right after queuing the ChangeCipherSpec). */
   protected activateWrite(): void {
@@ -651,7 +703,18 @@ export abstract class DtlsConnection {
    */
   handleDatagram(data: Buffer): void {
     let o = 0;
-    for (let end = recordEnd(data, o); end >= 0; end = recordEnd(data, o)) {
+    for (let end = recordEnd(data, o); ; end = recordEnd(data, o)) {
+      if (end < 0) {
+        // Not an ordinary record: a tls12_cid record carrying our CID, or the end.
+        const cid = this.cidReceive;
+        if (cid === undefined) return;
+        end = cidRecordEnd(data, o, cid.length);
+        if (end < 0) return;
+        if (cid.compare(data, o + 11, o + 11 + cid.length) === 0)
+          this.handleRecord(cidRecordAt(data, o, end, cid.length));
+        o = end;
+        continue;
+      }
       if (
         data[o] === ContentType.applicationData &&
         data[o + 3] === 0 &&
@@ -675,7 +738,8 @@ export abstract class DtlsConnection {
     // Established means both epochs are 1 (only epochs 0 and 1 exist).
     const prot = this.readProt;
     const seq = recordSeq(data, o);
-    if (prot === undefined || !this.replay.check(seq)) return;
+    // With our CID agreed, protected records must carry it (RFC 9146 §4).
+    if (prot === undefined || this.cidReceive !== undefined || !this.replay.check(seq)) return;
     const off = o + RECORD_HEADER_LENGTH;
     const plaintext = prot.open(ContentType.applicationData, 1, seq, data, off, end - off);
     if (plaintext === undefined) return; // §4.1.2.7: invalid records are silently discarded
@@ -694,24 +758,37 @@ export abstract class DtlsConnection {
     if (plaintext.length > MAX_PLAINTEXT) return false;
     this.lastActivity = this.time.now();
     if (recordReceivedChannel.hasSubscribers) {
-      recordReceivedChannel.publish(
-        recordEvent(this.peerLabel, this.role, type, epoch, seq, plaintext, this.suite?.keyExchange),
-      );
+      const ev = recordEvent(this.peerLabel, this.role, type, epoch, seq, plaintext, this.suite?.keyExchange);
+      if (epoch > 0 && this.cidReceive !== undefined) ev.cid = this.cidReceive.toString('hex');
+      recordReceivedChannel.publish(ev);
     }
     return true;
   }
 
   private processRecord(rec: DtlsRecord): void {
     let plaintext: Buffer;
+    let type = rec.type;
     if (rec.epoch > 0) {
       const prot = this.readProt;
       if (prot === undefined || !this.replay.check(rec.seq)) return;
+      const cid = this.cidReceive;
+      // With our CID agreed, protected records carry it; without, none does (RFC 9146 §4).
+      if ((type === TLS12_CID) !== (cid !== undefined)) return;
       const frag = rec.fragment;
-      const pt = prot.open(rec.type, rec.epoch, rec.seq, frag, 0, frag.length);
+      let pt: Buffer | undefined;
+      if (cid === undefined) pt = prot.open(type, rec.epoch, rec.seq, frag, 0, frag.length);
+      else {
+        const inner = prot.openCid(rec.epoch, rec.seq, cid, frag, 0, frag.length);
+        const parsed = inner === undefined ? undefined : decodeInnerPlaintext(inner);
+        if (parsed !== undefined) {
+          pt = parsed.content;
+          type = parsed.type;
+        } else if (inner !== undefined) return; // authenticated, but no content type: dropped
+      }
       if (pt === undefined) {
         // §4.1.2.7: invalid records are silently discarded. While we wait for the
         // peer's Finished, a record that fails authentication means a wrong key.
-        if (this.state === 'handshaking' && rec.type === ContentType.handshake) {
+        if (this.state === 'handshaking' && (rec.type === ContentType.handshake || rec.type === TLS12_CID)) {
           this.fail(
             alertError(
               AlertDescription.badRecordMac,
@@ -722,12 +799,21 @@ export abstract class DtlsConnection {
         return;
       }
       plaintext = pt;
+      const newest = rec.seq > this.replay.highest;
       this.replay.update(rec.seq);
+      const moved = this.candidatePath;
+      let onPath = moved === undefined;
+      if (moved !== undefined && newest && this.state === 'established') {
+        this.onPathChange(moved.address, moved.port, moved.via);
+        onPath = true;
+      }
+      if (onPath) this.onAuthenticated(frag.length);
     } else {
+      if (type === TLS12_CID) return;
       plaintext = rec.fragment;
     }
-    if (!this.accept(rec.type, rec.epoch, rec.seq, plaintext)) return;
-    switch (rec.type) {
+    if (!this.accept(type, rec.epoch, rec.seq, plaintext)) return;
+    switch (type) {
       case ContentType.handshake:
         this.handleHandshakeRecord(plaintext, rec.epoch);
         break;

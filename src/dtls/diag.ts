@@ -264,6 +264,12 @@ export interface RecordEvent {
   length: number;
   /** Handshake records: the messages (or fragments) they carry. */
   handshake?: HandshakeInfo[];
+  /**
+   * A tls12_cid record (RFC 9146): the connection ID in its header (hex); its
+   * outer content type is 25 and `type` is the real one, from inside. The
+   * record also carries 1 byte for that type.
+   */
+  cid?: string;
   /** Alert records. */
   alert?: {
     /** 1 warning, 2 fatal. */

@@ -58,6 +58,7 @@ import {
 } from './diag.js';
 import { DtlsError } from './errors.js';
 import { certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
+import { answerCid, CONNECTION_ID_EXTENSION, type ServerCidPolicy } from './handshake/cid-ext.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
   type ClientHello,
@@ -82,6 +83,7 @@ import {
   HandshakeType,
 } from './handshake/messages.js';
 import type { KeyLogger } from './keylog.js';
+import { cidRecordAt, cidRecordEnd, TLS12_CID } from './record/cid.js';
 import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd } from './record/record.js';
 
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
@@ -93,6 +95,8 @@ export interface ServerConnectionOptions extends ConnectionOptions {
   certs?: CertOptions | undefined;
   identityHint?: Buffer | undefined;
   cipherSuites: readonly number[];
+  /** RFC 9146: answer a client's connection_id offer with CIDs made this way (undefined: ignore offers). */
+  cid?: ServerCidPolicy | undefined;
 }
 
 type ServerState = 'wait_cert' | 'wait_cke' | 'wait_cv' | 'wait_finished' | 'done';
@@ -120,15 +124,40 @@ export class DtlsServerConnection extends DtlsConnection {
   private finishedSeq = -1;
   /** Free slot for the transport (coapkit's transport keeps the session's Peer object here). */
   tag: unknown;
+  /**
+   * RFC 9146 §6: bytes we may still send to the address the session moved to
+   * before that path counts as verified (3x what authenticated records brought
+   * from it); -1 once verified (and for a session that never moved).
+   */
+  pathCredit = -1;
+  /** A datagram went to the new address since the move (see `onAuthenticated`). */
+  pathSent = false;
+  /** Former keys ("address%port") the session is still reachable by through `DtlsServer.send`. */
+  aliases?: string[];
+  /** The cluster node its records come through (forwarded, RFC 9146 CID routing); undefined: directly. */
+  via: unknown;
 
   constructor(
     private readonly endpoint: DtlsServer,
     private readonly sopts: ServerConnectionOptions,
-    readonly address: string,
-    readonly port: number,
+    public address: string,
+    public port: number,
     key: string,
   ) {
     super(sopts, NO_SINK, key);
+  }
+
+  protected override onPathChange(address: string, port: number, via: unknown): void {
+    this.endpoint.connMoved(this, address, port, via);
+    this.pathCredit = 0;
+    this.pathSent = false;
+  }
+
+  protected override onAuthenticated(length: number): void {
+    if (this.pathCredit < 0) return;
+    // The peer answered from the new address after we sent there: the path counts as verified.
+    if (this.pathSent) this.pathCredit = -1;
+    else this.pathCredit += 3 * (length + RECORD_HEADER_LENGTH + (this.cidReceive?.length ?? 0));
   }
 
   protected override output(datagram: Buffer): void {
@@ -206,6 +235,17 @@ export class DtlsServerConnection extends DtlsConnection {
     }
     const cert = suite.keyExchange === 'ecdhe_ecdsa' ? certMode : undefined;
     if (cert !== undefined) exts.push(...certServerHelloExtensions(cert));
+    const policy = this.sopts.cid;
+    if (policy !== undefined) {
+      const cid = answerCid(findExtension(ch.extensions, CONNECTION_ID_EXTENSION), policy, (c) =>
+        this.endpoint.cidTaken(c),
+      );
+      if (cid !== undefined) {
+        exts.push(cid.extension);
+        this.useCid(cid.agreement);
+        this.endpoint.connCid(this);
+      }
+    }
     this.serverRandom = randomBytes(32);
     const flight = [
       this.message(
@@ -524,6 +564,18 @@ export interface DtlsServerOptions {
   maxHandshakeBufferBytes?: number | undefined;
   /** Reassembly bytes all handshakes together may hold (default 1 MiB); over it fragments are dropped. */
   maxTotalHandshakeBufferBytes?: number | undefined;
+  /**
+   * DTLS Connection ID (RFC 9146). By default a client's offer is answered
+   * with a random 8-byte CID; `{ length, prefix }` sets the length (0..255; 0:
+   * we send the client's CID but want none) and fixed leading bytes (a node
+   * id, at most length - 4 bytes); `false` ignores offers (no CID).
+   */
+  cid?: { length?: number | undefined; prefix?: Uint8Array | undefined } | false | undefined;
+  /**
+   * A tls12_cid record whose CID is not one of ours (cluster forwarding: its
+   * prefix names another node). Default: dropped.
+   */
+  foreignCid?: ((datagram: Buffer, address: string, port: number) => void) | undefined;
   idleTimeoutMs?: number | undefined;
   mtu?: number | undefined;
   handshakeTimeoutMs?: number | undefined;
@@ -538,15 +590,39 @@ export interface DtlsServerOptions {
 }
 
 export interface DtlsServerEvents {
-  send(datagram: Buffer, address: string, port: number): void;
+  /** `via`: the session's records come through this cluster node (see `handleDatagram`); send it back that way. */
+  send(datagram: Buffer, address: string, port: number, via?: unknown): void;
   established(conn: DtlsServerConnection, address: string, port: number): void;
   data(data: Buffer, conn: DtlsServerConnection, address: string, port: number): void;
   /** A session or handshake ended; `error` undefined for a clean close / eviction. */
   closed(conn: DtlsServerConnection, address: string, port: number, error?: DtlsError): void;
 }
 
+/** Default length of the CIDs the server hands out (RFC 9146; room for a node prefix). */
+export const DEFAULT_CID_LENGTH = 8;
+
+function cidPolicy(o: DtlsServerOptions['cid']): ServerCidPolicy | undefined {
+  if (o === false) return undefined;
+  const length = o?.length ?? DEFAULT_CID_LENGTH;
+  if (!Number.isInteger(length) || length < 0 || length > 255)
+    throw new InvalidArgumentError(`cid.length must be 0..255 (got ${length})`);
+  const prefix = o?.prefix === undefined ? undefined : Buffer.from(o.prefix);
+  if (prefix !== undefined && length > 0 && prefix.length > length - 4)
+    throw new InvalidArgumentError(
+      `cid.prefix (${prefix.length} bytes) leaves fewer than 4 random bytes in a ${length}-byte CID`,
+    );
+  return { length, prefix: length === 0 ? undefined : prefix };
+}
+
 export class DtlsServer {
   private readonly conns = new Map<string, DtlsServerConnection>();
+  /** Sessions by the CID their client puts on records (latin1 string of the CID). */
+  private readonly byCid = new Map<string, DtlsServerConnection>();
+  /** Former keys of sessions that moved (RFC 9146 §6), for `send(key)`. */
+  private readonly aliases = new Map<string, DtlsServerConnection>();
+  /** Length of the CIDs we hand out; 0 when none (then no tls12_cid record is ours). */
+  private readonly cidLength: number;
+  private readonly foreignCid: DtlsServerOptions['foreignCid'];
   /** The same sessions by port (the address is checked): the per-datagram lookup. */
   private readonly byPort = new Map<number, DtlsServerConnection>();
   /** Connection options shared by all connections of one address family ([IPv4, IPv6]). */
@@ -587,6 +663,12 @@ export class DtlsServer {
     evictedHalfOpen: 0,
     /** ClientHello records ignored because an earlier one in the same datagram was answered. */
     extraHellos: 0,
+    /** tls12_cid records whose CID is none of ours (RFC 9146). */
+    unknownCid: 0,
+    /** Sessions that moved to a new address (RFC 9146 §6). */
+    moved: 0,
+    /** Datagrams not sent to an unverified new address (amplification limit, RFC 9146 §6). */
+    amplificationDropped: 0,
     evictedIdle: 0,
     replaced: 0,
   };
@@ -619,6 +701,9 @@ export class DtlsServer {
       ),
     );
     this.idleTimeoutMs = options.idleTimeoutMs ?? 10 * 60_000;
+    const policy = cidPolicy(options.cid);
+    this.cidLength = policy?.length ?? 0;
+    this.foreignCid = options.foreignCid;
     if (options.pskLookup === undefined && options.certs === undefined)
       throw new DtlsError('a DTLS server needs PSK keys or a certificate / raw public key');
     const defaults = [
@@ -643,6 +728,7 @@ export class DtlsServer {
         shared: this.budget,
       },
       keyLog: options.keyLog,
+      cid: policy,
       pskLookup: options.pskLookup,
       certs: options.certs,
       identityHint: options.identityHint,
@@ -749,7 +835,57 @@ export class DtlsServer {
   // Called by the connections (instead of per-connection callbacks).
   /** @internal */
   connOutput(conn: DtlsServerConnection, datagram: Buffer): void {
-    this.events.send(datagram, conn.address, conn.port);
+    if (conn.pathCredit >= 0) {
+      // RFC 9146 §6: no amplification towards an address not yet verified.
+      if (datagram.length > conn.pathCredit) {
+        this.stats.amplificationDropped++;
+        return;
+      }
+      conn.pathCredit -= datagram.length;
+      conn.pathSent = true;
+    }
+    this.events.send(datagram, conn.address, conn.port, conn.via);
+  }
+  /** @internal A CID is in use (ours, handed out to a client). */
+  cidTaken(cid: Buffer): boolean {
+    return this.byCid.has(cid.toString('latin1'));
+  }
+  /** @internal The connection agreed on a CID: its client's records are found by it. */
+  connCid(conn: DtlsServerConnection): void {
+    const cid = conn.cidReceive;
+    if (cid !== undefined) this.byCid.set(cid.toString('latin1'), conn);
+  }
+  /**
+   * @internal RFC 9146 §6: an authenticated record newer than any seen came from
+   * `address`:`port`; the session answers there from now on.
+   */
+  connMoved(conn: DtlsServerConnection, address: string, port: number, via: unknown): void {
+    conn.via = via;
+    if (conn.address === address && conn.port === port) {
+      this.stats.moved++;
+      return;
+    }
+    const oldKey = conn.peerLabel;
+    const key = `${address}%${port}`;
+    if (this.conns.get(oldKey) === conn) this.removeConn(oldKey, conn);
+    const other = this.conns.get(key);
+    if (other !== undefined && other !== conn) {
+      // A stale session of whoever had this address before: the address is this peer's now.
+      this.removeConn(key, other);
+      other.destroy();
+    }
+    this.aliases.delete(key);
+    conn.address = address;
+    conn.port = port;
+    conn.peerLabel = key;
+    conn.tag = undefined;
+    if (conn.aliases === undefined) conn.aliases = [];
+    const aliases = conn.aliases;
+    aliases.push(oldKey);
+    this.aliases.set(oldKey, conn);
+    if (aliases.length > 4) this.aliases.delete(aliases.shift()!);
+    this.addConn(key, conn);
+    this.stats.moved++;
   }
   /** @internal */
   connEstablished(conn: DtlsServerConnection): void {
@@ -764,6 +900,12 @@ export class DtlsServer {
   connClosed(conn: DtlsServerConnection, error?: DtlsError): void {
     this.removeHalfOpen(conn);
     if (this.conns.get(conn.peerLabel) === conn) this.removeConn(conn.peerLabel, conn);
+    const cid = conn.cidReceive;
+    if (cid !== undefined) {
+      const k = cid.toString('latin1');
+      if (this.byCid.get(k) === conn) this.byCid.delete(k);
+    }
+    for (const a of conn.aliases ?? []) if (this.aliases.get(a) === conn) this.aliases.delete(a);
     this.events.closed(conn, conn.address, conn.port, error);
   }
 
@@ -825,6 +967,7 @@ export class DtlsServer {
 
   private addConn(key: string, conn: DtlsServerConnection): void {
     this.conns.set(key, conn);
+    if (this.aliases.size > 0) this.aliases.delete(key);
     this.byPort.set(conn.port, conn);
   }
 
@@ -833,12 +976,30 @@ export class DtlsServer {
     if (this.byPort.get(conn.port) === conn) this.byPort.delete(conn.port);
   }
 
-  handleDatagram(data: Buffer, address: string, port: number): void {
+  /**
+   * A datagram from `address`:`port`. `via` names the cluster node that
+   * forwarded it (a tls12_cid record of ours that reached another node): only
+   * such records are looked at, and the session answers through that node.
+   */
+  handleDatagram(data: Buffer, address: string, port: number, via?: unknown): void {
     if (this.closed) return;
+    if (via !== undefined) {
+      if (this.cidLength > 0 && cidRecordEnd(data, 0, this.cidLength) > 0)
+        this.handleCidDatagram(data, address, port, via);
+      return;
+    }
     let o = 0;
     // At most one ClientHello per datagram gets an answer or creates state.
     let hello = false;
-    for (let end = recordEnd(data, o); end >= 0; o = end, end = recordEnd(data, o)) {
+    for (let end = recordEnd(data, o); ; o = end, end = recordEnd(data, o)) {
+      if (end < 0) {
+        // Not an ordinary record: a tls12_cid record (RFC 9146), or the end of what we read.
+        if (this.cidLength === 0 || data[o] !== TLS12_CID) return;
+        end = cidRecordEnd(data, o, this.cidLength);
+        if (end < 0) return;
+        if (!this.handleCidRecord(data, o, end, address, port)) return;
+        continue;
+      }
       const type = data[o];
       if (type === ContentType.applicationData && data[o + 3] === 0 && data[o + 4] === 1) {
         // Established traffic: no record object, no key string.
@@ -862,6 +1023,40 @@ export class DtlsServer {
       }
       this.lookup(address, port)?.handleRecord(rec);
     }
+  }
+
+  /** Forwarded tls12_cid records (every one of the datagram). */
+  private handleCidDatagram(data: Buffer, address: string, port: number, via: unknown): void {
+    for (let o = 0, end = cidRecordEnd(data, 0, this.cidLength); end > 0; ) {
+      if (!this.handleCidRecord(data, o, end, address, port, via)) return;
+      o = end;
+      end = cidRecordEnd(data, o, this.cidLength);
+    }
+  }
+
+  /** A tls12_cid record: its session is found by the CID, wherever it came from. False: stop reading. */
+  private handleCidRecord(
+    data: Buffer,
+    o: number,
+    end: number,
+    address: string,
+    port: number,
+    via?: unknown,
+  ): boolean {
+    const L = this.cidLength;
+    const conn = this.byCid.get(data.toString('latin1', o + 11, o + 11 + L));
+    if (conn === undefined) {
+      if (this.foreignCid !== undefined && o === 0 && via === undefined) {
+        this.foreignCid(data, address, port);
+        return false;
+      }
+      this.stats.unknownCid++;
+      return true;
+    }
+    const rec = cidRecordAt(data, o, end, L);
+    if (conn.port === port && conn.address === address && conn.via === via) conn.handleRecord(rec);
+    else conn.handleRecordFrom(rec, address, port, via);
+    return true;
   }
 
   private handleClientHelloRecord(rec: DtlsRecord, key: string, address: string, port: number): void {
@@ -996,9 +1191,9 @@ export class DtlsServer {
     }
   }
 
-  /** Sends application data to an established session; false if there is none. */
+  /** Sends application data to an established session (also by a key it had before it moved); false if there is none. */
   send(key: string, data: Uint8Array): boolean {
-    const conn = this.conns.get(key);
+    const conn = this.conns.get(key) ?? this.aliases.get(key);
     if (conn === undefined || conn.state !== 'established') return false;
     conn.sendApplicationData(data);
     return true;
@@ -1061,5 +1256,7 @@ export class DtlsServer {
     for (const conn of [...this.conns.values()]) conn.close();
     this.conns.clear();
     this.byPort.clear();
+    this.byCid.clear();
+    this.aliases.clear();
   }
 }

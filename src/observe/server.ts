@@ -43,6 +43,7 @@ import { channels, type MessageReceivedEvent } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { type Middleware, ServerRequest } from '../server/request.js';
+import type { Peer } from '../transport/transport.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
@@ -121,6 +122,8 @@ interface Observer {
   gen: number;
   removed: boolean;
   refresh: TimerHandle | undefined;
+  /** Its id with the durable store (ObservePersistence), when it has one. */
+  persistedId?: string;
 }
 
 interface AddressShare {
@@ -130,6 +133,39 @@ interface AddressShare {
 }
 
 type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stale';
+
+/** A registration as a durable store keeps it (see ObservePersistence). */
+export interface PersistedObserver {
+  path: string;
+  peer: Peer;
+  token: Buffer;
+  /** The registering request's options (Accept, Uri-Path, Observe, ...). */
+  options: readonly CoapOption[];
+  /** The sequence number of the last notification (the registration's answer at first). */
+  seq: number;
+}
+
+/**
+ * Hooks for a durable store: registrations survive a restart and, after it,
+ * notifications continue above the last sequence number sent.
+ */
+export interface ObservePersistence {
+  /**
+   * A registration was accepted through `endpoint`: returns the id that
+   * identifies it until `removed(id)` (undefined: not persisted).
+   */
+  added(o: PersistedObserver, endpoint: Endpoint): string | undefined;
+  removed(id: string): void;
+  /**
+   * Sequence numbers up to `upTo` (24-bit, wrapping) may be used: a restart
+   * must continue above it (store it; the next call comes well before the
+   * numbers run out).
+   */
+  reserve(upTo: number): void;
+}
+
+/** Sequence numbers reserved ahead with a durable store (see ObservePersistence.reserve). */
+const SEQ_RESERVATION = 1 << 16;
 
 /** What the observe layer reports to `onEvent` listeners (tests, logs). */
 export type ObserveEvent =
@@ -199,6 +235,9 @@ export class ObserveServer {
   private sweepTimer: TimerHandle | undefined;
   private readonly endpointIds = new WeakMap<Endpoint, number>();
   private nextEndpointId = 1;
+  private persist: ObservePersistence | undefined;
+  /** Sequence numbers sent since the last reservation (see ObservePersistence.reserve). */
+  private seqLeft = 0;
 
   constructor(options: ObserveServerOptions = {}) {
     this.time = options.clock ?? realClock;
@@ -288,6 +327,59 @@ export class ObserveServer {
         return self.observerCount(path);
       },
     };
+  }
+
+  /**
+   * Persists registrations through `hooks` from now on; `seq` is where the
+   * sequence numbers continue (the last reservation of the previous run).
+   */
+  setPersistence(hooks: ObservePersistence | undefined, seq?: number): void {
+    this.persist = hooks;
+    if (seq !== undefined) this.seq = seq & 0xffffff;
+    this.seqLeft = 0;
+  }
+
+  /**
+   * Re-creates a registration from a durable store after a restart: it is
+   * notified with the same token and the next sequence numbers. It counts as
+   * not heard from, so its next notification goes as CON (the sweep probes it
+   * with the current state within `staleAfterMs / 2`): a peer that answers RST
+   * or does not answer is dropped (RFC 7641 §4.5). False when it does not fit
+   * the limits.
+   */
+  restore(server: ObserveHost, endpoint: Endpoint, rec: PersistedObserver, id: string): boolean {
+    const segments = rec.path === '/' ? [] : rec.path.slice(1).split('/');
+    const message: CoapMessage = {
+      type: MessageType.CON,
+      code: Method.GET,
+      messageId: 0,
+      token: rec.token,
+      options: [...rec.options],
+      payload: Buffer.alloc(0),
+    };
+    const req = new ServerRequest(message, rec.peer, rec.path, segments);
+    req.endpoint = endpoint;
+    const compact = compactRequest(req);
+    const key = `${this.endpointId(endpoint)}|${rec.peer.key}|${rec.token.toString('latin1')}`;
+    const existing = this.observers.get(key);
+    if (existing) this.remove(existing, undefined);
+    const bytes = OBSERVER_OVERHEAD + compact.bytes + key.length;
+    if (this.admit(rec.peer.address, bytes) !== undefined) return false;
+    const mw = this.middlewareFor(server);
+    const now = this.time.now();
+    const o = this.addObserver(
+      key,
+      compact.req,
+      server,
+      mw,
+      undefined,
+      endpoint,
+      bytes,
+      now - this.opts.staleAfterMs,
+    );
+    o.persistedId = id;
+    this.armSweep();
+    return true;
   }
 
   /** Forgets every observer (no messages sent). */
@@ -388,50 +480,87 @@ export class ObserveServer {
         return stripObserve(res);
       }
       const now = this.time.now();
-      const o: Observer = {
+      const o = this.addObserver(
         key,
-        path: req.path,
-        req: compact.req,
+        compact.req,
         server,
         mw,
-        next: server === undefined ? () => next() : undefined,
-        blockwise: this.opts.blockwise ?? server?.blockwise,
+        server === undefined ? () => next() : undefined,
         endpoint,
-        token: compact.req.message.token,
-        address,
         bytes,
-        count: 0,
-        lastCon: now,
-        lastHeard: now,
-        inflight: false,
-        conMid: -1,
-        dirty: false,
-        gen: 0,
-        removed: false,
-        refresh: undefined,
-      };
-      this.observers.set(key, o);
-      this.bytes += bytes;
-      let share = this.byAddress.get(address);
-      if (share === undefined) {
-        share = { count: 0, bytes: 0, observers: new Set() };
-        this.byAddress.set(address, share);
+        now,
+      );
+      if (this.persist !== undefined) {
+        const id = this.persist.added(
+          {
+            path: o.path,
+            peer: o.req.peer,
+            token: o.token,
+            options: o.req.message.options,
+            seq: (this.seq + 1) & 0xffffff,
+          },
+          endpoint,
+        );
+        if (id !== undefined) o.persistedId = id;
       }
-      share.count++;
-      share.bytes += bytes;
-      share.observers.add(o);
-      let set = this.byPath.get(o.path);
-      if (!set) {
-        set = new Set();
-        this.byPath.set(o.path, set);
-      }
-      set.add(o);
       this.onEvent?.({ type: 'registered', path: o.path, peer: req.peer.key });
       this.scheduleRefresh(o, res);
       this.armSweep();
       return withObserve(res, this.nextSeq());
     };
     return r instanceof Promise ? r.then(finish) : finish(r);
+  }
+
+  private addObserver(
+    key: string,
+    req: ServerRequest,
+    server: ObserveHost | undefined,
+    mw: Middleware | undefined,
+    next: (() => Result) | undefined,
+    endpoint: Endpoint,
+    bytes: number,
+    heard: number,
+  ): Observer {
+    const address = req.peer.address;
+    const o: Observer = {
+      key,
+      path: req.path,
+      req,
+      server,
+      mw,
+      next,
+      blockwise: this.opts.blockwise ?? server?.blockwise,
+      endpoint,
+      token: req.message.token,
+      address,
+      bytes,
+      count: 0,
+      lastCon: this.time.now(),
+      lastHeard: heard,
+      inflight: false,
+      conMid: -1,
+      dirty: false,
+      gen: 0,
+      removed: false,
+      refresh: undefined,
+    };
+    this.observers.set(key, o);
+    this.bytes += bytes;
+    let share = this.byAddress.get(address);
+    if (share === undefined) {
+      share = { count: 0, bytes: 0, observers: new Set() };
+      this.byAddress.set(address, share);
+    }
+    share.count++;
+    share.bytes += bytes;
+    share.observers.add(o);
+    let set = this.byPath.get(o.path);
+    if (!set) {
+      set = new Set();
+      this.byPath.set(o.path, set);
+    }
+    set.add(o);
+    return o;
   }
 
   /**
@@ -498,6 +627,11 @@ export class ObserveServer {
 
   private nextSeq(): number {
     this.seq = (this.seq + 1) & 0xffffff;
+    if (this.persist !== undefined && --this.seqLeft <= SEQ_RESERVATION / 2) {
+      // Reserve well ahead: a restart continues above what was reserved.
+      this.persist.reserve((this.seq + SEQ_RESERVATION) & 0xffffff);
+      this.seqLeft += SEQ_RESERVATION;
+    }
     return this.seq;
   }
 
@@ -518,6 +652,7 @@ export class ObserveServer {
       set.delete(o);
       if (set.size === 0) this.byPath.delete(o.path);
     }
+    if (o.persistedId !== undefined && reason !== 'closed') this.persist?.removed(o.persistedId);
     if (reason) this.onEvent?.({ type: 'removed', path: o.path, peer: o.req.peer.key, reason });
   }
 

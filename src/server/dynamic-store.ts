@@ -21,6 +21,8 @@ import { encodeUint, getOptions, getUintOption, hasOption } from '../codec/optio
 import { ResponseCode } from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
 import { OptionNumber } from '../constants/options.js';
+import type { GroupCommitter } from '../store/batcher.js';
+import type { ResourceRecord, StoreSnapshot } from '../store/types.js';
 
 /** One stored resource. */
 export interface StoredResource {
@@ -102,7 +104,7 @@ export interface MountTarget {
   route(
     method: StoreMethod,
     pattern: string,
-    handler: (req: StoreRequest) => StoreResponse,
+    handler: (req: StoreRequest) => StoreResponse | Promise<StoreResponse>,
     attrs?: { ct?: number; title?: string; obs?: boolean },
   ): unknown;
   addLinkProvider(provider: () => Link[], watch?: (invalidate: () => void) => void): void;
@@ -179,6 +181,11 @@ export class DynamicStore extends EventEmitter {
   private linkCache: Link[] | undefined;
   private readonly builtins = new Map<string, Builtin>();
   private readonly now: () => Date;
+  /** Durable store (write path): every change is committed there before a write is answered. */
+  private journal: GroupCommitter | undefined;
+  /** Creation order of each resource (kept only with a durable store). */
+  private readonly orders = new Map<string, number>();
+  private nextOrder = 1;
 
   constructor(options: DynamicStoreOptions = {}) {
     super();
@@ -258,6 +265,7 @@ export class DynamicStore extends EventEmitter {
       modified: now,
     };
     this.resources.set(p, res);
+    if (this.journal !== undefined) this.journalPut(res, old);
     this.emitChange({ kind: old ? 'updated' : 'created', path: p, resource: res });
     return { created: !old };
   }
@@ -272,6 +280,7 @@ export class DynamicStore extends EventEmitter {
         this.resources.delete(key);
         this.usedBytes -= resourceCost(key, res.payload.length);
         removed.push(key);
+        if (this.journal !== undefined) this.journalDelete(key, res);
       }
     }
     if (removed.length > 0) this.releaseCounters(p, prefix, removed);
@@ -300,7 +309,13 @@ export class DynamicStore extends EventEmitter {
   }
 
   private dropCounter(key: string): void {
-    if (this.counters.delete(key)) this.usedBytes -= counterCost(key);
+    const had = this.counters.get(key);
+    if (this.counters.delete(key)) {
+      this.usedBytes -= counterCost(key);
+      if (this.journal !== undefined && had !== undefined) {
+        this.journal.enqueue({ op: 'deleteCounter', path: key }, () => this.restoreCounter(key, had));
+      }
+    }
   }
 
   /** True when some resource lies below `path`. */
@@ -544,6 +559,7 @@ export class DynamicStore extends EventEmitter {
     if (over) return over;
     if (had === undefined) this.usedBytes += counterCost(path);
     this.counters.set(path, n);
+    this.journal?.enqueue({ op: 'putCounter', path, next: n }, () => this.restoreCounter(path, had));
     this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
     const res = this.resources.get(entry)!;
     return { code: ResponseCode.Created, locationPath: segments(entry), etag: res.etag };
@@ -654,7 +670,168 @@ export class DynamicStore extends EventEmitter {
       () => this.dynamicLinks(),
       (invalidate) => this.on('change', invalidate),
     );
-    for (const method of ['GET', 'PUT', 'POST', 'DELETE'] as const) server.route(method, '/*', handler);
+    server.route('GET', '/*', handler);
+    const write = (req: StoreRequest): StoreResponse | Promise<StoreResponse> => this.handleDurably(req);
+    for (const method of ['PUT', 'POST', 'DELETE'] as const) server.route(method, '/*', write);
     return this;
+  }
+
+  // ---- durable store (write path) ---------------------------------------------
+
+  /**
+   * Makes the resources durable: every change from now on goes to
+   * `committer`'s store, and a PUT/POST/DELETE through `mount()` is answered
+   * only once its change is committed (5.03 when the store cannot take it: the
+   * change is undone). Reads are served from memory and never wait.
+   */
+  attachStore(committer: GroupCommitter): this {
+    this.journal = committer;
+    for (const path of this.resources.keys()) {
+      if (!this.orders.has(path)) this.orders.set(path, this.nextOrder++);
+    }
+    return this;
+  }
+
+  /**
+   * Loads what a durable store holds (at start, before serving): no change
+   * events, no limits checked (what was accepted once is never dropped).
+   */
+  loadSnapshot(snapshot: Pick<StoreSnapshot, 'resources' | 'counters'>): void {
+    for (const r of snapshot.resources) {
+      const p = normalizePath(r.path);
+      const old = this.resources.get(p);
+      if (old) this.usedBytes -= resourceCost(p, old.payload.length);
+      this.resources.set(p, {
+        path: p,
+        payload: r.payload,
+        contentFormat: r.contentFormat,
+        etag: r.etag,
+        created: new Date(r.created),
+        modified: new Date(r.modified),
+      });
+      this.usedBytes += resourceCost(p, r.payload.length);
+      this.orders.set(p, r.order);
+      if (r.order >= this.nextOrder) this.nextOrder = r.order + 1;
+    }
+    for (const [path, n] of snapshot.counters) {
+      if (!this.counters.has(path)) this.usedBytes += counterCost(path);
+      this.counters.set(path, n);
+    }
+    this.sorted = undefined;
+    this.linkCache = undefined;
+  }
+
+  /**
+   * Reloads one resource changed by another server sharing the store (fleet):
+   * the memory copy follows, and observers are notified (a `change` event).
+   */
+  applyRemote(path: string, record: ResourceRecord | undefined): void {
+    const p = normalizePath(path);
+    const old = this.resources.get(p);
+    if (old) this.usedBytes -= resourceCost(p, old.payload.length);
+    if (record === undefined) {
+      if (!old) return;
+      this.resources.delete(p);
+      this.orders.delete(p);
+      this.emitChange({ kind: 'deleted', path: p, resource: undefined });
+      return;
+    }
+    if (old?.etag.equals(record.etag)) {
+      this.usedBytes += resourceCost(p, old.payload.length);
+      return;
+    }
+    const res: StoredResource = {
+      path: p,
+      payload: record.payload,
+      contentFormat: record.contentFormat,
+      etag: record.etag,
+      created: new Date(record.created),
+      modified: new Date(record.modified),
+    };
+    this.resources.set(p, res);
+    this.orders.set(p, record.order);
+    this.usedBytes += resourceCost(p, record.payload.length);
+    this.emitChange({ kind: old ? 'updated' : 'created', path: p, resource: res });
+  }
+
+  /** A write request, answered once its changes are committed (see attachStore). */
+  handleDurably(req: StoreRequest): StoreResponse | Promise<StoreResponse> {
+    const j = this.journal;
+    if (j === undefined) return this.handle(req);
+    const before = j.enqueued;
+    const res = this.handle(req);
+    if (j.enqueued === before) return res;
+    return j.flush().then(
+      () => res,
+      (err: unknown) =>
+        text(
+          ResponseCode.ServiceUnavailable,
+          `not stored, try again later: ${err instanceof Error ? err.message : String(err)}`,
+        ),
+    );
+  }
+
+  private record(res: StoredResource): ResourceRecord {
+    let order = this.orders.get(res.path);
+    if (order === undefined) {
+      order = this.nextOrder++;
+      this.orders.set(res.path, order);
+    }
+    return {
+      path: res.path,
+      payload: res.payload,
+      contentFormat: res.contentFormat,
+      etag: res.etag,
+      maxAge: undefined,
+      created: res.created.getTime(),
+      modified: res.modified.getTime(),
+      order,
+    };
+  }
+
+  private journalPut(res: StoredResource, old: StoredResource | undefined): void {
+    const order = this.orders.get(res.path);
+    this.journal!.enqueue({ op: 'putResource', resource: this.record(res) }, () =>
+      this.restoreResource(res.path, old, order),
+    );
+  }
+
+  private journalDelete(path: string, old: StoredResource): void {
+    const order = this.orders.get(path);
+    this.orders.delete(path);
+    this.journal!.enqueue({ op: 'deleteResource', path }, () => this.restoreResource(path, old, order));
+  }
+
+  /** Undo of a change the store could not commit: `path` is `prev` again. */
+  private restoreResource(path: string, prev: StoredResource | undefined, order: number | undefined): void {
+    const cur = this.resources.get(path);
+    if (cur) this.usedBytes -= resourceCost(path, cur.payload.length);
+    if (prev) {
+      this.resources.set(path, prev);
+      this.usedBytes += resourceCost(path, prev.payload.length);
+      if (order !== undefined) this.orders.set(path, order);
+    } else {
+      this.resources.delete(path);
+      this.orders.delete(path);
+    }
+    if (cur === prev) return;
+    this.emitChange({
+      kind: prev === undefined ? 'deleted' : cur === undefined ? 'created' : 'updated',
+      path,
+      resource: prev,
+    });
+  }
+
+  private restoreCounter(path: string, prev: number | undefined): void {
+    const had = this.counters.has(path);
+    if (prev === undefined) {
+      if (had) {
+        this.counters.delete(path);
+        this.usedBytes -= counterCost(path);
+      }
+      return;
+    }
+    if (!had) this.usedBytes += counterCost(path);
+    this.counters.set(path, prev);
   }
 }

@@ -107,9 +107,10 @@ export class TraceState {
     return dtlsProtectionBytes(this.suites.get(`${role}|${peer}`));
   }
 
-  /** A record's size on the wire: header, plaintext, nonce/tag. */
+  /** A record's size on the wire: header (with a connection ID: it and the inner type byte), plaintext, nonce/tag. */
   recordWireBytes(ev: RecordEvent): number {
-    return DTLS_RECORD_HEADER_BYTES + ev.length + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+    const cid = ev.cid === undefined ? 0 : ev.cid.length / 2 + 1;
+    return DTLS_RECORD_HEADER_BYTES + cid + ev.length + this.protectionBytes(ev.role, ev.peer, ev.epoch);
   }
 
   /** Adds one CoAP message's wire bytes, layer by layer, to the totals. */

@@ -253,8 +253,10 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     for (const g of group) {
       const ev = g.ev;
       const prot = state.protectionBytes(ev.role, ev.peer, ev.epoch);
-      const layout = `${DTLS_RECORD_HEADER_BYTES} hdr + ${ev.length}${prot > 0 ? ` + ${prot} nonce/tag` : ''} = ${state.recordWireBytes(ev)} B`;
-      const head = `${version} ${ev.typeName ?? ev.type}(${ev.type}) epoch ${ev.epoch} seq ${ev.seq}: ${layout}`;
+      const cid = ev.cid === undefined ? '' : ` + ${ev.cid.length / 2} cid + 1 type`;
+      const layout = `${DTLS_RECORD_HEADER_BYTES} hdr${cid} + ${ev.length}${prot > 0 ? ` + ${prot} nonce/tag` : ''} = ${state.recordWireBytes(ev)} B`;
+      const outer = ev.cid === undefined ? '' : `tls12_cid(25) cid ${ev.cid || '(empty)'} carrying `;
+      const head = `${version} ${outer}${ev.typeName ?? ev.type}(${ev.type}) epoch ${ev.epoch} seq ${ev.seq}: ${layout}`;
       s += line(
         g.t,
         '',

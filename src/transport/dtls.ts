@@ -201,6 +201,16 @@ export interface DtlsClientOptions extends DtlsCertificateOptions {
    * CoAP: use coap://". Default true.
    */
   probePlainCoap?: boolean;
+  /**
+   * Offer a DTLS Connection ID (RFC 9146; default false). With it, a server
+   * that supports CIDs recognises our session after a NAT gives us a new
+   * address or port, without a new handshake. We offer an empty CID of our own
+   * (we receive on our socket, which does not move); the server's CID then
+   * travels in every record we send. Off by default: the CID is sent in the
+   * clear, so it makes our traffic linkable across address changes (RFC 9146
+   * §8), and it is of use only to devices behind NATs that rebind.
+   */
+  cid?: boolean;
 }
 
 interface ClientSession {
@@ -281,7 +291,8 @@ export class DtlsClientTransport implements Transport {
     this.wire(socket);
     this.keyLog = createKeyLogger(options.keyLogFile);
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
-    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
+    // With a CID, each record carries the server's CID and the real content type: room for a 16-byte CID.
+    this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites) - (options.cid === true ? 17 : 0);
     const idle = options.idleTimeoutMs;
     if (idle !== undefined && idle > 0) {
       const every = Math.max(50, Math.min(idle / 2, 30_000));
@@ -597,6 +608,7 @@ export class DtlsClientTransport implements Transport {
           ],
           serverName: this.options.serverName ?? (isIP(peer.address) === 0 ? peer.address : undefined),
           expectedHost: this.options.serverName ?? peer.address,
+          cid: this.options.cid === true ? Buffer.alloc(0) : undefined,
         },
         {
           sendDatagram: own
@@ -826,6 +838,31 @@ export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
   handshakeTimeoutMs?: number;
   retransmitInitialMs?: number;
   /**
+   * DTLS Connection ID (RFC 9146). A client that offers one gets a random
+   * 8-byte CID (default); its session then survives the client's address or
+   * port changing (a NAT rebinding): a record with its CID that authenticates
+   * and is newer than any seen moves the session to the new address, and
+   * until that address is verified we send it at most three times the bytes
+   * it sent us. `{ length, prefix }`: CID length 0..255 (0: we send the
+   * client's CID but want none back) and fixed leading bytes (a node id).
+   * `false`: ignore offers.
+   */
+  cid?:
+    | {
+        /** Bytes of the CIDs handed out, 0..255 (default 8). */
+        length?: number;
+        /** Their fixed first bytes (a cluster node id); at least 4 random bytes must remain. */
+        prefix?: Uint8Array;
+      }
+    | false;
+  /** A tls12_cid record whose CID is none of ours (a cluster node forwards it to its owner). */
+  foreignCid?: (datagram: Buffer, address: string, port: number) => void;
+  /**
+   * Sends a datagram of a session whose records reach us through another
+   * cluster node (`via`, as given to `server.handleDatagram`): back through it.
+   */
+  sendVia?: (datagram: Buffer, address: string, port: number, via: unknown) => void;
+  /**
    * The source of time for handshake retransmission and timeouts, the
    * plain-CoAP probe and idle expiry (default the real clock; tests pass a
    * VirtualClock).
@@ -882,6 +919,8 @@ export class DtlsServerTransport implements Transport {
         maxHandshakeMessageBytes: options.maxHandshakeMessageBytes,
         maxHandshakeBufferBytes: options.maxHandshakeBufferBytes,
         maxTotalHandshakeBufferBytes: options.maxTotalHandshakeBufferBytes,
+        cid: options.cid,
+        foreignCid: options.foreignCid,
         idleTimeoutMs: options.idleTimeoutMs,
         mtu: options.mtu,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
@@ -890,8 +929,12 @@ export class DtlsServerTransport implements Transport {
         keyLog: createKeyLogger(options.keyLogFile),
       },
       {
-        send: (d, address, port) => {
+        send: (d, address, port, via) => {
           if (this.closed && !this.closing) return;
+          if (via !== undefined) {
+            options.sendVia?.(d, address, port, via);
+            return;
+          }
           // A dual-stack (udp6) socket reaches IPv4 peers through their v4-mapped address.
           let to = address;
           if (v6 && isIP(address) === 4) {
@@ -960,6 +1003,13 @@ export class DtlsServerTransport implements Transport {
 
   attach(handlers: TransportHandlers): void {
     this.handlers = handlers;
+  }
+
+  /** Sends a datagram as it is from this transport's socket (a cluster node relaying another node's answer). */
+  sendRaw(data: Uint8Array, address: string, port: number): void {
+    if (this.closed) return;
+    const v6 = this.socket.address().family === 'IPv6';
+    this.socket.send(data, port, v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
   }
 
   localAddress(): { address: string; port: number; family: AddressFamily } {

@@ -108,6 +108,7 @@ const record = {
   seq: 'number',
   length: 'number',
   handshake: { optional: { array: handshakeInfo } },
+  cid: { optional: 'string' },
   alert: { optional: { object: { level: 'number', description: 'number' } } },
 } as const;
 

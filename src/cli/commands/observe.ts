@@ -55,7 +55,8 @@ Notifications larger than one block are fetched completely (RFC 7959).
   -T, --token TOKEN           token of the registration: text, or 0xHEX (at most 8 bytes)
   -v, --verbose               one line per notification on stderr (Observe number, code)
   -q, --quiet                 nothing on stderr for non-2.xx responses
-Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs.
+Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs;
+--cid offers a DTLS Connection ID (RFC 9146) so the observation survives a NAT rebinding.
 TLS (coaps+tcp://, coaps+ws://): --ca FILE, --cert FILE --key FILE, --insecure.
 Local side: --local-port N, --local-address ADDR.
 

@@ -12,12 +12,12 @@ import { createProgressBar } from '../../blockwise/progress.js';
 import { CoapClient } from '../../client/client.js';
 import type { CoapResponse } from '../../client/response.js';
 import { describeCode } from '../../constants/codes.js';
-import { UsageError } from '../../errors.js';
+import { NetworkError, TimeoutError, UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, flagName, type Parsed, parseFlags, positionals, str, strs } from '../args.js';
 import { CLIENT_FLAGS, clientOptions, tokenArg } from '../client-flags.js';
 import { checkUri, contentFormatArg, optionArg, timeoutMs } from '../common.js';
 import { escapeText, peerText } from '../escape.js';
-import { CantCreateError, ExitCode, exitCodeForResponse } from '../exit.js';
+import { CantCreateError, ExitCode, exitCodeForError, exitCodeForResponse } from '../exit.js';
 import {
   describeContentFormat,
   formatOptions,
@@ -62,6 +62,9 @@ export const REQUEST_FLAGS: FlagSpecs = {
   observe: { type: 'boolean' },
   duration: { type: 'string', short: 's' },
   count: { type: 'string', short: 'n' },
+  // N requests over one endpoint (one DTLS session), each response printed (soak tests, CID).
+  repeat: { type: 'string' },
+  interval: { type: 'string' },
   ...MULTICAST_CLIENT_FLAGS,
   ...CLIENT_FLAGS,
 };
@@ -313,14 +316,46 @@ export async function runRequest(command: string | undefined, args: string[], io
   const bar = createProgressBar({ stream: io.stderr, label: `${METHOD_NAMES[method]}`, force: false });
   const showBar = bar.enabled && !quiet && !verbose;
 
-  const client = new CoapClient(clientOptions(uri, p, io));
+  const { repeat, interval } = repeatArgs(p);
+  const copts = clientOptions(uri, p, io);
+  let client = new CoapClient(copts);
   const watch = verbose
     ? watchExchange(uri.port, (t) => io.stderr.write(t), uri.scheme.includes('+'))
     : undefined;
-  if (verbose)
-    io.stderr.write(`* ${METHOD_NAMES[method]} ${escapeText(uriArg!)}${confirmable ? '' : ' (NON)'}\n`);
-  const started = performance.now();
+  let worst: number = ExitCode.OK;
   try {
+    for (let i = 0; i < repeat; i++) {
+      if (i > 0 && interval > 0) await new Promise((r) => setTimeout(r, interval));
+      let status: number;
+      try {
+        status = await once();
+      } catch (err) {
+        // --repeat goes on after a request that got no answer; over coaps:// the session
+        // is dropped first, so the next request starts a fresh handshake (a NAT may have
+        // given us a new address the server does not know without a Connection ID).
+        if (repeat === 1 || !(err instanceof TimeoutError || err instanceof NetworkError)) throw err;
+        status = exitCodeForError(err);
+        if (!quiet)
+          await writeAll(io.stderr, `coapkit: request ${i + 1}/${repeat}: ${escapeText(err.message)}\n`);
+        if (uri.scheme === 'coaps') {
+          await client.close();
+          client = new CoapClient(copts);
+          if (!quiet)
+            await writeAll(io.stderr, 'coapkit: DTLS session dropped: the next request handshakes again\n');
+        }
+      }
+      if (status !== ExitCode.OK && worst === ExitCode.OK) worst = status;
+    }
+    return worst;
+  } finally {
+    watch?.stop();
+    await client.close();
+  }
+
+  async function once(): Promise<number> {
+    if (verbose)
+      io.stderr.write(`* ${METHOD_NAMES[method]} ${escapeText(uriArg!)}${confirmable ? '' : ' (NON)'}\n`);
+    const started = performance.now();
     const res = await client.request(uriArg!, {
       method: METHOD_NAMES[method]!,
       confirmable,
@@ -337,7 +372,7 @@ export async function runRequest(command: string | undefined, args: string[], io
     if (showBar) bar.done();
     const elapsed = performance.now() - started;
     if (watch) {
-      watch.stop();
+      if (repeat === 1) watch.stop();
       const how = uri.scheme.includes('+')
         ? uri.scheme
         : res.piggybacked
@@ -361,10 +396,24 @@ export async function runRequest(command: string | undefined, args: string[], io
       await writeAll(io.stderr, `coapkit: ${describeCode(res.code)}${diag ? `: ${diag}` : ''}\n`);
     }
     return status;
-  } finally {
-    watch?.stop();
-    await client.close();
   }
+}
+
+/** --repeat N (1..1000000, default 1) and --interval MS (0..3600000, default 0) between requests. */
+function repeatArgs(p: Parsed): { repeat: number; interval: number } {
+  const num = (name: string, max: number, min: number): number | undefined => {
+    const v = str(p, name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || n < min || n > max)
+      throw new UsageError(`--${name} expects a whole number ${min}..${max}, got "${escapeText(v)}"`);
+    return n;
+  };
+  const repeat = num('repeat', 1_000_000, 1) ?? 1;
+  const interval = num('interval', 3_600_000, 0) ?? 0;
+  if (interval > 0 && repeat === 1 && str(p, 'repeat') === undefined)
+    throw new UsageError('--interval goes with --repeat N: the pause between requests');
+  return { repeat, interval };
 }
 
 /** One line on stderr when a GET or DELETE carries a payload (RFC 7252 gives them none). */

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { basename, delimiter, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockwiseServer } from '../../blockwise/server.js';
+import { ClusterNode, type ClusterOptions } from '../../cluster/forward.js';
 import { describeCode } from '../../constants/codes.js';
 import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../diagnostics.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
@@ -20,6 +21,7 @@ import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
 import { ACL_FLAGS, type ServeAccess, serveAccess } from '../acl.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
+import { CLUSTER_FLAGS, clusterArgs } from '../cluster-flags.js';
 import { SERVE_CERT_FLAGS, type ServeCredentials, serveCertOptions } from '../credentials.js';
 import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
@@ -32,6 +34,7 @@ import {
   type ReliableServeOptions,
   startReliableServe,
 } from '../serve-reliable.js';
+import { type DurableServe, openServeStore } from '../serve-store.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -50,12 +53,17 @@ export const SERVE_FLAGS: FlagSpecs = {
   'multicast-group': { type: 'string', multiple: true },
   'multicast-port': { type: 'string' },
   leisure: { type: 'string' },
+  // Durable store (src/cli/serve-store.ts): SQLite in --data DIR, or PostgreSQL.
+  data: { type: 'string' },
+  store: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
   ...ACL_FLAGS,
   // RFC 8323 (coap+tcp, coaps+tcp, coap+ws, coaps+ws): serve-reliable.ts.
   ...RELIABLE_SERVE_FLAGS,
   ...SERVE_CERT_FLAGS,
+  // Cluster node (issue 15, docs/cluster.md): --node-id, --cluster-listen, --peer.
+  ...CLUSTER_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -94,6 +102,12 @@ export interface ServeOptions {
   access?: ServeAccess;
   /** RFC 8323 listeners (--tcp-port, --tls-port, --ws-port, --wss-port). */
   reliable?: ReliableServeOptions;
+  /** --node-id/--cluster-listen/--peer: a node of several behind a load balancer (docs/cluster.md). */
+  cluster?: ClusterOptions;
+  /** --data DIR: resources and observers kept in DIR/coapkit.db (SQLite). */
+  data?: string;
+  /** --store postgres://...: kept in PostgreSQL. */
+  storeUrl?: string;
 }
 
 export interface Listener {
@@ -111,6 +125,8 @@ export interface RunningServe {
   observe: ObserveServer;
   servers: CoapServer[];
   listeners: Listener[];
+  /** The durable store (--data, --store), when one is configured. */
+  durable?: DurableServe;
   close(): Promise<void>;
 }
 
@@ -221,6 +237,8 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     if (ev.kind === 'deleted') observe.deleted(ev.path);
     else observe.notify(ev.path);
   });
+  // --data / --store: load what the store holds; writes are answered once committed.
+  const durable = await openServeStore(opts, store, observe);
   // /time needs no timer: its Max-Age is 1 s and the observe layer refreshes
   // observers before Max-Age runs out, so they get the time every second.
   // Both servers are created with these two layers (block-wise first, so the store sees
@@ -232,9 +250,19 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
+  // A cluster node forwards other nodes' CID records and relays their answers (docs/cluster.md).
+  const cluster =
+    opts.cluster === undefined
+      ? undefined
+      : await ClusterNode.create(opts.cluster).catch(async (err: unknown) => {
+          await durable?.close();
+          throw err;
+        });
   const closeAll = async () => {
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
+    await cluster?.close();
+    await durable?.close();
   };
   // A host name binds every address it resolves to (localhost: 127.0.0.1 and ::1,
   // since clients try ::1 first where both are mapped).
@@ -284,6 +312,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       });
     }
     const unicastEndpoints = plain.endpoints.length;
+    durable?.restoreObservers(plain);
     if (mc !== undefined) {
       try {
         await plain.listenMulticast({
@@ -326,12 +355,14 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
               port,
               ...(psk !== undefined ? { psk } : {}),
               ...opts.credentials?.certs,
+              ...cluster?.transportOptions(),
             }),
           );
         } catch (err) {
           throw bindError('coaps', host, port, err);
         }
         await secure.listen(transport);
+        cluster?.attach(transport);
         const a = transport.localAddress();
         port = a.port;
         listeners.push({
@@ -355,7 +386,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await closeAll();
     throw err;
   }
-  return { store, observe, servers, listeners, close: closeAll };
+  return { store, observe, servers, listeners, ...(durable ? { durable } : {}), close: closeAll };
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
@@ -384,6 +415,19 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   const credentials = serveCertOptions(p);
   if (credentials.certs !== undefined) opts.credentials = credentials;
+  const data = str(p, 'data');
+  const storeUrl = str(p, 'store');
+  if (data !== undefined && storeUrl !== undefined) {
+    throw new UsageError('--data and --store exclude each other', {
+      hint: '--data DIR keeps the state in SQLite, --store postgres://... in PostgreSQL',
+    });
+  }
+  if (data === '') throw new UsageError('--data expects a directory');
+  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/./i.test(storeUrl)) {
+    throw new UsageError('--store expects a postgres://user:password@host:port/database URL');
+  }
+  if (data !== undefined) opts.data = data;
+  if (storeUrl !== undefined) opts.storeUrl = storeUrl;
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   // Keys given (flags or environment), not generated: anonymous peers only read unless --acl / --anonymous-writes.
@@ -399,6 +443,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (host !== undefined) opts.host = host;
   const reliable = parseReliableServe(p, opts.keys);
   if (reliable !== undefined) opts.reliable = reliable;
+  const cluster = clusterArgs(p);
+  if (cluster !== undefined) opts.cluster = cluster;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -458,11 +504,19 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     );
   }
   if (opts.access) lines.push(opts.access.banner);
+  if (opts.cluster !== undefined) {
+    const c = opts.cluster;
+    const peers = [...c.peers].map(([n, a]) => `${n}=${a.address}:${a.port}`).join(', ');
+    lines.push(
+      `Cluster node ${c.nodeId}: node-to-node on ${c.listen.host}:${c.listen.port}; peers ${peers || '(none)'}`,
+    );
+  }
   const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
   lines.push(
     `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
     `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
+  if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
   const done = new Promise<number>((resolve, reject) => {

@@ -29,6 +29,7 @@ import { BufferView } from '../../util/view.js';
 import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
 import { DtlsError } from '../errors.js';
+import { cidAdditionalData, writeCidHeader } from './cid.js';
 import { RECORD_HEADER_LENGTH } from './record.js';
 
 export const DTLS_1_2_VERSION = 0xfefd;
@@ -38,6 +39,8 @@ export interface RecordProtection {
   encrypt(contentType: number, epoch: number, seq: bigint | number, plaintext: Uint8Array): Buffer;
   /** Returns the plaintext; throws DtlsError (alert bad_record_mac) on authentication failure. */
   decrypt(contentType: number, epoch: number, seq: bigint | number, fragment: Uint8Array): Buffer;
+  /** The DTLSInnerPlaintext of a tls12_cid record fragment (RFC 9146); throws like `decrypt`. */
+  decryptCid(epoch: number, seq: number, cid: Uint8Array, fragment: Uint8Array): Buffer;
 }
 
 function badMac(): DtlsError {
@@ -78,6 +81,8 @@ const TAG_OPTS: Record<number, { authTagLength: number }> = {
   16: { authTagLength: 16 },
 };
 const AAD_OPTS = { plaintextLength: 0 };
+/** The real content type byte of a tls12_cid inner plaintext (encrypted right after the content). */
+const TYPE_BYTE = Buffer.allocUnsafeSlow(1);
 
 function fillAad(ad: Buffer, contentType: number, epoch: number, seq: number, length: number): Buffer {
   // additional_data = seq_num(8) + type(1) + version(2) + length(2)
@@ -263,18 +268,121 @@ export class SessionRecordProtection implements RecordProtection {
     }
   }
 
+  // ---- tls12_cid records (RFC 9146; format and additional data in cid.ts)
+
+  /**
+   * A whole tls12_cid record (header with `cid`, protected DTLSInnerPlaintext
+   * `plaintext | type`, no padding) for a peer that asked for a non-empty CID.
+   */
+  sealCid(type: number, epoch: number, seq: number, cid: Uint8Array, plaintext: Uint8Array): Buffer {
+    const innerLen = plaintext.length + 1;
+    const h = RECORD_HEADER_LENGTH + cid.length;
+    if (this.cipher === 'aes-128-cbc') {
+      const inner = Buffer.allocUnsafe(innerLen);
+      inner.set(plaintext, 0);
+      inner[plaintext.length] = type;
+      const frag = this.cbcEncrypt(type, epoch, seq, inner, cid);
+      const out = Buffer.allocUnsafe(h + frag.length);
+      writeCidHeader(out, epoch, seq, cid, frag.length);
+      frag.copy(out, h);
+      return out;
+    }
+    const fragLen = this.explicitLen + innerLen + this.tagLength;
+    const out = Buffer.allocUnsafe(h + fragLen);
+    writeCidHeader(out, epoch, seq, cid, fragLen);
+    let o = h;
+    const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
+    if (this.explicitLen !== 0) {
+      writeEpochSeq(out, o, epoch, seq);
+      o += 8;
+    }
+    AAD_OPTS.plaintextLength = innerLen;
+    c.setAAD(cidAdditionalData(epoch, seq, cid, innerLen), AAD_OPTS);
+    if (this.alg === 'aes-128-ccm') {
+      // CCM takes its input in one piece.
+      const inner = Buffer.allocUnsafe(innerLen);
+      inner.set(plaintext, 0);
+      inner[plaintext.length] = type;
+      out.set(c.update(inner), o);
+    } else {
+      TYPE_BYTE[0] = type;
+      const ct1 = c.update(plaintext);
+      out.set(ct1, o);
+      out.set(c.update(TYPE_BYTE), o + ct1.length);
+    }
+    c.final();
+    out.set(c.getAuthTag(), o + innerLen);
+    return out;
+  }
+
+  decryptCid(epoch: number, seq: number, cid: Uint8Array, fragment: Uint8Array): Buffer {
+    const pt = this.openCid(epoch, seq, cid, fragment, 0, fragment.length);
+    if (pt === undefined) throw badMac();
+    return pt;
+  }
+
+  /**
+   * The DTLSInnerPlaintext of the tls12_cid fragment `data[off..off+len]` that
+   * carried `cid`, or undefined if it does not authenticate.
+   */
+  openCid(
+    epoch: number,
+    seq: number,
+    cid: Uint8Array,
+    data: Uint8Array,
+    off: number,
+    len: number,
+  ): Buffer | undefined {
+    if (this.cipher === 'aes-128-cbc') {
+      try {
+        return this.cbcDecrypt(0, epoch, seq, new BufferView(data.buffer, data.byteOffset + off, len), cid);
+      } catch {
+        return undefined;
+      }
+    }
+    const tagLength = this.tagLength;
+    const explicitLen = this.explicitLen;
+    if (len < explicitLen + tagLength + 1) return undefined;
+    const ctLen = len - explicitLen - tagLength;
+    const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
+    const ab = data.buffer;
+    const at = data.byteOffset + off + explicitLen;
+    try {
+      const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
+      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
+      AAD_OPTS.plaintextLength = ctLen;
+      d.setAAD(cidAdditionalData(epoch, seq, cid, ctLen), AAD_OPTS);
+      const pt = d.update(new BufferView(ab, at, ctLen));
+      d.final();
+      return pt;
+    } catch {
+      return undefined;
+    }
+  }
+
   // ---- AES-128-CBC + HMAC-SHA256 (MAC-then-encrypt)
 
-  private mac(type: number, epoch: number, seq: number, data: Uint8Array): Buffer {
+  /** The record MAC; with `cid` the RFC 9146 §5.1 input (the data is the inner plaintext). */
+  private mac(type: number, epoch: number, seq: number, data: Uint8Array, cid?: Uint8Array): Buffer {
+    const ad =
+      cid === undefined
+        ? fillAad(MAC_AAD, type, epoch, seq, data.length)
+        : cidAdditionalData(epoch, seq, cid, data.length);
     return createHmac('sha256', this.kb.subarray(this.macOff, this.macOff + this.macLen))
-      .update(fillAad(MAC_AAD, type, epoch, seq, data.length))
+      .update(ad)
       .update(data)
       .digest();
   }
 
-  private cbcEncrypt(type: number, epoch: number, seq: number, plaintext: Uint8Array): Buffer {
+  private cbcEncrypt(
+    type: number,
+    epoch: number,
+    seq: number,
+    plaintext: Uint8Array,
+    cid?: Uint8Array,
+  ): Buffer {
     const MAC_LEN = 32;
-    const tag = this.mac(type, epoch, seq, plaintext);
+    const tag = this.mac(type, epoch, seq, plaintext, cid);
     const contentLen = plaintext.length + MAC_LEN;
     const padLen = 15 - (contentLen % 16); // total = content + pad + 1 is a multiple of 16
     const padded = Buffer.alloc(contentLen + padLen + 1, padLen);
@@ -286,7 +394,13 @@ export class SessionRecordProtection implements RecordProtection {
     return Buffer.concat([ivBytes, c.update(padded), c.final()]);
   }
 
-  private cbcDecrypt(type: number, epoch: number, seq: number, fragment: Uint8Array): Buffer {
+  private cbcDecrypt(
+    type: number,
+    epoch: number,
+    seq: number,
+    fragment: Uint8Array,
+    cid?: Uint8Array,
+  ): Buffer {
     const MAC_LEN = 32;
     // Minimum: IV + one block holding at least MAC + padding_length byte (2 blocks for SHA-256).
     if (fragment.length < 16 + 48 || fragment.length % 16 !== 0) throw badMac();
@@ -310,7 +424,7 @@ export class SessionRecordProtection implements RecordProtection {
     }
     const dataLen = good ? pt.length - padLen - 1 - MAC_LEN : pt.length - MAC_LEN - 1;
     const data = pt.subarray(0, Math.max(0, dataLen));
-    const expected = this.mac(type, epoch, seq, data);
+    const expected = this.mac(type, epoch, seq, data, cid);
     const got = pt.subarray(data.length, data.length + MAC_LEN);
     const macOk = got.length === MAC_LEN && timingSafeEqual(expected, got);
     if (!macOk || good !== 1) throw badMac();

@@ -1,0 +1,182 @@
+/**
+ * `coapkit serve --data DIR` / `--store postgres://...`: the durable store
+ * behind the served resources and observers. Startup loads what the store
+ * holds into memory (reads are served from there), then every change goes
+ * through group commit before its 2.xx; observers registered before a
+ * restart are notified again (plain coap:// ones: a coaps:// observer needs
+ * its DTLS session, which a crash loses).
+ */
+
+import { Buffer } from 'node:buffer';
+import type { CoapOption } from '../codec/message.js';
+import type { Endpoint } from '../endpoint/endpoint.js';
+import type { ObservePersistence, ObserveServer } from '../observe/server.js';
+import type { DynamicStore } from '../server/dynamic-store.js';
+import type { CoapServer } from '../server/server.js';
+import { GroupCommitter } from '../store/batcher.js';
+import { openStore } from '../store/open.js';
+import { PostgresStore } from '../store/postgres.js';
+import { SqliteStore } from '../store/sqlite.js';
+import type { ObserverRecord, StateStore, StoreSnapshot } from '../store/types.js';
+import { makePeer } from '../transport/transport.js';
+
+/** The named blob holding the Observe sequence number reservation (4 bytes, big-endian). */
+export const OBSERVE_SEQ_STATE = 'observe.seq';
+
+export interface ServeStoreOptions {
+  /** --data DIR: SQLite in DIR/coapkit.db. */
+  data?: string;
+  /** --store postgres://...: PostgreSQL. */
+  storeUrl?: string;
+}
+
+export interface DurableServe {
+  store: StateStore;
+  committer: GroupCommitter;
+  /** For the banner: "SQLite /x/coapkit.db (node:sqlite), 12 resources". */
+  description: string;
+  /** Re-registers the observers of the previous run on `server` (plain coap://); returns how many. */
+  restoreObservers(server: CoapServer): number;
+  close(): Promise<void>;
+}
+
+/** CoAP options as stored: (number u16, length u16, value) each. */
+export function encodeStoredOptions(options: readonly CoapOption[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const o of options) {
+    const head = Buffer.alloc(4);
+    head.writeUInt16BE(o.number, 0);
+    head.writeUInt16BE(o.value.length, 2);
+    parts.push(head, Buffer.from(o.value));
+  }
+  return Buffer.concat(parts);
+}
+
+/** The inverse of encodeStoredOptions; undefined when the bytes are not well formed. */
+export function decodeStoredOptions(buf: Buffer): CoapOption[] | undefined {
+  const out: CoapOption[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (at + 4 > buf.length) return undefined;
+    const number = buf.readUInt16BE(at);
+    const len = buf.readUInt16BE(at + 2);
+    at += 4;
+    if (at + len > buf.length) return undefined;
+    out.push({ number, value: Buffer.from(buf.subarray(at, at + len)) });
+    at += len;
+  }
+  return out;
+}
+
+function describe(store: StateStore, snap: StoreSnapshot): string {
+  const n = snap.resources.length;
+  const what = `${n} resource${n === 1 ? '' : 's'}, ${snap.observers.length} observer${snap.observers.length === 1 ? '' : 's'} loaded`;
+  if (store instanceof SqliteStore) return `SQLite ${store.file} (${store.binding}, WAL), ${what}`;
+  if (store instanceof PostgresStore) return `PostgreSQL ${store.location}, ${what}`;
+  return `${store.kind}, ${what}`;
+}
+
+/** Opens the store, loads it into `resources`, and makes resources and observers durable. */
+export async function openServeStore(
+  opts: ServeStoreOptions,
+  resources: DynamicStore,
+  observe: ObserveServer,
+): Promise<DurableServe | undefined> {
+  if (opts.data === undefined && opts.storeUrl === undefined) return undefined;
+  const store = await openStore({
+    ...(opts.data !== undefined ? { data: opts.data } : {}),
+    ...(opts.storeUrl !== undefined ? { url: opts.storeUrl } : {}),
+  });
+  let snap: StoreSnapshot;
+  let seqBlob: Buffer | undefined;
+  try {
+    snap = await store.load();
+    seqBlob = await store.loadState(OBSERVE_SEQ_STATE);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  resources.loadSnapshot(snap);
+  const committer = new GroupCommitter(store);
+  resources.attachStore(committer);
+
+  const hooks: ObservePersistence = {
+    added(o, endpoint: Endpoint) {
+      const scheme = o.peer.identity !== undefined || o.peer.auth !== undefined ? 'coaps' : 'coap';
+      // coaps:// registrations need their DTLS session, lost in a crash: not persisted.
+      if (scheme === 'coaps') return undefined;
+      void endpoint;
+      const id = `${scheme}|${o.peer.key}|${o.token.toString('hex')}`;
+      const accept = o.options.find((x) => x.number === 17);
+      const rec: ObserverRecord = {
+        key: id,
+        scheme,
+        address: o.peer.address,
+        port: o.peer.port,
+        token: Buffer.from(o.token),
+        path: o.path,
+        accept: accept === undefined ? undefined : accept.value.reduce((a, b) => a * 256 + b, 0),
+        options: encodeStoredOptions(o.options),
+        seq: o.seq,
+        created: Date.now(),
+      };
+      committer.enqueue({ op: 'putObserver', observer: rec });
+      return id;
+    },
+    removed(id) {
+      committer.enqueue({ op: 'deleteObserver', key: id });
+    },
+    reserve(upTo) {
+      const v = Buffer.alloc(4);
+      v.writeUInt32BE(upTo >>> 0, 0);
+      committer.enqueue({ op: 'putState', name: OBSERVE_SEQ_STATE, value: v });
+    },
+  };
+  observe.setPersistence(hooks, seqBlob?.length === 4 ? seqBlob.readUInt32BE(0) : undefined);
+
+  // Several servers on one PostgreSQL database: changes made through another follow here.
+  const unsubscribe = store.subscribe?.((ev) => {
+    const get = store.getResource;
+    if (get === undefined) return;
+    get
+      .call(store, ev.path)
+      .then((rec) => resources.applyRemote(ev.path, ev.kind === 'delete' ? undefined : rec))
+      .catch(() => {});
+  });
+
+  return {
+    store,
+    committer,
+    description: describe(store, snap),
+    restoreObservers(server: CoapServer): number {
+      let n = 0;
+      for (const rec of snap.observers) {
+        const options = rec.scheme === 'coap' ? decodeStoredOptions(rec.options) : undefined;
+        const peer = makePeer(rec.address, rec.port);
+        const ep =
+          server.endpoints.find((e) => {
+            const a = e.transport.localAddress().address;
+            return (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
+          }) ?? server.endpoints[0];
+        if (options === undefined || ep === undefined) {
+          committer.enqueue({ op: 'deleteObserver', key: rec.key });
+          continue;
+        }
+        const ok = observe.restore(
+          server,
+          ep,
+          { path: rec.path, peer, token: rec.token, options, seq: rec.seq },
+          rec.key,
+        );
+        if (ok) n++;
+        else committer.enqueue({ op: 'deleteObserver', key: rec.key });
+      }
+      return n;
+    },
+    async close() {
+      unsubscribe?.();
+      await committer.close();
+      await store.close();
+    },
+  };
+}

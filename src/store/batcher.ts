@@ -1,0 +1,126 @@
+/**
+ * Group commit: changes made during one turn of the event loop go to the
+ * store as one transaction (one fsync), so the cost of durability is per
+ * batch, not per request. While a batch commits, the next one collects.
+ *
+ * Each change may carry an `undo`: when a batch fails, it and every batch
+ * queued after it (built on top of its state) are undone, newest first, and
+ * their waiters get the error. The working copy in memory then equals what
+ * the store has committed.
+ */
+
+import type { StateStore, StoreChange } from './types.js';
+
+interface Batch {
+  changes: StoreChange[];
+  undos: Array<() => void>;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A batch nobody waits for (observer updates) must not be an unhandled rejection.
+  promise.catch(() => {});
+  return { changes: [], undos: [], promise, resolve, reject };
+}
+
+/** Most changes in one transaction; more go in the next one. */
+const MAX_BATCH = 4096;
+
+export class GroupCommitter {
+  private collecting: Batch | undefined;
+  private inflight: Batch | undefined;
+  private scheduled = false;
+  private closed = false;
+  /** Changes enqueued so far (a caller compares before and after to know whether it wrote). */
+  enqueued = 0;
+  /** Batches committed, and failed (for tests and stats). */
+  committed = 0;
+  failed = 0;
+  /** Called when a batch fails (after its undos ran). */
+  onError: ((err: unknown) => void) | undefined;
+
+  constructor(private readonly store: StateStore) {}
+
+  /** Adds a change to the batch being collected. */
+  enqueue(change: StoreChange, undo?: () => void): void {
+    if (this.closed) throw new Error('store closed');
+    let b = this.collecting;
+    if (b === undefined || b.changes.length >= MAX_BATCH) {
+      if (b !== undefined) this.queue.push(b);
+      b = newBatch();
+      this.collecting = b;
+    }
+    b.changes.push(change);
+    if (undo !== undefined) b.undos.push(undo);
+    this.enqueued++;
+    this.schedule();
+  }
+
+  /** Full batches waiting behind the one collecting. */
+  private readonly queue: Batch[] = [];
+
+  /** Resolves when everything enqueued so far is committed (rejects when it failed). */
+  flush(): Promise<void> {
+    const last = this.collecting ?? this.queue[this.queue.length - 1] ?? this.inflight;
+    return last === undefined ? Promise.resolve() : last.promise;
+  }
+
+  /** Waits for what is pending, then refuses new changes. */
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+    } catch {}
+    this.closed = true;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inflight !== undefined) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.run();
+    });
+  }
+
+  private run(): void {
+    if (this.inflight !== undefined) return;
+    const b = this.queue.shift() ?? this.collecting;
+    if (b === undefined) return;
+    if (b === this.collecting) this.collecting = undefined;
+    this.inflight = b;
+    this.store.apply(b.changes).then(
+      () => {
+        this.inflight = undefined;
+        this.committed++;
+        b.resolve();
+        this.run();
+      },
+      (err: unknown) => {
+        this.inflight = undefined;
+        // Everything after it was built on its state: undo all, newest first.
+        const failed = [b, ...this.queue.splice(0)];
+        if (this.collecting !== undefined) failed.push(this.collecting);
+        this.collecting = undefined;
+        for (let i = failed.length - 1; i >= 0; i--) {
+          const undos = failed[i]!.undos;
+          for (let j = undos.length - 1; j >= 0; j--) {
+            try {
+              undos[j]!();
+            } catch {}
+          }
+        }
+        this.failed += failed.length;
+        for (const f of failed) f.reject(err);
+        this.onError?.(err);
+      },
+    );
+  }
+}

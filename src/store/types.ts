@@ -1,0 +1,115 @@
+/**
+ * What a durable store keeps for the server (issue 14): resources, POST
+ * collection counters, observe registrations, and named blobs (DTLS sessions,
+ * OSCORE sequence numbers, the Observe sequence high-water mark). Three
+ * implementations: memory (the library default), SQLite (`coapkit serve --data
+ * DIR`), PostgreSQL (`--store postgres://...`).
+ *
+ * The server keeps its working copy in memory and reads only from there; a
+ * store is the durable copy, loaded once at start (`load()`) and kept up to
+ * date by `apply()`, one transaction per batch of changes (group commit,
+ * see GroupCommitter).
+ */
+
+import type { Buffer } from 'node:buffer';
+
+/** One stored resource (its representation and metadata). */
+export interface ResourceRecord {
+  /** Absolute path, e.g. "/sensors/temp". */
+  path: string;
+  payload: Buffer;
+  /** Content-Format given when it was stored; undefined when the request had none. */
+  contentFormat: number | undefined;
+  /** Entity tag as served (8 bytes). */
+  etag: Buffer;
+  /** Max-Age in seconds for this resource; undefined: the server's default. */
+  maxAge: number | undefined;
+  /** Creation and last modification, milliseconds since the epoch. */
+  created: number;
+  modified: number;
+  /** Creation order (increasing): the order of entries in a POST collection. */
+  order: number;
+}
+
+/** One observe registration (RFC 7641) as it survives a restart. */
+export interface ObserverRecord {
+  /** Identifies the registration (endpoint kind, peer and token). */
+  key: string;
+  /** 'coap' (plain UDP) or 'coaps' (DTLS: only restorable with its session). */
+  scheme: 'coap' | 'coaps';
+  /** Peer address and port the notifications go to. */
+  address: string;
+  port: number;
+  token: Buffer;
+  path: string;
+  /** Accept of the registration; undefined when it had none. */
+  accept: number | undefined;
+  /** The registering request's options, encoded as CoAP options (delta form, no payload marker). */
+  options: Buffer;
+  /** The last Observe sequence number sent to it (24 bits). */
+  seq: number;
+  /** When it registered, milliseconds since the epoch. */
+  created: number;
+}
+
+/** One change in a batch; a batch is committed as one transaction, in order. */
+export type StoreChange =
+  | { op: 'putResource'; resource: ResourceRecord }
+  | { op: 'deleteResource'; path: string }
+  | { op: 'putCounter'; path: string; next: number }
+  | { op: 'deleteCounter'; path: string }
+  | { op: 'putObserver'; observer: ObserverRecord }
+  | { op: 'deleteObserver'; key: string }
+  | { op: 'putState'; name: string; value: Buffer }
+  | { op: 'deleteState'; name: string };
+
+/** Everything a store holds, as `load()` returns it at start. */
+export interface StoreSnapshot {
+  /** In creation order. */
+  resources: ResourceRecord[];
+  counters: Array<[path: string, next: number]>;
+  observers: ObserverRecord[];
+}
+
+/** Which implementation a store is. */
+export type StoreKind = 'memory' | 'sqlite' | 'postgres';
+
+/**
+ * A durable store. `apply()` commits a batch as one transaction and resolves
+ * only after it is committed; it rejects with a StoreUnavailableError when the
+ * store cannot take writes now (disk full, database gone): nothing of that
+ * batch is stored then (or, for a connection lost during COMMIT, it may be:
+ * never acknowledged, never lost).
+ */
+export interface StateStore {
+  readonly kind: StoreKind;
+  /** Where it lives, for messages: a file path or a URL without its password. */
+  readonly location: string;
+  /** Everything stored (called once at start). */
+  load(): Promise<StoreSnapshot>;
+  /** Commits `changes` in order, as one transaction. */
+  apply(changes: readonly StoreChange[]): Promise<void>;
+  /** Stores a named blob (DTLS sessions, sequence numbers): committed when the promise resolves. */
+  saveState(name: string, value: Uint8Array): Promise<void>;
+  /** A named blob, or undefined. */
+  loadState(name: string): Promise<Buffer | undefined>;
+  /** Removes a named blob. */
+  deleteState(name: string): Promise<void>;
+  /**
+   * Changes committed by another server sharing this store (PostgreSQL
+   * LISTEN/NOTIFY): `listener` gets the paths; undefined when the store has
+   * no other writers (memory, SQLite).
+   */
+  subscribe?(listener: (ev: RemoteChange) => void): () => void;
+  /** Reads one resource from the store (after a RemoteChange). */
+  getResource?(path: string): Promise<ResourceRecord | undefined>;
+  close(): Promise<void>;
+}
+
+/** A change made by another server sharing the store. */
+export interface RemoteChange {
+  path: string;
+  kind: 'put' | 'delete';
+  /** The writing server's id (a server ignores its own changes). */
+  origin: string;
+}
