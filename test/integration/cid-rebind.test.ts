@@ -14,7 +14,7 @@ let srv: ServeProcess;
 const KEY = ['--identity', 'dev', '--psk', 'devkey'];
 
 before(async () => {
-  srv = await startServe([...LOOPBACK_PORTS, ...KEY]);
+  srv = await startServe([...LOOPBACK_PORTS, ...KEY, '--anonymous-writes']);
   const put = await runCli(['put', `coap://127.0.0.1:${srv.port}/state`, '-p', 'on;']);
   assert.equal(put.code, 0, put.stderr);
 });

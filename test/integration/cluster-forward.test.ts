@@ -29,6 +29,7 @@ before(async () => {
       '--secure-port',
       '0',
       ...KEY,
+      '--anonymous-writes', // the test's setup PUTs over plain coap://
       '--node-id',
       String(id),
       '--cluster-listen',

@@ -106,6 +106,7 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
       me,
       '-v',
       ...KEY,
+      '--anonymous-writes', // the test's setup PUTs over plain coap://
       '--node-id',
       String(n),
       '--cluster-listen',

@@ -35,6 +35,7 @@ describe('cluster nodes sharing a PostgreSQL store', () => {
         '--secure-port',
         '0',
         ...KEY,
+        '--anonymous-writes', // the observer test writes over plain coap://
         '--store',
         url,
         '--node-id',
