@@ -165,6 +165,7 @@ export type {
 // limits of the layers below (deduplication memory, peer table). Its layers are internal.
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
 // ---------------------------------------------------------------- errors
+// ---------------------------------------------------------------- OSCORE (RFC 8613)
 export {
   AbortError,
   BlockTransferError,
@@ -182,6 +183,11 @@ export {
   NetworkError,
   ObserveError,
   OptionError,
+  OscoreContextNotFoundError,
+  OscoreDecryptError,
+  OscoreError,
+  OscoreReplayError,
+  OscoreSequenceError,
   ProtocolError,
   ResetError,
   ResponseCodeError,
@@ -216,10 +222,26 @@ export {
   ObserveServer,
   type ObserveServerOptions,
 } from './observe/server.js';
+export {
+  OSCORE_ALGORITHMS,
+  type OscoreAlgorithm,
+  OscoreContext,
+  type OscoreContextOptions,
+  type SequenceStore,
+} from './oscore/context.js';
+export { FileSequenceStore } from './oscore/store.js';
 export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
+export {
+  enableOscore,
+  OscoreServer,
+  type OscoreServerOptions,
+  type OscoreServerStats,
+} from './server/oscore.js';
+export type { OscoreRequestInfo } from './server/request.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
+export type { ServerHandlerLayer } from './server/server.js';
 // ---------------------------------------------------------------- server
 export {
   CoapServer,

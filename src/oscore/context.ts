@@ -17,8 +17,11 @@ export interface OscoreAlgorithm {
   readonly name: string;
   /** node:crypto cipher name. */
   readonly cipher: 'aes-128-ccm' | 'aes-128-gcm' | 'chacha20-poly1305';
+  /** Key length in bytes. */
   readonly keyLength: number;
+  /** Nonce (and Common IV) length in bytes. */
   readonly nonceLength: number;
+  /** Authentication tag length in bytes. */
   readonly tagLength: number;
 }
 
@@ -57,7 +60,9 @@ export const MAX_SEQUENCE_NUMBER = 2 ** 40 - 1;
  * the stored one).
  */
 export interface SequenceStore {
+  /** The bound stored last; undefined when nothing was stored yet. */
   load(): number | undefined;
+  /** Stores `next` durably before returning. */
   save(next: number): void;
 }
 
@@ -113,12 +118,19 @@ export function derivationInfo(
 
 /** One security context: our sender part, the peer's recipient part, and the common part. */
 export class OscoreContext {
+  /** The AEAD algorithm. */
   readonly algorithm: OscoreAlgorithm;
+  /** Our Sender ID (the kid of our requests). */
   readonly senderId: Buffer;
+  /** The peer's Sender ID. */
   readonly recipientId: Buffer;
+  /** The ID Context, if any (sent as kid context in requests). */
   readonly idContext: Buffer | undefined;
+  /** Derived Sender Key (§3.2.1). */
   readonly senderKey: Buffer;
+  /** Derived Recipient Key. */
   readonly recipientKey: Buffer;
+  /** Derived Common IV. */
   readonly commonIv: Buffer;
   private seq: number;
   private readonly store: SequenceStore | undefined;
