@@ -108,6 +108,12 @@ Security (coaps:// URIs, DTLS 1.2 with a pre-shared key):
       --psk-file FILE         key read from FILE (raw bytes, or one line "0xHEX")
                               env COAPKIT_PSK (text, or 0x-prefixed hex) keeps it out of
                               shell history
+End-to-end protection (OSCORE, RFC 8613; coap:// or coaps://, also through proxies):
+      --oscore FILE           security context in aiocoap's JSON format: secret_hex (or
+                              secret_ascii), salt_hex, sender-id_hex, recipient-id_hex
+                              (or _ascii), id-context_hex, algorithm (default
+                              "AES-CCM-16-64-128"), kdf-hashfun (default "sha256"); the
+                              sequence number is kept in FILE.seq (never reused)
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -203,6 +209,12 @@ Keys (enable coaps://, DTLS 1.2 PSK):
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
                               (what npm start does)
+OSCORE (RFC 8613, end-to-end protection, also through proxies):
+      --oscore FILE           a client's security context (aiocoap's JSON format, from
+                              the server's side: sender-id is the server's ID); repeatable,
+                              one file per client; sequence number kept in FILE.seq
+      --oscore-required PATH  only OSCORE requests may reach PATH ("/secure/**": it and
+                              below, "/**": everything); others get 4.02 (repeatable)
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default

@@ -27,6 +27,7 @@ import {
 } from '../format.js';
 import { METHODS, REQUEST_HELP } from '../help.js';
 import { type Io, readStream, toOutputError, writeAll } from '../io.js';
+import { OSCORE_CLIENT_FLAGS, oscoreRequestOption } from '../oscore.js';
 import { readInputFile } from '../psk.js';
 import { watchExchange } from '../verbose.js';
 import {
@@ -64,6 +65,7 @@ export const REQUEST_FLAGS: FlagSpecs = {
   count: { type: 'string', short: 'n' },
   ...MULTICAST_CLIENT_FLAGS,
   ...CLIENT_FLAGS,
+  ...OSCORE_CLIENT_FLAGS,
 };
 
 type MethodCode = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH';
@@ -331,6 +333,7 @@ export async function runRequest(command: string | undefined, args: string[], io
       ...(blockSize !== undefined ? { blockSize } : {}),
       ...(maxBodySize !== undefined ? { maxBodySize } : {}),
       ...(showBar ? { onProgress: bar.update } : {}),
+      ...oscoreRequestOption(p),
     });
     if (showBar) bar.done();
     const elapsed = performance.now() - started;

@@ -15,6 +15,7 @@ import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../d
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
+import { enableOscore } from '../../server/oscore.js';
 import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
@@ -23,6 +24,7 @@ import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
+import { OSCORE_SERVE_FLAGS, oscoreBanner, type ServeOscore, serveOscoreArgs } from '../oscore.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
 
@@ -44,6 +46,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   leisure: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
+  ...OSCORE_SERVE_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -76,6 +79,8 @@ export interface ServeOptions {
   generatedKey?: { identity: string; key: Buffer };
   /** --multicast: join the All CoAP Nodes groups (RFC 7252 §8). */
   multicast?: ServeMulticast;
+  /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
+  oscore?: ServeOscore;
 }
 
 export interface Listener {
@@ -209,6 +214,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   // whole bodies up to --max-size, then observe): `{ blockwise, observe }` below.
   const setup = (server: CoapServer) => {
     store.mount(server);
+    if (opts.oscore) enableOscore(server, opts.oscore);
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
@@ -358,6 +364,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
+  const oscore = serveOscoreArgs(p);
+  if (oscore) opts.oscore = oscore;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -400,6 +408,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(
       '  (coaps:// not started: no PSK configured; see --identity/--psk, --psk-file, --generate-psk)',
     );
+  if (opts.oscore) lines.push(oscoreBanner(opts.oscore));
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
     const { identity, key } = opts.generatedKey;
