@@ -73,15 +73,16 @@ export function loadOscoreContext(file: string): OscoreContext {
       `--oscore ${file}: expected a JSON object with secret_hex, sender-id_hex, recipient-id_hex...`,
     );
   const o = json as Record<string, unknown>;
+  const label = `--oscore ${file}`;
   for (const k of Object.keys(o)) {
     if (!KNOWN.has(k))
       throw new UsageError(`--oscore ${file}: unknown field "${k}"`, {
         hint: `known fields: ${[...KNOWN].join(', ')}`,
       });
   }
-  const secret = bytesField(o, 'secret', file);
-  const senderId = bytesField(o, 'sender-id', file);
-  const recipientId = bytesField(o, 'recipient-id', file);
+  const secret = bytesField(o, 'secret', label);
+  const senderId = bytesField(o, 'sender-id', label);
+  const recipientId = bytesField(o, 'recipient-id', label);
   if (secret === undefined) throw new UsageError(`--oscore ${file}: secret_hex (or secret_ascii) is missing`);
   if (senderId === undefined)
     throw new UsageError(`--oscore ${file}: sender-id_hex (or sender-id_ascii) is missing`);
@@ -95,10 +96,10 @@ export function loadOscoreContext(file: string): OscoreContext {
   try {
     return new OscoreContext({
       masterSecret: secret,
-      masterSalt: bytesField(o, 'salt', file),
+      masterSalt: bytesField(o, 'salt', label),
       senderId,
       recipientId,
-      idContext: bytesField(o, 'id-context', file),
+      idContext: bytesField(o, 'id-context', label),
       algorithm,
       sequenceStore: new FileSequenceStore(`${file}.seq`),
     });
