@@ -25,7 +25,7 @@ import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
-import { oscoreRoundTrip } from './oscore.js';
+import { oscoreEndpoint, oscoreRoundTrip } from './oscore.js';
 import { CoapResponse } from './response.js';
 
 export interface PskCredentials {
@@ -293,7 +293,8 @@ export class CoapClient {
    */
   observe(
     uri: string | CoapUri,
-    opts: ObserveOptions & Pick<RequestOptions, 'accept' | 'method' | 'payload' | 'contentFormat'> = {},
+    opts: ObserveOptions &
+      Pick<RequestOptions, 'accept' | 'method' | 'payload' | 'contentFormat' | 'oscore'> = {},
   ): Observation {
     const target = this.resolve(uri).then((t) => {
       const { code, options, payload } = buildRequest(t.uriOptions, {
@@ -303,7 +304,7 @@ export class CoapClient {
         ...(opts.payload !== undefined ? { payload: opts.payload } : {}),
       });
       return {
-        endpoint: t.endpoint,
+        endpoint: opts.oscore ? oscoreEndpoint(t.endpoint, opts.oscore) : t.endpoint,
         peer: t.peer,
         code,
         options: [...options, ...(opts.options ?? [])],

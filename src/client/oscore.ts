@@ -6,12 +6,20 @@
  * B.1.2) is answered once by repeating the request with that Echo value.
  */
 import { Buffer } from 'node:buffer';
-import type { CoapOption } from '../codec/message.js';
+import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
-import type { InboundResponse } from '../exchange/exchange-layer.js';
+import type { Endpoint } from '../endpoint/endpoint.js';
+import type {
+  ClientExchange,
+  InboundResponse,
+  OutgoingRequest,
+  RequestCallbacks,
+} from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
-import { protectRequest, unprotectResponse } from '../oscore/protect.js';
+import { decodeOscoreOption, sequenceOf } from '../oscore/option.js';
+import { oscoreOptionOf, protectRequest, unprotectResponse } from '../oscore/protect.js';
+import type { Peer } from '../transport/transport.js';
 
 type PlainRequest = { code: number; options: CoapOption[]; payload?: Buffer };
 
@@ -46,4 +54,58 @@ export async function oscoreRoundTrip(
     }
     return { ...r, message: inner };
   }
+}
+
+/**
+ * An endpoint whose requests are protected in `ctx` and whose responses are
+ * verified (for observations: `client.observe(uri, { oscore })`). Every
+ * request through it — the registration, block fetches, the deregistration —
+ * is protected with a new sequence number; each notification must carry a
+ * Partial IV greater than the previous one's (RFC 8613 §7.4.1), else it is
+ * dropped as a replay or reordering; one that does not verify is dropped too.
+ */
+export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
+  const wrapped = Object.create(ep) as Endpoint;
+  wrapped.request = (peer: Peer, req: OutgoingRequest, cb: RequestCallbacks): ClientExchange => {
+    const { message, binding } = protectRequest(ctx, {
+      code: req.code,
+      options: (req.options ?? []).map((o) => ({ number: o.number, value: Buffer.from(o.value) })),
+      payload: req.payload === undefined ? undefined : Buffer.from(req.payload),
+    });
+    let lastPiv = -1;
+    let first = true;
+    return ep.request(
+      peer,
+      {
+        ...req,
+        code: message.code,
+        options: message.options,
+        ...(message.payload ? { payload: message.payload } : {}),
+      },
+      {
+        ...cb,
+        onResponse: (r) => {
+          let inner: CoapMessage;
+          try {
+            inner = unprotectResponse(binding, r.message);
+          } catch (err) {
+            // The first answer decides the exchange; a later forged or broken one is only dropped.
+            if (!first) return false;
+            cb.onError(err as Error);
+            return true;
+          }
+          const raw = oscoreOptionOf(r.message.options);
+          const piv = raw === undefined ? undefined : decodeOscoreOption(raw).partialIv;
+          if (piv !== undefined) {
+            const n = sequenceOf(piv);
+            if (n <= lastPiv) return false;
+            lastPiv = n;
+          }
+          first = false;
+          return cb.onResponse({ ...r, message: inner });
+        },
+      },
+    );
+  };
+  return wrapped;
 }

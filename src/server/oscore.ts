@@ -16,9 +16,10 @@
  * it fresh, and the replay window starts there. The Echo values are the
  * amplification guard's (server/echo.ts): stateless, bound to the context.
  *
- * Observe over OSCORE is not offered yet: the inner Observe option is
- * removed, so the client gets one protected response, never an unprotected
- * notification.
+ * Observe over OSCORE (§4.1.3.5): the registration's response and every
+ * notification carry a Partial IV of the server's own (a fresh nonce each);
+ * the observe layer protects each notification through the peer's
+ * `oscoreProtect`.
  */
 import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
@@ -147,26 +148,38 @@ export class OscoreServer {
       binding.context.replayReset(binding.sequenceNumber);
     }
     this.stats.verified++;
-    if (inner.options.some((o) => o.number === OptionNumber.Observe || o.number === OptionNumber.Echo))
-      inner = {
-        ...inner,
-        options: inner.options.filter(
-          (o) => o.number !== OptionNumber.Observe && o.number !== OptionNumber.Echo,
-        ),
-      };
+    // The Echo option was for the freshness check above (the amplification rule does not apply).
+    if (inner.options.some((o) => o.number === OptionNumber.Echo))
+      inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
+    const observe = inner.options.some((o) => o.number === OptionNumber.Observe);
     const info: OscoreRequestInfo = {
       kid: binding.kid,
       kidContext: binding.kidContext,
       sequenceNumber: binding.sequenceNumber,
     };
+    // The handler sees `req.oscore`. Its own key keeps the block-wise cache of protected requests
+    // apart from plain ones; an observation keeps the real key (its notifications and their ACKs
+    // go through the message layer, which knows the peer by it) and protects each notification
+    // (§4.1.3.5: with a Partial IV of its own) through `oscoreProtect`, which the observe layer calls.
     const kidKey = `${binding.kidContext?.toString('hex') ?? ''}:${binding.kid.toString('hex')}`;
-    const innerPeer = { ...peer, key: `${peer.key}|oscore:${kidKey}`, oscore: info } as Peer;
-    const result = server.handle(inner, innerPeer, endpoint, true);
-    return result instanceof Promise
-      ? result.then((r) => (r === null ? null : this.protect(binding, r, false)))
-      : result === null
+    const innerPeer = observe
+      ? ({
+          ...peer,
+          oscore: info,
+          oscoreProtect: (r: OutgoingResponse) => this.protect(binding, r, true),
+        } as Peer)
+      : ({ ...peer, key: `${peer.key}|oscore:${kidKey}`, oscore: info } as Peer);
+    // A response that registered an observation is its first notification: own Partial IV too.
+    const answer = (r: OutgoingResponse | null) =>
+      r === null
         ? null
-        : this.protect(binding, result, false);
+        : this.protect(
+            binding,
+            r,
+            observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true,
+          );
+    const result = server.handle(inner, innerPeer, endpoint, true);
+    return result instanceof Promise ? result.then(answer) : answer(result);
   };
 
   private protect(binding: RequestBinding, res: OutgoingResponse, ownPartialIv: boolean): OutgoingResponse {

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import dc from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,8 +25,9 @@ import {
   OscoreError,
   proxyUriOption,
 } from '../../src/index.js';
+import { decodeOscoreOption } from '../../src/oscore/option.js';
 import { protectRequest } from '../../src/oscore/protect.js';
-import { withTimeout } from '../helpers/timing.js';
+import { until, withTimeout } from '../helpers/timing.js';
 
 const SECRET = Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex');
 const SALT = Buffer.from('9e7ca92223786340', 'hex');
@@ -239,5 +241,55 @@ describe('OSCORE through the forward proxy', () => {
       await proxyServer.close();
       await srv.server.close();
     }
+  });
+});
+
+describe('Observe over OSCORE (§4.1.3.5)', () => {
+  it('registration and every notification are protected, each with a Partial IV of its own', async () => {
+    const server = new CoapServer();
+    let counter = 0;
+    server.get('/secure/counter', (req) => `n=${counter} kid=${req.oscore?.kid.toString()}`, { obs: true });
+    enableOscore(server, { contexts: [serverCtx()], required: ['/secure/**'] });
+    const ep = await server.listen({ host: '127.0.0.1', port: 0 });
+    const sent: Buffer[] = [];
+    const onSent = (m: unknown) => sent.push(Buffer.from((m as { data: Uint8Array }).data));
+    dc.subscribe('coapkit:message:sent', onSent);
+    const client = new CoapClient();
+    try {
+      const obs = client.observe(`coap://127.0.0.1:${ep.transport.localAddress().port}/secure/counter`, {
+        oscore: clientCtx(),
+      });
+      const seen: string[] = [];
+      for await (const n of obs) {
+        assert.notEqual(n.observe, undefined);
+        seen.push(n.text());
+        if (seen.length === 4) break;
+        counter++;
+        server.observe!.notify('/secure/counter');
+      }
+      assert.deepEqual(seen, ['n=0 kid=client', 'n=1 kid=client', 'n=2 kid=client', 'n=3 kid=client']);
+      await until(() => server.observe!.observerCount('/secure/counter') === 0, 'deregistered');
+    } finally {
+      dc.unsubscribe('coapkit:message:sent', onSent);
+      await client.close();
+      await server.close();
+    }
+    // The registration's response and the notifications carry an (outer) Observe option; the
+    // deregistration's answer does not.
+    const responses = sent
+      .map((d) => decodeMessage(d))
+      .filter((m) => m.code >> 5 === 2 && m.options.some((o) => o.number === 6));
+    assert.ok(responses.length >= 4);
+    const pivs = new Set<string>();
+    for (const m of responses) {
+      assert.ok(!m.payload.includes(Buffer.from('kid=')), 'no plaintext on the wire');
+      const opt = m.options.find((o) => o.number === 9);
+      assert.ok(opt !== undefined, 'protected');
+      assert.equal(m.code, 0x45, 'outer 2.05 for a notification');
+      const piv = decodeOscoreOption(opt.value).partialIv;
+      assert.ok(piv !== undefined, 'each notification has its own Partial IV');
+      pivs.add(piv.toString('hex'));
+    }
+    assert.equal(pivs.size, responses.length, 'no Partial IV used twice');
   });
 });
