@@ -54,8 +54,11 @@ function bytesField(json: Record<string, unknown>, name: string, file: string): 
   return undefined;
 }
 
-/** Reads a security context file (aiocoap's field names); UsageError saying what is wrong. */
-export function loadOscoreContext(file: string): OscoreContext {
+/**
+ * Reads a security context file (aiocoap's field names); UsageError saying what is wrong.
+ * `sequence: false` (for reading captures) leaves FILE.seq alone.
+ */
+export function loadOscoreContext(file: string, opts: { sequence?: boolean } = {}): OscoreContext {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -101,7 +104,7 @@ export function loadOscoreContext(file: string): OscoreContext {
       recipientId,
       idContext: bytesField(o, 'id-context', label),
       algorithm,
-      sequenceStore: new FileSequenceStore(`${file}.seq`),
+      ...(opts.sequence === false ? {} : { sequenceStore: new FileSequenceStore(`${file}.seq`) }),
     });
   } catch (err) {
     if (err instanceof UsageError) throw err;
@@ -137,7 +140,7 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
   for (const r of required)
     if (!r.startsWith('/'))
       throw new UsageError(`--oscore-required ${r}: a path starts with "/" (e.g. /secure/** or /**)`);
-  return { contexts: files.map(loadOscoreContext), required };
+  return { contexts: files.map((f) => loadOscoreContext(f)), required };
 }
 
 /** The banner line of `coapkit serve` about OSCORE. */

@@ -72,7 +72,7 @@ function plaintextOf(code: number, options: CoapOption[], payload: Buffer | unde
 }
 
 /** Reads a plaintext back into code, options and payload (OscoreError when malformed). */
-function parsePlaintext(pt: Buffer): PlainMessage {
+export function parsePlaintext(pt: Buffer): PlainMessage {
   if (pt.length === 0) throw new OscoreError('Decryption produced an empty plaintext');
   const code = pt[0]!;
   if (code === 0) throw new OscoreError('inner code 0.00');
