@@ -111,6 +111,15 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       assert.match(plain.stderr, /4\.02 Bad Option: OSCORE required/);
       const bad = await runInProcess(['get', url, '--oscore', join(dir, 'missing.json')]);
       assert.equal(bad.code, 64);
+      // Observe over OSCORE: /time notifies every second (its Max-Age is 1 s).
+      const time = `coap://127.0.0.1:${serve.port}/time`;
+      const obs = await runInProcess(['get', time, '--observe', '-n', '2', '--oscore', cfile], {
+        timeoutMs: 20_000,
+      });
+      assert.equal(obs.code, 0, obs.stderr);
+      assert.equal(obs.out.trim().split('\n').length, 2, obs.out);
+      const group = await runInProcess(['get', 'coap://224.0.1.187/time', '--oscore', cfile]);
+      assert.equal(group.code, 64, 'no silent fallback to an unprotected group request');
     } finally {
       await serve.stop();
     }

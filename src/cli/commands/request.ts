@@ -279,6 +279,13 @@ export async function runRequest(command: string | undefined, args: string[], io
   await warnPayload(method, payload, p, io);
 
   if (isMulticastUri(uri)) {
+    if (str(p, 'oscore') !== undefined)
+      throw new UsageError(
+        '--oscore protects one client-server context: group requests (multicast) are not protected',
+        {
+          hint: 'Group OSCORE is not supported; send to a unicast address',
+        },
+      );
     // Group request (RFC 7252 §8.2): one NON, every member's response with its source.
     const res = await groupRequest(uriArg!, {
       ...multicastClientOptions(p),
