@@ -57,7 +57,8 @@ Notifications larger than one block are fetched completely (RFC 7959).
   -T, --token TOKEN           token of the registration: text, or 0xHEX (at most 8 bytes)
   -v, --verbose               one line per notification on stderr (Observe number, code)
   -q, --quiet                 nothing on stderr for non-2.xx responses
-Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs.
+Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs;
+--oscore FILE protects the observation end to end (OSCORE, as for 'coapkit get').
 Local side: --local-port N, --local-address ADDR.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM deregisters (GET with Observe: 1, so the server
