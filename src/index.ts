@@ -143,6 +143,7 @@ export {
   type MessageRetransmittedEvent,
   type MessageSentEvent,
   type MessageTimeoutEvent,
+  type OscoreMessageEvent,
   type ServerRequestEvent,
   type ServerResponseEvent,
   subscribeChannel,

@@ -264,7 +264,7 @@ export class CoapClient {
       if (opts.multicast) throw new InvalidArgumentError('OSCORE group communication is not supported');
       const plain = send;
       const ctx = opts.oscore;
-      send = (req) => oscoreRoundTrip(ctx, req, plain);
+      send = (req) => oscoreRoundTrip(ctx, target.peer, req, plain);
     }
     if (opts.multicast) {
       const r = await send({ code, options, ...(payload ? { payload } : {}) });

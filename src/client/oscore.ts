@@ -9,6 +9,7 @@ import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
+import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type {
   ClientExchange,
@@ -18,26 +19,55 @@ import type {
 } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
 import { decodeOscoreOption, sequenceOf } from '../oscore/option.js';
-import { oscoreOptionOf, protectRequest, unprotectResponse } from '../oscore/protect.js';
+import {
+  innerPath,
+  oscoreOptionOf,
+  type PlainMessage,
+  protectRequest,
+  unprotectResponse,
+} from '../oscore/protect.js';
 import type { Peer } from '../transport/transport.js';
 
 type PlainRequest = { code: number; options: CoapOption[]; payload?: Buffer };
 
+/** `coapkit:oscore:message` for a message protected or decrypted here (only with subscribers). */
+export function publishInner(
+  peer: Peer,
+  direction: 'in' | 'out',
+  m: PlainMessage | CoapMessage,
+  kid: Buffer,
+  partialIv: Buffer | undefined,
+): void {
+  if (!channels.oscore.hasSubscribers) return;
+  channels.oscore.publish({
+    peer,
+    direction,
+    code: m.code,
+    path: innerPath(m.options),
+    payloadLength: m.payload?.length ?? 0,
+    kid: kid.toString('hex'),
+    partialIv: partialIv?.toString('hex') ?? '',
+  });
+}
+
 /** Sends `req` protected in `ctx` through `send` and returns the response with its inner message. */
 export async function oscoreRoundTrip(
   ctx: OscoreContext,
+  peer: Peer,
   req: PlainRequest,
   send: (req: PlainRequest) => Promise<InboundResponse>,
 ): Promise<InboundResponse> {
   let current = req;
   for (let attempt = 0; ; attempt++) {
     const { message, binding } = protectRequest(ctx, current);
+    publishInner(peer, 'out', current, binding.kid, binding.partialIv);
     const r = await send({
       code: message.code,
       options: message.options,
       ...(message.payload ? { payload: message.payload } : {}),
     });
     const inner = unprotectResponse(binding, r.message);
+    publishInner(r.peer, 'in', inner, binding.kid, responsePiv(r.message));
     const echo =
       inner.code === ResponseCode.Unauthorized
         ? inner.options.find((o) => o.number === OptionNumber.Echo)
@@ -72,6 +102,13 @@ export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
       options: (req.options ?? []).map((o) => ({ number: o.number, value: Buffer.from(o.value) })),
       payload: req.payload === undefined ? undefined : Buffer.from(req.payload),
     });
+    publishInner(
+      peer,
+      'out',
+      { code: req.code, options: req.options ?? [] } as PlainMessage,
+      binding.kid,
+      binding.partialIv,
+    );
     let lastPiv = -1;
     let first = true;
     return ep.request(
@@ -102,10 +139,16 @@ export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
             lastPiv = n;
           }
           first = false;
+          publishInner(r.peer, 'in', inner, binding.kid, piv);
           return cb.onResponse({ ...r, message: inner });
         },
       },
     );
   };
   return wrapped;
+}
+
+function responsePiv(msg: CoapMessage): Buffer | undefined {
+  const raw = oscoreOptionOf(msg.options);
+  return raw === undefined ? undefined : decodeOscoreOption(raw).partialIv;
 }

@@ -57,11 +57,17 @@ export interface OscoreMessageInfo {
   partialIv?: string;
   /** The decrypted inner message, when a context was given and it verified. */
   inner?: {
+    /** "GET", "2.05 Content". */
     codeName: string;
+    /** The inner Uri-Path ("" when none). */
     uriPath: string;
+    /** The inner Uri-Query, joined with "&". */
     uriQuery?: string;
+    /** The inner options. */
     options: CoapOptionInfo[];
+    /** The inner payload. */
     payload: CoapPayloadInfo;
+    /** One line, as for an outer message. */
     summary: string;
   };
   /** Why the message was not decrypted (no context given, decryption failed...). */

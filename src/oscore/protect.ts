@@ -320,3 +320,10 @@ export function unprotectResponse(binding: RequestBinding, msg: CoapMessage): Co
     payload: inner.payload ?? EMPTY,
   };
 }
+
+/** The inner Uri-Path of options ("/a/b"; "" when none). */
+export function innerPath(options: readonly CoapOption[]): string {
+  let p = '';
+  for (const o of options) if (o.number === OptionNumber.UriPath) p += `/${o.value.toString('utf8')}`;
+  return p;
+}

@@ -22,6 +22,7 @@
  * `oscoreProtect`.
  */
 import { Buffer } from 'node:buffer';
+import { publishInner } from '../client/oscore.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
@@ -30,6 +31,7 @@ import type { Endpoint } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, OscoreError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
+import { decodeOscoreOption } from '../oscore/option.js';
 import { oscoreOptionOf, protectResponse, type RequestBinding, unprotectRequest } from '../oscore/protect.js';
 import type { Peer } from '../transport/transport.js';
 import { AmplificationGuard, echoOf } from './echo.js';
@@ -130,6 +132,7 @@ export class OscoreServer {
     }
     const { binding } = got;
     let inner = got.message;
+    publishInner(peer, 'in', inner, binding.kid, binding.partialIv);
     if (!got.fresh) {
       const echoPeer = this.echoPeer(binding);
       const value = echoOf(inner.options);
@@ -143,6 +146,7 @@ export class OscoreServer {
             options: [{ number: OptionNumber.Echo, value: this.echo.echoValue(echoPeer) }],
           },
           true,
+          peer,
         );
       }
       binding.context.replayReset(binding.sequenceNumber);
@@ -162,13 +166,13 @@ export class OscoreServer {
     // go through the message layer, which knows the peer by it) and protects each notification
     // (§4.1.3.5: with a Partial IV of its own) through `oscoreProtect`, which the observe layer calls.
     const kidKey = `${binding.kidContext?.toString('hex') ?? ''}:${binding.kid.toString('hex')}`;
-    const innerPeer = observe
-      ? ({
-          ...peer,
-          oscore: info,
-          oscoreProtect: (r: OutgoingResponse) => this.protect(binding, r, true),
-        } as Peer)
-      : ({ ...peer, key: `${peer.key}|oscore:${kidKey}`, oscore: info } as Peer);
+    // Not enumerable: the peer is published in diagnostics events and traces, these stay out.
+    const innerPeer: Peer = observe ? { ...peer } : { ...peer, key: `${peer.key}|oscore:${kidKey}` };
+    Object.defineProperty(innerPeer, 'oscore', { value: info });
+    if (observe)
+      Object.defineProperty(innerPeer, 'oscoreProtect', {
+        value: (r: OutgoingResponse) => this.protect(binding, r, true, peer),
+      });
     // A response that registered an observation is its first notification: own Partial IV too.
     const answer = (r: OutgoingResponse | null) =>
       r === null
@@ -177,21 +181,34 @@ export class OscoreServer {
             binding,
             r,
             observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true,
+            peer,
           );
     const result = server.handle(inner, innerPeer, endpoint, true);
     return result instanceof Promise ? result.then(answer) : answer(result);
   };
 
-  private protect(binding: RequestBinding, res: OutgoingResponse, ownPartialIv: boolean): OutgoingResponse {
-    const out = protectResponse(
-      binding,
-      {
-        code: res.code,
-        options: res.options ?? [],
-        payload: res.payload === undefined ? undefined : Buffer.from(res.payload),
-      },
-      { ownPartialIv },
-    );
+  private protect(
+    binding: RequestBinding,
+    res: OutgoingResponse,
+    ownPartialIv: boolean,
+    peer?: Peer,
+  ): OutgoingResponse {
+    const plain = {
+      code: res.code,
+      options: res.options ?? [],
+      payload: res.payload === undefined ? undefined : Buffer.from(res.payload),
+    };
+    const out = protectResponse(binding, plain, { ownPartialIv });
+    if (peer !== undefined) {
+      const raw = oscoreOptionOf(out.options);
+      publishInner(
+        peer,
+        'out',
+        plain,
+        binding.kid,
+        raw === undefined ? undefined : decodeOscoreOption(raw).partialIv,
+      );
+    }
     return { code: out.code, options: out.options, ...(out.payload ? { payload: out.payload } : {}) };
   }
 

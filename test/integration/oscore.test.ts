@@ -13,6 +13,7 @@ import dc from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { decodeMessage, encodeMessage } from '../../src/codec/message.js';
 import {
@@ -27,6 +28,7 @@ import {
 } from '../../src/index.js';
 import { decodeOscoreOption } from '../../src/oscore/option.js';
 import { protectRequest } from '../../src/oscore/protect.js';
+import { startTrace } from '../../src/trace/tracer.js';
 import { until, withTimeout } from '../helpers/timing.js';
 
 const SECRET = Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex');
@@ -291,5 +293,32 @@ describe('Observe over OSCORE (§4.1.3.5)', () => {
       pivs.add(piv.toString('hex'));
     }
     assert.equal(pivs.size, responses.length, 'no Partial IV used twice');
+  });
+});
+
+describe('--trace shows the inner messages', () => {
+  it('client and server sides: protected and decrypted inner requests and responses', async () => {
+    const srv = await startServer(serverCtx());
+    let text = '';
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        text += chunk.toString();
+        cb();
+      },
+    });
+    const trace = startTrace({ format: 'text', out, color: false });
+    const client = new CoapClient();
+    try {
+      await client.get(`coap://127.0.0.1:${srv.port}/secure/hello`, { oscore: clientCtx() });
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      trace.stop();
+      await client.close();
+      await srv.server.close();
+    }
+    assert.match(text, /OSCO .* protected inner GET \/secure\/hello, kid 0x636c69656e74, Partial IV 0x00/);
+    assert.match(text, /OSCO .* decrypted inner GET \/secure\/hello, kid 0x636c69656e74/);
+    assert.match(text, /OSCO .* protected inner 2\.05 Content \(12 B payload\), kid 0x636c69656e74/);
+    assert.match(text, /OSCO .* decrypted inner 2\.05 Content \(12 B payload\)/);
   });
 });
