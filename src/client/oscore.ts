@@ -7,6 +7,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
@@ -97,53 +98,85 @@ export async function oscoreRoundTrip(
 export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
   const wrapped = Object.create(ep) as Endpoint;
   wrapped.request = (peer: Peer, req: OutgoingRequest, cb: RequestCallbacks): ClientExchange => {
-    const { message, binding } = protectRequest(ctx, {
-      code: req.code,
-      options: (req.options ?? []).map((o) => ({ number: o.number, value: Buffer.from(o.value) })),
-      payload: req.payload === undefined ? undefined : Buffer.from(req.payload),
-    });
-    publishInner(
-      peer,
-      'out',
-      { code: req.code, options: req.options ?? [] } as PlainMessage,
-      binding.kid,
-      binding.partialIv,
-    );
-    let lastPiv = -1;
-    let first = true;
-    return ep.request(
-      peer,
-      {
-        ...req,
-        code: message.code,
-        options: message.options,
-        ...(message.payload ? { payload: message.payload } : {}),
-      },
-      {
-        ...cb,
-        onResponse: (r) => {
-          let inner: CoapMessage;
-          try {
-            inner = unprotectResponse(binding, r.message);
-          } catch (err) {
-            // The first answer decides the exchange; a later forged or broken one is only dropped.
-            if (!first) return false;
-            cb.onError(err as Error);
-            return true;
-          }
-          const raw = oscoreOptionOf(r.message.options);
-          const piv = raw === undefined ? undefined : decodeOscoreOption(raw).partialIv;
-          if (piv !== undefined) {
-            const n = sequenceOf(piv);
-            if (n <= lastPiv) return false;
-            lastPiv = n;
-          }
-          first = false;
-          publishInner(r.peer, 'in', inner, binding.kid, piv);
-          return cb.onResponse({ ...r, message: inner });
+    let current: ClientExchange;
+    const send = (r: OutgoingRequest, echoed: boolean): void => {
+      const plain: PlainMessage = {
+        code: r.code,
+        options: (r.options ?? []).map((o) => ({ number: o.number, value: Buffer.from(o.value) })),
+        payload: r.payload === undefined ? undefined : Buffer.from(r.payload),
+      };
+      const { message, binding } = protectRequest(ctx, plain);
+      publishInner(peer, 'out', plain, binding.kid, binding.partialIv);
+      let lastPiv = -1;
+      let first = true;
+      current = ep.request(
+        peer,
+        {
+          ...r,
+          code: message.code,
+          options: message.options,
+          ...(message.payload ? { payload: message.payload } : {}),
         },
+        {
+          ...cb,
+          onResponse: (res) => {
+            let inner: CoapMessage;
+            try {
+              inner = unprotectResponse(binding, res.message);
+            } catch (err) {
+              // The first answer decides the exchange; a later forged or broken one is only dropped.
+              if (!first) return false;
+              cb.onError(err as Error);
+              return true;
+            }
+            const piv = responsePiv(res.message);
+            if (piv !== undefined) {
+              const n = sequenceOf(piv);
+              if (n <= lastPiv) return false;
+              lastPiv = n;
+            }
+            // Notifications (§4.1.3.5.2, §7.4.1): the inner Observe may be empty (libcoap's is);
+            // the Partial IV numbers them, so it is what the observe layer orders by.
+            if (piv !== undefined && (hasObserve(inner) || hasObserve(res.message)))
+              inner = withObserveNumber(inner, sequenceOf(piv) % 0x1000000);
+            publishInner(res.peer, 'in', inner, binding.kid, piv);
+            const echo =
+              first && !echoed && inner.code === ResponseCode.Unauthorized
+                ? inner.options.find((o) => o.number === OptionNumber.Echo)
+                : undefined;
+            first = false;
+            if (echo !== undefined) {
+              // The server re-establishes freshness (RFC 8613 Appendix B.1.2): once, the same
+              // request again (same token, once this exchange is over) with the Echo value inside.
+              const options = [
+                ...(r.options ?? []).filter((o) => o.number !== OptionNumber.Echo),
+                { number: OptionNumber.Echo, value: Buffer.from(echo.value) },
+              ];
+              queueMicrotask(() => {
+                try {
+                  send({ ...r, options }, true);
+                } catch (err) {
+                  cb.onError(err as Error);
+                }
+              });
+              return true;
+            }
+            return cb.onResponse({ ...res, message: inner });
+          },
+        },
+      );
+    };
+    send(req, false);
+    // The exchange of the request that is current (the repeated one after an Echo challenge).
+    return {
+      get token() {
+        return current.token;
       },
-    );
+      get messageId() {
+        return current.messageId;
+      },
+      cancel: () => current.cancel(),
+    };
   };
   return wrapped;
 }
@@ -151,4 +184,16 @@ export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
 function responsePiv(msg: CoapMessage): Buffer | undefined {
   const raw = oscoreOptionOf(msg.options);
   return raw === undefined ? undefined : decodeOscoreOption(raw).partialIv;
+}
+
+function hasObserve(m: CoapMessage): boolean {
+  return m.options.some((o) => o.number === OptionNumber.Observe);
+}
+
+/** `m` with its (inner) Observe option set to `n`. */
+function withObserveNumber(m: CoapMessage, n: number): CoapMessage {
+  const options = m.options.filter((o) => o.number !== OptionNumber.Observe);
+  options.push({ number: OptionNumber.Observe, value: encodeUint(n) });
+  options.sort((a, b) => a.number - b.number);
+  return { ...m, options };
 }

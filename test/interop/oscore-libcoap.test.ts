@@ -1,7 +1,7 @@
 /**
  * OSCORE against libcoap (coap-client / coap-server built with OSCORE): both
  * directions, with the Echo freshness round of RFC 8613 Appendix B.1.2 that
- * both sides start with, and inner block-wise. Debian's libcoap3-bin
+ * both sides start with, inner block-wise and Observe. Debian's libcoap3-bin
  * 4.3.1 is built without OSCORE (its coap-client has no -E), so this runs when
  * COAPKIT_LIBCOAP_OSCORE names a folder with an OSCORE-capable coap-client and
  * coap-server (a libcoap build with ENABLE_OSCORE, see INTEROP.md), or when the
@@ -62,7 +62,7 @@ describe('OSCORE interop with libcoap', { skip }, () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('coapkit client -> libcoap coap-server -E: GET, PUT, GET back', async () => {
+  it('coapkit client -> libcoap coap-server -E: GET, PUT, GET back, Observe', async () => {
     const file = join(dir, 'server.conf');
     writeFileSync(file, conf('srv', 'cli'));
     const port = await freePort();
@@ -87,13 +87,20 @@ describe('OSCORE interop with libcoap', { skip }, () => {
       const put = await client.put(`${base}/example_data`, { oscore, payload: 'from coapkit' });
       assert.equal(put.code >> 5, 2, put.text());
       assert.equal((await client.get(`${base}/example_data`, { oscore })).text(), 'from coapkit');
+      // Observe: libcoap's notifications carry an empty inner Observe; the Partial IV orders them.
+      const seen: string[] = [];
+      for await (const n of client.observe(`${base}/time`, { oscore })) {
+        seen.push(n.text());
+        if (seen.length === 3) break;
+      }
+      assert.equal(seen.length, 3);
     } finally {
       await client.close();
       server.kill('SIGKILL');
     }
   });
 
-  it('libcoap coap-client -E -> coapkit server: PUT, GET, inner block-wise; unprotected refused', async () => {
+  it('libcoap coap-client -E -> coapkit server: PUT, GET, inner block-wise, Observe; unprotected refused', async () => {
     const file = join(dir, 'client.conf');
     writeFileSync(file, conf('cli', 'srv'));
     const server = new CoapServer();
@@ -116,6 +123,14 @@ describe('OSCORE interop with libcoap', { skip }, () => {
       assert.equal(get.stdout.trim(), 'hello (kid cli)');
       const big = await run(['-b', '64', `${base}/big`]);
       assert.equal(big.stdout.trim(), 'x'.repeat(500));
+      let n = 0;
+      server.get('/count', () => `[${n}]`, { obs: true });
+      const timer = setInterval(() => {
+        n++;
+        server.observe!.notify('/count');
+      }, 200);
+      const obs = await run(['-s', '2', `${base}/count`]).finally(() => clearInterval(timer));
+      assert.ok((obs.stdout.match(/\[\d+\]/g) ?? []).length >= 3, `notifications: ${obs.stdout}`);
       const plain = await runProcess(peer!.client, [`${base}/notes`], { timeoutMs: 15_000 });
       assert.match(plain.stdout + plain.stderr, /4\.02/);
     } finally {
