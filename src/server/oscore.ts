@@ -61,12 +61,22 @@ export interface OscoreServerStats {
   echoChallenges: number;
   /** Unprotected requests to a required path. */
   unprotectedRefused: number;
+  /** Responses that could not be protected (sequence number exhausted or not persisted): 5.00 sent. */
+  protectFailures: number;
 }
 
 /** The layer `enableOscore` installs. */
 export class OscoreServer {
   /** What the layer did so far. */
-  readonly stats: OscoreServerStats = { verified: 0, refused: {}, echoChallenges: 0, unprotectedRefused: 0 };
+  readonly stats: OscoreServerStats = {
+    verified: 0,
+    refused: {},
+    echoChallenges: 0,
+    unprotectedRefused: 0,
+    protectFailures: 0,
+  };
+  /** The last error that kept a response from being protected (see `stats.protectFailures`). */
+  lastProtectError: unknown;
   private readonly byKid = new Map<string, OscoreContext[]>();
   private readonly required: Array<(segments: string[]) => boolean>;
   private readonly echo: AmplificationGuard;
@@ -198,7 +208,16 @@ export class OscoreServer {
       options: res.options ?? [],
       payload: res.payload === undefined ? undefined : Buffer.from(res.payload),
     };
-    const out = protectResponse(binding, plain, { ownPartialIv });
+    let out: ReturnType<typeof protectResponse>;
+    try {
+      out = protectResponse(binding, plain, { ownPartialIv });
+    } catch (err) {
+      // No sequence number (exhausted, or FILE.seq cannot be written): nothing is sent
+      // protected; an unprotected 5.00 without payload tells the client, revealing nothing.
+      this.stats.protectFailures++;
+      this.lastProtectError = err;
+      return refusal(ResponseCode.InternalServerError, '');
+    }
     if (peer !== undefined) {
       const raw = oscoreOptionOf(out.options);
       publishInner(
@@ -234,7 +253,7 @@ export function enableOscore(server: CoapServer, options: OscoreServerOptions): 
 function refusal(code: number, diagnostic: string): OutgoingResponse {
   // §8.2: not protected; Max-Age 0 so that no proxy caches the error.
   const options: CoapOption[] = [{ number: OptionNumber.MaxAge, value: encodeUint(0) }];
-  return { code, options, payload: Buffer.from(diagnostic, 'utf8') };
+  return diagnostic === '' ? { code, options } : { code, options, payload: Buffer.from(diagnostic, 'utf8') };
 }
 
 function isProxyRequest(options: readonly CoapOption[]): boolean {

@@ -322,3 +322,31 @@ describe('--trace shows the inner messages', () => {
     assert.match(text, /OSCO .* decrypted inner 2\.05 Content \(12 B payload\)/);
   });
 });
+
+describe('a server that cannot take a sequence number', () => {
+  it('answers an unprotected 5.00 without payload instead of reusing a nonce', async () => {
+    const store = {
+      load: () => undefined,
+      save: () => {
+        throw new Error('read-only file system');
+      },
+    };
+    const srv = await startServer(serverCtx({ sequenceStore: store, replayState: 'unknown' }));
+    const client = new CoapClient();
+    try {
+      await assert.rejects(
+        client.get(`coap://127.0.0.1:${srv.port}/secure/hello`, { oscore: clientCtx() }),
+        (err: unknown) => {
+          assert.ok(err instanceof OscoreError);
+          assert.equal(err.responseCode, 0xa0);
+          return true;
+        },
+      );
+      assert.equal(srv.layer.stats.protectFailures, 1);
+      assert.match(String(srv.layer.lastProtectError), /read-only file system/);
+    } finally {
+      await client.close();
+      await srv.server.close();
+    }
+  });
+});
