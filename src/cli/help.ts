@@ -143,8 +143,8 @@ a trailing * matches a prefix; no match prints nothing and exits 0):
 Output:
       --json                  print a JSON array of {href, attribute: value...}
   -v, --verbose               request/response details on stderr
-Other: -B/--timeout SECONDS, -N/--non, --local-port N, --local-address ADDR, and the
-coaps:// key flags of 'coapkit get --help' (-u ID -k KEY).
+Other: -B/--timeout SECONDS, -N/--non, --local-port N, --local-address ADDR, the
+coaps:// key flags of 'coapkit get --help' (-u ID -k KEY), --oscore FILE (OSCORE).
 
 Group discovery: with a multicast URI (coap://224.0.1.187, coap://[ff02::fd%25eth0])
 one NON request goes to the group and each responder's links are listed under its

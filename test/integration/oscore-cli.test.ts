@@ -120,6 +120,9 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       assert.equal(obs.out.trim().split('\n').length, 2, obs.out);
       const group = await runInProcess(['get', 'coap://224.0.1.187/time', '--oscore', cfile]);
       assert.equal(group.code, 64, 'no silent fallback to an unprotected group request');
+      const disc = await runInProcess(['discover', `coap://127.0.0.1:${serve.port}`, '--oscore', cfile]);
+      assert.equal(disc.code, 0, disc.stderr);
+      assert.match(disc.out, /^<\/notes>/m);
     } finally {
       await serve.stop();
     }
