@@ -262,7 +262,13 @@ export function protectResponse(
   opts: { ownPartialIv?: boolean; seq?: number } = {},
 ): PlainMessage {
   const ctx = binding.context;
-  const { inner, outer } = split(res.options);
+  const { inner: innerOptions, outer } = split(res.options);
+  // A notification's number goes outside (for proxies); inside its Observe stays empty: the
+  // client numbers notifications by their Partial IV (§4.1.3.5.2; as libcoap does).
+  const observe = innerOptions.find((o) => o.number === OptionNumber.Observe);
+  const inner = observe
+    ? innerOptions.map((o) => (o === observe ? { number: OptionNumber.Observe, value: EMPTY } : o))
+    : innerOptions;
   let nonce = binding.nonce;
   let piv: Buffer | undefined;
   if (opts.ownPartialIv) {
@@ -271,7 +277,6 @@ export function protectResponse(
   }
   const aad = oscoreAad(ctx.algorithm.id, binding.kid, binding.partialIv);
   const ct = ctx.seal(ctx.senderKey, nonce, aad, plaintextOf(res.code, inner, res.payload));
-  const observe = inner.find((o) => o.number === OptionNumber.Observe);
   if (observe) outer.push({ number: OptionNumber.Observe, value: observe.value });
   return {
     code: observe ? 0x45 : 0x44,
