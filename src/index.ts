@@ -145,6 +145,7 @@ export {
   type MessageRetransmittedEvent,
   type MessageSentEvent,
   type MessageTimeoutEvent,
+  type OscoreMessageEvent,
   type ServerRequestEvent,
   type ServerResponseEvent,
   subscribeChannel,
@@ -167,6 +168,7 @@ export type {
 // limits of the layers below (deduplication memory, peer table). Its layers are internal.
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
 // ---------------------------------------------------------------- errors
+// ---------------------------------------------------------------- OSCORE (RFC 8613)
 export {
   AbortError,
   BlockTransferError,
@@ -185,6 +187,11 @@ export {
   NetworkError,
   ObserveError,
   OptionError,
+  OscoreContextNotFoundError,
+  OscoreDecryptError,
+  OscoreError,
+  OscoreReplayError,
+  OscoreSequenceError,
   ProtocolError,
   ResetError,
   ResponseCodeError,
@@ -220,6 +227,14 @@ export {
   type ObserveServerOptions,
 } from './observe/server.js';
 export {
+  OSCORE_ALGORITHMS,
+  type OscoreAlgorithm,
+  OscoreContext,
+  type OscoreContextOptions,
+  type SequenceStore,
+} from './oscore/context.js';
+export { FileSequenceStore } from './oscore/store.js';
+export {
   DEFAULT_PROXY_SCHEMES,
   ForwardProxy,
   type ForwardProxyOptions,
@@ -238,7 +253,15 @@ export {
 } from './server/acl.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
+export {
+  enableOscore,
+  OscoreServer,
+  type OscoreServerOptions,
+  type OscoreServerStats,
+} from './server/oscore.js';
+export type { OscoreRequestInfo } from './server/request.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
+export type { ServerHandlerLayer } from './server/server.js';
 // ---------------------------------------------------------------- server
 export {
   CoapServer,

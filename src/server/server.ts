@@ -50,6 +50,13 @@ export {
   type ServerResponse,
 } from './request.js';
 
+/** A layer around a server's whole pipeline (see `CoapServer.around`). */
+export type ServerHandlerLayer = (
+  msg: CoapMessage,
+  peer: Peer,
+  endpoint: Endpoint | undefined,
+) => OutgoingResponse | null | Promise<OutgoingResponse | null>;
+
 export interface ServerOptions extends EndpointOptions {
   /** Largest request payload accepted, in bytes (default 1024 * 64). Larger gets 4.13. */
   maxPayloadSize?: number;
@@ -520,12 +527,21 @@ export class CoapServer {
       : undefined;
   }
 
-  /** The server's request pipeline (called by every endpoint). */
+  /**
+   * A layer around the whole pipeline (OSCORE: `enableOscore`): it sees every request
+   * before anything else and returns the answer; it runs the pipeline with
+   * `handle(msg, peer, endpoint, true)`.
+   */
+  around: ServerHandlerLayer | undefined;
+
+  /** The server's request pipeline (called by every endpoint); `inner`: under the `around` layer. */
   handle(
     msg: CoapMessage,
     peer: Peer,
     endpoint?: Endpoint,
+    inner?: boolean,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    if (this.around !== undefined && inner !== true) return this.around(msg, peer, endpoint);
     // Path from Uri-Path options.
     // Most paths have one segment: keep it in a local and size the array exactly.
     // An unrecognized or malformed critical option (e.g. a Uri-Query over 255 bytes) rejects the
@@ -572,8 +588,8 @@ export class CoapServer {
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
-    // Amplification rule (RFC 9175 §2.4).
-    const guard = this.guardFor(endpoint);
+    // Amplification rule (RFC 9175 §2.4); an OSCORE-verified request comes from a holder of its key.
+    const guard = (peer as { oscore?: unknown }).oscore === undefined ? this.guardFor(endpoint) : undefined;
     req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {

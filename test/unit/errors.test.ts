@@ -72,6 +72,11 @@ const KNOWN: Array<[Name, string, Name | undefined]> = [
   ['BlockTransferError', 'COAP_ERR_BLOCK_TRANSFER', 'ProtocolError'],
   ['BodyTooLargeError', 'COAP_ERR_BODY_TOO_LARGE', 'BlockTransferError'],
   ['ObserveError', 'COAP_ERR_OBSERVE', 'CoapError'],
+  ['OscoreError', 'COAP_ERR_OSCORE', 'CoapError'],
+  ['OscoreContextNotFoundError', 'COAP_ERR_OSCORE_UNKNOWN_CONTEXT', 'OscoreError'],
+  ['OscoreDecryptError', 'COAP_ERR_OSCORE_DECRYPT', 'OscoreError'],
+  ['OscoreReplayError', 'COAP_ERR_OSCORE_REPLAY', 'OscoreError'],
+  ['OscoreSequenceError', 'COAP_ERR_OSCORE_SEQUENCE', 'OscoreError'],
 ];
 
 /** Every error class the module exports (classes appended later are covered automatically). */

@@ -16,6 +16,7 @@ import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../d
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
+import { enableOscore } from '../../server/oscore.js';
 import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
@@ -27,6 +28,7 @@ import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
+import { OSCORE_SERVE_FLAGS, oscoreBanner, type ServeOscore, serveOscoreArgs } from '../oscore.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
 import {
   parseReliableServe,
@@ -64,6 +66,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   ...SERVE_CERT_FLAGS,
   // Cluster node (issue 15, docs/cluster.md): --node-id, --cluster-listen, --peer.
   ...CLUSTER_FLAGS,
+  ...OSCORE_SERVE_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -108,6 +111,8 @@ export interface ServeOptions {
   data?: string;
   /** --store postgres://...: kept in PostgreSQL. */
   storeUrl?: string;
+  /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
+  oscore?: ServeOscore;
 }
 
 export interface Listener {
@@ -247,6 +252,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     store.mount(server);
     // Access control first in the pipeline, and /.well-known/core filtered per peer.
     opts.access?.acl?.install(server);
+    if (opts.oscore) enableOscore(server, opts.oscore);
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
@@ -445,6 +451,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (reliable !== undefined) opts.reliable = reliable;
   const cluster = clusterArgs(p);
   if (cluster !== undefined) opts.cluster = cluster;
+  const oscore = serveOscoreArgs(p);
+  if (oscore) opts.oscore = oscore;
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -488,6 +496,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(
       '  (coaps:// not started: no PSK configured and no certificate; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
     );
+  if (opts.oscore) lines.push(oscoreBanner(opts.oscore));
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
     const { identity, key } = opts.generatedKey;
