@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapOption } from '../codec/message.js';
-import { encodeUint, getOptions, getUintOption, hasOption } from '../codec/options.js';
+import { decodeUint, encodeUint, getOptions, getUintOption, hasOption } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
 import { OptionNumber } from '../constants/options.js';
@@ -430,19 +430,35 @@ export class DynamicStore extends EventEmitter {
       const body = serializeLinkFormat(children.map((c) => ({ target: c.path, attributes: [] })));
       return { code: ResponseCode.Content, payload: body, contentFormat: ContentFormat.LinkFormat };
     }
-    if (!this.acceptable(options, res.contentFormat)) {
-      return text(
-        ResponseCode.NotAcceptable,
-        `${p} is available as Content-Format ${res.contentFormat ?? '(none)'} only`,
-      );
+    // One pass over the request's options for Accept and ETag (most requests have neither).
+    let acceptValue: Buffer | undefined;
+    let hasEtag = false;
+    for (const o of options) {
+      if (o.number === OptionNumber.Accept) acceptValue ??= o.value;
+      else if (o.number === OptionNumber.ETag) hasEtag = true;
     }
-    const common: StoreResponse = { code: ResponseCode.Content, etag: res.etag, maxAge: this.maxAge };
-    if (res.contentFormat !== undefined) common.contentFormat = res.contentFormat;
+    if (acceptValue !== undefined && acceptValue.length <= 4) {
+      // Like CoapServer: a representation without Content-Format counts as text/plain (0).
+      if (decodeUint(acceptValue) !== (res.contentFormat ?? ContentFormat.TextPlain)) {
+        return text(
+          ResponseCode.NotAcceptable,
+          `${p} is available as Content-Format ${res.contentFormat ?? '(none)'} only`,
+        );
+      }
+    }
+    const out: StoreResponse = { code: ResponseCode.Content, etag: res.etag, maxAge: this.maxAge };
+    if (res.contentFormat !== undefined) out.contentFormat = res.contentFormat;
     // §5.10.6.2: a matching ETag in the request validates the client's cached copy.
-    for (const tag of getOptions(options, OptionNumber.ETag)) {
-      if (tag.equals(res.etag)) return { ...common, code: ResponseCode.Valid };
+    if (hasEtag) {
+      for (const tag of getOptions(options, OptionNumber.ETag)) {
+        if (tag.equals(res.etag)) {
+          out.code = ResponseCode.Valid;
+          return out;
+        }
+      }
     }
-    return { ...common, payload: res.payload };
+    out.payload = res.payload;
+    return out;
   }
 
   private acceptable(options: readonly CoapOption[], contentFormat: number | undefined): boolean {

@@ -13,6 +13,7 @@ import { utf8Interned } from '../codec/intern.js';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import {
+  decodeUint,
   encodeUint,
   firstBadCritical,
   getOption,
@@ -722,22 +723,25 @@ export class CoapServer {
         throw new InvalidArgumentError(`invalid response code ${String(res.code)}`);
       code = c;
     }
+    // Options in ascending number order (ETag 4, Location-Path 8, Content-Format 12, Max-Age 14,
+    // Location-Query 15), so the encoder need not sort them; `res.options` may add any.
     const options: CoapOption[] = [];
+    const etag = res.etag;
+    if (etag !== undefined)
+      options.push({ number: OptionNumber.ETag, value: Buffer.isBuffer(etag) ? etag : Buffer.from(etag) });
+    if (res.locationPath) {
+      for (const seg of res.locationPath)
+        options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
+    }
     let contentFormat: number | undefined;
     if (res.contentFormat !== undefined) {
       contentFormat =
         typeof res.contentFormat === 'number' ? res.contentFormat : parseContentFormat(res.contentFormat);
       if (contentFormat === undefined)
         throw new InvalidArgumentError(`unknown content format ${JSON.stringify(res.contentFormat)}`);
-      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(contentFormat) });
+      options.push({ number: OptionNumber.ContentFormat, value: uintValue(contentFormat) });
     }
-    if (res.maxAge !== undefined)
-      options.push({ number: OptionNumber.MaxAge, value: encodeUint(res.maxAge) });
-    if (res.etag) options.push({ number: OptionNumber.ETag, value: Buffer.from(res.etag) });
-    if (res.locationPath) {
-      for (const seg of res.locationPath)
-        options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
-    }
+    if (res.maxAge !== undefined) options.push({ number: OptionNumber.MaxAge, value: uintValue(res.maxAge) });
     if (res.locationQuery) {
       for (const q of res.locationQuery)
         options.push({ number: OptionNumber.LocationQuery, value: Buffer.from(q, 'utf8') });
@@ -746,8 +750,15 @@ export class CoapServer {
       for (const o of res.options) options.push({ number: o.number, value: optionValue(o.number, o.value) });
     }
     let payload = typeof res.payload === 'string' ? this.encodeText(res.payload) : res.payload;
+    // One pass over the request's options for Accept and ETag (most requests have neither).
+    let acceptValue: Buffer | undefined;
+    let hasEtag = false;
+    for (const o of msg.options) {
+      if (o.number === OptionNumber.Accept) acceptValue ??= o.value;
+      else if (o.number === OptionNumber.ETag) hasEtag = true;
+    }
+    const accept = acceptValue === undefined || acceptValue.length > 4 ? undefined : decodeUint(acceptValue);
     // §5.10.4: Accept names the only acceptable Content-Format.
-    const accept = getUintOption(msg.options, OptionNumber.Accept);
     if (accept !== undefined && code >> 5 === 2 && payload && payload.length > 0) {
       const cf = contentFormat ?? ContentFormat.TextPlain;
       if (cf !== accept) {
@@ -758,8 +769,12 @@ export class CoapServer {
       }
     }
     // §5.10.6.2: a GET whose ETag matches the current representation gets 2.03 Valid.
-    if (code === ResponseCode.Content && res.etag && (msg.code === Method.GET || msg.code === Method.FETCH)) {
-      const etag = res.etag;
+    if (
+      hasEtag &&
+      code === ResponseCode.Content &&
+      etag !== undefined &&
+      (msg.code === Method.GET || msg.code === Method.FETCH)
+    ) {
       if (getOptions(msg.options, OptionNumber.ETag).some((e) => Buffer.compare(e, etag) === 0)) {
         code = ResponseCode.Valid;
         payload = undefined;
@@ -775,6 +790,22 @@ export class CoapServer {
     if (payload && payload.length > 0) out.payload = payload;
     return out;
   }
+}
+
+/** Encoded uint option values 0-1023 (Content-Format, Max-Age), shared: the encoder only reads them. */
+const UINT_VALUES: Buffer[] = [];
+
+/** encodeUint, without an allocation for the small values every response carries. */
+function uintValue(n: number): Buffer {
+  if (n >= 0 && n < 1024 && Number.isInteger(n)) {
+    let v = UINT_VALUES[n];
+    if (v === undefined) {
+      v = encodeUint(n);
+      UINT_VALUES[n] = v;
+    }
+    return v;
+  }
+  return encodeUint(n);
 }
 
 function routeLink(pattern: string, a: ResourceAttributes): Link {
