@@ -9,11 +9,20 @@ import { freeUdpPort, sleep, stop, track, which } from './proc.mjs';
  * @typedef {object} PeerDef
  * @property {string} id
  * @property {string} label
- * @property {'node' | 'libcoap'} kind
+ * @property {'node' | 'libcoap' | 'cli'} kind  a Node script, libcoap's server, or `coapkit serve`
  * @property {string} path  CoAP resource the load generator requests
+ * @property {{ method: 'get' | 'post' | 'put', payload?: string, contentFormat?: number }} [request]
+ *   the request the load generator sends (default: GET)
+ * @property {string[]} [args]  extra arguments (`coapkit serve` flags)
+ * @property {{ method: 'put', path: string, payload: string }} [setup]  one request sent before the load
+ * @property {string[]} [scenarios]  throughput scenarios run on this peer (default: all)
+ * @property {boolean} [memory]  false: no sustained/paced memory runs
  * @property {string} [script]
  * @property {boolean} [noProbe]  not plain CoAP (DTLS): readiness comes from the IPC message only
  */
+
+/** The seed's request body: a ~60-byte JSON log line (Content-Format 50, application/json). */
+export const LOG_LINE = '{"ts":1733500000,"level":"info","dev":"sensor-17","t":21.5}';
 
 /** @param {string} benchDir */
 export function peerDefs(benchDir) {
@@ -32,6 +41,56 @@ export function peerDefs(benchDir) {
       path: '/hello',
       script: join(benchDir, 'peers/coapkit.mjs'),
     },
+    {
+      id: 'handler',
+      label: 'coapkit library, observe + block-wise: GET /hello',
+      kind: 'node',
+      path: '/hello',
+      script: join(benchDir, 'peers/coapkit-handlers.mjs'),
+      scenarios: ['c64_con'],
+      memory: false,
+    },
+    {
+      id: 'handler-post',
+      label: 'coapkit library handler: POST /logs',
+      kind: 'node',
+      path: '/logs',
+      request: { method: 'post', payload: LOG_LINE, contentFormat: 50 },
+      script: join(benchDir, 'peers/coapkit-handlers.mjs'),
+      scenarios: ['c64_con'],
+      memory: false,
+    },
+    {
+      id: 'serve',
+      label: 'coapkit serve: GET /hello (stored)',
+      kind: 'cli',
+      path: '/hello',
+      setup: { method: 'put', path: '/hello', payload: 'world' },
+      scenarios: ['c64_con'],
+      memory: false,
+    },
+    {
+      id: 'serve-put',
+      label: 'coapkit serve: PUT /hello',
+      kind: 'cli',
+      path: '/hello',
+      request: { method: 'put', payload: 'world' },
+      scenarios: ['c64_con'],
+      memory: false,
+    },
+    {
+      // The store's answer to POST /logs: 2.01 Created, a new resource /logs/N per request (what
+      // `coapkit serve` does with a log line). Its limits are raised so that no request of the run
+      // meets the 5.03 "limit reached" (the non-2.xx count in the JSON shows it).
+      id: 'serve-post',
+      label: 'coapkit serve: POST /logs (store, 2.01)',
+      kind: 'cli',
+      path: '/logs',
+      request: { method: 'post', payload: LOG_LINE, contentFormat: 50 },
+      args: ['--max-resources', '100000000', '--max-store-bytes', String(64 * 1024 * 1024 * 1024)],
+      scenarios: ['c64_con'],
+      memory: false,
+    },
     { id: 'libcoap', label: 'libcoap coap-server-notls', kind: 'libcoap', path: '/time' },
     {
       id: 'node-coap',
@@ -48,7 +107,7 @@ export function peerDefs(benchDir) {
  * @param {PeerDef} peer @param {{ root: string, full: boolean, log: (s: string) => void }} ctx
  */
 export async function unavailable(peer, ctx) {
-  if (peer.id === 'coapkit') {
+  if (peer.id === 'coapkit' || peer.id.startsWith('handler') || peer.kind === 'cli') {
     const dist = join(ctx.root, 'dist/index.js');
     if (!existsSync(dist)) return 'not built yet (no dist/index.js: run npm run build)';
     try {
@@ -85,16 +144,20 @@ export async function unavailable(peer, ctx) {
   return null;
 }
 
-/** Sends CON GET requests until one is answered; rejects after timeoutMs. */
-export function probe(port, path, timeoutMs = 8000) {
+/**
+ * Sends a CON request (GET unless said otherwise) until one is answered; rejects after timeoutMs.
+ * Paths of segments shorter than 13 bytes only.
+ */
+export function probe(port, path, timeoutMs = 8000, method = 1, payload = '') {
   const segs = path.split('/').filter(Boolean);
-  const parts = [Buffer.from([0x41, 0x01, 0x12, 0x34, 0x77])];
+  const parts = [Buffer.from([0x41, method, 0x12, 0x34, 0x77])];
   let last = 0;
   for (const s of segs) {
     const v = Buffer.from(s);
     parts.push(Buffer.from([((11 - last) << 4) | v.length]), v);
     last = 11;
   }
+  if (payload !== '') parts.push(Buffer.from([0xff]), Buffer.from(payload));
   const req = Buffer.concat(parts);
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket('udp4');
@@ -118,13 +181,27 @@ export function probe(port, path, timeoutMs = 8000) {
 
 /**
  * Starts a peer as a child process and waits until it answers.
- * @param {PeerDef} peer @param {{ pinCpu: string | null, maxOldSpaceMb: number }} opts
+ * @param {PeerDef} peer @param {{ pinCpu: string | null, maxOldSpaceMb: number, root: string }} opts
  */
 export async function startPeer(peer, opts) {
   const port = await freeUdpPort();
   let cmd;
   let args;
-  if (peer.kind === 'node') {
+  if (peer.kind === 'cli') {
+    // What `npm start` runs, minus the PSK: `coapkit serve`, quiet, on loopback.
+    cmd = process.execPath;
+    args = [
+      `--max-old-space-size=${opts.maxOldSpaceMb}`,
+      join(opts.root, 'dist/cli/main.js'),
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--quiet',
+      ...(peer.args ?? []),
+    ];
+  } else if (peer.kind === 'node') {
     cmd = process.execPath;
     args = [
       '--expose-gc',
@@ -167,6 +244,7 @@ export async function startPeer(peer, opts) {
     ]);
   }
   if (!peer.noProbe) await Promise.race([probe(port, peer.path), exited]);
+  if (peer.setup) await Promise.race([probe(port, peer.setup.path, 8000, 3, peer.setup.payload), exited]);
 
   /** Memory as the process sees it (Node peers, after forced GC) or RSS only (libcoap). */
   const memory = async (gc = true) => {

@@ -13,7 +13,7 @@
  */
 
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapOption } from '../codec/message.js';
@@ -144,13 +144,18 @@ function segments(path: string): string[] {
   return path === '/' ? [] : path.slice(1).split('/');
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Entity tag over Content-Format and payload (RFC 7252 §5.10.6). */
 export function computeEtag(payload: Uint8Array, contentFormat: number | undefined): Buffer {
-  const h = createHash('sha256');
-  h.update(contentFormat === undefined ? Buffer.alloc(0) : encodeUint(contentFormat + 1));
-  h.update(Buffer.from([0]));
-  h.update(payload);
-  return h.digest().subarray(0, 8);
+  // SHA-256 over uint(Content-Format + 1) (empty when none), a 0 byte, and the payload, in one
+  // call (crypto.hash: no Hash object per resource written).
+  const cf = contentFormat === undefined ? EMPTY : encodeUint(contentFormat + 1);
+  const input = Buffer.allocUnsafe(cf.length + 1 + payload.length);
+  cf.copy(input, 0);
+  input[cf.length] = 0;
+  input.set(payload, cf.length + 1);
+  return Buffer.from(hash('sha256', input, 'buffer').subarray(0, 8));
 }
 
 function text(code: number, message: string): StoreResponse {
