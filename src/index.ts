@@ -251,6 +251,11 @@ export {
 export { type LinkConditions, MemoryNetwork, MemoryTransport } from './transport/memory.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
-export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+export {
+  REUSE_PORT_NODE_VERSION,
+  reusePortSupported,
+  UdpTransport,
+  type UdpTransportOptions,
+} from './transport/udp.js';
 // ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)
 export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

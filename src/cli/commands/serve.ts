@@ -25,6 +25,14 @@ import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
 import { PSK_FLAGS, serverKeys } from '../psk.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
+import {
+  announceWorker,
+  isWorker,
+  parseWorkers,
+  runSupervisor,
+  WORKER_KEY_ENV,
+  withoutWorkersFlag,
+} from './workers.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   host: { type: 'string' },
@@ -42,6 +50,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'multicast-group': { type: 'string', multiple: true },
   'multicast-port': { type: 'string' },
   leisure: { type: 'string' },
+  workers: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
 };
@@ -76,6 +85,10 @@ export interface ServeOptions {
   generatedKey?: { identity: string; key: Buffer };
   /** --multicast: join the All CoAP Nodes groups (RFC 7252 §8). */
   multicast?: ServeMulticast;
+  /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
+  workers?: number;
+  /** Bind with SO_REUSEPORT (a worker of --workers). */
+  reusePort?: boolean;
 }
 
 export interface Listener {
@@ -256,7 +269,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       let port = opts.port;
       await bindEach(hosts, async (host) => {
         try {
-          const ep = await bindDefault(host, (h) => plain.listen({ host: h, port }));
+          const ep = await bindDefault(host, (h) =>
+            plain.listen({ host: h, port, ...(opts.reusePort ? { reusePort: true } : {}) }),
+          );
           port = ep.transport.localAddress().port;
         } catch (err) {
           throw bindError('coap', host, port, err);
@@ -300,7 +315,12 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         let transport: DtlsServerTransport;
         try {
           transport = await bindDefault(host, (h) =>
-            DtlsServerTransport.create({ host: h, port, psk: (identity) => keys.get(identity) }),
+            DtlsServerTransport.create({
+              host: h,
+              port,
+              psk: (identity) => keys.get(identity),
+              ...(opts.reusePort ? { reusePort: true } : {}),
+            }),
           );
         } catch (err) {
           throw bindError('coaps', host, port, err);
@@ -353,11 +373,20 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     // A fresh random key for this run only, so coaps:// works out of the box
     // without a well-known default secret.
     const identity = str(p, 'identity') ?? 'coapkit';
-    const key = randomBytes(16);
+    // A worker of --workers uses the key its supervisor made, like every other worker.
+    const given = isWorker(env) ? env[WORKER_KEY_ENV] : undefined;
+    const key =
+      given !== undefined && /^[0-9a-f]{32}$/.test(given) ? Buffer.from(given, 'hex') : randomBytes(16);
     opts.keys.set(identity, key);
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
+  opts.workers = parseWorkers(str(p, 'workers'));
+  if (isWorker(env)) opts.reusePort = true;
+  if (opts.workers > 1 && bool(p, 'multicast'))
+    throw new UsageError('--multicast with --workers above 1', {
+      hint: 'multicast is answered by one process: use --workers 1',
+    });
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -384,6 +413,17 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     return ExitCode.OK;
   }
   const quiet = opts.quiet === true;
+  if ((opts.workers ?? 1) > 1 && !isWorker(io.env)) {
+    return runSupervisor(
+      {
+        args: withoutWorkersFlag(args),
+        workers: opts.workers ?? 1,
+        quiet,
+        ...(opts.generatedKey ? { generatedKeyHex: opts.generatedKey.key.toString('hex') } : {}),
+      },
+      io,
+    );
+  }
   const running = await startServe(opts);
   const self = selfCommand(io.env);
   const lines = ['coapkit serve: listening on'];
@@ -415,6 +455,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   );
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
+  let stopServe: (signal: string) => void = () => {};
   const done = new Promise<number>((resolve, reject) => {
     failServe = (err) => {
       void Promise.race([running.close(), sleep(3000)]).then(() => reject(err));
@@ -436,14 +477,23 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    stopServe = stop;
   });
   if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
+  if (isWorker(io.env)) {
+    // A worker of --workers: the supervisor learns the ports; the worker stops when it goes away.
+    const coaps = running.listeners.find((l) => l.scheme === 'coaps');
+    announceWorker({ port: first.port, ...(coaps ? { securePort: coaps.port } : {}) }, () =>
+      stopServe('supervisor gone'),
+    );
+  }
   // -v: request and failed-handshake logs on stdout; a stdout that cannot be written
   // (closed pipe, full disk) stops the server with exit 74 like any other command.
   let stopLog: (() => void) | undefined;
   if (opts.verbose) {
     const sink = lineSink(io.stdout, { onError: (err) => failServe(err) });
-    const stopRequests = logRequests(sink.line);
+    // Workers name themselves on each line: which process answered which peer.
+    const stopRequests = logRequests(sink.line, isWorker(io.env) ? ` [worker ${process.pid}]` : '');
     const stopHandshakes = logHandshakeFailures(sink.line);
     stopLog = () => {
       stopRequests();
@@ -498,7 +548,7 @@ export function selfCommand(
 }
 
 /** -v: one line per request ("GET /time from 127.0.0.1:40000 -> 2.05 Content (0.2 ms)"). */
-export function logRequests(write: (line: string) => void): () => void {
+export function logRequests(write: (line: string) => void, suffix = ''): () => void {
   const pending = new Map<string, ServerRequestEvent>();
   const onRequest = (ev: ServerRequestEvent) => {
     pending.set(`${ev.peer.key}|${ev.token.toString('hex')}`, ev);
@@ -513,7 +563,7 @@ export function logRequests(write: (line: string) => void): () => void {
     const who = `${peerText(req.peer.address, req.peer.port)}${req.peer.identity !== undefined ? ` (${escapeText(req.peer.identity)})` : ''}`;
     const result = ev.code === undefined ? 'no response' : describeCode(ev.code);
     write(
-      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
+      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)${suffix}`,
     );
   };
   channels.request.subscribe(onRequest);
