@@ -19,7 +19,16 @@ import { parseArgs } from 'node:util';
 import { codecBench } from './lib/codec.mjs';
 import { dtlsBench } from './lib/dtls.mjs';
 import { peerDefs, startPeer, unavailable } from './lib/peers.mjs';
-import { cpuSeconds, installCleanup, killAll, rssBytes, run, sleep, which } from './lib/proc.mjs';
+import {
+  cpuSeconds,
+  installCleanup,
+  killAll,
+  rssBytes,
+  run,
+  sleep,
+  treeCpuSeconds,
+  which,
+} from './lib/proc.mjs';
 import { fmtBytes, fmtNum, fmtUs, renderSvg, renderTable } from './lib/report.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
@@ -42,6 +51,8 @@ const TARGETS = {
   cpuVsBare: { coapkit: 0.9, serve: 0.8, 'handler-post': 0.75 },
   // coaps CPU per request over the node:crypto ceiling (plain + one seal + one open).
   coapsVsCeiling: 1.25,
+  // serve --workers 2 over --workers 1, CPU per request (it must not grow with workers).
+  workersCpu: 1.15,
 };
 
 const { values: argv } = parseArgs({
@@ -163,7 +174,7 @@ async function runLoad(h, def, sc, onSecond) {
   }
   const cmd = pinning ? 'taskset' : loadgenBin;
   const fullArgs = pinning ? ['-c', '0', loadgenBin, ...args] : args;
-  const cpu0 = cpuSeconds(h.pid);
+  const cpu0 = treeCpuSeconds(h.pid);
   const t0 = Date.now();
   let timer = null;
   if (onSecond) timer = setInterval(() => onSecond((Date.now() - t0) / 1000), 1000);
@@ -171,13 +182,13 @@ async function runLoad(h, def, sc, onSecond) {
   // over the requests it counted: the server's CPU time per request.
   let cpuWarm = cpu0;
   const warmTimer =
-    (sc.warmup ?? 0) > 0 ? setTimeout(() => (cpuWarm = cpuSeconds(h.pid)), sc.warmup * 1000) : null;
+    (sc.warmup ?? 0) > 0 ? setTimeout(() => (cpuWarm = treeCpuSeconds(h.pid)), sc.warmup * 1000) : null;
   try {
     const { stdout, stderr } = await run(cmd, fullArgs, {
       timeoutMs: ((sc.warmup ?? 0) + sc.duration + 30) * 1000,
     });
     const wall = (Date.now() - t0) / 1000;
-    const cpuEnd = cpuSeconds(h.pid);
+    const cpuEnd = treeCpuSeconds(h.pid);
     const cpu = cpuEnd - cpu0;
     const lines = stdout.trim().split('\n');
     const result = JSON.parse(lines[lines.length - 1] ?? '{}');
@@ -447,12 +458,22 @@ function buildRows(results) {
     'serve',
     'serve-put',
     'serve-post',
+    'serve-w1',
+    'serve-w2',
     'bare',
     'libcoap',
     'node-coap',
   ];
   /** coapkit's own configurations: no req/s ratio against the minimal coapkit peer. */
-  const ownConfigs = new Set(['handler', 'handler-post', 'serve', 'serve-put', 'serve-post']);
+  const ownConfigs = new Set([
+    'handler',
+    'handler-post',
+    'serve',
+    'serve-put',
+    'serve-post',
+    'serve-w1',
+    'serve-w2',
+  ]);
   const rpsTarget = { bare: TARGETS.vsBare, 'node-coap': TARGETS.vsNodeCoap, libcoap: TARGETS.vsLibcoap };
 
   rows.push([
@@ -480,7 +501,23 @@ function buildRows(results) {
     );
   }
 
+  // --workers 2 against --workers 1 (same Node, same request): CPU per request must not grow.
+  const w1 = P['serve-w1']?.runs?.c64_con;
+  const w2 = P['serve-w2']?.runs?.c64_con;
+  const workersRow = () => {
+    if (!w1?.server_cpu_us_per_req || !w2?.server_cpu_us_per_req) return;
+    const q = w2.server_cpu_us_per_req / w1.server_cpu_us_per_req;
+    add(
+      'coapkit serve --workers 2',
+      'CPU per request and total req/s against --workers 1, 64 endpoints, CON',
+      `${fmtNum(w2.server_cpu_us_per_req)} us vs ${fmtNum(w1.server_cpu_us_per_req)} us; ${fmtNum(w2.rps)} vs ${fmtNum(w1.rps)} req/s`,
+      `${(Math.ceil(q * 100) / 100).toFixed(2)}x CPU`,
+      `<= ${TARGETS.workersCpu}x CPU`,
+      q <= TARGETS.workersCpu,
+    );
+  };
   for (const sc of throughputScenarios) {
+    if (sc === throughputScenarios[1]) workersRow();
     for (const id of order) {
       const p = P[id];
       if (!p) continue;

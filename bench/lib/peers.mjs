@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { freeUdpPort, sleep, stop, track, which } from './proc.mjs';
+import { childPids, freeUdpPort, sleep, stop, track, which } from './proc.mjs';
 
 /**
  * @typedef {object} PeerDef
@@ -17,9 +17,19 @@ import { freeUdpPort, sleep, stop, track, which } from './proc.mjs';
  * @property {{ method: 'put', path: string, payload: string }} [setup]  one request sent before the load
  * @property {string[]} [scenarios]  throughput scenarios run on this peer (default: all)
  * @property {boolean} [memory]  false: no sustained/paced memory runs
+ * @property {boolean} [reusePort]  needs a Node with dgram reusePort (22.12+): this one, else
+ *   COAPKIT_NODE24
  * @property {string} [script]
  * @property {boolean} [noProbe]  not plain CoAP (DTLS): readiness comes from the IPC message only
  */
+
+/** A Node binary whose dgram sockets take reusePort: this one (22.12+, 23.1+), else COAPKIT_NODE24. */
+export function reusePortNode() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)) return process.execPath;
+  const n24 = process.env.COAPKIT_NODE24;
+  return n24 && existsSync(n24) ? n24 : undefined;
+}
 
 /** The seed's request body: a ~60-byte JSON log line (Content-Format 50, application/json). */
 export const LOG_LINE = '{"ts":1733500000,"level":"info","dev":"sensor-17","t":21.5}';
@@ -91,6 +101,29 @@ export function peerDefs(benchDir) {
       scenarios: ['c64_con'],
       memory: false,
     },
+    // --workers 1 and 2 on the same Node (one with reusePort), GET /time (built in: every worker
+    // has it, the stored resources are per worker; its answer stays within the amplification
+    // limit, which would challenge a larger one with 4.01 Echo). CPU: supervisor plus workers.
+    {
+      id: 'serve-w1',
+      label: 'coapkit serve --workers 1: GET /time',
+      kind: 'cli',
+      path: '/time',
+      args: ['--workers', '1'],
+      reusePort: true,
+      scenarios: ['c64_con'],
+      memory: false,
+    },
+    {
+      id: 'serve-w2',
+      label: 'coapkit serve --workers 2: GET /time',
+      kind: 'cli',
+      path: '/time',
+      args: ['--workers', '2'],
+      reusePort: true,
+      scenarios: ['c64_con'],
+      memory: false,
+    },
     { id: 'libcoap', label: 'libcoap coap-server-notls', kind: 'libcoap', path: '/time' },
     {
       id: 'node-coap',
@@ -107,6 +140,9 @@ export function peerDefs(benchDir) {
  * @param {PeerDef} peer @param {{ root: string, full: boolean, log: (s: string) => void }} ctx
  */
 export async function unavailable(peer, ctx) {
+  if (peer.reusePort && reusePortNode() === undefined) {
+    return `needs Node 22.12+ (dgram reusePort): this is Node ${process.versions.node}; set COAPKIT_NODE24 to a Node 24 binary`;
+  }
   if (peer.id === 'coapkit' || peer.id.startsWith('handler') || peer.kind === 'cli') {
     const dist = join(ctx.root, 'dist/index.js');
     if (!existsSync(dist)) return 'not built yet (no dist/index.js: run npm run build)';
@@ -189,7 +225,7 @@ export async function startPeer(peer, opts) {
   let args;
   if (peer.kind === 'cli') {
     // What `npm start` runs, minus the PSK: `coapkit serve`, quiet, on loopback.
-    cmd = process.execPath;
+    cmd = peer.reusePort ? (reusePortNode() ?? process.execPath) : process.execPath;
     args = [
       `--max-old-space-size=${opts.maxOldSpaceMb}`,
       join(opts.root, 'dist/cli/main.js'),
@@ -244,6 +280,15 @@ export async function startPeer(peer, opts) {
     ]);
   }
   if (!peer.noProbe) await Promise.race([probe(port, peer.path), exited]);
+  const wi = (peer.args ?? []).indexOf('--workers');
+  const workers = wi >= 0 ? Number(peer.args?.[wi + 1]) : 1;
+  if (workers > 1) {
+    // Every worker listens before the load starts (the kernel spreads peers over the sockets
+    // bound at the time). A worker announces itself once it listens: wait for N children.
+    const deadline = Date.now() + 20_000;
+    while (childPids(child.pid ?? 0).length < workers && Date.now() < deadline) await sleep(100);
+    await sleep(1000);
+  }
   if (peer.setup) await Promise.race([probe(port, peer.setup.path, 8000, 3, peer.setup.payload), exited]);
 
   /** Memory as the process sees it (Node peers, after forced GC) or RSS only (libcoap). */

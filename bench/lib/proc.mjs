@@ -1,7 +1,7 @@
 // Child-process plumbing for the bench: every child is tracked and killed on exit, error or signal.
 import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** @type {Set<import('node:child_process').ChildProcess>} */
 const children = new Set();
@@ -113,6 +113,31 @@ export function cpuSeconds(pid) {
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
+  }
+}
+
+/**
+ * CPU seconds of a process and all its descendants alive now (`coapkit serve --workers N`: the
+ * supervisor and its workers), from /proc/PID/task/TID/children. A worker that died during the
+ * measurement takes its CPU time with it (the supervisor replaces it).
+ */
+export function treeCpuSeconds(pid) {
+  let total = cpuSeconds(pid);
+  for (const child of childPids(pid)) total += treeCpuSeconds(child);
+  return total;
+}
+
+/** Pids of the children of a process. @param {number} pid @returns {number[]} */
+export function childPids(pid) {
+  try {
+    const out = [];
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text) out.push(...text.split(' ').map(Number));
+    }
+    return out;
+  } catch {
+    return [];
   }
 }
 
