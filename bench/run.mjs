@@ -709,9 +709,9 @@ function buildRows(results) {
     const plainUs =
       plainRun?.server_cpu_us_per_req ??
       (plainRun?.rps ? (10_000 * plainRun.server_cpu_pct) / plainRun.rps : null);
-    const coapsUs = dtls.requests_per_s
-      ? (10_000 * dtls.requests_server_cpu_pct) / dtls.requests_per_s
-      : null;
+    const coapsUs =
+      dtls.requests_server_cpu_us_per_req ??
+      (dtls.requests_per_s ? (10_000 * dtls.requests_server_cpu_pct) / dtls.requests_per_s : null);
     if (dtls.cipher && plainUs) {
       const crypto = dtls.cipher.seal_us + dtls.cipher.open_us;
       const ceiling = plainUs + crypto;

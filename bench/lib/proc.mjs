@@ -65,7 +65,7 @@ export async function stop(child) {
 }
 
 /** Runs a command to completion; resolves stdout. Rejects on non-zero exit or after timeoutMs. */
-export function run(cmd, args, { timeoutMs = 60_000, ...opts } = {}) {
+export function run(cmd, args, { timeoutMs = 60_000, onStderr, ...opts } = {}) {
   return new Promise((resolve, reject) => {
     const child = track(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -75,6 +75,7 @@ export function run(cmd, args, { timeoutMs = 60_000, ...opts } = {}) {
     });
     child.stderr.on('data', (d) => {
       err += d;
+      onStderr?.(String(d));
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
