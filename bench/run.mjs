@@ -860,6 +860,8 @@ async function main() {
   const defs = [];
   for (const def of peerDefs(BENCH)) {
     if (onlyIds && !onlyIds.includes(def.id)) continue;
+    // --quick (the CI smoke) keeps to one serve and one handler peer unless others are named.
+    if (quick && def.quick === false && !onlyIds) continue;
     const why = await unavailable(def, { root: ROOT, full: !quick, log });
     if (why) {
       log(`${def.id}: skipped: ${why}`);

@@ -17,6 +17,7 @@ import { childPids, freeUdpPort, sleep, stop, track, which } from './proc.mjs';
  * @property {{ method: 'put', path: string, payload: string }} [setup]  one request sent before the load
  * @property {string[]} [scenarios]  throughput scenarios run on this peer (default: all)
  * @property {boolean} [memory]  false: no sustained/paced memory runs
+ * @property {boolean} [quick]  false: left out of --quick runs unless named with --only
  * @property {boolean} [reusePort]  needs a Node with dgram reusePort (22.12+): this one, else
  *   COAPKIT_NODE24
  * @property {string} [script]
@@ -53,6 +54,7 @@ export function peerDefs(benchDir) {
     },
     {
       id: 'handler',
+      quick: false,
       label: 'coapkit library, observe + block-wise: GET /hello',
       kind: 'node',
       path: '/hello',
@@ -81,6 +83,7 @@ export function peerDefs(benchDir) {
     },
     {
       id: 'serve-put',
+      quick: false,
       label: 'coapkit serve: PUT /hello',
       kind: 'cli',
       path: '/hello',
@@ -93,6 +96,7 @@ export function peerDefs(benchDir) {
       // `coapkit serve` does with a log line). Its limits are raised so that no request of the run
       // meets the 5.03 "limit reached" (the non-2.xx count in the JSON shows it).
       id: 'serve-post',
+      quick: false,
       label: 'coapkit serve: POST /logs (store, 2.01)',
       kind: 'cli',
       path: '/logs',
@@ -106,6 +110,7 @@ export function peerDefs(benchDir) {
     // limit, which would challenge a larger one with 4.01 Echo). CPU: supervisor plus workers.
     {
       id: 'serve-w1',
+      quick: false,
       label: 'coapkit serve --workers 1: GET /time',
       kind: 'cli',
       path: '/time',
@@ -116,6 +121,7 @@ export function peerDefs(benchDir) {
     },
     {
       id: 'serve-w2',
+      quick: false,
       label: 'coapkit serve --workers 2: GET /time',
       kind: 'cli',
       path: '/time',
