@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseWorkers, withoutWorkersFlag } from '../../src/cli/commands/workers.js';
 import { UsageError } from '../../src/errors.js';
+import { DtlsServerTransport } from '../../src/transport/dtls.js';
 import { reusePortOption, reusePortSupported, UdpTransport } from '../../src/transport/udp.js';
 import { InvalidArgumentError } from '../../src/util/errors.js';
 
@@ -63,4 +64,21 @@ test('listen({ reusePort: true }) on a Node without it is a typed error', async 
     assert.match(e.message, /reusePort needs Node 22\.12\.0 or later/);
     return true;
   });
+});
+
+test('DtlsServerTransport.create({ reusePort: true }): the same rule for coaps', async (t) => {
+  const psk = { identity: 'a', key: 'secret' };
+  if (reusePortSupported()) {
+    const a = await DtlsServerTransport.create({ host: '127.0.0.1', port: 0, psk, reusePort: true });
+    const port = a.localAddress().port;
+    const b = await DtlsServerTransport.create({ host: '127.0.0.1', port, psk, reusePort: true });
+    assert.equal(b.localAddress().port, port);
+    await a.close();
+    await b.close();
+    return t.diagnostic('reusePort available: two DTLS sockets bound one port');
+  }
+  await assert.rejects(
+    DtlsServerTransport.create({ host: '127.0.0.1', port: 0, psk, reusePort: true }),
+    InvalidArgumentError,
+  );
 });
