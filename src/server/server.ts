@@ -546,6 +546,9 @@ export class CoapServer {
       }
     }
     if (path === '') path = '/';
+    // One segment (most requests): the same "/name" string each time, its hash computed once for
+    // every Map it is looked up in (routes, observers, the store).
+    else if (segmentCount === 1) path = onePath(first!, path);
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
@@ -736,7 +739,7 @@ export class CoapServer {
     let contentFormat: number | undefined;
     if (res.contentFormat !== undefined) {
       contentFormat =
-        typeof res.contentFormat === 'number' ? res.contentFormat : parseContentFormat(res.contentFormat);
+        typeof res.contentFormat === 'number' ? res.contentFormat : contentFormatOf(res.contentFormat);
       if (contentFormat === undefined)
         throw new InvalidArgumentError(`unknown content format ${JSON.stringify(res.contentFormat)}`);
       options.push({ number: OptionNumber.ContentFormat, value: uintValue(contentFormat) });
@@ -790,6 +793,30 @@ export class CoapServer {
     if (payload && payload.length > 0) out.payload = payload;
     return out;
   }
+}
+
+/** "/segment" strings by interned segment (bounded: cleared when full). */
+const ONE_PATHS = new Map<string, string>();
+
+function onePath(segment: string, built: string): string {
+  const p = ONE_PATHS.get(segment);
+  if (p !== undefined) return p;
+  if (ONE_PATHS.size >= 1024) ONE_PATHS.clear();
+  ONE_PATHS.set(segment, built);
+  return built;
+}
+
+/** Content-Format names handlers return ("json", "text/plain"), parsed once (bounded). */
+const CF_NAMES = new Map<string, number | undefined>();
+
+function contentFormatOf(name: string): number | undefined {
+  let cf = CF_NAMES.get(name);
+  if (cf === undefined && !CF_NAMES.has(name)) {
+    cf = parseContentFormat(name);
+    if (CF_NAMES.size >= 256) CF_NAMES.clear();
+    CF_NAMES.set(name, cf);
+  }
+  return cf;
 }
 
 /** Encoded uint option values 0-1023 (Content-Format, Max-Age), shared: the encoder only reads them. */
