@@ -85,7 +85,10 @@ function startWorkers(n: number): Promise<Supervisor> {
 }
 
 let nextMid = 0x1000;
-/** A CON GET of `path` from `socket`, sent again every 300 ms until answered (at most 20 times). */
+/**
+ * A CON GET of `path` from `socket` (or the given datagram), sent again every 300 ms until
+ * answered (at most 20 times); resolves with the first datagram carrying its token.
+ */
 async function get(socket: dgram.Socket, port: number, path: string, bytes?: Buffer): Promise<Buffer> {
   const req =
     bytes ??
@@ -104,10 +107,15 @@ async function get(socket: dgram.Socket, port: number, path: string, bytes?: Buf
         if (tries++ < 20) socket.send(req, port, '127.0.0.1');
       };
       const iv = setInterval(send, 300);
-      socket.once('message', (m) => {
+      // The answer to this request: same token (a late answer to an earlier request is not it).
+      const token = req.subarray(4, 4 + (req[0]! & 0x0f));
+      const onMessage = (m: Buffer) => {
+        if (!m.subarray(4, 4 + (m[0]! & 0x0f)).equals(token)) return;
         clearInterval(iv);
+        socket.off('message', onMessage);
         resolve(m);
-      });
+      };
+      socket.on('message', onMessage);
       send();
     }),
     10_000,
