@@ -592,7 +592,10 @@ export class CoapServer {
     req: ServerRequest,
     i: number,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
-    const mw = this.middlewares[i];
+    let mw = this.middlewares[i];
+    // The observe layer, for a request that is no observation (most): straight on.
+    if (mw !== undefined && mw === this.obsMiddleware && !this.obsLayer!.concerns(req.message))
+      mw = this.middlewares[++i];
     if (mw === undefined) return this.dispatch(req);
     const next = (replacement?: ServerRequest) => this.runMiddlewares(replacement ?? req, i + 1);
     const r = mw(req, next);
