@@ -311,7 +311,12 @@ export { TcpTransport, type TcpTransportOptions } from './transport/tcp.js';
 export { TlsTransport, type TlsTransportOptions } from './transport/tls.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
-export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+export {
+  REUSE_PORT_NODE_VERSION,
+  reusePortSupported,
+  UdpTransport,
+  type UdpTransportOptions,
+} from './transport/udp.js';
 export { COAP_WS_PATH, COAP_WS_PROTOCOL, WsTransport, type WsTransportOptions } from './transport/ws.js';
 // ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)
 export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

@@ -294,6 +294,14 @@ Durable state (resources and coap:// observers survive a restart, a crash includ
                               a change through one notifies the observers of all. While
                               the database is unreachable writes get 5.03 and the server
                               reconnects
+Processes:
+      --workers N|auto        N processes share the ports (SO_REUSEPORT; auto = one per
+                              CPU; default 1). Needs Node 22.12+ (refused on Node 20). The
+                              kernel sends each peer (address and port) to one worker, so its
+                              duplicates, DTLS session and observations stay there; the
+                              stored resources are per worker too. A supervisor restarts a
+                              worker that dies and stops them all on SIGINT/SIGTERM; with -v
+                              each request line ends with [worker PID]. Not with --multicast
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)

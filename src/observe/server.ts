@@ -274,6 +274,20 @@ export class ObserveServer {
   }
 
   /** The middleware for one server (used by `CoapServer.setObserve`). */
+  /**
+   * Whether a request concerns this layer at all (a GET or FETCH with an Observe option): the
+   * server passes every other request straight on, without a call into the layer.
+   */
+  concerns(msg: CoapMessage): boolean {
+    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return false;
+    // Options are sorted: look only until the first number >= Observe (6).
+    for (const o of msg.options) {
+      if (o.number < OptionNumber.Observe) continue;
+      return o.number === OptionNumber.Observe;
+    }
+    return false;
+  }
+
   middlewareFor(server: ObserveHost): Middleware {
     let mw = this.perServer.get(server);
     if (mw === undefined) {

@@ -38,6 +38,14 @@ import {
 } from '../serve-reliable.js';
 import { type DurableServe, openServeStore } from '../serve-store.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
+import {
+  announceWorker,
+  isWorker,
+  parseWorkers,
+  runSupervisor,
+  WORKER_KEY_ENV,
+  withoutWorkersFlag,
+} from './workers.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   host: { type: 'string' },
@@ -58,6 +66,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   // Durable store (src/cli/serve-store.ts): SQLite in --data DIR, or PostgreSQL.
   data: { type: 'string' },
   store: { type: 'string' },
+  workers: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
   ...ACL_FLAGS,
@@ -113,6 +122,10 @@ export interface ServeOptions {
   storeUrl?: string;
   /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
   oscore?: ServeOscore;
+  /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
+  workers?: number;
+  /** Bind with SO_REUSEPORT (a worker of --workers). */
+  reusePort?: boolean;
 }
 
 export interface Listener {
@@ -310,7 +323,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       let port = opts.port;
       await bindEach(hosts, async (host) => {
         try {
-          const ep = await bindDefault(host, (h) => plain.listen({ host: h, port }));
+          const ep = await bindDefault(host, (h) =>
+            plain.listen({ host: h, port, ...(opts.reusePort ? { reusePort: true } : {}) }),
+          );
           port = ep.transport.localAddress().port;
         } catch (err) {
           throw bindError('coap', host, port, err);
@@ -362,6 +377,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
               ...(psk !== undefined ? { psk } : {}),
               ...opts.credentials?.certs,
               ...cluster?.transportOptions(),
+              ...(opts.reusePort ? { reusePort: true } : {}),
             }),
           );
         } catch (err) {
@@ -442,7 +458,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     // A fresh random key for this run only, so coaps:// works out of the box
     // without a well-known default secret.
     const identity = str(p, 'identity') ?? 'coapkit';
-    const key = randomBytes(16);
+    // A worker of --workers uses the key its supervisor made, like every other worker.
+    const given = isWorker(env) ? env[WORKER_KEY_ENV] : undefined;
+    const key =
+      given !== undefined && /^[0-9a-f]{32}$/.test(given) ? Buffer.from(given, 'hex') : randomBytes(16);
     opts.keys.set(identity, key);
     opts.generatedKey = { identity, key };
   }
@@ -453,6 +472,20 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (cluster !== undefined) opts.cluster = cluster;
   const oscore = serveOscoreArgs(p);
   if (oscore) opts.oscore = oscore;
+  opts.workers = parseWorkers(str(p, 'workers'));
+  if (isWorker(env)) opts.reusePort = true;
+  if (opts.workers > 1 && bool(p, 'multicast'))
+    throw new UsageError('--multicast with --workers above 1', {
+      hint: 'multicast is answered by one process: use --workers 1',
+    });
+  if (opts.workers > 1 && opts.data !== undefined)
+    throw new UsageError('--data with --workers above 1', {
+      hint: 'a SQLite directory belongs to one process: share state between workers with --store postgres://..., or use --workers 1',
+    });
+  if (opts.workers > 1 && opts.reliable !== undefined)
+    throw new UsageError('--tcp-port/--tls-port/--ws-port/--wss-port with --workers above 1', {
+      hint: 'the RFC 8323 listeners run in one process: use --workers 1',
+    });
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -479,6 +512,17 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     return ExitCode.OK;
   }
   const quiet = opts.quiet === true;
+  if ((opts.workers ?? 1) > 1 && !isWorker(io.env)) {
+    return runSupervisor(
+      {
+        args: withoutWorkersFlag(args),
+        workers: opts.workers ?? 1,
+        quiet,
+        ...(opts.generatedKey ? { generatedKeyHex: opts.generatedKey.key.toString('hex') } : {}),
+      },
+      io,
+    );
+  }
   const running = await startServe(opts);
   const self = selfCommand(io.env);
   const lines = ['coapkit serve: listening on'];
@@ -528,6 +572,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
+  let stopServe: (signal: string) => void = () => {};
   const done = new Promise<number>((resolve, reject) => {
     failServe = (err) => {
       void Promise.race([running.close(), sleep(3000)]).then(() => reject(err));
@@ -549,14 +594,23 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    stopServe = stop;
   });
   if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
+  if (isWorker(io.env)) {
+    // A worker of --workers: the supervisor learns the ports; the worker stops when it goes away.
+    const coaps = running.listeners.find((l) => l.scheme === 'coaps');
+    announceWorker({ port: first.port, ...(coaps ? { securePort: coaps.port } : {}) }, () =>
+      stopServe('supervisor gone'),
+    );
+  }
   // -v: request and failed-handshake logs on stdout; a stdout that cannot be written
   // (closed pipe, full disk) stops the server with exit 74 like any other command.
   let stopLog: (() => void) | undefined;
   if (opts.verbose) {
     const sink = lineSink(io.stdout, { onError: (err) => failServe(err) });
-    const stopRequests = logRequests(sink.line);
+    // Workers name themselves on each line: which process answered which peer.
+    const stopRequests = logRequests(sink.line, isWorker(io.env) ? ` [worker ${process.pid}]` : '');
     const stopHandshakes = logHandshakeFailures(sink.line);
     stopLog = () => {
       stopRequests();
@@ -611,7 +665,7 @@ export function selfCommand(
 }
 
 /** -v: one line per request ("GET /time from 127.0.0.1:40000 -> 2.05 Content (0.2 ms)"). */
-export function logRequests(write: (line: string) => void): () => void {
+export function logRequests(write: (line: string) => void, suffix = ''): () => void {
   const pending = new Map<string, ServerRequestEvent>();
   const onRequest = (ev: ServerRequestEvent) => {
     pending.set(`${ev.peer.key}|${ev.token.toString('hex')}`, ev);
@@ -626,7 +680,7 @@ export function logRequests(write: (line: string) => void): () => void {
     const who = `${peerText(req.peer.address, req.peer.port)}${req.peer.identity !== undefined ? ` (${escapeText(req.peer.identity)})` : ''}`;
     const result = ev.code === undefined ? 'no response' : describeCode(ev.code);
     write(
-      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
+      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)${suffix}`,
     );
   };
   channels.request.subscribe(onRequest);
