@@ -213,8 +213,10 @@ export {
   type ObservableResource,
   type ObserveEvent,
   type ObserveHost,
+  type ObservePersistence,
   ObserveServer,
   type ObserveServerOptions,
+  type PersistedObserver,
 } from './observe/server.js';
 export { ForwardProxy, type ForwardProxyOptions, proxyUriOption } from './proxy/proxy.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
@@ -233,6 +235,32 @@ export {
   ServerRequest,
   type ServerResponse,
 } from './server/server.js';
+// ---------------------------------------------------------------- durable state (coapkit serve --data / --store)
+export {
+  GroupCommitter,
+  hasNodeSqlite,
+  MemoryStore,
+  type ObserverRecord,
+  type OpenStoreOptions,
+  openStore,
+  POSTGRES_CHANNEL,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type RemoteChange,
+  type ResourceRecord,
+  SQLITE_FILE_NAME,
+  type SqliteBinding,
+  SqliteStore,
+  type SqliteStoreOptions,
+  type StateStore,
+  type StoreChange,
+  StoreDependencyError,
+  StoreError,
+  StoreFormatError,
+  type StoreKind,
+  type StoreSnapshot,
+  StoreUnavailableError,
+} from './store/index.js';
 export {
   formatSummary,
   startTrace,

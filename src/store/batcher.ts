@@ -11,6 +11,7 @@
 
 import type { StateStore, StoreChange } from './types.js';
 
+/** One transaction's worth of changes and the promise its writers wait on. */
 interface Batch {
   changes: StoreChange[];
   undos: Array<() => void>;
@@ -34,6 +35,10 @@ function newBatch(): Batch {
 /** Most changes in one transaction; more go in the next one. */
 const MAX_BATCH = 4096;
 
+/**
+ * Collects changes into batches, one transaction each, at most one in flight
+ * (see the module comment): `enqueue()` changes, `await flush()` before answering.
+ */
 export class GroupCommitter {
   private collecting: Batch | undefined;
   private inflight: Batch | undefined;
@@ -43,6 +48,7 @@ export class GroupCommitter {
   enqueued = 0;
   /** Batches committed, and failed (for tests and stats). */
   committed = 0;
+  /** Batches that failed (undone). */
   failed = 0;
   /** Called when a batch fails (after its undos ran). */
   onError: ((err: unknown) => void) | undefined;

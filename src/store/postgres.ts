@@ -44,6 +44,7 @@ interface PgClient {
 }
 type PgClientClass = new (config: Record<string, unknown>) => PgClient;
 
+/** Settings of the PostgreSQL store. */
 export interface PostgresStoreOptions {
   /** Client-side timeout of one query, ms (default 5000): a database that stops answering fails writes. */
   queryTimeoutMs?: number;
@@ -82,8 +83,11 @@ async function loadPg(): Promise<PgClientClass> {
 const num = (v: unknown): number => Number(v);
 const optNum = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
+/** A StateStore in PostgreSQL, shareable by several servers (see the module comment). */
 export class PostgresStore implements StateStore {
+  /** Always 'postgres'. */
   readonly kind: StoreKind = 'postgres';
+  /** The URL without its password. */
   readonly location: string;
   /** This server's id in NOTIFY payloads (it ignores its own changes). */
   readonly origin = randomBytes(6).toString('hex');
@@ -414,6 +418,7 @@ export class PostgresStore implements StateStore {
     }
   }
 
+  /** Stops reconnecting and closes both connections. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
