@@ -1,0 +1,70 @@
+/**
+ * Shared state on PostgreSQL (issue 14 stretch, for the fleet of issue 15): two
+ * `coapkit serve` nodes on one database. A resource written through node 2 is
+ * read from node 1; an observer registered on node 1 is notified when the
+ * resource changes (or is deleted) through node 2 (LISTEN/NOTIFY).
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { type RunningServe, startServe } from '../../src/cli/commands/serve.js';
+import { CoapClient } from '../../src/client/client.js';
+import { ResponseCode } from '../../src/constants/codes.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { until } from '../helpers/timing.js';
+
+let pg: TestPostgres | string;
+before(async () => {
+  pg = await startPostgres();
+});
+after(async () => {
+  if (typeof pg !== 'string') await pg.stop();
+});
+
+function node(url: string): Promise<RunningServe> {
+  return startServe({
+    host: '127.0.0.1',
+    port: 0,
+    securePort: 0,
+    keys: new Map(),
+    maxResources: 100,
+    maxSize: 1 << 16,
+    maxAge: 60,
+    quiet: true,
+    storeUrl: url,
+  });
+}
+
+test('an observer on node 1 is notified of a change made through node 2', async (t) => {
+  if (typeof pg === 'string') return t.skip(pg);
+  const n1 = await node(pg.url);
+  const n2 = await node(pg.url);
+  const client = new CoapClient();
+  try {
+    const u1 = n1.listeners[0]!.url;
+    const u2 = n2.listeners[0]!.url;
+    assert.equal(
+      (await client.put(`${u1}/fleet/t`, { payload: '20', contentFormat: 0 })).code,
+      ResponseCode.Created,
+    );
+    // Node 2 learns of it (NOTIFY), and serves it from its memory.
+    await until(() => n2.store.has('/fleet/t'), 'node 2 has the resource written through node 1');
+    assert.equal((await client.get(`${u2}/fleet/t`)).text(), '20');
+    const got: Array<[number, string]> = [];
+    const obs = client.observe(`${u1}/fleet/t`);
+    for await (const n of obs) {
+      got.push([n.code, n.text()]);
+      if (got.length === 1) await client.put(`${u2}/fleet/t`, { payload: '21', contentFormat: 0 });
+      if (got.length === 2) await client.delete(`${u2}/fleet/t`);
+    }
+    assert.deepEqual(got, [
+      [ResponseCode.Content, '20'],
+      [ResponseCode.Content, '21'],
+      [ResponseCode.NotFound, ''],
+    ]);
+  } finally {
+    await client.close();
+    await n1.close();
+    await n2.close();
+  }
+});
