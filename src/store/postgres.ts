@@ -213,11 +213,9 @@ export class PostgresStore implements StateStore {
     if (this.closed || this.reconnectTimer !== undefined || this.connecting !== undefined) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connecting = this.connect().then(
+      this.connecting = this.reconnect().then(
         () => {
           this.connecting = undefined;
-          this.onStatus?.(true);
-          if (this.subscribers.size > 0 && this.listener === undefined) void this.listen().catch(() => {});
         },
         () => {
           this.connecting = undefined;
@@ -226,6 +224,16 @@ export class PostgresStore implements StateStore {
         },
       );
     }, this.delay);
+  }
+
+  /** Re-establishes what is missing: the write connection, and LISTEN when someone subscribed. */
+  private async reconnect(): Promise<void> {
+    if (this.closed) return;
+    if (this.client === undefined) {
+      await this.connect();
+      this.onStatus?.(true);
+    }
+    if (this.subscribers.size > 0 && this.listener === undefined) await this.listen();
   }
 
   private writer(): PgClient {
