@@ -67,7 +67,12 @@ export class GroupCommitter {
     b.changes.push(change);
     if (undo !== undefined) b.undos.push(undo);
     this.enqueued++;
-    this.schedule();
+    // As many as last time: no need to wait any longer.
+    if (this.waiting !== undefined && b.changes.length >= this.lastSize) {
+      clearTimeout(this.waiting);
+      this.waiting = undefined;
+      setImmediate(() => this.endWait());
+    } else this.schedule();
   }
 
   /** Full batches waiting behind the one collecting. */
@@ -81,6 +86,7 @@ export class GroupCommitter {
 
   /** Waits for what is pending, then refuses new changes. */
   async close(): Promise<void> {
+    if (this.waiting !== undefined) this.endWait();
     try {
       await this.flush();
     } catch {}
@@ -91,9 +97,29 @@ export class GroupCommitter {
     if (this.scheduled || this.inflight !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
+      // Clients that wait for their answers send the next writes together: a batch much
+      // smaller than the last one waits 1 ms for the rest, instead of taking a commit of
+      // its own and making the others wait for two (at most one wait per batch).
+      const b = this.collecting;
+      if (b !== undefined && b.changes.length * 2 < this.lastSize) {
+        this.waiting = setTimeout(() => this.endWait(), 1);
+        return;
+      }
       this.scheduled = false;
       this.run();
     });
+  }
+
+  /** Size of the last batch committed (see schedule). */
+  private lastSize = 0;
+  /** The 1 ms wait for more changes, while it runs. */
+  private waiting: NodeJS.Timeout | undefined;
+
+  private endWait(): void {
+    if (this.waiting !== undefined) clearTimeout(this.waiting);
+    this.waiting = undefined;
+    this.scheduled = false;
+    this.run();
   }
 
   private run(): void {
@@ -102,6 +128,7 @@ export class GroupCommitter {
     if (b === undefined) return;
     if (b === this.collecting) this.collecting = undefined;
     this.inflight = b;
+    this.lastSize = b.changes.length;
     this.store.apply(b.changes).then(
       () => {
         this.inflight = undefined;
