@@ -135,7 +135,7 @@ export async function openServeStore(
   observe.setPersistence(hooks, seqBlob?.length === 4 ? seqBlob.readUInt32BE(0) : undefined);
 
   // Several servers on one PostgreSQL database: changes made through another follow here.
-  const unsubscribe = store.subscribe?.((ev) => {
+  const unsubscribe = await store.subscribe?.((ev) => {
     const get = store.getResource;
     if (get === undefined) return;
     get

@@ -284,23 +284,33 @@ export class PostgresStore implements StateStore {
       if (b.deleteResources.length > 0) {
         await c.query('DELETE FROM coapkit_resources WHERE path = ANY($1::text[])', [b.deleteResources]);
       }
-      if (b.putResources.length > 0) {
-        const r = b.putResources;
+      // POST entries: a plain INSERT, so that an entry number another server took meanwhile
+      // fails the batch (unique violation) instead of overwriting an acknowledged entry.
+      const fresh = b.putResources.filter((x) => b.createOnly.has(x.path));
+      const upserts = b.putResources.filter((x) => !b.createOnly.has(x.path));
+      for (const [rows, conflict] of [
+        [fresh, ''],
+        [
+          upserts,
+          `ON CONFLICT (path) DO UPDATE SET payload = EXCLUDED.payload, content_format = EXCLUDED.content_format,
+             etag = EXCLUDED.etag, max_age = EXCLUDED.max_age, created = EXCLUDED.created,
+             modified = EXCLUDED.modified, ord = EXCLUDED.ord`,
+        ],
+      ] as const) {
+        if (rows.length === 0) continue;
         await c.query(
           `INSERT INTO coapkit_resources (path, payload, content_format, etag, max_age, created, modified, ord)
            SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
-           ON CONFLICT (path) DO UPDATE SET payload = EXCLUDED.payload, content_format = EXCLUDED.content_format,
-             etag = EXCLUDED.etag, max_age = EXCLUDED.max_age, created = EXCLUDED.created,
-             modified = EXCLUDED.modified, ord = EXCLUDED.ord`,
+           ${conflict}`,
           [
-            r.map((x) => x.path),
-            r.map((x) => x.payload),
-            r.map((x) => x.contentFormat ?? null),
-            r.map((x) => x.etag),
-            r.map((x) => x.maxAge ?? null),
-            r.map((x) => x.created),
-            r.map((x) => x.modified),
-            r.map((x) => x.order),
+            rows.map((x) => x.path),
+            rows.map((x) => x.payload),
+            rows.map((x) => x.contentFormat ?? null),
+            rows.map((x) => x.etag),
+            rows.map((x) => x.maxAge ?? null),
+            rows.map((x) => x.created),
+            rows.map((x) => x.modified),
+            rows.map((x) => x.order),
           ],
         );
       }
@@ -353,7 +363,10 @@ export class PostgresStore implements StateStore {
       await c.query('COMMIT');
     } catch (err) {
       if (this.client === c) await c.query('ROLLBACK').catch(() => {});
-      const msg = (err as Error).message;
+      const msg =
+        (err as { code?: string }).code === '23505'
+          ? `a POST entry number was taken by another server meanwhile (retry): ${(err as Error).message}`
+          : (err as Error).message;
       // A lost connection: reconnect in the background.
       if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
         this.lost(c, err as Error);
@@ -374,10 +387,19 @@ export class PostgresStore implements StateStore {
     return this.apply([{ op: 'deleteState', name }]);
   }
 
-  /** Changes committed by other servers sharing this database (LISTEN coapkit_changes). */
-  subscribe(listener: (ev: RemoteChange) => void): () => void {
+  /**
+   * Changes committed by other servers sharing this database (LISTEN
+   * coapkit_changes); resolves once LISTEN is in place.
+   */
+  async subscribe(listener: (ev: RemoteChange) => void): Promise<() => void> {
     this.subscribers.add(listener);
-    if (this.listener === undefined) void this.listen().catch(() => this.scheduleReconnect());
+    if (this.listener === undefined) {
+      try {
+        await this.listen();
+      } catch {
+        this.scheduleReconnect();
+      }
+    }
     return () => {
       this.subscribers.delete(listener);
     };

@@ -64,6 +64,11 @@ export type StoreChange =
       op: 'putResource';
       /** The resource's new state. */
       resource: ResourceRecord;
+      /**
+       * A new POST collection entry: it must not exist in the store yet (another
+       * server sharing the store may have taken the number); the batch fails if it does.
+       */
+      create?: boolean;
     }
   | {
       /** Remove a resource. */
@@ -149,10 +154,10 @@ export interface StateStore {
   deleteState(name: string): Promise<void>;
   /**
    * Changes committed by another server sharing this store (PostgreSQL
-   * LISTEN/NOTIFY): `listener` gets the paths; undefined when the store has
-   * no other writers (memory, SQLite).
+   * LISTEN/NOTIFY): `listener` gets the paths; resolves once listening.
+   * Undefined when the store has no other writers (memory, SQLite).
    */
-  subscribe?(listener: (ev: RemoteChange) => void): () => void;
+  subscribe?(listener: (ev: RemoteChange) => void): Promise<() => void>;
   /** Reads one resource from the store (after a RemoteChange). */
   getResource?(path: string): Promise<ResourceRecord | undefined>;
   /** Waits for what is in progress and releases the database (file lock, connections). */

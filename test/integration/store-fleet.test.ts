@@ -68,3 +68,56 @@ test('an observer on node 1 is notified of a change made through node 2', async 
     await n2.close();
   }
 });
+
+test('concurrent POSTs to one collection through two nodes: no acknowledged entry overwritten', async (t) => {
+  if (typeof pg === 'string') return t.skip(pg);
+  const db = pg;
+  db.psql('CREATE DATABASE posts');
+  const url = db.url.replace(/\/coapkit$/, '/posts');
+  const n1 = await node(url);
+  const n2 = await node(url);
+  const client = new CoapClient();
+  try {
+    const bases = [n1.listeners[0]!.url, n2.listeners[0]!.url];
+    const acked = new Map<string, string>();
+    let refused = 0;
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const payload = `entry-${i}`;
+        const r = await client.post(`${bases[i % 2]}/col`, { payload });
+        if (r.code === ResponseCode.Created) {
+          const where = `/${r.options
+            .filter((o) => o.number === 8)
+            .map((o) => o.value.toString())
+            .join('/')}`;
+          assert.ok(!acked.has(where), `${where} acknowledged twice`);
+          acked.set(where, payload);
+        } else {
+          assert.equal(
+            r.code,
+            ResponseCode.ServiceUnavailable,
+            'a POST that lost the race is refused, not merged',
+          );
+          refused++;
+        }
+      }),
+    );
+    assert.ok(acked.size > 0);
+    const rows = db.psql(
+      "SELECT path || ' ' || convert_from(payload, 'UTF8') FROM coapkit_resources",
+      'posts',
+    );
+    const stored = new Map(
+      rows
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(' ') as [string, string]),
+    );
+    for (const [path, payload] of acked) assert.equal(stored.get(path), payload, `${path} kept its bytes`);
+    t.diagnostic(`${acked.size} acknowledged, ${refused} refused (5.03)`);
+  } finally {
+    await client.close();
+    await n1.close();
+    await n2.close();
+  }
+});
