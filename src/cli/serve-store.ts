@@ -105,8 +105,10 @@ export async function openServeStore(
       const scheme = o.peer.identity !== undefined || o.peer.auth !== undefined ? 'coaps' : 'coap';
       // coaps:// registrations need their DTLS session, lost in a crash: not persisted.
       if (scheme === 'coaps') return undefined;
-      void endpoint;
-      const id = `${scheme}|${o.peer.key}|${o.token.toString('hex')}`;
+      // The key names the local endpoint too: servers sharing a PostgreSQL store each
+      // restore only the observers registered through their own address and port.
+      const local = endpoint.transport.localAddress();
+      const id = `${scheme}|${local.address}%${local.port}|${o.peer.key}|${o.token.toString('hex')}`;
       const accept = o.options.find((x) => x.number === 17);
       const rec: ObserverRecord = {
         key: id,
@@ -149,15 +151,24 @@ export async function openServeStore(
     committer,
     description: describe(store, snap),
     restoreObservers(server: CoapServer): number {
+      const shared = store.kind === 'postgres';
       let n = 0;
       for (const rec of snap.observers) {
+        // "coap|<local address>%<port>|<peer>|<token>": see hooks.added.
+        const local = rec.key.split('|')[1] ?? '';
         const options = rec.scheme === 'coap' ? decodeStoredOptions(rec.options) : undefined;
         const peer = makePeer(rec.address, rec.port);
+        const sameFamily = (a: string) => (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
+        const mine = server.endpoints.find((e) => {
+          const a = e.transport.localAddress();
+          return `${a.address}%${a.port}` === local;
+        });
+        // Shared store: another server's observer (or one of a node gone) is left alone.
+        if (shared && mine === undefined) continue;
         const ep =
-          server.endpoints.find((e) => {
-            const a = e.transport.localAddress().address;
-            return (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
-          }) ?? server.endpoints[0];
+          mine ??
+          server.endpoints.find((e) => sameFamily(e.transport.localAddress().address)) ??
+          server.endpoints[0];
         if (options === undefined || ep === undefined) {
           committer.enqueue({ op: 'deleteObserver', key: rec.key });
           continue;
