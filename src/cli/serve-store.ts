@@ -137,15 +137,47 @@ export async function openServeStore(
   observe.setPersistence(hooks, seqBlob?.length === 4 ? seqBlob.readUInt32BE(0) : undefined);
 
   // Several servers on one PostgreSQL database: changes made through another follow here.
+  // A local write enqueued while a read was under way may be newer than what it read: then
+  // read again (a few times; the local write's own commit is in the store by then).
+  const follow = async (read: () => Promise<() => void>, tries = 3): Promise<void> => {
+    for (let i = 0; i < tries; i++) {
+      await committer.flush().catch(() => {});
+      const before = committer.enqueued;
+      let apply: () => void;
+      try {
+        apply = await read();
+      } catch {
+        return;
+      }
+      if (committer.enqueued === before) {
+        apply();
+        return;
+      }
+    }
+  };
+  const followPath = (path: string) =>
+    follow(async () => {
+      const rec = await store.getResource?.(path);
+      return () => resources.applyRemote(path, rec);
+    }).catch(() => {});
+  const resync = () =>
+    follow(async () => {
+      const all = await store.load();
+      return () => {
+        const seen = new Set<string>();
+        for (const r of all.resources) {
+          seen.add(r.path);
+          const cur = resources.get(r.path);
+          if (cur === undefined || !cur.etag.equals(r.etag)) resources.applyRemote(r.path, r);
+        }
+        for (const cur of resources.list())
+          if (!seen.has(cur.path)) resources.applyRemote(cur.path, undefined);
+      };
+    }).catch(() => {});
   const unsubscribe = await store.subscribe?.((ev) => {
-    const get = store.getResource;
-    if (get === undefined) return;
-    get
-      .call(store, ev.path)
-      .then((rec) => resources.applyRemote(ev.path, ev.kind === 'delete' ? undefined : rec))
-      .catch(() => {});
+    if (ev.kind === 'resync') void resync();
+    else void followPath(ev.path);
   });
-
   return {
     store,
     committer,

@@ -97,6 +97,8 @@ export class PostgresStore implements StateStore {
   private delay: number;
   private closed = false;
   private listener: PgClient | undefined;
+  /** LISTEN was in place once (a later one is a re-listen: see RemoteChange 'resync'). */
+  private listened = false;
   private readonly subscribers = new Set<(ev: RemoteChange) => void>();
   /** Times the write connection was (re)established. */
   connects = 0;
@@ -446,6 +448,9 @@ export class PostgresStore implements StateStore {
       drop();
       throw err;
     }
+    // Listening again after a loss: what was notified meanwhile is gone; subscribers reload.
+    if (this.listened) for (const s of this.subscribers) s({ path: '', kind: 'resync', origin: '' });
+    this.listened = true;
   }
 
   /** Stops reconnecting and closes both connections. */

@@ -168,8 +168,11 @@ export interface StateStore {
 export interface RemoteChange {
   /** The resource's path. */
   path: string;
-  /** Created or replaced, or deleted. */
-  kind: 'put' | 'delete';
+  /**
+   * Created or replaced, or deleted; 'resync' (path ''): notifications may have
+   * been missed (LISTEN was re-established), reload everything.
+   */
+  kind: 'put' | 'delete' | 'resync';
   /** The writing server's id (a server ignores its own changes). */
   origin: string;
 }

@@ -121,3 +121,27 @@ test('concurrent POSTs to one collection through two nodes: no acknowledged entr
     await n2.close();
   }
 });
+
+test('a node whose LISTEN connection dropped catches up with what it missed', async (t) => {
+  if (typeof pg === 'string') return t.skip(pg);
+  const db = pg;
+  db.psql('CREATE DATABASE resync');
+  const url = db.url.replace(/\/coapkit$/, '/resync');
+  const n1 = await node(url);
+  const n2 = await node(url);
+  const client = new CoapClient();
+  try {
+    const u1 = n1.listeners[0]!.url;
+    // Drop every LISTEN connection, then write through node 1 while node 2 is not listening.
+    db.psql(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'resync' AND query LIKE 'LISTEN%'",
+      'resync',
+    );
+    assert.equal((await client.put(`${u1}/missed`, { payload: 'm1' })).code, ResponseCode.Created);
+    await until(() => n2.store.get('/missed')?.payload.toString() === 'm1', 'node 2 caught up', 20_000);
+  } finally {
+    await client.close();
+    await n1.close();
+    await n2.close();
+  }
+});
