@@ -763,6 +763,8 @@ export class DynamicStore extends EventEmitter {
   handleDurably(req: StoreRequest): StoreResponse | Promise<StoreResponse> {
     const j = this.journal;
     if (j === undefined) return this.handle(req);
+    // A store slower than the writes: refuse more until it catches up (memory stays bounded).
+    if (j.busy) return text(ResponseCode.ServiceUnavailable, 'the store is behind; try again later');
     const before = j.enqueued;
     const res = this.handle(req);
     if (j.enqueued === before) return res;

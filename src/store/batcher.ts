@@ -14,6 +14,8 @@ import type { StateStore, StoreChange } from './types.js';
 /** One transaction's worth of changes and the promise its writers wait on. */
 interface Batch {
   changes: StoreChange[];
+  /** Payload bytes of its changes (see GroupCommitter.pendingBytes). */
+  bytes: number;
   undos: Array<() => void>;
   promise: Promise<void>;
   resolve: () => void;
@@ -29,11 +31,31 @@ function newBatch(): Batch {
   });
   // A batch nobody waits for (observer updates) must not be an unhandled rejection.
   promise.catch(() => {});
-  return { changes: [], undos: [], promise, resolve, reject };
+  return { changes: [], bytes: 0, undos: [], promise, resolve, reject };
 }
 
 /** Most changes in one transaction; more go in the next one. */
 const MAX_BATCH = 4096;
+
+/** Bytes a change holds until it is committed. */
+function changeBytes(c: StoreChange): number {
+  switch (c.op) {
+    case 'putResource':
+      return c.resource.payload.length + c.resource.path.length + 64;
+    case 'putState':
+      return c.value.length + c.name.length + 32;
+    case 'putObserver':
+      return c.observer.options.length + c.observer.key.length + 64;
+    default:
+      return 64;
+  }
+}
+
+/** Bounds of what waits to be committed (GroupCommitter). */
+export interface GroupCommitterOptions {
+  /** Most bytes of uncommitted changes (default 64 MiB): beyond, `busy` is true. */
+  maxPendingBytes?: number;
+}
 
 /**
  * Collects changes into batches, one transaction each, at most one in flight
@@ -53,7 +75,24 @@ export class GroupCommitter {
   /** Called when a batch fails (after its undos ran). */
   onError: ((err: unknown) => void) | undefined;
 
-  constructor(private readonly store: StateStore) {}
+  /** Bytes of changes not committed yet (collecting, queued, in flight). */
+  pendingBytes = 0;
+  private readonly maxPendingBytes: number;
+
+  constructor(
+    private readonly store: StateStore,
+    options: GroupCommitterOptions = {},
+  ) {
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+  }
+
+  /**
+   * True while the uncommitted changes exceed `maxPendingBytes` (a store slower
+   * than the writes): new writes should be refused (5.03) until it catches up.
+   */
+  get busy(): boolean {
+    return this.pendingBytes > this.maxPendingBytes;
+  }
 
   /** Adds a change to the batch being collected. */
   enqueue(change: StoreChange, undo?: () => void): void {
@@ -65,6 +104,9 @@ export class GroupCommitter {
       this.collecting = b;
     }
     b.changes.push(change);
+    const bytes = changeBytes(change);
+    b.bytes += bytes;
+    this.pendingBytes += bytes;
     if (undo !== undefined) b.undos.push(undo);
     this.enqueued++;
     // As many as last time: no need to wait any longer.
@@ -132,6 +174,7 @@ export class GroupCommitter {
     this.store.apply(b.changes).then(
       () => {
         this.inflight = undefined;
+        this.pendingBytes -= b.bytes;
         this.committed++;
         b.resolve();
         this.run();
@@ -151,6 +194,7 @@ export class GroupCommitter {
           }
         }
         this.failed += failed.length;
+        for (const f of failed) this.pendingBytes -= f.bytes;
         for (const f of failed) f.reject(err);
         this.onError?.(err);
       },
