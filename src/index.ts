@@ -238,6 +238,7 @@ export {
 // ---------------------------------------------------------------- durable state (coapkit serve --data / --store)
 export {
   GroupCommitter,
+  type GroupCommitterOptions,
   hasNodeSqlite,
   MemoryStore,
   type ObserverRecord,
