@@ -223,8 +223,10 @@ export {
   type ObservableResource,
   type ObserveEvent,
   type ObserveHost,
+  type ObservePersistence,
   ObserveServer,
   type ObserveServerOptions,
+  type PersistedObserver,
 } from './observe/server.js';
 export {
   OSCORE_ALGORITHMS,
@@ -275,6 +277,33 @@ export {
   ServerRequest,
   type ServerResponse,
 } from './server/server.js';
+// ---------------------------------------------------------------- durable state (coapkit serve --data / --store)
+export {
+  GroupCommitter,
+  type GroupCommitterOptions,
+  hasNodeSqlite,
+  MemoryStore,
+  type ObserverRecord,
+  type OpenStoreOptions,
+  openStore,
+  POSTGRES_CHANNEL,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type RemoteChange,
+  type ResourceRecord,
+  SQLITE_FILE_NAME,
+  type SqliteBinding,
+  SqliteStore,
+  type SqliteStoreOptions,
+  type StateStore,
+  type StoreChange,
+  StoreDependencyError,
+  StoreError,
+  StoreFormatError,
+  type StoreKind,
+  type StoreSnapshot,
+  StoreUnavailableError,
+} from './store/index.js';
 export {
   formatSummary,
   startTrace,

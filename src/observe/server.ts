@@ -136,8 +136,11 @@ type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stal
 
 /** A registration as a durable store keeps it (see ObservePersistence). */
 export interface PersistedObserver {
+  /** The observed path. */
   path: string;
+  /** Where notifications go. */
   peer: Peer;
+  /** The registration's token. */
   token: Buffer;
   /** The registering request's options (Accept, Uri-Path, Observe, ...). */
   options: readonly CoapOption[];
@@ -155,6 +158,7 @@ export interface ObservePersistence {
    * identifies it until `removed(id)` (undefined: not persisted).
    */
   added(o: PersistedObserver, endpoint: Endpoint): string | undefined;
+  /** The registration `id` is gone (RST, timeout, deregistration, error, resource deleted). */
   removed(id: string): void;
   /**
    * Sequence numbers up to `upTo` (24-bit, wrapping) may be used: a restart

@@ -22,7 +22,7 @@ import { ResponseCode } from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
 import { OptionNumber } from '../constants/options.js';
 import type { GroupCommitter } from '../store/batcher.js';
-import type { ResourceRecord, StoreSnapshot } from '../store/types.js';
+import type { ResourceRecord, StoreChange, StoreSnapshot } from '../store/types.js';
 
 /** One stored resource. */
 export interface StoredResource {
@@ -581,7 +581,12 @@ export class DynamicStore extends EventEmitter {
     if (had === undefined) this.usedBytes += counterCost(path);
     this.counters.set(path, n);
     this.journal?.enqueue({ op: 'putCounter', path, next: n }, () => this.restoreCounter(path, had));
-    this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    this.postEntry = true;
+    try {
+      this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    } finally {
+      this.postEntry = false;
+    }
     const res = this.resources.get(entry)!;
     return { code: ResponseCode.Created, locationPath: segments(entry), etag: res.etag };
   }
@@ -779,6 +784,8 @@ export class DynamicStore extends EventEmitter {
   handleDurably(req: StoreRequest): StoreResponse | Promise<StoreResponse> {
     const j = this.journal;
     if (j === undefined) return this.handle(req);
+    // A store slower than the writes: refuse more until it catches up (memory stays bounded).
+    if (j.busy) return text(ResponseCode.ServiceUnavailable, 'the store is behind; try again later');
     const before = j.enqueued;
     const res = this.handle(req);
     if (j.enqueued === before) return res;
@@ -812,10 +819,13 @@ export class DynamicStore extends EventEmitter {
 
   private journalPut(res: StoredResource, old: StoredResource | undefined): void {
     const order = this.orders.get(res.path);
-    this.journal!.enqueue({ op: 'putResource', resource: this.record(res) }, () =>
-      this.restoreResource(res.path, old, order),
-    );
+    const change: StoreChange = { op: 'putResource', resource: this.record(res) };
+    if (this.postEntry && old === undefined) change.create = true;
+    this.journal!.enqueue(change, () => this.restoreResource(res.path, old, order));
   }
+
+  /** Set while post() creates an entry (its store row must be new: see StoreChange.create). */
+  private postEntry = false;
 
   private journalDelete(path: string, old: StoredResource): void {
     const order = this.orders.get(path);
