@@ -294,6 +294,11 @@ Durable state (resources and coap:// observers survive a restart, a crash includ
                               a change through one notifies the observers of all. While
                               the database is unreachable writes get 5.03 and the server
                               reconnects
+      --state-key FILE        with --data/--store: on SIGTERM the established DTLS sessions
+                              are saved sealed with this key (16+ bytes; or env
+                              COAPKIT_STATE_KEY) and taken over at the next start, so
+                              coaps:// clients go on without a new handshake (after a
+                              crash they handshake again)
 Processes:
       --workers N|auto        N processes share the ports (SO_REUSEPORT; auto = one per
                               CPU; default 1). Needs Node 22.12+ (refused on Node 20). The

@@ -20,6 +20,7 @@ import { enableOscore } from '../../server/oscore.js';
 import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
+import { DtlsSessionStateError } from '../../transport/dtls-sessions.js';
 import { ACL_FLAGS, type ServeAccess, serveAccess } from '../acl.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
 import { CLUSTER_FLAGS, clusterArgs } from '../cluster-flags.js';
@@ -29,7 +30,7 @@ import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
 import { OSCORE_SERVE_FLAGS, oscoreBanner, type ServeOscore, serveOscoreArgs } from '../oscore.js';
-import { PSK_FLAGS, serverKeys } from '../psk.js';
+import { PSK_FLAGS, readInputFile, serverKeys } from '../psk.js';
 import {
   parseReliableServe,
   RELIABLE_SERVE_FLAGS,
@@ -66,6 +67,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   // Durable store (src/cli/serve-store.ts): SQLite in --data DIR, or PostgreSQL.
   data: { type: 'string' },
   store: { type: 'string' },
+  'state-key': { type: 'string' },
   workers: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
@@ -120,6 +122,11 @@ export interface ServeOptions {
   data?: string;
   /** --store postgres://...: kept in PostgreSQL. */
   storeUrl?: string;
+  /**
+   * --state-key FILE (or env COAPKIT_STATE_KEY): seals the DTLS sessions written to the
+   * store on SIGTERM and read back at start, so clients go on without a new handshake.
+   */
+  stateKey?: Buffer;
   /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
   oscore?: ServeOscore;
   /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
@@ -145,6 +152,8 @@ export interface RunningServe {
   listeners: Listener[];
   /** The durable store (--data, --store), when one is configured. */
   durable?: DurableServe;
+  /** --state-key: DTLS sessions taken over from the previous run. */
+  restoredSessions?: number;
   close(): Promise<void>;
 }
 
@@ -277,7 +286,16 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
           await durable?.close();
           throw err;
         });
+  // --state-key: the DTLS sessions of each coaps:// listener, sealed, saved on a graceful stop.
+  const sessionState: { name: string; transport: DtlsServerTransport }[] = [];
+  let restoredSessions = 0;
   const closeAll = async () => {
+    if (durable !== undefined && opts.stateKey !== undefined) {
+      for (const { name, transport } of sessionState) {
+        // Best effort: a session not saved only costs its client a new handshake.
+        await durable.store.saveState(name, transport.exportSessions(opts.stateKey)).catch(() => {});
+      }
+    }
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
     await cluster?.close();
@@ -383,6 +401,21 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
         } catch (err) {
           throw bindError('coaps', host, port, err);
         }
+        if (durable !== undefined && opts.stateKey !== undefined) {
+          const name = `dtls.sessions/${host ?? '*'}:${opts.securePort}`;
+          sessionState.push({ name, transport });
+          const sealed = await durable.store.loadState(name);
+          if (sealed !== undefined) {
+            // Imported once: the same state twice would reuse its sequence numbers (nonces).
+            await durable.store.deleteState(name);
+            try {
+              restoredSessions += (await transport.importSessions(sealed, opts.stateKey)).imported;
+            } catch (err) {
+              // Another key or damaged state: its clients handshake again.
+              if (!(err instanceof DtlsSessionStateError)) throw err;
+            }
+          }
+        }
         await secure.listen(transport);
         cluster?.attach(transport);
         const a = transport.localAddress();
@@ -408,7 +441,15 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await closeAll();
     throw err;
   }
-  return { store, observe, servers, listeners, ...(durable ? { durable } : {}), close: closeAll };
+  return {
+    store,
+    observe,
+    servers,
+    listeners,
+    ...(durable ? { durable } : {}),
+    ...(restoredSessions > 0 ? { restoredSessions } : {}),
+    close: closeAll,
+  };
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
@@ -450,6 +491,26 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   if (data !== undefined) opts.data = data;
   if (storeUrl !== undefined) opts.storeUrl = storeUrl;
+  const stateKeyFile = str(p, 'state-key');
+  const stateKey =
+    stateKeyFile !== undefined
+      ? readInputFile(stateKeyFile, '--state-key file')
+      : env.COAPKIT_STATE_KEY !== undefined && env.COAPKIT_STATE_KEY !== ''
+        ? Buffer.from(env.COAPKIT_STATE_KEY, 'utf8')
+        : undefined;
+  if (stateKey !== undefined) {
+    if (data === undefined && storeUrl === undefined) {
+      throw new UsageError('--state-key needs --data DIR or --store URL', {
+        hint: 'the DTLS sessions are kept in the durable store, sealed with this key',
+      });
+    }
+    if (stateKey.length < 16) {
+      throw new UsageError(`the state key is ${stateKey.length} bytes; it needs at least 16`, {
+        hint: 'make one with: head -c 32 /dev/urandom > state.key',
+      });
+    }
+    opts.stateKey = stateKey;
+  }
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   // Keys given (flags or environment), not generated: anonymous peers only read unless --acl / --anonymous-writes.
@@ -570,6 +631,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
   if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
+  if (running.restoredSessions !== undefined)
+    lines.splice(lines.length - 1, 0, `DTLS sessions restored: ${running.restoredSessions}`);
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
   let stopServe: (signal: string) => void = () => {};
