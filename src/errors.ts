@@ -14,6 +14,12 @@ export {
   DtlsHandshakeTimeoutError,
 } from './dtls/errors.js';
 export { CoapError, InvalidArgumentError };
+export {
+  StoreDependencyError,
+  StoreError,
+  StoreFormatError,
+  StoreUnavailableError,
+} from './store/errors.js';
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
 export class MessageFormatError extends CoapError {

@@ -277,7 +277,6 @@ export class ObserveServer {
     return this;
   }
 
-  /** The middleware for one server (used by `CoapServer.setObserve`). */
   /**
    * Whether a request concerns this layer at all (a GET or FETCH with an Observe option): the
    * server passes every other request straight on, without a call into the layer.
@@ -292,6 +291,7 @@ export class ObserveServer {
     return false;
   }
 
+  /** The middleware for one server (used by `CoapServer.setObserve`). */
   middlewareFor(server: ObserveHost): Middleware {
     let mw = this.perServer.get(server);
     if (mw === undefined) {
