@@ -13,13 +13,13 @@ export {
   DtlsError,
   DtlsHandshakeTimeoutError,
 } from './dtls/errors.js';
-export { CoapError, InvalidArgumentError };
 export {
   StoreDependencyError,
   StoreError,
   StoreFormatError,
   StoreUnavailableError,
 } from './store/errors.js';
+export { CoapError, InvalidArgumentError };
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
 export class MessageFormatError extends CoapError {

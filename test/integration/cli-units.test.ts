@@ -71,7 +71,10 @@ describe('cli units', () => {
       },
     );
     assert.equal(checkUri('coap+tcp://h/').scheme, 'coap+tcp');
-    assert.throws(() => checkUri('coap+sms://h/'), /unsupported URI scheme "coap\+sms" \(expected coap, coaps, coap\+tcp/);
+    assert.throws(
+      () => checkUri('coap+sms://h/'),
+      /unsupported URI scheme "coap\+sms" \(expected coap, coaps, coap\+tcp/,
+    );
   });
 
   it('server key files: identity:secret, identity:0xHEX, comments', () => {

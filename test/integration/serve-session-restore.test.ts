@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/index.js';
 import { freePort } from '../helpers/net.js';
@@ -109,16 +109,7 @@ describe('serve --state-key: DTLS sessions across graceful restarts', () => {
       /--state-key needs --data DIR or --store URL/,
     );
     await assert.rejects(
-      startServe([
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--data',
-        join(dir, 'c'),
-        '--state-key',
-        short,
-      ]),
+      startServe(['--host', '127.0.0.1', '--port', '0', '--data', join(dir, 'c'), '--state-key', short]),
       /needs at least 16/,
     );
   });
