@@ -469,6 +469,7 @@ int main(int argc, char **argv) {
   int measuring = opt_warmup <= 0;
   double cpu0 = cpu_seconds();
   if (measuring) measure_start = t0;
+  if (measuring && opt_progress) fprintf(stderr, "{\"measuring\":true}\n");
   int started = 0;
   uint64_t ramp_us = (uint64_t)opt_ramp_ms * 1000u;
   uint64_t next_scan = t0 + (hs_mode ? 10000 : 50000), next_progress = t0 + 1000000, last_done = 0;
@@ -481,6 +482,8 @@ int main(int argc, char **argv) {
       reset_stats();
       cpu0 = cpu_seconds();
       measuring = 1;
+      /* the harness reads the server's CPU time now (CPU per request over the measured period) */
+      if (opt_progress) fprintf(stderr, "{\"measuring\":true}\n");
     }
     /* Start sessions (handshakes mode) or their first requests (requests mode), over --ramp-ms. */
     while (started < opt_clients &&

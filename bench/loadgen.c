@@ -60,6 +60,9 @@ static int opt_timeout_ms = 2000;
 static int opt_progress = 0;
 static int opt_ramp_ms = 100;
 static int opt_idle_us = 0;
+static int opt_method = 1;           /* 1 GET, 2 POST, 3 PUT */
+static const char *opt_payload = NULL; /* request body (POST/PUT) */
+static int opt_cf = -1;              /* Content-Format of the body, -1 = none */
 
 /* Statistics (reset when the warm-up ends). */
 static uint64_t st_refused;
@@ -72,6 +75,7 @@ static void reset_stats(void) {
 static void send_request(client_t *c, uint32_t slot_index) {
   uint8_t buf[512];
   size_t n = fill_request(buf, &c->slots[slot_index], c->next_mid++, slot_index, opt_con);
+  buf[1] = (uint8_t)opt_method;
   if (send(c->fd, buf, n, 0) < 0) {
     if (errno == ECONNREFUSED) st_refused++;
     else st_send_err++;
@@ -89,7 +93,8 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --port P [--host 127.0.0.1] [--path /hello] [--mode closed|paced]\n"
           "          [--clients N] [--window W] [--type con|non] [--duration S] [--warmup S]\n"
-          "          [--rate R] [--timeout-ms T] [--ramp-ms M] [--idle-us U] [--progress]\n",
+          "          [--rate R] [--timeout-ms T] [--ramp-ms M] [--idle-us U] [--progress]\n"
+          "          [--method get|post|put] [--payload TEXT] [--content-format N]\n",
           argv0);
   exit(2);
 }
@@ -116,6 +121,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--timeout-ms")) opt_timeout_ms = atoi(v);
     else if (!strcmp(a, "--ramp-ms")) opt_ramp_ms = atoi(v);
     else if (!strcmp(a, "--idle-us")) opt_idle_us = atoi(v);
+    else if (!strcmp(a, "--method")) opt_method = !strcmp(v, "post") ? 2 : !strcmp(v, "put") ? 3 : 1;
+    else if (!strcmp(a, "--payload")) opt_payload = v;
+    else if (!strcmp(a, "--content-format")) opt_cf = atoi(v);
     else usage(argv[0]);
     i++;
   }
@@ -156,6 +164,25 @@ int main(int argc, char **argv) {
     return 2;
   }
   build_template(opt_path);
+  /* Content-Format (12, after Uri-Path 11) and the body are the same in every request. */
+  if (opt_cf >= 0 || opt_payload) {
+    if (opt_cf > 255 || tmpl_len + 4 + (opt_payload ? strlen(opt_payload) : 0) >= sizeof tmpl) {
+      fprintf(stderr, "payload too long or content-format above 255\n");
+      return 2;
+    }
+    uint8_t delta = tmpl_len > 8 ? 0x10 : 0xc0; /* after Uri-Path (11) or first option */
+    if (opt_cf == 0) {
+      tmpl[tmpl_len++] = delta; /* length 0: uint 0 */
+    } else if (opt_cf > 0) {
+      tmpl[tmpl_len++] = delta | 1;
+      tmpl[tmpl_len++] = (uint8_t)opt_cf;
+    }
+    if (opt_payload && *opt_payload) {
+      tmpl[tmpl_len++] = 0xff;
+      memcpy(tmpl + tmpl_len, opt_payload, strlen(opt_payload));
+      tmpl_len += strlen(opt_payload);
+    }
+  }
 
   hist = calloc(HIST_US, sizeof *hist);
   client_t *cs = calloc((size_t)opt_clients, sizeof *cs);

@@ -19,7 +19,16 @@ import { parseArgs } from 'node:util';
 import { codecBench } from './lib/codec.mjs';
 import { dtlsBench } from './lib/dtls.mjs';
 import { peerDefs, startPeer, unavailable } from './lib/peers.mjs';
-import { cpuSeconds, installCleanup, killAll, rssBytes, run, sleep, which } from './lib/proc.mjs';
+import {
+  cpuSeconds,
+  installCleanup,
+  killAll,
+  rssBytes,
+  run,
+  sleep,
+  treeCpuSeconds,
+  which,
+} from './lib/proc.mjs';
 import { fmtBytes, fmtNum, fmtUs, renderSvg, renderTable } from './lib/report.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
@@ -36,6 +45,14 @@ const TARGETS = {
   dtlsHandshakes: 2000,
   dtlsVsPlain: 0.6,
   idleSessionBytes: 2048,
+  // Server CPU per request, bare responder's over the peer's (64 endpoints, CON; higher is better).
+  // The seed's POST /logs target is on a handler answering 2.04 (the library peer); serve's store
+  // answers it 2.01 and keeps every line (a resource per request): shown, without a target.
+  cpuVsBare: { coapkit: 0.9, serve: 0.8, 'handler-post': 0.75 },
+  // coaps CPU per request over the node:crypto ceiling (plain + one seal + one open).
+  coapsVsCeiling: 1.25,
+  // serve --workers 2 over --workers 1, CPU per request (it must not grow with workers).
+  workersCpu: 1.15,
 };
 
 const { values: argv } = parseArgs({
@@ -149,27 +166,47 @@ async function runLoad(h, def, sc, onSecond) {
     String(cfg.idleUs),
     '--progress',
   ];
+  const rq = def.request;
+  if (rq) {
+    args.push('--method', rq.method);
+    if (rq.payload !== undefined) args.push('--payload', rq.payload);
+    if (rq.contentFormat !== undefined) args.push('--content-format', String(rq.contentFormat));
+  }
   const cmd = pinning ? 'taskset' : loadgenBin;
   const fullArgs = pinning ? ['-c', '0', loadgenBin, ...args] : args;
-  const cpu0 = cpuSeconds(h.pid);
+  const cpu0 = treeCpuSeconds(h.pid);
   const t0 = Date.now();
   let timer = null;
   if (onSecond) timer = setInterval(() => onSecond((Date.now() - t0) / 1000), 1000);
+  // Server CPU from the end of the generator's warm-up (when it starts counting) to its exit,
+  // over the requests it counted: the server's CPU time per request.
+  let cpuWarm = cpu0;
+  const warmTimer =
+    (sc.warmup ?? 0) > 0 ? setTimeout(() => (cpuWarm = treeCpuSeconds(h.pid)), sc.warmup * 1000) : null;
   try {
     const { stdout, stderr } = await run(cmd, fullArgs, {
       timeoutMs: ((sc.warmup ?? 0) + sc.duration + 30) * 1000,
     });
     const wall = (Date.now() - t0) / 1000;
-    const cpu = cpuSeconds(h.pid) - cpu0;
+    const cpuEnd = treeCpuSeconds(h.pid);
+    const cpu = cpuEnd - cpu0;
     const lines = stdout.trim().split('\n');
     const result = JSON.parse(lines[lines.length - 1] ?? '{}');
     const progress = stderr
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l));
-    return { ...result, server_cpu_pct: Math.round((1000 * cpu) / wall) / 10, progress };
+    const measuredCpu = cpuEnd - cpuWarm;
+    return {
+      ...result,
+      server_cpu_pct: Math.round((1000 * cpu) / wall) / 10,
+      server_cpu_s: measuredCpu,
+      server_cpu_us_per_req: result.completed > 0 ? (1e6 * measuredCpu) / result.completed : null,
+      progress,
+    };
   } finally {
     if (timer) clearInterval(timer);
+    if (warmTimer) clearTimeout(warmTimer);
   }
 }
 
@@ -184,7 +221,7 @@ const throughputScenarios = [
  * @param {any} def @param {any} sc
  */
 async function memoryPhase(def, sc) {
-  const h = await startPeer(def, { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb });
+  const h = await startPeer(def, { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb, root: ROOT });
   try {
     await sleep(200);
     const before = await h.memory(true);
@@ -286,6 +323,9 @@ function combineRounds(rounds) {
     max_us: Math.max(...rounds.map((r) => r.max_us)),
     cpu_pct: median(rounds.map((r) => r.cpu_pct)),
     server_cpu_pct: median(rounds.map((r) => r.server_cpu_pct)),
+    server_cpu_s: sum('server_cpu_s'),
+    // All rounds' server CPU over all their requests (not a median of ratios).
+    server_cpu_us_per_req: sum('completed') > 0 ? (1e6 * sum('server_cpu_s')) / sum('completed') : null,
   };
 }
 
@@ -313,7 +353,7 @@ async function quiesce(handles, except) {
 }
 
 async function measureThroughput(defs, res) {
-  const popts = { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb };
+  const popts = { pinCpu: serverCpu, maxOldSpaceMb: cfg.maxOldSpaceMb, root: ROOT };
   /** @type {Map<string, any>} */
   const handles = new Map();
   try {
@@ -343,6 +383,7 @@ async function measureThroughput(defs, res) {
         for (const def of defs) {
           const h = handles.get(def.id);
           if (!h || (sc.only && sc.only !== def.id)) continue;
+          if (def.scenarios && !def.scenarios.includes(sc.key)) continue;
           if (!h.alive()) {
             if (!res[def.id].errors.some((e) => e.startsWith('throughput'))) {
               res[def.id].errors.push(`throughput: server died: ${h.stderr().slice(-300)}`);
@@ -369,6 +410,7 @@ async function measureThroughput(defs, res) {
 
 /** Memory phases: a fresh server process for each. @param {any} def @param {any} res */
 async function measureMemory(def, res) {
+  if (def.memory === false) return;
   if (phases.has('sustained'))
     try {
       log(`${def.id}: sustained maximum load, 64 endpoints CON, ${cfg.sustain} s (fresh process)`);
@@ -409,7 +451,29 @@ function buildRows(results) {
     rows.push([peer, metric, value, ratio, target, pass === null ? '' : pass ? 'PASS' : 'FAIL']);
     if (pass !== null) checks.push({ peer, metric, value, ratio, target, pass });
   };
-  const order = ['coapkit', 'bare', 'libcoap', 'node-coap'];
+  const order = [
+    'coapkit',
+    'handler',
+    'handler-post',
+    'serve',
+    'serve-put',
+    'serve-post',
+    'serve-w1',
+    'serve-w2',
+    'bare',
+    'libcoap',
+    'node-coap',
+  ];
+  /** coapkit's own configurations: no req/s ratio against the minimal coapkit peer. */
+  const ownConfigs = new Set([
+    'handler',
+    'handler-post',
+    'serve',
+    'serve-put',
+    'serve-post',
+    'serve-w1',
+    'serve-w2',
+  ]);
   const rpsTarget = { bare: TARGETS.vsBare, 'node-coap': TARGETS.vsNodeCoap, libcoap: TARGETS.vsLibcoap };
 
   rows.push([
@@ -437,7 +501,23 @@ function buildRows(results) {
     );
   }
 
+  // --workers 2 against --workers 1 (same Node, same request): CPU per request must not grow.
+  const w1 = P['serve-w1']?.runs?.c64_con;
+  const w2 = P['serve-w2']?.runs?.c64_con;
+  const workersRow = () => {
+    if (!w1?.server_cpu_us_per_req || !w2?.server_cpu_us_per_req) return;
+    const q = w2.server_cpu_us_per_req / w1.server_cpu_us_per_req;
+    add(
+      'coapkit serve --workers 2',
+      'CPU per request and total req/s against --workers 1, 64 endpoints, CON',
+      `${fmtNum(w2.server_cpu_us_per_req)} us vs ${fmtNum(w1.server_cpu_us_per_req)} us; ${fmtNum(w2.rps)} vs ${fmtNum(w1.rps)} req/s`,
+      `${(Math.ceil(q * 100) / 100).toFixed(2)}x CPU`,
+      `<= ${TARGETS.workersCpu}x CPU`,
+      q <= TARGETS.workersCpu,
+    );
+  };
   for (const sc of throughputScenarios) {
+    if (sc === throughputScenarios[1]) workersRow();
     for (const id of order) {
       const p = P[id];
       if (!p) continue;
@@ -447,6 +527,7 @@ function buildRows(results) {
         continue;
       }
       const r = p.runs[sc.key];
+      if (!r && p.scenarios && !p.scenarios.includes(sc.key)) continue; // not run on this peer
       if (!r) {
         if (Object.keys(p.runs).length === 0 && !p.errors.length) continue; // phase not run
         add(p.label, `req/s, ${sc.label}`, 'failed');
@@ -457,7 +538,7 @@ function buildRows(results) {
       let ratio = '';
       let target = '';
       let pass = null;
-      if (id !== 'coapkit' && ckr) {
+      if (id !== 'coapkit' && !ownConfigs.has(id) && ckr) {
         const q = ckr.rps / r.rps;
         ratio = `${fmtRatio(q)}x`;
         if (sc.type === 'con' && rpsTarget[id]) {
@@ -465,8 +546,25 @@ function buildRows(results) {
           pass = q >= rpsTarget[id];
         }
       }
-      add(p.label, `req/s, ${sc.label}`, `${fmtNum(r.rps)}${loss}`, ratio, target, pass);
+      const non2xx = r.non2xx > 0 ? ` (${fmtNum(r.non2xx)} not 2.xx)` : '';
+      add(p.label, `req/s, ${sc.label}`, `${fmtNum(r.rps)}${loss}${non2xx}`, ratio, target, pass);
       rows.push([p.label, `p50 / p99, ${sc.label}`, `${fmtUs(r.p50_us)} / ${fmtUs(r.p99_us)}`, '', '', '']);
+      // Server CPU time per request (/proc/PID/stat utime + stime over the counted requests):
+      // the bare responder's over this peer's, i.e. how close to the ceiling (higher is better).
+      const bareUs = bare?.[sc.key]?.server_cpu_us_per_req;
+      const us = r.server_cpu_us_per_req;
+      if (typeof us === 'number') {
+        const q = id !== 'bare' && typeof bareUs === 'number' ? bareUs / us : null;
+        const t = sc.key === 'c64_con' ? TARGETS.cpuVsBare[id] : undefined;
+        add(
+          p.label,
+          `server CPU per request, ${sc.label}`,
+          `${fmtNum(us)} us`,
+          q === null ? '' : `${fmtRatio(q)}x bare`,
+          t !== undefined ? `>= ${t}x bare` : '',
+          t !== undefined && q !== null ? q >= t : null,
+        );
+      }
     }
   }
 
@@ -608,19 +706,31 @@ function buildRows(results) {
     // The ceiling node:crypto sets: if DTLS cost nothing but its two cipher objects per request,
     // coaps would still be plain's server CPU per request plus seal + open.
     const plainRun = ck?.runs.c64_con;
-    const plainUs = plainRun?.rps ? (10_000 * plainRun.server_cpu_pct) / plainRun.rps : null;
-    const coapsUs = dtls.requests_per_s
-      ? (10_000 * dtls.requests_server_cpu_pct) / dtls.requests_per_s
-      : null;
+    const plainUs =
+      plainRun?.server_cpu_us_per_req ??
+      (plainRun?.rps ? (10_000 * plainRun.server_cpu_pct) / plainRun.rps : null);
+    const coapsUs =
+      dtls.requests_server_cpu_us_per_req ??
+      (dtls.requests_per_s ? (10_000 * dtls.requests_server_cpu_pct) / dtls.requests_per_s : null);
     if (dtls.cipher && plainUs) {
       const crypto = dtls.cipher.seal_us + dtls.cipher.open_us;
+      const ceiling = plainUs + crypto;
       add(
         'coapkit',
         'coaps ceiling with node:crypto (server CPU per request)',
-        `plain ${fmtNum(plainUs)} us + CCM_8 seal ${fmtNum(dtls.cipher.seal_us)} us + open ${fmtNum(dtls.cipher.open_us)} us = ${fmtNum(plainUs + crypto)} us; coaps measured ${coapsUs ? `${fmtNum(coapsUs)} us` : 'n/a'}`,
-        `<= ${fmtRatio(plainUs / (plainUs + crypto))}x plain`,
+        `plain ${fmtNum(plainUs)} us + CCM_8 seal ${fmtNum(dtls.cipher.seal_us)} us + open ${fmtNum(dtls.cipher.open_us)} us = ${fmtNum(ceiling)} us`,
+        `<= ${fmtRatio(plainUs / ceiling)}x plain`,
         '',
         null,
+      );
+      const q = coapsUs ? coapsUs / ceiling : null;
+      add(
+        'coapkit',
+        `coaps server CPU per request, ${dtls.clients} sessions`,
+        coapsUs ? `${fmtNum(coapsUs)} us` : 'n/a',
+        q === null ? '' : `${(Math.ceil(q * 100) / 100).toFixed(2)}x ceiling`,
+        `<= ${TARGETS.coapsVsCeiling}x ceiling`,
+        q === null ? null : q <= TARGETS.coapsVsCeiling,
       );
     }
     add(
@@ -750,6 +860,8 @@ async function main() {
   const defs = [];
   for (const def of peerDefs(BENCH)) {
     if (onlyIds && !onlyIds.includes(def.id)) continue;
+    // --quick (the CI smoke) keeps to one serve and one handler peer unless others are named.
+    if (quick && def.quick === false && !onlyIds) continue;
     const why = await unavailable(def, { root: ROOT, full: !quick, log });
     if (why) {
       log(`${def.id}: skipped: ${why}`);
@@ -761,6 +873,8 @@ async function main() {
       id: def.id,
       label: def.label,
       path: def.path,
+      ...(def.request ? { request: def.request } : {}),
+      ...(def.scenarios ? { scenarios: def.scenarios } : {}),
       runs: {},
       errors: [],
     };

@@ -189,6 +189,29 @@ export interface CoapChannelPayloads {
   'coapkit:server:request': ServerRequestEvent;
   /** {@link ServerResponseEvent} */
   'coapkit:server:response': ServerResponseEvent;
+  /** {@link OscoreMessageEvent} */
+  'coapkit:oscore:message': OscoreMessageEvent;
+}
+
+/**
+ * `coapkit:oscore:message`: an OSCORE-protected message (RFC 8613) this side protected
+ * (`out`) or verified and decrypted (`in`): its inner message, which the datagram hides.
+ */
+export interface OscoreMessageEvent {
+  /** The other side. */
+  peer: Peer;
+  /** 'out': protected here before sending; 'in': verified and decrypted here. */
+  direction: 'in' | 'out';
+  /** The inner code (0.01 GET, 2.05 Content...). */
+  code: number;
+  /** The inner Uri-Path ("/a/b"; "" for a response). */
+  path: string;
+  /** Bytes of the inner payload. */
+  payloadLength: number;
+  /** kid (hex) of the request (the client's Sender ID; "" for an empty one). */
+  kid: string;
+  /** This message's Partial IV (hex); "" when a response reuses its request's nonce. */
+  partialIv: string;
 }
 
 /** Every coapkit diagnostics channel and the type of its payload. */
@@ -228,6 +251,7 @@ export const channelsByName: ChannelsByName = {
   'coapkit:exchange:matched': coap('coapkit:exchange:matched'),
   'coapkit:server:request': coap('coapkit:server:request'),
   'coapkit:server:response': coap('coapkit:server:response'),
+  'coapkit:oscore:message': coap('coapkit:oscore:message'),
 };
 
 /** The names of every coapkit channel, in the order of {@link channelsByName}. */
@@ -257,6 +281,8 @@ export const channels = {
   request: channelsByName['coapkit:server:request'],
   /** coapkit:server:response ({@link ServerResponseEvent}) */
   response: channelsByName['coapkit:server:response'],
+  /** coapkit:oscore:message ({@link OscoreMessageEvent}): the inner message of an OSCORE one */
+  oscore: channelsByName['coapkit:oscore:message'],
   /** coapkit:dtls:handshake:start (HandshakeStartEvent) */
   dtlsHandshakeStart: channelsByName['coapkit:dtls:handshake:start'],
   /** coapkit:dtls:handshake:done (HandshakeDoneEvent) */

@@ -13,6 +13,12 @@ export {
   DtlsError,
   DtlsHandshakeTimeoutError,
 } from './dtls/errors.js';
+export {
+  StoreDependencyError,
+  StoreError,
+  StoreFormatError,
+  StoreUnavailableError,
+} from './store/errors.js';
 export { CoapError, InvalidArgumentError };
 
 /** A datagram or message that violates the CoAP wire format (RFC 7252 §3). */
@@ -129,4 +135,37 @@ export class BodyTooLargeError extends BlockTransferError {
 /** An observation (RFC 7641) ended because the server stopped it or rejected the registration. */
 export class ObserveError extends CoapError {
   static override readonly code: string = 'COAP_ERR_OBSERVE';
+}
+
+/**
+ * OSCORE (RFC 8613): a message that cannot be protected or verified. `responseCode` and
+ * `diagnostic` are set when the server answered with an unprotected error (e.g. 4.01
+ * "Security context not found"); the subclasses name the common causes.
+ */
+export class OscoreError extends CoapError {
+  static override readonly code: string = 'COAP_ERR_OSCORE';
+  /** The server's unprotected error code (e.g. 0x81 for 4.01), when the error is its answer. */
+  responseCode?: number;
+  /** The server's diagnostic payload, when the error is its answer. */
+  diagnostic?: string;
+}
+
+/** OSCORE: no security context for the message's kid / kid context (RFC 8613 §8.2 step 2). */
+export class OscoreContextNotFoundError extends OscoreError {
+  static override readonly code: string = 'COAP_ERR_OSCORE_UNKNOWN_CONTEXT';
+}
+
+/** OSCORE: the AEAD tag did not verify (wrong key, altered message; RFC 8613 §8.2 step 6, §8.4 step 5). */
+export class OscoreDecryptError extends OscoreError {
+  static override readonly code: string = 'COAP_ERR_OSCORE_DECRYPT';
+}
+
+/** OSCORE: a Partial IV already received or too old for the replay window (RFC 8613 §7.4). */
+export class OscoreReplayError extends OscoreError {
+  static override readonly code: string = 'COAP_ERR_OSCORE_REPLAY';
+}
+
+/** OSCORE: the sender sequence number is exhausted (2^40 - 1) or could not be persisted (§7.2.1, §7.5). */
+export class OscoreSequenceError extends OscoreError {
+  static override readonly code: string = 'COAP_ERR_OSCORE_SEQUENCE';
 }

@@ -145,6 +145,7 @@ export {
   type MessageRetransmittedEvent,
   type MessageSentEvent,
   type MessageTimeoutEvent,
+  type OscoreMessageEvent,
   type ServerRequestEvent,
   type ServerResponseEvent,
   subscribeChannel,
@@ -167,6 +168,7 @@ export type {
 // limits of the layers below (deduplication memory, peer table). Its layers are internal.
 export { Endpoint, type EndpointOptions } from './endpoint/endpoint.js';
 // ---------------------------------------------------------------- errors
+// ---------------------------------------------------------------- OSCORE (RFC 8613)
 export {
   AbortError,
   BlockTransferError,
@@ -185,6 +187,11 @@ export {
   NetworkError,
   ObserveError,
   OptionError,
+  OscoreContextNotFoundError,
+  OscoreDecryptError,
+  OscoreError,
+  OscoreReplayError,
+  OscoreSequenceError,
   ProtocolError,
   ResetError,
   ResponseCodeError,
@@ -216,9 +223,19 @@ export {
   type ObservableResource,
   type ObserveEvent,
   type ObserveHost,
+  type ObservePersistence,
   ObserveServer,
   type ObserveServerOptions,
+  type PersistedObserver,
 } from './observe/server.js';
+export {
+  OSCORE_ALGORITHMS,
+  type OscoreAlgorithm,
+  OscoreContext,
+  type OscoreContextOptions,
+  type SequenceStore,
+} from './oscore/context.js';
+export { FileSequenceStore } from './oscore/store.js';
 export {
   DEFAULT_PROXY_SCHEMES,
   ForwardProxy,
@@ -238,7 +255,15 @@ export {
 } from './server/acl.js';
 export { type ChangeEvent, DynamicStore, type DynamicStoreOptions } from './server/dynamic-store.js';
 export type { AmplificationStats, EchoOptions } from './server/echo.js';
+export {
+  enableOscore,
+  OscoreServer,
+  type OscoreServerOptions,
+  type OscoreServerStats,
+} from './server/oscore.js';
+export type { OscoreRequestInfo } from './server/request.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
+export type { ServerHandlerLayer } from './server/server.js';
 // ---------------------------------------------------------------- server
 export {
   CoapServer,
@@ -252,6 +277,33 @@ export {
   ServerRequest,
   type ServerResponse,
 } from './server/server.js';
+// ---------------------------------------------------------------- durable state (coapkit serve --data / --store)
+export {
+  GroupCommitter,
+  type GroupCommitterOptions,
+  hasNodeSqlite,
+  MemoryStore,
+  type ObserverRecord,
+  type OpenStoreOptions,
+  openStore,
+  POSTGRES_CHANNEL,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type RemoteChange,
+  type ResourceRecord,
+  SQLITE_FILE_NAME,
+  type SqliteBinding,
+  SqliteStore,
+  type SqliteStoreOptions,
+  type StateStore,
+  type StoreChange,
+  StoreDependencyError,
+  StoreError,
+  StoreFormatError,
+  type StoreKind,
+  type StoreSnapshot,
+  StoreUnavailableError,
+} from './store/index.js';
 export {
   formatSummary,
   startTrace,
@@ -288,7 +340,12 @@ export { TcpTransport, type TcpTransportOptions } from './transport/tcp.js';
 export { TlsTransport, type TlsTransportOptions } from './transport/tls.js';
 export type { AddressFamily, Peer, PeerAuth, Transport, TransportHandlers } from './transport/transport.js';
 export { makePeer } from './transport/transport.js';
-export { UdpTransport, type UdpTransportOptions } from './transport/udp.js';
+export {
+  REUSE_PORT_NODE_VERSION,
+  reusePortSupported,
+  UdpTransport,
+  type UdpTransportOptions,
+} from './transport/udp.js';
 export { COAP_WS_PATH, COAP_WS_PROTOCOL, WsTransport, type WsTransportOptions } from './transport/ws.js';
 // ---------------------------------------------------------------- time (EndpointOptions.clock; VirtualClock for tests)
 export { type Clock, realClock, type TimerHandle, VirtualClock } from './util/clock.js';

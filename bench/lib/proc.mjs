@@ -1,7 +1,7 @@
 // Child-process plumbing for the bench: every child is tracked and killed on exit, error or signal.
 import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** @type {Set<import('node:child_process').ChildProcess>} */
 const children = new Set();
@@ -65,7 +65,7 @@ export async function stop(child) {
 }
 
 /** Runs a command to completion; resolves stdout. Rejects on non-zero exit or after timeoutMs. */
-export function run(cmd, args, { timeoutMs = 60_000, ...opts } = {}) {
+export function run(cmd, args, { timeoutMs = 60_000, onStderr, ...opts } = {}) {
   return new Promise((resolve, reject) => {
     const child = track(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -75,6 +75,7 @@ export function run(cmd, args, { timeoutMs = 60_000, ...opts } = {}) {
     });
     child.stderr.on('data', (d) => {
       err += d;
+      onStderr?.(String(d));
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -113,6 +114,31 @@ export function cpuSeconds(pid) {
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
+  }
+}
+
+/**
+ * CPU seconds of a process and all its descendants alive now (`coapkit serve --workers N`: the
+ * supervisor and its workers), from /proc/PID/task/TID/children. A worker that died during the
+ * measurement takes its CPU time with it (the supervisor replaces it).
+ */
+export function treeCpuSeconds(pid) {
+  let total = cpuSeconds(pid);
+  for (const child of childPids(pid)) total += treeCpuSeconds(child);
+  return total;
+}
+
+/** Pids of the children of a process. @param {number} pid @returns {number[]} */
+export function childPids(pid) {
+  try {
+    const out = [];
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text) out.push(...text.split(' ').map(Number));
+    }
+    return out;
+  } catch {
+    return [];
   }
 }
 

@@ -40,7 +40,7 @@ const FOREIGN_FLAGS: Record<string, string> = {
   '-P': "to go through a proxy, send to the proxy's URI with -O Proxy-Uri,TARGET",
   '-U': 'not needed: Uri-Host is sent only when the URI names a host (RFC 7252 §6.4)',
   '-X': '-X METHOD (curl) works with the request commands',
-  '-E': 'OSCORE is not supported',
+  '-E': "libcoap's -E (OSCORE configuration): use --oscore FILE (aiocoap's JSON context format)",
   '-c': 'a certificate is --cert FILE here (with --key FILE and --ca FILE)',
   '-j': "the certificate's key is --key FILE here",
   '-C': 'the CA certificate is --ca FILE here',

@@ -13,6 +13,7 @@ import {
   MessageFormatError,
   NetworkError,
   OptionError,
+  OscoreError,
   ProtocolError,
   ResetError,
   TimeoutError,
@@ -98,6 +99,9 @@ export function exitCodeForError(err: unknown): number {
   if (err instanceof CantCreateError) return ExitCode.CANT_CREATE;
   if (err instanceof OutputError) return ExitCode.IO_ERROR;
   // What a peer sent is never the user's fault: checked before the usage classes.
+  // An OSCORE server's unprotected refusal (4.01 Security context not found...) exits like its code.
+  if (err instanceof OscoreError && err.responseCode !== undefined)
+    return exitCodeForResponse(err.responseCode);
   if (err instanceof ProtocolError || err instanceof MessageFormatError) return ExitCode.NETWORK;
   if (
     err instanceof UsageError ||

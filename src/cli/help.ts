@@ -133,6 +133,12 @@ TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
                               NAT giving us a new address or port, without a new handshake
                               (off by default: the CID is sent in the clear and links our
                               traffic across address changes)
+End-to-end protection (OSCORE, RFC 8613; coap:// or coaps://, also through proxies):
+      --oscore FILE           security context in aiocoap's JSON format: secret_hex (or
+                              secret_ascii), salt_hex, sender-id_hex, recipient-id_hex
+                              (or _ascii), id-context_hex, algorithm (default
+                              "AES-CCM-16-64-128"), kdf-hashfun (default "sha256"); the
+                              sequence number is kept in FILE.seq (never reused)
 
 Examples:
   coapkit get coap://[::1]/sensors/temp -A json -v
@@ -162,8 +168,8 @@ a trailing * matches a prefix; no match prints nothing and exits 0):
 Output:
       --json                  print a JSON array of {href, attribute: value...}
   -v, --verbose               request/response details on stderr
-Other: -B/--timeout SECONDS, -N/--non, --local-port N, --local-address ADDR, and the
-coaps:// key flags of 'coapkit get --help' (-u ID -k KEY).
+Other: -B/--timeout SECONDS, -N/--non, --local-port N, --local-address ADDR, the
+coaps:// key flags of 'coapkit get --help' (-u ID -k KEY), --oscore FILE (OSCORE).
 
 Group discovery: with a multicast URI (coap://224.0.1.187, coap://[ff02::fd%25eth0])
 one NON request goes to the group and each responder's links are listed under its
@@ -263,6 +269,12 @@ Cluster (several nodes behind a UDP load balancer, docs/cluster.md):
       --cluster-listen IP:PORT where the other nodes reach this one (a private address)
       --peer ID=IP:PORT       another node (repeatable); a CID record of another node is
                               forwarded to it and its answers go back the same way
+OSCORE (RFC 8613, end-to-end protection, also through proxies):
+      --oscore FILE           a client's security context (aiocoap's JSON format, from
+                              the server's side: sender-id is the server's ID); repeatable,
+                              one file per client; sequence number kept in FILE.seq
+      --oscore-required PATH  only OSCORE requests may reach PATH ("/secure/**": it and
+                              below, "/**": everything); others get 4.02 (repeatable)
 Limits:
       --max-resources N       most dynamic resources (default 1000; then 5.03)
       --max-size BYTES        largest representation, uploads included (default
@@ -282,6 +294,19 @@ Durable state (resources and coap:// observers survive a restart, a crash includ
                               a change through one notifies the observers of all. While
                               the database is unreachable writes get 5.03 and the server
                               reconnects
+      --state-key FILE        with --data/--store: on SIGTERM the established DTLS sessions
+                              are saved sealed with this key (16+ bytes; or env
+                              COAPKIT_STATE_KEY) and taken over at the next start, so
+                              coaps:// clients go on without a new handshake (after a
+                              crash they handshake again)
+Processes:
+      --workers N|auto        N processes share the ports (SO_REUSEPORT; auto = one per
+                              CPU; default 1). Needs Node 22.12+ (refused on Node 20). The
+                              kernel sends each peer (address and port) to one worker, so its
+                              duplicates, DTLS session and observations stay there; the
+                              stored resources are per worker too. A supervisor restarts a
+                              worker that dies and stops them all on SIGINT/SIGTERM; with -v
+                              each request line ends with [worker PID]. Not with --multicast
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)

@@ -105,8 +105,10 @@ export async function openServeStore(
       const scheme = o.peer.identity !== undefined || o.peer.auth !== undefined ? 'coaps' : 'coap';
       // coaps:// registrations need their DTLS session, lost in a crash: not persisted.
       if (scheme === 'coaps') return undefined;
-      void endpoint;
-      const id = `${scheme}|${o.peer.key}|${o.token.toString('hex')}`;
+      // The key names the local endpoint too: servers sharing a PostgreSQL store each
+      // restore only the observers registered through their own address and port.
+      const local = endpoint.transport.localAddress();
+      const id = `${scheme}|${local.address}%${local.port}|${o.peer.key}|${o.token.toString('hex')}`;
       const accept = o.options.find((x) => x.number === 17);
       const rec: ObserverRecord = {
         key: id,
@@ -135,29 +137,70 @@ export async function openServeStore(
   observe.setPersistence(hooks, seqBlob?.length === 4 ? seqBlob.readUInt32BE(0) : undefined);
 
   // Several servers on one PostgreSQL database: changes made through another follow here.
-  const unsubscribe = store.subscribe?.((ev) => {
-    const get = store.getResource;
-    if (get === undefined) return;
-    get
-      .call(store, ev.path)
-      .then((rec) => resources.applyRemote(ev.path, ev.kind === 'delete' ? undefined : rec))
-      .catch(() => {});
+  // A local write enqueued while a read was under way may be newer than what it read: then
+  // read again (a few times; the local write's own commit is in the store by then).
+  const follow = async (read: () => Promise<() => void>, tries = 3): Promise<void> => {
+    for (let i = 0; i < tries; i++) {
+      await committer.flush().catch(() => {});
+      const before = committer.enqueued;
+      let apply: () => void;
+      try {
+        apply = await read();
+      } catch {
+        return;
+      }
+      if (committer.enqueued === before) {
+        apply();
+        return;
+      }
+    }
+  };
+  const followPath = (path: string) =>
+    follow(async () => {
+      const rec = await store.getResource?.(path);
+      return () => resources.applyRemote(path, rec);
+    }).catch(() => {});
+  const resync = () =>
+    follow(async () => {
+      const all = await store.load();
+      return () => {
+        const seen = new Set<string>();
+        for (const r of all.resources) {
+          seen.add(r.path);
+          const cur = resources.get(r.path);
+          if (cur === undefined || !cur.etag.equals(r.etag)) resources.applyRemote(r.path, r);
+        }
+        for (const cur of resources.list())
+          if (!seen.has(cur.path)) resources.applyRemote(cur.path, undefined);
+      };
+    }).catch(() => {});
+  const unsubscribe = await store.subscribe?.((ev) => {
+    if (ev.kind === 'resync') void resync();
+    else void followPath(ev.path);
   });
-
   return {
     store,
     committer,
     description: describe(store, snap),
     restoreObservers(server: CoapServer): number {
+      const shared = store.kind === 'postgres';
       let n = 0;
       for (const rec of snap.observers) {
+        // "coap|<local address>%<port>|<peer>|<token>": see hooks.added.
+        const local = rec.key.split('|')[1] ?? '';
         const options = rec.scheme === 'coap' ? decodeStoredOptions(rec.options) : undefined;
         const peer = makePeer(rec.address, rec.port);
+        const sameFamily = (a: string) => (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
+        const mine = server.endpoints.find((e) => {
+          const a = e.transport.localAddress();
+          return `${a.address}%${a.port}` === local;
+        });
+        // Shared store: another server's observer (or one of a node gone) is left alone.
+        if (shared && mine === undefined) continue;
         const ep =
-          server.endpoints.find((e) => {
-            const a = e.transport.localAddress().address;
-            return (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
-          }) ?? server.endpoints[0];
+          mine ??
+          server.endpoints.find((e) => sameFamily(e.transport.localAddress().address)) ??
+          server.endpoints[0];
         if (options === undefined || ep === undefined) {
           committer.enqueue({ op: 'deleteObserver', key: rec.key });
           continue;

@@ -19,6 +19,7 @@ import { ClosedError, InvalidArgumentError, TimeoutError, UriError } from '../er
 import type { InboundResponse } from '../exchange/exchange-layer.js';
 import { DEFAULT_MULTICAST_WINDOW_MS, isMulticastAddress, sendGroupRequest } from '../multicast/client.js';
 import { Observation, type ObserveOptions } from '../observe/client.js';
+import type { OscoreContext } from '../oscore/context.js';
 import { formatAddress } from '../transport/address.js';
 import type { ReliableTransportOptions } from '../transport/reliable.js';
 import { createReliableTransport, type ReliableScheme } from '../transport/reliable-factory.js';
@@ -26,6 +27,7 @@ import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
+import { oscoreEndpoint, oscoreRoundTrip } from './oscore.js';
 import { CoapResponse } from './response.js';
 
 export interface PskCredentials {
@@ -126,6 +128,13 @@ export interface RequestOptions {
    * (a BlockTransferError) and stops the transfer.
    */
   maxBodySize?: number;
+  /**
+   * Protect the request end to end with OSCORE (RFC 8613) in this security context: the
+   * response is verified and decrypted (OscoreError when it cannot be); block-wise
+   * transfers are inner (each block protected); a 4.01 + Echo freshness challenge
+   * (RFC 9175) is answered once by repeating the request with the Echo value.
+   */
+  oscore?: OscoreContext;
 }
 
 /** A request target after URI parsing and name resolution. */
@@ -261,7 +270,7 @@ export class CoapClient {
     // One deadline for the whole exchange: every round trip (block) gets what is left of it.
     const deadline = opts.timeout !== undefined ? performance.now() + opts.timeout : undefined;
     let roundTrips = 0;
-    const send = (req: { code: number; options: CoapOption[]; payload?: Buffer }) =>
+    let send = (req: { code: number; options: CoapOption[]; payload?: Buffer }) =>
       new Promise<InboundResponse>((resolve, reject) => {
         let timeoutMs = opts.timeout;
         if (deadline !== undefined && roundTrips++ > 0) {
@@ -301,6 +310,12 @@ export class CoapClient {
           },
         );
       });
+    if (opts.oscore !== undefined) {
+      if (opts.multicast) throw new InvalidArgumentError('OSCORE group communication is not supported');
+      const plain = send;
+      const ctx = opts.oscore;
+      send = (req) => oscoreRoundTrip(ctx, target.peer, req, plain);
+    }
     if (opts.multicast) {
       const r = await send({ code, options, ...(payload ? { payload } : {}) });
       return new CoapResponse(r.message, r.peer, r.piggybacked, r.rttMs);
@@ -328,7 +343,8 @@ export class CoapClient {
    */
   observe(
     uri: string | CoapUri,
-    opts: ObserveOptions & Pick<RequestOptions, 'accept' | 'method' | 'payload' | 'contentFormat'> = {},
+    opts: ObserveOptions &
+      Pick<RequestOptions, 'accept' | 'method' | 'payload' | 'contentFormat' | 'oscore'> = {},
   ): Observation {
     const target = this.resolve(uri).then((t) => {
       const { code, options, payload } = buildRequest(t.uriOptions, {
@@ -338,7 +354,7 @@ export class CoapClient {
         ...(opts.payload !== undefined ? { payload: opts.payload } : {}),
       });
       return {
-        endpoint: t.endpoint,
+        endpoint: opts.oscore ? oscoreEndpoint(t.endpoint, opts.oscore) : t.endpoint,
         peer: t.peer,
         code,
         options: [...options, ...(opts.options ?? [])],

@@ -82,7 +82,7 @@ const REGNAME_RE = new RegExp(
   `^(?:[${UNRESERVED}${SUB_DELIMS.replace(/[\]\\^-]/g, '\\$&')}]|%[0-9A-Fa-f]{2})*$`,
 );
 
-/** Parses an absolute coap/coaps URI. Throws UriError with a precise reason. */
+/** Parses an absolute CoAP URI (RFC 7252 and RFC 8323 schemes). Throws UriError with a precise reason. */
 export function parseUri(input: string): CoapUri {
   if (typeof input !== 'string') throw new UriError('URI must be a string');
   const s = input.trim();
@@ -95,7 +95,9 @@ export function parseUri(input: string): CoapUri {
     });
   const scheme = m[1]!.toLowerCase();
   if (defaultPort(scheme) === undefined) {
-    throw new UriError(`unsupported URI scheme "${scheme}" (expected coap or coaps)`);
+    throw new UriError(
+      `unsupported URI scheme "${scheme}" (expected coap, coaps, coap+tcp, coaps+tcp, coap+ws or coaps+ws)`,
+    );
   }
   let rest = m[2]!;
   if (rest.includes('#')) throw new UriError('URI fragments are not allowed in CoAP URIs (RFC 7252 §6.4)');

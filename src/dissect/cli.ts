@@ -6,7 +6,9 @@ import { parseArgs } from 'node:util';
 import { escapeStrings, escapeText, jsonSafe } from '../cli/escape.js';
 import { OutputError } from '../cli/exit.js';
 import { writeAll } from '../cli/io.js';
+import { loadOscoreContext } from '../cli/oscore.js';
 import { CoapError } from '../errors.js';
+import type { OscoreContext } from '../oscore/context.js';
 import { dissect } from './dissect.js';
 import { renderJson, renderText } from './render.js';
 
@@ -21,6 +23,8 @@ Options:
   --psk SECRET      DTLS pre-shared key as text (ASCII/UTF-8)
   --psk-hex HEX     DTLS pre-shared key as hex
   --keylog FILE     NSS key log (CLIENT_RANDOM lines), for ECDHE_PSK and certificate suites
+  --oscore FILE     OSCORE security context (aiocoap JSON, either side's file; repeatable):
+                    protected requests and responses are shown decrypted too
   --port N          always decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always
                     are; other ports are recognised by content, as tshark does)
   --json            machine-readable output (one JSON object)
@@ -77,6 +81,12 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
     if (!/^\d+$/.test(p) || n < 1 || n > 65535) return await usage(`invalid --port ${p}`);
     ports.push(n);
   }
+  let oscore: OscoreContext[];
+  try {
+    oscore = (values.oscore ?? []).map((f) => loadOscoreContext(f, { sequence: false }));
+  } catch (e) {
+    return await usage(e instanceof Error ? e.message : String(e));
+  }
   const file = positionals[0] as string;
   let bytes: Buffer;
   let keylog: string | undefined;
@@ -95,6 +105,7 @@ export async function runDissect(argv: string[], io: DissectIo): Promise<number>
       ...(psk !== undefined ? { psk } : {}),
       ...(keylog !== undefined ? { keylog } : {}),
       ports,
+      ...(oscore.length > 0 ? { oscore } : {}),
     });
     // Awaited: the whole document reaches a pipe before the process exits (and a
     // closed pipe or a full disk is an OutputError, exit 74). Text from the capture is
@@ -129,6 +140,7 @@ function parse(argv: string[]) {
       'psk-hex': { type: 'string' },
       keylog: { type: 'string' },
       port: { type: 'string', multiple: true },
+      oscore: { type: 'string', multiple: true },
       json: { type: 'boolean' },
       'no-color': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },

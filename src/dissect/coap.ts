@@ -47,6 +47,33 @@ export interface CoapPayloadInfo {
   kind: 'json' | 'text' | 'binary' | 'none';
 }
 
+/** The OSCORE side of a message in the dissection. */
+export interface OscoreMessageInfo {
+  /** kid (hex), when present. */
+  kid?: string;
+  /** kid context (hex), when present. */
+  kidContext?: string;
+  /** Partial IV (hex), when present. */
+  partialIv?: string;
+  /** The decrypted inner message, when a context was given and it verified. */
+  inner?: {
+    /** "GET", "2.05 Content". */
+    codeName: string;
+    /** The inner Uri-Path ("" when none). */
+    uriPath: string;
+    /** The inner Uri-Query, joined with "&". */
+    uriQuery?: string;
+    /** The inner options. */
+    options: CoapOptionInfo[];
+    /** The inner payload. */
+    payload: CoapPayloadInfo;
+    /** One line, as for an outer message. */
+    summary: string;
+  };
+  /** Why the message was not decrypted (no context given, decryption failed...). */
+  note?: string;
+}
+
 export interface CoapMessageInfo {
   index: number;
   frame: number;
@@ -82,6 +109,8 @@ export interface CoapMessageInfo {
   optionsLength: number;
   exchange?: number;
   role?: string;
+  /** OSCORE (RFC 8613): the option's fields and, with a context, the decrypted inner message. */
+  oscore?: OscoreMessageInfo;
   /** Wireshark-like one-line summary. */
   summary: string;
 }

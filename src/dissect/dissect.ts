@@ -8,6 +8,7 @@ import { decodeIp, decodeLinkLayer, decodeUdp, type IpLayer, LINK_TYPE_NAMES } f
 import { type CaptureFile, parseCapture, partialCapture } from '../capture/reader.js';
 import { decodeMessage } from '../codec/message.js';
 import { type CaptureFormatError, CoapError } from '../errors.js';
+import type { OscoreContext } from '../oscore/context.js';
 import {
   type BlockTransfer,
   type CoapExchange,
@@ -18,6 +19,7 @@ import {
 import { coapByContent, dtlsByContent, NOT_COAP_BY_CONTENT } from './detect.js';
 import { type DtlsRecord, type DtlsSessionSummary, DtlsTracker, looksLikeDtls, parseKeylog } from './dtls.js';
 import { coapExpert, type ExpertInfo, emptyWithContent } from './expert.js';
+import { dissectOscore } from './oscore.js';
 
 export interface DissectOptions {
   /** DTLS pre-shared key (raw bytes). */
@@ -29,6 +31,8 @@ export interface DissectOptions {
    * always are). Other ports are decoded when their content looks like DTLS or CoAP.
    */
   ports?: number[];
+  /** OSCORE security contexts (either side's) to decrypt protected messages with. */
+  oscore?: readonly OscoreContext[];
 }
 
 /** Bytes each layer adds to a frame. */
@@ -341,6 +345,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
   const grouped = groupExchanges(result.coap.messages);
   result.coap.exchanges = grouped.exchanges;
   result.coap.blockTransfers = grouped.blockTransfers;
+  dissectOscore(result.coap.messages, grouped.exchanges, options.oscore ?? []);
   for (const e of coapExpert(result.coap.messages, grouped.exchanges, grouped.blockTransfers)) {
     const m = result.coap.messages[e.coapMessage ?? -1];
     result.frames[(m?.frame ?? 0) - 1]?.expert.push(e);

@@ -199,6 +199,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
         `${d}payload (${m.contentFormat ? m.contentFormat.name : 'no Content-Format'}, ${m.payload.length} B, ${m.payload.kind}): ${m.payload.preview}`,
       );
     }
+    if (m.oscore) lines.push(...oscoreLines(m, d));
     const f = frame(m.frame);
     for (const e of f?.expert ?? []) if (e.coapMessage === m.index) lines.push(expertLine(e, d, c));
     const hdr = `CoAP header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length > 0 ? ' + marker 1' : ''} = ${m.headerLength} B, payload ${m.payload.length} B`;
@@ -385,4 +386,25 @@ function renderHandshake(
   }
   if (h.error) lines.push(c('red', `${q}malformed: ${h.error}`));
   return lines;
+}
+
+/** The OSCORE fields of a message and its decrypted inner message. */
+function oscoreLines(m: CoapMessageInfo, d: string): string[] {
+  const o = m.oscore!;
+  const fields = [
+    o.kid !== undefined ? `kid ${o.kid === '' ? '(empty)' : `0x${o.kid}`}` : undefined,
+    o.kidContext !== undefined ? `kid context 0x${o.kidContext}` : undefined,
+    o.partialIv !== undefined ? `Partial IV 0x${o.partialIv}` : undefined,
+  ].filter((x) => x !== undefined);
+  const out = [
+    `${d}OSCORE${fields.length > 0 ? `: ${fields.join(', ')}` : ''}${o.note ? ` (${o.note})` : ''}`,
+  ];
+  const inner = o.inner;
+  if (inner === undefined) return out;
+  const path = inner.uriPath ? ` ${inner.uriPath}${inner.uriQuery ? `?${inner.uriQuery}` : ''}` : '';
+  out.push(`${d}inner (decrypted): ${inner.codeName}${path}`);
+  for (const x of inner.options) out.push(`${d}  ${x.name} (${x.number}, ${x.format}): ${x.display}`);
+  if (inner.payload.length > 0)
+    out.push(`${d}  payload (${inner.payload.length} B, ${inner.payload.kind}): ${inner.payload.preview}`);
+  return out;
 }

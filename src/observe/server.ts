@@ -136,8 +136,11 @@ type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stal
 
 /** A registration as a durable store keeps it (see ObservePersistence). */
 export interface PersistedObserver {
+  /** The observed path. */
   path: string;
+  /** Where notifications go. */
   peer: Peer;
+  /** The registration's token. */
   token: Buffer;
   /** The registering request's options (Accept, Uri-Path, Observe, ...). */
   options: readonly CoapOption[];
@@ -155,6 +158,7 @@ export interface ObservePersistence {
    * identifies it until `removed(id)` (undefined: not persisted).
    */
   added(o: PersistedObserver, endpoint: Endpoint): string | undefined;
+  /** The registration `id` is gone (RST, timeout, deregistration, error, resource deleted). */
   removed(id: string): void;
   /**
    * Sequence numbers up to `upTo` (24-bit, wrapping) may be used: a restart
@@ -271,6 +275,20 @@ export class ObserveServer {
   install(server: ObserveHost): this {
     server.setObserve(this);
     return this;
+  }
+
+  /**
+   * Whether a request concerns this layer at all (a GET or FETCH with an Observe option): the
+   * server passes every other request straight on, without a call into the layer.
+   */
+  concerns(msg: CoapMessage): boolean {
+    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return false;
+    // Options are sorted: look only until the first number >= Observe (6).
+    for (const o of msg.options) {
+      if (o.number < OptionNumber.Observe) continue;
+      return o.number === OptionNumber.Observe;
+    }
+    return false;
   }
 
   /** The middleware for one server (used by `CoapServer.setObserve`). */
@@ -692,6 +710,10 @@ export class ObserveServer {
     if (!ok && live) this.remove(o, 'error');
     if (ok && o.blockwise) out = o.blockwise.notificationBlock(o.req, out);
     if (ok) this.scheduleRefresh(o, res);
+    // OSCORE (server/oscore.ts): the notifications of a protected registration are protected too.
+    const protect = (o.req.peer as { oscoreProtect?: (r: OutgoingResponse) => OutgoingResponse })
+      .oscoreProtect;
+    if (protect !== undefined) out = protect(out);
     if (o.inflight) {
       // §4.5.2: the newest state replaces the notification still being retransmitted.
       if (this.replaceInflight(o, out)) return;

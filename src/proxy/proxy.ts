@@ -70,9 +70,14 @@ export class ForwardProxy {
     this.schemes = new Set(options.schemes ?? DEFAULT_PROXY_SCHEMES);
   }
 
-  /** Installs the proxy as the server's Proxy-Uri handler. */
+  /**
+   * Installs the proxy as the server's Proxy-Uri handler. OSCORE-protected requests
+   * (RFC 8613 §4.2) are forwarded as they are: the OSCORE option and the ciphertext go
+   * through unread, and their unique OSCORE option keeps them out of each other's cache entries.
+   */
   attach(server: CoapServer): this {
     server.proxyHandler = (req) => this.handle(req);
+    server.recognizedOptions.add(OptionNumber.Oscore);
     return this;
   }
 

@@ -13,16 +13,16 @@
  */
 
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapOption } from '../codec/message.js';
-import { encodeUint, getOptions, getUintOption, hasOption } from '../codec/options.js';
+import { decodeUint, encodeUint, getOptions, getUintOption, hasOption } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { ContentFormat } from '../constants/content-formats.js';
 import { OptionNumber } from '../constants/options.js';
 import type { GroupCommitter } from '../store/batcher.js';
-import type { ResourceRecord, StoreSnapshot } from '../store/types.js';
+import type { ResourceRecord, StoreChange, StoreSnapshot } from '../store/types.js';
 
 /** One stored resource. */
 export interface StoredResource {
@@ -146,13 +146,18 @@ function segments(path: string): string[] {
   return path === '/' ? [] : path.slice(1).split('/');
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Entity tag over Content-Format and payload (RFC 7252 §5.10.6). */
 export function computeEtag(payload: Uint8Array, contentFormat: number | undefined): Buffer {
-  const h = createHash('sha256');
-  h.update(contentFormat === undefined ? Buffer.alloc(0) : encodeUint(contentFormat + 1));
-  h.update(Buffer.from([0]));
-  h.update(payload);
-  return h.digest().subarray(0, 8);
+  // SHA-256 over uint(Content-Format + 1) (empty when none), a 0 byte, and the payload, in one
+  // call (crypto.hash: no Hash object per resource written).
+  const cf = contentFormat === undefined ? EMPTY : encodeUint(contentFormat + 1);
+  const input = Buffer.allocUnsafe(cf.length + 1 + payload.length);
+  cf.copy(input, 0);
+  input[cf.length] = 0;
+  input.set(payload, cf.length + 1);
+  return Buffer.from(hash('sha256', input, 'buffer').subarray(0, 8));
 }
 
 function text(code: number, message: string): StoreResponse {
@@ -445,19 +450,35 @@ export class DynamicStore extends EventEmitter {
       const body = serializeLinkFormat(children.map((c) => ({ target: c.path, attributes: [] })));
       return { code: ResponseCode.Content, payload: body, contentFormat: ContentFormat.LinkFormat };
     }
-    if (!this.acceptable(options, res.contentFormat)) {
-      return text(
-        ResponseCode.NotAcceptable,
-        `${p} is available as Content-Format ${res.contentFormat ?? '(none)'} only`,
-      );
+    // One pass over the request's options for Accept and ETag (most requests have neither).
+    let acceptValue: Buffer | undefined;
+    let hasEtag = false;
+    for (const o of options) {
+      if (o.number === OptionNumber.Accept) acceptValue ??= o.value;
+      else if (o.number === OptionNumber.ETag) hasEtag = true;
     }
-    const common: StoreResponse = { code: ResponseCode.Content, etag: res.etag, maxAge: this.maxAge };
-    if (res.contentFormat !== undefined) common.contentFormat = res.contentFormat;
+    if (acceptValue !== undefined && acceptValue.length <= 4) {
+      // Like CoapServer: a representation without Content-Format counts as text/plain (0).
+      if (decodeUint(acceptValue) !== (res.contentFormat ?? ContentFormat.TextPlain)) {
+        return text(
+          ResponseCode.NotAcceptable,
+          `${p} is available as Content-Format ${res.contentFormat ?? '(none)'} only`,
+        );
+      }
+    }
+    const out: StoreResponse = { code: ResponseCode.Content, etag: res.etag, maxAge: this.maxAge };
+    if (res.contentFormat !== undefined) out.contentFormat = res.contentFormat;
     // §5.10.6.2: a matching ETag in the request validates the client's cached copy.
-    for (const tag of getOptions(options, OptionNumber.ETag)) {
-      if (tag.equals(res.etag)) return { ...common, code: ResponseCode.Valid };
+    if (hasEtag) {
+      for (const tag of getOptions(options, OptionNumber.ETag)) {
+        if (tag.equals(res.etag)) {
+          out.code = ResponseCode.Valid;
+          return out;
+        }
+      }
     }
-    return { ...common, payload: res.payload };
+    out.payload = res.payload;
+    return out;
   }
 
   private acceptable(options: readonly CoapOption[], contentFormat: number | undefined): boolean {
@@ -560,7 +581,12 @@ export class DynamicStore extends EventEmitter {
     if (had === undefined) this.usedBytes += counterCost(path);
     this.counters.set(path, n);
     this.journal?.enqueue({ op: 'putCounter', path, next: n }, () => this.restoreCounter(path, had));
-    this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    this.postEntry = true;
+    try {
+      this.set(entry, req.payload, getUintOption(req.options, OptionNumber.ContentFormat));
+    } finally {
+      this.postEntry = false;
+    }
     const res = this.resources.get(entry)!;
     return { code: ResponseCode.Created, locationPath: segments(entry), etag: res.etag };
   }
@@ -758,6 +784,8 @@ export class DynamicStore extends EventEmitter {
   handleDurably(req: StoreRequest): StoreResponse | Promise<StoreResponse> {
     const j = this.journal;
     if (j === undefined) return this.handle(req);
+    // A store slower than the writes: refuse more until it catches up (memory stays bounded).
+    if (j.busy) return text(ResponseCode.ServiceUnavailable, 'the store is behind; try again later');
     const before = j.enqueued;
     const res = this.handle(req);
     if (j.enqueued === before) return res;
@@ -791,10 +819,13 @@ export class DynamicStore extends EventEmitter {
 
   private journalPut(res: StoredResource, old: StoredResource | undefined): void {
     const order = this.orders.get(res.path);
-    this.journal!.enqueue({ op: 'putResource', resource: this.record(res) }, () =>
-      this.restoreResource(res.path, old, order),
-    );
+    const change: StoreChange = { op: 'putResource', resource: this.record(res) };
+    if (this.postEntry && old === undefined) change.create = true;
+    this.journal!.enqueue(change, () => this.restoreResource(res.path, old, order));
   }
+
+  /** Set while post() creates an entry (its store row must be new: see StoreChange.create). */
+  private postEntry = false;
 
   private journalDelete(path: string, old: StoredResource): void {
     const order = this.orders.get(path);

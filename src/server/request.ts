@@ -17,6 +17,16 @@ import type { Peer } from '../transport/transport.js';
 import type { AmplificationGuard } from './echo.js';
 import type { Route } from './router.js';
 
+/** What a handler sees of a request's OSCORE protection (`req.oscore`). */
+export interface OscoreRequestInfo {
+  /** The client's Sender ID (kid). */
+  readonly kid: Buffer;
+  /** The kid context (ID Context), when the request carried one. */
+  readonly kidContext: Buffer | undefined;
+  /** The request's sequence number (its Partial IV). */
+  readonly sequenceNumber: number;
+}
+
 /** What a handler answers: every field optional. */
 export interface ServerResponse {
   /** Response code as a number (0x45) or "2.05"; defaults by method. */
@@ -100,6 +110,14 @@ export class ServerRequest {
   /** The request body (whole, reassembled when it came block-wise). */
   get payload(): Buffer {
     return this.message.payload;
+  }
+
+  /**
+   * OSCORE (RFC 8613): set when the request came protected and verified; `kid` is the
+   * client's Sender ID, which names its security context (see `enableOscore`).
+   */
+  get oscore(): OscoreRequestInfo | undefined {
+    return (this.peer as { oscore?: OscoreRequestInfo }).oscore;
   }
 
   /** The request's token (§5.3.1). */

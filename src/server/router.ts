@@ -84,6 +84,10 @@ export class Router<H> {
     const r = this.exact.get(path);
     if (r) return r.exactMatch;
     for (const route of this.patterns) {
+      // A catch-all route ("/*", e.g. the serve command's store): the whole path is the
+      // wildcard (the path is "/" plus the segments joined with "/").
+      if (route.segments.length === 1 && route.segments[0] === '*')
+        return { route, params: { '*': path.slice(1) } };
       const params = matchSegments(route.segments, segments);
       if (params) return { route, params };
     }

@@ -13,6 +13,7 @@ import { utf8Interned } from '../codec/intern.js';
 import { filterLinks, type Link, serializeLinkFormat } from '../codec/link-format.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import {
+  decodeUint,
   encodeUint,
   firstBadCritical,
   getOption,
@@ -49,6 +50,13 @@ export {
   ServerRequest,
   type ServerResponse,
 } from './request.js';
+
+/** A layer around a server's whole pipeline (see `CoapServer.around`). */
+export type ServerHandlerLayer = (
+  msg: CoapMessage,
+  peer: Peer,
+  endpoint: Endpoint | undefined,
+) => OutgoingResponse | null | Promise<OutgoingResponse | null>;
 
 export interface ServerOptions extends EndpointOptions {
   /** Largest request payload accepted, in bytes (default 1024 * 64). Larger gets 4.13. */
@@ -520,12 +528,21 @@ export class CoapServer {
       : undefined;
   }
 
-  /** The server's request pipeline (called by every endpoint). */
+  /**
+   * A layer around the whole pipeline (OSCORE: `enableOscore`): it sees every request
+   * before anything else and returns the answer; it runs the pipeline with
+   * `handle(msg, peer, endpoint, true)`.
+   */
+  around: ServerHandlerLayer | undefined;
+
+  /** The server's request pipeline (called by every endpoint); `inner`: under the `around` layer. */
   handle(
     msg: CoapMessage,
     peer: Peer,
     endpoint?: Endpoint,
+    inner?: boolean,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    if (this.around !== undefined && inner !== true) return this.around(msg, peer, endpoint);
     // Path from Uri-Path options.
     // Most paths have one segment: keep it in a local and size the array exactly.
     // An unrecognized or malformed critical option (e.g. a Uri-Query over 255 bytes) rejects the
@@ -569,11 +586,14 @@ export class CoapServer {
       }
     }
     if (path === '') path = '/';
+    // One segment (most requests): the same "/name" string each time, its hash computed once for
+    // every Map it is looked up in (routes, observers, the store).
+    else if (segmentCount === 1) path = onePath(first!, path);
     const segments = more ?? (first === undefined ? [] : [first]);
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
-    // Amplification rule (RFC 9175 §2.4).
-    const guard = this.guardFor(endpoint);
+    // Amplification rule (RFC 9175 §2.4); an OSCORE-verified request comes from a holder of its key.
+    const guard = (peer as { oscore?: unknown }).oscore === undefined ? this.guardFor(endpoint) : undefined;
     req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {
@@ -612,7 +632,10 @@ export class CoapServer {
     req: ServerRequest,
     i: number,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
-    const mw = this.middlewares[i];
+    let mw = this.middlewares[i];
+    // The observe layer, for a request that is no observation (most): straight on.
+    if (mw !== undefined && mw === this.obsMiddleware && !this.obsLayer!.concerns(req.message))
+      mw = this.middlewares[++i];
     if (mw === undefined) return this.dispatch(req);
     const next = (replacement?: ServerRequest) => this.runMiddlewares(replacement ?? req, i + 1);
     const r = mw(req, next);
@@ -746,22 +769,25 @@ export class CoapServer {
         throw new InvalidArgumentError(`invalid response code ${String(res.code)}`);
       code = c;
     }
+    // Options in ascending number order (ETag 4, Location-Path 8, Content-Format 12, Max-Age 14,
+    // Location-Query 15), so the encoder need not sort them; `res.options` may add any.
     const options: CoapOption[] = [];
-    let contentFormat: number | undefined;
-    if (res.contentFormat !== undefined) {
-      contentFormat =
-        typeof res.contentFormat === 'number' ? res.contentFormat : parseContentFormat(res.contentFormat);
-      if (contentFormat === undefined)
-        throw new InvalidArgumentError(`unknown content format ${JSON.stringify(res.contentFormat)}`);
-      options.push({ number: OptionNumber.ContentFormat, value: encodeUint(contentFormat) });
-    }
-    if (res.maxAge !== undefined)
-      options.push({ number: OptionNumber.MaxAge, value: encodeUint(res.maxAge) });
-    if (res.etag) options.push({ number: OptionNumber.ETag, value: Buffer.from(res.etag) });
+    const etag = res.etag;
+    if (etag !== undefined)
+      options.push({ number: OptionNumber.ETag, value: Buffer.isBuffer(etag) ? etag : Buffer.from(etag) });
     if (res.locationPath) {
       for (const seg of res.locationPath)
         options.push({ number: OptionNumber.LocationPath, value: Buffer.from(seg, 'utf8') });
     }
+    let contentFormat: number | undefined;
+    if (res.contentFormat !== undefined) {
+      contentFormat =
+        typeof res.contentFormat === 'number' ? res.contentFormat : contentFormatOf(res.contentFormat);
+      if (contentFormat === undefined)
+        throw new InvalidArgumentError(`unknown content format ${JSON.stringify(res.contentFormat)}`);
+      options.push({ number: OptionNumber.ContentFormat, value: uintValue(contentFormat) });
+    }
+    if (res.maxAge !== undefined) options.push({ number: OptionNumber.MaxAge, value: uintValue(res.maxAge) });
     if (res.locationQuery) {
       for (const q of res.locationQuery)
         options.push({ number: OptionNumber.LocationQuery, value: Buffer.from(q, 'utf8') });
@@ -770,8 +796,15 @@ export class CoapServer {
       for (const o of res.options) options.push({ number: o.number, value: optionValue(o.number, o.value) });
     }
     let payload = typeof res.payload === 'string' ? this.encodeText(res.payload) : res.payload;
+    // One pass over the request's options for Accept and ETag (most requests have neither).
+    let acceptValue: Buffer | undefined;
+    let hasEtag = false;
+    for (const o of msg.options) {
+      if (o.number === OptionNumber.Accept) acceptValue ??= o.value;
+      else if (o.number === OptionNumber.ETag) hasEtag = true;
+    }
+    const accept = acceptValue === undefined || acceptValue.length > 4 ? undefined : decodeUint(acceptValue);
     // §5.10.4: Accept names the only acceptable Content-Format.
-    const accept = getUintOption(msg.options, OptionNumber.Accept);
     if (accept !== undefined && code >> 5 === 2 && payload && payload.length > 0) {
       const cf = contentFormat ?? ContentFormat.TextPlain;
       if (cf !== accept) {
@@ -782,8 +815,12 @@ export class CoapServer {
       }
     }
     // §5.10.6.2: a GET whose ETag matches the current representation gets 2.03 Valid.
-    if (code === ResponseCode.Content && res.etag && (msg.code === Method.GET || msg.code === Method.FETCH)) {
-      const etag = res.etag;
+    if (
+      hasEtag &&
+      code === ResponseCode.Content &&
+      etag !== undefined &&
+      (msg.code === Method.GET || msg.code === Method.FETCH)
+    ) {
       if (getOptions(msg.options, OptionNumber.ETag).some((e) => Buffer.compare(e, etag) === 0)) {
         code = ResponseCode.Valid;
         payload = undefined;
@@ -799,6 +836,46 @@ export class CoapServer {
     if (payload && payload.length > 0) out.payload = payload;
     return out;
   }
+}
+
+/** "/segment" strings by interned segment (bounded: cleared when full). */
+const ONE_PATHS = new Map<string, string>();
+
+function onePath(segment: string, built: string): string {
+  const p = ONE_PATHS.get(segment);
+  if (p !== undefined) return p;
+  if (ONE_PATHS.size >= 1024) ONE_PATHS.clear();
+  ONE_PATHS.set(segment, built);
+  return built;
+}
+
+/** Content-Format names handlers return ("json", "text/plain"), parsed once (bounded). */
+const CF_NAMES = new Map<string, number | undefined>();
+
+function contentFormatOf(name: string): number | undefined {
+  let cf = CF_NAMES.get(name);
+  if (cf === undefined && !CF_NAMES.has(name)) {
+    cf = parseContentFormat(name);
+    if (CF_NAMES.size >= 256) CF_NAMES.clear();
+    CF_NAMES.set(name, cf);
+  }
+  return cf;
+}
+
+/** Encoded uint option values 0-1023 (Content-Format, Max-Age), shared: the encoder only reads them. */
+const UINT_VALUES: Buffer[] = [];
+
+/** encodeUint, without an allocation for the small values every response carries. */
+function uintValue(n: number): Buffer {
+  if (n >= 0 && n < 1024 && Number.isInteger(n)) {
+    let v = UINT_VALUES[n];
+    if (v === undefined) {
+      v = encodeUint(n);
+      UINT_VALUES[n] = v;
+    }
+    return v;
+  }
+  return encodeUint(n);
 }
 
 function routeLink(pattern: string, a: ResourceAttributes): Link {

@@ -9,6 +9,8 @@ import type { ObserverRecord, ResourceRecord, StoreChange } from './types.js';
 
 export interface CoalescedBatch {
   putResources: ResourceRecord[];
+  /** Paths among putResources that must not exist yet (POST entries). */
+  createOnly: Set<string>;
   deleteResources: string[];
   putCounters: Array<[string, number]>;
   deleteCounters: string[];
@@ -23,9 +25,12 @@ export function coalesce(changes: readonly StoreChange[]): CoalescedBatch {
   const cnt = new Map<string, number | null>();
   const obs = new Map<string, ObserverRecord | null>();
   const st = new Map<string, Buffer | null>();
+  const createOnly = new Set<string>();
   for (const c of changes) {
     switch (c.op) {
       case 'putResource':
+        // Created by this batch (first change to the key): the row must not exist before it.
+        if (c.create === true && !res.has(c.resource.path)) createOnly.add(c.resource.path);
         res.set(c.resource.path, c.resource);
         break;
       case 'deleteResource':
@@ -53,6 +58,7 @@ export function coalesce(changes: readonly StoreChange[]): CoalescedBatch {
   }
   const out: CoalescedBatch = {
     putResources: [],
+    createOnly,
     deleteResources: [],
     putCounters: [],
     deleteCounters: [],
@@ -61,7 +67,12 @@ export function coalesce(changes: readonly StoreChange[]): CoalescedBatch {
     putState: [],
     deleteState: [],
   };
-  for (const [k, v] of res) v === null ? out.deleteResources.push(k) : out.putResources.push(v);
+  for (const [k, v] of res) {
+    if (v === null) {
+      out.deleteResources.push(k);
+      createOnly.delete(k);
+    } else out.putResources.push(v);
+  }
   for (const [k, v] of cnt) v === null ? out.deleteCounters.push(k) : out.putCounters.push([k, v]);
   for (const [k, v] of obs) v === null ? out.deleteObservers.push(k) : out.putObservers.push(v);
   for (const [k, v] of st) v === null ? out.deleteState.push(k) : out.putState.push([k, v]);

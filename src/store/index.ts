@@ -1,6 +1,6 @@
 /** Durable stores for the server's state (resources, observers, named blobs). */
 
-export { GroupCommitter } from './batcher.js';
+export { GroupCommitter, type GroupCommitterOptions } from './batcher.js';
 export { StoreDependencyError, StoreError, StoreFormatError, StoreUnavailableError } from './errors.js';
 export { MemoryStore } from './memory.js';
 export { type OpenStoreOptions, openStore } from './open.js';

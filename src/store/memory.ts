@@ -13,8 +13,11 @@ import type {
   StoreSnapshot,
 } from './types.js';
 
+/** A StateStore in memory (nothing survives the process). */
 export class MemoryStore implements StateStore {
+  /** Always 'memory'. */
   readonly kind: StoreKind = 'memory';
+  /** Always 'memory'. */
   readonly location = 'memory';
   private readonly resources = new Map<string, ResourceRecord>();
   private readonly counters = new Map<string, number>();
@@ -75,5 +78,6 @@ export class MemoryStore implements StateStore {
     return this.apply([{ op: 'deleteState', name }]);
   }
 
+  /** Nothing to release. */
   async close(): Promise<void> {}
 }

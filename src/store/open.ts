@@ -6,12 +6,15 @@ import { PostgresStore, type PostgresStoreOptions } from './postgres.js';
 import { type SqliteBinding, SqliteStore } from './sqlite.js';
 import type { StateStore } from './types.js';
 
+/** What openStore() opens. */
 export interface OpenStoreOptions {
   /** Data directory: SQLite in DIR/coapkit.db. */
   data?: string;
   /** postgres://user:password@host:port/database (or postgresql://). */
   url?: string;
+  /** Force a SQLite binding (default: node:sqlite when present, else better-sqlite3). */
   sqliteBinding?: SqliteBinding;
+  /** PostgreSQL connection settings. */
   postgres?: PostgresStoreOptions;
 }
 

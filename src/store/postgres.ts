@@ -44,6 +44,7 @@ interface PgClient {
 }
 type PgClientClass = new (config: Record<string, unknown>) => PgClient;
 
+/** Settings of the PostgreSQL store. */
 export interface PostgresStoreOptions {
   /** Client-side timeout of one query, ms (default 5000): a database that stops answering fails writes. */
   queryTimeoutMs?: number;
@@ -82,8 +83,11 @@ async function loadPg(): Promise<PgClientClass> {
 const num = (v: unknown): number => Number(v);
 const optNum = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
+/** A StateStore in PostgreSQL, shareable by several servers (see the module comment). */
 export class PostgresStore implements StateStore {
+  /** Always 'postgres'. */
   readonly kind: StoreKind = 'postgres';
+  /** The URL without its password. */
   readonly location: string;
   /** This server's id in NOTIFY payloads (it ignores its own changes). */
   readonly origin = randomBytes(6).toString('hex');
@@ -93,6 +97,8 @@ export class PostgresStore implements StateStore {
   private delay: number;
   private closed = false;
   private listener: PgClient | undefined;
+  /** LISTEN was in place once (a later one is a re-listen: see RemoteChange 'resync'). */
+  private listened = false;
   private readonly subscribers = new Set<(ev: RemoteChange) => void>();
   /** Times the write connection was (re)established. */
   connects = 0;
@@ -209,11 +215,9 @@ export class PostgresStore implements StateStore {
     if (this.closed || this.reconnectTimer !== undefined || this.connecting !== undefined) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.connecting = this.connect().then(
+      this.connecting = this.reconnect().then(
         () => {
           this.connecting = undefined;
-          this.onStatus?.(true);
-          if (this.subscribers.size > 0 && this.listener === undefined) void this.listen().catch(() => {});
         },
         () => {
           this.connecting = undefined;
@@ -222,6 +226,16 @@ export class PostgresStore implements StateStore {
         },
       );
     }, this.delay);
+  }
+
+  /** Re-establishes what is missing: the write connection, and LISTEN when someone subscribed. */
+  private async reconnect(): Promise<void> {
+    if (this.closed) return;
+    if (this.client === undefined) {
+      await this.connect();
+      this.onStatus?.(true);
+    }
+    if (this.subscribers.size > 0 && this.listener === undefined) await this.listen();
   }
 
   private writer(): PgClient {
@@ -272,23 +286,33 @@ export class PostgresStore implements StateStore {
       if (b.deleteResources.length > 0) {
         await c.query('DELETE FROM coapkit_resources WHERE path = ANY($1::text[])', [b.deleteResources]);
       }
-      if (b.putResources.length > 0) {
-        const r = b.putResources;
+      // POST entries: a plain INSERT, so that an entry number another server took meanwhile
+      // fails the batch (unique violation) instead of overwriting an acknowledged entry.
+      const fresh = b.putResources.filter((x) => b.createOnly.has(x.path));
+      const upserts = b.putResources.filter((x) => !b.createOnly.has(x.path));
+      for (const [rows, conflict] of [
+        [fresh, ''],
+        [
+          upserts,
+          `ON CONFLICT (path) DO UPDATE SET payload = EXCLUDED.payload, content_format = EXCLUDED.content_format,
+             etag = EXCLUDED.etag, max_age = EXCLUDED.max_age, created = EXCLUDED.created,
+             modified = EXCLUDED.modified, ord = EXCLUDED.ord`,
+        ],
+      ] as const) {
+        if (rows.length === 0) continue;
         await c.query(
           `INSERT INTO coapkit_resources (path, payload, content_format, etag, max_age, created, modified, ord)
            SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
-           ON CONFLICT (path) DO UPDATE SET payload = EXCLUDED.payload, content_format = EXCLUDED.content_format,
-             etag = EXCLUDED.etag, max_age = EXCLUDED.max_age, created = EXCLUDED.created,
-             modified = EXCLUDED.modified, ord = EXCLUDED.ord`,
+           ${conflict}`,
           [
-            r.map((x) => x.path),
-            r.map((x) => x.payload),
-            r.map((x) => x.contentFormat ?? null),
-            r.map((x) => x.etag),
-            r.map((x) => x.maxAge ?? null),
-            r.map((x) => x.created),
-            r.map((x) => x.modified),
-            r.map((x) => x.order),
+            rows.map((x) => x.path),
+            rows.map((x) => x.payload),
+            rows.map((x) => x.contentFormat ?? null),
+            rows.map((x) => x.etag),
+            rows.map((x) => x.maxAge ?? null),
+            rows.map((x) => x.created),
+            rows.map((x) => x.modified),
+            rows.map((x) => x.order),
           ],
         );
       }
@@ -341,7 +365,10 @@ export class PostgresStore implements StateStore {
       await c.query('COMMIT');
     } catch (err) {
       if (this.client === c) await c.query('ROLLBACK').catch(() => {});
-      const msg = (err as Error).message;
+      const msg =
+        (err as { code?: string }).code === '23505'
+          ? `a POST entry number was taken by another server meanwhile (retry): ${(err as Error).message}`
+          : (err as Error).message;
       // A lost connection: reconnect in the background.
       if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
         this.lost(c, err as Error);
@@ -362,10 +389,19 @@ export class PostgresStore implements StateStore {
     return this.apply([{ op: 'deleteState', name }]);
   }
 
-  /** Changes committed by other servers sharing this database (LISTEN coapkit_changes). */
-  subscribe(listener: (ev: RemoteChange) => void): () => void {
+  /**
+   * Changes committed by other servers sharing this database (LISTEN
+   * coapkit_changes); resolves once LISTEN is in place.
+   */
+  async subscribe(listener: (ev: RemoteChange) => void): Promise<() => void> {
     this.subscribers.add(listener);
-    if (this.listener === undefined) void this.listen().catch(() => this.scheduleReconnect());
+    if (this.listener === undefined) {
+      try {
+        await this.listen();
+      } catch {
+        this.scheduleReconnect();
+      }
+    }
     return () => {
       this.subscribers.delete(listener);
     };
@@ -412,8 +448,12 @@ export class PostgresStore implements StateStore {
       drop();
       throw err;
     }
+    // Listening again after a loss: what was notified meanwhile is gone; subscribers reload.
+    if (this.listened) for (const s of this.subscribers) s({ path: '', kind: 'resync', origin: '' });
+    this.listened = true;
   }
 
+  /** Stops reconnecting and closes both connections. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);

@@ -29,8 +29,10 @@ import type {
 /** The database file's name inside the data directory. */
 export const SQLITE_FILE_NAME = 'coapkit.db';
 
+/** The SQLite bindings the store can use. */
 export type SqliteBinding = 'node:sqlite' | 'better-sqlite3';
 
+/** Settings of the SQLite store. */
 export interface SqliteStoreOptions {
   /**
    * Which binding to use; default: node:sqlite when this Node has it, else
@@ -69,8 +71,11 @@ export function hasNodeSqlite(): boolean {
   }
 }
 
+/** A StateStore in one SQLite file (see the module comment). */
 export class SqliteStore implements StateStore {
+  /** Always 'sqlite'. */
   readonly kind: StoreKind = 'sqlite';
+  /** The database file. */
   readonly location: string;
   /** The binding in use, known after open(). */
   binding: SqliteBinding | undefined;
@@ -83,6 +88,7 @@ export class SqliteStore implements StateStore {
   private dead: Error | undefined;
 
   private constructor(
+    /** The database file's path. */
     readonly file: string,
     private readonly options: SqliteStoreOptions,
   ) {
@@ -242,6 +248,7 @@ export class SqliteStore implements StateStore {
     await w.terminate();
   }
 
+  /** Closes the database (releasing its lock) and stops the worker. */
   async close(): Promise<void> {
     if (this.worker === undefined) return;
     try {

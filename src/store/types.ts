@@ -17,6 +17,7 @@ import type { Buffer } from 'node:buffer';
 export interface ResourceRecord {
   /** Absolute path, e.g. "/sensors/temp". */
   path: string;
+  /** The representation's bytes. */
   payload: Buffer;
   /** Content-Format given when it was stored; undefined when the request had none. */
   contentFormat: number | undefined;
@@ -26,6 +27,7 @@ export interface ResourceRecord {
   maxAge: number | undefined;
   /** Creation and last modification, milliseconds since the epoch. */
   created: number;
+  /** Last modification, milliseconds since the epoch. */
   modified: number;
   /** Creation order (increasing): the order of entries in a POST collection. */
   order: number;
@@ -39,8 +41,11 @@ export interface ObserverRecord {
   scheme: 'coap' | 'coaps';
   /** Peer address and port the notifications go to. */
   address: string;
+  /** Peer port. */
   port: number;
+  /** The registration's token: notifications carry it. */
   token: Buffer;
+  /** The observed resource's path. */
   path: string;
   /** Accept of the registration; undefined when it had none. */
   accept: number | undefined;
@@ -54,20 +59,71 @@ export interface ObserverRecord {
 
 /** One change in a batch; a batch is committed as one transaction, in order. */
 export type StoreChange =
-  | { op: 'putResource'; resource: ResourceRecord }
-  | { op: 'deleteResource'; path: string }
-  | { op: 'putCounter'; path: string; next: number }
-  | { op: 'deleteCounter'; path: string }
-  | { op: 'putObserver'; observer: ObserverRecord }
-  | { op: 'deleteObserver'; key: string }
-  | { op: 'putState'; name: string; value: Buffer }
-  | { op: 'deleteState'; name: string };
+  | {
+      /** Create or replace a resource. */
+      op: 'putResource';
+      /** The resource's new state. */
+      resource: ResourceRecord;
+      /**
+       * A new POST collection entry: it must not exist in the store yet (another
+       * server sharing the store may have taken the number); the batch fails if it does.
+       */
+      create?: boolean;
+    }
+  | {
+      /** Remove a resource. */
+      op: 'deleteResource';
+      /** Its path. */
+      path: string;
+    }
+  | {
+      /** Set the next entry number of a POST collection. */
+      op: 'putCounter';
+      /** The collection's path. */
+      path: string;
+      /** The last entry number used. */
+      next: number;
+    }
+  | {
+      /** Remove a POST collection counter. */
+      op: 'deleteCounter';
+      /** The collection's path. */
+      path: string;
+    }
+  | {
+      /** Create or replace an observe registration. */
+      op: 'putObserver';
+      /** The registration. */
+      observer: ObserverRecord;
+    }
+  | {
+      /** Remove an observe registration. */
+      op: 'deleteObserver';
+      /** Its key. */
+      key: string;
+    }
+  | {
+      /** Store a named blob. */
+      op: 'putState';
+      /** The blob's name. */
+      name: string;
+      /** Its bytes. */
+      value: Buffer;
+    }
+  | {
+      /** Remove a named blob. */
+      op: 'deleteState';
+      /** The blob's name. */
+      name: string;
+    };
 
 /** Everything a store holds, as `load()` returns it at start. */
 export interface StoreSnapshot {
   /** In creation order. */
   resources: ResourceRecord[];
+  /** POST collection counters: path and last entry number. */
   counters: Array<[path: string, next: number]>;
+  /** Observe registrations. */
   observers: ObserverRecord[];
 }
 
@@ -82,6 +138,7 @@ export type StoreKind = 'memory' | 'sqlite' | 'postgres';
  * never acknowledged, never lost).
  */
 export interface StateStore {
+  /** Which implementation it is. */
   readonly kind: StoreKind;
   /** Where it lives, for messages: a file path or a URL without its password. */
   readonly location: string;
@@ -97,19 +154,25 @@ export interface StateStore {
   deleteState(name: string): Promise<void>;
   /**
    * Changes committed by another server sharing this store (PostgreSQL
-   * LISTEN/NOTIFY): `listener` gets the paths; undefined when the store has
-   * no other writers (memory, SQLite).
+   * LISTEN/NOTIFY): `listener` gets the paths; resolves once listening.
+   * Undefined when the store has no other writers (memory, SQLite).
    */
-  subscribe?(listener: (ev: RemoteChange) => void): () => void;
+  subscribe?(listener: (ev: RemoteChange) => void): Promise<() => void>;
   /** Reads one resource from the store (after a RemoteChange). */
   getResource?(path: string): Promise<ResourceRecord | undefined>;
+  /** Waits for what is in progress and releases the database (file lock, connections). */
   close(): Promise<void>;
 }
 
 /** A change made by another server sharing the store. */
 export interface RemoteChange {
+  /** The resource's path. */
   path: string;
-  kind: 'put' | 'delete';
+  /**
+   * Created or replaced, or deleted; 'resync' (path ''): notifications may have
+   * been missed (LISTEN was re-established), reload everything.
+   */
+  kind: 'put' | 'delete' | 'resync';
   /** The writing server's id (a server ignores its own changes). */
   origin: string;
 }

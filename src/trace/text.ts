@@ -475,6 +475,17 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
         text: `handling ${ev.method} ${ev.path}${who} (token ${hexOf(ev.token) || '(empty)'})`,
       });
     },
+    'coapkit:oscore:message': (ev, t) => {
+      const s = summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
+      const what = `${s.ok ? s.codeText : ev.code}${ev.path ? ` ${ev.path}` : ''}`;
+      note(t, {
+        tag: 'OSCO',
+        style: 'info',
+        dir: ev.direction,
+        peer: peerKeyOf(ev.peer),
+        text: `${ev.direction === 'out' ? 'protected' : 'decrypted'} inner ${what}${ev.payloadLength > 0 ? ` (${ev.payloadLength} B payload)` : ''}, kid ${ev.kid ? `0x${ev.kid}` : '(empty)'}${ev.partialIv ? `, Partial IV 0x${ev.partialIv}` : ''}`,
+      });
+    },
     'coapkit:server:response': (ev, t) => {
       const s = ev.code === undefined ? undefined : summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
       note(t, {

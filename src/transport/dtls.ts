@@ -67,6 +67,7 @@ import {
   type Transport,
   type TransportHandlers,
 } from './transport.js';
+import { reusePortOption } from './udp.js';
 
 export interface PskCredentials {
   identity: string | Uint8Array;
@@ -81,9 +82,15 @@ function normalizeAddress(a: string): string {
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
-function bindSocket(type: 'udp4' | 'udp6', address: string | undefined, port: number): Promise<Socket> {
+function bindSocket(
+  type: 'udp4' | 'udp6',
+  address: string | undefined,
+  port: number,
+  reusePort?: boolean,
+): Promise<Socket> {
+  const reuse = reusePortOption(reusePort);
   return new Promise((resolve, reject) => {
-    const s = createSocket({ type, ipv6Only: false, lookup: literalLookup });
+    const s = createSocket({ type, ipv6Only: false, lookup: literalLookup, ...reuse });
     const onError = (err: Error) => {
       s.close();
       reject(new NetworkError(`cannot bind DTLS socket: ${err.message}`, { cause: err }));
@@ -778,6 +785,12 @@ export class DtlsClientTransport implements Transport {
 export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
   host?: string;
   port?: number;
+  /**
+   * SO_REUSEPORT, as for UDP (`UdpTransportOptions.reusePort`): processes share the
+   * port, each peer's datagrams reach one of them, whose DTLS sessions it holds.
+   * Needs Node 22.12 or later.
+   */
+  reusePort?: boolean;
   /** PSK keys (PSK suites); a server needs psk, or cert + key / rpk (ECDHE_ECDSA suites), or both. */
   psk?:
     | PskCredentials
@@ -992,7 +1005,7 @@ export class DtlsServerTransport implements Transport {
       throw new InvalidArgumentError('DTLS server needs psk keys or cert + key / rpk');
     const host = options.host ?? '::';
     const type = isIP(host) === 4 ? 'udp4' : 'udp6';
-    const socket = await bindSocket(type, host, options.port ?? 5684);
+    const socket = await bindSocket(type, host, options.port ?? 5684, options.reusePort);
     try {
       return new DtlsServerTransport(socket, options, certs);
     } catch (e) {

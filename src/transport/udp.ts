@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { NetworkError } from '../errors.js';
+import { InvalidArgumentError, NetworkError } from '../errors.js';
 import { formatAddress } from './address.js';
 import { literalLookup } from './literal-lookup.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
@@ -20,6 +20,14 @@ export interface UdpTransportOptions {
   type?: 'udp4' | 'udp6';
   ipv6Only?: boolean;
   reuseAddr?: boolean;
+  /**
+   * SO_REUSEPORT: several processes bind the same address and port and the kernel
+   * spreads the peers over them by source address and port (Linux: one peer always
+   * reaches the same socket while the set of sockets stays the same). Needs Node
+   * 22.12 or later ({@link reusePortSupported}); an InvalidArgumentError says so
+   * on older versions. `coapkit serve --workers N` uses it.
+   */
+  reusePort?: boolean;
   /** Socket buffer sizes in bytes (server under load benefits from larger ones). */
   recvBufferSize?: number;
   sendBufferSize?: number;
@@ -160,10 +168,12 @@ export class UdpTransport implements Transport {
   }
 
   static async create(options: UdpTransportOptions = {}): Promise<UdpTransport> {
+    const reuse = reusePortOption(options.reusePort);
     const tryBind = (type: 'udp4' | 'udp6', host: string) =>
       new Promise<dgram.Socket>((resolve, reject) => {
         const socket = dgram.createSocket({
           type,
+          ...reuse,
           reuseAddr: options.reuseAddr ?? false,
           ipv6Only: options.ipv6Only ?? false,
           lookup: literalLookup,
@@ -394,4 +404,27 @@ export function dtlsProbe(): Buffer {
   ]);
   const m = hs.length;
   return Buffer.concat([Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, m >> 8, m & 0xff]), hs]);
+}
+
+/** The Node version from which dgram sockets take `reusePort` (also 23.1 and later). */
+export const REUSE_PORT_NODE_VERSION = '22.12.0';
+
+/** Whether this Node's dgram sockets take `reusePort` (22.12+ and 23.1+). */
+export function reusePortSupported(version: string = process.versions.node): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+/**
+ * The `dgram.createSocket` option for `reusePort` (empty when not asked for); an
+ * InvalidArgumentError naming the Node version needed when this Node lacks it.
+ */
+export function reusePortOption(reusePort: boolean | undefined): { reusePort?: true } {
+  if (reusePort !== true) return {};
+  if (!reusePortSupported()) {
+    throw new InvalidArgumentError(
+      `reusePort needs Node ${REUSE_PORT_NODE_VERSION} or later (dgram reusePort); this is Node ${process.versions.node}`,
+    );
+  }
+  return { reusePort: true };
 }

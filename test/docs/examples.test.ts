@@ -85,6 +85,7 @@ const EXPECT: Record<string, RegExp[]> = {
     /204800 bytes identical/,
   ],
   'coaps-psk.ts': [/^2\.05 Content hello, sensor-7$/m],
+  'oscore.ts': [/^2\.05 Content open for cli$/m, /^4\.02 Bad Option OSCORE required$/m],
   'proxy.ts': [
     /\(1\): 2\.05 Content .* origin asked 1 time/,
     /\(2\): 2\.05 Content .* origin asked 1 time/,

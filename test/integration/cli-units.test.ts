@@ -70,7 +70,11 @@ describe('cli units', () => {
         return true;
       },
     );
-    assert.throws(() => checkUri('coap+tcp://h/'), /not supported by this tool/);
+    assert.equal(checkUri('coap+tcp://h/').scheme, 'coap+tcp');
+    assert.throws(
+      () => checkUri('coap+sms://h/'),
+      /unsupported URI scheme "coap\+sms" \(expected coap, coaps, coap\+tcp/,
+    );
   });
 
   it('server key files: identity:secret, identity:0xHEX, comments', () => {

@@ -115,7 +115,15 @@ describe('coapkit console in chromium', { skip }, () => {
   const client = new CoapClient();
 
   before(async () => {
-    serve = await startServe([...LOOPBACK_PORTS, '--identity', 'console-test', '--psk', 'console-secret']);
+    serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--identity',
+      'console-test',
+      '--psk',
+      'console-secret',
+      // the page PUTs over plain coap:// too: with keys given, anonymous peers may only read otherwise
+      '--anonymous-writes',
+    ]);
     con = await startConsoleProcess();
     userDir = mkdtempSync(join(tmpdir(), 'coapkit-chromium-'));
     const { chromium } = await import('playwright-core');

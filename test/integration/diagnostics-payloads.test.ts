@@ -21,6 +21,8 @@ import {
   type ChannelPayloads,
   channelsByName,
 } from '../../src/diagnostics.js';
+import { OscoreContext } from '../../src/oscore/context.js';
+import { enableOscore } from '../../src/server/oscore.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TRACE_CHANNELS } from '../../src/trace/tracer.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
@@ -174,6 +176,15 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     messageId: 'number',
   },
   'coapkit:server:response': { peer, token: 'bytes', code: { optional: 'number' }, durationMs: 'number' },
+  'coapkit:oscore:message': {
+    peer,
+    direction: 'string',
+    code: 'number',
+    path: 'string',
+    payloadLength: 'number',
+    kid: 'string',
+    partialIv: 'string',
+  },
 };
 
 // The schema type is not vacuous: a wrong kind, a missing field and an undeclared one are rejected.
@@ -308,6 +319,20 @@ describe('diagnostics: every channel publishes its declared payload', () => {
     await client.get(`coap://localhost:${port}/hello`, { timeout: 10_000 });
     const slow = await client.get(`coap://127.0.0.1:${port}/slow`, { timeout: 10_000 });
     assert.equal(slow.payload.toString(), 'late');
+
+    // ---- OSCORE: a protected request and its response (the inner messages)
+    const osc = (s: string, r: string) =>
+      new OscoreContext({
+        masterSecret: Buffer.alloc(16, 3),
+        senderId: Buffer.from(s),
+        recipientId: Buffer.from(r),
+      });
+    const oserver = new CoapServer();
+    oserver.get('/inner', () => ({ payload: 'x' }));
+    enableOscore(oserver, { contexts: [osc('s', 'c')] });
+    const oport = (await oserver.listen({ host: '127.0.0.1', port: 0 })).transport.localAddress().port;
+    cleanups.push(() => oserver.close());
+    await client.get(`coap://127.0.0.1:${oport}/inner`, { timeout: 10_000, oscore: osc('c', 's') });
 
     // ---- DNS failure (the resolver is replaced: no network)
     const failing = new CoapClient({

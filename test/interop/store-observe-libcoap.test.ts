@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type CoapMessage, type CoapOption, decodeMessage, encodeMessage } from '../../src/codec/message.js';
-import { getOption } from '../../src/codec/options.js';
+import { getOption, getUintOption } from '../../src/codec/options.js';
 import { MessageType } from '../../src/constants/codes.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { CLIENT } from '../helpers/libcoap.js';
@@ -126,7 +126,21 @@ test('a libcoap observer keeps being notified across kill -9 and restart; an obs
     );
     const n = raw.got.slice(from).find((m) => m.token.equals(raw.token))!;
     assert.equal(n.payload.toString(), 'y2');
-    assert.ok(getOption(n.options, OptionNumber.Observe), 'the notification carries Observe');
+    const seqAfter = getUintOption(n.options, OptionNumber.Observe);
+    const registration = raw.got.find((m) => m.token.equals(raw.token) && m.code === CONTENT)!;
+    const seqBefore = getUintOption(registration.options, OptionNumber.Observe);
+    assert.ok(seqAfter !== undefined && seqBefore !== undefined, 'both carry Observe');
+    // §3.4: newer within 2^23; the restart continues above every number sent before it.
+    const delta = (seqAfter - seqBefore + 0x1000000) % 0x1000000;
+    assert.ok(
+      delta > 0 && delta < 0x800000,
+      `sequence ${seqAfter} after the restart is fresher than ${seqBefore}`,
+    );
+    assert.equal(
+      n.type,
+      MessageType.CON,
+      'the first notification after a restart is confirmable (a liveness check)',
+    );
     raw.send(port, {
       type: MessageType.RST,
       code: 0,
@@ -151,6 +165,9 @@ test('a libcoap observer keeps being notified across kill -9 and restart; an obs
     assert.equal(await serve.stop(), 0);
     serve = await startServe(['--host', '127.0.0.1', '--port', String(port), '--secure-port', '0', ...data]);
     assert.match(serve.banner, /1 observer loaded/);
+    // After the graceful restart too, the libcoap observer keeps being notified.
+    assert.equal((await runCli(['put', `${url}/obs/x`, '-p', 'v6'])).code, 0);
+    await until(() => libcoap.out.includes('v6'), 'libcoap notified of v6 after a SIGTERM restart', 30_000);
   } finally {
     raw.close();
     libcoap.proc?.kill('SIGKILL');

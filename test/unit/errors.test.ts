@@ -66,12 +66,22 @@ const KNOWN: Array<[Name, string, Name | undefined]> = [
   ['DtlsError', 'COAP_ERR_DTLS', 'CoapError'],
   ['DtlsAlertError', 'COAP_ERR_DTLS_ALERT', 'DtlsError'],
   ['DtlsHandshakeTimeoutError', 'COAP_ERR_DTLS_HANDSHAKE_TIMEOUT', 'DtlsError'],
+  ['DtlsCredentialError', 'COAP_ERR_DTLS_CREDENTIALS', 'DtlsError'],
+  ['StoreError', 'COAP_ERR_STORE', 'CoapError'],
+  ['StoreUnavailableError', 'COAP_ERR_STORE_UNAVAILABLE', 'StoreError'],
+  ['StoreFormatError', 'COAP_ERR_STORE_FORMAT', 'StoreError'],
+  ['StoreDependencyError', 'COAP_ERR_STORE_DEPENDENCY', 'StoreError'],
   ['ResponseCodeError', 'COAP_ERR_RESPONSE_CODE', 'CoapError'],
   ['UsageError', 'COAP_ERR_USAGE', 'CoapError'],
   ['ProtocolError', 'COAP_ERR_PROTOCOL', 'CoapError'],
   ['BlockTransferError', 'COAP_ERR_BLOCK_TRANSFER', 'ProtocolError'],
   ['BodyTooLargeError', 'COAP_ERR_BODY_TOO_LARGE', 'BlockTransferError'],
   ['ObserveError', 'COAP_ERR_OBSERVE', 'CoapError'],
+  ['OscoreError', 'COAP_ERR_OSCORE', 'CoapError'],
+  ['OscoreContextNotFoundError', 'COAP_ERR_OSCORE_UNKNOWN_CONTEXT', 'OscoreError'],
+  ['OscoreDecryptError', 'COAP_ERR_OSCORE_DECRYPT', 'OscoreError'],
+  ['OscoreReplayError', 'COAP_ERR_OSCORE_REPLAY', 'OscoreError'],
+  ['OscoreSequenceError', 'COAP_ERR_OSCORE_SEQUENCE', 'OscoreError'],
 ];
 
 /** Every error class the module exports (classes appended later are covered automatically). */

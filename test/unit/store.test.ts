@@ -114,6 +114,35 @@ describe('DynamicStore write path', () => {
     assert.equal(dyn.size, snap.resources.length);
   });
 
+  test('a store slower than the writes: uncommitted bytes are bounded, further writes 5.03', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    class SlowStore extends MemoryStore {
+      override async apply(changes: readonly StoreChange[]): Promise<void> {
+        await gate;
+        return super.apply(changes);
+      }
+    }
+    const dyn = new DynamicStore({ builtins: false });
+    const committer = new GroupCommitter(new SlowStore(), { maxPendingBytes: 10_000 });
+    dyn.attachStore(committer);
+    const waiting: Array<Promise<StoreResponse> | StoreResponse> = [];
+    let refused = 0;
+    for (let i = 0; i < 100; i++) {
+      const r = dyn.handleDurably(req('PUT', '/same', 'x'.repeat(1000)));
+      if (r instanceof Promise) waiting.push(r);
+      else if (r.code === ResponseCode.ServiceUnavailable) refused++;
+    }
+    assert.ok(refused > 80, `${refused} refused at once`);
+    assert.ok(committer.pendingBytes <= 10_000 + 2000, `${committer.pendingBytes} bytes pending`);
+    release();
+    for (const r of await Promise.all(waiting))
+      assert.ok(r.code === ResponseCode.Created || r.code === ResponseCode.Changed);
+    assert.equal(committer.pendingBytes, 0);
+  });
+
   test('loadSnapshot restores resources, ETags and counters', async () => {
     const store = new MemoryStore();
     const { dyn } = durable(store);

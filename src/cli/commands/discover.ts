@@ -7,7 +7,7 @@ import { filterLinks, type Link, parseLinkFormat } from '../../codec/link-format
 import { encodeQueryArg, formatUri } from '../../codec/uri.js';
 import { describeCode, ResponseCode } from '../../constants/codes.js';
 import { ContentFormat, contentFormatName } from '../../constants/content-formats.js';
-import { LinkFormatError } from '../../errors.js';
+import { LinkFormatError, UsageError } from '../../errors.js';
 import { bool, type FlagSpecs, parseFlags, positionals, str } from '../args.js';
 import { CLIENT_FLAGS, clientOptions } from '../client-flags.js';
 import { checkUri, contentFormatArg, timeoutMs } from '../common.js';
@@ -16,6 +16,7 @@ import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { formatLink, linkToJson, summarizePayload } from '../format.js';
 import { DISCOVER_HELP } from '../help.js';
 import { type Io, writeAll } from '../io.js';
+import { OSCORE_CLIENT_FLAGS, oscoreRequestOption } from '../oscore.js';
 import { watchExchange } from '../verbose.js';
 import {
   groupRequest,
@@ -35,6 +36,7 @@ export const DISCOVER_FLAGS: FlagSpecs = {
   quiet: { type: 'boolean', short: 'q' },
   ...MULTICAST_CLIENT_FLAGS,
   ...CLIENT_FLAGS,
+  ...OSCORE_CLIENT_FLAGS,
 };
 
 export async function runDiscover(args: string[], io: Io): Promise<number> {
@@ -64,6 +66,10 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
   if (query.length > 0) href += `?${query.map(encodeQueryArg).join('&')}`;
 
   if (isMulticastUri(uri)) {
+    if (str(p, 'oscore') !== undefined)
+      throw new UsageError('--oscore protects one client-server context: group discovery is not protected', {
+        hint: 'Group OSCORE is not supported; discover a unicast address',
+      });
     // Group discovery (RFC 7252 §8.2, RFC 6690 §4.1): members with no matching link stay silent.
     const mopts = { ...multicastClientOptions(p), method: 'GET' as const, accept: ContentFormat.LinkFormat };
     // With a filter, silence means "no member has a matching link" (not an error).
@@ -107,6 +113,7 @@ export async function runDiscover(args: string[], io: Io): Promise<number> {
       accept: ContentFormat.LinkFormat,
       confirmable: !bool(p, 'non'),
       ...(timeout !== undefined ? { timeout } : {}),
+      ...oscoreRequestOption(p),
     });
     if (watch) {
       watch.stop();

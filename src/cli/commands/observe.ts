@@ -14,6 +14,7 @@ import { checkUri, contentFormatArg, optionArg, timeoutMs } from '../common.js';
 import { ExitCode, exitCodeForResponse } from '../exit.js';
 import { summarizePayload } from '../format.js';
 import { type Io, writeAll } from '../io.js';
+import { OSCORE_CLIENT_FLAGS, oscoreRequestOption } from '../oscore.js';
 
 export const OBSERVE_FLAGS: FlagSpecs = {
   accept: { type: 'string', short: 'A' },
@@ -28,6 +29,7 @@ export const OBSERVE_FLAGS: FlagSpecs = {
   // Accepted (and implied) so `coapkit get URI --observe` can forward its arguments.
   observe: { type: 'boolean' },
   ...CLIENT_FLAGS,
+  ...OSCORE_CLIENT_FLAGS,
 };
 
 /** Exit status of an observation stopped by a signal: 128 + the signal number, as a shell reports it. */
@@ -58,6 +60,7 @@ Notifications larger than one block are fetched completely (RFC 7959).
 Security: -u/--identity ID with -k/--psk KEY, --psk-hex or --psk-file for coaps:// URIs;
 --cid offers a DTLS Connection ID (RFC 9146) so the observation survives a NAT rebinding.
 TLS (coaps+tcp://, coaps+ws://): --ca FILE, --cert FILE --key FILE, --insecure.
+--oscore FILE protects the observation end to end (OSCORE, as for 'coapkit get').
 Local side: --local-port N, --local-address ADDR.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM deregisters (GET with Observe: 1, so the server
@@ -156,6 +159,7 @@ export async function observeParsed(
     ...(maxBodySize !== undefined ? { maxBodySize } : {}),
     ...(timeout !== undefined ? { timeout } : {}),
     confirmable: !bool(p, 'non'),
+    ...oscoreRequestOption(p),
   });
   // A signal deregisters, then the command exits 128 + signal number: the status
   // the shell shows for a command killed by Ctrl-C before this handler exists.

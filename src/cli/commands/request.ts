@@ -27,6 +27,7 @@ import {
 } from '../format.js';
 import { METHODS, REQUEST_HELP } from '../help.js';
 import { type Io, readStream, toOutputError, writeAll } from '../io.js';
+import { OSCORE_CLIENT_FLAGS, oscoreRequestOption } from '../oscore.js';
 import { readInputFile } from '../psk.js';
 import { watchExchange } from '../verbose.js';
 import {
@@ -67,6 +68,7 @@ export const REQUEST_FLAGS: FlagSpecs = {
   interval: { type: 'string' },
   ...MULTICAST_CLIENT_FLAGS,
   ...CLIENT_FLAGS,
+  ...OSCORE_CLIENT_FLAGS,
 };
 
 type MethodCode = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'FETCH' | 'PATCH' | 'iPATCH';
@@ -280,6 +282,13 @@ export async function runRequest(command: string | undefined, args: string[], io
   await warnPayload(method, payload, p, io);
 
   if (isMulticastUri(uri)) {
+    if (str(p, 'oscore') !== undefined)
+      throw new UsageError(
+        '--oscore protects one client-server context: group requests (multicast) are not protected',
+        {
+          hint: 'Group OSCORE is not supported; send to a unicast address',
+        },
+      );
     // Group request (RFC 7252 §8.2): one NON, every member's response with its source.
     const res = await groupRequest(uriArg!, {
       ...multicastClientOptions(p),
@@ -368,6 +377,7 @@ export async function runRequest(command: string | undefined, args: string[], io
       ...(blockSize !== undefined ? { blockSize } : {}),
       ...(maxBodySize !== undefined ? { maxBodySize } : {}),
       ...(showBar ? { onProgress: bar.update } : {}),
+      ...oscoreRequestOption(p),
     });
     if (showBar) bar.done();
     const elapsed = performance.now() - started;

@@ -16,9 +16,11 @@ import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../d
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
+import { enableOscore } from '../../server/oscore.js';
 import { CoapServer } from '../../server/server.js';
 import { formatAddress } from '../../transport/address.js';
 import { DtlsServerTransport } from '../../transport/dtls.js';
+import { DtlsSessionStateError } from '../../transport/dtls-sessions.js';
 import { ACL_FLAGS, type ServeAccess, serveAccess } from '../acl.js';
 import { bool, type FlagSpecs, num, parseFlags, positionals, str, strs } from '../args.js';
 import { CLUSTER_FLAGS, clusterArgs } from '../cluster-flags.js';
@@ -27,7 +29,8 @@ import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
-import { PSK_FLAGS, serverKeys } from '../psk.js';
+import { OSCORE_SERVE_FLAGS, oscoreBanner, type ServeOscore, serveOscoreArgs } from '../oscore.js';
+import { PSK_FLAGS, readInputFile, serverKeys } from '../psk.js';
 import {
   parseReliableServe,
   RELIABLE_SERVE_FLAGS,
@@ -36,6 +39,14 @@ import {
 } from '../serve-reliable.js';
 import { type DurableServe, openServeStore } from '../serve-store.js';
 import { localAddresses, type ServeMulticast, serveMulticast } from './multicast.js';
+import {
+  announceWorker,
+  isWorker,
+  parseWorkers,
+  runSupervisor,
+  WORKER_KEY_ENV,
+  withoutWorkersFlag,
+} from './workers.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   host: { type: 'string' },
@@ -56,6 +67,8 @@ export const SERVE_FLAGS: FlagSpecs = {
   // Durable store (src/cli/serve-store.ts): SQLite in --data DIR, or PostgreSQL.
   data: { type: 'string' },
   store: { type: 'string' },
+  'state-key': { type: 'string' },
+  workers: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
   ...ACL_FLAGS,
@@ -64,6 +77,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   ...SERVE_CERT_FLAGS,
   // Cluster node (issue 15, docs/cluster.md): --node-id, --cluster-listen, --peer.
   ...CLUSTER_FLAGS,
+  ...OSCORE_SERVE_FLAGS,
 };
 
 /** Default --max-size: a firmware image (100-200 KB and more) fits. */
@@ -108,6 +122,17 @@ export interface ServeOptions {
   data?: string;
   /** --store postgres://...: kept in PostgreSQL. */
   storeUrl?: string;
+  /**
+   * --state-key FILE (or env COAPKIT_STATE_KEY): seals the DTLS sessions written to the
+   * store on SIGTERM and read back at start, so clients go on without a new handshake.
+   */
+  stateKey?: Buffer;
+  /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
+  oscore?: ServeOscore;
+  /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
+  workers?: number;
+  /** Bind with SO_REUSEPORT (a worker of --workers). */
+  reusePort?: boolean;
 }
 
 export interface Listener {
@@ -127,6 +152,8 @@ export interface RunningServe {
   listeners: Listener[];
   /** The durable store (--data, --store), when one is configured. */
   durable?: DurableServe;
+  /** --state-key: DTLS sessions taken over from the previous run. */
+  restoredSessions?: number;
   close(): Promise<void>;
 }
 
@@ -247,6 +274,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     store.mount(server);
     // Access control first in the pipeline, and /.well-known/core filtered per peer.
     opts.access?.acl?.install(server);
+    if (opts.oscore) enableOscore(server, opts.oscore);
   };
   const servers: CoapServer[] = [];
   const listeners: Listener[] = [];
@@ -258,7 +286,16 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
           await durable?.close();
           throw err;
         });
+  // --state-key: the DTLS sessions of each coaps:// listener, sealed, saved on a graceful stop.
+  const sessionState: { name: string; transport: DtlsServerTransport }[] = [];
+  let restoredSessions = 0;
   const closeAll = async () => {
+    if (durable !== undefined && opts.stateKey !== undefined) {
+      for (const { name, transport } of sessionState) {
+        // Best effort: a session not saved only costs its client a new handshake.
+        await durable.store.saveState(name, transport.exportSessions(opts.stateKey)).catch(() => {});
+      }
+    }
     observe.close();
     await Promise.allSettled(servers.map((s) => s.close()));
     await cluster?.close();
@@ -304,7 +341,9 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       let port = opts.port;
       await bindEach(hosts, async (host) => {
         try {
-          const ep = await bindDefault(host, (h) => plain.listen({ host: h, port }));
+          const ep = await bindDefault(host, (h) =>
+            plain.listen({ host: h, port, ...(opts.reusePort ? { reusePort: true } : {}) }),
+          );
           port = ep.transport.localAddress().port;
         } catch (err) {
           throw bindError('coap', host, port, err);
@@ -356,10 +395,26 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
               ...(psk !== undefined ? { psk } : {}),
               ...opts.credentials?.certs,
               ...cluster?.transportOptions(),
+              ...(opts.reusePort ? { reusePort: true } : {}),
             }),
           );
         } catch (err) {
           throw bindError('coaps', host, port, err);
+        }
+        if (durable !== undefined && opts.stateKey !== undefined) {
+          const name = `dtls.sessions/${host ?? '*'}:${opts.securePort}`;
+          sessionState.push({ name, transport });
+          const sealed = await durable.store.loadState(name);
+          if (sealed !== undefined) {
+            // Imported once: the same state twice would reuse its sequence numbers (nonces).
+            await durable.store.deleteState(name);
+            try {
+              restoredSessions += (await transport.importSessions(sealed, opts.stateKey)).imported;
+            } catch (err) {
+              // Another key or damaged state: its clients handshake again.
+              if (!(err instanceof DtlsSessionStateError)) throw err;
+            }
+          }
         }
         await secure.listen(transport);
         cluster?.attach(transport);
@@ -386,7 +441,15 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
     await closeAll();
     throw err;
   }
-  return { store, observe, servers, listeners, ...(durable ? { durable } : {}), close: closeAll };
+  return {
+    store,
+    observe,
+    servers,
+    listeners,
+    ...(durable ? { durable } : {}),
+    ...(restoredSessions > 0 ? { restoredSessions } : {}),
+    close: closeAll,
+  };
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
@@ -428,6 +491,26 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   if (data !== undefined) opts.data = data;
   if (storeUrl !== undefined) opts.storeUrl = storeUrl;
+  const stateKeyFile = str(p, 'state-key');
+  const stateKey =
+    stateKeyFile !== undefined
+      ? readInputFile(stateKeyFile, '--state-key file')
+      : env.COAPKIT_STATE_KEY !== undefined && env.COAPKIT_STATE_KEY !== ''
+        ? Buffer.from(env.COAPKIT_STATE_KEY, 'utf8')
+        : undefined;
+  if (stateKey !== undefined) {
+    if (data === undefined && storeUrl === undefined) {
+      throw new UsageError('--state-key needs --data DIR or --store URL', {
+        hint: 'the DTLS sessions are kept in the durable store, sealed with this key',
+      });
+    }
+    if (stateKey.length < 16) {
+      throw new UsageError(`the state key is ${stateKey.length} bytes; it needs at least 16`, {
+        hint: 'make one with: head -c 32 /dev/urandom > state.key',
+      });
+    }
+    opts.stateKey = stateKey;
+  }
   if (bool(p, 'quiet')) opts.quiet = true;
   if (bool(p, 'verbose')) opts.verbose = true;
   // Keys given (flags or environment), not generated: anonymous peers only read unless --acl / --anonymous-writes.
@@ -436,7 +519,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     // A fresh random key for this run only, so coaps:// works out of the box
     // without a well-known default secret.
     const identity = str(p, 'identity') ?? 'coapkit';
-    const key = randomBytes(16);
+    // A worker of --workers uses the key its supervisor made, like every other worker.
+    const given = isWorker(env) ? env[WORKER_KEY_ENV] : undefined;
+    const key =
+      given !== undefined && /^[0-9a-f]{32}$/.test(given) ? Buffer.from(given, 'hex') : randomBytes(16);
     opts.keys.set(identity, key);
     opts.generatedKey = { identity, key };
   }
@@ -445,6 +531,22 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (reliable !== undefined) opts.reliable = reliable;
   const cluster = clusterArgs(p);
   if (cluster !== undefined) opts.cluster = cluster;
+  const oscore = serveOscoreArgs(p);
+  if (oscore) opts.oscore = oscore;
+  opts.workers = parseWorkers(str(p, 'workers'));
+  if (isWorker(env)) opts.reusePort = true;
+  if (opts.workers > 1 && bool(p, 'multicast'))
+    throw new UsageError('--multicast with --workers above 1', {
+      hint: 'multicast is answered by one process: use --workers 1',
+    });
+  if (opts.workers > 1 && opts.data !== undefined)
+    throw new UsageError('--data with --workers above 1', {
+      hint: 'a SQLite directory belongs to one process: share state between workers with --store postgres://..., or use --workers 1',
+    });
+  if (opts.workers > 1 && opts.reliable !== undefined)
+    throw new UsageError('--tcp-port/--tls-port/--ws-port/--wss-port with --workers above 1', {
+      hint: 'the RFC 8323 listeners run in one process: use --workers 1',
+    });
   const mcFlags = ['multicast-interface', 'multicast-group', 'multicast-port', 'leisure'];
   if (bool(p, 'multicast')) {
     const leisure = str(p, 'leisure');
@@ -471,6 +573,17 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     return ExitCode.OK;
   }
   const quiet = opts.quiet === true;
+  if ((opts.workers ?? 1) > 1 && !isWorker(io.env)) {
+    return runSupervisor(
+      {
+        args: withoutWorkersFlag(args),
+        workers: opts.workers ?? 1,
+        quiet,
+        ...(opts.generatedKey ? { generatedKeyHex: opts.generatedKey.key.toString('hex') } : {}),
+      },
+      io,
+    );
+  }
   const running = await startServe(opts);
   const self = selfCommand(io.env);
   const lines = ['coapkit serve: listening on'];
@@ -488,6 +601,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     lines.push(
       '  (coaps:// not started: no PSK configured and no certificate; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
     );
+  if (opts.oscore) lines.push(oscoreBanner(opts.oscore));
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
     const { identity, key } = opts.generatedKey;
@@ -517,8 +631,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
   if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
+  if (running.restoredSessions !== undefined)
+    lines.splice(lines.length - 1, 0, `DTLS sessions restored: ${running.restoredSessions}`);
   // Handlers first, banner second: whoever waits for the banner may signal right away.
   let failServe: (err: unknown) => void = () => {};
+  let stopServe: (signal: string) => void = () => {};
   const done = new Promise<number>((resolve, reject) => {
     failServe = (err) => {
       void Promise.race([running.close(), sleep(3000)]).then(() => reject(err));
@@ -540,14 +657,23 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    stopServe = stop;
   });
   if (!quiet) await writeAll(io.stdout, `${lines.join('\n')}\n`);
+  if (isWorker(io.env)) {
+    // A worker of --workers: the supervisor learns the ports; the worker stops when it goes away.
+    const coaps = running.listeners.find((l) => l.scheme === 'coaps');
+    announceWorker({ port: first.port, ...(coaps ? { securePort: coaps.port } : {}) }, () =>
+      stopServe('supervisor gone'),
+    );
+  }
   // -v: request and failed-handshake logs on stdout; a stdout that cannot be written
   // (closed pipe, full disk) stops the server with exit 74 like any other command.
   let stopLog: (() => void) | undefined;
   if (opts.verbose) {
     const sink = lineSink(io.stdout, { onError: (err) => failServe(err) });
-    const stopRequests = logRequests(sink.line);
+    // Workers name themselves on each line: which process answered which peer.
+    const stopRequests = logRequests(sink.line, isWorker(io.env) ? ` [worker ${process.pid}]` : '');
     const stopHandshakes = logHandshakeFailures(sink.line);
     stopLog = () => {
       stopRequests();
@@ -602,7 +728,7 @@ export function selfCommand(
 }
 
 /** -v: one line per request ("GET /time from 127.0.0.1:40000 -> 2.05 Content (0.2 ms)"). */
-export function logRequests(write: (line: string) => void): () => void {
+export function logRequests(write: (line: string) => void, suffix = ''): () => void {
   const pending = new Map<string, ServerRequestEvent>();
   const onRequest = (ev: ServerRequestEvent) => {
     pending.set(`${ev.peer.key}|${ev.token.toString('hex')}`, ev);
@@ -617,7 +743,7 @@ export function logRequests(write: (line: string) => void): () => void {
     const who = `${peerText(req.peer.address, req.peer.port)}${req.peer.identity !== undefined ? ` (${escapeText(req.peer.identity)})` : ''}`;
     const result = ev.code === undefined ? 'no response' : describeCode(ev.code);
     write(
-      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)`,
+      `${new Date().toISOString()} ${escapeText(req.method)} ${escapeText(req.path)} from ${who} -> ${result} (${ev.durationMs.toFixed(1)} ms)${suffix}`,
     );
   };
   channels.request.subscribe(onRequest);

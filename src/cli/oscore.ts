@@ -1,0 +1,156 @@
+/**
+ * OSCORE on the command line: `--oscore FILE` for the request commands and
+ * `coapkit serve --oscore FILE` (repeatable, one file per client) with
+ * `--oscore-required PATH`. FILE is a security context in aiocoap's JSON
+ * format, from this endpoint's point of view (sender-id is our own ID), so a
+ * context moves between the two tools:
+ *
+ *   { "secret_hex": "0102...", "salt_hex": "9e7c...", "sender-id_hex": "01",
+ *     "recipient-id_hex": "", "id-context_hex": "37cb...",
+ *     "algorithm": "AES-CCM-16-64-128", "kdf-hashfun": "sha256" }
+ *
+ * (`_ascii` forms for secret, salt, sender-id, recipient-id and id-context.)
+ * The sender sequence number is kept beside it in FILE.seq (RFC 8613 §7.5).
+ */
+import { Buffer } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { CoapError, UsageError } from '../errors.js';
+import { OscoreContext } from '../oscore/context.js';
+import { FileSequenceStore } from '../oscore/store.js';
+import type { FlagSpecs, Parsed } from './args.js';
+import { str, strs } from './args.js';
+
+/** `--oscore FILE` of the request commands. */
+export const OSCORE_CLIENT_FLAGS: FlagSpecs = { oscore: { type: 'string' } };
+
+/** `--oscore FILE` (repeatable) and `--oscore-required PATH` (repeatable) of `coapkit serve`. */
+export const OSCORE_SERVE_FLAGS: FlagSpecs = {
+  oscore: { type: 'string', multiple: true },
+  'oscore-required': { type: 'string', multiple: true },
+};
+
+const BYTE_FIELDS = ['secret', 'salt', 'sender-id', 'recipient-id', 'id-context'] as const;
+const KNOWN = new Set<string>([
+  ...BYTE_FIELDS.flatMap((f) => [`${f}_hex`, `${f}_ascii`]),
+  'algorithm',
+  'kdf-hashfun',
+]);
+
+function bytesField(json: Record<string, unknown>, name: string, file: string): Buffer | undefined {
+  const hex = json[`${name}_hex`];
+  const ascii = json[`${name}_ascii`];
+  if (hex !== undefined && ascii !== undefined)
+    throw new UsageError(`${file}: both ${name}_hex and ${name}_ascii are given`);
+  if (hex !== undefined) {
+    if (typeof hex !== 'string' || !/^(?:[0-9a-fA-F]{2})*$/.test(hex))
+      throw new UsageError(`${file}: ${name}_hex must be a string of hex digit pairs`);
+    return Buffer.from(hex, 'hex');
+  }
+  if (ascii !== undefined) {
+    if (typeof ascii !== 'string' || !/^[\x20-\x7e]*$/.test(ascii))
+      throw new UsageError(`${file}: ${name}_ascii must be printable ASCII text`);
+    return Buffer.from(ascii, 'latin1');
+  }
+  return undefined;
+}
+
+/**
+ * Reads a security context file (aiocoap's field names); UsageError saying what is wrong.
+ * `sequence: false` (for reading captures) leaves FILE.seq alone.
+ */
+export function loadOscoreContext(file: string, opts: { sequence?: boolean } = {}): OscoreContext {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--oscore ${file}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--oscore ${file}: not JSON (${(err as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new UsageError(
+      `--oscore ${file}: expected a JSON object with secret_hex, sender-id_hex, recipient-id_hex...`,
+    );
+  const o = json as Record<string, unknown>;
+  const label = `--oscore ${file}`;
+  for (const k of Object.keys(o)) {
+    if (!KNOWN.has(k))
+      throw new UsageError(`--oscore ${file}: unknown field "${k}"`, {
+        hint: `known fields: ${[...KNOWN].join(', ')}`,
+      });
+  }
+  const secret = bytesField(o, 'secret', label);
+  const senderId = bytesField(o, 'sender-id', label);
+  const recipientId = bytesField(o, 'recipient-id', label);
+  if (secret === undefined) throw new UsageError(`--oscore ${file}: secret_hex (or secret_ascii) is missing`);
+  if (senderId === undefined)
+    throw new UsageError(`--oscore ${file}: sender-id_hex (or sender-id_ascii) is missing`);
+  if (recipientId === undefined)
+    throw new UsageError(`--oscore ${file}: recipient-id_hex (or recipient-id_ascii) is missing`);
+  const algorithm = o.algorithm ?? 'AES-CCM-16-64-128';
+  const kdf = o['kdf-hashfun'] ?? 'sha256';
+  if (typeof algorithm !== 'string') throw new UsageError(`--oscore ${file}: algorithm must be a string`);
+  if (kdf !== 'sha256')
+    throw new UsageError(`--oscore ${file}: kdf-hashfun ${JSON.stringify(kdf)} is not supported (sha256)`);
+  try {
+    return new OscoreContext({
+      masterSecret: secret,
+      masterSalt: bytesField(o, 'salt', label),
+      senderId,
+      recipientId,
+      idContext: bytesField(o, 'id-context', label),
+      algorithm,
+      ...(opts.sequence === false ? {} : { sequenceStore: new FileSequenceStore(`${file}.seq`) }),
+    });
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    if (err instanceof CoapError) {
+      const e = new UsageError(`--oscore ${file}: ${err.message}`, { cause: err });
+      if (err.hint !== undefined) e.hint = err.hint;
+      throw e;
+    }
+    throw err;
+  }
+}
+
+/** The request option of `--oscore FILE` (empty without it). */
+export function oscoreRequestOption(p: Parsed): { oscore?: OscoreContext } {
+  const file = str(p, 'oscore');
+  return file === undefined ? {} : { oscore: loadOscoreContext(file) };
+}
+
+/** What `coapkit serve --oscore ...` turns on. */
+export interface ServeOscore {
+  contexts: OscoreContext[];
+  required: string[];
+}
+
+/** Reads `--oscore` and `--oscore-required` of `coapkit serve`. */
+export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
+  const files = strs(p, 'oscore');
+  const required = strs(p, 'oscore-required');
+  if (files.length === 0) {
+    if (required.length > 0) throw new UsageError('--oscore-required needs at least one --oscore FILE');
+    return undefined;
+  }
+  for (const r of required)
+    if (!r.startsWith('/'))
+      throw new UsageError(`--oscore-required ${r}: a path starts with "/" (e.g. /secure/** or /**)`);
+  return { contexts: files.map((f) => loadOscoreContext(f)), required };
+}
+
+/** The banner line of `coapkit serve` about OSCORE. */
+export function oscoreBanner(o: ServeOscore): string {
+  const kids = o.contexts.map((c) =>
+    c.recipientId.length === 0 ? '(empty)' : c.recipientId.toString('hex'),
+  );
+  const req =
+    o.required.length > 0
+      ? `; required on ${o.required.join(' ')}`
+      : '; required nowhere (--oscore-required)';
+  return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}`;
+}

@@ -1,0 +1,289 @@
+/**
+ * OSCORE on the server (RFC 8613 §8.2, §8.3): `enableOscore(server, { contexts,
+ * required })` puts a layer around the server's pipeline. A protected request
+ * is verified and decrypted before anything else sees it (routing, block-wise
+ * — inner block-wise: each block is a protected request of its own); the
+ * handler sees the inner request and `req.oscore.kid`; the answer is protected
+ * with the request's nonce. Failures get the RFC's unprotected answers (4.02
+ * "Failed to decode COSE", 4.01 "Security context not found", 4.01 "Replay
+ * detected", 4.00 "Decryption failed", each with Max-Age 0). A path under
+ * `required` answers an unprotected request with 4.02 "OSCORE required".
+ *
+ * After a restart (a context whose replay state is unknown, e.g. loaded with a
+ * persisted sequence number) the first request of each client is answered
+ * with a protected 4.01 + Echo (RFC 9175, RFC 8613 Appendix B.1.2) and not
+ * performed; the client repeats it with the Echo value inside, which proves
+ * it fresh, and the replay window starts there. The Echo values are the
+ * amplification guard's (server/echo.ts): stateless, bound to the context.
+ *
+ * Observe over OSCORE (§4.1.3.5): the registration's response and every
+ * notification carry a Partial IV of the server's own (a fresh nonce each);
+ * the observe layer protects each notification through the peer's
+ * `oscoreProtect`.
+ */
+import { Buffer } from 'node:buffer';
+import { publishInner } from '../client/oscore.js';
+import type { CoapMessage, CoapOption } from '../codec/message.js';
+import { encodeUint } from '../codec/options.js';
+import { ResponseCode } from '../constants/codes.js';
+import { OptionNumber } from '../constants/options.js';
+import type { Endpoint } from '../endpoint/endpoint.js';
+import { InvalidArgumentError, OscoreError } from '../errors.js';
+import type { OutgoingResponse } from '../exchange/exchange-layer.js';
+import type { OscoreContext } from '../oscore/context.js';
+import { decodeOscoreOption } from '../oscore/option.js';
+import { oscoreOptionOf, protectResponse, type RequestBinding, unprotectRequest } from '../oscore/protect.js';
+import type { Peer } from '../transport/transport.js';
+import { AmplificationGuard, echoOf } from './echo.js';
+import type { OscoreRequestInfo } from './request.js';
+import type { CoapServer } from './server.js';
+
+/** Options of {@link enableOscore}. */
+export interface OscoreServerOptions {
+  /** The server's contexts, one per client (senderId = the server's ID, recipientId = the client's kid). */
+  contexts: readonly OscoreContext[];
+  /**
+   * Paths that only OSCORE-protected requests may reach: "/secure" (exactly),
+   * "/secure/*" (one segment below), "/secure/**" (it and everything below), "/**" (all).
+   */
+  required?: readonly string[];
+  /** How long an Echo value of the freshness check stays valid, ms (default 60 000). */
+  echoLifetimeMs?: number;
+}
+
+/** What the layer did, for tests and logs. */
+export interface OscoreServerStats {
+  /** Requests verified and passed on. */
+  verified: number;
+  /** Requests refused, by diagnostic ("Replay detected", ...). */
+  refused: Record<string, number>;
+  /** 4.01 + Echo freshness challenges sent (replay state unknown). */
+  echoChallenges: number;
+  /** Unprotected requests to a required path. */
+  unprotectedRefused: number;
+  /** Responses that could not be protected (sequence number exhausted or not persisted): 5.00 sent. */
+  protectFailures: number;
+}
+
+/** The layer `enableOscore` installs. */
+export class OscoreServer {
+  /** What the layer did so far. */
+  readonly stats: OscoreServerStats = {
+    verified: 0,
+    refused: {},
+    echoChallenges: 0,
+    unprotectedRefused: 0,
+    protectFailures: 0,
+  };
+  /** The last error that kept a response from being protected (see `stats.protectFailures`). */
+  lastProtectError: unknown;
+  private readonly byKid = new Map<string, OscoreContext[]>();
+  private readonly required: Array<(segments: string[]) => boolean>;
+  private readonly echo: AmplificationGuard;
+
+  constructor(
+    private readonly server: CoapServer,
+    options: OscoreServerOptions,
+  ) {
+    if (!options || !Array.isArray(options.contexts))
+      throw new InvalidArgumentError('enableOscore needs { contexts: OscoreContext[] }');
+    for (const c of options.contexts) this.addContext(c);
+    this.required = (options.required ?? []).map(compilePattern);
+    this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000 });
+  }
+
+  /** Adds a client's context (its kid is the context's recipientId). */
+  addContext(ctx: OscoreContext): void {
+    const k = ctx.recipientId.toString('hex');
+    const list = this.byKid.get(k) ?? [];
+    const same = list.find((c) => sameBytes(c.idContext, ctx.idContext));
+    if (same !== undefined) throw new InvalidArgumentError(`two OSCORE contexts for kid ${k || '(empty)'}`);
+    list.push(ctx);
+    this.byKid.set(k, list);
+  }
+
+  private lookup = (kid: Buffer, kidContext: Buffer | undefined): OscoreContext | undefined => {
+    const list = this.byKid.get(kid.toString('hex'));
+    if (list === undefined) return undefined;
+    if (kidContext === undefined) return list[0];
+    return list.find((c) => c.idContext?.equals(kidContext) === true);
+  };
+
+  /** True when an unprotected request to these path segments must be refused. */
+  isRequired(segments: string[]): boolean {
+    for (const r of this.required) if (r(segments)) return true;
+    return false;
+  }
+
+  /** The layer: runs around the server's pipeline. */
+  handle = (
+    msg: CoapMessage,
+    peer: Peer,
+    endpoint: Endpoint | undefined,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> => {
+    const server = this.server;
+    const raw = oscoreOptionOf(msg.options);
+    // Requests for a proxy are forwarded as they are (the proxy cannot and need not read them).
+    if (raw === undefined || isProxyRequest(msg.options)) {
+      if (raw === undefined && this.required.length > 0 && this.isRequired(pathSegments(msg.options))) {
+        this.stats.unprotectedRefused++;
+        return refusal(ResponseCode.BadOption, 'OSCORE required');
+      }
+      return server.handle(msg, peer, endpoint, true);
+    }
+    let got: ReturnType<typeof unprotectRequest>;
+    try {
+      got = unprotectRequest(this.lookup, msg);
+    } catch (err) {
+      if (!(err instanceof OscoreError) || err.responseCode === undefined) throw err;
+      const d = err.diagnostic ?? err.message;
+      this.stats.refused[d] = (this.stats.refused[d] ?? 0) + 1;
+      return refusal(err.responseCode, d);
+    }
+    const { binding } = got;
+    let inner = got.message;
+    publishInner(peer, 'in', inner, binding.kid, binding.partialIv);
+    if (!got.fresh) {
+      const echoPeer = this.echoPeer(binding);
+      const value = echoOf(inner.options);
+      if (value === undefined || !this.echo.validEcho(value, echoPeer)) {
+        this.stats.echoChallenges++;
+        // Not performed; protected with a Partial IV of our own (the request may be a replay, §B.1.2).
+        return this.protect(
+          binding,
+          {
+            code: ResponseCode.Unauthorized,
+            options: [{ number: OptionNumber.Echo, value: this.echo.echoValue(echoPeer) }],
+          },
+          true,
+          peer,
+        );
+      }
+      binding.context.replayReset(binding.sequenceNumber);
+    }
+    this.stats.verified++;
+    // The Echo option was for the freshness check above (the amplification rule does not apply).
+    if (inner.options.some((o) => o.number === OptionNumber.Echo))
+      inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
+    const observe = inner.options.some((o) => o.number === OptionNumber.Observe);
+    const info: OscoreRequestInfo = {
+      kid: binding.kid,
+      kidContext: binding.kidContext,
+      sequenceNumber: binding.sequenceNumber,
+    };
+    // The handler sees `req.oscore`. Its own key keeps the block-wise cache of protected requests
+    // apart from plain ones; an observation keeps the real key (its notifications and their ACKs
+    // go through the message layer, which knows the peer by it) and protects each notification
+    // (§4.1.3.5: with a Partial IV of its own) through `oscoreProtect`, which the observe layer calls.
+    const kidKey = `${binding.kidContext?.toString('hex') ?? ''}:${binding.kid.toString('hex')}`;
+    // Not enumerable: the peer is published in diagnostics events and traces, these stay out.
+    const innerPeer: Peer = observe ? { ...peer } : { ...peer, key: `${peer.key}|oscore:${kidKey}` };
+    Object.defineProperty(innerPeer, 'oscore', { value: info });
+    if (observe)
+      Object.defineProperty(innerPeer, 'oscoreProtect', {
+        value: (r: OutgoingResponse) => this.protect(binding, r, true, peer),
+      });
+    // A response that registered an observation is its first notification: own Partial IV too.
+    const answer = (r: OutgoingResponse | null) =>
+      r === null
+        ? null
+        : this.protect(
+            binding,
+            r,
+            observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true,
+            peer,
+          );
+    const result = server.handle(inner, innerPeer, endpoint, true);
+    return result instanceof Promise ? result.then(answer) : answer(result);
+  };
+
+  private protect(
+    binding: RequestBinding,
+    res: OutgoingResponse,
+    ownPartialIv: boolean,
+    peer?: Peer,
+  ): OutgoingResponse {
+    const plain = {
+      code: res.code,
+      options: res.options ?? [],
+      payload: res.payload === undefined ? undefined : Buffer.from(res.payload),
+    };
+    let out: ReturnType<typeof protectResponse>;
+    try {
+      out = protectResponse(binding, plain, { ownPartialIv });
+    } catch (err) {
+      // No sequence number (exhausted, or FILE.seq cannot be written): nothing is sent
+      // protected; an unprotected 5.00 without payload tells the client, revealing nothing.
+      this.stats.protectFailures++;
+      this.lastProtectError = err;
+      return refusal(ResponseCode.InternalServerError, '');
+    }
+    if (peer !== undefined) {
+      const raw = oscoreOptionOf(out.options);
+      publishInner(
+        peer,
+        'out',
+        plain,
+        binding.kid,
+        raw === undefined ? undefined : decodeOscoreOption(raw).partialIv,
+      );
+    }
+    return { code: out.code, options: out.options, ...(out.payload ? { payload: out.payload } : {}) };
+  }
+
+  /** Echo values are bound to the client's context, not to its address. */
+  private echoPeer(b: RequestBinding): Peer {
+    const address = `oscore|${b.kidContext?.toString('hex') ?? ''}|${b.kid.toString('hex')}`;
+    return { address, port: 0, family: 'IPv4', key: address } as unknown as Peer;
+  }
+}
+
+/**
+ * Turns OSCORE on for `server`: protected requests are verified and answered
+ * protected; paths under `required` refuse unprotected requests. Returns the
+ * layer (its `stats`, `addContext`).
+ */
+export function enableOscore(server: CoapServer, options: OscoreServerOptions): OscoreServer {
+  const layer = new OscoreServer(server, options);
+  server.recognizedOptions.add(OptionNumber.Oscore);
+  server.around = layer.handle;
+  return layer;
+}
+
+function refusal(code: number, diagnostic: string): OutgoingResponse {
+  // §8.2: not protected; Max-Age 0 so that no proxy caches the error.
+  const options: CoapOption[] = [{ number: OptionNumber.MaxAge, value: encodeUint(0) }];
+  return diagnostic === '' ? { code, options } : { code, options, payload: Buffer.from(diagnostic, 'utf8') };
+}
+
+function isProxyRequest(options: readonly CoapOption[]): boolean {
+  return options.some((o) => o.number === OptionNumber.ProxyUri || o.number === OptionNumber.ProxyScheme);
+}
+
+function pathSegments(options: readonly CoapOption[]): string[] {
+  const out: string[] = [];
+  for (const o of options) if (o.number === OptionNumber.UriPath) out.push(o.value.toString('utf8'));
+  return out;
+}
+
+function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined ? b === undefined : b !== undefined && a.equals(b);
+}
+
+/** "/a/**", "/a/*", "/a", "/**" → a test on path segments. */
+function compilePattern(p: string): (segments: string[]) => boolean {
+  if (typeof p !== 'string' || !p.startsWith('/'))
+    throw new InvalidArgumentError(`OSCORE required path must start with "/", got ${JSON.stringify(p)}`);
+  const parts = p
+    .split('/')
+    .slice(1)
+    .filter((s, i, a) => !(s === '' && i === a.length - 1));
+  const deep = parts[parts.length - 1] === '**';
+  if (deep) parts.pop();
+  if (parts.includes('**')) throw new InvalidArgumentError(`"**" only at the end of a path pattern: ${p}`);
+  return (segs) => {
+    if (deep ? segs.length < parts.length : segs.length !== parts.length) return false;
+    for (let i = 0; i < parts.length; i++) if (parts[i] !== '*' && parts[i] !== segs[i]) return false;
+    return true;
+  };
+}
