@@ -3,8 +3,9 @@
  * behind the served resources and observers. Startup loads what the store
  * holds into memory (reads are served from there), then every change goes
  * through group commit before its 2.xx; observers registered before a
- * restart are notified again (plain coap:// ones: a coaps:// observer needs
- * its DTLS session, which a crash loses).
+ * restart are notified again (plain coap:// ones; coaps:// ones too with
+ * --state-key, whose DTLS sessions are saved on a graceful stop — after a
+ * crash their sessions are gone and their first notification fails).
  */
 
 import { Buffer } from 'node:buffer';
@@ -28,6 +29,8 @@ export interface ServeStoreOptions {
   data?: string;
   /** --store postgres://...: PostgreSQL. */
   storeUrl?: string;
+  /** --state-key: DTLS sessions survive a graceful restart, so coaps:// observers are kept too. */
+  stateKey?: Buffer;
 }
 
 export interface DurableServe {
@@ -35,8 +38,10 @@ export interface DurableServe {
   committer: GroupCommitter;
   /** For the banner: "SQLite /x/coapkit.db (node:sqlite), 12 resources". */
   description: string;
-  /** Re-registers the observers of the previous run on `server` (plain coap://); returns how many. */
-  restoreObservers(server: CoapServer): number;
+  /** Re-registers the observers of the previous run that used `scheme` on `server`; returns how many. */
+  restoreObservers(server: CoapServer, scheme?: 'coap' | 'coaps'): number;
+  /** Deletes the stored observers that used `scheme` (coaps:// without --state-key or without coaps://). */
+  forgetObservers(scheme: 'coap' | 'coaps'): void;
   close(): Promise<void>;
 }
 
@@ -103,8 +108,8 @@ export async function openServeStore(
   const hooks: ObservePersistence = {
     added(o, endpoint: Endpoint) {
       const scheme = o.peer.identity !== undefined || o.peer.auth !== undefined ? 'coaps' : 'coap';
-      // coaps:// registrations need their DTLS session, lost in a crash: not persisted.
-      if (scheme === 'coaps') return undefined;
+      // coaps:// registrations need their DTLS session: kept only when sessions are (--state-key).
+      if (scheme === 'coaps' && opts.stateKey === undefined) return undefined;
       // The key names the local endpoint too: servers sharing a PostgreSQL store each
       // restore only the observers registered through their own address and port.
       const local = endpoint.transport.localAddress();
@@ -182,13 +187,14 @@ export async function openServeStore(
     store,
     committer,
     description: describe(store, snap),
-    restoreObservers(server: CoapServer): number {
+    restoreObservers(server: CoapServer, scheme: 'coap' | 'coaps' = 'coap'): number {
       const shared = store.kind === 'postgres';
       let n = 0;
       for (const rec of snap.observers) {
+        if (rec.scheme !== scheme) continue;
         // "coap|<local address>%<port>|<peer>|<token>": see hooks.added.
         const local = rec.key.split('|')[1] ?? '';
-        const options = rec.scheme === 'coap' ? decodeStoredOptions(rec.options) : undefined;
+        const options = decodeStoredOptions(rec.options);
         const peer = makePeer(rec.address, rec.port);
         const sameFamily = (a: string) => (a.includes(':') ? 'IPv6' : 'IPv4') === peer.family || a === '::';
         const mine = server.endpoints.find((e) => {
@@ -215,6 +221,11 @@ export async function openServeStore(
         else committer.enqueue({ op: 'deleteObserver', key: rec.key });
       }
       return n;
+    },
+    forgetObservers(scheme: 'coap' | 'coaps'): void {
+      for (const rec of snap.observers) {
+        if (rec.scheme === scheme) committer.enqueue({ op: 'deleteObserver', key: rec.key });
+      }
     },
     async close() {
       unsubscribe?.();

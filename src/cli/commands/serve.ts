@@ -427,7 +427,11 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
           url: urlFor('coaps', a.address, a.port),
         });
       });
+      // Their DTLS sessions are back (or their first notification fails and drops them).
+      if (opts.stateKey !== undefined) durable?.restoreObservers(secure, 'coaps');
     }
+    if (opts.stateKey === undefined || (opts.keys.size === 0 && opts.credentials?.certs === undefined))
+      durable?.forgetObservers('coaps');
     if (opts.reliable !== undefined) {
       // RFC 8323: one more server on the same store, block-wise and observe layers.
       const rel = new CoapServer({ maxPayloadSize, blockwise, observe });
