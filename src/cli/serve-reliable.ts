@@ -42,8 +42,11 @@ export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): Reliab
   if (tls !== undefined) o.tlsPort = tls;
   if (ws !== undefined) o.wsPort = ws;
   if (wss !== undefined) o.wssPort = wss;
-  const cert = str(p, 'tls-cert');
-  const key = str(p, 'tls-key');
+  // The DTLS certificate (--cert/--key) serves TLS too, unless --tls-cert/--tls-key name another.
+  const own = str(p, 'tls-cert') !== undefined || str(p, 'tls-key') !== undefined;
+  const fromDtls = !own && (tls !== undefined || wss !== undefined) && str(p, 'cert') !== undefined;
+  const cert = fromDtls ? str(p, 'cert') : str(p, 'tls-cert');
+  const key = fromDtls ? str(p, 'key') : str(p, 'tls-key');
   if ((cert === undefined) !== (key === undefined))
     throw new UsageError('--tls-cert and --tls-key go together');
   const needCert = wss !== undefined || (tls !== undefined && keys.size === 0);
@@ -134,5 +137,6 @@ export const RELIABLE_SERVE_HELP = `CoAP over TCP, TLS and WebSockets (RFC 8323;
                               subprotocol "coap"; needs the "ws" package)
       --wss-port N            HTTPS port for coaps+ws:// (needs --tls-cert, --tls-key)
       --tls-cert FILE         certificate chain (PEM) for --tls-port and --wss-port
-      --tls-key FILE          its private key (PEM)
+                              (default: the coaps:// one, --cert)
+      --tls-key FILE          its private key (PEM; default: --key)
 `;

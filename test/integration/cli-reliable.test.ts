@@ -4,7 +4,11 @@
  * -v shows no Type or Message ID (the frames have none); flag errors.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { generateCertificates } from '../../src/cli/credentials.js';
 import { runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
 
 describe('coapkit over coap+tcp:// and coap+ws://', { timeout: 60_000 }, () => {
@@ -55,5 +59,39 @@ describe('coapkit over coap+tcp:// and coap+ws://', { timeout: 60_000 }, () => {
     const b = await runInProcess(['serve', '--tls-port', '0']);
     assert.equal(b.code, 64);
     assert.match(b.stderr, /--tls-cert/);
+  });
+});
+
+describe('serve --cert/--key: one certificate for coaps:// (DTLS) and coaps+tcp:// (TLS)', {
+  timeout: 60_000,
+}, () => {
+  it('the coaps+tcp listener uses --cert/--key when --tls-cert is not given', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coapkit-tls-cert-'));
+    const { files } = generateCertificates(dir);
+    const serve = await startServe([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--secure-port',
+      '0',
+      '--cert',
+      files.serverCert,
+      '--key',
+      files.serverKey,
+      '--tls-port',
+      '0',
+    ]);
+    try {
+      const tls = Number(/coaps\+tcp:\/\/127\.0\.0\.1:(\d+)/.exec(serve.banner)?.[1]);
+      assert.ok(tls > 0, serve.banner);
+      // The client checks the server's certificate against the throwaway CA: it is the DTLS one.
+      const get = await runInProcess(['get', `coaps+tcp://localhost:${tls}/time`, '--ca', files.ca]);
+      assert.equal(get.code, 0, get.stderr);
+      assert.match(get.out, /\d/);
+    } finally {
+      await serve.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
