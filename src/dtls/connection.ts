@@ -166,7 +166,7 @@ export abstract class DtlsConnection {
   /** Authenticated identity once the handshake is done (PSK identity, certificate CN, RPK fingerprint). */
   identity?: string;
   /** How the peer authenticated (certificate and raw-public-key modes; PSK sessions leave it unset). */
-  auth?: DtlsPeerAuth;
+  declare auth?: DtlsPeerAuth;
   /** PSK identity offered in the handshake (known before it is authenticated; for diagnostics). */
   offeredIdentity?: string;
   /** When the connection was created (its clock's ms). */
@@ -180,13 +180,16 @@ export abstract class DtlsConnection {
   peerLabel: string;
 
   /** RFC 9146: the peer's CID, put on our epoch-1 records (undefined: none, or empty). */
-  protected cidSend?: Buffer | undefined;
+  declare protected cidSend?: Buffer | undefined;
   /** RFC 9146: our CID, carried by the peer's epoch-1 records (undefined: none, or empty). */
-  cidReceive?: Buffer | undefined;
+  declare cidReceive?: Buffer | undefined;
   /** A connection_id extension was agreed (possibly empty in one or both directions). */
-  cidNegotiated = false;
+  get cidNegotiated(): boolean {
+    return this.cidAgreed === true;
+  }
+  declare private cidAgreed?: true;
   /** Set while a record that arrived from another address (or route) than the session's is processed. */
-  private candidatePath?: { address: string; port: number; via: unknown } | undefined;
+  declare private candidatePath?: { address: string; port: number; via: unknown } | undefined;
 
   // Handshake-only state is released (set to undefined / shared placeholders) once
   // the handshake completes, so that an idle session keeps only its keys and counters.
@@ -432,7 +435,7 @@ export abstract class DtlsConnection {
 
   /** The connection_id agreement (RFC 9146) takes effect from epoch 1 on, in each direction. */
   protected useCid(a: CidAgreement): void {
-    this.cidNegotiated = true;
+    this.cidAgreed = true;
     this.cidSend = a.send.length > 0 ? a.send : undefined;
     this.cidReceive = a.receive.length > 0 ? a.receive : undefined;
   }

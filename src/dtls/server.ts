@@ -113,8 +113,9 @@ export class DtlsServerConnection extends DtlsConnection {
   private ephemeral?: EphemeralKey;
   private master?: Buffer;
   /** Certificate mode: the type the client's Certificate has, and its verified public key. */
-  private clientCertType: 'x509' | 'rpk' = 'x509';
-  private peerKey?: KeyObject;
+  // Certificate-mode handshake state, declared (no slot) so that PSK sessions do not carry it.
+  declare private clientCertType?: 'x509' | 'rpk';
+  declare private peerKey?: KeyObject;
   /**
    * message_seq of our Finished while we still answer a retransmitted client
    * flight by resending ChangeCipherSpec + Finished (RFC 6347 §4.2.4); -1 once the
@@ -323,7 +324,7 @@ export class DtlsServerConnection extends DtlsConnection {
   /** The client's Certificate (we sent a CertificateRequest): verify it now, its signature comes in CertificateVerify. */
   private onCertificate(m: HandshakeMessage): void {
     const certs = this.sopts.certs!;
-    const list = decodeCertificate(m.body, this.clientCertType);
+    const list = decodeCertificate(m.body, this.clientCertType ?? 'x509');
     this.transcript.add(m.msgType, m.messageSeq, m.body);
     this.hsState = 'wait_cke';
     if (list.length === 0) {
@@ -342,7 +343,7 @@ export class DtlsServerConnection extends DtlsConnection {
     this.offeredIdentity = auth?.identity;
     this.pendingAuth = auth;
     try {
-      this.peerKey = peerPublicKey(this.clientCertType, list[0]!);
+      this.peerKey = peerPublicKey(this.clientCertType ?? 'x509', list[0]!);
     } catch (cause) {
       throw alertError(
         AlertDescription.badCertificate,
@@ -351,7 +352,7 @@ export class DtlsServerConnection extends DtlsConnection {
     }
   }
 
-  private pendingAuth?: DtlsPeerAuth | undefined;
+  declare private pendingAuth?: DtlsPeerAuth | undefined;
 
   /** ECDHE_ECDSA ClientKeyExchange: the client's ephemeral point; premaster = the ECDH shared secret (RFC 8422 §5.10). */
   private onEcdhClientKeyExchange(m: HandshakeMessage): void {
@@ -479,8 +480,9 @@ export class DtlsServerConnection extends DtlsConnection {
 
   protected override releaseHandshakeState(): void {
     this.ephemeral = undefined;
-    this.peerKey = undefined;
-    this.pendingAuth = undefined;
+    // Declared fields: cleared only where a certificate handshake set them (no slot otherwise).
+    if (this.peerKey !== undefined) this.peerKey = undefined;
+    if (this.pendingAuth !== undefined) this.pendingAuth = undefined;
     this.master = undefined;
     // The client random lives on after the key block (see isSameClientHello).
     this.clientRandom = undefined;
