@@ -150,6 +150,24 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
   }
 });
 
+/** True once a TCP connection to host:port succeeds (retried every 50 ms until `ms` pass). */
+async function acceptsTcp(host: string, port: number, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect({ host, port });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
 function startLibcoapServer(
   program: string,
   args: string[],
@@ -170,7 +188,14 @@ function startLibcoapServer(
           });
           proc.kill('SIGTERM');
         });
-      if (await answersPing('127.0.0.1', port, 3000)) return { port, stop };
+      // The TLS builds listen for coaps+tcp on port + 1, opened after the UDP endpoint
+      // that answered the ping: wait for it to accept too before the test connects.
+      const tlsToo = program !== 'coap-server-notls';
+      if (
+        (await answersPing('127.0.0.1', port, 3000)) &&
+        (!tlsToo || (await acceptsTcp('127.0.0.1', port + 1, 5000)))
+      )
+        return { port, stop };
       await stop();
     }
     throw new Error(`${program} did not start`);
