@@ -37,7 +37,9 @@ const skip =
       ? `nginx stream module missing (${STREAM_MODULE}: libnginx-mod-stream)`
       : !existsSync(join(PG_BIN, 'postgres'))
         ? `PostgreSQL 15 not installed (${PG_BIN} missing; Debian package postgresql-15)`
-        : undefined);
+        : spawnSync('id', ['-u', 'postgres']).status !== 0
+          ? 'no postgres system user to run PostgreSQL as (we are root; initdb refuses root)'
+          : undefined);
 
 const PSK = { identity: 'dev', key: 'devkey' };
 const PG_ADDR = { lb: '10.15.4.1', pg: '10.15.4.2' };
