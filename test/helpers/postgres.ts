@@ -10,10 +10,14 @@
  *   ... pg.url ...            // postgres://coapkit@127.0.0.1:PORT/coapkit
  *   await pg.stopServer(); await pg.startServer();   // fault tests: same data
  *   await pg.stop();          // server down, directory gone
+ *
+ * With `{ netns, host, port, trustNetwork }` (root, network namespace tests)
+ * every program runs inside namespace `netns`, the server also listens on
+ * `host` (the URL's host) and trusts connections from `trustNetwork`.
  */
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +54,7 @@ function freeTcpPort(): Promise<number> {
 }
 
 /** Runs as the postgres system user when we are root (initdb and postgres refuse root). */
-function asPg(cmd: string, args: string[]): { cmd: string; args: string[] } {
+function asPgUser(cmd: string, args: string[]): { cmd: string; args: string[] } {
   if (process.getuid?.() === 0) return { cmd: 'runuser', args: ['-u', 'postgres', '--', cmd, ...args] };
   return { cmd, args };
 }
@@ -63,8 +67,22 @@ function run(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
+export interface StartPostgresOptions {
+  /** Run initdb, the server and psql inside this network namespace (`ip netns exec`). */
+  netns?: string;
+  /** Also listen on this address, and put it in the URL (default: 127.0.0.1 only). */
+  host?: string;
+  /** TCP port (default: a free one of this namespace's loopback). */
+  port?: number;
+  /** Trust (no password) connections from this CIDR too, e.g. `10.15.0.0/16`. */
+  trustNetwork?: string;
+}
+
 /** Starts a cluster, or returns why it cannot (the test skips with that reason). */
-export async function startPostgres(): Promise<TestPostgres | string> {
+export async function startPostgres(opts: StartPostgresOptions = {}): Promise<TestPostgres | string> {
+  const inNs = (c: { cmd: string; args: string[] }): { cmd: string; args: string[] } =>
+    opts.netns === undefined ? c : { cmd: 'ip', args: ['netns', 'exec', opts.netns, c.cmd, ...c.args] };
+  const asPg = (cmd: string, args: string[]) => inNs(asPgUser(cmd, args));
   if (!existsSync(join(PG_BIN, 'initdb')) || !existsSync(join(PG_BIN, 'postgres'))) {
     return `PostgreSQL 15 not installed (${PG_BIN} missing; Debian package postgresql-15)`;
   }
@@ -100,7 +118,11 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const port = await freeTcpPort();
+  if (opts.trustNetwork !== undefined) {
+    appendFileSync(join(data, 'pg_hba.conf'), `host all all ${opts.trustNetwork} trust\n`);
+  }
+  const port = opts.port ?? (await freeTcpPort());
+  const listen = opts.host === undefined ? '127.0.0.1' : `127.0.0.1,${opts.host}`;
   const log = join(dir, 'postgres.log');
   const ctl = (args: string[]): void => {
     const c = asPg(join(PG_BIN, 'pg_ctl'), ['-D', data, ...args]);
@@ -125,7 +147,7 @@ export async function startPostgres(): Promise<TestPostgres | string> {
       '-t',
       '60',
       '-o',
-      `-p ${port} -k ${sock} -h 127.0.0.1 -c max_connections=50`,
+      `-p ${port} -k ${sock} -h ${listen} -c max_connections=50`,
       'start',
     ]);
     running = true;
@@ -138,33 +160,42 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     running = false;
   };
 
-  const psql = (sql: string, database = 'coapkit'): string =>
-    run(join(PG_BIN, 'psql'), [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-U',
-      'coapkit',
-      '-d',
-      database,
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-At',
-      '-c',
-      sql,
-    ]);
+  const psql = (sql: string, database = 'coapkit'): string => {
+    const c = inNs({
+      cmd: join(PG_BIN, 'psql'),
+      args: [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-U',
+        'coapkit',
+        '-d',
+        database,
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-At',
+        '-c',
+        sql,
+      ],
+    });
+    return run(c.cmd, c.args);
+  };
 
   try {
     await startServer();
-    run(join(PG_BIN, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'coapkit', 'coapkit']);
+    const c = inNs({
+      cmd: join(PG_BIN, 'createdb'),
+      args: ['-h', '127.0.0.1', '-p', String(port), '-U', 'coapkit', 'coapkit'],
+    });
+    run(c.cmd, c.args);
   } catch (err) {
     await stopServer();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
-    url: `postgres://coapkit@127.0.0.1:${port}/coapkit`,
+    url: `postgres://coapkit@${opts.host ?? '127.0.0.1'}:${port}/coapkit`,
     port,
     dir,
     stopServer,

@@ -12,8 +12,8 @@
  *   one handshakes again.
  * - kill -9 of the node that holds a device's session: the device handshakes
  *   again and goes on with the other node.
- * Resources are per node here (the shared PostgreSQL store is pending: see
- * docs/cluster.md), so each answer tells which node answered.
+ * Resources are per node here, so each answer tells which node answered; the
+ * shared PostgreSQL store through the same topology is cluster-netns-store.test.ts.
  */
 import * as assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';

@@ -1,0 +1,340 @@
+/**
+ * The shared-state scenarios of the cluster through the load balancer, in
+ * network namespaces (root; skipped with the reason otherwise): the topology
+ * of cluster-netns.test.ts plus a `pg` namespace behind lb running a
+ * throwaway PostgreSQL, and both nodes with `--store postgres://10.15.4.2/…`:
+ *
+ *   dev (devices) ── lb (nginx) ── node1, node2 (coaps, cluster, --store)
+ *                                └─ pg (PostgreSQL 15, 10.15.4.2:5432)
+ *
+ * Each device request leaves from a source port that nginx's consistent hash
+ * sends to the node the test names (the ring is computed, not guessed):
+ * - a PUT through the load balancer lands on node 1; a GET from another
+ *   device port, hashed to node 2, returns it;
+ * - an observer registered (through the load balancer) on node 1 is notified
+ *   of a PUT made through node 2;
+ * - kill -9 of node 2 during a PUT loop through the load balancer: every PUT
+ *   the device got 2.01/2.04 for is read back through node 1.
+ */
+import * as assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createTopology, netnsSkipReason, type Topology } from '../helpers/netns.js';
+import { PG_BIN, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { findProgram } from '../helpers/proc.js';
+import { until } from '../helpers/timing.js';
+import { ROOT } from './cli-helpers.js';
+
+const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+const skip =
+  netnsSkipReason() ??
+  (findProgram('nginx') === undefined
+    ? 'nginx is not installed'
+    : !existsSync(STREAM_MODULE)
+      ? `nginx stream module missing (${STREAM_MODULE}: libnginx-mod-stream)`
+      : !existsSync(join(PG_BIN, 'postgres'))
+        ? `PostgreSQL 15 not installed (${PG_BIN} missing; Debian package postgresql-15)`
+        : spawnSync('id', ['-u', 'postgres']).status !== 0
+          ? 'no postgres system user to run PostgreSQL as (we are root; initdb refuses root)'
+          : undefined);
+
+const PSK = { identity: 'dev', key: 'devkey' };
+const PG_ADDR = { lb: '10.15.4.1', pg: '10.15.4.2' };
+
+interface Proc {
+  child: ChildProcess;
+  out: () => string;
+}
+
+function spawnIn(ns: string, cmd: string, args: string[]): Proc {
+  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '' },
+  });
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  return { child, out: () => out };
+}
+
+function nginxConf(dir: string, t: Topology): string {
+  return `load_module ${STREAM_MODULE};
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 1024; }
+stream {
+  upstream coaps {
+    hash $remote_addr$remote_port consistent;
+    server ${t.addr.node1}:5684 max_fails=1 fail_timeout=30s;
+    server ${t.addr.node2}:5684 max_fails=1 fail_timeout=30s;
+  }
+  server {
+    listen ${t.addr.lbDev}:5684 udp;
+    proxy_pass coaps;
+    proxy_timeout 120s;
+  }
+}
+`;
+}
+
+interface Result {
+  i?: number;
+  n?: number;
+  node?: number;
+  path?: string;
+  code?: string;
+  text?: string;
+  error?: string;
+}
+
+describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { skip }, () => {
+  let t: Topology;
+  let pgNs: string;
+  let pg: TestPostgres | undefined;
+  let dir: string;
+  const procs: Proc[] = [];
+  let nginx: Proc;
+  const nodes: Proc[] = [];
+
+  const node = (n: 1 | 2, url: string): Proc => {
+    const me = n === 1 ? t.addr.node1 : t.addr.node2;
+    const other = n === 1 ? t.addr.node2 : t.addr.node1;
+    const p = spawnIn(n === 1 ? t.ns.node1 : t.ns.node2, process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--host',
+      me,
+      '-v',
+      '--identity',
+      PSK.identity,
+      '--psk',
+      PSK.key,
+      '--store',
+      url,
+      '--node-id',
+      String(n),
+      '--cluster-listen',
+      `${me}:7000`,
+      '--peer',
+      `${3 - n}=${other}:7000`,
+    ]);
+    procs.push(p);
+    return p;
+  };
+
+  /** Starts the device script in dev; its results are parsed as they arrive. */
+  const device = (o: Record<string, unknown>) => {
+    const p = spawnIn(t.ns.dev, process.execPath, [
+      '--import',
+      'tsx',
+      'test/helpers/cluster-store-device.ts',
+      JSON.stringify({
+        lb: t.addr.lbDev,
+        address: t.addr.dev,
+        upstreams: [`${t.addr.node1}:5684`, `${t.addr.node2}:5684`],
+        psk: PSK,
+        timeoutMs: 10_000,
+        ...o,
+      }),
+    ]);
+    procs.push(p);
+    const results = (): Result[] =>
+      p
+        .out()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Result);
+    const done = new Promise<number | null>((r) => p.child.on('exit', (c) => r(c)));
+    return { p, results, done };
+  };
+
+  const count = (p: Proc, re: RegExp) => (p.out().match(re) ?? []).length;
+
+  before(async () => {
+    t = createTopology();
+    // A pg namespace behind lb; lb routes between it and the nodes.
+    pgNs = `${t.ns.lb.slice(0, -2)}pg`;
+    const v = `${pgNs.slice(0, -2)}4`;
+    const ip = (args: string[]) => execFileSync('ip', args, { timeout: 10_000 });
+    spawnSync('ip', ['netns', 'del', pgNs]);
+    ip(['netns', 'add', pgNs]);
+    ip(['-n', pgNs, 'link', 'set', 'lo', 'up']);
+    ip(['link', 'add', `${v}a`, 'netns', pgNs, 'type', 'veth', 'peer', 'name', `${v}b`, 'netns', t.ns.lb]);
+    ip(['-n', pgNs, 'addr', 'add', `${PG_ADDR.pg}/24`, 'dev', `${v}a`]);
+    ip(['-n', t.ns.lb, 'addr', 'add', `${PG_ADDR.lb}/24`, 'dev', `${v}b`]);
+    ip(['-n', pgNs, 'link', 'set', `${v}a`, 'up']);
+    ip(['-n', t.ns.lb, 'link', 'set', `${v}b`, 'up']);
+    ip(['-n', pgNs, 'route', 'add', 'default', 'via', PG_ADDR.lb]);
+    ip(['-n', t.ns.node1, 'route', 'add', '10.15.4.0/24', 'via', t.addr.lbNode1]);
+    ip(['-n', t.ns.node2, 'route', 'add', '10.15.4.0/24', 'via', t.addr.lbNode2]);
+    const started = await startPostgres({
+      netns: pgNs,
+      host: PG_ADDR.pg,
+      port: 5432, // a fixed port, but in a namespace of our own
+      trustNetwork: '10.15.0.0/16',
+    });
+    if (typeof started === 'string') throw new Error(started);
+    pg = started;
+
+    dir = mkdtempSync(join(tmpdir(), 'coapkit-lbpg-'));
+    writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, t));
+    nginx = spawnIn(t.ns.lb, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
+    procs.push(nginx);
+    nodes.push(node(1, pg.url), node(2, pg.url));
+    await until(() => nodes.every((p) => /Stop with Ctrl-C/.test(p.out())), 'both nodes started', 60_000);
+  });
+
+  after(async () => {
+    if (nginx !== undefined && nginx.child.exitCode === null) {
+      const gone = new Promise((r) => nginx.child.once('exit', r));
+      nginx.child.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    }
+    for (const p of procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+      p.child.stdout?.destroy();
+      p.child.stderr?.destroy();
+    }
+    // PostgreSQL before its namespace: a server left in a deleted namespace would run on.
+    await pg?.stop();
+    if (pgNs !== undefined) spawnSync('ip', ['netns', 'del', pgNs], { timeout: 10_000 });
+    t?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a PUT through the load balancer lands on node 1; another device port, hashed to node 2, reads it', async () => {
+    const [n1, n2] = nodes as [Proc, Proc];
+    const puts = count(n1, /PUT \/shared\/a/g);
+    const w = device({
+      mode: 'req',
+      ops: [{ method: 'PUT', path: '/shared/a', payload: 'written via node 1', node: 1 }],
+    });
+    assert.equal(await w.done, 0, w.p.out());
+    assert.match(w.results()[0]?.code ?? '', /^2\.0[14]/, w.p.out());
+    assert.equal(count(n1, /PUT \/shared\/a/g), puts + 1, 'node 1 handled the PUT');
+    assert.equal(count(n2, /PUT \/shared\/a/g), 0, 'node 2 did not');
+    // Node 2 learns of it through the store (LISTEN/NOTIFY): read until it does, bounded.
+    const gets = count(n2, /GET \/shared\/a/g);
+    const r = device({
+      mode: 'req',
+      fresh: false,
+      ops: Array.from({ length: 20 }, () => ({ method: 'GET', path: '/shared/a', node: 2 })),
+    });
+    await until(
+      () => r.results().some((x) => x.text === 'written via node 1') || r.p.child.exitCode !== null,
+      'a GET through node 2 returns the value',
+      60_000,
+    );
+    r.p.child.kill('SIGKILL');
+    await r.done;
+    assert.ok(
+      r.results().some((x) => x.text === 'written via node 1'),
+      `node 2 serves what node 1 stored: ${r.p.out()}`,
+    );
+    assert.ok(count(n2, /GET \/shared\/a/g) > gets, 'the GETs went to node 2');
+    assert.equal(count(n1, /GET \/shared\/a/g), 0, 'and not to node 1');
+  });
+
+  it('an observer on node 1 is notified of a PUT made through node 2', async () => {
+    const [n1, n2] = nodes as [Proc, Proc];
+    const first = device({
+      mode: 'req',
+      ops: [{ method: 'PUT', path: '/shared/obs', payload: 'v1', node: 1 }],
+    });
+    assert.equal(await first.done, 0, first.p.out());
+    assert.match(first.results()[0]?.code ?? '', /^2\.0[14]/, first.p.out());
+    const obs = device({ mode: 'observe', path: '/shared/obs', node: 1, count: 2 });
+    await until(
+      () => obs.results().some((x) => x.text === 'v1') || obs.p.child.exitCode !== null,
+      'the observer on node 1 got the current value',
+      30_000,
+    );
+    assert.ok(count(n1, /GET \/shared\/obs/g) >= 1, `registered on node 1: ${obs.p.out()}`);
+    const putsOn2 = count(n2, /PUT \/shared\/obs/g);
+    const w = device({
+      mode: 'req',
+      ops: [{ method: 'PUT', path: '/shared/obs', payload: 'v2 via node 2', node: 2 }],
+    });
+    assert.equal(await w.done, 0, w.p.out());
+    assert.match(w.results()[0]?.code ?? '', /^2\.0[14]/, w.p.out());
+    assert.equal(count(n2, /PUT \/shared\/obs/g), putsOn2 + 1, 'the PUT went to node 2');
+    await until(() => obs.p.child.exitCode !== null, 'the observer got its second notification', 30_000);
+    assert.equal(obs.p.child.exitCode, 0, obs.p.out());
+    assert.deepEqual(
+      obs.results().map((x) => x.text),
+      ['v1', 'v2 via node 2'],
+    );
+  });
+
+  it('kill -9 of node 2 during a PUT loop through the load balancer: every acknowledged PUT is read back through node 1', async () => {
+    const [n1, n2] = nodes as [Proc, Proc];
+    const N = 30;
+    const loop = device({
+      mode: 'req',
+      fresh: true, // a new source port per PUT, alternately hashed to node 1 and node 2
+      timeoutMs: 8000,
+      intervalMs: 200,
+      ops: Array.from({ length: N }, (_, k) => ({
+        method: 'PUT',
+        path: `/loop/${k}`,
+        payload: `write ${k}`,
+        node: (k % 2) + 1,
+      })),
+    });
+    const ackedOn2 = () =>
+      loop.results().filter((x) => x.node === 2 && /^2\.0[14]/.test(x.code ?? '')).length;
+    await until(
+      () => ackedOn2() >= 3 || loop.p.child.exitCode !== null,
+      'node 2 acknowledged three PUTs',
+      60_000,
+    );
+    n2.child.kill('SIGKILL');
+    await until(() => n2.child.exitCode !== null || n2.child.signalCode !== null, 'node 2 is gone', 10_000);
+    const atKill = loop.results().length;
+    const on2AtKill = count(n2, /PUT \/loop\//g);
+    assert.ok(atKill < N - 4, `the kill came during the loop (after ${atKill} of ${N} PUTs)`);
+    assert.equal(await loop.done, 0, loop.p.out());
+    const results = loop.results();
+    assert.equal(results.length, N, loop.p.out());
+    const acked = results.filter((x) => /^2\.0[14]/.test(x.code ?? ''));
+    const failed = results.filter((x) => x.error !== undefined);
+    assert.ok(on2AtKill >= 3, 'node 2 handled PUTs before the kill');
+    // The loop went on after the kill: later PUTs were acknowledged (by node 1, the survivor;
+    // nginx moves a port hashed to the dead node on once it has failed there).
+    const ackedAfter = acked.filter((x) => (x.i ?? 0) >= atKill).length;
+    assert.ok(ackedAfter >= 1, `PUTs after the kill were acknowledged: ${loop.p.out()}`);
+    const n1Puts = count(n1, /PUT \/loop\//g);
+    const n1Ops = results.filter((x) => x.node === 1).length;
+    // Every PUT aimed at node 1 reached it; those hashed to node 2 after the kill did too, or failed.
+    assert.ok(n1Puts >= n1Ops, `node 1 handled ${n1Puts} PUTs, ${n1Ops} aimed at it`);
+    console.log(
+      `# kill -9 after ${atKill} of ${N} PUTs: ${acked.length} acknowledged (${ackedAfter} after the kill), ${failed.length} failed; node 1 handled ${n1Puts - n1Ops} PUTs hashed to node 2`,
+    );
+    // Every acknowledged write is there, read through the survivor.
+    const gets = count(n1, /GET \/loop\//g);
+    const read = device({
+      mode: 'req',
+      fresh: false,
+      ops: acked.map((x) => ({ method: 'GET', path: x.path, node: 1 })),
+    });
+    assert.equal(await read.done, 0, read.p.out());
+    const got = read.results();
+    assert.deepEqual(
+      got.map((x) => [x.path, x.text]),
+      acked.map((x) => [x.path, `write ${x.path?.slice('/loop/'.length)}`]),
+      `every acknowledged PUT is readable (${acked.length} acknowledged, ${failed.length} failed)`,
+    );
+    assert.equal(count(n1, /GET \/loop\//g), gets + acked.length, 'read through node 1');
+  });
+});
