@@ -245,6 +245,36 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
   });
 });
 
+describe('OSCORE outer block-wise: uploads through the forward proxy', () => {
+  it('each protected inner block, larger than the proxy block size, reaches the server in outer Block1 blocks and is reassembled', async () => {
+    const server = new CoapServer();
+    server.post('/secure/echo', (req) => ({ code: '2.04', payload: req.payload }));
+    const layer = enableOscore(server, { contexts: [serverCtx()], required: ['/secure/**'] });
+    const ep = await server.listen({ host: '127.0.0.1', port: 0 });
+    const proxyServer = new CoapServer();
+    const proxyClient = new CoapClient();
+    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
+    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
+    const client = new CoapClient();
+    try {
+      const body = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 253));
+      const res = await client.post(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+        payload: body,
+        oscore: clientCtx(),
+        options: [proxyUriOption(`coap://127.0.0.1:${ep.transport.localAddress().port}/secure/echo`)],
+      });
+      assert.equal(res.code, ResponseCode.Changed);
+      assert.ok(res.payload.equals(body));
+      assert.ok(layer.stats.outerReassembled >= 1, `outer reassemblies: ${layer.stats.outerReassembled}`);
+    } finally {
+      await client.close();
+      await proxyClient.close();
+      await proxyServer.close();
+      await server.close();
+    }
+  });
+});
+
 describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
   let srv: Awaited<ReturnType<typeof startServer>>;
   // One client context per server: each request a new sequence number.
