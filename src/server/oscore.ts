@@ -94,7 +94,7 @@ export interface OscoreServerStats {
   outerBlocksServed: number;
 }
 
-interface Partial {
+interface PartialBody {
   parts: Buffer[];
   length: number;
 }
@@ -126,7 +126,7 @@ export class OscoreServer {
   private readonly maxUnfragmented: number;
   private readonly outerBlockSize: number;
   /** Outer Block1 bodies being put back together, and protected responses served in outer Block2 blocks. */
-  private readonly partial: OuterBlockStore<Partial>;
+  private readonly partial: OuterBlockStore<PartialBody>;
   private readonly responses: OuterBlockStore<OutgoingResponse>;
 
   constructor(
