@@ -141,7 +141,9 @@ export class OscoreServer {
     this.maxUnfragmented = options.maxUnfragmentedSize ?? DEFAULT_MAX_UNFRAGMENTED_SIZE;
     this.outerBlockSize = options.outerBlockSize ?? 1152;
     const clock = options.clock ? { clock: options.clock } : {};
-    this.partial = new OuterBlockStore(clock);
+    // Partial bodies cannot be verified before they are whole: at most 64 (4 per peer) of at most
+    // maxUnfragmentedSize bytes each (4 MiB with the default), each expiring 60 s after its last block.
+    this.partial = new OuterBlockStore({ maxEntries: 64, maxPerPeer: 4, ...clock });
     this.responses = new OuterBlockStore(clock);
   }
 
