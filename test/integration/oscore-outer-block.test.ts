@@ -319,6 +319,29 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
     }
   });
 
+  it('a peer may have 4 outer Block1 transfers under way; a fifth gets 5.03', async () => {
+    const peer = rawPeer(srv.port);
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const { message } = protectRequest(cctx, {
+          code: 0x02,
+          options: path('/secure/echo'),
+          payload: Buffer.alloc(1400, i),
+        });
+        const r = await peer.exchange({
+          code: message.code,
+          options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(0, true, 6) }],
+          payload: Buffer.from(message.payload!.subarray(0, 1024)),
+        });
+        codes.push(r.code);
+      }
+      assert.deepEqual(codes, [0x5f, 0x5f, 0x5f, 0x5f, ResponseCode.ServiceUnavailable]);
+    } finally {
+      peer.close();
+    }
+  });
+
   it('a client drops a protected response larger than its bound (OscoreError)', async () => {
     const { message } = protectRequest(cctx, { code: 0x01, options: path('/secure/big') });
     const peer = rawPeer(srv.port);
