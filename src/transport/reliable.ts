@@ -65,7 +65,11 @@ export interface ReliableTransportOptions {
    * the connection is closed instead of buffering more.
    */
   maxWriteBuffer?: number;
-  /** Announce BERT support (Block-Wise-Transfer option) in the CSM (default false). */
+  /**
+   * Announce BERT support (Block-Wise-Transfer option, RFC 8323 §6) in the CSM
+   * (default true): block-wise transfers with a peer that announces it too carry
+   * several 1024-byte blocks per message (SZX 7), as many as its Max-Message-Size allows.
+   */
   bert?: boolean;
   /** The source of time and timers (default the real clock). */
   clock?: Clock;
@@ -162,7 +166,7 @@ export abstract class ReliableTransport implements Transport {
     this.maxPerAddress = options.maxConnectionsPerAddress ?? 32;
     this.idleMs = options.idleTimeoutMs ?? 300_000;
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
-    this.bert = options.bert ?? false;
+    this.bert = options.bert ?? true;
     this.maxWriteBuffer = options.maxWriteBuffer ?? 1 << 20;
     this.clock = options.clock ?? realClock;
   }
@@ -185,6 +189,17 @@ export abstract class ReliableTransport implements Transport {
 
   /** @internal Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
   protected abstract open(peer: Peer, conn: ReliableConnection): Wire | undefined;
+
+  /**
+   * BERT (RFC 8323 §6) with `peer`: undefined when this side does not announce it
+   * (SZX 7 is then a format error), 0 when the peer has not announced it (yet),
+   * else the peer's Max-Message-Size, which bounds a BERT message.
+   */
+  bertMessageSize(peer: Peer): number | undefined {
+    if (!this.bert) return undefined;
+    const caps = this.conns.get(peer.key)?.caps;
+    return caps?.blockWiseTransfer === true ? caps.maxMessageSize : 0;
+  }
 
   /** Number of open connections. */
   get connectionCount(): number {
