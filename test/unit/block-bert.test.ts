@@ -10,7 +10,7 @@ import { BlockwiseServer } from '../../src/blockwise/server.js';
 import type { CoapMessage } from '../../src/codec/message.js';
 import { decodeBlock, encodeBlock, getOption } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
-import type { OutgoingResponse } from '../../src/server/request.js';
+import type { OutgoingResponse } from '../../src/exchange/exchange-layer.js';
 import { ServerRequest } from '../../src/server/request.js';
 import { makePeer } from '../../src/transport/transport.js';
 
