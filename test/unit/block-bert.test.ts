@@ -34,7 +34,6 @@ describe('BERT block sizes', () => {
 /** A request on a fake reliable endpoint whose peer's BERT state is `bert`. */
 function request(options: CoapMessage['options'], payload: Buffer, bert: number | undefined): ServerRequest {
   const msg: CoapMessage = {
-    version: 1,
     type: 0,
     code: 3,
     messageId: 1,
