@@ -66,9 +66,11 @@ export interface ReliableTransportOptions {
    */
   maxWriteBuffer?: number;
   /**
-   * Announce BERT support (Block-Wise-Transfer option, RFC 8323 §6) in the CSM
-   * (default true): block-wise transfers with a peer that announces it too carry
-   * several 1024-byte blocks per message (SZX 7), as many as its Max-Message-Size allows.
+   * Announce BERT support (RFC 8323 §6) in the CSM (default true): the
+   * Block-Wise-Transfer option next to a Max-Message-Size above 1152 (§5.3.2: with
+   * 1152 or less it would not indicate BERT, so it is left out). Block-wise transfers
+   * with a peer that announces both too carry several 1024-byte blocks per message
+   * (SZX 7), as many as its Max-Message-Size allows.
    */
   bert?: boolean;
   /** The source of time and timers (default the real clock). */
@@ -166,7 +168,8 @@ export abstract class ReliableTransport implements Transport {
     this.maxPerAddress = options.maxConnectionsPerAddress ?? 32;
     this.idleMs = options.idleTimeoutMs ?? 300_000;
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
-    this.bert = options.bert ?? true;
+    // Block-Wise-Transfer indicates BERT only with a Max-Message-Size above 1152 (§5.3.2).
+    this.bert = (options.bert ?? true) && this.receiveLimit > DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
     this.maxWriteBuffer = options.maxWriteBuffer ?? 1 << 20;
     this.clock = options.clock ?? realClock;
   }
@@ -192,13 +195,16 @@ export abstract class ReliableTransport implements Transport {
 
   /**
    * BERT (RFC 8323 §6) with `peer`: undefined when this side does not announce it
-   * (SZX 7 is then a format error), 0 when the peer has not announced it (yet),
-   * else the peer's Max-Message-Size, which bounds a BERT message.
+   * (SZX 7 is then a format error), 0 when the peer has not announced it (yet:
+   * Block-Wise-Transfer and a Max-Message-Size above 1152), else the peer's
+   * Max-Message-Size, which bounds a BERT message.
    */
   bertMessageSize(peer: Peer): number | undefined {
     if (!this.bert) return undefined;
     const caps = this.conns.get(peer.key)?.caps;
-    return caps?.blockWiseTransfer === true ? caps.maxMessageSize : 0;
+    return caps?.blockWiseTransfer === true && caps.maxMessageSize > DEFAULT_RELIABLE_MAX_MESSAGE_SIZE
+      ? caps.maxMessageSize
+      : 0;
   }
 
   /** Number of open connections. */
