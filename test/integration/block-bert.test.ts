@@ -130,6 +130,31 @@ describe('BERT (RFC 8323 §6) over coap+tcp', { timeout: 60_000 }, () => {
     assert.ok(get.block2.every((b) => b.szx === 6 && b.len === 1024));
   });
 
+  it('a server that does not announce BERT gets ordinary blocks from a BERT client', async () => {
+    const plain = new CoapServer({ maxPayloadSize: 1 << 20 });
+    let got = Buffer.alloc(0);
+    plain.put('/blob', (req) => {
+      got = Buffer.from(req.payload);
+      return { code: '2.04' };
+    });
+    const tcp = await plain.listen(
+      await TcpTransport.create({ host: '127.0.0.1', port: 0, maxMessageSize: MMS, bert: false }),
+    );
+    const c = new CoapClient({ reliable: { maxMessageSize: MMS } });
+    clients.push(c);
+    try {
+      const put = await onTheWire(async () => {
+        const url = `coap+tcp://127.0.0.1:${tcp.transport.localAddress().port}/blob`;
+        assert.equal((await c.put(url, { payload: BODY.subarray(0, 10 * 1024) })).code, 0x44);
+      });
+      assert.ok(got.equals(BODY.subarray(0, 10 * 1024)));
+      assert.equal(put.block1.length, 10);
+      assert.ok(put.block1.every((b) => b.szx === 6 && b.len === 1024));
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('with the default Max-Message-Size (1152) BERT carries one block: ordinary blocks are used', async () => {
     const small = new CoapServer();
     small.get('/blob', () => ({ code: '2.05', payload: BODY.subarray(0, 8192) }));
