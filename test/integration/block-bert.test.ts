@@ -3,7 +3,8 @@
  * CoapClient and a CoapServer that both announce Block-Wise-Transfer in their
  * CSM and a Max-Message-Size of 64 KiB go in BERT blocks (SZX 7, several
  * 1024-byte blocks per message), seen on the wire through the diagnostics
- * channels; a client that does not announce BERT gets ordinary 1024-byte blocks.
+ * channels (also over coap+ws); a peer that does not announce BERT gets ordinary
+ * 1024-byte blocks.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { OptionNumber } from '../../src/constants/options.js';
 import { channels, type MessageSentEvent } from '../../src/diagnostics.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
+import { WsTransport } from '../../src/transport/ws.js';
 
 const MMS = 64 * 1024;
 const BODY = Buffer.alloc(200 * 1024);
@@ -110,6 +112,26 @@ describe('BERT (RFC 8323 §6) over coap+tcp', { timeout: 60_000 }, () => {
       offset += b.len;
     }
     assert.equal(offset, BODY.length);
+  });
+
+  it('coap+ws: the same PUT and GET in BERT blocks', async () => {
+    const ws = await server.listen(
+      await WsTransport.create({ host: '127.0.0.1', port: 0, maxMessageSize: MMS }),
+    );
+    const url = `coap+ws://127.0.0.1:${ws.transport.localAddress().port}/blob`;
+    const c = new CoapClient({ reliable: { maxMessageSize: MMS } });
+    clients.push(c);
+    const put = await onTheWire(async () => {
+      assert.equal((await c.put(url, { payload: BODY })).code, 0x44);
+    });
+    assert.ok(stored.equals(BODY));
+    assert.ok(put.block1.length <= 6 && put.block1.some((b) => b.szx === 7), JSON.stringify(put.block1));
+    let got: Buffer | undefined;
+    const get = await onTheWire(async () => {
+      got = (await c.get(url)).payload;
+    });
+    assert.ok(got?.equals(BODY));
+    assert.ok(get.block2.length <= 6 && get.block2.every((b) => b.szx === 7), JSON.stringify(get.block2));
   });
 
   it('a client that does not announce BERT gets ordinary 1024-byte blocks', async () => {
