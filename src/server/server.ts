@@ -838,12 +838,17 @@ export class CoapServer {
   }
 }
 
-/** "/segment" strings by interned segment (bounded: cleared when full). */
+/**
+ * "/segment" strings by interned segment (bounded: cleared when full). Only short segments
+ * (resource names): long ones a peer makes up would otherwise keep up to 1024 x 2 KB here.
+ */
 const ONE_PATHS = new Map<string, string>();
+const ONE_PATH_MAX_SEGMENT = 64;
 
 function onePath(segment: string, built: string): string {
   const p = ONE_PATHS.get(segment);
   if (p !== undefined) return p;
+  if (segment.length > ONE_PATH_MAX_SEGMENT) return built;
   if (ONE_PATHS.size >= 1024) ONE_PATHS.clear();
   ONE_PATHS.set(segment, built);
   return built;
