@@ -7,11 +7,12 @@
  */
 import { Buffer } from 'node:buffer';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
-import { encodeUint } from '../codec/options.js';
+import { encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
+import { OscoreError } from '../errors.js';
 import type {
   ClientExchange,
   InboundResponse,
@@ -20,6 +21,12 @@ import type {
 } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
 import { decodeOscoreOption, sequenceOf } from '../oscore/option.js';
+import {
+  DEFAULT_MAX_UNFRAGMENTED_SIZE,
+  joinParts,
+  outerBlock,
+  withoutOuterBlock,
+} from '../oscore/outer-block.js';
 import {
   innerPath,
   oscoreOptionOf,
@@ -62,11 +69,12 @@ export async function oscoreRoundTrip(
   for (let attempt = 0; ; attempt++) {
     const { message, binding } = protectRequest(ctx, current);
     publishInner(peer, 'out', current, binding.kid, binding.partialIv);
-    const r = await send({
+    const protectedReq: PlainRequest = {
       code: message.code,
       options: message.options,
       ...(message.payload ? { payload: message.payload } : {}),
-    });
+    };
+    const r = await outerReassemble(protectedReq, await send(protectedReq), send);
     const inner = unprotectResponse(binding, r.message);
     publishInner(r.peer, 'in', inner, binding.kid, responsePiv(r.message));
     const echo =
@@ -179,6 +187,52 @@ export function oscoreEndpoint(ep: Endpoint, ctx: OscoreContext): Endpoint {
     };
   };
   return wrapped;
+}
+
+/**
+ * A protected response cut into outer Block2 blocks (RFC 8613 §4.1.3.4.2, by a
+ * proxy or the server): the same protected request is sent again for each
+ * following block, and the protected payload put back together before it is
+ * verified; more than MAX_UNFRAGMENTED_SIZE bytes → OscoreError (dropped).
+ */
+export async function outerReassemble(
+  req: PlainRequest,
+  first: InboundResponse,
+  send: (req: PlainRequest) => Promise<InboundResponse>,
+  maxSize = DEFAULT_MAX_UNFRAGMENTED_SIZE,
+): Promise<InboundResponse> {
+  let b = outerBlock(first.message.options, OptionNumber.Block2);
+  if (b === undefined) return first;
+  if (b === null || b.num !== 0)
+    throw new OscoreError('Malformed outer Block2 option in a protected response');
+  const parts: Buffer[] = [];
+  let length = 0;
+  let r = first;
+  for (;;) {
+    const payload = r.message.payload ?? Buffer.alloc(0);
+    length += payload.length;
+    if (length > maxSize)
+      throw new OscoreError(
+        `protected response larger than MAX_UNFRAGMENTED_SIZE (${maxSize} bytes): dropped`,
+      );
+    parts.push(Buffer.from(payload));
+    if (!b.more) break;
+    if (payload.length !== b.size) throw new OscoreError('Outer Block2 block of the wrong size');
+    const num = b.num + 1;
+    const options = req.options.filter((o) => o.number !== OptionNumber.Block2);
+    options.push({ number: OptionNumber.Block2, value: encodeBlock(num, false, b.szx) });
+    r = await send({ ...req, options });
+    const next = outerBlock(r.message.options, OptionNumber.Block2);
+    if (next === undefined || next === null || next.num !== num || next.szx !== b.szx)
+      throw new OscoreError(`outer Block2 block ${num} missing or malformed in a protected response`);
+    b = next;
+  }
+  const message = {
+    ...first.message,
+    options: withoutOuterBlock(first.message.options),
+    payload: joinParts(parts),
+  };
+  return { ...first, message };
 }
 
 function responsePiv(msg: CoapMessage): Buffer | undefined {

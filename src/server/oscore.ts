@@ -20,11 +20,19 @@
  * notification carry a Partial IV of the server's own (a fresh nonce each);
  * the observe layer protects each notification through the peer's
  * `oscoreProtect`.
+ *
+ * Outer block-wise (§4.1.3.4.2): a protected request that a proxy cut into
+ * outer Block1 blocks is put back together (2.31 Continue for each block but
+ * the last) before it is verified; more than `maxUnfragmentedSize` bytes → 4.13.
+ * A protected response goes out in outer Block2 blocks when the request asks
+ * with an outer Block2 option or when it is larger than `outerBlockSize`; the
+ * later blocks are served from the protected response kept for the purpose
+ * (the same protected request again: it is not verified a second time).
  */
 import { Buffer } from 'node:buffer';
 import { publishInner } from '../client/oscore.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
-import { encodeUint } from '../codec/options.js';
+import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
@@ -32,8 +40,16 @@ import { InvalidArgumentError, OscoreError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
 import { decodeOscoreOption } from '../oscore/option.js';
+import {
+  DEFAULT_MAX_UNFRAGMENTED_SIZE,
+  joinParts,
+  OuterBlockStore,
+  outerBlock,
+  withoutOuterBlock,
+} from '../oscore/outer-block.js';
 import { oscoreOptionOf, protectResponse, type RequestBinding, unprotectRequest } from '../oscore/protect.js';
 import type { Peer } from '../transport/transport.js';
+import type { Clock } from '../util/clock.js';
 import { AmplificationGuard, echoOf } from './echo.js';
 import type { OscoreRequestInfo } from './request.js';
 import type { CoapServer } from './server.js';
@@ -49,6 +65,15 @@ export interface OscoreServerOptions {
   required?: readonly string[];
   /** How long an Echo value of the freshness check stays valid, ms (default 60 000). */
   echoLifetimeMs?: number;
+  /**
+   * MAX_UNFRAGMENTED_SIZE (RFC 8613 §4.1.3.4.2): the largest protected payload put back
+   * together from outer Block1 blocks, in bytes (default 65 536); larger → 4.13.
+   */
+  maxUnfragmentedSize?: number;
+  /** A protected response payload larger than this goes out in outer Block2 blocks of 1024 bytes (default 1152). */
+  outerBlockSize?: number;
+  /** The clock of the outer block-wise state's expiry (default the real one). */
+  clock?: Clock;
 }
 
 /** What the layer did, for tests and logs. */
@@ -63,6 +88,22 @@ export interface OscoreServerStats {
   unprotectedRefused: number;
   /** Responses that could not be protected (sequence number exhausted or not persisted): 5.00 sent. */
   protectFailures: number;
+  /** Protected requests put back together from outer Block1 blocks. */
+  outerReassembled: number;
+  /** Outer Block2 blocks served from a kept protected response. */
+  outerBlocksServed: number;
+}
+
+interface PartialBody {
+  parts: Buffer[];
+  length: number;
+}
+
+interface OuterRequest {
+  msg: CoapMessage;
+  key: string;
+  block1?: BlockOption;
+  block2?: BlockOption;
 }
 
 /** The layer `enableOscore` installs. */
@@ -74,12 +115,19 @@ export class OscoreServer {
     echoChallenges: 0,
     unprotectedRefused: 0,
     protectFailures: 0,
+    outerReassembled: 0,
+    outerBlocksServed: 0,
   };
   /** The last error that kept a response from being protected (see `stats.protectFailures`). */
   lastProtectError: unknown;
   private readonly byKid = new Map<string, OscoreContext[]>();
   private readonly required: Array<(segments: string[]) => boolean>;
   private readonly echo: AmplificationGuard;
+  private readonly maxUnfragmented: number;
+  private readonly outerBlockSize: number;
+  /** Outer Block1 bodies being put back together, and protected responses served in outer Block2 blocks. */
+  private readonly partial: OuterBlockStore<PartialBody>;
+  private readonly responses: OuterBlockStore<OutgoingResponse>;
 
   constructor(
     private readonly server: CoapServer,
@@ -90,6 +138,13 @@ export class OscoreServer {
     for (const c of options.contexts) this.addContext(c);
     this.required = (options.required ?? []).map(compilePattern);
     this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000 });
+    this.maxUnfragmented = options.maxUnfragmentedSize ?? DEFAULT_MAX_UNFRAGMENTED_SIZE;
+    this.outerBlockSize = options.outerBlockSize ?? 1152;
+    const clock = options.clock ? { clock: options.clock } : {};
+    // Partial bodies cannot be verified before they are whole: at most 64 (4 per peer) of at most
+    // maxUnfragmentedSize bytes each (4 MiB with the default), each expiring 60 s after its last block.
+    this.partial = new OuterBlockStore({ maxEntries: 64, maxPerPeer: 4, ...clock });
+    this.responses = new OuterBlockStore(clock);
   }
 
   /** Adds a client's context (its kid is the context's recipientId). */
@@ -131,6 +186,93 @@ export class OscoreServer {
       }
       return server.handle(msg, peer, endpoint, true);
     }
+    let outer: OuterRequest | undefined;
+    if (msg.options.some((o) => o.number === OptionNumber.Block1 || o.number === OptionNumber.Block2)) {
+      const r = this.outerIn(msg, peer, raw);
+      if (!('msg' in r)) return r;
+      outer = r;
+      msg = r.msg;
+    }
+    // The answer, cut into outer blocks when asked (outer Block2) or too large for one datagram.
+    const out = (r: OutgoingResponse | null): OutgoingResponse | null =>
+      r === null || (outer === undefined && (r.payload?.length ?? 0) <= this.outerBlockSize)
+        ? r
+        : this.outerOut(outer ?? { msg, key: `${peer.key}|${raw.toString('hex')}` }, peer, r);
+    const result = this.verified(msg, peer, endpoint);
+    return result instanceof Promise ? result.then(out) : out(result);
+  };
+
+  /** An outer block of a protected request: the whole request when complete, else the answer for this block. */
+  private outerIn(msg: CoapMessage, peer: Peer, raw: Buffer): OuterRequest | OutgoingResponse {
+    const b1 = outerBlock(msg.options, OptionNumber.Block1);
+    const b2 = outerBlock(msg.options, OptionNumber.Block2);
+    if (b1 === null || b2 === null) return refusal(ResponseCode.BadOption, 'Malformed outer block option');
+    const key = `${peer.key}|${raw.toString('hex')}`;
+    if (b2 !== undefined && b2.num > 0 && b1 === undefined) {
+      // A later block of a protected response kept for it; else the request is verified as any
+      // other (a repeated one is refused as a replay).
+      const kept = this.responses.get(key);
+      if (kept !== undefined) {
+        this.stats.outerBlocksServed++;
+        return outerSlice(kept, b2);
+      }
+    }
+    const options = withoutOuterBlock(msg.options);
+    if (b1 === undefined) return { msg: { ...msg, options }, key, block2: b2 };
+    const payload = msg.payload ?? Buffer.alloc(0);
+    let p = b1.num === 0 ? { parts: [], length: 0 } : this.partial.get(key);
+    if (p === undefined || p.length !== b1.num * b1.size) {
+      this.partial.delete(key);
+      return refusal(ResponseCode.RequestEntityIncomplete, 'Outer Block1 out of order');
+    }
+    if (b1.more && payload.length !== b1.size) {
+      this.partial.delete(key);
+      return refusal(ResponseCode.BadRequest, 'Outer Block1 size mismatch');
+    }
+    if (p.length + payload.length > this.maxUnfragmented) {
+      this.partial.delete(key);
+      const r = refusal(ResponseCode.RequestEntityTooLarge, 'Outer blocks exceed MAX_UNFRAGMENTED_SIZE');
+      r.options!.push({ number: OptionNumber.Size1, value: encodeUint(this.maxUnfragmented) });
+      return r;
+    }
+    p = { parts: [...p.parts, Buffer.from(payload)], length: p.length + payload.length };
+    if (b1.more) {
+      if (!this.partial.set(peer.key, key, p))
+        return refusal(ResponseCode.ServiceUnavailable, 'Too many outer block transfers');
+      return {
+        code: ResponseCode.Continue,
+        options: [{ number: OptionNumber.Block1, value: encodeBlock(b1.num, true, b1.szx) }],
+      };
+    }
+    this.partial.delete(key);
+    this.stats.outerReassembled++;
+    return { msg: { ...msg, options, payload: joinParts(p.parts) }, key, block1: b1, block2: b2 };
+  }
+
+  /** The protected response `r`, with the outer Block1 echo and cut into outer Block2 blocks when asked or too large. */
+  private outerOut(o: OuterRequest, peer: Peer, r: OutgoingResponse): OutgoingResponse {
+    // An unprotected refusal (§8.2) is small and goes as it is.
+    if (r.options === undefined || oscoreOptionOf(r.options) === undefined) return r;
+    const options = [...(r.options ?? [])];
+    if (o.block1 !== undefined)
+      options.push({ number: OptionNumber.Block1, value: encodeBlock(o.block1.num, false, o.block1.szx) });
+    const whole: OutgoingResponse = { ...r, options };
+    const length = r.payload?.length ?? 0;
+    const b2 =
+      o.block2 ?? (length > this.outerBlockSize ? { num: 0, more: false, szx: 6, size: 1024 } : undefined);
+    if (b2 === undefined || (b2.num === 0 && length <= b2.size)) return whole;
+    if ((b2.num + 1) * b2.size < length && !this.responses.set(peer.key, o.key, whole))
+      return refusal(ResponseCode.ServiceUnavailable, 'Too many outer block transfers');
+    return outerSlice(whole, b2);
+  }
+
+  /** A verified protected request (whole): passed on as its inner request, the answer protected. */
+  private verified(
+    msg: CoapMessage,
+    peer: Peer,
+    endpoint: Endpoint | undefined,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
+    const server = this.server;
     let got: ReturnType<typeof unprotectRequest>;
     try {
       got = unprotectRequest(this.lookup, msg);
@@ -195,7 +337,7 @@ export class OscoreServer {
           );
     const result = server.handle(inner, innerPeer, endpoint, true);
     return result instanceof Promise ? result.then(answer) : answer(result);
-  };
+  }
 
   private protect(
     binding: RequestBinding,
@@ -254,6 +396,19 @@ function refusal(code: number, diagnostic: string): OutgoingResponse {
   // §8.2: not protected; Max-Age 0 so that no proxy caches the error.
   const options: CoapOption[] = [{ number: OptionNumber.MaxAge, value: encodeUint(0) }];
   return diagnostic === '' ? { code, options } : { code, options, payload: Buffer.from(diagnostic, 'utf8') };
+}
+
+/** Block `b.num` of the protected response `r` (outer Block2, Size2 on the first). */
+function outerSlice(r: OutgoingResponse, b: BlockOption): OutgoingResponse {
+  const payload = r.payload ?? Buffer.alloc(0);
+  const start = b.num * b.size;
+  if (start >= payload.length && start > 0)
+    return refusal(ResponseCode.BadOption, 'Outer Block2 beyond the end');
+  const end = Math.min(start + b.size, payload.length);
+  const options = [...(r.options ?? [])];
+  options.push({ number: OptionNumber.Block2, value: encodeBlock(b.num, end < payload.length, b.szx) });
+  if (b.num === 0) options.push({ number: OptionNumber.Size2, value: encodeUint(payload.length) });
+  return { code: r.code, options, payload: payload.subarray(start, end) };
 }
 
 function isProxyRequest(options: readonly CoapOption[]): boolean {
