@@ -34,7 +34,14 @@ import {
 } from '../errors.js';
 import type { InboundResponse } from '../exchange/exchange-layer.js';
 import { randomToken } from '../exchange/tokens.js';
-import { type BlockProgress, MAX_SZX, szxToSize, withoutOptions } from './common.js';
+import {
+  BERT_SZX,
+  type BlockProgress,
+  bertPayloadSize,
+  MAX_SZX,
+  szxToSize,
+  withoutOptions,
+} from './common.js';
 
 /** One request/response exchange (a fresh token per call is fine). */
 export type SendFn = (req: {
@@ -63,6 +70,13 @@ export interface BlockwiseClientOptions {
    * code and options count, which may tag an upload that needed no tag.
    */
   target?: string;
+  /**
+   * @internal RFC 8323 transports: the peer's BERT state, asked before every block
+   * (`Transport.bertMessageSize`): undefined when this side does not announce BERT,
+   * 0 when the peer does not (yet), else the peer's Max-Message-Size. With it, SZX 7
+   * blocks are understood, and uploads without an explicit `blockSize` use BERT.
+   */
+  bert?: () => number | undefined;
 }
 
 /** Default limit of a response body reassembled from blocks: 16 MiB. */
@@ -183,11 +197,15 @@ export function blockSizeToSzx(size: number | undefined): number {
   return szx;
 }
 
-function blockOf(options: readonly CoapOption[], n: number): ReturnType<typeof decodeBlock> | undefined {
+function blockOf(
+  options: readonly CoapOption[],
+  n: number,
+  opts: BlockwiseClientOptions,
+): ReturnType<typeof decodeBlock> | undefined {
   const raw = getOption(options, n);
   if (raw === undefined) return undefined;
   try {
-    return decodeBlock(raw);
+    return decodeBlock(raw, opts.bert !== undefined && opts.bert() !== undefined);
   } catch (err) {
     throw new BlockTransferError(`malformed block option in response: ${(err as Error).message}`, {
       cause: err,
@@ -225,7 +243,7 @@ export async function blockwiseExchange(
         ? { ...req, options: [...req.options, { number: OptionNumber.RequestTag, value: randomToken(4) }] }
         : req;
       res = await upload(send, req.code, tagged.options, payload, szx, early, opts);
-      const b1 = blockOf(res.message.options, OptionNumber.Block1);
+      const b1 = blockOf(res.message.options, OptionNumber.Block1, opts);
       if (b1) szx = Math.min(szx, b1.szx);
       const result = await download(send, tagged, res, szx, opts);
       concluded = true;
@@ -252,10 +270,15 @@ async function upload(
   const total = payload.length;
   // Every round trip moves at least 16 bytes forward or shrinks the block size.
   let budget = Math.ceil(total / 16) + 16;
+  // BERT (RFC 8323 §6) when the size is ours to choose: from the first block after the peer's CSM.
+  let mayBert = opts.bert !== undefined && !early && startSzx === MAX_SZX;
   while (budget-- > 0) {
     if (opts.signal?.aborted) throw new AbortError('request aborted', { cause: opts.signal.reason });
-    const size = szxToSize(szx);
-    const num = offset / size;
+    const bert = mayBert && szx >= MAX_SZX ? bertPayloadSize(opts.bert!(), baseOptions) : 0;
+    if (szx >= MAX_SZX) szx = bert > 0 ? BERT_SZX : MAX_SZX;
+    const size = bert || szxToSize(szx);
+    // Block numbers count 1024-byte units with BERT, as with SZX 6.
+    const num = offset / (bert > 0 ? 1024 : size);
     if (num > MAX_BLOCK_NUM) {
       throw new BlockTransferError(`the payload needs more than 2^20 blocks of ${size} bytes`);
     }
@@ -265,11 +288,12 @@ async function upload(
     if (num === 0) options.push({ number: OptionNumber.Size1, value: encodeUint(total) });
     if (!more && early) options.push({ number: OptionNumber.Block2, value: encodeBlock(0, false, szx) });
     const res = await send({ code, options, payload: chunk });
-    const b1 = blockOf(res.message.options, OptionNumber.Block1);
+    const b1 = blockOf(res.message.options, OptionNumber.Block1, opts);
     if (res.message.code === ResponseCode.RequestEntityTooLarge) {
       // §2.9.3: a Block1 option in a 4.13 hints at a block size the server can take.
       if (b1 && b1.szx < szx) {
         szx = b1.szx;
+        mayBert = false;
         offset = 0;
         blocks = 0;
         continue;
@@ -306,6 +330,7 @@ async function upload(
     if (reduced) {
       // Late negotiation (§2.3): the server kept block b1.num of the smaller size.
       szx = b1.szx;
+      mayBert = false;
       offset = (b1.num + 1) * szxToSize(szx);
     } else offset += chunk.length;
     opts.onProgress?.({ direction: 'upload', bytes: offset, totalBytes: total, blocks });
@@ -326,7 +351,7 @@ export async function download(
 ): Promise<BlockwiseResult> {
   const maxBody = bodyLimit(opts.maxBodySize);
   let head = first;
-  let b2 = blockOf(head.message.options, OptionNumber.Block2);
+  let b2 = blockOf(head.message.options, OptionNumber.Block2, opts);
   if (b2 === undefined || (!b2.more && b2.num === 0)) return whole(head, maxBody);
   const baseOptions = withoutOptions(
     req.options,
@@ -338,7 +363,7 @@ export async function download(
   let restarts = 0;
   for (;;) {
     if (b2.num !== 0) throw new BlockTransferError(`first response carries block ${b2.num}, not block 0`);
-    if (head.message.payload.length !== b2.size) {
+    if (!blockLengthOk(b2, head.message.payload.length, true)) {
       throw new BlockTransferError(
         `block 0 has ${head.message.payload.length} bytes, not the ${b2.size} of its Block2 option`,
       );
@@ -348,14 +373,16 @@ export async function download(
     if (totalBytes !== undefined && totalBytes > maxBody) {
       throw tooLarge(`response body of ${totalBytes} bytes (Size2)`, maxBody);
     }
-    if (b2.size > maxBody) throw tooLarge('response body', maxBody);
+    const firstLen = head.message.payload.length;
+    if (firstLen > maxBody) throw tooLarge('response body', maxBody);
     // One growing buffer, not one Buffer per block: 16-byte blocks cost 16 bytes each.
-    let body = Buffer.allocUnsafe(Math.min(maxBody, Math.max(totalBytes ?? 0, 4 * b2.size)));
+    let body = Buffer.allocUnsafe(Math.min(maxBody, Math.max(totalBytes ?? 0, 4 * b2.size, firstLen)));
     head.message.payload.copy(body, 0);
     let bytes = head.message.payload.length;
     let blocks = 1;
     let cur = b2;
     let size = Math.min(szxToSize(szx), cur.size);
+    let bert = cur.szx === BERT_SZX;
     let last = head;
     const progress = (): void =>
       opts.onProgress?.({
@@ -377,7 +404,8 @@ export async function download(
       }
       const options = [
         ...baseOptions,
-        { number: OptionNumber.Block2, value: encodeBlock(num, false, sizeToSzxOf(size)) },
+        // After a BERT block the server chose BERT: ask for the next ones as BERT too.
+        { number: OptionNumber.Block2, value: encodeBlock(num, false, bert ? BERT_SZX : sizeToSzxOf(size)) },
       ];
       const res = await send({ code: req.code, options });
       last = res;
@@ -389,7 +417,7 @@ export async function download(
         changed = true;
         break;
       }
-      const b = blockOf(res.message.options, OptionNumber.Block2);
+      const b = blockOf(res.message.options, OptionNumber.Block2, opts);
       if (b === undefined) throw new BlockTransferError(`block ${num} came back without a Block2 option`);
       if (b.size > size) {
         throw new BlockTransferError(`asked for block ${num} of ${size} bytes, got ${b.size}-byte blocks`);
@@ -398,7 +426,7 @@ export async function download(
         throw new BlockTransferError(`asked for offset ${bytes}, got block ${b.num} of size ${b.size}`);
       }
       const len = res.message.payload.length;
-      if (b.more ? len !== b.size : len > b.size) {
+      if (!blockLengthOk(b, len, b.more)) {
         throw new BlockTransferError(`block ${b.num} has ${len} bytes for a block size of ${b.size}`);
       }
       if (bytes + len > maxBody) throw tooLarge('response body', maxBody);
@@ -414,6 +442,7 @@ export async function download(
       bytes += len;
       blocks++;
       size = b.size;
+      bert = b.szx === BERT_SZX;
       cur = b;
       progress();
     }
@@ -428,7 +457,7 @@ export async function download(
     if (opts.signal?.aborted) throw new AbortError('transfer aborted', { cause: opts.signal.reason });
     const options = [...baseOptions, { number: OptionNumber.Block2, value: encodeBlock(0, false, szx) }];
     head = await send({ code: req.code, options });
-    const nb = blockOf(head.message.options, OptionNumber.Block2);
+    const nb = blockOf(head.message.options, OptionNumber.Block2, opts);
     if (nb === undefined || !nb.more) {
       if (nb !== undefined && nb.num !== 0) {
         throw new BlockTransferError(`asked for block 0, got block ${nb.num}`);
@@ -444,6 +473,16 @@ function whole(res: InboundResponse, maxBody: number): BlockwiseResult {
   const payload = res.message.payload;
   if (payload.length > maxBody) throw tooLarge(`response body of ${payload.length} bytes`, maxBody);
   return { message: strip(res.message, payload), last: res, payload };
+}
+
+/**
+ * A block's payload fits its option: with M=1 exactly the block size, or for BERT
+ * (RFC 8323 §6) a non-zero multiple of 1024; the last block at most the block size
+ * (BERT: any length, which the transport's Max-Message-Size bounds).
+ */
+function blockLengthOk(b: ReturnType<typeof decodeBlock>, len: number, full: boolean): boolean {
+  if (b.szx === BERT_SZX) return full ? len > 0 && len % 1024 === 0 : true;
+  return full ? len === b.size : len <= b.size;
 }
 
 function sizeToSzxOf(size: number): number {

@@ -40,3 +40,21 @@ export function withoutOptions(options: readonly CoapOption[], ...numbers: numbe
 export function contentEtag(payload: Uint8Array): Buffer {
   return createHash('sha256').update(payload).digest().subarray(0, 8);
 }
+
+/** SZX 7: BERT (RFC 8323 §6), several 1024-byte blocks per message; NUM counts 1024-byte units. */
+export const BERT_SZX = 7;
+
+/**
+ * The payload of one BERT message (a multiple of 1024) that keeps a message with
+ * `options` (plus the block-wise options still to add) within the peer's
+ * Max-Message-Size `mms`; 0 when BERT would carry no more than one 1024-byte block.
+ */
+export function bertPayloadSize(mms: number | undefined, options: readonly CoapOption[] | undefined): number {
+  if (mms === undefined || mms < 3072) return 0;
+  // Frame header (Len + 4-byte Extended Length + Code + 8-byte token) and block-wise options
+  // (Block1, Block2, Size1/Size2, ETag) with their worst-case option headers.
+  let overhead = 14 + 64;
+  if (options !== undefined) for (const o of options) overhead += o.value.length + 5;
+  const n = Math.floor((mms - overhead) / 1024) * 1024;
+  return n >= 2048 ? n : 0;
+}

@@ -30,7 +30,15 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { type Middleware, ServerRequest } from '../server/request.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import { Groups, Tally } from '../util/keyed.js';
-import { contentEtag, MAX_SZX, sizeToSzxFloor, szxToSize, withoutOptions } from './common.js';
+import {
+  BERT_SZX,
+  bertPayloadSize,
+  contentEtag,
+  MAX_SZX,
+  sizeToSzxFloor,
+  szxToSize,
+  withoutOptions,
+} from './common.js';
 
 export interface BlockwiseServerOptions {
   /**
@@ -295,28 +303,37 @@ export class BlockwiseServer {
       const r = next();
       if (r === null) return r;
       if (!(r instanceof Promise)) {
-        return (r.payload?.length ?? 0) <= this.maxSize ? r : this.respond(req, r, this.maxSzx, false, false);
+        return (r.payload?.length ?? 0) <= this.maxSize
+          ? r
+          : this.respond(req, r, this.maxSzx, false, false, true);
       }
       return r.then((res) =>
         res === null || (res.payload?.length ?? 0) <= this.maxSize
           ? res
-          : this.respond(req, res, this.maxSzx, false, false),
+          : this.respond(req, res, this.maxSzx, false, false, true),
       );
     }
     let b1: ReturnType<typeof decodeBlock> | undefined;
     let b2: ReturnType<typeof decodeBlock> | undefined;
+    // SZX 7 (BERT) is understood only where our CSM announced it (RFC 8323 §6).
+    const bertOk = req.endpoint?.transport.bertMessageSize?.(req.peer) !== undefined;
     try {
-      if (raw1 !== undefined) b1 = decodeBlock(raw1);
-      if (raw2 !== undefined) b2 = decodeBlock(raw2);
+      if (raw1 !== undefined) b1 = decodeBlock(raw1, bertOk);
+      if (raw2 !== undefined) b2 = decodeBlock(raw2, bertOk);
     } catch (err) {
       return text(ResponseCode.BadOption, (err as Error).message);
     }
-    if (b1 !== undefined) return this.block1(req, b1, b2 !== undefined, wantSize2, next);
+    // BERT answers only when the client asked for BERT blocks or left the size to us.
+    const wantBert = b2 === undefined || b2.szx === BERT_SZX;
+    if (b1 !== undefined) return this.block1(req, b1, b2 !== undefined, wantSize2, wantBert, next);
     const szx = b2 === undefined ? this.maxSzx : Math.min(b2.szx, this.maxSzx);
     if (b2 !== undefined && b2.num > 0) {
       const key = this.cacheKey(req, msg);
       const cached = this.cached(key);
-      if (cached) return this.slice(cached, b2.num, szx, wantSize2, key);
+      if (cached) {
+        const bert = wantBert ? this.bertBytes(req, cached) : 0;
+        return this.slice(cached, b2.num, bert > 0 ? BERT_SZX : szx, wantSize2, key, bert);
+      }
       if (msg.code !== Method.GET && msg.code !== Method.FETCH) {
         // Never re-run an unsafe handler just to produce a later block of its old response.
         return text(
@@ -328,10 +345,22 @@ export class BlockwiseServer {
         if (res === null) return null;
         const full = this.withEtag(res);
         if ((full.payload?.length ?? 0) > szxToSize(szx)) this.store(key, req.peer.address, full);
-        return this.slice(full, b2!.num, szx, wantSize2, key);
+        const bert = wantBert ? this.bertBytes(req, full) : 0;
+        return this.slice(full, b2!.num, bert > 0 ? BERT_SZX : szx, wantSize2, key, bert);
       });
     }
-    return then(next(), (res) => this.respond(req, res, szx, b2 !== undefined, wantSize2));
+    return then(next(), (res) => this.respond(req, res, szx, b2 !== undefined, wantSize2, wantBert));
+  }
+
+  /**
+   * The payload of one BERT block (RFC 8323 §6) of `res` to `req`: both CSMs announced
+   * Block-Wise-Transfer and the peer's Max-Message-Size holds at least two 1024-byte
+   * blocks. 0 otherwise (UDP, DTLS, a smaller maximum block size, no BERT).
+   */
+  private bertBytes(req: ServerRequest, res: OutgoingResponse): number {
+    if (this.maxSzx !== MAX_SZX) return 0;
+    const mms = req.endpoint?.transport.bertMessageSize?.(req.peer);
+    return mms ? bertPayloadSize(mms, res.options) : 0;
   }
 
   /** A fresh response to a request for block 0 (or without Block2). */
@@ -341,17 +370,20 @@ export class BlockwiseServer {
     szx: number,
     hadBlock2: boolean,
     wantSize2: boolean,
+    wantBert = false,
   ): OutgoingResponse | null {
     if (res === null) return null;
     const len = res.payload?.length ?? 0;
-    if (len <= szxToSize(szx)) {
+    const bert = wantBert && len > this.maxSize ? this.bertBytes(req, res) : 0;
+    if (bert > 0) szx = BERT_SZX;
+    if (len <= (bert || szxToSize(szx))) {
       if (!hadBlock2 && !wantSize2) return res;
       if (!hadBlock2) return { ...res, options: [...(res.options ?? []), size2(len)] };
-      return this.slice(res, 0, szx, wantSize2);
+      return this.slice(res, 0, szx, wantSize2, undefined, bert);
     }
     const full = this.withEtag(res);
     this.store(this.cacheKey(req, req.message), req.peer.address, full);
-    return this.slice(full, 0, szx, true);
+    return this.slice(full, 0, szx, true, undefined, bert);
   }
 
   private requestedSzx(msg: CoapMessage): number {
@@ -370,10 +402,12 @@ export class BlockwiseServer {
     szx: number,
     wantSize2: boolean,
     cacheKey?: string,
+    /** With SZX 7: the payload of one BERT block (a multiple of 1024). */
+    bert = 0,
   ): OutgoingResponse {
     const payload = res.payload ?? new Uint8Array(0);
-    const size = szxToSize(szx);
-    const offset = num * size;
+    const size = szx === BERT_SZX ? bert : szxToSize(szx);
+    const offset = num * (szx === BERT_SZX ? 1024 : size);
     if (num > 0 && offset >= payload.length) {
       return text(ResponseCode.BadOption, `block ${num} is beyond the end of the representation`);
     }
@@ -499,14 +533,27 @@ export class BlockwiseServer {
     b1: ReturnType<typeof decodeBlock>,
     hadBlock2: boolean,
     wantSize2: boolean,
+    wantBert: boolean,
     next: (r?: ServerRequest) => Result,
   ): Result {
     const msg = req.message;
     let data = msg.payload;
     // RFC 7959 §2.2/§2.3: a block's payload is exactly its block size (SZX) unless it is
     // the last one (M=0), which may be shorter. Anything else is a malformed request:
-    // 4.00 Bad Request, and no state is created for it.
-    if (data.length > b1.size || (b1.more && data.length !== b1.size)) {
+    // 4.00 Bad Request, and no state is created for it. A BERT block (RFC 8323 §6) with
+    // M=1 is a non-zero multiple of 1024 bytes; the transport bounds its length.
+    const isBert = b1.szx === BERT_SZX;
+    if (
+      isBert
+        ? b1.more && (data.length === 0 || data.length % 1024 !== 0)
+        : data.length > b1.size || (b1.more && data.length !== b1.size)
+    ) {
+      if (isBert) {
+        return text(
+          ResponseCode.BadRequest,
+          `BERT block ${b1.num} with M=1 carries ${data.length} bytes, not a multiple of 1024`,
+        );
+      }
       return text(
         ResponseCode.BadRequest,
         `block ${b1.num} carries ${data.length} bytes; its block size is ${b1.size}` +
@@ -515,8 +562,9 @@ export class BlockwiseServer {
     }
     // The key includes Request-Tag (RFC 9175): concurrent uploads from one endpoint stay apart.
     const key = `${this.cacheKey(req, msg)}|cf=${getUintOption(msg.options, OptionNumber.ContentFormat) ?? ''}`;
-    const ourSzx = Math.min(b1.szx, this.maxSzx);
-    const ourSize = szxToSize(ourSzx);
+    const ourSzx = isBert && this.maxSzx === MAX_SZX ? BERT_SZX : Math.min(b1.szx, this.maxSzx);
+    // The unit block numbers count in (1024 for BERT).
+    const ourSize = ourSzx === BERT_SZX ? 1024 : szxToSize(ourSzx);
     const offset = b1.num * b1.size;
     let more = b1.more;
     if (b1.size > ourSize && data.length > ourSize) {
@@ -615,7 +663,7 @@ export class BlockwiseServer {
       // Copy what the pipeline learned (route, params) back for outer middlewares.
       req.route = fullReq.route;
       req.params = fullReq.params;
-      const out = this.respond(req, res, szx2, hadBlock2, wantSize2);
+      const out = this.respond(req, res, szx2, hadBlock2, wantSize2, wantBert);
       if (out === null) return null;
       const options = withoutOptions(out.options ?? [], OptionNumber.Block1);
       options.push({ number: OptionNumber.Block1, value: encodeBlock(blockNum, false, ourSzx) });

@@ -321,6 +321,7 @@ export class CoapClient {
       return new CoapResponse(r.message, r.peer, r.piggybacked, r.rttMs);
     }
     const blockSize = opts.blockSize ?? this.options.blockSize;
+    const transport = target.endpoint.transport;
     const result = await blockwiseExchange(
       send,
       { code, options, payload },
@@ -328,7 +329,9 @@ export class CoapClient {
         ...(blockSize !== undefined ? { blockSize } : {}),
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         ...(opts.maxBodySize !== undefined ? { maxBodySize: opts.maxBodySize } : {}),
-        target: `${target.endpoint.transport.scheme}|${target.peer.key}`,
+        target: `${transport.scheme}|${target.peer.key}`,
+        // RFC 8323 §6 BERT: asked per block (the peer's CSM may arrive after the first one).
+        ...(transport.bertMessageSize ? { bert: () => transport.bertMessageSize!(target.peer) } : {}),
       },
     );
     const last = result.last;

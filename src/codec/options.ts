@@ -94,20 +94,31 @@ export interface BlockOption {
   num: number;
   more: boolean;
   szx: number;
-  /** Block size in bytes: 2^(szx+4). */
+  /**
+   * Block size in bytes: 2^(szx+4). For SZX 7 (BERT, RFC 8323 §6) 1024, the unit the
+   * block number counts in: the payload is then any multiple of 1024 bytes (M=1), or
+   * such a multiple plus a shorter tail (the last block).
+   */
   size: number;
 }
 
-export function decodeBlock(v: Uint8Array): BlockOption {
+/**
+ * Decodes a Block1/Block2 value. SZX 7 (BERT) is a format error unless `bert`
+ * (a reliable transport where this side announced Block-Wise-Transfer in its CSM).
+ */
+export function decodeBlock(v: Uint8Array, bert = false): BlockOption {
   if (v.length > 3) throw new OptionError(`block option too long: ${v.length} bytes`);
   const n = decodeUint(v);
   const szx = n & 7;
-  if (szx === 7) throw new OptionError('block SZX 7 (BERT) is not supported over UDP');
-  return { num: n >>> 4, more: (n & 8) !== 0, szx, size: 1 << (szx + 4) };
+  if (szx === 7 && !bert) {
+    throw new OptionError('block SZX 7 (BERT) is only valid over RFC 8323 transports that announced it');
+  }
+  return { num: n >>> 4, more: (n & 8) !== 0, szx, size: szx === 7 ? 1024 : 1 << (szx + 4) };
 }
 
+/** Encodes a Block1/Block2 value; SZX 7 is BERT (RFC 8323 §6: NUM counts 1024-byte blocks). */
 export function encodeBlock(num: number, more: boolean, szx: number): Buffer {
-  if (!Number.isInteger(num) || !Number.isInteger(szx) || szx < 0 || szx > 6 || num < 0 || num > 0xfffff) {
+  if (!Number.isInteger(num) || !Number.isInteger(szx) || szx < 0 || szx > 7 || num < 0 || num > 0xfffff) {
     throw new OptionError(`block option out of range: NUM ${num}, SZX ${szx}`);
   }
   return encodeUint(num * 16 + (more ? 8 : 0) + szx);

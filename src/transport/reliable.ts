@@ -65,7 +65,13 @@ export interface ReliableTransportOptions {
    * the connection is closed instead of buffering more.
    */
   maxWriteBuffer?: number;
-  /** Announce BERT support (Block-Wise-Transfer option) in the CSM (default false). */
+  /**
+   * Announce BERT support (RFC 8323 §6) in the CSM (default true): the
+   * Block-Wise-Transfer option next to a Max-Message-Size above 1152 (§5.3.2: with
+   * 1152 or less it would not indicate BERT, so it is left out). Block-wise transfers
+   * with a peer that announces both too carry several 1024-byte blocks per message
+   * (SZX 7), as many as its Max-Message-Size allows.
+   */
   bert?: boolean;
   /** The source of time and timers (default the real clock). */
   clock?: Clock;
@@ -162,7 +168,8 @@ export abstract class ReliableTransport implements Transport {
     this.maxPerAddress = options.maxConnectionsPerAddress ?? 32;
     this.idleMs = options.idleTimeoutMs ?? 300_000;
     this.csmTimeoutMs = options.csmTimeoutMs ?? 10_000;
-    this.bert = options.bert ?? false;
+    // Block-Wise-Transfer indicates BERT only with a Max-Message-Size above 1152 (§5.3.2).
+    this.bert = (options.bert ?? true) && this.receiveLimit > DEFAULT_RELIABLE_MAX_MESSAGE_SIZE;
     this.maxWriteBuffer = options.maxWriteBuffer ?? 1 << 20;
     this.clock = options.clock ?? realClock;
   }
@@ -185,6 +192,20 @@ export abstract class ReliableTransport implements Transport {
 
   /** @internal Opens a client connection to `peer` (calls `connected`/`closedWire` later), or undefined when this side cannot. */
   protected abstract open(peer: Peer, conn: ReliableConnection): Wire | undefined;
+
+  /**
+   * BERT (RFC 8323 §6) with `peer`: undefined when this side does not announce it
+   * (SZX 7 is then a format error), 0 when the peer has not announced it (yet:
+   * Block-Wise-Transfer and a Max-Message-Size above 1152), else the peer's
+   * Max-Message-Size, which bounds a BERT message.
+   */
+  bertMessageSize(peer: Peer): number | undefined {
+    if (!this.bert) return undefined;
+    const caps = this.conns.get(peer.key)?.caps;
+    return caps?.blockWiseTransfer === true && caps.maxMessageSize > DEFAULT_RELIABLE_MAX_MESSAGE_SIZE
+      ? caps.maxMessageSize
+      : 0;
+  }
 
   /** Number of open connections. */
   get connectionCount(): number {

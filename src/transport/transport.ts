@@ -71,6 +71,11 @@ export interface Transport {
   readonly reliable: boolean;
   /** Largest CoAP message this transport carries in one datagram, in bytes. */
   readonly maxMessageSize: number;
+  /**
+   * RFC 8323 transports: BERT with `peer` (undefined: this side does not announce
+   * it; 0: the peer does not; else the peer's Max-Message-Size). Absent on UDP/DTLS.
+   */
+  bertMessageSize?(peer: Peer): number | undefined;
   /** Starts delivering events to `handlers`. Called once by the endpoint. */
   attach(handlers: TransportHandlers): void;
   /**

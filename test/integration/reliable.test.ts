@@ -107,7 +107,8 @@ describe('CoAP over TCP and WebSockets (RFC 8323)', { timeout: 60_000 }, () => {
     frames.push(acc);
     assert.equal(acc[1], SignalCode.CSM);
     const csm = decodeFrame(acc.subarray(0, 2 + (acc[0]! >> 4)));
-    assert.equal(csm.options.length, 0); // Max-Message-Size 1152 is the default: not announced
+    // Max-Message-Size 1152 is the default: not announced, nor Block-Wise-Transfer (no BERT at 1152).
+    assert.equal(csm.options.length, 0);
     const rest = acc.subarray(2 + (acc[0]! >> 4));
     const abort = decodeFrame(rest);
     assert.equal(abort.code, SignalCode.Abort);

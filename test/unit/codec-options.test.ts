@@ -340,7 +340,7 @@ describe('block options (RFC 7959 §2.2)', () => {
     for (const [num, szx] of [
       [0x100000, 0],
       [-1, 0],
-      [0, 7],
+      [0, 8],
       [0, -1],
       [1.5, 0],
       [0, 1.5],
@@ -362,6 +362,23 @@ describe('block options (RFC 7959 §2.2)', () => {
     });
     assert.throws(() => decodeBlock(Buffer.from([0x0f])), OptionError, 'SZX 7 is reserved');
     assert.throws(() => decodeBlock(Buffer.alloc(4)), OptionError, 'more than 3 bytes');
+  });
+
+  it('SZX 7 is BERT (RFC 8323 §6) only where announced: NUM counts 1024-byte units', () => {
+    assert.throws(() => decodeBlock(Buffer.from([0x0f]), false), OptionError, 'not over UDP');
+    // 0x3f = NUM 3, M=1, SZX 7: a BERT block starting at byte 3 * 1024.
+    assert.deepEqual(decodeBlock(Buffer.from([0x3f]), true), { num: 3, more: true, szx: 7, size: 1024 });
+    assert.deepEqual(decodeBlock(Buffer.from([0x07]), true), { num: 0, more: false, szx: 7, size: 1024 });
+    // RFC 8323 §6 figure: after 3072 bytes in block 0, the next BERT block is NUM 3.
+    assert.deepEqual([...encodeBlock(3, true, 7)], [0x3f]);
+    assert.deepEqual([...encodeBlock(189, false, 7)], [0x0b, 0xd7]);
+    assert.deepEqual(decodeBlock(encodeBlock(0xfffff, true, 7), true), {
+      num: 0xfffff,
+      more: true,
+      szx: 7,
+      size: 1024,
+    });
+    assert.equal(formatOptionValue(23, encodeBlock(3, true, 7)), '3/1/BERT');
   });
 
   it('encodeBlock/decodeBlock round trip', () => {
