@@ -72,5 +72,5 @@ child.stderr.on('data', (c: Buffer) => {
 const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
 relay.close();
 process.stdout.write(
-  `${JSON.stringify({ code, out, stderr: err, clientHellos: relay.clientHellos, outside: relay.outside_.slice(1), nodes })}\n`,
+  `${JSON.stringify({ code, out, stderr: err, clientHellos: relay.clientHellos, handshakes: relay.handshakes, outside: relay.outside_.slice(1), nodes })}\n`,
 );

@@ -65,6 +65,21 @@ export class RebindRelay {
     return this.upLog.filter((d) => d[0] === 22 && d[3] === 0 && d[4] === 0 && d[13] === 1).length;
   }
 
+  /**
+   * Handshakes the client started: distinct ClientHello randoms. The ClientHello with the
+   * cookie repeats the first one's random (RFC 6347 §4.2.1), and so does a retransmission,
+   * which a busy machine may cause: counting records would count those too.
+   */
+  get handshakes(): number {
+    const randoms = new Set<string>();
+    for (const d of this.upLog) {
+      // record header 13, handshake header 12, client_version 2, then the 32-byte random
+      if (d[0] === 22 && d[3] === 0 && d[4] === 0 && d[13] === 1 && d.length >= 59)
+        randoms.add(d.subarray(27, 59).toString('hex'));
+    }
+    return randoms.size;
+  }
+
   /** A new outside socket (new source port); the old one is closed. */
   async rebind(): Promise<void> {
     const old = this.outside;
