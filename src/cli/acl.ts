@@ -20,7 +20,7 @@ export const ACL_FLAGS = {
  * more key flag is one more entry here (--cert and --rpk-trust are already
  * listed: they count once serve declares them).
  */
-export const KEY_FLAGS = ['identity', 'psk', 'psk-hex', 'psk-file', 'cert', 'rpk-trust'] as const;
+export const KEY_FLAGS = ['identity', 'psk', 'psk-hex', 'psk-file', 'cert', 'rpk', 'rpk-trust'] as const;
 
 /** The rules of the default with keys: authenticated peers read and write, anonymous ones read. */
 export const SECURED_DEFAULT_RULES = '* * /**\nanonymous GET,FETCH /**\n';

@@ -129,6 +129,7 @@ Security with certificates (coaps://, DTLS 1.2 ECDHE_ECDSA, P-256; libcoap's -c/
 TLS (coaps+tcp:// and coaps+ws:// URIs, RFC 8323; -u/-k above give TLS 1.2 PSK):
       --cert/--key/--ca       as above (--ca default: the system's CAs)
       --insecure              do not verify the server certificate
+NAT rebinding (coaps://):
       --cid                   offer a DTLS Connection ID (RFC 9146): the session survives a
                               NAT giving us a new address or port, without a new handshake
                               (off by default: the CID is sent in the clear and links our
@@ -304,7 +305,8 @@ Processes:
                               CPU; default 1). Needs Node 22.12+ (refused on Node 20). The
                               kernel sends each peer (address and port) to one worker, so its
                               duplicates, DTLS session and observations stay there; the
-                              stored resources are per worker too. A supervisor restarts a
+                              stored resources are per worker too, unless --store shares
+                              them (PostgreSQL; --data is refused). A supervisor restarts a
                               worker that dies and stops them all on SIGINT/SIGTERM; with -v
                               each request line ends with [worker PID]. Not with --multicast
 Other:

@@ -52,7 +52,7 @@ export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): Reliab
   const needCert = wss !== undefined || (tls !== undefined && keys.size === 0);
   if (needCert && cert === undefined) {
     throw new UsageError(
-      `--${wss !== undefined ? 'wss' : 'tls'}-port needs --tls-cert FILE and --tls-key FILE${wss !== undefined ? '' : ' (or PSK keys)'}`,
+      `--${wss !== undefined ? 'wss' : 'tls'}-port needs --tls-cert FILE and --tls-key FILE (or --cert/--key)${wss !== undefined ? '' : ' or PSK keys'}`,
       {
         hint: 'a throwaway one: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout key.pem -out cert.pem',
       },
@@ -131,11 +131,13 @@ export async function startReliableServe(
 /** Help lines for `coapkit serve --help`. */
 export const RELIABLE_SERVE_HELP = `CoAP over TCP, TLS and WebSockets (RFC 8323; each only when its flag is given):
       --tcp-port N            TCP port for coap+tcp:// (5683 is the RFC 8323 port)
-      --tls-port N            TLS port for coaps+tcp:// (5684 is the RFC 8323 port): with
-                              --tls-cert/--tls-key, and the PSK keys below (TLS 1.2 PSK)
+      --tls-port N            TLS port for coaps+tcp:// (5684 is the RFC 8323 port): with a
+                              certificate (--tls-cert/--tls-key, or --cert/--key) and the
+                              PSK keys below (TLS 1.2 PSK)
       --ws-port N             HTTP port for coap+ws:// (WebSocket at /.well-known/coap,
                               subprotocol "coap"; needs the "ws" package)
-      --wss-port N            HTTPS port for coaps+ws:// (needs --tls-cert, --tls-key)
+      --wss-port N            HTTPS port for coaps+ws:// (needs a certificate: --tls-cert
+                              and --tls-key, or --cert and --key)
       --tls-cert FILE         certificate chain (PEM) for --tls-port and --wss-port
                               (default: the coaps:// one, --cert)
       --tls-key FILE          its private key (PEM; default: --key)
