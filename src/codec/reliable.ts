@@ -14,7 +14,7 @@
 
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError, MessageFormatError } from '../errors.js';
-import { type CoapOption, decodeMessage } from './message.js';
+import { type CoapOption, decodeMessage, encodeMessage } from './message.js';
 
 /** Signaling codes (RFC 8323 §5, class 7). */
 export const SignalCode = {
@@ -112,56 +112,24 @@ export function buildFrame(code: number, token: Uint8Array, body: Uint8Array, we
   return out;
 }
 
-/** Encodes the options and payload the way RFC 7252 §3.1 does after the token. */
+/**
+ * The options and payload, encoded as RFC 7252 §3.1 does after the token: the same bytes in
+ * both framings, so the message codec writes them (and validates and sorts the options).
+ */
 function encodeBody(
   options: readonly { number: number; value: Uint8Array }[] | undefined,
   payload: Uint8Array | undefined,
 ): Uint8Array {
-  const opts = options ?? [];
-  const pl = payload ?? EMPTY;
-  if (opts.length === 0 && pl.length === 0) return EMPTY;
-  // A throwaway RFC 7252 encoding: the body is everything after its 4-byte header.
-  const sorted = [...opts].sort((a, b) => a.number - b.number);
-  let size = 0;
-  let prev = 0;
-  for (const o of sorted) {
-    if (!(o.number >= 0 && o.number <= 0xffff && Number.isInteger(o.number)))
-      throw new InvalidArgumentError(`invalid option number ${o.number}`);
-    if (o.value.length > 65535 + 269) throw new InvalidArgumentError(`option ${o.number} value too long`);
-    const d = o.number - prev;
-    prev = o.number;
-    size += 1 + (d < 13 ? 0 : d < 269 ? 1 : 2) + (o.value.length < 13 ? 0 : o.value.length < 269 ? 1 : 2);
-    size += o.value.length;
-  }
-  if (pl.length > 0) size += 1 + pl.length;
-  const out = Buffer.allocUnsafe(size);
-  let pos = 0;
-  prev = 0;
-  for (const o of sorted) {
-    const delta = o.number - prev;
-    prev = o.number;
-    const vlen = o.value.length;
-    const dn = delta < 13 ? delta : delta < 269 ? 13 : 14;
-    const ln = vlen < 13 ? vlen : vlen < 269 ? 13 : 14;
-    out[pos++] = (dn << 4) | ln;
-    if (dn === 13) out[pos++] = delta - 13;
-    else if (dn === 14) {
-      out.writeUInt16BE(delta - 269, pos);
-      pos += 2;
-    }
-    if (ln === 13) out[pos++] = vlen - 13;
-    else if (ln === 14) {
-      out.writeUInt16BE(vlen - 269, pos);
-      pos += 2;
-    }
-    out.set(o.value, pos);
-    pos += vlen;
-  }
-  if (pl.length > 0) {
-    out[pos++] = 0xff;
-    out.set(pl, pos);
-  }
-  return out;
+  if ((options === undefined || options.length === 0) && (payload === undefined || payload.length === 0))
+    return EMPTY;
+  // Code 0.01 only because an empty message (0.00) may carry nothing; the 4-byte header is dropped.
+  return encodeMessage({
+    type: 0,
+    code: 1,
+    messageId: 0,
+    options: options ?? [],
+    payload: payload ?? EMPTY,
+  }).subarray(4);
 }
 
 /** Encodes one message as an RFC 8323 frame (TCP/TLS framing, or the WebSocket one). */

@@ -357,6 +357,19 @@ export class MessageLayer {
     if (this.reliable) return this.sendReliable(ps, messageId, bytes, callbacks);
     const p = this.options.params;
     const initial = p.ackTimeout * (1 + Math.random() * (p.ackRandomFactor - 1));
+    const con = this.startCon(ps, messageId, bytes, callbacks, initial);
+    con.timer = this.time.setTimer(() => this.retransmit(con), initial);
+    return con;
+  }
+
+  /** Registers an outgoing CON (replacing one with the same Message ID) and sends it once. */
+  private startCon(
+    ps: PeerState,
+    messageId: number,
+    bytes: Uint8Array,
+    callbacks: OutgoingConCallbacks,
+    timeoutMs: number,
+  ): OutgoingCon {
     const con: OutgoingCon = {
       key: ps.id * KEY_SPACE + messageId,
       messageId,
@@ -365,7 +378,7 @@ export class MessageLayer {
       sent: true,
       aliases: undefined,
       transmissions: 1,
-      timeoutMs: initial,
+      timeoutMs,
       timer: undefined,
       callbacks,
       done: false,
@@ -376,7 +389,6 @@ export class MessageLayer {
     ps.pendingCons++;
     ps.lastActive = this.time.now();
     this.send(ps, bytes);
-    con.timer = this.time.setTimer(() => this.retransmit(con), initial);
     return con;
   }
 
@@ -394,25 +406,7 @@ export class MessageLayer {
     bytes: Uint8Array,
     callbacks: OutgoingConCallbacks,
   ): OutgoingCon {
-    const con: OutgoingCon = {
-      key: ps.id * KEY_SPACE + messageId,
-      messageId,
-      ps,
-      bytes,
-      sent: true,
-      aliases: undefined,
-      transmissions: 1,
-      timeoutMs: this.options.derived.maxTransmitWait,
-      timer: undefined,
-      callbacks,
-      done: false,
-    };
-    const previous = this.outgoing.get(con.key);
-    if (previous) this.finishCon(previous);
-    this.outgoing.set(con.key, con);
-    ps.pendingCons++;
-    ps.lastActive = this.time.now();
-    this.send(ps, bytes);
+    const con = this.startCon(ps, messageId, bytes, callbacks, this.options.derived.maxTransmitWait);
     if (bytes.length === 4 && bytes[1] === 0) {
       con.timer = this.time.setTimer(() => {
         if (con.done || this.closed) return;
