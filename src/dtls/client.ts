@@ -32,7 +32,7 @@ import {
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
 import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
-import { handshakeDoneChannel, handshakeStartChannel } from './diag.js';
+import { handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
 import { certClientHelloExtensions, certTypesFromServerHello } from './handshake/cert-extensions.js';
 import { acceptCidAnswer, CONNECTION_ID_EXTENSION, offerCid } from './handshake/cid-ext.js';
@@ -409,18 +409,6 @@ export class DtlsClientConnection extends DtlsConnection {
     this.hsState = 'done';
     if (this.suite?.keyExchange !== 'ecdhe_ecdsa') this.identity = this.copts.identity?.toString('utf8');
     this.complete(false);
-    if (handshakeDoneChannel.hasSubscribers) {
-      handshakeDoneChannel.publish({
-        peer: this.peerLabel,
-        role: this.role,
-        suite: this.suite?.name,
-        suiteId: this.suite?.id,
-        extendedMasterSecret: this.extendedMasterSecret,
-        identity: this.identity,
-        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
-        durationMs: this.time.now() - this.startedAt,
-      });
-    }
   }
 
   protected override releaseHandshakeState(): void {

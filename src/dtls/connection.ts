@@ -14,6 +14,7 @@ import { CIPHER_SUITES, type CipherSuiteInfo, recordOverhead } from './crypto/su
 import {
   type HandshakeErrorEvent,
   type HandshakeRefusal,
+  handshakeDoneChannel,
   handshakeErrorChannel,
   handshakeErrorEvent,
   recordEvent,
@@ -517,6 +518,18 @@ export abstract class DtlsConnection {
     this.transcript = RELEASED_TRANSCRIPT;
     this.releaseHandshakeState();
     this.notifyEstablished();
+    if (handshakeDoneChannel.hasSubscribers) {
+      handshakeDoneChannel.publish({
+        peer: this.peerLabel,
+        role: this.role,
+        suite: this.suite?.name,
+        suiteId: this.suite?.id,
+        extendedMasterSecret: this.extendedMasterSecret,
+        identity: this.identity,
+        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
+        durationMs: this.time.now() - this.startedAt,
+      });
+    }
   }
 
   sendApplicationData(data: Uint8Array): void {

@@ -48,7 +48,6 @@ import {
 } from './crypto/suites.js';
 import {
   type HandshakeRefusal,
-  handshakeDoneChannel,
   handshakeErrorChannel,
   handshakeErrorEvent,
   handshakeStartChannel,
@@ -464,18 +463,6 @@ export class DtlsServerConnection extends DtlsConnection {
     verify.copy(keys, keys.length - 12);
     if (fin.kind === 'hs') this.finishedSeq = fin.messageSeq;
     this.complete(false);
-    if (handshakeDoneChannel.hasSubscribers) {
-      handshakeDoneChannel.publish({
-        peer: this.peerLabel,
-        role: this.role,
-        suite: suite.name,
-        suiteId: suite.id,
-        extendedMasterSecret: this.extendedMasterSecret,
-        identity: this.identity,
-        ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
-        durationMs: this.time.now() - this.startedAt,
-      });
-    }
   }
 
   protected override releaseHandshakeState(): void {

@@ -538,3 +538,12 @@ export interface LocalAddress {
 export function familyOf(address: string): AddressFamily {
   return address.includes(':') ? 'IPv6' : 'IPv4';
 }
+
+/** Where a listening server is bound ('::' and port 0 when there is none: a client transport). */
+export function listenerAddress(server: { address(): unknown } | undefined): LocalAddress {
+  const a = server?.address() as { address: string; port: number } | string | null | undefined;
+  if (a !== null && a !== undefined && typeof a === 'object') {
+    return { address: a.address, port: a.port, family: familyOf(a.address) };
+  }
+  return { address: '::', port: 0, family: 'IPv6' };
+}

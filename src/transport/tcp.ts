@@ -9,8 +9,8 @@ import type { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { NetworkError } from '../errors.js';
 import {
-  familyOf,
   type LocalAddress,
+  listenerAddress,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
@@ -153,11 +153,7 @@ export abstract class StreamTransport extends ReliableTransport {
 
   /** The local address the transport listens on ('::' and port 0 for a client transport). */
   localAddress(): LocalAddress {
-    const a = this.server?.address();
-    if (a !== null && a !== undefined && typeof a === 'object') {
-      return { address: a.address, port: a.port, family: familyOf(a.address) };
-    }
-    return { address: '::', port: 0, family: 'IPv6' };
+    return listenerAddress(this.server);
   }
 
   /** Closes every connection (gracefully; destroyed after 1 s) and the listener. */

@@ -13,8 +13,8 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
 import {
-  familyOf,
   type LocalAddress,
+  listenerAddress,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
@@ -291,11 +291,7 @@ export class WsTransport extends ReliableTransport {
 
   /** The local address the HTTP server listens on ('::' and port 0 for a client transport). */
   localAddress(): LocalAddress {
-    const a = this.httpServer?.address();
-    if (a !== null && a !== undefined && typeof a === 'object') {
-      return { address: a.address, port: a.port, family: familyOf(a.address) };
-    }
-    return { address: '::', port: 0, family: 'IPv6' };
+    return listenerAddress(this.httpServer);
   }
 
   /** Closes every connection, and the HTTP server when it is the transport's own. */
