@@ -24,7 +24,16 @@ if (files.length === 0) {
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=180000', ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    // spec ends with a "failing tests" list, so the tail of a CI log names what failed
+    '--test-reporter=spec',
+    `--test-concurrency=${concurrency}`,
+    '--test-timeout=180000',
+    ...files,
+  ],
   { stdio: 'inherit' },
 );
 process.exit(r.status ?? 1);
