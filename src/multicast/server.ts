@@ -22,7 +22,6 @@
  * Bind the unicast endpoint to specific addresses (what `coapkit serve
  * --multicast` does) or to another port; `wildcardConflict()` detects it.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoapMessage } from '../codec/message.js';
 import { ResponseCode } from '../constants/codes.js';
 import { Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
@@ -30,6 +29,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { OutgoingResponse, ServerHandler } from '../exchange/exchange-layer.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
+import { type Clock, realClock } from '../util/clock.js';
 import { GroupTransport, type GroupTransportOptions } from './transport.js';
 
 /** "All CoAP Nodes" (RFC 7252 §12.8). */
@@ -105,12 +105,13 @@ export function multicastHandler(
   handle: ServerHandler,
   leisureMs: number,
   random: () => number = Math.random,
+  clock: Clock = realClock,
 ): ServerHandler {
   return async (msg, peer) => {
     const res = await handle(msg, peer);
     if (!usefulMulticastResponse(res)) return null;
     const delay = Math.floor(random() * leisureMs);
-    if (delay > 0) await sleep(delay);
+    if (delay > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, delay));
     return res;
   };
 }
@@ -168,7 +169,12 @@ export async function listenMulticast(
       });
       const ep = new Endpoint(transport, options.endpoint ?? {});
       // No endpoint for the request: observe does not register over multicast.
-      ep.handler = multicastHandler((msg, peer) => server.handle(msg, peer), leisureMs);
+      ep.handler = multicastHandler(
+        (msg, peer) => server.handle(msg, peer),
+        leisureMs,
+        Math.random,
+        ep.clock,
+      );
       server.endpoints.push(ep);
       out.push({ group: bindHost, port: udp.localAddress().port, endpoint: ep, transport });
     }

@@ -287,7 +287,8 @@ if (!INNER) {
       setTimeout(() => ac.abort(), 100);
       const t0 = performance.now();
       await mc('/hello', { windowMs: 5000, signal: ac.signal });
-      assert.ok(performance.now() - t0 < 1000);
+      // Well before the 5 s window (a generous margin for a busy machine).
+      assert.ok(performance.now() - t0 < 4000);
     });
   });
 
