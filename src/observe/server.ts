@@ -45,6 +45,7 @@ import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import { type Middleware, ServerRequest } from '../server/request.js';
 import type { Peer } from '../transport/transport.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
+import { InvalidArgumentError } from '../util/errors.js';
 
 type Result = OutgoingResponse | null | Promise<OutgoingResponse | null>;
 
@@ -262,6 +263,10 @@ export class ObserveServer {
 
   /** Changes settings (only those given); `enableObserve(server, options)` uses this. */
   configure(options: ObserveServerOptions): this {
+    if (options.clock !== undefined && options.clock !== this.time)
+      throw new InvalidArgumentError(
+        'the observe layer keeps the clock it was created with: give the clock to the server instead (new CoapServer({ clock }))',
+      );
     for (const [k, v] of Object.entries(options)) {
       if (v !== undefined) (this.opts as Record<string, unknown>)[k] = v;
     }

@@ -23,6 +23,7 @@ import {
 } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.js';
+import { VirtualClock } from '../../src/util/clock.js';
 
 const FAST = { ackTimeout: 50, ackRandomFactor: 1.0, maxRetransmit: 2 };
 
@@ -46,9 +47,9 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(opts: ObserveServerOptions = {}, maxAge?: number): Promise<Rig> {
+async function rig(opts: ObserveServerOptions = {}, maxAge?: number, clock?: VirtualClock): Promise<Rig> {
   const net = new MemoryNetwork();
-  const server = new CoapServer({ transmission: FAST });
+  const server = new CoapServer({ transmission: FAST, ...(clock ? { clock } : {}) });
   const blockwise = enableBlockwise(server);
   const observe = enableObserve(server, { blockwise, ...opts });
   const events: ObserveEvent[] = [];
@@ -114,8 +115,8 @@ describe('observe over the in-memory transport', { timeout: 30_000 }, () => {
   after(async () => {
     await Promise.all(rigs.map((r) => r.close()));
   });
-  const make = async (o?: ObserveServerOptions, maxAge?: number) => {
-    const r = await rig(o, maxAge);
+  const make = async (o?: ObserveServerOptions, maxAge?: number, clock?: VirtualClock) => {
+    const r = await rig(o, maxAge, clock);
     rigs.push(r);
     return r;
   };
@@ -215,7 +216,9 @@ describe('observe over the in-memory transport', { timeout: 30_000 }, () => {
   });
 
   it('sends a CON notification once conIntervalMs has passed since the last one (the 24 h rule)', async () => {
-    const r = await make({ conEvery: 0, conIntervalMs: 100 });
+    // The server's time is virtual: "100 ms since the last CON" is the clock's, not the machine's.
+    const clock = new VirtualClock();
+    const r = await make({ conEvery: 0, conIntervalMs: 100 }, undefined, clock);
     const types: number[] = [];
     r.net.conditions = {
       drop: (d, from) => {
@@ -230,11 +233,14 @@ describe('observe over the in-memory transport', { timeout: 30_000 }, () => {
     const o = r.obs('/obs');
     await o.registered;
     r.observe.notify('/obs');
-    await sleep(20);
+    await until(() => types.length === 1);
+    await clock.advance(20);
     r.observe.notify('/obs');
-    await sleep(120);
+    await until(() => types.length === 2);
+    await clock.advance(120);
     r.observe.notify('/obs');
-    await sleep(20);
+    await until(() => types.length === 3);
+    await clock.advance(20);
     r.observe.notify('/obs');
     await until(() => types.length === 4);
     assert.deepEqual(types, [MessageType.NON, MessageType.NON, MessageType.CON, MessageType.NON]);
@@ -317,7 +323,7 @@ describe('observe over the in-memory transport', { timeout: 30_000 }, () => {
     r.observe.notify('/obs');
     const got: string[] = [];
     for (let k = 0; k < 2; k++) got.push(((await o.next()).value as { text(): string }).text());
-    await sleep(100);
+    await until(() => o.received === 3);
     assert.deepEqual(got, ['v0', 'new']);
     assert.equal(o.stale, 1);
     assert.equal(o.received, 3);

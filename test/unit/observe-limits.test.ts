@@ -11,6 +11,7 @@ import type { CoapOption } from '../../src/codec/message.js';
 import { encodeUint, getOption } from '../../src/codec/options.js';
 import { MessageType, Method, ResponseCode } from '../../src/constants/codes.js';
 import { OptionNumber } from '../../src/constants/options.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { Observation } from '../../src/observe/client.js';
 import type { ObserveEvent, ObserveServerOptions } from '../../src/observe/server.js';
 import { CoapServer } from '../../src/server/server.js';
@@ -186,5 +187,15 @@ describe('observe server limits', () => {
     assert.ok(r.obs.bytesHeld > 0);
     await until(() => r.obs.observerCount() === 0, 10_000);
     assert.equal(r.obs.bytesHeld, 0);
+  });
+});
+
+describe('the observe layer clock', () => {
+  it('is fixed at construction: a different clock given to enableObserve later is refused, not ignored', () => {
+    const clock = new VirtualClock();
+    const server = new CoapServer({ clock });
+    // The server's own observe layer runs on the server's clock; the same clock again is fine.
+    assert.doesNotThrow(() => server.enableObserve({ clock, conEvery: 5 }));
+    assert.throws(() => server.enableObserve({ clock: new VirtualClock() }), InvalidArgumentError);
   });
 });
