@@ -270,11 +270,15 @@ async function upload(
   const total = payload.length;
   // Every round trip moves at least 16 bytes forward or shrinks the block size.
   let budget = Math.ceil(total / 16) + 16;
-  // BERT (RFC 8323 §6) when the size is ours to choose: from the first block after the peer's CSM.
+  // BERT (RFC 8323 §6) when the size is ours to choose and the peer's CSM allowed it for the
+  // first block. Never from a later block: block sizes only shrink within a transfer (RFC 7959
+  // §2.5), and a server that took 1024-byte blocks need not take larger ones (libcoap 4.3.1 does
+  // not answer a BERT block after a 1024-byte one).
   let mayBert = opts.bert !== undefined && !early && startSzx === MAX_SZX;
   while (budget-- > 0) {
     if (opts.signal?.aborted) throw new AbortError('request aborted', { cause: opts.signal.reason });
     const bert = mayBert && szx >= MAX_SZX ? bertPayloadSize(opts.bert!(), baseOptions) : 0;
+    if (bert === 0) mayBert = false;
     if (szx >= MAX_SZX) szx = bert > 0 ? BERT_SZX : MAX_SZX;
     const size = bert || szxToSize(szx);
     // Block numbers count 1024-byte units with BERT, as with SZX 6.

@@ -322,6 +322,10 @@ export class CoapClient {
     }
     const blockSize = opts.blockSize ?? this.options.blockSize;
     const transport = target.endpoint.transport;
+    // A body larger than one block over a new RFC 8323 connection: the peer's CSM first, so
+    // the first block can already be BERT (the blocks of a transfer never grow).
+    if (payload !== undefined && payload.length > 1024 && transport.bertMessageSize?.(target.peer) === 0)
+      await boundedWait(transport.awaitCsm?.(target.peer), deadline, opts.signal);
     const result = await blockwiseExchange(
       send,
       { code, options, payload },
@@ -330,7 +334,7 @@ export class CoapClient {
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         ...(opts.maxBodySize !== undefined ? { maxBodySize: opts.maxBodySize } : {}),
         target: `${transport.scheme}|${target.peer.key}`,
-        // RFC 8323 §6 BERT: asked per block (the peer's CSM may arrive after the first one).
+        // RFC 8323 §6 BERT: asked for the first block (the peer's CSM was awaited above).
         ...(transport.bertMessageSize ? { bert: () => transport.bertMessageSize!(target.peer) } : {}),
       },
     );
@@ -465,6 +469,25 @@ export function methodCode(m: RequestMethod): number {
   const entry = Object.entries(Method).find(([k]) => k.toLowerCase() === String(m).toLowerCase());
   if (!entry) throw new InvalidArgumentError(`unknown method "${m}"`);
   return entry[1];
+}
+
+/**
+ * Waits for `p`, but not past `deadline` (performance.now() scale) nor an abort: the request
+ * then goes on, and times out or aborts as it would have.
+ */
+function boundedWait(p: Promise<unknown> | undefined, deadline: number | undefined, signal?: AbortSignal) {
+  if (p === undefined || (deadline === undefined && signal === undefined)) return p;
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer =
+      deadline === undefined ? undefined : setTimeout(done, Math.max(0, deadline - performance.now()));
+    signal?.addEventListener('abort', done, { once: true });
+    p.then(done, done);
+  });
 }
 
 /** The request's one deadline ran out in the middle of a block-wise exchange. */

@@ -100,10 +100,19 @@ interface Conn extends ReliableConnection {
   caps: PeerCapabilities;
   /** Message IDs of the pings sent as 7.02 and not yet answered, oldest first (at most MAX_PINGS). */
   pings: number[] | undefined;
+  /** Callers of `awaitCsm` (true: the CSM arrived; false: the connection ended first). */
+  csmWaiters: ((ok: boolean) => void)[] | undefined;
 }
 
 /** Unanswered pings remembered per connection. */
 const MAX_PINGS = 16;
+
+function settleCsmWaiters(conn: Conn, ok: boolean): void {
+  const waiters = conn.csmWaiters;
+  if (waiters === undefined) return;
+  conn.csmWaiters = undefined;
+  for (const w of waiters) w(ok);
+}
 
 /** Abort's diagnostic when the first message is not a CSM. */
 const CSM_FIRST = 'CSM expected as the first message';
@@ -205,6 +214,22 @@ export abstract class ReliableTransport implements Transport {
     return caps?.blockWiseTransfer === true && caps.maxMessageSize > DEFAULT_RELIABLE_MAX_MESSAGE_SIZE
       ? caps.maxMessageSize
       : 0;
+  }
+
+  /**
+   * Resolves true once `peer`'s CSM has arrived, opening the connection when there is none
+   * (a client), or false when the connection ends first (the CSM timeout bounds the wait).
+   * Block-wise asks before sending a large body, so that its first block can already be
+   * BERT: the blocks of a transfer never grow (RFC 7959 §2.5).
+   */
+  awaitCsm(peer: Peer): Promise<boolean> {
+    const conn = this.conns.get(peer.key) ?? this.connect(peer);
+    if (conn === undefined || conn.closed) return Promise.resolve(false);
+    if (conn.csmReceived) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      conn.csmWaiters ??= [];
+      conn.csmWaiters.push(resolve);
+    });
   }
 
   /** Number of open connections. */
@@ -347,6 +372,7 @@ export abstract class ReliableTransport implements Transport {
       timer: undefined,
       closed: false,
       pings: undefined,
+      csmWaiters: undefined,
     };
     this.arm(conn, this.csmTimeoutMs);
     return conn;
@@ -434,6 +460,7 @@ export abstract class ReliableTransport implements Transport {
           if (conn.timer !== undefined) this.clock.clearTimer(conn.timer);
           conn.timer = undefined;
           this.arm(conn, this.idleMs);
+          settleCsmWaiters(conn, true);
         }
         return;
       }
@@ -498,6 +525,7 @@ export abstract class ReliableTransport implements Transport {
   private drop(conn: Conn, error: Error, destroy: boolean): void {
     if (conn.closed) return;
     conn.closed = true;
+    settleCsmWaiters(conn, false);
     if (conn.timer !== undefined) this.clock.clearTimer(conn.timer);
     conn.timer = undefined;
     if (destroy) conn.wire?.destroy();

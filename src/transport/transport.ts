@@ -76,6 +76,11 @@ export interface Transport {
    * it; 0: the peer does not; else the peer's Max-Message-Size). Absent on UDP/DTLS.
    */
   bertMessageSize?(peer: Peer): number | undefined;
+  /**
+   * Reliable transports: resolves true once `peer`'s CSM (RFC 8323 §5.3) has arrived,
+   * opening the connection if needed; false when the connection ends first.
+   */
+  awaitCsm?(peer: Peer): Promise<boolean>;
   /** Starts delivering events to `handlers`. Called once by the endpoint. */
   attach(handlers: TransportHandlers): void;
   /**

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { freePort } from './net.js';
 import { findProgram, runProcess } from './proc.js';
 
@@ -139,4 +140,63 @@ export async function answersPing(host: string, port: number, ms: number): Promi
   } finally {
     await new Promise<void>((r) => s.close(() => r()));
   }
+}
+
+/** True once a TCP connection to host:port succeeds (retried every 50 ms until `ms` pass). */
+async function acceptsTcp(host: string, port: number, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect({ host, port });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/**
+ * Starts a libcoap server (`program` with `args`) on a free port pair and waits until it
+ * serves: a CoAP ping answered on UDP port, a TCP connection accepted on port (RFC 8323) and,
+ * for the TLS builds, on port + 1 (coaps+tcp). The ports are chosen before the server binds
+ * them, so another test may take one meanwhile: then it starts again on another pair.
+ */
+export function startLibcoapServer(
+  program: string,
+  args: string[],
+): Promise<{ port: number; stop(): Promise<void> }> {
+  return (async () => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const port = await freePort({ host: '127.0.0.1', pair: true });
+      const proc: ChildProcess = spawn(program, ['-A', '127.0.0.1', '-p', String(port), ...args], {
+        stdio: 'ignore',
+      });
+      const stop = () =>
+        new Promise<void>((resolve) => {
+          if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+          const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
+          proc.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          proc.kill('SIGTERM');
+        });
+      // The TLS builds listen for coaps+tcp on port + 1, opened after the UDP endpoint
+      // that answered the ping: wait for it to accept too before the test connects.
+      const tlsToo = program !== 'coap-server-notls';
+      if (
+        (await answersPing('127.0.0.1', port, 3000)) &&
+        (await acceptsTcp('127.0.0.1', port, 5000)) &&
+        (!tlsToo || (await acceptsTcp('127.0.0.1', port + 1, 5000)))
+      )
+        return { port, stop };
+      await stop();
+    }
+    throw new Error(`${program} did not start`);
+  })();
 }

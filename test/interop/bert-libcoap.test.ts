@@ -7,7 +7,6 @@
  * against coap-server-notls -d goes the other way.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +18,8 @@ import { OptionNumber } from '../../src/constants/options.js';
 import { channels, type MessageReceivedEvent, type MessageSentEvent } from '../../src/diagnostics.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
-import { CLIENT, haveLibcoap, SERVER } from '../helpers/libcoap.js';
-import { freePort } from '../helpers/net.js';
+import { CLIENT, haveLibcoap, SERVER, startLibcoapServer } from '../helpers/libcoap.js';
 import { runProcess } from '../helpers/proc.js';
-import { sleep, withTimeout } from '../helpers/timing.js';
 
 const skip = haveLibcoap() ? false : 'libcoap3-bin (coap-client-notls, coap-server-notls) not installed';
 const MMS = 64 * 1024;
@@ -113,26 +110,16 @@ describe('BERT with libcoap 4.3.1 over coap+tcp', { skip, timeout: 120_000 }, ()
   });
 
   describe('a coapkit client against coap-server-notls -d', () => {
-    let proc: ChildProcess | undefined;
+    let srv: { port: number; stop(): Promise<void> } | undefined;
     let port = 0;
     const client = new CoapClient({ reliable: { maxMessageSize: MMS } });
     before(async () => {
-      port = await freePort({ host: '127.0.0.1', pair: true });
-      proc = spawn(SERVER, ['-A', '127.0.0.1', '-p', String(port), '-d', '10'], { stdio: 'ignore' });
-      // Bounded: a refused connection fails at once; the server is up within a few seconds.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await withTimeout(client.ping(`coap+tcp://127.0.0.1:${port}`), 2000, 'ping');
-          break;
-        } catch (err) {
-          if (attempt >= 50) throw err;
-          await sleep(100);
-        }
-      }
+      srv = await startLibcoapServer(SERVER, ['-d', '10']);
+      port = srv.port;
     });
     after(async () => {
       await client.close();
-      proc?.kill('SIGTERM');
+      await srv?.stop();
     });
 
     it('a 200 KB PUT and GET with libcoap', async () => {

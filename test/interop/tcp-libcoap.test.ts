@@ -7,7 +7,7 @@
  * malformed frame, fields as we encoded them.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { FrameDecoder } from '../../src/codec/reliable.js';
-import { answersPing, CLIENT, haveLibcoap } from '../helpers/libcoap.js';
-import { freePort } from '../helpers/net.js';
+import { CLIENT, haveLibcoap, startLibcoapServer } from '../helpers/libcoap.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
 import { runInProcess, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
@@ -149,58 +148,6 @@ describe('A. libcoap clients against coapkit serve (coap+tcp, coaps+tcp)', { ski
     });
   }
 });
-
-/** True once a TCP connection to host:port succeeds (retried every 50 ms until `ms` pass). */
-async function acceptsTcp(host: string, port: number, ms: number): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = net.connect({ host, port });
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve(true);
-      });
-      sock.once('error', () => resolve(false));
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
-
-function startLibcoapServer(
-  program: string,
-  args: string[],
-): Promise<{ port: number; stop(): Promise<void> }> {
-  return (async () => {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const port = await freePort({ host: '127.0.0.1', pair: true });
-      const proc: ChildProcess = spawn(program, ['-A', '127.0.0.1', '-p', String(port), ...args], {
-        stdio: 'ignore',
-      });
-      const stop = () =>
-        new Promise<void>((resolve) => {
-          if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-          const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
-          proc.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-          proc.kill('SIGTERM');
-        });
-      // The TLS builds listen for coaps+tcp on port + 1, opened after the UDP endpoint
-      // that answered the ping: wait for it to accept too before the test connects.
-      const tlsToo = program !== 'coap-server-notls';
-      if (
-        (await answersPing('127.0.0.1', port, 3000)) &&
-        (!tlsToo || (await acceptsTcp('127.0.0.1', port + 1, 5000)))
-      )
-        return { port, stop };
-      await stop();
-    }
-    throw new Error(`${program} did not start`);
-  })();
-}
 
 describe('B. coapkit against libcoap servers (coap+tcp, coaps+tcp)', { skip, timeout: 120_000 }, () => {
   test('coapkit get/put/ping coap+tcp:// against coap-server-notls -d', async () => {

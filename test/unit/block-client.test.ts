@@ -50,6 +50,37 @@ describe('block-wise client', () => {
     assert.ok(Buffer.concat(got).equals(body));
   });
 
+  it('BERT (RFC 8323 §6) only from the first block: a peer that allows it later gets 1024-byte blocks to the end', async () => {
+    const szx: number[] = [];
+    let csm = false;
+    const send: SendFn = async (req) => {
+      const blk = decodeBlock(getOption(req.options, OptionNumber.Block1)!, true);
+      szx.push(blk.szx);
+      // The peer's CSM (BERT, 64 KiB) arrives while the first block is on its way.
+      csm = true;
+      return blk.more
+        ? reply(ResponseCode.Continue, [b1(blk.num, true, blk.szx)])
+        : reply(ResponseCode.Changed, [b1(blk.num, false, blk.szx)]);
+    };
+    const bert = () => (csm ? 65536 : 0);
+    const res = await blockwiseExchange(
+      send,
+      { code: Method.PUT, options: [], payload: Buffer.alloc(5000) },
+      { bert },
+    );
+    assert.equal(res.message.code, ResponseCode.Changed);
+    assert.deepEqual(szx, [6, 6, 6, 6, 6], 'the blocks of a transfer never grow');
+    // Allowed from the start: BERT from the first block.
+    szx.length = 0;
+    const again = await blockwiseExchange(
+      send,
+      { code: Method.PUT, options: [], payload: Buffer.alloc(5000) },
+      { bert },
+    );
+    assert.equal(again.message.code, ResponseCode.Changed);
+    assert.deepEqual(szx, [7]);
+  });
+
   it('restarts with the size hinted in the Block1 of a 4.13', async () => {
     const sizes: number[] = [];
     const send: SendFn = async (req) => {
