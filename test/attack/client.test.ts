@@ -134,7 +134,7 @@ describe('client against a malicious server (issue 10, items 8-10)', () => {
       assert.ok(err instanceof TimeoutError, String(err));
       assert.ok(err instanceof CoapError);
       assert.match((err as Error).message, /within the 1500 ms timeout/);
-      assert.ok(elapsed < timeout + 2000, `finished after ${elapsed.toFixed(0)} ms`);
+      assert.ok(elapsed < timeout + 5000, `finished after ${elapsed.toFixed(0)} ms`);
       assert.ok(srv.requests > 10, `only ${srv.requests} block requests: the test did not exercise blocks`);
     } finally {
       await srv.close();

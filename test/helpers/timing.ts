@@ -1,4 +1,6 @@
 /** Small async helpers shared by tests. */
+import type { VirtualClock } from '../../src/util/clock.js';
+
 export { setTimeout as sleep } from 'node:timers/promises';
 
 /** Rejects with "timeout: <what>" unless `p` settles within `ms`. */
@@ -23,4 +25,25 @@ export async function until(cond: () => boolean, what: string, ms = 10_000): Pro
     if (performance.now() > deadline) throw new Error(`timeout: ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Runs `p` on `clock`: lets real I/O happen (the datagrams are real) and moves virtual time to
+ * the next timer only when nothing else is left to do, until `p` settles. Returns the virtual
+ * milliseconds it took.
+ */
+export async function onVirtualTime(clock: VirtualClock, p: Promise<unknown>): Promise<number> {
+  const t0 = clock.now();
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 10_000 && !settled; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+    const due = clock.nextDue;
+    if (!settled && due !== undefined) await clock.advance(Math.max(0, due - clock.now()));
+  }
+  if (!settled) throw new Error('timeout: the promise did not settle on virtual time');
+  return clock.now() - t0;
 }

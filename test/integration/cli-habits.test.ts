@@ -450,7 +450,7 @@ describe('ping, observe --count, Ctrl-C, -o (item 7)', () => {
       const code = await exited;
       clearTimeout(kill);
       assert.equal(code, status, err);
-      for (let i = 0; i < 100 && observe.observerCount('/n') > 0; i++)
+      for (let i = 0; i < 500 && observe.observerCount('/n') > 0; i++)
         await new Promise((r) => setTimeout(r, 20));
       assert.equal(observe.observerCount('/n'), 0, 'deregistered');
     });

@@ -7,12 +7,11 @@
 import * as assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { freePort } from '../helpers/net.js';
 import { makePki, writeRpkKey } from '../helpers/pki.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
 import { runCli, startServe } from '../integration/cli-helpers.js';
-import { run, withTimeout } from './dtls-peers.js';
+import { run, startLibcoapDtls, withTimeout } from './dtls-peers.js';
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
@@ -80,12 +79,11 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
   test(`coapkit get --cert --key --ca → ${bin} -c -j -C`, async (t) => {
     const path = findProgram(bin);
     if (!path) return t.skip(`${bin} not installed`);
-    const port = await freePort({ pair: true });
-    const srv = run(path, [
+    const { srv, port } = await startLibcoapDtls(path, (p) => [
       '-A',
       '127.0.0.1',
       '-p',
-      String(port),
+      String(p),
       '-c',
       pki.file('serverCert'),
       '-j',
@@ -96,7 +94,6 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
       '7',
     ]);
     try {
-      await srv.waitFor(/created DTLS\s+endpoint/, 10_000);
       const r = await runCli([
         'get',
         `coaps://127.0.0.1:${port + 1}/`,
@@ -167,10 +164,17 @@ test('coapkit get --rpk → coap-server-gnutls -M (raw public keys)', async (t) 
   if (!path) return t.skip('coap-server-gnutls not installed');
   const server = writeRpkKey(pki.dir, 'rpk-server2');
   const client = writeRpkKey(pki.dir, 'rpk-client2');
-  const port = await freePort({ pair: true });
-  const srv = run(path, ['-A', '127.0.0.1', '-p', String(port), '-M', server.file, '-v', '7']);
+  const { srv, port } = await startLibcoapDtls(path, (p) => [
+    '-A',
+    '127.0.0.1',
+    '-p',
+    String(p),
+    '-M',
+    server.file,
+    '-v',
+    '7',
+  ]);
   try {
-    await srv.waitFor(/created DTLS\s+endpoint/, 10_000);
     const url = `coaps://127.0.0.1:${port + 1}/`;
     const r = await runCli(['get', url, '--rpk', client.file, '--timeout', '8']);
     assert.equal(r.code, 0, r.stderr);

@@ -9,9 +9,8 @@ import { test } from 'node:test';
 import { DtlsAlertError } from '../../src/errors.js';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
-import { freePort } from '../helpers/net.js';
 import { findProgram } from '../helpers/proc.js';
-import { run, SUITES, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
+import { run, SUITES, startLibcoapDtls, WELL_KNOWN_CORE_GET, withTimeout } from './dtls-peers.js';
 
 const KEY = 'libcoap-secret';
 const IDENTITY = 'coapkit-id';
@@ -28,8 +27,18 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
     test(`coapkit client → ${bin} (${suite.openssl})${accepted ? '' : ' is refused'}`, async (t) => {
       const path = findProgram(bin);
       if (!path) return t.skip(`${bin} not installed`);
-      const port = await freePort({ pair: true });
-      const srv = run(path, ['-A', '127.0.0.1', '-p', String(port), '-k', KEY, '-h', 'hint', '-v', '7']);
+      const { srv, port } = await startLibcoapDtls(path, (p) => [
+        '-A',
+        '127.0.0.1',
+        '-p',
+        String(p),
+        '-k',
+        KEY,
+        '-h',
+        'hint',
+        '-v',
+        '7',
+      ]);
       const client = await DtlsClientTransport.create({
         psk: { identity: IDENTITY, key: KEY },
         cipherSuites: [suite.id],
@@ -37,7 +46,6 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
         handshakeTimeoutMs: 10_000,
       });
       try {
-        await srv.waitFor(/created DTLS\s+endpoint/, 10_000);
         const peer = makePeer('127.0.0.1', port + 1);
         const responses: Buffer[] = [];
         client.attach({ message: (d) => responses.push(d), peerError: () => {} });
@@ -51,7 +59,7 @@ for (const bin of ['coap-server-openssl', 'coap-server-gnutls']) {
         }
         await withTimeout(client.connect(peer), 10_000, 'handshake');
         assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
-        for (let i = 0; i < 10 && responses.length === 0; i++) {
+        for (let i = 0; i < 30 && responses.length === 0; i++) {
           client.send(WELL_KNOWN_CORE_GET, peer);
           await new Promise((r) => setTimeout(r, 300));
         }

@@ -1,5 +1,6 @@
 /** Shared helpers for the DTLS interop tests (spawning real peers, always cleaned up). */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { freePort } from '../helpers/net.js';
 
 export interface Proc {
   child: ChildProcessWithoutNullStreams;
@@ -76,3 +77,29 @@ export const WELL_KNOWN_CORE_GET = Buffer.from([
 ]);
 
 export { withTimeout } from '../helpers/timing.js';
+
+/**
+ * Starts a libcoap server (`coap-server-openssl`/`-gnutls`) with `args(port)` on a free port
+ * pair (coap:// on port, coaps:// on port + 1) and waits for its DTLS endpoint. The pair is
+ * chosen before the server binds it, so another test may take a port meanwhile: libcoap then
+ * logs "cannot create DTLS endpoint" and keeps running without it; start again on another pair.
+ */
+export async function startLibcoapDtls(
+  bin: string,
+  args: (port: number) => string[],
+): Promise<{ srv: Proc; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort({ pair: true });
+    const srv = run(bin, args(port));
+    try {
+      await srv.waitFor(/created DTLS\s+endpoint|cannot create DTLS endpoint/, 10_000);
+    } catch (err) {
+      await srv.kill();
+      throw err;
+    }
+    if (!/cannot create DTLS endpoint/.test(srv.output())) return { srv, port };
+    await srv.kill();
+    if (attempt === 5)
+      throw new Error(`${bin} found no free port pair in 5 attempts:\n${srv.output().slice(-1000)}`);
+  }
+}

@@ -70,7 +70,7 @@ describe('capture reader robustness', () => {
       fc.property(fc.constantFrom(...magics), fc.uint8Array({ maxLength: 512 }), (magic, rest) => {
         const t = performance.now();
         parseOrPartial(Buffer.concat([magic, rest]));
-        assert.ok(performance.now() - t < 1000);
+        assert.ok(performance.now() - t < 5000);
       }),
       { numRuns: 500 },
     );

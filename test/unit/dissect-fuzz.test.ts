@@ -18,7 +18,7 @@ function run(bytes: Uint8Array, psk?: Uint8Array): void {
   assert.ok(!r.warnings.some((w) => w.includes('internal decoder error')), r.warnings.join('\n'));
   renderText(r, { color: true });
   JSON.parse(renderJson(r));
-  assert.ok(performance.now() - t < 2000, 'bounded time');
+  assert.ok(performance.now() - t < 10_000, 'bounded time');
 }
 
 describe('dissect robustness', () => {
