@@ -86,7 +86,11 @@ describe('BERT (RFC 8323 §6) over coap+tcp', { timeout: 60_000 }, () => {
     // A new connection: the client awaits the server's CSM, so even the first block is BERT
     // (the blocks of a transfer never grow: libcoap does not take BERT after a 1024-byte block).
     const bert1 = put.block1.filter((b) => b.szx === 7);
-    assert.equal(bert1.length, put.block1.length, `every upload block is BERT: ${JSON.stringify(put.block1)}`);
+    assert.equal(
+      bert1.length,
+      put.block1.length,
+      `every upload block is BERT: ${JSON.stringify(put.block1)}`,
+    );
     let offset = 0;
     for (const b of put.block1) {
       assert.equal(b.num * 1024, offset, 'NUM counts 1024-byte units');
