@@ -36,7 +36,7 @@ import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
-import { InvalidArgumentError, OscoreError } from '../errors.js';
+import { InvalidArgumentError, OscoreError, OscoreSequenceUnavailableError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
 import { decodeOscoreOption } from '../oscore/option.js';
@@ -86,7 +86,10 @@ export interface OscoreServerStats {
   echoChallenges: number;
   /** Unprotected requests to a required path. */
   unprotectedRefused: number;
-  /** Responses that could not be protected (sequence number exhausted or not persisted): 5.00 sent. */
+  /**
+   * Responses that could not be protected: 5.03 + Max-Age while no sequence number is
+   * reserved (a shared store's next range not committed yet), else 5.00 (exhausted, not persisted).
+   */
   protectFailures: number;
   /** Protected requests put back together from outer Block1 blocks. */
   outerReassembled: number;
@@ -358,6 +361,12 @@ export class OscoreServer {
       // protected; an unprotected 5.00 without payload tells the client, revealing nothing.
       this.stats.protectFailures++;
       this.lastProtectError = err;
+      // The next range of a shared sequence store is on its way: try again shortly.
+      if (err instanceof OscoreSequenceUnavailableError)
+        return {
+          code: ResponseCode.ServiceUnavailable,
+          options: [{ number: OptionNumber.MaxAge, value: encodeUint(err.retryAfter) }],
+        };
       return refusal(ResponseCode.InternalServerError, '');
     }
     if (peer !== undefined) {
