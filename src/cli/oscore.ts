@@ -186,6 +186,8 @@ export interface ServeOscore {
   required: string[];
   /** With --data/--store: where the contexts take their sequence numbers (bound by `bindOscoreStore`). */
   sources?: StoreSequenceSource[];
+  /** With --store (servers sharing the context): every protected response has its own Partial IV. */
+  ownPartialIv?: boolean;
 }
 
 /** Reads `--oscore` and `--oscore-required` of `coapkit serve`. */
@@ -203,7 +205,8 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
   if (str(p, 'data') !== undefined || str(p, 'store') !== undefined) {
     const contexts = files.map((f) => loadOscoreContext(f, { sequence: 'store' }));
     const sources = contexts.map((c) => storeSources.get(c)!);
-    return { contexts, required, sources };
+    // Servers sharing a PostgreSQL store share the context but not their replay windows.
+    return { contexts, required, sources, ...(str(p, 'store') !== undefined ? { ownPartialIv: true } : {}) };
   }
   return { contexts: files.map((f) => loadOscoreContext(f)), required };
 }

@@ -74,6 +74,13 @@ export interface OscoreServerOptions {
   outerBlockSize?: number;
   /** The clock of the outer block-wise state's expiry (default the real one). */
   clock?: Clock;
+  /**
+   * Every protected response carries a Partial IV of the server's own (default: only
+   * Observe notifications and Echo challenges). For servers sharing one context (a
+   * fleet on one store): their replay windows are apart, so a request replayed to a
+   * second server would otherwise be answered under the first one's nonce.
+   */
+  ownPartialIv?: boolean;
 }
 
 /** What the layer did, for tests and logs. */
@@ -128,6 +135,7 @@ export class OscoreServer {
   private readonly echo: AmplificationGuard;
   private readonly maxUnfragmented: number;
   private readonly outerBlockSize: number;
+  private readonly alwaysOwnPiv: boolean;
   /** Outer Block1 bodies being put back together, and protected responses served in outer Block2 blocks. */
   private readonly partial: OuterBlockStore<PartialBody>;
   private readonly responses: OuterBlockStore<OutgoingResponse>;
@@ -143,6 +151,7 @@ export class OscoreServer {
     this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000 });
     this.maxUnfragmented = options.maxUnfragmentedSize ?? DEFAULT_MAX_UNFRAGMENTED_SIZE;
     this.outerBlockSize = options.outerBlockSize ?? 1152;
+    this.alwaysOwnPiv = options.ownPartialIv === true;
     const clock = options.clock ? { clock: options.clock } : {};
     // Partial bodies cannot be verified before they are whole: at most 64 (4 per peer) of at most
     // maxUnfragmentedSize bytes each (4 MiB with the default), each expiring 60 s after its last block.
@@ -335,7 +344,8 @@ export class OscoreServer {
         : this.protect(
             binding,
             r,
-            observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true,
+            this.alwaysOwnPiv ||
+              (observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true),
             peer,
           );
     const result = server.handle(inner, innerPeer, endpoint, true);
