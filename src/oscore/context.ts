@@ -179,6 +179,8 @@ export class OscoreContext {
   private refilling: Promise<void> | undefined;
   /** With a source: the size of the next range asked for. */
   private rangeSize: number;
+  /** With a source: the current range ran out and the next has not arrived yet. */
+  private dry = false;
   /** With a source: the end of the highest range received (ranges only go up). */
   private highestEnd = 0;
   /** With a source: why the last reservation failed (cleared by the next success). */
@@ -317,8 +319,10 @@ export class OscoreContext {
   private nextRange(): number {
     if (this.spare === undefined) {
       this.sequenceUnavailable++;
-      // It ran dry before the next range arrived: ask for larger ranges from now on.
-      this.rangeSize = Math.max(this.rangeSize, Math.min(this.rangeSize * 2, MAX_SEQUENCE_RANGE));
+      // It ran dry before the next range arrived: ask for larger ranges from now on (once per dry spell).
+      if (!this.dry)
+        this.rangeSize = Math.max(this.rangeSize, Math.min(this.rangeSize * 2, MAX_SEQUENCE_RANGE));
+      this.dry = true;
       this.refill();
       const why = this.lastReserveError;
       throw new OscoreSequenceUnavailableError(
@@ -335,6 +339,7 @@ export class OscoreContext {
   private beginSpare(): void {
     const r = this.spare!;
     this.spare = undefined;
+    this.dry = false;
     this.seq = r.first;
     this.persisted = r.end;
     // The next range is asked for when this one is half used.
