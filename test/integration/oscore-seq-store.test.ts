@@ -24,7 +24,7 @@ import { StoreFormatError } from '../../src/store/errors.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { until, withTimeout } from '../helpers/timing.js';
-import { LOOPBACK_PORTS, startServe } from './cli-helpers.js';
+import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
 
 const SERVER = {
   secret_hex: '0102030405060708090a0b0c0d0e0f10',
@@ -230,6 +230,15 @@ describe('a server whose next range is late', () => {
 });
 
 describe('coapkit serve --oscore with a store', () => {
+  it('--workers above 1 with --oscore is refused without --store (they would share FILE.seq)', async (t) => {
+    const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+    if (major < 22 || (major === 22 && minor < 12))
+      return t.skip(`--workers needs Node 22.12+ (${process.version})`);
+    const r = await runInProcess(['serve', ...LOOPBACK_PORTS, '--workers', '2', '--oscore', sfile]);
+    assert.equal(r.code, 64);
+    assert.match(r.stderr, /--oscore with --workers above 1 needs --store postgres/);
+  });
+
   it('two servers on one PostgreSQL store and one context never send the same Partial IV', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
     pg.psql('CREATE DATABASE fleet');
