@@ -233,5 +233,6 @@ export function oscoreBanner(o: ServeOscore): string {
     o.required.length > 0
       ? `; required on ${o.required.join(' ')}`
       : '; required nowhere (--oscore-required)';
-  return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}`;
+  const seq = o.sources !== undefined ? '; sequence numbers from the store' : '';
+  return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}${seq}`;
 }

@@ -250,6 +250,7 @@ describe('coapkit serve --oscore with a store', () => {
     const c1 = new RawOscoreClient(n1.port, ctx);
     const c2 = new RawOscoreClient(n2.port, ctx);
     try {
+      assert.match(n1.banner, /OSCORE: 1 context .*; sequence numbers from the store/);
       await c1.ready();
       await c2.ready();
       // Each response carries the server's own Partial IV (--store): more than a range per node.
