@@ -314,10 +314,10 @@ export class PostgresStore implements StateStore {
           `INSERT INTO coapkit_state (name, value)
              VALUES ($1, convert_to(($2::bigint + $3::bigint)::text, 'UTF8'))
            ON CONFLICT (name) DO UPDATE SET value = convert_to((GREATEST(
-             CASE WHEN convert_from(coapkit_state.value, 'UTF8') ~ '^[0-9]{1,16}$'
-               THEN convert_from(coapkit_state.value, 'UTF8')::bigint END, $2::bigint) + $3::bigint)::text, 'UTF8')
-           WHERE convert_from(coapkit_state.value, 'UTF8') ~ '^[0-9]{1,16}$'
-           RETURNING convert_from(value, 'UTF8')::bigint - $3::bigint AS first`,
+             CASE WHEN encode(coapkit_state.value, 'escape') ~ '^[0-9]{1,16}$'
+               THEN encode(coapkit_state.value, 'escape')::bigint END, $2::bigint) + $3::bigint)::text, 'UTF8')
+           WHERE encode(coapkit_state.value, 'escape') ~ '^[0-9]{1,16}$'
+           RETURNING encode(value, 'escape')::bigint - $3::bigint AS first`,
           [sequenceStateName(name), atLeast, count],
         );
       } catch (err) {

@@ -167,6 +167,8 @@ describe('reserveSequence on PostgreSQL', () => {
       await a.saveState('oscore.seq:bad', Buffer.from('1x'));
       await assert.rejects(a.reserveSequence('bad', 1), StoreFormatError);
       assert.equal((await a.loadState('oscore.seq:bad'))?.toString(), '1x', 'left as it was');
+      await a.saveState('oscore.seq:binary', Buffer.from([0xff, 0x00, 0x31]));
+      await assert.rejects(a.reserveSequence('binary', 1), StoreFormatError);
     } finally {
       await a.close();
       await b.close();
