@@ -276,6 +276,52 @@ describe('coapkit serve --oscore with a store', () => {
     }
   });
 
+  it('PostgreSQL stopped: 5.03 + Max-Age once the range runs out, numbering goes on when it is back', async (t) => {
+    if (typeof pg === 'string') return t.skip(pg);
+    const db = pg;
+    db.psql('CREATE DATABASE outage');
+    const url = db.url.replace(/\/coapkit$/, '/outage');
+    const n = await startServe([...LOOPBACK_PORTS, '--store', url, '--oscore', sfile]);
+    const c = new RawOscoreClient(n.port, loadOscoreContext(cfile, { sequence: false }));
+    try {
+      await c.ready();
+      assert.equal((await c.request({ code: 1, options: path('/time') })).code, 0x45);
+      await db.stopServer();
+      // The first range (256) runs out; the reservation of the next one fails meanwhile.
+      let unavailable: CoapMessage | undefined;
+      for (let i = 0; i < 400 && unavailable === undefined; i++) {
+        const r = await c.send({ code: 1, options: path('/time') });
+        if (r.inner === undefined) unavailable = r.outer;
+        else assert.equal(r.inner.code, 0x45);
+      }
+      assert.ok(unavailable, 'a 5.03 once the range ran out');
+      assert.equal(unavailable.code, 0xa3);
+      assert.equal(decodeUint(unavailable.options.find((o) => o.number === 14)!.value), 1, 'Max-Age 1');
+      const before = Math.max(...c.serverPivs);
+      await db.startServer();
+      // The store reconnects in the background; each message asks again until a range is committed.
+      let back: CoapMessage | undefined;
+      for (let i = 0; i < 400 && back === undefined; i++) {
+        const r = await c.send({ code: 1, options: path('/time') });
+        if (r.inner !== undefined) back = r.inner;
+        else await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.equal(back?.code, 0x45, 'protected answers again once PostgreSQL is back');
+      const after = c.serverPivs.filter((p) => p > before);
+      assert.ok(after.length >= 1 && after[0]! >= 256, `the new range starts above the first: ${after[0]}`);
+      assert.equal(new Set(c.serverPivs).size, c.serverPivs.length, 'no Partial IV twice');
+    } finally {
+      c.close();
+      await n.stop();
+      // Left running for the other tests, whatever happened above.
+      try {
+        db.psql('SELECT 1');
+      } catch {
+        await db.startServer();
+      }
+    }
+  });
+
   it('--data: after SIGKILL the next Partial IV is above every one used before; FILE.seq is the floor', async () => {
     const data = join(dir, 'data');
     // A context that was used with FILE.seq before the store: the store starts above it.
