@@ -280,6 +280,8 @@ export class OscoreContext {
       this.refill();
       await this.refilling;
     }
+    // A message sent meanwhile may have begun the range already.
+    if (this.seq < this.persisted) return;
     if (this.spare === undefined) {
       const err = this.lastReserveError;
       throw new OscoreSequenceError(
@@ -287,7 +289,7 @@ export class OscoreContext {
         { cause: err },
       );
     }
-    if (this.seq >= this.persisted) this.beginSpare();
+    this.beginSpare();
   }
 
   /** Takes the next sender sequence number, persisting the bound ahead first when needed (§7.5.1). */

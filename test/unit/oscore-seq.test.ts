@@ -134,6 +134,18 @@ describe('OscoreContext with a SequenceSource', () => {
     assert.equal(c.nextSequenceNumber(), 4);
   });
 
+  it('ready() resolves when a message began the range it waited for', async () => {
+    const src = new HandSource();
+    const c = ctx(src);
+    const ready = c.ready();
+    src.calls.shift()!.resolve();
+    // The range arrived; a message takes it before ready() continues (one microtask later).
+    await null;
+    assert.equal(c.nextSequenceNumber(), 0);
+    await ready;
+    assert.equal(c.nextSequenceNumber(), 1);
+  });
+
   it('ready() rejects with OscoreSequenceError when the source fails', async () => {
     const c = ctx({ reserve: () => Promise.reject(new Error('no store')) });
     await assert.rejects(
