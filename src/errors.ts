@@ -169,3 +169,15 @@ export class OscoreReplayError extends OscoreError {
 export class OscoreSequenceError extends OscoreError {
   static override readonly code: string = 'COAP_ERR_OSCORE_SEQUENCE';
 }
+
+/**
+ * OSCORE: no sender sequence number is reserved right now (the context takes
+ * its numbers in ranges from a shared store and the next range is not
+ * committed yet). Only this message fails; a server answers 5.03 Service
+ * Unavailable with Max-Age `retryAfter`, and the next range is on its way.
+ */
+export class OscoreSequenceUnavailableError extends OscoreSequenceError {
+  static override readonly code: string = 'COAP_ERR_OSCORE_SEQUENCE_UNAVAILABLE';
+  /** Seconds after which a retry is expected to find a reserved number. */
+  retryAfter = 1;
+}

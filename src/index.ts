@@ -192,6 +192,7 @@ export {
   OscoreError,
   OscoreReplayError,
   OscoreSequenceError,
+  OscoreSequenceUnavailableError,
   ProtocolError,
   ResetError,
   ResponseCodeError,
@@ -233,6 +234,7 @@ export {
   type OscoreAlgorithm,
   OscoreContext,
   type OscoreContextOptions,
+  type SequenceSource,
   type SequenceStore,
 } from './oscore/context.js';
 export { FileSequenceStore } from './oscore/store.js';

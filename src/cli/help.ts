@@ -273,7 +273,12 @@ Cluster (several nodes behind a UDP load balancer, docs/cluster.md):
 OSCORE (RFC 8613, end-to-end protection, also through proxies):
       --oscore FILE           a client's security context (aiocoap's JSON format, from
                               the server's side: sender-id is the server's ID); repeatable,
-                              one file per client; sequence number kept in FILE.seq
+                              one file per client; sequence number kept in FILE.seq, or
+                              with --data/--store in the store (ranges reserved atomically:
+                              servers sharing one store and context never repeat a Partial
+                              IV; an existing FILE.seq is the floor, then no longer written;
+                              with --store every response has its own Partial IV; 5.03 +
+                              Max-Age if a range runs out before the next is stored)
       --oscore-required PATH  only OSCORE requests may reach PATH ("/secure/**": it and
                               below, "/**": everything); others get 4.02 (repeatable)
 Limits:
@@ -308,7 +313,8 @@ Processes:
                               stored resources are per worker too, unless --store shares
                               them (PostgreSQL; --data is refused). A supervisor restarts a
                               worker that dies and stops them all on SIGINT/SIGTERM; with -v
-                              each request line ends with [worker PID]. Not with --multicast
+                              each request line ends with [worker PID]. Not with --multicast;
+                              with --oscore only with --store
 Other:
   -q, --quiet                 no startup banner
   -v, --verbose               one line per request on stdout (method, path, peer, result, time)

@@ -10,13 +10,18 @@
  *     "algorithm": "AES-CCM-16-64-128", "kdf-hashfun": "sha256" }
  *
  * (`_ascii` forms for secret, salt, sender-id, recipient-id and id-context.)
- * The sender sequence number is kept beside it in FILE.seq (RFC 8613 §7.5).
+ * The sender sequence number is kept beside it in FILE.seq (RFC 8613 §7.5);
+ * `coapkit serve` with --data or --store takes it from the store instead, in
+ * reserved ranges (several servers sharing one PostgreSQL store and one
+ * context never send the same Partial IV), starting above FILE.seq if the
+ * file exists.
  */
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
-import { CoapError, UsageError } from '../errors.js';
-import { OscoreContext } from '../oscore/context.js';
+import { CoapError, OscoreSequenceError, UsageError } from '../errors.js';
+import { OscoreContext, type SequenceSource } from '../oscore/context.js';
 import { FileSequenceStore } from '../oscore/store.js';
+import type { StateStore } from '../store/types.js';
 import type { FlagSpecs, Parsed } from './args.js';
 import { str, strs } from './args.js';
 
@@ -55,10 +60,47 @@ function bytesField(json: Record<string, unknown>, name: string, file: string): 
 }
 
 /**
- * Reads a security context file (aiocoap's field names); UsageError saying what is wrong.
- * `sequence: false` (for reading captures) leaves FILE.seq alone.
+ * Sender sequence numbers from a durable store (`coapkit serve --data/--store`):
+ * ranges reserved under the name "SENDER-ID:ID-CONTEXT" (hex), atomically, so
+ * servers sharing the store never get the same number. The store is bound
+ * once it is open (`bindOscoreStore`); the first reservation starts no lower
+ * than FILE.seq when that file exists (a context moving from FILE.seq).
  */
-export function loadOscoreContext(file: string, opts: { sequence?: boolean } = {}): OscoreContext {
+export class StoreSequenceSource implements SequenceSource {
+  /** The durable store, set by `bindOscoreStore` before the context's `ready()`. */
+  store: StateStore | undefined;
+  private floor: number | undefined;
+
+  constructor(
+    /** The counter's name in the store. */
+    readonly name: string,
+    /** FILE.seq of the context file, read (never written) for the migration floor. */
+    readonly seqFile: string,
+  ) {}
+
+  async reserve(count: number): Promise<number> {
+    const store = this.store;
+    if (store?.reserveSequence === undefined)
+      throw new OscoreSequenceError('this store cannot reserve OSCORE sequence numbers');
+    this.floor ??= new FileSequenceStore(this.seqFile).load() ?? 0;
+    return store.reserveSequence(this.name, count, this.floor);
+  }
+}
+
+/** The StoreSequenceSource of each context loaded with `sequence: 'store'`. */
+const storeSources = new WeakMap<OscoreContext, StoreSequenceSource>();
+
+/** The store counter's name of a context: its Sender ID and ID Context in hex. */
+export function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
+  return `${ctx.senderId.toString('hex')}:${ctx.idContext?.toString('hex') ?? ''}`;
+}
+
+/**
+ * Reads a security context file (aiocoap's field names); UsageError saying what is wrong.
+ * `sequence: false` (for reading captures) leaves FILE.seq alone; `sequence: 'store'` takes
+ * the numbers from a StoreSequenceSource (bound to the store later, see `bindOscoreStore`).
+ */
+export function loadOscoreContext(file: string, opts: { sequence?: boolean | 'store' } = {}): OscoreContext {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -94,18 +136,33 @@ export function loadOscoreContext(file: string, opts: { sequence?: boolean } = {
   const algorithm = o.algorithm ?? 'AES-CCM-16-64-128';
   const kdf = o['kdf-hashfun'] ?? 'sha256';
   if (typeof algorithm !== 'string') throw new UsageError(`--oscore ${file}: algorithm must be a string`);
+  const idContext = bytesField(o, 'id-context', label);
+  const sequence =
+    opts.sequence === false
+      ? {}
+      : opts.sequence === 'store'
+        ? {
+            sequenceSource: new StoreSequenceSource(
+              oscoreSequenceName({ senderId, idContext }),
+              `${file}.seq`,
+            ),
+          }
+        : { sequenceStore: new FileSequenceStore(`${file}.seq`) };
   if (kdf !== 'sha256')
     throw new UsageError(`--oscore ${file}: kdf-hashfun ${JSON.stringify(kdf)} is not supported (sha256)`);
   try {
-    return new OscoreContext({
+    const ctx = new OscoreContext({
       masterSecret: secret,
       masterSalt: bytesField(o, 'salt', label),
       senderId,
       recipientId,
-      idContext: bytesField(o, 'id-context', label),
+      idContext,
       algorithm,
-      ...(opts.sequence === false ? {} : { sequenceStore: new FileSequenceStore(`${file}.seq`) }),
+      ...sequence,
     });
+    if ('sequenceSource' in sequence && sequence.sequenceSource)
+      storeSources.set(ctx, sequence.sequenceSource);
+    return ctx;
   } catch (err) {
     if (err instanceof UsageError) throw err;
     if (err instanceof CoapError) {
@@ -127,6 +184,10 @@ export function oscoreRequestOption(p: Parsed): { oscore?: OscoreContext } {
 export interface ServeOscore {
   contexts: OscoreContext[];
   required: string[];
+  /** With --data/--store: where the contexts take their sequence numbers (bound by `bindOscoreStore`). */
+  sources?: StoreSequenceSource[];
+  /** With --store (servers sharing the context): every protected response has its own Partial IV. */
+  ownPartialIv?: boolean;
 }
 
 /** Reads `--oscore` and `--oscore-required` of `coapkit serve`. */
@@ -140,7 +201,27 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
   for (const r of required)
     if (!r.startsWith('/'))
       throw new UsageError(`--oscore-required ${r}: a path starts with "/" (e.g. /secure/** or /**)`);
+  // With a durable store the sequence numbers come from it (FILE.seq is only read, once).
+  if (str(p, 'data') !== undefined || str(p, 'store') !== undefined) {
+    const contexts = files.map((f) => loadOscoreContext(f, { sequence: 'store' }));
+    const sources = contexts.map((c) => storeSources.get(c)!);
+    // Servers sharing a PostgreSQL store share the context but not their replay windows.
+    return { contexts, required, sources, ...(str(p, 'store') !== undefined ? { ownPartialIv: true } : {}) };
+  }
   return { contexts: files.map((f) => loadOscoreContext(f)), required };
+}
+
+/**
+ * Before the server listens: binds the contexts of `--oscore` to the durable
+ * store (when there is one) and waits until each holds a reserved range of
+ * sequence numbers (OscoreSequenceError when the store cannot give one).
+ */
+export async function readyOscore(o: ServeOscore, store: StateStore | undefined): Promise<void> {
+  if (o.sources !== undefined) {
+    if (store === undefined) throw new OscoreSequenceError('OSCORE sequence numbers need the durable store');
+    for (const s of o.sources) s.store = store;
+  }
+  await Promise.all(o.contexts.map((c) => c.ready()));
 }
 
 /** The banner line of `coapkit serve` about OSCORE. */
@@ -152,5 +233,6 @@ export function oscoreBanner(o: ServeOscore): string {
     o.required.length > 0
       ? `; required on ${o.required.join(' ')}`
       : '; required nowhere (--oscore-required)';
-  return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}`;
+  const seq = o.sources !== undefined ? '; sequence numbers from the store' : '';
+  return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}${seq}`;
 }

@@ -2,11 +2,17 @@
  * The OSCORE security context (RFC 8613 §3): Common, Sender and Recipient
  * parts derived with HKDF-SHA-256 from the Master Secret and Salt, the sender
  * sequence number (never reused, §7.5: persisted ahead with a margin K_SSN
- * through a SequenceStore) and the replay window of the recipient (§7.4).
+ * through a SequenceStore, or taken in reserved ranges from a SequenceSource
+ * shared by several servers) and the replay window of the recipient (§7.4).
  */
 import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
-import { InvalidArgumentError, OscoreDecryptError, OscoreSequenceError } from '../errors.js';
+import {
+  InvalidArgumentError,
+  OscoreDecryptError,
+  OscoreSequenceError,
+  OscoreSequenceUnavailableError,
+} from '../errors.js';
 import { cborEncode } from './cbor.js';
 
 /** An AEAD algorithm OSCORE can use (COSE algorithm number, RFC 9053). */
@@ -66,6 +72,22 @@ export interface SequenceStore {
   save(next: number): void;
 }
 
+/**
+ * Where a context takes its sender sequence numbers in ranges (§7.5.1), when
+ * several servers share one context (a fleet on one PostgreSQL store):
+ * `reserve(count)` resolves with the first number of a range [first, first +
+ * count) that no other caller ever receives, durable before it resolves.
+ * The context asks for the next range when the current one is half used, so
+ * protecting a message never waits.
+ */
+export interface SequenceSource {
+  /** Reserves `count` numbers; resolves with the first one (durable, given to no one else). */
+  reserve(count: number): Promise<number>;
+}
+
+/** Largest range a context asks a SequenceSource for after running dry (it doubles each time). */
+const MAX_SEQUENCE_RANGE = 65_536;
+
 /** Options of {@link OscoreContext}. */
 export interface OscoreContextOptions {
   /** Master Secret (§3.1), at least 16 bytes recommended. */
@@ -86,13 +108,24 @@ export interface OscoreContextOptions {
   senderSequenceNumber?: number;
   /** Persistence of the sender sequence number (§7.5.1); default none (in memory). */
   sequenceStore?: SequenceStore | undefined;
-  /** How far ahead the stored sequence number runs, K_SSN (default 256). */
+  /**
+   * Sender sequence numbers in reserved ranges from a shared source (instead of
+   * `sequenceStore`); `await ctx.ready()` before the first message. When a
+   * range runs out before the next one is committed, that message fails with
+   * OscoreSequenceUnavailableError (nothing is reused, nothing waits).
+   */
+  sequenceSource?: SequenceSource | undefined;
+  /**
+   * How far ahead the stored sequence number runs, K_SSN (default 256); with a
+   * `sequenceSource`, the size of the first range (doubled, up to 65 536, each
+   * time a range runs out before the next one arrives).
+   */
   sequenceMargin?: number;
   /**
    * The replay state of the recipient: 'fresh' (a new context: every sequence number
    * is accepted once) or 'unknown' (a restart: the server first re-establishes
    * freshness with Echo, RFC 8613 Appendix B.1.2). Default 'unknown' with a
-   * sequenceStore, else 'fresh'.
+   * sequenceStore or sequenceSource, else 'fresh'.
    */
   replayState?: 'fresh' | 'unknown';
   /** Replay window size in sequence numbers, 1..64 (default 32, §7.4). */
@@ -135,8 +168,27 @@ export class OscoreContext {
   private seq: number;
   private readonly store: SequenceStore | undefined;
   private readonly margin: number;
-  /** The stored bound: sequence numbers below it may be used. */
+  /** The stored bound (or the end of the reserved range): sequence numbers below it may be used. */
   private persisted: number;
+  private readonly source: SequenceSource | undefined;
+  /** With a source: the number at which the next range is asked for (Infinity: asked, or held). */
+  private refillAt = Number.POSITIVE_INFINITY;
+  /** With a source: the next range, reserved and not begun yet. */
+  private spare: { first: number; end: number } | undefined;
+  /** With a source: the reservation in flight. */
+  private refilling: Promise<void> | undefined;
+  /** With a source: the size of the next range asked for. */
+  private rangeSize: number;
+  /** With a source: the current range ran out and the next has not arrived yet. */
+  private dry = false;
+  /** With a source: the end of the highest range received (ranges only go up). */
+  private highestEnd = 0;
+  /** With a source: why the last reservation failed (cleared by the next success). */
+  private lastReserveError: unknown;
+  /** With a source: ranges received so far. */
+  reservations = 0;
+  /** With a source: messages refused because no number was reserved (OscoreSequenceUnavailableError). */
+  sequenceUnavailable = 0;
   /** Replay window (§7.4): highest sequence number received and a bitmap of the ones below. */
   private replayHigh = -1;
   private replayBits = 0n;
@@ -183,8 +235,18 @@ export class OscoreContext {
     if (!Number.isInteger(this.margin) || this.margin < 1 || this.margin > 1e9)
       throw new InvalidArgumentError('OSCORE sequenceMargin must be an integer in 1..1e9');
     this.store = opts.sequenceStore;
-    this.replayKnown = (opts.replayState ?? (this.store ? 'unknown' : 'fresh')) === 'fresh';
-    if (this.store !== undefined) {
+    this.source = opts.sequenceSource;
+    this.rangeSize = this.margin;
+    if (this.store !== undefined && this.source !== undefined)
+      throw new InvalidArgumentError('OSCORE sequenceStore and sequenceSource exclude each other');
+    if (this.source !== undefined && typeof this.source.reserve !== 'function')
+      throw new InvalidArgumentError('OSCORE sequenceSource needs a reserve(count) method');
+    this.replayKnown = (opts.replayState ?? (this.store || this.source ? 'unknown' : 'fresh')) === 'fresh';
+    if (this.source !== undefined) {
+      // Nothing may be used before the first range is reserved (ready()).
+      this.seq = 0;
+      this.persisted = 0;
+    } else if (this.store !== undefined) {
       const stored = this.store.load();
       if (
         stored !== undefined &&
@@ -207,12 +269,37 @@ export class OscoreContext {
     return this.seq;
   }
 
+  /**
+   * Resolves once sender sequence numbers can be taken: with a `sequenceSource`,
+   * when the first range is reserved (rejects with OscoreSequenceError when the
+   * source fails); at once otherwise. A server calls it before it listens.
+   */
+  async ready(): Promise<void> {
+    if (this.source === undefined || this.seq < this.persisted) return;
+    if (this.spare === undefined) {
+      this.refill();
+      await this.refilling;
+    }
+    // A message sent meanwhile may have begun the range already.
+    if (this.seq < this.persisted) return;
+    if (this.spare === undefined) {
+      const err = this.lastReserveError;
+      throw new OscoreSequenceError(
+        `could not reserve OSCORE sequence numbers: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+    this.beginSpare();
+  }
+
   /** Takes the next sender sequence number, persisting the bound ahead first when needed (§7.5.1). */
   nextSequenceNumber(): number {
-    const n = this.seq;
+    let n = this.seq;
+    if (n >= this.persisted && this.source !== undefined) n = this.nextRange();
     if (n > MAX_SEQUENCE_NUMBER)
       throw new OscoreSequenceError('OSCORE sender sequence number exhausted: derive a new context (§7.2.1)');
-    if (n >= this.persisted) {
+    if (n >= this.refillAt) this.refill();
+    else if (n >= this.persisted) {
       const next = Math.min(n + this.margin, MAX_SEQUENCE_NUMBER + 1);
       try {
         this.store!.save(next);
@@ -228,6 +315,80 @@ export class OscoreContext {
     }
     this.seq = n + 1;
     return n;
+  }
+
+  /** The current range is used up: the reserved next one begins, or this message fails (never waits). */
+  private nextRange(): number {
+    if (this.spare === undefined) {
+      this.sequenceUnavailable++;
+      // It ran dry before the next range arrived: ask for larger ranges from now on (once per dry spell).
+      if (!this.dry)
+        this.rangeSize = Math.max(this.rangeSize, Math.min(this.rangeSize * 2, MAX_SEQUENCE_RANGE));
+      this.dry = true;
+      this.refill();
+      const why = this.lastReserveError;
+      throw new OscoreSequenceUnavailableError(
+        why === undefined
+          ? 'no OSCORE sequence number reserved yet: the next range is being reserved'
+          : `no OSCORE sequence number reserved: ${why instanceof Error ? why.message : String(why)}`,
+        why === undefined ? {} : { cause: why },
+      );
+    }
+    this.beginSpare();
+    return this.seq;
+  }
+
+  private beginSpare(): void {
+    const r = this.spare!;
+    this.spare = undefined;
+    this.dry = false;
+    this.seq = r.first;
+    this.persisted = r.end;
+    // The next range is asked for when this one is half used.
+    this.refillAt = r.first + Math.ceil((r.end - r.first) / 2);
+  }
+
+  /** Asks the source for the next range (one request at a time), unless one is held or on its way. */
+  private refill(): void {
+    const source = this.source;
+    if (source === undefined || this.refilling !== undefined || this.spare !== undefined) return;
+    this.refillAt = Number.POSITIVE_INFINITY;
+    const count = this.rangeSize;
+    let p: Promise<number>;
+    try {
+      p = Promise.resolve(source.reserve(count));
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    this.refilling = p.then(
+      (first) => {
+        this.refilling = undefined;
+        // A store that answers a number below a range already received would make a nonce repeat.
+        if (!Number.isSafeInteger(first) || first < this.highestEnd) {
+          this.failed(
+            new OscoreSequenceError(
+              `the sequence number store answered ${first}, below ${this.highestEnd} (already reserved): refusing to reuse numbers`,
+            ),
+          );
+          return;
+        }
+        const end = Math.min(first + count, MAX_SEQUENCE_NUMBER + 1);
+        this.highestEnd = Math.max(this.highestEnd, end);
+        this.lastReserveError = undefined;
+        this.reservations++;
+        this.spare = { first, end };
+      },
+      (err: unknown) => {
+        this.refilling = undefined;
+        this.failed(err);
+      },
+    );
+  }
+
+  private failed(err: unknown): void {
+    this.lastReserveError = err;
+    // The next message asks again (one request at a time).
+    this.refillAt = this.seq;
   }
 
   /** The AEAD nonce (§5.2) for a Partial IV and the ID of the endpoint that chose it. */

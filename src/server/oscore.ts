@@ -36,7 +36,7 @@ import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
-import { InvalidArgumentError, OscoreError } from '../errors.js';
+import { InvalidArgumentError, OscoreError, OscoreSequenceUnavailableError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { OscoreContext } from '../oscore/context.js';
 import { decodeOscoreOption } from '../oscore/option.js';
@@ -74,6 +74,13 @@ export interface OscoreServerOptions {
   outerBlockSize?: number;
   /** The clock of the outer block-wise state's expiry (default the real one). */
   clock?: Clock;
+  /**
+   * Every protected response carries a Partial IV of the server's own (default: only
+   * Observe notifications and Echo challenges). For servers sharing one context (a
+   * fleet on one store): their replay windows are apart, so a request replayed to a
+   * second server would otherwise be answered under the first one's nonce.
+   */
+  ownPartialIv?: boolean;
 }
 
 /** What the layer did, for tests and logs. */
@@ -86,7 +93,10 @@ export interface OscoreServerStats {
   echoChallenges: number;
   /** Unprotected requests to a required path. */
   unprotectedRefused: number;
-  /** Responses that could not be protected (sequence number exhausted or not persisted): 5.00 sent. */
+  /**
+   * Responses that could not be protected: 5.03 + Max-Age while no sequence number is
+   * reserved (a shared store's next range not committed yet), else 5.00 (exhausted, not persisted).
+   */
   protectFailures: number;
   /** Protected requests put back together from outer Block1 blocks. */
   outerReassembled: number;
@@ -125,6 +135,7 @@ export class OscoreServer {
   private readonly echo: AmplificationGuard;
   private readonly maxUnfragmented: number;
   private readonly outerBlockSize: number;
+  private readonly alwaysOwnPiv: boolean;
   /** Outer Block1 bodies being put back together, and protected responses served in outer Block2 blocks. */
   private readonly partial: OuterBlockStore<PartialBody>;
   private readonly responses: OuterBlockStore<OutgoingResponse>;
@@ -140,6 +151,7 @@ export class OscoreServer {
     this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000 });
     this.maxUnfragmented = options.maxUnfragmentedSize ?? DEFAULT_MAX_UNFRAGMENTED_SIZE;
     this.outerBlockSize = options.outerBlockSize ?? 1152;
+    this.alwaysOwnPiv = options.ownPartialIv === true;
     const clock = options.clock ? { clock: options.clock } : {};
     // Partial bodies cannot be verified before they are whole: at most 64 (4 per peer) of at most
     // maxUnfragmentedSize bytes each (4 MiB with the default), each expiring 60 s after its last block.
@@ -332,7 +344,8 @@ export class OscoreServer {
         : this.protect(
             binding,
             r,
-            observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true,
+            this.alwaysOwnPiv ||
+              (observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true),
             peer,
           );
     const result = server.handle(inner, innerPeer, endpoint, true);
@@ -358,6 +371,12 @@ export class OscoreServer {
       // protected; an unprotected 5.00 without payload tells the client, revealing nothing.
       this.stats.protectFailures++;
       this.lastProtectError = err;
+      // The next range of a shared sequence store is on its way: try again shortly.
+      if (err instanceof OscoreSequenceUnavailableError)
+        return {
+          code: ResponseCode.ServiceUnavailable,
+          options: [{ number: OptionNumber.MaxAge, value: encodeUint(err.retryAfter) }],
+        };
       return refusal(ResponseCode.InternalServerError, '');
     }
     if (peer !== undefined) {

@@ -4,6 +4,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import { checkReserve, parseStoredSequence, sequenceStateName, storedSequence } from './sequence.js';
 import type {
   ObserverRecord,
   ResourceRecord,
@@ -76,6 +77,15 @@ export class MemoryStore implements StateStore {
 
   deleteState(name: string): Promise<void> {
     return this.apply([{ op: 'deleteState', name }]);
+  }
+
+  async reserveSequence(name: string, count: number, atLeast = 0): Promise<number> {
+    checkReserve(name, count, atLeast);
+    if (this.failWith !== undefined) throw this.failWith;
+    const key = sequenceStateName(name);
+    const first = Math.max(parseStoredSequence(name, this.state.get(key)), atLeast);
+    this.state.set(key, storedSequence(first + count));
+    return first;
   }
 
   /** Nothing to release. */

@@ -18,6 +18,7 @@ import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { coalesce } from './coalesce.js';
 import { StoreDependencyError, StoreFormatError, StoreUnavailableError } from './errors.js';
+import { checkReserve, MAX_STORED_SEQUENCE, sequenceStateName } from './sequence.js';
 import type {
   ObserverRecord,
   RemoteChange,
@@ -277,8 +278,69 @@ export class PostgresStore implements StateStore {
     return r.rows[0] === undefined ? undefined : rowToResource(r.rows[0]);
   }
 
-  async apply(changes: readonly StoreChange[]): Promise<void> {
-    if (changes.length === 0) return;
+  /**
+   * Statements on the write connection, one at a time: a reservation must
+   * never run inside another caller's open transaction (it would be rolled
+   * back with it, or be committed only later).
+   */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+  private tail: Promise<unknown> = Promise.resolve();
+
+  apply(changes: readonly StoreChange[]): Promise<void> {
+    if (changes.length === 0) return Promise.resolve();
+    return this.serial(() => this.applyNow(changes));
+  }
+
+  /**
+   * One statement (autocommit): INSERT ... ON CONFLICT DO UPDATE moves the
+   * counter up under the row's lock, so concurrent servers get disjoint ranges;
+   * RETURNING gives the new value once it is committed.
+   */
+  reserveSequence(name: string, count: number, atLeast = 0): Promise<number> {
+    try {
+      checkReserve(name, count, atLeast);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.serial(async () => {
+      const c = this.writer();
+      let r: { rows: Array<Record<string, unknown>> };
+      try {
+        r = await c.query(
+          `INSERT INTO coapkit_state (name, value)
+             VALUES ($1, convert_to(($2::bigint + $3::bigint)::text, 'UTF8'))
+           ON CONFLICT (name) DO UPDATE SET value = convert_to((GREATEST(
+             CASE WHEN encode(coapkit_state.value, 'escape') ~ '^[0-9]{1,16}$'
+               THEN encode(coapkit_state.value, 'escape')::bigint END, $2::bigint) + $3::bigint)::text, 'UTF8')
+           WHERE encode(coapkit_state.value, 'escape') ~ '^[0-9]{1,16}$'
+           RETURNING encode(value, 'escape')::bigint - $3::bigint AS first`,
+          [sequenceStateName(name), atLeast, count],
+        );
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
+          this.lost(c, err as Error);
+        throw new StoreUnavailableError(`${this.location}: ${msg}`, { cause: err });
+      }
+      const row = r.rows[0];
+      // No row: the WHERE refused a stored value that is not a number.
+      const first = row === undefined ? Number.NaN : Number(row.first);
+      if (!Number.isSafeInteger(first) || first < 0 || first > MAX_STORED_SEQUENCE)
+        throw new StoreFormatError(
+          `${this.location}: the stored OSCORE sequence counter ${sequenceStateName(name)} is not a number`,
+          {
+            hint: 'a counter that cannot be trusted means new OSCORE contexts are needed (never reuse a nonce)',
+          },
+        );
+      return first;
+    });
+  }
+
+  private async applyNow(changes: readonly StoreChange[]): Promise<void> {
     const c = this.writer();
     const b = coalesce(changes);
     try {

@@ -161,6 +161,28 @@ function apply(b) {
     throw err;
   }
 }
+function reserveSeq(name, count, atLeast) {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const r = st.getState.get(name);
+    let cur = 0;
+    if (r) {
+      const t = Buffer.from(r.value).toString('latin1');
+      if (!/^[0-9]{1,16}$/.test(t) || Number(t) > 2 ** 50) {
+        db.exec('ROLLBACK');
+        return { bad: r.value };
+      }
+      cur = Number(t);
+    }
+    const first = Math.max(cur, atLeast);
+    st.putState.run(name, Buffer.from(String(first + count), 'latin1'));
+    db.exec('COMMIT');
+    return { first };
+  } catch (err) {
+    try { db.exec('ROLLBACK'); } catch {}
+    throw err;
+  }
+}
 function load() {
   const resources = db.prepare('SELECT * FROM coapkit_resources ORDER BY ord').all().map((r) => ({
     path: r.path, payload: r.payload, contentFormat: r.content_format ?? undefined, etag: r.etag,
@@ -187,6 +209,7 @@ parentPort.on('message', (m) => {
         break;
       case 'load': result = load(); break;
       case 'apply': apply(m.batch); break;
+      case 'reserveSeq': result = reserveSeq(m.name, m.count, m.atLeast); break;
       case 'loadState': { const r = st.getState.get(m.name); result = r ? r.value : undefined; break; }
       case 'getResource': { const r = db.prepare('SELECT * FROM coapkit_resources WHERE path = ?').get(m.path); result = r; break; }
       case 'close': if (db) { try { db.close(); } catch {} db = undefined; } break;

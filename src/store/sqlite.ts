@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { coalesce } from './coalesce.js';
 import { StoreDependencyError, type StoreError, StoreFormatError, StoreUnavailableError } from './errors.js';
+import { checkReserve, parseStoredSequence, sequenceStateName } from './sequence.js';
 import { SQLITE_APPLICATION_ID, SQLITE_SCHEMA_VERSION, SQLITE_WORKER_SOURCE } from './sqlite-worker.js';
 import type {
   ObserverRecord,
@@ -239,6 +240,20 @@ export class SqliteStore implements StateStore {
 
   deleteState(name: string): Promise<void> {
     return this.apply([{ op: 'deleteState', name }]);
+  }
+
+  /** One IMMEDIATE transaction in the worker: read the counter, write it moved up by `count`. */
+  async reserveSequence(name: string, count: number, atLeast = 0): Promise<number> {
+    checkReserve(name, count, atLeast);
+    const r = (await this.call({ op: 'reserveSeq', name: sequenceStateName(name), count, atLeast })) as
+      | { first: number }
+      | { bad: Uint8Array };
+    // The worker answers the stored bytes when they are not a number: refused here, with the same error as elsewhere.
+    if ('bad' in r) {
+      parseStoredSequence(name, toBuffer(r.bad));
+      throw new StoreFormatError(`${this.file}: bad OSCORE sequence counter ${name}`);
+    }
+    return r.first;
   }
 
   private async stopWorker(): Promise<void> {

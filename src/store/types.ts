@@ -153,6 +153,15 @@ export interface StateStore {
   /** Removes a named blob. */
   deleteState(name: string): Promise<void>;
   /**
+   * Reserves `count` OSCORE sender sequence numbers for the context `name`
+   * (RFC 8613 §7.5): resolves with the first number of a range [first, first +
+   * count) that no other caller ever receives (in this process or another
+   * server sharing the store), committed before it resolves; `first` is at
+   * least `atLeast` (a FILE.seq being migrated). Kept as the named blob
+   * `oscore.seq:NAME` (decimal text). Undefined in stores that cannot do it.
+   */
+  reserveSequence?(name: string, count: number, atLeast?: number): Promise<number>;
+  /**
    * Changes committed by another server sharing this store (PostgreSQL
    * LISTEN/NOTIFY): `listener` gets the paths; resolves once listening.
    * Undefined when the store has no other writers (memory, SQLite).

@@ -82,6 +82,7 @@ const KNOWN: Array<[Name, string, Name | undefined]> = [
   ['OscoreDecryptError', 'COAP_ERR_OSCORE_DECRYPT', 'OscoreError'],
   ['OscoreReplayError', 'COAP_ERR_OSCORE_REPLAY', 'OscoreError'],
   ['OscoreSequenceError', 'COAP_ERR_OSCORE_SEQUENCE', 'OscoreError'],
+  ['OscoreSequenceUnavailableError', 'COAP_ERR_OSCORE_SEQUENCE_UNAVAILABLE', 'OscoreSequenceError'],
 ];
 
 /** Every error class the module exports (classes appended later are covered automatically). */

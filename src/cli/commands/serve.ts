@@ -29,7 +29,13 @@ import { escapeText, peerText } from '../escape.js';
 import { ExitCode } from '../exit.js';
 import { SERVE_HELP } from '../help.js';
 import { type Io, lineSink, writeAll } from '../io.js';
-import { OSCORE_SERVE_FLAGS, oscoreBanner, type ServeOscore, serveOscoreArgs } from '../oscore.js';
+import {
+  OSCORE_SERVE_FLAGS,
+  oscoreBanner,
+  readyOscore,
+  type ServeOscore,
+  serveOscoreArgs,
+} from '../oscore.js';
 import { PSK_FLAGS, readInputFile, serverKeys } from '../psk.js';
 import {
   parseReliableServe,
@@ -308,6 +314,8 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
       ? [opts.host]
       : await resolveAll(opts.host, opts.lookupHost);
   try {
+    // OSCORE: a reserved range of sender sequence numbers (from the store with --data/--store) first.
+    if (opts.oscore) await readyOscore(opts.oscore, durable?.store);
     // A payload in one datagram is checked by the store, whose 4.13 names --max-size.
     const maxPayloadSize = Math.max(opts.maxSize, 2048);
     const plain = new CoapServer({ maxPayloadSize, blockwise, observe });
@@ -542,6 +550,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (opts.workers > 1 && bool(p, 'multicast'))
     throw new UsageError('--multicast with --workers above 1', {
       hint: 'multicast is answered by one process: use --workers 1',
+    });
+  if (opts.workers > 1 && opts.oscore !== undefined && opts.storeUrl === undefined)
+    throw new UsageError('--oscore with --workers above 1 needs --store postgres://...', {
+      hint: 'processes sharing FILE.seq would send the same Partial IV; with --store they reserve disjoint ranges',
     });
   if (opts.workers > 1 && opts.data !== undefined)
     throw new UsageError('--data with --workers above 1', {
