@@ -88,7 +88,10 @@ export type SegmentEvent =
 /** In-order bytes a segment delivered, with the frame that carried each chunk. */
 export interface Delivered {
   data: Uint8Array;
+  /** The capture frame that carried these bytes. */
   frame: number;
+  /** The capture frame whose arrival put them in order (later than `frame` when held out of order). */
+  at: number;
   /** True when a gap precedes this chunk: the reader above must resynchronise. */
   afterGap: boolean;
 }
@@ -179,14 +182,14 @@ export class TcpDirection {
       { seq, data: seg.payload, missing: Math.max(0, seg.announced - seg.payload.length), frame, fin },
       events,
     );
-    this.drain(delivered, events);
+    this.drain(delivered, events, frame);
     while (
       this.pending.length > 0 &&
       (this.pending.length > TCP_LIMITS.maxPendingSegments ||
         this.pendingBytes > TCP_LIMITS.maxPendingBytes ||
         this.shared.pendingBytes > TCP_LIMITS.maxPendingBytesTotal)
     ) {
-      this.skipToFirstPending(delivered, events, 'out-of-order buffer full while waiting for them');
+      this.skipToFirstPending(delivered, events, 'out-of-order buffer full while waiting for them', frame);
     }
     return { delivered, events };
   }
@@ -250,7 +253,8 @@ export class TcpDirection {
     this.shared.pendingBytes += p.data.length;
   }
 
-  private drain(delivered: Delivered[], events: SegmentEvent[]): void {
+  /** `at`: the frame being processed (undefined at the end of the capture: each chunk's own). */
+  private drain(delivered: Delivered[], events: SegmentEvent[], at?: number): void {
     for (;;) {
       const first = this.pending[0];
       if (first === undefined || this.finished) return;
@@ -263,7 +267,7 @@ export class TcpDirection {
       const end = (dataEnd + first.missing) >>> 0;
       if (seqLt(next, dataEnd)) {
         const data = first.data.subarray((next - first.seq) >>> 0);
-        delivered.push({ data, frame: first.frame, afterGap: this.gapPending });
+        delivered.push({ data, frame: first.frame, at: at ?? first.frame, afterGap: this.gapPending });
         this.gapPending = false;
         this.bytes += data.length;
         events.push({ kind: 'data', bytes: data.length });
@@ -287,14 +291,19 @@ export class TcpDirection {
   }
 
   /** Declares the hole before the first held segment a gap and delivers from there. */
-  private skipToFirstPending(delivered: Delivered[], events: SegmentEvent[], reason: string): void {
+  private skipToFirstPending(
+    delivered: Delivered[],
+    events: SegmentEvent[],
+    reason: string,
+    at?: number,
+  ): void {
     const first = this.pending[0] as Pending;
     const next = this.next as number;
     if (seqLt(next, first.seq)) {
       this.recordGap(events, next, (first.seq - next) >>> 0, reason);
       this.next = first.seq;
     }
-    this.drain(delivered, events);
+    this.drain(delivered, events, at);
   }
 
   private recordGap(events: SegmentEvent[], seq: number, bytes: number, reason: string): void {

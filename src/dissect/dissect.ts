@@ -6,7 +6,14 @@
 import { type DnsMessage, decodeDns, summarizeDns } from '../capture/dns.js';
 import { decodeIp, decodeLinkLayer, decodeUdp, type IpLayer, LINK_TYPE_NAMES } from '../capture/network.js';
 import { type CaptureFile, parseCapture, partialCapture } from '../capture/reader.js';
-import { decodeTcp, type SegmentEvent, TCP_RST, TcpReassembler, tcpFlagNames } from '../capture/tcp.js';
+import {
+  type Delivered,
+  decodeTcp,
+  type SegmentEvent,
+  TCP_RST,
+  TcpReassembler,
+  tcpFlagNames,
+} from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
 import { type CaptureFormatError, CoapError } from '../errors.js';
 import type { OscoreContext } from '../oscore/context.js';
@@ -589,7 +596,7 @@ class TcpCoapFlows {
     }
   }
 
-  private read(stream: number, delivered: { data: Uint8Array; frame: number; afterGap: boolean }[]): void {
+  private read(stream: number, delivered: Delivered[]): void {
     let reader = this.readers.get(stream);
     for (const chunk of delivered) {
       if (reader === undefined) {
@@ -611,8 +618,7 @@ class TcpCoapFlows {
   }
 
   private frame(stream: number, f: StreamFrame): void {
-    const last = f.segments[f.segments.length - 1] as number;
-    const fi = this.result.frames[last - 1];
+    const fi = this.result.frames[f.at - 1];
     const dir = this.reassembler.list[stream - 1];
     if (fi === undefined || dir === undefined) return;
     try {

@@ -21,6 +21,8 @@ export const MAX_TCP_COAP_FRAME = 8 * 1024 * 1024;
 /** A complete frame read from a stream, and the capture frames that carried its bytes. */
 export interface StreamFrame {
   bytes: Uint8Array;
+  /** Capture frame whose arrival completed the frame in stream order (tshark shows the message there). */
+  at: number;
   /** Capture frame numbers, in order (the last one completed the frame). */
   segments: number[];
 }
@@ -107,10 +109,9 @@ export function describeTcpFrame(
 ): CoapMessageInfo {
   const datagram = frameToDatagram(frame.bytes, false);
   const m = decodeMessage(datagram);
-  const last = frame.segments[frame.segments.length - 1] as number;
   const info = describeMessage(m, datagram.length, {
     index: ctx.index,
-    frame: last,
+    frame: frame.at,
     relTime: ctx.relTime,
     src: ctx.src,
     dst: ctx.dst,
@@ -144,35 +145,46 @@ export function describeTcpFrame(
   return info;
 }
 
+/** Codes registered for CoAP (RFC 7252, 7959, 8132, 8323, 8516...): resynchronisation accepts only these. */
+const REGISTERED_CODES = new Set([
+  // requests 0.01-0.07
+  1, 2, 3, 4, 5, 6, 7,
+  // 2.01-2.05, 2.31
+  65, 66, 67, 68, 69, 95,
+  // 4.00-4.06, 4.08, 4.12, 4.13, 4.15, 4.22, 4.29
+  128, 129, 130, 131, 132, 133, 134, 136, 140, 141, 143, 150, 157,
+  // 5.00-5.05, 5.08
+  160, 161, 162, 163, 164, 165, 168,
+  // 7.01-7.05
+  225, 226, 227, 228, 229,
+]);
+
 /**
- * Is this a plausible frame start (to resynchronise on)? Token length 0-8, a
- * request, response or signaling code (not Empty), a size within the bound,
- * and, when the chunk holds the whole frame, options that decode.
+ * Does this segment start with a frame, as a sender writes them? After a gap or
+ * a mid-stream start, a segment is taken as a frame boundary only when it is a
+ * chain of whole frames that covers it exactly, each with a token of 0-8 bytes,
+ * a registered code (not Empty) and options that decode. Payload bytes rarely
+ * pass; when they cannot be told apart, nothing is decoded until one that does.
  */
-function plausibleStart(chunk: Uint8Array): boolean {
-  let h: ReturnType<typeof readFrameHeader>;
-  try {
-    h = readFrameHeader(chunk, 0, false);
-  } catch {
-    return false;
+export function framesCoverSegment(chunk: Uint8Array): boolean {
+  let o = 0;
+  while (o < chunk.length) {
+    let h: ReturnType<typeof readFrameHeader>;
+    try {
+      h = readFrameHeader(chunk, o, false);
+    } catch {
+      return false;
+    }
+    if (h === undefined || h.tkl > 8 || !REGISTERED_CODES.has(h.code) || o + h.size > chunk.length)
+      return false;
+    try {
+      decodeMessage(frameToDatagram(chunk.subarray(o, o + h.size), false));
+    } catch {
+      return false;
+    }
+    o += h.size;
   }
-  if (h === undefined || h.tkl > 8 || h.size > MAX_TCP_COAP_FRAME) return false;
-  const cls = h.code >> 5;
-  const detail = h.code & 0x1f;
-  const codeOk =
-    (cls === 0 && detail >= 1 && detail <= 7) ||
-    cls === 2 ||
-    cls === 4 ||
-    cls === 5 ||
-    (cls === 7 && detail >= 1 && detail <= 5);
-  if (!codeOk) return false;
-  if (h.size > chunk.length) return true;
-  try {
-    decodeMessage(frameToDatagram(chunk.subarray(0, h.size), false));
-    return true;
-  } catch {
-    return false;
-  }
+  return o > 0;
 }
 
 /**
@@ -214,18 +226,18 @@ export class TcpCoapReader {
       if (data.length === 0) return { frames, notes };
     }
     if (this.lost) {
-      if (!plausibleStart(data)) {
+      if (!framesCoverSegment(data)) {
         this.dropped += data.length;
         return { frames, notes };
       }
       this.lost = false;
       notes.push({
         frame: chunk.frame,
-        text: `resynchronised on a frame at the start of this segment${this.dropped > 0 ? ` (${this.dropped} byte(s) skipped before it)` : ''}`,
+        text: `resynchronised: this segment holds whole frames${this.dropped > 0 ? ` (${this.dropped} byte(s) skipped before it)` : ''}`,
       });
       this.dropped = 0;
     }
-    this.chunks.push({ data, frame: chunk.frame, afterGap: false });
+    this.chunks.push({ data, frame: chunk.frame, at: chunk.at, afterGap: false });
     this.held += data.length;
     for (;;) {
       if (this.held === 0) break;
@@ -249,7 +261,7 @@ export class TcpCoapReader {
         break;
       }
       if (this.held < h.size) break;
-      frames.push(this.take(h.size));
+      frames.push({ ...this.take(h.size), at: chunk.at });
       this.frames++;
     }
     return { frames, notes };
@@ -286,7 +298,7 @@ export class TcpCoapReader {
     return Uint8Array.from(out);
   }
 
-  private take(size: number): StreamFrame {
+  private take(size: number): Omit<StreamFrame, 'at'> {
     const segments: number[] = [];
     const first = this.chunks[0] as Delivered;
     if (first.data.length >= size) {
