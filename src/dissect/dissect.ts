@@ -290,7 +290,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
         continue;
       }
       if (ip.protocol !== 17) {
-        fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP)`;
+        fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP or TCP)`;
         fi.bytes.other = ipPayload.length;
         continue;
       }
