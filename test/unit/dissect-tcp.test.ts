@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeTcp, TCP_LIMITS, TcpDirection, TcpReassembler } from '../../src/capture/tcp.js';
 import { encodeFrame, SignalCode } from '../../src/codec/reliable.js';
+import { DISSECT_USAGE } from '../../src/dissect/cli.js';
 import { type DissectResult, dissect } from '../../src/dissect/dissect.js';
 import { renderJson, renderText } from '../../src/dissect/render.js';
 import { MAX_TCP_COAP_FRAME } from '../../src/dissect/tcp.js';
@@ -478,5 +479,11 @@ describe('dissect: CoAP over TCP (RFC 8323)', () => {
       EXPECTED.map((m) => m[0]).filter((m) => m !== '2.05 Content'),
     );
     assert.match(r.frames[7]?.errors.join() ?? '', /cut short by the capture/);
+  });
+
+  it('--help says what is decoded on TCP and how --port applies to it', () => {
+    assert.match(DISSECT_USAGE, /CoAP over TCP \(RFC 8323, coap\+tcp:\/\/\) on TCP port 5683 and any --port/);
+    assert.match(DISSECT_USAGE, /TCP port N as CoAP over\s+TCP/);
+    for (const name of ['7.01 CSM', '7.05 Abort']) assert.ok(DISSECT_USAGE.includes(name), name);
   });
 });
