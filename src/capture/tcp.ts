@@ -7,22 +7,33 @@
 import { CaptureFormatError } from '../errors.js';
 import { need, u16be, u32be } from './bytes.js';
 
+/** A decoded TCP header and the payload it carries. */
 export interface TcpLayer {
+  /** Source port. */
   srcPort: number;
+  /** Destination port. */
   dstPort: number;
+  /** Sequence number of the first payload byte (of the SYN, with SYN set). */
   seq: number;
+  /** Acknowledgment number. */
   ack: number;
   /** Header length in bytes (data offset × 4), options included. */
   headerLength: number;
   /** Flag bits (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80). */
   flags: number;
+  /** Receive window (unscaled). */
   window: number;
+  /** Checksum as captured (not verified: loopback captures carry offloaded ones). */
   checksum: number;
+  /** Captured payload bytes. */
   payload: Uint8Array;
 }
 
+/** FIN flag bit. */
 export const TCP_FIN = 0x01;
+/** SYN flag bit. */
 export const TCP_SYN = 0x02;
+/** RST flag bit. */
 export const TCP_RST = 0x04;
 
 const FLAG_NAMES: [number, string][] = [
@@ -77,16 +88,32 @@ export const TCP_LIMITS = {
 
 /** What happened to a segment's bytes. */
 export type SegmentEvent =
-  | { kind: 'data'; bytes: number }
-  | { kind: 'retransmission'; bytes: number }
-  | { kind: 'overlap'; bytes: number }
-  | { kind: 'out-of-order'; bytes: number }
-  | { kind: 'gap'; bytes: number; seq: number; reason: string }
-  | { kind: 'midstream'; seq: number }
-  | { kind: 'after-close'; bytes: number };
+  | {
+      /** data: bytes delivered in order; retransmission: all already seen; overlap: the first `bytes` already seen; out-of-order: held; after-close: after FIN/RST, ignored. */
+      kind: 'data' | 'retransmission' | 'overlap' | 'out-of-order' | 'after-close';
+      /** How many bytes. */
+      bytes: number;
+    }
+  | {
+      /** Bytes of the stream that never made it into the capture. */
+      kind: 'gap';
+      /** How many bytes are missing. */
+      bytes: number;
+      /** Sequence number of the first missing byte. */
+      seq: number;
+      /** Why the hole is given up on. */
+      reason: string;
+    }
+  | {
+      /** The first segment of a stream whose SYN is not in the capture. */
+      kind: 'midstream';
+      /** Its sequence number (taken as the start of the stream). */
+      seq: number;
+    };
 
 /** In-order bytes a segment delivered, with the frame that carried each chunk. */
 export interface Delivered {
+  /** The bytes (a view into the capture, not a copy). */
   data: Uint8Array;
   /** The capture frame that carried these bytes. */
   frame: number;
@@ -94,6 +121,14 @@ export interface Delivered {
   at: number;
   /** True when a gap precedes this chunk: the reader above must resynchronise. */
   afterGap: boolean;
+}
+
+/** What one segment (or the end of the capture) produced. */
+export interface SegmentResult {
+  /** Bytes now in order. */
+  delivered: Delivered[];
+  /** What happened, in order. */
+  events: SegmentEvent[];
 }
 
 interface Pending {
@@ -111,19 +146,28 @@ export class TcpDirection {
   next: number | undefined;
   /** The direction was first seen with a SYN (false: it started before the capture). */
   sawSyn = false;
+  /** FIN or RST seen: later bytes are ignored (until a new SYN). */
   finished = false;
+  /** In-order bytes delivered. */
   bytes = 0;
+  /** Holes given up on. */
   gaps = 0;
+  /** Bytes missing in them. */
   gapBytes = 0;
+  /** Segments wholly or partly seen before. */
   retransmissions = 0;
+  /** Segments that arrived ahead of a hole. */
   outOfOrder = 0;
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private gapPending = false;
 
   constructor(
+    /** 1-based, in order of first appearance. */
     readonly id: number,
+    /** Sender, "10.0.0.1:40000" or "[::1]:40000". */
     readonly src: string,
+    /** Receiver. */
     readonly dst: string,
     private readonly shared: { pendingBytes: number },
   ) {}
@@ -146,7 +190,7 @@ export class TcpDirection {
   push(
     seg: { seq: number; flags: number; payload: Uint8Array; announced: number },
     frame: number,
-  ): { delivered: Delivered[]; events: SegmentEvent[] } {
+  ): SegmentResult {
     const delivered: Delivered[] = [];
     const events: SegmentEvent[] = [];
     const syn = (seg.flags & TCP_SYN) !== 0;
@@ -198,7 +242,7 @@ export class TcpDirection {
    * At the end of the capture: the holes still open are gaps, and the bytes
    * held after them are delivered (attributed to the frames that carried them).
    */
-  flush(): { delivered: Delivered[]; events: SegmentEvent[] } {
+  flush(): SegmentResult {
     const delivered: Delivered[] = [];
     const events: SegmentEvent[] = [];
     while (this.pending.length > 0)
@@ -324,6 +368,7 @@ function seqLe(a: number, b: number): boolean {
 
 /** All the TCP stream directions of a capture, created only for segments that are worth it. */
 export class TcpReassembler {
+  /** The directions by "src|dst". */
   readonly directions = new Map<string, TcpDirection>();
   /** The directions by id (id 1 is at index 0). */
   readonly list: TcpDirection[] = [];

@@ -102,13 +102,19 @@ export interface FrameInfo {
   errors: string[];
 }
 
+/** A TCP segment of the capture. */
 export interface TcpSegmentInfo {
+  /** Source port. */
   srcPort: number;
+  /** Destination port. */
   dstPort: number;
+  /** Sequence number (absolute, as on the wire). */
   seq: number;
+  /** Acknowledgment number. */
   ack: number;
   /** "SYN", "ACK", ... */
   flags: string[];
+  /** TCP header bytes, options included. */
   headerLength: number;
   /** Payload bytes the IP header announces (more than captured when the snap length cut it). */
   payloadLength: number;
@@ -120,8 +126,11 @@ export interface TcpSegmentInfo {
 
 /** One direction of a TCP connection decoded as CoAP over TCP (RFC 8323). */
 export interface TcpStreamInfo {
+  /** 1-based, in order of first appearance (FrameInfo.tcp.stream, CoapMessageInfo.tcp.stream). */
   id: number;
+  /** Sender endpoint. */
   src: string;
+  /** Receiver endpoint. */
   dst: string;
   /** In-order stream bytes delivered. */
   bytes: number;
@@ -129,13 +138,23 @@ export interface TcpStreamInfo {
   coapFrames: number;
   /** False when the capture starts after the connection's SYN (the reader resynchronised). */
   sawSyn: boolean;
+  /** FIN or RST seen. */
   closed: boolean;
+  /** Segments wholly or partly seen before. */
   retransmissions: number;
+  /** Segments held until a hole before them was filled. */
   outOfOrder: number;
+  /** Holes never filled: reported, the frames across them not decoded. */
   gaps: number;
+  /** Bytes missing in the gaps. */
   gapBytes: number;
-  /** The capture ends inside a frame: bytes seen, and the announced size when known. */
-  incompleteFrame?: { have: number; size?: number };
+  /** The capture ends inside a frame. */
+  incompleteFrame?: {
+    /** Bytes of it seen. */
+    have: number;
+    /** Its size as announced by its header, when the header was complete. */
+    size?: number;
+  };
 }
 
 export interface DtlsFlight {
@@ -167,7 +186,10 @@ export interface DissectResult {
   dtls: DtlsSessionInfo[];
   coap: { messages: CoapMessageInfo[]; exchanges: CoapExchange[]; blockTransfers: BlockTransfer[] };
   /** CoAP over TCP stream directions (present when the capture has any). */
-  tcp?: { streams: TcpStreamInfo[] };
+  tcp?: {
+    /** Each direction of each connection on a CoAP port (5683 or a --port). */
+    streams: TcpStreamInfo[];
+  };
   /** Set when the capture is truncated or corrupt: everything before the fault is still in the result. */
   error?: { code: string; message: string };
   warnings: string[];
