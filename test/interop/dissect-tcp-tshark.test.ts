@@ -41,6 +41,8 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
   let packets: J[] = [];
   let result: DissectResult;
   let connections = 0;
+  /** Set when tshark runs but cannot capture here (no privileges): the tests skip with it. */
+  let cannotCapture: string | undefined;
   const body = Array.from({ length: 3000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
 
   before(async () => {
@@ -58,7 +60,10 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
       stderr += c.toString();
     });
     await until(() => /Capturing on/.test(stderr) || ts.exitCode !== null, 'tshark starts capturing', 30_000);
-    assert.equal(ts.exitCode, null, `tshark could not capture on lo: ${stderr}`);
+    if (ts.exitCode !== null) {
+      cannotCapture = `tshark cannot capture on lo here: ${stderr.trim().split('\n').pop()}`;
+      return;
+    }
     await until(() => existsSync(file), 'tshark creates the capture file', 30_000);
     const size0 = statSync(file).size;
     const uri = (path: string): string => `coap+tcp://127.0.0.1:${port}${path}`;
@@ -102,6 +107,7 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
     ts.kill('SIGINT');
     await until(() => ts.exitCode !== null || ts.signalCode !== null, 'tshark exits', 15_000);
     packets = await tsharkJson(file, ['-d', `tcp.port==${port},coap`]);
+    assert.ok(packets.length > 0);
     result = dissect(readFileSync(file), { ports: [port] });
   });
 
@@ -111,7 +117,8 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('decodes every frame tshark decodes, with the same code, token, length and options', () => {
+  it('decodes every frame tshark decodes, with the same code, token, length and options', (t) => {
+    if (cannotCapture) return t.skip(cannotCapture);
     const coapFrames = packets.filter((p) => p._source.layers.coap !== undefined);
     assert.ok(coapFrames.length >= 20, `${coapFrames.length} CoAP frames captured`);
     assert.equal(result.error, undefined);
@@ -157,7 +164,8 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
       assert.ok(signalingWithOptions >= 2, "libcoap's CSMs carry Max-Message-Size and Block-Wise-Transfer");
   });
 
-  it('names the signaling options and groups requests with their responses', () => {
+  it('names the signaling options and groups requests with their responses', (t) => {
+    if (cannotCapture) return t.skip(cannotCapture);
     const csm = result.coap.messages.filter((m) => m.codeName === '7.01 CSM');
     assert.ok(csm.length >= connections * 2, 'a CSM each way on every connection');
     for (const m of csm)
@@ -181,7 +189,8 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
     assert.match(renderText(result), /TCP stream 1: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+/);
   });
 
-  it('tshark flags no frame as malformed', () => {
+  it('tshark flags no frame as malformed', (t) => {
+    if (cannotCapture) return t.skip(cannotCapture);
     const malformed = packets.filter((p) => p._source.layers._ws?.['_ws.malformed'] !== undefined);
     assert.deepEqual(
       malformed.map((p) => p._source.layers.frame['frame.number']),
