@@ -121,6 +121,8 @@ export interface Delivered {
   at: number;
   /** True when a gap precedes this chunk: the reader above must resynchronise. */
   afterGap: boolean;
+  /** True on the first bytes after a SYN (a new connection, maybe on a reused port pair): the reader above starts afresh. */
+  fresh?: boolean;
 }
 
 /** What one segment (or the end of the capture) produced. */
@@ -161,6 +163,7 @@ export class TcpDirection {
   private pending: Pending[] = [];
   private pendingBytes = 0;
   private gapPending = false;
+  private fresh = false;
 
   constructor(
     /** 1-based, in order of first appearance. */
@@ -206,6 +209,7 @@ export class TcpDirection {
         (this.bytes === 0 && this.next !== isn)
       ) {
         this.reset();
+        this.fresh = true;
         this.sawSyn = true;
         this.next = isn;
       }
@@ -311,8 +315,15 @@ export class TcpDirection {
       const end = (dataEnd + first.missing) >>> 0;
       if (seqLt(next, dataEnd)) {
         const data = first.data.subarray((next - first.seq) >>> 0);
-        delivered.push({ data, frame: first.frame, at: at ?? first.frame, afterGap: this.gapPending });
+        delivered.push({
+          data,
+          frame: first.frame,
+          at: at ?? first.frame,
+          afterGap: this.gapPending,
+          ...(this.fresh ? { fresh: true } : {}),
+        });
         this.gapPending = false;
+        this.fresh = false;
         this.bytes += data.length;
         events.push({ kind: 'data', bytes: data.length });
         this.next = dataEnd;

@@ -207,6 +207,18 @@ export class TcpCoapReader {
   push(chunk: Delivered): { frames: StreamFrame[]; notes: StreamNote[] } {
     const frames: StreamFrame[] = [];
     const notes: StreamNote[] = [];
+    if (chunk.fresh) {
+      if (this.held > 0 || this.skipping > 0)
+        notes.push({
+          frame: chunk.frame,
+          text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: its connection ended and a new one starts here`,
+        });
+      this.chunks = [];
+      this.held = 0;
+      this.skipping = 0;
+      this.lost = false;
+      this.dropped = 0;
+    }
     if (chunk.afterGap) {
       if (this.held > 0)
         notes.push({

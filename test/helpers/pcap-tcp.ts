@@ -81,8 +81,8 @@ export function tcpPcap(segments: readonly TcpSegment[]): Buffer {
     const frame = ipTcp(s, i + 1);
     const incl = Math.min(frame.length, s.capture ?? frame.length);
     const rec = Buffer.alloc(16);
-    rec.writeUInt32LE(1_700_000_000, 0);
-    rec.writeUInt32LE(i * 1000, 4);
+    rec.writeUInt32LE(1_700_000_000 + Math.floor(i / 1000), 0);
+    rec.writeUInt32LE((i % 1000) * 1000, 4);
     rec.writeUInt32LE(incl, 8);
     rec.writeUInt32LE(frame.length, 12);
     out.push(rec, frame.subarray(0, incl));

@@ -402,6 +402,27 @@ describe('dissect: CoAP over TCP (RFC 8323)', () => {
     );
   });
 
+  it('a new connection on the same port pair starts afresh (a frame left incomplete is reported)', () => {
+    const first = new TcpConversation(CLIENT, SERVER, 100, 200)
+      .handshake()
+      .c(CSM)
+      .c(PUT(1).subarray(0, 5))
+      .close();
+    const second = new TcpConversation(CLIENT, SERVER, 900_000, 7_000).handshake().c(CSM).c(PUT(2)).close();
+    const r = dissect(tcpPcap([...first.segments, ...second.segments]));
+    check(r);
+    assert.deepEqual(
+      msgs(r).map((m) => `${m[0]} ${m[1]}`),
+      ['7.01 CSM ', '7.01 CSM ', 'PUT b002'],
+    );
+    const syn2 = first.segments.length + 4; // frame of the second connection's CSM
+    assert.match(
+      r.frames[syn2 - 1]?.errors.join() ?? '',
+      /incomplete RFC 8323 frame \(5 byte\(s\) of it seen\) dropped/,
+    );
+    assert.equal(r.tcp?.streams.length, 2, 'one direction each way, reused');
+  });
+
   it('a frame announcing more than the bound is skipped, not buffered; the stream goes on', () => {
     const huge = Buffer.from([0xf1, 0, 0x80, 0, 0, 0x45, 0xcc]); // Len 15 + 0x800000 + 65805, TKL 1
     const c = new TcpConversation(CLIENT, SERVER).handshake().c(CSM).c(huge).c(PUT(1));
