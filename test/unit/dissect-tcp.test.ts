@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { decodeTcp, TCP_LIMITS, TcpDirection, TcpReassembler } from '../../src/capture/tcp.js';
 import { encodeFrame, SignalCode } from '../../src/codec/reliable.js';
 import { DISSECT_USAGE } from '../../src/dissect/cli.js';
@@ -500,6 +501,36 @@ describe('dissect: CoAP over TCP (RFC 8323)', () => {
       EXPECTED.map((m) => m[0]).filter((m) => m !== '2.05 Content'),
     );
     assert.match(r.frames[7]?.errors.join() ?? '', /cut short by the capture/);
+  });
+
+  it('mutated and reordered TCP captures never throw and stay bounded in time', () => {
+    const segments = conversation().segments;
+    const file = tcpPcap(segments);
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(file.length - 1), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (mutations) => {
+          const b = Buffer.from(file);
+          for (const [i, v] of mutations) b[i] = v;
+          const t = performance.now();
+          check(dissect(b));
+          assert.ok(performance.now() - t < 2000);
+        },
+      ),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.shuffledSubarray(segments.slice(3), { minLength: 1 }), (some) => {
+        const r = dissect(tcpPcap([...segments.slice(0, 3), ...some]));
+        check(r);
+        const truth = new Set(EXPECTED.map((m) => m.join('|')));
+        for (const m of msgs(r)) assert.ok(truth.has(m.join('|')), m.join(' '));
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('--help says what is decoded on TCP and how --port applies to it', () => {
