@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -68,12 +69,20 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
     const size0 = statSync(file).size;
     const uri = (path: string): string => `coap+tcp://127.0.0.1:${port}${path}`;
     writeFileSync(join(dir, 'body.txt'), body);
-    // The capture is live once the first exchange shows in the file (retried until then).
-    for (let i = 0; i < 20 && statSync(file).size === size0; i++) {
-      assert.equal((await runCli(['get', uri('/')])).code, 0);
-      connections++;
-      await until(() => statSync(file).size > size0, 'packets reach the capture file', 2000).catch(() => {});
+    // The capture is live once a probe shows in the file: a SYN to 127.0.0.2 (nobody listens
+    // there: refused, no CoAP and no FIN), so that every CoAP connection is captured whole.
+    for (let i = 0; i < 40 && statSync(file).size === size0; i++) {
+      await new Promise<void>((resolve) => {
+        const sock = connect({ host: '127.0.0.2', port });
+        sock.on('error', () => resolve());
+        sock.on('connect', () => {
+          sock.destroy();
+          resolve();
+        });
+      });
+      await until(() => statSync(file).size > size0, 'packets reach the capture file', 1000).catch(() => {});
     }
+    assert.ok(statSync(file).size > size0, 'the capture is live');
     const runs: string[][] = [
       ['put', uri('/big'), '-f', join(dir, 'body.txt')],
       ['get', uri('/big')],
@@ -186,7 +195,10 @@ describe('dissect: CoAP over TCP captured live, compared with tshark', { skip: c
       result.tcp?.streams.filter((s) => s.gaps > 0 || s.incompleteFrame),
       [],
     );
-    assert.match(renderText(result), /TCP stream 1: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+/);
+    assert.match(
+      renderText(result),
+      /TCP stream \d+: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+, \d+ B in order, [1-9]\d* RFC 8323 frame/,
+    );
   });
 
   it('tshark flags no frame as malformed', (t) => {
