@@ -10,6 +10,7 @@ import { toHex } from '../capture/bytes.js';
 import type { Delivered } from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
 import { frameToDatagram, readFrameHeader, SignalCode } from '../codec/reliable.js';
+import { formatCode } from '../constants/codes.js';
 import { type CoapMessageInfo, type CoapOptionInfo, describeMessage, summarize } from './coap.js';
 
 /**
@@ -52,12 +53,10 @@ const SIGNAL_OPTIONS: Record<number, Record<number, [string, 'empty' | 'uint' | 
 
 /** "7.01 CSM" for a signaling code, undefined for any other code. */
 export function signalingName(code: number): string | undefined {
+  if (code >> 5 !== 7) return undefined;
+  const text = formatCode(code);
   const n = SIGNAL_NAMES[code];
-  return n === undefined
-    ? code >> 5 === 7
-      ? `${code >> 5}.${String(code & 0x1f).padStart(2, '0')}`
-      : undefined
-    : `7.0${code & 0x1f} ${n}`;
+  return n === undefined ? text : `${text} ${n}`;
 }
 
 function describeSignalingOption(code: number, number: number, value: Uint8Array): CoapOptionInfo {
