@@ -18,6 +18,11 @@ Decode a pcap / pcapng capture the way the "life of a CoAP message" goes:
 DNS resolution, the DTLS handshake flight by flight, then CoAP messages
 grouped by exchange (piggybacked / separate responses, block-wise, observe),
 with expert info: protocol violations flagged with their RFC section.
+CoAP over TCP (RFC 8323, coap+tcp://) on TCP port 5683 and any --port is
+decoded from the reassembled streams: frame length, signaling (7.01 CSM ...
+7.05 Abort) with its options by name; retransmitted, overlapping and
+out-of-order segments are handled, gaps reported (decoding resumes at the
+next segment made of whole frames), never decoded as frames.
 
 Options:
   --psk SECRET      DTLS pre-shared key as text (ASCII/UTF-8)
@@ -25,8 +30,9 @@ Options:
   --keylog FILE     NSS key log (CLIENT_RANDOM lines), for ECDHE_PSK and certificate suites
   --oscore FILE     OSCORE security context (aiocoap JSON, either side's file; repeatable):
                     protected requests and responses are shown decrypted too
-  --port N          always decode UDP port N as CoAP/DTLS (repeatable; 5683/5684 always
-                    are; other ports are recognised by content, as tshark does)
+  --port N          always decode UDP port N as CoAP/DTLS and TCP port N as CoAP over
+                    TCP (repeatable; UDP 5683/5684 and TCP 5683 always are; other UDP
+                    ports are recognised by content, as tshark does; TCP ones are not)
   --json            machine-readable output (one JSON object)
   --no-color        never use colors (default: colors only on a terminal)
   -h, --help        show this help

@@ -80,10 +80,13 @@ export interface CoapMessageInfo {
   relTime: number;
   src: string;
   dst: string;
-  transport: 'udp' | 'dtls';
+  transport: 'udp' | 'dtls' | 'tcp';
   dtlsSession?: number;
+  /** Message type (0 CON, 1 NON, 2 ACK, 3 RST); -1 for an RFC 8323 frame, which has none. */
   type: number;
+  /** "CON"...; "TCP" for an RFC 8323 frame. */
   typeName: string;
+  /** Message ID; -1 for an RFC 8323 frame, which has none. */
   messageId: number;
   token: string;
   code: number;
@@ -91,7 +94,8 @@ export interface CoapMessageInfo {
   codeText: string;
   /** "POST", "2.03 Valid", "0.00 Empty". */
   codeName: string;
-  kind: 'request' | 'response' | 'empty' | 'other';
+  /** 'signaling': an RFC 8323 signaling message (7.01 CSM ... 7.05 Abort), on TCP only. */
+  kind: 'request' | 'response' | 'empty' | 'signaling' | 'other';
   /** "/logs" built from Uri-Path options ("" when none). */
   uriPath: string;
   uriQuery?: string;
@@ -103,7 +107,7 @@ export interface CoapMessageInfo {
   block1?: BlockValue;
   block2?: BlockValue;
   payload: CoapPayloadInfo;
-  /** Bytes of header (4) + token + options (+ payload marker). */
+  /** Bytes of header (4; on TCP the frame header: 2-6) + token + options (+ payload marker). */
   headerLength: number;
   tokenLength: number;
   optionsLength: number;
@@ -111,6 +115,17 @@ export interface CoapMessageInfo {
   role?: string;
   /** OSCORE (RFC 8613): the option's fields and, with a context, the decrypted inner message. */
   oscore?: OscoreMessageInfo;
+  /** CoAP over TCP (RFC 8323): the frame, and the TCP segments that carried it. */
+  tcp?: {
+    /** Index of the stream direction in result.tcp.streams (1-based). */
+    stream: number;
+    /** Whole frame (Len/TKL, Extended Length, Code, Token, options, payload), as tshark's coap.length. */
+    frameLength: number;
+    /** Len/TKL byte + Extended Length + Code. */
+    frameHeaderLength: number;
+    /** Capture frames that carried the frame's bytes; the last one completed it. */
+    segments: number[];
+  };
   /** Wireshark-like one-line summary. */
   summary: string;
 }
@@ -257,7 +272,7 @@ export function describeMessage(
 
 /** One line, as in Wireshark's packet list. */
 export function summarize(m: CoapMessageInfo): string {
-  const parts = [m.typeName, `MID=${m.messageId}`];
+  const parts = m.tcp ? [`TCP len=${m.tcp.frameLength}`] : [m.typeName, `MID=${m.messageId}`];
   if (m.token !== '') parts.push(`TKN=${m.token}`);
   parts.push(m.codeName);
   const path = m.uriPath || m.requestUriPath || '';
@@ -273,12 +288,12 @@ export interface CoapExchange {
   id: number;
   client: string;
   server: string;
-  transport: 'udp' | 'dtls';
+  transport: 'udp' | 'dtls' | 'tcp';
   token: string;
   /** Request method ("GET"), or undefined when the request is not in the capture. */
   method?: string;
   uriPath: string;
-  /** piggybacked | separate | non | observe | ping | unmatched */
+  /** piggybacked | separate | non | observe | ping | unmatched; on TCP: request | observe | signaling | empty */
   kind: string;
   messages: { index: number; role: string }[];
   blockTransfer?: number;
@@ -299,6 +314,34 @@ export interface BlockTransfer {
   complete: boolean;
 }
 
+/** TCP signaling (a Pong joins its Ping by token) and Empty messages (RFC 8323 §3.4, §5). */
+function groupTcpOther(
+  m: CoapMessageInfo,
+  newExchange: (m: CoapMessageInfo, client: string, server: string, kind: string) => CoapExchange,
+  add: (ex: CoapExchange, m: CoapMessageInfo, role: string) => void,
+  pings: Map<string, CoapExchange>,
+): void {
+  if (m.code === 0xe3) {
+    const ping = pings.get(`${m.dst}|${m.src}|${m.token}`);
+    if (ping !== undefined) {
+      pings.delete(`${m.dst}|${m.src}|${m.token}`);
+      add(ping, m, 'Pong (answers the Ping)');
+      return;
+    }
+  }
+  const kind = m.kind === 'signaling' ? 'signaling' : m.kind === 'empty' ? 'empty' : 'unmatched';
+  const ex = newExchange(m, m.src, m.dst, kind);
+  ex.method = m.codeName;
+  const role =
+    m.kind === 'signaling'
+      ? (m.codeName.split(' ')[1] ?? m.codeName)
+      : m.kind === 'empty'
+        ? 'Empty message (ignored by the receiver, RFC 8323 §3.4)'
+        : 'message with reserved code';
+  add(ex, m, m.code === 0xe3 ? 'Pong (no matching Ping)' : role);
+  if (m.code === 0xe2) pings.set(`${m.src}|${m.dst}|${m.token}`, ex);
+}
+
 /** Groups messages into exchanges (token / MID matching) and block-wise transfers. */
 export function groupExchanges(messages: CoapMessageInfo[]): {
   exchanges: CoapExchange[];
@@ -309,6 +352,7 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
   const byMid = new Map<string, { ex: CoapExchange; msg: CoapMessageInfo }>();
   const lastRequestMid = new Map<string, CoapExchange>();
   const responsesSeen = new Map<number, Set<string>>();
+  const pings = new Map<string, CoapExchange>();
   const add = (ex: CoapExchange, m: CoapMessageInfo, role: string): void => {
     ex.messages.push({ index: m.index, role });
     m.exchange = ex.id;
@@ -329,13 +373,22 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
     return ex;
   };
   for (const m of messages) {
+    if (m.transport === 'tcp' && m.kind !== 'request' && m.kind !== 'response') {
+      groupTcpOther(m, newExchange, add, pings);
+      continue;
+    }
     if (m.kind === 'request') {
       const retrans = lastRequestMid.get(`${m.src}|${m.dst}|${m.messageId}`);
-      if (retrans !== undefined && retrans.token === m.token) {
+      if (retrans !== undefined && retrans.token === m.token && m.transport !== 'tcp') {
         add(retrans, m, 'retransmission');
         continue;
       }
-      const ex = newExchange(m, m.src, m.dst, m.type === 1 ? 'non' : 'piggybacked');
+      const ex = newExchange(
+        m,
+        m.src,
+        m.dst,
+        m.transport === 'tcp' ? 'request' : m.type === 1 ? 'non' : 'piggybacked',
+      );
       ex.method = m.codeName;
       if (m.observe === 0) ex.kind = 'observe';
       add(
@@ -372,7 +425,14 @@ export function groupExchanges(messages: CoapMessageInfo[]): {
       const hadResponse = seen.size > 0;
       seen.add(midKey);
       let role: string;
-      if (isRetrans) role = 'retransmission';
+      if (m.transport === 'tcp')
+        role =
+          m.observe !== undefined && hadResponse
+            ? `notification (Observe=${m.observe})`
+            : m.observe !== undefined
+              ? `response (Observe=${m.observe})`
+              : 'response';
+      else if (isRetrans) role = 'retransmission';
       else if (m.observe !== undefined && hadResponse) role = `notification (Observe=${m.observe})`;
       else if (m.type === 2 && req !== undefined && req.messageId === m.messageId)
         role = 'piggybacked response';

@@ -6,6 +6,14 @@
 import { type DnsMessage, decodeDns, summarizeDns } from '../capture/dns.js';
 import { decodeIp, decodeLinkLayer, decodeUdp, type IpLayer, LINK_TYPE_NAMES } from '../capture/network.js';
 import { type CaptureFile, parseCapture, partialCapture } from '../capture/reader.js';
+import {
+  type Delivered,
+  decodeTcp,
+  type SegmentEvent,
+  TCP_RST,
+  TcpReassembler,
+  tcpFlagNames,
+} from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
 import { type CaptureFormatError, CoapError } from '../errors.js';
 import type { OscoreContext } from '../oscore/context.js';
@@ -20,6 +28,7 @@ import { coapByContent, dtlsByContent, NOT_COAP_BY_CONTENT } from './detect.js';
 import { type DtlsRecord, type DtlsSessionSummary, DtlsTracker, looksLikeDtls, parseKeylog } from './dtls.js';
 import { coapExpert, type ExpertInfo, emptyWithContent } from './expert.js';
 import { dissectOscore } from './oscore.js';
+import { describeTcpFrame, type StreamFrame, type StreamNote, TcpCoapReader } from './tcp.js';
 
 export interface DissectOptions {
   /** DTLS pre-shared key (raw bytes). */
@@ -29,6 +38,7 @@ export interface DissectOptions {
   /**
    * UDP ports always decoded as CoAP / DTLS, whatever the content (5683 and 5684
    * always are). Other ports are decoded when their content looks like DTLS or CoAP.
+   * TCP streams on 5683 and on these ports are decoded as CoAP over TCP (RFC 8323).
    */
   ports?: number[];
   /** OSCORE security contexts (either side's) to decrypt protected messages with. */
@@ -41,6 +51,10 @@ export interface LayerBytes {
   link?: number;
   ip?: number;
   udp?: number;
+  /** TCP header, options included. */
+  tcp?: number;
+  /** TCP payload: stream bytes (CoAP frames are counted in the message, not per segment). */
+  tcpData?: number;
   /** DTLS record headers (13 bytes each). */
   dtlsHeaders?: number;
   /** DTLS protection: explicit nonce + tag (+ padding). */
@@ -68,7 +82,9 @@ export interface FrameInfo {
     reassembledFrom?: number[];
   };
   udp?: { srcPort: number; dstPort: number; length: number };
-  protocol: 'dns' | 'dtls' | 'coap' | 'udp' | 'ip' | 'link';
+  /** A TCP segment; `stream` is set when its connection is decoded as CoAP over TCP. */
+  tcp?: TcpSegmentInfo;
+  protocol: 'dns' | 'dtls' | 'coap' | 'tcp' | 'udp' | 'ip' | 'link';
   dns?: DnsMessage;
   dtls?: { session: number; fromClient: boolean; records: DtlsRecord[]; error?: string };
   /** Indices into result.coap.messages. */
@@ -84,6 +100,61 @@ export interface FrameInfo {
   bytes: LayerBytes;
   summary: string;
   errors: string[];
+}
+
+/** A TCP segment of the capture. */
+export interface TcpSegmentInfo {
+  /** Source port. */
+  srcPort: number;
+  /** Destination port. */
+  dstPort: number;
+  /** Sequence number (absolute, as on the wire). */
+  seq: number;
+  /** Acknowledgment number. */
+  ack: number;
+  /** "SYN", "ACK", ... */
+  flags: string[];
+  /** TCP header bytes, options included. */
+  headerLength: number;
+  /** Payload bytes the IP header announces (more than captured when the snap length cut it). */
+  payloadLength: number;
+  /** Index in result.tcp.streams (1-based) of the direction, when decoded as CoAP over TCP. */
+  stream?: number;
+  /** What the reassembly made of the segment: retransmission, out of order, gap, resynchronised... */
+  notes?: string[];
+}
+
+/** One direction of a TCP connection decoded as CoAP over TCP (RFC 8323). */
+export interface TcpStreamInfo {
+  /** 1-based, in order of first appearance (FrameInfo.tcp.stream, CoapMessageInfo.tcp.stream). */
+  id: number;
+  /** Sender endpoint. */
+  src: string;
+  /** Receiver endpoint. */
+  dst: string;
+  /** In-order stream bytes delivered. */
+  bytes: number;
+  /** RFC 8323 frames decoded. */
+  coapFrames: number;
+  /** False when the capture starts after the connection's SYN (the reader resynchronised). */
+  sawSyn: boolean;
+  /** FIN or RST seen. */
+  closed: boolean;
+  /** Segments wholly or partly seen before. */
+  retransmissions: number;
+  /** Segments held until a hole before them was filled. */
+  outOfOrder: number;
+  /** Holes never filled: reported, the frames across them not decoded. */
+  gaps: number;
+  /** Bytes missing in the gaps. */
+  gapBytes: number;
+  /** The capture ends inside a frame. */
+  incompleteFrame?: {
+    /** Bytes of it seen. */
+    have: number;
+    /** Its size as announced by its header, when the header was complete. */
+    size?: number;
+  };
 }
 
 export interface DtlsFlight {
@@ -114,6 +185,11 @@ export interface DissectResult {
   dns: number[];
   dtls: DtlsSessionInfo[];
   coap: { messages: CoapMessageInfo[]; exchanges: CoapExchange[]; blockTransfers: BlockTransfer[] };
+  /** CoAP over TCP stream directions (present when the capture has any). */
+  tcp?: {
+    /** Each direction of each connection on a CoAP port (5683 or a --port). */
+    streams: TcpStreamInfo[];
+  };
   /** Set when the capture is truncated or corrupt: everything before the fault is still in the result. */
   error?: { code: string; message: string };
   warnings: string[];
@@ -170,6 +246,8 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
   const appRecords = new Map<number, number>();
   /** Endpoint pairs recognised as plain CoAP by content. */
   const coapFlows = new Set<string>();
+  const tcpPorts = new Set([5683, ...(options.ports ?? [])]);
+  const tcp = new TcpCoapFlows(result);
 
   for (const f of capture.frames) {
     const relTime = first ? f.seconds - first.seconds + (f.nanos - first.nanos) / 1e9 : 0;
@@ -229,8 +307,12 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
         fi.ip.reassembledFrom = whole.frames;
         ipPayload = whole.data;
       }
+      if (ip.protocol === 6) {
+        tcp.segment(fi, ip, ipPayload, tcpPorts);
+        continue;
+      }
       if (ip.protocol !== 17) {
-        fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP)`;
+        fi.summary = `IPv${ip.version} ${ip.src} → ${ip.dst} protocol ${ip.protocol} (not UDP or TCP)`;
         fi.bytes.other = ipPayload.length;
         continue;
       }
@@ -342,6 +424,7 @@ export function dissect(bytes: Uint8Array, options: DissectOptions = {}): Dissec
       }
     }
   }
+  tcp.finish();
   const grouped = groupExchanges(result.coap.messages);
   result.coap.exchanges = grouped.exchanges;
   result.coap.blockTransfers = grouped.blockTransfers;
@@ -401,6 +484,189 @@ function addCoap(
     if (x) fi.expert.push(x);
     fi.bytes.other = (fi.bytes.other ?? 0) + bytes.length;
   }
+}
+
+/** The CoAP-over-TCP side of dissect(): reassembles TCP streams and reads RFC 8323 frames. */
+class TcpCoapFlows {
+  private readonly reassembler = new TcpReassembler();
+  private readonly readers = new Map<number, TcpCoapReader>();
+  private refusedWarned = false;
+
+  constructor(private readonly result: DissectResult) {}
+
+  segment(fi: FrameInfo, ip: IpLayer, ipPayload: Uint8Array, ports: ReadonlySet<number>): void {
+    const seg = decodeTcp(ipPayload);
+    // What the IP header announces (the capture may hold less); reassembled datagrams are whole.
+    const announced = Math.max(
+      seg.payload.length,
+      fi.ip?.reassembledFrom
+        ? ipPayload.length - seg.headerLength
+        : ip.totalLength - ip.headerLength - seg.headerLength,
+    );
+    fi.protocol = 'tcp';
+    fi.tcp = {
+      srcPort: seg.srcPort,
+      dstPort: seg.dstPort,
+      seq: seg.seq,
+      ack: seg.ack,
+      flags: tcpFlagNames(seg.flags),
+      headerLength: seg.headerLength,
+      payloadLength: announced,
+    };
+    fi.bytes.tcp = seg.headerLength;
+    if (seg.payload.length > 0) fi.bytes.tcpData = seg.payload.length;
+    const src = endpoint(ip.src, ip.version, seg.srcPort);
+    const dst = endpoint(ip.dst, ip.version, seg.dstPort);
+    fi.summary = `TCP ${src} → ${dst} [${fi.tcp.flags.join(', ')}] seq ${seg.seq} len ${announced}`;
+    if (!ports.has(seg.srcPort) && !ports.has(seg.dstPort)) {
+      if (seg.payload.length > 0) {
+        fi.bytes.other = seg.payload.length;
+        delete fi.bytes.tcpData;
+      }
+      return;
+    }
+    const dir = this.reassembler.direction(src, dst);
+    if (dir === undefined) {
+      if (!this.refusedWarned)
+        this.result.warnings.push(
+          `too many TCP streams: from frame ${fi.number} on, new ones are not reassembled`,
+        );
+      this.refusedWarned = true;
+      return;
+    }
+    fi.tcp.stream = dir.id;
+    if (seg.flags & TCP_RST) {
+      dir.abort();
+      this.reassembler.directions.get(`${dst}|${src}`)?.abort();
+      return;
+    }
+    const r = dir.push({ seq: seg.seq, flags: seg.flags, payload: seg.payload, announced }, fi.number);
+    this.note(fi, r.events);
+    this.read(dir.id, r.delivered);
+  }
+
+  /** End of capture: open holes become gaps, incomplete frames are reported. */
+  finish(): void {
+    const streams: TcpStreamInfo[] = [];
+    for (const dir of this.reassembler.directions.values()) {
+      const r = dir.flush();
+      const last = this.result.frames[this.result.frames.length - 1];
+      if (last) this.note(last, r.events, dir.id);
+      this.read(dir.id, r.delivered);
+      const reader = this.readers.get(dir.id);
+      const info: TcpStreamInfo = {
+        id: dir.id,
+        src: dir.src,
+        dst: dir.dst,
+        bytes: dir.bytes,
+        coapFrames: reader?.frames ?? 0,
+        sawSyn: dir.sawSyn,
+        closed: dir.finished,
+        retransmissions: dir.retransmissions,
+        outOfOrder: dir.outOfOrder,
+        gaps: dir.gaps,
+        gapBytes: dir.gapBytes,
+      };
+      if (reader && reader.pendingBytes > 0) {
+        const size = reader.pendingFrameSize();
+        info.incompleteFrame = { have: reader.pendingBytes, ...(size !== undefined ? { size } : {}) };
+        this.result.warnings.push(
+          `TCP stream ${dir.id} (${dir.src} → ${dir.dst}): the capture ends inside an RFC 8323 frame (${reader.pendingBytes}${size !== undefined ? ` of ${size}` : ''} byte(s) seen)`,
+        );
+      }
+      if (dir.gaps > 0)
+        this.result.warnings.push(
+          `TCP stream ${dir.id} (${dir.src} → ${dir.dst}): ${dir.gapBytes} byte(s) missing in ${dir.gaps} gap(s); frames across a gap are not decoded`,
+        );
+      streams.push(info);
+    }
+    if (streams.length > 0) this.result.tcp = { streams };
+  }
+
+  private note(fi: FrameInfo, events: SegmentEvent[], stream?: number): void {
+    for (const e of events) {
+      let text: string | undefined;
+      let problem = false;
+      switch (e.kind) {
+        case 'retransmission':
+          text = `retransmission: ${e.bytes} byte(s) already seen`;
+          break;
+        case 'overlap':
+          text = `overlaps ${e.bytes} byte(s) already seen (only the new bytes are used)`;
+          break;
+        case 'out-of-order':
+          text = `out of order: ${e.bytes} byte(s) held until the missing bytes before them arrive`;
+          break;
+        case 'midstream':
+          text = 'first segment of a connection that started before the capture: looking for a frame start';
+          break;
+        case 'after-close':
+          text = `${e.bytes} byte(s) after the stream's FIN or RST: ignored`;
+          problem = true;
+          break;
+        case 'gap':
+          text = `gap: ${e.bytes} byte(s) of the stream missing at seq ${e.seq} (${e.reason})`;
+          problem = true;
+          break;
+        default:
+          break;
+      }
+      if (text === undefined) continue;
+      const prefix = stream !== undefined ? `TCP stream ${stream}: ` : '';
+      addTcpNote(fi, prefix + text);
+      if (problem) fi.errors.push(prefix + text);
+    }
+  }
+
+  private read(stream: number, delivered: Delivered[]): void {
+    let reader = this.readers.get(stream);
+    for (const chunk of delivered) {
+      if (reader === undefined) {
+        reader = new TcpCoapReader();
+        this.readers.set(stream, reader);
+      }
+      const r = reader.push(chunk);
+      for (const n of r.notes) this.streamNote(stream, n);
+      for (const f of r.frames) this.frame(stream, f);
+    }
+  }
+
+  private streamNote(stream: number, n: StreamNote): void {
+    const fi = this.result.frames[n.frame - 1];
+    if (fi === undefined) return;
+    const text = `TCP stream ${stream}: ${n.text}`;
+    addTcpNote(fi, text);
+    if (!n.text.startsWith('resynchronised')) fi.errors.push(text);
+  }
+
+  private frame(stream: number, f: StreamFrame): void {
+    const fi = this.result.frames[f.at - 1];
+    const dir = this.reassembler.list[stream - 1];
+    if (fi === undefined || dir === undefined) return;
+    try {
+      const info = describeTcpFrame(f, {
+        index: this.result.coap.messages.length,
+        relTime: fi.relTime,
+        src: dir.src,
+        dst: dir.dst,
+        stream,
+      });
+      this.result.coap.messages.push(info);
+      fi.protocol = 'coap';
+      fi.coap = [...(fi.coap ?? []), info.index];
+    } catch (e) {
+      if (!(e instanceof CoapError)) throw e;
+      fi.errors.push(
+        `TCP stream ${stream}: ${f.bytes.length}-byte RFC 8323 frame is not a valid CoAP message: ${msg(e)}`,
+      );
+    }
+  }
+}
+
+function addTcpNote(fi: FrameInfo, text: string): void {
+  if (fi.tcp === undefined) return;
+  if (fi.tcp.notes === undefined) fi.tcp.notes = [];
+  fi.tcp.notes.push(text);
 }
 
 interface FragmentState {

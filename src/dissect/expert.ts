@@ -205,7 +205,8 @@ export function coapExpert(
         `code ${m.codeText} is in reserved class ${m.code >> 5} (0 request, 2/4/5 response)`,
       );
     const counts = new Map<number, number>();
-    for (const o of m.options) {
+    // Signaling options (RFC 8323 §5) are numbered per signaling code: not RFC 7252 options.
+    for (const o of m.kind === 'signaling' ? [] : m.options) {
       counts.set(o.number, (counts.get(o.number) ?? 0) + 1);
       const def = optionDefinition(o.number);
       const len = o.raw.length / 2;

@@ -141,6 +141,23 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
         `  CoAP recognised by content on UDP port(s) ${[...contentPorts].sort((a, b) => a - b).join(', ')} (5683, 5684 and --port are decoded by port)`,
       ),
     );
+  for (const st of result.tcp?.streams ?? []) {
+    const extra = [
+      st.sawSyn ? '' : 'started before the capture',
+      st.retransmissions ? `${st.retransmissions} retransmitted/overlapping segment(s)` : '',
+      st.outOfOrder ? `${st.outOfOrder} out of order` : '',
+      st.gaps ? `${st.gapBytes} B missing in ${st.gaps} gap(s)` : '',
+      st.incompleteFrame
+        ? `capture ends inside a frame (${st.incompleteFrame.have}${st.incompleteFrame.size !== undefined ? ` of ${st.incompleteFrame.size}` : ''} B)`
+        : '',
+    ].filter((x) => x !== '');
+    out.push(
+      c(
+        'dim',
+        `  TCP stream ${st.id}: ${st.src} → ${st.dst}, ${st.bytes} B in order, ${st.coapFrames} RFC 8323 frame(s)${st.closed ? ', closed' : ''}${extra.length > 0 ? `; ${extra.join(', ')}` : ''}`,
+      ),
+    );
+  }
   const shownBlocks = new Set<number>();
   for (const ex of result.coap.exchanges) {
     if (ex.blockTransfer !== undefined) {
@@ -167,7 +184,7 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
 
   function renderExchange(ex: DissectResult['coap']['exchanges'][number], indent: string): void {
     const title = ex.method
-      ? `Exchange ${ex.id}: ${ex.method} ${ex.uriPath || '/'} [${ex.kind}] ${ex.client} → ${ex.server}${ex.transport === 'dtls' ? ' (DTLS)' : ''}`
+      ? `Exchange ${ex.id}: ${ex.method}${ex.kind === 'signaling' || ex.kind === 'empty' ? '' : ` ${ex.uriPath || '/'}`} [${ex.kind}] ${ex.client} → ${ex.server}${ex.transport === 'dtls' ? ' (DTLS)' : ex.transport === 'tcp' ? ' (TCP)' : ''}`
       : `Exchange ${ex.id}: [${ex.kind}] ${ex.client} ↔ ${ex.server}`;
     out.push(indent + c('bold', title));
     for (const { index, role } of ex.messages) {
@@ -202,14 +219,26 @@ export function renderText(result: DissectResult, options: RenderOptions = { col
     if (m.oscore) lines.push(...oscoreLines(m, d));
     const f = frame(m.frame);
     for (const e of f?.expert ?? []) if (e.coapMessage === m.index) lines.push(expertLine(e, d, c));
+    if (m.tcp) {
+      const segs = m.tcp.segments;
+      lines.push(
+        c(
+          'dim',
+          `${d}RFC 8323 frame ${m.tcp.frameLength} B (frame header ${m.tcp.frameHeaderLength} + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length > 0 ? ' + marker 1' : ''} + payload ${m.payload.length}), TCP stream ${m.tcp.stream}${segs.length > 1 ? `, reassembled from frames ${segs.map((n) => `#${n}`).join(', ')}` : ''}`,
+        ),
+      );
+      return lines;
+    }
     const hdr = `CoAP header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length > 0 ? ' + marker 1' : ''} = ${m.headerLength} B, payload ${m.payload.length} B`;
     lines.push(c('dim', `${d}${hdr}${f ? ` | frame: ${layerBytes(f)}` : ''}`));
     return lines;
   }
 
   // Everything else
+  // TCP segments of the CoAP-over-TCP streams are summed up per stream, not listed one by one.
   const other = result.frames.filter(
-    (f) => f.protocol !== 'dns' && f.protocol !== 'dtls' && f.protocol !== 'coap',
+    (f) =>
+      f.protocol !== 'dns' && f.protocol !== 'dtls' && f.protocol !== 'coap' && f.tcp?.stream === undefined,
   );
   const errors = result.frames.filter((f) => f.errors.length > 0);
   if (other.length > 0 || errors.length > 0 || result.warnings.length > 0)
@@ -244,6 +273,12 @@ function encapsulation(f: FrameInfo, m: CoapMessageInfo, result: DissectResult):
   }
   if (f.udp)
     rows.push(['UDP', `port ${f.udp.srcPort} → ${f.udp.dstPort}, length ${f.udp.length}`, b.udp ?? 0]);
+  if (f.tcp)
+    rows.push([
+      'TCP',
+      `port ${f.tcp.srcPort} → ${f.tcp.dstPort}, seq ${f.tcp.seq}, [${f.tcp.flags.join(', ')}]`,
+      b.tcp ?? 0,
+    ]);
   if (f.dtls) {
     const rec = f.dtls.records.find((r) => r.contentType === 23);
     const suite = result.dtls[f.dtls.session - 1]?.cipherSuite?.name ?? 'unknown suite';
@@ -262,7 +297,9 @@ function encapsulation(f: FrameInfo, m: CoapMessageInfo, result: DissectResult):
   }
   rows.push([
     'CoAP',
-    `${m.typeName} MID=${m.messageId} ${m.codeName}: header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length ? ' + marker 1' : ''}`,
+    m.tcp
+      ? `RFC 8323 frame of ${m.tcp.frameLength} B, ${m.codeName}: frame header ${m.tcp.frameHeaderLength} + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length ? ' + marker 1' : ''}`
+      : `${m.typeName} MID=${m.messageId} ${m.codeName}: header 4 + token ${m.tokenLength} + options ${m.optionsLength}${m.payload.length ? ' + marker 1' : ''}`,
     m.headerLength,
   ]);
   rows.push(['payload', m.contentFormat ? m.contentFormat.name : 'no Content-Format', m.payload.length]);
@@ -299,6 +336,8 @@ export function layerBytes(f: FrameInfo): string {
   if (b.link !== undefined) parts.push(`link ${b.link}`);
   if (b.ip !== undefined) parts.push(`IPv${f.ip?.version ?? ''} ${b.ip}`);
   if (b.udp !== undefined) parts.push(`UDP ${b.udp}`);
+  if (b.tcp !== undefined) parts.push(`TCP ${b.tcp}`);
+  if (b.tcpData) parts.push(`TCP stream data ${b.tcpData}`);
   if (b.dtlsHeaders !== undefined) parts.push(`DTLS headers ${b.dtlsHeaders}`);
   if (b.dtlsProtection) parts.push(`DTLS nonce+tag ${b.dtlsProtection}`);
   if (b.dtlsContent) parts.push(`DTLS handshake/CCS/alert ${b.dtlsContent}`);

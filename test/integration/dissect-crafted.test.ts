@@ -186,7 +186,8 @@ describe('dissect across link types and IP versions', () => {
     assert.equal(r.error, undefined);
     assert.deepEqual(r.frames[0]?.ip?.fragment, { id: 9, offset: 0, moreFragments: true });
     assert.match(r.frames[0]?.summary ?? '', /IPv4 fragment id 9 offset 0 \(more\)/);
-    assert.match(r.frames[1]?.summary ?? '', /protocol 6 \(not UDP\)/);
+    // A zeroed TCP header has data offset 0: a malformed segment, reported (CoAP over TCP is decoded).
+    assert.match(r.frames[1]?.errors[0] ?? '', /bad TCP data offset 0 \(minimum 5\)/);
     assert.match(r.frames[2]?.summary ?? '', /ethertype 0x0806/);
     assert.match(r.frames[3]?.errors[0] ?? '', /not a valid CoAP message: token length 15/);
     assert.match(r.frames[4]?.errors[0] ?? '', /truncated Ethernet header/);

@@ -1,0 +1,187 @@
+/**
+ * Crafted TCP captures (LINKTYPE_RAW, IPv4): segments with chosen sequence
+ * numbers, so that tests can replay split frames, retransmissions, overlaps,
+ * out-of-order delivery and cut segments to dissect() and to tshark.
+ */
+import { writeFileSync } from 'node:fs';
+
+export interface TcpSegment {
+  /** "127.0.0.1:40000" */
+  src: string;
+  dst: string;
+  seq: number;
+  ack?: number;
+  /** 'S' SYN, 'A' ACK, 'P' PSH, 'F' FIN, 'R' RST (default 'PA' with data, 'A' without). */
+  flags?: string;
+  data?: Uint8Array;
+  /** Bytes of the IPv4 packet captured (default: all): a shorter record has a snap-length cut. */
+  capture?: number;
+}
+
+function addr(s: string): { ip: Buffer; port: number } {
+  const [ip, port] = s.split(':') as [string, string];
+  return { ip: Buffer.from(ip.split('.').map(Number)), port: Number(port) };
+}
+
+function checksum(buf: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < buf.length; i += 2) sum += (buf[i]! << 8) | (buf[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+const FLAG_BITS: Record<string, number> = { F: 0x01, S: 0x02, R: 0x04, P: 0x08, A: 0x10 };
+
+/** One IPv4 packet carrying a TCP segment (with correct IP and TCP checksums). */
+export function ipTcp(s: TcpSegment, id: number): Buffer {
+  const data = Buffer.from(s.data ?? new Uint8Array(0));
+  const src = addr(s.src);
+  const dst = addr(s.dst);
+  const tcp = Buffer.alloc(20 + data.length);
+  tcp.writeUInt16BE(src.port, 0);
+  tcp.writeUInt16BE(dst.port, 2);
+  tcp.writeUInt32BE(s.seq >>> 0, 4);
+  tcp.writeUInt32BE((s.ack ?? 0) >>> 0, 8);
+  tcp[12] = 5 << 4;
+  let flags = 0;
+  for (const ch of s.flags ?? (data.length > 0 ? 'PA' : 'A')) flags |= FLAG_BITS[ch] ?? 0;
+  tcp[13] = flags;
+  tcp.writeUInt16BE(65535, 14);
+  data.copy(tcp, 20);
+  const pseudo = Buffer.concat([
+    src.ip,
+    dst.ip,
+    Buffer.from([0, 6, tcp.length >> 8, tcp.length & 0xff]),
+    tcp,
+  ]);
+  tcp.writeUInt16BE(checksum(pseudo), 16);
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + tcp.length, 2);
+  ip.writeUInt16BE(id & 0xffff, 4);
+  ip.writeUInt16BE(0x4000, 6);
+  ip[8] = 64;
+  ip[9] = 6;
+  src.ip.copy(ip, 12);
+  dst.ip.copy(ip, 16);
+  ip.writeUInt16BE(checksum(ip), 10);
+  return Buffer.concat([ip, tcp]);
+}
+
+/** A pcap file (raw IPv4) of the segments, 1 ms apart. */
+export function tcpPcap(segments: readonly TcpSegment[]): Buffer {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(0xa1b2c3d4, 0);
+  header.writeUInt16LE(2, 4);
+  header.writeUInt16LE(4, 6);
+  header.writeUInt32LE(262144, 16);
+  header.writeUInt32LE(101, 20);
+  const out: Buffer[] = [header];
+  segments.forEach((s, i) => {
+    const frame = ipTcp(s, i + 1);
+    const incl = Math.min(frame.length, s.capture ?? frame.length);
+    const rec = Buffer.alloc(16);
+    rec.writeUInt32LE(1_700_000_000 + Math.floor(i / 1000), 0);
+    rec.writeUInt32LE((i % 1000) * 1000, 4);
+    rec.writeUInt32LE(incl, 8);
+    rec.writeUInt32LE(frame.length, 12);
+    out.push(rec, frame.subarray(0, incl));
+  });
+  return Buffer.concat(out);
+}
+
+export function writeTcpPcap(path: string, segments: readonly TcpSegment[]): void {
+  writeFileSync(path, tcpPcap(segments));
+}
+
+/**
+ * A connection's segments, written as a conversation: `c(data)` client → server,
+ * `s(data)` server → client, with sequence numbers kept per side.
+ */
+export class TcpConversation {
+  readonly segments: TcpSegment[] = [];
+  private seqC: number;
+  private seqS: number;
+
+  constructor(
+    readonly client: string,
+    readonly server: string,
+    isnC = 1000,
+    isnS = 5000,
+  ) {
+    this.seqC = isnC;
+    this.seqS = isnS;
+  }
+
+  handshake(): this {
+    this.segments.push({ src: this.client, dst: this.server, seq: this.seqC, flags: 'S' });
+    this.segments.push({
+      src: this.server,
+      dst: this.client,
+      seq: this.seqS,
+      ack: this.seqC + 1,
+      flags: 'SA',
+    });
+    this.seqC = (this.seqC + 1) >>> 0;
+    this.seqS = (this.seqS + 1) >>> 0;
+    this.segments.push({ src: this.client, dst: this.server, seq: this.seqC, ack: this.seqS, flags: 'A' });
+    return this;
+  }
+
+  /** The next client → server segment (not yet pushed): sequence numbers advance. */
+  cSeg(data: Uint8Array, extra: Partial<TcpSegment> = {}): TcpSegment {
+    const s: TcpSegment = {
+      src: this.client,
+      dst: this.server,
+      seq: this.seqC,
+      ack: this.seqS,
+      data,
+      ...extra,
+    };
+    this.seqC = (this.seqC + data.length) >>> 0;
+    return s;
+  }
+
+  sSeg(data: Uint8Array, extra: Partial<TcpSegment> = {}): TcpSegment {
+    const s: TcpSegment = {
+      src: this.server,
+      dst: this.client,
+      seq: this.seqS,
+      ack: this.seqC,
+      data,
+      ...extra,
+    };
+    this.seqS = (this.seqS + data.length) >>> 0;
+    return s;
+  }
+
+  c(data: Uint8Array, extra: Partial<TcpSegment> = {}): this {
+    this.segments.push(this.cSeg(data, extra));
+    return this;
+  }
+
+  s(data: Uint8Array, extra: Partial<TcpSegment> = {}): this {
+    this.segments.push(this.sSeg(data, extra));
+    return this;
+  }
+
+  push(...s: TcpSegment[]): this {
+    this.segments.push(...s);
+    return this;
+  }
+
+  close(): this {
+    this.segments.push({ src: this.client, dst: this.server, seq: this.seqC, ack: this.seqS, flags: 'FA' });
+    this.segments.push({
+      src: this.server,
+      dst: this.client,
+      seq: this.seqS,
+      ack: this.seqC + 1,
+      flags: 'FA',
+    });
+    this.seqC = (this.seqC + 1) >>> 0;
+    this.seqS = (this.seqS + 1) >>> 0;
+    this.segments.push({ src: this.client, dst: this.server, seq: this.seqC, ack: this.seqS, flags: 'A' });
+    return this;
+  }
+}
