@@ -61,11 +61,22 @@ function openDb() {
     if (err.code !== 'ENOENT') throw err;
   }
   if (binding !== 'better-sqlite3') {
+    // Node 22 marks node:sqlite experimental and prints an ExperimentalWarning on every
+    // start of a server with --data: a surprise for a user, who did not ask for it. That one
+    // warning is dropped (it is emitted synchronously by the require); any other goes through.
+    const emitWarning = process.emitWarning;
+    process.emitWarning = function (warning, ...rest) {
+      const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] && rest[0].type) || (warning && warning.name);
+      if (type === 'ExperimentalWarning' && /SQLite/i.test(String((warning && warning.message) || warning))) return;
+      return emitWarning.call(process, warning, ...rest);
+    };
     try {
       const { DatabaseSync } = require('node:sqlite');
+      process.emitWarning = emitWarning;
       db = new DatabaseSync(file);
       which = 'node:sqlite';
     } catch (err) {
+      process.emitWarning = emitWarning;
       if (binding === 'node:sqlite') throw fail('dependency', 'node:sqlite is not available in Node ' + process.version + ' (it needs Node 22.13+ or 24): ' + err.message);
     }
   }
