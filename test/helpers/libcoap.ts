@@ -85,6 +85,19 @@ export interface LibcoapServer {
   stop(): Promise<void>;
 }
 
+/** SIGTERM, then SIGKILL after 1 s; resolves when the process has exited. */
+function stopProcess(proc: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
+    proc.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
 /** Starts coap-server-notls on 127.0.0.1 and waits until it answers a CoAP ping. */
 export async function startServer(extra: string[] = [], host = '127.0.0.1'): Promise<LibcoapServer> {
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -100,16 +113,7 @@ export async function startServer(extra: string[] = [], host = '127.0.0.1'): Pro
     proc.stderr?.on('data', (d: Buffer) => {
       log += d.toString('latin1');
     });
-    const stop = () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
-        proc.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        proc.kill('SIGTERM');
-      });
+    const stop = () => stopProcess(proc);
     if (await answersPing(host, port, 3000)) return { port, proc, log: () => log, stop };
     await stop();
   }
@@ -176,16 +180,7 @@ export function startLibcoapServer(
       const proc: ChildProcess = spawn(program, ['-A', '127.0.0.1', '-p', String(port), ...args], {
         stdio: 'ignore',
       });
-      const stop = () =>
-        new Promise<void>((resolve) => {
-          if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-          const t = setTimeout(() => proc.kill('SIGKILL'), 1000);
-          proc.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-          proc.kill('SIGTERM');
-        });
+      const stop = () => stopProcess(proc);
       // The TLS builds listen for coaps+tcp on port + 1, opened after the UDP endpoint
       // that answered the ping: wait for it to accept too before the test connects.
       const tlsToo = program !== 'coap-server-notls';

@@ -4,6 +4,7 @@
  * out-of-order delivery and cut segments to dissect() and to tshark.
  */
 import { writeFileSync } from 'node:fs';
+import { rawPcap } from './pcap.js';
 
 export interface TcpSegment {
   /** "127.0.0.1:40000" */
@@ -70,24 +71,14 @@ export function ipTcp(s: TcpSegment, id: number): Buffer {
 
 /** A pcap file (raw IPv4) of the segments, 1 ms apart. */
 export function tcpPcap(segments: readonly TcpSegment[]): Buffer {
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(0xa1b2c3d4, 0);
-  header.writeUInt16LE(2, 4);
-  header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(262144, 16);
-  header.writeUInt32LE(101, 20);
-  const out: Buffer[] = [header];
-  segments.forEach((s, i) => {
-    const frame = ipTcp(s, i + 1);
-    const incl = Math.min(frame.length, s.capture ?? frame.length);
-    const rec = Buffer.alloc(16);
-    rec.writeUInt32LE(1_700_000_000 + Math.floor(i / 1000), 0);
-    rec.writeUInt32LE((i % 1000) * 1000, 4);
-    rec.writeUInt32LE(incl, 8);
-    rec.writeUInt32LE(frame.length, 12);
-    out.push(rec, frame.subarray(0, incl));
-  });
-  return Buffer.concat(out);
+  return rawPcap(
+    segments.map((s, i) => ({
+      frame: ipTcp(s, i + 1),
+      timeUs: 1_700_000_000e6 + i * 1000,
+      ...(s.capture !== undefined ? { captured: s.capture } : {}),
+    })),
+    262144,
+  );
 }
 
 export function writeTcpPcap(path: string, segments: readonly TcpSegment[]): void {

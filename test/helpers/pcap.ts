@@ -51,25 +51,39 @@ export function ipUdp(p: PcapPacket, id: number): Buffer {
   return Buffer.concat([ip, udp, Buffer.from(p.data)]);
 }
 
-export function pcapBytes(packets: readonly PcapPacket[]): Buffer {
+/** One record of a capture: an IP packet, when it was seen, and how much of it was captured. */
+export interface RawRecord {
+  frame: Uint8Array;
+  /** Microseconds since the epoch. */
+  timeUs: number;
+  /** Bytes captured (default: all; fewer: a snap length cut the packet). */
+  captured?: number;
+}
+
+/** A classic pcap file, LINKTYPE_RAW (101): every record is an IPv4 or IPv6 packet. */
+export function rawPcap(records: readonly RawRecord[], snaplen = 65535): Buffer {
   const header = Buffer.alloc(24);
   header.writeUInt32LE(0xa1b2c3d4, 0);
   header.writeUInt16LE(2, 4);
   header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(65535, 16);
-  header.writeUInt32LE(101, 20); // LINKTYPE_RAW
+  header.writeUInt32LE(snaplen, 16);
+  header.writeUInt32LE(101, 20);
   const out: Buffer[] = [header];
-  packets.forEach((p, i) => {
-    const frame = ipUdp(p, i + 1);
+  for (const r of records) {
+    const incl = Math.min(r.frame.length, r.captured ?? r.frame.length);
     const rec = Buffer.alloc(16);
-    const us = Math.round(p.timeMs * 1000);
+    const us = Math.round(r.timeUs);
     rec.writeUInt32LE(Math.floor(us / 1e6), 0);
     rec.writeUInt32LE(us % 1e6, 4);
-    rec.writeUInt32LE(frame.length, 8);
-    rec.writeUInt32LE(frame.length, 12);
-    out.push(rec, frame);
-  });
+    rec.writeUInt32LE(incl, 8);
+    rec.writeUInt32LE(r.frame.length, 12);
+    out.push(rec, Buffer.from(r.frame.buffer, r.frame.byteOffset, incl));
+  }
   return Buffer.concat(out);
+}
+
+export function pcapBytes(packets: readonly PcapPacket[]): Buffer {
+  return rawPcap(packets.map((p, i) => ({ frame: ipUdp(p, i + 1), timeUs: p.timeMs * 1000 })));
 }
 
 export function writePcap(path: string, packets: readonly PcapPacket[]): void {

@@ -16,6 +16,8 @@ import { after, before, describe, test } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { FrameDecoder } from '../../src/codec/reliable.js';
 import { CLIENT, haveLibcoap, startLibcoapServer } from '../helpers/libcoap.js';
+import { type RawRecord, rawPcap } from '../helpers/pcap.js';
+import { ipTcp, type TcpSegment } from '../helpers/pcap-tcp.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
 import { runInProcess, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
@@ -281,62 +283,33 @@ describe('tshark dissects a coapkit TCP session without malformed frames', { ski
 
 /** A pcap (LINKTYPE_RAW) of one TCP connection: handshake, then the recorded chunks with real sequence numbers. */
 function tcpPcap(chunks: { dir: 'c2s' | 's2c'; data: Buffer; t: number }[]): Buffer {
-  const C = { ip: [127, 0, 0, 1], port: 40000 };
-  const S = { ip: [127, 0, 0, 2], port: 5683 };
+  const C = '127.0.0.1:40000';
+  const S = '127.0.0.2:5683';
   let cseq = 1000;
   let sseq = 5000;
   const t0 = chunks[0]?.t ?? Date.now();
-  const packets: { t: number; frame: Buffer }[] = [];
-  const seg = (fromClient: boolean, flags: number, data: Buffer, t: number) => {
-    const [src, dst] = fromClient ? [C, S] : [S, C];
-    const seq = fromClient ? cseq : sseq;
-    const ack = fromClient ? sseq : cseq;
-    const tcp = Buffer.alloc(20);
-    tcp.writeUInt16BE(src.port, 0);
-    tcp.writeUInt16BE(dst.port, 2);
-    tcp.writeUInt32BE(seq >>> 0, 4);
-    tcp.writeUInt32BE(flags === 0x02 ? 0 : ack >>> 0, 8);
-    tcp[12] = 5 << 4;
-    tcp[13] = flags;
-    tcp.writeUInt16BE(65535, 14);
-    const ip = Buffer.alloc(20);
-    ip[0] = 0x45;
-    ip.writeUInt16BE(40 + data.length, 2);
-    ip[8] = 64;
-    ip[9] = 6;
-    Buffer.from(src.ip).copy(ip, 12);
-    Buffer.from(dst.ip).copy(ip, 16);
-    let sum = 0;
-    for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    ip.writeUInt16BE(~sum & 0xffff, 10);
-    packets.push({ t, frame: Buffer.concat([ip, tcp, data]) });
-    const adv = data.length + (flags & 0x03 ? 1 : 0);
+  const records: RawRecord[] = [];
+  const seg = (fromClient: boolean, flags: string, data: Buffer, t: number) => {
+    const segment: TcpSegment = {
+      src: fromClient ? C : S,
+      dst: fromClient ? S : C,
+      seq: fromClient ? cseq : sseq,
+      ...(flags === 'S' ? {} : { ack: fromClient ? sseq : cseq }),
+      flags,
+      data,
+    };
+    records.push({ frame: ipTcp(segment, records.length + 1), timeUs: t * 1000 });
+    const adv = data.length + (flags.includes('S') || flags.includes('F') ? 1 : 0);
     if (fromClient) cseq += adv;
     else sseq += adv;
   };
-  seg(true, 0x02, Buffer.alloc(0), t0);
-  seg(false, 0x12, Buffer.alloc(0), t0);
-  seg(true, 0x10, Buffer.alloc(0), t0);
+  seg(true, 'S', Buffer.alloc(0), t0);
+  seg(false, 'SA', Buffer.alloc(0), t0);
+  seg(true, 'A', Buffer.alloc(0), t0);
   // One segment per CoAP frame: tshark 4.0's CoAP-over-TCP dissector decodes only the
   // first frame of a segment (a CSM and a request written together arrive as one).
   const decoders = { c2s: new FrameDecoder(1 << 20), s2c: new FrameDecoder(1 << 20) };
   for (const c of chunks)
-    decoders[c.dir].push(c.data, (f) => seg(c.dir === 'c2s', 0x18, Buffer.from(f), c.t));
-  const header = Buffer.alloc(24);
-  header.writeUInt32LE(0xa1b2c3d4, 0);
-  header.writeUInt16LE(2, 4);
-  header.writeUInt16LE(4, 6);
-  header.writeUInt32LE(65535, 16);
-  header.writeUInt32LE(101, 20);
-  const out: Buffer[] = [header];
-  for (const p of packets) {
-    const rec = Buffer.alloc(16);
-    rec.writeUInt32LE(Math.floor(p.t / 1000), 0);
-    rec.writeUInt32LE((p.t % 1000) * 1000, 4);
-    rec.writeUInt32LE(p.frame.length, 8);
-    rec.writeUInt32LE(p.frame.length, 12);
-    out.push(rec, p.frame);
-  }
-  return Buffer.concat(out);
+    decoders[c.dir].push(c.data, (f) => seg(c.dir === 'c2s', 'PA', Buffer.from(f), c.t));
+  return rawPcap(records);
 }

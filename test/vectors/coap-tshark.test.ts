@@ -15,45 +15,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeMessage, type EncodableMessage, encodeMessage } from '../../src/codec/message.js';
 import { decodeBlock, decodeUint, encodeBlock, encodeUint } from '../../src/codec/options.js';
+import { pcapBytes } from '../helpers/pcap.js';
 
-function ipv4Udp(payload: Buffer): Buffer {
-  const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(40000, 0);
-  udp.writeUInt16BE(5683, 2);
-  udp.writeUInt16BE(8 + payload.length, 4);
-  // UDP checksum 0 = none (allowed over IPv4).
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + 8 + payload.length, 2);
-  ip[8] = 64;
-  ip[9] = 17;
-  ip.set([127, 0, 0, 1], 12);
-  ip.set([127, 0, 0, 1], 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  ip.writeUInt16BE(~sum & 0xffff, 10);
-  return Buffer.concat([ip, udp, payload]);
-}
-
-/** Classic pcap, LINKTYPE_RAW (101): each record is an IPv4 packet. */
+/** Classic pcap, LINKTYPE_RAW: each datagram from 127.0.0.1:40000 to 127.0.0.1:5683, 1 s apart. */
 function pcap(datagrams: readonly Buffer[]): Buffer {
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(0xa1b2c3d4, 0);
-  head.writeUInt16LE(2, 4);
-  head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(65535, 16);
-  head.writeUInt32LE(101, 20);
-  const parts: Buffer[] = [head];
-  datagrams.forEach((d, i) => {
-    const pkt = ipv4Udp(d);
-    const rec = Buffer.alloc(16);
-    rec.writeUInt32LE(i + 1, 0);
-    rec.writeUInt32LE(pkt.length, 8);
-    rec.writeUInt32LE(pkt.length, 12);
-    parts.push(rec, pkt);
-  });
-  return Buffer.concat(parts);
+  const src = { address: '127.0.0.1', port: 40000 };
+  const dst = { address: '127.0.0.1', port: 5683 };
+  return pcapBytes(datagrams.map((data, i) => ({ src, dst, data, timeMs: (i + 1) * 1000 })));
 }
 
 const T = Buffer.from('temperature');
