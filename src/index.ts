@@ -261,7 +261,7 @@ export {
   type OscoreServerOptions,
   type OscoreServerStats,
 } from './server/oscore.js';
-export type { OscoreRequestInfo } from './server/request.js';
+export type { OscoreRequestInfo, ServerPeer } from './server/request.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
 export type { ServerHandlerLayer } from './server/server.js';
 // ---------------------------------------------------------------- server
