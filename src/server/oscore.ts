@@ -425,8 +425,8 @@ function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
   return a === undefined ? b === undefined : b !== undefined && a.equals(b);
 }
 
-/** "/a/**", "/a/*", "/a", "/**" → a test on path segments. */
-function compilePattern(p: string): (segments: string[]) => boolean {
+/** A required path, "/a/**", "/a/*", "/a", "/**" → a test on path segments (the CLI's banner uses it too). */
+export function compilePattern(p: string): (segments: string[]) => boolean {
   if (typeof p !== 'string' || !p.startsWith('/'))
     throw new InvalidArgumentError(`OSCORE required path must start with "/", got ${JSON.stringify(p)}`);
   const parts = p
