@@ -10,6 +10,7 @@
 import type { ChannelName, ChannelPayloads } from '../diagnostics.js';
 import type { RecordEvent } from '../dtls/diag.js';
 import { CIPHER_SUITE_NAMES } from '../dtls/names.js';
+import { cidOverhead } from '../dtls/record/cid.js';
 import type { Peer } from '../transport/transport.js';
 import { DTLS_RECORD_HEADER_BYTES, dtlsProtectionBytes, summarizeCoap } from './describe.js';
 
@@ -107,10 +108,18 @@ export class TraceState {
     return dtlsProtectionBytes(this.suites.get(`${role}|${peer}`));
   }
 
-  /** A record's size on the wire: header (with a connection ID: it and the inner type byte), plaintext, nonce/tag. */
+  /**
+   * What a record adds to its plaintext on the wire: the header, with a connection ID
+   * (RFC 9146) the CID and the inner content type byte, and the nonce/tag.
+   */
+  recordOverheadBytes(ev: RecordEvent): number {
+    const cid = ev.cid === undefined ? 0 : cidOverhead(ev.cid.length / 2);
+    return DTLS_RECORD_HEADER_BYTES + cid + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+  }
+
+  /** A record's size on the wire: its plaintext and {@link recordOverheadBytes}. */
   recordWireBytes(ev: RecordEvent): number {
-    const cid = ev.cid === undefined ? 0 : ev.cid.length / 2 + 1;
-    return DTLS_RECORD_HEADER_BYTES + cid + ev.length + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+    return ev.length + this.recordOverheadBytes(ev);
   }
 
   /** Adds one CoAP message's wire bytes, layer by layer, to the totals. */

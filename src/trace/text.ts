@@ -82,6 +82,19 @@ function hsName(h: HandshakeInfo): string {
   return HANDSHAKE_TYPE_NAMES[h.type] ?? h.typeName;
 }
 
+/** The connection IDs of a session (RFC 9146) and what they add to each record. */
+function cidAgreement(cid: { send: string; receive: string }): string {
+  const side = (hex: string, what: string) =>
+    hex === '' ? `${what} no CID` : `${what} CID ${hex} (+${hex.length / 2} cid + 1 type per record)`;
+  return `connection ID: ${side(cid.send, 'records we send carry')}; ${side(cid.receive, 'records we receive carry')}`;
+}
+
+/** ", connection ID X (+N cid + 1 type)" for a tls12_cid record (RFC 9146), else "". */
+function cidNote(ev: RecordEvent): string {
+  if (ev.cid === undefined) return '';
+  return `, connection ID ${ev.cid || '(empty)'} (+${ev.cid.length / 2} cid + 1 type)`;
+}
+
 function recordName(ev: RecordEvent): string {
   switch (ev.type) {
     case 20:
@@ -150,9 +163,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     const key = peerKeyOf(e.peer) ?? '?';
     const s = summarizeCoap(e.data);
     const family = e.peer.family ?? familyOfKey(key);
-    const dtls = e.record
-      ? DTLS_RECORD_HEADER_BYTES + state.protectionBytes(e.record.role, e.record.peer, e.record.epoch)
-      : 0;
+    const dtls = e.record ? state.recordOverheadBytes(e.record) : 0;
     if (!s.ok) {
       const w = wireBreakdown(family, s.length, dtls);
       state.countWire(w.ip, w.udp, dtls, s.length, 0);
@@ -179,7 +190,8 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const suite = state.suiteOf(e.record.role, e.record.peer);
       details.push(
         `in DTLS ApplicationData record epoch ${e.record.epoch} seq ${e.record.seq}` +
-          (suite ? ` (${suite})` : ''),
+          (suite ? ` (${suite})` : '') +
+          cidNote(e.record),
       );
     }
     details.push(formatBreakdown(w, family));
@@ -273,12 +285,12 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
   const renderRecord = (e: RecordEntry): string => {
     // An application data record not matched to a CoAP message (e.g. a replayed reply).
     const ev = e.ev;
-    const prot = state.protectionBytes(ev.role, ev.peer, ev.epoch);
+    const overhead = state.recordOverheadBytes(ev);
     const family = familyOfKey(ev.peer);
     if (e.carries !== undefined) {
       const s = summarizeCoap(e.carries.data);
       if (s.ok) {
-        const w = wireBreakdown(family, s.sizes.total, DTLS_RECORD_HEADER_BYTES + prot, s.sizes);
+        const w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
         state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
         return line(
           e.t,
@@ -286,15 +298,21 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
           'dtls',
           e.dir,
           ev.peer,
-          `ApplicationData epoch ${ev.epoch} seq ${ev.seq} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
+          `ApplicationData epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
           [formatBreakdown(w, family)],
         );
       }
     }
-    const w = wireBreakdown(family, ev.length, DTLS_RECORD_HEADER_BYTES + prot);
-    return line(e.t, 'DTLS', 'dtls', e.dir, ev.peer, `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}`, [
-      formatBreakdown(w, family),
-    ]);
+    const w = wireBreakdown(family, ev.length, overhead);
+    return line(
+      e.t,
+      'DTLS',
+      'dtls',
+      e.dir,
+      ev.peer,
+      `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`,
+      [formatBreakdown(w, family)],
+    );
   };
 
   const renderTurn = (items: TurnEntry<LineView>[]): void => {
@@ -389,6 +407,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
           ),
           details: [
             `suite ${suite ?? '?'}; +${DTLS_RECORD_HEADER_BYTES} hdr + ${dtlsProtectionBytes(suite)} nonce/tag per record`,
+            ...(ev.cid === undefined ? [] : [cidAgreement(ev.cid)]),
             `extended master secret: ${ev.extendedMasterSecret ? 'yes' : 'no'}; ${AUTH_LABEL[ev.authMode ?? 'psk']}: ${JSON.stringify(ev.identity ?? '')}`,
           ],
         },

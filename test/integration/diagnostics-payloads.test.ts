@@ -135,6 +135,7 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     identity: { optional: 'string' },
     authMode: { optional: 'string' },
     durationMs: 'number',
+    cid: { optional: { object: { send: 'string', receive: 'string' } } },
   },
   'coapkit:dtls:handshake:error': {
     peer: 'string',
