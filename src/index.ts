@@ -139,6 +139,7 @@ export {
   type DnsFailedEvent,
   type DnsResolvedEvent,
   type ExchangeMatchedEvent,
+  type FrameEvent,
   type MessageDuplicateEvent,
   type MessageReceivedEvent,
   type MessageRejectedEvent,
