@@ -528,7 +528,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const obs = turn.observeValue(ev.peer, ev.messageId);
       if (obs !== undefined) {
         how = reliable
-          ? `${ev.piggybacked ? 'observation registered' : 'notification'} (Observe ${obs}), ${how}`
+          ? `Observe ${obs}, ${how}`
           : ev.piggybacked
             ? `observation registered (Observe ${obs}), ${how}`
             : `notification (Observe ${obs}), ${how}`;
