@@ -2,7 +2,8 @@
  * The machine-readable trace (`--trace=json`): one JSON object per event and
  * line, the channel's payload as published plus `t` (ms since the trace
  * started), `event` (the channel name without `coapkit:`), the decoded CoAP
- * message (`coap`) for message events and `wireLength` for DTLS records.
+ * message (`coap`) for message events, the decoded RFC 8323 frame (`frameSummary`) for
+ * frame events and `wireLength` for DTLS records.
  */
 
 import type { FrameEvent } from '../diagnostics.js';
@@ -56,8 +57,8 @@ export function jsonRenderer(ctx: RendererContext): TraceRenderer {
         // RFC 8323: the frame decoded (no Type, no Message ID), signaling named.
         const f = ev as unknown as FrameEvent;
         if (f.frame instanceof Uint8Array && typeof f.scheme === 'string') {
-          const { datagram: _, ...s } = { datagram: undefined, ...summarizeFrame(f.frame, f.scheme) };
-          o.frameSummary = s;
+          const s = summarizeFrame(f.frame, f.scheme);
+          o.frameSummary = s.ok ? { ...s, datagram: undefined } : s;
           sum.frames++;
           sum.frameBytes += f.frame.length;
         }

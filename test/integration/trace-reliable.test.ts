@@ -137,3 +137,24 @@ test('coap+ws: WebSocket messages (Len 0) and the WebSocket frame header, masked
   assert.match(r.stderr, /coap\+ws message \d+ B = 2 hdr \(Len 0, TKL 8, Code\) .* \+ 2 B frame header$/m);
   assert.equal(frameBytes(r.stderr, 'coap+ws').frames, 4, r.stderr);
 });
+
+test('--trace=json: frame events with the frame decoded (signaling named)', async () => {
+  const r = await runCli(['get', `coap+tcp://127.0.0.1:${tcpPort}/time`, '--trace=json'], {
+    timeoutMs: 30_000,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const events = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { event: string; scheme?: string; frameSummary?: { codeText: string } });
+  const frames = events.filter((e) => e.event.startsWith('frame:'));
+  assert.deepEqual(
+    frames.map((e) => [e.event, e.scheme, e.frameSummary?.codeText]),
+    [
+      ['frame:sent', 'coap+tcp', '7.01 CSM'],
+      ['frame:sent', 'coap+tcp', 'GET'],
+      ['frame:received', 'coap+tcp', '7.01 CSM'],
+      ['frame:received', 'coap+tcp', '2.05 Content'],
+    ],
+  );
+});
