@@ -165,6 +165,26 @@ export interface ServerResponseEvent {
   durationMs: number;
 }
 
+/**
+ * `coapkit:frame:sent` and `coapkit:frame:received`: one frame on an RFC 8323 transport
+ * (coap+tcp, coaps+tcp, coap+ws, coaps+ws), signaling (7.01 CSM ... 7.05 Abort) included.
+ * These transports carry no Type and no Message ID: the `coapkit:message:*` events of their
+ * peers show the message layer's view (a NON with Message ID 0), this one what is on the wire.
+ */
+export interface FrameEvent {
+  /** The other side. */
+  peer: Peer;
+  /** The transport's URI scheme: `coap+tcp`, `coaps+tcp`, `coap+ws` or `coaps+ws`. */
+  scheme: string;
+  /** True when this side opened the connection (over WebSockets, the client: it masks what it sends). */
+  initiator: boolean;
+  /**
+   * The frame as written: over TCP and TLS with its Len nibble and Extended Length
+   * (RFC 8323 §3.2); over WebSockets the binary message's body (Len 0, §4.2).
+   */
+  frame: Uint8Array;
+}
+
 /** The payload of each CoAP-layer channel. */
 export interface CoapChannelPayloads {
   /** {@link DnsResolvedEvent} */
@@ -191,6 +211,10 @@ export interface CoapChannelPayloads {
   'coapkit:server:response': ServerResponseEvent;
   /** {@link OscoreMessageEvent} */
   'coapkit:oscore:message': OscoreMessageEvent;
+  /** {@link FrameEvent} */
+  'coapkit:frame:sent': FrameEvent;
+  /** {@link FrameEvent} */
+  'coapkit:frame:received': FrameEvent;
 }
 
 /**
@@ -242,6 +266,8 @@ export const channelsByName: ChannelsByName = {
   'coapkit:dtls:record:received': recordReceivedChannel,
   'coapkit:dtls:handshake:done': handshakeDoneChannel,
   'coapkit:dtls:handshake:error': handshakeErrorChannel,
+  'coapkit:frame:sent': coap('coapkit:frame:sent'),
+  'coapkit:frame:received': coap('coapkit:frame:received'),
   'coapkit:message:sent': coap('coapkit:message:sent'),
   'coapkit:message:retransmitted': coap('coapkit:message:retransmitted'),
   'coapkit:message:received': coap('coapkit:message:received'),
@@ -265,6 +291,10 @@ export const channels = {
   dnsFailed: channelsByName['coapkit:dns:failed'],
   /** coapkit:message:sent ({@link MessageSentEvent}): every datagram the endpoint sends */
   messageSent: channelsByName['coapkit:message:sent'],
+  /** coapkit:frame:sent ({@link FrameEvent}): every frame an RFC 8323 transport writes */
+  frameSent: channelsByName['coapkit:frame:sent'],
+  /** coapkit:frame:received ({@link FrameEvent}): every frame an RFC 8323 transport reads */
+  frameReceived: channelsByName['coapkit:frame:received'],
   /** coapkit:message:retransmitted ({@link MessageRetransmittedEvent}) */
   messageRetransmitted: channelsByName['coapkit:message:retransmitted'],
   /** coapkit:message:received ({@link MessageReceivedEvent}): every datagram received */

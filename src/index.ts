@@ -139,6 +139,7 @@ export {
   type DnsFailedEvent,
   type DnsResolvedEvent,
   type ExchangeMatchedEvent,
+  type FrameEvent,
   type MessageDuplicateEvent,
   type MessageReceivedEvent,
   type MessageRejectedEvent,
@@ -263,7 +264,7 @@ export {
   type OscoreServerOptions,
   type OscoreServerStats,
 } from './server/oscore.js';
-export type { OscoreRequestInfo } from './server/request.js';
+export type { OscoreRequestInfo, ServerPeer } from './server/request.js';
 export { type ResourceAttributes, type Route, Router } from './server/router.js';
 export type { ServerHandlerLayer } from './server/server.js';
 // ---------------------------------------------------------------- server

@@ -65,7 +65,10 @@ export function serveAccess(p: Parsed, keysConfigured: boolean): ServeAccess {
       banner: `Access: ${n} rule${n === 1 ? '' : 's'} from ${file} (first match wins; no match: 4.03, 4.01 for coap:// peers)`,
     };
   }
-  const secured = keysConfigured || KEY_FLAGS.some((f) => p.values[f] !== undefined);
+  // --generate-psk --identity ID (no key given): ID only names the generated key, as open as without it.
+  const generatedFor = !keysConfigured && bool(p, 'generate-psk');
+  const secured =
+    keysConfigured || KEY_FLAGS.some((f) => p.values[f] !== undefined && !(generatedFor && f === 'identity'));
   if (secured && !anonymousWrites) {
     return {
       acl: AccessControl.parse(SECURED_DEFAULT_RULES, 'default rules'),

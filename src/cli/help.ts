@@ -236,7 +236,8 @@ ${RELIABLE_SERVE_HELP}Keys (enable coaps://, DTLS 1.2 PSK):
       --psk-file FILE         many keys: lines "identity:secret" or "identity:0xHEX",
                               "#" starts a comment
       --generate-psk          no key given: make a random one for this run and print it
-                              (what npm start does; the server stays open to every peer)
+                              (identity "coapkit", or --identity ID; what npm start does;
+                              the server stays open to every peer)
 Certificates (enable coaps:// with DTLS 1.2 ECDHE_ECDSA, P-256; PSK keys may be given too):
   -c, --cert FILE -j, --key FILE   our certificate (PEM, chain leaf first) and its key
   -C, --ca FILE               CA certificate(s): clients must present a certificate that

@@ -17,10 +17,12 @@
  * file exists.
  */
 import { Buffer } from 'node:buffer';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CoapError, OscoreSequenceError, UsageError } from '../errors.js';
 import { OscoreContext, type SequenceSource } from '../oscore/context.js';
 import { FileSequenceStore } from '../oscore/store.js';
+import { compilePattern } from '../server/oscore.js';
 import type { StateStore } from '../store/types.js';
 import type { FlagSpecs, Parsed } from './args.js';
 import { str, strs } from './args.js';
@@ -188,6 +190,8 @@ export interface ServeOscore {
   sources?: StoreSequenceSource[];
   /** With --store (servers sharing the context): every protected response has its own Partial IV. */
   ownPartialIv?: boolean;
+  /** The context files, as given (the banner looks beside them for the clients' files). */
+  files: string[];
 }
 
 /** Reads `--oscore` and `--oscore-required` of `coapkit serve`. */
@@ -206,9 +210,15 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
     const contexts = files.map((f) => loadOscoreContext(f, { sequence: 'store' }));
     const sources = contexts.map((c) => storeSources.get(c)!);
     // Servers sharing a PostgreSQL store share the context but not their replay windows.
-    return { contexts, required, sources, ...(str(p, 'store') !== undefined ? { ownPartialIv: true } : {}) };
+    return {
+      contexts,
+      required,
+      files,
+      sources,
+      ...(str(p, 'store') !== undefined ? { ownPartialIv: true } : {}),
+    };
   }
-  return { contexts: files.map((f) => loadOscoreContext(f)), required };
+  return { contexts: files.map((f) => loadOscoreContext(f)), required, files };
 }
 
 /**
@@ -235,4 +245,72 @@ export function oscoreBanner(o: ServeOscore): string {
       : '; required nowhere (--oscore-required)';
   const seq = o.sources !== undefined ? '; sequence numbers from the store' : '';
   return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}${seq}`;
+}
+
+/** How many *.json files beside a server context file the banner looks at, and their largest size. */
+const SCAN_FILES = 64;
+const SCAN_BYTES = 16 * 1024;
+
+/** True when `c` is `server` seen from the other side (the client's context of the same keys). */
+function mirrors(c: OscoreContext, server: OscoreContext): boolean {
+  return (
+    c.algorithm.id === server.algorithm.id &&
+    c.senderId.equals(server.recipientId) &&
+    c.recipientId.equals(server.senderId) &&
+    c.senderKey.equals(server.recipientKey) &&
+    c.recipientKey.equals(server.senderKey) &&
+    c.commonIv.equals(server.commonIv)
+  );
+}
+
+/** A client's context file beside `file` (the server's, holding `server`), or undefined. */
+function clientFileBeside(file: string, server: OscoreContext): string | undefined {
+  const dir = dirname(file);
+  let names: string[];
+  try {
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith('.json'))
+      .sort()
+      .slice(0, SCAN_FILES);
+  } catch {
+    return undefined;
+  }
+  const own = resolve(file);
+  for (const name of names) {
+    const candidate = join(dir, name);
+    if (resolve(candidate) === own) continue;
+    try {
+      if (statSync(candidate).size > SCAN_BYTES) continue;
+      if (mirrors(loadOscoreContext(candidate, { sequence: false }), server)) return candidate;
+    } catch {}
+  }
+  return undefined;
+}
+
+/** `arg` as one shell word. */
+function shellWord(arg: string): string {
+  return /^[\w./:@%+=,-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * What the "Try:" lines of `coapkit serve` add for OSCORE. Nothing when "/" (the path they
+ * get) is not among the required paths. Else `--oscore FILE`: the client's context file when
+ * one lies beside a server context file (*.json holding the same keys from the client's side),
+ * or a placeholder, with a note saying what the client's own file holds.
+ */
+export function oscoreTryArgs(o: ServeOscore): { args: string; note?: string } {
+  if (!o.required.some((r) => compilePattern(r)([]))) return { args: '' };
+  for (let i = 0; i < o.files.length; i++) {
+    const found = clientFileBeside(o.files[i]!, o.contexts[i]!);
+    if (found !== undefined) return { args: ` --oscore ${shellWord(found)}` };
+  }
+  const c = o.contexts[0]!;
+  const id = (b: Buffer) => (b.length === 0 ? '""' : b.toString('hex'));
+  return {
+    args: ' --oscore CLIENT.json',
+    note:
+      `  (OSCORE is required on /: CLIENT.json is the client's own context file, ${basename(o.files[0]!)} from ` +
+      `the other side: the same secret and salt${c.idContext === undefined ? '' : ` and id-context_hex ${c.idContext.toString('hex')}`}, ` +
+      `sender-id_hex ${id(c.recipientId)}, recipient-id_hex ${id(c.senderId)})`,
+  };
 }

@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
-import { type Parsed, str } from './args.js';
+import { bool, type Parsed, str } from './args.js';
 import { InputFileError } from './exit.js';
 
 export interface PskKey {
@@ -119,7 +119,10 @@ export function parsePskFile(text: string, file = 'key file'): Map<string, Buffe
   return keys;
 }
 
-/** Server keys from --identity/--psk/--psk-hex and --psk-file (both may be combined). */
+/**
+ * Server keys from --identity/--psk/--psk-hex and --psk-file (both may be combined).
+ * With --generate-psk and no key given, --identity alone names the generated key's identity.
+ */
 export function serverKeys(p: Parsed, env: NodeJS.ProcessEnv): Map<string, Buffer> {
   const keys = new Map<string, Buffer>();
   const file = str(p, 'psk-file');
@@ -136,7 +139,11 @@ export function serverKeys(p: Parsed, env: NodeJS.ProcessEnv): Map<string, Buffe
   else if (env.COAPKIT_PSK) key = textOrHex(env.COAPKIT_PSK, 'COAPKIT_PSK');
   const identity = str(p, 'identity') ?? (env.COAPKIT_PSK_IDENTITY || undefined);
   if (key !== undefined || str(p, 'identity') !== undefined) {
-    if (key === undefined) throw new UsageError('--identity needs --psk SECRET or --psk-hex HEX');
+    if (key === undefined) {
+      // `serve --generate-psk --identity ID`: the key made for this run is ID's.
+      if (bool(p, 'generate-psk') && keys.size === 0) return keys;
+      throw new UsageError('--identity needs --psk SECRET or --psk-hex HEX');
+    }
     if (identity === undefined) throw new UsageError('--psk needs --identity ID');
     if (key.length === 0) throw new UsageError('the PSK key is empty');
     keys.set(identity, key);

@@ -1,7 +1,7 @@
 /**
  * CoAP over WebSockets framing (RFC 8323 §4.2), without dependencies: no
- * node: import, no Buffer, so the console page (console/, built for the
- * browser) and the console server share this one file.
+ * node: import, no Buffer (its one import, util/errors.ts, imports nothing), so the
+ * console page (console/, built for the browser) and the console server share this one file.
  *
  *   0                   1                   2                   3
  *   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -16,6 +16,8 @@
  * Message ID, Len always 0 (the WebSocket frame has the length). Options
  * and the payload marker are encoded as in RFC 7252 §3.1.
  */
+
+import { CoapError } from '../util/errors.js';
 
 /** One option: number and raw value. */
 export interface WsOption {
@@ -34,9 +36,9 @@ export interface WsMessage {
   payload: Uint8Array;
 }
 
-/** A message that cannot be decoded or encoded; `reason` names the rule broken. */
-export class WsFrameError extends Error {
-  override name = 'WsFrameError';
+/** A message that cannot be decoded or encoded; the message names the rule broken. */
+export class WsFrameError extends CoapError {
+  static override readonly code: string = 'COAP_ERR_WS_FRAME';
 }
 
 /** Signaling codes (RFC 8323 §5): 7.01 CSM, 7.02 Ping, 7.03 Pong, 7.04 Release, 7.05 Abort. */

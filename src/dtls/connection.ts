@@ -528,6 +528,14 @@ export abstract class DtlsConnection {
         identity: this.identity,
         ...(this.auth !== undefined ? { authMode: this.auth.mode } : {}),
         durationMs: this.time.now() - this.startedAt,
+        ...(this.cidAgreed === true
+          ? {
+              cid: {
+                send: this.cidSend?.toString('hex') ?? '',
+                receive: this.cidReceive?.toString('hex') ?? '',
+              },
+            }
+          : {}),
       });
     }
   }

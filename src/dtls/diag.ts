@@ -63,6 +63,13 @@ export interface HandshakeDoneEvent {
   authMode?: 'psk' | 'x509' | 'rpk';
   /** From the first ClientHello to the last Finished. */
   durationMs: number;
+  /** Connection IDs (RFC 9146), when both sides agreed to use them. */
+  cid?: {
+    /** The CID the records this endpoint sends carry, hex ("" for none). */
+    send: string;
+    /** The CID the records it receives carry, hex ("" for none). */
+    receive: string;
+  };
 }
 
 /**

@@ -716,8 +716,7 @@ export class ObserveServer {
     if (ok && o.blockwise) out = o.blockwise.notificationBlock(o.req, out);
     if (ok) this.scheduleRefresh(o, res);
     // OSCORE (server/oscore.ts): the notifications of a protected registration are protected too.
-    const protect = (o.req.peer as { oscoreProtect?: (r: OutgoingResponse) => OutgoingResponse })
-      .oscoreProtect;
+    const protect = o.req.peer.oscoreProtect;
     if (protect !== undefined) out = protect(out);
     if (o.inflight) {
       // §4.5.2: the newest state replaces the notification still being retransmitted.

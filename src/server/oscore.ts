@@ -51,7 +51,7 @@ import { oscoreOptionOf, protectResponse, type RequestBinding, unprotectRequest 
 import type { Peer } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { AmplificationGuard, echoOf } from './echo.js';
-import type { OscoreRequestInfo } from './request.js';
+import type { OscoreRequestInfo, ServerPeer } from './request.js';
 import type { CoapServer } from './server.js';
 
 /** Options of {@link enableOscore}. */
@@ -330,8 +330,8 @@ export class OscoreServer {
     // go through the message layer, which knows the peer by it) and protects each notification
     // (§4.1.3.5: with a Partial IV of its own) through `oscoreProtect`, which the observe layer calls.
     const kidKey = `${binding.kidContext?.toString('hex') ?? ''}:${binding.kid.toString('hex')}`;
-    // Not enumerable: the peer is published in diagnostics events and traces, these stay out.
-    const innerPeer: Peer = observe ? { ...peer } : { ...peer, key: `${peer.key}|oscore:${kidKey}` };
+    // Not enumerable (ServerPeer): the peer is published in diagnostics events and traces, these stay out.
+    const innerPeer: ServerPeer = observe ? { ...peer } : { ...peer, key: `${peer.key}|oscore:${kidKey}` };
     Object.defineProperty(innerPeer, 'oscore', { value: info });
     if (observe)
       Object.defineProperty(innerPeer, 'oscoreProtect', {
@@ -444,8 +444,8 @@ function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
   return a === undefined ? b === undefined : b !== undefined && a.equals(b);
 }
 
-/** "/a/**", "/a/*", "/a", "/**" → a test on path segments. */
-function compilePattern(p: string): (segments: string[]) => boolean {
+/** A required path, "/a/**", "/a/*", "/a", "/**" → a test on path segments (the CLI's banner uses it too). */
+export function compilePattern(p: string): (segments: string[]) => boolean {
   if (typeof p !== 'string' || !p.startsWith('/'))
     throw new InvalidArgumentError(`OSCORE required path must start with "/", got ${JSON.stringify(p)}`);
   const parts = p

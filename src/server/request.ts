@@ -27,6 +27,22 @@ export interface OscoreRequestInfo {
   readonly sequenceNumber: number;
 }
 
+/**
+ * The peer of a server request: the transport's {@link Peer} plus what a server layer
+ * learnt of it. `enableOscore` sets the OSCORE fields on the copy it hands the pipeline,
+ * as non-enumerable properties: diagnostics events and traces publish the peer, and the
+ * request's keys stay out of them.
+ */
+export interface ServerPeer extends Peer {
+  /** Set when the request came OSCORE-protected and verified (read it as `req.oscore`). */
+  readonly oscore?: OscoreRequestInfo;
+  /**
+   * Set for an OSCORE-protected Observe registration: protects each notification
+   * (RFC 8613 §4.1.3.5, a Partial IV of its own); the observe layer calls it.
+   */
+  readonly oscoreProtect?: (response: OutgoingResponse) => OutgoingResponse;
+}
+
 /** What a handler answers: every field optional. */
 export interface ServerResponse {
   /** Response code as a number (0x45) or "2.05"; defaults by method. */
@@ -84,8 +100,8 @@ export class ServerRequest {
   constructor(
     /** The decoded request. */
     readonly message: CoapMessage,
-    /** Who sent it (address, port and, over coaps://, the PSK identity). */
-    readonly peer: Peer,
+    /** Who sent it (address, port and, over coaps://, the PSK identity; OSCORE, see {@link ServerPeer}). */
+    readonly peer: ServerPeer,
     /** The Uri-Path as "/a/b" ("/" when empty). */
     readonly path: string,
     /** The Uri-Path segments. */
@@ -117,7 +133,7 @@ export class ServerRequest {
    * client's Sender ID, which names its security context (see `enableOscore`).
    */
   get oscore(): OscoreRequestInfo | undefined {
-    return (this.peer as { oscore?: OscoreRequestInfo }).oscore;
+    return this.peer.oscore;
   }
 
   /** The request's token (§5.3.1). */

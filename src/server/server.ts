@@ -38,6 +38,7 @@ import {
   type HandlerResult,
   type Middleware,
   type RequestHandler,
+  type ServerPeer,
   ServerRequest,
   type ServerResponse,
 } from './request.js';
@@ -538,7 +539,7 @@ export class CoapServer {
   /** The server's request pipeline (called by every endpoint); `inner`: under the `around` layer. */
   handle(
     msg: CoapMessage,
-    peer: Peer,
+    peer: ServerPeer,
     endpoint?: Endpoint,
     inner?: boolean,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
@@ -593,7 +594,7 @@ export class CoapServer {
     const req = new ServerRequest(msg, peer, path, segments);
     req.endpoint = endpoint;
     // Amplification rule (RFC 9175 §2.4); an OSCORE-verified request comes from a holder of its key.
-    const guard = (peer as { oscore?: unknown }).oscore === undefined ? this.guardFor(endpoint) : undefined;
+    const guard = peer.oscore === undefined ? this.guardFor(endpoint) : undefined;
     req.amplification = guard;
     const started = channels.response.hasSubscribers ? performance.now() : 0;
     if (channels.request.hasSubscribers) {

@@ -2,12 +2,15 @@
  * The machine-readable trace (`--trace=json`): one JSON object per event and
  * line, the channel's payload as published plus `t` (ms since the trace
  * started), `event` (the channel name without `coapkit:`), the decoded CoAP
- * message (`coap`) for message events and `wireLength` for DTLS records.
+ * message (`coap`) for message events, the decoded RFC 8323 frame (`frameSummary`) for
+ * frame events and `wireLength` for DTLS records.
  */
 
+import type { FrameEvent } from '../diagnostics.js';
 import type { RecordEvent } from '../dtls/diag.js';
 import { jsonSafe } from '../util/escape.js';
 import { hexOf, summarizeCoap } from './describe.js';
+import { summarizeFrame } from './frame.js';
 import type { RendererContext, TraceRenderer } from './renderer.js';
 
 function errorJson(e: unknown): unknown {
@@ -48,6 +51,16 @@ export function jsonRenderer(ctx: RendererContext): TraceRenderer {
         if (s.ok) {
           sum.coapMessages++;
           if (channel === 'coapkit:message:retransmitted') sum.retransmissions++;
+        }
+      }
+      if (channel === 'coapkit:frame:sent' || channel === 'coapkit:frame:received') {
+        // RFC 8323: the frame decoded (no Type, no Message ID), signaling named.
+        const f = ev as unknown as FrameEvent;
+        if (f.frame instanceof Uint8Array && typeof f.scheme === 'string') {
+          const s = summarizeFrame(f.frame, f.scheme);
+          o.frameSummary = s.ok ? { ...s, datagram: undefined } : s;
+          sum.frames++;
+          sum.frameBytes += f.frame.length;
         }
       }
       if (channel === 'coapkit:message:duplicate') sum.duplicates++;

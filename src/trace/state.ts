@@ -7,11 +7,14 @@
  * until its DTLS session is up). Renderers (text, JSON, later a console) read
  * it; none of it formats anything.
  */
-import type { ChannelName, ChannelPayloads } from '../diagnostics.js';
+import { readFrameHeader } from '../codec/reliable.js';
+import type { ChannelName, ChannelPayloads, FrameEvent } from '../diagnostics.js';
 import type { RecordEvent } from '../dtls/diag.js';
 import { CIPHER_SUITE_NAMES } from '../dtls/names.js';
+import { cidOverhead } from '../dtls/record/cid.js';
 import type { Peer } from '../transport/transport.js';
 import { DTLS_RECORD_HEADER_BYTES, dtlsProtectionBytes, summarizeCoap } from './describe.js';
+import { isWebSocketScheme } from './frame.js';
 
 /** Running totals over everything printed so far (text and JSON). */
 export interface TraceSummary {
@@ -39,6 +42,10 @@ export interface TraceSummary {
   duplicates: number;
   /** DNS lookups (resolved or failed). */
   dnsLookups: number;
+  /** RFC 8323 frames (coap+tcp, coap+ws...), signaling included: not counted in `coapMessages`. */
+  frames: number;
+  /** Their bytes (frame header included; TCP, TLS and WebSocket framing not). */
+  frameBytes: number;
 }
 
 /** A peer as events carry it: a Peer, or a DTLS "address%port" label. */
@@ -70,6 +77,8 @@ export class TraceState {
     retransmissions: 0,
     duplicates: 0,
     dnsLookups: 0,
+    frames: 0,
+    frameBytes: 0,
   };
   /** Negotiated suite by `${role}|${peerKey}`. */
   private readonly suites = new Map<string, string>();
@@ -107,10 +116,18 @@ export class TraceState {
     return dtlsProtectionBytes(this.suites.get(`${role}|${peer}`));
   }
 
-  /** A record's size on the wire: header (with a connection ID: it and the inner type byte), plaintext, nonce/tag. */
+  /**
+   * What a record adds to its plaintext on the wire: the header, with a connection ID
+   * (RFC 9146) the CID and the inner content type byte, and the nonce/tag.
+   */
+  recordOverheadBytes(ev: RecordEvent): number {
+    const cid = ev.cid === undefined ? 0 : cidOverhead(ev.cid.length / 2);
+    return DTLS_RECORD_HEADER_BYTES + cid + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+  }
+
+  /** A record's size on the wire: its plaintext and {@link recordOverheadBytes}. */
   recordWireBytes(ev: RecordEvent): number {
-    const cid = ev.cid === undefined ? 0 : ev.cid.length / 2 + 1;
-    return DTLS_RECORD_HEADER_BYTES + cid + ev.length + this.protectionBytes(ev.role, ev.peer, ev.epoch);
+    return ev.length + this.recordOverheadBytes(ev);
   }
 
   /** Adds one CoAP message's wire bytes, layer by layer, to the totals. */
@@ -142,6 +159,16 @@ export interface CoapEntry {
   record?: RecordEvent;
   /** Sent to a DTLS peer before its session was up: the record comes later. */
   queued?: boolean;
+  /** The RFC 8323 frame that carried it (coap+tcp, coap+ws...): no Type, no Message ID on the wire. */
+  frame?: FrameEvent;
+}
+
+/** An RFC 8323 frame not folded into a CoAP message: signaling (7.01 CSM ... 7.05 Abort), or undecodable. */
+export interface FrameEntry {
+  kind: 'frame';
+  t: number;
+  dir: Dir;
+  ev: FrameEvent;
 }
 
 /** A DTLS record not folded into a CoAP message. */
@@ -163,7 +190,7 @@ export interface NoteEntry<V> {
   view: V;
 }
 
-export type TurnEntry<V> = (CoapEntry | RecordEntry | NoteEntry<V>) & { muted?: boolean };
+export type TurnEntry<V> = (CoapEntry | RecordEntry | FrameEntry | NoteEntry<V>) & { muted?: boolean };
 
 /**
  * Buffers the events of one turn of the event loop (flushed on
@@ -178,6 +205,8 @@ export class TurnBuffer<V> {
   private readonly dtlsPeers = new Set<string>();
   /** CoAP messages sent before the DTLS session was up, by `${peerKey}|${length}`. */
   private readonly queuedMessages = new Map<string, CoapEntry>();
+  /** Peers (keys) seen in RFC 8323 frame events, and their scheme (the newest 1024). */
+  private readonly reliablePeers = new Map<string, string>();
 
   constructor(
     private readonly onTurn: (entries: TurnEntry<V>[]) => void,
@@ -233,6 +262,14 @@ export class TurnBuffer<V> {
     const entry: CoapEntry = { kind: 'coap', t, dir: 'in', peer: ev.peer, data: ev.data };
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const q = this.queue[i]!;
+      // RFC 8323: the frame, published just before by the transport (not a signaling one).
+      if (q.kind === 'frame' && q.dir === 'in' && peerKeyOf(q.ev.peer) === key) {
+        if (!isSignalFrame(q.ev)) {
+          entry.frame = q.ev;
+          this.queue.splice(i, 1);
+        }
+        break;
+      }
       if (q.kind === 'record' && q.dir === 'in' && q.ev.type === 23 && q.ev.peer === key) {
         if (q.ev.length === ev.data.length) {
           entry.record = q.ev;
@@ -259,6 +296,39 @@ export class TurnBuffer<V> {
       }
     }
     this.push({ kind: 'record', t, dir, ev });
+  }
+
+  /**
+   * An RFC 8323 frame. An outgoing message frame joins the CoAP message published just before
+   * (message:sent, then the transport frames it), placed after the signaling that went first
+   * (the CSM of a new connection); an incoming one waits for its message:received.
+   */
+  frame(ev: FrameEvent, dir: Dir, t: number): void {
+    const key = peerKeyOf(ev.peer);
+    if (key !== undefined) {
+      this.reliablePeers.delete(key);
+      this.reliablePeers.set(key, ev.scheme);
+      if (this.reliablePeers.size > 1024) this.reliablePeers.delete(this.reliablePeers.keys().next().value!);
+    }
+    if (dir === 'out' && !isSignalFrame(ev)) {
+      for (let i = this.queue.length - 1; i >= 0; i--) {
+        const q = this.queue[i]!;
+        if (q.kind === 'coap' && q.dir === 'out' && q.frame === undefined && peerKeyOf(q.peer) === key) {
+          q.frame = ev;
+          q.t = t;
+          this.queue.splice(i, 1);
+          this.queue.push(q);
+          return;
+        }
+      }
+    }
+    this.push({ kind: 'frame', t, dir, ev });
+  }
+
+  /** The scheme of `peer` when it was seen on an RFC 8323 transport (coap+tcp...), else undefined. */
+  reliableScheme(peer: unknown): string | undefined {
+    const key = peerKeyOf(peer);
+    return key === undefined ? undefined : this.reliablePeers.get(key);
   }
 
   /** Any other event. */
@@ -324,6 +394,16 @@ export class TurnBuffer<V> {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
+  }
+}
+
+/** True for a signaling frame (class 7: CSM, Ping, Pong, Release, Abort). */
+function isSignalFrame(ev: FrameEvent): boolean {
+  try {
+    const h = readFrameHeader(ev.frame, 0, isWebSocketScheme(ev.scheme));
+    return h !== undefined && h.code >> 5 === 7;
+  } catch {
+    return false;
   }
 }
 

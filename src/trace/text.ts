@@ -24,10 +24,12 @@ import {
   UDP_HEADER_BYTES,
   wireBreakdown,
 } from './describe.js';
+import { formatFrameLayout, summarizeFrame } from './frame.js';
 import type { RendererContext, TraceRenderer } from './renderer.js';
 import {
   type CoapEntry,
   type Dir,
+  type FrameEntry,
   peerKeyOf,
   type RecordEntry,
   TurnBuffer,
@@ -80,6 +82,19 @@ export const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(2)} 
 
 function hsName(h: HandshakeInfo): string {
   return HANDSHAKE_TYPE_NAMES[h.type] ?? h.typeName;
+}
+
+/** The connection IDs of a session (RFC 9146) and what they add to each record. */
+function cidAgreement(cid: { send: string; receive: string }): string {
+  const side = (hex: string, what: string) =>
+    hex === '' ? `${what} no CID` : `${what} CID ${hex} (+${hex.length / 2} cid + 1 type per record)`;
+  return `connection ID: ${side(cid.send, 'records we send carry')}; ${side(cid.receive, 'records we receive carry')}`;
+}
+
+/** ", connection ID X (+N cid + 1 type)" for a tls12_cid record (RFC 9146), else "". */
+function cidNote(ev: RecordEvent): string {
+  if (ev.cid === undefined) return '';
+  return `, connection ID ${ev.cid || '(empty)'} (+${ev.cid.length / 2} cid + 1 type)`;
 }
 
 function recordName(ev: RecordEvent): string {
@@ -146,13 +161,58 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     return `${paint('bold', `${s.type} ${s.codeText}`)}  MID ${s.messageId}  ${tok}  (${s.sizes.total} B)`;
   };
 
+  /**
+   * An RFC 8323 frame (coap+tcp, coap+ws...): what is on the wire, no Type and no Message ID;
+   * `e`: a CoAP message with the frame that carried it, or a signaling frame on its own.
+   */
+  const renderFrame = (e: CoapEntry | FrameEntry): string => {
+    const ev = e.kind === 'frame' ? e.ev : e.frame!;
+    const key = peerKeyOf(ev.peer) ?? '?';
+    const s = summarizeFrame(ev.frame, ev.scheme);
+    sum.frames++;
+    sum.frameBytes += ev.frame.length;
+    if (!s.ok) {
+      return line(
+        e.t,
+        'CoAP',
+        'error',
+        e.dir,
+        key,
+        `undecodable ${ev.scheme} frame of ${s.length} B: ${s.error}`,
+        [`0x${s.hex}${s.length > 32 ? '…' : ''}`],
+      );
+    }
+    const layout = formatFrameLayout(s, ev.scheme, e.dir, ev.initiator);
+    const tok = s.token === '' ? '' : `  token ${s.token}`;
+    if (s.signal) {
+      const opts = s.options.map((o) => (o.value === '' ? o.name : `${o.name}: ${o.value}`));
+      // §5.3.1: without Max-Message-Size the peer may assume 1152.
+      const none =
+        s.code === 0xe1 && opts.length === 0 ? ['no options (Max-Message-Size 1152, no BERT)'] : [];
+      const text = `${paint('bold', s.codeText)}${tok}  ${[...opts, ...none].join(', ')}`.trimEnd();
+      const details = s.payloadLength > 0 ? [`diagnostic: ${s.payloadPreview}`, layout] : [layout];
+      return line(e.t, 'SIG', 'info', e.dir, key, `${text}  (${s.sizes.total} B)`, details);
+    }
+    const details: string[] = [];
+    for (const o of s.options) details.push(`${o.name}: ${o.value}`);
+    if (s.payloadLength > 0)
+      details.push(
+        `payload ${s.payloadLength} B ${contentFormatLabel(s.contentFormat)}: ${s.payloadPreview}`,
+      );
+    details.push(layout);
+    const head = `${paint('bold', s.codeText)}  ${s.token === '' ? 'no token' : `token ${s.token}`}  (${s.sizes.total} B)`;
+    return line(e.t, 'CoAP', 'coap', e.dir, key, head, details);
+  };
+
   const renderCoap = (e: CoapEntry): string => {
+    if (e.frame !== undefined) return renderFrame(e);
+    // A message to or from an RFC 8323 peer that no frame carried: the message layer's view of
+    // a Pong, or an ACK the transport does not send; nothing of it was on the wire.
+    if (turn.reliableScheme(e.peer) !== undefined) return '';
     const key = peerKeyOf(e.peer) ?? '?';
     const s = summarizeCoap(e.data);
     const family = e.peer.family ?? familyOfKey(key);
-    const dtls = e.record
-      ? DTLS_RECORD_HEADER_BYTES + state.protectionBytes(e.record.role, e.record.peer, e.record.epoch)
-      : 0;
+    const dtls = e.record ? state.recordOverheadBytes(e.record) : 0;
     if (!s.ok) {
       const w = wireBreakdown(family, s.length, dtls);
       state.countWire(w.ip, w.udp, dtls, s.length, 0);
@@ -179,7 +239,8 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const suite = state.suiteOf(e.record.role, e.record.peer);
       details.push(
         `in DTLS ApplicationData record epoch ${e.record.epoch} seq ${e.record.seq}` +
-          (suite ? ` (${suite})` : ''),
+          (suite ? ` (${suite})` : '') +
+          cidNote(e.record),
       );
     }
     details.push(formatBreakdown(w, family));
@@ -273,12 +334,12 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
   const renderRecord = (e: RecordEntry): string => {
     // An application data record not matched to a CoAP message (e.g. a replayed reply).
     const ev = e.ev;
-    const prot = state.protectionBytes(ev.role, ev.peer, ev.epoch);
+    const overhead = state.recordOverheadBytes(ev);
     const family = familyOfKey(ev.peer);
     if (e.carries !== undefined) {
       const s = summarizeCoap(e.carries.data);
       if (s.ok) {
-        const w = wireBreakdown(family, s.sizes.total, DTLS_RECORD_HEADER_BYTES + prot, s.sizes);
+        const w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
         state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
         return line(
           e.t,
@@ -286,15 +347,21 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
           'dtls',
           e.dir,
           ev.peer,
-          `ApplicationData epoch ${ev.epoch} seq ${ev.seq} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
+          `ApplicationData epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
           [formatBreakdown(w, family)],
         );
       }
     }
-    const w = wireBreakdown(family, ev.length, DTLS_RECORD_HEADER_BYTES + prot);
-    return line(e.t, 'DTLS', 'dtls', e.dir, ev.peer, `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}`, [
-      formatBreakdown(w, family),
-    ]);
+    const w = wireBreakdown(family, ev.length, overhead);
+    return line(
+      e.t,
+      'DTLS',
+      'dtls',
+      e.dir,
+      ev.peer,
+      `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`,
+      [formatBreakdown(w, family)],
+    );
   };
 
   const renderTurn = (items: TurnEntry<LineView>[]): void => {
@@ -304,6 +371,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       try {
         let s: string;
         if (e.kind === 'coap') s = renderCoap(e);
+        else if (e.kind === 'frame') s = renderFrame(e);
         else if (e.kind === 'note') {
           const v = e.view;
           s = line(e.t, v.tag, v.style, v.dir, v.peer, v.text, v.details);
@@ -389,6 +457,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
           ),
           details: [
             `suite ${suite ?? '?'}; +${DTLS_RECORD_HEADER_BYTES} hdr + ${dtlsProtectionBytes(suite)} nonce/tag per record`,
+            ...(ev.cid === undefined ? [] : [cidAgreement(ev.cid)]),
             `extended master secret: ${ev.extendedMasterSecret ? 'yes' : 'no'}; ${AUTH_LABEL[ev.authMode ?? 'psk']}: ${JSON.stringify(ev.identity ?? '')}`,
           ],
         },
@@ -409,6 +478,8 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     },
     'coapkit:dtls:record:sent': (ev, t) => turn.record(ev, 'out', t),
     'coapkit:dtls:record:received': (ev, t) => turn.record(ev, 'in', t),
+    'coapkit:frame:sent': (ev, t) => turn.frame(ev, 'out', t),
+    'coapkit:frame:received': (ev, t) => turn.frame(ev, 'in', t),
     'coapkit:message:sent': (ev, t) => turn.sent(ev, t),
     'coapkit:message:retransmitted': (ev, t) => turn.retransmitted(ev, t),
     'coapkit:message:received': (ev, t) => turn.received(ev, t),
@@ -446,15 +517,21 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       });
     },
     'coapkit:exchange:matched': (ev, t) => {
-      let how = ev.piggybacked
-        ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
-        : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
+      // RFC 8323: no ACK and no Message ID to speak of, only the token.
+      const reliable = turn.reliableScheme(ev.peer) !== undefined;
+      let how = reliable
+        ? `response over ${turn.reliableScheme(ev.peer)}`
+        : ev.piggybacked
+          ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
+          : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
       // An Observe option in the message just received makes it a registration or notification.
       const obs = turn.observeValue(ev.peer, ev.messageId);
       if (obs !== undefined) {
-        how = ev.piggybacked
-          ? `observation registered (Observe ${obs}), ${how}`
-          : `notification (Observe ${obs}), ${how}`;
+        how = reliable
+          ? `Observe ${obs}, ${how}`
+          : ev.piggybacked
+            ? `observation registered (Observe ${obs}), ${how}`
+            : `notification (Observe ${obs}), ${how}`;
       }
       const s = summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
       note(t, {

@@ -131,6 +131,7 @@ export function formatSummary(s: TraceSummary): string {
     `IP ${s.ip} (${pct(s.ip)}), UDP ${s.udp} (${pct(s.udp)}), DTLS ${s.dtls} (${pct(s.dtls)}), ` +
     `CoAP header/token/options ${s.coapOverhead} (${pct(s.coapOverhead)}), payload ${s.payload} (${pct(s.payload)})` +
     (s.dtlsRecords > 0 ? `; DTLS handshake: ${s.dtlsRecords} records, ${s.dtlsRecordBytes} B` : '') +
+    (s.frames > 0 ? `; RFC 8323: ${s.frames} frames, ${s.frameBytes} B` : '') +
     (s.retransmissions > 0 ? `; ${s.retransmissions} retransmissions` : '') +
     (s.duplicates > 0 ? `; ${s.duplicates} duplicates` : '')
   );

@@ -29,6 +29,7 @@ import {
   readFrameHeader,
   SignalCode,
 } from '../codec/reliable.js';
+import { channels } from '../diagnostics.js';
 import { ClosedError, MessageFormatError, NetworkError, ProtocolError } from '../errors.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from './transport.js';
@@ -280,7 +281,15 @@ export abstract class ReliableTransport implements Transport {
     this.write(conn, frame);
   }
 
+  /** `frame`, published on `coapkit:frame:sent` (when traced) as it goes to the connection's wire or queue. */
+  private traced(conn: Conn, frame: Buffer): Buffer {
+    if (channels.frameSent.hasSubscribers)
+      channels.frameSent.publish({ peer: conn.peer, scheme: this.scheme, initiator: conn.initiator, frame });
+    return frame;
+  }
+
   private write(conn: Conn, frame: Buffer): void {
+    this.traced(conn, frame);
     conn.lastActive = this.clock.now();
     if (conn.wire !== undefined) conn.wire.write(frame);
     else conn.queued?.push(frame);
@@ -301,7 +310,7 @@ export abstract class ReliableTransport implements Transport {
       return undefined;
     }
     const conn = this.newConn(peer, true);
-    conn.queued = [this.csm()];
+    conn.queued = [this.traced(conn, this.csm())];
     this.conns.set(peer.key, conn);
     let wire: Wire | undefined;
     try {
@@ -355,7 +364,7 @@ export abstract class ReliableTransport implements Transport {
     conn.wire = wire;
     this.conns.set(peer.key, conn);
     this.perAddress.set(peer.address, count + 1);
-    wire.write(this.csm());
+    wire.write(this.traced(conn, this.csm()));
     return conn;
   }
 
@@ -391,7 +400,8 @@ export abstract class ReliableTransport implements Transport {
     const idleFor = this.clock.now() - conn.lastActive;
     if (idleFor >= this.idleMs) {
       // §5.5: Release, then close.
-      if (conn.wire !== undefined) conn.wire.write(encodeFrame({ code: SignalCode.Release }, this.websocket));
+      if (conn.wire !== undefined)
+        conn.wire.write(this.traced(conn, encodeFrame({ code: SignalCode.Release }, this.websocket)));
       conn.wire?.end();
       this.drop(conn, new ClosedError('connection closed after being idle'), false);
       return;
@@ -434,6 +444,13 @@ export abstract class ReliableTransport implements Transport {
   }
 
   private frame(conn: Conn, frame: Buffer): void {
+    if (channels.frameReceived.hasSubscribers)
+      channels.frameReceived.publish({
+        peer: conn.peer,
+        scheme: this.scheme,
+        initiator: conn.initiator,
+        frame,
+      });
     const h = readFrameHeader(frame, 0, this.websocket);
     if (h === undefined) throw new MessageFormatError('incomplete frame');
     if (h.code >> 5 === 7) return this.signal(conn, frame, h.code);
@@ -467,7 +484,9 @@ export abstract class ReliableTransport implements Transport {
       case SignalCode.Ping:
         // §5.4: a Pong with the Ping's token (Custody is not offered back).
         if (conn.wire !== undefined) {
-          conn.wire.write(encodeFrame({ code: SignalCode.Pong, token: msg.token }, this.websocket));
+          conn.wire.write(
+            this.traced(conn, encodeFrame({ code: SignalCode.Pong, token: msg.token }, this.websocket)),
+          );
         }
         return;
       case SignalCode.Pong: {
@@ -505,7 +524,7 @@ export abstract class ReliableTransport implements Transport {
     if (c.closed) return;
     this.connectionsAborted++;
     if (c.wire !== undefined) {
-      c.wire.write(encodeAbort(diagnostic, this.websocket, badCsmOption));
+      c.wire.write(this.traced(c, encodeAbort(diagnostic, this.websocket, badCsmOption)));
       c.wire.end();
     } else (c as { pendingWire?: Wire }).pendingWire?.destroy();
     this.drop(c, new ProtocolError(`connection aborted: ${diagnostic}`), false);

@@ -32,8 +32,11 @@ export interface PeerAuth {
 
 /** A remote endpoint as seen by a transport. */
 export interface Peer {
+  /** The peer's address ("127.0.0.1", "::1"; an in-memory transport names its own). */
   readonly address: string;
+  /** The peer's port. */
   readonly port: number;
+  /** The address family ("IPv4", "IPv6"). */
   readonly family: AddressFamily;
   /**
    * For secured transports (DTLS PSK): the authenticated identity of the peer.

@@ -6,7 +6,7 @@
  * kind in a payload type without the schema following. At run time every
  * channel is subscribed during real exchanges (UDP: DNS, piggybacked and
  * separate responses, duplicate, ping, garbage, retransmission, timeout;
- * DTLS: handshake, records, a failed handshake) and each payload is checked
+ * DTLS: handshake, records, a failed handshake; TCP: frames) and each payload is checked
  * against the schema: a missing or mistyped field, or one the type does not
  * declare, fails the test.
  */
@@ -26,6 +26,7 @@ import { enableOscore } from '../../src/server/oscore.js';
 import { CoapServer } from '../../src/server/server.js';
 import { TRACE_CHANNELS } from '../../src/trace/tracer.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
+import { TcpTransport } from '../../src/transport/tcp.js';
 
 // ---------------------------------------------------------------- schema derived from the types
 
@@ -135,6 +136,7 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     identity: { optional: 'string' },
     authMode: { optional: 'string' },
     durationMs: 'number',
+    cid: { optional: { object: { send: 'string', receive: 'string' } } },
   },
   'coapkit:dtls:handshake:error': {
     peer: 'string',
@@ -146,6 +148,8 @@ const SCHEMAS: { [K in ChannelName]: Schema<ChannelPayloads[K]> } = {
     },
     reason: { optional: 'string' },
   },
+  'coapkit:frame:sent': { peer, scheme: 'string', initiator: 'boolean', frame: 'bytes' },
+  'coapkit:frame:received': { peer, scheme: 'string', initiator: 'boolean', frame: 'bytes' },
   'coapkit:message:sent': { peer, data: 'bytes', transmission: 'number' },
   'coapkit:message:retransmitted': {
     peer,
@@ -388,6 +392,17 @@ describe('diagnostics: every channel publishes its declared payload', () => {
     cleanups.push(() => wrong.close());
     await assert.rejects(wrong.get(`coaps://127.0.0.1:${dport}/secure`, { timeout: 10_000 }));
     await until('a failed handshake', has('coapkit:dtls:handshake:error'));
+
+    // ---- RFC 8323: a request over coap+tcp:// (CSM both ways, the request and response frames)
+    const tserver = new CoapServer();
+    tserver.get('/tcp', () => ({ payload: 'ok' }));
+    const tcp = await tserver.listen(await TcpTransport.create({ host: '127.0.0.1', port: 0 }));
+    cleanups.push(() => tserver.close());
+    const tres = await client.get(`coap+tcp://127.0.0.1:${tcp.transport.localAddress().port}/tcp`, {
+      timeout: 10_000,
+    });
+    assert.equal(tres.payload.toString(), 'ok');
+    await until('frames', has('coapkit:frame:sent', 'coapkit:frame:received'));
 
     const missing = CHANNEL_NAMES.filter((n) => !seen.has(n));
     assert.deepEqual(missing, [], 'every channel published at least once');

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -188,5 +188,106 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
     }
     assert.equal(new Set(seen.client).size, seen.client.length, 'no client Partial IV used twice');
     assert.equal(new Set(seen.server).size, seen.server.length, 'no server Partial IV used twice');
+  });
+});
+
+describe("coapkit serve --oscore: the banner's Try line works", () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'coapkit-oscore-try-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The banner's first `Try: ... get URI ARGS` command, run as printed. */
+  async function runTry(banner: string) {
+    const line = /^Try: .*? (get \S+.*)$/m.exec(banner);
+    assert.ok(line, banner);
+    return { command: line[1]!, result: await runInProcess(line[1]!.split(' ')) };
+  }
+
+  it("names the client's context file when one lies beside the server's", async () => {
+    const d = join(dir, 'pair');
+    mkdirSync(d);
+    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
+    writeFileSync(join(d, 'other.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(join(d, 'client.json'), JSON.stringify(CLIENT));
+    writeFileSync(join(d, 'not-a-context.json'), '[1, 2');
+    const serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--oscore',
+      join(d, 'server.json'),
+      '--oscore-required',
+      '/**',
+    ]);
+    try {
+      const { command, result } = await runTry(serve.banner);
+      assert.equal(command, `get coap://127.0.0.1:${serve.port}/ --oscore ${join(d, 'client.json')}`);
+      assert.equal(result.code, 0, result.stderr);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it("without one: a placeholder and what the client's own file holds, which works once written", async () => {
+    const d = join(dir, 'alone');
+    mkdirSync(d);
+    writeFileSync(
+      join(d, 'server.json'),
+      JSON.stringify({ ...SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
+    );
+    const serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--oscore',
+      join(d, 'server.json'),
+      '--oscore-required',
+      '/**',
+    ]);
+    try {
+      assert.match(serve.banner, / --oscore CLIENT\.json$/m);
+      const note =
+        /CLIENT\.json is the client's own context file, server\.json from the other side: the same secret and salt and id-context_hex (\w+), sender-id_hex (\w+), recipient-id_hex (\w+)\)$/m.exec(
+          serve.banner,
+        );
+      assert.ok(note, serve.banner);
+      const client = join(d, 'mine.json');
+      writeFileSync(
+        client,
+        JSON.stringify({
+          secret_hex: SERVER.secret_hex,
+          salt_hex: SERVER.salt_hex,
+          'id-context_hex': note[1],
+          'sender-id_hex': note[2],
+          'recipient-id_hex': note[3],
+        }),
+      );
+      const line = /^Try: .*? (get \S+) --oscore CLIENT\.json$/m.exec(serve.banner);
+      assert.ok(line, serve.banner);
+      const r = await runInProcess([...line[1]!.split(' '), '--oscore', client]);
+      assert.equal(r.code, 0, r.stderr);
+      const plain = await runInProcess(line[1]!.split(' '));
+      assert.match(plain.stderr, /4\.02 Bad Option: OSCORE required/);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('"/" not required: the plain command, which works', async () => {
+    const d = join(dir, 'partial');
+    mkdirSync(d);
+    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
+    const serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--oscore',
+      join(d, 'server.json'),
+      '--oscore-required',
+      '/secure/**',
+    ]);
+    try {
+      const { command, result } = await runTry(serve.banner);
+      assert.equal(command, `get coap://127.0.0.1:${serve.port}/`);
+      assert.equal(result.code, 0, result.stderr);
+    } finally {
+      await serve.stop();
+    }
   });
 });

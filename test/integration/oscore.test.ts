@@ -25,6 +25,8 @@ import {
   OscoreContext,
   OscoreError,
   proxyUriOption,
+  type ServerPeer,
+  type ServerRequest,
 } from '../../src/index.js';
 import { decodeOscoreOption } from '../../src/oscore/option.js';
 import { protectRequest } from '../../src/oscore/protect.js';
@@ -293,6 +295,57 @@ describe('Observe over OSCORE (§4.1.3.5)', () => {
       pivs.add(piv.toString('hex'));
     }
     assert.equal(pivs.size, responses.length, 'no Partial IV used twice');
+  });
+});
+
+describe('the OSCORE fields of a request peer (ServerPeer)', () => {
+  it('typed on req.peer, hidden from diagnostics events; a verified request skips the amplification rule', async () => {
+    const server = new CoapServer();
+    const seen: { kid: string | undefined; guarded: boolean; protectsNotifications: boolean }[] = [];
+    const handler = (req: ServerRequest) => {
+      // Typed: no cast (ServerPeer declares the fields enableOscore sets).
+      const peer: ServerPeer = req.peer;
+      seen.push({
+        kid: peer.oscore?.kid.toString(),
+        guarded: req.amplification !== undefined,
+        protectsNotifications: peer.oscoreProtect !== undefined,
+      });
+      return 'ok';
+    };
+    server.get('/both', handler);
+    server.get('/watch', handler, { obs: true });
+    enableOscore(server, { contexts: [serverCtx()] });
+    const ep = await server.listen({ host: '127.0.0.1', port: 0 });
+    const base = `coap://127.0.0.1:${ep.transport.localAddress().port}`;
+    const published: unknown[] = [];
+    const onRequest = (e: unknown) => published.push((e as { peer: unknown }).peer);
+    dc.subscribe('coapkit:server:request', onRequest);
+    const client = new CoapClient();
+    try {
+      assert.equal((await client.get(`${base}/both`, { oscore: clientCtx() })).text(), 'ok');
+      assert.equal((await client.get(`${base}/both`)).text(), 'ok');
+      const obs = client.observe(`${base}/watch`, { oscore: clientCtx({ senderSequenceNumber: 100 }) });
+      for await (const n of obs) {
+        assert.equal(n.text(), 'ok');
+        break;
+      }
+    } finally {
+      dc.unsubscribe('coapkit:server:request', onRequest);
+      await client.close();
+      await server.close();
+    }
+    // (A fourth: the deregistration, protected too.)
+    assert.deepEqual(seen.slice(0, 3), [
+      { kid: 'client', guarded: false, protectsNotifications: false },
+      { kid: undefined, guarded: true, protectsNotifications: false },
+      { kid: 'client', guarded: false, protectsNotifications: true },
+    ]);
+    assert.ok(published.length >= 3);
+    for (const peer of published) {
+      const text = JSON.stringify(peer);
+      assert.ok(!text.includes('"oscore') && !text.includes('"kid'), `no OSCORE field published: ${text}`);
+      assert.ok(!Object.keys(peer as object).some((k) => k.startsWith('oscore')));
+    }
   });
 });
 

@@ -226,6 +226,26 @@ describe('the alice/bob scenario of issue 12', { timeout: 120_000 }, () => {
     }
   });
 
+  it("--generate-psk --identity ID: the generated key is ID's, the server as open, the Try line works", async () => {
+    const dev = await startServe([...LOOPBACK_PORTS, '--generate-psk', '--identity', 'dev-1']);
+    try {
+      assert.match(dev.banner, /^PSK generated for this run: identity "dev-1", key \(hex\) [0-9a-f]{32}$/m);
+      assert.match(dev.banner, /^Access: open, every peer may read and write \(development server/m);
+      const line = /^Try: .*? (get coaps:\/\/\S+ --identity dev-1 --psk-hex [0-9a-f]{32})$/m.exec(dev.banner);
+      assert.ok(line, dev.banner);
+      const r = await runInProcess(line[1]!.split(' '));
+      assert.equal(r.code, 0, r.stderr);
+      const w = await anon.put(`coap://127.0.0.1:${dev.port}/x`, { payload: 'x', ...T });
+      assert.equal(w.codeText, '2.01 Created');
+    } finally {
+      await dev.stop('SIGKILL');
+    }
+    // A key given: --identity names it, as before (and without one, still an error).
+    const r = await runInProcess(['serve', '--port', '0', '--identity', 'dev-1']);
+    assert.equal(r.code, 64, r.stderr);
+    assert.match(r.stderr, /--identity needs --psk SECRET or --psk-hex HEX/);
+  });
+
   it('a bad rule file stops serve with exit 64 naming file:line; a missing one with 66', async () => {
     const bad = join(dir, 'bad.acl');
     writeFileSync(bad, '# ok\n* GET /x\nalice GOT /y\n');

@@ -14,6 +14,7 @@ import {
   uintValue,
   WsFrameError,
 } from '../../src/console/frame.js';
+import { CoapError } from '../../src/errors.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -132,6 +133,20 @@ describe('console frame codec (RFC 8323 §4.2)', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('WsFrameError is a CoapError with its own code', () => {
+    assert.equal(WsFrameError.code, 'COAP_ERR_WS_FRAME');
+    try {
+      decodeWsMessage(Uint8Array.of(0x10, 0x01));
+      assert.fail('decoded a frame with Len 1');
+    } catch (err) {
+      assert.ok(err instanceof CoapError);
+      assert.ok(err instanceof WsFrameError);
+      assert.equal(err.code, 'COAP_ERR_WS_FRAME');
+      assert.equal(err.name, 'WsFrameError');
+      assert.match(err.message, /Len is 1/);
+    }
   });
 
   it('refuses to encode a token over 8 bytes', () => {

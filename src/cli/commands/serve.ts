@@ -32,6 +32,7 @@ import { type Io, lineSink, writeAll } from '../io.js';
 import {
   OSCORE_SERVE_FLAGS,
   oscoreBanner,
+  oscoreTryArgs,
   readyOscore,
   type ServeOscore,
   serveOscoreArgs,
@@ -618,19 +619,21 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       '  (coaps:// not started: no PSK configured and no certificate; see --identity/--psk, --psk-file, --generate-psk, --cert, --generate-cert)',
     );
   if (opts.oscore) lines.push(oscoreBanner(opts.oscore));
+  // OSCORE required on "/": every Try line needs the client's context (--oscore FILE).
+  const tryOscore = opts.oscore ? oscoreTryArgs(opts.oscore) : { args: '' };
   const secureListener = running.listeners.find((l) => l.scheme === 'coaps');
   if (opts.generatedKey && secureListener) {
     const { identity, key } = opts.generatedKey;
     lines.push(
       `PSK generated for this run: identity "${identity}", key (hex) ${key.toString('hex')}`,
-      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}`,
+      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ --identity ${identity} --psk-hex ${key.toString('hex')}${tryOscore.args}`,
     );
   }
   const gen = opts.credentials?.generated;
   if (gen !== undefined && secureListener) {
     lines.push(
       `Certificates ${gen.reused ? 'reused from' : 'generated in'} ${gen.dir} (throwaway CA, server and client)`,
-      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ ${opts.credentials?.clientArgs}`,
+      `Try: ${self} get coaps://${reachable(secureListener.address)}:${secureListener.port}/ ${opts.credentials?.clientArgs}${tryOscore.args}`,
     );
   }
   if (opts.access) lines.push(opts.access.banner);
@@ -643,7 +646,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   }
   const first = running.listeners.find((l) => !l.group) ?? running.listeners[0]!;
   lines.push(
-    `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/`,
+    `Try: ${self} get ${first.scheme}://${reachable(first.address)}:${first.port}/${tryOscore.args}`,
+    ...(tryOscore.note === undefined ? [] : [tryOscore.note]),
     `Limits: ${opts.maxResources} resources, ${sizeText(opts.maxSize)} each (--max-resources, --max-size). Stop with Ctrl-C.`,
   );
   if (running.durable) lines.splice(lines.length - 1, 0, `Data: ${running.durable.description}`);
