@@ -15,6 +15,7 @@ import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { SessionSnapshot } from '../dtls/connection.js';
+import { type CertOptions, sha256Hex } from '../dtls/crypto/certs.js';
 import { CoapError } from '../errors.js';
 import type { PeerAuth } from './transport.js';
 
@@ -78,6 +79,42 @@ export interface SessionEntry {
   /** How the peer authenticated (undefined: not known to the transport). */
   auth: PeerAuth | undefined;
   snapshot: SessionSnapshot;
+  /** Certificate sessions: the trust anchors they were verified against (`trustAnchorsDigest`). */
+  trust?: string | undefined;
+}
+
+/**
+ * A digest of the X.509 trust anchors of `certs` (undefined: none): a certificate session
+ * exported under some anchors is taken over only by a server that has the same ones.
+ */
+export function trustAnchorsDigest(certs: CertOptions | undefined): string | undefined {
+  const ca = certs?.trust.ca;
+  if (ca === undefined || ca.length === 0) return undefined;
+  return sha256Hex(
+    Buffer.from(
+      ca
+        .map((c) => c.fingerprint256)
+        .sort()
+        .join(','),
+      'latin1',
+    ),
+  );
+}
+
+/**
+ * Whether a certificate or raw-public-key session may be taken over by a server configured
+ * with `certs`: the same X.509 trust anchors as when it was exported, or its raw public key
+ * still allowed (a key taken out of the trust list, or anchors replaced, revoke the session
+ * like a PSK identity without a key). PSK sessions are not this function's.
+ */
+export function stillTrusted(e: SessionEntry, certs: CertOptions | undefined): boolean {
+  if (certs === undefined || e.auth === undefined) return false;
+  if (e.auth.mode === 'rpk') {
+    if (certs.rpk === undefined && certs.x509 === undefined) return false;
+    return certs.trust.rpkTrust === undefined || certs.trust.rpkTrust.has(e.auth.identity);
+  }
+  if (e.auth.mode === 'x509') return e.trust !== undefined && e.trust === trustAnchorsDigest(certs);
+  return false;
 }
 
 function stateKey(key: Uint8Array | string, salt: Buffer): Buffer {
@@ -98,6 +135,7 @@ export function sealSessions(entries: readonly SessionEntry[], key: Uint8Array |
         address: e.address,
         port: e.port,
         ...(e.auth !== undefined ? { auth: e.auth } : {}),
+        ...(e.trust !== undefined ? { trust: e.trust } : {}),
         role: e.snapshot.role,
         suite: e.snapshot.suiteId,
         ems: e.snapshot.extendedMasterSecret,
@@ -206,10 +244,12 @@ export function openSessions(buf: Uint8Array, key: Uint8Array | string, maxSessi
         if (typeof s.writeSeq !== 'number' || typeof s.replayMax !== 'number')
           throw new Error('bad sequence');
         if (typeof s.replayBits !== 'string') throw new Error('bad replay window');
+        if (s.trust !== undefined && typeof s.trust !== 'string') throw new Error('bad trust');
         return {
           address,
           port,
           auth: parseAuth(s.auth),
+          ...(s.trust !== undefined ? { trust: s.trust as string } : {}),
           snapshot: {
             role: s.role,
             suiteId: s.suite,

@@ -57,6 +57,8 @@ import {
   type SessionExportOptions,
   type SessionImportResult,
   sealSessions,
+  stillTrusted,
+  trustAnchorsDigest,
 } from './dtls-sessions.js';
 import { literalLookup } from './literal-lookup.js';
 import {
@@ -895,7 +897,8 @@ export class DtlsServerTransport implements Transport {
   private constructor(
     private readonly socket: Socket,
     options: DtlsServerTransportOptions,
-    certs: CertOptions | undefined,
+    /** Certificate credentials and trust, parsed by create(). */
+    private readonly certs: CertOptions | undefined,
   ) {
     const psk = options.psk;
     const pskLookup: PskLookup | undefined =
@@ -1086,7 +1089,13 @@ export class DtlsServerTransport implements Transport {
       const auth =
         (c.tag as Peer | undefined)?.auth ??
         (c.identity !== undefined ? { mode: 'psk' as const, identity: c.identity } : undefined);
-      entries.push({ address: c.address, port: c.port, auth, snapshot });
+      entries.push({
+        address: c.address,
+        port: c.port,
+        auth,
+        snapshot,
+        ...(auth?.mode === 'x509' ? { trust: trustAnchorsDigest(this.certs) } : {}),
+      });
     }
     let sealed: Buffer;
     try {
@@ -1119,8 +1128,14 @@ export class DtlsServerTransport implements Transport {
     let revoked = 0;
     try {
       for (const e of entries) {
-        const identity =
-          e.auth === undefined ? e.snapshot.identity : e.auth.mode === 'psk' ? e.auth.identity : undefined;
+        // A certificate or raw-public-key session is kept only while this configuration still
+        // trusts its peer (the same trust anchors; its key still in the rpk trust list).
+        if (e.auth !== undefined && e.auth.mode !== 'psk') {
+          if (stillTrusted(e, this.certs)) keep.push(e);
+          else revoked++;
+          continue;
+        }
+        const identity = e.auth === undefined ? e.snapshot.identity : e.auth.identity;
         // A synchronous lookup (the usual case) costs no microtask per session.
         // A PSK session is kept only while its identity still has a key (none when PSK is off).
         const found =

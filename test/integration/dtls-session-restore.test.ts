@@ -15,6 +15,7 @@ import { CoapClient } from '../../src/client/client.js';
 import { CoapServer } from '../../src/server/server.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
 import { DtlsSessionStateError, openSessions } from '../../src/transport/dtls-sessions.js';
+import { makePki } from '../helpers/pki.js';
 
 const PSK = { identity: 'dev-1', key: 'restart-secret' };
 const STATE_KEY = randomBytes(32);
@@ -74,6 +75,72 @@ describe('DTLS sessions across a restart (export / import)', { timeout: 60_000 }
       hs.counts.server = 0;
       hs.counts.client = 0;
     }
+  });
+
+  it('certificate and raw-public-key sessions are taken over only while their peer is still trusted', async () => {
+    const pki = makePki();
+    const otherPki = makePki();
+    const x509Server = (port: number, ca: string) =>
+      DtlsServerTransport.create({ host: '127.0.0.1', port, cert: pki.serverCert, key: pki.serverKey, ca });
+    const rpkServer = (port: number, trusted: string) =>
+      DtlsServerTransport.create({ host: '127.0.0.1', port, rpk: pki.rpkServerKey, rpkTrust: [trusted] });
+    // One session of each mode, exported twice (an import takes over the sessions it is given once).
+    const sealedFrom = async (
+      make: (port: number) => Promise<DtlsServerTransport>,
+      dtls: Record<string, unknown>,
+    ) => {
+      const server = new CoapServer();
+      server.get('/who', (req) => String(req.peer.auth?.mode));
+      const transport = await make(0);
+      await server.listen(transport);
+      const client = new CoapClient({ dtls });
+      try {
+        const url = `coaps://127.0.0.1:${transport.localAddress().port}/who`;
+        const mode = (await client.get(url, { timeout: 10_000 })).payload.toString();
+        const sealed = transport.exportSessions(STATE_KEY, { keep: true });
+        return { mode, sealed, port: transport.localAddress().port };
+      } finally {
+        await client.close();
+        await server.close();
+      }
+    };
+    const importInto = async (transport: DtlsServerTransport, sealed: Buffer) => {
+      try {
+        return await transport.importSessions(sealed, STATE_KEY);
+      } finally {
+        await transport.close();
+      }
+    };
+    const x = await sealedFrom((port) => x509Server(port, pki.ca), {
+      cert: pki.clientCert,
+      key: pki.clientKey,
+      ca: pki.ca,
+    });
+    assert.equal(x.mode, 'x509');
+    assert.deepEqual(await importInto(await x509Server(0, pki.ca), x.sealed), { imported: 1, skipped: 0 });
+    // Other trust anchors: the session is revoked, like a PSK identity without a key.
+    assert.deepEqual(await importInto(await x509Server(0, otherPki.ca), x.sealed), {
+      imported: 0,
+      skipped: 1,
+    });
+    // No certificates at all (PSK only): revoked too.
+    const pskOnly = await DtlsServerTransport.create({ host: '127.0.0.1', port: 0, psk: PSK });
+    assert.deepEqual(await importInto(pskOnly, x.sealed), { imported: 0, skipped: 1 });
+
+    const r = await sealedFrom((port) => rpkServer(port, pki.rpkClientFingerprint), {
+      rpk: pki.rpkClientKey,
+      rpkTrust: [pki.rpkServerFingerprint],
+    });
+    assert.equal(r.mode, 'rpk');
+    assert.deepEqual(await importInto(await rpkServer(0, pki.rpkClientFingerprint), r.sealed), {
+      imported: 1,
+      skipped: 0,
+    });
+    // The client's key taken out of the trust list: its session is revoked at the restart.
+    assert.deepEqual(await importInto(await rpkServer(0, otherPki.rpkClientFingerprint), r.sealed), {
+      imported: 0,
+      skipped: 1,
+    });
   });
 
   it('wrong key, damaged, foreign and future data: typed error, nothing imported', async () => {
