@@ -105,6 +105,11 @@ export interface ExchangeLayerOptions {
 
 export class ExchangeLayer {
   private readonly pending = new Map<string, Pending>();
+  /**
+   * Told when the transport reports a peer gone (an RFC 8323 connection closed, a DTLS
+   * session ended, ICMP unreachable): the observe layer drops that peer's observations.
+   */
+  readonly peerGoneListeners = new Set<(peer: Peer, error: Error) => void>();
   handler: ServerHandler | undefined;
   private closed = false;
   /** The message layer's clock (one source of time per endpoint). */
@@ -400,6 +405,7 @@ export class ExchangeLayer {
   }
 
   private onPeerError(ps: PeerState, error: Error): void {
+    for (const l of this.peerGoneListeners) l(ps.peer, error);
     for (const p of [...this.pending.values()]) if (p.ps === ps) this.fail(p, error);
     // A ping to a closed port fails at once too (ICMP port unreachable on a connected socket).
     for (const [onClose, ping] of [...this.pings]) if (ping.ps === ps) ping.fail(error, onClose);

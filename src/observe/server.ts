@@ -133,7 +133,7 @@ interface AddressShare {
   observers: Set<Observer>;
 }
 
-type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stale';
+type RemoveReason = 'reset' | 'timeout' | 'error' | 'deleted' | 'closed' | 'stale' | 'disconnected';
 
 /** A registration as a durable store keeps it (see ObservePersistence). */
 export interface PersistedObserver {
@@ -408,6 +408,7 @@ export class ObserveServer {
   /** Forgets every observer (no messages sent). */
   close(): void {
     for (const o of [...this.observers.values()]) this.remove(o, 'closed');
+    for (const f of this.unlisten.splice(0)) f();
     this.nonSent.clear();
     if (this.rstListener) channels.messageReceived.unsubscribe(this.rstListener);
     this.rstListener = undefined;
@@ -447,8 +448,27 @@ export class ObserveServer {
     if (id === undefined) {
       id = this.nextEndpointId++;
       this.endpointIds.set(ep, id);
+      // RFC 8323 §7: an observation lives as long as its connection. A reliable transport
+      // reports a closed connection as the peer gone: its observers go at once, not at the
+      // next notification.
+      if (ep.transport.reliable) {
+        const listeners = ep.exchangeLayer.peerGoneListeners;
+        const gone = (peer: Peer) => this.peerGone(ep, peer);
+        listeners.add(gone);
+        this.unlisten.push(() => listeners.delete(gone));
+      }
     }
     return id;
+  }
+
+  /** Listeners to remove at close (see endpointId). */
+  private readonly unlisten: Array<() => void> = [];
+
+  private peerGone(ep: Endpoint, peer: Peer): void {
+    const share = this.byAddress.get(peer.address);
+    if (share === undefined) return;
+    for (const o of [...share.observers])
+      if (o.endpoint === ep && o.req.peer.key === peer.key) this.remove(o, 'disconnected');
   }
 
   private handle(

@@ -90,6 +90,27 @@ describe('CoAP over TCP and WebSockets (RFC 8323)', { timeout: 60_000 }, () => {
       await run;
       assert.deepEqual(seen.map(Number), [counter - 2, counter - 1, counter]);
     });
+
+    it(`${scheme}: an observation ends with its connection (RFC 8323 §7), not at the next notification`, async () => {
+      const c = new CoapClient();
+      const obs = c.observe(`${base()}/counter`);
+      await obs.registered;
+      await until(() => observe.observerCount('/counter') === 1, 'registered on the server');
+      const removed: string[] = [];
+      const before = observe.onEvent;
+      observe.onEvent = (e) => {
+        if (e.type === 'removed') removed.push(e.reason);
+        before?.(e);
+      };
+      try {
+        // The client goes away: its connection closes; no notification is sent meanwhile.
+        await c.close();
+        await until(() => observe.observerCount('/counter') === 0, 'observer removed at the close');
+        assert.deepEqual(removed, ['disconnected']);
+      } finally {
+        observe.onEvent = before;
+      }
+    });
   }
 
   it('TCP server: sends its CSM first, answers Ping with Pong, aborts a peer whose first message is not a CSM', async () => {
