@@ -31,7 +31,12 @@ export interface ReliableServeOptions {
   psk?: Map<string, Buffer>;
 }
 
-export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): ReliableServeOptions | undefined {
+export function parseReliableServe(
+  p: Parsed,
+  keys: Map<string, Buffer>,
+  /** The server certificate --generate-cert made (serves TLS too, as --cert/--key would). */
+  generated?: { cert: Buffer; key: Buffer },
+): ReliableServeOptions | undefined {
   const o: ReliableServeOptions = {};
   const port = (flag: string) => num(p, flag, { integer: true, max: 65535 });
   const tcp = port('tcp-port');
@@ -49,8 +54,10 @@ export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): Reliab
   const key = fromDtls ? str(p, 'key') : str(p, 'tls-key');
   if ((cert === undefined) !== (key === undefined))
     throw new UsageError('--tls-cert and --tls-key go together');
+  const useGenerated =
+    cert === undefined && generated !== undefined && (tls !== undefined || wss !== undefined);
   const needCert = wss !== undefined || (tls !== undefined && keys.size === 0);
-  if (needCert && cert === undefined) {
+  if (needCert && cert === undefined && !useGenerated) {
     throw new UsageError(
       `--${wss !== undefined ? 'wss' : 'tls'}-port needs --tls-cert FILE and --tls-key FILE (or --cert/--key)${wss !== undefined ? '' : ' or PSK keys'}`,
       {
@@ -63,6 +70,10 @@ export function parseReliableServe(p: Parsed, keys: Map<string, Buffer>): Reliab
   }
   if (cert !== undefined) o.cert = readInputFile(cert, 'certificate file');
   if (key !== undefined) o.key = readInputFile(key, 'key file');
+  if (useGenerated) {
+    o.cert = generated.cert;
+    o.key = generated.key;
+  }
   if (tls !== undefined && keys.size > 0) o.psk = keys;
   return Object.keys(o).length > 0 ? o : undefined;
 }
@@ -132,13 +143,13 @@ export async function startReliableServe(
 export const RELIABLE_SERVE_HELP = `CoAP over TCP, TLS and WebSockets (RFC 8323; each only when its flag is given):
       --tcp-port N            TCP port for coap+tcp:// (5683 is the RFC 8323 port)
       --tls-port N            TLS port for coaps+tcp:// (5684 is the RFC 8323 port): with a
-                              certificate (--tls-cert/--tls-key, or --cert/--key) and the
-                              PSK keys below (TLS 1.2 PSK)
+                              certificate (--tls-cert/--tls-key, or --cert/--key, or the
+                              --generate-cert one) and the PSK keys below (TLS 1.2 PSK)
       --ws-port N             HTTP port for coap+ws:// (WebSocket at /.well-known/coap,
                               subprotocol "coap"; needs the "ws" package)
       --wss-port N            HTTPS port for coaps+ws:// (needs a certificate: --tls-cert
-                              and --tls-key, or --cert and --key)
+                              and --tls-key, --cert and --key, or --generate-cert)
       --tls-cert FILE         certificate chain (PEM) for --tls-port and --wss-port
-                              (default: the coaps:// one, --cert)
+                              (default: the coaps:// one, --cert or --generate-cert's)
       --tls-key FILE          its private key (PEM; default: --key)
 `;

@@ -85,6 +85,19 @@ describe('coapkit serve --generate-cert', () => {
       await again.stop();
     }
   });
+
+  it('the generated server certificate serves coaps+tcp:// too (--tls-port), as --cert would', async () => {
+    const tls = await startServe([...LOOPBACK_PORTS, '--generate-cert', certs, '--tls-port', '0']);
+    try {
+      const url = /coaps\+tcp:\/\/127\.0\.0\.1:(\d+)/.exec(tls.banner);
+      assert.ok(url, tls.banner);
+      const r = await runCli(['get', `coaps+tcp://localhost:${url[1]}/time`, '--ca', join(certs, 'ca.pem')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.out, /\d/);
+    } finally {
+      await tls.stop();
+    }
+  });
 });
 
 describe('certificate flags: errors', () => {

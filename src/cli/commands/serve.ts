@@ -540,7 +540,12 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     opts.generatedKey = { identity, key };
   }
   if (host !== undefined) opts.host = host;
-  const reliable = parseReliableServe(p, opts.keys);
+  const gen = credentials.generated !== undefined ? credentials.certs : undefined;
+  const reliable = parseReliableServe(
+    p,
+    opts.keys,
+    gen !== undefined ? { cert: gen.cert as Buffer, key: gen.key as Buffer } : undefined,
+  );
   if (reliable !== undefined) opts.reliable = reliable;
   const cluster = clusterArgs(p);
   if (cluster !== undefined) opts.cluster = cluster;
