@@ -299,6 +299,8 @@ export interface AclHost {
   useFirst(mw: Middleware): void;
   /** Decides which links a request to /.well-known/core sees. */
   discoveryFilter: ((req: ServerRequest, link: Link) => boolean) | undefined;
+  /** Whether error responses carry a diagnostic payload (default true). */
+  readonly diagnosticPayloads?: boolean;
 }
 
 const WELL_KNOWN = ['.well-known', 'core'];
@@ -366,11 +368,16 @@ export class AccessControl {
   readonly middleware: Middleware = (req) => {
     const d = this.check(req);
     if (d === 'allow') return undefined;
-    return refusal(d);
+    const r = d === 'forbidden' ? FORBIDDEN : UNAUTHORIZED;
+    return this.diagnosticPayloads ? { code: r.code, payload: r.payload } : { code: r.code };
   };
+
+  /** Whether refusals carry their short diagnostic (the server's `diagnosticPayloads`, set by install). */
+  private diagnosticPayloads = true;
 
   /** Puts the check first in `server`'s pipeline and filters its /.well-known/core per peer. */
   install(server: AclHost): this {
+    this.diagnosticPayloads = server.diagnosticPayloads ?? true;
     server.useFirst(this.middleware);
     server.discoveryFilter = (req, link) => this.mayDiscover(req, link);
     return this;
@@ -385,8 +392,3 @@ const UNAUTHORIZED: OutgoingResponse = {
   code: ResponseCode.Unauthorized,
   payload: Buffer.from('authenticate (coaps://) for this request', 'utf8'),
 };
-
-function refusal(d: 'forbidden' | 'unauthorized'): OutgoingResponse {
-  const r = d === 'forbidden' ? FORBIDDEN : UNAUTHORIZED;
-  return { code: r.code, payload: r.payload };
-}

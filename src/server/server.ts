@@ -183,6 +183,10 @@ export class CoapServer {
   readonly recognizedOptions = new Set(RECOGNIZED);
   private readonly maxPayloadSize: number;
   private readonly diagnostics: boolean;
+  /** Whether error responses carry a diagnostic payload (`ServerOptions.diagnosticPayloads`). */
+  get diagnosticPayloads(): boolean {
+    return this.diagnostics;
+  }
   /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
   readonly amplification: AmplificationGuard | undefined;
   /** `{ clock }` when the options name one, for the layers this server creates. */

@@ -225,3 +225,22 @@ test('middleware on a CoapServer: 4.03 / 4.01 before routing; discovery filtered
       ?.value;
   assert.notDeepEqual(await etag('A'), await etag('B'));
 });
+
+test('refusals carry their diagnostic payload only when the server gives diagnostics (diagnosticPayloads)', async () => {
+  for (const diagnosticPayloads of [true, false]) {
+    const server = new CoapServer({ amplificationFactor: false, diagnosticPayloads });
+    server.get('/devices/A/temp', () => 'v');
+    AccessControl.parse('* GET /devices/{identity}/**').install(server);
+    const forbidden = await ask(server, 'B', GET, '/devices/A/temp');
+    const unauthorized = await ask(server, undefined, GET, '/devices/A/temp');
+    assert.equal(forbidden.code, ResponseCode.Forbidden);
+    assert.equal(unauthorized.code, ResponseCode.Unauthorized);
+    if (diagnosticPayloads) {
+      assert.equal(Buffer.from(forbidden.payload!).toString(), 'not allowed by the access rules');
+      assert.match(Buffer.from(unauthorized.payload!).toString(), /authenticate/);
+    } else {
+      assert.equal(forbidden.payload?.length ?? 0, 0);
+      assert.equal(unauthorized.payload?.length ?? 0, 0);
+    }
+  }
+});
