@@ -43,7 +43,9 @@ function setup(start: number) {
   let mid = 1;
   /** One protected GET /x (with `echo` inside); the decrypted response. */
   const get = async (echo?: Buffer): Promise<CoapMessage> => {
-    const options = [{ number: OptionNumber.UriPath, value: Buffer.from('x') }];
+    const options: Array<{ number: number; value: Buffer }> = [
+      { number: OptionNumber.UriPath, value: Buffer.from('x') },
+    ];
     if (echo) options.push({ number: OptionNumber.Echo, value: echo });
     const { message, binding } = protectRequest(client, { code: 1, options });
     const wire = decodeMessage(
