@@ -91,7 +91,8 @@ function showError(text: string): void {
 
 /** The DTLS credentials of the fields, for a coaps:// request (sent to the console only when they changed). */
 function sendCredentials(u: URL): void {
-  if (u.protocol !== 'coaps:') return;
+  // coaps:// (DTLS), and coaps+tcp:// / coaps+ws:// (TLS: the certificate fields).
+  if (!u.protocol.startsWith('coaps')) return;
   const value = (id: string) => $<HTMLTextAreaElement>(id).value;
   const mode = $<HTMLSelectElement>('dtls-mode').value;
   if (mode === 'cert') {

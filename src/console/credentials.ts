@@ -1,8 +1,9 @@
 /**
- * The DTLS credentials a page gives the console for its coaps:// requests,
+ * The credentials a page gives the console for its coaps:// requests,
  * from the side channel's `credentials` message: a PSK (identity and key), a
  * client certificate and private key with the CAs that vouch for the server
- * (ECDHE_ECDSA with X.509, as `coapkit get --cert --key --ca`), or a raw
+ * (ECDHE_ECDSA with X.509, as `coapkit get --cert --key --ca`; over
+ * coaps+tcp:// and coaps+ws:// the same certificate, key and CAs for TLS), or a raw
  * public key with the server keys it trusts (RFC 7250, `--rpk --rpk-trust`).
  * PEM texts come from the page (pasted or read there with FileReader); they
  * are checked at once, so a bad PEM is answered before anything is sent.
@@ -35,6 +36,8 @@ export type ConsoleCredentials =
       id: string;
       /** What the page is told: who we are and how the server is checked. No key material. */
       summary: string;
+      /** Certificate mode over TLS (coaps+tcp://, coaps+ws://): CoapClient's `tls` option. */
+      tls?: { cert: string; key: string; ca?: string };
     }
   | { kind: 'error'; message: string };
 
@@ -88,9 +91,15 @@ export function parseCredentials(c: Record<string, unknown>): ConsoleCredentials
       const summary = `certificate ${subjectOf(leaf)}${expired}; ${
         cas.length > 0
           ? `server checked against ${cas.map(subjectOf).join(' / ')}`
-          : "the server's certificate is not verified: no CA given"
+          : "no CA given: over coaps:// the server's certificate is not verified (over coaps+tcp:// and coaps+ws:// it is checked against the system's CAs)"
       }`;
-      return { kind: 'cert', dtls, id: digest('cert', cert, key, ca ?? ''), summary };
+      return {
+        kind: 'cert',
+        dtls,
+        id: digest('cert', cert, key, ca ?? ''),
+        summary,
+        tls: { cert, key, ...(ca !== undefined ? { ca } : {}) },
+      };
     }
     if (mode === 'rpk') {
       const rpk = field(c, 'rpk', 'the raw public key');

@@ -81,7 +81,7 @@ const HOP = new Set<number>([
   Opt.Size2,
 ]);
 
-/** Target schemes: UDP and DTLS (PSK), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the system CAs). */
+/** Target schemes: UDP and DTLS (PSK, certificate, raw public key), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the page's CAs in certificate mode, else the system's). */
 const SCHEMES = new Set(['coap', 'coaps', 'coap+tcp', 'coaps+tcp', 'coap+ws', 'coaps+ws']);
 
 const GET = 1;
@@ -307,6 +307,13 @@ export class ConsoleSession {
   }
 
   private client(uri: CoapUri): CoapClient {
+    if ((uri.scheme === 'coaps+tcp' || uri.scheme === 'coaps+ws') && this.creds.kind === 'cert') {
+      // TLS: the page's CAs instead of the system's, and its certificate if the server asks for one.
+      const tls = this.creds.tls;
+      return this.kept(this.certClients, `tls\0${this.creds.id}`, this.limits.maxCertClients, () =>
+        tls ? { tls: { ...tls } } : {},
+      );
+    }
     const creds = uri.scheme === 'coaps' ? this.creds : undefined;
     if (creds?.kind === 'cert' || creds?.kind === 'rpk') {
       return this.kept(this.certClients, creds.id, this.limits.maxCertClients, () => ({
