@@ -19,6 +19,7 @@
  * Credentials live in the session only: closing the page forgets them.
  */
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { type ClientOptions, CoapClient } from '../client/client.js';
@@ -117,8 +118,8 @@ export class ConsoleSession {
   private readonly observations = new Map<string, { obs: Observation; stop: () => void }>();
   private inFlight = 0;
   private creds: ConsoleCredentials = { kind: 'none' };
-  /** The last credentials message as received, so a repeated one is not parsed again. */
-  private credsText = '';
+  /** SHA-256 of the last credentials message, so a repeated one is not parsed again (the text is not kept). */
+  private credsDigest = '';
   private closed = false;
 
   constructor(
@@ -151,7 +152,7 @@ export class ConsoleSession {
     this.clients.clear();
     this.certClients.clear();
     this.creds = { kind: 'none' };
-    this.credsText = '';
+    this.credsDigest = '';
     await Promise.allSettled(clients.map((c) => c.close()));
   }
 
@@ -194,8 +195,9 @@ export class ConsoleSession {
     if (typeof o !== 'object' || o === null) return;
     const c = o as Record<string, unknown>;
     if (c.type !== 'credentials') return;
-    if (text === this.credsText) return;
-    this.credsText = text;
+    const digest = createHash('sha256').update(text).digest('hex');
+    if (digest === this.credsDigest) return;
+    this.credsDigest = digest;
     this.creds = parseCredentials(c);
     // Certificate modes are answered (PSK fields are sent before every request and need no answer).
     if (this.creds.kind === 'error') this.sendJson({ type: 'credentials', error: this.creds.message });
