@@ -68,6 +68,10 @@ export class ConsoleConnection {
           } catch {
             return;
           }
+          if ((ev.type as string) === 'credentials') {
+            this.onCredentials(ev as { summary?: string; error?: string });
+            return;
+          }
           this.handlers.get(ev.token)?.onEvent(ev);
           return;
         }
@@ -98,7 +102,28 @@ export class ConsoleConnection {
   /** The PSK for coaps:// targets (empty identity: none). */
   setCredentials(identity: string, key: string): void {
     const keyHex = /^0x([0-9a-f]{2})+$/i.test(key) ? key.slice(2) : undefined;
-    this.ws?.send(JSON.stringify({ type: 'credentials', identity, ...(keyHex ? { keyHex } : { key }) }));
+    this.sendCredentials({ identity, ...(keyHex ? { keyHex } : { key }) });
+  }
+
+  /**
+   * Certificate credentials for coaps:// targets: `{ mode: 'cert', cert, key, ca }`
+   * or `{ mode: 'rpk', rpk, rpkTrust }` (PEM texts). Sent only when they changed;
+   * the console answers with `onCredentials` (a summary, or the error's message).
+   */
+  setCertificateCredentials(c: { mode: 'cert' | 'rpk'; [field: string]: string }): void {
+    this.sendCredentials(c);
+  }
+
+  /** The console's answer to certificate credentials. */
+  onCredentials: (answer: { summary?: string; error?: string }) => void = () => {};
+
+  private lastCredentials = '';
+
+  private sendCredentials(c: Record<string, string>): void {
+    const text = JSON.stringify({ type: 'credentials', ...c });
+    if (text === this.lastCredentials) return;
+    this.lastCredentials = text;
+    this.ws?.send(text);
   }
 
   /** Sends a request; handlers get its response(s) and events until `forget`. The token (hex) and the message's size. */

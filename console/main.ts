@@ -89,9 +89,66 @@ function showError(text: string): void {
   $('response-code').className = 'code bad';
 }
 
+/** The DTLS credentials of the fields, for a coaps:// request (sent to the console only when they changed). */
 function sendCredentials(u: URL): void {
-  if (u.protocol !== 'coaps:') return;
-  conn.setCredentials($<HTMLInputElement>('psk-identity').value, $<HTMLInputElement>('psk-key').value);
+  // coaps:// (DTLS), and coaps+tcp:// / coaps+ws:// (TLS: the certificate fields).
+  if (!u.protocol.startsWith('coaps')) return;
+  const value = (id: string) => $<HTMLTextAreaElement>(id).value;
+  const mode = $<HTMLSelectElement>('dtls-mode').value;
+  if (mode === 'cert') {
+    conn.setCertificateCredentials({
+      mode: 'cert',
+      cert: value('cert-pem'),
+      key: value('key-pem'),
+      ca: value('ca-pem'),
+    });
+  } else if (mode === 'rpk') {
+    conn.setCertificateCredentials({ mode: 'rpk', rpk: value('rpk-pem'), rpkTrust: value('rpk-trust') });
+  } else {
+    conn.setCredentials($<HTMLInputElement>('psk-identity').value, $<HTMLInputElement>('psk-key').value);
+  }
+}
+
+function showDtlsMode(): void {
+  const mode = $<HTMLSelectElement>('dtls-mode').value;
+  for (const e of document.querySelectorAll<HTMLElement>('.psk-field')) e.hidden = mode !== 'psk';
+  for (const e of document.querySelectorAll<HTMLElement>('.cert-field')) e.hidden = mode !== 'cert';
+  for (const e of document.querySelectorAll<HTMLElement>('.rpk-field')) e.hidden = mode !== 'rpk';
+  $('dtls-fields').hidden = mode === 'psk';
+}
+
+conn.onCredentials = (answer) => {
+  const st = $('dtls-status');
+  st.textContent =
+    answer.error !== undefined ? `credentials: ${answer.error}` : `credentials: ${answer.summary}`;
+  st.className = answer.error !== undefined ? 'bad' : 'ok';
+};
+
+/** Largest PEM file read into a field (the console takes 32 KiB characters a field). */
+const MAX_PEM_FILE = 32 * 1024;
+
+/** A chosen PEM file is read here, in the page (FileReader), into its text field: no path goes anywhere. */
+function readPemFile(input: HTMLInputElement): void {
+  const f = input.files?.[0];
+  const target = $<HTMLTextAreaElement>(input.dataset.target ?? '');
+  if (!f) return;
+  const st = $('dtls-status');
+  if (f.size > MAX_PEM_FILE) {
+    st.textContent = `${f.name} is ${f.size} B: a PEM file here is at most ${MAX_PEM_FILE} B`;
+    st.className = 'bad';
+    input.value = '';
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => {
+    target.value = String(reader.result ?? '');
+    input.value = '';
+  };
+  reader.onerror = () => {
+    st.textContent = `cannot read ${f.name}: ${reader.error?.message ?? 'error'}`;
+    st.className = 'bad';
+  };
+  reader.readAsText(f);
 }
 
 function formatOption(o: WsOption): string {
@@ -413,6 +470,12 @@ function toggleObserve(): void {
 // ----------------------------------------------------------------- wiring
 
 $('discover').onclick = () => void discover();
+$<HTMLSelectElement>('dtls-mode').onchange = () => showDtlsMode();
+for (const id of ['cert-file', 'key-file', 'ca-file', 'rpk-file', 'rpk-trust-file']) {
+  const input = $<HTMLInputElement>(id);
+  input.onchange = () => readPemFile(input);
+}
+showDtlsMode();
 $('send').onclick = () => void sendRequest();
 $('observe').onclick = () => toggleObserve();
 $<HTMLInputElement>('uri').onkeydown = (e) => {

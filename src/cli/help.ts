@@ -330,9 +330,12 @@ Exit status: 0 after a signal, 3 when a port cannot be bound, 64 usage,
 
 export const CONSOLE_HELP = `Usage: coapkit console [--port 8080] [--host ADDR]
 
-Starts a local web page, a CoAP browser: enter a coap:// or coaps:// URI (PSK
-identity and key for coaps://; coap+tcp://, coap+ws:// and their TLS forms
-coaps+tcp://, coaps+ws:// work too, TLS checked against the system's CAs), discover /.well-known/core as a tree, send
+Starts a local web page, a CoAP browser: enter a coap:// or coaps:// URI (for
+coaps:// a PSK identity and key, a client certificate, key and CA, or a raw
+public key and trusted server keys: PEM pasted or read from a file in the page;
+coap+tcp://, coap+ws:// and their TLS forms coaps+tcp://, coaps+ws:// work too,
+TLS checked against the certificate fields' CA, else the system's CAs), discover
+/.well-known/core as a tree, send
 GET/POST/PUT/DELETE/FETCH with a payload and Content-Format, observe a resource
 (notifications arrive live), upload a file or save a body (block-wise, with a
 progress bar), and see each request's life as a ladder diagram (page, proxy,

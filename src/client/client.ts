@@ -5,7 +5,6 @@
  */
 
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import { blockwiseExchange } from '../blockwise/client.js';
 import type { BlockProgress } from '../blockwise/common.js';
 import type { CoapOption } from '../codec/message.js';
@@ -27,6 +26,7 @@ import { type Lookup, resolveHost } from '../transport/resolve.js';
 import type { Peer, Transport } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import { UdpTransport } from '../transport/udp.js';
+import type { Clock } from '../util/clock.js';
 import { oscoreEndpoint, oscoreRoundTrip } from './oscore.js';
 import { CoapResponse } from './response.js';
 
@@ -268,13 +268,15 @@ export class CoapClient {
     const target = await this.resolve(uri);
     const { code, options, payload } = buildRequest(target.uriOptions, opts);
     // One deadline for the whole exchange: every round trip (block) gets what is left of it.
-    const deadline = opts.timeout !== undefined ? performance.now() + opts.timeout : undefined;
+    // One deadline on the endpoint's clock (the one its retransmission and timeout timers use).
+    const clock = target.endpoint.clock;
+    const deadline = opts.timeout !== undefined ? clock.now() + opts.timeout : undefined;
     let roundTrips = 0;
     let send = (req: { code: number; options: CoapOption[]; payload?: Buffer }) =>
       new Promise<InboundResponse>((resolve, reject) => {
         let timeoutMs = opts.timeout;
         if (deadline !== undefined && roundTrips++ > 0) {
-          timeoutMs = deadline - performance.now();
+          timeoutMs = deadline - clock.now();
           if (timeoutMs <= 0) {
             reject(overallTimeout(opts.timeout!, roundTrips - 1));
             return;
@@ -300,7 +302,7 @@ export class CoapClient {
                 deadline !== undefined &&
                   roundTrips > 1 &&
                   err instanceof TimeoutError &&
-                  deadline - performance.now() < 2
+                  deadline - clock.now() < 2
                   ? overallTimeout(opts.timeout!, roundTrips, err)
                   : explainTimeout(err, target),
               ),
@@ -325,7 +327,7 @@ export class CoapClient {
     // A body larger than one block over a new RFC 8323 connection: the peer's CSM first, so
     // the first block can already be BERT (the blocks of a transfer never grow).
     if (payload !== undefined && payload.length > 1024 && transport.bertMessageSize?.(target.peer) === 0)
-      await boundedWait(transport.awaitCsm?.(target.peer), deadline, opts.signal);
+      await boundedWait(transport.awaitCsm?.(target.peer), clock, deadline, opts.signal);
     const result = await blockwiseExchange(
       send,
       { code, options, payload },
@@ -472,19 +474,24 @@ export function methodCode(m: RequestMethod): number {
 }
 
 /**
- * Waits for `p`, but not past `deadline` (performance.now() scale) nor an abort: the request
+ * Waits for `p`, but not past `deadline` (on `clock`) nor an abort: the request
  * then goes on, and times out or aborts as it would have.
  */
-function boundedWait(p: Promise<unknown> | undefined, deadline: number | undefined, signal?: AbortSignal) {
+function boundedWait(
+  p: Promise<unknown> | undefined,
+  clock: Clock,
+  deadline: number | undefined,
+  signal?: AbortSignal,
+) {
   if (p === undefined || (deadline === undefined && signal === undefined)) return p;
   return new Promise<void>((resolve) => {
     const done = () => {
-      clearTimeout(timer);
+      clock.clearTimer(timer);
       signal?.removeEventListener('abort', done);
       resolve();
     };
     const timer =
-      deadline === undefined ? undefined : setTimeout(done, Math.max(0, deadline - performance.now()));
+      deadline === undefined ? undefined : clock.setTimer(done, Math.max(0, deadline - clock.now()));
     signal?.addEventListener('abort', done, { once: true });
     p.then(done, done);
   });

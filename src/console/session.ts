@@ -10,11 +10,16 @@
  *
  * Text messages are the console's side channel (JSON, one object each):
  * from the page `{"type":"credentials","identity":..,"keyHex":..}` (the PSK
- * for the next coaps:// requests); to the page the life of each request:
- * `begin`, `step` (a ladder step, src/console/ladder.ts), `progress`
- * (Block1/Block2 progress), `end`.
+ * for the next coaps:// requests), or with `"mode":"cert"` a client
+ * certificate, its key and CAs (PEM), or `"mode":"rpk"` a raw public key and
+ * trusted server keys (credentials.ts), answered with
+ * `{"type":"credentials","summary":..}` or `{"type":"credentials","error":..}`;
+ * to the page the life of each request: `begin`, `step` (a ladder step,
+ * src/console/ladder.ts), `progress` (Block1/Block2 progress), `end`.
+ * Credentials live in the session only: closing the page forgets them.
  */
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { type ClientOptions, CoapClient } from '../client/client.js';
@@ -23,6 +28,7 @@ import type { CoapOption } from '../codec/message.js';
 import { type CoapUri, parseUri } from '../codec/uri.js';
 import { CoapError, TimeoutError } from '../errors.js';
 import type { Observation } from '../observe/client.js';
+import { type ConsoleCredentials, MAX_PEM_CHARS, parseCredentials } from './credentials.js';
 import {
   codeText,
   decodeWsMessage,
@@ -46,6 +52,8 @@ export interface SessionLimits {
   maxObservations: number;
   /** Clients kept for distinct PSK credentials (the oldest is closed). */
   maxClients: number;
+  /** Clients kept for distinct certificate / raw-public-key credentials (the oldest is closed). */
+  maxCertClients: number;
   /** Time limit of one forwarded request, every block included (ms). */
   requestTimeoutMs: number;
 }
@@ -55,6 +63,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxInFlight: 32,
   maxObservations: 16,
   maxClients: 4,
+  maxCertClients: 4,
   requestTimeoutMs: 120_000,
 };
 
@@ -73,7 +82,7 @@ const HOP = new Set<number>([
   Opt.Size2,
 ]);
 
-/** Target schemes: UDP and DTLS (PSK), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the system CAs). */
+/** Target schemes: UDP and DTLS (PSK, certificate, raw public key), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the page's CAs in certificate mode, else the system's). */
 const SCHEMES = new Set(['coap', 'coaps', 'coap+tcp', 'coaps+tcp', 'coap+ws', 'coaps+ws']);
 
 const GET = 1;
@@ -85,6 +94,9 @@ const BAD_GATEWAY = 162;
 const UNAVAILABLE = 163;
 const GATEWAY_TIMEOUT = 164;
 const PROXYING_NOT_SUPPORTED = 165;
+
+/** Longest side-channel message: a credentials message carries PEM texts (certificate, key, CAs). */
+const CONTROL_LIMIT = 4 * MAX_PEM_CHARS;
 
 const toBuf = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
@@ -101,9 +113,13 @@ class Refused extends CoapError {
 
 export class ConsoleSession {
   private readonly clients = new Map<string, CoapClient>();
+  /** Clients with a certificate or raw public key, by the credentials' id (their own bound). */
+  private readonly certClients = new Map<string, CoapClient>();
   private readonly observations = new Map<string, { obs: Observation; stop: () => void }>();
   private inFlight = 0;
-  private psk: { identity: string; key: Buffer } | undefined;
+  private creds: ConsoleCredentials = { kind: 'none' };
+  /** SHA-256 of the last credentials message, so a repeated one is not parsed again (the text is not kept). */
+  private credsDigest = '';
   private closed = false;
 
   constructor(
@@ -132,8 +148,11 @@ export class ConsoleSession {
     this.closed = true;
     for (const o of this.observations.values()) o.stop();
     this.observations.clear();
-    const clients = [...this.clients.values()];
+    const clients = [...this.clients.values(), ...this.certClients.values()];
     this.clients.clear();
+    this.certClients.clear();
+    this.creds = { kind: 'none' };
+    this.credsDigest = '';
     await Promise.allSettled(clients.map((c) => c.close()));
   }
 
@@ -162,8 +181,8 @@ export class ConsoleSession {
   }
 
   private onControl(text: string): void {
-    if (text.length > 4096) {
-      this.abort('control message over 4096 characters');
+    if (text.length > CONTROL_LIMIT) {
+      this.abort(`control message over ${CONTROL_LIMIT} characters`);
       return;
     }
     let o: unknown;
@@ -173,17 +192,17 @@ export class ConsoleSession {
       this.abort('control message is not JSON');
       return;
     }
-    const c = o as { type?: unknown; identity?: unknown; keyHex?: unknown; key?: unknown };
+    if (typeof o !== 'object' || o === null) return;
+    const c = o as Record<string, unknown>;
     if (c.type !== 'credentials') return;
-    if (typeof c.identity !== 'string' || c.identity === '') {
-      this.psk = undefined;
-      return;
-    }
-    let key: Buffer | undefined;
-    if (typeof c.keyHex === 'string' && /^([0-9a-fA-F]{2})+$/.test(c.keyHex))
-      key = Buffer.from(c.keyHex, 'hex');
-    else if (typeof c.key === 'string' && c.key !== '') key = Buffer.from(c.key, 'utf8');
-    this.psk = key ? { identity: c.identity, key } : undefined;
+    const digest = createHash('sha256').update(text).digest('hex');
+    if (digest === this.credsDigest) return;
+    this.credsDigest = digest;
+    this.creds = parseCredentials(c);
+    // Certificate modes are answered (PSK fields are sent before every request and need no answer).
+    if (this.creds.kind === 'error') this.sendJson({ type: 'credentials', error: this.creds.message });
+    else if (this.creds.kind === 'cert' || this.creds.kind === 'rpk')
+      this.sendJson({ type: 'credentials', summary: this.creds.summary });
   }
 
   private onSignal(msg: WsMessage): void {
@@ -277,24 +296,53 @@ export class ConsoleSession {
         `the console proxies ${[...SCHEMES].join(', ')}, not ${uri.scheme}`,
       );
     }
-    if (uri.scheme === 'coaps' && this.psk === undefined) {
-      throw new Refused(BAD_REQUEST, 'coaps:// needs a PSK identity and key (fill in the PSK fields)');
+    if (uri.scheme === 'coaps') {
+      if (this.creds.kind === 'error')
+        throw new Refused(BAD_REQUEST, `unusable DTLS credentials: ${this.creds.message}`);
+      if (this.creds.kind === 'none')
+        throw new Refused(
+          BAD_REQUEST,
+          'coaps:// needs a PSK identity and key, a client certificate and key, or a raw public key (fill in the DTLS fields)',
+        );
     }
     return uri;
   }
 
   private client(uri: CoapUri): CoapClient {
-    const psk = uri.scheme === 'coaps' ? this.psk : undefined;
+    if ((uri.scheme === 'coaps+tcp' || uri.scheme === 'coaps+ws') && this.creds.kind === 'cert') {
+      // TLS: the page's CAs instead of the system's, and its certificate if the server asks for one.
+      const tls = this.creds.tls;
+      return this.kept(this.certClients, `tls\0${this.creds.id}`, this.limits.maxCertClients, () =>
+        tls ? { tls: { ...tls } } : {},
+      );
+    }
+    const creds = uri.scheme === 'coaps' ? this.creds : undefined;
+    if (creds?.kind === 'cert' || creds?.kind === 'rpk') {
+      return this.kept(this.certClients, creds.id, this.limits.maxCertClients, () => ({
+        dtls: { ...creds.dtls },
+      }));
+    }
+    const psk = creds?.kind === 'psk' ? { identity: creds.identity, key: creds.key } : undefined;
     const k = psk ? `${psk.identity}\0${psk.key.toString('hex')}` : '';
-    let c = this.clients.get(k);
+    return this.kept(this.clients, k, this.limits.maxClients, () => (psk ? { psk } : {}));
+  }
+
+  /** The client kept under `key`, made when missing; past `max` the oldest is closed. */
+  private kept(
+    map: Map<string, CoapClient>,
+    key: string,
+    max: number,
+    options: () => ClientOptions,
+  ): CoapClient {
+    let c = map.get(key);
     if (c === undefined) {
-      if (this.clients.size >= this.limits.maxClients) {
-        const [oldestKey, oldest] = this.clients.entries().next().value as [string, CoapClient];
-        this.clients.delete(oldestKey);
+      if (map.size >= Math.max(1, max)) {
+        const [oldestKey, oldest] = map.entries().next().value as [string, CoapClient];
+        map.delete(oldestKey);
         void oldest.close();
       }
-      c = new CoapClient({ ...this.clientOptions, ...(psk ? { psk } : {}) });
-      this.clients.set(k, c);
+      c = new CoapClient({ ...this.clientOptions, ...options() });
+      map.set(key, c);
     }
     return c;
   }

@@ -67,6 +67,8 @@ export interface MulticastHost {
    * are sent from.
    */
   readonly endpoints: Endpoint[];
+  /** The server's clock (`CoapServer`'s `clock` option), for the group endpoints and rate limits. */
+  readonly clock?: Clock | undefined;
 }
 
 /** One joined group. */
@@ -163,11 +165,14 @@ export async function listenMulticast(
         // Not fatal: only matters for multicast we send, and we send unicast.
       }
       const replyVia = options.replyVia ?? pickReply(server, v6, v6 ? undefined : iface);
+      // One clock: the options', the endpoint options', else the server's.
+      const clock = options.clock ?? options.endpoint?.clock ?? server.clock;
       const transport = new GroupTransport(udp, bindHost, {
         ...options,
         ...(replyVia ? { replyVia } : {}),
+        ...(clock ? { clock } : {}),
       });
-      const ep = new Endpoint(transport, options.endpoint ?? {});
+      const ep = new Endpoint(transport, { ...(clock ? { clock } : {}), ...options.endpoint });
       // No endpoint for the request: observe does not register over multicast.
       ep.handler = multicastHandler(
         (msg, peer) => server.handle(msg, peer),

@@ -19,12 +19,11 @@
  * is unicast (Linux picks it from the route for a socket bound to a group).
  */
 
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import { MessageType } from '../constants/codes.js';
 import type { AddressFamily, Peer, Transport, TransportHandlers } from '../transport/transport.js';
 import { makePeer } from '../transport/transport.js';
 import type { UdpTransport } from '../transport/udp.js';
+import { type Clock, realClock } from '../util/clock.js';
 
 /** Token-bucket rates of the responses sent to multicast requests (RFC 7252 §11.3). */
 export interface GroupRateLimit {
@@ -40,6 +39,8 @@ export interface GroupTransportOptions {
   rateLimit?: Partial<GroupRateLimit>;
   /** Send responses from this unicast transport instead of the group socket. */
   replyVia?: Transport;
+  /** The clock of the rate limits (default the real clock; a multicast server passes its own). */
+  clock?: Clock;
 }
 
 /** Counters of what the filters did (tests and diagnostics). */
@@ -63,9 +64,12 @@ export interface GroupStats {
 class Bucket {
   tokens: number;
   last: number;
-  constructor(readonly rate: number) {
+  constructor(
+    readonly rate: number,
+    now: number,
+  ) {
     this.tokens = rate;
-    this.last = performance.now();
+    this.last = now;
   }
   take(now: number): boolean {
     this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
@@ -93,6 +97,7 @@ export class GroupTransport implements Transport {
   private readonly total: Bucket;
   private readonly perPeer = new Map<string, Bucket>();
   private readonly replyVia: Transport | undefined;
+  private readonly clock: Clock;
 
   constructor(
     /** The socket bound to the group address. */
@@ -103,7 +108,8 @@ export class GroupTransport implements Transport {
   ) {
     this.maxMessageSize = Math.min(options.maxResponseSize ?? 1152, group.maxMessageSize);
     this.limit = { perPeer: options.rateLimit?.perPeer ?? 10, total: options.rateLimit?.total ?? 100 };
-    this.total = new Bucket(this.limit.total);
+    this.clock = options.clock ?? realClock;
+    this.total = new Bucket(this.limit.total, this.clock.now());
     this.replyVia = options.replyVia;
   }
 
@@ -132,11 +138,11 @@ export class GroupTransport implements Transport {
       this.stats.droppedTooLarge++;
       return;
     }
-    const now = performance.now();
+    const now = this.clock.now();
     let b = this.perPeer.get(peer.address);
     if (b === undefined) {
       if (this.perPeer.size >= 4096) this.perPeer.clear();
-      b = new Bucket(this.limit.perPeer);
+      b = new Bucket(this.limit.perPeer, now);
       this.perPeer.set(peer.address, b);
     }
     if (!b.take(now) || !this.total.take(now)) {

@@ -20,8 +20,6 @@
  */
 
 import { Buffer } from 'node:buffer';
-// The global `performance` is an accessor: every use would call a getter; the module binding does not.
-import { performance } from 'node:perf_hooks';
 import { blockSizeToSzx, download, type SendFn } from '../blockwise/client.js';
 import { MAX_SZX } from '../blockwise/common.js';
 import { CoapResponse } from '../client/response.js';
@@ -33,6 +31,7 @@ import { ClosedError, TimeoutError } from '../errors.js';
 import type { ClientExchange, InboundResponse } from '../exchange/exchange-layer.js';
 import { randomToken } from '../exchange/tokens.js';
 import type { Peer } from '../transport/transport.js';
+import type { TimerHandle } from '../util/clock.js';
 
 export interface ObserveOptions {
   /** Extra options for the registration (Accept, Uri-Query via the URI, ...). */
@@ -112,7 +111,8 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
   private target: ObserveTarget | undefined;
   private lastSeq = -1;
   private lastTime = 0;
-  private reregisterTimer: NodeJS.Timeout | undefined;
+  /** Re-registration when Max-Age runs out, on the endpoint's clock. */
+  private reregisterTimer: TimerHandle | undefined;
   private registeredResolve!: (r: CoapResponse) => void;
   private registeredReject!: (e: unknown) => void;
   private gotFirst = false;
@@ -237,7 +237,8 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
       return true;
     }
     const seq = raw.length > 3 ? 0 : decodeUint(raw);
-    const now = performance.now();
+    // RFC 7641 §3.4's 128-second rule, on the endpoint's clock.
+    const now = this.target!.endpoint.clock.now();
     if (this.lastSeq >= 0 && !isFresher(this.lastSeq, this.lastTime, seq, now)) {
       this.stale++;
       return false;
@@ -268,10 +269,11 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     this.downloading = ac;
     const signal = ac.signal;
     const total = this.opts.timeout;
-    const deadline = total !== undefined ? performance.now() + total : undefined;
+    const clock = t.endpoint.clock;
+    const deadline = total !== undefined ? clock.now() + total : undefined;
     const send: SendFn = (req) =>
       new Promise((resolve, reject) => {
-        const left = deadline !== undefined ? deadline - performance.now() : undefined;
+        const left = deadline !== undefined ? deadline - clock.now() : undefined;
         if (left !== undefined && left <= 0) {
           reject(new TimeoutError(`the blocks of a notification did not arrive within ${total} ms`));
           return;
@@ -338,9 +340,9 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
   }
 
   private armReregistration(maxAge: number): void {
-    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
+    this.clearReregister();
     const ms = maxAge * 1000 + (this.opts.reregisterMarginMs ?? 5000);
-    this.reregisterTimer = setTimeout(() => {
+    this.reregisterTimer = this.target!.endpoint.clock.setTimer(() => {
       this.reregisterTimer = undefined;
       if (this.ended || this.cancelling) return;
       this.reregistrations++;
@@ -349,12 +351,17 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     // Not unref'd: an active observation keeps the process alive (like a pending request).
   }
 
+  private clearReregister(): void {
+    if (this.reregisterTimer === undefined) return;
+    this.target?.endpoint.clock.clearTimer(this.reregisterTimer);
+    this.reregisterTimer = undefined;
+  }
+
   private end(): void {
     if (this.ended) return;
     this.ended = true;
     this.stopDownload();
-    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
-    this.reregisterTimer = undefined;
+    this.clearReregister();
     if (!this.gotFirst) {
       this.gotFirst = true;
       this.registeredReject(new ClosedError('observation ended before the first notification'));
@@ -374,14 +381,12 @@ export class Observation implements AsyncIterableIterator<CoapResponse> {
     if (w) w.reject(err);
     else this.error = err;
     for (const x of this.waiters.splice(0)) x.reject(err);
-    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
-    this.reregisterTimer = undefined;
+    this.clearReregister();
     if (this.error === undefined) this.ended = true;
   }
 
   private async doCancel(): Promise<void> {
-    if (this.reregisterTimer) clearTimeout(this.reregisterTimer);
-    this.reregisterTimer = undefined;
+    this.clearReregister();
     const t = this.target;
     const wasEnded = this.ended;
     this.end();

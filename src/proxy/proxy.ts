@@ -14,6 +14,7 @@ import { Method, ResponseCode } from '../constants/codes.js';
 import { isNoCacheKey, isUnsafe, OptionNumber } from '../constants/options.js';
 import { CoapError, ResponseCodeError, TimeoutError } from '../errors.js';
 import type { CoapServer, ServerRequest, ServerResponse } from '../server/server.js';
+import { type Clock, realClock } from '../util/clock.js';
 
 export interface ForwardProxyOptions {
   /** The client used to reach origin servers. */
@@ -31,6 +32,11 @@ export interface ForwardProxyOptions {
   timeout?: number;
   /** Decides whether a target may be reached (e.g. to forbid loops or private hosts). */
   allow?: (uri: CoapUri, req: ServerRequest) => boolean;
+  /**
+   * The clock of the cache's Max-Age expiry (default the `clock` option of the server
+   * it is attached to, else the real clock).
+   */
+  clock?: Clock;
 }
 
 interface CacheEntry {
@@ -65,7 +71,10 @@ export class ForwardProxy {
   hits = 0;
   misses = 0;
 
+  private clock: Clock;
+
   constructor(private readonly options: ForwardProxyOptions) {
+    this.clock = options.clock ?? realClock;
     this.maxEntries = options.cacheEntries ?? 1000;
     this.schemes = new Set(options.schemes ?? DEFAULT_PROXY_SCHEMES);
   }
@@ -76,6 +85,7 @@ export class ForwardProxy {
    * through unread, and their unique OSCORE option keeps them out of each other's cache entries.
    */
   attach(server: CoapServer): this {
+    if (this.options.clock === undefined && server.clock !== undefined) this.clock = server.clock;
     server.proxyHandler = (req) => this.handle(req);
     server.recognizedOptions.add(OptionNumber.Oscore);
     return this;
@@ -123,7 +133,7 @@ export class ForwardProxy {
     const forwarded = req.options.filter((o) => !HOP_OPTIONS.has(o.number));
     const cacheable = req.code === Method.GET || req.code === Method.FETCH;
     const key = cacheable && this.maxEntries > 0 ? this.cacheKey(req, uri, forwarded) : undefined;
-    const now = Date.now();
+    const now = this.clock.now();
     if (key !== undefined) {
       const hit = this.cache.get(key);
       if (hit && hit.expires > now) {

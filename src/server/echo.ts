@@ -15,9 +15,11 @@
  * spoofer can only aim at addresses it cannot receive at; an attacker sharing
  * the victim's IP address (same host or NAT) is out of scope.
  *
- * Echo values are stateless: 1 byte of coarse time (slot number mod 256) and a
- * 5-byte HMAC-SHA-256 (per-server random key) over that time slot and the
- * peer's IP address. Six bytes keep the 4.01 challenge at 12 bytes, within 3x
+ * Echo values are stateless: 1 byte of coarse time (slot number mod 256; a
+ * slot is 1/200 of the lifetime) and a 5-byte HMAC-SHA-256 (per-server random
+ * key) over that time slot and the peer's IP address. A value is valid for the
+ * lifetime counted from the start of its slot: never longer than the
+ * lifetime, and exactly the lifetime for one handed out at a slot's start. Six bytes keep the 4.01 challenge at 12 bytes, within 3x
  * of the smallest request (a 4-byte GET with no token and no options).
  *
  * Verified addresses are remembered in a bounded table (global bound, a share
@@ -122,8 +124,8 @@ export class AmplificationGuard {
     );
     this.verifiedTtlMs = clamp(options.verifiedTtlMs ?? 600_000, 0, 864e5, 'echo.verifiedTtlMs');
     this.key = options.key ? Uint8Array.from(options.key) : randomBytes(32);
-    // 1 byte of slot number: a value's age must stay below 255 slots.
-    this.slotMs = Math.max(1000, Math.ceil(this.lifetimeMs / 200));
+    // 1 byte of slot number: a value's age must stay below 255 slots (the lifetime is 200 at most).
+    this.slotMs = Math.ceil(this.lifetimeMs / 200);
   }
 
   // ---- Echo values ---------------------------------------------------------
@@ -146,13 +148,19 @@ export class AmplificationGuard {
     return out;
   }
 
-  /** True when `value` was handed out to this peer's IP address within the lifetime. */
+  /**
+   * True when `value` was handed out to this peer's IP address less than the
+   * lifetime ago, counted from the start of the value's time slot (so a value
+   * never outlives the lifetime; it may expire up to one slot, 1/200 of the
+   * lifetime, sooner).
+   */
   validEcho(value: Uint8Array, peer: Peer, now = this.echoNow()): boolean {
     if (value.length !== ECHO_LENGTH) return false;
     const current = Math.floor(now / this.slotMs);
     const age = (current - value[0]!) & 0xff;
-    if (age * this.slotMs > this.lifetimeMs + this.slotMs) return false;
-    const expected = this.mac(current - age, peer).subarray(0, MAC_LENGTH);
+    const slot = current - age;
+    if (now - slot * this.slotMs >= this.lifetimeMs) return false;
+    const expected = this.mac(slot, peer).subarray(0, MAC_LENGTH);
     return timingSafeEqual(expected, Buffer.from(value.buffer, value.byteOffset + 1, MAC_LENGTH));
   }
 

@@ -72,7 +72,10 @@ export interface OscoreServerOptions {
   maxUnfragmentedSize?: number;
   /** A protected response payload larger than this goes out in outer Block2 blocks of 1024 bytes (default 1152). */
   outerBlockSize?: number;
-  /** The clock of the outer block-wise state's expiry (default the real one). */
+  /**
+   * The clock of the Echo freshness check (RFC 9175) and of the outer block-wise state's
+   * expiry (default the server's `clock` option, else the real one).
+   */
   clock?: Clock;
   /**
    * Every protected response carries a Partial IV of the server's own (default: only
@@ -148,11 +151,13 @@ export class OscoreServer {
       throw new InvalidArgumentError('enableOscore needs { contexts: OscoreContext[] }');
     for (const c of options.contexts) this.addContext(c);
     this.required = (options.required ?? []).map(compilePattern);
-    this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000 });
+    // One clock with the server's layers (as observe and block-wise get it).
+    const time = options.clock ?? server.clock;
+    const clock = time ? { clock: time } : {};
+    this.echo = new AmplificationGuard(3, { lifetimeMs: options.echoLifetimeMs ?? 60_000, ...clock });
     this.maxUnfragmented = options.maxUnfragmentedSize ?? DEFAULT_MAX_UNFRAGMENTED_SIZE;
     this.outerBlockSize = options.outerBlockSize ?? 1152;
     this.alwaysOwnPiv = options.ownPartialIv === true;
-    const clock = options.clock ? { clock: options.clock } : {};
     // Partial bodies cannot be verified before they are whole: at most 64 (4 per peer) of at most
     // maxUnfragmentedSize bytes each (4 MiB with the default), each expiring 60 s after its last block.
     this.partial = new OuterBlockStore({ maxEntries: 64, maxPerPeer: 4, ...clock });

@@ -228,6 +228,11 @@ export class CoapServer {
     else if (obs !== false) this.setObserve(new ObserveServer({ ...clock, ...obs }), true);
   }
 
+  /** The server's `clock` option (undefined: the real clock), for layers installed on it (OSCORE). */
+  get clock(): Clock | undefined {
+    return this.clockOption.clock;
+  }
+
   /** The block-wise layer (undefined when created with `blockwise: false` and not enabled since). */
   get blockwise(): BlockwiseServer | undefined {
     return this.bwLayer;

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
@@ -20,6 +21,7 @@ import {
 } from '../../src/console/frame.js';
 import { type RunningConsole, startConsole } from '../../src/console/server.js';
 import { LossyProxy } from '../helpers/lossy-proxy.js';
+import { makePki } from '../helpers/pki.js';
 import { until } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, type ServeProcess, startServe } from './cli-helpers.js';
 
@@ -264,5 +266,82 @@ describe('coapkit console command line', () => {
     } finally {
       busy.close();
     }
+  });
+});
+
+describe('console proxy: certificate credentials over TLS (coaps+tcp://, coaps+ws://)', () => {
+  const pki = makePki();
+  let serve: ServeProcess;
+  let con: RunningConsole;
+
+  before(async () => {
+    serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--cert',
+      pki.file('serverCert'),
+      '--key',
+      pki.file('serverKey'),
+      '--tls-port',
+      '0',
+      '--wss-port',
+      '0',
+    ]);
+    con = await startConsole({ host: '127.0.0.1', port: 0, staticDir: '/nonexistent' });
+  });
+  after(async () => {
+    await con?.close();
+    await serve?.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  it("the page's CA verifies the server's TLS certificate; without it the system's CAs refuse it", async () => {
+    const tls = /coaps\+tcp:\/\/\S+/.exec(serve.banner)?.[0];
+    const wss = /coaps\+ws:\/\/\S+/.exec(serve.banner)?.[0];
+    assert.ok(tls && wss, serve.banner);
+    const p = await open(con);
+    // PSK mode (no certificate fields): the system's CAs do not know this server's CA.
+    request(p, 1, 1, `${tls.replace(/\/$/, '')}/time`);
+    const refused = await response(p, 1);
+    assert.equal(refused.code, 162 /* 5.02 */);
+    assert.match(new TextDecoder().decode(refused.payload), /certificate/i);
+    p.ws.send(
+      JSON.stringify({
+        type: 'credentials',
+        mode: 'cert',
+        cert: pki.clientCert,
+        key: pki.clientKey,
+        ca: pki.ca,
+      }),
+    );
+    request(p, 2, 1, `${tls.replace(/\/$/, '')}/time`);
+    const ok = await response(p, 2);
+    assert.equal(ok.code, 69, new TextDecoder().decode(ok.payload));
+    request(p, 3, 1, `${wss.replace(/\/$/, '')}/time`);
+    assert.equal((await response(p, 3)).code, 69);
+    const answer = p.json.find((j) => j.type === 'credentials');
+    assert.match(
+      String(answer?.summary),
+      /^certificate CN=device-1; server checked against CN=coapkit test CA$/,
+    );
+    // Another CA: refused again.
+    const other = makePki();
+    try {
+      p.ws.send(
+        JSON.stringify({
+          type: 'credentials',
+          mode: 'cert',
+          cert: pki.clientCert,
+          key: pki.clientKey,
+          ca: other.ca,
+        }),
+      );
+      request(p, 4, 1, `${tls.replace(/\/$/, '')}/time`);
+      const wrong = await response(p, 4);
+      assert.equal(wrong.code, 162);
+      assert.match(new TextDecoder().decode(wrong.payload), /certificate/i);
+    } finally {
+      rmSync(other.dir, { recursive: true, force: true });
+    }
+    p.ws.close();
   });
 });

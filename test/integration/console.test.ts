@@ -4,7 +4,11 @@
  * CoAP-over-WebSockets to a `coapkit serve`. Discovery, PUT then GET,
  * two notifications of an observation, a 200 KB upload whose progress bar
  * reaches 100% (driven by the proxy's Block1 progress), the ladder diagram,
- * and a screenshot kept in test-artifacts/console.png.
+ * and a screenshot kept in test-artifacts/console.png. Certificate mode: a
+ * client certificate, key and CA given in the page (pasted and read from a
+ * chosen file) reach a `coapkit serve --cert --key --ca` over coaps://, a raw
+ * public key reaches `serve --rpk`; a wrong CA, a bad PEM and an expired
+ * certificate are shown as the typed errors' messages.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -14,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
+import { makePki, type Pki } from '../helpers/pki.js';
 import { cliEnv, LOOPBACK_PORTS, ROOT, type ServeProcess, startServe } from './cli-helpers.js';
 
 // The callbacks given to page.waitForFunction/evaluate run in the page: the little of its
@@ -113,6 +118,7 @@ describe('coapkit console in chromium', { skip }, () => {
   // biome-ignore lint/suspicious/noExplicitAny: as above
   let page: any;
   const client = new CoapClient();
+  const pki: Pki = makePki();
 
   before(async () => {
     serve = await startServe([
@@ -152,6 +158,7 @@ describe('coapkit console in chromium', { skip }, () => {
     await con?.stop();
     await serve?.stop();
     if (userDir) rmSync(userDir, { recursive: true, force: true });
+    rmSync(pki.dir, { recursive: true, force: true });
   });
 
   it('discovers, PUTs then GETs, observes, uploads 200 KB with progress, draws the ladder', {
@@ -278,5 +285,137 @@ describe('coapkit console in chromium', { skip }, () => {
     mkdirSync(dir, { recursive: true });
     await page.screenshot({ path: join(dir, 'console.png'), fullPage: true });
     assert.deepEqual(errors, []);
+  });
+
+  it('coaps:// with a client certificate, key and CA from the page; a raw public key; the errors', {
+    timeout: 180_000,
+  }, async () => {
+    const certServe = await startServe([
+      ...LOOPBACK_PORTS,
+      '--cert',
+      pki.file('serverCert'),
+      '--key',
+      pki.file('serverKey'),
+      '--ca',
+      pki.file('ca'),
+    ]);
+    const rpkServe = await startServe([
+      ...LOOPBACK_PORTS,
+      '-v',
+      '--rpk',
+      pki.file('rpkServerKey'),
+      '--rpk-trust',
+      pki.file('rpkClientKey'),
+    ]);
+    try {
+      const errors: string[] = [];
+      page.on('pageerror', (e: Error) => errors.push(e.message));
+      await page.goto(con.url);
+      await page.waitForFunction(() => document.getElementById('status')?.textContent === 'connected');
+      assert.equal(await page.isVisible('#dtls-fields'), false, 'PSK mode shows no certificate fields');
+      await page.selectOption('#dtls-mode', 'cert');
+      assert.equal(await page.isVisible('#cert-pem'), true);
+      assert.equal(await page.isVisible('#psk-identity'), false);
+      assert.equal(await page.isVisible('#rpk-pem'), false);
+
+      const code = async (re: RegExp) =>
+        page.waitForFunction(
+          (src: string) => new RegExp(src).test(document.getElementById('response-code')?.textContent ?? ''),
+          re.source,
+        );
+      const dtlsStatus = async (re: RegExp) =>
+        page.waitForFunction(
+          (src: string) => new RegExp(src).test(document.getElementById('dtls-status')?.textContent ?? ''),
+          re.source,
+        );
+      const get = async (uri: string) => {
+        await page.fill('#uri', uri);
+        await page.selectOption('#method', 'GET');
+        await page.click('#send');
+      };
+      const url = `coaps://127.0.0.1:${certServe.securePort}/time`;
+
+      // The certificate pasted, its key and the CA chosen as files (read in the page by FileReader).
+      await page.fill('#cert-pem', pki.clientCert);
+      await page.setInputFiles('#key-file', pki.file('clientKey'));
+      await page.setInputFiles('#ca-file', pki.file('ca'));
+      await page.waitForFunction(() =>
+        /BEGIN CERTIFICATE/.test(document.getElementById('ca-pem')?.value ?? ''),
+      );
+      assert.match(await page.inputValue('#key-pem'), /BEGIN PRIVATE KEY/);
+      await get(url);
+      await code(/^2\.05/);
+      assert.match(await page.textContent('#response-body'), /\d{4}-\d\d-\d\dT/);
+      await dtlsStatus(/certificate CN=device-1; server checked against CN=coapkit test CA/);
+      await ladderShows(
+        page,
+        /DTLS handshake starts/,
+        /DTLS client_hello/,
+        /DTLS server_hello/,
+        /DTLS certificate_request/,
+        // the client's flight: its certificate, proved by certificate_verify
+        /DTLS certificate_verify/,
+        /DTLS up: TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8/,
+        /CON GET MID \d+/,
+        /ACK 2\.05 Content/,
+      );
+      const ladder = await page.textContent('#ladder');
+      assert.doesNotMatch(ladder, /PRIVATE KEY/);
+      assert.ok(!ladder.includes(pki.clientKey.split('\n')[1]!), 'the key is not drawn');
+      await page.screenshot({ path: join(ROOT, 'test-artifacts', 'console-cert.png'), fullPage: true });
+
+      // A wrong CA: the server's certificate is refused, with the DTLS error's message.
+      const other = makePki();
+      try {
+        await page.fill('#ca-pem', other.ca);
+        await get(`coaps://127.0.0.1:${certServe.securePort}/time?wrong-ca`);
+        await code(/^5\.02/);
+        assert.match(
+          await page.textContent('#response-body'),
+          /certificate \(issuer CN=coapkit test CA\) is not signed by a trusted CA/,
+        );
+        await ladderShows(page, /not signed by a trusted CA/);
+      } finally {
+        rmSync(other.dir, { recursive: true, force: true });
+      }
+
+      // A bad PEM (a key in the certificate field): the typed error, before anything is sent.
+      await page.fill('#ca-pem', pki.ca);
+      await page.fill('#cert-pem', pki.clientKey);
+      await get(url);
+      await code(/^4\.00/);
+      assert.match(
+        await page.textContent('#response-body'),
+        /unusable DTLS credentials: cert is not a certificate: no PEM CERTIFICATE block and not DER \(this is a private key\)/,
+      );
+      await dtlsStatus(/credentials: cert is not a certificate/);
+      assert.doesNotMatch(await page.textContent('#response-body'), /BEGIN/);
+
+      // An expired client certificate: the page says so, and the server refuses it.
+      await page.fill('#cert-pem', pki.expiredClientCert);
+      await page.fill('#key-pem', pki.expiredClientKey);
+      await get(url);
+      await dtlsStatus(/certificate CN=old-device \(expired on /);
+      await code(/^5\.02/);
+      assert.match(await page.textContent('#response-body'), /certificate_expired|expired/);
+
+      // A raw public key with the server's key trusted.
+      await page.selectOption('#dtls-mode', 'rpk');
+      assert.equal(await page.isVisible('#cert-pem'), false);
+      await page.fill('#rpk-pem', pki.rpkClientKey);
+      await page.fill('#rpk-trust', `# the server\n${pki.rpkServerFingerprint}\n`);
+      await get(`coaps://127.0.0.1:${rpkServe.securePort}/time`);
+      await code(/^2\.05/);
+      await dtlsStatus(/raw public key [0-9a-f]{16}…; server key must be one of 1 trusted/);
+      await ladderShows(page, /DTLS up: TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8/);
+      assert.match(
+        rpkServe.output(),
+        new RegExp(`GET /time from 127\\.0\\.0\\.1:\\d+ \\(${pki.rpkClientFingerprint.slice(0, 8)}`),
+      );
+      assert.deepEqual(errors, []);
+    } finally {
+      await certServe.stop();
+      await rpkServe.stop();
+    }
   });
 });
