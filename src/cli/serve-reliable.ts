@@ -29,6 +29,11 @@ export interface ReliableServeOptions {
   key?: Buffer;
   /** The serve keys (identity -> key): coaps+tcp:// takes them as TLS 1.2 PSK too. */
   psk?: Map<string, Buffer>;
+  /**
+   * serve's --ca (clients of coaps:// must present a certificate from it): coaps+tcp:// asks
+   * its clients for one too, verified against it (required unless PSK keys are given).
+   */
+  clientCa?: Buffer;
 }
 
 export function parseReliableServe(
@@ -36,6 +41,8 @@ export function parseReliableServe(
   keys: Map<string, Buffer>,
   /** The server certificate --generate-cert made (serves TLS too, as --cert/--key would). */
   generated?: { cert: Buffer; key: Buffer },
+  /** serve's --ca (or --generate-cert's CA): the trust anchors for client certificates. */
+  clientCa?: Buffer,
 ): ReliableServeOptions | undefined {
   const o: ReliableServeOptions = {};
   const port = (flag: string) => num(p, flag, { integer: true, max: 65535 });
@@ -75,6 +82,7 @@ export function parseReliableServe(
     o.key = generated.key;
   }
   if (tls !== undefined && keys.size > 0) o.psk = keys;
+  if (tls !== undefined && clientCa !== undefined) o.clientCa = clientCa;
   return Object.keys(o).length > 0 ? o : undefined;
 }
 
@@ -123,6 +131,10 @@ export async function startReliableServe(
         port,
         ...(o.cert !== undefined && o.key !== undefined ? { cert: o.cert, key: o.key } : {}),
         ...(o.psk !== undefined ? { psk: { keys: (identity: string) => o.psk!.get(identity) } } : {}),
+        // As coaps://: a client certificate from --ca, required unless PSK clients are served too.
+        ...(o.clientCa !== undefined
+          ? { ca: o.clientCa, requestCert: true, rejectUnauthorized: o.psk === undefined }
+          : {}),
       }),
     );
   }

@@ -35,10 +35,30 @@ export function unmapAddress(a: string): string {
   return a.startsWith('::ffff:') && net.isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
+/**
+ * An OpenSSL error as a person reads it: "...:SSL routines:ssl3_read_bytes:tlsv13 alert
+ * certificate required:../deps/openssl/...:1601:SSL alert number 116\n" becomes "TLS: tlsv13
+ * alert certificate required (alert 116)"; other errors are their message.
+ */
+function socketErrorText(err: Error): string {
+  const m = /:SSL routines:[^:]*:([^:]+):.*?(?:SSL alert number (\d+))?\s*$/s.exec(err.message);
+  if (m === null) return err.message;
+  return `TLS: ${m[1]}${m[2] !== undefined ? ` (alert ${m[2]})` : ''}`;
+}
+
 /** A hint for a socket error: refused connection, untrusted or mismatched certificate. */
 function hintFor(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return "the server certificate does not name the URI's host";
+  // An alert the server sent about our (missing) client certificate: not about its own.
+  if (/ALERT_CERTIFICATE_REQUIRED/.test(code))
+    return 'the server asks for a client certificate: give one from a CA it trusts (coapkit: --cert FILE --key FILE; library: tls.cert, tls.key)';
+  if (
+    /ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED)/.test(
+      code,
+    )
+  )
+    return 'the server refused our client certificate: is it from a CA the server trusts, and still valid?';
   if (/CERT|SIGNATURE|ISSUER/.test(code)) {
     return 'the server certificate is not trusted: give its CA (coapkit: --ca FILE; library: tls.ca), or skip the check (--insecure)';
   }
@@ -79,7 +99,7 @@ export abstract class StreamTransport extends ReliableTransport {
     socket.on('data', (chunk: Buffer) => this.received(conn, chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       failure ??= new NetworkError(
-        `${conn.initiator ? 'connection to' : 'connection from'} ${conn.peer.address} port ${conn.peer.port}: ${err.message}`,
+        `${conn.initiator ? 'connection to' : 'connection from'} ${conn.peer.address} port ${conn.peer.port}: ${socketErrorText(err)}`,
         { cause: err, hint: hintFor(err) },
       );
     });

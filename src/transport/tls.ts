@@ -46,6 +46,9 @@ const PSK_CIPHERS = 'PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:PSK-AES128-CCM8
 
 function authOf(socket: tls.TLSSocket, pskIdentity: string | undefined): PeerAuth | undefined {
   if (pskIdentity !== undefined) return { mode: 'psk', identity: pskIdentity };
+  // A certificate the trust anchors do not vouch for names nobody (with rejectUnauthorized
+  // false such a client is let in, as an anonymous one).
+  if (!socket.authorized) return undefined;
   const raw = socket.getPeerX509Certificate?.();
   if (raw === undefined) return undefined;
   return x509Auth(raw);

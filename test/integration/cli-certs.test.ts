@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makePki } from '../helpers/pki.js';
+import { until } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runCli, type ServeProcess, startServe } from './cli-helpers.js';
 
 describe('coapkit serve --generate-cert', () => {
@@ -91,7 +92,17 @@ describe('coapkit serve --generate-cert', () => {
     try {
       const url = /coaps\+tcp:\/\/127\.0\.0\.1:(\d+)/.exec(tls.banner);
       assert.ok(url, tls.banner);
-      const r = await runCli(['get', `coaps+tcp://localhost:${url[1]}/time`, '--ca', join(certs, 'ca.pem')]);
+      // As over coaps://, the client shows a certificate from the generated CA.
+      const r = await runCli([
+        'get',
+        `coaps+tcp://localhost:${url[1]}/time`,
+        '--ca',
+        join(certs, 'ca.pem'),
+        '--cert',
+        join(certs, 'client.pem'),
+        '--key',
+        join(certs, 'client.key'),
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.out, /\d/);
     } finally {
@@ -149,5 +160,70 @@ describe('certificate flags: errors', () => {
     const r = await runCli(['serve', ...LOOPBACK_PORTS, '--ca', pki.file('ca')]);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /--ca and --rpk-trust need --cert\/--key or --rpk/);
+  });
+});
+
+describe('coapkit serve --cert --key --ca --tls-port: coaps+tcp:// asks for a client certificate as coaps:// does', () => {
+  const pki = makePki();
+  let srv: ServeProcess;
+  let url = '';
+  before(async () => {
+    srv = await startServe([
+      ...LOOPBACK_PORTS,
+      '-v',
+      '--cert',
+      pki.file('serverCert'),
+      '--key',
+      pki.file('serverKey'),
+      '--ca',
+      pki.file('ca'),
+      '--tls-port',
+      '0',
+    ]);
+    const m = /coaps\+tcp:\/\/127\.0\.0\.1:(\d+)/.exec(srv.banner);
+    assert.ok(m, srv.banner);
+    url = `coaps+tcp://localhost:${m[1]}/time`;
+  });
+  after(async () => {
+    await srv?.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  it('a client certificate from --ca is required, and names the client', async () => {
+    const ok = await runCli([
+      'get',
+      url,
+      '--ca',
+      pki.file('ca'),
+      '--cert',
+      pki.file('clientCert'),
+      '--key',
+      pki.file('clientKey'),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    await until(
+      () => /GET \/time from 127\.0\.0\.1:\d+ \(device-1\)/.test(srv.output()),
+      'the request logged with its identity',
+    );
+    const none = await runCli(['get', url, '--ca', pki.file('ca'), '--timeout', '5']);
+    assert.equal(none.code, 3);
+    assert.match(none.stderr, /TLS: .*certificate required \(alert 116\)/);
+    assert.match(none.stderr, /hint: the server asks for a client certificate/);
+    const other = await runCli([
+      'get',
+      url,
+      '--ca',
+      pki.file('ca'),
+      '--cert',
+      pki.file('otherCaClientCert'),
+      '--key',
+      pki.file('otherCaClientKey'),
+      '--timeout',
+      '5',
+    ]);
+    // TLS 1.3: the server refuses the certificate after the client's Finished; the client sees
+    // the connection closed.
+    assert.equal(other.code, 3, other.stderr);
+    assert.doesNotMatch(srv.output(), /\(intruder\)/);
   });
 });

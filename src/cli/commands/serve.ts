@@ -545,6 +545,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
     p,
     opts.keys,
     gen !== undefined ? { cert: gen.cert as Buffer, key: gen.key as Buffer } : undefined,
+    Buffer.isBuffer(credentials.certs?.ca) ? credentials.certs.ca : undefined,
   );
   if (reliable !== undefined) opts.reliable = reliable;
   const cluster = clusterArgs(p);
