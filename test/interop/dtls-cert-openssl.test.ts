@@ -17,7 +17,7 @@ import { freePort } from '../helpers/net.js';
 import { makePki } from '../helpers/pki.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
-import { run, withTimeout } from './dtls-peers.js';
+import { opensslDtlsClient, opensslDtlsServer, withTimeout } from './dtls-peers.js';
 
 const OPENSSL = findProgram('openssl');
 const pki = makePki();
@@ -33,26 +33,12 @@ for (const suite of CERT_SUITES) {
   test(`coapkit client → openssl s_server, mutual auth (${suite.openssl})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = run(OPENSSL, [
-      's_server',
-      '-dtls1_2',
-      '-listen',
-      '-cert',
-      pki.file('serverCert'),
-      '-key',
-      pki.file('serverKey'),
-      '-CAfile',
-      pki.file('ca'),
-      '-Verify',
-      '2',
-      '-verify_return_error',
-      '-cipher',
-      suite.openssl,
-      '-accept',
-      `127.0.0.1:${port}`,
-      '-naccept',
-      '1',
-    ]);
+    const srv = opensslDtlsServer(OPENSSL, port, {
+      cert: pki.file('serverCert'),
+      key: pki.file('serverKey'),
+      ca: pki.file('ca'),
+      cipher: suite.openssl,
+    });
     const client = await DtlsClientTransport.create({
       cert: pki.clientCert,
       key: pki.clientKey,
@@ -104,22 +90,7 @@ async function certServer(suites?: number[]) {
 }
 
 function sClient(port: number, cert: string, key: string, cipher: string) {
-  return run(OPENSSL!, [
-    's_client',
-    '-dtls1_2',
-    '-cert',
-    cert,
-    '-key',
-    key,
-    '-CAfile',
-    pki.file('ca'),
-    '-verify_return_error',
-    '-cipher',
-    cipher,
-    '-connect',
-    `127.0.0.1:${port}`,
-    '-ign_eof',
-  ]);
+  return opensslDtlsClient(OPENSSL!, port, { cert, key, ca: pki.file('ca'), cipher });
 }
 
 for (const suite of CERT_SUITES) {
@@ -206,24 +177,11 @@ async function mismatchedClient(
 test('openssl s_server refuses a client whose key does not match its certificate (decrypt_error)', async (t) => {
   if (!OPENSSL) return t.skip('openssl not installed');
   const port = await freePort();
-  const srv = run(OPENSSL, [
-    's_server',
-    '-dtls1_2',
-    '-listen',
-    '-cert',
-    pki.file('serverCert'),
-    '-key',
-    pki.file('serverKey'),
-    '-CAfile',
-    pki.file('ca'),
-    '-Verify',
-    '2',
-    '-verify_return_error',
-    '-accept',
-    `127.0.0.1:${port}`,
-    '-naccept',
-    '1',
-  ]);
+  const srv = opensslDtlsServer(OPENSSL, port, {
+    cert: pki.file('serverCert'),
+    key: pki.file('serverKey'),
+    ca: pki.file('ca'),
+  });
   try {
     await srv.waitFor('ACCEPT', 10_000);
     const c = await mismatchedClient(port);
@@ -313,19 +271,7 @@ for (const r of [
   test(`coapkit client refuses an openssl s_server certificate ${r.name} (alert ${r.alert})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = run(OPENSSL, [
-      's_server',
-      '-dtls1_2',
-      '-listen',
-      '-cert',
-      pki.file(r.cert),
-      '-key',
-      pki.file(r.key),
-      '-accept',
-      `127.0.0.1:${port}`,
-      '-naccept',
-      '1',
-    ]);
+    const srv = opensslDtlsServer(OPENSSL, port, { cert: pki.file(r.cert), key: pki.file(r.key) });
     const client = await DtlsClientTransport.create({
       cert: pki.clientCert,
       key: pki.clientKey,

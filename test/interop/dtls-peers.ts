@@ -62,6 +62,72 @@ export function run(bin: string, args: string[]): Proc {
   };
 }
 
+/** What an `openssl s_server` / `s_client -dtls1_2` authenticates with, all optional. */
+export interface OpensslDtlsOptions {
+  /** PSK mode: the key in hex, the identity, and (s_server) the identity hint. */
+  psk?: { hex: string; identity: string; hint?: string };
+  /** Certificate and private key files (PEM). */
+  cert?: string;
+  key?: string;
+  /**
+   * CA file (PEM) the peer's certificate must chain to (`-verify_return_error`);
+   * s_server then also requires a client certificate (`-Verify 2`).
+   */
+  ca?: string;
+  /** `-cipher` (OpenSSL's name of the suite). */
+  cipher?: string;
+}
+
+function opensslDtlsArgs(o: OpensslDtlsOptions, server: boolean): string[] {
+  return [
+    ...(o.psk ? ['-psk', o.psk.hex, '-psk_identity', o.psk.identity] : []),
+    ...(o.psk?.hint !== undefined ? ['-psk_hint', o.psk.hint] : []),
+    ...(o.cert !== undefined ? ['-cert', o.cert] : []),
+    ...(o.key !== undefined ? ['-key', o.key] : []),
+    ...(o.ca !== undefined
+      ? ['-CAfile', o.ca, ...(server ? ['-Verify', '2'] : []), '-verify_return_error']
+      : []),
+    ...(o.cipher !== undefined ? ['-cipher', o.cipher] : []),
+  ];
+}
+
+/**
+ * `openssl s_server -dtls1_2 -listen` on 127.0.0.1:`port` for one connection
+ * (`-naccept 1`; `-nocert` without a certificate). Wait for 'ACCEPT' before connecting.
+ */
+export function opensslDtlsServer(bin: string, port: number, o: OpensslDtlsOptions): Proc {
+  return run(bin, [
+    's_server',
+    '-dtls1_2',
+    '-listen',
+    ...opensslDtlsArgs(o, true),
+    ...(o.cert === undefined ? ['-nocert'] : []),
+    '-accept',
+    `127.0.0.1:${port}`,
+    '-naccept',
+    '1',
+  ]);
+}
+
+/**
+ * `openssl s_client -dtls1_2` to 127.0.0.1:`port`; with `ignEof` (the default) it
+ * stays connected whatever its standard input does.
+ */
+export function opensslDtlsClient(
+  bin: string,
+  port: number,
+  o: OpensslDtlsOptions & { ignEof?: boolean },
+): Proc {
+  return run(bin, [
+    's_client',
+    '-dtls1_2',
+    ...opensslDtlsArgs(o, false),
+    '-connect',
+    `127.0.0.1:${port}`,
+    ...(o.ignEof === false ? [] : ['-ign_eof']),
+  ]);
+}
+
 export const SUITES: { id: number; openssl: string }[] = [
   { id: 0xc0a8, openssl: 'PSK-AES128-CCM8' },
   { id: 0xc0a4, openssl: 'PSK-AES128-CCM' },
