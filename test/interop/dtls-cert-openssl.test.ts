@@ -17,11 +17,14 @@ import { freePort } from '../helpers/net.js';
 import { makePki } from '../helpers/pki.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
-import { opensslDtlsClient, opensslDtlsServer, withTimeout } from './dtls-peers.js';
+import { opensslDtlsClient, opensslDtlsServer, pingPongSServer, withTimeout } from './dtls-peers.js';
 
 const OPENSSL = findProgram('openssl');
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+/** s_server's certificate and key, requiring a client certificate from the test CA. */
+const mutualServer = () => ({ cert: pki.file('serverCert'), key: pki.file('serverKey'), ca: pki.file('ca') });
 
 export const CERT_SUITES: { id: number; openssl: string }[] = [
   { id: 0xc0ae, openssl: 'ECDHE-ECDSA-AES128-CCM8' },
@@ -33,12 +36,7 @@ for (const suite of CERT_SUITES) {
   test(`coapkit client → openssl s_server, mutual auth (${suite.openssl})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = opensslDtlsServer(OPENSSL, port, {
-      cert: pki.file('serverCert'),
-      key: pki.file('serverKey'),
-      ca: pki.file('ca'),
-      cipher: suite.openssl,
-    });
+    const srv = opensslDtlsServer(OPENSSL, port, { ...mutualServer(), cipher: suite.openssl });
     const client = await DtlsClientTransport.create({
       cert: pki.clientCert,
       key: pki.clientKey,
@@ -48,18 +46,9 @@ for (const suite of CERT_SUITES) {
       handshakeTimeoutMs: 10_000,
     });
     try {
-      await srv.waitFor('ACCEPT', 10_000);
-      const peer = makePeer('127.0.0.1', port);
-      const got: string[] = [];
-      client.attach({ message: (d) => got.push(d.toString()) });
-      await withTimeout(client.connect(peer), 10_000, 'handshake');
-      assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
-      client.send(Buffer.from('ping from coapkit\n'), peer);
-      await srv.waitFor('ping from coapkit', 5000);
-      assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
-      assert.match(srv.output(), /subject=CN ?= ?device-1/);
-      srv.child.stdin.write('pong from openssl\n');
-      await until(() => got.join('').includes('pong from openssl'), 'data from s_server', 5000);
+      await pingPongSServer(client, srv, port, suite, () =>
+        assert.match(srv.output(), /subject=CN ?= ?device-1/),
+      );
     } finally {
       await client.close();
       await srv.kill();
@@ -177,11 +166,7 @@ async function mismatchedClient(
 test('openssl s_server refuses a client whose key does not match its certificate (decrypt_error)', async (t) => {
   if (!OPENSSL) return t.skip('openssl not installed');
   const port = await freePort();
-  const srv = opensslDtlsServer(OPENSSL, port, {
-    cert: pki.file('serverCert'),
-    key: pki.file('serverKey'),
-    ca: pki.file('ca'),
-  });
+  const srv = opensslDtlsServer(OPENSSL, port, mutualServer());
   try {
     await srv.waitFor('ACCEPT', 10_000);
     const c = await mismatchedClient(port);

@@ -5,10 +5,10 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
-import { makePeer, type Peer } from '../../src/transport/transport.js';
+import type { Peer } from '../../src/transport/transport.js';
 import { freePort } from '../helpers/net.js';
 import { findProgram } from '../helpers/proc.js';
-import { opensslDtlsClient, opensslDtlsServer, SUITES, withTimeout } from './dtls-peers.js';
+import { opensslDtlsClient, opensslDtlsServer, pingPongSServer, SUITES } from './dtls-peers.js';
 
 const OPENSSL = findProgram('openssl');
 const PSK_HEX = Buffer.from('coapkit-interop-key').toString('hex');
@@ -28,23 +28,7 @@ for (const suite of SUITES) {
       handshakeTimeoutMs: 10_000,
     });
     try {
-      await srv.waitFor('ACCEPT', 10_000);
-      const peer = makePeer('127.0.0.1', port);
-      const got: string[] = [];
-      client.attach({ message: (d) => got.push(d.toString()) });
-      await withTimeout(client.connect(peer), 10_000, 'handshake');
-      assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
-      client.send(Buffer.from('ping from coapkit\n'), peer);
-      await srv.waitFor('ping from coapkit', 5000);
-      assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
-      srv.child.stdin.write('pong from openssl\n');
-      await withTimeout(
-        (async () => {
-          while (!got.join('').includes('pong from openssl')) await new Promise((r) => setTimeout(r, 20));
-        })(),
-        5000,
-        'data from s_server',
-      );
+      await pingPongSServer(client, srv, port, suite);
     } finally {
       await client.close();
       await srv.kill();

@@ -1,6 +1,11 @@
 /** Shared helpers for the DTLS interop tests (spawning real peers, always cleaned up). */
+
+import * as assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { DtlsClientTransport } from '../../src/transport/dtls.js';
+import { makePeer } from '../../src/transport/transport.js';
 import { freePort } from '../helpers/net.js';
+import { until, withTimeout } from '../helpers/timing.js';
 
 export interface Proc {
   child: ChildProcessWithoutNullStreams;
@@ -128,6 +133,33 @@ export function opensslDtlsClient(
   ]);
 }
 
+/**
+ * The coapkit `client` ↔ `openssl s_server` (`srv`, on 127.0.0.1:`port`) exchange:
+ * once s_server accepts, the client handshakes with `suite`; s_server must print
+ * 'ping from coapkit' and name the cipher (then `afterPing` checks more of its
+ * output); the client must receive s_server's 'pong from openssl'.
+ */
+export async function pingPongSServer(
+  client: DtlsClientTransport,
+  srv: Proc,
+  port: number,
+  suite: { id: number; openssl: string },
+  afterPing?: () => void,
+): Promise<void> {
+  await srv.waitFor('ACCEPT', 10_000);
+  const peer = makePeer('127.0.0.1', port);
+  const got: string[] = [];
+  client.attach({ message: (d) => got.push(d.toString()) });
+  await withTimeout(client.connect(peer), 10_000, 'handshake');
+  assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
+  client.send(Buffer.from('ping from coapkit\n'), peer);
+  await srv.waitFor('ping from coapkit', 5000);
+  assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
+  afterPing?.();
+  srv.child.stdin.write('pong from openssl\n');
+  await until(() => got.join('').includes('pong from openssl'), 'data from s_server', 5000);
+}
+
 export const SUITES: { id: number; openssl: string }[] = [
   { id: 0xc0a8, openssl: 'PSK-AES128-CCM8' },
   { id: 0xc0a4, openssl: 'PSK-AES128-CCM' },
@@ -142,7 +174,7 @@ export const WELL_KNOWN_CORE_GET = Buffer.from([
   0x6f, 0x72, 0x65,
 ]);
 
-export { withTimeout } from '../helpers/timing.js';
+export { withTimeout };
 
 /**
  * Starts a libcoap server (`coap-server-openssl`/`-gnutls`) with `args(port)` on a free port
