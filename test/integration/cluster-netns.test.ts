@@ -16,15 +16,14 @@
  * shared PostgreSQL store through the same topology is cluster-netns-store.test.ts.
  */
 import * as assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import type { Topology } from '../helpers/netns.js';
 import { LbCluster, lbClusterSkipReason } from '../helpers/netns-cluster.js';
 import { until } from '../helpers/timing.js';
-import { hasTshark } from '../vectors/captures/tshark.js';
+import { hasTshark, tsharkRows } from '../helpers/tshark.js';
 import { ROOT } from './cli-helpers.js';
 
 const skip = lbClusterSkipReason();
@@ -157,32 +156,11 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
       const gone = new Promise((res) => shark.child.once('exit', res));
       shark.child.kill('SIGINT');
       await gone;
-      const { stdout } = await promisify(execFile)(
-        'tshark',
-        [
-          '-r',
-          cap,
-          '-o',
-          `tls.keylog_file:${keys}`,
-          '-d',
-          'udp.port==5684,dtls',
-          '-T',
-          'fields',
-          '-e',
-          'dtls.handshake.type',
-          '-e',
-          'dtls.record.connection_id',
-          '-e',
-          'coap.code',
-          '-e',
-          '_ws.malformed',
-        ],
-        { timeout: 60_000, maxBuffer: 16 << 20 },
+      const rows = await tsharkRows(
+        cap,
+        ['dtls.handshake.type', 'dtls.record.connection_id', 'coap.code', '_ws.malformed'],
+        { keylog: keys, dtlsPort: 5684 },
       );
-      const rows = stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('\t'));
       const hellos = rows.filter((x) => (x[0] ?? '').split(',').includes('1')).length;
       assert.equal(
         hellos,

@@ -2,9 +2,18 @@
 
 import * as assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import type { DtlsClientTransport } from '../../src/transport/dtls.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type DtlsClientOptions,
+  DtlsClientTransport,
+  DtlsServerTransport,
+  type DtlsServerTransportOptions,
+} from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
+import { LossyProxy } from '../helpers/lossy-proxy.js';
 import { freePort } from '../helpers/net.js';
+import { writePcap } from '../helpers/pcap.js';
 import { until, withTimeout } from '../helpers/timing.js';
 
 export interface Proc {
@@ -199,5 +208,58 @@ export async function startLibcoapDtls(
     await srv.kill();
     if (attempt === 5)
       throw new Error(`${bin} found no free port pair in 5 attempts:\n${srv.output().slice(-1000)}`);
+  }
+}
+
+/**
+ * A coapkit DTLS session recorded for tshark, in `dir`: a server (`server`,
+ * on 127.0.0.1) answering every request with 2.05 and `body`, a client
+ * (`client`) writing its key log, between them a LossyProxy recording every
+ * datagram. The client sends GET /.well-known/core: the answer must be 2.05
+ * and the key log one CLIENT_RANDOM line. The recording is written as a pcap
+ * (client 127.0.0.1:40000, server 127.0.0.1:5684); both ends are closed.
+ */
+export async function recordDtlsSession(
+  dir: string,
+  server: Omit<DtlsServerTransportOptions, 'host' | 'port'>,
+  client: Omit<DtlsClientOptions, 'keyLogFile'>,
+  body: string,
+): Promise<{ file: string; keylog: string }> {
+  const keylog = join(dir, 'keys.log');
+  const srv = await DtlsServerTransport.create({ host: '127.0.0.1', port: 0, ...server });
+  srv.attach({
+    message: (d, p) => {
+      srv.send(
+        Buffer.concat([Buffer.from([0x60, 0x45, d[2]!, d[3]!, 0xc1, 0x28, 0xff]), Buffer.from(body)]),
+        p,
+      );
+    },
+  });
+  const proxy = await LossyProxy.create({ target: srv.localAddress().port });
+  const cli = await DtlsClientTransport.create({ ...client, keyLogFile: keylog });
+  try {
+    const peer = makePeer('127.0.0.1', proxy.port);
+    const got = new Promise<Buffer>((resolve) => cli.attach({ message: resolve }));
+    cli.send(WELL_KNOWN_CORE_GET, peer);
+    const resp = await withTimeout(got, 5000, 'response');
+    assert.equal(resp[1], 0x45);
+    assert.match(readFileSync(keylog, 'utf8'), /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}\n$/);
+    const file = join(dir, 'session.pcap');
+    const from = { address: '127.0.0.1', port: 40000 };
+    const to = { address: '127.0.0.1', port: 5684 };
+    writePcap(
+      file,
+      proxy.stats.log.map((d, i) => ({
+        src: d.dir === 'up' ? from : to,
+        dst: d.dir === 'up' ? to : from,
+        data: d.data,
+        timeMs: (1_700_000_000 + i) * 1000,
+      })),
+    );
+    return { file, keylog };
+  } finally {
+    await cli.close();
+    await srv.close();
+    await proxy.close();
   }
 }
