@@ -18,6 +18,7 @@ import { FrameDecoder } from '../../src/codec/reliable.js';
 import { CLIENT, haveLibcoap, startLibcoapServer } from '../helpers/libcoap.js';
 import { type RawRecord, rawPcap } from '../helpers/pcap.js';
 import { ipTcp, type TcpSegment } from '../helpers/pcap-tcp.js';
+import { opensslSelfSigned } from '../helpers/pki.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
 import { runInProcess, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
@@ -39,29 +40,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'coapkit-tcp-'));
   cert = join(dir, 'cert.pem');
   key = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore', timeout: 20_000 },
-  );
+  opensslSelfSigned(key, cert);
 });
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
