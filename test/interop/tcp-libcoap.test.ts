@@ -20,6 +20,7 @@ import { type RawRecord, rawPcap } from '../helpers/pcap.js';
 import { ipTcp, type TcpSegment } from '../helpers/pcap-tcp.js';
 import { opensslSelfSigned } from '../helpers/pki.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
+import { tsharkFields } from '../helpers/tshark.js';
 import { runInProcess, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
 const haveOpenssl = findProgram('openssl') !== undefined;
@@ -245,11 +246,10 @@ describe('tshark dissects a coapkit TCP session without malformed frames', { ski
       },
     );
     assert.doesNotMatch(out, /Malformed|\[Expert Info \(Error/);
-    const fields = execFileSync(
-      'tshark',
-      ['-r', file, '-d', 'tcp.port==5683,coap', '-T', 'fields', '-e', 'coap.code', '-Y', 'coap'],
-      { encoding: 'utf8', timeout: 30_000 },
-    );
+    const fields = await tsharkFields(file, ['coap.code'], {
+      args: ['-d', 'tcp.port==5683,coap'],
+      filter: 'coap',
+    });
     const codes = fields
       .split(/[\s,]+/)
       .filter(Boolean)
