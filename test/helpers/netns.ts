@@ -42,6 +42,18 @@ export function netnsSkipReason(): string | undefined {
 const ip = (args: string[]) =>
   execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
 
+/**
+ * A veth pair `${name}a` in namespace `a` (address `aAddr`/24) and `${name}b` in
+ * `b` (`bAddr`/24), both up.
+ */
+export function vethPair(name: string, a: string, aAddr: string, b: string, bAddr: string): void {
+  ip(['link', 'add', `${name}a`, 'netns', a, 'type', 'veth', 'peer', 'name', `${name}b`, 'netns', b]);
+  ip(['-n', a, 'addr', 'add', `${aAddr}/24`, 'dev', `${name}a`]);
+  ip(['-n', b, 'addr', 'add', `${bAddr}/24`, 'dev', `${name}b`]);
+  ip(['-n', a, 'link', 'set', `${name}a`, 'up']);
+  ip(['-n', b, 'link', 'set', `${name}b`, 'up']);
+}
+
 export function createTopology(): Topology {
   const p = `ck${process.pid % 100000}`;
   const ns = { lb: `${p}lb`, dev: `${p}dev`, node1: `${p}n1`, node2: `${p}n2` };
@@ -63,17 +75,10 @@ export function createTopology(): Topology {
       ip(['netns', 'add', n]);
       ip(['-n', n, 'link', 'set', 'lo', 'up']);
     }
-    const link = (name: string, a: string, aAddr: string, b: string, bAddr: string) => {
-      ip(['link', 'add', `${name}a`, 'netns', a, 'type', 'veth', 'peer', 'name', `${name}b`, 'netns', b]);
-      ip(['-n', a, 'addr', 'add', `${aAddr}/24`, 'dev', `${name}a`]);
-      ip(['-n', b, 'addr', 'add', `${bAddr}/24`, 'dev', `${name}b`]);
-      ip(['-n', a, 'link', 'set', `${name}a`, 'up']);
-      ip(['-n', b, 'link', 'set', `${name}b`, 'up']);
-    };
-    link(`${p}d`, ns.dev, addr.dev, ns.lb, addr.lbDev);
+    vethPair(`${p}d`, ns.dev, addr.dev, ns.lb, addr.lbDev);
     ip(['-n', ns.dev, 'addr', 'add', `${addr.dev2}/24`, 'dev', `${p}da`]);
-    link(`${p}1`, ns.node1, addr.node1, ns.lb, addr.lbNode1);
-    link(`${p}2`, ns.node2, addr.node2, ns.lb, addr.lbNode2);
+    vethPair(`${p}1`, ns.node1, addr.node1, ns.lb, addr.lbNode1);
+    vethPair(`${p}2`, ns.node2, addr.node2, ns.lb, addr.lbNode2);
     // lb forwards between node1 and node2 (their node-to-node traffic), not for dev.
     execFileSync('ip', ['netns', 'exec', ns.lb, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     ip(['-n', ns.node1, 'route', 'add', '10.15.3.0/24', 'via', addr.lbNode1]);

@@ -4,6 +4,7 @@
  * certificate, a second CA with a client of its own, an expired client, and a
  * raw key pair; written as PEM files into a temporary folder.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,4 +89,35 @@ export function writeRpkKey(dir: string, name: string): { file: string; fingerpr
   const file = join(dir, `${name}.pem`);
   writeFileSync(file, k.privateKey.export({ type: 'sec1', format: 'pem' }).toString());
   return { file, fingerprint: sha256Hex(spkiOf(k.privateKey)) };
+}
+
+/**
+ * A self-signed P-256 certificate made by OpenSSL itself (`openssl req -x509`,
+ * CN and subjectAltName localhost and 127.0.0.1, valid one day): the key
+ * written to `keyFile`, the certificate to `certFile` (PEM).
+ */
+export function opensslSelfSigned(keyFile: string, certFile: string): void {
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'ignore', timeout: 20_000 },
+  );
 }

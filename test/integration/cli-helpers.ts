@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/cli.js';
+import { freePort } from '../helpers/net.js';
 import { runProcess } from '../helpers/proc.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -164,6 +165,32 @@ export function startServe(
       reject(new Error(`serve exited with ${code} before starting; stdout: ${stdout} stderr: ${stderr}`));
     });
   });
+}
+
+/**
+ * Two `coapkit serve` cluster nodes on loopback (LOOPBACK_PORTS): `args`
+ * (credentials, store, …), then `--node-id`, `--cluster-listen` on a free port
+ * and `--peer` naming the other node. Started together, or node 1 first with `oneByOne`.
+ */
+export async function startServeCluster(
+  args: readonly string[],
+  opts: { oneByOne?: boolean } = {},
+): Promise<[ServeProcess, ServeProcess]> {
+  const c1 = await freePort();
+  const c2 = await freePort();
+  const node = (id: number, mine: number, other: number) =>
+    startServe([
+      ...LOOPBACK_PORTS,
+      ...args,
+      '--node-id',
+      String(id),
+      '--cluster-listen',
+      `127.0.0.1:${mine}`,
+      '--peer',
+      `${3 - id}=127.0.0.1:${other}`,
+    ]);
+  if (opts.oneByOne) return [await node(1, c1, c2), await node(2, c2, c1)];
+  return Promise.all([node(1, c1, c2), node(2, c2, c1)]);
 }
 
 /** Runs a program (e.g. libcoap's coap-client) with a timeout. */

@@ -9,35 +9,18 @@
 import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { decodeClusterMessage, encodeClusterMessage, KIND_ANSWER } from '../../src/cluster/forward.js';
-import { freePort } from '../helpers/net.js';
 import { RebindRelay } from '../helpers/rebind-relay.js';
-import { runCli, type ServeProcess, startServe } from './cli-helpers.js';
+import { runCli, type ServeProcess, startServeCluster } from './cli-helpers.js';
 
 const KEY = ['--identity', 'dev', '--psk', 'devkey'];
 let n1: ServeProcess;
 let n2: ServeProcess;
 
 before(async () => {
-  const c1 = await freePort();
-  const c2 = await freePort();
-  const node = (id: number, mine: number, other: number) =>
-    startServe([
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--secure-port',
-      '0',
-      ...KEY,
-      '--anonymous-writes', // the test's setup PUTs over plain coap://
-      '--node-id',
-      String(id),
-      '--cluster-listen',
-      `127.0.0.1:${mine}`,
-      '--peer',
-      `${id === 1 ? 2 : 1}=127.0.0.1:${other}`,
-    ]);
-  [n1, n2] = await Promise.all([node(1, c1, c2), node(2, c2, c1)]);
+  [n1, n2] = await startServeCluster([
+    ...KEY,
+    '--anonymous-writes', // the test's setup PUTs over plain coap://
+  ]);
   assert.match(n1.banner, /Cluster node 1: node-to-node on 127\.0\.0\.1:\d+; peers 2=127\.0\.0\.1:\d+/);
   const put = await runCli(['put', `coap://127.0.0.1:${n1.port}/state`, '-p', 'n1;']);
   assert.equal(put.code, 0, put.stderr);

@@ -17,74 +17,25 @@
  *   the device got 2.01/2.04 for is read back through node 1.
  */
 import * as assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createTopology, netnsSkipReason, type Topology } from '../helpers/netns.js';
+import { type Topology, vethPair } from '../helpers/netns.js';
+import { LbCluster, lbClusterSkipReason, type NsProc as Proc } from '../helpers/netns-cluster.js';
 import { PG_BIN, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
-import { ROOT } from './cli-helpers.js';
 
-const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 const skip =
-  netnsSkipReason() ??
-  (findProgram('nginx') === undefined
-    ? 'nginx is not installed'
-    : !existsSync(STREAM_MODULE)
-      ? `nginx stream module missing (${STREAM_MODULE}: libnginx-mod-stream)`
-      : !existsSync(join(PG_BIN, 'postgres'))
-        ? `PostgreSQL 15 not installed (${PG_BIN} missing; Debian package postgresql-15)`
-        : spawnSync('id', ['-u', 'postgres']).status !== 0
-          ? 'no postgres system user to run PostgreSQL as (we are root; initdb refuses root)'
-          : undefined);
+  lbClusterSkipReason() ??
+  (!existsSync(join(PG_BIN, 'postgres'))
+    ? `PostgreSQL 15 not installed (${PG_BIN} missing; Debian package postgresql-15)`
+    : spawnSync('id', ['-u', 'postgres']).status !== 0
+      ? 'no postgres system user to run PostgreSQL as (we are root; initdb refuses root)'
+      : undefined);
 
 const PSK = { identity: 'dev', key: 'devkey' };
 const PG_ADDR = { lb: '10.15.4.1', pg: '10.15.4.2' };
-
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-}
-
-function spawnIn(ns: string, cmd: string, args: string[]): Proc {
-  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '' },
-  });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  return { child, out: () => out };
-}
-
-function nginxConf(dir: string, t: Topology): string {
-  return `load_module ${STREAM_MODULE};
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 1024; }
-stream {
-  upstream coaps {
-    hash $remote_addr$remote_port consistent;
-    server ${t.addr.node1}:5684 max_fails=1 fail_timeout=30s;
-    server ${t.addr.node2}:5684 max_fails=1 fail_timeout=30s;
-  }
-  server {
-    listen ${t.addr.lbDev}:5684 udp;
-    proxy_pass coaps;
-    proxy_timeout 120s;
-  }
-}
-`;
-}
 
 interface Result {
   i?: number;
@@ -97,45 +48,15 @@ interface Result {
 }
 
 describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { skip }, () => {
+  let cluster: LbCluster;
   let t: Topology;
   let pgNs: string;
   let pg: TestPostgres | undefined;
-  let dir: string;
-  const procs: Proc[] = [];
-  let nginx: Proc;
-  const nodes: Proc[] = [];
-
-  const node = (n: 1 | 2, url: string): Proc => {
-    const me = n === 1 ? t.addr.node1 : t.addr.node2;
-    const other = n === 1 ? t.addr.node2 : t.addr.node1;
-    const p = spawnIn(n === 1 ? t.ns.node1 : t.ns.node2, process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'serve',
-      '--host',
-      me,
-      '-v',
-      '--identity',
-      PSK.identity,
-      '--psk',
-      PSK.key,
-      '--store',
-      url,
-      '--node-id',
-      String(n),
-      '--cluster-listen',
-      `${me}:7000`,
-      '--peer',
-      `${3 - n}=${other}:7000`,
-    ]);
-    procs.push(p);
-    return p;
-  };
+  let nodes: Proc[];
 
   /** Starts the device script in dev; its results are parsed as they arrive. */
   const device = (o: Record<string, unknown>) => {
-    const p = spawnIn(t.ns.dev, process.execPath, [
+    const p = cluster.spawn(t.ns.dev, process.execPath, [
       '--import',
       'tsx',
       'test/helpers/cluster-store-device.ts',
@@ -148,7 +69,6 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
         ...o,
       }),
     ]);
-    procs.push(p);
     const results = (): Result[] =>
       p
         .out()
@@ -162,7 +82,9 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
   const count = (p: Proc, re: RegExp) => (p.out().match(re) ?? []).length;
 
   before(async () => {
-    t = createTopology();
+    cluster = new LbCluster();
+    t = cluster.t;
+    nodes = cluster.nodes;
     // A pg namespace behind lb; lb routes between it and the nodes.
     pgNs = `${t.ns.lb.slice(0, -2)}pg`;
     const v = `${pgNs.slice(0, -2)}4`;
@@ -170,11 +92,7 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
     spawnSync('ip', ['netns', 'del', pgNs]);
     ip(['netns', 'add', pgNs]);
     ip(['-n', pgNs, 'link', 'set', 'lo', 'up']);
-    ip(['link', 'add', `${v}a`, 'netns', pgNs, 'type', 'veth', 'peer', 'name', `${v}b`, 'netns', t.ns.lb]);
-    ip(['-n', pgNs, 'addr', 'add', `${PG_ADDR.pg}/24`, 'dev', `${v}a`]);
-    ip(['-n', t.ns.lb, 'addr', 'add', `${PG_ADDR.lb}/24`, 'dev', `${v}b`]);
-    ip(['-n', pgNs, 'link', 'set', `${v}a`, 'up']);
-    ip(['-n', t.ns.lb, 'link', 'set', `${v}b`, 'up']);
+    vethPair(v, pgNs, PG_ADDR.pg, t.ns.lb, PG_ADDR.lb);
     ip(['-n', pgNs, 'route', 'add', 'default', 'via', PG_ADDR.lb]);
     ip(['-n', t.ns.node1, 'route', 'add', '10.15.4.0/24', 'via', t.addr.lbNode1]);
     ip(['-n', t.ns.node2, 'route', 'add', '10.15.4.0/24', 'via', t.addr.lbNode2]);
@@ -187,31 +105,20 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
     if (typeof started === 'string') throw new Error(started);
     pg = started;
 
-    dir = mkdtempSync(join(tmpdir(), 'coapkit-lbpg-'));
-    writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, t));
-    nginx = spawnIn(t.ns.lb, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
-    procs.push(nginx);
-    nodes.push(node(1, pg.url), node(2, pg.url));
-    await until(() => nodes.every((p) => /Stop with Ctrl-C/.test(p.out())), 'both nodes started', 60_000);
+    await cluster.start({
+      tmpPrefix: 'coapkit-lbpg-',
+      nodeArgs: ['--identity', PSK.identity, '--psk', PSK.key, '--store', pg.url],
+      startTimeoutMs: 60_000,
+    });
   });
 
-  after(async () => {
-    if (nginx !== undefined && nginx.child.exitCode === null) {
-      const gone = new Promise((r) => nginx.child.once('exit', r));
-      nginx.child.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    }
-    for (const p of procs) {
-      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-      p.child.stdout?.destroy();
-      p.child.stderr?.destroy();
-    }
-    // PostgreSQL before its namespace: a server left in a deleted namespace would run on.
-    await pg?.stop();
-    if (pgNs !== undefined) spawnSync('ip', ['netns', 'del', pgNs], { timeout: 10_000 });
-    t?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() =>
+    cluster?.stop(async () => {
+      // PostgreSQL before its namespace: a server left in a deleted namespace would run on.
+      await pg?.stop();
+      if (pgNs !== undefined) spawnSync('ip', ['netns', 'del', pgNs], { timeout: 10_000 });
+    }),
+  );
 
   it('a PUT through the load balancer lands on node 1; another device port, hashed to node 2, reads it', async () => {
     const [n1, n2] = nodes as [Proc, Proc];

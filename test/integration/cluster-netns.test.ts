@@ -16,107 +16,25 @@
  * shared PostgreSQL store through the same topology is cluster-netns-store.test.ts.
  */
 import * as assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { createTopology, netnsSkipReason, type Topology } from '../helpers/netns.js';
-import { findProgram } from '../helpers/proc.js';
+import type { Topology } from '../helpers/netns.js';
+import { LbCluster, lbClusterSkipReason } from '../helpers/netns-cluster.js';
 import { until } from '../helpers/timing.js';
-import { hasTshark } from '../vectors/captures/tshark.js';
+import { hasTshark, tsharkRows } from '../helpers/tshark.js';
 import { ROOT } from './cli-helpers.js';
 
-const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
-const skip =
-  netnsSkipReason() ??
-  (findProgram('nginx') === undefined
-    ? 'nginx is not installed'
-    : existsSync(STREAM_MODULE)
-      ? undefined
-      : `nginx stream module missing (${STREAM_MODULE}: libnginx-mod-stream)`);
+const skip = lbClusterSkipReason();
 
 const KEY = ['--identity', 'dev', '--psk', 'devkey'];
 
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-}
-
-function spawnIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, COAPKIT_PSK: '', COAPKIT_PSK_IDENTITY: '', ...env },
-  });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  return { child, out: () => out };
-}
-
-function nginxConf(dir: string, t: Topology): string {
-  return `load_module ${STREAM_MODULE};
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 1024; }
-stream {
-  upstream coaps {
-    # One device (address and port) sticks to one node; a NAT rebinding may move it.
-    hash $remote_addr$remote_port consistent;
-    server ${t.addr.node1}:5684 max_fails=1 fail_timeout=30s;
-    server ${t.addr.node2}:5684 max_fails=1 fail_timeout=30s;
-  }
-  server {
-    listen ${t.addr.lbDev}:5684 udp;
-    proxy_pass coaps;
-    # CoAP over DTLS: a datagram may get no answer (NON, lost), one, or several
-    # (an ACK then a separate response, notifications, a handshake flight), so the
-    # number of responses is not limited (no proxy_responses); the session (and
-    # its upstream socket) lives while the device talks, then expires.
-    proxy_timeout 120s;
-  }
-}
-`;
-}
-
 describe('a cluster behind nginx in network namespaces', { skip }, () => {
+  let cluster: LbCluster;
   let t: Topology;
   let dir: string;
-  const procs: Proc[] = [];
-  let nginx: Proc;
-  const nodes: Proc[] = [];
-
-  const node = (n: 1 | 2): Proc => {
-    const me = n === 1 ? t.addr.node1 : t.addr.node2;
-    const other = n === 1 ? t.addr.node2 : t.addr.node1;
-    const p = spawnIn(n === 1 ? t.ns.node1 : t.ns.node2, process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'serve',
-      '--host',
-      me,
-      '-v',
-      ...KEY,
-      '--anonymous-writes', // the test's setup PUTs over plain coap://
-      '--node-id',
-      String(n),
-      '--cluster-listen',
-      `${me}:7000`,
-      '--peer',
-      `${3 - n}=${other}:7000`,
-    ]);
-    procs.push(p);
-    return p;
-  };
+  let nodes: LbCluster['nodes'];
 
   /** Runs the device script in dev; its JSON result. */
   const device = async (o: {
@@ -127,7 +45,7 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
     onStart?: () => Promise<void>;
     env?: NodeJS.ProcessEnv;
   }) => {
-    const p = spawnIn(
+    const p = cluster.spawn(
       t.ns.dev,
       process.execPath,
       [
@@ -146,7 +64,6 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
       ],
       o.env,
     );
-    procs.push(p);
     await o.onStart?.();
     const code = await new Promise<number | null>((r) => p.child.on('exit', (c) => r(c)));
     assert.equal(code, 0, p.out());
@@ -174,43 +91,33 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
     ]);
 
   before(async () => {
-    t = createTopology();
-    dir = mkdtempSync(join(tmpdir(), 'coapkit-lb-'));
-    writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, t));
-    nginx = spawnIn(t.ns.lb, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
-    procs.push(nginx);
-    nodes.push(node(1), node(2));
-    await until(() => nodes.every((p) => /Stop with Ctrl-C/.test(p.out())), 'both nodes started', 30_000);
+    cluster = new LbCluster();
+    t = cluster.t;
+    nodes = cluster.nodes;
+    await cluster.start({
+      tmpPrefix: 'coapkit-lb-',
+      nodeArgs: [
+        ...KEY,
+        '--anonymous-writes', // the test's setup PUTs over plain coap://
+      ],
+      startTimeoutMs: 30_000,
+    });
+    dir = cluster.dir;
     // No shared store here: each node answers with its own name.
     put(1, 'n1;');
     put(2, 'n2;');
   });
 
-  after(async () => {
-    // nginx: SIGTERM to the master, which stops its worker (SIGKILL would leave the worker behind).
-    if (nginx !== undefined && nginx.child.exitCode === null) {
-      const gone = new Promise((r) => nginx.child.once('exit', r));
-      nginx.child.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    }
-    for (const p of procs) {
-      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-      p.child.stdout?.destroy();
-      p.child.stderr?.destroy();
-    }
-    t?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => cluster?.stop());
 
   it('with --cid: 100 requests, three rebindings onto the other node, all answered by the session owner, one handshake', async () => {
     // A capture on the load balancer's device side, with the client's key log, for tshark.
     const cap = join(dir, 'dev-side.pcapng');
     const keys = join(dir, 'keys.log');
     const shark = hasTshark
-      ? spawnIn(t.ns.lb, 'tshark', ['-i', `${t.ifDevLb}`, '-w', cap, '-f', 'udp port 5684'])
+      ? cluster.spawn(t.ns.lb, 'tshark', ['-i', `${t.ifDevLb}`, '-w', cap, '-f', 'udp port 5684'])
       : undefined;
     if (shark !== undefined) {
-      procs.push(shark);
       await until(() => /Capturing on/.test(shark.out()), 'tshark is capturing', 20_000);
     }
     const r = await device({
@@ -249,32 +156,11 @@ describe('a cluster behind nginx in network namespaces', { skip }, () => {
       const gone = new Promise((res) => shark.child.once('exit', res));
       shark.child.kill('SIGINT');
       await gone;
-      const { stdout } = await promisify(execFile)(
-        'tshark',
-        [
-          '-r',
-          cap,
-          '-o',
-          `tls.keylog_file:${keys}`,
-          '-d',
-          'udp.port==5684,dtls',
-          '-T',
-          'fields',
-          '-e',
-          'dtls.handshake.type',
-          '-e',
-          'dtls.record.connection_id',
-          '-e',
-          'coap.code',
-          '-e',
-          '_ws.malformed',
-        ],
-        { timeout: 60_000, maxBuffer: 16 << 20 },
+      const rows = await tsharkRows(
+        cap,
+        ['dtls.handshake.type', 'dtls.record.connection_id', 'coap.code', '_ws.malformed'],
+        { keylog: keys, dtlsPort: 5684 },
       );
-      const rows = stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('\t'));
       const hellos = rows.filter((x) => (x[0] ?? '').split(',').includes('1')).length;
       assert.equal(
         hellos,

@@ -9,10 +9,9 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from '../helpers/net.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { until } from '../helpers/timing.js';
-import { cliEnv, ROOT, runCli, type ServeProcess, startServe } from './cli-helpers.js';
+import { cliEnv, ROOT, runCli, type ServeProcess, startServeCluster } from './cli-helpers.js';
 
 const KEY = ['--identity', 'dev', '--psk', 'devkey'];
 
@@ -24,28 +23,17 @@ describe('cluster nodes sharing a PostgreSQL store', () => {
     if (typeof pg === 'string') return;
     pg.psql('CREATE DATABASE cluster');
     const url = pg.url.replace(/\/coapkit$/, '/cluster');
-    const c1 = await freePort();
-    const c2 = await freePort();
-    const node = (id: number, mine: number, other: number) =>
-      startServe([
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--secure-port',
-        '0',
-        ...KEY,
-        '--anonymous-writes', // the observer test writes over plain coap://
-        '--store',
-        url,
-        '--node-id',
-        String(id),
-        '--cluster-listen',
-        `127.0.0.1:${mine}`,
-        '--peer',
-        `${3 - id}=127.0.0.1:${other}`,
-      ]);
-    nodes.push(await node(1, c1, c2), await node(2, c2, c1));
+    nodes.push(
+      ...(await startServeCluster(
+        [
+          ...KEY,
+          '--anonymous-writes', // the observer test writes over plain coap://
+          '--store',
+          url,
+        ],
+        { oneByOne: true },
+      )),
+    );
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));

@@ -9,27 +9,16 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import dc from 'node:diagnostics_channel';
 import { after, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { CoapServer } from '../../src/server/server.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
 import { DtlsSessionStateError, openSessions } from '../../src/transport/dtls-sessions.js';
+import { countHandshakes } from '../helpers/dtls-events.js';
 import { makePki } from '../helpers/pki.js';
 
 const PSK = { identity: 'dev-1', key: 'restart-secret' };
 const STATE_KEY = randomBytes(32);
-
-/** Counts DTLS handshakes started (ClientHello accepted by a server / sent by a client). */
-function countHandshakes() {
-  const counts = { server: 0, client: 0 };
-  const on = (m: unknown) => {
-    const ev = m as { role: 'server' | 'client' };
-    counts[ev.role]++;
-  };
-  dc.subscribe('coapkit:dtls:handshake:start', on);
-  return { counts, stop: () => dc.unsubscribe('coapkit:dtls:handshake:start', on) };
-}
 
 async function serverOn(port: number) {
   const server = new CoapServer();

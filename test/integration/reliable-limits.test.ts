@@ -4,7 +4,6 @@
  * coaps+ws://, and the two WebSocket clients (built-in where Node has it, `ws`).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { TcpTransport } from '../../src/transport/tcp.js';
 import { TlsTransport } from '../../src/transport/tls.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { WsTransport } from '../../src/transport/ws.js';
+import { opensslSelfSigned } from '../helpers/pki.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
 
@@ -165,29 +165,7 @@ describe('TLS and secure WebSockets', {
   let key = '';
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'coapkit-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore', timeout: 20_000 },
-    );
+    opensslSelfSigned(join(dir, 'key.pem'), join(dir, 'cert.pem'));
     cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
     key = readFileSync(join(dir, 'key.pem'), 'utf8');
   });

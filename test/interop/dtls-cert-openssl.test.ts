@@ -17,11 +17,14 @@ import { freePort } from '../helpers/net.js';
 import { makePki } from '../helpers/pki.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
-import { run, withTimeout } from './dtls-peers.js';
+import { opensslDtlsClient, opensslDtlsServer, pingPongSServer, withTimeout } from './dtls-peers.js';
 
 const OPENSSL = findProgram('openssl');
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+/** s_server's certificate and key, requiring a client certificate from the test CA. */
+const mutualServer = () => ({ cert: pki.file('serverCert'), key: pki.file('serverKey'), ca: pki.file('ca') });
 
 export const CERT_SUITES: { id: number; openssl: string }[] = [
   { id: 0xc0ae, openssl: 'ECDHE-ECDSA-AES128-CCM8' },
@@ -33,26 +36,7 @@ for (const suite of CERT_SUITES) {
   test(`coapkit client → openssl s_server, mutual auth (${suite.openssl})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = run(OPENSSL, [
-      's_server',
-      '-dtls1_2',
-      '-listen',
-      '-cert',
-      pki.file('serverCert'),
-      '-key',
-      pki.file('serverKey'),
-      '-CAfile',
-      pki.file('ca'),
-      '-Verify',
-      '2',
-      '-verify_return_error',
-      '-cipher',
-      suite.openssl,
-      '-accept',
-      `127.0.0.1:${port}`,
-      '-naccept',
-      '1',
-    ]);
+    const srv = opensslDtlsServer(OPENSSL, port, { ...mutualServer(), cipher: suite.openssl });
     const client = await DtlsClientTransport.create({
       cert: pki.clientCert,
       key: pki.clientKey,
@@ -62,18 +46,9 @@ for (const suite of CERT_SUITES) {
       handshakeTimeoutMs: 10_000,
     });
     try {
-      await srv.waitFor('ACCEPT', 10_000);
-      const peer = makePeer('127.0.0.1', port);
-      const got: string[] = [];
-      client.attach({ message: (d) => got.push(d.toString()) });
-      await withTimeout(client.connect(peer), 10_000, 'handshake');
-      assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
-      client.send(Buffer.from('ping from coapkit\n'), peer);
-      await srv.waitFor('ping from coapkit', 5000);
-      assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
-      assert.match(srv.output(), /subject=CN ?= ?device-1/);
-      srv.child.stdin.write('pong from openssl\n');
-      await until(() => got.join('').includes('pong from openssl'), 'data from s_server', 5000);
+      await pingPongSServer(client, srv, port, suite, () =>
+        assert.match(srv.output(), /subject=CN ?= ?device-1/),
+      );
     } finally {
       await client.close();
       await srv.kill();
@@ -104,22 +79,7 @@ async function certServer(suites?: number[]) {
 }
 
 function sClient(port: number, cert: string, key: string, cipher: string) {
-  return run(OPENSSL!, [
-    's_client',
-    '-dtls1_2',
-    '-cert',
-    cert,
-    '-key',
-    key,
-    '-CAfile',
-    pki.file('ca'),
-    '-verify_return_error',
-    '-cipher',
-    cipher,
-    '-connect',
-    `127.0.0.1:${port}`,
-    '-ign_eof',
-  ]);
+  return opensslDtlsClient(OPENSSL!, port, { cert, key, ca: pki.file('ca'), cipher });
 }
 
 for (const suite of CERT_SUITES) {
@@ -206,24 +166,7 @@ async function mismatchedClient(
 test('openssl s_server refuses a client whose key does not match its certificate (decrypt_error)', async (t) => {
   if (!OPENSSL) return t.skip('openssl not installed');
   const port = await freePort();
-  const srv = run(OPENSSL, [
-    's_server',
-    '-dtls1_2',
-    '-listen',
-    '-cert',
-    pki.file('serverCert'),
-    '-key',
-    pki.file('serverKey'),
-    '-CAfile',
-    pki.file('ca'),
-    '-Verify',
-    '2',
-    '-verify_return_error',
-    '-accept',
-    `127.0.0.1:${port}`,
-    '-naccept',
-    '1',
-  ]);
+  const srv = opensslDtlsServer(OPENSSL, port, mutualServer());
   try {
     await srv.waitFor('ACCEPT', 10_000);
     const c = await mismatchedClient(port);
@@ -313,19 +256,7 @@ for (const r of [
   test(`coapkit client refuses an openssl s_server certificate ${r.name} (alert ${r.alert})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = run(OPENSSL, [
-      's_server',
-      '-dtls1_2',
-      '-listen',
-      '-cert',
-      pki.file(r.cert),
-      '-key',
-      pki.file(r.key),
-      '-accept',
-      `127.0.0.1:${port}`,
-      '-naccept',
-      '1',
-    ]);
+    const srv = opensslDtlsServer(OPENSSL, port, { cert: pki.file(r.cert), key: pki.file(r.key) });
     const client = await DtlsClientTransport.create({
       cert: pki.clientCert,
       key: pki.clientKey,

@@ -5,10 +5,10 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DtlsClientTransport, DtlsServerTransport } from '../../src/transport/dtls.js';
-import { makePeer, type Peer } from '../../src/transport/transport.js';
+import type { Peer } from '../../src/transport/transport.js';
 import { freePort } from '../helpers/net.js';
 import { findProgram } from '../helpers/proc.js';
-import { run, SUITES, withTimeout } from './dtls-peers.js';
+import { opensslDtlsClient, opensslDtlsServer, pingPongSServer, SUITES } from './dtls-peers.js';
 
 const OPENSSL = findProgram('openssl');
 const PSK_HEX = Buffer.from('coapkit-interop-key').toString('hex');
@@ -17,24 +17,10 @@ for (const suite of SUITES) {
   test(`coapkit client → openssl s_server (${suite.openssl})`, async (t) => {
     if (!OPENSSL) return t.skip('openssl not installed');
     const port = await freePort();
-    const srv = run(OPENSSL, [
-      's_server',
-      '-dtls1_2',
-      '-listen',
-      '-psk',
-      PSK_HEX,
-      '-psk_identity',
-      'coapkit',
-      '-psk_hint',
-      'hint',
-      '-cipher',
-      suite.openssl,
-      '-nocert',
-      '-accept',
-      `127.0.0.1:${port}`,
-      '-naccept',
-      '1',
-    ]);
+    const srv = opensslDtlsServer(OPENSSL, port, {
+      psk: { hex: PSK_HEX, identity: 'coapkit', hint: 'hint' },
+      cipher: suite.openssl,
+    });
     const client = await DtlsClientTransport.create({
       psk: { identity: 'coapkit', key: Buffer.from(PSK_HEX, 'hex') },
       cipherSuites: [suite.id],
@@ -42,23 +28,7 @@ for (const suite of SUITES) {
       handshakeTimeoutMs: 10_000,
     });
     try {
-      await srv.waitFor('ACCEPT', 10_000);
-      const peer = makePeer('127.0.0.1', port);
-      const got: string[] = [];
-      client.attach({ message: (d) => got.push(d.toString()) });
-      await withTimeout(client.connect(peer), 10_000, 'handshake');
-      assert.equal(client.sessionInfo(peer)?.suiteId, suite.id);
-      client.send(Buffer.from('ping from coapkit\n'), peer);
-      await srv.waitFor('ping from coapkit', 5000);
-      assert.match(srv.output(), new RegExp(`CIPHER is ${suite.openssl}`));
-      srv.child.stdin.write('pong from openssl\n');
-      await withTimeout(
-        (async () => {
-          while (!got.join('').includes('pong from openssl')) await new Promise((r) => setTimeout(r, 20));
-        })(),
-        5000,
-        'data from s_server',
-      );
+      await pingPongSServer(client, srv, port, suite);
     } finally {
       await client.close();
       await srv.kill();
@@ -84,19 +54,10 @@ for (const suite of SUITES) {
         server.send(Buffer.from('reply from coapkit\n'), peer);
       },
     });
-    const cli = run(OPENSSL, [
-      's_client',
-      '-dtls1_2',
-      '-psk',
-      PSK_HEX,
-      '-psk_identity',
-      'ossl-client',
-      '-cipher',
-      suite.openssl,
-      '-connect',
-      `127.0.0.1:${server.localAddress().port}`,
-      '-ign_eof',
-    ]);
+    const cli = opensslDtlsClient(OPENSSL, server.localAddress().port, {
+      psk: { hex: PSK_HEX, identity: 'ossl-client' },
+      cipher: suite.openssl,
+    });
     try {
       await cli.waitFor(/Cipher is /, 10_000);
       assert.match(cli.output(), new RegExp(`Cipher is ${suite.openssl}`));
@@ -122,18 +83,11 @@ test('openssl s_client with a wrong key is rejected; coapkit server reports bad_
   });
   const errors: Error[] = [];
   server.attach({ message: () => {}, peerError: (_p, e) => errors.push(e) });
-  const cli = run(OPENSSL, [
-    's_client',
-    '-dtls1_2',
-    '-psk',
-    '00112233',
-    '-psk_identity',
-    'ossl-client',
-    '-cipher',
-    'PSK-AES128-CCM8',
-    '-connect',
-    `127.0.0.1:${server.localAddress().port}`,
-  ]);
+  const cli = opensslDtlsClient(OPENSSL, server.localAddress().port, {
+    psk: { hex: '00112233', identity: 'ossl-client' },
+    cipher: 'PSK-AES128-CCM8',
+    ignEof: false,
+  });
   try {
     await cli.waitFor(/alert bad record mac|bad record mac/i, 10_000);
     assert.ok(

@@ -7,30 +7,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import dc from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
 import { encodeUint } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { CoapServer } from '../../src/server/server.js';
 import { DtlsServerTransport } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
+import { countHandshakes } from '../helpers/dtls-events.js';
 import { parseMessages } from '../helpers/libcoap.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
 import { until, withTimeout } from '../helpers/timing.js';
 
 const PSK = { identity: 'dev-1', key: 'restart-secret' };
 const STATE_KEY = randomBytes(32);
-
-/** Counts DTLS handshakes started by role. */
-function countHandshakes() {
-  const counts = { server: 0, client: 0 };
-  const on = (m: unknown) => {
-    const ev = m as { role: 'server' | 'client' };
-    counts[ev.role]++;
-  };
-  dc.subscribe('coapkit:dtls:handshake:start', on);
-  return { counts, stop: () => dc.unsubscribe('coapkit:dtls:handshake:start', on) };
-}
 
 const OPENSSL = 'coap-client-openssl';
 describe('libcoap coap-client-openssl keeps its session across the restart', {

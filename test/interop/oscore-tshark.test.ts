@@ -8,8 +8,6 @@
  * inner code we sent: an independent check of our AEAD, nonce and AAD.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import dc from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,17 +18,10 @@ import { OscoreContext } from '../../src/oscore/context.js';
 import { decodeOscoreOption } from '../../src/oscore/option.js';
 import { enableOscore } from '../../src/server/oscore.js';
 import { CoapServer } from '../../src/server/server.js';
-import { type PcapPacket, writePcap } from '../helpers/pcap.js';
+import { writePcap } from '../helpers/pcap.js';
+import { hasTshark, recordSent, tsharkRows } from '../helpers/tshark.js';
 
-function haveTshark(): boolean {
-  try {
-    execFileSync('tshark', ['--version'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip = haveTshark() ? false : 'tshark not installed';
+const skip = hasTshark ? false : 'tshark not installed';
 
 const SECRET = '0102030405060708090a0b0c0d0e0f10';
 const SALT = '9e7ca92223786340';
@@ -43,11 +34,6 @@ before(() => {
 after(() => (process.env.KEEP ? undefined : rmSync(dir, { recursive: true, force: true })));
 
 test('tshark dissects our OSCORE messages without malformed frames and decrypts them', { skip }, async () => {
-  const captured: Array<{ port: number; data: Buffer; t: number }> = [];
-  const onSent = (m: unknown) => {
-    const e = m as { peer: { port: number }; data: Uint8Array };
-    captured.push({ port: e.peer.port, data: Buffer.from(e.data), t: Date.now() });
-  };
   const ctx = (sender: string, recipient: string, replayState: 'fresh' | 'unknown') =>
     new OscoreContext({
       masterSecret: Buffer.from(SECRET, 'hex'),
@@ -67,66 +53,37 @@ test('tshark dissects our OSCORE messages without malformed frames and decrypts 
   const serverPort = ep.transport.localAddress().port;
   const client = new CoapClient();
   const oscore = ctx('', '01', 'fresh');
-  dc.subscribe('coapkit:message:sent', onSent);
+  const sent = recordSent();
   try {
     const base = `coap://127.0.0.1:${serverPort}`;
     assert.equal((await client.get(`${base}/hello`, { oscore })).text(), 'world');
     await client.post(`${base}/items`, { oscore, payload: 'x', contentFormat: 0 });
     assert.equal((await client.get(`${base}/big`, { oscore, blockSize: 64 })).payload.length, 300);
   } finally {
-    dc.unsubscribe('coapkit:message:sent', onSent);
+    sent.stop();
     await client.close();
     await server.close();
   }
-  const clientPort = captured.find((c) => c.port !== serverPort)!.port;
-  const packets: PcapPacket[] = captured.map((c) => {
-    const toServer = c.port === serverPort;
-    return {
-      src: { address: '127.0.0.1', port: toServer ? clientPort : 5683 },
-      dst: { address: '127.0.0.1', port: toServer ? 5683 : clientPort },
-      data: c.data,
-      timeMs: c.t,
-    };
-  });
+  const packets = sent.packets(serverPort);
   const file = join(dir, 'oscore.pcap');
   writePcap(file, packets);
-  const fields = (extra: string[]) =>
-    execFileSync(
-      'tshark',
+  const fields = (args: string[]) =>
+    tsharkRows(
+      file,
       [
-        '-r',
-        file,
-        ...extra,
-        '-T',
-        'fields',
-        '-E',
-        'separator=/t',
-        '-E',
-        'aggregator=|',
-        '-e',
         'frame.number',
-        '-e',
         'coap.code',
-        '-e',
         'coap.opt.object_security_piv',
-        '-e',
         'coap.opt.object_security_kid',
-        '-e',
         'coap.opt.object_security_kid_context',
-        '-e',
         'oscore.code',
-        '-e',
         '_ws.malformed',
-        '-e',
         '_ws.expert.message',
       ],
-      { encoding: 'utf8', timeout: 30_000 },
-    )
-      .trimEnd()
-      .split('\n')
-      .map((l) => l.split('\t'));
+      { args, aggregator: '|' },
+    );
   // 1. Without the keys: the outer messages and our OSCORE option, nothing malformed.
-  const rows = fields([]);
+  const rows = await fields([]);
   assert.equal(rows.length, packets.length, 'one decoded frame per datagram');
   let ownPiv = 0;
   for (const [i, row] of rows.entries()) {
@@ -157,7 +114,7 @@ test('tshark dissects our OSCORE messages without malformed frames and decrypts 
   // ID context, algorithm; one entry per direction): every protected message decrypts.
   const uat = (s: string, r: string) =>
     `uat:oscore_contexts:"${s}","${r}","${SECRET}","${SALT}","${ID_CONTEXT}","AES-CCM-16-64-128 (CCM*)"`;
-  const keyed = fields(['-o', uat('', '01'), '-o', uat('01', '')]);
+  const keyed = await fields(['-o', uat('', '01'), '-o', uat('01', '')]);
   let decrypted = 0;
   let protectedCount = 0;
   for (const [i, row] of keyed.entries()) {

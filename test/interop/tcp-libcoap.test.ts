@@ -18,7 +18,9 @@ import { FrameDecoder } from '../../src/codec/reliable.js';
 import { CLIENT, haveLibcoap, startLibcoapServer } from '../helpers/libcoap.js';
 import { type RawRecord, rawPcap } from '../helpers/pcap.js';
 import { ipTcp, type TcpSegment } from '../helpers/pcap-tcp.js';
+import { opensslSelfSigned } from '../helpers/pki.js';
 import { findProgram, runProcess } from '../helpers/proc.js';
+import { tsharkFields } from '../helpers/tshark.js';
 import { runInProcess, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
 const haveOpenssl = findProgram('openssl') !== undefined;
@@ -39,29 +41,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'coapkit-tcp-'));
   cert = join(dir, 'cert.pem');
   key = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore', timeout: 20_000 },
-  );
+  opensslSelfSigned(key, cert);
 });
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -266,11 +246,10 @@ describe('tshark dissects a coapkit TCP session without malformed frames', { ski
       },
     );
     assert.doesNotMatch(out, /Malformed|\[Expert Info \(Error/);
-    const fields = execFileSync(
-      'tshark',
-      ['-r', file, '-d', 'tcp.port==5683,coap', '-T', 'fields', '-e', 'coap.code', '-Y', 'coap'],
-      { encoding: 'utf8', timeout: 30_000 },
-    );
+    const fields = await tsharkFields(file, ['coap.code'], {
+      args: ['-d', 'tcp.port==5683,coap'],
+      filter: 'coap',
+    });
     const codes = fields
       .split(/[\s,]+/)
       .filter(Boolean)

@@ -7,8 +7,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import dc from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,17 +16,10 @@ import { CoapClient } from '../../src/client/client.js';
 import { decodeMessage } from '../../src/codec/message.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { CoapServer } from '../../src/server/server.js';
-import { type PcapPacket, writePcap } from '../helpers/pcap.js';
+import { writePcap } from '../helpers/pcap.js';
+import { hasTshark, recordSent, tsharkRows } from '../helpers/tshark.js';
 
-function haveTshark(): boolean {
-  try {
-    execFileSync('tshark', ['--version'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip = haveTshark() ? false : 'tshark not installed';
+const skip = hasTshark ? false : 'tshark not installed';
 
 let dir: string;
 before(() => {
@@ -41,11 +32,6 @@ after(() => {
 test('tshark decodes a coapkit exchange exactly as we encoded it, with no malformed frame', {
   skip,
 }, async () => {
-  const captured: Array<{ port: number; data: Buffer; t: number }> = [];
-  const onSent = (m: unknown) => {
-    const e = m as { peer: { port: number }; data: Uint8Array };
-    captured.push({ port: e.peer.port, data: Buffer.from(e.data), t: Date.now() });
-  };
   const server = new CoapServer({ separateResponseDelayMs: 50 });
   server.get('/a/b', (req) => ({
     payload: `q=${req.query.join('&')}`,
@@ -62,7 +48,7 @@ test('tshark decodes a coapkit exchange exactly as we encoded it, with no malfor
   const ep = await server.listen({ host: '127.0.0.1', port: 0 });
   const serverPort = ep.transport.localAddress().port;
   const client = new CoapClient();
-  dc.subscribe('coapkit:message:sent', onSent);
+  const sent = recordSent();
   try {
     const base = `coap://127.0.0.1:${serverPort}`;
     await client.get(`${base}/a/b?x=1&long=${'y'.repeat(20)}`, {
@@ -93,59 +79,29 @@ test('tshark decodes a coapkit exchange exactly as we encoded it, with no malfor
     await client.ping(base); // empty CON → RST
     await sleep(100);
   } finally {
-    dc.unsubscribe('coapkit:message:sent', onSent);
+    sent.stop();
     await client.close();
     await server.close();
   }
-  const clientPort = captured.find((c) => c.port !== serverPort)!.port;
-  const packets: PcapPacket[] = captured.map((c) => {
-    const toServer = c.port === serverPort;
-    return {
-      src: { address: '127.0.0.1', port: toServer ? clientPort : 5683 },
-      dst: { address: '127.0.0.1', port: toServer ? 5683 : clientPort },
-      data: c.data,
-      timeMs: c.t,
-    };
-  });
+  const packets = sent.packets(serverPort);
   const file = join(dir, 'exchange.pcap');
   writePcap(file, packets);
 
-  const out = execFileSync(
-    'tshark',
+  const rows = await tsharkRows(
+    file,
     [
-      '-r',
-      file,
-      '-T',
-      'fields',
-      '-E',
-      'separator=/t',
-      '-E',
-      'aggregator=|',
-      '-e',
       'frame.number',
-      '-e',
       'coap.type',
-      '-e',
       'coap.mid',
-      '-e',
       'coap.token',
-      '-e',
       'coap.code',
-      '-e',
       'coap.opt.desc',
-      '-e',
       'coap.payload_length',
-      '-e',
       '_ws.malformed',
-      '-e',
       '_ws.expert.message',
     ],
-    { encoding: 'utf8', timeout: 30_000 },
+    { aggregator: '|' },
   );
-  const rows = out
-    .trimEnd()
-    .split('\n')
-    .map((l) => l.split('\t'));
   assert.equal(rows.length, packets.length, 'one decoded frame per datagram');
   const types = new Set<number>();
   let separate = false;
@@ -178,37 +134,20 @@ test('tshark decodes a coapkit exchange exactly as we encoded it, with no malfor
   assert.ok(separate, 'a separate (CON) response is present');
 
   // Selected typed fields decoded by tshark equal ours.
-  const typed = execFileSync(
-    'tshark',
+  const typed = await tsharkRows(
+    file,
     [
-      '-r',
-      file,
-      '-T',
-      'fields',
-      '-E',
-      'aggregator=|',
-      '-e',
       'coap.opt.uri_path',
-      '-e',
       'coap.opt.uri_query',
-      '-e',
       'coap.opt.etag',
-      '-e',
       'coap.opt.max_age',
-      '-e',
       'coap.opt.location_path',
-      '-e',
       'coap.opt.location_query',
-      '-e',
       'coap.opt.ctype',
-      '-e',
       'coap.opt.block_size',
     ],
-    { encoding: 'utf8', timeout: 30_000 },
-  )
-    .trimEnd()
-    .split('\n')
-    .map((l) => l.split('\t'));
+    { aggregator: '|' },
+  );
   assert.deepEqual(typed[0]!.slice(0, 3), ['a|b', `x=1|long=${'y'.repeat(20)}`, '0909']);
   assert.deepEqual(typed[1]!.slice(2, 4), ['01020304', '3600']);
   const created = typed.find((r) => r[4] === 'items|42')!;

@@ -1,10 +1,10 @@
 /** Test helpers: run tshark and compare its CoAP decoding with dissect()'s, field by field. */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { DissectResult } from '../../../src/dissect/dissect.js';
 
-export const hasTshark = spawnSync('tshark', ['-v'], { timeout: 10_000 }).status === 0;
+export { hasTshark } from '../../helpers/tshark.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: tshark JSON is untyped
 export type J = any;
