@@ -1,4 +1,5 @@
 /** Loopback networking helpers for tests. */
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 
 /**
@@ -10,14 +11,21 @@ import dgram from 'node:dgram';
 export async function freePort(opts: { host?: string; pair?: boolean } = {}): Promise<number> {
   const host = opts.host ?? '127.0.0.1';
   const family = host.includes(':') ? 'udp6' : 'udp4';
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await bindAndRelease(family, host, 0);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    // Below the kernel's ephemeral range (32768-60999 by default): a socket another test binds
+    // to port 0, or a TCP connection's local port, is never given this port while our peer
+    // starts, or while a server restarts on it.
+    const port = await bindAndRelease(family, host, BELOW_EPHEMERAL + randomInt(BELOW_EPHEMERAL_SPAN));
     if (port === undefined) continue;
     if (!opts.pair) return port;
     if (port < 65535 && (await bindAndRelease(family, host, port + 1)) !== undefined) return port;
   }
   throw new Error(`no free UDP port${opts.pair ? ' pair' : ''} on ${host}`);
 }
+
+/** The ports freePort picks from: [20000, 32767). */
+const BELOW_EPHEMERAL = 20_000;
+const BELOW_EPHEMERAL_SPAN = 32_767 - BELOW_EPHEMERAL;
 
 /** Binds `port` (0: any) and closes again; the bound port, or undefined if it was taken. */
 async function bindAndRelease(

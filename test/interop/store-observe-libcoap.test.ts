@@ -19,9 +19,10 @@ import { getOption, getUintOption } from '../../src/codec/options.js';
 import { MessageType } from '../../src/constants/codes.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { CLIENT } from '../helpers/libcoap.js';
+import { freePort } from '../helpers/net.js';
 import { findProgram } from '../helpers/proc.js';
 import { until } from '../helpers/timing.js';
-import { LOOPBACK_PORTS, runCli, type ServeProcess, startServe } from '../integration/cli-helpers.js';
+import { runCli, type ServeProcess, startServe } from '../integration/cli-helpers.js';
 
 const GET = 1;
 const CONTENT = 69;
@@ -88,8 +89,10 @@ test('a libcoap observer keeps being notified across kill -9 and restart; an obs
   const libcoap = { out: '', proc: undefined as ReturnType<typeof spawn> | undefined };
   const raw = new RawObserver(Buffer.from('c0ffee01', 'hex'));
   try {
-    serve = await startServe([...LOOPBACK_PORTS, ...data]);
-    const port = serve.port;
+    // The server comes back on this port after kill -9 and SIGTERM: one outside the ephemeral
+    // range, so no socket another test binds to port 0 takes it in between.
+    const port = await freePort();
+    serve = await startServe(['--host', '127.0.0.1', '--port', String(port), '--secure-port', '0', ...data]);
     const url = `coap://127.0.0.1:${port}`;
     assert.equal((await runCli(['put', `${url}/obs/x`, '-p', 'v1'])).code, 0);
     assert.equal((await runCli(['put', `${url}/obs/y`, '-p', 'y1'])).code, 0);
