@@ -8,6 +8,7 @@
 import * as assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
+import { logHandshakeFailures } from '../../src/cli/commands/serve.js';
 import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { buildCertOptions, type CertOptions } from '../../src/dtls/crypto/certs.js';
 import type { HandshakeErrorEvent } from '../../src/dtls/diag.js';
@@ -288,4 +289,24 @@ test('server: handshakeRate false: no limit', () => {
   for (let p = 1; p <= 100; p++) assert.ok(n.connect('10.0.0.1', p).up(), `handshake ${p}`);
   assert.equal(n.server.stats.rateLimited, 0);
   n.server.close();
+});
+
+test('serve -v: a dropped ClientHello is logged through the rate-limited failed-handshake log', () => {
+  const lines: string[] = [];
+  const stop = logHandshakeFailures((l) => lines.push(l), { perSecond: 10, perPeerPerSecond: 3 });
+  try {
+    const n = net({ handshakeRate: { perAddress: 1, burst: 6 } });
+    for (let p = 1; p <= 12; p++) n.connect('10.0.0.1', p);
+    assert.equal(n.server.stats.rateLimited, 6);
+    n.server.close();
+  } finally {
+    stop();
+  }
+  const refused = lines.filter((l) => l.includes('is over its handshake rate'));
+  assert.equal(refused.length, 3, 'at most 3 lines a second for one address');
+  assert.match(
+    refused[0]!,
+    /DTLS handshake failed from 10\.0\.0\.1:7: DTLS handshake refused: 10\.0\.0\.1 is over its handshake rate/,
+  );
+  assert.match(lines.at(-1)!, /suppressed 3 similar lines/);
 });
