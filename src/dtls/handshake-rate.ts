@@ -23,7 +23,7 @@ export interface HandshakeRateOptions {
   perAddress?: number | undefined;
   /** Units one address can spend at once (its bucket's size; at least the heaviest weight). Default 60. */
   burst?: number | undefined;
-  /** Handshake units per second for all addresses together. Default 1000. */
+  /** Handshake units per second for all addresses together. Default 1500 (about half a core of PSK handshakes). */
   global?: number | undefined;
   /** Size of the global bucket. Default: `global` (one second's worth). */
   globalBurst?: number | undefined;
@@ -38,28 +38,30 @@ export const HANDSHAKE_RATE_DEFAULTS = {
   /** An address's bucket size. */
   burst: 60,
   /** Units a second in all (the global bucket holds one second's worth). */
-  global: 1000,
+  global: 1500,
   /** Address buckets kept at once. */
   maxAddresses: 10_000,
 } as const;
 
 /**
- * What a handshake costs the server, in PSK handshakes, by key exchange: the
- * server's own time per full handshake measured in-process by
- * bench/dtls-handshake-weights.mts (PSK ~0.1 ms, ECDHE_PSK ~2x, ECDHE_ECDSA
- * with our signature ~3x, and with the client's certificate or raw public key
- * to verify ~6-9x), rounded down a little because every handshake also pays
- * the same socket I/O.
+ * What a handshake costs the server, in PSK handshakes, by key exchange.
+ * Measured two ways (see bench/README.md): the server's own time per full
+ * handshake in-process without sockets (`npx tsx bench/dtls-handshake-weights.mts`:
+ * PSK ~0.1 ms, ECDHE_PSK +0.1-0.2 ms, ECDHE_ECDSA with our signature +0.2 ms,
+ * with the client's X.509 chain and CertificateVerify to verify +0.6-0.8 ms),
+ * plus what every handshake pays in socket I/O and bookkeeping on top (the
+ * coaps bench: ~0.3 ms of server CPU per full PSK handshake over loopback).
+ * Rounded up for the heavier kinds (a longer client chain costs more).
  */
 export const HANDSHAKE_WEIGHTS = {
   /** Plain PSK: PRF and hashes only. */
   psk: 1,
   /** ECDHE_PSK: one ECDH key pair and shared secret more. */
-  ecdhePsk: 2,
+  ecdhePsk: 1.5,
   /** ECDHE_ECDSA, no client authentication: ECDH, one signature. */
-  certificate: 3,
+  certificate: 2,
   /** ECDHE_ECDSA with a CertificateRequest: ECDH, one signature, the client's chain and CertificateVerify to verify. */
-  certificateMutual: 6,
+  certificateMutual: 4,
 } as const;
 
 /** Why a handshake was not admitted. */

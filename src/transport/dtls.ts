@@ -847,10 +847,10 @@ export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
   /**
    * Handshake rate limit. Each ClientHello that comes back with a valid
    * cookie and starts a handshake is charged by what the handshake costs the
-   * server, in PSK handshakes (HANDSHAKE_WEIGHTS: PSK 1, ECDHE_PSK 2,
-   * certificate or raw public key 3, 6 when the client's is verified too), to
+   * server, in PSK handshakes (HANDSHAKE_WEIGHTS: PSK 1, ECDHE_PSK 1.5,
+   * certificate or raw public key 2, 4 when the client's is verified too), to
    * a token bucket of its source address (IPv6: its /64) and to a global one.
-   * Defaults: 10 a second per address with a burst of 60, 1000 a second in
+   * Defaults: 10 a second per address with a burst of 60, 1500 a second in
    * all, 10,000 addresses tracked. Over either bucket the ClientHello is
    * dropped (its client retransmits), counted in `server.stats.rateLimited`
    * and reported on `coapkit:dtls:handshake:error` with reason 'rate-limited'.
