@@ -5,7 +5,8 @@
  * datagrams through a queue; only the time spent inside the server's
  * `handleDatagram` is counted (cookie exchange included). N handshakes per
  * kind, each from a new client port, after a warm-up, in 7 interleaved rounds.
- * Run: npx tsx bench/dtls-handshake-weights.mts   (N=100 by default)
+ * Run: npx tsx bench/dtls-handshake-weights.mts   (N=100 by default). Sockets add
+ * about the same to every kind (bench/README.md, "Handshake weights").
  */
 import { Buffer } from 'node:buffer';
 import { rmSync } from 'node:fs';
