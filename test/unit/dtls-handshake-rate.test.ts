@@ -310,3 +310,14 @@ test('serve -v: a dropped ClientHello is logged through the rate-limited failed-
   );
   assert.match(lines.at(-1)!, /suppressed 3 similar lines/);
 });
+
+test('server defaults: a fleet reconnecting at once is not held back', () => {
+  const n = net({});
+  // 1,000 devices, one address each, all in the same instant (PSK): within the global second's worth.
+  for (let i = 0; i < 1000; i++) assert.ok(n.connect(`10.${i >> 8}.${i & 255}.1`, 5683).up(), `device ${i}`);
+  // 60 devices behind one NAT, at once: the address's burst.
+  for (let p = 1; p <= 60; p++) assert.ok(n.connect('192.0.2.1', 40_000 + p).up(), `NAT port ${p}`);
+  assert.equal(n.server.stats.rateLimited, 0);
+  assert.equal(n.server.handshakeRate!.trackedAddresses, 1001);
+  n.server.close();
+});
