@@ -163,6 +163,11 @@ export type {
   HandshakeStartEvent,
   RecordEvent,
 } from './dtls/diag.js';
+export {
+  HANDSHAKE_RATE_DEFAULTS,
+  HANDSHAKE_WEIGHTS,
+  type HandshakeRateOptions,
+} from './dtls/handshake-rate.js';
 // ---------------------------------------------------------------- endpoints and transports
 // Endpoint is public: `server.listen()` returns one and `server.endpoints` lists them (an
 // application reads `endpoint.transport.localAddress()` and closes it); its options carry the

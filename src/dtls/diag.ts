@@ -31,6 +31,7 @@ export type HandshakeRefusal =
   | 'address-share' // maxHandshakesPerAddress reached for the peer's address
   | 'table-full' // maxHandshakes reached and nothing could be evicted
   | 'sessions-full' // maxSessions reached
+  | 'rate-limited' // the handshake rate limit (handshakeRate): the address's or the global bucket is empty
   | 'evicted' // the oldest half-open handshake gave its slot to a new verified ClientHello
   | 'stalled'; // no progress within halfOpenTimeoutMs / handshakeTimeoutMs
 

@@ -12,6 +12,9 @@
  * by the bytes received, within a per-handshake and a global byte budget.
  * When the table is full, a new verified ClientHello evicts the oldest
  * half-open handshake. At most one ClientHello per datagram is looked at.
+ * A verified ClientHello is also charged to the handshake rate limit
+ * (handshake-rate.ts: token buckets per address and global, weighted by the
+ * handshake's cost) before it touches anything; over it, it is dropped.
  */
 import { Buffer } from 'node:buffer';
 import { createHmac, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -56,7 +59,7 @@ import {
   recordSentChannel,
 } from './diag.js';
 import { DtlsError } from './errors.js';
-import { certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
+import { type CertMode, certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
 import { answerCid, CONNECTION_ID_EXTENSION, type ServerCidPolicy } from './handshake/cid-ext.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
 import {
@@ -81,6 +84,7 @@ import {
   findExtension,
   HandshakeType,
 } from './handshake/messages.js';
+import { HANDSHAKE_WEIGHTS, HandshakeRateLimiter, type HandshakeRateOptions } from './handshake-rate.js';
 import type { KeyLogger } from './keylog.js';
 import { cidRecordAt, cidRecordEnd, TLS12_CID } from './record/cid.js';
 import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd } from './record/record.js';
@@ -178,7 +182,13 @@ export class DtlsServerConnection extends DtlsConnection {
    * the ClientHello's message_seq and continues the client's record sequence
    * number in epoch 0 (as OpenSSL does after a stateless cookie exchange).
    */
-  start(ch: ClientHello, chBody: Buffer, messageSeq: number, recordSeq: number): void {
+  start(
+    ch: ClientHello,
+    chBody: Buffer,
+    messageSeq: number,
+    recordSeq: number,
+    negotiation?: Negotiation | undefined,
+  ): void {
     if (handshakeStartChannel.hasSubscribers) {
       handshakeStartChannel.publish({ peer: this.peerLabel, role: this.role });
     }
@@ -194,28 +204,9 @@ export class DtlsServerConnection extends DtlsConnection {
     if (!ch.compressionMethods.includes(0))
       throw alertError(AlertDescription.handshakeFailure, 'no null compression');
 
-    const clientGroups = (() => {
-      const e = findExtension(ch.extensions, ExtensionType.supportedGroups);
-      if (e === undefined) return [GROUP_DEFAULT];
-      return decodeSupportedGroups(e.data);
-    })();
-    const group = SUPPORTED_GROUPS.find((g) => clientGroups.includes(g));
-    const pointFormats = findExtension(ch.extensions, ExtensionType.ecPointFormats);
-    const uncompressedOk = pointFormats === undefined || decodeEcPointFormats(pointFormats.data).includes(0);
-
-    const certMode = negotiateCertMode(ch, this.sopts.certs, clientGroups);
-    let suite: CipherSuiteInfo | undefined;
-    for (const id of this.sopts.cipherSuites) {
-      if (!ch.cipherSuites.includes(id)) continue;
-      const s = CIPHER_SUITES.get(id);
-      if (s === undefined) continue;
-      if (s.keyExchange !== 'psk' && (group === undefined || !uncompressedOk)) continue;
-      if (s.keyExchange === 'ecdhe_ecdsa' ? certMode === undefined : this.sopts.pskLookup === undefined)
-        continue;
-      suite = s;
-      break;
-    }
-    if (suite === undefined) throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
+    const n = negotiation ?? negotiate(ch, this.sopts);
+    if (n === undefined) throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
+    const { suite, group, pointFormats, certMode } = n;
     this.suite = suite;
 
     const reneg = findExtension(ch.extensions, ExtensionType.renegotiationInfo);
@@ -507,6 +498,45 @@ export class DtlsServerConnection extends DtlsConnection {
   }
 }
 
+/** What a ClientHello settles before any expensive work: the suite, the ECDHE group, the certificate mode. */
+export interface Negotiation {
+  suite: CipherSuiteInfo;
+  /** The ECDHE group (ECDHE suites). */
+  group: number | undefined;
+  /** The client's ec_point_formats extension, if it sent one. */
+  pointFormats: Extension | undefined;
+  certMode: CertMode | undefined;
+}
+
+/** The server's choice for a ClientHello (its order of suites wins); undefined: nothing in common. */
+export function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Negotiation | undefined {
+  const groupsExt = findExtension(ch.extensions, ExtensionType.supportedGroups);
+  const clientGroups = groupsExt === undefined ? [GROUP_DEFAULT] : decodeSupportedGroups(groupsExt.data);
+  const group = SUPPORTED_GROUPS.find((g) => clientGroups.includes(g));
+  const pointFormats = findExtension(ch.extensions, ExtensionType.ecPointFormats);
+  const uncompressedOk = pointFormats === undefined || decodeEcPointFormats(pointFormats.data).includes(0);
+  const certMode = negotiateCertMode(ch, sopts.certs, clientGroups);
+  for (const id of sopts.cipherSuites) {
+    if (!ch.cipherSuites.includes(id)) continue;
+    const s = CIPHER_SUITES.get(id);
+    if (s === undefined) continue;
+    if (s.keyExchange !== 'psk' && (group === undefined || !uncompressedOk)) continue;
+    if (s.keyExchange === 'ecdhe_ecdsa' ? certMode === undefined : sopts.pskLookup === undefined) continue;
+    return { suite: s, group, pointFormats, certMode };
+  }
+  return undefined;
+}
+
+/** What the handshake will cost the server, in PSK handshakes (HANDSHAKE_WEIGHTS). */
+export function handshakeWeight(n: Negotiation): number {
+  const kx = n.suite.keyExchange;
+  if (kx === 'psk') return HANDSHAKE_WEIGHTS.psk;
+  if (kx === 'ecdhe_psk') return HANDSHAKE_WEIGHTS.ecdhePsk;
+  return n.certMode?.clientType !== undefined
+    ? HANDSHAKE_WEIGHTS.certificateMutual
+    : HANDSHAKE_WEIGHTS.certificate;
+}
+
 function positive(v: number | undefined, dflt: number, name: string): number {
   if (v === undefined) return dflt;
   if (!(v > 0)) throw new InvalidArgumentError(`${name} must be a positive number (got ${v})`);
@@ -572,8 +602,16 @@ export interface DtlsServerOptions {
   cookieRotateMs?: number | undefined;
   keyLog?: KeyLogger | undefined;
   /**
+   * Handshake rate limit: token buckets per source address (IPv6: per /64)
+   * and for all, charged by each verified ClientHello that starts a handshake,
+   * weighted by its cost (HANDSHAKE_WEIGHTS). Over it the ClientHello is
+   * dropped (its client retransmits). Default HANDSHAKE_RATE_DEFAULTS; `false`: off.
+   */
+  handshakeRate?: HandshakeRateOptions | false | undefined;
+  /**
    * The source of time for handshake retransmission and timeouts, the
-   * half-open stall, idle expiry and cookie rotation (default the real clock).
+   * half-open stall, idle expiry, cookie rotation and the handshake rate
+   * (default the real clock).
    */
   clock?: Clock | undefined;
 }
@@ -640,6 +678,8 @@ export class DtlsServer {
   private sweepTimer?: TimerHandle | undefined;
   private readonly sweepEvery: number;
   private closed = false;
+  /** The handshake rate limit (undefined: off). */
+  readonly handshakeRate: HandshakeRateLimiter | undefined;
   /** Counters for tests and diagnostics. */
   readonly stats = {
     helloVerifySent: 0,
@@ -648,6 +688,8 @@ export class DtlsServer {
     rejectedFull: 0,
     /** Verified ClientHellos refused: the address had maxHandshakesPerAddress half-open. */
     rejectedAddress: 0,
+    /** Verified ClientHellos dropped by the handshake rate limit (the address's or the global bucket). */
+    rateLimited: 0,
     /** Half-open handshakes evicted for a new verified ClientHello (table full). */
     evictedHalfOpen: 0,
     /** ClientHello records ignored because an earlier one in the same datagram was answered. */
@@ -727,6 +769,10 @@ export class DtlsServer {
       { ...common, mtu: options.mtu ?? 576, ipOverhead: 28 },
       { ...common, mtu: options.mtu ?? 1280, ipOverhead: 48 },
     ];
+    this.handshakeRate =
+      options.handshakeRate === false
+        ? undefined
+        : new HandshakeRateLimiter(options.handshakeRate ?? {}, this.time);
     this.sweepEvery = Math.max(50, Math.min(this.idleTimeoutMs / 2, 30_000));
     this.sweepTimer = this.time.setTimer(this.sweepTick, this.sweepEvery, true);
   }
@@ -1079,8 +1125,26 @@ export class DtlsServer {
       this.sendHelloVerifyRequest(rec, frag.messageSeq, ch, frag.body, address, port);
       return;
     }
-    // Valid cookie: the client proved it owns this address. A client that lost
-    // its session restarts here; replace the old association (§4.2.8).
+    // Valid cookie: the client proved it owns this address. What it asks for costs
+    // CPU now (ECDH, a signature) and later; the rate limit charges it here, before
+    // anything is touched (a dropped ClientHello is retransmitted by its client).
+    const opts = this.connOptions[address.includes(':') ? 1 : 0];
+    const negotiation = negotiate(ch, opts);
+    if (negotiation !== undefined && this.handshakeRate !== undefined) {
+      const over = this.handshakeRate.admit(address, handshakeWeight(negotiation));
+      if (over !== undefined) {
+        this.stats.rateLimited++;
+        this.refuse(
+          key,
+          'rate-limited',
+          over === 'address'
+            ? `DTLS handshake refused: ${address} is over its handshake rate (handshakeRate.perAddress)`
+            : 'DTLS handshake refused: over the global handshake rate (handshakeRate.global)',
+        );
+        return;
+      }
+    }
+    // A client that lost its session restarts here; replace the old association (§4.2.8).
     if (existing !== undefined) {
       this.stats.replaced++;
       this.removeConn(key, existing);
@@ -1112,12 +1176,11 @@ export class DtlsServer {
       this.refuse(key, 'sessions-full', `DTLS handshake refused: ${this.maxSessions} sessions (maxSessions)`);
       return;
     }
-    const opts = this.connOptions[address.includes(':') ? 1 : 0];
     const conn = new DtlsServerConnection(this, opts, address, port, key);
     this.addConn(key, conn);
     this.addHalfOpen(conn);
     try {
-      conn.start(ch, frag.body, frag.messageSeq, rec.seq);
+      conn.start(ch, frag.body, frag.messageSeq, rec.seq, negotiation);
     } catch (e) {
       conn.fail(e instanceof DtlsError ? e : alertError(AlertDescription.internalError, String(e)));
     }
@@ -1170,6 +1233,7 @@ export class DtlsServer {
   }
 
   private sweep(): void {
+    this.handshakeRate?.sweep();
     const now = this.time.now();
     for (const [key, conn] of this.conns) {
       if (conn.state === 'established' && now - conn.lastActivity > this.idleTimeoutMs) {

@@ -37,7 +37,10 @@ import { InvalidArgumentError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
 import type { Peer } from '../transport/transport.js';
 import { type Clock, realClock } from '../util/clock.js';
+import { prefixOf } from '../util/ip-prefix.js';
 import { Tally } from '../util/keyed.js';
+
+export { prefixOf };
 
 /** Bounds of the Echo-based address verification (server option `echo`). */
 export interface EchoOptions {
@@ -352,21 +355,6 @@ function laterBlock2(options: readonly CoapOption[]): boolean {
     }
   }
   return later;
-}
-
-/** The /64 prefix of an IPv6 address ("2001:db8:0:1"); an IPv4 (or IPv4-mapped) address is its own prefix. */
-export function prefixOf(address: string): string {
-  if (!address.includes(':') || address.includes('.')) return address;
-  const bare = address.split('%')[0]!.toLowerCase();
-  const [head, tail] = bare.split('::') as [string, string | undefined];
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const zeros = new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0');
-  const groups = tail === undefined ? h : [...h, ...zeros, ...t];
-  return groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g, 16).toString(16))
-    .join(':');
 }
 
 function clamp(v: number, min: number, max: number, name: string): number {

@@ -30,6 +30,7 @@ import {
   DEFAULT_CIPHER_SUITES,
   recordOverhead,
 } from '../dtls/crypto/suites.js';
+import type { HandshakeRateOptions } from '../dtls/handshake-rate.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
 import {
@@ -845,6 +846,19 @@ export interface DtlsServerTransportOptions extends DtlsCertificateOptions {
    * new fragments are dropped (a live peer retransmits them).
    */
   maxTotalHandshakeBufferBytes?: number;
+  /**
+   * Handshake rate limit. Each ClientHello that comes back with a valid
+   * cookie and starts a handshake is charged by what the handshake costs the
+   * server, in PSK handshakes (HANDSHAKE_WEIGHTS: PSK 1, ECDHE_PSK 1.5,
+   * certificate or raw public key 2, 4 when the client's is verified too), to
+   * a token bucket of its source address (IPv6: its /64) and to a global one.
+   * Defaults: 10 a second per address with a burst of 60, 1500 a second in
+   * all, 10,000 addresses tracked. Over either bucket the ClientHello is
+   * dropped (its client retransmits), counted in `server.stats.rateLimited`
+   * and reported on `coapkit:dtls:handshake:error` with reason 'rate-limited'.
+   * `false`: no limit.
+   */
+  handshakeRate?: HandshakeRateOptions | false;
   /** Established sessions idle this long are closed (close_notify). Default 10 minutes. */
   idleTimeoutMs?: number;
   mtu?: number;
@@ -935,6 +949,7 @@ export class DtlsServerTransport implements Transport {
         maxHandshakeMessageBytes: options.maxHandshakeMessageBytes,
         maxHandshakeBufferBytes: options.maxHandshakeBufferBytes,
         maxTotalHandshakeBufferBytes: options.maxTotalHandshakeBufferBytes,
+        handshakeRate: options.handshakeRate,
         cid: options.cid,
         foreignCid: options.foreignCid,
         idleTimeoutMs: options.idleTimeoutMs,
