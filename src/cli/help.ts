@@ -219,6 +219,11 @@ Listening:
                               name (localhost) binds every address it resolves to
       --port N                UDP port for coap:// (default 5683; 0 = any free port)
       --secure-port N         UDP port for coaps:// (default 5684; needs a key below)
+      --handshake-rate N|off  full DTLS handshakes a client address may start a second,
+                              in PSK handshakes (a certificate one counts 2, a mutual one
+                              4; burst 6 N; default 10); behind a load balancer that
+                              hides client addresses (nginx), raise it or say off (only
+                              the global bound of 1,500 a second is left)
 Group communication (RFC 7252 §8):
       --multicast             also answer requests sent to the All CoAP Nodes group
                               224.0.1.187 (plus ff02::fd and ff05::fd with an interface

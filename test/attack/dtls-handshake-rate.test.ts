@@ -23,6 +23,7 @@ import {
 import { makePeer } from '../../src/transport/transport.js';
 import { makePki } from '../helpers/pki.js';
 import { withTimeout } from '../helpers/timing.js';
+import { LOOPBACK_PORTS, startServe } from '../integration/cli-helpers.js';
 
 const pki = makePki();
 const PSK = { identity: 'dev', key: 'k3y' };
@@ -135,3 +136,30 @@ for (const [name, creds, weight] of [
     );
   });
 }
+
+test('coapkit serve --handshake-rate 1: the seventh handshake at once from one address waits for a token', async () => {
+  const srv = await startServe([
+    ...LOOPBACK_PORTS,
+    '-v',
+    '--identity',
+    'dev',
+    '--psk',
+    'rate-secret',
+    '--handshake-rate',
+    '1',
+  ]);
+  const clients = Array.from(
+    { length: 9 },
+    () => new CoapClient({ psk: { identity: 'dev', key: 'rate-secret' } }),
+  );
+  try {
+    // Nine clients (nine handshakes) from 127.0.0.1 at once: a burst of 6, then one a second.
+    const url = `coaps://127.0.0.1:${srv.securePort}/time`;
+    const answers = await Promise.all(clients.map((c) => c.get(url, { timeout: 60_000 })));
+    assert.ok(answers.every((r) => r.code === 0x45));
+    assert.match(srv.output(), /over its handshake rate/);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await srv.stop();
+  }
+});

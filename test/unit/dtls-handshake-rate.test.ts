@@ -8,13 +8,18 @@
 import * as assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { logHandshakeFailures } from '../../src/cli/commands/serve.js';
+import { logHandshakeFailures, parseServeArgs } from '../../src/cli/commands/serve.js';
 import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { buildCertOptions, type CertOptions } from '../../src/dtls/crypto/certs.js';
 import type { HandshakeErrorEvent } from '../../src/dtls/diag.js';
-import { HANDSHAKE_WEIGHTS, HandshakeRateLimiter } from '../../src/dtls/handshake-rate.js';
+import {
+  HANDSHAKE_RATE_DEFAULTS,
+  HANDSHAKE_WEIGHTS,
+  HandshakeRateLimiter,
+} from '../../src/dtls/handshake-rate.js';
 import { parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsServer, type DtlsServerOptions } from '../../src/dtls/server.js';
+import { UsageError } from '../../src/errors.js';
 import { channels, InvalidArgumentError } from '../../src/index.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { clientHelloRecord } from '../helpers/dtls-raw.js';
@@ -320,4 +325,17 @@ test('server defaults: a fleet reconnecting at once is not held back', () => {
   assert.equal(n.server.stats.rateLimited, 0);
   assert.equal(n.server.handshakeRate!.trackedAddresses, 1001);
   n.server.close();
+});
+
+test('coapkit serve --handshake-rate N|off: the per-address rate (burst 6 N); off leaves the global bound', () => {
+  const rateOf = (args: string[]) => {
+    const o = parseServeArgs(args, {});
+    assert.notEqual(o, 'help');
+    return (o as { handshakeRate?: number }).handshakeRate;
+  };
+  assert.equal(rateOf([]), undefined, 'default: the transport default');
+  assert.equal(rateOf(['--handshake-rate', '25']), 25);
+  assert.equal(rateOf(['--handshake-rate', 'off']), HANDSHAKE_RATE_DEFAULTS.global);
+  for (const bad of ['0', 'fast', '-3'])
+    assert.throws(() => parseServeArgs(['--handshake-rate', bad], {}), UsageError, bad);
 });

@@ -13,6 +13,8 @@ import { BlockwiseServer } from '../../blockwise/server.js';
 import { ClusterNode, type ClusterOptions } from '../../cluster/forward.js';
 import { describeCode } from '../../constants/codes.js';
 import { type ChannelPayloads, channels, type ServerRequestEvent } from '../../diagnostics.js';
+import { HANDSHAKE_RATE_DEFAULTS } from '../../dtls/handshake-rate.js';
+import { DTLS_SERVER_DEFAULTS } from '../../dtls/server.js';
 import { type CoapError, NetworkError, UsageError } from '../../errors.js';
 import { ObserveServer } from '../../observe/server.js';
 import { type ChangeEvent, DynamicStore } from '../../server/dynamic-store.js';
@@ -75,6 +77,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   data: { type: 'string' },
   store: { type: 'string' },
   'state-key': { type: 'string' },
+  'handshake-rate': { type: 'string' },
   workers: { type: 'string' },
   // --trace (message tracing) plugs in here and in startServe() below.
   ...PSK_FLAGS,
@@ -134,6 +137,11 @@ export interface ServeOptions {
    * store on SIGTERM and read back at start, so clients go on without a new handshake.
    */
   stateKey?: Buffer;
+  /**
+   * --handshake-rate N|off: DTLS handshake units a second per client address (burst 6 N);
+   * off: as many as the global bound (HANDSHAKE_RATE_DEFAULTS.global), which still holds.
+   */
+  handshakeRate?: number;
   /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
   oscore?: ServeOscore;
   /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
@@ -405,6 +413,14 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
               ...opts.credentials?.certs,
               ...cluster?.transportOptions(),
               ...(opts.reusePort ? { reusePort: true } : {}),
+              ...(opts.handshakeRate !== undefined
+                ? { handshakeRate: { perAddress: opts.handshakeRate, burst: 6 * opts.handshakeRate } }
+                : {}),
+              // off: every device may share one address (a load balancer's), so the per-address
+              // share of the half-open handshakes goes too; the global bounds stay.
+              ...(opts.handshakeRate === HANDSHAKE_RATE_DEFAULTS.global
+                ? { maxHandshakesPerAddress: DTLS_SERVER_DEFAULTS.maxHandshakes }
+                : {}),
             }),
           );
         } catch (err) {
@@ -504,6 +520,17 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   }
   if (data !== undefined) opts.data = data;
   if (storeUrl !== undefined) opts.storeUrl = storeUrl;
+  // Behind a load balancer that hides client addresses every device has the balancer's
+  // address: "off" leaves only the global bound.
+  if (str(p, 'handshake-rate') === 'off') opts.handshakeRate = HANDSHAKE_RATE_DEFAULTS.global;
+  else {
+    const n = num(p, 'handshake-rate', {
+      min: 1,
+      max: 1_000_000,
+      hint: 'a number of handshakes a second, or off',
+    });
+    if (n !== undefined) opts.handshakeRate = n;
+  }
   const stateKeyFile = str(p, 'state-key');
   const stateKey =
     stateKeyFile !== undefined
