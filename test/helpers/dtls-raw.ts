@@ -4,6 +4,7 @@
  * half-open (the server has sent its ServerHello flight, we never answer).
  */
 import { createSocket, type Socket } from 'node:dgram';
+import type { ClientConnectionOptions } from '../../src/dtls/client.js';
 import { encodeFragment, parseHandshakeFragments } from '../../src/dtls/handshake/fragment.js';
 import { decodeHelloVerifyRequest, encodeClientHello } from '../../src/dtls/handshake/messages.js';
 import { encodeRecord, parseDatagram } from '../../src/dtls/record/record.js';
@@ -161,4 +162,24 @@ export async function openHalfHandshake(
   const verified = clientHelloRecord(cookie, random, 1);
   if (waitFlight) await peer.exchange(verified, serverPort, (d) => handshakeTypes(d).includes(2));
   else peer.send(verified, serverPort);
+}
+
+/**
+ * Options of an in-memory DTLS client connection (PSK "mem"/"k", suite 0xC0A8, 1 s initial
+ * retransmission, 30 s handshake deadline), with `overrides` on top: the unit tests that drive
+ * a DtlsClientConnection against a DtlsServer without sockets.
+ */
+export function memClientOptions(overrides: Partial<ClientConnectionOptions> = {}): ClientConnectionOptions {
+  return {
+    mtu: 1280,
+    ipOverhead: 48,
+    retransmitInitialMs: 1000,
+    retransmitMaxMs: 60_000,
+    handshakeTimeoutMs: 30_000,
+    peerLabel: 'mem',
+    identity: Buffer.from('mem'),
+    psk: Buffer.from('k'),
+    cipherSuites: [0xc0a8],
+    ...overrides,
+  };
 }

@@ -28,6 +28,7 @@ import { protectionFromKeyBlock } from '../../src/dtls/record/protection.js';
 import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
 import { DtlsError } from '../../src/errors.js';
 import { VirtualClock } from '../../src/util/clock.js';
+import { memClientOptions } from '../helpers/dtls-raw.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -183,30 +184,16 @@ function pair(o: PairOptions = {}) {
     },
   );
   const clientData: string[] = [];
-  client = new DtlsClientConnection(
-    {
-      mtu: 1280,
-      ipOverhead: 48,
-      retransmitInitialMs: 1000,
-      retransmitMaxMs: 60_000,
-      handshakeTimeoutMs: 30_000,
-      peerLabel: 'mem',
-      identity: Buffer.from('mem'),
-      psk: Buffer.from('k'),
-      cipherSuites: [0xc0a8],
-      cid: o.clientCid,
+  client = new DtlsClientConnection(memClientOptions({ cid: o.clientCid }), {
+    sendDatagram: (d) => {
+      toServer.push(d);
+      const { address, port } = from;
+      queue.push(() => server.handleDatagram(d, address, port));
     },
-    {
-      sendDatagram: (d) => {
-        toServer.push(d);
-        const { address, port } = from;
-        queue.push(() => server.handleDatagram(d, address, port));
-      },
-      established: () => {},
-      data: (d) => clientData.push(d.toString()),
-      closed: () => {},
-    },
-  );
+    established: () => {},
+    data: (d) => clientData.push(d.toString()),
+    closed: () => {},
+  });
   const drain = () => {
     for (let i = 0; i < 1000 && queue.length > 0; i++) queue.shift()!();
   };

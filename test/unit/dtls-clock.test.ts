@@ -10,6 +10,7 @@ import { parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsServer } from '../../src/dtls/server.js';
 import { DtlsHandshakeTimeoutError } from '../../src/errors.js';
 import { VirtualClock } from '../../src/util/clock.js';
+import { memClientOptions } from '../helpers/dtls-raw.js';
 
 interface Pair {
   clock: VirtualClock;
@@ -57,18 +58,11 @@ function pair(
     },
   );
   const client: DtlsClientConnection = new DtlsClientConnection(
-    {
-      mtu: 1280,
-      ipOverhead: 48,
+    memClientOptions({
       retransmitInitialMs: clientOpts.retransmitInitialMs ?? 1000,
-      retransmitMaxMs: 60_000,
       handshakeTimeoutMs: clientOpts.handshakeTimeoutMs ?? 30_000,
-      peerLabel: 'mem',
-      identity: Buffer.from('mem'),
-      psk: Buffer.from('k'),
-      cipherSuites: [0xc0a8],
       clock,
-    },
+    }),
     {
       sendDatagram: (d) => {
         p.clientSends!.push(clock.now());

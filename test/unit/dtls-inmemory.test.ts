@@ -6,6 +6,7 @@ import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
 import { DtlsError } from '../../src/errors.js';
+import { memClientOptions } from '../helpers/dtls-raw.js';
 
 class RenegotiatingClient extends DtlsClientConnection {
   renegotiate(): void {
@@ -29,25 +30,12 @@ function pair() {
     },
   );
   const clientEvents: string[] = [];
-  client = new RenegotiatingClient(
-    {
-      mtu: 1280,
-      ipOverhead: 48,
-      retransmitInitialMs: 1000,
-      retransmitMaxMs: 60_000,
-      handshakeTimeoutMs: 30_000,
-      peerLabel: 'mem',
-      identity: Buffer.from('mem'),
-      psk: Buffer.from('k'),
-      cipherSuites: [0xc0a8],
-    },
-    {
-      sendDatagram: (d) => queue.push(() => server.handleDatagram(d, '2001:db8::1', 1234)),
-      established: () => clientEvents.push('established'),
-      data: () => {},
-      closed: (e) => clientEvents.push(`closed:${e?.message ?? ''}`),
-    },
-  );
+  client = new RenegotiatingClient(memClientOptions(), {
+    sendDatagram: (d) => queue.push(() => server.handleDatagram(d, '2001:db8::1', 1234)),
+    established: () => clientEvents.push('established'),
+    data: () => {},
+    closed: (e) => clientEvents.push(`closed:${e?.message ?? ''}`),
+  });
   const drain = () => {
     for (let i = 0; i < 1000 && queue.length > 0; i++) queue.shift()!();
   };

@@ -11,6 +11,7 @@ import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { parseDatagram } from '../../src/dtls/record/record.js';
 import { DtlsServer, type DtlsServerConnection } from '../../src/dtls/server.js';
 import { DtlsError } from '../../src/errors.js';
+import { memClientOptions } from '../helpers/dtls-raw.js';
 
 const ADDRESS = '2001:db8::1';
 const PORT = 1234;
@@ -35,25 +36,12 @@ function harness() {
   makeServer(0);
   const toServer: Buffer[] = [];
   const clientData: string[] = [];
-  const client = new DtlsClientConnection(
-    {
-      mtu: 1280,
-      ipOverhead: 48,
-      retransmitInitialMs: 1000,
-      retransmitMaxMs: 60_000,
-      handshakeTimeoutMs: 30_000,
-      peerLabel: 'mem',
-      identity: Buffer.from('mem'),
-      psk: Buffer.from('k'),
-      cipherSuites: [0xc0a8],
-    },
-    {
-      sendDatagram: (d) => toServer.push(d),
-      established: () => {},
-      data: (d) => clientData.push(d.toString()),
-      closed: () => {},
-    },
-  );
+  const client = new DtlsClientConnection(memClientOptions(), {
+    sendDatagram: (d) => toServer.push(d),
+    established: () => {},
+    data: (d) => clientData.push(d.toString()),
+    closed: () => {},
+  });
   /** Delivers queued datagrams both ways, to server `i`. */
   const drain = (i: number) => {
     for (let n = 0; n < 1000 && (toServer.length > 0 || toClient.length > 0); n++) {
