@@ -18,7 +18,7 @@ import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { coalesce } from './coalesce.js';
 import { StoreDependencyError, StoreFormatError, StoreUnavailableError } from './errors.js';
-import { checkReserve, MAX_STORED_SEQUENCE, sequenceStateName } from './sequence.js';
+import { badStoredSequence, checkReserve, MAX_STORED_SEQUENCE, sequenceStateName } from './sequence.js';
 import type {
   ObserverRecord,
   RemoteChange,
@@ -327,12 +327,7 @@ export class PostgresStore implements StateStore {
       // No row: the WHERE refused a stored value that is not a number.
       const first = row === undefined ? Number.NaN : Number(row.first);
       if (!Number.isSafeInteger(first) || first < 0 || first > MAX_STORED_SEQUENCE)
-        throw new StoreFormatError(
-          `${this.location}: the stored OSCORE sequence counter ${sequenceStateName(name)} is not a number`,
-          {
-            hint: 'a counter that cannot be trusted means new OSCORE contexts are needed (never reuse a nonce)',
-          },
-        );
+        throw badStoredSequence(name, `${this.location}: `, '');
       return first;
     });
   }
