@@ -141,6 +141,8 @@ try {
       me,
       '-v',
       ...KEY,
+      // The demo's setup PUTs over plain coap:// (with keys, anonymous peers only read).
+      '--anonymous-writes',
       '--node-id',
       String(n),
       '--cluster-listen',
