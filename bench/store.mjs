@@ -9,7 +9,6 @@
 // Prints one row per store: PUT req/s, server CPU per request (the coapkit process,
 // its SQLite worker thread included; PostgreSQL's own processes not counted), and
 // the ratio to memory. The client keeps N requests in flight over 500 paths (2.04).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -18,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startPostgres } from './lib/postgres.mjs';
-import { cpuSeconds, sleep } from './lib/proc.mjs';
+import { cpuSeconds, installCleanup, sleep, stop, track } from './lib/proc.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -35,7 +34,7 @@ const WINDOW = Number(flags.window);
 
 function startServe(args) {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
+    const child = track(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -115,6 +114,8 @@ if (!existsSync(MAIN)) {
   console.error('dist/ is not built: npm run build');
   process.exit(1);
 }
+// A Ctrl-C or a crash stops the servers (and the PostgreSQL cluster, on exit).
+installCleanup();
 const only = flags.only?.split(',');
 const rows = [];
 const dataDir = mkdtempSync(join(os.tmpdir(), 'coapkit-bench-data-'));
@@ -138,8 +139,7 @@ try {
     try {
       rows.push({ store: name, ...(await measure(s.port, s.child.pid)) });
     } finally {
-      s.child.kill('SIGTERM');
-      await new Promise((r) => s.child.once('exit', r));
+      await stop(s.child);
     }
   }
 } finally {
