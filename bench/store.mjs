@@ -9,20 +9,18 @@
 // Prints one row per store: PUT req/s, server CPU per request (the coapkit process,
 // its SQLite worker thread included; PostgreSQL's own processes not counted), and
 // the ratio to memory. The client keeps N requests in flight over 500 paths (2.04).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, sleep } from './lib/proc.mjs';
+import { startPostgres } from './lib/postgres.mjs';
+import { cpuSeconds, installCleanup, sleep, stop, track } from './lib/proc.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const MAIN = join(ROOT, 'dist/cli/main.js');
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 const { values: flags } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
@@ -36,7 +34,7 @@ const WINDOW = Number(flags.window);
 
 function startServe(args) {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
+    const child = track(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -112,61 +110,12 @@ async function measure(port, pid) {
   return { rps: done / secs, cpuUsPerReq: (cpu * 1e6) / Math.max(1, done), errors };
 }
 
-async function freeTcpPort() {
-  return new Promise((r) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => r(p));
-    });
-  });
-}
-
-/** A throwaway PostgreSQL 15 cluster (as the postgres user when root); undefined when not installed. */
-async function startPg() {
-  if (!existsSync(join(PG_BIN, 'initdb'))) return undefined;
-  const dir = mkdtempSync(join(os.tmpdir(), 'coapkit-bench-pg-'));
-  const root = process.getuid?.() === 0;
-  const as = (cmd, args) => (root ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
-  if (root) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
-    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
-    chownSync(dir, uid, gid);
-  }
-  const data = join(dir, 'data');
-  const port = await freeTcpPort();
-  const run = (cmd, args) => {
-    const [c, a] = as(cmd, args);
-    const r = spawnSync(c, a, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
-  };
-  run(join(PG_BIN, 'initdb'), [
-    '-D',
-    data,
-    '-U',
-    'coapkit',
-    '--auth=trust',
-    '--no-sync',
-    '-E',
-    'UTF8',
-    '--locale=C',
-  ]);
-  const ctl = (args) => run(join(PG_BIN, 'pg_ctl'), ['-D', data, ...args]);
-  ctl(['-l', join(dir, 'log'), '-w', '-o', `-p ${port} -k ${dir} -h 127.0.0.1`, 'start']);
-  run(join(PG_BIN, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'coapkit', 'coapkit']);
-  return {
-    url: `postgres://coapkit@127.0.0.1:${port}/coapkit`,
-    stop: () => {
-      ctl(['-m', 'fast', '-w', 'stop']);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 if (!existsSync(MAIN)) {
   console.error('dist/ is not built: npm run build');
   process.exit(1);
 }
+// A Ctrl-C or a crash stops the servers (and the PostgreSQL cluster, on exit).
+installCleanup();
 const only = flags.only?.split(',');
 const rows = [];
 const dataDir = mkdtempSync(join(os.tmpdir(), 'coapkit-bench-data-'));
@@ -177,10 +126,12 @@ try {
     ['sqlite', ['--data', dataDir]],
   ];
   if (!only || only.includes('postgres')) {
-    if (flags.pg === undefined) pg = await startPg();
-    const url = flags.pg ?? pg?.url;
-    if (url) stores.push(['postgres', ['--store', url]]);
-    else rows.push({ store: 'postgres', note: 'PostgreSQL 15 not installed' });
+    const started = flags.pg === undefined ? await startPostgres() : undefined;
+    if (typeof started === 'string') rows.push({ store: 'postgres', note: started });
+    else {
+      pg = started;
+      stores.push(['postgres', ['--store', flags.pg ?? pg.url]]);
+    }
   }
   for (const [name, args] of stores) {
     if (only && !only.includes(name)) continue;
@@ -188,12 +139,11 @@ try {
     try {
       rows.push({ store: name, ...(await measure(s.port, s.child.pid)) });
     } finally {
-      s.child.kill('SIGTERM');
-      await new Promise((r) => s.child.once('exit', r));
+      await stop(s.child);
     }
   }
 } finally {
-  pg?.stop();
+  await pg?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 }
 const mem = rows.find((r) => r.store === 'memory')?.rps;

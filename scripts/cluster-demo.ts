@@ -14,18 +14,16 @@
  * Everything (namespaces, nginx, nodes) is removed at the end, also on Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTopology, netnsSkipReason, type Topology } from '../test/helpers/netns.js';
+import { createTopology, type Topology } from '../test/helpers/netns.js';
+import { lbClusterSkipReason, nginxConf } from '../test/helpers/netns-cluster.js';
 
-const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 const KEY = ['--identity', 'dev', '--psk', 'devkey'];
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
-const why =
-  netnsSkipReason() ??
-  (existsSync(STREAM_MODULE) ? undefined : `needs nginx's stream module (${STREAM_MODULE})`);
+const why = lbClusterSkipReason();
 if (why !== undefined) {
   say(`cluster-demo: ${why}`);
   process.exit(2);
@@ -124,20 +122,7 @@ try {
   t = createTopology();
   const topo = t;
   dir = mkdtempSync(join(tmpdir(), 'coapkit-demo-'));
-  const conf = `load_module ${STREAM_MODULE};
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 1024; }
-stream {
-  upstream coaps {
-    hash $remote_addr$remote_port consistent;
-    server ${topo.addr.node1}:5684 max_fails=1 fail_timeout=30s;
-    server ${topo.addr.node2}:5684 max_fails=1 fail_timeout=30s;
-  }
-  server { listen ${topo.addr.lbDev}:5684 udp; proxy_pass coaps; proxy_timeout 120s; }
-}
-`;
+  const conf = nginxConf(dir, topo);
   writeFileSync(join(dir, 'nginx.conf'), conf);
   say(`   nginx.conf:\n${conf.replace(/^/gm, '     ')}`);
   nginx = start(
@@ -156,6 +141,8 @@ stream {
       me,
       '-v',
       ...KEY,
+      // The demo's setup PUTs over plain coap:// (with keys, anonymous peers only read).
+      '--anonymous-writes',
       '--node-id',
       String(n),
       '--cluster-listen',

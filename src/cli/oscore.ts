@@ -64,13 +64,11 @@ function bytesField(json: Record<string, unknown>, name: string, file: string): 
 /**
  * Sender sequence numbers from a durable store (`coapkit serve --data/--store`):
  * ranges reserved under the name "SENDER-ID:ID-CONTEXT" (hex), atomically, so
- * servers sharing the store never get the same number. The store is bound
- * once it is open (`bindOscoreStore`); the first reservation starts no lower
+ * servers sharing the store never get the same number. The store is put in
+ * the shared `binding` once it is open (`readyOscore`); the first reservation starts no lower
  * than FILE.seq when that file exists (a context moving from FILE.seq).
  */
 export class StoreSequenceSource implements SequenceSource {
-  /** The durable store, set by `bindOscoreStore` before the context's `ready()`. */
-  store: StateStore | undefined;
   private floor: number | undefined;
 
   constructor(
@@ -78,10 +76,12 @@ export class StoreSequenceSource implements SequenceSource {
     readonly name: string,
     /** FILE.seq of the context file, read (never written) for the migration floor. */
     readonly seqFile: string,
+    /** Holds the durable store, set by `readyOscore` before the context's `ready()`. */
+    private readonly binding: StoreBinding,
   ) {}
 
   async reserve(count: number): Promise<number> {
-    const store = this.store;
+    const store = this.binding.store;
     if (store?.reserveSequence === undefined)
       throw new OscoreSequenceError('this store cannot reserve OSCORE sequence numbers');
     this.floor ??= new FileSequenceStore(this.seqFile).load() ?? 0;
@@ -89,8 +89,10 @@ export class StoreSequenceSource implements SequenceSource {
   }
 }
 
-/** The StoreSequenceSource of each context loaded with `sequence: 'store'`. */
-const storeSources = new WeakMap<OscoreContext, StoreSequenceSource>();
+/** The durable store of the StoreSequenceSources of `coapkit serve`, once it is open. */
+export interface StoreBinding {
+  store: StateStore | undefined;
+}
 
 /** The store counter's name of a context: its Sender ID and ID Context in hex. */
 export function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
@@ -99,10 +101,13 @@ export function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idCont
 
 /**
  * Reads a security context file (aiocoap's field names); UsageError saying what is wrong.
- * `sequence: false` (for reading captures) leaves FILE.seq alone; `sequence: 'store'` takes
- * the numbers from a StoreSequenceSource (bound to the store later, see `bindOscoreStore`).
+ * `sequence: false` (for reading captures) leaves FILE.seq alone; `sequence: BINDING` takes
+ * the numbers from a StoreSequenceSource, from the store put in BINDING later (`readyOscore`).
  */
-export function loadOscoreContext(file: string, opts: { sequence?: boolean | 'store' } = {}): OscoreContext {
+export function loadOscoreContext(
+  file: string,
+  opts: { sequence?: boolean | StoreBinding } = {},
+): OscoreContext {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -142,18 +147,19 @@ export function loadOscoreContext(file: string, opts: { sequence?: boolean | 'st
   const sequence =
     opts.sequence === false
       ? {}
-      : opts.sequence === 'store'
+      : typeof opts.sequence === 'object'
         ? {
             sequenceSource: new StoreSequenceSource(
               oscoreSequenceName({ senderId, idContext }),
               `${file}.seq`,
+              opts.sequence,
             ),
           }
         : { sequenceStore: new FileSequenceStore(`${file}.seq`) };
   if (kdf !== 'sha256')
     throw new UsageError(`--oscore ${file}: kdf-hashfun ${JSON.stringify(kdf)} is not supported (sha256)`);
   try {
-    const ctx = new OscoreContext({
+    return new OscoreContext({
       masterSecret: secret,
       masterSalt: bytesField(o, 'salt', label),
       senderId,
@@ -162,9 +168,6 @@ export function loadOscoreContext(file: string, opts: { sequence?: boolean | 'st
       algorithm,
       ...sequence,
     });
-    if ('sequenceSource' in sequence && sequence.sequenceSource)
-      storeSources.set(ctx, sequence.sequenceSource);
-    return ctx;
   } catch (err) {
     if (err instanceof UsageError) throw err;
     if (err instanceof CoapError) {
@@ -186,8 +189,8 @@ export function oscoreRequestOption(p: Parsed): { oscore?: OscoreContext } {
 export interface ServeOscore {
   contexts: OscoreContext[];
   required: string[];
-  /** With --data/--store: where the contexts take their sequence numbers (bound by `bindOscoreStore`). */
-  sources?: StoreSequenceSource[];
+  /** With --data/--store: the contexts take their sequence numbers from this store (set by `readyOscore`). */
+  storeBinding?: StoreBinding;
   /** With --store (servers sharing the context): every protected response has its own Partial IV. */
   ownPartialIv?: boolean;
   /** The context files, as given (the banner looks beside them for the clients' files). */
@@ -207,14 +210,14 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
       throw new UsageError(`--oscore-required ${r}: a path starts with "/" (e.g. /secure/** or /**)`);
   // With a durable store the sequence numbers come from it (FILE.seq is only read, once).
   if (str(p, 'data') !== undefined || str(p, 'store') !== undefined) {
-    const contexts = files.map((f) => loadOscoreContext(f, { sequence: 'store' }));
-    const sources = contexts.map((c) => storeSources.get(c)!);
+    const storeBinding: StoreBinding = { store: undefined };
+    const contexts = files.map((f) => loadOscoreContext(f, { sequence: storeBinding }));
     // Servers sharing a PostgreSQL store share the context but not their replay windows.
     return {
       contexts,
       required,
       files,
-      sources,
+      storeBinding,
       ...(str(p, 'store') !== undefined ? { ownPartialIv: true } : {}),
     };
   }
@@ -227,9 +230,9 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
  * sequence numbers (OscoreSequenceError when the store cannot give one).
  */
 export async function readyOscore(o: ServeOscore, store: StateStore | undefined): Promise<void> {
-  if (o.sources !== undefined) {
+  if (o.storeBinding !== undefined) {
     if (store === undefined) throw new OscoreSequenceError('OSCORE sequence numbers need the durable store');
-    for (const s of o.sources) s.store = store;
+    o.storeBinding.store = store;
   }
   await Promise.all(o.contexts.map((c) => c.ready()));
 }
@@ -243,7 +246,7 @@ export function oscoreBanner(o: ServeOscore): string {
     o.required.length > 0
       ? `; required on ${o.required.join(' ')}`
       : '; required nowhere (--oscore-required)';
-  const seq = o.sources !== undefined ? '; sequence numbers from the store' : '';
+  const seq = o.storeBinding !== undefined ? '; sequence numbers from the store' : '';
   return `  OSCORE: ${o.contexts.length} context${o.contexts.length === 1 ? '' : 's'} (client kid ${kids.join(', ')})${req}${seq}`;
 }
 

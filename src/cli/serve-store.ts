@@ -10,6 +10,8 @@
 
 import { Buffer } from 'node:buffer';
 import type { CoapOption } from '../codec/message.js';
+import { decodeUint } from '../codec/options.js';
+import { OptionNumber } from '../constants/options.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import type { ObservePersistence, ObserveServer } from '../observe/server.js';
 import type { DynamicStore } from '../server/dynamic-store.js';
@@ -114,7 +116,7 @@ export async function openServeStore(
       // restore only the observers registered through their own address and port.
       const local = endpoint.transport.localAddress();
       const id = `${scheme}|${local.address}%${local.port}|${o.peer.key}|${o.token.toString('hex')}`;
-      const accept = o.options.find((x) => x.number === 17);
+      const accept = o.options.find((x) => x.number === OptionNumber.Accept);
       const rec: ObserverRecord = {
         key: id,
         scheme,
@@ -122,7 +124,7 @@ export async function openServeStore(
         port: o.peer.port,
         token: Buffer.from(o.token),
         path: o.path,
-        accept: accept === undefined ? undefined : accept.value.reduce((a, b) => a * 256 + b, 0),
+        accept: accept === undefined ? undefined : decodeUint(accept.value),
         options: encodeStoredOptions(o.options),
         seq: o.seq,
         created: Date.now(),

@@ -18,7 +18,7 @@ import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { coalesce } from './coalesce.js';
 import { StoreDependencyError, StoreFormatError, StoreUnavailableError } from './errors.js';
-import { checkReserve, MAX_STORED_SEQUENCE, sequenceStateName } from './sequence.js';
+import { badStoredSequence, checkReserve, MAX_STORED_SEQUENCE, sequenceStateName } from './sequence.js';
 import type {
   ObserverRecord,
   RemoteChange,
@@ -321,21 +321,13 @@ export class PostgresStore implements StateStore {
           [sequenceStateName(name), atLeast, count],
         );
       } catch (err) {
-        const msg = (err as Error).message;
-        if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
-          this.lost(c, err as Error);
-        throw new StoreUnavailableError(`${this.location}: ${msg}`, { cause: err });
+        throw this.failed(c, err, (err as Error).message);
       }
       const row = r.rows[0];
       // No row: the WHERE refused a stored value that is not a number.
       const first = row === undefined ? Number.NaN : Number(row.first);
       if (!Number.isSafeInteger(first) || first < 0 || first > MAX_STORED_SEQUENCE)
-        throw new StoreFormatError(
-          `${this.location}: the stored OSCORE sequence counter ${sequenceStateName(name)} is not a number`,
-          {
-            hint: 'a counter that cannot be trusted means new OSCORE contexts are needed (never reuse a nonce)',
-          },
-        );
+        throw badStoredSequence(name, `${this.location}: `, '');
       return first;
     });
   }
@@ -431,11 +423,18 @@ export class PostgresStore implements StateStore {
         (err as { code?: string }).code === '23505'
           ? `a POST entry number was taken by another server meanwhile (retry): ${(err as Error).message}`
           : (err as Error).message;
-      // A lost connection: reconnect in the background.
-      if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
-        this.lost(c, err as Error);
-      throw new StoreUnavailableError(`${this.location}: ${msg}`, { cause: err });
+      throw this.failed(c, err, msg);
     }
+  }
+
+  /**
+   * A statement on `c` failed with `err`: when the connection is lost,
+   * reconnect in the background; the error to throw (`msg` says what failed).
+   */
+  private failed(c: PgClient, err: unknown, msg: string): StoreUnavailableError {
+    if (this.client !== c || /terminat|Connection|ECONN|timeout|shutdown/i.test(msg))
+      this.lost(c, err as Error);
+    return new StoreUnavailableError(`${this.location}: ${msg}`, { cause: err });
   }
 
   saveState(name: string, value: Uint8Array): Promise<void> {

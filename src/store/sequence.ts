@@ -37,11 +37,16 @@ export function parseStoredSequence(name: string, value: Uint8Array | undefined)
   const t = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
   const n = Number(t);
   if (!/^\d{1,16}$/.test(t) || n > MAX_STORED_SEQUENCE)
-    throw new StoreFormatError(
-      `the stored OSCORE sequence counter ${sequenceStateName(name)} is not a number: ${JSON.stringify(t.slice(0, 40))}`,
-      { hint: 'a counter that cannot be trusted means new OSCORE contexts are needed (never reuse a nonce)' },
-    );
+    throw badStoredSequence(name, '', `: ${JSON.stringify(t.slice(0, 40))}`);
   return n;
+}
+
+/** The error for a stored counter that is not a number (`where` and `detail` frame the message). */
+export function badStoredSequence(name: string, where: string, detail: string): StoreFormatError {
+  return new StoreFormatError(
+    `${where}the stored OSCORE sequence counter ${sequenceStateName(name)} is not a number${detail}`,
+    { hint: 'a counter that cannot be trusted means new OSCORE contexts are needed (never reuse a nonce)' },
+  );
 }
 
 /** The blob of a counter. */

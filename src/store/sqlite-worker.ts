@@ -222,11 +222,10 @@ parentPort.on('message', (m) => {
       case 'apply': apply(m.batch); break;
       case 'reserveSeq': result = reserveSeq(m.name, m.count, m.atLeast); break;
       case 'loadState': { const r = st.getState.get(m.name); result = r ? r.value : undefined; break; }
-      case 'getResource': { const r = db.prepare('SELECT * FROM coapkit_resources WHERE path = ?').get(m.path); result = r; break; }
       case 'close': if (db) { try { db.close(); } catch {} db = undefined; } break;
     }
   } catch (err) {
-    parentPort.postMessage({ id: m.id, ok: false, kind: kindOf(err), message: String((err && err.message) || err), code: err && (err.code || err.errcode) });
+    parentPort.postMessage({ id: m.id, ok: false, kind: kindOf(err), message: String((err && err.message) || err) });
     return;
   }
   parentPort.postMessage({ id: m.id, ok: true, result });

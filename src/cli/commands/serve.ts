@@ -139,9 +139,9 @@ export interface ServeOptions {
   stateKey?: Buffer;
   /**
    * --handshake-rate N|off: DTLS handshake units a second per client address (burst 6 N);
-   * off: as many as the global bound (HANDSHAKE_RATE_DEFAULTS.global), which still holds.
+   * off: no per-address share (of the rate and of the half-open handshakes); the global bounds hold.
    */
-  handshakeRate?: number;
+  handshakeRate?: number | 'off';
   /** --oscore FILE... and --oscore-required PATH...: OSCORE (RFC 8613) contexts and protected paths. */
   oscore?: ServeOscore;
   /** --workers: processes sharing the ports (1 = this one; see workers.ts). */
@@ -413,14 +413,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
               ...opts.credentials?.certs,
               ...cluster?.transportOptions(),
               ...(opts.reusePort ? { reusePort: true } : {}),
-              ...(opts.handshakeRate !== undefined
-                ? { handshakeRate: { perAddress: opts.handshakeRate, burst: 6 * opts.handshakeRate } }
-                : {}),
-              // off: every device may share one address (a load balancer's), so the per-address
-              // share of the half-open handshakes goes too; the global bounds stay.
-              ...(opts.handshakeRate === HANDSHAKE_RATE_DEFAULTS.global
-                ? { maxHandshakesPerAddress: DTLS_SERVER_DEFAULTS.maxHandshakes }
-                : {}),
+              ...handshakeRateOptions(opts.handshakeRate),
             }),
           );
         } catch (err) {
@@ -481,6 +474,21 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
   };
 }
 
+/** The DtlsServerTransport options of --handshake-rate N|off. */
+function handshakeRateOptions(rate: number | 'off' | undefined) {
+  if (rate === undefined) return {};
+  // off: every device may share one address (a load balancer's), so the per-address shares
+  // of the rate and of the half-open handshakes go; the global bounds stay.
+  if (rate === 'off') {
+    const n = HANDSHAKE_RATE_DEFAULTS.global;
+    return {
+      handshakeRate: { perAddress: n, burst: 6 * n },
+      maxHandshakesPerAddress: DTLS_SERVER_DEFAULTS.maxHandshakes,
+    };
+  }
+  return { handshakeRate: { perAddress: rate, burst: 6 * rate } };
+}
+
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOptions | 'help' {
   const p = parseFlags('serve', args, SERVE_FLAGS);
   if (bool(p, 'help')) return 'help';
@@ -522,7 +530,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServeOpt
   if (storeUrl !== undefined) opts.storeUrl = storeUrl;
   // Behind a load balancer that hides client addresses every device has the balancer's
   // address: "off" leaves only the global bound.
-  if (str(p, 'handshake-rate') === 'off') opts.handshakeRate = HANDSHAKE_RATE_DEFAULTS.global;
+  if (str(p, 'handshake-rate') === 'off') opts.handshakeRate = 'off';
   else {
     const n = num(p, 'handshake-rate', {
       min: 1,
