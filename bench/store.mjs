@@ -21,16 +21,35 @@ import { cpuSeconds, installCleanup, sleep, stop, track } from './lib/proc.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const MAIN = join(ROOT, 'dist/cli/main.js');
-const { values: flags } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '5' },
-    window: { type: 'string', default: '64' },
-    pg: { type: 'string' },
-    only: { type: 'string' },
-  },
-});
+const USAGE =
+  'usage: node bench/store.mjs [--duration S] [--window N] [--pg URL] [--only memory,sqlite,postgres]';
+let flags;
+try {
+  ({ values: flags } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '5' },
+      window: { type: 'string', default: '64' },
+      pg: { type: 'string' },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  console.error(`bench/store.mjs: ${err.message}\n${USAGE}`);
+  process.exit(64);
+}
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const DURATION = Number(flags.duration) * 1000;
 const WINDOW = Number(flags.window);
+if (!(DURATION > 0) || !Number.isInteger(WINDOW) || WINDOW < 1) {
+  console.error(
+    `bench/store.mjs: --duration must be a positive number of seconds and --window a positive integer\n${USAGE}`,
+  );
+  process.exit(64);
+}
 
 function startServe(args) {
   return new Promise((res, rej) => {
