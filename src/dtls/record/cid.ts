@@ -25,7 +25,13 @@
 import { Buffer } from 'node:buffer';
 import { BufferView } from '../../util/view.js';
 import { DtlsError } from '../errors.js';
-import { type DtlsRecord, MAX_FRAGMENT_LENGTH, RECORD_HEADER_LENGTH } from './record.js';
+import {
+  type DtlsRecord,
+  MAX_FRAGMENT_LENGTH,
+  RECORD_HEADER_LENGTH,
+  recordSeq,
+  writeEpochSeq,
+} from './record.js';
 
 /** Content type of a record carrying a CID (RFC 9146 §4). */
 export const TLS12_CID = 25;
@@ -64,28 +70,13 @@ export function cidAt(data: Buffer, o: number, cidLength: number): Buffer {
  */
 export function cidRecordAt(data: Buffer, o: number, end: number, cidLength: number): DtlsRecord {
   const h = RECORD_HEADER_LENGTH + cidLength;
-  const lo = ((data[o + 7]! << 24) | (data[o + 8]! << 16) | (data[o + 9]! << 8) | data[o + 10]!) >>> 0;
   return {
     type: TLS12_CID,
     version: (data[o + 1]! << 8) | data[o + 2]!,
     epoch: (data[o + 3]! << 8) | data[o + 4]!,
-    seq: ((data[o + 5]! << 8) | data[o + 6]!) * 0x100000000 + lo,
+    seq: recordSeq(data, o),
     fragment: new BufferView(data.buffer, data.byteOffset + o + h, end - o - h),
   };
-}
-
-/** epoch(2) + 48-bit seq(6) at `o`. */
-function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
-  const hi = (seq / 0x100000000) >>> 0;
-  const lo = seq >>> 0;
-  b[o] = (epoch >>> 8) & 0xff;
-  b[o + 1] = epoch & 0xff;
-  b[o + 2] = (hi >>> 8) & 0xff;
-  b[o + 3] = hi & 0xff;
-  b[o + 4] = lo >>> 24;
-  b[o + 5] = (lo >>> 16) & 0xff;
-  b[o + 6] = (lo >>> 8) & 0xff;
-  b[o + 7] = lo & 0xff;
 }
 
 /** Writes the header of a tls12_cid record (type 25, the CID, the fragment length) at 0. */

@@ -30,7 +30,7 @@ import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
 import { DtlsError } from '../errors.js';
 import { cidAdditionalData, writeCidHeader } from './cid.js';
-import { RECORD_HEADER_LENGTH } from './record.js';
+import { RECORD_HEADER_LENGTH, writeEpochSeq } from './record.js';
 
 export const DTLS_1_2_VERSION = 0xfefd;
 
@@ -54,20 +54,6 @@ export function epochSeqBytes(epoch: number, seq: bigint | number): Buffer {
   const b = Buffer.allocUnsafe(8);
   writeEpochSeq(b, 0, epoch, typeof seq === 'bigint' ? Number(seq) : seq);
   return b;
-}
-
-/** epoch(2) + 48-bit seq(6) at `o`, byte by byte (no writeUIntBE range checks). */
-function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
-  const hi = (seq / 0x100000000) >>> 0; // top 16 bits of the 48-bit number
-  const lo = seq >>> 0; // low 32 bits
-  b[o] = (epoch >>> 8) & 0xff;
-  b[o + 1] = epoch & 0xff;
-  b[o + 2] = (hi >>> 8) & 0xff;
-  b[o + 3] = hi & 0xff;
-  b[o + 4] = lo >>> 24;
-  b[o + 5] = (lo >>> 16) & 0xff;
-  b[o + 6] = (lo >>> 8) & 0xff;
-  b[o + 7] = lo & 0xff;
 }
 
 // Scratch space for nonces and additional data (only used synchronously).
