@@ -58,11 +58,6 @@ export function cidRecordEnd(data: Uint8Array, o: number, cidLength: number): nu
   return end;
 }
 
-/** The CID of the tls12_cid record at `o` (a view). */
-export function cidAt(data: Buffer, o: number, cidLength: number): Buffer {
-  return new BufferView(data.buffer, data.byteOffset + o + 11, cidLength);
-}
-
 /**
  * The tls12_cid record at `o..end` (as validated by `cidRecordEnd`) as a record
  * object of type 25: its fragment is the protected content (a view); the CID is
