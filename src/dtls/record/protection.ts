@@ -222,33 +222,53 @@ export class SessionRecordProtection implements RecordProtection {
     off: number,
     len: number,
   ): Buffer | undefined {
-    if (this.cipher === 'aes-128-cbc') {
-      try {
-        return this.cbcDecrypt(
-          contentType,
-          epoch,
-          seq,
-          new BufferView(data.buffer, data.byteOffset + off, len),
-        );
-      } catch {
-        return undefined;
-      }
-    }
-    const tagLength = this.tagLength;
+    if (this.cipher === 'aes-128-cbc') return this.cbcOpen(contentType, epoch, seq, data, off, len);
+    const ctLen = len - this.explicitLen - this.tagLength;
+    if (ctLen < 0) return undefined;
+    return this.aeadOpen(epoch, seq, data, off, ctLen, fillAad(AAD, contentType, epoch, seq, ctLen));
+  }
+
+  /**
+   * The AEAD fragment `data[off..]` (explicit nonce, `ctLen` bytes of
+   * ciphertext, tag) opened with the additional data `ad`, or undefined.
+   */
+  private aeadOpen(
+    epoch: number,
+    seq: number,
+    data: Uint8Array,
+    off: number,
+    ctLen: number,
+    ad: Buffer,
+  ): Buffer | undefined {
     const explicitLen = this.explicitLen;
-    if (len < explicitLen + tagLength) return undefined;
-    const ctLen = len - explicitLen - tagLength;
     const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
     const ab = data.buffer;
     const at = data.byteOffset + off + explicitLen;
     try {
       const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
-      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
+      d.setAuthTag(new BufferView(ab, at + ctLen, this.tagLength));
       AAD_OPTS.plaintextLength = ctLen;
-      d.setAAD(fillAad(AAD, contentType, epoch, seq, ctLen), AAD_OPTS);
+      d.setAAD(ad, AAD_OPTS);
       const pt = d.update(new BufferView(ab, at, ctLen));
       d.final();
       return pt;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `cbcDecrypt` of the fragment `data[off..off+len]`, undefined instead of the error. */
+  private cbcOpen(
+    type: number,
+    epoch: number,
+    seq: number,
+    data: Uint8Array,
+    off: number,
+    len: number,
+    cid?: Uint8Array,
+  ): Buffer | undefined {
+    try {
+      return this.cbcDecrypt(type, epoch, seq, new BufferView(data.buffer, data.byteOffset + off, len), cid);
     } catch {
       return undefined;
     }
@@ -319,31 +339,10 @@ export class SessionRecordProtection implements RecordProtection {
     off: number,
     len: number,
   ): Buffer | undefined {
-    if (this.cipher === 'aes-128-cbc') {
-      try {
-        return this.cbcDecrypt(0, epoch, seq, new BufferView(data.buffer, data.byteOffset + off, len), cid);
-      } catch {
-        return undefined;
-      }
-    }
-    const tagLength = this.tagLength;
-    const explicitLen = this.explicitLen;
-    if (len < explicitLen + tagLength + 1) return undefined;
-    const ctLen = len - explicitLen - tagLength;
-    const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
-    const ab = data.buffer;
-    const at = data.byteOffset + off + explicitLen;
-    try {
-      const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
-      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
-      AAD_OPTS.plaintextLength = ctLen;
-      d.setAAD(cidAdditionalData(epoch, seq, cid, ctLen), AAD_OPTS);
-      const pt = d.update(new BufferView(ab, at, ctLen));
-      d.final();
-      return pt;
-    } catch {
-      return undefined;
-    }
+    if (this.cipher === 'aes-128-cbc') return this.cbcOpen(0, epoch, seq, data, off, len, cid);
+    const ctLen = len - this.explicitLen - this.tagLength;
+    if (ctLen < 1) return undefined; // at least the real content type
+    return this.aeadOpen(epoch, seq, data, off, ctLen, cidAdditionalData(epoch, seq, cid, ctLen));
   }
 
   // ---- AES-128-CBC + HMAC-SHA256 (MAC-then-encrypt)
