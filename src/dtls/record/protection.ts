@@ -181,19 +181,48 @@ export class SessionRecordProtection implements RecordProtection {
     const fragLen = this.explicitLen + ptLen + this.tagLength;
     const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + fragLen);
     writeHeader(out, type, epoch, seq, fragLen, version);
-    let o = RECORD_HEADER_LENGTH;
+    this.aeadSeal(
+      out,
+      RECORD_HEADER_LENGTH,
+      epoch,
+      seq,
+      plaintext,
+      -1,
+      fillAad(AAD, type, epoch, seq, ptLen),
+    );
+    return out;
+  }
+
+  /**
+   * Writes at `out[o..]` the explicit nonce, `plaintext` encrypted (followed by
+   * the byte `innerType` when it is >= 0: a DTLSInnerPlaintext without padding)
+   * and the tag; `ad` is the additional data.
+   */
+  private aeadSeal(
+    out: Buffer,
+    o: number,
+    epoch: number,
+    seq: number,
+    plaintext: Uint8Array,
+    innerType: number,
+    ad: Buffer,
+  ): void {
     const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
     if (this.explicitLen !== 0) {
       writeEpochSeq(out, o, epoch, seq); // explicit nonce
       o += 8;
     }
-    AAD_OPTS.plaintextLength = ptLen;
-    c.setAAD(fillAad(AAD, type, epoch, seq, ptLen), AAD_OPTS);
+    const len = innerType < 0 ? plaintext.length : plaintext.length + 1;
+    AAD_OPTS.plaintextLength = len;
+    c.setAAD(ad, AAD_OPTS);
     const ct = c.update(plaintext);
-    c.final();
     out.set(ct, o);
-    out.set(c.getAuthTag(), o + ct.length);
-    return out;
+    if (innerType >= 0) {
+      TYPE_BYTE[0] = innerType;
+      out.set(c.update(TYPE_BYTE), o + ct.length);
+    }
+    c.final();
+    out.set(c.getAuthTag(), o + len);
   }
 
   encrypt(contentType: number, epoch: number, seq: bigint | number, plaintext: Uint8Array): Buffer {
@@ -296,28 +325,16 @@ export class SessionRecordProtection implements RecordProtection {
     const fragLen = this.explicitLen + innerLen + this.tagLength;
     const out = Buffer.allocUnsafe(h + fragLen);
     writeCidHeader(out, epoch, seq, cid, fragLen);
-    let o = h;
-    const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
-    if (this.explicitLen !== 0) {
-      writeEpochSeq(out, o, epoch, seq);
-      o += 8;
-    }
-    AAD_OPTS.plaintextLength = innerLen;
-    c.setAAD(cidAdditionalData(epoch, seq, cid, innerLen), AAD_OPTS);
+    const ad = cidAdditionalData(epoch, seq, cid, innerLen);
     if (this.alg === 'aes-128-ccm') {
       // CCM takes its input in one piece.
       const inner = Buffer.allocUnsafe(innerLen);
       inner.set(plaintext, 0);
       inner[plaintext.length] = type;
-      out.set(c.update(inner), o);
+      this.aeadSeal(out, h, epoch, seq, inner, -1, ad);
     } else {
-      TYPE_BYTE[0] = type;
-      const ct1 = c.update(plaintext);
-      out.set(ct1, o);
-      out.set(c.update(TYPE_BYTE), o + ct1.length);
+      this.aeadSeal(out, h, epoch, seq, plaintext, type, ad);
     }
-    c.final();
-    out.set(c.getAuthTag(), o + innerLen);
     return out;
   }
 
