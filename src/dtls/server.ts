@@ -86,7 +86,7 @@ import {
 } from './handshake/messages.js';
 import { HANDSHAKE_WEIGHTS, HandshakeRateLimiter, type HandshakeRateOptions } from './handshake-rate.js';
 import type { KeyLogger } from './keylog.js';
-import { cidRecordAt, cidRecordEnd, TLS12_CID } from './record/cid.js';
+import { cidRecordAt, cidRecordEnd } from './record/cid.js';
 import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd } from './record/record.js';
 
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
@@ -1019,8 +1019,7 @@ export class DtlsServer {
   handleDatagram(data: Buffer, address: string, port: number, via?: unknown): void {
     if (this.closed) return;
     if (via !== undefined) {
-      if (this.cidLength > 0 && cidRecordEnd(data, 0, this.cidLength) > 0)
-        this.handleCidDatagram(data, address, port, via);
+      if (this.cidLength > 0) this.handleCidDatagram(data, address, port, via);
       return;
     }
     let o = 0;
@@ -1029,8 +1028,8 @@ export class DtlsServer {
     for (let end = recordEnd(data, o); ; o = end, end = recordEnd(data, o)) {
       if (end < 0) {
         // Not an ordinary record: a tls12_cid record (RFC 9146), or the end of what we read.
-        if (this.cidLength === 0 || data[o] !== TLS12_CID) return;
-        end = cidRecordEnd(data, o, this.cidLength);
+        if (this.cidLength === 0) return;
+        end = cidRecordEnd(data, o, this.cidLength); // -1 unless type 25 with a sound header
         if (end < 0) return;
         if (!this.handleCidRecord(data, o, end, address, port)) return;
         continue;
