@@ -49,6 +49,7 @@ import {
   NetworkError,
 } from '../errors.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
+import { unmapAddress } from '../util/ip-prefix.js';
 import { formatAddress } from './address.js';
 import {
   DEFAULT_WRITE_SEQUENCE_MARGIN,
@@ -80,10 +81,6 @@ export interface PskCredentials {
 
 const toBytes = (v: string | Uint8Array): Buffer =>
   typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v);
-
-function normalizeAddress(a: string): string {
-  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
-}
 
 function bindSocket(
   type: 'udp4' | 'udp6',
@@ -367,7 +364,7 @@ export class DtlsClientTransport implements Transport {
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
     let s = this.lastRecv;
     if (s === undefined || rinfo.port !== this.lastRecvPort || rinfo.address !== this.lastRecvAddress) {
-      s = this.sessions.get(`${normalizeAddress(rinfo.address)}%${rinfo.port}`);
+      s = this.sessions.get(`${unmapAddress(rinfo.address)}%${rinfo.port}`);
       if (s === undefined) return;
       this.lastRecv = s;
       this.lastRecvAddress = rinfo.address;
@@ -1003,7 +1000,7 @@ export class DtlsServerTransport implements Transport {
       },
     );
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) =>
-      this.server.handleDatagram(msg, normalizeAddress(rinfo.address), rinfo.port),
+      this.server.handleDatagram(msg, unmapAddress(rinfo.address), rinfo.port),
     );
     socket.on('error', (err) => {
       if (!this.closed)
