@@ -671,7 +671,8 @@ export class DtlsServer {
   /** The source of time (DtlsServerOptions.clock). */
   private readonly time: Clock;
   private readonly cookieRotateMs: number;
-  private readonly maxSessions: number;
+  /** The established-session bound (DtlsServerOptions.maxSessions, validated). */
+  readonly maxSessions: number;
   private readonly maxHandshakes: number;
   private readonly idleTimeoutMs: number;
   private readonly cipherSuites: readonly number[];

@@ -33,12 +33,7 @@ import {
 import type { HandshakeRateOptions } from '../dtls/handshake-rate.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
-import {
-  DTLS_SERVER_DEFAULTS,
-  DtlsServer,
-  type DtlsServerConnection,
-  type PskLookup,
-} from '../dtls/server.js';
+import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
 import {
   ClosedError,
   DnsError,
@@ -924,7 +919,6 @@ export class DtlsServerTransport implements Transport {
           : (identity) =>
               identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined;
     this.pskLookup = pskLookup;
-    this.maxSessions = options.maxSessions ?? DTLS_SERVER_DEFAULTS.maxSessions;
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
     let lastV4 = '';
@@ -1073,7 +1067,6 @@ export class DtlsServerTransport implements Transport {
   }
 
   private readonly pskLookup: PskLookup | undefined;
-  private readonly maxSessions: number;
 
   /**
    * The established sessions, sealed with `key` (AES-256-GCM under a key
@@ -1135,7 +1128,7 @@ export class DtlsServerTransport implements Transport {
    */
   async importSessions(buf: Uint8Array, key: Uint8Array | string): Promise<SessionImportResult> {
     if (this.closed) throw new ClosedError('DTLS transport is closed');
-    const entries = openSessions(buf, key, this.maxSessions);
+    const entries = openSessions(buf, key, this.server.maxSessions);
     const keep: SessionEntry[] = [];
     let revoked = 0;
     try {
