@@ -924,6 +924,7 @@ export class DtlsServerTransport implements Transport {
     let lastV4 = '';
     let lastMapped = '';
     const v6 = family === 6;
+    this.v6 = v6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
     this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
     this.server = new DtlsServer(
@@ -1006,6 +1007,8 @@ export class DtlsServerTransport implements Transport {
   private readonly pending = new PendingSends();
   /** The session that delivered the last datagram: a response to it needs no session lookup. */
   private lastConn?: DtlsServerConnection;
+  /** The socket is udp6 (dual stack): IPv4 peers are reached through their v4-mapped address. */
+  private readonly v6: boolean;
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
     // Credentials are checked before a socket is bound (typed errors for unusable files).
@@ -1030,8 +1033,7 @@ export class DtlsServerTransport implements Transport {
   /** Sends a datagram as it is from this transport's socket (a cluster node relaying another node's answer). */
   sendRaw(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
-    const v6 = this.socket.address().family === 'IPv6';
-    this.socket.send(data, port, v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
+    this.socket.send(data, port, this.v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
   }
 
   localAddress(): { address: string; port: number; family: AddressFamily } {
