@@ -42,7 +42,7 @@ import {
   verifyX509Chain,
 } from './crypto/certs.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
-import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import {
   CIPHER_SUITES,
   type CipherSuiteInfo,
@@ -426,27 +426,16 @@ export class DtlsServerConnection extends DtlsConnection {
   }
 
   private onFinished(m: HandshakeMessage): void {
-    const suite = this.suite!;
     const master = this.master!;
     if (!this.peerCcsReceived) throw this.unexpected(m);
     const got = decodeFinished(m.body);
-    const expected = finishedVerifyData(
-      suite,
-      master,
-      'client finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    const expected = this.verifyData(master, 'client finished');
     if (!timingSafeEqual(got, expected))
       throw alertError(AlertDescription.decryptError, 'client Finished verify_data mismatch');
     this.transcript.add(m.msgType, m.messageSeq, m.body);
     const ccs = this.ccs();
     this.activateWrite();
-    const verify = finishedVerifyData(
-      suite,
-      master,
-      'server finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    const verify = this.verifyData(master, 'server finished');
     const fin = this.message(HandshakeType.finished, verify, 1);
     this.hsState = 'done';
     this.sendFlight([ccs, fin], false);
