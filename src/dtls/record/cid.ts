@@ -74,21 +74,25 @@ export function cidRecordAt(data: Buffer, o: number, end: number, cidLength: num
   };
 }
 
-/** Writes the header of a tls12_cid record (type 25, the CID, the fragment length) at 0. */
+/**
+ * Writes the header of a tls12_cid record (type 25, version, epoch, seq, the
+ * CID, the fragment length) at `o`; returns the offset after it.
+ */
 export function writeCidHeader(
   out: Uint8Array,
+  o: number,
   epoch: number,
   seq: number,
   cid: Uint8Array,
   length: number,
   version = 0xfefd,
 ): number {
-  out[0] = TLS12_CID;
-  out[1] = (version >>> 8) & 0xff;
-  out[2] = version & 0xff;
-  writeEpochSeq(out, 3, epoch, seq);
-  out.set(cid, 11);
-  const at = 11 + cid.length;
+  out[o] = TLS12_CID;
+  out[o + 1] = (version >>> 8) & 0xff;
+  out[o + 2] = version & 0xff;
+  writeEpochSeq(out, o + 3, epoch, seq);
+  out.set(cid, o + 11);
+  const at = o + 11 + cid.length;
   out[at] = (length >>> 8) & 0xff;
   out[at + 1] = length & 0xff;
   return at + 2;
@@ -112,15 +116,8 @@ export function cidAdditionalData(
   for (let i = 0; i < 8; i++) ad[i] = 0xff; // seq_num_placeholder
   ad[8] = TLS12_CID;
   ad[9] = cid.length;
-  ad[10] = TLS12_CID;
-  ad[11] = (version >>> 8) & 0xff;
-  ad[12] = version & 0xff;
-  writeEpochSeq(ad, 13, epoch, seq);
-  ad.set(cid, 21);
-  const at = 21 + cid.length;
-  ad[at] = (innerLength >>> 8) & 0xff;
-  ad[at + 1] = innerLength & 0xff;
-  return ad.subarray(0, at + 2);
+  // Then the record's own header, with the inner plaintext's length.
+  return ad.subarray(0, writeCidHeader(ad, 10, epoch, seq, cid, innerLength, version));
 }
 
 /** DTLSInnerPlaintext: content | real_type | `padding` zero bytes. */

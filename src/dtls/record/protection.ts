@@ -318,13 +318,13 @@ export class SessionRecordProtection implements RecordProtection {
       inner[plaintext.length] = type;
       const frag = this.cbcEncrypt(type, epoch, seq, inner, cid);
       const out = Buffer.allocUnsafe(h + frag.length);
-      writeCidHeader(out, epoch, seq, cid, frag.length);
+      writeCidHeader(out, 0, epoch, seq, cid, frag.length);
       frag.copy(out, h);
       return out;
     }
     const fragLen = this.explicitLen + innerLen + this.tagLength;
     const out = Buffer.allocUnsafe(h + fragLen);
-    writeCidHeader(out, epoch, seq, cid, fragLen);
+    writeCidHeader(out, 0, epoch, seq, cid, fragLen);
     const ad = cidAdditionalData(epoch, seq, cid, innerLen);
     if (this.alg === 'aes-128-ccm') {
       // CCM takes its input in one piece.
