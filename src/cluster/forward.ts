@@ -28,6 +28,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
 import type { DtlsServerTransport, DtlsServerTransportOptions } from '../transport/dtls.js';
+import { unmapAddress } from '../util/ip-prefix.js';
 
 const MAGIC_0 = 0x43; // 'C'
 const MAGIC_1 = 0x4b; // 'K'
@@ -102,8 +103,6 @@ export function checkClusterOptions(o: ClusterOptions): void {
   }
 }
 
-const norm = (a: string) => (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a);
-
 /** One node of the cluster: its node-to-node socket and the hooks of its DTLS transport. */
 export class ClusterNode {
   private transport?: DtlsServerTransport;
@@ -129,7 +128,7 @@ export class ClusterNode {
     readonly options: ClusterOptions,
     private readonly socket: Socket,
   ) {
-    for (const [id, p] of options.peers) this.byAddress.set(`${norm(p.address)}%${p.port}`, id);
+    for (const [id, p] of options.peers) this.byAddress.set(`${unmapAddress(p.address)}%${p.port}`, id);
     socket.on('message', (m: Buffer, r: RemoteInfo) => this.onMessage(m, r));
     socket.on('error', () => {});
   }
@@ -189,7 +188,7 @@ export class ClusterNode {
   }
 
   private onMessage(m: Buffer, r: RemoteInfo): void {
-    const from = this.byAddress.get(`${norm(r.address)}%${r.port}`);
+    const from = this.byAddress.get(`${unmapAddress(r.address)}%${r.port}`);
     const msg = from === undefined ? undefined : decodeClusterMessage(m);
     const t = this.transport;
     if (msg === undefined || t === undefined) {

@@ -30,7 +30,7 @@ import {
   verifyX509Chain,
 } from './crypto/certs.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
-import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeStartChannel } from './diag.js';
 import { DtlsError } from './errors.js';
@@ -383,19 +383,9 @@ export class DtlsClientConnection extends DtlsConnection {
     this.installKeys(suite, keyBlockBytes(suite, master, this.clientRandom!, this.serverRandom!));
     const ccs = this.ccs();
     this.activateWrite();
-    const verify = finishedVerifyData(
-      suite,
-      master,
-      'client finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    const verify = this.verifyData(master, 'client finished');
     const fin = this.message(HandshakeType.finished, verify, 1);
-    this.expectedServerVerify = finishedVerifyData(
-      suite,
-      master,
-      'server finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    this.expectedServerVerify = this.verifyData(master, 'server finished');
     this.hsState = 'wait_finished';
     this.sendFlight([...items, ccs, fin]);
   }

@@ -10,6 +10,7 @@
 import { Buffer } from 'node:buffer';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
 import type { DtlsPeerAuth } from './crypto/certs.js';
+import { finishedVerifyData } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo, recordOverhead } from './crypto/suites.js';
 import {
   type HandshakeErrorEvent,
@@ -427,6 +428,12 @@ export abstract class DtlsConnection {
   }
 
   /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
+  /** The verify_data of a Finished (RFC 5246 §7.4.9) over the transcript so far. */
+  protected verifyData(master: Buffer, label: 'client finished' | 'server finished'): Buffer {
+    const suite = this.suite!;
+    return finishedVerifyData(suite, master, label, this.transcript.digest(suite.prfHash));
+  }
+
   protected installKeys(suite: CipherSuiteInfo, keys: Buffer): void {
     this.keys = keys;
     this.pendingWrite = protectionFromKeyBlock(suite, keys, this.role, 'write');

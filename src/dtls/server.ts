@@ -42,7 +42,7 @@ import {
   verifyX509Chain,
 } from './crypto/certs.js';
 import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto/ecdhe.js';
-import { finishedVerifyData, keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
+import { keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import {
   CIPHER_SUITES,
   type CipherSuiteInfo,
@@ -86,7 +86,7 @@ import {
 } from './handshake/messages.js';
 import { HANDSHAKE_WEIGHTS, HandshakeRateLimiter, type HandshakeRateOptions } from './handshake-rate.js';
 import type { KeyLogger } from './keylog.js';
-import { cidRecordAt, cidRecordEnd, TLS12_CID } from './record/cid.js';
+import { cidRecordAt, cidRecordEnd } from './record/cid.js';
 import { ContentType, type DtlsRecord, RECORD_HEADER_LENGTH, recordAt, recordEnd } from './record/record.js';
 
 export type PskLookup = (identity: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
@@ -426,27 +426,16 @@ export class DtlsServerConnection extends DtlsConnection {
   }
 
   private onFinished(m: HandshakeMessage): void {
-    const suite = this.suite!;
     const master = this.master!;
     if (!this.peerCcsReceived) throw this.unexpected(m);
     const got = decodeFinished(m.body);
-    const expected = finishedVerifyData(
-      suite,
-      master,
-      'client finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    const expected = this.verifyData(master, 'client finished');
     if (!timingSafeEqual(got, expected))
       throw alertError(AlertDescription.decryptError, 'client Finished verify_data mismatch');
     this.transcript.add(m.msgType, m.messageSeq, m.body);
     const ccs = this.ccs();
     this.activateWrite();
-    const verify = finishedVerifyData(
-      suite,
-      master,
-      'server finished',
-      this.transcript.digest(suite.prfHash),
-    );
+    const verify = this.verifyData(master, 'server finished');
     const fin = this.message(HandshakeType.finished, verify, 1);
     this.hsState = 'done';
     this.sendFlight([ccs, fin], false);
@@ -671,7 +660,8 @@ export class DtlsServer {
   /** The source of time (DtlsServerOptions.clock). */
   private readonly time: Clock;
   private readonly cookieRotateMs: number;
-  private readonly maxSessions: number;
+  /** The established-session bound (DtlsServerOptions.maxSessions, validated). */
+  readonly maxSessions: number;
   private readonly maxHandshakes: number;
   private readonly idleTimeoutMs: number;
   private readonly cipherSuites: readonly number[];
@@ -1019,8 +1009,7 @@ export class DtlsServer {
   handleDatagram(data: Buffer, address: string, port: number, via?: unknown): void {
     if (this.closed) return;
     if (via !== undefined) {
-      if (this.cidLength > 0 && cidRecordEnd(data, 0, this.cidLength) > 0)
-        this.handleCidDatagram(data, address, port, via);
+      if (this.cidLength > 0) this.handleCidDatagram(data, address, port, via);
       return;
     }
     let o = 0;
@@ -1029,8 +1018,8 @@ export class DtlsServer {
     for (let end = recordEnd(data, o); ; o = end, end = recordEnd(data, o)) {
       if (end < 0) {
         // Not an ordinary record: a tls12_cid record (RFC 9146), or the end of what we read.
-        if (this.cidLength === 0 || data[o] !== TLS12_CID) return;
-        end = cidRecordEnd(data, o, this.cidLength);
+        if (this.cidLength === 0) return;
+        end = cidRecordEnd(data, o, this.cidLength); // -1 unless type 25 with a sound header
         if (end < 0) return;
         if (!this.handleCidRecord(data, o, end, address, port)) return;
         continue;

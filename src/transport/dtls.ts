@@ -33,12 +33,7 @@ import {
 import type { HandshakeRateOptions } from '../dtls/handshake-rate.js';
 import { createKeyLogger, type KeyLogSink } from '../dtls/keylog.js';
 import { RECORD_HEADER_LENGTH } from '../dtls/record/record.js';
-import {
-  DTLS_SERVER_DEFAULTS,
-  DtlsServer,
-  type DtlsServerConnection,
-  type PskLookup,
-} from '../dtls/server.js';
+import { DtlsServer, type DtlsServerConnection, type PskLookup } from '../dtls/server.js';
 import {
   ClosedError,
   DnsError,
@@ -49,6 +44,7 @@ import {
   NetworkError,
 } from '../errors.js';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.js';
+import { unmapAddress } from '../util/ip-prefix.js';
 import { formatAddress } from './address.js';
 import {
   DEFAULT_WRITE_SEQUENCE_MARGIN,
@@ -80,10 +76,6 @@ export interface PskCredentials {
 
 const toBytes = (v: string | Uint8Array): Buffer =>
   typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v);
-
-function normalizeAddress(a: string): string {
-  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
-}
 
 function bindSocket(
   type: 'udp4' | 'udp6',
@@ -367,7 +359,7 @@ export class DtlsClientTransport implements Transport {
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
     let s = this.lastRecv;
     if (s === undefined || rinfo.port !== this.lastRecvPort || rinfo.address !== this.lastRecvAddress) {
-      s = this.sessions.get(`${normalizeAddress(rinfo.address)}%${rinfo.port}`);
+      s = this.sessions.get(`${unmapAddress(rinfo.address)}%${rinfo.port}`);
       if (s === undefined) return;
       this.lastRecv = s;
       this.lastRecvAddress = rinfo.address;
@@ -927,12 +919,12 @@ export class DtlsServerTransport implements Transport {
           : (identity) =>
               identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined;
     this.pskLookup = pskLookup;
-    this.maxSessions = options.maxSessions ?? DTLS_SERVER_DEFAULTS.maxSessions;
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
     let lastV4 = '';
     let lastMapped = '';
     const v6 = family === 6;
+    this.v6 = v6;
     const mtu = options.mtu ?? (family === 6 ? 1280 : 576);
     this.maxMessageSize = maxPayload(mtu, family, options.cipherSuites);
     this.server = new DtlsServer(
@@ -1003,7 +995,7 @@ export class DtlsServerTransport implements Transport {
       },
     );
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) =>
-      this.server.handleDatagram(msg, normalizeAddress(rinfo.address), rinfo.port),
+      this.server.handleDatagram(msg, unmapAddress(rinfo.address), rinfo.port),
     );
     socket.on('error', (err) => {
       if (!this.closed)
@@ -1015,6 +1007,8 @@ export class DtlsServerTransport implements Transport {
   private readonly pending = new PendingSends();
   /** The session that delivered the last datagram: a response to it needs no session lookup. */
   private lastConn?: DtlsServerConnection;
+  /** The socket is udp6 (dual stack): IPv4 peers are reached through their v4-mapped address. */
+  private readonly v6: boolean;
 
   static async create(options: DtlsServerTransportOptions): Promise<DtlsServerTransport> {
     // Credentials are checked before a socket is bound (typed errors for unusable files).
@@ -1039,8 +1033,7 @@ export class DtlsServerTransport implements Transport {
   /** Sends a datagram as it is from this transport's socket (a cluster node relaying another node's answer). */
   sendRaw(data: Uint8Array, address: string, port: number): void {
     if (this.closed) return;
-    const v6 = this.socket.address().family === 'IPv6';
-    this.socket.send(data, port, v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
+    this.socket.send(data, port, this.v6 && isIP(address) === 4 ? `::ffff:${address}` : address);
   }
 
   localAddress(): { address: string; port: number; family: AddressFamily } {
@@ -1076,7 +1069,6 @@ export class DtlsServerTransport implements Transport {
   }
 
   private readonly pskLookup: PskLookup | undefined;
-  private readonly maxSessions: number;
 
   /**
    * The established sessions, sealed with `key` (AES-256-GCM under a key
@@ -1138,7 +1130,7 @@ export class DtlsServerTransport implements Transport {
    */
   async importSessions(buf: Uint8Array, key: Uint8Array | string): Promise<SessionImportResult> {
     if (this.closed) throw new ClosedError('DTLS transport is closed');
-    const entries = openSessions(buf, key, this.maxSessions);
+    const entries = openSessions(buf, key, this.server.maxSessions);
     const keep: SessionEntry[] = [];
     let revoked = 0;
     try {

@@ -1,8 +1,15 @@
 /**
  * The share key of an IP address for per-peer limits: an IPv6 address counts
  * by its /64 prefix (one subscriber usually holds a whole /64, so per-address
- * shares would be free to multiply), an IPv4 address by itself.
+ * shares would be free to multiply), an IPv4 address by itself. And the
+ * address a peer is keyed by, whatever the socket family.
  */
+import { isIP } from 'node:net';
+
+/** Strips the IPv4-mapped prefix ("::ffff:192.0.2.1" -> "192.0.2.1") so a peer has one key whatever the socket family. */
+export function unmapAddress(a: string): string {
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
 
 /** The /64 prefix of an IPv6 address ("2001:db8:0:1"); an IPv4 (or IPv4-mapped) address is its own prefix. */
 export function prefixOf(address: string): string {

@@ -25,7 +25,13 @@
 import { Buffer } from 'node:buffer';
 import { BufferView } from '../../util/view.js';
 import { DtlsError } from '../errors.js';
-import { type DtlsRecord, MAX_FRAGMENT_LENGTH, RECORD_HEADER_LENGTH } from './record.js';
+import {
+  type DtlsRecord,
+  MAX_FRAGMENT_LENGTH,
+  RECORD_HEADER_LENGTH,
+  recordSeq,
+  writeEpochSeq,
+} from './record.js';
 
 /** Content type of a record carrying a CID (RFC 9146 §4). */
 export const TLS12_CID = 25;
@@ -52,11 +58,6 @@ export function cidRecordEnd(data: Uint8Array, o: number, cidLength: number): nu
   return end;
 }
 
-/** The CID of the tls12_cid record at `o` (a view). */
-export function cidAt(data: Buffer, o: number, cidLength: number): Buffer {
-  return new BufferView(data.buffer, data.byteOffset + o + 11, cidLength);
-}
-
 /**
  * The tls12_cid record at `o..end` (as validated by `cidRecordEnd`) as a record
  * object of type 25: its fragment is the protected content (a view); the CID is
@@ -64,45 +65,34 @@ export function cidAt(data: Buffer, o: number, cidLength: number): Buffer {
  */
 export function cidRecordAt(data: Buffer, o: number, end: number, cidLength: number): DtlsRecord {
   const h = RECORD_HEADER_LENGTH + cidLength;
-  const lo = ((data[o + 7]! << 24) | (data[o + 8]! << 16) | (data[o + 9]! << 8) | data[o + 10]!) >>> 0;
   return {
     type: TLS12_CID,
     version: (data[o + 1]! << 8) | data[o + 2]!,
     epoch: (data[o + 3]! << 8) | data[o + 4]!,
-    seq: ((data[o + 5]! << 8) | data[o + 6]!) * 0x100000000 + lo,
+    seq: recordSeq(data, o),
     fragment: new BufferView(data.buffer, data.byteOffset + o + h, end - o - h),
   };
 }
 
-/** epoch(2) + 48-bit seq(6) at `o`. */
-function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
-  const hi = (seq / 0x100000000) >>> 0;
-  const lo = seq >>> 0;
-  b[o] = (epoch >>> 8) & 0xff;
-  b[o + 1] = epoch & 0xff;
-  b[o + 2] = (hi >>> 8) & 0xff;
-  b[o + 3] = hi & 0xff;
-  b[o + 4] = lo >>> 24;
-  b[o + 5] = (lo >>> 16) & 0xff;
-  b[o + 6] = (lo >>> 8) & 0xff;
-  b[o + 7] = lo & 0xff;
-}
-
-/** Writes the header of a tls12_cid record (type 25, the CID, the fragment length) at 0. */
+/**
+ * Writes the header of a tls12_cid record (type 25, version, epoch, seq, the
+ * CID, the fragment length) at `o`; returns the offset after it.
+ */
 export function writeCidHeader(
   out: Uint8Array,
+  o: number,
   epoch: number,
   seq: number,
   cid: Uint8Array,
   length: number,
   version = 0xfefd,
 ): number {
-  out[0] = TLS12_CID;
-  out[1] = (version >>> 8) & 0xff;
-  out[2] = version & 0xff;
-  writeEpochSeq(out, 3, epoch, seq);
-  out.set(cid, 11);
-  const at = 11 + cid.length;
+  out[o] = TLS12_CID;
+  out[o + 1] = (version >>> 8) & 0xff;
+  out[o + 2] = version & 0xff;
+  writeEpochSeq(out, o + 3, epoch, seq);
+  out.set(cid, o + 11);
+  const at = o + 11 + cid.length;
   out[at] = (length >>> 8) & 0xff;
   out[at + 1] = length & 0xff;
   return at + 2;
@@ -126,15 +116,8 @@ export function cidAdditionalData(
   for (let i = 0; i < 8; i++) ad[i] = 0xff; // seq_num_placeholder
   ad[8] = TLS12_CID;
   ad[9] = cid.length;
-  ad[10] = TLS12_CID;
-  ad[11] = (version >>> 8) & 0xff;
-  ad[12] = version & 0xff;
-  writeEpochSeq(ad, 13, epoch, seq);
-  ad.set(cid, 21);
-  const at = 21 + cid.length;
-  ad[at] = (innerLength >>> 8) & 0xff;
-  ad[at + 1] = innerLength & 0xff;
-  return ad.subarray(0, at + 2);
+  // Then the record's own header, with the inner plaintext's length.
+  return ad.subarray(0, writeCidHeader(ad, 10, epoch, seq, cid, innerLength, version));
 }
 
 /** DTLSInnerPlaintext: content | real_type | `padding` zero bytes. */

@@ -30,7 +30,7 @@ import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
 import { DtlsError } from '../errors.js';
 import { cidAdditionalData, writeCidHeader } from './cid.js';
-import { RECORD_HEADER_LENGTH } from './record.js';
+import { RECORD_HEADER_LENGTH, writeEpochSeq } from './record.js';
 
 export const DTLS_1_2_VERSION = 0xfefd;
 
@@ -54,20 +54,6 @@ export function epochSeqBytes(epoch: number, seq: bigint | number): Buffer {
   const b = Buffer.allocUnsafe(8);
   writeEpochSeq(b, 0, epoch, typeof seq === 'bigint' ? Number(seq) : seq);
   return b;
-}
-
-/** epoch(2) + 48-bit seq(6) at `o`, byte by byte (no writeUIntBE range checks). */
-function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
-  const hi = (seq / 0x100000000) >>> 0; // top 16 bits of the 48-bit number
-  const lo = seq >>> 0; // low 32 bits
-  b[o] = (epoch >>> 8) & 0xff;
-  b[o + 1] = epoch & 0xff;
-  b[o + 2] = (hi >>> 8) & 0xff;
-  b[o + 3] = hi & 0xff;
-  b[o + 4] = lo >>> 24;
-  b[o + 5] = (lo >>> 16) & 0xff;
-  b[o + 6] = (lo >>> 8) & 0xff;
-  b[o + 7] = lo & 0xff;
 }
 
 // Scratch space for nonces and additional data (only used synchronously).
@@ -195,19 +181,48 @@ export class SessionRecordProtection implements RecordProtection {
     const fragLen = this.explicitLen + ptLen + this.tagLength;
     const out = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + fragLen);
     writeHeader(out, type, epoch, seq, fragLen, version);
-    let o = RECORD_HEADER_LENGTH;
+    this.aeadSeal(
+      out,
+      RECORD_HEADER_LENGTH,
+      epoch,
+      seq,
+      plaintext,
+      -1,
+      fillAad(AAD, type, epoch, seq, ptLen),
+    );
+    return out;
+  }
+
+  /**
+   * Writes at `out[o..]` the explicit nonce, `plaintext` encrypted (followed by
+   * the byte `innerType` when it is >= 0: a DTLSInnerPlaintext without padding)
+   * and the tag; `ad` is the additional data.
+   */
+  private aeadSeal(
+    out: Buffer,
+    o: number,
+    epoch: number,
+    seq: number,
+    plaintext: Uint8Array,
+    innerType: number,
+    ad: Buffer,
+  ): void {
     const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
     if (this.explicitLen !== 0) {
       writeEpochSeq(out, o, epoch, seq); // explicit nonce
       o += 8;
     }
-    AAD_OPTS.plaintextLength = ptLen;
-    c.setAAD(fillAad(AAD, type, epoch, seq, ptLen), AAD_OPTS);
+    const len = innerType < 0 ? plaintext.length : plaintext.length + 1;
+    AAD_OPTS.plaintextLength = len;
+    c.setAAD(ad, AAD_OPTS);
     const ct = c.update(plaintext);
-    c.final();
     out.set(ct, o);
-    out.set(c.getAuthTag(), o + ct.length);
-    return out;
+    if (innerType >= 0) {
+      TYPE_BYTE[0] = innerType;
+      out.set(c.update(TYPE_BYTE), o + ct.length);
+    }
+    c.final();
+    out.set(c.getAuthTag(), o + len);
   }
 
   encrypt(contentType: number, epoch: number, seq: bigint | number, plaintext: Uint8Array): Buffer {
@@ -236,33 +251,53 @@ export class SessionRecordProtection implements RecordProtection {
     off: number,
     len: number,
   ): Buffer | undefined {
-    if (this.cipher === 'aes-128-cbc') {
-      try {
-        return this.cbcDecrypt(
-          contentType,
-          epoch,
-          seq,
-          new BufferView(data.buffer, data.byteOffset + off, len),
-        );
-      } catch {
-        return undefined;
-      }
-    }
-    const tagLength = this.tagLength;
+    if (this.cipher === 'aes-128-cbc') return this.cbcOpen(contentType, epoch, seq, data, off, len);
+    const ctLen = len - this.explicitLen - this.tagLength;
+    if (ctLen < 0) return undefined;
+    return this.aeadOpen(epoch, seq, data, off, ctLen, fillAad(AAD, contentType, epoch, seq, ctLen));
+  }
+
+  /**
+   * The AEAD fragment `data[off..]` (explicit nonce, `ctLen` bytes of
+   * ciphertext, tag) opened with the additional data `ad`, or undefined.
+   */
+  private aeadOpen(
+    epoch: number,
+    seq: number,
+    data: Uint8Array,
+    off: number,
+    ctLen: number,
+    ad: Buffer,
+  ): Buffer | undefined {
     const explicitLen = this.explicitLen;
-    if (len < explicitLen + tagLength) return undefined;
-    const ctLen = len - explicitLen - tagLength;
     const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
     const ab = data.buffer;
     const at = data.byteOffset + off + explicitLen;
     try {
       const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
-      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
+      d.setAuthTag(new BufferView(ab, at + ctLen, this.tagLength));
       AAD_OPTS.plaintextLength = ctLen;
-      d.setAAD(fillAad(AAD, contentType, epoch, seq, ctLen), AAD_OPTS);
+      d.setAAD(ad, AAD_OPTS);
       const pt = d.update(new BufferView(ab, at, ctLen));
       d.final();
       return pt;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `cbcDecrypt` of the fragment `data[off..off+len]`, undefined instead of the error. */
+  private cbcOpen(
+    type: number,
+    epoch: number,
+    seq: number,
+    data: Uint8Array,
+    off: number,
+    len: number,
+    cid?: Uint8Array,
+  ): Buffer | undefined {
+    try {
+      return this.cbcDecrypt(type, epoch, seq, new BufferView(data.buffer, data.byteOffset + off, len), cid);
     } catch {
       return undefined;
     }
@@ -283,35 +318,23 @@ export class SessionRecordProtection implements RecordProtection {
       inner[plaintext.length] = type;
       const frag = this.cbcEncrypt(type, epoch, seq, inner, cid);
       const out = Buffer.allocUnsafe(h + frag.length);
-      writeCidHeader(out, epoch, seq, cid, frag.length);
+      writeCidHeader(out, 0, epoch, seq, cid, frag.length);
       frag.copy(out, h);
       return out;
     }
     const fragLen = this.explicitLen + innerLen + this.tagLength;
     const out = Buffer.allocUnsafe(h + fragLen);
-    writeCidHeader(out, epoch, seq, cid, fragLen);
-    let o = h;
-    const c = createCipheriv(this.alg as 'aes-128-ccm', this.key(), this.nonce(epoch, seq), this.tagOpts);
-    if (this.explicitLen !== 0) {
-      writeEpochSeq(out, o, epoch, seq);
-      o += 8;
-    }
-    AAD_OPTS.plaintextLength = innerLen;
-    c.setAAD(cidAdditionalData(epoch, seq, cid, innerLen), AAD_OPTS);
+    writeCidHeader(out, 0, epoch, seq, cid, fragLen);
+    const ad = cidAdditionalData(epoch, seq, cid, innerLen);
     if (this.alg === 'aes-128-ccm') {
       // CCM takes its input in one piece.
       const inner = Buffer.allocUnsafe(innerLen);
       inner.set(plaintext, 0);
       inner[plaintext.length] = type;
-      out.set(c.update(inner), o);
+      this.aeadSeal(out, h, epoch, seq, inner, -1, ad);
     } else {
-      TYPE_BYTE[0] = type;
-      const ct1 = c.update(plaintext);
-      out.set(ct1, o);
-      out.set(c.update(TYPE_BYTE), o + ct1.length);
+      this.aeadSeal(out, h, epoch, seq, plaintext, type, ad);
     }
-    c.final();
-    out.set(c.getAuthTag(), o + innerLen);
     return out;
   }
 
@@ -333,31 +356,10 @@ export class SessionRecordProtection implements RecordProtection {
     off: number,
     len: number,
   ): Buffer | undefined {
-    if (this.cipher === 'aes-128-cbc') {
-      try {
-        return this.cbcDecrypt(0, epoch, seq, new BufferView(data.buffer, data.byteOffset + off, len), cid);
-      } catch {
-        return undefined;
-      }
-    }
-    const tagLength = this.tagLength;
-    const explicitLen = this.explicitLen;
-    if (len < explicitLen + tagLength + 1) return undefined;
-    const ctLen = len - explicitLen - tagLength;
-    const nonce = this.nonce(epoch, seq, explicitLen === 8 ? data : undefined, off);
-    const ab = data.buffer;
-    const at = data.byteOffset + off + explicitLen;
-    try {
-      const d = createDecipheriv(this.alg as 'aes-128-ccm', this.key(), nonce, this.tagOpts);
-      d.setAuthTag(new BufferView(ab, at + ctLen, tagLength));
-      AAD_OPTS.plaintextLength = ctLen;
-      d.setAAD(cidAdditionalData(epoch, seq, cid, ctLen), AAD_OPTS);
-      const pt = d.update(new BufferView(ab, at, ctLen));
-      d.final();
-      return pt;
-    } catch {
-      return undefined;
-    }
+    if (this.cipher === 'aes-128-cbc') return this.cbcOpen(0, epoch, seq, data, off, len, cid);
+    const ctLen = len - this.explicitLen - this.tagLength;
+    if (ctLen < 1) return undefined; // at least the real content type
+    return this.aeadOpen(epoch, seq, data, off, ctLen, cidAdditionalData(epoch, seq, cid, ctLen));
   }
 
   // ---- AES-128-CBC + HMAC-SHA256 (MAC-then-encrypt)

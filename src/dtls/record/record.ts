@@ -52,6 +52,20 @@ export function recordSeq(data: Uint8Array, o: number): number {
   return ((data[o + 5]! << 8) | data[o + 6]!) * 0x100000000 + lo;
 }
 
+/** Writes epoch(2) + 48-bit seq(6) at `o`, byte by byte (no writeUIntBE range checks). */
+export function writeEpochSeq(b: Uint8Array, o: number, epoch: number, seq: number): void {
+  const hi = (seq / 0x100000000) >>> 0; // top 16 bits of the 48-bit number
+  const lo = seq >>> 0; // low 32 bits
+  b[o] = (epoch >>> 8) & 0xff;
+  b[o + 1] = epoch & 0xff;
+  b[o + 2] = (hi >>> 8) & 0xff;
+  b[o + 3] = hi & 0xff;
+  b[o + 4] = lo >>> 24;
+  b[o + 5] = (lo >>> 16) & 0xff;
+  b[o + 6] = (lo >>> 8) & 0xff;
+  b[o + 7] = lo & 0xff;
+}
+
 /** The record at `o..end` (as validated by `recordEnd`) as an object; the fragment is a view. */
 export function recordAt(data: Buffer, o: number, end: number): DtlsRecord {
   return {
