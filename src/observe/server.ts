@@ -287,13 +287,7 @@ export class ObserveServer {
    * server passes every other request straight on, without a call into the layer.
    */
   concerns(msg: CoapMessage): boolean {
-    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return false;
-    // Options are sorted: look only until the first number >= Observe (6).
-    for (const o of msg.options) {
-      if (o.number < OptionNumber.Observe) continue;
-      return o.number === OptionNumber.Observe;
-    }
-    return false;
+    return observeValue(msg) !== undefined;
   }
 
   /** The middleware for one server (used by `CoapServer.setObserve`). */
@@ -479,14 +473,7 @@ export class ObserveServer {
   ): Result | undefined {
     const msg = req.message;
     // Not a GET/FETCH or no Observe: pass on (undefined = the server runs the next middleware).
-    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
-    // Options are sorted: look only until the first number >= Observe (6); most GETs stop at once.
-    let raw: Buffer | undefined;
-    for (const o of msg.options) {
-      if (o.number < OptionNumber.Observe) continue;
-      if (o.number === OptionNumber.Observe) raw = o.value;
-      break;
-    }
+    const raw = observeValue(msg);
     if (raw === undefined) return undefined;
     const value = raw.length > 3 ? -1 : decodeUint(raw);
     const endpoint = req.endpoint;
@@ -839,6 +826,19 @@ export class ObserveServer {
  * (never a slice of the received datagram): token, options, and for FETCH the
  * payload (its query). A GET's payload means nothing (§5.8.1) and is dropped.
  */
+/**
+ * The Observe option of a GET or FETCH (undefined for any other request or without one).
+ * Options are sorted: it looks only until the first number >= Observe (6); most GETs stop at once.
+ */
+function observeValue(msg: CoapMessage): Buffer | undefined {
+  if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
+  for (const o of msg.options) {
+    if (o.number < OptionNumber.Observe) continue;
+    return o.number === OptionNumber.Observe ? o.value : undefined;
+  }
+  return undefined;
+}
+
 function compactRequest(req: ServerRequest): { req: ServerRequest; bytes: number } {
   const msg = req.message;
   const payload = msg.code === Method.FETCH ? msg.payload : undefined;
