@@ -35,6 +35,7 @@ import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
+import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, OscoreError, OscoreSequenceUnavailableError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
@@ -384,7 +385,8 @@ export class OscoreServer {
         };
       return refusal(ResponseCode.InternalServerError, '');
     }
-    if (peer !== undefined) {
+    // The Partial IV is read back only for a diagnostics subscriber (publishInner would drop it).
+    if (peer !== undefined && channels.oscore.hasSubscribers) {
       const raw = oscoreOptionOf(out.options);
       publishInner(
         peer,
