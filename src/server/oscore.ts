@@ -31,6 +31,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { publishInner } from '../client/oscore.js';
+import { utf8Interned } from '../codec/intern.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
@@ -443,7 +444,8 @@ function isProxyRequest(options: readonly CoapOption[]): boolean {
 
 function pathSegments(options: readonly CoapOption[]): string[] {
   const out: string[] = [];
-  for (const o of options) if (o.number === OptionNumber.UriPath) out.push(o.value.toString('utf8'));
+  // Interned, as the pipeline decodes them right after: a hit costs no string.
+  for (const o of options) if (o.number === OptionNumber.UriPath) out.push(utf8Interned(o.value));
   return out;
 }
 
