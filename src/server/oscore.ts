@@ -323,10 +323,15 @@ export class OscoreServer {
       binding.context.replayReset(binding.sequenceNumber);
     }
     this.stats.verified++;
+    // One pass over the inner options for Observe and Echo.
+    let observe = false;
+    let echo = false;
+    for (const o of inner.options) {
+      if (o.number === OptionNumber.Observe) observe = true;
+      else if (o.number === OptionNumber.Echo) echo = true;
+    }
     // The Echo option was for the freshness check above (the amplification rule does not apply).
-    if (inner.options.some((o) => o.number === OptionNumber.Echo))
-      inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
-    const observe = inner.options.some((o) => o.number === OptionNumber.Observe);
+    if (echo) inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
     const info: OscoreRequestInfo = {
       kid: binding.kid,
       kidContext: binding.kidContext,
