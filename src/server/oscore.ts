@@ -203,7 +203,7 @@ export class OscoreServer {
         this.stats.unprotectedRefused++;
         return refusal(ResponseCode.BadOption, 'OSCORE required');
       }
-      return server.handle(msg, peer, endpoint, true);
+      return server.pipeline(msg, peer, endpoint);
     }
     let outer: OuterRequest | undefined;
     if (msg.options.some((o) => o.number === OptionNumber.Block1 || o.number === OptionNumber.Block2)) {
@@ -360,7 +360,7 @@ export class OscoreServer {
               (observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true),
             peer,
           );
-    const result = server.handle(inner, innerPeer, endpoint, true);
+    const result = server.pipeline(inner, innerPeer, endpoint);
     return result instanceof Promise ? result.then(answer) : answer(result);
   }
 
