@@ -392,6 +392,7 @@ export class ObserveServer {
       undefined,
       endpoint,
       bytes,
+      now,
       now - this.opts.staleAfterMs,
     );
     o.persistedId = id;
@@ -549,7 +550,8 @@ export class ObserveServer {
     next: (() => Result) | undefined,
     endpoint: Endpoint,
     bytes: number,
-    heard: number,
+    now: number,
+    heard = now,
   ): Observer {
     const address = req.peer.address;
     const o: Observer = {
@@ -565,7 +567,7 @@ export class ObserveServer {
       address,
       bytes,
       count: 0,
-      lastCon: this.time.now(),
+      lastCon: now,
       lastHeard: heard,
       inflight: false,
       conMid: -1,
