@@ -377,7 +377,7 @@ export class ObserveServer {
     const req = new ServerRequest(message, rec.peer, rec.path, segments);
     req.endpoint = endpoint;
     const compact = compactRequest(req);
-    const key = `${this.endpointId(endpoint)}|${rec.peer.key}|${rec.token.toString('latin1')}`;
+    const key = this.observerKey(endpoint, rec.peer, rec.token);
     const existing = this.observers.get(key);
     if (existing) this.remove(existing, undefined);
     const bytes = OBSERVER_OVERHEAD + compact.bytes + key.length;
@@ -456,6 +456,11 @@ export class ObserveServer {
     return id;
   }
 
+  /** An observer's key. The endpoint is part of it: a coap:// and a coaps:// peer may share address and port. */
+  private observerKey(endpoint: Endpoint | undefined, peer: Peer, token: Buffer): string {
+    return `${endpoint === undefined ? 0 : this.endpointId(endpoint)}|${peer.key}|${token.toString('latin1')}`;
+  }
+
   /** Listeners to remove at close (see endpointId). */
   private readonly unlisten: Array<() => void> = [];
 
@@ -478,8 +483,7 @@ export class ObserveServer {
     if (raw === undefined) return undefined;
     const value = raw.length > 3 ? -1 : decodeUint(raw);
     const endpoint = req.endpoint;
-    // The endpoint is part of the key: a coap:// and a coaps:// peer may share address and port.
-    const key = `${endpoint === undefined ? 0 : this.endpointId(endpoint)}|${req.peer.key}|${msg.token.toString('latin1')}`;
+    const key = this.observerKey(endpoint, req.peer, msg.token);
     if (value === 1) {
       const o = this.observers.get(key);
       if (o) {
