@@ -38,6 +38,7 @@ import {
   BERT_SZX,
   type BlockProgress,
   bertPayloadSize,
+  blockLengthOk,
   MAX_SZX,
   szxToSize,
   withoutOptions,
@@ -477,16 +478,6 @@ function whole(res: InboundResponse, maxBody: number): BlockwiseResult {
   const payload = res.message.payload;
   if (payload.length > maxBody) throw tooLarge(`response body of ${payload.length} bytes`, maxBody);
   return { message: strip(res.message, payload), last: res, payload };
-}
-
-/**
- * A block's payload fits its option: with M=1 exactly the block size, or for BERT
- * (RFC 8323 §6) a non-zero multiple of 1024; the last block at most the block size
- * (BERT: any length, which the transport's Max-Message-Size bounds).
- */
-function blockLengthOk(b: ReturnType<typeof decodeBlock>, len: number, full: boolean): boolean {
-  if (b.szx === BERT_SZX) return full ? len > 0 && len % 1024 === 0 : true;
-  return full ? len === b.size : len <= b.size;
 }
 
 function sizeToSzxOf(size: number): number {

@@ -3,6 +3,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CoapOption } from '../codec/message.js';
+import type { BlockOption } from '../codec/options.js';
 
 /** Largest SZX over UDP/DTLS (1024-byte blocks); 7 is BERT (TCP only). */
 export const MAX_SZX = 6;
@@ -57,4 +58,14 @@ export function bertPayloadSize(mms: number | undefined, options: readonly CoapO
   if (options !== undefined) for (const o of options) overhead += o.value.length + 5;
   const n = Math.floor((mms - overhead) / 1024) * 1024;
   return n >= 2048 ? n : 0;
+}
+
+/**
+ * A block's payload fits its option: with M=1 exactly the block size, or for BERT
+ * (RFC 8323 §6) a non-zero multiple of 1024; the last block at most the block size
+ * (BERT: any length, which the transport's Max-Message-Size bounds).
+ */
+export function blockLengthOk(b: BlockOption, len: number, full: boolean): boolean {
+  if (b.szx === BERT_SZX) return full ? len > 0 && len % 1024 === 0 : true;
+  return full ? len === b.size : len <= b.size;
 }

@@ -33,6 +33,7 @@ import { Groups, Tally } from '../util/keyed.js';
 import {
   BERT_SZX,
   bertPayloadSize,
+  blockLengthOk,
   contentEtag,
   MAX_SZX,
   sizeToSzxFloor,
@@ -543,11 +544,7 @@ export class BlockwiseServer {
     // 4.00 Bad Request, and no state is created for it. A BERT block (RFC 8323 §6) with
     // M=1 is a non-zero multiple of 1024 bytes; the transport bounds its length.
     const isBert = b1.szx === BERT_SZX;
-    if (
-      isBert
-        ? b1.more && (data.length === 0 || data.length % 1024 !== 0)
-        : data.length > b1.size || (b1.more && data.length !== b1.size)
-    ) {
+    if (!blockLengthOk(b1, data.length, b1.more)) {
       if (isBert) {
         return text(
           ResponseCode.BadRequest,

@@ -76,7 +76,8 @@ export async function oscoreRoundTrip(
     };
     const r = await outerReassemble(protectedReq, await send(protectedReq), send);
     const inner = unprotectResponse(binding, r.message);
-    publishInner(r.peer, 'in', inner, binding.kid, responsePiv(r.message));
+    if (channels.oscore.hasSubscribers)
+      publishInner(r.peer, 'in', inner, binding.kid, responsePiv(r.message));
     const echo =
       inner.code === ResponseCode.Unauthorized
         ? inner.options.find((o) => o.number === OptionNumber.Echo)

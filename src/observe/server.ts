@@ -287,13 +287,7 @@ export class ObserveServer {
    * server passes every other request straight on, without a call into the layer.
    */
   concerns(msg: CoapMessage): boolean {
-    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return false;
-    // Options are sorted: look only until the first number >= Observe (6).
-    for (const o of msg.options) {
-      if (o.number < OptionNumber.Observe) continue;
-      return o.number === OptionNumber.Observe;
-    }
-    return false;
+    return observeValue(msg) !== undefined;
   }
 
   /** The middleware for one server (used by `CoapServer.setObserve`). */
@@ -383,7 +377,7 @@ export class ObserveServer {
     const req = new ServerRequest(message, rec.peer, rec.path, segments);
     req.endpoint = endpoint;
     const compact = compactRequest(req);
-    const key = `${this.endpointId(endpoint)}|${rec.peer.key}|${rec.token.toString('latin1')}`;
+    const key = this.observerKey(endpoint, rec.peer, rec.token);
     const existing = this.observers.get(key);
     if (existing) this.remove(existing, undefined);
     const bytes = OBSERVER_OVERHEAD + compact.bytes + key.length;
@@ -398,6 +392,7 @@ export class ObserveServer {
       undefined,
       endpoint,
       bytes,
+      now,
       now - this.opts.staleAfterMs,
     );
     o.persistedId = id;
@@ -461,6 +456,11 @@ export class ObserveServer {
     return id;
   }
 
+  /** An observer's key. The endpoint is part of it: a coap:// and a coaps:// peer may share address and port. */
+  private observerKey(endpoint: Endpoint | undefined, peer: Peer, token: Buffer): string {
+    return `${endpoint === undefined ? 0 : this.endpointId(endpoint)}|${peer.key}|${token.toString('latin1')}`;
+  }
+
   /** Listeners to remove at close (see endpointId). */
   private readonly unlisten: Array<() => void> = [];
 
@@ -479,19 +479,11 @@ export class ObserveServer {
   ): Result | undefined {
     const msg = req.message;
     // Not a GET/FETCH or no Observe: pass on (undefined = the server runs the next middleware).
-    if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
-    // Options are sorted: look only until the first number >= Observe (6); most GETs stop at once.
-    let raw: Buffer | undefined;
-    for (const o of msg.options) {
-      if (o.number < OptionNumber.Observe) continue;
-      if (o.number === OptionNumber.Observe) raw = o.value;
-      break;
-    }
+    const raw = observeValue(msg);
     if (raw === undefined) return undefined;
     const value = raw.length > 3 ? -1 : decodeUint(raw);
     const endpoint = req.endpoint;
-    // The endpoint is part of the key: a coap:// and a coaps:// peer may share address and port.
-    const key = `${endpoint === undefined ? 0 : this.endpointId(endpoint)}|${req.peer.key}|${msg.token.toString('latin1')}`;
+    const key = this.observerKey(endpoint, req.peer, msg.token);
     if (value === 1) {
       const o = this.observers.get(key);
       if (o) {
@@ -562,7 +554,8 @@ export class ObserveServer {
     next: (() => Result) | undefined,
     endpoint: Endpoint,
     bytes: number,
-    heard: number,
+    now: number,
+    heard = now,
   ): Observer {
     const address = req.peer.address;
     const o: Observer = {
@@ -578,7 +571,7 @@ export class ObserveServer {
       address,
       bytes,
       count: 0,
-      lastCon: this.time.now(),
+      lastCon: now,
       lastHeard: heard,
       inflight: false,
       conMid: -1,
@@ -839,6 +832,19 @@ export class ObserveServer {
  * (never a slice of the received datagram): token, options, and for FETCH the
  * payload (its query). A GET's payload means nothing (§5.8.1) and is dropped.
  */
+/**
+ * The Observe option of a GET or FETCH (undefined for any other request or without one).
+ * Options are sorted: it looks only until the first number >= Observe (6); most GETs stop at once.
+ */
+function observeValue(msg: CoapMessage): Buffer | undefined {
+  if (msg.code !== Method.GET && msg.code !== Method.FETCH) return undefined;
+  for (const o of msg.options) {
+    if (o.number < OptionNumber.Observe) continue;
+    return o.number === OptionNumber.Observe ? o.value : undefined;
+  }
+  return undefined;
+}
+
 function compactRequest(req: ServerRequest): { req: ServerRequest; bytes: number } {
   const msg = req.message;
   const payload = msg.code === Method.FETCH ? msg.payload : undefined;

@@ -46,7 +46,7 @@ export const OSCORE_ALGORITHMS: readonly OscoreAlgorithm[] = [
 ];
 
 /** Looks an algorithm up by COSE number or name. */
-export function oscoreAlgorithm(a: number | string): OscoreAlgorithm {
+function oscoreAlgorithm(a: number | string): OscoreAlgorithm {
   const found = OSCORE_ALGORITHMS.find((x) => x.id === a || x.name === a);
   if (found === undefined) {
     throw new InvalidArgumentError(

@@ -219,19 +219,8 @@ export function unprotectRequest(lookup: ContextLookup, msg: CoapMessage): Unpro
   if (inner.code < 1 || inner.code > 31)
     throw answer(new OscoreError('inner code is not a request method'), 0x80, 'Decryption failed');
   if (ctx.replayKnown) ctx.replayAccept(seq);
-  const options: CoapOption[] = [];
-  for (const o of msg.options) if (outerOnly(o.number) && o.number !== OptionNumber.Oscore) options.push(o);
-  for (const o of inner.options) if (!outerOnly(o.number)) options.push(o);
-  options.sort((a, b) => a.number - b.number);
   return {
-    message: {
-      type: msg.type,
-      code: inner.code,
-      messageId: msg.messageId,
-      token: msg.token,
-      options,
-      payload: inner.payload ?? EMPTY,
-    },
+    message: unprotected(msg, inner),
     binding: {
       context: ctx,
       kid: Buffer.from(opt.kid),
@@ -312,6 +301,11 @@ export function unprotectResponse(binding: RequestBinding, msg: CoapMessage): Co
   const pt = ctx.open(ctx.recipientKey, nonce, aad, msg.payload);
   const inner = parsePlaintext(pt);
   if (inner.code >> 5 < 2) throw new OscoreError('inner code of a response is not a response code');
+  return unprotected(msg, inner);
+}
+
+/** The unprotected message: `msg`'s header and outer options (less OSCORE), the inner code, options and payload. */
+function unprotected(msg: CoapMessage, inner: PlainMessage): CoapMessage {
   const options: CoapOption[] = [];
   for (const o of msg.options) if (outerOnly(o.number) && o.number !== OptionNumber.Oscore) options.push(o);
   for (const o of inner.options) if (!outerOnly(o.number)) options.push(o);

@@ -40,8 +40,6 @@ import { type Clock, realClock } from '../util/clock.js';
 import { prefixOf } from '../util/ip-prefix.js';
 import { Tally } from '../util/keyed.js';
 
-export { prefixOf };
-
 /** Bounds of the Echo-based address verification (server option `echo`). */
 export interface EchoOptions {
   /** How long an Echo value handed out in a 4.01 stays valid, in ms (default 60 000; 1 000..3 600 000). */

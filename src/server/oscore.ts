@@ -31,10 +31,12 @@
  */
 import { Buffer } from 'node:buffer';
 import { publishInner } from '../client/oscore.js';
+import { utf8Interned } from '../codec/intern.js';
 import type { CoapMessage, CoapOption } from '../codec/message.js';
 import { type BlockOption, encodeBlock, encodeUint } from '../codec/options.js';
 import { ResponseCode } from '../constants/codes.js';
 import { OptionNumber } from '../constants/options.js';
+import { channels } from '../diagnostics.js';
 import type { Endpoint } from '../endpoint/endpoint.js';
 import { InvalidArgumentError, OscoreError, OscoreSequenceUnavailableError } from '../errors.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
@@ -201,7 +203,7 @@ export class OscoreServer {
         this.stats.unprotectedRefused++;
         return refusal(ResponseCode.BadOption, 'OSCORE required');
       }
-      return server.handle(msg, peer, endpoint, true);
+      return server.pipeline(msg, peer, endpoint);
     }
     let outer: OuterRequest | undefined;
     if (msg.options.some((o) => o.number === OptionNumber.Block1 || o.number === OptionNumber.Block2)) {
@@ -321,10 +323,15 @@ export class OscoreServer {
       binding.context.replayReset(binding.sequenceNumber);
     }
     this.stats.verified++;
+    // One pass over the inner options for Observe and Echo.
+    let observe = false;
+    let echo = false;
+    for (const o of inner.options) {
+      if (o.number === OptionNumber.Observe) observe = true;
+      else if (o.number === OptionNumber.Echo) echo = true;
+    }
     // The Echo option was for the freshness check above (the amplification rule does not apply).
-    if (inner.options.some((o) => o.number === OptionNumber.Echo))
-      inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
-    const observe = inner.options.some((o) => o.number === OptionNumber.Observe);
+    if (echo) inner = { ...inner, options: inner.options.filter((o) => o.number !== OptionNumber.Echo) };
     const info: OscoreRequestInfo = {
       kid: binding.kid,
       kidContext: binding.kidContext,
@@ -353,7 +360,7 @@ export class OscoreServer {
               (observe && r.options?.some((o) => o.number === OptionNumber.Observe) === true),
             peer,
           );
-    const result = server.handle(inner, innerPeer, endpoint, true);
+    const result = server.pipeline(inner, innerPeer, endpoint);
     return result instanceof Promise ? result.then(answer) : answer(result);
   }
 
@@ -384,7 +391,8 @@ export class OscoreServer {
         };
       return refusal(ResponseCode.InternalServerError, '');
     }
-    if (peer !== undefined) {
+    // The Partial IV is read back only for a diagnostics subscriber (publishInner would drop it).
+    if (peer !== undefined && channels.oscore.hasSubscribers) {
       const raw = oscoreOptionOf(out.options);
       publishInner(
         peer,
@@ -441,7 +449,8 @@ function isProxyRequest(options: readonly CoapOption[]): boolean {
 
 function pathSegments(options: readonly CoapOption[]): string[] {
   const out: string[] = [];
-  for (const o of options) if (o.number === OptionNumber.UriPath) out.push(o.value.toString('utf8'));
+  // Interned, as the pipeline decodes them right after: a hit costs no string.
+  for (const o of options) if (o.number === OptionNumber.UriPath) out.push(utf8Interned(o.value));
   return out;
 }
 

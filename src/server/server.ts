@@ -540,19 +540,25 @@ export class CoapServer {
 
   /**
    * A layer around the whole pipeline (OSCORE: `enableOscore`): it sees every request
-   * before anything else and returns the answer; it runs the pipeline with
-   * `handle(msg, peer, endpoint, true)`.
+   * before anything else and returns the answer; it runs the pipeline with `pipeline()`.
    */
   around: ServerHandlerLayer | undefined;
 
-  /** The server's request pipeline (called by every endpoint); `inner`: under the `around` layer. */
+  /** Handles a request (called by every endpoint): through the `around` layer when one is set, else the pipeline. */
   handle(
     msg: CoapMessage,
     peer: ServerPeer,
     endpoint?: Endpoint,
-    inner?: boolean,
   ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
-    if (this.around !== undefined && inner !== true) return this.around(msg, peer, endpoint);
+    return this.around === undefined ? this.pipeline(msg, peer, endpoint) : this.around(msg, peer, endpoint);
+  }
+
+  /** The server's request pipeline (under the `around` layer, when one is set). */
+  pipeline(
+    msg: CoapMessage,
+    peer: ServerPeer,
+    endpoint?: Endpoint,
+  ): OutgoingResponse | null | Promise<OutgoingResponse | null> {
     // Path from Uri-Path options.
     // Most paths have one segment: keep it in a local and size the array exactly.
     // An unrecognized or malformed critical option (e.g. a Uri-Query over 255 bytes) rejects the

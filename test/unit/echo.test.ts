@@ -13,10 +13,11 @@ import { getOption } from '../../src/codec/options.js';
 import { OptionNumber } from '../../src/constants/options.js';
 import { InvalidArgumentError, ResponseCodeError } from '../../src/errors.js';
 import { enableObserve } from '../../src/observe/server.js';
-import { AmplificationGuard, ECHO_LENGTH, prefixOf, responseSize } from '../../src/server/echo.js';
+import { AmplificationGuard, ECHO_LENGTH, responseSize } from '../../src/server/echo.js';
 import { CoapServer } from '../../src/server/server.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { VirtualClock } from '../../src/util/clock.js';
+import { prefixOf } from '../../src/util/ip-prefix.js';
 import { withTimeout } from '../helpers/timing.js';
 
 const A = makePeer('127.0.0.1', 40000);
