@@ -267,8 +267,8 @@ export class CoapClient {
   async request(uri: string | CoapUri, opts: RequestOptions = {}): Promise<CoapResponse> {
     const target = await this.resolve(uri);
     const { code, options, payload } = buildRequest(target.uriOptions, opts);
-    // One deadline for the whole exchange: every round trip (block) gets what is left of it.
-    // One deadline on the endpoint's clock (the one its retransmission and timeout timers use).
+    // One deadline for the whole exchange, on the endpoint's clock (the one its retransmission
+    // and timeout timers use): every round trip (block) gets what is left of it.
     const clock = target.endpoint.clock;
     const deadline = opts.timeout !== undefined ? clock.now() + opts.timeout : undefined;
     let roundTrips = 0;
