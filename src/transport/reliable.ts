@@ -246,7 +246,8 @@ export abstract class ReliableTransport implements Transport {
   send(data: Uint8Array, peer: Peer): void {
     if (this.closing) return;
     let frame: Buffer | undefined;
-    if (data.length === 4 && data[1] === 0) {
+    const ping = data.length === 4 && data[1] === 0;
+    if (ping) {
       // An empty CON is a CoAP ping: 7.02 Ping, its token the Message ID (the Pong comes back as an RST).
       if (((data[0]! >> 4) & 3) !== 0) return; // ACK, RST, empty NON: none on reliable transports
       frame = encodeFrame({ code: SignalCode.Ping, token: data.subarray(2, 4) }, this.websocket);
@@ -264,7 +265,7 @@ export abstract class ReliableTransport implements Transport {
       conn = this.connect(peer);
       if (conn === undefined) return;
     }
-    if (frame[1] === SignalCode.Ping) {
+    if (ping) {
       conn.pings ??= [];
       if (conn.pings.length >= MAX_PINGS) conn.pings.shift();
       conn.pings.push((data[2]! << 8) | data[3]!);
