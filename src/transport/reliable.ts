@@ -14,6 +14,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import type net from 'node:net';
 import {
   applyCsm,
   DEFAULT_RELIABLE_MAX_MESSAGE_SIZE,
@@ -594,4 +595,38 @@ export function listenerAddress(server: { address(): unknown } | undefined): Loc
     return { address: a.address, port: a.port, family: familyOf(a.address) };
   }
   return { address: '::', port: 0, family: 'IPv6' };
+}
+
+/**
+ * Listens on `host` and `port`; without a host on '::', falling back to '0.0.0.0' (a
+ * machine without IPv6). A NetworkError says where when it cannot.
+ */
+export async function listenServer(
+  server: net.Server,
+  host: string | undefined,
+  port: number,
+): Promise<void> {
+  const tryListen = (h: string) =>
+    new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen({ host: h, port }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+  try {
+    if (host !== undefined) await tryListen(host);
+    else {
+      try {
+        await tryListen('::');
+      } catch {
+        await tryListen('0.0.0.0');
+      }
+    }
+  } catch (err) {
+    throw new NetworkError(`cannot listen on ${host ?? '::'} port ${port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }

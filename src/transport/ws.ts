@@ -15,6 +15,7 @@ import { InvalidArgumentError, NetworkError } from '../errors.js';
 import {
   type LocalAddress,
   listenerAddress,
+  listenServer,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
@@ -168,32 +169,7 @@ export class WsTransport extends ReliableTransport {
     };
     server.on('upgrade', this.upgradeListener);
     if (this.ownServer) {
-      const listenOn = (h: string) =>
-        new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) => reject(err);
-          server.once('error', onError);
-          server.listen({ host: h, port: o.port ?? 0 }, () => {
-            server.off('error', onError);
-            resolve();
-          });
-        });
-      try {
-        if (o.host !== undefined) await listenOn(o.host);
-        else {
-          try {
-            await listenOn('::');
-          } catch {
-            await listenOn('0.0.0.0');
-          }
-        }
-      } catch (err) {
-        throw new NetworkError(
-          `cannot listen on ${o.host ?? '::'} port ${o.port}: ${(err as Error).message}`,
-          {
-            cause: err,
-          },
-        );
-      }
+      await listenServer(server, o.host, o.port ?? 0);
     }
   }
 
