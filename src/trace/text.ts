@@ -69,8 +69,6 @@ function familyOfKey(key: string): 'IPv4' | 'IPv6' {
   return (i < 0 ? key : key.slice(0, i)).includes(':') ? 'IPv6' : 'IPv4';
 }
 
-/** "12.3 ms", "1.50 s". */
-
 /** How the handshake-done line names the peer's identity. */
 const AUTH_LABEL = {
   psk: 'PSK identity',
@@ -78,6 +76,7 @@ const AUTH_LABEL = {
   rpk: 'peer raw public key',
 } as const;
 
+/** "12.3 ms", "1.50 s". */
 export const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 
 function hsName(h: HandshakeInfo): string {
