@@ -517,20 +517,22 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     },
     'coapkit:exchange:matched': (ev, t) => {
       // RFC 8323: no ACK and no Message ID to speak of, only the token.
-      const reliable = turn.reliableScheme(ev.peer) !== undefined;
-      let how = reliable
-        ? `response over ${turn.reliableScheme(ev.peer)}`
-        : ev.piggybacked
-          ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
-          : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
+      const scheme = turn.reliableScheme(ev.peer);
+      let how =
+        scheme !== undefined
+          ? `response over ${scheme}`
+          : ev.piggybacked
+            ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
+            : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
       // An Observe option in the message just received makes it a registration or notification.
       const obs = turn.observeValue(ev.peer, ev.messageId);
       if (obs !== undefined) {
-        how = reliable
-          ? `Observe ${obs}, ${how}`
-          : ev.piggybacked
-            ? `observation registered (Observe ${obs}), ${how}`
-            : `notification (Observe ${obs}), ${how}`;
+        how =
+          scheme !== undefined
+            ? `Observe ${obs}, ${how}`
+            : ev.piggybacked
+              ? `observation registered (Observe ${obs}), ${how}`
+              : `notification (Observe ${obs}), ${how}`;
       }
       const s = summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
       note(t, {
