@@ -7,6 +7,7 @@
  * it (published separately) print as one entry with one byte breakdown.
  */
 import { Buffer } from 'node:buffer';
+import { SignalCode } from '../codec/reliable.js';
 import type { ChannelPayloads } from '../diagnostics.js';
 import type { HandshakeInfo, RecordEvent } from '../dtls/diag.js';
 import { ALERT_NAMES, EXTENSION_NAMES, GROUP_NAMES, HANDSHAKE_TYPE_NAMES } from '../dtls/names.js';
@@ -187,7 +188,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const opts = s.options.map((o) => (o.value === '' ? o.name : `${o.name}: ${o.value}`));
       // §5.3.1: without Max-Message-Size the peer may assume 1152.
       const none =
-        s.code === 0xe1 && opts.length === 0 ? ['no options (Max-Message-Size 1152, no BERT)'] : [];
+        s.code === SignalCode.CSM && opts.length === 0 ? ['no options (Max-Message-Size 1152, no BERT)'] : [];
       const text = `${paint('bold', s.codeText)}${tok}  ${[...opts, ...none].join(', ')}`.trimEnd();
       const details = s.payloadLength > 0 ? [`diagnostic: ${s.payloadPreview}`, layout] : [layout];
       return line(e.t, 'SIG', 'info', e.dir, key, `${text}  (${s.sizes.total} B)`, details);
