@@ -337,8 +337,7 @@ export abstract class ReliableTransport implements Transport {
     return conn;
   }
 
-  /** Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
-  /** @internal */
+  /** @internal Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
   protected connected(c: ReliableConnection): void {
     const conn = c as Conn & { pendingWire?: Wire };
     if (conn.closed || conn.pendingWire === undefined) return;
