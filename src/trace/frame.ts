@@ -16,7 +16,7 @@ import {
   SIGNAL_OPTIONS,
 } from '../codec/reliable.js';
 import { describeCode, formatCode } from '../constants/codes.js';
-import { type CoapSizes, type CoapSummary, hexOf, summarizeCoap } from './describe.js';
+import { type CoapSizes, type CoapSummary, type CoapUndecodable, hexOf, summarizeCoap } from './describe.js';
 
 /** A decoded frame ready for printing. */
 export interface FrameSummary {
@@ -43,12 +43,8 @@ export interface FrameSummary {
   datagram: Buffer | undefined;
 }
 
-export interface FrameUndecodable {
-  ok: false;
-  error: string;
-  length: number;
-  hex: string;
-}
+/** A frame that does not decode: the same shape as an undecodable datagram. */
+export type FrameUndecodable = CoapUndecodable;
 
 /** True for the WebSocket schemes (Len 0 framing). */
 export function isWebSocketScheme(scheme: string): boolean {
