@@ -46,6 +46,36 @@ export const SignalOption = {
   BadCsmOption: 2,
 } as const;
 
+/** The name of each signaling code (RFC 8323 §5): "CSM" for 7.01. */
+export const SIGNAL_NAMES: Readonly<Record<number, string>> = {
+  [SignalCode.CSM]: 'CSM',
+  [SignalCode.Ping]: 'Ping',
+  [SignalCode.Pong]: 'Pong',
+  [SignalCode.Release]: 'Release',
+  [SignalCode.Abort]: 'Abort',
+};
+
+/** A signaling option's name and value format. */
+export interface SignalOptionDef {
+  name: string;
+  format: 'empty' | 'uint' | 'string';
+}
+
+/** Each signaling code's options (their numbers mean something else per code, §5.2). */
+export const SIGNAL_OPTIONS: Readonly<Record<number, Readonly<Record<number, SignalOptionDef>>>> = {
+  [SignalCode.CSM]: {
+    [SignalOption.MaxMessageSize]: { name: 'Max-Message-Size', format: 'uint' },
+    [SignalOption.BlockWiseTransfer]: { name: 'Block-Wise-Transfer', format: 'empty' },
+  },
+  [SignalCode.Ping]: { [SignalOption.Custody]: { name: 'Custody', format: 'empty' } },
+  [SignalCode.Pong]: { [SignalOption.Custody]: { name: 'Custody', format: 'empty' } },
+  [SignalCode.Release]: {
+    [SignalOption.AlternativeAddress]: { name: 'Alternative-Address', format: 'string' },
+    [SignalOption.HoldOff]: { name: 'Hold-Off', format: 'uint' },
+  },
+  [SignalCode.Abort]: { [SignalOption.BadCsmOption]: { name: 'Bad-CSM-Option', format: 'uint' } },
+};
+
 /** The Max-Message-Size every peer may assume before the CSM arrives (RFC 8323 §5.3.1). */
 export const DEFAULT_RELIABLE_MAX_MESSAGE_SIZE = 1152;
 

@@ -21,6 +21,9 @@ const DEFAULT_PORTS: Record<CoapScheme, number> = {
   'coaps+ws': 443,
 };
 
+/** Every CoAP URI scheme (RFC 7252, RFC 8323): coap, coaps, coap+tcp, coaps+tcp, coap+ws, coaps+ws. */
+export const COAP_SCHEMES: readonly CoapScheme[] = Object.keys(DEFAULT_PORTS) as CoapScheme[];
+
 export interface CoapUri {
   scheme: CoapScheme;
   /** Host as written, without brackets and percent-decoded; IPv6 zone kept after '%'. */

@@ -25,7 +25,7 @@ import type { WebSocket } from 'ws';
 import { type ClientOptions, CoapClient } from '../client/client.js';
 import type { CoapResponse } from '../client/response.js';
 import type { CoapOption } from '../codec/message.js';
-import { type CoapUri, parseUri } from '../codec/uri.js';
+import { COAP_SCHEMES, type CoapUri, parseUri } from '../codec/uri.js';
 import { CoapError, TimeoutError } from '../errors.js';
 import type { Observation } from '../observe/client.js';
 import { type ConsoleCredentials, MAX_PEM_CHARS, parseCredentials } from './credentials.js';
@@ -82,8 +82,8 @@ const HOP = new Set<number>([
   Opt.Size2,
 ]);
 
-/** Target schemes: UDP and DTLS (PSK, certificate, raw public key), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the page's CAs in certificate mode, else the system's). */
-const SCHEMES = new Set(['coap', 'coaps', 'coap+tcp', 'coaps+tcp', 'coap+ws', 'coaps+ws']);
+/** Target schemes: every CoAP one, UDP and DTLS (PSK, certificate, raw public key), and RFC 8323's TCP, TLS and WebSockets (TLS verified against the page's CAs in certificate mode, else the system's). */
+const SCHEMES: ReadonlySet<string> = new Set(COAP_SCHEMES);
 
 const GET = 1;
 const FETCH = 5;
@@ -265,7 +265,7 @@ export class ConsoleSession {
         if (scheme !== undefined && !SCHEMES.has(scheme)) {
           throw new Refused(
             PROXYING_NOT_SUPPORTED,
-            `the console proxies ${[...SCHEMES].join(', ')}, not ${scheme}`,
+            `the console proxies ${COAP_SCHEMES.join(', ')}, not ${scheme}`,
           );
         }
         uri = parseUri(text);
@@ -289,12 +289,6 @@ export class ConsoleSession {
     } catch (err) {
       if (err instanceof Refused) throw err;
       throw new Refused(BAD_REQUEST, `invalid proxy target: ${(err as Error).message}`);
-    }
-    if (!SCHEMES.has(uri.scheme)) {
-      throw new Refused(
-        PROXYING_NOT_SUPPORTED,
-        `the console proxies ${[...SCHEMES].join(', ')}, not ${uri.scheme}`,
-      );
     }
     if (uri.scheme === 'coaps') {
       if (this.creds.kind === 'error')

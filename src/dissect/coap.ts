@@ -6,6 +6,7 @@
 import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import type { CoapMessage } from '../codec/message.js';
+import { SignalCode } from '../codec/reliable.js';
 import {
   describeCode,
   formatCode,
@@ -321,10 +322,11 @@ function groupTcpOther(
   add: (ex: CoapExchange, m: CoapMessageInfo, role: string) => void,
   pings: Map<string, CoapExchange>,
 ): void {
-  if (m.code === 0xe3) {
-    const ping = pings.get(`${m.dst}|${m.src}|${m.token}`);
+  if (m.code === SignalCode.Pong) {
+    const key = `${m.dst}|${m.src}|${m.token}`;
+    const ping = pings.get(key);
     if (ping !== undefined) {
-      pings.delete(`${m.dst}|${m.src}|${m.token}`);
+      pings.delete(key);
       add(ping, m, 'Pong (answers the Ping)');
       return;
     }
@@ -338,8 +340,8 @@ function groupTcpOther(
       : m.kind === 'empty'
         ? 'Empty message (ignored by the receiver, RFC 8323 §3.4)'
         : 'message with reserved code';
-  add(ex, m, m.code === 0xe3 ? 'Pong (no matching Ping)' : role);
-  if (m.code === 0xe2) pings.set(`${m.src}|${m.dst}|${m.token}`, ex);
+  add(ex, m, m.code === SignalCode.Pong ? 'Pong (no matching Ping)' : role);
+  if (m.code === SignalCode.Ping) pings.set(`${m.src}|${m.dst}|${m.token}`, ex);
 }
 
 /** Groups messages into exchanges (token / MID matching) and block-wise transfers. */

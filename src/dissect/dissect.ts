@@ -653,7 +653,9 @@ class TcpCoapFlows {
       });
       this.result.coap.messages.push(info);
       fi.protocol = 'coap';
-      fi.coap = [...(fi.coap ?? []), info.index];
+      // One segment may complete thousands of frames: append, do not copy the list each time.
+      if (fi.coap === undefined) fi.coap = [info.index];
+      else fi.coap.push(info.index);
     } catch (e) {
       if (!(e instanceof CoapError)) throw e;
       fi.errors.push(

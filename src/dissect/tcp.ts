@@ -9,7 +9,13 @@ import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import type { Delivered } from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
-import { frameToDatagram, readFrameHeader, SignalCode } from '../codec/reliable.js';
+import {
+  frameToDatagram,
+  readFrameHeader,
+  readUint,
+  SIGNAL_NAMES,
+  SIGNAL_OPTIONS,
+} from '../codec/reliable.js';
 import { formatCode } from '../constants/codes.js';
 import { type CoapMessageInfo, type CoapOptionInfo, describeMessage, summarize } from './coap.js';
 
@@ -34,23 +40,6 @@ export interface StreamNote {
   text: string;
 }
 
-const SIGNAL_NAMES: Record<number, string> = {
-  [SignalCode.CSM]: 'CSM',
-  [SignalCode.Ping]: 'Ping',
-  [SignalCode.Pong]: 'Pong',
-  [SignalCode.Release]: 'Release',
-  [SignalCode.Abort]: 'Abort',
-};
-
-/** Signaling option names and formats, per signaling code (RFC 8323 §5.3-§5.6). */
-const SIGNAL_OPTIONS: Record<number, Record<number, [string, 'empty' | 'uint' | 'string']>> = {
-  [SignalCode.CSM]: { 2: ['Max-Message-Size', 'uint'], 4: ['Block-Wise-Transfer', 'empty'] },
-  [SignalCode.Ping]: { 2: ['Custody', 'empty'] },
-  [SignalCode.Pong]: { 2: ['Custody', 'empty'] },
-  [SignalCode.Release]: { 2: ['Alternative-Address', 'string'], 4: ['Hold-Off', 'uint'] },
-  [SignalCode.Abort]: { 2: ['Bad-CSM-Option', 'uint'] },
-};
-
 /** "7.01 CSM" for a signaling code, undefined for any other code. */
 export function signalingName(code: number): string | undefined {
   if (code >> 5 !== 7) return undefined;
@@ -72,7 +61,7 @@ function describeSignalingOption(code: number, number: number, value: Uint8Array
       display: raw === '' ? '(empty)' : `0x${raw}`,
     };
   }
-  const [name, format] = def;
+  const { name, format } = def;
   if (format === 'empty' || (format === 'uint' && value.length > 4))
     return {
       number,
@@ -86,16 +75,9 @@ function describeSignalingOption(code: number, number: number, value: Uint8Array
     const s = Buffer.from(value).toString('utf8');
     return { number, name, format, value: s, raw, display: JSON.stringify(s) };
   }
-  let n = 0;
-  for (const b of value) n = n * 256 + b;
+  const n = readUint(value);
   const unit = name === 'Hold-Off' ? ' s' : name === 'Max-Message-Size' ? ' B' : '';
   return { number, name, format, value: n, raw, display: `${n}${unit}` };
-}
-
-/** Frame header size (Len/TKL byte, Extended Length, Code) from the first byte. */
-function frameHeaderLength(b0: number): number {
-  const n = b0 >> 4;
-  return 2 + (n === 13 ? 1 : n === 14 ? 2 : n === 15 ? 4 : 0);
 }
 
 /**
@@ -116,7 +98,8 @@ export function describeTcpFrame(
     dst: ctx.dst,
     transport: 'tcp',
   });
-  const headerBytes = frameHeaderLength(frame.bytes[0] as number);
+  // Len/TKL, Extended Length and Code: the token starts after them.
+  const headerBytes = readFrameHeader(frame.bytes, 0, false)!.tokenOffset;
   info.type = -1;
   info.typeName = 'TCP';
   info.messageId = -1;

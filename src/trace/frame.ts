@@ -8,32 +8,15 @@
  */
 import type { Buffer } from 'node:buffer';
 import { decodeMessage } from '../codec/message.js';
-import { frameToDatagram, readFrameHeader, readUint, SignalCode, SignalOption } from '../codec/reliable.js';
-import { describeCode } from '../constants/codes.js';
-import { type CoapSizes, type CoapSummary, hexOf, summarizeCoap } from './describe.js';
-
-const SIGNAL_NAMES: Record<number, string> = {
-  [SignalCode.CSM]: '7.01 CSM',
-  [SignalCode.Ping]: '7.02 Ping',
-  [SignalCode.Pong]: '7.03 Pong',
-  [SignalCode.Release]: '7.04 Release',
-  [SignalCode.Abort]: '7.05 Abort',
-};
-
-/** Each signaling code's options (their numbers mean something else per code, §5.2). */
-const SIGNAL_OPTIONS: Record<number, Record<number, { name: string; kind: 'uint' | 'empty' | 'string' }>> = {
-  [SignalCode.CSM]: {
-    [SignalOption.MaxMessageSize]: { name: 'Max-Message-Size', kind: 'uint' },
-    [SignalOption.BlockWiseTransfer]: { name: 'Block-Wise-Transfer', kind: 'empty' },
-  },
-  [SignalCode.Ping]: { [SignalOption.Custody]: { name: 'Custody', kind: 'empty' } },
-  [SignalCode.Pong]: { [SignalOption.Custody]: { name: 'Custody', kind: 'empty' } },
-  [SignalCode.Release]: {
-    [SignalOption.AlternativeAddress]: { name: 'Alternative-Address', kind: 'string' },
-    [SignalOption.HoldOff]: { name: 'Hold-Off', kind: 'uint' },
-  },
-  [SignalCode.Abort]: { [SignalOption.BadCsmOption]: { name: 'Bad-CSM-Option', kind: 'uint' } },
-};
+import {
+  frameToDatagram,
+  readFrameHeader,
+  readUint,
+  SIGNAL_NAMES,
+  SIGNAL_OPTIONS,
+} from '../codec/reliable.js';
+import { describeCode, formatCode } from '../constants/codes.js';
+import { type CoapSizes, type CoapSummary, type CoapUndecodable, hexOf, summarizeCoap } from './describe.js';
 
 /** A decoded frame ready for printing. */
 export interface FrameSummary {
@@ -60,12 +43,8 @@ export interface FrameSummary {
   datagram: Buffer | undefined;
 }
 
-export interface FrameUndecodable {
-  ok: false;
-  error: string;
-  length: number;
-  hex: string;
-}
+/** A frame that does not decode: the same shape as an undecodable datagram. */
+export type FrameUndecodable = CoapUndecodable;
 
 /** True for the WebSocket schemes (Len 0 framing). */
 export function isWebSocketScheme(scheme: string): boolean {
@@ -98,6 +77,7 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
   const length = sizes.options + sizes.marker + sizes.payload;
   const signal = s.code >> 5 === 7;
   if (!signal) return { ...fromCoap(s), signal, sizes, extendedLength, length, datagram };
+  const name = SIGNAL_NAMES[s.code];
   const names = SIGNAL_OPTIONS[s.code] ?? {};
   const msg = decodeMessage(datagram);
   const options = msg.options.map((o) => {
@@ -105,9 +85,9 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
     if (known === undefined)
       return { number: o.number, name: `option ${o.number}`, value: `0x${hexOf(o.value)}` };
     const value =
-      known.kind === 'uint'
+      known.format === 'uint'
         ? String(readUint(o.value))
-        : known.kind === 'string'
+        : known.format === 'string'
           ? JSON.stringify(o.value.toString('utf8'))
           : '';
     return { number: o.number, name: known.name, value };
@@ -117,7 +97,7 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
     ok: true,
     signal,
     code: s.code,
-    codeText: SIGNAL_NAMES[s.code] ?? describeCode(s.code),
+    codeText: name !== undefined ? `${formatCode(s.code)} ${name}` : describeCode(s.code),
     token: s.token,
     options,
     contentFormat: undefined,

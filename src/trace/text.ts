@@ -7,6 +7,7 @@
  * it (published separately) print as one entry with one byte breakdown.
  */
 import { Buffer } from 'node:buffer';
+import { SignalCode } from '../codec/reliable.js';
 import type { ChannelPayloads } from '../diagnostics.js';
 import type { HandshakeInfo, RecordEvent } from '../dtls/diag.js';
 import { ALERT_NAMES, EXTENSION_NAMES, GROUP_NAMES, HANDSHAKE_TYPE_NAMES } from '../dtls/names.js';
@@ -69,8 +70,6 @@ function familyOfKey(key: string): 'IPv4' | 'IPv6' {
   return (i < 0 ? key : key.slice(0, i)).includes(':') ? 'IPv6' : 'IPv4';
 }
 
-/** "12.3 ms", "1.50 s". */
-
 /** How the handshake-done line names the peer's identity. */
 const AUTH_LABEL = {
   psk: 'PSK identity',
@@ -78,6 +77,7 @@ const AUTH_LABEL = {
   rpk: 'peer raw public key',
 } as const;
 
+/** "12.3 ms", "1.50 s". */
 export const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
 
 function hsName(h: HandshakeInfo): string {
@@ -188,7 +188,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const opts = s.options.map((o) => (o.value === '' ? o.name : `${o.name}: ${o.value}`));
       // §5.3.1: without Max-Message-Size the peer may assume 1152.
       const none =
-        s.code === 0xe1 && opts.length === 0 ? ['no options (Max-Message-Size 1152, no BERT)'] : [];
+        s.code === SignalCode.CSM && opts.length === 0 ? ['no options (Max-Message-Size 1152, no BERT)'] : [];
       const text = `${paint('bold', s.codeText)}${tok}  ${[...opts, ...none].join(', ')}`.trimEnd();
       const details = s.payloadLength > 0 ? [`diagnostic: ${s.payloadPreview}`, layout] : [layout];
       return line(e.t, 'SIG', 'info', e.dir, key, `${text}  (${s.sizes.total} B)`, details);
@@ -518,20 +518,22 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     },
     'coapkit:exchange:matched': (ev, t) => {
       // RFC 8323: no ACK and no Message ID to speak of, only the token.
-      const reliable = turn.reliableScheme(ev.peer) !== undefined;
-      let how = reliable
-        ? `response over ${turn.reliableScheme(ev.peer)}`
-        : ev.piggybacked
-          ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
-          : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
+      const scheme = turn.reliableScheme(ev.peer);
+      let how =
+        scheme !== undefined
+          ? `response over ${scheme}`
+          : ev.piggybacked
+            ? `piggybacked on the ACK of MID ${ev.requestMessageId ?? ev.messageId}`
+            : `separate response (MID ${ev.messageId}, request MID ${ev.requestMessageId ?? '?'})`;
       // An Observe option in the message just received makes it a registration or notification.
       const obs = turn.observeValue(ev.peer, ev.messageId);
       if (obs !== undefined) {
-        how = reliable
-          ? `Observe ${obs}, ${how}`
-          : ev.piggybacked
-            ? `observation registered (Observe ${obs}), ${how}`
-            : `notification (Observe ${obs}), ${how}`;
+        how =
+          scheme !== undefined
+            ? `Observe ${obs}, ${how}`
+            : ev.piggybacked
+              ? `observation registered (Observe ${obs}), ${how}`
+              : `notification (Observe ${obs}), ${how}`;
       }
       const s = summarizeCoap(Buffer.from([0x40, ev.code, 0, 0]));
       note(t, {

@@ -14,6 +14,7 @@
  */
 
 import { Buffer } from 'node:buffer';
+import type net from 'node:net';
 import {
   applyCsm,
   DEFAULT_RELIABLE_MAX_MESSAGE_SIZE,
@@ -246,7 +247,8 @@ export abstract class ReliableTransport implements Transport {
   send(data: Uint8Array, peer: Peer): void {
     if (this.closing) return;
     let frame: Buffer | undefined;
-    if (data.length === 4 && data[1] === 0) {
+    const ping = data.length === 4 && data[1] === 0;
+    if (ping) {
       // An empty CON is a CoAP ping: 7.02 Ping, its token the Message ID (the Pong comes back as an RST).
       if (((data[0]! >> 4) & 3) !== 0) return; // ACK, RST, empty NON: none on reliable transports
       frame = encodeFrame({ code: SignalCode.Ping, token: data.subarray(2, 4) }, this.websocket);
@@ -264,7 +266,7 @@ export abstract class ReliableTransport implements Transport {
       conn = this.connect(peer);
       if (conn === undefined) return;
     }
-    if (frame[1] === SignalCode.Ping) {
+    if (ping) {
       conn.pings ??= [];
       if (conn.pings.length >= MAX_PINGS) conn.pings.shift();
       conn.pings.push((data[2]! << 8) | data[3]!);
@@ -335,8 +337,7 @@ export abstract class ReliableTransport implements Transport {
     return conn;
   }
 
-  /** Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
-  /** @internal */
+  /** @internal Client side: the wire opened by `open` for `conn` is connected: the queued frames (CSM first) go out. */
   protected connected(c: ReliableConnection): void {
     const conn = c as Conn & { pendingWire?: Wire };
     if (conn.closed || conn.pendingWire === undefined) return;
@@ -593,4 +594,38 @@ export function listenerAddress(server: { address(): unknown } | undefined): Loc
     return { address: a.address, port: a.port, family: familyOf(a.address) };
   }
   return { address: '::', port: 0, family: 'IPv6' };
+}
+
+/**
+ * Listens on `host` and `port`; without a host on '::', falling back to '0.0.0.0' (a
+ * machine without IPv6). A NetworkError says where when it cannot.
+ */
+export async function listenServer(
+  server: net.Server,
+  host: string | undefined,
+  port: number,
+): Promise<void> {
+  const tryListen = (h: string) =>
+    new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen({ host: h, port }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+  try {
+    if (host !== undefined) await tryListen(host);
+    else {
+      try {
+        await tryListen('::');
+      } catch {
+        await tryListen('0.0.0.0');
+      }
+    }
+  } catch (err) {
+    throw new NetworkError(`cannot listen on ${host ?? '::'} port ${port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }

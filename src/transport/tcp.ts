@@ -11,6 +11,7 @@ import { NetworkError } from '../errors.js';
 import {
   type LocalAddress,
   listenerAddress,
+  listenServer,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
@@ -146,28 +147,7 @@ export abstract class StreamTransport extends ReliableTransport {
   /** @internal */
   protected async listenOn(server: net.Server, host: string | undefined, port: number): Promise<void> {
     this.server = server;
-    const tryListen = (h: string) =>
-      new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
-        server.listen({ host: h, port }, () => {
-          server.off('error', onError);
-          resolve();
-        });
-      });
-    try {
-      if (host !== undefined) await tryListen(host);
-      else {
-        try {
-          await tryListen('::');
-        } catch {
-          await tryListen('0.0.0.0');
-        }
-      }
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new NetworkError(`cannot listen on ${host ?? '::'} port ${port}: ${e.message}`, { cause: e });
-    }
+    await listenServer(server, host, port);
     server.on('error', (err) => this.handlers?.error?.(err));
   }
 

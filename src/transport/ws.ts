@@ -15,6 +15,7 @@ import { InvalidArgumentError, NetworkError } from '../errors.js';
 import {
   type LocalAddress,
   listenerAddress,
+  listenServer,
   type ReliableConnection,
   ReliableTransport,
   type ReliableTransportOptions,
@@ -89,8 +90,12 @@ export function loadWs(): Promise<WsModule> {
 interface MinimalWs {
   binaryType: string;
   protocol: string;
+  /** Bytes queued and not yet sent (both the `ws` client and the built-in WebSocket have it). */
+  readonly bufferedAmount?: number;
   send(data: Uint8Array): void;
   close(code?: number): void;
+  /** The `ws` client only: closes without the closing handshake. */
+  terminate?(): void;
 }
 
 /** `coap+ws://` / `coaps+ws://`: CoAP over WebSockets (RFC 8323 §4). */
@@ -164,32 +169,7 @@ export class WsTransport extends ReliableTransport {
     };
     server.on('upgrade', this.upgradeListener);
     if (this.ownServer) {
-      const listenOn = (h: string) =>
-        new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) => reject(err);
-          server.once('error', onError);
-          server.listen({ host: h, port: o.port ?? 0 }, () => {
-            server.off('error', onError);
-            resolve();
-          });
-        });
-      try {
-        if (o.host !== undefined) await listenOn(o.host);
-        else {
-          try {
-            await listenOn('::');
-          } catch {
-            await listenOn('0.0.0.0');
-          }
-        }
-      } catch (err) {
-        throw new NetworkError(
-          `cannot listen on ${o.host ?? '::'} port ${o.port}: ${(err as Error).message}`,
-          {
-            cause: err,
-          },
-        );
-      }
+      await listenServer(server, o.host, o.port ?? 0);
     }
   }
 
@@ -270,20 +250,18 @@ export class WsTransport extends ReliableTransport {
       );
     };
     s.onclose = () => {
-      this.sockets.delete(sock as unknown as { close(): void });
+      this.sockets.delete(sock);
       this.closedWire(conn, failure);
     };
-    this.sockets.add(sock as unknown as { close(): void });
+    this.sockets.add(sock);
     return {
       write: (frame: Buffer) => {
-        const buffered = (sock as unknown as { bufferedAmount?: number }).bufferedAmount ?? 0;
-        if (buffered + frame.length > this.maxWriteBuffer) sock.close(1008);
+        if ((sock.bufferedAmount ?? 0) + frame.length > this.maxWriteBuffer) sock.close(1008);
         else sock.send(frame);
       },
       end: () => sock.close(1000),
       destroy: () => {
-        const t = sock as unknown as { terminate?(): void };
-        if (typeof t.terminate === 'function') t.terminate();
+        if (typeof sock.terminate === 'function') sock.terminate();
         else sock.close(1000);
       },
     };
