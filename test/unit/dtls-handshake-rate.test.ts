@@ -8,7 +8,7 @@
 import * as assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { logHandshakeFailures, parseServeArgs } from '../../src/cli/commands/serve.js';
+import { handshakeRateOptions, logHandshakeFailures, parseServeArgs } from '../../src/cli/commands/serve.js';
 import { DtlsClientConnection } from '../../src/dtls/client.js';
 import { buildCertOptions, type CertOptions } from '../../src/dtls/crypto/certs.js';
 import type { HandshakeErrorEvent } from '../../src/dtls/diag.js';
@@ -18,7 +18,7 @@ import {
   HandshakeRateLimiter,
 } from '../../src/dtls/handshake-rate.js';
 import { parseDatagram } from '../../src/dtls/record/record.js';
-import { DtlsServer, type DtlsServerOptions } from '../../src/dtls/server.js';
+import { DTLS_SERVER_DEFAULTS, DtlsServer, type DtlsServerOptions } from '../../src/dtls/server.js';
 import { UsageError } from '../../src/errors.js';
 import { channels, InvalidArgumentError } from '../../src/index.js';
 import { VirtualClock } from '../../src/util/clock.js';
@@ -328,14 +328,25 @@ test('server defaults: a fleet reconnecting at once is not held back', () => {
 });
 
 test('coapkit serve --handshake-rate N|off: the per-address rate (burst 6 N); off leaves the global bound', () => {
-  const rateOf = (args: string[]) => {
+  // What the flag makes of the DTLS transport's options.
+  const transportOptionsOf = (args: string[]) => {
     const o = parseServeArgs(args, {});
     assert.notEqual(o, 'help');
-    return (o as { handshakeRate?: number }).handshakeRate;
+    return handshakeRateOptions((o as { handshakeRate?: number | 'off' }).handshakeRate);
   };
-  assert.equal(rateOf([]), undefined, 'default: the transport default');
-  assert.equal(rateOf(['--handshake-rate', '25']), 25);
-  assert.equal(rateOf(['--handshake-rate', 'off']), HANDSHAKE_RATE_DEFAULTS.global);
+  assert.deepEqual(transportOptionsOf([]), {}, 'default: the transport default');
+  assert.deepEqual(transportOptionsOf(['--handshake-rate', '25']), {
+    handshakeRate: { perAddress: 25, burst: 150 },
+  });
+  const g = HANDSHAKE_RATE_DEFAULTS.global;
+  assert.deepEqual(transportOptionsOf(['--handshake-rate', 'off']), {
+    handshakeRate: { perAddress: g, burst: 6 * g },
+    maxHandshakesPerAddress: DTLS_SERVER_DEFAULTS.maxHandshakes,
+  });
+  // The global rate given as a number is a rate, not "off": the per-address half-open share stays.
+  assert.deepEqual(transportOptionsOf(['--handshake-rate', String(g)]), {
+    handshakeRate: { perAddress: g, burst: 6 * g },
+  });
   for (const bad of ['0', 'fast', '-3'])
     assert.throws(() => parseServeArgs(['--handshake-rate', bad], {}), UsageError, bad);
 });

@@ -475,7 +475,7 @@ export async function startServe(opts: ServeOptions): Promise<RunningServe> {
 }
 
 /** The DtlsServerTransport options of --handshake-rate N|off. */
-function handshakeRateOptions(rate: number | 'off' | undefined) {
+export function handshakeRateOptions(rate: number | 'off' | undefined) {
   if (rate === undefined) return {};
   // off: every device may share one address (a load balancer's), so the per-address shares
   // of the rate and of the half-open handshakes go; the global bounds stay.
