@@ -201,6 +201,8 @@ export type TurnEntry<V> = (CoapEntry | RecordEntry | FrameEntry | NoteEntry<V>)
 export class TurnBuffer<V> {
   private readonly queue: TurnEntry<V>[] = [];
   private scheduled = false;
+  /** Set while a partly received flight holds the entries back (see turnEnded). */
+  private holdTimer: ReturnType<typeof setTimeout> | undefined;
   /** Peers (keys) seen in DTLS events: their CoAP messages travel in records. */
   private readonly dtlsPeers = new Set<string>();
   /** CoAP messages sent before the DTLS session was up, by `${peerKey}|${length}`. */
@@ -352,9 +354,28 @@ export class TurnBuffer<V> {
     return undefined;
   }
 
-  /** Hands this turn's entries to `onTurn`. */
+  /**
+   * The end of a turn. A flight the peer sent in several datagrams can arrive
+   * over several turns (a busy machine): while the newest entry is an incoming
+   * handshake record that does not end a flight, the entries wait (at most
+   * FLIGHT_HOLD_MS) so the flight is shown as one.
+   */
+  private turnEnded(): void {
+    this.scheduled = false;
+    if (!midFlight(this.queue[this.queue.length - 1])) {
+      this.flush();
+      return;
+    }
+    this.holdTimer ??= setTimeout(() => this.flush(), FLIGHT_HOLD_MS);
+    this.holdTimer.unref?.();
+  }
+
+  /** Hands the buffered entries to `onTurn`. */
   flush(): void {
     this.scheduled = false;
+    if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    if (this.queue.length === 0) return;
     const items = this.queue.splice(0);
     for (const e of items) {
       if (e.kind === 'record') this.dtlsPeers.add(e.ev.peer);
@@ -392,9 +413,25 @@ export class TurnBuffer<V> {
     this.queue.push(e);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(() => this.turnEnded());
     }
   }
+}
+
+/** How long a flight's first datagrams wait for its last one before they are shown anyway. */
+const FLIGHT_HOLD_MS = 1000;
+
+/** HandshakeTypes a flight ends with: ClientHello, HelloVerifyRequest, ServerHelloDone, Finished. */
+const FLIGHT_ENDS = new Set([1, 3, 14, 20]);
+
+/** True for an incoming handshake or ChangeCipherSpec record after which more of its flight is due. */
+function midFlight(e: TurnEntry<unknown> | undefined): boolean {
+  if (e?.kind !== 'record' || e.dir !== 'in') return false;
+  if (e.ev.type === 20) return true;
+  if (e.ev.type !== 22 || e.ev.handshake === undefined || e.ev.handshake.length === 0) return false;
+  return !e.ev.handshake.some(
+    (h) => FLIGHT_ENDS.has(h.type) && h.fragmentOffset + h.fragmentLength === h.length,
+  );
 }
 
 /** True for a signaling frame (class 7: CSM, Ping, Pong, Release, Abort). */
