@@ -282,7 +282,7 @@ OSCORE (RFC 8613, end-to-end protection, also through proxies):
                               one file per client; sequence number kept in FILE.seq, or
                               with --data/--store in the store (ranges reserved atomically:
                               servers sharing one store and context never repeat a Partial
-                              IV; an existing FILE.seq is the floor, then no longer written;
+                              IV; an existing FILE.seq is the floor, then marked as moved;
                               with --store every response has its own Partial IV; 5.03 +
                               Max-Age if a range runs out before the next is stored)
       --oscore-required PATH  only OSCORE requests may reach PATH ("/secure/**": it and

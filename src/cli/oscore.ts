@@ -14,7 +14,7 @@
  * `coapkit serve` with --data or --store takes it from the store instead, in
  * reserved ranges (several servers sharing one PostgreSQL store and one
  * context never send the same Partial IV), starting above FILE.seq if the
- * file exists.
+ * file exists; FILE.seq then records that the numbers moved to the store.
  */
 import { Buffer } from 'node:buffer';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -74,7 +74,7 @@ export class StoreSequenceSource implements SequenceSource {
   constructor(
     /** The counter's name in the store. */
     readonly name: string,
-    /** FILE.seq of the context file, read (never written) for the migration floor. */
+    /** FILE.seq of the context file: the migration floor, then marked as moved to the store. */
     readonly seqFile: string,
     /** Holds the durable store, set by `readyOscore` before the context's `ready()`. */
     private readonly binding: StoreBinding,
@@ -84,7 +84,21 @@ export class StoreSequenceSource implements SequenceSource {
     const store = this.binding.store;
     if (store?.reserveSequence === undefined)
       throw new OscoreSequenceError('this store cannot reserve OSCORE sequence numbers');
-    this.floor ??= new FileSequenceStore(this.seqFile).load() ?? 0;
+    if (this.floor === undefined) {
+      const file = new FileSequenceStore(this.seqFile);
+      const floor = file.floor() ?? 0;
+      // Before the first number from the store: FILE.seq now says they moved, so using the
+      // context from the file alone again is refused instead of reusing them. A file that
+      // cannot be written (a read-only mount) cannot serve the file-only mode either.
+      if (!file.moved()) {
+        try {
+          file.markMoved(floor);
+        } catch {
+          // see above
+        }
+      }
+      this.floor = floor;
+    }
     return store.reserveSequence(this.name, count, this.floor);
   }
 }

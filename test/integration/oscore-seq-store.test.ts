@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -267,7 +267,7 @@ describe('coapkit serve --oscore with a store', () => {
         Math.max(...c1.serverPivs) >= 256 && Math.max(...c2.serverPivs) >= 256,
         'both took several ranges',
       );
-      assert.equal(existsSync(`${sfile}.seq`), false, 'FILE.seq is not written with a store');
+      assert.equal(readFileSync(`${sfile}.seq`, 'utf8'), 'store 0\n', 'FILE.seq says the numbers moved');
     } finally {
       c1.close();
       c2.close();
@@ -365,6 +365,19 @@ describe('coapkit serve --oscore with a store', () => {
       c2.close();
       await s2.stop();
     }
-    assert.equal(readFileSync(`${sfile}.seq`, 'utf8'), '1000\n', 'FILE.seq is read, not written');
+    assert.equal(readFileSync(`${sfile}.seq`, 'utf8'), 'store 1000\n', 'FILE.seq says the numbers moved');
+    // Going back to the file alone would reuse numbers the store gave out: refused, saying why.
+    for (const cmd of [
+      ['serve', ...LOOPBACK_PORTS, '--oscore', sfile],
+      ['get', 'coap://127.0.0.1:9/time', '--oscore', sfile],
+    ]) {
+      const r = await runInProcess(cmd);
+      assert.equal(r.code, 64, r.stderr);
+      assert.match(
+        r.stderr,
+        /sequence numbers are kept in a durable store since coapkit serve --data\/--store/,
+      );
+      assert.match(r.stderr, /derive a new context \(never reuse a nonce\)/);
+    }
   });
 });

@@ -5,7 +5,7 @@
  * discarded, and the Proxy-Uri split (§4.1.3.3).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -191,6 +191,22 @@ describe('sequence numbers (§7.5.1)', () => {
       assert.equal(b.replayKnown, false, 'replay state unknown after a restart');
       writeFileSync(file, 'garbage');
       assert.throws(mk, OscoreSequenceError);
+      // Moved to a durable store: the file keeps the floor for the store, and refuses the file-only mode.
+      const f = new FileSequenceStore(file);
+      writeFileSync(file, '8\n');
+      f.markMoved(8);
+      assert.equal(readFileSync(file, 'utf8'), 'store 8\n');
+      assert.equal(f.floor(), 8);
+      assert.equal(f.moved(), true);
+      assert.throws(
+        mk,
+        (e: Error) => e instanceof OscoreSequenceError && /kept in a durable store/.test(e.message),
+      );
+      for (const bad of ['store', 'store -1', 'store 8 9', 'stored 8']) {
+        writeFileSync(file, bad);
+        assert.throws(() => f.floor(), OscoreSequenceError, bad);
+      }
+      assert.deepEqual(readdirSync(dir).sort(), ['ctx.json.seq'], 'no temporary file left');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
