@@ -73,7 +73,7 @@ export function serveAccess(p: Parsed, keysConfigured: boolean): ServeAccess {
     return {
       acl: AccessControl.parse(SECURED_DEFAULT_RULES, 'default rules'),
       banner:
-        'Access: authenticated (coaps://) peers read and write; anonymous (coap://) peers only read (--acl FILE, --anonymous-writes)',
+        'Access: authenticated (coaps:// or OSCORE) peers read and write; anonymous (coap://) peers only read (--acl FILE, --anonymous-writes)',
     };
   }
   return {

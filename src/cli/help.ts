@@ -258,8 +258,9 @@ Certificates (enable coaps:// with DTLS 1.2 ECDHE_ECDSA, P-256; PSK keys may be 
 Access control (who may do what):
       --acl FILE              rules, one per line: [allow|deny] IDENTITY METHODS PATH
                               IDENTITY: a PSK identity, certificate CN or raw key's
-                              SHA-256 hex (or "quoted"), * = any authenticated
-                              peer, anonymous = plain coap://; METHODS: GET,PUT,... or *
+                              SHA-256 hex (or "quoted"), oscore:KID (an OSCORE client's
+                              Sender ID, hex), * = any authenticated peer,
+                              anonymous = plain coap://; METHODS: GET,PUT,... or *
                               (observe = GET); PATH: /a/b, {identity}, * = one segment,
                               trailing /** = the path and everything below; # comments.
                               First match wins; no match: 4.03 (4.01 to an anonymous peer

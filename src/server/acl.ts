@@ -4,8 +4,10 @@
  *     [allow|deny] IDENTITY METHODS PATH
  *
  * IDENTITY is an authenticated identity (the PSK identity, the certificate
- * subject's CN, the raw public key's SHA-256 fingerprint: `PeerAuth.identity`),
- * `*` (any authenticated peer) or `anonymous` (a peer without DTLS, coap://);
+ * subject's CN, the raw public key's SHA-256 fingerprint: `PeerAuth.identity`;
+ * `oscore:KID` for an OSCORE-protected request, KID the client's Sender ID in
+ * hex, which wins over the DTLS identity of a proxy in between),
+ * `*` (any authenticated peer) or `anonymous` (neither DTLS nor OSCORE);
  * a `"quoted"` identity is taken literally (`"anonymous"`, names with spaces).
  * METHODS is a comma list of GET, POST, PUT, DELETE, FETCH, PATCH, iPATCH
  * (an Observe registration is a GET) or `*`. PATH is `/seg/seg...`, where a
@@ -28,9 +30,8 @@ import { Buffer } from 'node:buffer';
 import type { Link } from '../codec/link-format.js';
 import { ResponseCode } from '../constants/codes.js';
 import type { OutgoingResponse } from '../exchange/exchange-layer.js';
-import type { Peer } from '../transport/transport.js';
 import { InvalidArgumentError } from '../util/errors.js';
-import type { Middleware, ServerRequest } from './request.js';
+import type { Middleware, ServerPeer, ServerRequest } from './request.js';
 
 /**
  * A rule file (or text) that cannot be used: the message names the source and
@@ -279,10 +280,18 @@ function ruleMatches(rule: AclRule, who: Who, code: number, segments: readonly s
   return true;
 }
 
-/** The identity rules match for a peer: `PeerAuth.identity`, undefined for plain coap://. */
-export function aclIdentity(peer: Peer): string | undefined {
+/**
+ * The identity rules match for a peer: `oscore:KID` (hex) for an OSCORE-protected request,
+ * else `PeerAuth.identity`; undefined for plain coap://.
+ */
+export function aclIdentity(peer: ServerPeer): string | undefined {
+  const kid = peer.oscore?.kid;
+  if (kid !== undefined) return `${OSCORE_IDENTITY_PREFIX}${kid.toString('hex')}`;
   return peer.auth?.identity ?? peer.identity;
 }
+
+/** What an OSCORE client's identity starts with in the rules (`oscore:01`). */
+export const OSCORE_IDENTITY_PREFIX = 'oscore:';
 
 /** Options of {@link AccessControl}. */
 export interface AccessControlOptions {
@@ -390,5 +399,5 @@ const FORBIDDEN: OutgoingResponse = {
 };
 const UNAUTHORIZED: OutgoingResponse = {
   code: ResponseCode.Unauthorized,
-  payload: Buffer.from('authenticate (coaps://) for this request', 'utf8'),
+  payload: Buffer.from('authenticate (coaps:// or OSCORE) for this request', 'utf8'),
 };

@@ -191,6 +191,95 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
   });
 });
 
+describe('coapkit serve --oscore with access rules: the client is oscore:KID', () => {
+  let dir: string;
+  let sfile: string;
+  let cfile: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'coapkit-oscore-acl-'));
+    sfile = join(dir, 'server.json');
+    cfile = join(dir, 'client.json');
+    writeFileSync(sfile, JSON.stringify(SERVER));
+    writeFileSync(cfile, JSON.stringify(CLIENT));
+    // Another client the server knows (kid "c2"), allowed less.
+    writeFileSync(join(dir, 'server2.json'), JSON.stringify({ ...SERVER, 'recipient-id_ascii': 'c2' }));
+    writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(
+      join(dir, 'acl.txt'),
+      'oscore:6331 GET,PUT /notes/**\n* GET /devices/{identity}/**\noscore:6332 GET /notes/**\nanonymous GET /**\n',
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('--acl: rules name the OSCORE client; coap:// without OSCORE is anonymous', async () => {
+    const serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--oscore',
+      sfile,
+      '--oscore',
+      join(dir, 'server2.json'),
+      '--acl',
+      join(dir, 'acl.txt'),
+    ]);
+    try {
+      const U = `coap://127.0.0.1:${serve.port}`;
+      const put = await runInProcess(['put', `${U}/notes/a`, '-p', 'hello', '--oscore', cfile]);
+      assert.equal(put.code, 0, put.stderr);
+      assert.equal(
+        (await runInProcess(['get', `${U}/notes/a`, '--oscore', join(dir, 'client2.json')])).out,
+        'hello',
+      );
+      const other = await runInProcess([
+        'put',
+        `${U}/notes/b`,
+        '-p',
+        'x',
+        '--oscore',
+        join(dir, 'client2.json'),
+      ]);
+      assert.equal(other.code, 1);
+      assert.match(other.stderr, /4\.03 Forbidden: not allowed by the access rules/);
+      const plain = await runInProcess(['put', `${U}/notes/c`, '-p', 'x']);
+      assert.equal(plain.code, 1);
+      assert.match(
+        plain.stderr,
+        /4\.01 Unauthorized: authenticate \(coaps:\/\/ or OSCORE\) for this request/,
+      );
+      assert.equal((await runInProcess(['get', `${U}/notes/a`])).out, 'hello', 'anonymous peers read');
+      // {identity} is oscore:KID for an OSCORE client.
+      const mine = await runInProcess(['get', `${U}/devices/oscore:6331/x`, '--oscore', cfile]);
+      assert.match(mine.stderr, /4\.04 Not Found/, 'allowed (no such resource), not refused');
+      const theirs = await runInProcess(['get', `${U}/devices/oscore:6332/x`, '--oscore', cfile]);
+      assert.match(theirs.stderr, /4\.03 Forbidden/);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('with keys and no --acl, an OSCORE client is authenticated: it reads and writes', async () => {
+    const serve = await startServe([
+      ...LOOPBACK_PORTS,
+      '--psk',
+      'secret',
+      '--identity',
+      'dev',
+      '--oscore',
+      sfile,
+    ]);
+    try {
+      assert.match(serve.banner, /^Access: authenticated \(coaps:\/\/ or OSCORE\) peers read and write/m);
+      const U = `coap://127.0.0.1:${serve.port}`;
+      const put = await runInProcess(['put', `${U}/notes/a`, '-p', 'hello', '--oscore', cfile]);
+      assert.equal(put.code, 0, put.stderr);
+      const plain = await runInProcess(['put', `${U}/notes/a`, '-p', 'x']);
+      assert.match(plain.stderr, /4\.01 Unauthorized/);
+      assert.equal((await runInProcess(['get', `${U}/notes/a`])).out, 'hello');
+    } finally {
+      await serve.stop();
+    }
+  });
+});
+
 describe("coapkit serve --oscore: the banner's Try line works", () => {
   let dir: string;
   before(() => {

@@ -11,7 +11,8 @@ import { MessageType, Method, ResponseCode } from '../../src/constants/codes.js'
 import { OptionNumber } from '../../src/constants/options.js';
 import { CoapError, InvalidArgumentError } from '../../src/errors.js';
 import type { OutgoingResponse } from '../../src/exchange/exchange-layer.js';
-import { AccessControl, AclRuleError, parseAcl } from '../../src/server/acl.js';
+import { AccessControl, AclRuleError, aclIdentity, parseAcl } from '../../src/server/acl.js';
+import type { ServerPeer } from '../../src/server/request.js';
 import { CoapServer } from '../../src/server/server.js';
 import { makePeer } from '../../src/transport/transport.js';
 
@@ -243,4 +244,19 @@ test('refusals carry their diagnostic payload only when the server gives diagnos
       assert.equal(unauthorized.payload?.length ?? 0, 0);
     }
   }
+});
+
+test('aclIdentity: oscore:KID for an OSCORE-protected request, over the DTLS identity of a proxy', () => {
+  const plain = makePeer('192.0.2.1', 5683);
+  assert.equal(aclIdentity(plain), undefined);
+  const viaProxy = { ...plain, auth: { identity: 'proxy' } } as ServerPeer;
+  assert.equal(aclIdentity(viaProxy), 'proxy');
+  const protectedPeer: ServerPeer = { ...viaProxy };
+  Object.defineProperty(protectedPeer, 'oscore', {
+    value: { kid: Buffer.from('c1'), kidContext: undefined, sequenceNumber: 0 },
+  });
+  assert.equal(aclIdentity(protectedPeer), 'oscore:6331');
+  const acl = AccessControl.parse('oscore:6331 PUT /a\n"proxy" GET /a\n');
+  assert.equal(acl.decide(aclIdentity(protectedPeer), Method.PUT, ['a']), 'allow');
+  assert.equal(acl.decide(aclIdentity(viaProxy), Method.PUT, ['a']), 'forbidden');
 });
