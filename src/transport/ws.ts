@@ -58,8 +58,11 @@ export interface WsTransportOptions extends ReliableTransportOptions {
   /** Client over wss: verify the server certificate (default true; false forces the `ws` package). */
   rejectUnauthorized?: boolean;
   /**
-   * Client: which WebSocket implementation to use ('auto': the built-in one
-   * where the running Node has it, else `ws`).
+   * Client: which WebSocket implementation to use. 'auto' (the default): the
+   * `ws` package when it is installed, which refuses a message above
+   * `maxMessageSize` before buffering it; else the running Node's built-in
+   * WebSocket (Node 22+), which has no size limit of its own (the message is
+   * refused only once whole). 'builtin' and 'ws' choose.
    */
   client?: 'auto' | 'builtin' | 'ws';
   /**
@@ -113,16 +116,19 @@ export class WsTransport extends ReliableTransport {
 
   /**
    * A transport that listens when `port` or `server` is given, and connects to peers it
-   * sends to otherwise. Loads the `ws` package when listening, or when the client needs it.
+   * sends to otherwise. Loads the `ws` package when listening, or for the client unless
+   * `client: 'builtin'` (see `client`).
    */
   static async create(options: WsTransportOptions = {}): Promise<WsTransport> {
     const t = new WsTransport(options);
-    const useWsClient =
+    const needWs =
       options.client === 'ws' ||
       options.ca !== undefined ||
       options.rejectUnauthorized === false ||
       (options.client !== 'builtin' && typeof globalThis.WebSocket !== 'function');
-    if (options.port !== undefined || options.server !== undefined || useWsClient) t.ws = await loadWs();
+    if (options.port !== undefined || options.server !== undefined || needWs) t.ws = await loadWs();
+    // 'auto': `ws` bounds what it buffers of a message; the built-in client only without it.
+    else if (options.client !== 'builtin') t.ws = await loadWs().catch(() => undefined);
     if (options.port !== undefined || options.server !== undefined) {
       t.connectsOut = false;
       await t.listen();
@@ -248,6 +254,8 @@ export class WsTransport extends ReliableTransport {
       failure ??= new NetworkError(
         `WebSocket ${url}: ${ev.message ?? (ev.error as Error | undefined)?.message ?? 'connection failed'}`,
       );
+      // `ws` (a message above maxPayload...) would wait up to 30 s for the peer's close frame.
+      sock.terminate?.();
     };
     s.onclose = () => {
       this.sockets.delete(sock);

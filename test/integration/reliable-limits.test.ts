@@ -4,10 +4,13 @@
  * coaps+ws://, and the two WebSocket clients (built-in where Node has it, `ws`).
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { CoapClient } from '../../src/client/client.js';
 import { encodeCsm, encodeFrame } from '../../src/codec/reliable.js';
@@ -249,6 +252,65 @@ describe('TLS and secure WebSockets', {
     } finally {
       await c.close();
       await server.close();
+    }
+  });
+
+  it('coap+ws:// client (default): a message announced above maxMessageSize closes the connection before it is buffered', async () => {
+    // A hand-written WebSocket server: the handshake, a CSM, then a frame header announcing
+    // 16 MiB and 64 KiB of it. A client that buffered messages whole would wait for the rest.
+    const closed: number[] = [];
+    const server = http.createServer();
+    const sockets: Duplex[] = [];
+    server.on('upgrade', (req, socket) => {
+      sockets.push(socket);
+      const accept = createHash('sha1')
+        .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: coap\r\n\r\n`,
+      );
+      const csm = encodeCsm(undefined, false, true);
+      socket.write(Buffer.concat([Buffer.from([0x82, csm.length]), csm]));
+      let requested = false;
+      socket.on('data', (d: Buffer) => {
+        const opcode = d[0]! & 0x0f;
+        if (opcode === 0x8 && d.length >= 8) {
+          // A masked close frame: the status code is the first two payload bytes, unmasked.
+          const mask = d.subarray(2, 6);
+          closed.push(((d[6]! ^ mask[0]!) << 8) | (d[7]! ^ mask[1]!));
+        } else if (opcode === 0x2 && !requested && d.length > 10) {
+          requested = true;
+          const header = Buffer.from([0x82, 127, 0, 0, 0, 0, 0x01, 0, 0, 0]);
+          socket.write(Buffer.concat([header, Buffer.alloc(64 * 1024)]));
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const ct = await WsTransport.create();
+    const ep = new Endpoint(ct);
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        ep.request(
+          makePeer('127.0.0.1', port),
+          { code: 1, options: [{ number: 11, value: Buffer.from('hello') }] },
+          {
+            onResponse: () => {
+              resolve('a response');
+              return true;
+            },
+            onError: (e) => resolve(`error: ${e.message}`),
+          },
+        );
+      });
+      assert.match(outcome, /^error: /);
+      await until(() => closed.length > 0, 'the client closes the WebSocket');
+      assert.deepEqual(closed, [1009], 'close code 1009: message too big');
+    } finally {
+      await ep.close();
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 
