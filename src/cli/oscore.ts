@@ -94,7 +94,7 @@ export class StoreSequenceSource implements SequenceSource {
         try {
           file.markMoved(floor);
         } catch {
-          // see above
+          // A FILE.seq that cannot be written: the file-only mode cannot use it either.
         }
       }
       this.floor = floor;

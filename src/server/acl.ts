@@ -291,7 +291,7 @@ export function aclIdentity(peer: ServerPeer): string | undefined {
 }
 
 /** What an OSCORE client's identity starts with in the rules (`oscore:01`). */
-export const OSCORE_IDENTITY_PREFIX = 'oscore:';
+const OSCORE_IDENTITY_PREFIX = 'oscore:';
 
 /** Options of {@link AccessControl}. */
 export interface AccessControlOptions {
