@@ -84,16 +84,22 @@ async function oscoreRequest(
   throw new Error('Echo not accepted');
 }
 
+/** A temporary folder with the server's context (server.json) and the client's (client.json). */
+function contextDir(prefix: string): { dir: string; sfile: string; cfile: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const sfile = join(dir, 'server.json');
+  const cfile = join(dir, 'client.json');
+  writeFileSync(sfile, JSON.stringify(SERVER));
+  writeFileSync(cfile, JSON.stringify(CLIENT));
+  return { dir, sfile, cfile };
+}
+
 describe('coapkit serve --oscore: kill -9 and restart', () => {
   let dir: string;
   let sfile: string;
   let cfile: string;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'coapkit-oscore-cli-'));
-    sfile = join(dir, 'server.json');
-    cfile = join(dir, 'client.json');
-    writeFileSync(sfile, JSON.stringify(SERVER));
-    writeFileSync(cfile, JSON.stringify(CLIENT));
+    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-cli-'));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -196,11 +202,7 @@ describe('coapkit serve --oscore with access rules: the client is oscore:KID', (
   let sfile: string;
   let cfile: string;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'coapkit-oscore-acl-'));
-    sfile = join(dir, 'server.json');
-    cfile = join(dir, 'client.json');
-    writeFileSync(sfile, JSON.stringify(SERVER));
-    writeFileSync(cfile, JSON.stringify(CLIENT));
+    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-acl-'));
     // Another client the server knows (kid "c2"), allowed less.
     writeFileSync(join(dir, 'server2.json'), JSON.stringify({ ...SERVER, 'recipient-id_ascii': 'c2' }));
     writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
