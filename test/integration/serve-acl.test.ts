@@ -151,7 +151,10 @@ describe('the alice/bob scenario of issue 12', { timeout: 120_000 }, () => {
   it('with keys and no --acl: anonymous peers only read; authenticated peers read and write', async () => {
     const srv = await startServe([...LOOPBACK_PORTS, '--psk-file', join(dir, 'keys.txt')]);
     try {
-      assert.match(srv.banner, /^Access: authenticated \(coaps:\/\/ or OSCORE\) peers read and write; anonymous/m);
+      assert.match(
+        srv.banner,
+        /^Access: authenticated \(coaps:\/\/ or OSCORE\) peers read and write; anonymous/m,
+      );
       const S = `coaps://127.0.0.1:${srv.securePort}`;
       const U = `coap://127.0.0.1:${srv.port}`;
       assert.equal((await alice.put(`${S}/alice/secret`, { payload: 'a', ...T })).codeText, '2.01 Created');
