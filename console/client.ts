@@ -49,6 +49,8 @@ export class ConsoleConnection {
       const ws = new WebSocket(this.url, 'coap');
       ws.binaryType = 'arraybuffer';
       this.ws = ws;
+      // A new connection has no credentials yet: the next request sends them again.
+      this.lastCredentials = '';
       ws.onopen = () => {
         // RFC 8323 §5.3: our CSM first.
         this.sendRaw({
