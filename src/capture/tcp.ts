@@ -256,16 +256,19 @@ export class TcpDirection {
 
   /** A RST: the connection is gone; later data (without a new SYN) is ignored. */
   abort(): void {
-    this.shared.pendingBytes -= this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPending();
     this.finished = true;
   }
 
-  private reset(): void {
+  /** Gives back the out-of-order segments held (to the shared bound too). */
+  private dropPending(): void {
     this.shared.pendingBytes -= this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+  }
+
+  private reset(): void {
+    this.dropPending();
     this.finished = false;
     this.gapPending = false;
     this.next = undefined;
@@ -340,9 +343,7 @@ export class TcpDirection {
   private close(): void {
     this.next = ((this.next as number) + 1) >>> 0;
     this.finished = true;
-    this.shared.pendingBytes -= this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPending();
   }
 
   /** Declares the hole before the first held segment a gap and delivers from there. */
