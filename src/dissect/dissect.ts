@@ -490,7 +490,6 @@ function addCoap(
 class TcpCoapFlows {
   private readonly reassembler = new TcpReassembler();
   private readonly readers = new Map<number, TcpCoapReader>();
-  private refusedWarned = false;
 
   constructor(private readonly result: DissectResult) {}
 
@@ -514,24 +513,18 @@ class TcpCoapFlows {
       payloadLength: announced,
     };
     fi.bytes.tcp = seg.headerLength;
-    if (seg.payload.length > 0) fi.bytes.tcpData = seg.payload.length;
+    const coapPort = ports.has(seg.srcPort) || ports.has(seg.dstPort);
+    if (seg.payload.length > 0) fi.bytes[coapPort ? 'tcpData' : 'other'] = seg.payload.length;
     const src = endpoint(ip.src, ip.version, seg.srcPort);
     const dst = endpoint(ip.dst, ip.version, seg.dstPort);
     fi.summary = `TCP ${src} → ${dst} [${fi.tcp.flags.join(', ')}] seq ${seg.seq} len ${announced}`;
-    if (!ports.has(seg.srcPort) && !ports.has(seg.dstPort)) {
-      if (seg.payload.length > 0) {
-        fi.bytes.other = seg.payload.length;
-        delete fi.bytes.tcpData;
-      }
-      return;
-    }
+    if (!coapPort) return;
     const dir = this.reassembler.direction(src, dst);
     if (dir === undefined) {
-      if (!this.refusedWarned)
+      if (this.reassembler.refused === 1)
         this.result.warnings.push(
           `too many TCP streams: from frame ${fi.number} on, new ones are not reassembled`,
         );
-      this.refusedWarned = true;
       return;
     }
     fi.tcp.stream = dir.id;
