@@ -148,7 +148,7 @@ const REGISTERED_CODES = new Set([
  * a registered code (not Empty) and options that decode. Payload bytes rarely
  * pass; when they cannot be told apart, nothing is decoded until one that does.
  */
-export function framesCoverSegment(chunk: Uint8Array): boolean {
+function framesCoverSegment(chunk: Uint8Array): boolean {
   let o = 0;
   while (o < chunk.length) {
     let h: ReturnType<typeof readFrameHeader>;
@@ -195,9 +195,7 @@ export class TcpCoapReader {
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: its connection ended and a new one starts here`,
         });
-      this.chunks = [];
-      this.held = 0;
-      this.skipping = 0;
+      this.discard();
       this.lost = false;
       this.dropped = 0;
     }
@@ -207,9 +205,7 @@ export class TcpCoapReader {
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: bytes of the stream are missing after it`,
         });
-      this.chunks = [];
-      this.held = 0;
-      this.skipping = 0;
+      this.discard();
       this.lost = true;
     }
     let data = chunk.data;
@@ -248,10 +244,9 @@ export class TcpCoapReader {
           frame: chunk.frame,
           text: `RFC 8323 frame announces ${h.size} bytes, more than the dissector's bound of ${MAX_TCP_COAP_FRAME}: skipped`,
         });
-        const inHand = this.held;
-        this.chunks = [];
-        this.held = 0;
-        this.skipping = h.size - inHand;
+        const rest = h.size - this.held;
+        this.discard();
+        this.skipping = rest;
         break;
       }
       if (this.held < h.size) break;
@@ -276,9 +271,11 @@ export class TcpCoapReader {
     }
   }
 
-  /** Skipping an oversized frame, or waiting to resynchronise. */
-  get skippingBytes(): number {
-    return this.skipping + this.dropped;
+  /** Forgets the incomplete frame held, and an oversized one being skipped. */
+  private discard(): void {
+    this.chunks = [];
+    this.held = 0;
+    this.skipping = 0;
   }
 
   private peek(n: number): Uint8Array {
