@@ -9,14 +9,8 @@ import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import type { Delivered } from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
-import {
-  frameToDatagram,
-  readFrameHeader,
-  readUint,
-  SIGNAL_NAMES,
-  SIGNAL_OPTIONS,
-} from '../codec/reliable.js';
-import { formatCode } from '../constants/codes.js';
+import { frameToDatagram, readFrameHeader, readUint, SIGNAL_OPTIONS } from '../codec/reliable.js';
+import { signalingName } from '../trace/frame.js';
 import { type CoapMessageInfo, type CoapOptionInfo, describeMessage, summarize } from './coap.js';
 
 /**
@@ -38,14 +32,6 @@ export interface StreamFrame {
 export interface StreamNote {
   frame: number;
   text: string;
-}
-
-/** "7.01 CSM" for a signaling code, undefined for any other code. */
-export function signalingName(code: number): string | undefined {
-  if (code >> 5 !== 7) return undefined;
-  const text = formatCode(code);
-  const n = SIGNAL_NAMES[code];
-  return n === undefined ? text : `${text} ${n}`;
 }
 
 function describeSignalingOption(code: number, number: number, value: Uint8Array): CoapOptionInfo {
