@@ -23,6 +23,7 @@ import {
   ipHeaderBytes,
   summarizeCoap,
   UDP_HEADER_BYTES,
+  type WireBreakdown,
   wireBreakdown,
 } from './describe.js';
 import { formatFrameLayout, summarizeFrame } from './frame.js';
@@ -336,32 +337,18 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     const ev = e.ev;
     const overhead = state.recordOverheadBytes(ev);
     const family = familyOfKey(ev.peer);
-    if (e.carries !== undefined) {
-      const s = summarizeCoap(e.carries.data);
-      if (s.ok) {
-        const w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
-        state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
-        return line(
-          e.t,
-          'DTLS',
-          'dtls',
-          e.dir,
-          ev.peer,
-          `ApplicationData epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
-          [formatBreakdown(w, family)],
-        );
-      }
+    const c = e.carries === undefined ? undefined : summarizeCoap(e.carries.data);
+    const s = c?.ok ? c : undefined;
+    const where = `epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`;
+    let text = `${recordName(ev)} ${where}`;
+    let w: WireBreakdown;
+    if (s === undefined) w = wireBreakdown(family, ev.length, overhead);
+    else {
+      text = `ApplicationData ${where} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`;
+      w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
+      state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
     }
-    const w = wireBreakdown(family, ev.length, overhead);
-    return line(
-      e.t,
-      'DTLS',
-      'dtls',
-      e.dir,
-      ev.peer,
-      `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`,
-      [formatBreakdown(w, family)],
-    );
+    return line(e.t, 'DTLS', 'dtls', e.dir, ev.peer, text, [formatBreakdown(w, family)]);
   };
 
   const renderTurn = (items: TurnEntry<LineView>[]): void => {
