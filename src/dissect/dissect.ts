@@ -541,9 +541,9 @@ class TcpCoapFlows {
   /** End of capture: open holes become gaps, incomplete frames are reported. */
   finish(): void {
     const streams: TcpStreamInfo[] = [];
+    const last = this.result.frames[this.result.frames.length - 1];
     for (const dir of this.reassembler.directions.values()) {
       const r = dir.flush();
-      const last = this.result.frames[this.result.frames.length - 1];
       if (last) this.note(last, r.events, dir.id);
       this.read(dir.id, r.delivered);
       const reader = this.readers.get(dir.id);
@@ -629,7 +629,7 @@ class TcpCoapFlows {
     if (fi === undefined) return;
     const text = `TCP stream ${stream}: ${n.text}`;
     addTcpNote(fi, text);
-    if (!n.text.startsWith('resynchronised')) fi.errors.push(text);
+    if (n.problem) fi.errors.push(text);
   }
 
   private frame(stream: number, f: StreamFrame): void {

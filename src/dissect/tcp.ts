@@ -32,6 +32,8 @@ export interface StreamFrame {
 export interface StreamNote {
   frame: number;
   text: string;
+  /** Something lost or refused (an error of the frame), not just information. */
+  problem: boolean;
 }
 
 function describeSignalingOption(code: number, number: number, value: Uint8Array): CoapOptionInfo {
@@ -180,6 +182,7 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: its connection ended and a new one starts here`,
+          problem: true,
         });
       this.discard();
       this.lost = false;
@@ -190,6 +193,7 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: bytes of the stream are missing after it`,
+          problem: true,
         });
       this.discard();
       this.lost = true;
@@ -210,6 +214,7 @@ export class TcpCoapReader {
       notes.push({
         frame: chunk.frame,
         text: `resynchronised: this segment holds whole frames${this.dropped > 0 ? ` (${this.dropped} byte(s) skipped before it)` : ''}`,
+        problem: false,
       });
       this.dropped = 0;
     }
@@ -229,6 +234,7 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `RFC 8323 frame announces ${h.size} bytes, more than the dissector's bound of ${MAX_TCP_COAP_FRAME}: skipped`,
+          problem: true,
         });
         const rest = h.size - this.held;
         this.discard();
