@@ -86,8 +86,8 @@ export function describeTcpFrame(
     dst: ctx.dst,
     transport: 'tcp',
   });
-  // Len/TKL, Extended Length and Code: the token starts after them.
-  const headerBytes = readFrameHeader(frame.bytes, 0, false)!.tokenOffset;
+  // Len/TKL, Extended Length and Code: the datagram has 4 bytes in their place.
+  const headerBytes = frame.bytes.length - datagram.length + 4;
   info.type = -1;
   info.typeName = 'TCP';
   info.messageId = -1;

@@ -8,13 +8,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { decodeMessage } from '../codec/message.js';
-import {
-  frameToDatagram,
-  readFrameHeader,
-  readUint,
-  SIGNAL_NAMES,
-  SIGNAL_OPTIONS,
-} from '../codec/reliable.js';
+import { frameToDatagram, readUint, SIGNAL_NAMES, SIGNAL_OPTIONS } from '../codec/reliable.js';
 import { formatCode } from '../constants/codes.js';
 import { type CoapSizes, type CoapSummary, type CoapUndecodable, hexOf, summarizeCoap } from './describe.js';
 
@@ -60,15 +54,13 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
   });
   const websocket = isWebSocketScheme(scheme);
   let datagram: Buffer;
-  let header: number;
   try {
-    const h = readFrameHeader(frame, 0, websocket);
-    if (h === undefined || h.size !== frame.length) return bad('incomplete frame');
-    header = h.tokenOffset;
     datagram = frameToDatagram(frame, websocket);
   } catch (err) {
     return bad(err instanceof Error ? err.message : String(err));
   }
+  // The datagram is the frame with its header (Len/TKL, Extended Length, Code) replaced by 4 bytes.
+  const header = frame.length - datagram.length + 4;
   const s = summarizeCoap(datagram);
   if (!s.ok) return bad(s.error);
   const sizes: CoapSizes = { ...s.sizes, header, total: frame.length };
