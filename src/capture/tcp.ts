@@ -382,8 +382,6 @@ function seqLe(a: number, b: number): boolean {
 export class TcpReassembler {
   /** The directions by "src|dst". */
   readonly directions = new Map<string, TcpDirection>();
-  /** The directions by id (id 1 is at index 0). */
-  readonly list: TcpDirection[] = [];
   /** Directions refused because TCP_LIMITS.maxDirections was reached. */
   refused = 0;
   private readonly shared = { pendingBytes: 0 };
@@ -399,7 +397,6 @@ export class TcpReassembler {
       }
       d = new TcpDirection(this.directions.size + 1, src, dst, this.shared);
       this.directions.set(key, d);
-      this.list.push(d);
     }
     return d;
   }

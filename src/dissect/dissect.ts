@@ -11,6 +11,7 @@ import {
   decodeTcp,
   type SegmentEvent,
   TCP_RST,
+  type TcpDirection,
   TcpReassembler,
   tcpFlagNames,
 } from '../capture/tcp.js';
@@ -535,7 +536,7 @@ class TcpCoapFlows {
     }
     const r = dir.push({ seq: seg.seq, flags: seg.flags, payload: seg.payload, announced }, fi.number);
     this.note(fi, r.events);
-    this.read(dir.id, r.delivered);
+    this.read(dir, r.delivered);
   }
 
   /** End of capture: open holes become gaps, incomplete frames are reported. */
@@ -545,7 +546,7 @@ class TcpCoapFlows {
     for (const dir of this.reassembler.directions.values()) {
       const r = dir.flush();
       if (last) this.note(last, r.events, dir.id);
-      this.read(dir.id, r.delivered);
+      this.read(dir, r.delivered);
       const reader = this.readers.get(dir.id);
       const info: TcpStreamInfo = {
         id: dir.id,
@@ -611,16 +612,16 @@ class TcpCoapFlows {
     }
   }
 
-  private read(stream: number, delivered: Delivered[]): void {
-    let reader = this.readers.get(stream);
+  private read(dir: TcpDirection, delivered: Delivered[]): void {
+    let reader = this.readers.get(dir.id);
     for (const chunk of delivered) {
       if (reader === undefined) {
         reader = new TcpCoapReader();
-        this.readers.set(stream, reader);
+        this.readers.set(dir.id, reader);
       }
       const r = reader.push(chunk);
-      for (const n of r.notes) this.streamNote(stream, n);
-      for (const f of r.frames) this.frame(stream, f);
+      for (const n of r.notes) this.streamNote(dir.id, n);
+      for (const f of r.frames) this.frame(dir, f);
     }
   }
 
@@ -632,10 +633,10 @@ class TcpCoapFlows {
     if (n.problem) fi.errors.push(text);
   }
 
-  private frame(stream: number, f: StreamFrame): void {
+  private frame(dir: TcpDirection, f: StreamFrame): void {
     const fi = this.result.frames[f.at - 1];
-    const dir = this.reassembler.list[stream - 1];
-    if (fi === undefined || dir === undefined) return;
+    if (fi === undefined) return;
+    const stream = dir.id;
     try {
       const info = describeTcpFrame(f, {
         index: this.result.coap.messages.length,
