@@ -256,16 +256,19 @@ export class TcpDirection {
 
   /** A RST: the connection is gone; later data (without a new SYN) is ignored. */
   abort(): void {
-    this.shared.pendingBytes -= this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPending();
     this.finished = true;
   }
 
-  private reset(): void {
+  /** Gives back the out-of-order segments held (to the shared bound too). */
+  private dropPending(): void {
     this.shared.pendingBytes -= this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+  }
+
+  private reset(): void {
+    this.dropPending();
     this.finished = false;
     this.gapPending = false;
     this.next = undefined;
@@ -340,9 +343,7 @@ export class TcpDirection {
   private close(): void {
     this.next = ((this.next as number) + 1) >>> 0;
     this.finished = true;
-    this.shared.pendingBytes -= this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPending();
   }
 
   /** Declares the hole before the first held segment a gap and delivers from there. */
@@ -381,8 +382,6 @@ function seqLe(a: number, b: number): boolean {
 export class TcpReassembler {
   /** The directions by "src|dst". */
   readonly directions = new Map<string, TcpDirection>();
-  /** The directions by id (id 1 is at index 0). */
-  readonly list: TcpDirection[] = [];
   /** Directions refused because TCP_LIMITS.maxDirections was reached. */
   refused = 0;
   private readonly shared = { pendingBytes: 0 };
@@ -398,7 +397,6 @@ export class TcpReassembler {
       }
       d = new TcpDirection(this.directions.size + 1, src, dst, this.shared);
       this.directions.set(key, d);
-      this.list.push(d);
     }
     return d;
   }

@@ -11,6 +11,7 @@ import {
   decodeTcp,
   type SegmentEvent,
   TCP_RST,
+  type TcpDirection,
   TcpReassembler,
   tcpFlagNames,
 } from '../capture/tcp.js';
@@ -490,7 +491,6 @@ function addCoap(
 class TcpCoapFlows {
   private readonly reassembler = new TcpReassembler();
   private readonly readers = new Map<number, TcpCoapReader>();
-  private refusedWarned = false;
 
   constructor(private readonly result: DissectResult) {}
 
@@ -514,24 +514,18 @@ class TcpCoapFlows {
       payloadLength: announced,
     };
     fi.bytes.tcp = seg.headerLength;
-    if (seg.payload.length > 0) fi.bytes.tcpData = seg.payload.length;
+    const coapPort = ports.has(seg.srcPort) || ports.has(seg.dstPort);
+    if (seg.payload.length > 0) fi.bytes[coapPort ? 'tcpData' : 'other'] = seg.payload.length;
     const src = endpoint(ip.src, ip.version, seg.srcPort);
     const dst = endpoint(ip.dst, ip.version, seg.dstPort);
     fi.summary = `TCP ${src} → ${dst} [${fi.tcp.flags.join(', ')}] seq ${seg.seq} len ${announced}`;
-    if (!ports.has(seg.srcPort) && !ports.has(seg.dstPort)) {
-      if (seg.payload.length > 0) {
-        fi.bytes.other = seg.payload.length;
-        delete fi.bytes.tcpData;
-      }
-      return;
-    }
+    if (!coapPort) return;
     const dir = this.reassembler.direction(src, dst);
     if (dir === undefined) {
-      if (!this.refusedWarned)
+      if (this.reassembler.refused === 1)
         this.result.warnings.push(
           `too many TCP streams: from frame ${fi.number} on, new ones are not reassembled`,
         );
-      this.refusedWarned = true;
       return;
     }
     fi.tcp.stream = dir.id;
@@ -542,17 +536,17 @@ class TcpCoapFlows {
     }
     const r = dir.push({ seq: seg.seq, flags: seg.flags, payload: seg.payload, announced }, fi.number);
     this.note(fi, r.events);
-    this.read(dir.id, r.delivered);
+    this.read(dir, r.delivered);
   }
 
   /** End of capture: open holes become gaps, incomplete frames are reported. */
   finish(): void {
     const streams: TcpStreamInfo[] = [];
+    const last = this.result.frames[this.result.frames.length - 1];
     for (const dir of this.reassembler.directions.values()) {
       const r = dir.flush();
-      const last = this.result.frames[this.result.frames.length - 1];
       if (last) this.note(last, r.events, dir.id);
-      this.read(dir.id, r.delivered);
+      this.read(dir, r.delivered);
       const reader = this.readers.get(dir.id);
       const info: TcpStreamInfo = {
         id: dir.id,
@@ -618,16 +612,16 @@ class TcpCoapFlows {
     }
   }
 
-  private read(stream: number, delivered: Delivered[]): void {
-    let reader = this.readers.get(stream);
+  private read(dir: TcpDirection, delivered: Delivered[]): void {
+    let reader = this.readers.get(dir.id);
     for (const chunk of delivered) {
       if (reader === undefined) {
         reader = new TcpCoapReader();
-        this.readers.set(stream, reader);
+        this.readers.set(dir.id, reader);
       }
       const r = reader.push(chunk);
-      for (const n of r.notes) this.streamNote(stream, n);
-      for (const f of r.frames) this.frame(stream, f);
+      for (const n of r.notes) this.streamNote(dir.id, n);
+      for (const f of r.frames) this.frame(dir, f);
     }
   }
 
@@ -636,13 +630,13 @@ class TcpCoapFlows {
     if (fi === undefined) return;
     const text = `TCP stream ${stream}: ${n.text}`;
     addTcpNote(fi, text);
-    if (!n.text.startsWith('resynchronised')) fi.errors.push(text);
+    if (n.problem) fi.errors.push(text);
   }
 
-  private frame(stream: number, f: StreamFrame): void {
+  private frame(dir: TcpDirection, f: StreamFrame): void {
     const fi = this.result.frames[f.at - 1];
-    const dir = this.reassembler.list[stream - 1];
-    if (fi === undefined || dir === undefined) return;
+    if (fi === undefined) return;
+    const stream = dir.id;
     try {
       const info = describeTcpFrame(f, {
         index: this.result.coap.messages.length,

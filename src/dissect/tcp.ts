@@ -9,14 +9,8 @@ import { Buffer } from 'node:buffer';
 import { toHex } from '../capture/bytes.js';
 import type { Delivered } from '../capture/tcp.js';
 import { decodeMessage } from '../codec/message.js';
-import {
-  frameToDatagram,
-  readFrameHeader,
-  readUint,
-  SIGNAL_NAMES,
-  SIGNAL_OPTIONS,
-} from '../codec/reliable.js';
-import { formatCode } from '../constants/codes.js';
+import { frameToDatagram, readFrameHeader, readUint, SIGNAL_OPTIONS } from '../codec/reliable.js';
+import { signalingName } from '../trace/frame.js';
 import { type CoapMessageInfo, type CoapOptionInfo, describeMessage, summarize } from './coap.js';
 
 /**
@@ -38,14 +32,8 @@ export interface StreamFrame {
 export interface StreamNote {
   frame: number;
   text: string;
-}
-
-/** "7.01 CSM" for a signaling code, undefined for any other code. */
-export function signalingName(code: number): string | undefined {
-  if (code >> 5 !== 7) return undefined;
-  const text = formatCode(code);
-  const n = SIGNAL_NAMES[code];
-  return n === undefined ? text : `${text} ${n}`;
+  /** Something lost or refused (an error of the frame), not just information. */
+  problem: boolean;
 }
 
 function describeSignalingOption(code: number, number: number, value: Uint8Array): CoapOptionInfo {
@@ -98,8 +86,8 @@ export function describeTcpFrame(
     dst: ctx.dst,
     transport: 'tcp',
   });
-  // Len/TKL, Extended Length and Code: the token starts after them.
-  const headerBytes = readFrameHeader(frame.bytes, 0, false)!.tokenOffset;
+  // Len/TKL, Extended Length and Code: the datagram has 4 bytes in their place.
+  const headerBytes = frame.bytes.length - datagram.length + 4;
   info.type = -1;
   info.typeName = 'TCP';
   info.messageId = -1;
@@ -148,7 +136,7 @@ const REGISTERED_CODES = new Set([
  * a registered code (not Empty) and options that decode. Payload bytes rarely
  * pass; when they cannot be told apart, nothing is decoded until one that does.
  */
-export function framesCoverSegment(chunk: Uint8Array): boolean {
+function framesCoverSegment(chunk: Uint8Array): boolean {
   let o = 0;
   while (o < chunk.length) {
     let h: ReturnType<typeof readFrameHeader>;
@@ -194,10 +182,9 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: its connection ended and a new one starts here`,
+          problem: true,
         });
-      this.chunks = [];
-      this.held = 0;
-      this.skipping = 0;
+      this.discard();
       this.lost = false;
       this.dropped = 0;
     }
@@ -206,10 +193,9 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `incomplete RFC 8323 frame (${this.held} byte(s) of it seen) dropped: bytes of the stream are missing after it`,
+          problem: true,
         });
-      this.chunks = [];
-      this.held = 0;
-      this.skipping = 0;
+      this.discard();
       this.lost = true;
     }
     let data = chunk.data;
@@ -228,6 +214,7 @@ export class TcpCoapReader {
       notes.push({
         frame: chunk.frame,
         text: `resynchronised: this segment holds whole frames${this.dropped > 0 ? ` (${this.dropped} byte(s) skipped before it)` : ''}`,
+        problem: false,
       });
       this.dropped = 0;
     }
@@ -247,11 +234,11 @@ export class TcpCoapReader {
         notes.push({
           frame: chunk.frame,
           text: `RFC 8323 frame announces ${h.size} bytes, more than the dissector's bound of ${MAX_TCP_COAP_FRAME}: skipped`,
+          problem: true,
         });
-        const inHand = this.held;
-        this.chunks = [];
-        this.held = 0;
-        this.skipping = h.size - inHand;
+        const rest = h.size - this.held;
+        this.discard();
+        this.skipping = rest;
         break;
       }
       if (this.held < h.size) break;
@@ -276,9 +263,11 @@ export class TcpCoapReader {
     }
   }
 
-  /** Skipping an oversized frame, or waiting to resynchronise. */
-  get skippingBytes(): number {
-    return this.skipping + this.dropped;
+  /** Forgets the incomplete frame held, and an oversized one being skipped. */
+  private discard(): void {
+    this.chunks = [];
+    this.held = 0;
+    this.skipping = 0;
   }
 
   private peek(n: number): Uint8Array {

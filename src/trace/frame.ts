@@ -8,33 +8,19 @@
  */
 import type { Buffer } from 'node:buffer';
 import { decodeMessage } from '../codec/message.js';
-import {
-  frameToDatagram,
-  readFrameHeader,
-  readUint,
-  SIGNAL_NAMES,
-  SIGNAL_OPTIONS,
-} from '../codec/reliable.js';
-import { describeCode, formatCode } from '../constants/codes.js';
+import { frameToDatagram, readUint, SIGNAL_NAMES, SIGNAL_OPTIONS } from '../codec/reliable.js';
+import { formatCode } from '../constants/codes.js';
 import { type CoapSizes, type CoapSummary, type CoapUndecodable, hexOf, summarizeCoap } from './describe.js';
 
-/** A decoded frame ready for printing. */
-export interface FrameSummary {
-  ok: true;
+/**
+ * A decoded frame ready for printing: a CoAP summary without the Type and Message ID
+ * the wire does not carry. `codeText` is "7.01 CSM" for a signaling message, whose
+ * options are named as that code defines them; in `sizes`, `header` is Len/TKL,
+ * Extended Length and Code.
+ */
+export interface FrameSummary extends Omit<CoapSummary, 'type' | 'messageId'> {
   /** True for a signaling message (class 7). */
   signal: boolean;
-  code: number;
-  /** "GET", "2.05 Content", "7.01 CSM". */
-  codeText: string;
-  token: string;
-  /** Options; for a signaling message, named as that code defines them. */
-  options: Array<{ number: number; name: string; value: string }>;
-  contentFormat: number | undefined;
-  payloadLength: number;
-  /** The payload, short (a signaling message's is a diagnostic text). */
-  payloadPreview: string;
-  /** The frame's bytes by part; `header` is Len/TKL, Extended Length and Code. */
-  sizes: CoapSizes;
   /** Bytes of Extended Length (0, 1, 2 or 4; always 0 over WebSockets). */
   extendedLength: number;
   /** The Len the header carries: options, payload marker and payload. */
@@ -45,6 +31,13 @@ export interface FrameSummary {
 
 /** A frame that does not decode: the same shape as an undecodable datagram. */
 export type FrameUndecodable = CoapUndecodable;
+
+/** "7.01 CSM" for a signaling code (RFC 8323 §5), undefined for any other code. */
+export function signalingName(code: number): string | undefined {
+  if (code >> 5 !== 7) return undefined;
+  const name = SIGNAL_NAMES[code];
+  return name === undefined ? formatCode(code) : `${formatCode(code)} ${name}`;
+}
 
 /** True for the WebSocket schemes (Len 0 framing). */
 export function isWebSocketScheme(scheme: string): boolean {
@@ -61,23 +54,23 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
   });
   const websocket = isWebSocketScheme(scheme);
   let datagram: Buffer;
-  let header: number;
   try {
-    const h = readFrameHeader(frame, 0, websocket);
-    if (h === undefined || h.size !== frame.length) return bad('incomplete frame');
-    header = h.tokenOffset;
     datagram = frameToDatagram(frame, websocket);
   } catch (err) {
     return bad(err instanceof Error ? err.message : String(err));
   }
+  // The datagram is the frame with its header (Len/TKL, Extended Length, Code) replaced by 4 bytes.
+  const header = frame.length - datagram.length + 4;
   const s = summarizeCoap(datagram);
   if (!s.ok) return bad(s.error);
   const sizes: CoapSizes = { ...s.sizes, header, total: frame.length };
   const extendedLength = header - 2;
   const length = sizes.options + sizes.marker + sizes.payload;
-  const signal = s.code >> 5 === 7;
-  if (!signal) return { ...fromCoap(s), signal, sizes, extendedLength, length, datagram };
-  const name = SIGNAL_NAMES[s.code];
+  const codeText = signalingName(s.code);
+  if (codeText === undefined) {
+    const { type: _type, messageId: _messageId, sizes: _sizes, ...rest } = s;
+    return { ...rest, signal: false, sizes, extendedLength, length, datagram };
+  }
   const names = SIGNAL_OPTIONS[s.code] ?? {};
   const msg = decodeMessage(datagram);
   const options = msg.options.map((o) => {
@@ -95,9 +88,9 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
   const text = msg.payload.toString('utf8').replace(/[\u0000-\u001f\u007f]/g, '.');
   return {
     ok: true,
-    signal,
+    signal: true,
     code: s.code,
-    codeText: name !== undefined ? `${formatCode(s.code)} ${name}` : describeCode(s.code),
+    codeText,
     token: s.token,
     options,
     contentFormat: undefined,
@@ -107,19 +100,6 @@ export function summarizeFrame(frame: Uint8Array, scheme: string): FrameSummary 
     extendedLength,
     length,
     datagram: undefined,
-  };
-}
-
-function fromCoap(s: CoapSummary) {
-  return {
-    ok: true as const,
-    code: s.code,
-    codeText: s.codeText,
-    token: s.token,
-    options: s.options,
-    contentFormat: s.contentFormat,
-    payloadLength: s.payloadLength,
-    payloadPreview: s.payloadPreview,
   };
 }
 

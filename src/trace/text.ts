@@ -15,6 +15,7 @@ import { formatPeerKey } from '../transport/address.js';
 import { escapeKeepingSgr } from '../util/escape.js';
 import {
   type CoapSummary,
+  type CoapUndecodable,
   contentFormatLabel,
   DTLS_RECORD_HEADER_BYTES,
   dtlsProtectionBytes,
@@ -23,6 +24,7 @@ import {
   ipHeaderBytes,
   summarizeCoap,
   UDP_HEADER_BYTES,
+  type WireBreakdown,
   wireBreakdown,
 } from './describe.js';
 import { formatFrameLayout, summarizeFrame } from './frame.js';
@@ -79,6 +81,26 @@ const AUTH_LABEL = {
 
 /** "12.3 ms", "1.50 s". */
 export const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(2)} s` : `${n.toFixed(1)} ms`);
+
+/** "no token", "token 1a2b". */
+function tokenLabel(token: string): string {
+  return token === '' ? 'no token' : `token ${token}`;
+}
+
+/** The first bytes of what did not decode, in hex. */
+function hexLine(s: CoapUndecodable): string {
+  return `0x${s.hex}${s.length > 32 ? '…' : ''}`;
+}
+
+/** A message's options, one line each, then its payload (a datagram's or a frame's). */
+function messageDetails(
+  s: Pick<CoapSummary, 'options' | 'payloadLength' | 'contentFormat' | 'payloadPreview'>,
+): string[] {
+  const details = s.options.map((o) => `${o.name}: ${o.value}`);
+  if (s.payloadLength > 0)
+    details.push(`payload ${s.payloadLength} B ${contentFormatLabel(s.contentFormat)}: ${s.payloadPreview}`);
+  return details;
+}
 
 function hsName(h: HandshakeInfo): string {
   return HANDSHAKE_TYPE_NAMES[h.type] ?? h.typeName;
@@ -157,8 +179,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
   };
 
   const headline = (s: CoapSummary): string => {
-    const tok = s.token === '' ? 'no token' : `token ${s.token}`;
-    return `${paint('bold', `${s.type} ${s.codeText}`)}  MID ${s.messageId}  ${tok}  (${s.sizes.total} B)`;
+    return `${paint('bold', `${s.type} ${s.codeText}`)}  MID ${s.messageId}  ${tokenLabel(s.token)}  (${s.sizes.total} B)`;
   };
 
   /**
@@ -179,7 +200,7 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
         e.dir,
         key,
         `undecodable ${ev.scheme} frame of ${s.length} B: ${s.error}`,
-        [`0x${s.hex}${s.length > 32 ? '…' : ''}`],
+        [hexLine(s)],
       );
     }
     const layout = formatFrameLayout(s, ev.scheme, e.dir, ev.initiator);
@@ -193,14 +214,9 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const details = s.payloadLength > 0 ? [`diagnostic: ${s.payloadPreview}`, layout] : [layout];
       return line(e.t, 'SIG', 'info', e.dir, key, `${text}  (${s.sizes.total} B)`, details);
     }
-    const details: string[] = [];
-    for (const o of s.options) details.push(`${o.name}: ${o.value}`);
-    if (s.payloadLength > 0)
-      details.push(
-        `payload ${s.payloadLength} B ${contentFormatLabel(s.contentFormat)}: ${s.payloadPreview}`,
-      );
+    const details = messageDetails(s);
     details.push(layout);
-    const head = `${paint('bold', s.codeText)}  ${s.token === '' ? 'no token' : `token ${s.token}`}  (${s.sizes.total} B)`;
+    const head = `${paint('bold', s.codeText)}  ${tokenLabel(s.token)}  (${s.sizes.total} B)`;
     return line(e.t, 'CoAP', 'coap', e.dir, key, head, details);
   };
 
@@ -217,18 +233,12 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
       const w = wireBreakdown(family, s.length, dtls);
       state.countWire(w.ip, w.udp, dtls, s.length, 0);
       return line(e.t, 'CoAP', 'error', e.dir, key, `undecodable ${s.length} B: ${s.error}`, [
-        `0x${s.hex}${s.length > 32 ? '…' : ''}`,
+        hexLine(s),
         formatBreakdown(w, family),
       ]);
     }
     const head = headline(s);
-    const details: string[] = [];
-    for (const o of s.options) details.push(`${o.name}: ${o.value}`);
-    if (s.payloadLength > 0) {
-      details.push(
-        `payload ${s.payloadLength} B ${contentFormatLabel(s.contentFormat)}: ${s.payloadPreview}`,
-      );
-    }
+    const details = messageDetails(s);
     if (e.queued) {
       details.push('queued: it leaves in a DTLS ApplicationData record once the session is up');
       return line(e.t, 'CoAP', 'coap', e.dir, key, head, details);
@@ -336,32 +346,18 @@ export function textRenderer(ctx: RendererContext): TraceRenderer {
     const ev = e.ev;
     const overhead = state.recordOverheadBytes(ev);
     const family = familyOfKey(ev.peer);
-    if (e.carries !== undefined) {
-      const s = summarizeCoap(e.carries.data);
-      if (s.ok) {
-        const w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
-        state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
-        return line(
-          e.t,
-          'DTLS',
-          'dtls',
-          e.dir,
-          ev.peer,
-          `ApplicationData epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`,
-          [formatBreakdown(w, family)],
-        );
-      }
+    const c = e.carries === undefined ? undefined : summarizeCoap(e.carries.data);
+    const s = c?.ok ? c : undefined;
+    const where = `epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`;
+    let text = `${recordName(ev)} ${where}`;
+    let w: WireBreakdown;
+    if (s === undefined) w = wireBreakdown(family, ev.length, overhead);
+    else {
+      text = `ApplicationData ${where} carrying the queued ${s.type} ${s.codeText} MID ${s.messageId}`;
+      w = wireBreakdown(family, s.sizes.total, overhead, s.sizes);
+      state.countWire(w.ip, w.udp, w.dtls, s.sizes.total - s.sizes.payload, s.sizes.payload);
     }
-    const w = wireBreakdown(family, ev.length, overhead);
-    return line(
-      e.t,
-      'DTLS',
-      'dtls',
-      e.dir,
-      ev.peer,
-      `${recordName(ev)} epoch ${ev.epoch} seq ${ev.seq}${cidNote(ev)}`,
-      [formatBreakdown(w, family)],
-    );
+    return line(e.t, 'DTLS', 'dtls', e.dir, ev.peer, text, [formatBreakdown(w, family)]);
   };
 
   const renderTurn = (items: TurnEntry<LineView>[]): void => {

@@ -4,7 +4,7 @@
  * out-of-order delivery and cut segments to dissect() and to tshark.
  */
 import { writeFileSync } from 'node:fs';
-import { rawPcap } from './pcap.js';
+import { checksum, ipv4, ipv4Header, rawPcap } from './pcap.js';
 
 export interface TcpSegment {
   /** "127.0.0.1:40000" */
@@ -21,14 +21,7 @@ export interface TcpSegment {
 
 function addr(s: string): { ip: Buffer; port: number } {
   const [ip, port] = s.split(':') as [string, string];
-  return { ip: Buffer.from(ip.split('.').map(Number)), port: Number(port) };
-}
-
-function checksum(buf: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < buf.length; i += 2) sum += (buf[i]! << 8) | (buf[i + 1] ?? 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return { ip: ipv4(ip), port: Number(port) };
 }
 
 const FLAG_BITS: Record<string, number> = { F: 0x01, S: 0x02, R: 0x04, P: 0x08, A: 0x10 };
@@ -56,17 +49,7 @@ export function ipTcp(s: TcpSegment, id: number): Buffer {
     tcp,
   ]);
   tcp.writeUInt16BE(checksum(pseudo), 16);
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + tcp.length, 2);
-  ip.writeUInt16BE(id & 0xffff, 4);
-  ip.writeUInt16BE(0x4000, 6);
-  ip[8] = 64;
-  ip[9] = 6;
-  src.ip.copy(ip, 12);
-  dst.ip.copy(ip, 16);
-  ip.writeUInt16BE(checksum(ip), 10);
-  return Buffer.concat([ip, tcp]);
+  return Buffer.concat([ipv4Header(src.ip, dst.ip, 6, tcp.length, id), tcp]);
 }
 
 /** A pcap file (raw IPv4) of the segments, 1 ms apart. */

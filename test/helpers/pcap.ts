@@ -13,7 +13,8 @@ export interface PcapPacket {
   timeMs: number;
 }
 
-function ipv4(address: string): Buffer {
+/** The 4 bytes of a dotted IPv4 address (an IPv4-mapped IPv6 one too). */
+export function ipv4(address: string): Buffer {
   const parts = address
     .replace(/^::ffff:/, '')
     .split('.')
@@ -22,27 +23,39 @@ function ipv4(address: string): Buffer {
   return Buffer.from(parts);
 }
 
-function checksum(buf: Buffer): number {
+/** The Internet checksum (RFC 1071) of `buf`. */
+export function checksum(buf: Buffer): number {
   let sum = 0;
   for (let i = 0; i < buf.length; i += 2) sum += (buf[i]! << 8) | (buf[i + 1] ?? 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
 
-/** One raw IPv4 packet carrying a UDP datagram. */
-export function ipUdp(p: PcapPacket, id: number): Buffer {
-  const udpLen = 8 + p.data.length;
-  const total = 20 + udpLen;
+/** A 20-byte IPv4 header (DF set, TTL 64, checksum filled in) before `payloadLength` bytes of `protocol`. */
+export function ipv4Header(
+  src: Buffer,
+  dst: Buffer,
+  protocol: number,
+  payloadLength: number,
+  id: number,
+): Buffer {
   const ip = Buffer.alloc(20);
   ip[0] = 0x45;
-  ip.writeUInt16BE(total, 2);
+  ip.writeUInt16BE(20 + payloadLength, 2);
   ip.writeUInt16BE(id & 0xffff, 4);
   ip.writeUInt16BE(0x4000, 6); // don't fragment
   ip[8] = 64;
-  ip[9] = 17;
-  ipv4(p.src.address).copy(ip, 12);
-  ipv4(p.dst.address).copy(ip, 16);
+  ip[9] = protocol;
+  src.copy(ip, 12);
+  dst.copy(ip, 16);
   ip.writeUInt16BE(checksum(ip), 10);
+  return ip;
+}
+
+/** One raw IPv4 packet carrying a UDP datagram. */
+export function ipUdp(p: PcapPacket, id: number): Buffer {
+  const udpLen = 8 + p.data.length;
+  const ip = ipv4Header(ipv4(p.src.address), ipv4(p.dst.address), 17, udpLen, id);
   const udp = Buffer.alloc(8);
   udp.writeUInt16BE(p.src.port, 0);
   udp.writeUInt16BE(p.dst.port, 2);

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseCapture, partialCapture } from '../../src/capture/reader.js';
 import { CaptureFormatError } from '../../src/errors.js';
+import { byteMutations, mutate } from '../helpers/mutations.js';
 import { scenarioCapture } from '../vectors/captures/scenario.js';
 
 const GOLIOTH = readFileSync(new URL('../vectors/captures/golioth_basics_psk.pcapng', import.meta.url));
@@ -75,17 +76,9 @@ describe('capture reader robustness', () => {
       { numRuns: 500 },
     );
     fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(GOLIOTH.length - 1), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 8,
-        }),
-        (mutations) => {
-          const b = Buffer.from(GOLIOTH);
-          for (const [i, v] of mutations) b[i] = v;
-          parseOrPartial(b);
-        },
-      ),
+      fc.property(byteMutations(GOLIOTH.length, 8), (mutations) => {
+        parseOrPartial(mutate(GOLIOTH, mutations));
+      }),
       { numRuns: 300 },
     );
   });

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { dissect } from '../../src/dissect/dissect.js';
 import { DtlsTracker } from '../../src/dissect/dtls.js';
 import { renderJson, renderText } from '../../src/dissect/render.js';
+import { byteMutations, mutate } from '../helpers/mutations.js';
 import { scenarioCapture } from '../vectors/captures/scenario.js';
 
 const GOLIOTH = readFileSync(new URL('../vectors/captures/golioth_basics_psk.pcapng', import.meta.url));
@@ -42,34 +43,18 @@ describe('dissect robustness', () => {
 
   it('mutated shared capture (DTLS with PSK)', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(GOLIOTH.length - 1), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 6,
-        }),
-        (mutations) => {
-          const b = Buffer.from(GOLIOTH);
-          for (const [i, v] of mutations) b[i] = v;
-          run(b, PSK);
-        },
-      ),
+      fc.property(byteMutations(GOLIOTH.length, 6), (mutations) => {
+        run(mutate(GOLIOTH, mutations), PSK);
+      }),
       { numRuns: 60 },
     );
   });
 
   it('mutated plain CoAP capture', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(SCENARIO.length - 1), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 6,
-        }),
-        (mutations) => {
-          const b = Buffer.from(SCENARIO);
-          for (const [i, v] of mutations) b[i] = v;
-          run(b);
-        },
-      ),
+      fc.property(byteMutations(SCENARIO.length, 6), (mutations) => {
+        run(mutate(SCENARIO, mutations));
+      }),
       { numRuns: 400 },
     );
   });
