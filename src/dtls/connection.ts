@@ -427,13 +427,13 @@ export abstract class DtlsConnection {
     }
   }
 
-  /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
   /** The verify_data of a Finished (RFC 5246 §7.4.9) over the transcript so far. */
   protected verifyData(master: Buffer, label: 'client finished' | 'server finished'): Buffer {
     const suite = this.suite!;
     return finishedVerifyData(suite, master, label, this.transcript.digest(suite.prfHash));
   }
 
+  /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
   protected installKeys(suite: CipherSuiteInfo, keys: Buffer): void {
     this.keys = keys;
     this.pendingWrite = protectionFromKeyBlock(suite, keys, this.role, 'write');
