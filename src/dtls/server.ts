@@ -181,13 +181,15 @@ export class DtlsServerConnection extends DtlsConnection {
    * Starts the handshake from a cookie-verified ClientHello. The server mirrors
    * the ClientHello's message_seq and continues the client's record sequence
    * number in epoch 0 (as OpenSSL does after a stateless cookie exchange).
+   * `negotiation`: `negotiate(ch, …)` of this connection's options, done by the
+   * server before the rate limit (undefined: nothing in common).
    */
   start(
     ch: ClientHello,
     chBody: Buffer,
     messageSeq: number,
     recordSeq: number,
-    negotiation?: Negotiation | undefined,
+    negotiation: Negotiation | undefined,
   ): void {
     if (handshakeStartChannel.hasSubscribers) {
       handshakeStartChannel.publish({ peer: this.peerLabel, role: this.role });
@@ -204,9 +206,9 @@ export class DtlsServerConnection extends DtlsConnection {
     if (!ch.compressionMethods.includes(0))
       throw alertError(AlertDescription.handshakeFailure, 'no null compression');
 
-    const n = negotiation ?? negotiate(ch, this.sopts);
-    if (n === undefined) throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
-    const { suite, group, pointFormats, certMode } = n;
+    if (negotiation === undefined)
+      throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
+    const { suite, group, pointFormats, certMode } = negotiation;
     this.suite = suite;
 
     const reneg = findExtension(ch.extensions, ExtensionType.renegotiationInfo);
