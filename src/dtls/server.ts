@@ -500,7 +500,7 @@ export interface Negotiation {
 }
 
 /** The server's choice for a ClientHello (its order of suites wins); undefined: nothing in common. */
-export function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Negotiation | undefined {
+function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Negotiation | undefined {
   const groupsExt = findExtension(ch.extensions, ExtensionType.supportedGroups);
   const clientGroups = groupsExt === undefined ? [GROUP_DEFAULT] : decodeSupportedGroups(groupsExt.data);
   const group = SUPPORTED_GROUPS.find((g) => clientGroups.includes(g));
@@ -519,7 +519,7 @@ export function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Nego
 }
 
 /** What the handshake will cost the server, in PSK handshakes (HANDSHAKE_WEIGHTS). */
-export function handshakeWeight(n: Negotiation): number {
+function handshakeWeight(n: Negotiation): number {
   const kx = n.suite.keyExchange;
   if (kx === 'psk') return HANDSHAKE_WEIGHTS.psk;
   if (kx === 'ecdhe_psk') return HANDSHAKE_WEIGHTS.ecdhePsk;
