@@ -22,7 +22,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
+import { alertError, DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
 import type { CidAgreement } from './handshake/cid-ext.js';
 import {
   fragmentMessage,
@@ -145,12 +145,6 @@ class ReleasedTranscript extends HandshakeTranscript {
 }
 const RELEASED_TRANSCRIPT = new ReleasedTranscript();
 const MAX_PLAINTEXT = 16384;
-
-export function alertError(alert: number, message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = alert;
-  return e;
-}
 
 function toDtlsError(e: unknown): DtlsError {
   if (e instanceof DtlsError) return e;

@@ -23,7 +23,6 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { Groups } from '../util/keyed.js';
 import {
   AlertDescription,
-  alertError,
   type ConnectionOptions,
   type ConnectionSink,
   DtlsConnection,
@@ -58,7 +57,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { DtlsError } from './errors.js';
+import { alertError, DtlsError } from './errors.js';
 import { type CertMode, certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
 import { answerCid, CONNECTION_ID_EXTENSION, type ServerCidPolicy } from './handshake/cid-ext.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
