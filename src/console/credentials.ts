@@ -16,7 +16,6 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import {
   buildCertOptions,
   type DtlsCertificateOptions,
-  loadRpkCredential,
   parseCertificates,
   sha256Hex,
 } from '../dtls/crypto/certs.js';
@@ -84,9 +83,9 @@ export function parseCredentials(c: Record<string, unknown>): ConsoleCredentials
         key,
         ...(ca !== undefined ? { ca } : { verifyPeer: false }),
       };
-      buildCertOptions(dtls, 'client');
+      // Checks every PEM; the CAs come back parsed.
+      const cas = buildCertOptions(dtls, 'client')!.trust.ca;
       const leaf = parseCertificates(cert, 'cert')[0]!;
-      const cas = ca !== undefined ? parseCertificates(ca, 'ca') : [];
       const expired = Date.parse(leaf.validTo) < Date.now() ? ` (expired on ${leaf.validTo})` : '';
       const summary = `certificate ${subjectOf(leaf)}${expired}; ${
         cas.length > 0
@@ -107,9 +106,9 @@ export function parseCredentials(c: Record<string, unknown>): ConsoleCredentials
       if (rpk === undefined)
         throw new DtlsCredentialError('raw public key mode needs a P-256 private key (PEM)');
       const dtls: DtlsCertificateOptions = { rpk, ...(trust !== undefined ? { rpkTrust: [trust] } : {}) };
-      const built = buildCertOptions(dtls, 'client');
-      const fp = sha256Hex(loadRpkCredential(rpk).spki);
-      const n = built?.trust.rpkTrust?.size;
+      const built = buildCertOptions(dtls, 'client')!;
+      const fp = sha256Hex(built.rpk!.spki);
+      const n = built.trust.rpkTrust?.size;
       const summary = `raw public key ${fp.slice(0, 16)}…; ${
         n !== undefined
           ? `server key must be one of ${n} trusted`

@@ -12,7 +12,6 @@ import { type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   AlertDescription,
-  alertError,
   type ConnectionOptions,
   type ConnectionSink,
   DtlsConnection,
@@ -33,7 +32,7 @@ import { type EphemeralKey, generateEphemeral, SUPPORTED_GROUPS } from './crypto
 import { keyBlockBytes, masterSecret, pskPremasterSecret } from './crypto/keys.js';
 import { CIPHER_SUITES, type CipherSuiteInfo } from './crypto/suites.js';
 import { handshakeStartChannel } from './diag.js';
-import { DtlsError } from './errors.js';
+import { alertError, DtlsError } from './errors.js';
 import { certClientHelloExtensions, certTypesFromServerHello } from './handshake/cert-extensions.js';
 import { acceptCidAnswer, CONNECTION_ID_EXTENSION, offerCid } from './handshake/cid-ext.js';
 import type { HandshakeMessage } from './handshake/fragment.js';

@@ -22,7 +22,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
+import { alertError, DtlsAlertError, DtlsError, DtlsHandshakeTimeoutError } from './errors.js';
 import type { CidAgreement } from './handshake/cid-ext.js';
 import {
   fragmentMessage,
@@ -145,12 +145,6 @@ class ReleasedTranscript extends HandshakeTranscript {
 }
 const RELEASED_TRANSCRIPT = new ReleasedTranscript();
 const MAX_PLAINTEXT = 16384;
-
-export function alertError(alert: number, message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = alert;
-  return e;
-}
 
 function toDtlsError(e: unknown): DtlsError {
   if (e instanceof DtlsError) return e;
@@ -427,13 +421,13 @@ export abstract class DtlsConnection {
     }
   }
 
-  /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
   /** The verify_data of a Finished (RFC 5246 §7.4.9) over the transcript so far. */
   protected verifyData(master: Buffer, label: 'client finished' | 'server finished'): Buffer {
     const suite = this.suite!;
     return finishedVerifyData(suite, master, label, this.transcript.digest(suite.prfHash));
   }
 
+  /** Installs the pending epoch-1 keys (after the key exchange) from the raw key block (see keyBlockBytes). */
   protected installKeys(suite: CipherSuiteInfo, keys: Buffer): void {
     this.keys = keys;
     this.pendingWrite = protectionFromKeyBlock(suite, keys, this.role, 'write');

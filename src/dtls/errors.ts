@@ -12,6 +12,13 @@ export class DtlsError extends CoapError {
   alert?: number;
 }
 
+/** A DtlsError that maps to the TLS alert `alert` (an AlertDescription number). */
+export function alertError(alert: number, message: string): DtlsError {
+  const e = new DtlsError(message);
+  e.alert = alert;
+  return e;
+}
+
 /** A DTLS alert was received from the peer. */
 export class DtlsAlertError extends DtlsError {
   static override readonly code: string = 'COAP_ERR_DTLS_ALERT';

@@ -23,7 +23,6 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { Groups } from '../util/keyed.js';
 import {
   AlertDescription,
-  alertError,
   type ConnectionOptions,
   type ConnectionSink,
   DtlsConnection,
@@ -58,7 +57,7 @@ import {
   recordReceivedChannel,
   recordSentChannel,
 } from './diag.js';
-import { DtlsError } from './errors.js';
+import { alertError, DtlsError } from './errors.js';
 import { type CertMode, certServerHelloExtensions, negotiateCertMode } from './handshake/cert-extensions.js';
 import { answerCid, CONNECTION_ID_EXTENSION, type ServerCidPolicy } from './handshake/cid-ext.js';
 import { type HandshakeMessage, parseHandshakeFragments, ReassemblyBudget } from './handshake/fragment.js';
@@ -181,13 +180,15 @@ export class DtlsServerConnection extends DtlsConnection {
    * Starts the handshake from a cookie-verified ClientHello. The server mirrors
    * the ClientHello's message_seq and continues the client's record sequence
    * number in epoch 0 (as OpenSSL does after a stateless cookie exchange).
+   * `negotiation`: `negotiate(ch, …)` of this connection's options, done by the
+   * server before the rate limit (undefined: nothing in common).
    */
   start(
     ch: ClientHello,
     chBody: Buffer,
     messageSeq: number,
     recordSeq: number,
-    negotiation?: Negotiation | undefined,
+    negotiation: Negotiation | undefined,
   ): void {
     if (handshakeStartChannel.hasSubscribers) {
       handshakeStartChannel.publish({ peer: this.peerLabel, role: this.role });
@@ -204,9 +205,9 @@ export class DtlsServerConnection extends DtlsConnection {
     if (!ch.compressionMethods.includes(0))
       throw alertError(AlertDescription.handshakeFailure, 'no null compression');
 
-    const n = negotiation ?? negotiate(ch, this.sopts);
-    if (n === undefined) throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
-    const { suite, group, pointFormats, certMode } = n;
+    if (negotiation === undefined)
+      throw alertError(AlertDescription.handshakeFailure, 'no common cipher suite');
+    const { suite, group, pointFormats, certMode } = negotiation;
     this.suite = suite;
 
     const reneg = findExtension(ch.extensions, ExtensionType.renegotiationInfo);
@@ -498,7 +499,7 @@ export interface Negotiation {
 }
 
 /** The server's choice for a ClientHello (its order of suites wins); undefined: nothing in common. */
-export function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Negotiation | undefined {
+function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Negotiation | undefined {
   const groupsExt = findExtension(ch.extensions, ExtensionType.supportedGroups);
   const clientGroups = groupsExt === undefined ? [GROUP_DEFAULT] : decodeSupportedGroups(groupsExt.data);
   const group = SUPPORTED_GROUPS.find((g) => clientGroups.includes(g));
@@ -517,7 +518,7 @@ export function negotiate(ch: ClientHello, sopts: ServerConnectionOptions): Nego
 }
 
 /** What the handshake will cost the server, in PSK handshakes (HANDSHAKE_WEIGHTS). */
-export function handshakeWeight(n: Negotiation): number {
+function handshakeWeight(n: Negotiation): number {
   const kx = n.suite.keyExchange;
   if (kx === 'psk') return HANDSHAKE_WEIGHTS.psk;
   if (kx === 'ecdhe_psk') return HANDSHAKE_WEIGHTS.ecdhePsk;

@@ -105,15 +105,20 @@ export function trustAnchorsDigest(certs: CertOptions | undefined): string | und
  * Whether a certificate or raw-public-key session may be taken over by a server configured
  * with `certs`: the same X.509 trust anchors as when it was exported, or its raw public key
  * still allowed (a key taken out of the trust list, or anchors replaced, revoke the session
- * like a PSK identity without a key). PSK sessions are not this function's.
+ * like a PSK identity without a key). PSK sessions are not this function's. `anchors`:
+ * `trustAnchorsDigest(certs)`, computed once by the caller for all its sessions.
  */
-export function stillTrusted(e: SessionEntry, certs: CertOptions | undefined): boolean {
+export function stillTrusted(
+  e: SessionEntry,
+  certs: CertOptions | undefined,
+  anchors: string | undefined,
+): boolean {
   if (certs === undefined || e.auth === undefined) return false;
   if (e.auth.mode === 'rpk') {
     if (certs.rpk === undefined && certs.x509 === undefined) return false;
     return certs.trust.rpkTrust === undefined || certs.trust.rpkTrust.has(e.auth.identity);
   }
-  if (e.auth.mode === 'x509') return e.trust !== undefined && e.trust === trustAnchorsDigest(certs);
+  if (e.auth.mode === 'x509') return e.trust !== undefined && e.trust === anchors;
   return false;
 }
 

@@ -919,6 +919,7 @@ export class DtlsServerTransport implements Transport {
           : (identity) =>
               identity === toBytes(psk.identity).toString('utf8') ? toBytes(psk.key) : undefined;
     this.pskLookup = pskLookup;
+    this.trustAnchors = trustAnchorsDigest(certs);
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const sent = () => this.pending.done();
     let lastV4 = '';
@@ -1069,6 +1070,8 @@ export class DtlsServerTransport implements Transport {
   }
 
   private readonly pskLookup: PskLookup | undefined;
+  /** `trustAnchorsDigest(certs)`: what certificate sessions are exported with and checked against on import. */
+  private readonly trustAnchors: string | undefined;
 
   /**
    * The established sessions, sealed with `key` (AES-256-GCM under a key
@@ -1101,7 +1104,7 @@ export class DtlsServerTransport implements Transport {
         port: c.port,
         auth,
         snapshot,
-        ...(auth?.mode === 'x509' ? { trust: trustAnchorsDigest(this.certs) } : {}),
+        ...(auth?.mode === 'x509' ? { trust: this.trustAnchors } : {}),
       });
     }
     let sealed: Buffer;
@@ -1138,7 +1141,7 @@ export class DtlsServerTransport implements Transport {
         // A certificate or raw-public-key session is kept only while this configuration still
         // trusts its peer (the same trust anchors; its key still in the rpk trust list).
         if (e.auth !== undefined && e.auth.mode !== 'psk') {
-          if (stillTrusted(e, this.certs)) keep.push(e);
+          if (stillTrusted(e, this.certs, this.trustAnchors)) keep.push(e);
           else revoked++;
           continue;
         }

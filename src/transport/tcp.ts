@@ -8,6 +8,7 @@
 import type { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { NetworkError } from '../errors.js';
+import { unmapAddress } from '../util/ip-prefix.js';
 import {
   type LocalAddress,
   listenerAddress,
@@ -29,11 +30,6 @@ export interface TcpTransportOptions extends ReliableTransportOptions {
   host?: string;
   /** Connect timeout for client connections (default 10000 ms). */
   connectTimeoutMs?: number;
-}
-
-/** Strips the IPv4-mapped prefix so a peer has one key whatever the socket family. */
-export function unmapAddress(a: string): string {
-  return a.startsWith('::ffff:') && net.isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
 /**

@@ -12,6 +12,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, NetworkError } from '../errors.js';
+import { unmapAddress } from '../util/ip-prefix.js';
 import {
   type LocalAddress,
   listenerAddress,
@@ -21,7 +22,6 @@ import {
   type ReliableTransportOptions,
   type Wire,
 } from './reliable.js';
-import { unmapAddress } from './tcp.js';
 import { makePeer, type Peer } from './transport.js';
 
 /** The WebSocket resource of CoAP (RFC 8323 §8.4). */

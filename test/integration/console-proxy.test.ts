@@ -61,6 +61,11 @@ function request(p: Peer, token: number, code: number, target: string, payload =
   );
 }
 
+/** The side channel's certificate-mode credentials message (PEM texts). */
+function sendCert(p: Peer, cert: string, key: string, ca: string): void {
+  p.ws.send(JSON.stringify({ type: 'credentials', mode: 'cert', cert, key, ca }));
+}
+
 async function response(p: Peer, token: number): Promise<WsMessage> {
   await until(
     () => p.frames.some((f) => f.token[0] === token && f.code >> 5 !== 7),
@@ -304,15 +309,7 @@ describe('console proxy: certificate credentials over TLS (coaps+tcp://, coaps+w
     const refused = await response(p, 1);
     assert.equal(refused.code, 162 /* 5.02 */);
     assert.match(new TextDecoder().decode(refused.payload), /certificate/i);
-    p.ws.send(
-      JSON.stringify({
-        type: 'credentials',
-        mode: 'cert',
-        cert: pki.clientCert,
-        key: pki.clientKey,
-        ca: pki.ca,
-      }),
-    );
+    sendCert(p, pki.clientCert, pki.clientKey, pki.ca);
     request(p, 2, 1, `${tls.replace(/\/$/, '')}/time`);
     const ok = await response(p, 2);
     assert.equal(ok.code, 69, new TextDecoder().decode(ok.payload));
@@ -326,15 +323,7 @@ describe('console proxy: certificate credentials over TLS (coaps+tcp://, coaps+w
     // Another CA: refused again.
     const other = makePki();
     try {
-      p.ws.send(
-        JSON.stringify({
-          type: 'credentials',
-          mode: 'cert',
-          cert: pki.clientCert,
-          key: pki.clientKey,
-          ca: other.ca,
-        }),
-      );
+      sendCert(p, pki.clientCert, pki.clientKey, other.ca);
       request(p, 4, 1, `${tls.replace(/\/$/, '')}/time`);
       const wrong = await response(p, 4);
       assert.equal(wrong.code, 162);

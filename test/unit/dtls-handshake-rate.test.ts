@@ -22,7 +22,7 @@ import { DTLS_SERVER_DEFAULTS, DtlsServer, type DtlsServerOptions } from '../../
 import { UsageError } from '../../src/errors.js';
 import { channels, InvalidArgumentError } from '../../src/index.js';
 import { VirtualClock } from '../../src/util/clock.js';
-import { clientHelloRecord } from '../helpers/dtls-raw.js';
+import { clientHelloRecord, memClientOptions } from '../helpers/dtls-raw.js';
 import { makePki } from '../helpers/pki.js';
 
 const pki = makePki();
@@ -177,19 +177,14 @@ function net(serverOpts: Partial<DtlsServerOptions>): Net {
     connect(address, port, o = {}) {
       let up = false;
       const client = new DtlsClientConnection(
-        {
-          mtu: 1280,
-          ipOverhead: 48,
-          retransmitInitialMs: 1000,
-          retransmitMaxMs: 60_000,
+        memClientOptions({
           handshakeTimeoutMs: 120_000,
-          peerLabel: 'mem',
           identity: o.certs ? undefined : Buffer.from('dev'),
           psk: o.certs ? undefined : PSK,
           certs: o.certs,
           cipherSuites: o.suites ?? [0xc0a8],
           clock,
-        },
+        }),
         {
           sendDatagram: (d) => queue.push(() => server.handleDatagram(d, address, port)),
           established: () => {

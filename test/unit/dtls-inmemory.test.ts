@@ -111,17 +111,12 @@ test('mutated handshake datagrams never throw out of the record layer (both side
           },
         );
         const client: DtlsClientConnection = new DtlsClientConnection(
-          {
-            mtu: 1280,
-            ipOverhead: 48,
-            retransmitInitialMs: 1000,
-            retransmitMaxMs: 60_000,
+          memClientOptions({
             handshakeTimeoutMs: 1000,
             peerLabel: 'fuzz',
             identity: Buffer.from('fuzz'),
-            psk: Buffer.from('k'),
             cipherSuites: [suite],
-          },
+          }),
           {
             sendDatagram: (d) => queue.push(() => server.handleDatagram(mutate(d), '192.0.2.1', 1)),
             established: () => {},

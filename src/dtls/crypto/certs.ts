@@ -20,7 +20,7 @@ import {
   X509Certificate,
 } from 'node:crypto';
 import { isIP } from 'node:net';
-import { DtlsCredentialError, DtlsError } from '../errors.js';
+import { alertError, DtlsCredentialError } from '../errors.js';
 import { certificateExtension, certificateSubject } from './der.js';
 
 /** ecdsa_secp256r1_sha256 (SignatureScheme 0x0403: hash sha256(4), signature ecdsa(3)). */
@@ -74,12 +74,6 @@ export interface CertOptions {
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const OID_ANY_EKU = '2.5.29.37.0';
-
-function alert(description: number, message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = description;
-  return e;
-}
 
 /** A PEM text (string or bytes) or DER bytes of a certificate or key. */
 export type PemInput = string | Uint8Array;
@@ -234,8 +228,8 @@ function commonName(subject: string): string | undefined {
 function checkValidity(c: X509Certificate, now: number, who: string): void {
   const from = Date.parse(c.validFrom);
   const to = Date.parse(c.validTo);
-  if (!(now >= from)) throw alert(45, `${who} certificate is not yet valid (valid from ${c.validFrom})`);
-  if (!(now <= to)) throw alert(45, `${who} certificate expired on ${c.validTo}`);
+  if (!(now >= from)) throw alertError(45, `${who} certificate is not yet valid (valid from ${c.validFrom})`);
+  if (!(now <= to)) throw alertError(45, `${who} certificate expired on ${c.validTo}`);
 }
 
 /** keyUsage (2.5.29.15) bits as a number (bit 0 = digitalSignature = 0x80 of the first byte), or undefined. */
@@ -256,23 +250,23 @@ export function verifyX509Chain(
   peerRole: 'client' | 'server',
 ): DtlsPeerAuth {
   const who = `the ${peerRole}'s`;
-  if (der.length === 0) throw alert(40, `${who} certificate is missing`);
+  if (der.length === 0) throw alertError(40, `${who} certificate is missing`);
   let chain: X509Certificate[];
   try {
     chain = der.map((d) => new X509Certificate(d));
   } catch (cause) {
-    throw alert(42, `${who} certificate does not parse: ${(cause as Error).message}`);
+    throw alertError(42, `${who} certificate does not parse: ${(cause as Error).message}`);
   }
   const leaf = chain[0]!;
   if (!isP256(leaf.publicKey))
-    throw alert(43, `${who} certificate key is ${curveName(leaf.publicKey)}, not P-256`);
+    throw alertError(43, `${who} certificate key is ${curveName(leaf.publicKey)}, not P-256`);
   const now = (trust.now ?? Date.now)();
   for (let i = 0; i < chain.length; i++) checkValidity(chain[i]!, now, i === 0 ? who : `${who} intermediate`);
   for (let i = 0; i + 1 < chain.length; i++) {
     const c = chain[i]!;
     const issuer = chain[i + 1]!;
     if (!issuer.ca || !c.checkIssued(issuer) || !c.verify(issuer.publicKey))
-      throw alert(42, `${who} certificate chain is broken at ${c.subject.replace(/\n/g, ', ')}`);
+      throw alertError(42, `${who} certificate chain is broken at ${c.subject.replace(/\n/g, ', ')}`);
   }
   const last = chain[chain.length - 1]!;
   const anchor = trust.ca.find(
@@ -280,7 +274,7 @@ export function verifyX509Chain(
       a.fingerprint256 === last.fingerprint256 || (a.ca && last.checkIssued(a) && last.verify(a.publicKey)),
   );
   if (anchor === undefined)
-    throw alert(
+    throw alertError(
       48,
       `${who} certificate (issuer ${last.issuer.replace(/\n/g, ', ')}) is not signed by a trusted CA`,
     );
@@ -288,11 +282,11 @@ export function verifyX509Chain(
   // Key usage: digitalSignature for ECDHE_ECDSA (RFC 5280 §4.2.1.3); EKU when present.
   const ku = keyUsageBits(Buffer.from(leaf.raw));
   if (ku !== undefined && (ku & 0x80) === 0)
-    throw alert(43, `${who} certificate's keyUsage lacks digitalSignature`);
+    throw alertError(43, `${who} certificate's keyUsage lacks digitalSignature`);
   const eku = leaf.keyUsage;
   const wanted = peerRole === 'server' ? OID_SERVER_AUTH : OID_CLIENT_AUTH;
   if (eku !== undefined && eku.length > 0 && !eku.includes(wanted) && !eku.includes(OID_ANY_EKU))
-    throw alert(43, `${who} certificate's extendedKeyUsage does not allow ${peerRole} authentication`);
+    throw alertError(43, `${who} certificate's extendedKeyUsage does not allow ${peerRole} authentication`);
   const fingerprint = sha256Hex(leaf.raw);
   const san = leaf.subjectAltName?.split(', ').filter((s) => s !== '');
   return {
@@ -314,12 +308,12 @@ export function verifyRawPublicKey(
   try {
     key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (cause) {
-    throw alert(42, `the ${peerRole}'s raw public key does not parse: ${(cause as Error).message}`);
+    throw alertError(42, `the ${peerRole}'s raw public key does not parse: ${(cause as Error).message}`);
   }
-  if (!isP256(key)) throw alert(43, `the ${peerRole}'s raw public key is ${curveName(key)}, not P-256`);
+  if (!isP256(key)) throw alertError(43, `the ${peerRole}'s raw public key is ${curveName(key)}, not P-256`);
   const fingerprint = sha256Hex(spki);
   if (trust.rpkTrust !== undefined && !trust.rpkTrust.has(fingerprint))
-    throw alert(42, `the ${peerRole}'s raw public key ${fingerprint} is not in the trusted list`);
+    throw alertError(42, `the ${peerRole}'s raw public key ${fingerprint} is not in the trusted list`);
   return { mode: 'rpk', identity: fingerprint, fingerprint };
 }
 

@@ -4,7 +4,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
-import { DtlsError } from '../errors.js';
+import { alertError, DtlsError } from '../errors.js';
 
 export const GROUP_SECP256R1 = 23;
 export const GROUP_X25519 = 29;
@@ -18,9 +18,7 @@ export interface EphemeralKey {
 }
 
 function illegal(message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = 47;
-  return e;
+  return alertError(47, message);
 }
 
 export function generateEphemeral(group: number): EphemeralKey {

@@ -14,7 +14,7 @@ import {
   SIG_ECDSA_SHA256,
 } from '../crypto/certs.js';
 import { GROUP_SECP256R1 } from '../crypto/ecdhe.js';
-import { DtlsError } from '../errors.js';
+import { alertError } from '../errors.js';
 import {
   type ClientHello,
   decodeCertificateTypeChoice,
@@ -26,12 +26,6 @@ import {
   encodeSignatureAlgorithms,
   findExtension,
 } from './messages.js';
-
-function alert(description: number, message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = description;
-  return e;
-}
 
 /** ClientHello: signature_algorithms, and with a raw public key both certificate type lists. */
 export function certClientHelloExtensions(certs: CertOptions): Extension[] {
@@ -58,10 +52,10 @@ export function certTypesFromServerHello(
   const typeOf = (type: number): 'x509' | 'rpk' => {
     const e = findExtension(exts, type);
     if (e === undefined) return 'x509';
-    if (!rpk) throw alert(110, `server sent extension ${type} we did not offer`);
+    if (!rpk) throw alertError(110, `server sent extension ${type} we did not offer`);
     const t = decodeCertificateTypeChoice(e.data);
     if (t !== CertificateType.rawPublicKey)
-      throw alert(43, `server chose certificate type ${t}, which we did not offer`);
+      throw alertError(43, `server chose certificate type ${t}, which we did not offer`);
     return 'rpk';
   };
   return {
@@ -138,7 +132,7 @@ export function negotiateCertMode(
     if (mode.clientType !== undefined) break;
   }
   if (mode.clientType === undefined && trust.verifyPeer)
-    throw alert(43, 'no client certificate type we can verify');
+    throw alertError(43, 'no client certificate type we can verify');
   // verifyPeer false: a client certificate is optional (asked for when we could verify one;
   // an empty answer is fine, one that is sent must be valid).
   return mode;

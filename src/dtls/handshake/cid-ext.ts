@@ -12,9 +12,10 @@
  */
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
+import { alertError } from '../errors.js';
 import { checkCid, MAX_CID_LENGTH } from '../record/cid.js';
 import type { Extension } from './messages.js';
-import { decodeError, Reader } from './reader.js';
+import { Reader } from './reader.js';
 
 /** Extension type of `connection_id` (RFC 9146 §3). */
 export const CONNECTION_ID_EXTENSION = 54;
@@ -56,9 +57,10 @@ export function acceptCidAnswer(
 ): CidAgreement | undefined {
   if (answer === undefined) return undefined;
   if (ownCid === undefined) {
-    const e = decodeError('the server sent connection_id, which we did not offer');
-    e.alert = 110; // unsupported_extension
-    throw e;
+    throw alertError(
+      110 /* unsupported_extension */,
+      'the server sent connection_id, which we did not offer',
+    );
   }
   return { send: decodeCidExtension(answer.data), receive: ownCid };
 }
@@ -95,7 +97,8 @@ export function makeCid(policy: ServerCidPolicy, taken: (cid: Buffer) => boolean
     const cid = Buffer.concat([prefix, randomBytes(policy.length - prefix.length)]);
     if (!taken(cid)) return cid;
   }
-  const e = decodeError('no free connection ID (the CID space of this length is exhausted)');
-  e.alert = 80; // internal_error
-  throw e;
+  throw alertError(
+    80 /* internal_error */,
+    'no free connection ID (the CID space of this length is exhausted)',
+  );
 }

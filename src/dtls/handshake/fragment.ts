@@ -5,7 +5,7 @@
  * duplicated, overlapping, reordered, or belong to future messages.
  */
 import { Buffer } from 'node:buffer';
-import { DtlsError } from '../errors.js';
+import { alertError, DtlsError } from '../errors.js';
 import { decodeError } from './reader.js';
 
 export const HANDSHAKE_HEADER_LENGTH = 12;
@@ -148,9 +148,7 @@ interface Partial {
 }
 
 function illegalParameter(message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = 47;
-  return e;
+  return alertError(47, message);
 }
 
 /**

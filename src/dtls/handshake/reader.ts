@@ -1,11 +1,9 @@
 /** Bounds-checked big-endian reader for handshake structures; throws DtlsError (decode_error). */
 import { Buffer } from 'node:buffer';
-import { DtlsError } from '../errors.js';
+import { alertError, type DtlsError } from '../errors.js';
 
 export function decodeError(message: string): DtlsError {
-  const e = new DtlsError(message);
-  e.alert = 50;
-  return e;
+  return alertError(50, message);
 }
 
 export class Reader {

@@ -28,7 +28,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import { BufferView } from '../../util/view.js';
 import type { KeyBlock } from '../crypto/keys.js';
 import type { CipherSuiteInfo } from '../crypto/suites.js';
-import { DtlsError } from '../errors.js';
+import { alertError, type DtlsError } from '../errors.js';
 import { cidAdditionalData, writeCidHeader } from './cid.js';
 import { RECORD_HEADER_LENGTH, writeEpochSeq } from './record.js';
 
@@ -44,9 +44,7 @@ export interface RecordProtection {
 }
 
 function badMac(): DtlsError {
-  const e = new DtlsError('DTLS record authentication failed');
-  e.alert = 20;
-  return e;
+  return alertError(20, 'DTLS record authentication failed');
 }
 
 /** epoch(2) + seq(6) as 8 bytes. */
