@@ -68,7 +68,7 @@ function bytesField(json: Record<string, unknown>, name: string, file: string): 
  * the shared `binding` once it is open (`readyOscore`); the first reservation starts no lower
  * than FILE.seq when that file exists (a context moving from FILE.seq).
  */
-export class StoreSequenceSource implements SequenceSource {
+class StoreSequenceSource implements SequenceSource {
   private floor: number | undefined;
 
   constructor(
@@ -97,7 +97,7 @@ export interface StoreBinding {
 }
 
 /** The store counter's name of a context: its Sender ID and ID Context in hex. */
-export function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
+function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
   return `${ctx.senderId.toString('hex')}:${ctx.idContext?.toString('hex') ?? ''}`;
 }
 
