@@ -272,7 +272,7 @@ export class OscoreServer {
   private outerOut(o: OuterRequest, peer: Peer, r: OutgoingResponse): OutgoingResponse {
     // An unprotected refusal (§8.2) is small and goes as it is.
     if (r.options === undefined || oscoreOptionOf(r.options) === undefined) return r;
-    const options = [...(r.options ?? [])];
+    const options = [...r.options];
     if (o.block1 !== undefined)
       options.push({ number: OptionNumber.Block1, value: encodeBlock(o.block1.num, false, o.block1.szx) });
     const whole: OutgoingResponse = { ...r, options };
