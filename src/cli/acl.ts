@@ -18,9 +18,11 @@ export const ACL_FLAGS = {
  * Flags that configure the server's own keys: given any of them (or the PSK
  * environment variables) and no --acl, anonymous peers may only read. One
  * more key flag is one more entry here (--cert and --rpk-trust are already
- * listed: they count once serve declares them).
+ * listed: they count once serve declares them). --identity is not one: with
+ * --psk/--psk-hex its key is among the configured keys, and alone (serverKeys
+ * refuses it otherwise) it only names --generate-psk's key, as open as without it.
  */
-export const KEY_FLAGS = ['identity', 'psk', 'psk-hex', 'psk-file', 'cert', 'rpk', 'rpk-trust'] as const;
+export const KEY_FLAGS = ['psk', 'psk-hex', 'psk-file', 'cert', 'rpk', 'rpk-trust'] as const;
 
 /** The rules of the default with keys: authenticated peers read and write, anonymous ones read. */
 export const SECURED_DEFAULT_RULES = '* * /**\nanonymous GET,FETCH /**\n';
@@ -65,10 +67,7 @@ export function serveAccess(p: Parsed, keysConfigured: boolean): ServeAccess {
       banner: `Access: ${n} rule${n === 1 ? '' : 's'} from ${file} (first match wins; no match: 4.03, 4.01 for coap:// peers)`,
     };
   }
-  // --generate-psk --identity ID (no key given): ID only names the generated key, as open as without it.
-  const generatedFor = !keysConfigured && bool(p, 'generate-psk');
-  const secured =
-    keysConfigured || KEY_FLAGS.some((f) => p.values[f] !== undefined && !(generatedFor && f === 'identity'));
+  const secured = keysConfigured || KEY_FLAGS.some((f) => p.values[f] !== undefined);
   if (secured && !anonymousWrites) {
     return {
       acl: AccessControl.parse(SECURED_DEFAULT_RULES, 'default rules'),

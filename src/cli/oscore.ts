@@ -68,7 +68,7 @@ function bytesField(json: Record<string, unknown>, name: string, file: string): 
  * the shared `binding` once it is open (`readyOscore`); the first reservation starts no lower
  * than FILE.seq when that file exists (a context moving from FILE.seq).
  */
-export class StoreSequenceSource implements SequenceSource {
+class StoreSequenceSource implements SequenceSource {
   private floor: number | undefined;
 
   constructor(
@@ -84,21 +84,9 @@ export class StoreSequenceSource implements SequenceSource {
     const store = this.binding.store;
     if (store?.reserveSequence === undefined)
       throw new OscoreSequenceError('this store cannot reserve OSCORE sequence numbers');
-    if (this.floor === undefined) {
-      const file = new FileSequenceStore(this.seqFile);
-      const floor = file.floor() ?? 0;
-      // Before the first number from the store: FILE.seq now says they moved, so using the
-      // context from the file alone again is refused instead of reusing them. A file that
-      // cannot be written (a read-only mount) cannot serve the file-only mode either.
-      if (!file.moved()) {
-        try {
-          file.markMoved(floor);
-        } catch {
-          // A FILE.seq that cannot be written: the file-only mode cannot use it either.
-        }
-      }
-      this.floor = floor;
-    }
+    // Before the first number from the store: FILE.seq now says they moved, so using the
+    // context from the file alone again is refused instead of reusing them.
+    this.floor ??= new FileSequenceStore(this.seqFile).moveToStore();
     return store.reserveSequence(this.name, count, this.floor);
   }
 }
@@ -109,7 +97,7 @@ export interface StoreBinding {
 }
 
 /** The store counter's name of a context: its Sender ID and ID Context in hex. */
-export function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
+function oscoreSequenceName(ctx: Pick<OscoreContext, 'senderId' | 'idContext'>): string {
   return `${ctx.senderId.toString('hex')}:${ctx.idContext?.toString('hex') ?? ''}`;
 }
 
@@ -222,7 +210,7 @@ export function serveOscoreArgs(p: Parsed): ServeOscore | undefined {
   for (const r of required)
     if (!r.startsWith('/'))
       throw new UsageError(`--oscore-required ${r}: a path starts with "/" (e.g. /secure/** or /**)`);
-  // With a durable store the sequence numbers come from it (FILE.seq is only read, once).
+  // With a durable store the sequence numbers come from it (FILE.seq: the floor, then marked as moved).
   if (str(p, 'data') !== undefined || str(p, 'store') !== undefined) {
     const storeBinding: StoreBinding = { store: undefined };
     const contexts = files.map((f) => loadOscoreContext(f, { sequence: storeBinding }));

@@ -828,11 +828,6 @@ export class ObserveServer {
 }
 
 /**
- * What a notification needs of the registering request, in one fresh buffer
- * (never a slice of the received datagram): token, options, and for FETCH the
- * payload (its query). A GET's payload means nothing (§5.8.1) and is dropped.
- */
-/**
  * The Observe option of a GET or FETCH (undefined for any other request or without one).
  * Options are sorted: it looks only until the first number >= Observe (6); most GETs stop at once.
  */
@@ -845,6 +840,11 @@ function observeValue(msg: CoapMessage): Buffer | undefined {
   return undefined;
 }
 
+/**
+ * What a notification needs of the registering request, in one fresh buffer
+ * (never a slice of the received datagram): token, options, and for FETCH the
+ * payload (its query). A GET's payload means nothing (§5.8.1) and is dropped.
+ */
 function compactRequest(req: ServerRequest): { req: ServerRequest; bytes: number } {
   const msg = req.message;
   const payload = msg.code === Method.FETCH ? msg.payload : undefined;

@@ -13,6 +13,7 @@ import type { CoapOption } from '../codec/message.js';
 import { type BlockOption, decodeBlock } from '../codec/options.js';
 import { OptionNumber } from '../constants/options.js';
 import { type Clock, realClock } from '../util/clock.js';
+import { Tally } from '../util/keyed.js';
 
 /** The default MAX_UNFRAGMENTED_SIZE (bytes of protected payload put back together). */
 export const DEFAULT_MAX_UNFRAGMENTED_SIZE = 64 * 1024;
@@ -59,7 +60,7 @@ export interface OuterBlockStoreOptions {
 /** A bounded, expiring map keyed by peer + OSCORE option (which is the same in every outer block). */
 export class OuterBlockStore<T> {
   private readonly map = new Map<string, Entry<T>>();
-  private readonly perPeer = new Map<string, number>();
+  private readonly perPeer = new Tally<string>();
   private readonly maxEntries: number;
   private readonly maxPerPeer: number;
   private readonly lifetimeMs: number;
@@ -98,11 +99,10 @@ export class OuterBlockStore<T> {
       e.expires = now + this.lifetimeMs;
       return true;
     }
-    if (this.map.size >= this.maxEntries || (this.perPeer.get(peer) ?? 0) >= this.maxPerPeer) this.sweep(now);
-    const n = this.perPeer.get(peer) ?? 0;
-    if (this.map.size >= this.maxEntries || n >= this.maxPerPeer) return false;
+    if (this.map.size >= this.maxEntries || this.perPeer.of(peer) >= this.maxPerPeer) this.sweep(now);
+    if (this.map.size >= this.maxEntries || this.perPeer.of(peer) >= this.maxPerPeer) return false;
     this.map.set(key, { peer, expires: now + this.lifetimeMs, value });
-    this.perPeer.set(peer, n + 1);
+    this.perPeer.add(peer);
     return true;
   }
 
@@ -110,9 +110,7 @@ export class OuterBlockStore<T> {
     const e = this.map.get(key);
     if (e === undefined) return;
     this.map.delete(key);
-    const n = (this.perPeer.get(e.peer) ?? 1) - 1;
-    if (n <= 0) this.perPeer.delete(e.peer);
-    else this.perPeer.set(e.peer, n);
+    this.perPeer.subtract(e.peer);
   }
 
   private sweep(now: number): void {

@@ -60,6 +60,25 @@ export class FileSequenceStore implements SequenceStore {
     this.write(`store ${floor}\n`);
   }
 
+  /**
+   * The numbers move to a durable store: returns the floor its counter starts at (the
+   * bound, 0 without the file) after marking the file moved, in one read. A file that
+   * cannot be written (a read-only mount) is left as it is: the file-only mode cannot
+   * use it either.
+   */
+  moveToStore(): number {
+    const f = this.read();
+    const floor = f?.bound ?? 0;
+    if (f?.moved !== true) {
+      try {
+        this.markMoved(floor);
+      } catch {
+        // see above
+      }
+    }
+    return floor;
+  }
+
   private read(): { bound: number; moved: boolean } | undefined {
     let text: string;
     try {

@@ -216,7 +216,7 @@ export class OscoreServer {
     const out = (r: OutgoingResponse | null): OutgoingResponse | null =>
       r === null || (outer === undefined && (r.payload?.length ?? 0) <= this.outerBlockSize)
         ? r
-        : this.outerOut(outer ?? { msg, key: `${peer.key}|${raw.toString('hex')}` }, peer, r);
+        : this.outerOut(outer ?? { msg, key: outerKey(peer, raw) }, peer, r);
     const result = this.verified(msg, peer, endpoint);
     return result instanceof Promise ? result.then(out) : out(result);
   };
@@ -226,7 +226,7 @@ export class OscoreServer {
     const b1 = outerBlock(msg.options, OptionNumber.Block1);
     const b2 = outerBlock(msg.options, OptionNumber.Block2);
     if (b1 === null || b2 === null) return refusal(ResponseCode.BadOption, 'Malformed outer block option');
-    const key = `${peer.key}|${raw.toString('hex')}`;
+    const key = outerKey(peer, raw);
     if (b2 !== undefined && b2.num > 0 && b1 === undefined) {
       // A later block of a protected response kept for it; else the request is verified as any
       // other (a repeated one is refused as a replay).
@@ -272,7 +272,7 @@ export class OscoreServer {
   private outerOut(o: OuterRequest, peer: Peer, r: OutgoingResponse): OutgoingResponse {
     // An unprotected refusal (§8.2) is small and goes as it is.
     if (r.options === undefined || oscoreOptionOf(r.options) === undefined) return r;
-    const options = [...(r.options ?? [])];
+    const options = [...r.options];
     if (o.block1 !== undefined)
       options.push({ number: OptionNumber.Block1, value: encodeBlock(o.block1.num, false, o.block1.szx) });
     const whole: OutgoingResponse = { ...r, options };
@@ -428,6 +428,14 @@ function refusal(code: number, diagnostic: string): OutgoingResponse {
   // §8.2: not protected; Max-Age 0 so that no proxy caches the error.
   const options: CoapOption[] = [{ number: OptionNumber.MaxAge, value: encodeUint(0) }];
   return diagnostic === '' ? { code, options } : { code, options, payload: Buffer.from(diagnostic, 'utf8') };
+}
+
+/**
+ * The key of a protected request's outer block-wise state: the peer and the OSCORE option, the
+ * same in every outer block (a kept response is stored and looked up under it).
+ */
+function outerKey(peer: Peer, raw: Buffer): string {
+  return `${peer.key}|${raw.toString('hex')}`;
 }
 
 /** Block `b.num` of the protected response `r` (outer Block2, Size2 on the first). */

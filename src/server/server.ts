@@ -182,11 +182,8 @@ export class CoapServer {
   proxyHandler: RequestHandler | undefined;
   readonly recognizedOptions = new Set(RECOGNIZED);
   private readonly maxPayloadSize: number;
-  private readonly diagnostics: boolean;
   /** Whether error responses carry a diagnostic payload (`ServerOptions.diagnosticPayloads`). */
-  get diagnosticPayloads(): boolean {
-    return this.diagnostics;
-  }
+  readonly diagnosticPayloads: boolean;
   /** The amplification rule for coap:// peers (undefined when `amplificationFactor: false`). */
   readonly amplification: AmplificationGuard | undefined;
   /** `{ clock }` when the options name one, for the layers this server creates. */
@@ -208,7 +205,7 @@ export class CoapServer {
     this.clockOption = clock;
     this.amplification =
       factor === false ? undefined : new AmplificationGuard(factor, { ...clock, ...options.echo });
-    this.diagnostics = options.diagnosticPayloads ?? true;
+    this.diagnosticPayloads = options.diagnosticPayloads ?? true;
     this.router.add(Method.GET, '/.well-known/core', (req) => this.wellKnownCore(req), {
       ct: ContentFormat.LinkFormat,
       hidden: true,
@@ -676,7 +673,7 @@ export class CoapServer {
 
   private error(code: number, text: string, extra?: CoapOption[]): OutgoingResponse {
     const res: OutgoingResponse = { code };
-    if (this.diagnostics && text) res.payload = Buffer.from(text, 'utf8');
+    if (this.diagnosticPayloads && text) res.payload = Buffer.from(text, 'utf8');
     if (extra) res.options = extra;
     return res;
   }

@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import { StoreError, StoreFormatError } from './errors.js';
 
 /** Prefix of the named blob that holds a context's counter. */
-export const SEQUENCE_STATE_PREFIX = 'oscore.seq:';
+const SEQUENCE_STATE_PREFIX = 'oscore.seq:';
 
 /** Largest counter value kept (above the 2^40 sequence number space, below 2^53). */
 export const MAX_STORED_SEQUENCE = 2 ** 50;
