@@ -172,7 +172,7 @@ export async function listenMulticast(
         ...(replyVia ? { replyVia } : {}),
         ...(clock ? { clock } : {}),
       });
-      const ep = new Endpoint(transport, { ...(clock ? { clock } : {}), ...options.endpoint });
+      const ep = new Endpoint(transport, { ...options.endpoint, ...(clock ? { clock } : {}) });
       // No endpoint for the request: observe does not register over multicast.
       ep.handler = multicastHandler(
         (msg, peer) => server.handle(msg, peer),
