@@ -17,6 +17,7 @@ import { type CoapMessage, decodeMessage, encodeMessage } from '../../src/codec/
 import type { OscoreContext } from '../../src/oscore/context.js';
 import { decodeOscoreOption, sequenceOf } from '../../src/oscore/option.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
 
@@ -32,12 +33,6 @@ const CLIENT = {
   'sender-id_ascii': 'c1',
   'recipient-id_hex': '01',
 };
-
-const path = (p: string) =>
-  p
-    .split('/')
-    .filter(Boolean)
-    .map((s) => ({ number: 11, value: Buffer.from(s) }));
 
 /** One raw exchange: the datagram out, the first datagram back. */
 async function exchange(port: number, datagram: Buffer): Promise<CoapMessage> {
@@ -143,16 +138,16 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       const r = await oscoreRequest(
         s1.port,
         ctx,
-        { code: 3, options: path('/kept'), payload: Buffer.from('one') },
+        { code: 3, options: pathOptions('/kept'), payload: Buffer.from('one') },
         seen,
       );
       assert.equal(r.code, 0x41, '2.01 Created');
       for (let i = 0; i < 5; i++)
-        await oscoreRequest(s1.port, ctx, { code: 1, options: path('/kept') }, seen);
+        await oscoreRequest(s1.port, ctx, { code: 1, options: pathOptions('/kept') }, seen);
       const put = await oscoreRequest(
         s1.port,
         ctx,
-        { code: 3, options: path('/replayed'), payload: Buffer.from('two') },
+        { code: 3, options: pathOptions('/replayed'), payload: Buffer.from('two') },
         seen,
         captured,
       );
@@ -180,12 +175,12 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       const used = Math.max(...seen.client);
       ctx = loadOscoreContext(cfile);
       assert.ok(ctx.senderSequenceNumber > used, 'the client continues above every number it used');
-      const gone = await oscoreRequest(s2.port, ctx, { code: 1, options: path('/replayed') }, seen);
+      const gone = await oscoreRequest(s2.port, ctx, { code: 1, options: pathOptions('/replayed') }, seen);
       assert.equal(gone.code, 0x84, 'the replayed PUT was not performed (4.04)');
       const back = await oscoreRequest(
         s2.port,
         ctx,
-        { code: 3, options: path('/x'), payload: Buffer.from('3') },
+        { code: 3, options: pathOptions('/x'), payload: Buffer.from('3') },
         seen,
       );
       assert.equal(back.code, 0x41);

@@ -25,6 +25,7 @@ import {
   proxyUriOption,
 } from '../../src/index.js';
 import { protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 
 const SECRET = Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex');
@@ -79,12 +80,6 @@ function block(m: CoapMessage, n: number) {
   return v === undefined ? undefined : decodeBlock(v);
 }
 
-const path = (p: string) =>
-  p
-    .split('/')
-    .filter(Boolean)
-    .map((s) => ({ number: OptionNumber.UriPath, value: Buffer.from(s) }));
-
 describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
   let srv: Awaited<ReturnType<typeof startServer>>;
   // One client context per server: each request a new sequence number.
@@ -100,7 +95,7 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
     const body = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
     const { message, binding } = protectRequest(cctx, {
       code: 0x02,
-      options: path('/secure/echo'),
+      options: pathOptions('/secure/echo'),
       payload: body,
     });
     const protectedPayload = message.payload!;
@@ -207,7 +202,7 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
   it('a block out of order gets 4.08; a later outer Block2 block of an unknown response is refused as a replay', async () => {
     const { message } = protectRequest(cctx, {
       code: 0x02,
-      options: path('/secure/echo'),
+      options: pathOptions('/secure/echo'),
       payload: Buffer.alloc(2000, 1),
     });
     const peer = rawPeer(srv.port);
@@ -222,7 +217,7 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
       // verified a second time, i.e. a replay.
       const small = protectRequest(cctx, {
         code: 0x02,
-        options: path('/secure/echo'),
+        options: pathOptions('/secure/echo'),
         payload: Buffer.from('hi'),
       });
       const req = {
@@ -294,7 +289,7 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
     });
     const { message } = protectRequest(cctx, {
       code: 0x02,
-      options: path('/secure/count'),
+      options: pathOptions('/secure/count'),
       payload: Buffer.alloc(3000, 2),
     });
     const peer = rawPeer(srv.port);
@@ -326,7 +321,7 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
       for (let i = 0; i < 5; i++) {
         const { message } = protectRequest(cctx, {
           code: 0x02,
-          options: path('/secure/echo'),
+          options: pathOptions('/secure/echo'),
           payload: Buffer.alloc(1400, i),
         });
         const r = await peer.exchange({
@@ -343,7 +338,7 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
   });
 
   it('a client drops a protected response larger than its bound (OscoreError)', async () => {
-    const { message } = protectRequest(cctx, { code: 0x01, options: path('/secure/big') });
+    const { message } = protectRequest(cctx, { code: 0x01, options: pathOptions('/secure/big') });
     const peer = rawPeer(srv.port);
     try {
       const req = { code: message.code, options: message.options, payload: message.payload! };
