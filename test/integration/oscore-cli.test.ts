@@ -79,6 +79,10 @@ async function oscoreRequest(
   throw new Error('Echo not accepted');
 }
 
+/** `coapkit serve --oscore SFILE --oscore-required REQUIRED` on loopback. */
+const serveOscore = (sfile: string, required = '/**') =>
+  startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', required]);
+
 /** A temporary folder with the server's context (server.json) and the client's (client.json). */
 function contextDir(prefix: string): { dir: string; sfile: string; cfile: string } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -99,7 +103,7 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('coapkit get --oscore talks to coapkit serve --oscore; unprotected requests get 4.02', async () => {
-    const serve = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const serve = await serveOscore(sfile);
     try {
       assert.match(serve.banner, /OSCORE: 1 context \(client kid 6331\); required on \/\*\*/);
       const url = `coap://127.0.0.1:${serve.port}/notes`;
@@ -133,7 +137,7 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
     const seen = { client: [] as number[], server: [] as number[] };
     const captured: Buffer[] = [];
     let ctx = loadOscoreContext(cfile);
-    const s1 = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const s1 = await serveOscore(sfile);
     try {
       const r = await oscoreRequest(
         s1.port,
@@ -161,7 +165,7 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       seen.server.every((n) => n < serverBound),
       'every server Partial IV is below its stored bound',
     );
-    const s2 = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const s2 = await serveOscore(sfile);
     try {
       // The captured PUT, sent again to the restarted server: verified, but its freshness is
       // unknown, so it is not performed: a protected 4.01 + Echo (own Partial IV) comes back.
@@ -298,13 +302,7 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
     writeFileSync(join(d, 'other.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
     writeFileSync(join(d, 'client.json'), JSON.stringify(CLIENT));
     writeFileSync(join(d, 'not-a-context.json'), '[1, 2');
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/**',
-    ]);
+    const serve = await serveOscore(join(d, 'server.json'));
     try {
       const { command, result } = await runTry(serve.banner);
       assert.equal(command, `get coap://127.0.0.1:${serve.port}/ --oscore ${join(d, 'client.json')}`);
@@ -321,13 +319,7 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
       join(d, 'server.json'),
       JSON.stringify({ ...SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
     );
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/**',
-    ]);
+    const serve = await serveOscore(join(d, 'server.json'));
     try {
       assert.match(serve.banner, / --oscore CLIENT\.json$/m);
       const note =
@@ -361,13 +353,7 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
     const d = join(dir, 'partial');
     mkdirSync(d);
     writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/secure/**',
-    ]);
+    const serve = await serveOscore(join(d, 'server.json'), '/secure/**');
     try {
       const { command, result } = await runTry(serve.banner);
       assert.equal(command, `get coap://127.0.0.1:${serve.port}/`);
