@@ -24,7 +24,7 @@ import {
   OscoreError,
   proxyUriOption,
 } from '../../src/index.js';
-import { protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 
@@ -75,6 +75,15 @@ function rawPeer(port: number) {
   };
 }
 
+/** Block NUM (1024 bytes, SZX 6) of a protected request's payload, with an outer Block1 option. */
+function outerBlock1(message: PlainMessage, num: number, more: boolean) {
+  return {
+    code: message.code,
+    options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(num, more, 6) }],
+    payload: Buffer.from(message.payload!.subarray(num * 1024, (num + 1) * 1024)),
+  };
+}
+
 function block(m: CoapMessage, n: number) {
   const v = getOption(m.options, n);
   return v === undefined ? undefined : decodeBlock(v);
@@ -104,13 +113,8 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
     try {
       let last: CoapMessage | undefined;
       for (let num = 0; num * 1024 < protectedPayload.length; num++) {
-        const chunk = protectedPayload.subarray(num * 1024, (num + 1) * 1024);
         const more = (num + 1) * 1024 < protectedPayload.length;
-        const r = await peer.exchange({
-          code: message.code,
-          options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(num, more, 6) }],
-          payload: Buffer.from(chunk),
-        });
+        const r = await peer.exchange(outerBlock1(message, num, more));
         if (more) {
           assert.equal(r.code, ResponseCode.Continue, `block ${num}: 2.31`);
           assert.deepEqual(block(r, OptionNumber.Block1), { num, more: true, szx: 6, size: 1024 });
@@ -207,11 +211,7 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
     });
     const peer = rawPeer(srv.port);
     try {
-      const r = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(1, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(1024, 2048)),
-      });
+      const r = await peer.exchange(outerBlock1(message, 1, true));
       assert.equal(r.code, ResponseCode.RequestEntityIncomplete);
       // A small answer is not kept: asking again for its "block 1" is the same protected request
       // verified a second time, i.e. a replay.
@@ -294,17 +294,9 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
     });
     const peer = rawPeer(srv.port);
     try {
-      const r0 = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(0, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(0, 1024)),
-      });
+      const r0 = await peer.exchange(outerBlock1(message, 0, true));
       assert.equal(r0.code, ResponseCode.Continue);
-      const r1 = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(1, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(1024, 2048)),
-      });
+      const r1 = await peer.exchange(outerBlock1(message, 1, true));
       assert.equal(r1.code, ResponseCode.RequestEntityTooLarge);
       assert.equal(decodeUint(getOption(r1.options, OptionNumber.Size1)!), 1500);
       assert.equal(getOption(r1.options, OptionNumber.Oscore), undefined);
@@ -324,11 +316,7 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
           options: pathOptions('/secure/echo'),
           payload: Buffer.alloc(1400, i),
         });
-        const r = await peer.exchange({
-          code: message.code,
-          options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(0, true, 6) }],
-          payload: Buffer.from(message.payload!.subarray(0, 1024)),
-        });
+        const r = await peer.exchange(outerBlock1(message, 0, true));
         codes.push(r.code);
       }
       assert.deepEqual(codes, [0x5f, 0x5f, 0x5f, 0x5f, ResponseCode.ServiceUnavailable]);
