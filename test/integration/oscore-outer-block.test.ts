@@ -19,12 +19,12 @@ import {
   CoapClient,
   CoapServer,
   enableOscore,
-  ForwardProxy,
   OscoreContext,
   OscoreError,
   proxyUriOption,
 } from '../../src/index.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { startForwardProxy } from '../helpers/forward-proxy.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 
@@ -170,20 +170,11 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
   });
 
   it("through coapkit's forward proxy (which fetches and serves the protected answer block-wise, unread): reassembled and verified", async () => {
-    const proxyServer = new CoapServer();
-    const proxyClient = new CoapClient();
-    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
-    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
-    const seen: Buffer[] = [];
-    const inner = pep.handler!;
-    pep.handler = (msg, peer) => {
-      seen.push(encodeMessage(msg));
-      return inner(msg, peer);
-    };
+    const proxy = await startForwardProxy();
     const client = new CoapClient();
     try {
       const before = srv.layer.stats.outerBlocksServed;
-      const res = await client.get(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+      const res = await client.get(proxy.url, {
         oscore: cctx,
         options: [proxyUriOption(`coap://127.0.0.1:${srv.port}/secure/big`)],
       });
@@ -192,14 +183,13 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
       // The proxy fetched the origin's outer blocks; the client fetched the proxy's.
       assert.equal(srv.layer.stats.outerBlocksServed - before, 2);
       assert.ok(
-        seen.length >= 3,
-        `the client asked the proxy for each outer block (${seen.length} requests)`,
+        proxy.seen.length >= 3,
+        `the client asked the proxy for each outer block (${proxy.seen.length} requests)`,
       );
-      for (const d of seen) assert.ok(!d.includes(Buffer.from('secure')), 'the path stays encrypted');
+      for (const d of proxy.seen) assert.ok(!d.includes(Buffer.from('secure')), 'the path stays encrypted');
     } finally {
       await client.close();
-      await proxyClient.close();
-      await proxyServer.close();
+      await proxy.close();
     }
   });
 
@@ -246,14 +236,11 @@ describe('OSCORE outer block-wise: uploads through the forward proxy', () => {
     server.post('/secure/echo', (req) => ({ code: '2.04', payload: req.payload }));
     const layer = enableOscore(server, { contexts: [serverCtx()], required: ['/secure/**'] });
     const ep = await server.listen({ host: '127.0.0.1', port: 0 });
-    const proxyServer = new CoapServer();
-    const proxyClient = new CoapClient();
-    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
-    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
+    const proxy = await startForwardProxy();
     const client = new CoapClient();
     try {
       const body = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 253));
-      const res = await client.post(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+      const res = await client.post(proxy.url, {
         payload: body,
         oscore: clientCtx(),
         options: [proxyUriOption(`coap://127.0.0.1:${ep.transport.localAddress().port}/secure/echo`)],
@@ -263,8 +250,7 @@ describe('OSCORE outer block-wise: uploads through the forward proxy', () => {
       assert.ok(layer.stats.outerReassembled >= 1, `outer reassemblies: ${layer.stats.outerReassembled}`);
     } finally {
       await client.close();
-      await proxyClient.close();
-      await proxyServer.close();
+      await proxy.close();
       await server.close();
     }
   });
