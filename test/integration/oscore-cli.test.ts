@@ -17,22 +17,10 @@ import { type CoapMessage, decodeMessage, encodeMessage } from '../../src/codec/
 import type { OscoreContext } from '../../src/oscore/context.js';
 import { decodeOscoreOption, sequenceOf } from '../../src/oscore/option.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { OSCORE_CLIENT, OSCORE_SERVER, oscoreContextDir } from '../helpers/oscore-files.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
-
-const SERVER = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_hex': '01',
-  'recipient-id_ascii': 'c1',
-};
-const CLIENT = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_ascii': 'c1',
-  'recipient-id_hex': '01',
-};
 
 /** One raw exchange: the datagram out, the first datagram back. */
 async function exchange(port: number, datagram: Buffer): Promise<CoapMessage> {
@@ -83,22 +71,12 @@ async function oscoreRequest(
 const serveOscore = (sfile: string, required = '/**') =>
   startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', required]);
 
-/** A temporary folder with the server's context (server.json) and the client's (client.json). */
-function contextDir(prefix: string): { dir: string; sfile: string; cfile: string } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const sfile = join(dir, 'server.json');
-  const cfile = join(dir, 'client.json');
-  writeFileSync(sfile, JSON.stringify(SERVER));
-  writeFileSync(cfile, JSON.stringify(CLIENT));
-  return { dir, sfile, cfile };
-}
-
 describe('coapkit serve --oscore: kill -9 and restart', () => {
   let dir: string;
   let sfile: string;
   let cfile: string;
   before(() => {
-    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-cli-'));
+    ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscore-cli-'));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -201,10 +179,13 @@ describe('coapkit serve --oscore with access rules: the client is oscore:KID', (
   let sfile: string;
   let cfile: string;
   before(() => {
-    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-acl-'));
+    ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscore-acl-'));
     // Another client the server knows (kid "c2"), allowed less.
-    writeFileSync(join(dir, 'server2.json'), JSON.stringify({ ...SERVER, 'recipient-id_ascii': 'c2' }));
-    writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(
+      join(dir, 'server2.json'),
+      JSON.stringify({ ...OSCORE_SERVER, 'recipient-id_ascii': 'c2' }),
+    );
+    writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...OSCORE_CLIENT, 'sender-id_ascii': 'c2' }));
     writeFileSync(
       join(dir, 'acl.txt'),
       'oscore:6331 GET,PUT /notes/**\n* GET /devices/{identity}/**\noscore:6332 GET /notes/**\nanonymous GET /**\n',
@@ -298,9 +279,9 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
   it("names the client's context file when one lies beside the server's", async () => {
     const d = join(dir, 'pair');
     mkdirSync(d);
-    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
-    writeFileSync(join(d, 'other.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
-    writeFileSync(join(d, 'client.json'), JSON.stringify(CLIENT));
+    writeFileSync(join(d, 'server.json'), JSON.stringify(OSCORE_SERVER));
+    writeFileSync(join(d, 'other.json'), JSON.stringify({ ...OSCORE_CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(join(d, 'client.json'), JSON.stringify(OSCORE_CLIENT));
     writeFileSync(join(d, 'not-a-context.json'), '[1, 2');
     const serve = await serveOscore(join(d, 'server.json'));
     try {
@@ -317,7 +298,7 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
     mkdirSync(d);
     writeFileSync(
       join(d, 'server.json'),
-      JSON.stringify({ ...SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
+      JSON.stringify({ ...OSCORE_SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
     );
     const serve = await serveOscore(join(d, 'server.json'));
     try {
@@ -331,8 +312,8 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
       writeFileSync(
         client,
         JSON.stringify({
-          secret_hex: SERVER.secret_hex,
-          salt_hex: SERVER.salt_hex,
+          secret_hex: OSCORE_SERVER.secret_hex,
+          salt_hex: OSCORE_SERVER.salt_hex,
           'id-context_hex': note[1],
           'sender-id_hex': note[2],
           'recipient-id_hex': note[3],
@@ -352,7 +333,7 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
   it('"/" not required: the plain command, which works', async () => {
     const d = join(dir, 'partial');
     mkdirSync(d);
-    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
+    writeFileSync(join(d, 'server.json'), JSON.stringify(OSCORE_SERVER));
     const serve = await serveOscore(join(d, 'server.json'), '/secure/**');
     try {
       const { command, result } = await runTry(serve.banner);

@@ -10,8 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadOscoreContext } from '../../src/cli/oscore.js';
@@ -22,30 +21,16 @@ import { decodeOscoreOption, sequenceOf } from '../../src/oscore/option.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
 import { StoreFormatError } from '../../src/store/errors.js';
 import { PostgresStore } from '../../src/store/postgres.js';
+import { OSCORE_CLIENT, OSCORE_SERVER, oscoreContextDir } from '../helpers/oscore-files.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { pathOptions } from '../helpers/raw-coap.js';
 import { until, withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
 
-const SERVER = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_hex': '01',
-  'recipient-id_ascii': 'c1',
-  'id-context_hex': '37cbf3210017a2d3',
-};
-const CLIENT = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_ascii': 'c1',
-  'recipient-id_hex': '01',
-  'id-context_hex': '37cbf3210017a2d3',
-};
-
-const path = (p: string) =>
-  p
-    .split('/')
-    .filter(Boolean)
-    .map((s) => ({ number: 11, value: Buffer.from(s) }));
+/** The CLI tests' context pair, with an ID Context. */
+const ID_CONTEXT = { 'id-context_hex': '37cbf3210017a2d3' };
+const SERVER = { ...OSCORE_SERVER, ...ID_CONTEXT };
+const CLIENT = { ...OSCORE_CLIENT, ...ID_CONTEXT };
 
 /**
  * A client on one UDP socket: protected requests by hand; every datagram that
@@ -132,11 +117,7 @@ let sfile: string;
 let cfile: string;
 before(async () => {
   pg = await startPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'coapkit-oscseq-'));
-  sfile = join(dir, 'server.json');
-  cfile = join(dir, 'client.json');
-  writeFileSync(sfile, JSON.stringify(SERVER));
-  writeFileSync(cfile, JSON.stringify(CLIENT));
+  ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscseq-', SERVER, CLIENT));
 });
 after(async () => {
   if (typeof pg !== 'string') await pg.stop();
@@ -210,10 +191,10 @@ describe('a server whose next range is late', () => {
     );
     await client.ready();
     try {
-      assert.equal((await client.request({ code: 1, options: path('/x') })).code, 0x45);
-      assert.equal((await client.request({ code: 1, options: path('/x') })).code, 0x45);
+      assert.equal((await client.request({ code: 1, options: pathOptions('/x') })).code, 0x45);
+      assert.equal((await client.request({ code: 1, options: pathOptions('/x') })).code, 0x45);
       assert.deepEqual(client.serverPivs, [40, 41], 'each response with its own Partial IV');
-      const late = await client.send({ code: 1, options: path('/x') });
+      const late = await client.send({ code: 1, options: pathOptions('/x') });
       assert.equal(late.outer.code, 0xa3, '5.03 Service Unavailable');
       assert.equal(late.inner, undefined, 'not protected: no number to protect it with');
       const maxAge = late.outer.options.find((o) => o.number === 14);
@@ -222,7 +203,7 @@ describe('a server whose next range is late', () => {
       assert.equal(layer.stats.protectFailures, 1);
       release!(90);
       await until(() => sctx.reservations === 2, 'the next range arrived');
-      assert.equal((await client.request({ code: 1, options: path('/x') })).code, 0x45);
+      assert.equal((await client.request({ code: 1, options: pathOptions('/x') })).code, 0x45);
       assert.deepEqual(client.serverPivs, [40, 41, 90]);
     } finally {
       client.close();
@@ -257,8 +238,8 @@ describe('coapkit serve --oscore with a store', () => {
       await c2.ready();
       // Each response carries the server's own Partial IV (--store): more than a range per node.
       for (let i = 0; i < 300; i++) {
-        assert.equal((await c1.request({ code: 1, options: path('/time') })).code, 0x45);
-        assert.equal((await c2.request({ code: 1, options: path('/time') })).code, 0x45);
+        assert.equal((await c1.request({ code: 1, options: pathOptions('/time') })).code, 0x45);
+        assert.equal((await c2.request({ code: 1, options: pathOptions('/time') })).code, 0x45);
       }
       const all = [...c1.serverPivs, ...c2.serverPivs];
       assert.ok(c1.serverPivs.length >= 300 && c2.serverPivs.length >= 300);
@@ -285,12 +266,12 @@ describe('coapkit serve --oscore with a store', () => {
     const c = new RawOscoreClient(n.port, loadOscoreContext(cfile, { sequence: false }));
     try {
       await c.ready();
-      assert.equal((await c.request({ code: 1, options: path('/time') })).code, 0x45);
+      assert.equal((await c.request({ code: 1, options: pathOptions('/time') })).code, 0x45);
       await db.stopServer();
       // The first range (256) runs out; the reservation of the next one fails meanwhile.
       let unavailable: CoapMessage | undefined;
       for (let i = 0; i < 400 && unavailable === undefined; i++) {
-        const r = await c.send({ code: 1, options: path('/time') });
+        const r = await c.send({ code: 1, options: pathOptions('/time') });
         if (r.inner === undefined) unavailable = r.outer;
         else assert.equal(r.inner.code, 0x45);
       }
@@ -302,7 +283,7 @@ describe('coapkit serve --oscore with a store', () => {
       // The store reconnects in the background; each message asks again until a range is committed.
       let back: CoapMessage | undefined;
       for (let i = 0; i < 400 && back === undefined; i++) {
-        const r = await c.send({ code: 1, options: path('/time') });
+        const r = await c.send({ code: 1, options: pathOptions('/time') });
         if (r.inner !== undefined) back = r.inner;
         else await new Promise((res) => setTimeout(res, 50));
       }
@@ -334,7 +315,10 @@ describe('coapkit serve --oscore with a store', () => {
     try {
       await c1.ready();
       // The Echo challenge and the notifications of /time carry the server's own Partial IV.
-      await c1.request({ code: 1, options: [{ number: 6, value: Buffer.alloc(0) }, ...path('/time')] });
+      await c1.request({
+        code: 1,
+        options: [{ number: 6, value: Buffer.alloc(0) }, ...pathOptions('/time')],
+      });
       await until(() => c1.notifications.length >= 2, 'two notifications', 20_000);
     } finally {
       s1.child.kill('SIGKILL');
@@ -357,7 +341,7 @@ describe('coapkit serve --oscore with a store', () => {
     const c2 = new RawOscoreClient(s2.port, ctx);
     try {
       await c2.ready();
-      await c2.request({ code: 1, options: path('/time') });
+      await c2.request({ code: 1, options: pathOptions('/time') });
       assert.ok(c2.serverPivs.length >= 1, 'the Echo challenge has its own Partial IV');
       for (const p of c2.serverPivs)
         assert.ok(p > Math.max(...seen), `Partial IV ${p} after the restart is above ${Math.max(...seen)}`);
