@@ -127,8 +127,7 @@ after(async () => {
 describe('reserveSequence on PostgreSQL', () => {
   it('two connections reserving at once get disjoint ranges; migration floor; a bad counter is refused', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
-    pg.psql('CREATE DATABASE seq');
-    const url = pg.url.replace(/\/coapkit$/, '/seq');
+    const url = pg.createDatabase('seq');
     const a = await PostgresStore.open(url);
     const b = await PostgresStore.open(url);
     try {
@@ -224,8 +223,7 @@ describe('coapkit serve --oscore with a store', () => {
 
   it('two servers on one PostgreSQL store and one context never send the same Partial IV', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
-    pg.psql('CREATE DATABASE fleet');
-    const url = pg.url.replace(/\/coapkit$/, '/fleet');
+    const url = pg.createDatabase('fleet');
     const args = [...LOOPBACK_PORTS, '--store', url, '--oscore', sfile];
     const n1 = await startServe(args);
     const n2 = await startServe(args);
@@ -260,8 +258,7 @@ describe('coapkit serve --oscore with a store', () => {
   it('PostgreSQL stopped: 5.03 + Max-Age once the range runs out, numbering goes on when it is back', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
     const db = pg;
-    db.psql('CREATE DATABASE outage');
-    const url = db.url.replace(/\/coapkit$/, '/outage');
+    const url = db.createDatabase('outage');
     const n = await startServe([...LOOPBACK_PORTS, '--store', url, '--oscore', sfile]);
     const c = new RawOscoreClient(n.port, loadOscoreContext(cfile, { sequence: false }));
     try {
