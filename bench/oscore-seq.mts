@@ -13,7 +13,7 @@ import { OscoreContext } from '../src/oscore/context.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { PostgresStore } from '../src/store/postgres.js';
 import { SqliteStore } from '../src/store/sqlite.js';
-import { startPostgres } from '../test/helpers/postgres.js';
+import { startPostgres } from './lib/postgres.mjs';
 
 const base = { masterSecret: Buffer.alloc(16, 1), senderId: Buffer.from([1]), recipientId: Buffer.from([2]) };
 

@@ -15,6 +15,8 @@ export interface TestPostgres {
   startServer(): Promise<void>;
   /** Runs SQL with psql in `database` (default coapkit); returns stdout (tuples only, unaligned). */
   psql(sql: string, database?: string): string;
+  /** Creates database `name` (a plain identifier) in the cluster; returns its connection URL. */
+  createDatabase(name: string): string;
   /** Stops the server and removes the directory. */
   stop(): Promise<void>;
 }

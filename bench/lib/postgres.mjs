@@ -167,13 +167,18 @@ export async function startPostgres(opts = {}) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const base = `postgres://coapkit@${opts.host ?? '127.0.0.1'}:${port}`;
   return {
-    url: `postgres://coapkit@${opts.host ?? '127.0.0.1'}:${port}/coapkit`,
+    url: `${base}/coapkit`,
     port,
     dir,
     stopServer,
     startServer,
     psql,
+    createDatabase: (name) => {
+      psql(`CREATE DATABASE ${name}`);
+      return `${base}/${name}`;
+    },
     stop: async () => {
       await stopServer();
       process.off('exit', onExit);

@@ -22,7 +22,7 @@ import {
 } from '../../src/transport/dtls.js';
 import { makePeer } from '../../src/transport/transport.js';
 import { makePki } from '../helpers/pki.js';
-import { withTimeout } from '../helpers/timing.js';
+import { sleep, until, withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, startServe } from '../integration/cli-helpers.js';
 
 const pki = makePki();
@@ -107,16 +107,14 @@ for (const [name, creds, weight] of [
     let result: { completed: number; attempts: number };
     try {
       // Let the attacker use its burst up and run into the limit first.
-      const limited = performance.now() + 20_000;
-      while (transport.server.stats.rateLimited === 0 && performance.now() < limited)
-        await new Promise((r) => setTimeout(r, 20));
+      await until(() => transport.server.stats.rateLimited > 0, 'the attacker went over its rate', 20_000);
       assert.ok(transport.server.stats.rateLimited > 0, 'the attacker went over its rate');
       const client = new CoapClient({ psk: PSK, bind: { address: '127.0.0.2' } });
       cleanups.push(() => client.close());
       const res = await withTimeout(client.get(`coaps://127.0.0.1:${port}/hello`), 10_000, 'legitimate GET');
       assert.equal(res.text(), 'world');
       // Keep attacking a little longer (bounded by the rounds), then stop.
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
     } finally {
       result = await a.stop();
     }

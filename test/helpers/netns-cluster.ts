@@ -21,7 +21,7 @@ import { until } from './timing.js';
 /** The checkout's root: the working folder of every process started here. */
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
 /** Why the load-balanced cluster cannot run here, or undefined when it can. */
 export function lbClusterSkipReason(): string | undefined {
@@ -42,7 +42,7 @@ export interface NsProc {
 }
 
 /** `ip netns exec NS CMD ARGS` from the checkout's root, with no PSK from the environment. */
-export function spawnIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): NsProc {
+function spawnIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): NsProc {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -79,6 +79,13 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
     return { p, results, done };
   };
 
+  /** One PUT from the device through the load balancer to `node`: answered 2.01/2.04. */
+  const put = async (path: string, payload: string, node: 1 | 2) => {
+    const w = device({ mode: 'req', ops: [{ method: 'PUT', path, payload, node }] });
+    assert.equal(await w.done, 0, w.p.out());
+    assert.match(w.results()[0]?.code ?? '', /^2\.0[14]/, w.p.out());
+  };
+
   const count = (p: Proc, re: RegExp) => (p.out().match(re) ?? []).length;
 
   before(async () => {
@@ -123,12 +130,7 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
   it('a PUT through the load balancer lands on node 1; another device port, hashed to node 2, reads it', async () => {
     const [n1, n2] = nodes as [Proc, Proc];
     const puts = count(n1, /PUT \/shared\/a/g);
-    const w = device({
-      mode: 'req',
-      ops: [{ method: 'PUT', path: '/shared/a', payload: 'written via node 1', node: 1 }],
-    });
-    assert.equal(await w.done, 0, w.p.out());
-    assert.match(w.results()[0]?.code ?? '', /^2\.0[14]/, w.p.out());
+    await put('/shared/a', 'written via node 1', 1);
     assert.equal(count(n1, /PUT \/shared\/a/g), puts + 1, 'node 1 handled the PUT');
     assert.equal(count(n2, /PUT \/shared\/a/g), 0, 'node 2 did not');
     // Node 2 learns of it through the store (LISTEN/NOTIFY): read until it does, bounded.
@@ -155,12 +157,7 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
 
   it('an observer on node 1 is notified of a PUT made through node 2', async () => {
     const [n1, n2] = nodes as [Proc, Proc];
-    const first = device({
-      mode: 'req',
-      ops: [{ method: 'PUT', path: '/shared/obs', payload: 'v1', node: 1 }],
-    });
-    assert.equal(await first.done, 0, first.p.out());
-    assert.match(first.results()[0]?.code ?? '', /^2\.0[14]/, first.p.out());
+    await put('/shared/obs', 'v1', 1);
     const obs = device({ mode: 'observe', path: '/shared/obs', node: 1, count: 2 });
     await until(
       () => obs.results().some((x) => x.text === 'v1') || obs.p.child.exitCode !== null,
@@ -169,12 +166,7 @@ describe('a cluster sharing PostgreSQL behind nginx in network namespaces', { sk
     );
     assert.ok(count(n1, /GET \/shared\/obs/g) >= 1, `registered on node 1: ${obs.p.out()}`);
     const putsOn2 = count(n2, /PUT \/shared\/obs/g);
-    const w = device({
-      mode: 'req',
-      ops: [{ method: 'PUT', path: '/shared/obs', payload: 'v2 via node 2', node: 2 }],
-    });
-    assert.equal(await w.done, 0, w.p.out());
-    assert.match(w.results()[0]?.code ?? '', /^2\.0[14]/, w.p.out());
+    await put('/shared/obs', 'v2 via node 2', 2);
     assert.equal(count(n2, /PUT \/shared\/obs/g), putsOn2 + 1, 'the PUT went to node 2');
     await until(() => obs.p.child.exitCode !== null, 'the observer got its second notification', 30_000);
     assert.equal(obs.p.child.exitCode, 0, obs.p.out());

@@ -21,8 +21,7 @@ describe('cluster nodes sharing a PostgreSQL store', () => {
   before(async () => {
     pg = await startPostgres();
     if (typeof pg === 'string') return;
-    pg.psql('CREATE DATABASE cluster');
-    const url = pg.url.replace(/\/coapkit$/, '/cluster');
+    const url = pg.createDatabase('cluster');
     nodes.push(
       ...(await startServeCluster(
         [

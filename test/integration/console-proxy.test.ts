@@ -303,14 +303,17 @@ describe('console proxy: certificate credentials over TLS (coaps+tcp://, coaps+w
     const tls = /coaps\+tcp:\/\/\S+/.exec(serve.banner)?.[0];
     const wss = /coaps\+ws:\/\/\S+/.exec(serve.banner)?.[0];
     assert.ok(tls && wss, serve.banner);
+    const tlsTime = `${tls.replace(/\/$/, '')}/time`;
     const p = await open(con);
+    /** The page's certificate fields: this client's certificate and key, and CA. */
+    const certCredentials = (ca: string) => sendCert(p, pki.clientCert, pki.clientKey, ca);
     // PSK mode (no certificate fields): the system's CAs do not know this server's CA.
-    request(p, 1, 1, `${tls.replace(/\/$/, '')}/time`);
+    request(p, 1, 1, tlsTime);
     const refused = await response(p, 1);
     assert.equal(refused.code, 162 /* 5.02 */);
     assert.match(new TextDecoder().decode(refused.payload), /certificate/i);
-    sendCert(p, pki.clientCert, pki.clientKey, pki.ca);
-    request(p, 2, 1, `${tls.replace(/\/$/, '')}/time`);
+    certCredentials(pki.ca);
+    request(p, 2, 1, tlsTime);
     const ok = await response(p, 2);
     assert.equal(ok.code, 69, new TextDecoder().decode(ok.payload));
     request(p, 3, 1, `${wss.replace(/\/$/, '')}/time`);
@@ -323,8 +326,8 @@ describe('console proxy: certificate credentials over TLS (coaps+tcp://, coaps+w
     // Another CA: refused again.
     const other = makePki();
     try {
-      sendCert(p, pki.clientCert, pki.clientKey, other.ca);
-      request(p, 4, 1, `${tls.replace(/\/$/, '')}/time`);
+      certCredentials(other.ca);
+      request(p, 4, 1, tlsTime);
       const wrong = await response(p, 4);
       assert.equal(wrong.code, 162);
       assert.match(new TextDecoder().decode(wrong.payload), /certificate/i);

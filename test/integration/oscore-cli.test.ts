@@ -17,22 +17,10 @@ import { type CoapMessage, decodeMessage, encodeMessage } from '../../src/codec/
 import type { OscoreContext } from '../../src/oscore/context.js';
 import { decodeOscoreOption, sequenceOf } from '../../src/oscore/option.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { OSCORE_CLIENT, OSCORE_SERVER, oscoreContextDir } from '../helpers/oscore-files.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
-
-const SERVER = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_hex': '01',
-  'recipient-id_ascii': 'c1',
-};
-const CLIENT = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_ascii': 'c1',
-  'recipient-id_hex': '01',
-};
 
 /** One raw exchange: the datagram out, the first datagram back. */
 async function exchange(port: number, datagram: Buffer): Promise<CoapMessage> {
@@ -79,27 +67,21 @@ async function oscoreRequest(
   throw new Error('Echo not accepted');
 }
 
-/** A temporary folder with the server's context (server.json) and the client's (client.json). */
-function contextDir(prefix: string): { dir: string; sfile: string; cfile: string } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const sfile = join(dir, 'server.json');
-  const cfile = join(dir, 'client.json');
-  writeFileSync(sfile, JSON.stringify(SERVER));
-  writeFileSync(cfile, JSON.stringify(CLIENT));
-  return { dir, sfile, cfile };
-}
+/** `coapkit serve --oscore SFILE --oscore-required REQUIRED` on loopback. */
+const serveOscore = (sfile: string, required = '/**') =>
+  startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', required]);
 
 describe('coapkit serve --oscore: kill -9 and restart', () => {
   let dir: string;
   let sfile: string;
   let cfile: string;
   before(() => {
-    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-cli-'));
+    ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscore-cli-'));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('coapkit get --oscore talks to coapkit serve --oscore; unprotected requests get 4.02', async () => {
-    const serve = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const serve = await serveOscore(sfile);
     try {
       assert.match(serve.banner, /OSCORE: 1 context \(client kid 6331\); required on \/\*\*/);
       const url = `coap://127.0.0.1:${serve.port}/notes`;
@@ -133,7 +115,7 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
     const seen = { client: [] as number[], server: [] as number[] };
     const captured: Buffer[] = [];
     let ctx = loadOscoreContext(cfile);
-    const s1 = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const s1 = await serveOscore(sfile);
     try {
       const r = await oscoreRequest(
         s1.port,
@@ -161,7 +143,7 @@ describe('coapkit serve --oscore: kill -9 and restart', () => {
       seen.server.every((n) => n < serverBound),
       'every server Partial IV is below its stored bound',
     );
-    const s2 = await startServe([...LOOPBACK_PORTS, '--oscore', sfile, '--oscore-required', '/**']);
+    const s2 = await serveOscore(sfile);
     try {
       // The captured PUT, sent again to the restarted server: verified, but its freshness is
       // unknown, so it is not performed: a protected 4.01 + Echo (own Partial IV) comes back.
@@ -197,10 +179,13 @@ describe('coapkit serve --oscore with access rules: the client is oscore:KID', (
   let sfile: string;
   let cfile: string;
   before(() => {
-    ({ dir, sfile, cfile } = contextDir('coapkit-oscore-acl-'));
+    ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscore-acl-'));
     // Another client the server knows (kid "c2"), allowed less.
-    writeFileSync(join(dir, 'server2.json'), JSON.stringify({ ...SERVER, 'recipient-id_ascii': 'c2' }));
-    writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(
+      join(dir, 'server2.json'),
+      JSON.stringify({ ...OSCORE_SERVER, 'recipient-id_ascii': 'c2' }),
+    );
+    writeFileSync(join(dir, 'client2.json'), JSON.stringify({ ...OSCORE_CLIENT, 'sender-id_ascii': 'c2' }));
     writeFileSync(
       join(dir, 'acl.txt'),
       'oscore:6331 GET,PUT /notes/**\n* GET /devices/{identity}/**\noscore:6332 GET /notes/**\nanonymous GET /**\n',
@@ -294,17 +279,11 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
   it("names the client's context file when one lies beside the server's", async () => {
     const d = join(dir, 'pair');
     mkdirSync(d);
-    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
-    writeFileSync(join(d, 'other.json'), JSON.stringify({ ...CLIENT, 'sender-id_ascii': 'c2' }));
-    writeFileSync(join(d, 'client.json'), JSON.stringify(CLIENT));
+    writeFileSync(join(d, 'server.json'), JSON.stringify(OSCORE_SERVER));
+    writeFileSync(join(d, 'other.json'), JSON.stringify({ ...OSCORE_CLIENT, 'sender-id_ascii': 'c2' }));
+    writeFileSync(join(d, 'client.json'), JSON.stringify(OSCORE_CLIENT));
     writeFileSync(join(d, 'not-a-context.json'), '[1, 2');
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/**',
-    ]);
+    const serve = await serveOscore(join(d, 'server.json'));
     try {
       const { command, result } = await runTry(serve.banner);
       assert.equal(command, `get coap://127.0.0.1:${serve.port}/ --oscore ${join(d, 'client.json')}`);
@@ -319,15 +298,9 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
     mkdirSync(d);
     writeFileSync(
       join(d, 'server.json'),
-      JSON.stringify({ ...SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
+      JSON.stringify({ ...OSCORE_SERVER, 'id-context_hex': '37cbf3210017a2d3' }),
     );
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/**',
-    ]);
+    const serve = await serveOscore(join(d, 'server.json'));
     try {
       assert.match(serve.banner, / --oscore CLIENT\.json$/m);
       const note =
@@ -339,8 +312,8 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
       writeFileSync(
         client,
         JSON.stringify({
-          secret_hex: SERVER.secret_hex,
-          salt_hex: SERVER.salt_hex,
+          secret_hex: OSCORE_SERVER.secret_hex,
+          salt_hex: OSCORE_SERVER.salt_hex,
           'id-context_hex': note[1],
           'sender-id_hex': note[2],
           'recipient-id_hex': note[3],
@@ -360,14 +333,8 @@ describe("coapkit serve --oscore: the banner's Try line works", () => {
   it('"/" not required: the plain command, which works', async () => {
     const d = join(dir, 'partial');
     mkdirSync(d);
-    writeFileSync(join(d, 'server.json'), JSON.stringify(SERVER));
-    const serve = await startServe([
-      ...LOOPBACK_PORTS,
-      '--oscore',
-      join(d, 'server.json'),
-      '--oscore-required',
-      '/secure/**',
-    ]);
+    writeFileSync(join(d, 'server.json'), JSON.stringify(OSCORE_SERVER));
+    const serve = await serveOscore(join(d, 'server.json'), '/secure/**');
     try {
       const { command, result } = await runTry(serve.banner);
       assert.equal(command, `get coap://127.0.0.1:${serve.port}/`);

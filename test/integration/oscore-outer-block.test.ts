@@ -19,12 +19,12 @@ import {
   CoapClient,
   CoapServer,
   enableOscore,
-  ForwardProxy,
   OscoreContext,
   OscoreError,
   proxyUriOption,
 } from '../../src/index.js';
-import { protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
+import { startForwardProxy } from '../helpers/forward-proxy.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { withTimeout } from '../helpers/timing.js';
 
@@ -75,6 +75,15 @@ function rawPeer(port: number) {
   };
 }
 
+/** Block NUM (1024 bytes, SZX 6) of a protected request's payload, with an outer Block1 option. */
+function outerBlock1(message: PlainMessage, num: number, more: boolean) {
+  return {
+    code: message.code,
+    options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(num, more, 6) }],
+    payload: Buffer.from(message.payload!.subarray(num * 1024, (num + 1) * 1024)),
+  };
+}
+
 function block(m: CoapMessage, n: number) {
   const v = getOption(m.options, n);
   return v === undefined ? undefined : decodeBlock(v);
@@ -104,13 +113,8 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
     try {
       let last: CoapMessage | undefined;
       for (let num = 0; num * 1024 < protectedPayload.length; num++) {
-        const chunk = protectedPayload.subarray(num * 1024, (num + 1) * 1024);
         const more = (num + 1) * 1024 < protectedPayload.length;
-        const r = await peer.exchange({
-          code: message.code,
-          options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(num, more, 6) }],
-          payload: Buffer.from(chunk),
-        });
+        const r = await peer.exchange(outerBlock1(message, num, more));
         if (more) {
           assert.equal(r.code, ResponseCode.Continue, `block ${num}: 2.31`);
           assert.deepEqual(block(r, OptionNumber.Block1), { num, more: true, szx: 6, size: 1024 });
@@ -166,20 +170,11 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
   });
 
   it("through coapkit's forward proxy (which fetches and serves the protected answer block-wise, unread): reassembled and verified", async () => {
-    const proxyServer = new CoapServer();
-    const proxyClient = new CoapClient();
-    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
-    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
-    const seen: Buffer[] = [];
-    const inner = pep.handler!;
-    pep.handler = (msg, peer) => {
-      seen.push(encodeMessage(msg));
-      return inner(msg, peer);
-    };
+    const proxy = await startForwardProxy();
     const client = new CoapClient();
     try {
       const before = srv.layer.stats.outerBlocksServed;
-      const res = await client.get(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+      const res = await client.get(proxy.url, {
         oscore: cctx,
         options: [proxyUriOption(`coap://127.0.0.1:${srv.port}/secure/big`)],
       });
@@ -188,14 +183,13 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
       // The proxy fetched the origin's outer blocks; the client fetched the proxy's.
       assert.equal(srv.layer.stats.outerBlocksServed - before, 2);
       assert.ok(
-        seen.length >= 3,
-        `the client asked the proxy for each outer block (${seen.length} requests)`,
+        proxy.seen.length >= 3,
+        `the client asked the proxy for each outer block (${proxy.seen.length} requests)`,
       );
-      for (const d of seen) assert.ok(!d.includes(Buffer.from('secure')), 'the path stays encrypted');
+      for (const d of proxy.seen) assert.ok(!d.includes(Buffer.from('secure')), 'the path stays encrypted');
     } finally {
       await client.close();
-      await proxyClient.close();
-      await proxyServer.close();
+      await proxy.close();
     }
   });
 
@@ -207,11 +201,7 @@ describe('OSCORE outer block-wise (RFC 8613 §4.1.3.4.2)', () => {
     });
     const peer = rawPeer(srv.port);
     try {
-      const r = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(1, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(1024, 2048)),
-      });
+      const r = await peer.exchange(outerBlock1(message, 1, true));
       assert.equal(r.code, ResponseCode.RequestEntityIncomplete);
       // A small answer is not kept: asking again for its "block 1" is the same protected request
       // verified a second time, i.e. a replay.
@@ -246,14 +236,11 @@ describe('OSCORE outer block-wise: uploads through the forward proxy', () => {
     server.post('/secure/echo', (req) => ({ code: '2.04', payload: req.payload }));
     const layer = enableOscore(server, { contexts: [serverCtx()], required: ['/secure/**'] });
     const ep = await server.listen({ host: '127.0.0.1', port: 0 });
-    const proxyServer = new CoapServer();
-    const proxyClient = new CoapClient();
-    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
-    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
+    const proxy = await startForwardProxy();
     const client = new CoapClient();
     try {
       const body = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 253));
-      const res = await client.post(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+      const res = await client.post(proxy.url, {
         payload: body,
         oscore: clientCtx(),
         options: [proxyUriOption(`coap://127.0.0.1:${ep.transport.localAddress().port}/secure/echo`)],
@@ -263,8 +250,7 @@ describe('OSCORE outer block-wise: uploads through the forward proxy', () => {
       assert.ok(layer.stats.outerReassembled >= 1, `outer reassemblies: ${layer.stats.outerReassembled}`);
     } finally {
       await client.close();
-      await proxyClient.close();
-      await proxyServer.close();
+      await proxy.close();
       await server.close();
     }
   });
@@ -294,17 +280,9 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
     });
     const peer = rawPeer(srv.port);
     try {
-      const r0 = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(0, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(0, 1024)),
-      });
+      const r0 = await peer.exchange(outerBlock1(message, 0, true));
       assert.equal(r0.code, ResponseCode.Continue);
-      const r1 = await peer.exchange({
-        code: message.code,
-        options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(1, true, 6) }],
-        payload: Buffer.from(message.payload!.subarray(1024, 2048)),
-      });
+      const r1 = await peer.exchange(outerBlock1(message, 1, true));
       assert.equal(r1.code, ResponseCode.RequestEntityTooLarge);
       assert.equal(decodeUint(getOption(r1.options, OptionNumber.Size1)!), 1500);
       assert.equal(getOption(r1.options, OptionNumber.Oscore), undefined);
@@ -324,11 +302,7 @@ describe('OSCORE outer block-wise: MAX_UNFRAGMENTED_SIZE', () => {
           options: pathOptions('/secure/echo'),
           payload: Buffer.alloc(1400, i),
         });
-        const r = await peer.exchange({
-          code: message.code,
-          options: [...message.options, { number: OptionNumber.Block1, value: encodeBlock(0, true, 6) }],
-          payload: Buffer.from(message.payload!.subarray(0, 1024)),
-        });
+        const r = await peer.exchange(outerBlock1(message, 0, true));
         codes.push(r.code);
       }
       assert.deepEqual(codes, [0x5f, 0x5f, 0x5f, 0x5f, ResponseCode.ServiceUnavailable]);

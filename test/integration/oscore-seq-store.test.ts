@@ -10,8 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadOscoreContext } from '../../src/cli/oscore.js';
@@ -22,25 +21,16 @@ import { decodeOscoreOption, sequenceOf } from '../../src/oscore/option.js';
 import { type PlainMessage, protectRequest, unprotectResponse } from '../../src/oscore/protect.js';
 import { StoreFormatError } from '../../src/store/errors.js';
 import { PostgresStore } from '../../src/store/postgres.js';
+import { OSCORE_CLIENT, OSCORE_SERVER, oscoreContextDir } from '../helpers/oscore-files.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { pathOptions } from '../helpers/raw-coap.js';
 import { until, withTimeout } from '../helpers/timing.js';
 import { LOOPBACK_PORTS, runInProcess, startServe } from './cli-helpers.js';
 
-const SERVER = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_hex': '01',
-  'recipient-id_ascii': 'c1',
-  'id-context_hex': '37cbf3210017a2d3',
-};
-const CLIENT = {
-  secret_hex: '0102030405060708090a0b0c0d0e0f10',
-  salt_hex: '9e7ca92223786340',
-  'sender-id_ascii': 'c1',
-  'recipient-id_hex': '01',
-  'id-context_hex': '37cbf3210017a2d3',
-};
+/** The CLI tests' context pair, with an ID Context. */
+const ID_CONTEXT = { 'id-context_hex': '37cbf3210017a2d3' };
+const SERVER = { ...OSCORE_SERVER, ...ID_CONTEXT };
+const CLIENT = { ...OSCORE_CLIENT, ...ID_CONTEXT };
 
 /**
  * A client on one UDP socket: protected requests by hand; every datagram that
@@ -127,11 +117,7 @@ let sfile: string;
 let cfile: string;
 before(async () => {
   pg = await startPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'coapkit-oscseq-'));
-  sfile = join(dir, 'server.json');
-  cfile = join(dir, 'client.json');
-  writeFileSync(sfile, JSON.stringify(SERVER));
-  writeFileSync(cfile, JSON.stringify(CLIENT));
+  ({ dir, sfile, cfile } = oscoreContextDir('coapkit-oscseq-', SERVER, CLIENT));
 });
 after(async () => {
   if (typeof pg !== 'string') await pg.stop();
@@ -141,8 +127,7 @@ after(async () => {
 describe('reserveSequence on PostgreSQL', () => {
   it('two connections reserving at once get disjoint ranges; migration floor; a bad counter is refused', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
-    pg.psql('CREATE DATABASE seq');
-    const url = pg.url.replace(/\/coapkit$/, '/seq');
+    const url = pg.createDatabase('seq');
     const a = await PostgresStore.open(url);
     const b = await PostgresStore.open(url);
     try {
@@ -238,8 +223,7 @@ describe('coapkit serve --oscore with a store', () => {
 
   it('two servers on one PostgreSQL store and one context never send the same Partial IV', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
-    pg.psql('CREATE DATABASE fleet');
-    const url = pg.url.replace(/\/coapkit$/, '/fleet');
+    const url = pg.createDatabase('fleet');
     const args = [...LOOPBACK_PORTS, '--store', url, '--oscore', sfile];
     const n1 = await startServe(args);
     const n2 = await startServe(args);
@@ -274,8 +258,7 @@ describe('coapkit serve --oscore with a store', () => {
   it('PostgreSQL stopped: 5.03 + Max-Age once the range runs out, numbering goes on when it is back', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
     const db = pg;
-    db.psql('CREATE DATABASE outage');
-    const url = db.url.replace(/\/coapkit$/, '/outage');
+    const url = db.createDatabase('outage');
     const n = await startServe([...LOOPBACK_PORTS, '--store', url, '--oscore', sfile]);
     const c = new RawOscoreClient(n.port, loadOscoreContext(cfile, { sequence: false }));
     try {

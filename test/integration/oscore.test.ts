@@ -21,7 +21,6 @@ import {
   CoapServer,
   enableOscore,
   FileSequenceStore,
-  ForwardProxy,
   OscoreContext,
   OscoreError,
   proxyUriOption,
@@ -31,6 +30,7 @@ import {
 import { decodeOscoreOption } from '../../src/oscore/option.js';
 import { protectRequest } from '../../src/oscore/protect.js';
 import { startTrace } from '../../src/trace/tracer.js';
+import { startForwardProxy } from '../helpers/forward-proxy.js';
 import { until, withTimeout } from '../helpers/timing.js';
 
 const SECRET = Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex');
@@ -217,32 +217,22 @@ describe('OSCORE sequence numbers across a restart (§7.5, Appendix B.1.2)', () 
 describe('OSCORE through the forward proxy', () => {
   it('client -> proxy -> server: forwarded, and the proxy never sees the plaintext', async () => {
     const srv = await startServer(serverCtx());
-    const proxyServer = new CoapServer();
-    const seen: Buffer[] = [];
-    const proxyClient = new CoapClient();
-    new ForwardProxy({ client: proxyClient, timeout: 2000 }).attach(proxyServer);
-    const pep = await proxyServer.listen({ host: '127.0.0.1', port: 0 });
-    const inner = pep.handler!;
-    pep.handler = (msg, peer) => {
-      seen.push(encodeMessage(msg));
-      return inner(msg, peer);
-    };
+    const proxy = await startForwardProxy();
     const client = new CoapClient();
     try {
-      const res = await client.get(`coap://127.0.0.1:${pep.transport.localAddress().port}`, {
+      const res = await client.get(proxy.url, {
         oscore: clientCtx(),
         options: [proxyUriOption(`coap://127.0.0.1:${srv.port}/secure/hello`)],
       });
       assert.equal(res.text(), 'hello client');
-      assert.ok(seen.length >= 1);
-      for (const d of seen) {
+      assert.ok(proxy.seen.length >= 1);
+      for (const d of proxy.seen) {
         assert.ok(!d.includes(Buffer.from('secure')), 'Uri-Path is inside the ciphertext');
         assert.ok(!d.includes(Buffer.from('hello')), 'the path and the answer stay encrypted');
       }
     } finally {
       await client.close();
-      await proxyClient.close();
-      await proxyServer.close();
+      await proxy.close();
       await srv.server.close();
     }
   });

@@ -226,15 +226,13 @@ describe('durable store: PostgreSQL (--store)', () => {
 
   test('kill -9 under a PUT load: every acknowledged write is there after the restart', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
-    pg.psql('CREATE DATABASE crash');
-    await crashTest(['--store', pg.url.replace(/\/coapkit$/, '/crash')]);
+    await crashTest(['--store', pg.createDatabase('crash')]);
   });
 
   test('PostgreSQL stopped and started during a PUT loop: 5.03 meanwhile, reads served, nothing acknowledged lost', async (t) => {
     if (typeof pg === 'string') return t.skip(pg);
     const db = pg;
-    db.psql('CREATE DATABASE outage');
-    const url = db.url.replace(/\/coapkit$/, '/outage');
+    const url = db.createDatabase('outage');
     const serve = await startServe([...LOOPBACK_PORTS, '--store', url]);
     const client = await RawCoapClient.open(serve.port);
     const acked = new Map<string, Buffer>();

@@ -72,8 +72,7 @@ test('an observer on node 1 is notified of a change made through node 2', async 
 test('concurrent POSTs to one collection through two nodes: no acknowledged entry overwritten', async (t) => {
   if (typeof pg === 'string') return t.skip(pg);
   const db = pg;
-  db.psql('CREATE DATABASE posts');
-  const url = db.url.replace(/\/coapkit$/, '/posts');
+  const url = db.createDatabase('posts');
   const n1 = await node(url);
   const n2 = await node(url);
   const client = new CoapClient();
@@ -125,8 +124,7 @@ test('concurrent POSTs to one collection through two nodes: no acknowledged entr
 test('a node whose LISTEN connection dropped catches up with what it missed', async (t) => {
   if (typeof pg === 'string') return t.skip(pg);
   const db = pg;
-  db.psql('CREATE DATABASE resync');
-  const url = db.url.replace(/\/coapkit$/, '/resync');
+  const url = db.createDatabase('resync');
   const n1 = await node(url);
   const n2 = await node(url);
   const client = new CoapClient();

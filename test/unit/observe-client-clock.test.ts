@@ -5,19 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { CoapOption } from '../../src/codec/message.js';
 import { Method } from '../../src/constants/codes.js';
-import { OptionNumber } from '../../src/constants/options.js';
 import { Observation } from '../../src/observe/client.js';
 import { CoapServer } from '../../src/server/server.js';
 import { VirtualClock } from '../../src/util/clock.js';
 import { FAST, memorySetup } from '../helpers/memory.js';
-
-const path = (p: string): CoapOption[] =>
-  p
-    .split('/')
-    .filter(Boolean)
-    .map((s) => ({ number: OptionNumber.UriPath, value: Buffer.from(s) }));
+import { pathOptions } from '../helpers/raw-coap.js';
 
 describe('observe client on the clock', () => {
   const clock = new VirtualClock();
@@ -37,7 +30,7 @@ describe('observe client on the clock', () => {
         endpoint: mem.endpoint({}, '10.0.0.2'),
         peer: t.self,
         code: Method.GET,
-        options: path('/obs'),
+        options: pathOptions('/obs'),
       }),
       { reregisterMarginMs: 100 },
     );

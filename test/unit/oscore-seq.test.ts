@@ -59,6 +59,16 @@ class HandSource implements SequenceSource {
   }
 }
 
+/** A context on a HandSource that has answered its first reservation. */
+async function readyCtx(margin: number): Promise<{ src: HandSource; c: OscoreContext }> {
+  const src = new HandSource();
+  const c = ctx(src, margin);
+  const ready = c.ready();
+  await src.answer();
+  await ready;
+  return { src, c };
+}
+
 /** A source reserving from a store, like `coapkit serve` does. */
 function storeSource(store: MemoryStore | SqliteStore, name: string, atLeast = 0): SequenceSource {
   return { reserve: (count) => store.reserveSequence(name, count, atLeast) };
@@ -82,11 +92,7 @@ describe('OscoreContext with a SequenceSource', () => {
   });
 
   it('asks for the next range at half use, switches to it, and fails one message when it is late', async () => {
-    const src = new HandSource();
-    const c = ctx(src, 8);
-    const ready = c.ready();
-    await src.answer();
-    await ready;
+    const { src, c } = await readyCtx(8);
     const got: number[] = [];
     for (let i = 0; i < 4; i++) got.push(c.nextSequenceNumber());
     assert.equal(src.calls.length, 0, 'not asked before half the range is used');
@@ -109,11 +115,7 @@ describe('OscoreContext with a SequenceSource', () => {
   });
 
   it('a failed reservation is retried by the next message; the error is the cause', async () => {
-    const src = new HandSource();
-    const c = ctx(src, 4);
-    const ready = c.ready();
-    await src.answer();
-    await ready;
+    const { src, c } = await readyCtx(4);
     for (let i = 0; i < 3; i++) c.nextSequenceNumber();
     assert.equal(src.calls.length, 1, 'asked at half use');
     src.calls.shift()!.reject(new Error('database unreachable'));
